@@ -1,0 +1,62 @@
+# Two commands matter: `make demo` and `make test`. Both create or update the virtualenv first.
+SHELL := /bin/bash
+PY ?= python3.11
+ROOT := $(abspath .)
+VENV := $(ROOT)/.venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export AIRFLOW_HOME := $(ROOT)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(ROOT)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(ROOT)/.airflow/airflow.db
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS := True
+export PYTHONPATH := $(ROOT):$(ROOT)/plugins
+export PATH := $(BIN):$(PATH)
+
+.PHONY: venv test test-unit test-integration lint demo airflow-init standalone sandboxes bench bench-smoke clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-sandbox.txt requirements-dev.txt constraints.txt
+	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt -c constraints.txt
+	$(BIN)/pip install -q --no-deps clio-cli==1.0.5
+	touch $(STAMP)
+
+airflow-init: venv
+	mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate >/dev/null
+
+lint: venv
+	$(BIN)/ruff check .
+
+test: venv lint
+	$(BIN)/python -m pytest -p no:cacheprovider
+
+test-unit: venv
+	$(BIN)/python -m pytest -m "not integration"
+
+test-integration: venv
+	$(BIN)/python -m pytest -m integration
+
+demo: airflow-init
+	$(BIN)/python -m scripts.demo
+
+sandboxes: venv
+	$(BIN)/python -m scripts.sandboxes
+
+standalone: airflow-init
+	$(BIN)/python -m scripts.import_settings
+	$(BIN)/airflow standalone
+
+bench-smoke: venv
+	$(BIN)/python -m benchmarks.run --size tiny
+
+bench: venv
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(AIRFLOW_HOME) .demo .pytest_cache

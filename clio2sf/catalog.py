@@ -1,0 +1,251 @@
+"""What the migration reads from Clio: one entry per staged object.
+
+This is the contract between the extractor (which builds its requests from it), the
+mapping engine (which reads the staged records) and the Clio sandbox (which must serve
+every field named here, exactly as Clio API v4 spells it).  Pure data, no Airflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+_CF = "custom_field_values{id,field_name,field_type,value,custom_field,picklist_option}"
+
+
+@dataclass(frozen=True)
+class ClioObject:
+    """One Clio collection the extractor pages through.
+
+    :param name: staging name (folder under ``raw/``), also the external-id prefix.
+    :param endpoint: path under ``/api/v4`` (without ``.json``).
+    :param fields: the ``fields`` selection sent on every page.
+    :param params: fixed query parameters (e.g. ``type=Matter`` for notes).
+    :param incremental: the endpoint honours ``updated_since``.
+    :param migrated: staged for loading (False: exported as reference JSON only).
+    """
+
+    name: str
+    endpoint: str
+    fields: str
+    params: dict[str, str] = field(default_factory=dict)
+    incremental: bool = True
+    migrated: bool = True
+
+    @property
+    def field_list(self) -> list[str]:
+        """Split ``fields`` on top-level commas (braces kept together)."""
+        out, depth, cur = [], 0, ""
+        for ch in self.fields:
+            if ch == "," and depth == 0:
+                out.append(cur)
+                cur = ""
+                continue
+            depth += ch == "{"
+            depth -= ch == "}"
+            cur += ch
+        if cur:
+            out.append(cur)
+        return out
+
+
+CLIO_OBJECTS: tuple[ClioObject, ...] = (
+    ClioObject(
+        "users",
+        "users",
+        "id,etag,name,first_name,last_name,email,enabled,rate,subscription_type,roles,"
+        "created_at,updated_at",
+    ),
+    ClioObject(
+        "practice_areas",
+        "practice_areas",
+        "id,etag,name,code,category,created_at,updated_at",
+    ),
+    ClioObject(
+        "matter_stages",
+        "matter_stages",
+        "id,etag,name,order,practice_area_id,created_at,updated_at",
+    ),
+    ClioObject(
+        "custom_fields",
+        "custom_fields",
+        "id,etag,name,parent_type,field_type,displayed,required,deleted,display_order,"
+        "picklist_options{id,option,deleted_at},created_at,updated_at",
+    ),
+    ClioObject(
+        "contacts",
+        "contacts",
+        "id,etag,type,name,first_name,middle_name,last_name,prefix,title,date_of_birth,"
+        "primary_email_address,secondary_email_address,primary_phone_number,"
+        "secondary_phone_number,is_client,company{id,name},"
+        "email_addresses{id,name,address,primary},phone_numbers{id,name,number,primary},"
+        "addresses{id,name,street,city,province,postal_code,country,primary},"
+        "related_contacts{id,name,type},"
+        f"{_CF},created_at,updated_at",
+    ),
+    ClioObject(
+        "matters",
+        "matters",
+        "id,etag,number,display_number,description,status,open_date,pending_date,close_date,"
+        "billable,billing_method,client_reference,location,client{id,name},"
+        "practice_area{id,name,code,category},matter_stage{id,name},"
+        "responsible_attorney{id,name,email},originating_attorney{id,name,email},"
+        "custom_rate{type,on_invoice,rates},"
+        f"{_CF},created_at,updated_at",
+    ),
+    ClioObject(
+        "relationships",
+        "relationships",
+        "id,etag,description,matter{id,display_number},contact{id,name,type},"
+        "created_at,updated_at",
+    ),
+    ClioObject(
+        "activity_descriptions",
+        "activity_descriptions",
+        "id,etag,name,default,rate,category_type,created_at,updated_at",
+    ),
+    ClioObject(
+        "activity_rates",
+        "activity_rates",
+        "id,etag,rate,flat_rate,contact_id,co_counsel_contact_id,user{id,name},"
+        "group{id,name},created_at,updated_at",
+    ),
+    ClioObject(
+        "expense_categories",
+        "expense_categories",
+        "id,etag,name,rate,entry_type,created_at,updated_at",
+    ),
+    ClioObject(
+        "activities",
+        "activities",
+        "id,etag,type,date,quantity,rounded_quantity,quantity_in_hours,price,total,"
+        "non_billable_total,billed,on_bill,non_billable,no_charge,flat_rate,note,reference,"
+        "tax_setting,matter{id,display_number},user{id,name,email},"
+        "activity_description{id,name},expense_category{id,name},vendor{id,name},"
+        "bill{id,number},created_at,updated_at",
+    ),
+    ClioObject(
+        "bills",
+        "bills",
+        "id,etag,number,type,kind,state,subject,memo,issued_at,due_at,start_at,end_at,"
+        "paid_at,last_sent_at,total,due,balance,paid,sub_total,tax_sum,"
+        "client{id,name},matters{id,display_number},currency,created_at,updated_at",
+    ),
+    ClioObject(
+        "line_items",
+        "line_items",
+        "id,etag,type,kind,description,note,date,quantity,price,sub_total,tax,total,"
+        "bill{id,number},matter{id,display_number},activity{id,type},created_at,updated_at",
+    ),
+    ClioObject(
+        "bank_accounts",
+        "bank_accounts",
+        "id,etag,type,name,institution,currency,balance,default_account,"
+        "created_at,updated_at",
+    ),
+    ClioObject(
+        "bank_transactions",
+        "bank_transactions",
+        "id,etag,type,transaction_type,bank_account_id,date,amount,funds_in,funds_out,"
+        "currency,description,source,confirmation,client{id,name},"
+        "matter{id,display_number},bill{id,number},created_at,updated_at",
+    ),
+    ClioObject(
+        "trust_line_items",
+        "trust_line_items",
+        "id,etag,date,total,note,bill{id,number},matter{id,display_number},"
+        "client{id,name},created_at,updated_at",
+    ),
+    ClioObject(
+        "documents",
+        "documents",
+        "id,etag,type,name,filename,size,content_type,received_at,deleted_at,"
+        "matter{id,display_number},contact{id,name},parent{id,name},"
+        "latest_document_version{id,uuid,version_number,filename,size,content_type,"
+        "received_at,fully_uploaded},created_at,updated_at",
+    ),
+    ClioObject(
+        "calendar_entries",
+        "calendar_entries",
+        "id,etag,summary,description,location,start_at,end_at,all_day,start_at_time_zone,"
+        "recurrence_rule,parent_calendar_entry_id,calendar_owner{id,name,type},"
+        "attendees{id,type,name,email},matter{id,display_number},created_at,updated_at",
+    ),
+    ClioObject(
+        "tasks",
+        "tasks",
+        "id,etag,name,description,status,priority,due_at,completed_at,permission,"
+        "assignee{id,type,name},assigner{id,name},matter{id,display_number},"
+        "task_type{id,name},created_at,updated_at",
+    ),
+    ClioObject(
+        "task_types",
+        "task_types",
+        "id,etag,name,deleted_at,created_at,updated_at",
+    ),
+    ClioObject(
+        "matter_notes",
+        "notes",
+        "id,etag,type,subject,detail,date,matter{id,display_number},author{id,name,email},"
+        "created_at,updated_at",
+        params={"type": "Matter"},
+    ),
+    ClioObject(
+        "contact_notes",
+        "notes",
+        "id,etag,type,subject,detail,date,contact{id,name},author{id,name,email},"
+        "created_at,updated_at",
+        params={"type": "Contact"},
+    ),
+    ClioObject(
+        "communications",
+        "communications",
+        "id,etag,type,subject,body,date,received_at,user{id,name,email},"
+        "matter{id,display_number},senders{id,type,name},receivers{id,type,name},"
+        "created_at,updated_at",
+        params={"order": "id(asc)"},
+    ),
+    # Configuration exported as JSON reference files, not loaded.
+    ClioObject(
+        "task_template_lists",
+        "task_template_lists",
+        "id,etag,name,description,practice_area{id,name},created_at,updated_at",
+        migrated=False,
+    ),
+    ClioObject(
+        "task_templates",
+        "task_templates",
+        "id,etag,name,description,priority,task_template_list{id,name},created_at,updated_at",
+        migrated=False,
+    ),
+    ClioObject(
+        "document_templates",
+        "document_templates",
+        "id,etag,filename,size,content_type,document_category{id,name},created_at,updated_at",
+        migrated=False,
+    ),
+    ClioObject(
+        "custom_actions",
+        "custom_actions",
+        "id,etag,label,target_url,ui_reference,created_at,updated_at",
+        migrated=False,
+    ),
+    ClioObject(
+        "webhooks",
+        "webhooks",
+        "id,etag,url,model,events,status,expires_at,created_at,updated_at",
+        migrated=False,
+    ),
+)
+
+#: Single-record configuration endpoints exported as reference JSON.
+CLIO_SETTINGS_ENDPOINTS: tuple[str, ...] = ("settings/billing",)
+
+BY_NAME: dict[str, ClioObject] = {o.name: o for o in CLIO_OBJECTS}
+
+
+def get(name: str) -> ClioObject:
+    """Return the catalog entry for a staged object name, or raise KeyError naming it."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown Clio object {name!r}; known: {sorted(BY_NAME)}") from None

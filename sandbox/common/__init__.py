@@ -1,0 +1,1 @@
+"""Pieces both sandboxes share (the seeded firm's staff roster)."""

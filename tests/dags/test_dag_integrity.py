@@ -1,0 +1,68 @@
+"""Every phase DAG imports cleanly, follows the bundle's policy and does no I/O at parse time."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.dags.integrity import load_dagbag, problems
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+PHASES = ["discover", "extract", "resolve_users", "sample", "full_load", "delta", "rollback"]
+
+pytestmark = pytest.mark.unit
+
+
+def test_bundle_has_no_integrity_problems():
+    assert problems(DAGS) == []
+
+
+def test_one_dag_per_phase():
+    ids = sorted(load_dagbag(DAGS).dags)
+    assert ids == sorted(f"mig_{i:02d}_{p}" for i, p in enumerate(PHASES, start=1))
+
+
+def test_integrity_check_catches_an_import_error(tmp_path):
+    (tmp_path / "broken_dag.py").write_text("import module_that_does_not_exist\n")
+    found = problems(tmp_path)
+    assert len(found) == 1
+    assert "broken_dag.py" in found[0] and "module_that_does_not_exist" in found[0]
+
+
+def test_integrity_check_catches_network_at_parse_time(tmp_path):
+    (tmp_path / "chatty_dag.py").write_text(
+        textwrap.dedent(
+            """
+            import socket
+            socket.create_connection(("127.0.0.1", 9))
+            """
+        )
+    )
+    found = problems(tmp_path)
+    assert found and "parse time" in found[0]
+
+
+def test_integrity_check_catches_policy_violations(tmp_path):
+    (tmp_path / "lax_dag.py").write_text(
+        textwrap.dedent(
+            """
+            from airflow.sdk import dag, task
+
+            @dag(dag_id="lax")
+            def lax():
+                @task
+                def t():
+                    return 1
+                t()
+
+            lax()
+            """
+        )
+    )
+    found = problems(tmp_path)
+    assert any("no tags" in f for f in found)
+    assert any("no doc_md" in f for f in found)
+    assert any("retries" in f for f in found)
+    assert any("explicit schedule" in f for f in found)

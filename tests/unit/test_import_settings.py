@@ -1,0 +1,50 @@
+"""airflow_settings.yaml converts to what `airflow ... import` reads, secrets from the env."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts.import_settings import convert, expand
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.unit
+
+ENV = {
+    "CLIO_BASE_URL": "http://127.0.0.1:8701",
+    "CLIO_CLIENT_ID": "cid",
+    "CLIO_CLIENT_SECRET": "csecret",
+    "CLIO_REFRESH_TOKEN": "rtok",
+    "SF_CONSUMER_KEY": "ck",
+    "SF_CONSUMER_SECRET": "cs",
+    "SF_DOMAIN": "127.0.0.1:8702/services/oauth2/token?",
+    "CLIO2SF_STAGING_ROOT": "file:///tmp/staging",
+}
+
+
+def test_settings_declare_connections_pools_and_variables():
+    conns, pools, variables = convert(expand(yaml.safe_load((ROOT / "airflow_settings.yaml").read_text()), ENV))
+    assert set(conns) == {"clio_default", "salesforce_default"}
+    assert conns["clio_default"]["password"] == "csecret"
+    assert json.loads(conns["clio_default"]["extra"])["refresh_token"] == "rtok"
+    assert json.loads(conns["salesforce_default"]["extra"])["domain"].startswith("127.0.0.1:8702")
+    assert set(pools) == {"clio_api", "salesforce_api"}
+    assert variables["clio2sf_staging_root"] == "file:///tmp/staging"
+
+
+def test_missing_secret_is_named():
+    env = dict(ENV)
+    del env["CLIO_CLIENT_SECRET"]
+    with pytest.raises(KeyError, match="CLIO_CLIENT_SECRET"):
+        expand(yaml.safe_load((ROOT / "airflow_settings.yaml").read_text()), env)
+
+
+def test_settings_file_holds_no_secret_literals():
+    text = (ROOT / "airflow_settings.yaml").read_text()
+    for key in ("conn_password", "consumer_secret", "refresh_token"):
+        for line in text.splitlines():
+            if line.strip().startswith(f"{key}:"):
+                assert "${" in line, line
