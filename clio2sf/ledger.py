@@ -1,0 +1,230 @@
+"""The append-only run ledger: one JSONL file per (run, phase, sobject, batch).
+
+Object stores cannot append, so a :class:`LedgerWriter` buffers its lines and writes
+``ledger/<run_id>/<phase>/<sobject>/<batch>.jsonl`` once, on :meth:`LedgerWriter.close`.
+A retried batch overwrites its own file; parallel tasks never share a file.
+
+Rollback lines are written with ``phase="rollback"`` under the *rolled-back* run's id
+(see :mod:`clio2sf.rollback`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from clio2sf.reports import json_default
+
+STATUSES = ("ok", "failed", "skipped")
+COLUMNS = (
+    "migration_id", "run_id", "phase", "object", "batch", "source_system_id", "sf_id",
+    "operation", "created", "before", "file_ids", "status", "error", "at",
+)
+
+
+def utc_now_iso() -> str:
+    """Current UTC time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _segment(name: str, value: Any) -> str:
+    text = str(value)
+    if not text or "/" in text or "\\" in text or text in (".", ".."):
+        raise ValueError(f"ledger {name} {text!r} is not a valid path segment")
+    return text
+
+
+def _iso(value: str | datetime | None) -> str:
+    if value is None:
+        return utc_now_iso()
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value
+
+
+class LedgerWriter:
+    """Collects the ledger lines of one batch and writes them in one go.
+
+    ``root`` is the migration root (``<firm>/<migration_id>/``), any pathlib-like object.
+    Used as a context manager the file is written even when the block raises: the
+    Salesforce writes that did happen must be on record for rollback.
+    """
+
+    def __init__(self, root: Any, migration_id: str, run_id: str, phase: str, sobject: str,
+                 batch: str, *, clock: Callable[[], str] = utc_now_iso) -> None:
+        self.root = root
+        self.migration_id = str(migration_id)
+        self.run_id = _segment("run_id", run_id)
+        self.phase = _segment("phase", phase)
+        self.sobject = _segment("sobject", sobject)
+        self.batch = _segment("batch", batch)
+        self._clock = clock
+        self._lines: list[str] = []
+        self._closed_path: Any = None
+
+    @property
+    def path(self) -> Any:
+        """Where :meth:`close` writes."""
+        return self.root / "ledger" / self.run_id / self.phase / self.sobject / f"{self.batch}.jsonl"
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def record(self, *, source_system_id: str, sf_id: str | None, operation: str, created: bool,
+               before: dict[str, Any] | None = None, file_ids: Iterable[str] = (),
+               status: str = "ok", error: str | None = None,
+               at: str | datetime | None = None) -> None:
+        """Add one line (one Salesforce write, or a failed/skipped attempt)."""
+        if self._closed_path is not None:
+            raise RuntimeError(f"ledger {self.path} is already closed")
+        if not source_system_id or not isinstance(source_system_id, str):
+            raise ValueError(f"ledger {self.sobject}/{self.batch}: source_system_id must be a non-empty string")
+        if status not in STATUSES:
+            raise ValueError(f"ledger {self.sobject}/{self.batch}: {source_system_id}: status "
+                             f"{status!r} not in {STATUSES}")
+        if not operation or not isinstance(operation, str):
+            raise ValueError(f"ledger {self.sobject}/{self.batch}: {source_system_id}: operation missing")
+        if status == "ok" and not sf_id:
+            raise ValueError(f"ledger {self.sobject}/{self.batch}: {source_system_id}: a successful "
+                             "write needs sf_id")
+        if before is not None and not isinstance(before, dict):
+            raise ValueError(f"ledger {self.sobject}/{self.batch}: {source_system_id}: before must be a dict")
+        line = {
+            "migration_id": self.migration_id, "run_id": self.run_id, "phase": self.phase,
+            "object": self.sobject, "batch": self.batch, "source_system_id": source_system_id,
+            "sf_id": sf_id, "operation": operation, "created": bool(created), "before": before,
+            "file_ids": [str(f) for f in file_ids], "status": status, "error": error,
+            "at": _iso(at) if at is not None else self._clock(),
+        }
+        self._lines.append(json.dumps(line, default=json_default, sort_keys=False))
+
+    def close(self) -> Any:
+        """Write the file (once; later calls return the same path) and return its path."""
+        if self._closed_path is not None:
+            return self._closed_path
+        target = self.path
+        (self.root / "ledger" / self.run_id / self.phase / self.sobject).mkdir(parents=True, exist_ok=True)
+        data = "".join(line + "\n" for line in self._lines).encode("utf-8")
+        with target.open("wb") as fh:
+            fh.write(data)
+        self._closed_path = target
+        return target
+
+    def __enter__(self) -> LedgerWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _children(path: Any) -> list[Any]:
+    try:
+        return sorted(path.iterdir(), key=lambda p: p.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def ledger_files(root: Any, run_id: str | None = None, phase: str | None = None) -> Iterator[Any]:
+    """Ledger files under ``root`` (sorted), optionally for one run and/or phase."""
+    base = root / "ledger"
+    if not base.exists():
+        return
+    runs = [base / run_id] if run_id is not None else _children(base)
+    for run_dir in runs:
+        phases = [run_dir / phase] if phase is not None else _children(run_dir)
+        for phase_dir in phases:
+            for obj_dir in _children(phase_dir):
+                for f in _children(obj_dir):
+                    if f.name.endswith(".jsonl"):
+                        yield f
+
+
+def parse_ledger_lines(text: str, where: str = "ledger") -> list[dict[str, Any]]:
+    """Parse JSONL ledger text; a bad line raises naming the file and line number."""
+    out = []
+    for n, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: line {n} is not valid JSON ({exc.msg})") from None
+        missing = [c for c in ("run_id", "phase", "object", "source_system_id", "status") if c not in obj]
+        if missing:
+            raise ValueError(f"{where}: line {n} lacks {missing}")
+        out.append(obj)
+    return out
+
+
+def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame.from_records(records, columns=list(COLUMNS)) if records else pd.DataFrame(
+        {c: pd.Series(dtype="object") for c in COLUMNS})
+    df["created"] = df["created"].fillna(False).astype(bool)
+    df["at"] = pd.to_datetime(df["at"], utc=True, format="ISO8601")
+    return df
+
+
+def read_ledger(root: Any, run_id: str | None = None, phase: str | None = None) -> pd.DataFrame:
+    """All ledger lines (optionally of one run/phase) as a DataFrame with :data:`COLUMNS`.
+
+    Files are read one by one and concatenated; ``at`` becomes a UTC timestamp.
+    """
+    frames = []
+    for f in ledger_files(root, run_id, phase):
+        with f.open("rb") as fh:
+            text = fh.read().decode("utf-8")
+        records = parse_ledger_lines(text, where=str(f))
+        if records:
+            frames.append(_frame(records))
+    if not frames:
+        return _frame([])
+    df = pd.concat(frames, ignore_index=True)
+    return df.sort_values(["at", "run_id", "phase", "object", "batch"], kind="stable").reset_index(drop=True)
+
+
+def _ok_writes(df: pd.DataFrame) -> pd.DataFrame:
+    return df[(df["status"] == "ok") & df["sf_id"].notna()]
+
+
+def created_ids(df: pd.DataFrame) -> dict[str, list[str]]:
+    """sobject → Salesforce ids created (successfully), in ledger order, without repeats."""
+    rows = _ok_writes(df)
+    rows = rows[rows["created"] & (rows["phase"] != "rollback")]
+    out: dict[str, list[str]] = {}
+    for sobject, group in rows.groupby("object", sort=True):
+        out[str(sobject)] = list(dict.fromkeys(group["sf_id"].astype(str)))
+    return out
+
+
+def updated_with_before(df: pd.DataFrame) -> pd.DataFrame:
+    """Successful updates that carry a before-image, the earliest one per (object, sf_id).
+
+    The earliest is the true original when a run touched a record twice.
+    Columns: object, source_system_id, sf_id, before, at, run_id.
+    """
+    rows = _ok_writes(df)
+    mask = (~rows["created"]) & rows["before"].map(lambda b: isinstance(b, dict)) & (rows["phase"] != "rollback")
+    rows = rows[mask]
+    rows = rows.sort_values("at", kind="stable").drop_duplicates(["object", "sf_id"], keep="first")
+    return rows[["object", "source_system_id", "sf_id", "before", "at", "run_id"]].reset_index(drop=True)
+
+
+def last_write_by_record(df: pd.DataFrame) -> pd.DataFrame:
+    """Latest successful write per (object, source_system_id).
+
+    Columns: object, source_system_id, sf_id, at, run_id, phase, operation. Used by delta
+    conflict detection: Salesforce changes after ``at`` were not made by us.
+    """
+    rows = _ok_writes(df).sort_values("at", kind="stable")
+    rows = rows.drop_duplicates(["object", "source_system_id"], keep="last")
+    cols = ["object", "source_system_id", "sf_id", "at", "run_id", "phase", "operation"]
+    return rows[cols].reset_index(drop=True)

@@ -1,0 +1,305 @@
+"""Final validation against source totals: counts, duplicates and money, per object.
+
+Source figures are streamed from staged envelopes (:func:`source_totals`); target figures
+come from the DAG (SOQL aggregates or streamed query results, see :class:`TargetTotals`).
+``missing = expected - loaded - rejected`` must be 0 and no Clio id may appear twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from clio2sf import reports
+
+Envelope = dict[str, Any]
+ZERO = Decimal(0)
+
+
+def _dec(value: Any, where: str) -> Decimal:
+    if value is None:
+        return ZERO
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{where}: {value!r} is not a number") from None
+
+
+def base_source_id(external_id: str) -> str:
+    """``calendar_entry-40@20240301T150000Z`` → ``calendar_entry-40`` (occurrences, versions)."""
+    return external_id.split("@", 1)[0]
+
+
+@dataclass
+class SourceTotals:
+    """Per object: distinct Clio ids staged (and their source_system_ids); money keyed by figure."""
+
+    ids: dict[str, set[str]] = field(default_factory=dict)
+    amounts: dict[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {k: len(v) for k, v in sorted(self.ids.items())}
+
+
+def _iter(index: Mapping[str, Any] | Callable[[str], Iterable[Envelope]], name: str) -> Iterable[Envelope]:
+    if callable(index):
+        return index(name)
+    return index.get(name, ())
+
+
+def source_totals(envelopes_by_object: Mapping[str, Iterable[Envelope]] | Callable[[str], Iterable[Envelope]],
+                  objects: Iterable[str] | None = None,
+                  include: Callable[[str, Envelope], bool] | None = None) -> SourceTotals:
+    """Stream staged envelopes into expected counts and amount totals.
+
+    Figures: ``bills.total``; ``time.hours`` and ``time.amount`` (TimeEntry activities);
+    ``expenses.amount`` (other activities); ``trust.account.<id>`` and ``trust.matter.<id>``
+    (bank transactions of Trust accounts; all accounts if ``bank_accounts`` is not staged).
+    ``include(object, envelope)`` drops records that are not meant to load.
+    A record staged twice (delta overlap) counts once; its last staged version wins.
+    """
+    if objects is None:
+        if callable(envelopes_by_object):
+            raise ValueError("source_totals: pass objects=[...] with a callable index")
+        objects = list(envelopes_by_object)
+    objects = list(objects)
+    trust_accounts: set[int] | None = None
+    if "bank_accounts" in objects:
+        trust_accounts = {int(e["data"]["id"]) for e in _iter(envelopes_by_object, "bank_accounts")
+                          if (e.get("data") or {}).get("type") == "Trust"}
+    totals = SourceTotals()
+    for obj in objects:
+        ids = totals.ids.setdefault(obj, set())
+        per_record: dict[str, dict[str, Decimal]] = {}
+        for env in _iter(envelopes_by_object, obj):
+            if include is not None and not include(obj, env):
+                continue
+            ssid = env.get("source_system_id")
+            if not ssid:
+                raise ValueError(f"{obj}: envelope without source_system_id (clio_id {env.get('clio_id')!r})")
+            ids.add(ssid)
+            figures = _figures(obj, env, trust_accounts)
+            if figures:
+                per_record[ssid] = figures
+        for figures in per_record.values():
+            for key, value in figures.items():
+                totals.amounts[key] = totals.amounts.get(key, ZERO) + value
+    return totals
+
+
+def _figures(obj: str, env: Envelope, trust_accounts: set[int] | None) -> dict[str, Decimal]:
+    data = env.get("data") or {}
+    where = f"{env.get('source_system_id')}"
+    if obj == "bills":
+        return {"bills.total": _dec(data.get("total"), f"{where}: total")}
+    if obj == "activities":
+        if data.get("type") == "TimeEntry":
+            hours = data.get("quantity_in_hours")
+            if hours is None and data.get("quantity") is not None:
+                hours = _dec(data["quantity"], f"{where}: quantity") / 3600
+            return {"time.hours": _dec(hours, f"{where}: quantity_in_hours"),
+                    "time.amount": _dec(data.get("total"), f"{where}: total")}
+        return {"expenses.amount": _dec(data.get("total"), f"{where}: total")}
+    if obj == "bank_transactions":
+        account = data.get("bank_account_id") or (data.get("bank_account") or {}).get("id")
+        if trust_accounts is not None and (account is None or int(account) not in trust_accounts):
+            return {}
+        amount = _dec(data.get("amount"), f"{where}: amount")
+        out = {f"trust.account.{account}": amount}
+        matter = (data.get("matter") or {}).get("id")
+        if matter is not None:
+            out[f"trust.matter.{matter}"] = amount
+        return out
+    return {}
+
+
+@dataclass
+class TargetTotals:
+    """What Salesforce holds, keyed like :class:`SourceTotals`.
+
+    ``ids``: object → Clio_Id__c values found (one entry per row, duplicates included), or
+    ``counts`` (rows) plus ``duplicates`` (Clio_Id__c → rows, only those > 1) from aggregates.
+    """
+
+    ids: dict[str, list[str]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, dict[str, int]] = field(default_factory=dict)
+    amounts: dict[str, Decimal] = field(default_factory=dict)
+
+
+def count_duplicates(external_ids: Iterable[str]) -> dict[str, int]:
+    """Clio_Id__c values appearing on more than one Salesforce row, with their row counts."""
+    c = Counter(external_ids)
+    return {k: n for k, n in sorted(c.items()) if n > 1}
+
+
+def sum_field(records: Iterable[Mapping[str, Any]], field_name: str, key_field: str | None = None,
+              prefix: str = "") -> dict[str, Decimal]:
+    """Sum one numeric field over streamed Salesforce rows, optionally grouped by ``key_field``."""
+    out: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for rec in records:
+        key = prefix if key_field is None else f"{prefix}{rec.get(key_field)}"
+        out[key] += _dec(rec.get(field_name), f"{rec.get('Id')}: {field_name}")
+    return dict(out)
+
+
+@dataclass
+class ObjectReconciliation:
+    object: str
+    expected: int
+    found_rows: int
+    loaded: int
+    rejected: int
+    missing: int
+    duplicates: int
+    unexpected: int
+    reject_reasons: dict[str, int]
+    missing_ids: list[str]
+    duplicate_ids: dict[str, int]
+
+    @property
+    def ok(self) -> bool:
+        return self.missing == 0 and self.duplicates == 0 and self.unexpected == 0
+
+
+@dataclass
+class AmountReconciliation:
+    figure: str
+    source: Decimal
+    target: Decimal | None
+    difference: Decimal | None
+    ok: bool
+
+
+@dataclass
+class Reconciliation:
+    objects: list[ObjectReconciliation]
+    amounts: list[AmountReconciliation]
+
+    @property
+    def lost(self) -> int:
+        return sum(max(o.missing, 0) for o in self.objects)
+
+    @property
+    def duplicated(self) -> int:
+        return sum(o.duplicates for o in self.objects)
+
+    @property
+    def exact(self) -> bool:
+        return all(o.ok for o in self.objects) and all(a.ok for a in self.amounts)
+
+    def headline(self) -> str:
+        bad_amounts = [a.figure for a in self.amounts if not a.ok]
+        extra = sum(o.unexpected for o in self.objects) + sum(-o.missing for o in self.objects if o.missing < 0)
+        text = f"{self.lost} lost, {self.duplicated} duplicated"
+        if extra:
+            text += f", {extra} unexpected extra row(s)"
+        if bad_amounts:
+            text += f", {len(bad_amounts)} amount figure(s) differ"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        return {"exact": self.exact, "headline": self.headline(), "lost": self.lost,
+                "duplicated": self.duplicated,
+                "objects": [dict(asdict(o), ok=o.ok) for o in self.objects],
+                "amounts": [asdict(a) for a in self.amounts]}
+
+
+def reconcile(source: SourceTotals, target: TargetTotals, rejects: Iterable[Mapping[str, Any]] = (),
+              tolerance: Decimal | str = "0.005", list_limit: int = 100) -> Reconciliation:
+    """Compare source and target figures; rejects are quarantine lines (repairs do not count:
+    a repaired record still loads). Reject ``object`` is the Clio object name."""
+    tol = Decimal(str(tolerance))
+    rejected: dict[str, dict[str, str]] = defaultdict(dict)  # object → ssid → rule
+    for line in rejects:
+        if line.get("repair"):
+            continue
+        obj, ssid = line.get("object"), line.get("source_system_id")
+        if obj and ssid:
+            rejected[obj].setdefault(ssid, str(line.get("rule") or "rejected"))
+    objects = []
+    for obj in sorted(set(source.ids) | set(target.ids) | set(target.counts)):
+        expected_ids = source.ids.get(obj, set())
+        rej = {s: r for s, r in rejected.get(obj, {}).items() if s in expected_ids}
+        unexpected = 0
+        if obj in target.ids:
+            rows = target.ids[obj]
+            dups = count_duplicates(rows)
+            found = {base_source_id(x) for x in rows}
+            rej = {s: r for s, r in rej.items() if s not in found}  # loaded after all: not a reject
+            loaded = len(found & expected_ids)
+            missing_ids = sorted(expected_ids - found - set(rej))
+            unexpected = len(found - expected_ids)
+            found_rows = len(rows)
+        else:
+            dups = dict(target.duplicates.get(obj, {}))
+            found_rows = target.counts.get(obj, 0)
+            loaded = found_rows - sum(n - 1 for n in dups.values())
+            missing_ids = []
+        missing = len(expected_ids) - loaded - len(rej)
+        objects.append(ObjectReconciliation(
+            obj, len(expected_ids), found_rows, loaded, len(rej), missing, sum(n - 1 for n in dups.values()),
+            unexpected, dict(Counter(rej.values())), missing_ids[:list_limit], dict(list(dups.items())[:list_limit])))
+    amounts = []
+    for figure in sorted(set(source.amounts) | set(target.amounts)):
+        s = source.amounts.get(figure, ZERO)
+        t = target.amounts.get(figure)
+        diff = None if t is None else t - s
+        amounts.append(AmountReconciliation(figure, s, t, diff, diff is not None and abs(diff) <= tol))
+    return Reconciliation(objects, amounts)
+
+
+# ------------------------------------------------------------------ writers
+
+OBJECT_HEADERS = ["object", "expected", "found_rows", "loaded", "rejected", "missing", "duplicates", "unexpected", "ok",
+                  "reject_reasons", "missing_ids", "duplicate_ids"]
+
+
+def write_reconciliation_json(path: Any, rec: Reconciliation) -> Any:
+    return reports.write_json(path, rec.to_json())
+
+
+def write_reconciliation_csv(path: Any, rec: Reconciliation) -> Any:
+    """One line per object, then one per amount figure (``figure`` rows)."""
+    rows: list[list[Any]] = [[getattr(o, h) if h != "ok" else o.ok for h in OBJECT_HEADERS] for o in rec.objects]
+    rows += [[f"figure:{a.figure}", a.source, a.target, a.difference, "", "", "", "", a.ok, "", "", ""]
+             for a in rec.amounts]
+    return reports.write_csv(path, OBJECT_HEADERS, rows)
+
+
+def reconciliation_html(rec: Reconciliation, title: str = "Reconciliation against source totals") -> str:
+    body = [reports.banner(rec.headline(), "ok" if rec.exact else "bad"), "<h2>Records</h2>"]
+    body.append(reports.table(
+        ["Object", "Expected", "Rows found", "Loaded", "Rejected", "Missing", "Duplicates", "Unexpected", "Result"],
+        [[o.object, o.expected, o.found_rows, o.loaded, o.rejected, o.missing, o.duplicates, o.unexpected,
+          "OK" if o.ok else "EXCEPTION"] for o in rec.objects],
+        numeric=range(1, 8), row_classes=["" if o.ok else "bad" for o in rec.objects]))
+    exceptions = [o for o in rec.objects if not o.ok or o.rejected]
+    if exceptions:
+        body.append("<h2>Exceptions</h2>")
+        rows = []
+        for o in exceptions:
+            rows += [[o.object, "rejected", reason, n] for reason, n in sorted(o.reject_reasons.items())]
+            rows += [[o.object, "missing", ssid, 1] for ssid in o.missing_ids]
+            if o.missing and not o.missing_ids:
+                rows.append([o.object, "missing" if o.missing > 0 else "unexpected rows",
+                             "(ids not listed: counts only)", abs(o.missing)])
+            rows += [[o.object, "duplicate", ssid, n] for ssid, n in o.duplicate_ids.items()]
+            if o.unexpected:
+                rows.append([o.object, "unexpected rows", "Clio_Id__c not among the staged records", o.unexpected])
+        body.append(reports.table(["Object", "Kind", "Record / reason", "Count"], rows, numeric=[3]))
+    body.append("<h2>Amounts</h2>")
+    body.append(reports.table(
+        ["Figure", "Clio", "Salesforce", "Difference", "Result"],
+        [[a.figure, a.source, "(not measured)" if a.target is None else a.target, a.difference,
+          "OK" if a.ok else "DIFFERS"] for a in rec.amounts],
+        numeric=[1, 2, 3], row_classes=["" if a.ok else "bad" for a in rec.amounts]))
+    return reports.page(title, "".join(body))
+
+
+def write_reconciliation_html(path: Any, rec: Reconciliation) -> Any:
+    return reports.write_text(path, reconciliation_html(rec))

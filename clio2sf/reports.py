@@ -1,0 +1,130 @@
+"""Tiny shared helpers for report files: escaped HTML pages and tables, CSV and JSON writers.
+
+Every writer takes a pathlib-like path (``pathlib.Path``, ``upath.UPath``, Airflow's
+``ObjectStoragePath``) and writes the file in one go (object stores cannot append).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#1b1b1b}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ccd;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#eef1f6}tr:nth-child(even) td{background:#fafbfd}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#11632b;font-weight:600}.bad{color:#a30d0d;font-weight:600}.warn{color:#8a5a00;font-weight:600}
+.banner{padding:.7em 1em;border-radius:4px;margin:1em 0;font-size:1.1em}
+.banner.ok{background:#e3f5e8}.banner.bad{background:#fbe4e4}.banner.warn{background:#fff3d6}
+.muted{color:#666;font-size:.85em}
+"""
+
+
+def esc(value: Any) -> str:
+    """HTML-escape any value (None becomes an empty string)."""
+    if value is None:
+        return ""
+    return html.escape(to_text(value), quote=True)
+
+
+def to_text(value: Any) -> str:
+    """A stable text form for reports: JSON for containers, ISO for dates."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, default=json_default, sort_keys=True)
+    return str(value)
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps`` fallback for Decimal, dates, sets."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[int] = (),
+          row_classes: Iterable[str] | None = None) -> str:
+    """An escaped HTML table; ``numeric`` lists column indexes aligned right."""
+    num = set(numeric)
+    out = ["<table><thead><tr>", *(f"<th>{esc(h)}</th>" for h in headers), "</tr></thead><tbody>"]
+    classes = iter(row_classes) if row_classes is not None else None
+    for row in rows:
+        cls = next(classes, "") if classes is not None else ""
+        out.append(f'<tr class="{esc(cls)}">' if cls else "<tr>")
+        for i, cell in enumerate(row):
+            out.append(f'<td class="num">{esc(cell)}</td>' if i in num else f"<td>{esc(cell)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def banner(text: str, kind: str = "ok") -> str:
+    """A coloured headline (kind: ok, bad, warn)."""
+    return f'<div class="banner {esc(kind)}">{esc(text)}</div>'
+
+
+def page(title: str, body_html: str, subtitle: str | None = None) -> str:
+    """A self-contained HTML page (inline CSS, no external assets). ``body_html`` must be escaped."""
+    sub = f'<p class="muted">{esc(subtitle)}</p>' if subtitle else ""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head>"
+        f"<body><h1>{esc(title)}</h1>{sub}{body_html}</body></html>\n"
+    )
+
+
+def _ensure_parent(path: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def write_text(path: Any, text: str) -> Any:
+    """Write ``text`` (UTF-8) to ``path`` in one go and return the path."""
+    _ensure_parent(path)
+    with path.open("wb") as fh:
+        fh.write(text.encode("utf-8"))
+    return path
+
+
+def write_json(path: Any, obj: Any) -> Any:
+    """Write ``obj`` as indented JSON."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
+
+
+def csv_text(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """CSV text with a header line; cells rendered by :func:`to_text`."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(headers)
+    for row in rows:
+        writer.writerow([to_text(c) for c in row])
+    return buf.getvalue()
+
+
+def write_csv(path: Any, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Any:
+    """Write a CSV file with a header line."""
+    return write_text(path, csv_text(headers, rows))
+
+
+def write_html(path: Any, title: str, body_html: str, subtitle: str | None = None) -> Any:
+    """Write a full page made by :func:`page`."""
+    return write_text(path, page(title, body_html, subtitle))

@@ -1,0 +1,1 @@
+"""Airflow side of the Clio → Salesforce bundle: hooks, operators and phase task functions."""

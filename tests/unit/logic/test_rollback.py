@@ -1,0 +1,126 @@
+"""Rollback planning: reverse dependency order, before-image restore, files, idempotence."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from clio2sf.ledger import LedgerWriter, read_ledger
+from clio2sf.rollback import (
+    plan_rollback,
+    restore_payload,
+    write_rollback_csv,
+    write_rollback_html,
+    write_rollback_json,
+)
+
+pytestmark = pytest.mark.unit
+
+
+class FakeOrg:
+    """Just enough of an org: ids present and their field values."""
+
+    def __init__(self):
+        self.records: dict[str, dict] = {}
+
+    def exists(self, sobject, ids):
+        return [i for i in ids if i in self.records]
+
+    def apply(self, root, plan, fail_after=None):
+        by_obj: dict[str, LedgerWriter] = {}
+        for n, op in enumerate(plan.operations):
+            if fail_after is not None and n >= fail_after:
+                break
+            if op.action == "delete":
+                del self.records[op.sf_id]
+            else:
+                self.records[op.sf_id].update(restore_payload(op))
+            w = by_obj.setdefault(op.sobject, LedgerWriter(root, "m1", op.run_id, "rollback", op.sobject, "b1"))
+            w.record(**op.ledger_kwargs())
+        for w in by_obj.values():
+            w.close()
+
+
+def _load(root, org: FakeOrg):
+    def write(run, sobject, rows, phase="full_load"):
+        with LedgerWriter(root, "m1", run, phase, sobject, "batch-00001") as w:
+            for ssid, sf_id, created, before, files in rows:
+                w.record(source_system_id=ssid, sf_id=sf_id, operation="upsert", created=created,
+                         before=before, file_ids=files)
+                org.records.setdefault(sf_id, {"Id": sf_id})
+
+    org.records["003OLD"] = {"Id": "003OLD", "LastName": "Changed", "Email": "new@x.example"}
+    write("full", "Account", [("contact-9000", "001A", True, None, [])])
+    write("full", "Contact", [("contact-9001", "003A", True, None, []),
+                              ("contact-9002", "003OLD", False, {"LastName": "Roe", "Email": None}, [])])
+    write("full", "Case", [("matter-7", "500A", True, None, [])])
+    write("full", "CaseContactRole", [("relationship-70", "03jA", True, None, [])])
+    write("full", "Time_Entry__c", [("activity-31", "a0TA", True, None, [])])
+    write("full", "Task", [("task-12", "00TA", True, None, [])])
+    write("full", "ContentVersion", [("document-55@v1", "068A", True, None, ["069A"]),
+                                     ("document-56@v1", "068B", True, None, ["069B"])])
+    write("full", "ContentDocumentLink", [("document-55|500A", "06AA", True, None, [])])
+    org.records["069A"] = {"Id": "069A"}
+    org.records["069B"] = {"Id": "069B"}
+    # a later delta adds version 2 of document-56: its ContentDocument must survive rolling back "full"
+    write("delta1", "ContentVersion", [("document-56@v2", "068C", True, None, ["069B"])], phase="delta")
+
+
+def test_plan_order_restore_and_idempotence(tmp_path):
+    org = FakeOrg()
+    _load(tmp_path, org)
+    plan = plan_rollback(read_ledger(tmp_path), run_id="full", exists=org.exists)
+    order = [(o.action, o.sobject) for o in plan.operations]
+    assert order == [("delete", "ContentDocumentLink"), ("delete", "ContentDocument"), ("delete", "Task"),
+                     ("delete", "Time_Entry__c"), ("delete", "CaseContactRole"), ("delete", "Case"),
+                     ("delete", "Contact"), ("delete", "Account"), ("restore", "Contact")]
+    assert [o.sf_id for o in plan.operations if o.sobject == "ContentDocument"] == ["069A"]
+    assert ("delete", "ContentDocument", "069B", "file also used by another run: kept") in plan.already_done
+    restore = plan.operations[-1]
+    assert restore_payload(restore) == {"Id": "003OLD", "LastName": "Roe", "Email": None}
+    assert plan.counts()["Contact"] == {"delete": 1, "restore": 1}
+
+    # interrupted after 3 operations, and the ledger of the first attempt was never closed
+    org2_records = dict(org.records)
+    for op in plan.operations[:3]:
+        org2_records.pop(op.sf_id)
+    org.records = org2_records
+    resumed = plan_rollback(read_ledger(tmp_path), run_id="full", exists=org.exists)
+    assert [o.sf_id for o in resumed.operations] == [o.sf_id for o in plan.operations[3:]]
+    assert sum(1 for d in resumed.already_done if "already done" in d[3]) == 3
+
+    org.apply(tmp_path, resumed)
+    assert org.records["003OLD"] == {"Id": "003OLD", "LastName": "Roe", "Email": None}
+    assert "500A" not in org.records and "069B" in org.records
+    again = plan_rollback(read_ledger(tmp_path), run_id="full", exists=org.exists)
+    assert again.empty
+    # without asking the org, the rollback ledger lines cover what was recorded: only the three
+    # operations done before the crash (never ledgered) are planned again
+    blind = plan_rollback(read_ledger(tmp_path), run_id="full")
+    assert [o.sf_id for o in blind.operations] == [o.sf_id for o in plan.operations[:3]]
+
+
+def test_migration_wide_rollback_and_reports(tmp_path):
+    org = FakeOrg()
+    _load(tmp_path, org)
+    plan = plan_rollback(read_ledger(tmp_path))
+    assert {o.sf_id for o in plan.operations if o.sobject == "ContentDocument"} == {"069A", "069B"}
+    assert plan.operations[0].sobject == "ContentDocumentLink"
+    doc = json.loads(write_rollback_json(tmp_path / "rb" / "plan.json", plan).read_text())
+    assert doc["counts"]["Account"] == {"delete": 1}
+    rows = list(csv.DictReader(write_rollback_csv(tmp_path / "rb" / "plan.csv", plan).open()))
+    assert rows[-1]["action"] == "restore" and rows[-1]["fields_restored"] == "Email;LastName"
+    html = write_rollback_html(tmp_path / "rb" / "plan.html", plan).read_text()
+    assert "Dry run: 10 operation(s) to roll back" in html
+
+
+def test_custom_load_order_and_bad_restore(tmp_path):
+    org = FakeOrg()
+    _load(tmp_path, org)
+    plan = plan_rollback(read_ledger(tmp_path), run_id="full", load_order=["Case", "Account", "Contact"])
+    deletes = [o.sobject for o in plan.operations if o.action == "delete"]
+    assert deletes.index("Contact") < deletes.index("Account") < deletes.index("Case")
+    with pytest.raises(ValueError, match="500A: not a restore"):
+        restore_payload(next(o for o in plan.operations if o.sf_id == "500A"))
