@@ -1,0 +1,1 @@
+"""Mapping engine: the spec, transforms, proposer, validation and schema plan (no Airflow)."""

@@ -1,0 +1,84 @@
+"""Confirmation of a mapping: who approved which content hash, and when.
+
+The store is a YAML file (``firms/<firm>.confirmations.yaml`` or one in the staging area)::
+
+    confirmations:
+      - hash: 3f2a...
+        by: jane.admin@firm.example
+        at: "2026-11-28T09:00:00+00:00"
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from clio2sf.mapping.spec import DEFAULT_MAPPINGS_DIR, MappingSpec
+
+
+class UnconfirmedMappingError(RuntimeError):
+    """Writing to Salesforce was refused: the mapping (this exact hash) was never confirmed."""
+
+
+def default_store(firm: str | None, mappings_dir: Path | str = DEFAULT_MAPPINGS_DIR) -> Path:
+    """The confirmations file next to the firm config."""
+    return Path(mappings_dir) / "firms" / f"{firm or 'default'}.confirmations.yaml"
+
+
+def read_confirmations(store: Path | str) -> list[dict]:
+    """All confirmations in ``store`` (empty when the file does not exist)."""
+    path = Path(store)
+    if not path.is_file():
+        return []
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    items = data.get("confirmations") or []
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: 'confirmations' must be a list")
+    return items
+
+
+def confirm(spec: MappingSpec, by: str, at: datetime | str | None, store: Path | str) -> dict:
+    """Record that ``by`` confirmed ``spec.content_hash`` at ``at`` (now if None); returns the entry."""
+    if not by or not by.strip():
+        raise ValueError("confirm: 'by' (who confirms) is required")
+    if at is None:
+        at = datetime.now(UTC)
+    at_s = at.isoformat() if isinstance(at, datetime) else str(at)
+    entry = {"hash": spec.content_hash, "by": by, "at": at_s, "firm": spec.firm}
+    path = Path(store)
+    items = read_confirmations(path) + [entry]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".confirm-", suffix=".yaml")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        yaml.safe_dump({"confirmations": items}, fh, sort_keys=False, allow_unicode=True)
+    os.replace(tmp, path)
+    return entry
+
+
+def confirmation_for(spec: MappingSpec, store: Path | str) -> dict | None:
+    """The latest confirmation of this exact spec hash, or None."""
+    matches = [c for c in read_confirmations(store) if c.get("hash") == spec.content_hash]
+    return matches[-1] if matches else None
+
+
+def require_confirmed(spec: MappingSpec, store: Path | str) -> dict:
+    """Return the confirmation of ``spec``; raise UnconfirmedMappingError if none matches its hash."""
+    found = confirmation_for(spec, store)
+    if found is not None:
+        return found
+    previous = read_confirmations(store)
+    if previous:
+        last = previous[-1]
+        raise UnconfirmedMappingError(
+            f"mapping for firm {spec.firm or 'default'!r} changed since it was confirmed: current hash "
+            f"{spec.content_hash[:12]}, last confirmed {str(last.get('hash'))[:12]} by {last.get('by')} "
+            f"at {last.get('at')}; review the mapping spec and confirm it again"
+        )
+    raise UnconfirmedMappingError(
+        f"mapping for firm {spec.firm or 'default'!r} (hash {spec.content_hash[:12]}) has not been "
+        f"confirmed; review the mapping spec and confirm it before loading into Salesforce"
+    )

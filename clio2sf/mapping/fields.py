@@ -1,0 +1,186 @@
+"""Compile the spec's field entries into fast per-record functions."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from clio2sf.mapping.spec import MappingSpec, SpecError, ValueMap
+from clio2sf.mapping.values import (
+    BadValue,
+    compile_path,
+    is_email,
+    to_bool,
+    to_date,
+    to_datetime,
+    to_number,
+    to_text,
+)
+
+_TEMPLATE_FIELD = re.compile(r"\{([A-Za-z0-9_.\[\]]+)\}")
+
+
+class RecordRejected(Exception):
+    """The whole record is quarantined (no row is emitted for it)."""
+
+    def __init__(self, field: str | None, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.rule = rule
+
+
+@dataclass
+class Issues:
+    """Per-record collector of repairs and field-level rejects (the record still loads)."""
+
+    sid: str
+    items: list[tuple[str | None, str, str, str | None]]
+
+    def add(self, field: str | None, rule: str, message: str, repair: str | None) -> None:
+        self.items.append((field, rule, message, repair))
+
+
+Getter = Callable[[Mapping[str, Any]], Any]
+FieldFn = Callable[[Mapping[str, Any], dict[str, Any], Issues, list], None]
+
+
+def _getter(spec_from: str | list[str]) -> Getter:
+    if isinstance(spec_from, str):
+        return compile_path(spec_from)
+    getters = [compile_path(p) for p in spec_from]
+
+    def first(d: Mapping[str, Any]) -> Any:
+        for g in getters:
+            v = g(d)
+            if v is not None and v != "":
+                return v
+        return None
+
+    return first
+
+
+def _template(text: str) -> Getter:
+    parts = [(m.group(0), compile_path(m.group(1))) for m in _TEMPLATE_FIELD.finditer(text)]
+
+    def render(d: Mapping[str, Any]) -> Any:
+        out = text
+        any_value = False
+        for token, g in parts:
+            v = g(d)
+            if v is not None and v != "":
+                any_value = True
+            out = out.replace(token, "" if v is None else to_text(v))
+        out = " ".join(out.split())
+        return out if any_value and out else None
+
+    return render
+
+
+def apply_value_map(vm: ValueMap, value: Any, field: str, issues: Issues) -> Any:
+    """Map a Clio value through ``vm``; unknown values follow ``vm.on_unknown``."""
+    key = to_text(value)
+    mapped = vm.values.get(key)
+    if mapped is not None:
+        return mapped
+    if vm.on_unknown == "keep":
+        return key
+    if vm.on_unknown == "default" and vm.default is not None:
+        issues.add(field, "unknown_value", f"{issues.sid}: {field} value {key!r} is not in value map {vm.name}",
+                   f"mapped to default {vm.default!r}")
+        return vm.default
+    if vm.on_unknown == "reject":
+        raise RecordRejected(field, "unknown_value", f"{issues.sid}: {field} value {key!r} is not in value map {vm.name}")
+    issues.add(field, "unknown_value", f"{issues.sid}: {field} value {key!r} is not in value map {vm.name}",
+               "field left empty")
+    return None
+
+
+def compile_field(target: str, fspec: Mapping[str, Any], spec: MappingSpec, placeholder: str | None = None) -> FieldFn:
+    """Build ``fn(data, row, issues, overflows)`` that sets ``row[target]`` from a Clio record."""
+    if "owner" in fspec:
+        raise SpecError(f"{target}: owner fields are compiled by the transform, not compile_field")
+    if "const" in fspec:
+        const = fspec["const"]
+
+        def set_const(d, row, issues, overflows):
+            row[target] = const
+
+        return set_const
+    get = _template(fspec["template"]) if "template" in fspec else _getter(fspec["from"])
+    kind = fspec.get("as", "text")
+    vm = spec.value_map(fspec["map"]) if fspec.get("map") else None
+    max_len = fspec.get("max")
+    overflow = fspec.get("overflow")
+    required = bool(fspec.get("required"))
+    placeholder = fspec.get("placeholder", placeholder)
+    invalid_to = fspec.get("invalid_to")
+    ref = fspec.get("ref")
+
+    def fn(d: Mapping[str, Any], row: dict[str, Any], issues: Issues, overflows: list) -> None:
+        value = get(d)
+        if value is None or value == "":
+            if required:
+                if placeholder is None:
+                    raise RecordRejected(target, "required_missing", f"{issues.sid}: {target} is required and empty")
+                issues.add(target, "required_missing", f"{issues.sid}: {target} is required and empty",
+                           f"placeholder {placeholder!r} used")
+                row[target] = placeholder
+            return
+        if ref is not None:
+            row[target] = f"{ref}-{value}"
+            return
+        try:
+            if kind == "text":
+                value = to_text(value)
+            elif kind == "date":
+                value = to_date(value)
+            elif kind == "datetime":
+                value = to_datetime(value)
+            elif kind == "number":
+                value = to_number(value)
+            elif kind == "bool":
+                value = to_bool(value)
+            elif kind == "json":
+                value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+            elif kind == "email":
+                value = to_text(value).strip()
+                if not is_email(value):
+                    if invalid_to:
+                        row[invalid_to] = value
+                        issues.add(target, "invalid_email", f"{issues.sid}: {target} {value!r} is not a valid address",
+                                   f"email dropped, kept in {invalid_to}")
+                    else:
+                        issues.add(target, "invalid_email", f"{issues.sid}: {target} {value!r} is not a valid address",
+                                   "email dropped")
+                    return
+        except BadValue as exc:
+            if required:
+                raise RecordRejected(target, exc.rule, f"{issues.sid}: {target}: {exc}") from None
+            issues.add(target, exc.rule, f"{issues.sid}: {target}: {exc}", "value dropped, field left empty")
+            return
+        if vm is not None:
+            value = apply_value_map(vm, value, target, issues)
+            if value is None:
+                return
+        if max_len is not None and isinstance(value, str) and len(value) > max_len:
+            if overflow:
+                overflows.append((overflow, value))
+                issues.add(target, "too_long", f"{issues.sid}: {target} has {len(value)} characters (max {max_len})",
+                           f"truncated to {max_len}, full value kept in {overflow}")
+            else:
+                issues.add(target, "too_long", f"{issues.sid}: {target} has {len(value)} characters (max {max_len})",
+                           f"truncated to {max_len}")
+            value = value[:max_len]
+        row[target] = value
+
+    return fn
+
+
+def apply_overflows(row: dict[str, Any], overflows: list[tuple[str, str]]) -> None:
+    """Keep untruncated values in their long-text fields (prepended when the field has a value)."""
+    for field, full in overflows:
+        existing = row.get(field)
+        row[field] = full if not existing or existing == full else f"{full}\n\n{existing}"

@@ -1,0 +1,60 @@
+"""The Clio rate hierarchy as one JSON document for the admin's billing rebuild."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+#: Clio's precedence, highest first (help centre): entry, flat, matter, client, activity, user.
+PRECEDENCE = ["entry_custom_rate", "flat_rate", "matter", "client", "activity_description", "user_default"]
+
+
+def _data(rec: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Accept raw envelopes or bare records."""
+    return rec["data"] if "data" in rec and isinstance(rec["data"], Mapping) else rec
+
+
+def rate_hierarchy_document(
+    users: Iterable[Mapping[str, Any]],
+    contacts: Iterable[Mapping[str, Any]],
+    matters: Iterable[Mapping[str, Any]],
+    activity_descriptions: Iterable[Mapping[str, Any]],
+    activity_rates: Iterable[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Build the JSON-able rate hierarchy from staged records (envelopes or plain records).
+
+    Only contacts that have client rates and matters that have a custom rate are listed.
+    """
+    names = {}
+    for c in map(_data, contacts):
+        names[c.get("id")] = c.get("name")
+    client_rates: dict[Any, list[dict[str, Any]]] = {}
+    for r in map(_data, activity_rates):
+        who = r.get("user") or r.get("group") or {}
+        client_rates.setdefault(r.get("contact_id"), []).append({
+            "rate_id": r.get("id"), "rate": r.get("rate"), "flat_rate": bool(r.get("flat_rate")),
+            "applies_to": ("user" if r.get("user") else "group" if r.get("group") else "all"), "applies_to_id": who.get("id"),
+            "applies_to_name": who.get("name"), "co_counsel_contact_id": r.get("co_counsel_contact_id")})
+    doc: dict[str, Any] = {
+        "precedence": PRECEDENCE,
+        "notes": "Highest level wins; when a user's groups conflict the highest rate applies.",
+        "user_default": [{"user_id": u.get("id"), "name": u.get("name"), "rate": u.get("rate"), "enabled": u.get("enabled")}
+                         for u in map(_data, users)],
+        "activity_description": [{"activity_description_id": a.get("id"), "name": a.get("name"),
+                                  "category_type": a.get("category_type"), **{k: (a.get("rate") or {}).get(k) for k in ("amount", "non_billable_amount", "type", "hierarchy")}}
+                                 for a in map(_data, activity_descriptions)],
+        "client": [{"contact_id": cid, "source_system_id": f"contact-{cid}", "name": names.get(cid), "rates": rates}
+                   for cid, rates in sorted(client_rates.items(), key=lambda kv: (kv[0] is None, kv[0]))],
+        "matter": [],
+    }
+    for m in map(_data, matters):
+        custom = m.get("custom_rate") or {}
+        if not custom.get("rates"):
+            continue
+        doc["matter"].append({
+            "matter_id": m.get("id"), "source_system_id": f"matter-{m.get('id')}", "display_number": m.get("display_number"),
+            "billing_method": m.get("billing_method"), "type": custom.get("type"), "on_invoice": custom.get("on_invoice"),
+            "rates": [{"rate": r.get("rate"), "user": (r.get("user") or {}).get("name"), "group": (r.get("group") or {}).get("name"),
+                       "activity_description": (r.get("activity_description") or {}).get("name"), "note": r.get("note")}
+                      for r in custom["rates"]]})
+    return doc

@@ -1,0 +1,147 @@
+"""Value conversions used by the transforms: dates, numbers, emails, value maps, paths."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+EMAIL_RE = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_STEP_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[(primary|\d+)\])?$")
+
+
+class BadValue(ValueError):
+    """A single field value cannot be converted; ``rule`` names the check that failed."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+def compile_path(path: str) -> Callable[[Mapping[str, Any]], Any]:
+    """Compile ``a.b[primary].c`` / ``items[0].id`` into a fast getter returning None when absent."""
+    steps: list[tuple[str, str | None]] = []
+    for part in path.split("."):
+        m = _STEP_RE.match(part)
+        if not m:
+            raise ValueError(f"bad path {path!r} (step {part!r})")
+        steps.append((m.group(1), m.group(2)))
+    if len(steps) == 1 and steps[0][1] is None:
+        key = steps[0][0]
+        return lambda d: d.get(key)
+    if len(steps) == 2 and steps[0][1] is None and steps[1][1] is None:
+        k1, k2 = steps[0][0], steps[1][0]
+
+        def two(d: Mapping[str, Any]) -> Any:
+            inner = d.get(k1)
+            return inner.get(k2) if isinstance(inner, Mapping) else None
+
+        return two
+
+    def getter(d: Mapping[str, Any]) -> Any:
+        cur: Any = d
+        for key, index in steps:
+            if not isinstance(cur, Mapping):
+                return None
+            cur = cur.get(key)
+            if index is not None:
+                if not isinstance(cur, list) or not cur:
+                    return None
+                if index == "primary":
+                    cur = next((x for x in cur if isinstance(x, Mapping) and x.get("primary")), cur[0])
+                else:
+                    i = int(index)
+                    cur = cur[i] if i < len(cur) else None
+        return cur
+
+    return getter
+
+
+def to_date(value: Any) -> str:
+    """``YYYY-MM-DD`` from a date, a datetime or their ISO strings; BadValue otherwise."""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 10:
+                return date.fromisoformat(text).isoformat()
+            return datetime.fromisoformat(text).date().isoformat()
+        except ValueError:
+            pass
+    raise BadValue("bad_date", f"{value!r} is not a date")
+
+
+def to_datetime(value: Any) -> str:
+    """ISO 8601 date-time with offset (naive values are rejected: their zone is unknown)."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise BadValue("bad_datetime", f"{value!r} is not an ISO 8601 date-time") from None
+    elif isinstance(value, datetime):
+        parsed = value
+    else:
+        raise BadValue("bad_datetime", f"{value!r} is not an ISO 8601 date-time")
+    if parsed.tzinfo is None:
+        raise BadValue("bad_datetime", f"{value!r} has no UTC offset")
+    return parsed.isoformat()
+
+
+def parse_datetime(value: Any) -> datetime:
+    """Parse a Clio timestamp into an aware datetime (BadValue when malformed or naive)."""
+    return datetime.fromisoformat(to_datetime(value))
+
+
+def to_number(value: Any) -> float | int:
+    if isinstance(value, bool):
+        raise BadValue("bad_number", f"{value!r} is not a number")
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        text = value.strip().replace(",", "")
+        try:
+            num = float(text)
+        except ValueError:
+            raise BadValue("bad_number", f"{value!r} is not a number") from None
+        return int(num) if num.is_integer() and "." not in text else num
+    raise BadValue("bad_number", f"{value!r} is not a number")
+
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "y", "on", "checked"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"false", "0", "no", "n", "off", ""}:
+        return False
+    raise BadValue("bad_bool", f"{value!r} is not a boolean")
+
+
+def is_email(value: str) -> bool:
+    return len(value) <= 80 and EMAIL_RE.match(value) is not None
+
+
+def to_text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def snake_words(name: str) -> str:
+    """Human words from an API name: ``Clio_Matter_Type__c`` -> ``Clio Matter Type``."""
+    base = re.sub(r"__(c|r)$", "", name)
+    base = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", base)
+    return re.sub(r"[_\s]+", " ", base).strip()
+
+
+def api_name(label: str, suffix: str = "__c") -> str:
+    """A Salesforce API name from a label: letters, digits, single underscores, leading letter."""
+    cleaned = re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")
+    cleaned = re.sub(r"_+", "_", cleaned) or "Field"
+    if not cleaned[0].isalpha():
+        cleaned = "X" + cleaned
+    return cleaned[:40] + suffix

@@ -1,0 +1,250 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from clio2sf.mapping.spec import load_spec, spec_from_dict
+from clio2sf.mapping.transform import PRODUCES, transform_object
+from clio2sf.mapping.users import UserMap
+
+from .conftest import ANN, BO, FALLBACK, by_sid, envelopes, run
+
+pytestmark = pytest.mark.unit
+
+
+def test_company_and_individual_clients(spec, users):
+    rows, rejects = run("contacts", spec, users)
+    r = by_sid(rows)
+    assert r["contact-9000"]["sobject"] == "Account" and r["contact-9000"]["row"]["Name"] == "Acme Holdings LLP"
+    jane = r["contact-9001"]
+    assert jane["sobject"] == "Contact" and jane["external_id_field"] == "Clio_Id__c"
+    row = jane["row"]
+    assert row["Account.Clio_Id__c"] == "contact-9000"  # person at a company
+    assert row["Phone"] == "555-0101" and row["Email"] == "jane@acme.test"
+    assert row["Clio_Secondary_Email__c"] == "jane.doe@home.test" and row["Clio_Secondary_Phone__c"] == "555-0199"
+    assert "Other email: jq@old.test" in row["Clio_Other_Contact_Details__c"]
+    assert "Home address: 9 Elm Rd" in row["Clio_Other_Contact_Details__c"]
+    assert row["Clio_Created_Date__c"] == "2024-02-01T10:00:00-05:00" and row["Clio_Id__c"] == "contact-9001"
+    # individual without a company: default account, emitted once before the first such contact
+    assert r["contact-9002"]["row"]["Account.Clio_Id__c"] == "individual-client-account"
+    assert r["individual-client-account"]["row"] == {"Clio_Id__c": "individual-client-account", "Name": "Individual Client"}
+    assert [x["source_system_id"] for x in rows].count("individual-client-account") == 1
+    # client billing preferences and the effective client rate as Contact custom fields
+    assert row["Clio_Client_Rate__c"] == 500.0 and "highest of 2" in row["Clio_Client_Rate_Source__c"]
+    assert row["Clio_Billing_Methods__c"] == "hourly"
+
+
+def test_every_custom_field_type(spec, users):
+    rows, _ = run("contacts", spec, users)
+    row = by_sid(rows)["contact-9001"]["row"]
+    assert row["Clio_Referral_Source__c"] == "Bar association"  # firm decision renames it
+    assert row["Client_Since__c"] == "2019-04-01"
+    assert row["VIP__c"] is True
+    assert row["Preferred_Contact_Method__c"] == "Email"
+    assert row["Annual_Retainer__c"] == 12000.5
+    assert row["Number_of_Dependents__c"] == 2
+    assert row["Billing_Notes__c"].startswith("Invoice quarterly.\n")
+    assert row["Assistant_Email__c"] == "assistant@acme.test"
+    assert row["Website__c"] == "https://acme.test"
+    assert row["Best_Time_To_Call__c"] == "14:30:00"
+    assert row["Referring_Contact__r.Clio_Id__c"] == "contact-9003"
+    assert row["Related_Matter__r.Clio_Id__c"] == "matter-7"
+
+
+def test_dirty_contacts_repairs_and_unicode(spec, users):
+    rows, rejects = run("contacts", spec, users)
+    r = by_sid(rows)
+    assert r["contact-9002"]["row"]["FirstName"] == "José 🚀"  # emoji preserved
+    assert "Email" not in r["contact-9002"]["row"] and r["contact-9002"]["row"]["Clio_Invalid_Email__c"] == "jo@@x"
+    rej = {(x["source_system_id"], x["rule"]): x for x in rejects}
+    email = rej[("contact-9002", "invalid_email")]
+    assert email["repair"] == "email dropped, kept in Clio_Invalid_Email__c" and email["field"] == "Email"
+    assert rej[("contact-9003", "required_missing")]["repair"] == "placeholder '(unknown)' used"
+    assert r["contact-9003"]["row"]["LastName"] == "(unknown)"
+    assert rej[("contact-9003", "bad_date")]["repair"] == "value dropped, field left empty"
+    assert "Birthdate" not in r["contact-9003"]["row"]
+    long = r["contact-9004"]["row"]
+    assert len(long["LastName"]) == 80 and long["Clio_Full_Name__c"].endswith("Long")
+    assert rej[("contact-9004", "too_long")]["repair"] == "truncated to 80, full value kept in Clio_Full_Name__c"
+    for x in rejects:  # messages name the record and the field, never the body
+        assert x["source_system_id"] in x["message"] and x["phase"] == "transform" and x["object"] == "contacts"
+
+
+def test_matters_to_cases_with_owner_type_and_fallback(spec, users):
+    rows, rejects = run("matters", spec, users)
+    r = by_sid(rows)
+    case = r["matter-7"]["row"]
+    assert r["matter-7"]["sobject"] == "Case"
+    assert case["Status"] == "Working" and case["Type"] == "Litigation" and case["Clio_Matter_Type__c"] == "Litigation"
+    assert case["OwnerId"] == ANN and case["Contact.Clio_Id__c"] == "contact-9001" and case["Account.Clio_Id__c"] == "contact-9000"
+    assert case["Clio_Court__c"] == "BCSC" and case["Statute_Date__c"] == "2026-01-31"
+    assert case["Clio_Billing_Method__c"] == "Hourly"
+    company = r["matter-8"]["row"]
+    assert company["Account.Clio_Id__c"] == "contact-9000" and "Contact.Clio_Id__c" not in company
+    assert company["OwnerId"] == FALLBACK and "matter-8" in users.fallback_records
+    assert r["matter-9"]["row"]["Type"] == "Wills and Estates" and r["matter-9"]["row"]["Status"] == "Closed"
+    assert r["rate-matter-9-91"]["row"]["Clio_Rate_Detail__c"] == "1/3"
+    assert r["rate-matter-7-71"]["row"]["Clio_Rate__c"] == 425.0
+
+
+def test_mixed_matter_mapping_opportunity_and_record_types(users):
+    spec = load_spec("example_opportunities")
+    rows, rejects = run("matters", spec, users)
+    r = by_sid(rows)
+    assert r["matter-7"]["sobject"] == "Case"  # Litigation stays a Case
+    assert r["matter-7"]["row"]["RecordType.DeveloperName"] == "Litigation"
+    opp = r["matter-8"]
+    assert opp["sobject"] == "Opportunity"
+    assert opp["row"]["StageName"] == "Prospecting" and opp["row"]["CloseDate"] == "2024-03-01"
+    assert opp["row"]["Name"] == "00008-Acme Acme share purchase" and opp["row"]["Account.Clio_Id__c"] == "contact-9000"
+    assert opp["row"]["RecordType.DeveloperName"] == "Corporate"
+    assert r["rate-matter-8-81"]["row"]["Opportunity__r.Clio_Id__c"] == "matter-8"
+    # an unmapped practice area: field left empty with a note, the record still loads
+    assert any(x["source_system_id"] == "matter-9" and x["rule"] == "unknown_value" and x["repair"] == "field left empty" for x in rejects)
+    assert "RecordType.DeveloperName" not in r["matter-9"]["row"]
+    # children follow their matter's object: relationships, time entries, events
+    rel_rows, _ = run("relationships", spec, users)
+    assert {x["sobject"] for x in rel_rows} == {"CaseContactRole"}  # all on matter-7 (Litigation)
+    items = copy.deepcopy(envelopes("activities"))
+    items[0]["data"]["matter"] = {"id": 8}
+    te, _ = run("activities", spec, users, items=items[:1])
+    assert te[0]["row"]["Opportunity__r.Clio_Id__c"] == "matter-8" and "Case__r.Clio_Id__c" not in te[0]["row"]
+
+
+def test_contact_with_several_roles_on_one_matter(spec, users):
+    rows, rejects = run("relationships", spec, users)
+    sam = [x for x in rows if x["row"]["Contact.Clio_Id__c"] == "contact-9003"]
+    assert sorted(x["row"]["Role"] for x in sam) == ["Expert Witness", "Other", "Witness"]
+    assert all(x["natural_key"] == ["CasesId", "ContactId", "Role"] and x["external_id_field"] is None for x in sam)
+    assert all(x["row"]["Cases.Clio_Id__c"] == "matter-7" for x in sam)
+    assert len({x["source_system_id"] for x in rows}) == len(rows)
+    orphan = [x for x in rejects if x["rule"] == "orphan_reference"]
+    assert orphan and orphan[0]["source_system_id"] == "relationship-504" and orphan[0]["repair"] is None
+
+
+def test_opportunity_contact_roles(users):
+    data = copy.deepcopy(load_spec(None).data)
+    data["options"]["matter_object"] = "Opportunity"
+    spec = spec_from_dict(data)
+    rows, _ = run("relationships", spec, users)
+    assert {x["sobject"] for x in rows} == {"OpportunityContactRole"}
+    assert rows[0]["row"]["Opportunity.Clio_Id__c"] == "matter-7" and rows[0]["row"]["Role"] == "Other"
+
+
+def test_time_entries_expenses_and_non_billable(spec, users):
+    rows, rejects = run("activities", spec, users)
+    r = by_sid(rows)
+    te = r["activity-31"]
+    assert te["sobject"] == "Time_Entry__c"
+    assert te["row"] | {} == te["row"] and te["row"]["Clio_Hours__c"] == 1.5 and te["row"]["Clio_Rate__c"] == 300.0
+    assert te["row"]["Clio_Total__c"] == 450.0 and te["row"]["OwnerId"] == ANN and te["row"]["Case__r.Clio_Id__c"] == "matter-7"
+    task = r["activity-32"]
+    assert task["sobject"] == "Task" and task["row"]["Type"] == "Time Entry" and task["row"]["Status"] == "Completed"
+    assert task["row"]["Clio_Hours__c"] == 0.5 and task["row"]["OwnerId"] == BO and task["row"]["Case:What.Clio_Id__c"] == "matter-7"
+    exp = r["activity-33"]["row"]
+    assert r["activity-33"]["sobject"] == "Expense__c"
+    assert exp["Clio_Amount__c"] == 85.0 and exp["Clio_Vendor__c"] == "BC Court Services" and exp["Clio_Category__c"] == "Filing fees"
+    assert exp["Clio_Billable__c"] is True
+    bad = [x for x in rejects if x["source_system_id"] == "activity-34"]
+    assert bad and bad[0]["rule"] == "bad_date" and bad[0]["repair"] is None and "activity-34" not in r
+
+
+def test_recurring_event_with_exceptions_and_all_day(spec, users):
+    rows, rejects = run("calendar_entries", spec, users)
+    events = {x["source_system_id"]: x["row"] for x in rows if x["sobject"] == "Event"}
+    series = sorted(k for k in events if k.startswith("calendar_entry-40@"))
+    # weekly on Mondays from 4 March to 1 April: 18 March is an EXDATE, 25 March is overridden by entry 41
+    assert series == ["calendar_entry-40@20240304T150000Z", "calendar_entry-40@20240311T140000Z", "calendar_entry-40@20240401T140000Z"]
+    first = events["calendar_entry-40@20240304T150000Z"]
+    assert first["StartDateTime"] == "2024-03-04T10:00:00-05:00" and first["EndDateTime"] == "2024-03-04T11:00:00-05:00"
+    assert events["calendar_entry-40@20240311T140000Z"]["StartDateTime"] == "2024-03-11T10:00:00-04:00"  # DST kept
+    assert first["Location"] == "Boardroom 2" and first["OwnerId"] == ANN and first["Case:What.Clio_Id__c"] == "matter-7"
+    assert first["Clio_Series_Id__c"] == "calendar_entry-40"
+    assert events["calendar_entry-41"]["Clio_Series_Id__c"] == "calendar_entry-40"
+    rel = [x for x in rows if x["sobject"] == "EventRelation" and x["row"]["Event.Clio_Id__c"] == series[0]]
+    assert {"Contact:Relation.Clio_Id__c": "contact-9001", "Event.Clio_Id__c": series[0], "IsInvitee": True} in [x["row"] for x in rel]
+    assert any(x["row"].get("RelationId") == BO for x in rel)
+    trial = events["calendar_entry-42"]
+    assert trial["IsAllDayEvent"] is True and trial["ActivityDate"] == "2024-05-06"
+    assert trial["EndDateTime"].startswith("2024-05-07")
+    long = events["calendar_entry-43"]
+    assert long["EndDateTime"] == "2024-06-15T09:00:00+00:00"
+    assert any(x["rule"] == "event_too_long" and x["repair"].startswith("end moved") for x in rejects)
+    bad = [x for x in rejects if x["source_system_id"] == "calendar_entry-44"]
+    assert bad[0]["rule"] == "bad_recurrence" and "calendar_entry-44" not in events
+
+
+def test_overlong_event_rejected_when_configured(users):
+    data = copy.deepcopy(load_spec(None).data)
+    data["options"]["event_too_long"] = "reject"
+    rows, rejects = run("calendar_entries", spec_from_dict(data), users, items=envelopes("calendar_entries")[3:4])
+    assert rows == [] and rejects[0]["rule"] == "event_too_long" and rejects[0]["repair"] is None
+
+
+def test_recurrence_horizon_bounds_open_series(spec, users):
+    item = copy.deepcopy(envelopes("calendar_entries")[0])
+    item["data"]["recurrence_rule"] = "FREQ=DAILY"
+    rows, _ = run("calendar_entries", spec, users, items=[item], lookup={})
+    events = [x for x in rows if x["sobject"] == "Event"]
+    assert 290 < len(events) < 310  # 4 March 2024 .. 1 January 2025
+
+
+def test_tasks_communications_notes(spec, users):
+    rows, _ = run("tasks", spec, users)
+    r = by_sid(rows)
+    t = r["task-12"]["row"]
+    assert t["Status"] == "In Progress" and t["Priority"] == "High" and t["ActivityDate"] == "2024-03-15"
+    assert t["OwnerId"] == ANN and t["Case:What.Clio_Id__c"] == "matter-7" and t["Clio_Created_Date__c"] == "2024-02-01T10:00:00-05:00"
+    t2 = r["task-13"]["row"]
+    assert t2["Contact:Who.Clio_Id__c"] == "contact-9001" and t2["OwnerId"] == FALLBACK and t2["Status"] == "Completed"
+    rows, _ = run("communications", spec, users)
+    r = by_sid(rows)
+    assert r["communication-8"]["row"]["TaskSubtype"] == "Email" and r["communication-9"]["row"]["TaskSubtype"] == "Call"
+    assert r["communication-8"]["row"]["Contact:Who.Clio_Id__c"] == "contact-9004"
+    assert r["communication-8"]["row"]["Clio_Received_At__c"] == "2024-03-08T14:05:00-05:00"
+    rows, _ = run("matter_notes", spec, users)
+    note = by_sid(rows)["note-19"]
+    assert note["sobject"] == "ContentNote" and note["row"]["Content"].startswith("<p>Client called.</p>")
+    assert "&lt;fast&gt;" in note["row"]["Content"]
+    link = by_sid(rows)["note-19#matter-7"]["row"]
+    assert link["ContentNote.source_system_id"] == "note-19" and link["Case:LinkedEntity.Clio_Id__c"] == "matter-7"
+
+
+def test_bills_ledger_documents_rates(spec, users):
+    rows, rejects = run("bills", spec, users)
+    bill = by_sid(rows)["bill-555"]["row"]
+    assert bill["Clio_Status__c"] == "Awaiting Payment" and bill["Clio_Balance__c"] == 1000.0
+    assert bill["Case__r.Clio_Id__c"] == "matter-7" and bill["Contact__r.Clio_Id__c"] == "contact-9001"
+    assert [x["rule"] for x in rejects if x["source_system_id"] == "bill-556"] == ["unknown_value"]
+    rows, _ = run("bank_transactions", spec, users)
+    led = rows[0]["row"]
+    assert rows[0]["sobject"] == "Ledger__c" and led["Clio_Billing__r.Clio_Id__c"] == "bill-555" and led["Clio_Amount__c"] == 2500.0
+    rows, rejects = run("documents", spec, users)
+    r = by_sid(rows)
+    cv = r["document-55@v2"]["row"]
+    assert cv["_blob_path"] == "blobs/documents/55/551" and cv["PathOnClient"] == "claim-v2.pdf" and cv["Clio_Document_Id__c"] == "document-55"
+    assert r["document-55@v2#matter-7"]["row"]["Case:LinkedEntity.Clio_Id__c"] == "matter-7"
+    assert r["document-55@v2#contact-9001"]["row"]["Contact:LinkedEntity.Clio_Id__c"] == "contact-9001"
+    assert rejects[0]["rule"] == "deleted_in_clio"
+    for name in ("users", "activity_rates", "activity_descriptions"):
+        rows, _ = run(name, spec, users)
+        assert rows and all(x["sobject"] == "Rate_Structure__c" for x in rows)
+    assert by_sid(run("activity_rates", spec, users)[0])["rate-client-62"]["row"]["Contact__r.Clio_Id__c"] == "contact-9001"
+
+
+def test_orphan_bill_reference_and_unmapped_owner(spec):
+    items = copy.deepcopy(envelopes("bank_transactions"))
+    items[0]["data"]["bill"] = {"id": 999}
+    _, rejects = run("bank_transactions", spec, UserMap({}, None), items=items)
+    assert rejects[0]["rule"] == "orphan_reference" and "bill-999" in rejects[0]["message"]
+    _, rejects = run("tasks", spec, UserMap({}, None), items=envelopes("tasks")[:1])
+    assert rejects[0]["rule"] == "unmapped_owner"
+
+
+def test_generators_and_unknown_object(spec, users):
+    gen = transform_object("contacts", iter(envelopes("contacts")), spec, users)
+    assert next(gen)["source_system_id"] == "contact-9000"  # lazy: pulls one record at a time
+    with pytest.raises(ValueError, match="no transform"):
+        list(transform_object("webhooks", [], spec, users))
+    assert set(PRODUCES) >= {"contacts", "matters", "relationships", "activities", "calendar_entries", "documents"}
