@@ -14,6 +14,7 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,19 +30,25 @@ def default_store(firm: str | None, mappings_dir: Path | str = DEFAULT_MAPPINGS_
     return Path(mappings_dir) / "firms" / f"{firm or 'default'}.confirmations.yaml"
 
 
-def read_confirmations(store: Path | str) -> list[dict]:
+def _as_path(store: Any) -> Any:
+    """Strings become local paths; path-like objects (ObjectStoragePath, UPath) pass through."""
+    return Path(store) if isinstance(store, str) else store
+
+
+def read_confirmations(store: Any) -> list[dict]:
     """All confirmations in ``store`` (empty when the file does not exist)."""
-    path = Path(store)
-    if not path.is_file():
+    path = _as_path(store)
+    if not path.exists():
         return []
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    with path.open("r", encoding="utf-8") as fh:
+        data = yaml.safe_load(fh.read()) or {}
     items = data.get("confirmations") or []
     if not isinstance(items, list):
         raise ValueError(f"{path}: 'confirmations' must be a list")
     return items
 
 
-def confirm(spec: MappingSpec, by: str, at: datetime | str | None, store: Path | str) -> dict:
+def confirm(spec: MappingSpec, by: str, at: datetime | str | None, store: Any) -> dict:
     """Record that ``by`` confirmed ``spec.content_hash`` at ``at`` (now if None); returns the entry."""
     if not by or not by.strip():
         raise ValueError("confirm: 'by' (who confirms) is required")
@@ -49,23 +56,29 @@ def confirm(spec: MappingSpec, by: str, at: datetime | str | None, store: Path |
         at = datetime.now(UTC)
     at_s = at.isoformat() if isinstance(at, datetime) else str(at)
     entry = {"hash": spec.content_hash, "by": by, "at": at_s, "firm": spec.firm}
-    path = Path(store)
+    path = _as_path(store)
     items = read_confirmations(path) + [entry]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".confirm-", suffix=".yaml")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        yaml.safe_dump({"confirmations": items}, fh, sort_keys=False, allow_unicode=True)
-    os.replace(tmp, path)
+    text = yaml.safe_dump({"confirmations": items}, sort_keys=False, allow_unicode=True)
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".confirm-", suffix=".yaml")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    else:  # object storage: a whole-object write is atomic
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as fh:
+            fh.write(text)
     return entry
 
 
-def confirmation_for(spec: MappingSpec, store: Path | str) -> dict | None:
+def confirmation_for(spec: MappingSpec, store: Any) -> dict | None:
     """The latest confirmation of this exact spec hash, or None."""
     matches = [c for c in read_confirmations(store) if c.get("hash") == spec.content_hash]
     return matches[-1] if matches else None
 
 
-def require_confirmed(spec: MappingSpec, store: Path | str) -> dict:
+def require_confirmed(spec: MappingSpec, store: Any) -> dict:
     """Return the confirmation of ``spec``; raise UnconfirmedMappingError if none matches its hash."""
     found = confirmation_for(spec, store)
     if found is not None:

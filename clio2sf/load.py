@@ -1,0 +1,1103 @@
+"""Turn transformed rows into Salesforce payloads and Salesforce results back into ledger lines.
+
+Pure logic, no Airflow: the Bulk API 2.0 CSV writer (chunked under the upload limits), the
+REST sObject-collection record builder, the parsers for Bulk result CSVs and collection results,
+the natural-key insert planner, and a small driver (:func:`load_rows`) that runs a batch through
+any client with the :class:`LoadClient` methods (``ClioSalesforceHook`` has them) and retries
+transient row failures.  See ``docs/architecture.md`` for the neutral row format and the
+reject and ledger lines.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import json
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import IO, Any, Literal, Protocol
+
+from clio2sf.staging import write_bytes_atomic
+
+NULL = "#N/A"
+BULK_MAX_BYTES = 100_000_000  # raw upload size; Salesforce caps 150 MB after its own base64
+BULK_MAX_CHARS = 150_000_000
+BULK_ROW_CAP = 150_000  # rows per job (each 10,000 rows count as one of the 15,000 daily batches)
+COMPOSITE_CHUNK = 200
+SOQL_IN_CHUNK = 200  # ids per IN (...) keeps the URI well under 16,384 bytes
+
+TRANSIENT_CODES = frozenset(
+    {
+        "UNABLE_TO_LOCK_ROW",
+        "API_TEMPORARILY_UNAVAILABLE",
+        "SERVER_UNAVAILABLE",
+        "REQUEST_RUNNING_TOO_LONG",
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+        "UNPROCESSED",  # never attempted by a Bulk job
+        "REQUEST_FAILED",  # the whole request failed transiently (see load_rows)
+    }
+)
+
+NATURAL_KEY_OBJECTS = frozenset(
+    {"CaseContactRole", "EventRelation", "ContentDocumentLink", "AccountContactRelation", "CaseTeamMember"}
+)
+
+Mode = Literal["auto", "bulk", "composite"]
+
+
+# ---------------------------------------------------------------------------------------------
+# envelopes and columns
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One transformed row (see "Neutral row format" in docs/architecture.md)."""
+
+    sobject: str
+    source_system_id: str
+    row: dict[str, Any]
+    external_id_field: str | None = None
+    natural_key: tuple[str, ...] | None = None
+    blob: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Envelope:
+        """Build from a decoded JSON envelope, naming the record on bad input."""
+        sid = d.get("source_system_id")
+        if not sid:
+            raise ValueError(f"transformed row without source_system_id: keys {sorted(d)}")
+        for key in ("sobject", "row"):
+            if not d.get(key):
+                raise ValueError(f"{sid}: transformed envelope has no '{key}'")
+        if not isinstance(d["row"], Mapping):
+            raise ValueError(f"{sid}: 'row' must be an object")
+        ext = d.get("external_id_field")
+        nk = d.get("natural_key")
+        if ext and ext not in d["row"]:
+            raise ValueError(f"{sid}: row lacks its external id field '{ext}'")
+        return cls(
+            sobject=d["sobject"],
+            source_system_id=str(sid),
+            row=dict(d["row"]),
+            external_id_field=ext or None,
+            natural_key=tuple(nk) if nk else None,
+            blob=d.get("blob"),
+        )
+
+    @property
+    def external_id(self) -> str | None:
+        return None if not self.external_id_field else str(self.row[self.external_id_field])
+
+
+@dataclass(frozen=True)
+class Column:
+    """A parsed Bulk 2.0 column name: ``Field``, ``Rel.Field`` or ``Type:Rel.Field``."""
+
+    name: str
+    relationship: str | None = None
+    target_field: str | None = None
+    target_type: str | None = None
+
+    @classmethod
+    def parse(cls, name: str) -> Column:
+        if "." not in name:
+            return cls(name)
+        rel, target = name.split(".", 1)
+        typ = None
+        if ":" in rel:
+            typ, rel = rel.split(":", 1)
+        if not rel or not target or "." in target:
+            raise ValueError(f"bad relationship column {name!r}")
+        return cls(name, rel, target, typ)
+
+    @property
+    def is_reference(self) -> bool:
+        return self.relationship is not None
+
+    @property
+    def id_field(self) -> str:
+        """The lookup field behind a relationship (``Account``→``AccountId``, ``X__r``→``X__c``)."""
+        if self.relationship is None:
+            return self.name
+        if self.relationship.endswith("__r"):
+            return self.relationship[:-3] + "__c"
+        return self.relationship + "Id"
+
+
+def read_envelopes(fp: IO[bytes], name: str = "") -> list[Envelope]:
+    """Read a transformed batch (JSONL, gzip when ``name`` ends in ``.gz``)."""
+    stream: IO[bytes] = gzip.GzipFile(fileobj=fp) if name.endswith(".gz") else fp
+    out = []
+    for lineno, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), 1):
+        if line.strip():
+            try:
+                out.append(Envelope.from_dict(json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{name or 'batch'} line {lineno}: not JSON ({exc.msg})") from None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# values
+
+
+def _fmt_datetime(v: dt.datetime) -> str:
+    if v.tzinfo is None:
+        v = v.replace(tzinfo=dt.UTC)
+    s = v.isoformat(timespec="milliseconds")
+    return s.replace("+00:00", "Z")
+
+
+def _fmt_number(v: float | Decimal) -> str:
+    d = Decimal(repr(v)) if isinstance(v, float) else v
+    return format(d, "f")  # never scientific notation
+
+
+def csv_value(v: Any) -> str:
+    """One Bulk 2.0 CSV cell: ``#N/A`` for None, Salesforce date/datetime formats, LF newlines."""
+    if v is None:
+        return NULL
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dt.datetime):
+        return _fmt_datetime(v)
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, float | Decimal):
+        return _fmt_number(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, list | tuple | set):
+        return ";".join(csv_value(x) for x in v)  # multi-select picklist
+    if isinstance(v, dict):
+        raise TypeError("nested objects have no CSV form")
+    return str(v).replace("\r\n", "\n").replace("\r", "\n")
+
+
+def json_value(v: Any) -> Any:
+    """One REST JSON value (None stays null; dates as ISO strings)."""
+    if isinstance(v, dt.datetime):
+        return _fmt_datetime(v)
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return float(v)
+    if isinstance(v, list | tuple | set):
+        return ";".join(str(x) for x in v)
+    return v
+
+
+# ---------------------------------------------------------------------------------------------
+# Bulk 2.0 CSV
+
+
+@dataclass
+class BulkChunk:
+    """One Bulk 2.0 upload: CSV bytes plus the indexes (into the batch) of its rows."""
+
+    data: bytes
+    indexes: list[int]
+    columns: list[str]
+
+
+def header_union(rows: Iterable[Mapping[str, Any]], first: Sequence[str] = ()) -> list[str]:
+    """All keys in first-seen order, ``first`` leading (stable across runs for the same input)."""
+    seen = dict.fromkeys(k for k in first)
+    for row in rows:
+        for k in row:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
+def _csv_line(values: Sequence[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue()
+
+
+def bulk_csv_chunks(
+    envelopes: Sequence[Envelope],
+    indexes: Sequence[int] | None = None,
+    *,
+    row_cap: int = BULK_ROW_CAP,
+    max_bytes: int = BULK_MAX_BYTES,
+    max_chars: int = BULK_MAX_CHARS,
+) -> Iterator[BulkChunk]:
+    """Write rows as LF-terminated UTF-8 CSV chunks under the Bulk 2.0 size limits.
+
+    A key absent from a row gives an empty cell (field untouched on update); None gives ``#N/A``.
+    """
+    idx = list(range(len(envelopes))) if indexes is None else list(indexes)
+    if not idx:
+        return
+    ext = envelopes[idx[0]].external_id_field
+    columns = header_union((envelopes[i].row for i in idx), [ext] if ext else [])
+    header = _csv_line(columns)
+    hb, hc = len(header.encode()), len(header)
+    lines: list[str] = []
+    rows: list[int] = []
+    nbytes, nchars = hb, hc
+    for i in idx:
+        env = envelopes[i]
+        try:
+            values = [csv_value(env.row[c]) if c in env.row else "" for c in columns]
+        except TypeError as exc:
+            bad = next(c for c in columns if isinstance(env.row.get(c), dict))
+            raise ValueError(f"{env.source_system_id}: field '{bad}': {exc}") from None
+        line = _csv_line(values)
+        lb, lc = len(line.encode()), len(line)
+        if hb + lb > max_bytes or hc + lc > max_chars:
+            raise ValueError(f"{env.source_system_id}: row alone exceeds the Bulk upload size limit")
+        if rows and (len(rows) >= row_cap or nbytes + lb > max_bytes or nchars + lc > max_chars):
+            yield BulkChunk((header + "".join(lines)).encode(), rows, columns)
+            lines, rows, nbytes, nchars = [], [], hb, hc
+        lines.append(line)
+        rows.append(i)
+        nbytes += lb
+        nchars += lc
+    yield BulkChunk((header + "".join(lines)).encode(), rows, columns)
+
+
+# ---------------------------------------------------------------------------------------------
+# REST sObject collection records
+
+
+def composite_record(env: Envelope) -> dict[str, Any]:
+    """A collection record: lookups become nested external-id references.
+
+    ``Account.Clio_Id__c`` → ``"Account": {"Clio_Id__c": v}``; ``Case:What.Clio_Id__c`` →
+    ``"What": {"attributes": {"type": "Case"}, "Clio_Id__c": v}``; a None lookup nulls the Id field.
+    """
+    rec: dict[str, Any] = {"attributes": {"type": env.sobject}}
+    for key, value in env.row.items():
+        col = Column.parse(key)
+        if not col.is_reference:
+            rec[key] = json_value(value)
+        elif value is None:
+            rec[col.id_field] = None
+        else:
+            ref: dict[str, Any] = {}
+            if col.target_type:
+                ref["attributes"] = {"type": col.target_type}
+            ref[col.target_field] = json_value(value)
+            rec[col.relationship] = ref
+    return rec
+
+
+def chunked(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True)
+class SfError:
+    status_code: str
+    message: str
+    fields: tuple[str, ...] = ()
+
+    @property
+    def transient(self) -> bool:
+        return self.status_code in TRANSIENT_CODES
+
+    def __str__(self) -> str:
+        where = f" [{','.join(self.fields)}]" if self.fields else ""
+        return f"{self.status_code}: {self.message}{where}"
+
+
+_PERMANENT_JOB_ERROR = re.compile(r"\s*(InvalidBatch|ClientInputError|InvalidJob|FeatureNotEnabled)\b")
+_FIELDS_RE = re.compile(r"^[A-Za-z0-9_.,: ]*$")
+
+
+def parse_bulk_error(text: str) -> SfError:
+    """Parse an ``sf__Error`` cell: ``CODE:message:Field1,Field2 --`` (the field part optional)."""
+    text = (text or "").strip()
+    code, _, rest = text.partition(":")
+    code = code.strip() or "UNKNOWN_ERROR"
+    fields: tuple[str, ...] = ()
+    if rest.endswith("--"):
+        rest = rest[:-2].rstrip()
+        msg, sep, tail = rest.rpartition(":")
+        if sep and _FIELDS_RE.match(tail):
+            rest = msg
+            fields = tuple(f.strip() for f in tail.split(",") if f.strip())
+    return SfError(code, rest.strip(), fields)
+
+
+def parse_rest_errors(errors: Iterable[Mapping[str, Any]]) -> list[SfError]:
+    """Collection item errors (``statusCode``) or top-level REST errors (``errorCode``)."""
+    return [
+        SfError(
+            str(e.get("statusCode") or e.get("errorCode") or "UNKNOWN_ERROR"),
+            str(e.get("message") or ""),
+            tuple(e.get("fields") or ()),
+        )
+        for e in errors
+    ]
+
+
+@dataclass
+class RowOutcome:
+    """What happened to one input row."""
+
+    index: int
+    source_system_id: str
+    success: bool
+    sf_id: str | None = None
+    created: bool = False
+    errors: list[SfError] = field(default_factory=list)
+    status: Literal["ok", "failed", "skipped"] | None = None
+    operation: str = "upsert"
+    file_ids: tuple[str, ...] = ()
+    attempts: int = 1
+
+    @property
+    def transient(self) -> bool:
+        return not self.success and bool(self.errors) and any(e.transient for e in self.errors)
+
+    @property
+    def ledger_status(self) -> str:
+        return self.status or ("ok" if self.success else "failed")
+
+
+def _cell(row: Mapping[str, str], key: str) -> str:
+    return (row.get(key) or "").strip()
+
+
+def _signature(values: Mapping[str, str], columns: Sequence[str]) -> tuple[str, ...]:
+    return tuple(values.get(c, "") or "" for c in columns)
+
+
+def parse_bulk_results(
+    chunk: BulkChunk,
+    envelopes: Sequence[Envelope],
+    *,
+    successful: IO[str] | str | None,
+    failed: IO[str] | str | None,
+    unprocessed: IO[str] | str | None,
+    job_error: str | None = None,
+    operation: str = "upsert",
+) -> list[RowOutcome]:
+    """Match Bulk result CSVs back to the chunk's rows.
+
+    Rows are matched on the external id when the rows have one, otherwise on the echoed column
+    values; Salesforce does not keep input order.  Rows missing from every result (a failed job)
+    come back as transient ``UNPROCESSED`` failures.
+    """
+    ext = envelopes[chunk.indexes[0]].external_id_field if chunk.indexes else None
+    by_key: dict[Any, list[int]] = defaultdict(list)
+    for i in chunk.indexes:
+        env = envelopes[i]
+        if ext:
+            by_key[str(env.row[ext]).casefold()].append(i)
+        else:
+            cells = {c: csv_value(env.row[c]) if c in env.row else "" for c in chunk.columns}
+            by_key[_signature(cells, chunk.columns)].append(i)
+
+    def take(row: Mapping[str, str]) -> int | None:
+        key = _cell(row, ext).casefold() if ext else _signature(row, chunk.columns)
+        hits = by_key.get(key)
+        return hits.pop(0) if hits else None
+
+    out: dict[int, RowOutcome] = {}
+
+    def reader(src: IO[str] | str | None) -> Iterator[dict[str, str]]:
+        if not src:
+            return iter(())
+        return csv.DictReader(io.StringIO(src) if isinstance(src, str) else src)
+
+    for row in reader(successful):
+        i = take(row)
+        if i is not None:
+            out[i] = RowOutcome(
+                i,
+                envelopes[i].source_system_id,
+                True,
+                _cell(row, "sf__Id") or None,
+                _cell(row, "sf__Created").lower() == "true",
+                operation=operation,
+            )
+    for row in reader(failed):
+        i = take(row)
+        if i is not None:
+            out[i] = RowOutcome(
+                i,
+                envelopes[i].source_system_id,
+                False,
+                _cell(row, "sf__Id") or None,
+                errors=[parse_bulk_error(row.get("sf__Error", ""))],
+                operation=operation,
+            )
+    unproc_msg = f"not processed by the Bulk job{': ' + job_error if job_error else ''}"
+    # A job refused for its input (bad header, line endings) fails every row the same way again.
+    unproc_code = "BULK_JOB_FAILED" if job_error and _PERMANENT_JOB_ERROR.match(job_error) else "UNPROCESSED"
+    for row in reader(unprocessed):
+        i = take(row)
+        if i is not None:
+            out[i] = RowOutcome(
+                i,
+                envelopes[i].source_system_id,
+                False,
+                errors=[SfError(unproc_code, unproc_msg)],
+                operation=operation,
+            )
+    for i in chunk.indexes:
+        if i not in out:
+            out[i] = RowOutcome(
+                i,
+                envelopes[i].source_system_id,
+                False,
+                errors=[SfError(unproc_code, "missing from the Bulk job results; " + unproc_msg)],
+                operation=operation,
+            )
+    return [out[i] for i in chunk.indexes]
+
+
+def parse_composite_results(
+    indexes: Sequence[int],
+    envelopes: Sequence[Envelope],
+    results: Sequence[Mapping[str, Any]],
+    operation: str = "upsert",
+) -> list[RowOutcome]:
+    """Collection results come back in request order, one per record."""
+    if len(results) != len(indexes):
+        raise ValueError(f"collection returned {len(results)} results for {len(indexes)} records")
+    return [
+        RowOutcome(
+            i,
+            envelopes[i].source_system_id,
+            bool(r.get("success")),
+            r.get("id"),
+            bool(r.get("created", operation == "insert" and r.get("success"))),
+            parse_rest_errors(r.get("errors") or ()),
+            operation=operation,
+        )
+        for i, r in zip(indexes, results, strict=True)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# ledger and rejects
+
+
+def ledger_kwargs(outcome: RowOutcome, before: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``LedgerWriter.record`` (no record body, only ids and errors)."""
+    return {
+        "source_system_id": outcome.source_system_id,
+        "sf_id": outcome.sf_id,
+        "operation": outcome.operation,
+        "created": outcome.created,
+        "before": dict(before) if before and outcome.success and not outcome.created else None,
+        "file_ids": tuple(outcome.file_ids),
+        "status": outcome.ledger_status,
+        "error": "; ".join(str(e) for e in outcome.errors)[:1000] if not outcome.success else None,
+    }
+
+
+def reject_line(outcome: RowOutcome, phase: str, sobject: str) -> dict[str, Any]:
+    """A reject (quarantine) line naming the record and the field."""
+    err = outcome.errors[0] if outcome.errors else SfError("UNKNOWN_ERROR", "no error reported")
+    fld = ",".join(err.fields) or None
+    others = f" (+{len(outcome.errors) - 1} more)" if len(outcome.errors) > 1 else ""
+    on = f" on {fld}" if fld else ""
+    return {
+        "phase": phase,
+        "object": sobject,
+        "source_system_id": outcome.source_system_id,
+        "field": fld,
+        "rule": err.status_code,
+        "message": f"{outcome.source_system_id}: {err.status_code}{on}: {err.message[:500]}{others}",
+        "repair": None,
+    }
+
+
+def write_rejects(root: Any, phase: str, obj: str, batch: str, rejects: Iterable[Mapping[str, Any]]) -> Any:
+    """Write ``rejects/<phase>/<obj>/<batch>.jsonl`` in one go (object stores cannot append)."""
+    path = root / "rejects" / phase / obj / f"{batch}.jsonl"
+    data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rejects)
+    write_bytes_atomic(path, data.encode("utf-8"))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# natural-key objects
+
+
+@dataclass
+class NaturalKeyPlan:
+    inserts: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (index, flat record)
+    existing: list[tuple[int, str | None]] = field(default_factory=list)  # (index, existing sf id)
+    failures: list[RowOutcome] = field(default_factory=list)
+
+
+def _norm_id(v: Any) -> str:
+    s = "" if v is None else str(v)
+    return s[:15] if len(s) == 18 and s.isalnum() else s
+
+
+def key_fields(env: Envelope) -> tuple[str, ...]:
+    """The natural key as Salesforce field names (``Cases.Clio_Id__c`` → ``CasesId``)."""
+    if not env.natural_key:
+        raise ValueError(f"{env.source_system_id}: {env.sobject} row has no natural_key")
+    return tuple(Column.parse(k).id_field for k in env.natural_key)
+
+
+def resolve_row(env: Envelope, resolved_ids: Mapping[str, Mapping[str, str]]) -> tuple[dict, list]:
+    """Replace external-id lookups with Salesforce ids; return (flat record, unresolved columns)."""
+    rec: dict[str, Any] = {}
+    missing = []
+    for key, value in env.row.items():
+        col = Column.parse(key)
+        if not col.is_reference:
+            rec[key] = json_value(value)
+        elif value is None:
+            rec[col.id_field] = None
+        else:
+            sf_id = resolved_ids.get(key, {}).get(str(value))
+            if sf_id is None:
+                missing.append((key, col.id_field, value))
+            rec[col.id_field] = sf_id
+    return rec, missing
+
+
+def natural_key_of(record: Mapping[str, Any], fields: Sequence[str]) -> tuple[str, ...]:
+    return tuple(_norm_id(record.get(f)) for f in fields)
+
+
+def plan_natural_key_inserts(
+    envelopes: Sequence[Envelope],
+    resolved_ids: Mapping[str, Mapping[str, str]],
+    existing_keys: Mapping[tuple[str, ...], str | None] | Iterable[tuple[str, ...]],
+    indexes: Sequence[int] | None = None,
+) -> NaturalKeyPlan:
+    """Decide which natural-key rows to insert.
+
+    :param resolved_ids: column name (``Cases.Clio_Id__c``) → external id → Salesforce id.
+    :param existing_keys: natural keys (tuples in ``key_fields`` order, ids as 15 or 18 chars)
+        already in Salesforce, optionally mapped to the existing record's id.
+    Rows whose parent did not resolve fail permanently (``INVALID_CROSS_REFERENCE_KEY``); rows
+    already present or repeated in the batch are skipped, so a rerun inserts nothing.
+    """
+    existing = {
+        tuple(_norm_id(v) for v in k): (existing_keys[k] if isinstance(existing_keys, Mapping) else None)
+        for k in existing_keys
+    }
+    plan = NaturalKeyPlan()
+    planned: set[tuple[str, ...]] = set()
+    for i in range(len(envelopes)) if indexes is None else indexes:
+        env = envelopes[i]
+        fields = key_fields(env)
+        rec, missing = resolve_row(env, resolved_ids)
+        if missing:
+            col, id_field, value = missing[0]
+            plan.failures.append(
+                RowOutcome(
+                    i,
+                    env.source_system_id,
+                    False,
+                    errors=[
+                        SfError(
+                            "INVALID_CROSS_REFERENCE_KEY",
+                            f"no {col.split('.')[0]} record with {col.split('.')[-1]} = {value}",
+                            (id_field,),
+                        )
+                    ],
+                    operation="insert",
+                )
+            )
+            continue
+        key = natural_key_of(rec, fields)
+        if key in existing:
+            plan.existing.append((i, existing[key]))
+        elif key in planned:
+            plan.existing.append((i, None))
+        else:
+            planned.add(key)
+            plan.inserts.append((i, rec))
+    return plan
+
+
+def soql_quote(value: Any) -> str:
+    s = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{s}'"
+
+
+def soql_in(field_name: str, values: Iterable[Any]) -> str:
+    return f"{field_name} IN ({', '.join(soql_quote(v) for v in values)})"
+
+
+# ---------------------------------------------------------------------------------------------
+# driver
+
+
+@dataclass
+class BulkJobResult:
+    """A finished Bulk 2.0 ingest job: its final state and its three result CSVs."""
+
+    job_id: str
+    state: str
+    records_processed: int = 0
+    records_failed: int = 0
+    error_message: str | None = None
+    successful: IO[str] | str | None = None
+    failed: IO[str] | str | None = None
+    unprocessed: IO[str] | str | None = None
+
+
+class LoadClient(Protocol):
+    """What :func:`load_rows` needs from a Salesforce client (``ClioSalesforceHook`` has it)."""
+
+    def bulk_ingest(
+        self, sobject: str, operation: str, data: bytes, external_id_field: str | None
+    ) -> BulkJobResult: ...
+
+    def composite_upsert(self, sobject: str, external_id_field: str, records: Sequence[dict]) -> list: ...
+
+    def composite_create(self, records: Sequence[dict]) -> list: ...
+
+    def query_all_iter(self, soql: str) -> Iterator[dict]: ...
+
+    def reference_targets(self, sobject: str, columns: Iterable[str]) -> dict[str, str]: ...
+
+
+@dataclass
+class LoadResult:
+    outcomes: list[RowOutcome]
+    before: dict[str, dict[str, Any]] = field(default_factory=dict)  # external id → before-image
+
+    def count(self, pred: Callable[[RowOutcome], bool]) -> int:
+        return sum(1 for o in self.outcomes if pred(o))
+
+    @property
+    def created(self) -> int:
+        return self.count(lambda o: o.success and o.created)
+
+    @property
+    def updated(self) -> int:
+        return self.count(lambda o: o.success and not o.created and o.ledger_status == "ok")
+
+    @property
+    def skipped(self) -> int:
+        return self.count(lambda o: o.ledger_status == "skipped")
+
+    @property
+    def failed(self) -> int:
+        return self.count(lambda o: not o.success)
+
+
+def choose_mode(mode: Mode, rows: int, bulk_threshold: int) -> Literal["bulk", "composite"]:
+    if mode not in ("auto", "bulk", "composite"):
+        raise ValueError(f"mode must be auto, bulk or composite, not {mode!r}")
+    if mode == "auto":
+        return "bulk" if rows > bulk_threshold else "composite"
+    return mode
+
+
+def _check_batch(envelopes: Sequence[Envelope]) -> None:
+    first = envelopes[0]
+    for env in envelopes:
+        if env.sobject != first.sobject or env.external_id_field != first.external_id_field:
+            raise ValueError(
+                f"{env.source_system_id}: batch mixes {env.sobject}/{env.external_id_field} with "
+                f"{first.sobject}/{first.external_id_field}"
+            )
+        if not env.external_id_field and not env.natural_key:
+            raise ValueError(f"{env.source_system_id}: row has neither external_id_field nor natural_key")
+
+
+def _run_upsert(
+    client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int], mode: str, row_cap: int
+) -> list[RowOutcome]:
+    env0 = envelopes[idx[0]]
+    out: list[RowOutcome] = []
+    if mode == "bulk":
+        for chunk in bulk_csv_chunks(envelopes, idx, row_cap=row_cap):
+            res = client.bulk_ingest(env0.sobject, "upsert", chunk.data, env0.external_id_field)
+            out += parse_bulk_results(
+                chunk,
+                envelopes,
+                successful=res.successful,
+                failed=res.failed,
+                unprocessed=res.unprocessed,
+                job_error=res.error_message,
+            )
+    else:
+        for part in chunked(list(idx), COMPOSITE_CHUNK):
+            records = [composite_record(envelopes[i]) for i in part]
+            results = client.composite_upsert(env0.sobject, env0.external_id_field, records)
+            out += parse_composite_results(part, envelopes, results)
+    return out
+
+
+def _existing_natural_keys(
+    client: LoadClient, sobject: str, fields: Sequence[str], records: Sequence[Mapping[str, Any]]
+) -> dict[tuple[str, ...], str]:
+    # Filter on the first id field of the key: ContentDocumentLink refuses unfiltered queries.
+    anchor = next((f for f in fields if f.endswith("Id")), fields[0])
+    values = sorted({str(r[anchor]) for r in records if r.get(anchor)})
+    found: dict[tuple[str, ...], str] = {}
+    for part in chunked(values, SOQL_IN_CHUNK):
+        soql = f"SELECT Id, {', '.join(fields)} FROM {sobject} WHERE {soql_in(anchor, part)}"
+        for rec in client.query_all_iter(soql):
+            found[natural_key_of(rec, fields)] = rec["Id"]
+    return found
+
+
+def resolve_external_ids(
+    client: LoadClient, sobject: str, envelopes: Sequence[Envelope], idx: Sequence[int]
+) -> dict[str, dict[str, str]]:
+    """Look up the Salesforce ids of every external id referenced by the rows' lookup columns."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for i in idx:
+        for key, value in envelopes[i].row.items():
+            if value is not None and Column.parse(key).is_reference:
+                wanted[key].add(str(value))
+    targets = client.reference_targets(sobject, wanted)
+    resolved: dict[str, dict[str, str]] = {}
+    for key, values in wanted.items():
+        col = Column.parse(key)
+        target = targets[key]
+        got: dict[str, str] = {}
+        folded = {v.casefold(): v for v in values}
+        for part in chunked(sorted(values), SOQL_IN_CHUNK):
+            soql = f"SELECT Id, {col.target_field} FROM {target} WHERE {soql_in(col.target_field, part)}"
+            for rec in client.query_all_iter(soql):
+                v = rec.get(col.target_field)
+                if v is not None:
+                    got[folded.get(str(v).casefold(), str(v))] = rec["Id"]
+        resolved[key] = got
+    return resolved
+
+
+def _run_natural_key(
+    client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int], mode: str, row_cap: int
+) -> list[RowOutcome]:
+    sobject = envelopes[idx[0]].sobject
+    resolved = resolve_external_ids(client, sobject, envelopes, idx)
+    # First pass without "existing" to learn the candidate records for the existence query.
+    draft = plan_natural_key_inserts(envelopes, resolved, {}, idx)
+    fields = key_fields(envelopes[idx[0]])
+    existing = _existing_natural_keys(client, sobject, fields, [r for _, r in draft.inserts])
+    plan = plan_natural_key_inserts(envelopes, resolved, existing, idx)
+    out = list(plan.failures)
+    for i, sf_id in plan.existing:
+        out.append(
+            RowOutcome(
+                i, envelopes[i].source_system_id, True, sf_id, False, status="skipped", operation="insert"
+            )
+        )
+    if plan.inserts and mode == "bulk":
+        flat = [Envelope(sobject, envelopes[i].source_system_id, rec) for i, rec in plan.inserts]
+        for chunk in bulk_csv_chunks(flat, row_cap=row_cap):
+            res = client.bulk_ingest(sobject, "insert", chunk.data, None)
+            for o in parse_bulk_results(
+                chunk,
+                flat,
+                successful=res.successful,
+                failed=res.failed,
+                unprocessed=res.unprocessed,
+                job_error=res.error_message,
+                operation="insert",
+            ):
+                o.index = plan.inserts[o.index][0]
+                o.created = o.success
+                out.append(o)
+    elif plan.inserts:
+        for part in chunked(plan.inserts, COMPOSITE_CHUNK):
+            records = [{"attributes": {"type": sobject}, **rec} for _, rec in part]
+            results = client.composite_create(records)
+            out += parse_composite_results([i for i, _ in part], envelopes, results, operation="insert")
+    return out
+
+
+def capture_before_images(
+    client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Current values of the fields a batch is about to write, keyed by external id (for rollback)."""
+    idx = list(range(len(envelopes))) if idx is None else list(idx)
+    if not idx or not envelopes[idx[0]].external_id_field:
+        return {}
+    env0 = envelopes[idx[0]]
+    ext = env0.external_id_field
+    fields = []
+    for key in header_union(envelopes[i].row for i in idx):
+        col = Column.parse(key)
+        fields.append(col.id_field)
+    fields = [f for f in dict.fromkeys(fields) if f not in ("Id", ext)]
+    out: dict[str, dict[str, Any]] = {}
+    ids = sorted({str(envelopes[i].row[ext]) for i in idx})
+    for part in chunked(ids, SOQL_IN_CHUNK):
+        soql = f"SELECT Id, {', '.join([ext, *fields])} FROM {env0.sobject} WHERE {soql_in(ext, part)}"
+        for rec in client.query_all_iter(soql):
+            out[str(rec[ext]).casefold()] = {"Id": rec["Id"], **{f: rec.get(f) for f in fields}}
+    return out
+
+
+def _with_row_retries(
+    run: Callable[[Sequence[int]], list[RowOutcome]],
+    n: int,
+    max_row_retries: int,
+    retry_wait: float,
+    sleep: Callable[[float], None],
+) -> list[RowOutcome]:
+    final: dict[int, RowOutcome] = {}
+    pending = list(range(n))
+    attempt = 0
+    while pending:
+        attempt += 1
+        outcomes = run(pending)
+        pending = []
+        for o in outcomes:
+            o.attempts = attempt
+            final[o.index] = o
+            if o.transient and attempt <= max_row_retries:
+                pending.append(o.index)
+        if pending:
+            sleep(retry_wait * 2 ** (attempt - 1))
+    return [final[i] for i in sorted(final)]
+
+
+def load_rows(
+    client: LoadClient,
+    envelopes: Sequence[Envelope],
+    *,
+    mode: Mode = "auto",
+    bulk_threshold: int = 2000,
+    max_row_retries: int = 3,
+    row_cap: int = BULK_ROW_CAP,
+    retry_wait: float = 2.0,
+    capture_before: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> LoadResult:
+    """Load one batch; rows that fail with a transient error are resent up to ``max_row_retries`` times.
+
+    Rows with an external id are upserted (Bulk 2.0 or sObject collections); natural-key rows
+    are resolved, checked for existence and only the missing ones inserted.
+    """
+    if not envelopes:
+        return LoadResult([])
+    _check_batch(envelopes)
+    natural = envelopes[0].external_id_field is None
+    step = _run_natural_key if natural else _run_upsert
+    before = {} if natural or not capture_before else capture_before_images(client, envelopes)
+
+    def run(idx: Sequence[int]) -> list[RowOutcome]:
+        return step(client, envelopes, idx, choose_mode(mode, len(idx), bulk_threshold), row_cap)
+
+    result = LoadResult(_with_row_retries(run, len(envelopes), max_row_retries, retry_wait, sleep))
+    for o in result.outcomes:
+        ext = envelopes[o.index].external_id
+        if ext is not None and ext.casefold() in before:
+            result.before[o.source_system_id] = before[ext.casefold()]
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# ContentVersion (document bytes)
+
+MULTIPART_THRESHOLD = 10 * 1024 * 1024
+BASE64_JSON_LIMIT = 37_500_000  # base64 characters in a non-multipart JSON body (about 28 MB raw)
+
+
+def base64_len(size: int) -> int:
+    return 4 * ((size + 2) // 3)
+
+
+def use_multipart(size: int, threshold: int = MULTIPART_THRESHOLD) -> bool:
+    """Multipart above the threshold, and always when base64 JSON would pass Salesforce's cap."""
+    return size >= threshold or base64_len(size) > BASE64_JSON_LIMIT
+
+
+@dataclass(frozen=True)
+class BlobDigest:
+    size: int
+    md5: str
+    sha256: str
+
+
+def digest_blob(fp: IO[bytes], chunk: int = 1 << 20) -> BlobDigest:
+    """Stream a blob once for both checksums (sha256 from staging, md5 as Salesforce reports it)."""
+    import hashlib
+
+    md5, sha, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
+    while block := fp.read(chunk):
+        md5.update(block)
+        sha.update(block)
+        size += len(block)
+    return BlobDigest(size, md5.hexdigest(), sha.hexdigest())
+
+
+class ContentClient(LoadClient, Protocol):
+    def content_version_create(
+        self,
+        fields: Mapping[str, Any],
+        open_blob: Callable[[], IO[bytes]],
+        size: int,
+        filename: str,
+        multipart: bool,
+    ) -> dict[str, Any]: ...
+
+
+def _fail(i: int, env: Envelope, code: str, msg: str, fields: tuple[str, ...] = (), **kw: Any) -> RowOutcome:
+    return RowOutcome(
+        i, env.source_system_id, False, errors=[SfError(code, msg, fields)], operation="insert", **kw
+    )
+
+
+def load_content_versions(
+    client: ContentClient,
+    envelopes: Sequence[Envelope],
+    root: Any,
+    *,
+    multipart_threshold: int = MULTIPART_THRESHOLD,
+    max_row_retries: int = 3,
+    retry_wait: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> LoadResult:
+    """Upload ContentVersion rows whose bytes sit at ``root / blob.path``; skip versions already there.
+
+    Each blob is checked against its staged sha256 before upload, and Salesforce's ``Checksum`` (md5)
+    against the local md5 after.  Ledger ``file_ids`` are (ContentVersion Id, ContentDocumentId).
+    """
+    if not envelopes:
+        return LoadResult([])
+    _check_batch(envelopes)
+    ext = envelopes[0].external_id_field
+    if envelopes[0].sobject != "ContentVersion" or not ext:
+        raise ValueError(f"{envelopes[0].source_system_id}: not a ContentVersion row with an external id")
+
+    def run(idx: Sequence[int]) -> list[RowOutcome]:
+        out: list[RowOutcome] = []
+        ready: list[tuple[int, BlobDigest]] = []
+        for i in idx:
+            env = envelopes[i]
+            blob = env.blob or {}
+            if not blob.get("path") or not blob.get("sha256"):
+                out.append(
+                    _fail(i, env, "MISSING_BLOB", "envelope has no blob path/sha256", ("VersionData",))
+                )
+                continue
+            try:
+                with (root / blob["path"]).open("rb") as fh:
+                    d = digest_blob(fh)
+            except FileNotFoundError:
+                out.append(
+                    _fail(i, env, "MISSING_BLOB", f"blob {blob['path']} not in staging", ("VersionData",))
+                )
+                continue
+            if d.sha256 != blob["sha256"]:
+                out.append(
+                    _fail(
+                        i,
+                        env,
+                        "BLOB_CHECKSUM_MISMATCH",
+                        "staged bytes do not match their sha256",
+                        ("VersionData",),
+                    )
+                )
+                continue
+            ready.append((i, d))
+        existing: dict[str, dict] = {}
+        ids = sorted({str(envelopes[i].row[ext]) for i, _ in ready})
+        for part in chunked(ids, SOQL_IN_CHUNK):
+            soql = f"SELECT Id, ContentDocumentId, Checksum, {ext} FROM ContentVersion WHERE {soql_in(ext, part)}"
+            for rec in client.query_all_iter(soql):
+                existing[str(rec[ext]).casefold()] = rec
+        resolved = resolve_external_ids(client, "ContentVersion", envelopes, [i for i, _ in ready])
+        uploaded: list[tuple[int, BlobDigest, str]] = []
+        for i, d in ready:
+            env = envelopes[i]
+            have = existing.get(str(env.row[ext]).casefold())
+            if have:
+                ids = (have["Id"], have.get("ContentDocumentId") or "")
+                if (have.get("Checksum") or "").lower() == d.md5:
+                    out.append(
+                        RowOutcome(
+                            i,
+                            env.source_system_id,
+                            True,
+                            have["Id"],
+                            False,
+                            status="skipped",
+                            operation="insert",
+                            file_ids=ids,
+                        )
+                    )
+                else:
+                    out.append(
+                        _fail(
+                            i,
+                            env,
+                            "EXISTING_VERSION_DIFFERS",
+                            "a ContentVersion with this external id holds other bytes",
+                            ("VersionData",),
+                            sf_id=have["Id"],
+                            file_ids=ids,
+                        )
+                    )
+                continue
+            rec, missing = resolve_row(env, resolved)
+            if missing:
+                col, id_field, value = missing[0]
+                out.append(
+                    _fail(
+                        i, env, "INVALID_CROSS_REFERENCE_KEY", f"no record for {col} = {value}", (id_field,)
+                    )
+                )
+                continue
+            path = root / env.blob["path"]
+            filename = str(rec.get("PathOnClient") or env.blob["path"].rsplit("/", 1)[-1])
+            res = client.content_version_create(
+                rec, lambda p=path: p.open("rb"), d.size, filename, use_multipart(d.size, multipart_threshold)
+            )
+            if res.get("success") and res.get("id"):
+                uploaded.append((i, d, res["id"]))
+            else:
+                out.append(
+                    RowOutcome(
+                        i,
+                        env.source_system_id,
+                        False,
+                        errors=parse_rest_errors(
+                            res.get("errors") or [{"statusCode": "UNKNOWN_ERROR", "message": "upload failed"}]
+                        ),
+                        operation="insert",
+                    )
+                )
+        check: dict[str, dict] = {}
+        for part in chunked([cv for _, _, cv in uploaded], SOQL_IN_CHUNK):
+            soql = f"SELECT Id, ContentDocumentId, Checksum FROM ContentVersion WHERE {soql_in('Id', part)}"
+            for rec in client.query_all_iter(soql):
+                check[_norm_id(rec["Id"])] = rec
+        for i, d, cv in uploaded:
+            env = envelopes[i]
+            rec = check.get(_norm_id(cv), {})
+            ids = (cv, rec.get("ContentDocumentId") or "")
+            if (rec.get("Checksum") or "").lower() == d.md5:
+                out.append(
+                    RowOutcome(i, env.source_system_id, True, cv, True, operation="insert", file_ids=ids)
+                )
+            else:
+                out.append(
+                    _fail(
+                        i,
+                        env,
+                        "CHECKSUM_MISMATCH",
+                        f"Salesforce md5 {rec.get('Checksum')!r} differs from local {d.md5}",
+                        ("VersionData",),
+                        sf_id=cv,
+                        file_ids=ids,
+                    )
+                )
+        return out
+
+    return LoadResult(_with_row_retries(run, len(envelopes), max_row_retries, retry_wait, sleep))

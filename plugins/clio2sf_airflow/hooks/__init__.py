@@ -1,0 +1,1 @@
+"""Hooks: one module per service (``clio``, ``salesforce``)."""

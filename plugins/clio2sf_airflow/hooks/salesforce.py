@@ -1,0 +1,631 @@
+"""Salesforce hook for the loader: describe cache, Bulk API 2.0 ingest, sObject collections,
+Tooling, ContentVersion uploads and SOQL, with typed errors and layered retries.
+
+Every request goes through :meth:`ClioSalesforceHook.request`, which adds the Bearer header,
+re-logs in once on ``INVALID_SESSION_ID``, retries transient failures with jittered backoff,
+reads ``Sforce-Limit-Info`` into ``conn.api_usage`` and turns error bodies into typed exceptions.
+Exceptions carry error codes, never record bodies or tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import requests
+import tenacity
+from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
+from simple_salesforce import Salesforce
+
+from clio2sf.load import COMPOSITE_CHUNK, TRANSIENT_CODES, BulkJobResult, chunked
+
+if TYPE_CHECKING:
+    from simple_salesforce.api import Salesforce as SalesforceClient
+
+BULK_OPERATIONS = ("insert", "upsert", "update", "delete", "hardDelete")
+TRANSIENT_STATUS = frozenset({502, 503, 504})
+TERMINAL_STATES = frozenset({"JobComplete", "Failed", "Aborted"})
+
+
+class SalesforceApiError(Exception):
+    """A Salesforce REST error: HTTP status, ``errorCode``, message and fields (no record body)."""
+
+    def __init__(
+        self, status: int, error_code: str, message: str = "", fields: Sequence[str] = (), where: str = ""
+    ) -> None:
+        self.status = status
+        self.error_code = error_code
+        self.message = message[:300]
+        self.fields = tuple(fields)
+        self.where = where
+        super().__init__(f"{where}: HTTP {status} {error_code}: {self.message}".strip(": "))
+
+    def as_result(self) -> dict[str, Any]:
+        """The error as an sObject-collection item, for per-row handling."""
+        return {
+            "success": False,
+            "errors": [{"statusCode": self.error_code, "message": self.message, "fields": list(self.fields)}],
+        }
+
+
+class SalesforceTransientError(SalesforceApiError):
+    """Worth retrying: lock contention, 502/503/504, a dropped connection."""
+
+
+class SalesforceSessionExpired(SalesforceApiError):
+    """401 even after logging in again."""
+
+
+class SalesforceApiLimitExceeded(SalesforceApiError):
+    """403 ``REQUEST_LIMIT_EXCEEDED``: retrying makes it worse; ``used``/``total`` from the last response."""
+
+    def __init__(self, *args: Any, used: int | None = None, total: int | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.used, self.total = used, total
+        self.args = (f"{self.args[0]} (API usage {used}/{total})",)
+
+
+class SalesforceStorageLimitExceeded(SalesforceApiError):
+    """``STORAGE_LIMIT_EXCEEDED``: the org's data or file storage is full."""
+
+
+class SalesforceBulkJobError(SalesforceApiError):
+    """A Bulk 2.0 job that could not be created, uploaded or finished in time."""
+
+
+class _MultipartBody:
+    """A streamed ``multipart/form-data`` body with a known length (``entity_content`` + ``VersionData``)."""
+
+    def __init__(
+        self,
+        fields: Mapping[str, Any],
+        open_blob: Callable[[], IO[bytes]],
+        size: int,
+        filename: str,
+        boundary: str,
+    ) -> None:
+        safe_name = filename.replace('"', "").replace("\r", "").replace("\n", "")
+        self.head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="entity_content"\r\n'
+            f"Content-Type: application/json\r\n\r\n{json.dumps(dict(fields))}\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="VersionData"; filename="{safe_name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        self.tail = f"\r\n--{boundary}--\r\n".encode()
+        self.size = size
+        self._open = open_blob
+        self._parts: Iterator[bytes] | None = None
+        self._buf = b""
+
+    def __len__(self) -> int:
+        return len(self.head) + self.size + len(self.tail)
+
+    def _gen(self) -> Iterator[bytes]:
+        yield self.head
+        with self._open() as fh:
+            sent = 0
+            while block := fh.read(1 << 20):
+                sent += len(block)
+                yield block
+        if sent != self.size:
+            raise OSError(f"blob changed while uploading: {sent} bytes read, {self.size} expected")
+        yield self.tail
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._gen()
+
+    def read(self, n: int = -1) -> bytes:
+        if self._parts is None:
+            self._parts = self._gen()
+        while n < 0 or len(self._buf) < n:
+            nxt = next(self._parts, None)
+            if nxt is None:
+                break
+            self._buf += nxt
+        if n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
+class ClioSalesforceHook(SalesforceHook):
+    """The Salesforce side of the migration, on top of the provider's ``SalesforceHook``.
+
+    :param salesforce_conn_id: Airflow connection of type ``salesforce``.
+    :param describe_cache: optional folder (pathlib-like, e.g. ``discover/salesforce_describe``)
+        holding ``<Object>.json`` describes; read before calling Salesforce and written after.
+    :param max_attempts: tries per HTTP request for transient failures.
+    :param retry_wait_max: cap of the jittered exponential wait between tries, in seconds.
+    :param poll_interval: first wait between Bulk job status polls; grows by half each poll.
+    :param max_poll_interval: cap of that wait.
+    :param bulk_timeout: seconds before an unfinished Bulk job is aborted.
+    :param duplicate_rule_allow_save: send ``Sforce-Duplicate-Rule-Header: allowSave=true`` on writes.
+    """
+
+    hook_name = "Salesforce (clio2sf)"
+
+    def __init__(
+        self,
+        salesforce_conn_id: str = SalesforceHook.default_conn_name,
+        *,
+        describe_cache: Any = None,
+        max_attempts: int = 5,
+        retry_wait_max: float = 30.0,
+        poll_interval: float = 2.0,
+        max_poll_interval: float = 30.0,
+        bulk_timeout: float = 6 * 3600,
+        request_timeout: float = 600.0,
+        duplicate_rule_allow_save: bool = True,
+        session_id: str | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(salesforce_conn_id=salesforce_conn_id, session_id=session_id, session=session)
+        self.describe_cache = describe_cache
+        self.max_attempts = max_attempts
+        self.retry_wait_max = retry_wait_max
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.bulk_timeout = bulk_timeout
+        self.request_timeout = request_timeout
+        self.write_headers = (
+            {"Sforce-Duplicate-Rule-Header": "allowSave=true"} if duplicate_rule_allow_save else {}
+        )
+        self._sleep = sleep
+        self._describes: dict[str, dict] = {}
+        self._global: dict | None = None
+        self.api_calls = 0
+
+    # ------------------------------------------------------------------ transport
+
+    def _url(self, path: str) -> str:
+        sf = self.get_conn()
+        if path.startswith(("https://", "http://")):
+            return path
+        if path.startswith("/"):
+            return f"https://{sf.sf_instance}{path}"
+        return sf.base_url + path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: bytes | Callable[[], Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        """Send one REST call (path relative to ``/services/data/vXX.X/``, or absolute ``/services/...``).
+
+        ``data`` may be a factory so that a retried upload gets a fresh stream.
+        """
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(SalesforceTransientError),
+            wait=tenacity.wait_exponential_jitter(initial=1, max=self.retry_wait_max),
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            sleep=self._sleep,
+            reraise=True,
+            before_sleep=lambda rs: self.log.warning(
+                "Salesforce %s %s: %s; retry %d",
+                method,
+                path.split("?")[0],
+                rs.outcome.exception(),
+                rs.attempt_number,
+            ),
+        )
+        return retrying(self._send, method, path, params, json_body, data, headers, stream)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: Any,
+        json_body: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        stream: bool,
+    ) -> requests.Response:
+        sf = self.get_conn()
+        relogged = False
+        where = f"{method} {path.split('?')[0]}"
+        while True:
+            hdrs = {**sf.headers, **(headers or {})}
+            body = data() if callable(data) else data
+            try:
+                resp = sf.session.request(
+                    method,
+                    self._url(path),
+                    params=params,
+                    json=json_body,
+                    data=body,
+                    headers=hdrs,
+                    stream=stream,
+                    timeout=(30, self.request_timeout),
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise SalesforceTransientError(
+                    0, "CONNECTION_ERROR", type(exc).__name__, where=where
+                ) from None
+            self.api_calls += 1
+            limit_info = resp.headers.get("Sforce-Limit-Info")
+            if limit_info:
+                sf.api_usage = Salesforce.parse_api_usage(limit_info)
+            if resp.status_code < 300:
+                return resp
+            err = self._error(resp, where)
+            if (
+                isinstance(err, SalesforceSessionExpired)
+                and not relogged
+                and getattr(sf, "_salesforce_login_partial", None) is not None
+            ):
+                self.log.info("Salesforce session expired; logging in again")
+                sf._refresh_session()
+                relogged = True
+                continue
+            raise err
+
+    def _error(self, resp: requests.Response, where: str) -> SalesforceApiError:
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        first = (
+            body[0]
+            if isinstance(body, list) and body and isinstance(body[0], dict)
+            else (body if isinstance(body, dict) else {})
+        )
+        code = str(first.get("errorCode") or first.get("error") or f"HTTP_{resp.status_code}")
+        msg = str(first.get("message") or first.get("error_description") or resp.reason or "")
+        fields = first.get("fields") or ()
+        args = (resp.status_code, code, msg, fields)
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            usage = self.api_usage
+            return SalesforceApiLimitExceeded(
+                *args, where=where, used=usage.get("used"), total=usage.get("total")
+            )
+        if code == "STORAGE_LIMIT_EXCEEDED":
+            return SalesforceStorageLimitExceeded(*args, where=where)
+        if resp.status_code == 401:
+            return SalesforceSessionExpired(*args, where=where)
+        if code in TRANSIENT_CODES or resp.status_code in TRANSIENT_STATUS:
+            return SalesforceTransientError(*args, where=where)
+        return SalesforceApiError(*args, where=where)
+
+    @property
+    def api_usage(self) -> dict[str, int]:
+        """``{"used", "total"}`` from the last ``Sforce-Limit-Info`` header (empty before any call)."""
+        usage = getattr(self.get_conn(), "api_usage", {}).get("api-usage")
+        return {"used": usage.used, "total": usage.total} if usage else {}
+
+    def limits(self) -> dict[str, Any]:
+        """``GET /limits``: every org limit as ``{Max, Remaining}``."""
+        return self.request("GET", "limits/").json()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Log in and read ``/limits``."""
+        try:
+            daily = self.limits().get("DailyApiRequests", {})
+        except Exception as exc:  # the UI shows the message
+            return False, str(exc)
+        return (
+            True,
+            f"Connection successfully tested (daily API requests remaining: {daily.get('Remaining')})",
+        )
+
+    # ------------------------------------------------------------------ describe and query
+
+    def describe(self, sobject: str, *, refresh: bool = False) -> dict[str, Any]:
+        """Describe an object, cached per hook and (optionally) in the staging describe folder."""
+        if not refresh and sobject in self._describes:
+            return self._describes[sobject]
+        cached = None if self.describe_cache is None else self.describe_cache / f"{sobject}.json"
+        if not refresh and cached is not None and cached.exists():
+            with cached.open("rb") as fh:
+                self._describes[sobject] = json.loads(fh.read())
+            return self._describes[sobject]
+        desc = self.request("GET", f"sobjects/{sobject}/describe/").json()
+        self._describes[sobject] = desc
+        if cached is not None:
+            from clio2sf.staging import write_json
+
+            write_json(cached, desc)
+        return desc
+
+    def describe_object(self, obj: str) -> dict:
+        """Provider API name for :meth:`describe`."""
+        return self.describe(obj)
+
+    def describe_global(self, *, refresh: bool = False) -> dict[str, Any]:
+        """``GET /sobjects``: every object's name and capabilities."""
+        if self._global is None or refresh:
+            self._global = self.request("GET", "sobjects/").json()
+        return self._global
+
+    def query_all_iter(
+        self, soql: str, *, include_deleted: bool = False, tooling: bool = False
+    ) -> Iterator[dict]:
+        """Yield every record of a SOQL query, following ``nextRecordsUrl`` pages."""
+        endpoint = ("tooling/" if tooling else "") + ("queryAll/" if include_deleted else "query/")
+        page = self.request("GET", endpoint, params={"q": soql}).json()
+        while True:
+            yield from page.get("records", [])
+            if page.get("done", True) or not page.get("nextRecordsUrl"):
+                return
+            page = self.request("GET", page["nextRecordsUrl"]).json()
+
+    def query_all(self, soql: str, **kw: Any) -> list[dict]:
+        return list(self.query_all_iter(soql, **kw))
+
+    def tooling_query(self, soql: str) -> list[dict]:
+        return list(self.query_all_iter(soql, tooling=True))
+
+    def reference_targets(self, sobject: str, columns: Iterable[str]) -> dict[str, str]:
+        """Map relationship columns (``Cases.Clio_Id__c``, ``Case:What.Clio_Id__c``) to their parent object."""
+        out: dict[str, str] = {}
+        rels = None
+        for col in columns:
+            rel = col.split(".", 1)[0]
+            if ":" in rel:
+                out[col] = rel.split(":", 1)[0]
+                continue
+            if rels is None:
+                rels = {
+                    f.get("relationshipName"): f.get("referenceTo") or []
+                    for f in self.describe(sobject)["fields"]
+                    if f.get("relationshipName")
+                }
+            targets = rels.get(rel)
+            if not targets:
+                raise ValueError(f"{sobject}: column '{col}': no relationship named {rel}")
+            if len(targets) > 1:
+                raise ValueError(f"{sobject}: column '{col}' is polymorphic; write it as <Type>:{col}")
+            out[col] = targets[0]
+        return out
+
+    # ------------------------------------------------------------------ Bulk API 2.0
+
+    def bulk_ingest(
+        self, sobject: str, operation: str, data: bytes, external_id_field: str | None = None
+    ) -> BulkJobResult:
+        """Run one Bulk 2.0 ingest job on LF-terminated CSV and fetch its three result CSVs."""
+        if operation not in BULK_OPERATIONS:
+            raise ValueError(f"operation must be one of {BULK_OPERATIONS}, not {operation!r}")
+        if operation == "upsert" and not external_id_field:
+            raise ValueError(f"{sobject}: upsert needs external_id_field")
+        job_req = {
+            "object": sobject,
+            "operation": operation,
+            "contentType": "CSV",
+            "lineEnding": "LF",
+            "columnDelimiter": "COMMA",
+        }
+        if external_id_field:
+            job_req["externalIdFieldName"] = external_id_field
+        job = self.request("POST", "jobs/ingest/", json_body=job_req, headers=self.write_headers).json()
+        job_id = job["id"]
+        try:
+            url = (
+                "/" + job["contentUrl"].lstrip("/")
+                if job.get("contentUrl")
+                else f"jobs/ingest/{job_id}/batches"
+            )
+            put = self.request(
+                "PUT", url, data=data, headers={"Content-Type": "text/csv", "Accept": "application/json"}
+            )
+            if put.status_code != 201:
+                raise SalesforceBulkJobError(
+                    put.status_code, "UPLOAD_NOT_ACCEPTED", "expected 201", where=url
+                )
+            self.request("PATCH", f"jobs/ingest/{job_id}/", json_body={"state": "UploadComplete"})
+            info = self._wait_for_job(job_id)
+        except BaseException:
+            self._abort_quietly(job_id)
+            raise
+        self.log.info(
+            "Bulk job %s %s %s: %s, %s processed, %s failed",
+            job_id,
+            operation,
+            sobject,
+            info["state"],
+            info.get("numberRecordsProcessed"),
+            info.get("numberRecordsFailed"),
+        )
+        return BulkJobResult(
+            job_id=job_id,
+            state=info["state"],
+            records_processed=int(info.get("numberRecordsProcessed") or 0),
+            records_failed=int(info.get("numberRecordsFailed") or 0),
+            error_message=info.get("errorMessage"),
+            successful=self._results_or_none(job_id, "successfulResults", info["state"]),
+            failed=self._results_or_none(job_id, "failedResults", info["state"]),
+            unprocessed=self._results_or_none(job_id, "unprocessedrecords", info["state"]),
+        )
+
+    def _results_or_none(self, job_id: str, kind: str, state: str) -> IO[str] | None:
+        try:
+            return self.bulk_results(job_id, kind)
+        except SalesforceApiError as exc:
+            if state == "JobComplete" or isinstance(exc, SalesforceApiLimitExceeded):
+                raise
+            return None  # a failed or aborted job may have no results of this kind
+
+    def _wait_for_job(self, job_id: str) -> dict[str, Any]:
+        deadline = time.monotonic() + self.bulk_timeout
+        wait = self.poll_interval
+        while True:
+            info = self.request("GET", f"jobs/ingest/{job_id}/").json()
+            if info["state"] in TERMINAL_STATES:
+                return info
+            if time.monotonic() > deadline:
+                raise SalesforceBulkJobError(
+                    0,
+                    "JOB_TIMEOUT",
+                    f"still {info['state']} after {self.bulk_timeout}s",
+                    where=f"job {job_id}",
+                )
+            self._sleep(wait)
+            wait = min(wait * 1.5, self.max_poll_interval)
+
+    def _abort_quietly(self, job_id: str) -> None:
+        try:
+            self.request("PATCH", f"jobs/ingest/{job_id}/", json_body={"state": "Aborted"})
+        except SalesforceApiError as exc:
+            self.log.warning("could not abort Bulk job %s: %s", job_id, exc.error_code)
+
+    def bulk_results(self, job_id: str, kind: str) -> IO[str]:
+        """Stream one result CSV into a spooled temp file (memory up to 8 MB) and return it as text."""
+        resp = self.request(
+            "GET", f"jobs/ingest/{job_id}/{kind}/", headers={"Accept": "text/csv"}, stream=True
+        )
+        spool = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+b")
+        with resp:
+            for block in resp.iter_content(1 << 16):
+                spool.write(block.replace(b"\x00", b""))
+        spool.seek(0)
+        return io.TextIOWrapper(spool, encoding="utf-8", newline="")
+
+    # ------------------------------------------------------------------ sObject collections
+
+    def _collection(self, method: str, path: str, records: Sequence[dict]) -> list[dict]:
+        out: list[dict] = []
+        for part in chunked(list(records), COMPOSITE_CHUNK):
+            resp = self.request(
+                method,
+                path,
+                json_body={"allOrNone": False, "records": list(part)},
+                headers=self.write_headers,
+            )
+            out += resp.json()
+        return out
+
+    def composite_create(self, records: Sequence[dict]) -> list[dict]:
+        """``POST /composite/sobjects`` in chunks of 200; results in input order."""
+        return self._collection("POST", "composite/sobjects", records)
+
+    def composite_update(self, records: Sequence[dict]) -> list[dict]:
+        """``PATCH /composite/sobjects`` (each record has ``id``)."""
+        return self._collection("PATCH", "composite/sobjects", records)
+
+    def composite_upsert(self, sobject: str, external_id_field: str, records: Sequence[dict]) -> list[dict]:
+        """``PATCH /composite/sobjects/{Object}/{extIdField}``; items carry ``created``."""
+        return self._collection("PATCH", f"composite/sobjects/{sobject}/{external_id_field}", records)
+
+    def composite_delete(self, ids: Sequence[str]) -> list[dict]:
+        """``DELETE /composite/sobjects?ids=...&allOrNone=false`` in chunks of 200."""
+        out: list[dict] = []
+        for part in chunked(list(ids), COMPOSITE_CHUNK):
+            resp = self.request(
+                "DELETE", "composite/sobjects", params={"ids": ",".join(part), "allOrNone": "false"}
+            )
+            out += resp.json()
+        return out
+
+    # ------------------------------------------------------------------ Tooling (schema)
+
+    def tooling_create(self, tooling_type: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /tooling/sobjects/{type}`` (CustomObject, CustomField, RecordType, FieldPermissions, ...)."""
+        return self.request("POST", f"tooling/sobjects/{tooling_type}/", json_body=dict(body)).json()
+
+    def create_custom_field(
+        self, sobject: str, field_name: str, metadata: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Create ``<sobject>.<field_name>`` through Tooling and drop the cached describe."""
+        res = self.tooling_create(
+            "CustomField", {"FullName": f"{sobject}.{field_name}", "Metadata": dict(metadata)}
+        )
+        self._describes.pop(sobject, None)
+        return res
+
+    def create_custom_object(self, name: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        res = self.tooling_create("CustomObject", {"FullName": name, "Metadata": dict(metadata)})
+        self._global = None
+        return res
+
+    def create_record_type(self, sobject: str, developer_name: str, label: str, active: bool = True) -> dict:
+        res = self.tooling_create(
+            "RecordType",
+            {"FullName": f"{sobject}.{developer_name}", "Metadata": {"label": label, "active": active}},
+        )
+        self._describes.pop(sobject, None)
+        return res
+
+    def ensure_external_id_field(
+        self, sobject: str, field_name: str = "Clio_Id__c", label: str = "Clio Id", length: int = 80
+    ) -> bool:
+        """Create a unique, case-insensitive external-id Text field unless it exists; True if created."""
+        if any(f["name"] == field_name for f in self.describe(sobject, refresh=True)["fields"]):
+            return False
+        try:
+            self.create_custom_field(
+                sobject,
+                field_name,
+                {
+                    "label": label,
+                    "type": "Text",
+                    "length": length,
+                    "externalId": True,
+                    "unique": True,
+                    "caseSensitive": False,
+                    "required": False,
+                    "description": "Source key from Clio",
+                },
+            )
+        except SalesforceApiError as exc:
+            if exc.error_code != "DUPLICATE_DEVELOPER_NAME":
+                raise
+            return False
+        return True
+
+    # ------------------------------------------------------------------ files
+
+    def content_version_create(
+        self,
+        fields: Mapping[str, Any],
+        open_blob: Callable[[], IO[bytes]],
+        size: int,
+        filename: str,
+        multipart: bool,
+    ) -> dict[str, Any]:
+        """Create one ContentVersion (base64 JSON, or streamed multipart); per-row errors come back as data."""
+        try:
+            if multipart:
+                boundary = f"clio2sf-{uuid.uuid4().hex}"
+                resp = self.request(
+                    "POST",
+                    "sobjects/ContentVersion/",
+                    data=lambda: _MultipartBody(fields, open_blob, size, filename, boundary),
+                    headers={
+                        "Content-Type": f"multipart/form-data; boundary={boundary}",
+                        **self.write_headers,
+                    },
+                )
+            else:
+                with open_blob() as fh:
+                    b64 = base64.b64encode(fh.read()).decode("ascii")
+                resp = self.request(
+                    "POST",
+                    "sobjects/ContentVersion/",
+                    json_body={**fields, "VersionData": b64},
+                    headers=self.write_headers,
+                )
+        except (SalesforceApiLimitExceeded, SalesforceStorageLimitExceeded, SalesforceSessionExpired):
+            raise
+        except SalesforceApiError as exc:
+            return exc.as_result()
+        return resp.json()
+
+    def get_by_external_id(self, sobject: str, field_name: str, value: str) -> dict[str, Any]:
+        return self.request("GET", f"sobjects/{sobject}/{field_name}/{quote(str(value), safe='')}").json()
+
+    def get_conn(self) -> SalesforceClient:
+        return self.conn

@@ -1,0 +1,285 @@
+"""ClioSalesforceHook against requests-mock: retries, re-login, typed errors, Bulk 2.0, collections, files."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from clio2sf_airflow.hooks.salesforce import (
+    ClioSalesforceHook,
+    SalesforceApiError,
+    SalesforceApiLimitExceeded,
+    SalesforceStorageLimitExceeded,
+    SalesforceTransientError,
+)
+
+pytestmark = pytest.mark.unit
+
+HOST = "https://sf.test"
+BASE = f"{HOST}/services/data/v59.0/"
+TOKEN = f"{HOST}/services/oauth2/token"
+
+
+@pytest.fixture
+def hook(monkeypatch, requests_mock):
+    conn = {
+        "conn_type": "salesforce",
+        "extra": {"consumer_key": "ck", "consumer_secret": "cs", "domain": "sf.test/services/oauth2/token?"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_SF_UNIT", json.dumps(conn))
+    tokens = iter(["tok-1", "tok-2", "tok-3"])
+    requests_mock.post(
+        TOKEN,
+        json=lambda req, ctx: {
+            "access_token": next(tokens),
+            "instance_url": HOST,
+            "token_type": "Bearer",
+            "id": f"{HOST}/id/00D/005",
+        },
+    )
+    return ClioSalesforceHook("sf_unit", sleep=lambda s: None, poll_interval=0.01)
+
+
+def test_login_bearer_header_and_api_usage(hook, requests_mock):
+    requests_mock.get(
+        BASE + "limits/",
+        json={"DailyApiRequests": {"Max": 15000, "Remaining": 14990}},
+        headers={"Sforce-Limit-Info": "api-usage=10/15000"},
+    )
+    ok, msg = hook.test_connection()
+    assert ok and "14990" in msg
+    assert requests_mock.last_request.headers["Authorization"] == "Bearer tok-1"
+    assert hook.api_usage == {"used": 10, "total": 15000} and hook.api_calls == 1
+
+
+def test_transient_errors_are_retried_then_succeed(hook, requests_mock):
+    requests_mock.get(
+        BASE + "sobjects/",
+        [
+            {"status_code": 503, "text": "unavailable"},
+            {"status_code": 400, "json": [{"errorCode": "UNABLE_TO_LOCK_ROW", "message": "locked"}]},
+            {"status_code": 200, "json": {"sobjects": [{"name": "Contact"}]}},
+        ],
+    )
+    assert hook.describe_global()["sobjects"][0]["name"] == "Contact"
+    assert requests_mock.call_count == 4  # login + 3
+
+
+def test_transient_errors_give_up_after_max_attempts(hook, requests_mock):
+    hook.max_attempts = 2
+    requests_mock.get(BASE + "sobjects/", status_code=503, text="down")
+    with pytest.raises(SalesforceTransientError, match="HTTP 503"):
+        hook.describe_global()
+    assert requests_mock.call_count == 3
+
+
+def test_expired_session_logs_in_again_once(hook, requests_mock):
+    requests_mock.get(
+        BASE + "limits/",
+        [
+            {
+                "status_code": 401,
+                "json": [{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}],
+            },
+            {"status_code": 200, "json": {}},
+        ],
+    )
+    hook.limits()
+    assert requests_mock.last_request.headers["Authorization"] == "Bearer tok-2"
+
+
+def test_request_limit_is_typed_with_usage_and_not_retried(hook, requests_mock):
+    requests_mock.get(
+        BASE + "limits/",
+        status_code=403,
+        headers={"Sforce-Limit-Info": "api-usage=15001/15000"},
+        json=[{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}],
+    )
+    with pytest.raises(SalesforceApiLimitExceeded) as info:
+        hook.limits()
+    assert (info.value.used, info.value.total) == (15001, 15000) and "15001/15000" in str(info.value)
+    assert requests_mock.call_count == 2
+
+
+def test_storage_limit_is_typed(hook, requests_mock):
+    requests_mock.post(
+        BASE + "composite/sobjects",
+        status_code=400,
+        json=[{"errorCode": "STORAGE_LIMIT_EXCEEDED", "message": "storage limit exceeded"}],
+    )
+    with pytest.raises(SalesforceStorageLimitExceeded):
+        hook.composite_create([{"attributes": {"type": "Contact"}, "LastName": "Secret Client"}])
+
+
+def test_errors_never_carry_the_request_body(hook, requests_mock):
+    requests_mock.post(
+        BASE + "composite/sobjects",
+        status_code=400,
+        json=[{"errorCode": "JSON_PARSER_ERROR", "message": "bad"}],
+    )
+    with pytest.raises(SalesforceApiError) as info:
+        hook.composite_create([{"attributes": {"type": "Contact"}, "LastName": "Secret Client"}])
+    assert "Secret" not in str(info.value) and "tok-" not in str(info.value)
+
+
+def test_composite_upsert_chunks_of_200(hook, requests_mock):
+    url = BASE + "composite/sobjects/Contact/Clio_Id__c"
+    requests_mock.patch(
+        url,
+        json=lambda req, ctx: [
+            {"id": "003", "success": True, "errors": [], "created": True} for _ in req.json()["records"]
+        ],
+    )
+    records = [{"attributes": {"type": "Contact"}, "Clio_Id__c": f"contact-{i}"} for i in range(450)]
+    out = hook.composite_upsert("Contact", "Clio_Id__c", records)
+    sizes = [len(r.json()["records"]) for r in requests_mock.request_history if r.method == "PATCH"]
+    assert sizes == [200, 200, 50] and len(out) == 450
+    assert requests_mock.last_request.json()["allOrNone"] is False
+
+
+def test_composite_delete_query_string(hook, requests_mock):
+    requests_mock.delete(BASE + "composite/sobjects", json=[{"id": "003A", "success": True, "errors": []}])
+    hook.composite_delete(["003A"])
+    assert requests_mock.last_request.qs == {"ids": ["003a"], "allornone": ["false"]}
+
+
+def test_query_all_iter_follows_next_records_url(hook, requests_mock):
+    requests_mock.get(
+        BASE + "query/",
+        json={"done": False, "nextRecordsUrl": "/services/data/v59.0/query/01g-2", "records": [{"Id": "1"}]},
+    )
+    requests_mock.get(BASE + "query/01g-2", json={"done": True, "records": [{"Id": "2"}]})
+    assert [r["Id"] for r in hook.query_all_iter("SELECT Id FROM Contact")] == ["1", "2"]
+
+
+def test_bulk_ingest_full_cycle(hook, requests_mock):
+    jobs = BASE + "jobs/ingest/"
+    requests_mock.post(
+        jobs,
+        json={"id": "750X", "state": "Open", "contentUrl": "services/data/v59.0/jobs/ingest/750X/batches"},
+    )
+    requests_mock.put(jobs + "750X/batches", status_code=201)
+    requests_mock.patch(jobs + "750X/", json={"id": "750X", "state": "UploadComplete"})
+    requests_mock.get(
+        jobs + "750X/",
+        [
+            {"json": {"state": "InProgress"}},
+            {"json": {"state": "JobComplete", "numberRecordsProcessed": 2, "numberRecordsFailed": 1}},
+        ],
+    )
+    requests_mock.get(
+        jobs + "750X/successfulResults/", text='"sf__Id","sf__Created",Clio_Id__c\n"003A","true","c-1"\n'
+    )
+    requests_mock.get(
+        jobs + "750X/failedResults/", text='"sf__Id","sf__Error",Clio_Id__c\n"","X:y:--","c-2"\n'
+    )
+    requests_mock.get(jobs + "750X/unprocessedrecords/", text="Clio_Id__c\n")
+    res = hook.bulk_ingest("Contact", "upsert", b"Clio_Id__c\nc-1\nc-2\n", "Clio_Id__c")
+    create = requests_mock.request_history[1].json()
+    assert create == {
+        "object": "Contact",
+        "operation": "upsert",
+        "contentType": "CSV",
+        "lineEnding": "LF",
+        "columnDelimiter": "COMMA",
+        "externalIdFieldName": "Clio_Id__c",
+    }
+    put = next(r for r in requests_mock.request_history if r.method == "PUT")
+    assert put.headers["Content-Type"] == "text/csv" and put.body == b"Clio_Id__c\nc-1\nc-2\n"
+    assert (res.state, res.records_processed, res.records_failed) == ("JobComplete", 2, 1)
+    assert "003A" in res.successful.read() and "X:y" in res.failed.read()
+
+
+def test_bulk_ingest_aborts_job_when_upload_fails(hook, requests_mock):
+    jobs = BASE + "jobs/ingest/"
+    requests_mock.post(jobs, json={"id": "750Y", "state": "Open"})
+    requests_mock.put(
+        jobs + "750Y/batches", status_code=400, json=[{"errorCode": "INVALIDJOB", "message": "no"}]
+    )
+    requests_mock.patch(jobs + "750Y/", json={"state": "Aborted"})
+    with pytest.raises(SalesforceApiError, match="INVALIDJOB"):
+        hook.bulk_ingest("Contact", "insert", b"LastName\nA\n")
+    assert requests_mock.last_request.json() == {"state": "Aborted"}
+    with pytest.raises(ValueError, match="operation"):
+        hook.bulk_ingest("Contact", "merge", b"x")
+
+
+def test_describe_cache_per_hook_and_in_staging(hook, requests_mock, tmp_path: Path):
+    requests_mock.get(BASE + "sobjects/Case/describe/", json={"name": "Case", "fields": []})
+    hook.describe_cache = tmp_path / "salesforce_describe"
+    hook.describe("Case")
+    hook.describe("Case")
+    assert requests_mock.call_count == 2  # login + 1
+    assert json.loads((tmp_path / "salesforce_describe/Case.json").read_text())["name"] == "Case"
+    fresh = ClioSalesforceHook("sf_unit", describe_cache=tmp_path / "salesforce_describe")
+    assert fresh.describe("Case")["name"] == "Case" and requests_mock.call_count == 2
+
+
+def test_reference_targets_from_describe(hook, requests_mock):
+    requests_mock.get(
+        BASE + "sobjects/CaseContactRole/describe/",
+        json={
+            "fields": [
+                {"name": "CasesId", "relationshipName": "Cases", "referenceTo": ["Case"]},
+                {"name": "ContactId", "relationshipName": "Contact", "referenceTo": ["Contact"]},
+            ]
+        },
+    )
+    assert hook.reference_targets("CaseContactRole", ["Cases.Clio_Id__c", "User:Owner.Email"]) == {
+        "Cases.Clio_Id__c": "Case",
+        "User:Owner.Email": "User",
+    }
+    with pytest.raises(ValueError, match="no relationship named Nope"):
+        hook.reference_targets("CaseContactRole", ["Nope.Clio_Id__c"])
+
+
+def test_ensure_external_id_field_uses_tooling(hook, requests_mock):
+    requests_mock.get(BASE + "sobjects/Contact/describe/", json={"fields": [{"name": "Id"}]})
+    requests_mock.post(
+        BASE + "tooling/sobjects/CustomField/", status_code=201, json={"id": "00N", "success": True}
+    )
+    assert hook.ensure_external_id_field("Contact") is True
+    body = requests_mock.last_request.json()
+    assert body["FullName"] == "Contact.Clio_Id__c"
+    assert body["Metadata"] | {"externalId": True, "unique": True, "length": 80} == body["Metadata"]
+
+
+def test_content_version_base64_and_multipart(hook, requests_mock, tmp_path: Path):
+    requests_mock.post(
+        BASE + "sobjects/ContentVersion/", status_code=201, json={"id": "068A", "success": True}
+    )
+    blob = tmp_path / "b.bin"
+    blob.write_bytes(b"\x00\x01binary\xff" * 10)
+    fields = {"Title": "Letter", "PathOnClient": "letter.pdf"}
+    res = hook.content_version_create(fields, lambda: blob.open("rb"), 90, "letter.pdf", multipart=False)
+    assert res["id"] == "068A"
+    assert base64.b64decode(requests_mock.last_request.json()["VersionData"]) == blob.read_bytes()
+    hook.content_version_create(fields, lambda: blob.open("rb"), 90, "letter.pdf", multipart=True)
+    req = requests_mock.last_request
+    ctype = req.headers["Content-Type"]
+    assert ctype.startswith("multipart/form-data; boundary=")
+    body = req.body.read() if hasattr(req.body, "read") else req.body
+    assert int(req.headers["Content-Length"]) == len(body)
+    import email.parser
+
+    msg = email.parser.BytesParser().parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + body)
+    parts = {p.get_param("name", header="content-disposition"): p for p in msg.get_payload()}
+    assert json.loads(parts["entity_content"].get_payload(decode=True)) == fields
+    assert parts["VersionData"].get_payload(decode=True) == blob.read_bytes()
+
+
+def test_content_version_row_error_returned_as_data(hook, requests_mock):
+    requests_mock.post(
+        BASE + "sobjects/ContentVersion/",
+        status_code=400,
+        json=[{"errorCode": "REQUIRED_FIELD_MISSING", "message": "missing", "fields": ["Title"]}],
+    )
+    res = hook.content_version_create({}, lambda: io.BytesIO(b"x"), 1, "x", multipart=False)
+    assert res == {
+        "success": False,
+        "errors": [{"statusCode": "REQUIRED_FIELD_MISSING", "message": "missing", "fields": ["Title"]}],
+    }
