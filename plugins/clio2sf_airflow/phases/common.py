@@ -1,0 +1,98 @@
+"""Helpers every phase's task functions share: params, paths, the firm's spec and approvals."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk import ObjectStoragePath, get_current_context
+from airflow.sdk.exceptions import AirflowFailException
+
+from clio2sf.mapping.confirm import UnconfirmedMappingError, confirmation_for, confirm, require_confirmed
+from clio2sf.mapping.spec import MappingSpec, SpecError, load_spec
+from clio2sf_airflow.storage import migration_root
+
+log = logging.getLogger(__name__)
+
+
+def params() -> dict[str, Any]:
+    """The DAG run's params (firm, migration_id, phase options)."""
+    return dict(get_current_context()["params"])
+
+
+def run_id() -> str:
+    return str(get_current_context()["run_id"])
+
+
+def mroot(p: dict[str, Any] | None = None) -> ObjectStoragePath:
+    p = p or params()
+    return migration_root(p["firm"], p["migration_id"])
+
+
+def firm_spec(firm: str) -> MappingSpec:
+    """Load and validate the firm's merged mapping spec; a bad config fails the task for good."""
+    try:
+        return load_spec(firm)
+    except (SpecError, FileNotFoundError, ValueError) as exc:
+        raise AirflowFailException(f"firm config {firm!r}: {exc}") from exc
+
+
+def approval_store(root: ObjectStoragePath, kind: str) -> ObjectStoragePath:
+    """``<migration root>/approvals/<kind>.yaml``: who approved which mapping hash (or sample)."""
+    return root / "approvals" / f"{kind}.yaml"
+
+
+def require_mapping_confirmed(spec: MappingSpec, root: ObjectStoragePath) -> dict:
+    """Refuse to move records under an unconfirmed or changed mapping."""
+    try:
+        return require_confirmed(spec, approval_store(root, "mapping"))
+    except UnconfirmedMappingError as exc:
+        raise AirflowFailException(
+            f"{exc}. Approve it in the Airflow UI (mig_01_discover → approve_mapping) or with "
+            f"`python -m scripts.approve mapping --firm {spec.firm} --migration-id <id> --by <you>`"
+        ) from exc
+
+
+def require_sample_approved(spec: MappingSpec, root: ObjectStoragePath) -> dict:
+    """Refuse the full load without an approved sample for this same mapping hash."""
+    try:
+        return require_confirmed(spec, approval_store(root, "sample"))
+    except UnconfirmedMappingError as exc:
+        raise AirflowFailException(
+            "no approved sample for this mapping hash "
+            f"{spec.content_hash[:12]}: run mig_04_sample and approve its diff (UI: approve_sample, or "
+            f"`python -m scripts.approve sample --firm {spec.firm} --migration-id <id> --by <you>`)"
+        ) from exc
+
+
+def record_hitl_approval(kind: str, approval_task_id: str) -> dict[str, Any]:
+    """Store the HITL answer of ``approval_task_id`` as a confirmation of the current spec hash.
+
+    When the approval step produced no answer (``airflow dags test`` marks HITL steps successful
+    without one), nothing is recorded: the operator confirms later in the UI or with
+    ``scripts.approve``, and the next phase checks.
+    """
+    context = get_current_context()
+    p = dict(context["params"])
+    spec = firm_spec(p["firm"])
+    root = mroot(p)
+    answer = context["ti"].xcom_pull(task_ids=approval_task_id)
+    store = approval_store(root, kind)
+    if answer and "Approve" in (answer.get("chosen_options") or []):
+        by = answer.get("responded_by_user") or {}
+        who = by.get("name") or by.get("id") if isinstance(by, dict) else str(by)
+        entry = confirm(spec, who or "unknown", answer.get("responded_at"), store)
+        log.info("%s approval recorded for hash %s by %s", kind, spec.content_hash[:12], entry["by"])
+        return {"kind": kind, "hash": spec.content_hash, "recorded": True}
+    existing = confirmation_for(spec, store)
+    log.info(
+        "no %s approval answer in this run; existing confirmation for hash %s: %s",
+        kind,
+        spec.content_hash[:12],
+        "yes" if existing else "none (approve before the next phase)",
+    )
+    return {"kind": kind, "hash": spec.content_hash, "recorded": False, "already_confirmed": bool(existing)}
+
+
+def as_path(url: str) -> ObjectStoragePath:
+    return ObjectStoragePath(url)
