@@ -49,6 +49,23 @@ class Resolution:
     note: str
 
 
+def resolve_fallback(sf_users: Iterable[Mapping[str, Any]], fallback_owner: str | None) -> str:
+    """Return the Id of the fallback owner given as an Id, Username or Email; it must be active."""
+    if not fallback_owner:
+        raise FallbackOwnerError("the firm config has no fallback_owner: set one (a Salesforce username or email)")
+    want = fallback_owner.strip()
+    found = [
+        row for row in sf_users
+        if want in (row.get("Id"),) or want.lower() in {str(row.get("Username") or "").lower(), normalise_email(row.get("Email"))}
+    ]
+    if not found:
+        raise FallbackOwnerError(f"fallback owner {fallback_owner!r} is not a Salesforce user: fix fallback_owner")
+    active = [row for row in found if row.get("IsActive")]
+    if not active:
+        raise FallbackOwnerError(f"fallback owner {fallback_owner!r} is inactive in Salesforce: choose an active user")
+    return active[0]["Id"]
+
+
 def resolve_users(
     clio_users: Iterable[Mapping[str, Any]],
     sf_users: Iterable[Mapping[str, Any]],
@@ -59,23 +76,13 @@ def resolve_users(
     ``sf_users`` rows need ``Id``, ``Email``, ``IsActive`` and may carry ``Username``.
     ``fallback_owner`` is a Salesforce user Id, Username or Email; it must be an active user.
     """
+    sf_users = list(sf_users)
     by_email: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    by_key: dict[str, Mapping[str, Any]] = {}
     for row in sf_users:
         key = normalise_email(row.get("Email"))
         if key:
             by_email[key].append(row)
-        for k in (row.get("Id"), normalise_email(row.get("Username")), key):
-            if k:
-                by_key[k if k == row.get("Id") else k.lower()] = row
-    fb = by_key.get(fallback_owner) or by_key.get((fallback_owner or "").strip().lower())
-    if not fallback_owner:
-        raise FallbackOwnerError("the firm config has no fallback_owner: set one (a Salesforce username or email)")
-    if fb is None:
-        raise FallbackOwnerError(f"fallback owner {fallback_owner!r} is not a Salesforce user: fix fallback_owner")
-    if not fb.get("IsActive"):
-        raise FallbackOwnerError(f"fallback owner {fallback_owner!r} is inactive in Salesforce: choose an active user")
-    fb_id = fb["Id"]
+    fb_id = resolve_fallback(sf_users, fallback_owner)
 
     out: list[Resolution] = []
     for user in clio_users:
@@ -110,11 +117,16 @@ def resolve_users(
     return out
 
 
+def fallback_owner_id(resolutions: list[Resolution]) -> str | None:
+    """The owner id given to users that did not match (None when every user matched)."""
+    return next((r.owner_id for r in resolutions if r.status != MATCHED), None)
+
+
 def user_map_document(resolutions: list[Resolution], fallback_owner_id: str) -> dict[str, Any]:
-    """The staged ``user_map.json``: Clio user id → owner id, plus the fallback."""
+    """The staged ``user_map.json`` (read by ``clio2sf.mapping.users.UserMap.from_json``)."""
     return {
-        "fallback_owner_id": fallback_owner_id,
-        "owners": {str(r.clio_user_id): r.owner_id for r in resolutions},
+        "fallback_owner": fallback_owner_id,
+        "users": {str(r.clio_user_id): r.owner_id for r in resolutions},
         "counts": {s: sum(r.status == s for r in resolutions) for s in (MATCHED, INACTIVE, AMBIGUOUS, UNMATCHED)},
     }
 

@@ -50,7 +50,7 @@ def test_each_outcome_and_owner():
 def test_user_map_counts_and_owners():
     res = resolve_users(CLIO, SF, "005I")
     doc = user_map_document(res, "005I")
-    assert doc["owners"] == {"1": "005A", "2": "005B", "3": "005I", "4": "005I", "5": "005I", "6": "005I"}
+    assert doc["users"] == {"1": "005A", "2": "005B", "3": "005I", "4": "005I", "5": "005I", "6": "005I"}
     assert doc["counts"] == {MATCHED: 2, INACTIVE: 1, AMBIGUOUS: 1, UNMATCHED: 2}
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import ObjectStoragePath, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
-from clio2sf.mapping.confirm import UnconfirmedMappingError, confirmation_for, confirm, require_confirmed
+from clio2sf.mapping.confirm import UnconfirmedMappingError, confirm, confirmation_for, require_confirmed
 from clio2sf.mapping.spec import MappingSpec, SpecError, load_spec
 from clio2sf_airflow.storage import migration_root
 

@@ -1,0 +1,76 @@
+"""Write the discover phase's files under ``<migration root>/discover/`` (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from clio2sf.discovery.document import LOW_CONFIDENCE, attr, flat_proposals, mapping_document
+from clio2sf.discovery.estimates import Finding
+from clio2sf.discovery.reference import item_counts, reference_exports
+from clio2sf.reports import write_json, write_text
+
+DISCOVER_DIR = "discover"
+
+
+def write_discovery_outputs(
+    root: Any,
+    *,
+    spec: Any,
+    clio_schema: Mapping[str, Any],
+    describes: Mapping[str, Mapping[str, Any]],
+    proposals: Any,
+    schema_plan: Any,
+    estimate: Mapping[str, Any],
+    clio_config: Mapping[str, Any] | None = None,
+    rate_document: Mapping[str, Any] | None = None,
+    findings: Iterable[Finding] = (),
+    generated_at: str | None = None,
+) -> dict[str, Any]:
+    """Build the reference exports and the mapping document, write every file, return paths and counts.
+
+    :param root: the migration root (``<staging root>/<firm>/<migration_id>``), any pathlib-like path.
+    :param clio_config: the configuration reads for :func:`reference_exports` (default: ``clio_schema``).
+    :param findings: capacity pre-flight findings, stored in ``estimates.json`` under ``capacity``.
+    :returns: a small XCom-able dict: relative paths (under ``root``) and counts.
+    """
+    out_dir = root / DISCOVER_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    refs = reference_exports(clio_config if clio_config is not None else clio_schema,
+                             rate_document=rate_document, generated_at=generated_at)
+    ref_counts = item_counts(refs)
+    markdown, html = mapping_document(spec, clio_schema, describes, proposals, schema_plan, estimate,
+                                      reference_counts=ref_counts, generated_at=generated_at)
+    findings = list(findings)
+    files: dict[str, str] = {}
+
+    def put(name: str, writer: Any, payload: Any) -> None:
+        writer(out_dir / name, payload)
+        files[name] = f"{DISCOVER_DIR}/{name}"
+
+    put("mapping_spec.md", write_text, markdown)
+    put("mapping_spec.html", write_text, html)
+    put("schema_plan.md", write_text, schema_plan.to_markdown())
+    put("schema_plan.csv", write_text, schema_plan.to_csv())
+    put("schema_plan.json", write_json, {"spec_hash": schema_plan.spec_hash, "items": schema_plan.rows(),
+                                         "tooling_payloads": [{"sobject": s, "body": b} for s, b in schema_plan.tooling_payloads()]})
+    put("estimates.json", write_json, {**estimate, "capacity": [f.to_dict() for f in findings]})
+    for name, doc in refs.items():
+        put(f"reference/{name}", write_json, doc)
+    flat = flat_proposals(proposals)
+    return {
+        "mapping_hash": spec.content_hash,
+        "files": files,
+        "counts": {
+            "fields_to_create": sum(1 for f in schema_plan.fields if not f.exists),
+            "objects_to_create": sum(1 for o in schema_plan.objects if not o["exists"]),
+            "record_types_to_create": sum(1 for r in schema_plan.record_types if not r["exists"]),
+            "proposals": len(flat),
+            "needs_decision": sum(1 for _, p in flat if float(attr(p, "confidence", 0.0)) < LOW_CONFIDENCE),
+            "clio_requests": estimate["clio"]["total_requests"],
+            "salesforce_records": estimate["salesforce"]["records"],
+            "capacity_errors": sum(1 for f in findings if f.level == "error"),
+            "capacity_warnings": sum(1 for f in findings if f.level == "warning"),
+            "reference_items": ref_counts,
+        },
+    }

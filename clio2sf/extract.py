@@ -1,0 +1,296 @@
+"""Resumable extraction of one Clio collection into raw staging batches.
+
+The loop is pure: it talks to Clio only through two callables, so it runs the same under
+Airflow (``ClioHook.get_page`` / ``ClioHook.download_document``), in tests and in scripts::
+
+    from clio2sf import catalog, staging
+    from clio2sf.extract import extract_object
+
+    mroot = staging.migration_root(ObjectStoragePath(root_url), firm, migration_id)
+    summary = extract_object(catalog.get("contacts"), hook.get_page, mroot,
+                             download=hook.download_document,
+                             request_count=lambda: hook.requests_made)
+    # summary: {"object", "records", "batches", "pages", "requests", "complete", "manifest"}
+
+Resume contract: after each batch the batch file is written (replacing any uncommitted file of
+that number), then ``_manifest.json``, then ``_progress.json`` with the ``next`` cursor URL.
+A killed or retried run reads ``_progress.json`` and continues from the last committed cursor,
+rewriting the batch that was in flight: no duplicate, no gap.  A finished object is not
+re-fetched.  Cursor URLs (``meta.paging.next``) are followed exactly as Clio returns them.
+
+Document bytes (``download``) are streamed to ``blobs/documents/<doc id>/<version id>`` and the
+envelope gets ``blob = {"path", "sha256", "size"}`` (size 0 is a valid, recorded blob).
+
+Logs carry counts, rate and ETA only, never record bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from clio2sf import staging
+from clio2sf.catalog import ClioObject
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[str, Mapping[str, Any] | None], tuple[dict[str, Any], Mapping[str, str]]]
+Download = Callable[[Any, Any], Iterable[bytes]]
+
+DEFAULT_LIMIT = 200
+
+#: Staged object name -> Clio kind used in ``source_system_id`` where plain singularisation fails.
+_KIND_OVERRIDES = {"matter_notes": "note", "contact_notes": "note"}
+
+
+class ExtractError(RuntimeError):
+    """Extraction cannot go on (bad response shape, inconsistent resume state)."""
+
+
+def source_kind(name: str) -> str:
+    """Return the singular kind of a staged object (``calendar_entries`` -> ``calendar_entry``)."""
+    if name in _KIND_OVERRIDES:
+        return _KIND_OVERRIDES[name]
+    if name.endswith("ies"):
+        return name[:-3] + "y"
+    if name.endswith("s"):
+        return name[:-1]
+    return name
+
+
+def _now_iso(clock: Callable[[], float]) -> str:
+    return datetime.fromtimestamp(clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def envelope(obj_name: str, record: Mapping[str, Any], extracted_at: str) -> dict[str, Any]:
+    """Wrap one record as returned by Clio into the raw envelope (docs/architecture.md)."""
+    if not isinstance(record, Mapping) or record.get("id") in (None, ""):
+        raise ExtractError(f"{obj_name}: a record has no 'id' field; cannot stage it")
+    clio_id = record["id"]
+    return {
+        "object": obj_name,
+        "source_system_id": f"{source_kind(obj_name)}-{clio_id}",
+        "clio_id": clio_id,
+        "original_create_date": record.get("created_at"),
+        "extracted_at": extracted_at,
+        "data": dict(record),
+    }
+
+
+def first_request(
+    obj: ClioObject, *, updated_since: str | None = None, limit: int = DEFAULT_LIMIT
+) -> tuple[str, dict[str, Any]]:
+    """Return the path and query of the first page of a cursor-paged listing."""
+    params: dict[str, Any] = {"order": "id(asc)", "limit": limit, "fields": obj.fields}
+    params.update(obj.params)
+    if updated_since:
+        if not obj.incremental:
+            raise ExtractError(f"{obj.name}: endpoint {obj.endpoint!r} does not accept updated_since")
+        params["updated_since"] = updated_since
+    return obj.endpoint, params
+
+
+def _attach_blob(
+    env: dict[str, Any], mroot: Any, download: Download
+) -> None:
+    data = env["data"]
+    version = data.get("latest_document_version") or {}
+    version_id = version.get("id") if isinstance(version, Mapping) else None
+    if version_id is None:
+        # No uploaded version: nothing to download; recorded so the loader can report it.
+        env["blob"] = None
+        return
+    path = staging.blob_path(mroot, data["id"], version_id)
+    info = staging.write_blob(path, download(data["id"], version_id))
+    env["blob"] = {"path": staging.blob_relpath(data["id"], version_id), **info}
+    declared = version.get("size")
+    if isinstance(declared, int) and declared != info["size"]:
+        log.warning("%s: downloaded %d bytes but Clio declares size %d", env["source_system_id"], info["size"], declared)
+
+
+def _drop_uncommitted(odir: Any, committed: int) -> None:
+    """Delete batch files past the committed count (left by a killed run)."""
+    for path in odir.glob("batch-*.jsonl.gz"):
+        try:
+            number = int(path.name[len("batch-") : -len(".jsonl.gz")])
+        except ValueError:
+            continue
+        if number > committed:
+            path.unlink()
+
+
+def _eta(done: int, total: int | None, rate: float) -> str:
+    if not total or rate <= 0 or done >= total:
+        return "-"
+    secs = int((total - done) / rate)
+    return f"{secs // 3600}h{secs % 3600 // 60:02d}m{secs % 60:02d}s"
+
+
+def extract_object(
+    obj: ClioObject,
+    fetch: Fetch,
+    mroot: Any,
+    *,
+    download: Download | None = None,
+    updated_since: str | None = None,
+    pages_per_batch: int = 1,
+    limit: int = DEFAULT_LIMIT,
+    total: int | None = None,
+    request_count: Callable[[], int] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> dict[str, Any]:
+    """Extract one catalog object into ``raw/<object>/``, resuming from ``_progress.json``.
+
+    :param obj: the catalog entry.
+    :param fetch: ``fetch(path_or_url, params) -> (body, headers)``; ``params`` is None when
+        following a ``meta.paging.next`` URL.
+    :param mroot: the migration root (any path-like, see :mod:`clio2sf.staging`).
+    :param download: ``download(document_id, version_id) -> iterable of bytes``; required for
+        ``documents``.
+    :param updated_since: ISO timestamp for a delta extraction; must match a resumed run's.
+    :param pages_per_batch: Clio pages per batch file.
+    :param total: expected record count, for ETA logging only.
+    :param request_count: returns the caller's running HTTP request count (e.g. the hook's
+        ``requests_made``); default counts fetch and download calls.
+    :return: JSON-able summary for XCom.
+    """
+    if pages_per_batch < 1:
+        raise ValueError(f"{obj.name}: pages_per_batch must be >= 1, got {pages_per_batch}")
+    is_documents = obj.endpoint == "documents"
+    if is_documents and download is None:
+        raise ValueError(f"{obj.name}: a download callable is required to stage document bytes")
+
+    odir = staging.raw_dir(mroot, obj.name)
+    staging.ensure_dir(odir)
+    progress = staging.read_json(odir / staging.PROGRESS)
+    if progress is None:
+        progress = {
+            "object": obj.name,
+            "updated_since": updated_since,
+            "next": None,
+            "started": False,
+            "batches": 0,
+            "records": 0,
+            "pages": 0,
+            "requests": 0,
+            "complete": False,
+        }
+    elif progress.get("updated_since") != updated_since:
+        raise ExtractError(
+            f"{obj.name}: staged progress was made with updated_since="
+            f"{progress.get('updated_since')!r}, not {updated_since!r}; use a new migration root"
+        )
+    manifest = staging.read_json(odir / staging.MANIFEST) or {"object": obj.name, "batches": []}
+    manifest["batches"] = manifest["batches"][: progress["batches"]]
+
+    def summary() -> dict[str, Any]:
+        return {
+            "object": obj.name,
+            "records": progress["records"],
+            "batches": progress["batches"],
+            "pages": progress["pages"],
+            "requests": progress["requests"],
+            "complete": progress["complete"],
+            "manifest": str(odir / staging.MANIFEST),
+        }
+
+    if progress["complete"]:
+        log.info("%s: already complete (%d records in %d batches)", obj.name, progress["records"], progress["batches"])
+        return summary()
+
+    calls = 0
+
+    def counting_fetch(url: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        body, _headers = fetch(url, params)
+        if not isinstance(body, Mapping) or not isinstance(body.get("data"), list):
+            raise ExtractError(f"{obj.name}: response for {url.split('?')[0]} has no 'data' list")
+        return dict(body)
+
+    def counting_download(doc_id: Any, version_id: Any) -> Iterable[bytes]:
+        nonlocal calls
+        calls += 1
+        return download(doc_id, version_id)  # type: ignore[misc]
+
+    def requests_so_far() -> int:
+        return request_count() if request_count is not None else calls
+
+    if progress["started"] and progress["next"] is None:
+        raise ExtractError(f"{obj.name}: progress says started but has no cursor and is not complete")
+    _drop_uncommitted(odir, progress["batches"])
+    if progress["started"]:
+        log.info("%s: resuming after batch %d (%d records)", obj.name, progress["batches"], progress["records"])
+
+    t0 = clock()
+    done_at_start = progress["records"]
+    cursor = progress["next"]
+    finished = False
+    while not finished:
+        batch_no = progress["batches"] + 1
+        started = _now_iso(clock)
+        req0 = requests_so_far()
+        envelopes: list[dict[str, Any]] = []
+        pages = 0
+        while pages < pages_per_batch:
+            if cursor is None:
+                path, params = first_request(obj, updated_since=updated_since, limit=limit)
+                body = counting_fetch(path, params)
+            else:
+                body = counting_fetch(cursor, None)
+            pages += 1
+            extracted_at = _now_iso(clock)
+            envelopes.extend(envelope(obj.name, rec, extracted_at) for rec in body["data"])
+            paging = (body.get("meta") or {}).get("paging") or {}
+            cursor = paging.get("next") or None
+            if total is None and isinstance((body.get("meta") or {}).get("records"), int):
+                total = body["meta"]["records"]
+            if cursor is None:
+                finished = True
+                break
+        if is_documents:
+            for env in envelopes:
+                _attach_blob(env, mroot, counting_download)
+        if envelopes:
+            entry = staging.write_jsonl_gz(odir / staging.batch_name(batch_no), envelopes)
+            entry["pages"] = pages
+            manifest["batches"] = [*manifest["batches"][: batch_no - 1], entry]
+            progress["batches"] = batch_no
+        if envelopes or finished:
+            manifest.update(records=progress["records"] + len(envelopes), complete=finished)
+            staging.write_json(odir / staging.MANIFEST, manifest)
+        requests = requests_so_far() - req0
+        staging.append_jsonl(
+            odir / staging.BATCH_LOG,
+            [{"batch": staging.batch_name(batch_no), "started": started, "finished": _now_iso(clock),
+              "records": len(envelopes), "pages": pages, "requests": requests}],
+        )
+        progress.update(
+            next=cursor,
+            started=True,
+            records=progress["records"] + len(envelopes),
+            pages=progress["pages"] + pages,
+            requests=progress["requests"] + requests,
+            complete=finished,
+        )
+        staging.write_json(odir / staging.PROGRESS, progress)
+        elapsed = max(clock() - t0, 1e-9)
+        rate = (progress["records"] - done_at_start) / elapsed
+        log.info(
+            "%s: batch %d committed, %d/%s records, %.1f records/s, ETA %s",
+            obj.name, progress["batches"], progress["records"], total if total else "?", rate,
+            _eta(progress["records"], total, rate),
+        )
+    return summary()
+
+
+def read_records(mroot: Any, obj_name: str) -> Iterable[dict[str, Any]]:
+    """Yield every committed envelope of an object, batch by batch, in manifest order."""
+    manifest = staging.read_manifest(mroot, obj_name)
+    if manifest is None:
+        raise ExtractError(f"{obj_name}: no _manifest.json under {staging.raw_dir(mroot, obj_name)}")
+    for entry in manifest["batches"]:
+        yield from staging.read_jsonl_gz(staging.raw_dir(mroot, obj_name) / entry["file"])

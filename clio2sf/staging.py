@@ -1,0 +1,324 @@
+"""Staging layout and file I/O under the staging root (see docs/architecture.md).
+
+Every function takes a *path-like object*: ``pathlib.Path``, ``upath.UPath`` or Airflow's
+``airflow.sdk.ObjectStoragePath`` (a UPath proxy).  Only ``/``, ``open()``, ``exists()``,
+``mkdir()``, ``iterdir()``/``glob()`` and ``rename()`` are used, plus the ``fs``/``path`` pair of
+UPath for deleting trees.
+
+Writes are atomic where the storage allows it:
+
+* local paths (``pathlib.Path`` or protocol ``file``/``local``): write a hidden temporary file next
+  to the target, ``fsync``, then ``os.replace`` it over the target; files get mode 0o600 and
+  directories 0o700, because staged records are privileged client data;
+* object stores (s3, gcs, ...): the object is written in one ``open("wb")`` call, which the store
+  publishes only when the upload completes, so readers never see half an object.
+
+DAG-facing surface: :func:`migration_root`, :func:`raw_dir`, :func:`batch_path`,
+:func:`blob_path`, :func:`write_jsonl_gz`, :func:`read_jsonl_gz`, :func:`write_json`,
+:func:`read_json`, :func:`read_manifest`, :func:`purge_older_than`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+PROGRESS = "_progress.json"
+MANIFEST = "_manifest.json"
+BATCH_LOG = "_batches.jsonl"
+_LOCAL_PROTOCOLS = ("", "file", "local")
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def migration_root(root: Any, firm: str, migration_id: str) -> Any:
+    """Return ``<root>/<firm>/<migration_id>``; names must be simple path segments."""
+    for label, value in (("firm", firm), ("migration_id", migration_id)):
+        if not value or "/" in value or value in (".", ".."):
+            raise ValueError(f"staging: {label} {value!r} is not a simple path segment")
+    return root / firm / migration_id
+
+
+def raw_dir(mroot: Any, obj: str) -> Any:
+    """Return ``raw/<object>`` under a migration root."""
+    return mroot / "raw" / obj
+
+
+def batch_name(number: int) -> str:
+    """Return ``batch-<NNNNN>.jsonl.gz`` for a 1-based batch number."""
+    if number < 1:
+        raise ValueError(f"staging: batch number must be >= 1, got {number}")
+    return f"batch-{number:05d}.jsonl.gz"
+
+
+def batch_path(mroot: Any, obj: str, number: int) -> Any:
+    """Return the raw batch file path of one object."""
+    return raw_dir(mroot, obj) / batch_name(number)
+
+
+def blob_relpath(doc_id: int | str, version_id: int | str) -> str:
+    """Return ``blobs/documents/<doc id>/<version id>`` (relative to the migration root)."""
+    return f"blobs/documents/{doc_id}/{version_id}"
+
+
+def blob_path(mroot: Any, doc_id: int | str, version_id: int | str) -> Any:
+    """Return the path of one document version's bytes."""
+    return mroot / "blobs" / "documents" / str(doc_id) / str(version_id)
+
+
+# --------------------------------------------------------------------------- primitives
+
+
+def is_local(path: Any) -> bool:
+    """Tell whether ``path`` lives on the local filesystem."""
+    return getattr(path, "protocol", "") in _LOCAL_PROTOCOLS
+
+
+def _os_path(path: Any) -> str:
+    """Return the OS path of a local path-like (UPath keeps it in ``.path``)."""
+    return path.path if hasattr(path, "protocol") else os.fspath(path)
+
+
+def ensure_dir(path: Any) -> None:
+    """Create ``path`` and its parents; owner-only on local filesystems."""
+    if not is_local(path):
+        # Object stores have no real directories; mkdir is a no-op or creates a bucket.
+        path.mkdir(parents=True, exist_ok=True)
+        return
+    missing = []
+    cur = path
+    while not cur.exists():
+        missing.append(cur)
+        if cur.parent == cur:
+            break
+        cur = cur.parent
+    path.mkdir(parents=True, exist_ok=True)
+    for made in missing:
+        os.chmod(_os_path(made), DIR_MODE)
+
+
+def write_bytes_atomic(path: Any, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new content, never half."""
+    ensure_dir(path.parent)
+    if not is_local(path):
+        with path.open("wb") as fh:
+            fh.write(data)
+        return
+    target = _os_path(path)
+    tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class BlobWriter:
+    """Stream bytes to ``path`` while computing sha256 and size; publish on :meth:`close`.
+
+    Local: a temporary file renamed over the target.  Object stores: one streamed upload.
+    """
+
+    def __init__(self, path: Any) -> None:
+        self.path = path
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        ensure_dir(path.parent)
+        if is_local(path):
+            target = _os_path(path)
+            self._tmp: str | None = os.path.join(
+                os.path.dirname(target), f".{os.path.basename(target)}.tmp-{uuid.uuid4().hex}"
+            )
+            self._fh = os.fdopen(os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb")
+        else:
+            self._tmp = None
+            self._fh = path.open("wb")
+
+    def write(self, chunk: bytes) -> None:
+        self.sha256.update(chunk)
+        self.size += len(chunk)
+        self._fh.write(chunk)
+
+    def close(self) -> None:
+        """Publish the file."""
+        if self._tmp is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            os.replace(self._tmp, _os_path(self.path))
+        else:
+            self._fh.close()
+
+    def abort(self) -> None:
+        """Drop a partial local file (an object-store upload that is not closed never appears)."""
+        try:
+            self._fh.close()
+        finally:
+            if self._tmp is not None and os.path.exists(self._tmp):
+                os.unlink(self._tmp)
+
+
+def write_blob(path: Any, chunks: Iterable[bytes]) -> dict[str, Any]:
+    """Stream ``chunks`` to ``path``; return ``{"sha256", "size"}``.  Zero bytes is a valid blob."""
+    writer = BlobWriter(path)
+    try:
+        for chunk in chunks:
+            if chunk:
+                writer.write(chunk)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return {"sha256": writer.sha256.hexdigest(), "size": writer.size}
+
+
+# --------------------------------------------------------------------------- JSON / JSONL
+
+
+def encode_jsonl_gz(records: Iterable[dict[str, Any]]) -> tuple[bytes, int]:
+    """Return gzip-compressed JSON lines (mtime 0, so equal records give equal bytes) and the count."""
+    buf = io.BytesIO()
+    count = 0
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
+        for rec in records:
+            gz.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+            count += 1
+    return buf.getvalue(), count
+
+
+def write_jsonl_gz(path: Any, records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Write records as one gzip JSONL file, replacing any previous file of that name.
+
+    Return ``{"file", "records", "bytes", "sha256"}`` for the manifest.
+    """
+    data, count = encode_jsonl_gz(records)
+    write_bytes_atomic(path, data)
+    return {
+        "file": path.name,
+        "records": count,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def read_jsonl_gz(path: Any) -> Iterator[dict[str, Any]]:
+    """Yield the records of a gzip JSONL file; a bad line raises naming the file and line."""
+    with path.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+        for lineno, line in enumerate(gz, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: line {lineno} is not valid JSON ({exc.msg})") from None
+
+
+def write_json(path: Any, obj: Any) -> None:
+    """Write ``obj`` as pretty JSON, atomically."""
+    write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False).encode())
+
+
+def read_json(path: Any, default: Any = None) -> Any:
+    """Read a JSON file, or return ``default`` when it does not exist."""
+    if not path.exists():
+        return default
+    with path.open("rb") as fh:
+        return json.loads(fh.read())
+
+
+def append_jsonl(path: Any, records: Iterable[dict[str, Any]]) -> None:
+    """Append JSON lines (object stores cannot append: the object is rewritten whole)."""
+    lines = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records)
+    if is_local(path):
+        ensure_dir(path.parent)
+        fd = os.open(_os_path(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        with os.fdopen(fd, "ab") as fh:
+            fh.write(lines)
+        return
+    old = b""
+    if path.exists():
+        with path.open("rb") as fh:
+            old = fh.read()
+    write_bytes_atomic(path, old + lines)
+
+
+def read_jsonl(path: Any) -> list[dict[str, Any]]:
+    """Read a plain JSONL file ([] when missing)."""
+    if not path.exists():
+        return []
+    with path.open("rb") as fh:
+        return [json.loads(line) for line in fh.read().splitlines() if line.strip()]
+
+
+def read_manifest(mroot: Any, obj: str) -> dict[str, Any] | None:
+    """Return ``raw/<object>/_manifest.json`` or None when the object was never extracted."""
+    return read_json(raw_dir(mroot, obj) / MANIFEST)
+
+
+def read_progress(mroot: Any, obj: str) -> dict[str, Any] | None:
+    """Return ``raw/<object>/_progress.json`` or None."""
+    return read_json(raw_dir(mroot, obj) / PROGRESS)
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def _newest_mtime(path: Any) -> float | None:
+    newest = None
+    for entry in path.rglob("*"):
+        try:
+            if entry.is_file():
+                mtime = entry.stat().st_mtime
+                newest = mtime if newest is None else max(newest, mtime)
+        except FileNotFoundError:
+            continue
+    return newest
+
+
+def _remove_tree(path: Any) -> None:
+    if is_local(path):
+        shutil.rmtree(_os_path(path))
+    else:
+        path.fs.rm(path.path, recursive=True)
+
+
+def purge_older_than(root: Any, days: float, *, now: float | None = None) -> list[str]:
+    """Delete every ``<firm>/<migration_id>`` tree whose newest file is older than ``days``.
+
+    A migration is kept while any file in it is recent, so an active migration is never cut in
+    half.  Return the purged paths (as strings).
+    """
+    if days < 0:
+        raise ValueError(f"purge_older_than: days must be >= 0, got {days}")
+    cutoff = (time.time() if now is None else now) - days * 86400
+    purged: list[str] = []
+    if not root.exists():
+        return purged
+    for firm in sorted(root.iterdir(), key=str):
+        if not firm.is_dir():
+            continue
+        for mig in sorted(firm.iterdir(), key=str):
+            if not mig.is_dir():
+                continue
+            newest = _newest_mtime(mig)
+            if newest is None or newest < cutoff:
+                _remove_tree(mig)
+                purged.append(str(mig))
+    return purged

@@ -1,0 +1,179 @@
+"""Staging layout and I/O on pathlib, file:// UPath, ObjectStoragePath-like and s3:// (moto)."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import stat
+import time
+import uuid
+
+import pytest
+from upath import UPath
+
+from clio2sf import staging
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(params=["pathlib", "upath-file"])
+def root(request, tmp_path):
+    base = tmp_path / "stage"
+    return base if request.param == "pathlib" else UPath(f"file://{base}")
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(staging._os_path(path)).st_mode)
+
+
+def test_layout_paths(root):
+    m = staging.migration_root(root, "acme", "m1")
+    assert str(staging.batch_path(m, "contacts", 3)).endswith("acme/m1/raw/contacts/batch-00003.jsonl.gz")
+    assert str(staging.blob_path(m, 55, 7)).endswith("acme/m1/blobs/documents/55/7")
+    assert staging.blob_relpath(55, 7) == "blobs/documents/55/7"
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "..", "."])
+def test_migration_root_rejects_non_segments(root, bad):
+    with pytest.raises(ValueError, match="firm"):
+        staging.migration_root(root, bad, "m1")
+
+
+def test_batch_name_rejects_zero():
+    with pytest.raises(ValueError, match=">= 1"):
+        staging.batch_name(0)
+
+
+def test_jsonl_gz_round_trip_checksum_and_permissions(root):
+    m = staging.migration_root(root, "acme", "m1")
+    path = staging.batch_path(m, "contacts", 1)
+    recs = [{"id": i, "name": f"Ünïcode {i}"} for i in range(5)]
+    entry = staging.write_jsonl_gz(path, recs)
+    assert list(staging.read_jsonl_gz(path)) == recs
+    raw = path.read_bytes()
+    assert entry == {"file": "batch-00001.jsonl.gz", "records": 5, "bytes": len(raw),
+                     "sha256": hashlib.sha256(raw).hexdigest()}
+    assert gzip.decompress(raw).count(b"\n") == 5
+    assert _mode(path) == 0o600
+    for d in (path.parent, m, m.parent, root):
+        assert _mode(d) == 0o700, d
+    # Rewriting replaces (no append) and leaves no temporary files behind.
+    staging.write_jsonl_gz(path, recs[:2])
+    assert len(list(staging.read_jsonl_gz(path))) == 2
+    assert [p.name for p in path.parent.iterdir()] == ["batch-00001.jsonl.gz"]
+
+
+def test_equal_records_give_equal_bytes(root, monkeypatch):
+    a = staging.write_jsonl_gz(root / "a.jsonl.gz", [{"x": 1}])
+    later = time.time() + 100
+    monkeypatch.setattr(gzip.time, "time", lambda: later)  # gzip would embed a different mtime
+    b = staging.write_jsonl_gz(root / "b.jsonl.gz", [{"x": 1}])
+    assert a["sha256"] == b["sha256"]
+
+
+def test_bad_jsonl_line_names_file_and_line(root):
+    path = root / "bad.jsonl.gz"
+    staging.write_bytes_atomic(path, gzip.compress(b'{"ok":1}\n{oops\n'))
+    with pytest.raises(ValueError, match=r"bad.jsonl.gz: line 2"):
+        list(staging.read_jsonl_gz(path))
+
+
+def test_json_and_jsonl_helpers(root):
+    p = root / "x" / "_progress.json"
+    assert staging.read_json(p, default={"none": True}) == {"none": True}
+    staging.write_json(p, {"next": "http://x?page_token=a", "batches": 2})
+    assert staging.read_json(p) == {"next": "http://x?page_token=a", "batches": 2}
+    log = root / "x" / "_batches.jsonl"
+    staging.append_jsonl(log, [{"batch": 1}])
+    staging.append_jsonl(log, [{"batch": 2}, {"batch": 3}])
+    assert staging.read_jsonl(log) == [{"batch": 1}, {"batch": 2}, {"batch": 3}]
+    assert _mode(log) == 0o600
+
+
+def test_blob_streaming_and_zero_bytes(root):
+    info = staging.write_blob(root / "b" / "1", [b"abc", b"", b"def"])
+    assert info == {"sha256": hashlib.sha256(b"abcdef").hexdigest(), "size": 6}
+    empty = staging.write_blob(root / "b" / "2", iter(()))
+    assert empty == {"sha256": hashlib.sha256(b"").hexdigest(), "size": 0}
+    assert (root / "b" / "2").exists() and (root / "b" / "2").read_bytes() == b""
+
+
+def test_failed_blob_leaves_nothing(root):
+    def chunks():
+        yield b"partial"
+        raise ConnectionError("dropped")
+
+    with pytest.raises(ConnectionError):
+        staging.write_blob(root / "b" / "3", chunks())
+    assert not (root / "b" / "3").exists()
+    assert list((root / "b").iterdir()) == []
+
+
+def test_purge_older_than(root):
+    old = staging.migration_root(root, "acme", "old")
+    new = staging.migration_root(root, "acme", "new")
+    staging.write_json(old / "raw" / "contacts" / "_progress.json", {})
+    staging.write_json(new / "raw" / "contacts" / "_progress.json", {})
+    week_ago = time.time() - 8 * 86400
+    os.utime(staging._os_path(old / "raw" / "contacts" / "_progress.json"), (week_ago, week_ago))
+    purged = staging.purge_older_than(root, 7)
+    assert [p.rsplit("/", 1)[-1] for p in purged] == ["old"]
+    assert not old.exists() and new.exists()
+    assert staging.purge_older_than(root, 7) == []
+    with pytest.raises(ValueError, match="days"):
+        staging.purge_older_than(root, -1)
+
+
+def test_works_with_airflow_object_storage_path(tmp_path):
+    from airflow.sdk import ObjectStoragePath
+
+    m = staging.migration_root(ObjectStoragePath(f"file://{tmp_path}"), "acme", "m1")
+    path = staging.batch_path(m, "matters", 1)
+    staging.write_jsonl_gz(path, [{"id": 7}])
+    assert list(staging.read_jsonl_gz(path)) == [{"id": 7}]
+    assert _mode(path) == 0o600
+
+
+@pytest.mark.integration
+def test_s3_round_trip(s3_root):
+    m = staging.migration_root(s3_root, "acme", "m1")
+    path = staging.batch_path(m, "contacts", 1)
+    entry = staging.write_jsonl_gz(path, [{"id": 1}, {"id": 2}])
+    assert entry["records"] == 2
+    assert list(staging.read_jsonl_gz(path)) == [{"id": 1}, {"id": 2}]
+    staging.write_json(staging.raw_dir(m, "contacts") / "_progress.json", {"batches": 1})
+    assert staging.read_progress(m, "contacts") == {"batches": 1}
+    staging.append_jsonl(m / "log.jsonl", [{"a": 1}])
+    staging.append_jsonl(m / "log.jsonl", [{"a": 2}])
+    assert staging.read_jsonl(m / "log.jsonl") == [{"a": 1}, {"a": 2}]
+    assert staging.write_blob(staging.blob_path(m, 5, 9), [b"x" * 10]) == {
+        "sha256": hashlib.sha256(b"x" * 10).hexdigest(), "size": 10}
+    assert sorted(p.name for p in staging.raw_dir(m, "contacts").iterdir()) == ["_progress.json", "batch-00001.jsonl.gz"]
+    assert staging.purge_older_than(s3_root, 1, now=time.time() + 2 * 86400) == [str(m)]
+    assert not path.exists()
+
+
+@pytest.fixture
+def s3_root(monkeypatch):
+    """A bucket on a moto server (port 0: a free port) as an ``s3://`` UPath."""
+    from moto.server import ThreadedMotoServer
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    opts = {"endpoint_url": f"http://{host}:{port}", "key": "testing", "secret": "testing"}
+    try:
+        import s3fs
+
+        bucket = f"staging-{uuid.uuid4().hex[:12]}"  # moto's backend is process-wide
+
+        s3fs.S3FileSystem.clear_instance_cache()
+        s3fs.S3FileSystem(**opts).mkdir(bucket)
+        yield UPath(f"s3://{bucket}/root", client_kwargs={"endpoint_url": opts["endpoint_url"]},
+                    key="testing", secret="testing")
+    finally:
+        server.stop()
