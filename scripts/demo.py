@@ -10,14 +10,13 @@ rollback DAG for a dry-run plan, and prints a summary with the report paths.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import subprocess
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
+
+from scripts.runner import airflow_env, run_dag
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
@@ -25,49 +24,15 @@ FIRM = "harlow_vance"
 MIGRATION = "demo"
 
 
-def _airflow_env(clio, sf, staging: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "AIRFLOW_CONN_CLIO_DEFAULT": json.dumps(
-                {
-                    "conn_type": "http",
-                    "host": clio.base_url,
-                    "login": clio.client_id,
-                    "password": clio.client_secret,
-                    "extra": {"refresh_token": clio.refresh_token},
-                }
-            ),
-            "AIRFLOW_CONN_SALESFORCE_DEFAULT": sf.connection_json(),
-            "REQUESTS_CA_BUNDLE": str(sf.ca_bundle),
-            "AIRFLOW_VAR_CLIO2SF_STAGING_ROOT": f"file://{staging}",
-            "CLIO2SF_RATE_STATE_DIR": str(DEMO / "rate"),
-        }
-    )
-    return env
-
-
 def run_phase(dag_id: str, conf: dict, env: dict[str, str], logs: Path) -> float:
-    """Run one phase DAG with ``airflow dags test``; return its wall time or exit on failure."""
-    log = logs / f"{dag_id}.log"
-    started = time.monotonic()
+    """Run one phase DAG; print its outcome; stop the demo when it fails."""
     print(f"  {dag_id} ...", end="", flush=True)
-    with log.open("w") as fh:
-        proc = subprocess.run(
-            ["airflow", "dags", "test", dag_id, "-c", json.dumps(conf), "--mark-success-pattern", r"^approve_"],
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-    took = time.monotonic() - started
-    ok = proc.returncode == 0 and "state=success" in log.read_text()
-    print(f" {'ok' if ok else 'FAILED'} ({took:.0f} s, log {log.relative_to(ROOT)})")
-    if not ok:
-        tail = "\n".join(line for line in log.read_text().splitlines() if "ERROR" in line or "Error" in line)[-3000:]
-        print(tail)
+    run = run_dag(dag_id, conf, env, logs)
+    print(f" {'ok' if run.ok else 'FAILED'} ({run.seconds:.0f} s, log {run.log_path.relative_to(ROOT)})")
+    if not run.ok:
+        print(run.errors())
         sys.exit(f"demo stopped: {dag_id} failed")
-    return took
+    return run.seconds
 
 
 def approve(kind: str, env: dict[str, str]) -> None:
@@ -102,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         sf = stack.enter_context(run_sf_sandbox(DEMO / "salesforce", seed=42))
         print(f"sandboxes: Clio {clio.base_url}, Salesforce {sf.instance_url}")
-        env = _airflow_env(clio, sf, staging)
+        env = airflow_env(clio, sf, f"file://{staging}", rate_dir=DEMO / "rate")
         base = {"firm": FIRM, "migration_id": MIGRATION}
 
         timings["discover"] = run_phase("mig_01_discover", {**base, "apply_schema": True}, env, logs)

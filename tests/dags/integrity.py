@@ -47,7 +47,7 @@ def problems(folder: Path) -> list[str]:
         if retries < 2:
             found.append(f"{dag_id}: default_args retries {retries} < 2")
         for task in dag.tasks:
-            if task.retries < 2 and not getattr(task, "_clio2sf_no_retry", False):
+            if task.retries < 2:
                 found.append(f"{dag_id}.{task.task_id}: retries {task.retries} < 2")
     for path in sorted(folder.glob("*.py")):
         tree = ast.parse(path.read_text())

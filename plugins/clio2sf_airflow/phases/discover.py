@@ -1,0 +1,176 @@
+"""Discover phase: Clio schema and volumes, Salesforce describes, the mapping spec document."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from clio2sf import catalog, staging
+from clio2sf.discovery import capacity_check, estimates, write_discovery_outputs
+from clio2sf.mapping.proposer import SourceField, propose
+from clio2sf.mapping.rates import rate_hierarchy_document
+from clio2sf.mapping.schema_plan import build_schema_plan
+from clio2sf.mapping.validation import validate_spec_against_describes
+from clio2sf_airflow.hooks.clio import ClioHook
+from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+from clio2sf_airflow.phases.common import firm_spec, mroot, params
+
+log = logging.getLogger(__name__)
+
+CONFIG_OBJECTS = (
+    "users", "custom_fields", "practice_areas", "matter_stages", "activity_descriptions", "activity_rates",
+    "expense_categories", "bank_accounts", "task_types", "task_template_lists", "task_templates",
+    "document_templates", "custom_actions", "webhooks",
+)
+DISCOVER = "discover"
+
+
+def preflight() -> dict[str, Any]:
+    """Check the firm config and both connections before anything else runs."""
+    p = params()
+    spec = firm_spec(p["firm"])
+    problems = []
+    for name, hook in (("clio_default", ClioHook()), ("salesforce_default", ClioSalesforceHook())):
+        try:
+            ok, message = hook.test_connection()
+        except Exception as exc:  # a missing connection raises before test_connection can answer
+            ok, message = False, f"{type(exc).__name__}: {exc}"
+        if not ok:
+            problems.append(f"connection {name}: {message}")
+    if problems:
+        raise AirflowFailException("; ".join(problems) + ". Fix the connection(s) in Admin → Connections.")
+    return {"firm": p["firm"], "mapping_hash": spec.content_hash}
+
+
+def read_clio_schema() -> dict[str, Any]:
+    """Read Clio's configuration objects and count every migrated object; stage both."""
+    p = params()
+    root = mroot(p)
+    hook = ClioHook()
+    config: dict[str, Any] = {}
+    for name in CONFIG_OBJECTS:
+        obj = catalog.get(name)
+        config[name] = [r for page in hook.paginate(obj.endpoint, obj.fields, obj.params) for r in page["data"]]
+    billing, _ = hook.get_page("settings/billing", None)
+    config["settings/billing"] = billing.get("data", billing)
+    counts: dict[str, int] = {}
+    if p.get("count_records", True):
+        for obj in catalog.CLIO_OBJECTS:
+            if obj.migrated:
+                counts[obj.name] = sum(
+                    len(page["data"]) for page in hook.paginate(obj.endpoint, "id", {**obj.params, "limit": 200})
+                )
+    staging.write_json(root / DISCOVER / "clio_config.json", config)
+    staging.write_json(root / DISCOVER / "clio_counts.json", counts)
+    log.info("Clio schema read: %d custom fields, %d practice areas, %d users; %d requests",
+             len(config["custom_fields"]), len(config["practice_areas"]), len(config["users"]), hook.requests_made)
+    return {"objects_counted": len(counts), "records": sum(counts.values()), "requests": hook.requests_made}
+
+
+def read_salesforce() -> dict[str, Any]:
+    """Stage describeGlobal, the describe of every target object that exists, and ``/limits``."""
+    p = params()
+    root = mroot(p)
+    spec = firm_spec(p["firm"])
+    hook = ClioSalesforceHook()
+    known = {o["name"] for o in hook.describe_global()["sobjects"]}
+    wanted = sorted({*spec.load_order, "User", "RecordType"})
+    for name in wanted:
+        if name in known:
+            staging.write_json(root / DISCOVER / "salesforce_describe" / f"{name}.json", hook.describe(name))
+    staging.write_json(root / DISCOVER / "salesforce_limits.json", hook.limits())
+    missing = sorted(set(wanted) - known)
+    log.info("Salesforce describes staged for %d objects; not in the org yet: %s", len(wanted) - len(missing), missing)
+    return {"described": len(wanted) - len(missing), "missing_objects": missing}
+
+
+def load_describes(root) -> dict[str, dict]:
+    folder = root / DISCOVER / "salesforce_describe"
+    if not folder.exists():
+        return {}
+    return {path.stem: staging.read_json(path) for path in folder.iterdir() if path.name.endswith(".json")}
+
+
+def build_mapping_document() -> dict[str, Any]:
+    """Propose, plan and estimate; write the mapping spec document and the reference exports."""
+    p = params()
+    root = mroot(p)
+    spec = firm_spec(p["firm"])
+    config = staging.read_json(root / DISCOVER / "clio_config.json")
+    counts = staging.read_json(root / DISCOVER / "clio_counts.json", default={}) or {}
+    describes = load_describes(root)
+    limits = staging.read_json(root / DISCOVER / "salesforce_limits.json", default={}) or {}
+
+    proposals: dict[str, list] = {}
+    for parent, target in (("Contact", "Contact"), ("Matter", spec.options.get("matter_object", "Case"))):
+        sources = [
+            SourceField(
+                name=cf["name"], field_type=cf["field_type"], parent=parent,
+                options=tuple(o["option"] for o in cf.get("picklist_options") or [] if not o.get("deleted_at")),
+            )
+            for cf in config["custom_fields"]
+            if cf.get("parent_type") == parent and not cf.get("deleted")
+        ]
+        if sources and target in describes:
+            proposals[target] = propose(sources, describes[target])
+    plan = build_schema_plan(
+        spec, describes, clio_custom_fields=config["custom_fields"], practice_areas=config["practice_areas"]
+    )
+    est = estimates(counts, matter_object=spec.options.get("matter_object", "Case"))
+    findings = capacity_check(est, limits) if limits else []
+    rates = rate_hierarchy_document(
+        config["users"], [], [], config["activity_descriptions"], config["activity_rates"]
+    )
+    clio_schema = {
+        "counts": counts,
+        "custom_fields": config["custom_fields"],
+        "practice_areas": config["practice_areas"],
+        "matter_stages": config["matter_stages"],
+        "users": config["users"],
+        "firm_name": spec.data.get("firm"),
+    }
+    result = write_discovery_outputs(
+        root, spec=spec, clio_schema=clio_schema, describes=describes, proposals=proposals,
+        schema_plan=plan, estimate=est, clio_config=config, rate_document=rates, findings=findings,
+    )
+    problems = validate_spec_against_describes(spec, describes)
+    staging.write_json(root / DISCOVER / "spec_problems.json", [getattr(x, "__dict__", str(x)) for x in problems])
+    log.info("mapping document written (hash %s); %d config problems against the current org",
+             spec.content_hash[:12], len(problems))
+    return {"mapping_hash": spec.content_hash, "files": result.get("files", {}), "spec_problems": len(problems)}
+
+
+def apply_schema() -> dict[str, Any]:
+    """Create the planned custom objects, fields and record types through Tooling (opt-in)."""
+    p = params()
+    if not p.get("apply_schema"):
+        raise AirflowSkipException("apply_schema is off: the Salesforce admin creates the fields from the schema plan")
+    from clio2sf.pipeline import apply_schema_plan
+
+    root = mroot(p)
+    spec = firm_spec(p["firm"])
+    config = staging.read_json(root / DISCOVER / "clio_config.json")
+    hook = ClioSalesforceHook()
+    plan = build_schema_plan(
+        spec, {n: hook.describe(n) for n in load_describes(root)},
+        clio_custom_fields=config["custom_fields"], practice_areas=config["practice_areas"],
+    )
+    summary = apply_schema_plan(hook, plan)
+    log.info("schema plan applied: %s", summary)
+    # Re-stage describes so later phases validate against the new schema.
+    for name in load_describes(root):
+        staging.write_json(root / DISCOVER / "salesforce_describe" / f"{name}.json", hook.describe(name, refresh=True))
+    return summary
+
+
+def approval_body() -> str:
+    """Markdown shown to the approver in Required Actions."""
+    return (
+        "Review the mapping specification for firm **{{ params.firm }}**, migration "
+        "**{{ params.migration_id }}**: `discover/mapping_spec.html` in the staging area "
+        "(mapping hash `{{ ti.xcom_pull(task_ids='build_mapping_document')['mapping_hash'] }}`). "
+        "Approving records your name against this exact hash; any later change to the mapping "
+        "needs a new approval before records move."
+    )
