@@ -46,13 +46,13 @@ def mig_01_discover():
     sf = task(phase.read_salesforce, task_id="read_salesforce", pool="salesforce_api")()
     doc = task(phase.build_mapping_document, task_id="build_mapping_document")()
     schema = task(phase.apply_schema, task_id="apply_schema", pool="salesforce_api")()
-    approve = ApprovalOperator(
+    approve_mapping = ApprovalOperator(
         task_id="approve_mapping",
         subject="Approve the Clio → Salesforce mapping for {{ params.firm }}",
         body=phase.approval_body(),
     )
     record = task(record_hitl_approval, task_id="record_mapping_approval")("mapping", "approve_mapping")
-    preflight >> [clio, sf] >> doc >> schema >> approve >> record
+    preflight >> [clio, sf] >> doc >> schema >> approve_mapping >> record
 
 
 mig_01_discover()

@@ -10,12 +10,14 @@ rollback DAG for a dry-run plan, and prints a summary with the report paths.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+from scripts.cutover import change_firm
 from scripts.runner import airflow_env, run_dag
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,11 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         timings["sample"] = run_phase("mig_04_sample", base, env, logs)
         approve("sample", env)
         timings["full_load"] = run_phase("mig_05_full_load", base, env, logs)
-        changed = clio.admin("mutate_demo")
-        print(f"  changed in Clio during cutover: {changed}")
+        changed = change_firm(clio)
+        print(f"  changed in Clio during cutover: updated {changed['updated']}, created {changed['created']}, "
+              f"deleted {changed['deleted']}")
         timings["delta"] = run_phase("mig_06_delta", base, env, logs)
         timings["rollback"] = run_phase("mig_07_rollback", {**base, "dry_run": True}, env, logs)
 
+        (DEMO / "timings.json").write_text(json.dumps(timings, indent=2))
         from scripts.summary import print_summary
 
         print_summary(staging / FIRM / MIGRATION, clio, sf, timings)

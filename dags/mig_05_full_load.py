@@ -1,0 +1,65 @@
+"""
+### Phase 5: full load
+
+Refuses to start without a confirmed mapping, an **approved sample for the same mapping
+hash** and room in the org (capacity pre-flight against `/limits`). Then:
+
+1. `transform_batch`: mapped over the raw batch manifests;
+2. one `load_<Object>` group per Salesforce object, **in dependency order** (Account →
+   Contact → Case/Opportunity → contact roles → billing, ledger, time, expense, rates →
+   Event/EventRelation and Task → files and notes), each mapped over its transformed batches:
+   upsert on `Clio_Id__c` (Bulk API 2.0 above the bulk threshold, REST composite below),
+   lookups by external id, transient row failures retried, other failures to the rejects
+   report with their source record. A failed batch is retried on its own from the UI;
+3. `load_deferred`: lookups to objects loaded later;
+4. `reconcile`: records per object, bill totals, time-entry hours and amounts, expenses and
+   trust balances against the source; `reports/<run id>/reconciliation.html`.
+
+Every write is in the run ledger (`ledger/<run id>/full_load/...`); `mig_07_rollback` undoes it.
+Re-running is idempotent: nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, TaskGroup, dag, task
+
+from clio2sf_airflow.dag_defaults import DEFAULT_ARGS, TAGS, migration_params
+from clio2sf_airflow.phases import full_load as phase
+from clio2sf_airflow.phases.load_common import LOAD_SEQUENCE
+
+
+@dag(
+    dag_id="mig_05_full_load",
+    schedule=None,
+    default_args=DEFAULT_ARGS,
+    tags=[*TAGS, "phase-5"],
+    doc_md=__doc__,
+    max_active_runs=1,
+    params=migration_params(
+        load_mode=Param("auto", enum=["auto", "bulk", "composite"], title="Load API",
+                        description="auto: Bulk API 2.0 above the bulk threshold, REST composite below"),
+    ),
+)
+def mig_05_full_load():
+    pre = task(phase.preflight_load, task_id="preflight_load")()
+    plan = task(phase.plan_transform, task_id="plan_transform")()
+    transformed = task(phase.transform_batch, task_id="transform_batch",
+                       map_index_template="{{ batch_label }}").expand(item=plan)
+    pre >> plan
+    previous = transformed
+    for sobject in LOAD_SEQUENCE:
+        with TaskGroup(group_id=f"load_{sobject}"):
+            batches = task(phase.list_batches, task_id="list_batches", trigger_rule="none_failed")(sobject)
+            loaded = task(phase.load_batch, task_id="load_batch", pool="salesforce_api",
+                          map_index_template="{{ batch_label }}").expand(path=batches)
+        previous >> batches
+        previous = loaded
+    every = task(phase.list_all_batches, task_id="list_all_batches", trigger_rule="none_failed")()
+    deferred = task(phase.load_deferred, task_id="load_deferred", pool="salesforce_api",
+                    map_index_template="{{ batch_label }}").expand(path=every)
+    check = task(phase.reconcile, task_id="reconcile", trigger_rule="none_failed")()
+    previous >> every
+    deferred >> check
+
+
+mig_05_full_load()

@@ -1,0 +1,37 @@
+"""
+### Phase 7: rollback
+
+One click in the UI (Trigger with config): give the migration id, and optionally the run id
+of one phase run (`target_run_id`; empty = every run of the migration). With `dry_run` on
+(the default) it only writes the plan (`reports/rollback-*/rollback.html`): what it would
+delete and restore, per object. With `dry_run` off it deletes what the run(s) created in
+reverse dependency order, restores the before-images of what they updated, and removes their
+uploaded files (ContentDocument). It is idempotent and resumable: a second rollback of the
+same run finds nothing to do.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, task
+
+from clio2sf_airflow.dag_defaults import DEFAULT_ARGS, TAGS, migration_params
+from clio2sf_airflow.phases import rollback as phase
+
+
+@dag(
+    dag_id="mig_07_rollback",
+    schedule=None,
+    default_args=DEFAULT_ARGS,
+    tags=[*TAGS, "phase-7"],
+    doc_md=__doc__,
+    max_active_runs=1,
+    params=migration_params(
+        target_run_id=Param("", type="string", title="Run id to roll back (empty: the whole migration)"),
+        dry_run=Param(True, type="boolean", title="Dry run: write the plan, change nothing"),
+    ),
+)
+def mig_07_rollback():
+    task(phase.rollback, task_id="rollback", pool="salesforce_api")()
+
+
+mig_07_rollback()

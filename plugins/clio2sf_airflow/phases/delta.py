@@ -1,0 +1,129 @@
+"""Delta phase: what changed in Clio since the watermark, deletions, conflicts, then a committed load."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from airflow.sdk import ObjectStoragePath, get_current_context
+
+from clio2sf import catalog, delta, staging
+from clio2sf.delta_run import apply_deletes, plan_window
+from clio2sf.extract import extract_object, read_records
+from clio2sf.pipeline import build_lookup, lookup_names, transform_batch
+from clio2sf_airflow.hooks.clio import ClioHook
+from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+from clio2sf_airflow.phases import load_common
+from clio2sf_airflow.phases.common import firm_spec, mroot, params, require_mapping_confirmed, run_id
+
+log = logging.getLogger(__name__)
+
+
+def window_key() -> str:
+    """A folder name for this window, from the run id (stable across task retries)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", run_id())
+
+
+def delta_root(root: ObjectStoragePath) -> ObjectStoragePath:
+    return root / "delta" / window_key()
+
+
+def _baseline(root: ObjectStoragePath, name: str) -> str | None:
+    """Where the first window starts: the latest ``updated_at`` the full extraction saw."""
+    return delta.next_watermark(None, (e["data"].get("updated_at") for e in read_records(root, name)))
+
+
+def extract_changes() -> dict[str, Any]:
+    """Extract records changed since each object's watermark and list the ids Clio has now."""
+    p = params()
+    root = mroot(p)
+    require_mapping_confirmed(firm_spec(p["firm"]), root)
+    droot = delta_root(root)
+    hook = ClioHook()
+    changed: dict[str, int] = {}
+    for name in load_common.TRANSFORMED:
+        obj = catalog.get(name)
+        if staging.read_manifest(root, name) is None or not obj.incremental:
+            continue
+        since = delta.read_since(root, name) or _baseline(root, name)
+        staging.write_json(droot / "since" / f"{name}.json", {"updated_since": since})
+        summary = extract_object(obj, hook.get_page, droot, updated_since=since,
+                                 download=hook.download_document if obj.endpoint == "documents" else None,
+                                 request_count=lambda: hook.requests_made)
+        changed[name] = summary["records"]
+        ids = [r["id"] for page in hook.paginate(obj.endpoint, "id", obj.params) for r in page["data"]]
+        staging.write_json(droot / "ids" / f"{name}.json", ids)
+    log.info("delta window %s: changed records %s (%d Clio requests)", window_key(), changed, hook.requests_made)
+    return {"changed": changed, "requests": hook.requests_made}
+
+
+def plan() -> dict[str, Any]:
+    """Split changes into upserts and queued conflicts, and find deletions."""
+    p = params()
+    root = mroot(p)
+    droot = delta_root(root)
+    current = {}
+    for name in load_common.TRANSFORMED:
+        path = droot / "ids" / f"{name}.json"
+        if path.exists():
+            current[name] = staging.read_json(path)
+    result = plan_window(ClioSalesforceHook(), root, firm_spec(p["firm"]), delta_root=droot, current_ids=current,
+                         changed_raw_dir="raw")
+    return {k: v for k, v in result.items() if isinstance(v, int | float | str | dict)}
+
+
+def transform_changes() -> list[dict[str, Any]]:
+    """Transform the accepted changes; lookups see the full extraction plus this window."""
+    p = params()
+    root = mroot(p)
+    droot = delta_root(root)
+    spec = firm_spec(p["firm"])
+    users = load_common.user_map(root)
+    out = []
+    for item in load_common.raw_batches(droot, raw_dir="raw_ok"):
+        names = lookup_names(item["object"])
+        lookup = build_lookup(root, names, spec)
+        for name, table in build_lookup(droot, names, spec).items():
+            lookup.setdefault(name, {}).update(table)
+        get_current_context()["batch_label"] = item["object"]
+        summary = transform_batch(ObjectStoragePath(item["path"]), item["object"], spec, users, lookup, droot)
+        out.append({k: summary[k] for k in ("object", "batch", "records", "rows", "rejects", "repairs")})
+    return out
+
+
+def load_changes() -> dict[str, Any]:
+    """Upsert the transformed changes in dependency order (ledger phase ``delta``)."""
+    root = mroot()
+    droot = delta_root(root)
+    totals = {"rows": 0, "created": 0, "updated": 0, "skipped": 0, "failed": 0}
+    paths = [q for s in load_common.LOAD_SEQUENCE for q in load_common.transformed_batches(droot, s)]
+    for deferred in (False, True):
+        for path in paths:
+            summary = load_common.load_one(path, phase="delta", deferred=deferred)
+            for k in totals:
+                totals[k] += summary[k]
+    return totals
+
+
+def delete_removed() -> dict[str, Any]:
+    """Delete from Salesforce what was deleted in Clio (before-images kept for rollback)."""
+    p = params()
+    root = mroot(p)
+    return apply_deletes(ClioSalesforceHook(), root, delta_root(root), run_id(), p["migration_id"])
+
+
+def commit_watermarks() -> dict[str, str]:
+    """Advance each object's watermark to the latest change loaded; only after a committed load."""
+    root = mroot()
+    droot = delta_root(root)
+    committed = {}
+    for name in load_common.TRANSFORMED:
+        if staging.read_manifest(droot, name) is None:
+            continue
+        since = (staging.read_json(droot / "since" / f"{name}.json") or {}).get("updated_since")
+        mark = delta.next_watermark(since, (e["data"].get("updated_at") for e in read_records(droot, name)))
+        if mark:
+            delta.commit_watermark(root, name, mark, run_id())
+            committed[name] = mark
+    return committed

@@ -1,0 +1,90 @@
+"""Full-load phase: transform everything, load in dependency order, reconcile against the source."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from clio2sf import staging
+from clio2sf.discovery import capacity_check, estimates
+from clio2sf.verify import reconcile_migration
+from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+from clio2sf_airflow.phases import load_common
+from clio2sf_airflow.phases.common import (
+    firm_spec,
+    mroot,
+    params,
+    require_mapping_confirmed,
+    require_sample_approved,
+    run_id,
+)
+
+log = logging.getLogger(__name__)
+
+
+def preflight_load() -> dict[str, Any]:
+    """Refuse to write without a confirmed mapping, an approved sample and room in the org."""
+    p = params()
+    root = mroot(p)
+    spec = firm_spec(p["firm"])
+    require_mapping_confirmed(spec, root)
+    require_sample_approved(spec, root)
+    load_common.user_map(root)
+    extraction = staging.read_json(root / "raw" / "_extraction.json")
+    if not extraction or not extraction.get("complete"):
+        raise AirflowFailException("extraction is not complete: run mig_02_extract to the end first")
+    counts = {name: info["records"] for name, info in extraction["objects"].items()}
+    est = estimates(counts, matter_object=spec.options.get("matter_object", "Case"))
+    findings = capacity_check(est, ClioSalesforceHook().limits())
+    staging.write_json(root / "reports" / run_id() / "capacity.json", [f.__dict__ for f in findings])
+    errors = [f.message for f in findings if f.level == "error"]
+    for f in findings:
+        log.warning("capacity pre-flight: %s", f.message)
+    policy = spec.options.get("capacity_preflight", "refuse")
+    if errors and policy == "refuse":
+        raise AirflowFailException("capacity pre-flight refused the load: " + "; ".join(errors))
+    return {"records": sum(counts.values()), "capacity_errors": len(errors), "warnings": len(findings) - len(errors)}
+
+
+def plan_transform() -> list[dict[str, str]]:
+    """One work item per raw batch (the transform is mapped over batch manifests)."""
+    return load_common.raw_batches(mroot())
+
+
+def transform_batch(item: dict[str, str]) -> dict[str, Any]:
+    return load_common.transform_one(item)
+
+
+def list_batches(sobject: str) -> list[str]:
+    """The transformed batch files of ``sobject`` (an empty list skips its load step)."""
+    return load_common.transformed_batches(mroot(), sobject)
+
+
+def load_batch(path: str) -> dict[str, Any]:
+    return load_common.load_one(path, phase="full_load")
+
+
+def list_all_batches() -> list[str]:
+    root = mroot()
+    return [p for s in load_common.LOAD_SEQUENCE for p in load_common.transformed_batches(root, s)]
+
+
+def load_deferred(path: str) -> dict[str, Any]:
+    """Second pass: lookups to objects loaded later (self-references) on records that exist."""
+    return load_common.load_one(path, phase="full_load", deferred=True)
+
+
+def reconcile() -> dict[str, Any]:
+    """Final validation against source totals; writes ``reports/<run>/reconciliation.*``."""
+    p = params()
+    result = reconcile_migration(ClioSalesforceHook(), mroot(p), firm_spec(p["firm"]), run_label=run_id())
+    log.info("reconciliation: lost %s, duplicated %s, amounts ok %s",
+             result["lost"], result["duplicated"], result["amounts_ok"])
+    if result["lost"] or result["duplicated"]:
+        raise AirflowFailException(
+            f"reconciliation found {result['lost']} lost and {result['duplicated']} duplicated records: "
+            f"see {result['report']}"
+        )
+    return result

@@ -1,0 +1,102 @@
+"""Transform and load steps shared by the sample, full-load and delta phases."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk import ObjectStoragePath, get_current_context
+
+from clio2sf import staging
+from clio2sf.mapping.users import UserMap
+from clio2sf.pipeline import build_lookup, load_batch, lookup_names, transform_batch
+from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+from clio2sf_airflow.phases.common import firm_spec, mroot, params, run_id
+
+log = logging.getLogger(__name__)
+
+#: Every Salesforce object a firm can load, in dependency order. The DAGs are static, so they
+#: wire one load step per entry; a firm's spec decides which of them get batches.
+LOAD_SEQUENCE = (
+    "Account",
+    "Contact",
+    "Case",
+    "Opportunity",
+    "CaseContactRole",
+    "OpportunityContactRole",
+    "AccountContactRelation",
+    "CaseTeamMember",
+    "OpportunityTeamMember",
+    "Clio_Billing__c",
+    "Ledger__c",
+    "Time_Entry__c",
+    "Expense__c",
+    "Rate_Structure__c",
+    "Event",
+    "EventRelation",
+    "Task",
+    "ContentVersion",
+    "ContentNote",
+    "ContentDocumentLink",
+)
+
+#: Clio objects that are transformed (the rest are configuration or reference only).
+TRANSFORMED = (
+    "users", "contacts", "matters", "relationships", "activity_rates", "activity_descriptions", "bills",
+    "bank_transactions", "activities", "calendar_entries", "tasks", "communications", "documents",
+    "matter_notes", "contact_notes",
+)
+
+
+def user_map(root: ObjectStoragePath) -> UserMap:
+    doc = staging.read_json(root / "users" / "user_map.json")
+    if doc is None:
+        raise RuntimeError("no users/user_map.json: run mig_03_resolve_users before loading")
+    return UserMap.from_json(doc)
+
+
+def raw_batches(root: ObjectStoragePath, objects=TRANSFORMED, raw_dir: str = "raw") -> list[dict[str, str]]:
+    """One work item per committed raw batch of every transformed object."""
+    items = []
+    for name in objects:
+        manifest = staging.read_json(root / raw_dir / name / staging.MANIFEST)
+        for entry in (manifest or {}).get("batches", []):
+            items.append({"object": name, "path": str(root / raw_dir / name / entry["file"])})
+    return items
+
+
+def transform_one(item: dict[str, str], out: str = "") -> dict[str, Any]:
+    """Transform one raw batch into ``<out>/transformed/...``; return counts (no record data)."""
+    p = params()
+    root = mroot(p)
+    spec = firm_spec(p["firm"])
+    get_current_context()["batch_label"] = f"{item['object']}/{item['path'].rsplit('/', 1)[-1]}"
+    out_root = root / out if out else root
+    summary = transform_batch(
+        ObjectStoragePath(item["path"]), item["object"], spec, user_map(root),
+        build_lookup(root, lookup_names(item["object"]), spec), out_root,
+    )
+    return {k: summary[k] for k in ("object", "batch", "records", "rows", "rejects", "repairs")}
+
+
+def transformed_batches(root: ObjectStoragePath, sobject: str, out: str = "") -> list[str]:
+    folder = (root / out if out else root) / "transformed" / sobject
+    if not folder.exists():
+        return []
+    return sorted(str(p) for p in folder.iterdir() if p.name.endswith(".jsonl.gz"))
+
+
+def load_one(path: str, phase: str, deferred: bool = False) -> dict[str, Any]:
+    """Load one transformed batch into Salesforce, writing its ledger and rejects."""
+    p = params()
+    root = mroot(p)
+    spec = firm_spec(p["firm"])
+    tpath = ObjectStoragePath(path)
+    get_current_context()["batch_label"] = f"{tpath.parent.name}/{tpath.name}"
+    summary = load_batch(
+        ClioSalesforceHook(), tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,
+        mode=p.get("load_mode", "auto"), load_order=spec.load_order, deferred=deferred,
+    )
+    log.info("%s %s: %s", summary["sobject"], summary["batch"],
+             {k: summary[k] for k in ("rows", "created", "updated", "skipped", "failed")})
+    return {k: summary[k] for k in ("sobject", "batch", "rows", "created", "updated", "skipped", "failed")}

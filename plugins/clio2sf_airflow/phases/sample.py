@@ -1,0 +1,85 @@
+"""Sample phase: a relationship-closed slice, loaded, read back and diffed field by field."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk import get_current_context
+
+from clio2sf import staging
+from clio2sf.extract import read_records
+from clio2sf.sample import choose_sample, closure_violations, filter_envelopes
+from clio2sf.verify import sample_diff
+from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+from clio2sf_airflow.phases import load_common
+from clio2sf_airflow.phases.common import firm_spec, mroot, params, require_mapping_confirmed
+
+log = logging.getLogger(__name__)
+
+SAMPLE = "sample"
+
+
+def select_sample() -> dict[str, Any]:
+    """Choose the slice and stage it as raw batches under ``sample/raw/``."""
+    p = params()
+    root = mroot(p)
+    require_mapping_confirmed(firm_spec(p["firm"]), root)
+    load_common.user_map(root)  # fails early, naming the phase to run, if users are unresolved
+    objects = [o for o in load_common.TRANSFORMED if staging.read_manifest(root, o) is not None]
+
+    def index(name: str):
+        return read_records(root, name) if name in objects else iter(())
+
+    sample = choose_sample(index, seed=int(p.get("sample_seed", 7)), max_total=int(p.get("sample_size", 500)))
+    gaps = closure_violations(sample, index)
+    if gaps:
+        raise RuntimeError(f"sample is not closed under relationships: {gaps[:5]}")
+    staging.write_json(root / SAMPLE / "selection.json", sample.to_json())
+    for name in objects:
+        envs = list(filter_envelopes(sample, name, read_records(root, name)))
+        folder = root / SAMPLE / "raw" / name
+        batches = []
+        if envs:
+            batches.append(staging.write_jsonl_gz(folder / "sample-00001.jsonl.gz", envs))
+        staging.write_json(folder / staging.MANIFEST, {"object": name, "batches": batches, "complete": True})
+    log.info("sample chosen: %s", sample.counts())
+    return {"records": sample.total, "objects": sample.counts()}
+
+
+def transform_sample() -> list[dict[str, Any]]:
+    """Transform every sample batch into ``sample/transformed/``."""
+    root = mroot()
+    return [load_common.transform_one(item, out=SAMPLE)
+            for item in load_common.raw_batches(root, raw_dir=f"{SAMPLE}/raw")]
+
+
+def load_sample() -> dict[str, Any]:
+    """Load the sample in dependency order, then set the deferred lookups."""
+    root = mroot()
+    totals = {"rows": 0, "created": 0, "updated": 0, "skipped": 0, "failed": 0}
+    paths = [path for sobject in load_common.LOAD_SEQUENCE
+             for path in load_common.transformed_batches(root, sobject, out=SAMPLE)]
+    for deferred in (False, True):
+        for path in paths:
+            summary = load_common.load_one(path, phase=SAMPLE, deferred=deferred)
+            for k in totals:
+                totals[k] += summary[k]
+    return totals
+
+
+def diff_sample() -> dict[str, Any]:
+    """Read the sample back from Salesforce and write the field-level diff report."""
+    p = params()
+    result = sample_diff(ClioSalesforceHook(), mroot(p), firm_spec(p["firm"]), sample_dir=SAMPLE)
+    get_current_context()["ti"].log.info("sample diff: %s", {k: v for k, v in result.items() if k != "report"})
+    return result
+
+
+def approval_body() -> str:
+    return (
+        "Review the sample diff for firm **{{ params.firm }}**, migration **{{ params.migration_id }}**: "
+        "`sample/diff.html` in the staging area ({{ ti.xcom_pull(task_ids='diff_sample')['records'] }} records, "
+        "{{ ti.xcom_pull(task_ids='diff_sample')['mismatches'] }} unexplained mismatches). Approving lets the "
+        "full load start for this mapping hash."
+    )

@@ -1,0 +1,365 @@
+"""Bulk API 2.0 ingest and query jobs, and the minimal Bulk v1 JSON flow Airflow's operator uses.
+
+Ingest jobs are processed by one background thread: the csv module reads the uploaded file and
+rows are written in chunks through :meth:`Org.write`, so Bulk shares REST's validation.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sandbox.salesforce.org import Org
+from sandbox.salesforce.query import Runner
+from sandbox.salesforce.soql import SoqlError
+from sandbox.salesforce.values import FieldError, now_str, to_csv_value
+
+DELIMS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
+OPERATIONS = {"insert", "update", "upsert", "delete", "hardDelete"}
+CHUNK = 5000
+API = "59.0"
+
+
+def sf_error(err: dict) -> str:
+    fields = ",".join(err.get("fields") or [])
+    return f"{err['statusCode']}:{err['message']}:{fields + ' ' if fields else ''}--"
+
+
+class BulkJobs:
+    """Job registry, persistence and the ingest worker."""
+
+    def __init__(self, org: Org):
+        self.org = org
+        self.dir = org.dir / "jobs"
+        self.dir.mkdir(exist_ok=True)
+        self.jobs: dict[str, dict] = {}
+        for kind in ("ingest", "query", "v1"):
+            for j in org.store.list_jobs(kind):
+                self.jobs[j["id"]] = j
+        self.q: queue.Queue[str] = queue.Queue()
+        self.worker = threading.Thread(target=self._work, name="bulk-worker", daemon=True)
+        self.worker.start()
+        for j in self.jobs.values():
+            if j.get("jobType") in ("V2Ingest", "V2Query") and j["state"] in ("UploadComplete", "InProgress"):
+                self.q.put(j["id"])
+
+    def save(self, job: dict) -> None:
+        job["systemModstamp"] = now_str()
+        kind = {"V2Ingest": "ingest", "V2Query": "query"}.get(job.get("jobType", ""), "v1")
+        with self.org.lock:
+            self.org.store.save_job(job["id"], kind, job)
+
+    def path(self, job_id: str, name: str) -> Path:
+        d = self.dir / job_id
+        d.mkdir(exist_ok=True)
+        return d / name
+
+    # -- ingest --------------------------------------------------------------------------------
+    def create_ingest(self, body: dict, user_id: str) -> dict:
+        op = body.get("operation")
+        if op not in OPERATIONS:
+            raise FieldError("INVALIDJOB", f"InvalidJob : Invalid operation: {op}")
+        obj = self.org.schema.get(body.get("object") or "")
+        if obj is None:
+            raise FieldError("INVALIDJOB", f"InvalidJob : Unable to find object: {body.get('object')}")
+        if op == "upsert" and not body.get("externalIdFieldName"):
+            raise FieldError("INVALIDJOB", "InvalidJob : External ID was blank for upsert")
+        if body.get("contentType", "CSV") != "CSV":
+            raise FieldError("INVALIDJOB", "InvalidJob : contentType must be CSV")
+        if body.get("lineEnding", "LF") not in ("LF", "CRLF") or body.get("columnDelimiter", "COMMA") not in DELIMS:
+            raise FieldError("INVALIDJOB", "InvalidJob : invalid lineEnding or columnDelimiter")
+        jid = self.org.new_id("750")
+        now = now_str()
+        job = {"id": jid, "operation": op, "object": obj.name, "createdById": user_id, "createdDate": now,
+               "systemModstamp": now, "state": "Open", "concurrencyMode": "Parallel", "contentType": "CSV",
+               "apiVersion": float(API), "contentUrl": f"services/data/v{API}/jobs/ingest/{jid}/batches",
+               "lineEnding": body.get("lineEnding", "LF"), "columnDelimiter": body.get("columnDelimiter", "COMMA"),
+               "jobType": "V2Ingest", "numberRecordsProcessed": 0, "numberRecordsFailed": 0, "retries": 0,
+               "totalProcessingTime": 0, "apiActiveProcessingTime": 0, "apexProcessingTime": 0}
+        if op == "upsert":
+            job["externalIdFieldName"] = body["externalIdFieldName"]
+        self.jobs[jid] = job
+        self.save(job)
+        return job
+
+    def upload(self, job: dict, data: bytes) -> None:
+        if job["state"] != "Open":
+            raise FieldError("INVALIDJOBSTATE", "Job is not in Open state")
+        limit = self.org.settings.bulk_max_upload_mb * 1024 * 1024
+        p = self.path(job["id"], "data.csv")
+        if (p.stat().st_size if p.exists() else 0) + len(data) > limit:
+            raise FieldError("INVALIDBATCH", f"InvalidBatch : Upload size exceeds {self.org.settings.bulk_max_upload_mb} MB")
+        with p.open("ab") as fh:
+            fh.write(data)
+
+    def set_state(self, job: dict, state: str) -> dict:
+        if state == "UploadComplete":
+            if job["state"] != "Open":
+                raise FieldError("INVALIDJOBSTATE", f"Job is in {job['state']} state")
+            job["state"] = "UploadComplete"
+            job.pop("contentUrl", None)
+            self.save(job)
+            self.q.put(job["id"])
+        elif state == "Aborted":
+            if job["state"] in ("JobComplete", "Failed", "Aborted"):
+                raise FieldError("INVALIDJOBSTATE", f"Job is in {job['state']} state")
+            job["state"] = "Aborted"
+            job.pop("contentUrl", None)
+            self.save(job)
+        else:
+            raise FieldError("INVALIDJOBSTATE", f"Invalid state: {state}")
+        return job
+
+    def _work(self) -> None:
+        while True:
+            jid = self.q.get()
+            job = self.jobs.get(jid)
+            if job is None or job["state"] not in ("UploadComplete", "InProgress"):
+                continue
+            try:
+                if job["jobType"] == "V2Query":
+                    self._run_query(job)
+                else:
+                    self._process(job)
+            except Exception as e:  # noqa: BLE001 - a job failure must not kill the worker
+                job["state"] = "Failed"
+                job["errorMessage"] = f"InternalServerError : {type(e).__name__}: {e}"
+                self.save(job)
+
+    def _fail(self, job: dict, message: str, header: list[str] | None, rows: list[list[str]]) -> None:
+        job["state"] = "Failed"
+        job["errorMessage"] = message
+        if header is not None:
+            self._write_csv(self.path(job["id"], "unprocessed.csv"), [], header, rows)
+        self.save(job)
+
+    def _process(self, job: dict) -> None:
+        started = time.monotonic()
+        org = self.org
+        raw = self.path(job["id"], "data.csv").read_bytes() if self.path(job["id"], "data.csv").exists() else b""
+        text = raw.decode("utf-8")
+        delim = DELIMS[job["columnDelimiter"]]
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
+        header = next(reader, None)
+        rows = list(reader)
+        if org.settings.fail_bulk_jobs > 0:
+            org.settings.fail_bulk_jobs -= 1
+            self._fail(job, "InternalServerError : The job failed (sandbox fault injection)", header or [], rows)
+            return
+        if header is None:
+            self._fail(job, "InvalidBatch : No data found", None, [])
+            return
+        crlf = "\r\n" in text
+        if (job["lineEnding"] == "LF" and crlf) or (job["lineEnding"] == "CRLF" and "\n" in text and not crlf):
+            self._fail(job, "ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is "
+                       + job["lineEnding"], header, rows)
+            return
+        obj = org.schema.get(job["object"])
+        for col in header:
+            if col.lower() == "id":
+                continue
+            if "." in col:
+                typ, _, path = col.rpartition(":")
+                f = obj.rel_field(path.partition(".")[0])
+                if f is None:
+                    self._fail(job, f"InvalidBatch : Field name not found : {col}", header, rows)
+                    return
+                if typ and len(f["referenceTo"]) == 1:
+                    self._fail(job, f"InvalidBatch : type is not needed for non polymorphic foreign key ref {col}",
+                               header, rows)
+                    return
+            elif obj.field(col) is None:
+                self._fail(job, f"InvalidBatch : Field name not found : {col}", header, rows)
+                return
+        if job["operation"] in ("delete", "hardDelete") and [c.lower() for c in header] != ["id"]:
+            self._fail(job, "InvalidBatch : Only the Id column is allowed for delete", header, rows)
+            return
+        job["state"] = "InProgress"
+        self.save(job)
+        ok_rows: list[list[str]] = []
+        bad_rows: list[list[str]] = []
+        n = len(header)
+        for start in range(0, len(rows), CHUNK):
+            if self.jobs[job["id"]]["state"] == "Aborted":
+                self._write_csv(self.path(job["id"], "unprocessed.csv"), [], header, rows[start:])
+                break
+            chunk = rows[start:start + CHUNK]
+            dicts, bad_shape = [], {}
+            for i, r in enumerate(chunk):
+                if len(r) != n:
+                    bad_shape[i] = {"statusCode": "INVALID_FIELD", "message": "Incorrect number of columns", "fields": []}
+                    dicts.append({})
+                else:
+                    dicts.append(dict(zip(header, r, strict=True)))
+            user = job["createdById"]
+            if job["operation"] in ("delete", "hardDelete"):
+                results = org.delete([d.get("Id", d.get("ID", d.get("id", ""))) for d in dicts], user_id=user,
+                                     hard=job["operation"] == "hardDelete", sobject=obj.name)
+            else:
+                op = job["operation"]
+                try:
+                    results = org.write(obj.name, op, dicts, user_id=user, ext_field=job.get("externalIdFieldName"),
+                                        from_csv=True)
+                except FieldError as e:
+                    self._fail(job, f"InvalidBatch : {e.message}", header, rows)
+                    return
+            for i, (r, res) in enumerate(zip(chunk, results, strict=True)):
+                if i in bad_shape:
+                    res = {"success": False, "errors": [bad_shape[i]]}
+                if res["success"]:
+                    created = "true" if res.get("created") else "false"
+                    ok_rows.append([res["id"], created, *r])
+                else:
+                    rid = res.get("id") or (dicts[i].get("Id") if job["operation"] != "insert" else "") or ""
+                    bad_rows.append([rid, sf_error(res["errors"][0]), *r])
+            job["numberRecordsProcessed"] = len(ok_rows) + len(bad_rows)
+            job["numberRecordsFailed"] = len(bad_rows)
+            self.save(job)
+        self._write_csv(self.path(job["id"], "success.csv"), ["sf__Id", "sf__Created"], header, ok_rows)
+        self._write_csv(self.path(job["id"], "failed.csv"), ["sf__Id", "sf__Error"], header, bad_rows)
+        if job["state"] != "Aborted":
+            job["state"] = "JobComplete"
+        ms = int((time.monotonic() - started) * 1000)
+        job.update(totalProcessingTime=ms, apiActiveProcessingTime=ms)
+        org.persist_counters()
+        self.save(job)
+
+    @staticmethod
+    def _write_csv(p: Path, sf_cols: list[str], header: list[str], rows: list[list[str]]) -> None:
+        buf = io.StringIO()
+        buf.write(",".join([f'"{c}"' for c in sf_cols] + header) + "\n")
+        w = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        w.writerows(rows)
+        p.write_text(buf.getvalue(), encoding="utf-8")
+
+    def result_file(self, job: dict, kind: str) -> str:
+        name = {"successfulresults": "success.csv", "failedresults": "failed.csv",
+                "unprocessedrecords": "unprocessed.csv"}[kind.lower()]
+        p = self.path(job["id"], name)
+        if p.exists():
+            return p.read_text(encoding="utf-8")
+        if name == "unprocessed.csv" and job["state"] in ("Open", "UploadComplete", "Aborted"):
+            data = self.path(job["id"], "data.csv")
+            return data.read_text(encoding="utf-8") if data.exists() else ""
+        return ""
+
+    # -- query ---------------------------------------------------------------------------------
+    def create_query(self, body: dict, user_id: str) -> dict:
+        op = body.get("operation", "query")
+        if op not in ("query", "queryAll"):
+            raise FieldError("INVALIDJOB", f"InvalidJob : Invalid operation: {op}")
+        runner = Runner(self.org, body.get("query") or "", include_deleted=op == "queryAll")
+        if runner.q.count is not None or runner.q.offset:
+            raise SoqlError("FeatureNotEnabled", "Aggregate queries and OFFSET are not supported by Bulk API 2.0")
+        jid = self.org.new_id("750")
+        now = now_str()
+        job = {"id": jid, "operation": op, "object": runner.obj.name, "createdById": user_id, "createdDate": now,
+               "systemModstamp": now, "state": "UploadComplete", "concurrencyMode": "Parallel", "contentType": "CSV",
+               "apiVersion": float(API), "lineEnding": body.get("lineEnding", "LF"),
+               "columnDelimiter": body.get("columnDelimiter", "COMMA"), "jobType": "V2Query",
+               "numberRecordsProcessed": 0, "retries": 0, "totalProcessingTime": 0, "isPkChunkingSupported": True,
+               "_query": body["query"]}
+        self.jobs[jid] = job
+        self.save(job)
+        self.q.put(jid)
+        return job
+
+    def _run_query(self, job: dict) -> None:
+        job["state"] = "InProgress"
+        self.save(job)
+        runner = Runner(self.org, job["_query"], include_deleted=job["operation"] == "queryAll")
+        rows = [runner.render(r) for r in runner.rows()]
+        cols = runner.q.fields
+        out = []
+        for r in rows:
+            line = []
+            for c in cols:
+                cur: Any = r
+                for part in c.split("."):
+                    if not isinstance(cur, dict):
+                        cur = None
+                        break
+                    key = next((k for k in cur if k.lower() == part.lower()), None)
+                    cur = cur.get(key) if key else None
+                line.append(to_csv_value(cur))
+            out.append(line)
+        p = self.path(job["id"], "query.json")
+        p.write_text(json.dumps({"header": cols, "rows": out}))
+        job["numberRecordsProcessed"] = len(out)
+        job["state"] = "JobComplete"
+        self.save(job)
+
+    def query_page(self, job: dict, locator: str | None, max_records: int | None) -> tuple[str, int, str]:
+        data = json.loads(self.path(job["id"], "query.json").read_text())
+        start = int(locator) if locator and locator != "null" else 0
+        size = max_records or 50000
+        part = data["rows"][start:start + size]
+        nxt = start + size
+        buf = io.StringIO()
+        w = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\r\n" if job["lineEnding"] == "CRLF" else "\n",
+                       delimiter=DELIMS[job["columnDelimiter"]])
+        w.writerow(data["header"])
+        w.writerows(part)
+        return buf.getvalue(), len(part), (str(nxt) if nxt < len(data["rows"]) else "null")
+
+    @staticmethod
+    def public(job: dict) -> dict:
+        return {k: v for k, v in job.items() if not k.startswith("_")}
+
+    # -- Bulk v1 (JSON) ------------------------------------------------------------------------
+    def v1_create(self, body: dict, user_id: str) -> dict:
+        op = {"hard_delete": "hardDelete"}.get(body.get("operation"), body.get("operation"))
+        obj = self.org.schema.get(body.get("object") or "")
+        if op not in OPERATIONS or obj is None:
+            raise FieldError("InvalidJob", f"Invalid job: {body.get('operation')} {body.get('object')}")
+        mode = body.get("concurrencyMode", "Parallel")
+        mode = {0: "Parallel", 1: "Serial"}.get(mode, mode)
+        jid = self.org.new_id("750")
+        job = {"id": jid, "operation": op, "object": obj.name, "createdById": user_id, "createdDate": now_str(),
+               "systemModstamp": now_str(), "state": "Open", "externalIdFieldName": body.get("externalIdFieldName"),
+               "concurrencyMode": mode, "contentType": body.get("contentType", "JSON"), "numberBatchesQueued": 0,
+               "numberBatchesInProgress": 0, "numberBatchesCompleted": 0, "numberBatchesFailed": 0,
+               "numberBatchesTotal": 0, "numberRecordsProcessed": 0, "numberRetries": 0, "apiVersion": float(API),
+               "numberRecordsFailed": 0, "totalProcessingTime": 0, "apiActiveProcessingTime": 0,
+               "apexProcessingTime": 0, "_batches": []}
+        self.jobs[jid] = job
+        self.save(job)
+        return job
+
+    def v1_batch(self, job: dict, records: list[dict]) -> dict:
+        if job["state"] != "Open":
+            raise FieldError("InvalidJobState", "Job is not open")
+        bid = self.org.new_id("751")
+        user = job["createdById"]
+        if job["operation"] in ("delete", "hardDelete"):
+            results = self.org.delete([r.get("Id") or r.get("id") for r in records], user_id=user,
+                                      hard=job["operation"] == "hardDelete", sobject=job["object"])
+        else:
+            results = self.org.write(job["object"], job["operation"], records, user_id=user,
+                                     ext_field=job.get("externalIdFieldName"))
+        out = []
+        for r in results:
+            out.append({"success": r["success"], "created": bool(r.get("created")), "id": r.get("id"),
+                        "errors": r["errors"]})
+        failed = sum(1 for r in out if not r["success"])
+        batch = {"id": bid, "jobId": job["id"], "state": "Completed", "stateMessage": None,
+                 "createdDate": now_str(), "systemModstamp": now_str(), "numberRecordsProcessed": len(out),
+                 "numberRecordsFailed": failed, "totalProcessingTime": 0, "apiActiveProcessingTime": 0,
+                 "apexProcessingTime": 0}
+        self.path(job["id"], f"{bid}.json").write_text(json.dumps(out))
+        job["_batches"].append(batch)
+        job["numberBatchesCompleted"] += 1
+        job["numberBatchesTotal"] += 1
+        job["numberRecordsProcessed"] += len(out)
+        job["numberRecordsFailed"] += failed
+        self.save(job)
+        return batch
+
+    def v1_result(self, job: dict, bid: str) -> list[dict]:
+        return json.loads(self.path(job["id"], f"{bid}.json").read_text())

@@ -1,0 +1,959 @@
+"""The org: schema, seeded users, and DML with Salesforce's validation and error codes.
+
+All writes go through :meth:`Org.write` in batches (REST single records are batches of one),
+so REST, sObject collections and Bulk share one set of rules and one fast path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import secrets
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox.common.roster import INTEGRATION_USER, staff
+from sandbox.salesforce import ids
+from sandbox.salesforce.metadata import Schema, SObject
+from sandbox.salesforce.store import Store
+from sandbox.salesforce.values import FieldError, add_minutes, convert, minutes_between, now_str
+
+AUDIT = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById")
+SYSTEM = {"Id", "IsDeleted", "SystemModstamp"} | set(AUDIT)
+RECORD_BYTES = 2048
+FILE_TYPES = {"pdf": "PDF", "doc": "WORD", "docx": "WORD_X", "xls": "EXCEL", "xlsx": "EXCEL_X",
+              "txt": "TEXT", "png": "PNG", "jpg": "JPG", "jpeg": "JPG", "csv": "CSV", "msg": "UNKNOWN",
+              "eml": "UNKNOWN", "zip": "ZIP", "html": "HTML", "rtf": "RTF", "pptx": "POWER_POINT_X"}
+
+
+@dataclass
+class Settings:
+    """Start-time and runtime knobs."""
+
+    seed: int = 42
+    session_ttl: int = 7200
+    api_daily_limit: int = 1_000_000
+    data_storage_mb: int = 1024
+    file_storage_mb: int = 2048
+    audit_fields: bool = True
+    lock_row_rate: float = 0.0
+    fault_503_rate: float = 0.0
+    fail_bulk_jobs: int = 0
+    session_expire_every: int = 0
+    bulk_max_upload_mb: int = 150
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fail(e: FieldError) -> dict:
+    return {"success": False, "errors": [e.as_dict()]}
+
+
+class Org:
+    """Everything a Salesforce org holds, persisted in ``data_dir``."""
+
+    def __init__(self, data_dir: Path, settings: Settings):
+        self.dir = Path(data_dir)
+        (self.dir / "files").mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.store = Store(self.dir / "org.sqlite3")
+        self.lock = self.store.lock
+        self.schema = Schema()
+        self.seq = int(self.store.meta_get("seq", "1"))
+        self._counter_lock = threading.Lock()
+        self.rng_lock = random.Random(settings.seed * 7919 + 1)
+        self.api_used = int(self.store.meta_get("api_used", "0"))
+        self.file_bytes = int(self.store.meta_get("file_bytes", "0"))
+        self.rows = self.store.total_rows()
+        self._replay_schema()
+        if self.store.meta_get("seeded") is None:
+            self._seed()
+        self.org_id = self.store.meta_get("org_id")
+        self.integration_user_id = self.store.meta_get("integration_user_id")
+        self._user_cache: dict[str, dict] = {}
+
+    # -- ids and seeding ----------------------------------------------------------------------
+    def new_id(self, prefix: str) -> str:
+        with self._counter_lock:
+            self.seq += 1
+            return ids.make_id(prefix, self.seq)
+
+    def persist_counters(self) -> None:
+        with self.lock:
+            self.store.meta_set("seq", str(self.seq))
+            self.store.meta_set("api_used", str(self.api_used))
+            self.store.meta_set("file_bytes", str(self.file_bytes))
+
+    def _seed(self) -> None:
+        now = now_str()
+        org_id = self.new_id("00D")
+        integ = self.new_id("005")
+        self.store.meta_set("org_id", org_id)
+        self.store.meta_set("integration_user_id", integ)
+        self.store.meta_set("consumer_secret", secrets.token_hex(24))
+        self.store.meta_set("integration_password", secrets.token_urlsafe(12))
+        users = [{"Id": integ, "Username": INTEGRATION_USER["username"], "Email": INTEGRATION_USER["email"],
+                  "FirstName": INTEGRATION_USER["first_name"], "LastName": INTEGRATION_USER["last_name"],
+                  "IsActive": True, "Alias": "integ"}]
+        for m in staff(self.settings.seed):
+            if m.sf_email is None:
+                continue
+            users.append({"Id": self.new_id("005"), "Username": m.email.lower() + ".sandbox",
+                          "Email": m.sf_email, "FirstName": m.first_name, "LastName": m.last_name,
+                          "IsActive": m.sf_match != "inactive", "Alias": (m.first_name[0] + m.last_name)[:8].lower(),
+                          "Title": m.role})
+        inserts, keys = [], []
+        for u in users:
+            u.update(Name=f"{u['FirstName']} {u['LastName']}", TimeZoneSidKey="America/New_York",
+                     IsDeleted=False, CreatedDate=now, CreatedById=integ, LastModifiedDate=now,
+                     LastModifiedById=integ, SystemModstamp=now, FederationIdentifier=None, Title=u.get("Title"))
+            inserts.append(("User", u["Id"], u))
+            keys += self._keys_for(self.schema.get("User"), u)
+        org_rec = json.loads((Path(__file__).parent / "describes" / "Organization.cumulusci.json").read_text())
+        org_rec.pop("attributes", None)
+        org_rec.update(Id=org_id, Name="Harlow & Vance LLP (sandbox)", IsSandbox=True, CreatedDate=now,
+                       CreatedById=integ, LastModifiedDate=now, LastModifiedById=integ, SystemModstamp=now)
+        inserts.append(("Organization", org_id, org_rec))
+        self.store.write(inserts, [], keys, [])
+        self.rows += len(inserts)
+        self.store.meta_set("seeded", "1")
+        self.persist_counters()
+
+    def _replay_schema(self) -> None:
+        for item_id, kind, full_name, data in self.store.schema_items():
+            self._apply_schema_item(item_id, kind, full_name, data)
+
+    # -- schema changes (Tooling) ---------------------------------------------------------------
+    def schema_rows(self, kind: str) -> list[dict]:
+        """Tooling rows for CustomObject / CustomField queries."""
+        out = []
+        for item_id, k, full_name, data in self.store.schema_items():
+            if k != kind:
+                continue
+            if kind == "CustomField":
+                table, _, fname = full_name.partition(".")
+                obj = self.schema.get(table)
+                table_id = next((i for i, kk, n, _ in self.store.schema_items() if kk == "CustomObject" and n == table), table)
+                out.append({"Id": item_id, "DeveloperName": fname[:-3], "TableEnumOrId": table_id,
+                            "FullName": full_name, "NamespacePrefix": None, "Metadata": data,
+                            "EntityDefinitionId": table_id, "_object": obj.name if obj else table})
+            else:
+                out.append({"Id": item_id, "DeveloperName": full_name[:-3], "FullName": full_name,
+                            "NamespacePrefix": None, "Metadata": data, "TableEnumOrId": item_id})
+        return out
+
+    def _apply_schema_item(self, item_id: str, kind: str, full_name: str, data: dict) -> None:
+        if kind == "CustomObject":
+            prefix = data.get("_prefix", "a00")
+            self.schema.add_custom_object(full_name, data, prefix)
+        elif kind == "CustomField":
+            table, _, fname = full_name.partition(".")
+            self.schema.add_custom_field(self.schema.get(table), fname, data)
+        elif kind == "RecordType":
+            self.schema.ensure_record_type_field(self.schema.get(data["SobjectType"]))
+
+    def create_custom_object(self, full_name: str, md: dict) -> str:
+        if not full_name.endswith("__c") or not full_name[:-3].replace("_", "").isalnum():
+            raise FieldError("INVALID_FIELD", f"Invalid custom object name: {full_name}", ["FullName"])
+        if self.schema.get(full_name):
+            raise FieldError("DUPLICATE_DEVELOPER_NAME",
+                             f"There is already an object named {full_name}.", ["FullName"])
+        for key in ("label", "pluralLabel"):
+            if not md.get(key):
+                raise FieldError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{key}]", [key])
+        n_custom = sum(1 for o in self.schema.objects.values() if o.custom)
+        prefix = "a" + ids._B62[(n_custom // 62) % 62] + ids._B62[n_custom % 62]
+        data = dict(md, _prefix=prefix)
+        item_id = self.new_id("01I")
+        with self.lock:
+            self._apply_schema_item(item_id, "CustomObject", full_name, data)
+            self.store.add_schema_item(item_id, "CustomObject", full_name, data)
+        return item_id
+
+    def create_custom_field(self, full_name: str, md: dict) -> str:
+        table, _, fname = full_name.partition(".")
+        obj = self.schema.get(table)
+        if obj is None:
+            raise FieldError("INVALID_TYPE", f"sObject type '{table}' is not supported.", ["FullName"])
+        if not obj.allows_custom_fields:
+            raise FieldError("INVALID_TYPE",
+                             f"Cannot create custom fields on entity: {obj.name}", ["FullName"])
+        if not fname.endswith("__c"):
+            raise FieldError("INVALID_FIELD", f"Invalid custom field name: {fname}", ["FullName"])
+        if obj.field(fname):
+            raise FieldError("DUPLICATE_DEVELOPER_NAME",
+                             f"There is already a field named {fname[:-3]} on {obj.name}.", ["FullName"])
+        from sandbox.salesforce.metadata import TOOLING_TYPES
+
+        ftype = md.get("type")
+        if ftype not in TOOLING_TYPES:
+            raise FieldError("FIELD_INTEGRITY_EXCEPTION", f"Invalid field type: {ftype}", ["type"])
+        if ftype == "Text" and not 1 <= int(md.get("length", 0) or 0) <= 255:
+            raise FieldError("FIELD_INTEGRITY_EXCEPTION", "Length: must be between 1 and 255", ["length"])
+        if ftype in ("Lookup", "MasterDetail") and not self.schema.get(md.get("referenceTo", "")):
+            raise FieldError("FIELD_INTEGRITY_EXCEPTION",
+                             f"referenceTo: invalid value {md.get('referenceTo')}", ["referenceTo"])
+        if ftype == "Checkbox" and "defaultValue" not in md:
+            raise FieldError("REQUIRED_FIELD_MISSING", "Required fields are missing: [defaultValue]", ["defaultValue"])
+        if md.get("externalId") and ftype not in ("Text", "Number", "Email"):
+            raise FieldError("FIELD_INTEGRITY_EXCEPTION", "External ID is not allowed on this field type", ["externalId"])
+        item_id = self.new_id("00N")
+        with self.lock:
+            self._apply_schema_item(item_id, "CustomField", f"{obj.name}.{fname}", md)
+            self.store.add_schema_item(item_id, "CustomField", f"{obj.name}.{fname}", md)
+        return item_id
+
+    def create_record_type(self, full_name: str, md: dict) -> str:
+        table, _, dev = full_name.partition(".")
+        obj = self.schema.get(table)
+        if obj is None or not dev:
+            raise FieldError("INVALID_TYPE", f"Invalid record type name: {full_name}", ["FullName"])
+        for rt in self.record_types():
+            if rt["SobjectType"] == obj.name and rt["DeveloperName"].lower() == dev.lower():
+                raise FieldError("DUPLICATE_DEVELOPER_NAME",
+                                 f"There is already a record type named {dev} on {obj.name}.", ["FullName"])
+        now = now_str()
+        rid = self.new_id("012")
+        rec = {"Id": rid, "Name": md.get("label", dev), "DeveloperName": dev, "NamespacePrefix": None,
+               "Description": md.get("description"), "SobjectType": obj.name,
+               "IsActive": bool(md.get("active", True)), "BusinessProcessId": None, "IsDeleted": False,
+               "CreatedDate": now, "CreatedById": self.integration_user_id, "LastModifiedDate": now,
+               "LastModifiedById": self.integration_user_id, "SystemModstamp": now}
+        with self.lock:
+            self.store.write([("RecordType", rid, rec)], [], [], [])
+            self.rows += 1
+            self._apply_schema_item(rid, "RecordType", full_name, {"SobjectType": obj.name})
+            self.store.add_schema_item(rid, "RecordType", full_name, {"SobjectType": obj.name})
+        return rid
+
+    def record_types(self) -> list[dict]:
+        with self.lock:
+            return list(self.store.scan("RecordType", include_deleted=False))
+
+    def describe(self, obj: SObject) -> dict:
+        return self.schema.describe(obj, audit_fields=self.settings.audit_fields, record_types=self.record_types())
+
+    # -- keys -----------------------------------------------------------------------------------
+    def _is_key(self, f: dict, obj: SObject | None = None) -> bool:
+        from sandbox.salesforce.metadata import UNINDEXED_REFS
+
+        if f["type"] == "reference":
+            return f["name"] not in UNINDEXED_REFS
+        return f["type"] != "id" and bool(f["externalId"] or f["unique"] or f["idLookup"])
+
+    @staticmethod
+    def key_value(f: dict, v: Any) -> str:
+        if f["type"] == "reference" or f["caseSensitive"]:
+            return str(v)
+        return str(v).lower()
+
+    def _keys_for(self, obj: SObject, rec: dict, only: set[str] | None = None) -> list[tuple[str, str, str, str]]:
+        out = []
+        names = obj.plan["keys"] if only is None else (obj.plan["keys"] & only)
+        for name in names:
+            v = rec.get(name)
+            if v is not None:
+                f = obj.fields[name]
+                out.append((obj.name, name, str(v) if f["type"] == "reference" or f["caseSensitive"]
+                            else str(v).lower(), rec["Id"]))
+        return out
+
+    # -- DML ----------------------------------------------------------------------------------
+    def write(self, sobject: str, op: str, rows: list[dict], *, user_id: str, ext_field: str | None = None,
+              all_or_none: bool = False, from_csv: bool = False) -> list[dict]:
+        """Insert, update or upsert ``rows``; one result dict per row, in order."""
+        obj = self.schema.get(sobject)
+        if obj is None:
+            raise FieldError("INVALID_TYPE", f"sObject type '{sobject}' is not supported.")
+        with self.lock:
+            return _Batch(self, obj, op, user_id, ext_field, from_csv).run(rows, all_or_none)
+
+    def delete(self, record_ids: list[str], *, user_id: str, all_or_none: bool = False, hard: bool = False,
+               sobject: str | None = None) -> list[dict]:
+        with self.lock:
+            results: list[dict] = []
+            norm: list[str | None] = []
+            for rid in record_ids:
+                norm.append(ids.normalize(rid) if ids.well_formed(rid) else None)
+            found = self.store.fetch(None, [r for r in norm if r])
+            targets: list[tuple[str, dict]] = []
+            for raw, rid in zip(record_ids, norm, strict=True):
+                if rid is None:
+                    results.append(_fail(FieldError("MALFORMED_ID", f"malformed id {raw}")))
+                    continue
+                hit = found.get(rid)
+                if hit is None or (sobject and hit[0] != sobject):
+                    results.append(_fail(FieldError("INVALID_CROSS_REFERENCE_KEY",
+                                                    "invalid cross reference id")))
+                    continue
+                s, data, deleted = hit
+                if deleted and not hard:
+                    results.append(_fail(FieldError("ENTITY_IS_DELETED", "entity is deleted")))
+                    continue
+                obj = self.schema.get(s)
+                if not obj.top.get("deletable", True):
+                    results.append(_fail(FieldError("INSUFFICIENT_ACCESS_OR_READONLY",
+                                                    f"insufficient access rights on object id: {rid}")))
+                    continue
+                if self._lock_fault():
+                    results.append(_fail(FieldError("UNABLE_TO_LOCK_ROW",
+                                                    f"unable to obtain exclusive access to this record or 1 records: {rid}")))
+                    continue
+                results.append({"id": rid, "success": True, "errors": []})
+                targets.append((s, data))
+            if all_or_none and any(not r["success"] for r in results):
+                return [r if not r["success"] else _rolled_back(r["id"]) for r in results]
+            self._apply_delete(targets, hard)
+            return results
+
+    def _apply_delete(self, targets: list[tuple[str, dict]], hard: bool) -> None:
+        now = now_str()
+        everything: dict[str, tuple[str, dict]] = {d["Id"]: (s, d) for s, d in targets}
+        frontier = list(everything.values())
+        while frontier:
+            nxt = []
+            for s, d in frontier:
+                for child_obj, fname in self._cascade_children(s):
+                    for cid in self.store.lookup_keys(child_obj, fname, [d["Id"]]).get(d["Id"], []):
+                        if cid not in everything:
+                            got = self.store.fetch(child_obj, [cid]).get(cid)
+                            if got:
+                                everything[cid] = (child_obj, got[1])
+                                nxt.append((child_obj, got[1]))
+            frontier = nxt
+        if hard:
+            self.store.hard_delete([(s, i) for i, (s, _) in everything.items()])
+            self.rows -= len(everything)
+            return
+        updates = []
+        for i, (s, d) in everything.items():
+            d = dict(d, IsDeleted=True, SystemModstamp=now)
+            updates.append((s, i, d))
+        self.store.write([], updates, [], [])
+
+    def _cascade_children(self, sobject: str) -> list[tuple[str, str]]:
+        out = []
+        if sobject == "ContentDocument":
+            out += [("ContentVersion", "ContentDocumentId"), ("ContentDocumentLink", "ContentDocumentId")]
+        for o in self.schema.objects.values():
+            for f in o.fields.values():
+                if f["cascadeDelete"] and sobject in f["referenceTo"] and f["type"] == "reference":
+                    out.append((o.name, f["name"]))
+        return out
+
+    def _lock_fault(self) -> bool:
+        rate = self.settings.lock_row_rate
+        return rate > 0 and self.rng_lock.random() < rate
+
+    def user(self, user_id: str) -> dict | None:
+        if user_id not in self._user_cache:
+            got = self.store.fetch("User", [user_id]).get(user_id)
+            if got is None:
+                return None
+            self._user_cache[user_id] = got[1]
+        return self._user_cache[user_id]
+
+    def blob_path(self, record_id: str) -> Path:
+        return self.dir / "files" / record_id
+
+    def data_storage_used(self) -> int:
+        return self.rows * RECORD_BYTES
+
+
+def _rolled_back(rid: str | None) -> dict:
+    out: dict[str, Any] = {"success": False, "errors": [{
+        "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+        "message": "Record rolled back because not all records were valid and the request was using AllOrNone header",
+        "fields": []}]}
+    if rid:
+        out = {"id": rid, **out}
+    return out
+
+
+class _Batch:
+    """One DML batch: parse, resolve references, validate, then write in one transaction."""
+
+    def __init__(self, org: Org, obj: SObject, op: str, user_id: str, ext_field: str | None, from_csv: bool):
+        self.org, self.obj, self.op, self.user_id = org, obj, op, user_id
+        self.ext = obj.field(ext_field) if ext_field else None
+        self.ext_name = ext_field
+        self.from_csv = from_csv
+        self.now = now_str()
+        self.inserts: list[tuple[str, str, dict]] = []
+        self.updates: list[tuple[str, str, dict]] = []
+        self.keys_add: list[tuple[str, str, str, str]] = []
+        self.keys_drop: list[tuple[str, str]] = []
+        self.blobs: list[tuple[str, bytes]] = []
+        self.pending: dict[int, list] = {}
+        self._cols: dict[str, tuple] = {}
+        self._cur = -1
+
+    # phase 1 --------------------------------------------------------------------------------
+    def _column(self, k: str) -> tuple[str, dict | None, tuple]:
+        """Classify one column name (memoized per batch: CSV rows share their header)."""
+        obj = self.obj
+        if "." in k:
+            typ, _, path = k.rpartition(":")
+            rel, _, tfield = path.partition(".")
+            f = obj.rel_field(rel)
+            if f is None:
+                raise FieldError("INVALID_FIELD", f"No such column '{rel}' on sobject of type {obj.name}", [rel])
+            targets = f["referenceTo"]
+            if typ and len(targets) == 1:
+                raise FieldError("INVALID_FIELD", f"type is not needed for non polymorphic foreign key ref {k}", [f["name"]])
+            if not typ and len(targets) > 1:
+                raise FieldError("INVALID_FIELD", f"Polymorphic foreign key reference needs a type: {k}", [f["name"]])
+            return "ref", f, (typ or targets[0], tfield)
+        if k.lower() == "id":
+            if self.op in ("update", "delete") or (self.ext and self.ext["name"] == "Id"):
+                return "id", None, ()
+            raise FieldError("INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call", ["Id"])
+        f = obj.field(k)
+        if f is None:
+            raise FieldError("INVALID_FIELD", f"No such column '{k}' on sobject of type {obj.name}", [k])
+        if f["type"] in ("string", "textarea", "phone", "url", "combobox") or (
+                f["type"] == "picklist" and not f["restrictedPicklist"]):
+            return "text", f, ()
+        return "field", f, ()
+
+    def parse(self, row: dict) -> tuple[dict, list, str | None]:
+        _obj, vals, refs, rid = self.obj, {}, [], None
+        for k, v in row.items():
+            if k == "attributes":
+                continue
+            if self.from_csv:
+                if v == "":
+                    continue
+                if v == "#N/A":
+                    v = None
+            if isinstance(v, dict) and "." not in k:
+                # REST relationship by external id: {"Account": {"Clio_Id__c": "x"}}
+                inner = {key: val for key, val in v.items() if key != "attributes"}
+                typ = (v.get("attributes") or {}).get("type")
+                if len(inner) != 1:
+                    raise FieldError("INVALID_FIELD", f"Invalid foreign key reference for {k}", [k])
+                (tf, tv), = inner.items()
+                k, v = (f"{typ}:" if typ else "") + f"{k}.{tf}", tv
+            col = self._cols.get(k)
+            if col is None:
+                col = self._cols[k] = self._column(k)
+            kind, f, extra = col
+            if kind == "ref":
+                if v is None:
+                    vals[f["name"]] = None
+                else:
+                    refs.append((f, extra[0], extra[1], str(v)))
+                continue
+            if kind == "id":
+                rid = v
+                continue
+            if kind == "text" and v.__class__ is str:
+                if len(v) > f["length"]:
+                    raise FieldError("STRING_TOO_LONG",
+                                     f"{f['label']}: data value too large: {v[:80]} (max length={f['length']})",
+                                     [f["name"]])
+                vals[f["name"]] = v
+                continue
+            vals[f["name"]] = convert(f, v, from_csv=self.from_csv)
+        return vals, refs, rid
+
+    # phase 2 --------------------------------------------------------------------------------
+    def resolve_refs(self, parsed: list) -> None:
+        groups: dict[tuple[str, str], set[str]] = {}
+        for item in parsed:
+            if isinstance(item, tuple):
+                for _f, target, tfield, v in item[1]:
+                    groups.setdefault((target, tfield), set()).add(v)
+        self.ref_map: dict[tuple[str, str], dict[str, list[str]]] = {}
+        self.ref_errors: dict[tuple[str, str], FieldError] = {}
+        for (target, tfield), values in groups.items():
+            tobj = self.org.schema.get(target)
+            tf = tobj.field(tfield) if tobj else None
+            if tobj is None or tf is None or not (tf["idLookup"] or tf["externalId"]):
+                self.ref_errors[(target, tfield)] = FieldError(
+                    "INVALID_FIELD", f"Foreign key external ID field {tfield} is not an external id or lookup field on {target}", [tfield])
+                continue
+            if tf["type"] == "id":
+                got = self.org.store.fetch(tobj.name, [ids.normalize(v) for v in values if ids.well_formed(v)])
+                self.ref_map[(target, tfield)] = {v: [ids.normalize(v)] for v in values
+                                                  if ids.well_formed(v) and ids.normalize(v) in got}
+                continue
+            keyed = {self.org.key_value(tf, v): v for v in values}
+            found = self.org.store.lookup_keys(tobj.name, tf["name"], keyed)
+            self.ref_map[(target, tfield)] = {keyed[k]: v for k, v in found.items()}
+
+    def apply_refs(self, vals: dict, refs: list) -> None:
+        for f, target, tfield, v in refs:
+            err = self.ref_errors.get((target, tfield))
+            if err:
+                raise err
+            hits = self.ref_map.get((target, tfield), {}).get(v, [])
+            if not hits:
+                raise FieldError("INVALID_FIELD",
+                                 f"Foreign key external ID: {v} not found for field {tfield} in entity {target}",
+                                 [f["name"]])
+            if len(hits) > 1:
+                raise FieldError("INVALID_FIELD",
+                                 f"Foreign key external ID: {v} matched more than one record for field {tfield} in entity {target}",
+                                 [f["name"]])
+            vals[f["name"]] = hits[0]
+
+    # main -----------------------------------------------------------------------------------
+    def run(self, rows: list[dict], all_or_none: bool) -> list[dict]:
+        org, obj, op = self.org, self.obj, self.op
+        n = len(rows)
+        results: list[dict | None] = [None] * n
+        parsed: list[Any] = []
+        for i, row in enumerate(rows):
+            try:
+                parsed.append(self.parse(row))
+            except FieldError as e:
+                results[i] = _fail(e)
+                parsed.append(None)
+        self.resolve_refs(parsed)
+        if op == "upsert" and (self.ext is None or not (self.ext["externalId"] or self.ext["idLookup"])):
+            raise FieldError("NOT_FOUND", "The requested resource does not exist")
+        # decide insert vs update per row
+        plan: list[tuple[str, str | None] | None] = [None] * n
+        ext_vals: dict[str, str] = {}
+        if op == "upsert" and self.ext["type"] != "id":
+            wanted = [p[0].get(self.ext["name"]) for p in parsed if p]
+            keyed = [self.org.key_value(self.ext, v) for v in wanted if v is not None]
+            found = org.store.lookup_keys(obj.name, self.ext["name"], keyed)
+            ext_vals = {k: v for k, v in ((kk, found.get(kk)) for kk in keyed) if v}
+        seen_ext: set[str] = set()
+        for i, p in enumerate(parsed):
+            if p is None:
+                continue
+            vals, _refs, rid = p
+            if op == "insert":
+                plan[i] = ("insert", None)
+            elif op == "update":
+                plan[i] = ("update", rid)
+            elif self.ext["type"] == "id":
+                plan[i] = ("update", rid) if rid else ("insert", None)
+            else:
+                v = vals.get(self.ext["name"])
+                if v is None:
+                    results[i] = _fail(FieldError("MISSING_ARGUMENT", f"{self.ext['name']} not specified"))
+                    continue
+                kv = self.org.key_value(self.ext, v)
+                if kv in seen_ext:
+                    results[i] = _fail(FieldError("DUPLICATE_EXTERNAL_ID",
+                                                  f"Duplicate external id specified: {v}", [self.ext["name"]]))
+                    continue
+                seen_ext.add(kv)
+                hits = ext_vals.get(kv, [])
+                if len(hits) > 1:
+                    results[i] = _fail(FieldError(
+                        "DUPLICATE_EXTERNAL_ID",
+                        f"{self.ext['name']}: more than one record found for external id field: {hits}",
+                        [self.ext["name"]]))
+                    results[i]["_multiple"] = hits
+                    continue
+                plan[i] = ("update", hits[0]) if hits else ("insert", None)
+        # existing records for updates
+        upd_ids = []
+        for i, pl in enumerate(plan):
+            if pl and pl[0] == "update":
+                rid = pl[1]
+                if not ids.well_formed(rid):
+                    results[i] = _fail(FieldError("MALFORMED_ID", f"{obj.top['label']} ID: id value of incorrect type: {rid}", ["Id"]))
+                    plan[i] = None
+                    continue
+                plan[i] = ("update", ids.normalize(rid))
+                upd_ids.append(plan[i][1])
+        existing = org.store.fetch(None, upd_ids)
+        # reference ids to verify
+        prepared: dict[int, dict] = {}
+        for i, pl in enumerate(plan):
+            if pl is None or results[i] is not None:
+                continue
+            vals, refs, _ = parsed[i]
+            try:
+                self.apply_refs(vals, refs)
+                if pl[0] == "update":
+                    hit = existing.get(pl[1])
+                    if hit is None or hit[0] != obj.name:
+                        if hit is None and ids.well_formed(pl[1]) and pl[1][:3] == obj.key_prefix:
+                            raise FieldError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["Id"])
+                        raise FieldError("MALFORMED_ID", f"{obj.top['label']} ID: id value of incorrect type: {pl[1]}", ["Id"])
+                    if hit[2]:
+                        raise FieldError("ENTITY_IS_DELETED", "entity is deleted", ["Id"])
+                self.check_writable(vals, pl[0])
+                prepared[i] = vals
+            except FieldError as e:
+                results[i] = _fail(e)
+        self.check_lookups(prepared, results)
+        # build final records
+        finals: dict[int, tuple[str, dict, dict | None]] = {}
+        for i, vals in prepared.items():
+            if results[i] is not None:
+                continue
+            kind, rid = plan[i]
+            try:
+                self._cur = i
+                if kind == "insert":
+                    rec = self.build_insert(vals)
+                    before = None
+                else:
+                    before = existing[rid][1]
+                    rec = self.build_update(before, vals)
+                self.object_rules(rec, vals, before)
+                if org._lock_fault():
+                    raise FieldError("UNABLE_TO_LOCK_ROW",
+                                     f"unable to obtain exclusive access to this record or 1 records: {rec['Id']}")
+                finals[i] = (kind, rec, before)
+            except FieldError as e:
+                results[i] = _fail(e)
+        self.check_unique(finals, results)
+        self.check_storage(finals, results)
+        for i, (kind, rec, _before) in finals.items():
+            if results[i] is None:
+                r = {"id": rec["Id"], "success": True, "errors": []}
+                if op == "upsert" or kind == "insert":
+                    r["created"] = kind == "insert"
+                results[i] = r
+        if all_or_none and any(not r["success"] for r in results):
+            return [r if not r["success"] else _rolled_back(r["id"]) for r in results]
+        for i, (kind, rec, before) in finals.items():
+            if not results[i]["success"]:
+                continue
+            self.side_effects(i)
+            if kind == "insert":
+                self.inserts.append((obj.name, rec["Id"], rec))
+                self.keys_add += org._keys_for(obj, rec)
+            else:
+                changed = {k for k, v in rec.items() if before.get(k) != v and (f := obj.fields.get(k)) and org._is_key(f)}
+                self.updates.append((obj.name, rec["Id"], rec))
+                self.keys_drop += [(rec["Id"], k) for k in changed]
+                self.keys_add += org._keys_for(obj, rec, changed)
+        for rid, data in self.blobs:
+            org.blob_path(rid).write_bytes(data)
+        org.store.write(self.inserts, self.updates, self.keys_add, self.keys_drop)
+        org.rows += len(self.inserts)
+        return results  # type: ignore[return-value]
+
+    # checks ---------------------------------------------------------------------------------
+    def check_writable(self, vals: dict, kind: str) -> None:
+        obj, audit = self.obj, self.org.settings.audit_fields
+        bad = []
+        for name in vals:
+            f = obj.fields[name]
+            if kind == "insert":
+                ok = f["createable"] or (audit and name in AUDIT)
+            else:
+                ok = f["updateable"] or (self.ext is not None and name == self.ext["name"])
+            if not ok:
+                bad.append(name)
+        if bad:
+            raise FieldError("INVALID_FIELD_FOR_INSERT_UPDATE",
+                             f"Unable to create/update fields: {', '.join(bad)}. Please check the security "
+                             "settings of this field and verify that it is read/write for your profile or "
+                             "permission set.", bad)
+
+    def check_lookups(self, prepared: dict[int, dict], results: list) -> None:
+        obj, org = self.obj, self.org
+        wanted = set()
+        refs = obj.plan["refs"]
+        for vals in prepared.values():
+            for name in refs.intersection(vals):
+                v = vals[name]
+                if v is not None and ids.well_formed(v):
+                    wanted.add(ids.normalize(v))
+        found = org.store.fetch_meta(wanted)
+        for i, vals in prepared.items():
+            try:
+                for name in refs.intersection(vals):
+                    v = vals[name]
+                    f = obj.fields[name]
+                    if v is None:
+                        continue
+                    if not ids.well_formed(v):
+                        raise FieldError("MALFORMED_ID", f"{f['label']}: id value of incorrect type: {v}", [name])
+                    v = vals[name] = ids.normalize(v)
+                    if name == "RecordTypeId" and v == ids.MASTER_RECORD_TYPE_ID:
+                        continue
+                    target = org.schema.by_prefix(v[:3])
+                    if target is None or target.name not in f["referenceTo"]:
+                        raise FieldError("FIELD_INTEGRITY_EXCEPTION", f"{f['label']}: id value of incorrect type: {v}", [name])
+                    hit = found.get(v)
+                    if hit is None:
+                        raise FieldError("INVALID_CROSS_REFERENCE_KEY", f"{f['label']}: invalid cross reference id", [name])
+                    if hit[2]:
+                        raise FieldError("ENTITY_IS_DELETED", "entity is deleted", [name])
+                    data = hit[1]
+                    if name == "RecordTypeId" and (data.get("SobjectType") != obj.name or not data.get("IsActive")):
+                        raise FieldError("INVALID_CROSS_REFERENCE_KEY",
+                                         f"Record Type ID: this ID value isn't valid for the user: {v}", [name])
+                    if name == "OwnerId" and hit[0] == "User" and not data.get("IsActive"):
+                        raise FieldError("INACTIVE_OWNER_OR_USER",
+                                         f"operation performed with inactive user [{v}] as owner of {obj.top['label'].lower()}",
+                                         [name])
+            except FieldError as e:
+                results[i] = _fail(e)
+
+    def check_unique(self, finals: dict, results: list) -> None:
+        obj, org = self.obj, self.org
+        ufields = [f for f in obj.fields.values() if (f["unique"] or f["externalId"]) and f["type"] != "id"]
+        for f in ufields:
+            name = f["name"]
+            if self.op == "upsert" and self.ext is not None and name == self.ext["name"]:
+                continue  # just resolved through the same index: a match became an update
+            vals = {}
+            for i, (_kind, rec, before) in finals.items():
+                if results[i] is not None or rec.get(name) is None:
+                    continue
+                if before is not None and before.get(name) == rec[name]:
+                    continue
+                vals.setdefault(org.key_value(f, rec[name]), []).append(i)
+            if not f["unique"] or not vals:
+                continue
+            found = org.store.lookup_keys(obj.name, name, vals)
+            for kv, idxs in vals.items():
+                owners = [x for x in found.get(kv, [])]
+                for pos, i in enumerate(idxs):
+                    rec = finals[i][1]
+                    other = next((o for o in owners if o != rec["Id"]), None)
+                    if other is None and pos > 0:
+                        other = finals[idxs[0]][1]["Id"]
+                    if other:
+                        results[i] = _fail(FieldError(
+                            "DUPLICATE_VALUE",
+                            f"duplicate value found: {name} duplicates value on record with id: {other[:15]}", [name]))
+        if obj.name in ("CaseContactRole", "ContentDocumentLink"):
+            self._check_natural_unique(finals, results)
+
+    def _check_natural_unique(self, finals: dict, results: list) -> None:
+        obj, org = self.obj, self.org
+        parent, keyf = (("CasesId", ("CasesId", "ContactId", "Role")) if obj.name == "CaseContactRole"
+                        else ("ContentDocumentId", ("ContentDocumentId", "LinkedEntityId")))
+        parents = {rec[parent] for kind, rec, _ in finals.values() if rec.get(parent)}
+        ex_ids = [i for ids_ in org.store.lookup_keys(obj.name, parent, parents).values() for i in ids_]
+        taken = {tuple(d[k] for k in keyf): rid for rid, (_, d, _) in org.store.fetch(obj.name, ex_ids).items()}
+        for i, (_kind, rec, _before) in finals.items():
+            if results[i] is not None:
+                continue
+            key = tuple(rec.get(k) for k in keyf)
+            other = taken.get(key)
+            if other and other != rec["Id"]:
+                msg = (f"duplicate value found: {', '.join(keyf)} duplicates value on record with id: {other[:15]}"
+                       if obj.name == "CaseContactRole" else
+                       f"Document with ID: {rec['ContentDocumentId']} is already linked with the entity with ID: {rec['LinkedEntityId']}")
+                results[i] = _fail(FieldError("DUPLICATE_VALUE", msg, []))
+            else:
+                taken[key] = rec["Id"]
+
+    def check_storage(self, finals: dict, results: list) -> None:
+        org = self.org
+        limit = org.settings.data_storage_mb * 1024 * 1024
+        used = org.data_storage_used()
+        fused, flimit = org.file_bytes, org.settings.file_storage_mb * 1024 * 1024
+        for i, (kind, rec, _b) in finals.items():
+            if results[i] is not None or kind != "insert":
+                continue
+            extra = 2 if self.obj.name in ("ContentVersion", "ContentNote") else 1
+            size = rec.get("ContentSize") or 0 if self.obj.name in ("ContentVersion", "ContentNote") else 0
+            if used + extra * RECORD_BYTES > limit or (size and fused + size > flimit):
+                results[i] = _fail(FieldError("STORAGE_LIMIT_EXCEEDED", "storage limit exceeded"))
+                continue
+            used += extra * RECORD_BYTES
+            fused += size
+
+    # record building --------------------------------------------------------------------------
+    def build_insert(self, vals: dict) -> dict:
+        obj = self.obj
+        plan = obj.plan
+        rec: dict[str, Any] = dict(plan["defaults"])
+        if "OwnerId" in obj.fields:
+            rec["OwnerId"] = self.user_id
+        rec.update(vals)
+        rid = self.org.new_id(obj.key_prefix)
+        rec["Id"] = rid
+        rec["IsDeleted"] = False
+        for k in ("CreatedDate", "LastModifiedDate", "SystemModstamp"):
+            if k in obj.fields and rec.get(k) is None:
+                rec[k] = self.now
+        for k in ("CreatedById", "LastModifiedById"):
+            if k in obj.fields and rec.get(k) is None:
+                rec[k] = self.user_id
+        if "SystemModstamp" in obj.fields:
+            rec["SystemModstamp"] = max(rec["SystemModstamp"], rec.get("LastModifiedDate") or "")
+        if rec.get("CreatedDate") and rec["CreatedDate"] > self.now:
+            raise FieldError("INVALID_FIELD", "CreatedDate: date cannot be in the future", ["CreatedDate"])
+        missing = [name for name in plan["required"] if rec.get(name) is None]
+        if obj.name == "ContentVersion" and vals.get("VersionData") is None and rec.get("ContentLocation", "S") == "S":
+            missing.append("VersionData")
+        if missing:
+            raise FieldError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing)
+        return rec
+
+    def build_update(self, before: dict, vals: dict) -> dict:
+        obj = self.obj
+        nulls = [k for k, v in vals.items() if v is None and not obj.fields[k]["nillable"]]
+        if nulls:
+            raise FieldError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(nulls)}]", nulls)
+        rec = dict(before)
+        rec.update(vals)
+        if "LastModifiedDate" in obj.fields:
+            rec["LastModifiedDate"] = self.now
+            rec["LastModifiedById"] = self.user_id
+        rec["SystemModstamp"] = self.now
+        return rec
+
+    def object_rules(self, rec: dict, vals: dict, before: dict | None) -> None:
+        name = self.obj.name
+        if name in ("Contact", "User") and "LastName" in self.obj.fields:
+            rec["Name"] = " ".join(p for p in (rec.get("FirstName"), rec.get("LastName")) if p)
+        elif name == "Case":
+            if before is None:
+                rec["CaseNumber"] = f"{self.org.seq % 100000000:08d}"
+            rec["IsClosed"] = rec.get("Status") == "Closed"
+            if rec["IsClosed"] and not rec.get("ClosedDate"):
+                rec["ClosedDate"] = self.now
+        elif name == "Task":
+            rec["IsClosed"] = rec.get("Status") == "Completed"
+            if before is None and not rec.get("TaskSubtype"):
+                rec["TaskSubtype"] = "Task"
+        elif name == "Opportunity":
+            stage = rec.get("StageName") or ""
+            rec["IsClosed"] = stage.startswith("Closed")
+            rec["IsWon"] = stage == "Closed Won"
+        elif name == "Event":
+            self.event_rules(rec, vals, before)
+        elif name == "ContentVersion" and before is None:
+            self.content_version(rec, vals)
+        elif name == "ContentNote" and before is None:
+            self.content_note(rec, vals)
+        elif name == "EventRelation":
+            rec["IsWhat"] = False
+
+    def event_rules(self, rec: dict, vals: dict, before: dict | None) -> None:
+        def err(msg: str, fields: list[str]) -> FieldError:
+            return FieldError("FIELD_INTEGRITY_EXCEPTION", msg, fields)
+
+        if rec.get("IsAllDayEvent"):
+            day = rec.get("ActivityDate") or (rec.get("StartDateTime") or rec.get("ActivityDateTime") or "")[:10] or None
+            if not day:
+                raise FieldError("REQUIRED_FIELD_MISSING", "Required fields are missing: [ActivityDate]", ["ActivityDate"])
+            dur = rec.get("DurationInMinutes")
+            if "EndDateTime" in vals and vals["EndDateTime"] and "DurationInMinutes" not in vals:
+                dur = None
+            start = f"{day}T00:00:00.000+0000"
+            if dur is None and rec.get("EndDateTime"):
+                dur = max(minutes_between(start, rec["EndDateTime"][:10] + "T00:00:00.000+0000") + 1440, 1440)
+            dur = dur or 1440
+            rec.update(ActivityDate=day, StartDateTime=start, ActivityDateTime=None, DurationInMinutes=dur,
+                       EndDateTime=add_minutes(start, dur - 1440) if dur >= 1440 else start)
+        else:
+            start = vals.get("StartDateTime") or vals.get("ActivityDateTime") or rec.get("StartDateTime")
+            if not start:
+                raise FieldError("REQUIRED_FIELD_MISSING", "Required fields are missing: [StartDateTime]", ["StartDateTime"])
+            dur_given = vals.get("DurationInMinutes")
+            end_given = vals.get("EndDateTime")
+            if dur_given is not None and end_given is not None:
+                if minutes_between(start, end_given) != dur_given:
+                    raise err("Event duration and end date/time are inconsistent", ["DurationInMinutes", "EndDateTime"])
+                dur = dur_given
+            elif end_given is not None:
+                dur = minutes_between(start, end_given)
+            elif dur_given is not None:
+                dur = dur_given
+            elif before is not None and before.get("DurationInMinutes") is not None:
+                dur = before["DurationInMinutes"]
+            else:
+                raise FieldError("REQUIRED_FIELD_MISSING", "Required fields are missing: [DurationInMinutes]",
+                                 ["DurationInMinutes"])
+            if dur < 0:
+                raise err("End Date Time: End date cannot be earlier than start date", ["EndDateTime"])
+            rec.update(StartDateTime=start, ActivityDateTime=start, ActivityDate=start[:10],
+                       DurationInMinutes=dur, EndDateTime=add_minutes(start, dur))
+        if rec["DurationInMinutes"] > 14 * 1440:
+            raise err("Event duration cannot exceed 14 days", ["DurationInMinutes", "EndDateTime"])
+        rec["EndDate"] = rec["EndDateTime"][:10]
+
+    def content_version(self, rec: dict, vals: dict) -> None:
+        data: bytes = vals.get("VersionData") or b""
+        rec.pop("VersionData", None)
+        path = rec.get("PathOnClient") or ""
+        ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+        rec.update(Checksum=hashlib.md5(data).hexdigest(), ContentSize=len(data), FileExtension=ext or None,
+                   FileType=FILE_TYPES.get(ext, "UNKNOWN"), IsLatest=True,
+                   ContentModifiedDate=rec.get("ContentModifiedDate") or self.now)
+        self.pending.setdefault(self._cur, []).append(("blob", None, (rec["Id"], data)))
+        doc_id = rec.get("ContentDocumentId")
+        if doc_id:
+            got = self.org.store.fetch("ContentDocument", [doc_id]).get(doc_id)
+            if got is None or got[2]:
+                raise FieldError("INVALID_CROSS_REFERENCE_KEY", "ContentDocument ID: invalid cross reference id",
+                                 ["ContentDocumentId"])
+            versions = self.org.store.lookup_keys("ContentVersion", "ContentDocumentId", [doc_id]).get(doc_id, [])
+            rec["VersionNumber"] = str(len(versions) + 1)
+            for _vid, (_s, old, _d) in self.org.store.fetch("ContentVersion", versions).items():
+                self.pending.setdefault(self._cur, []).append(
+                    ("update", self.org.schema.get("ContentVersion"), dict(old, IsLatest=False)))
+            doc = dict(got[1], LatestPublishedVersionId=rec["Id"], ContentSize=len(data), FileType=rec["FileType"],
+                       FileExtension=rec["FileExtension"], Title=rec["Title"], SystemModstamp=self.now,
+                       LastModifiedDate=self.now, ContentModifiedDate=self.now)
+            self.pending.setdefault(self._cur, []).append(("update", self.org.schema.get("ContentDocument"), doc))
+        else:
+            doc_id = self.org.new_id("069")
+            rec["ContentDocumentId"] = doc_id
+            rec["VersionNumber"] = "1"
+            self._side_insert("ContentDocument", {
+                "Id": doc_id, "Title": rec["Title"], "PublishStatus": "P", "LatestPublishedVersionId": rec["Id"],
+                "ParentId": None, "ContentSize": len(data), "FileType": rec["FileType"],
+                "FileExtension": rec["FileExtension"], "Description": rec.get("Description"), "IsArchived": False,
+                "ArchivedDate": None, "ContentModifiedDate": self.now, "SharingOption": "A",
+                "SharingPrivacy": rec.get("SharingPrivacy") or "N", "OwnerId": rec.get("OwnerId"),
+                "CreatedDate": rec.get("CreatedDate"), "CreatedById": rec.get("CreatedById")})
+            self._link(doc_id, rec.get("OwnerId"), "I")
+            loc = rec.get("FirstPublishLocationId")
+            if loc and loc != rec.get("OwnerId"):
+                self._link(doc_id, loc, "I" if loc[:3] != "005" else "C")
+
+    def content_note(self, rec: dict, vals: dict) -> None:
+        data: bytes = vals.get("Content") or b""
+        rec.pop("Content", None)
+        text = data.decode("utf-8", "replace")
+        rec.update(FileType="SNOTE", FileExtension="snote", ContentSize=len(data), TextPreview=text[:300])
+        self.pending.setdefault(self._cur, []).append(("blob", None, (rec["Id"], data)))
+        self._side_insert("ContentDocument", {
+            "Id": rec["Id"], "Title": rec["Title"], "PublishStatus": "P", "LatestPublishedVersionId": None,
+            "ContentSize": len(data), "FileType": "SNOTE", "FileExtension": "snote", "IsArchived": False,
+            "SharingOption": "A", "SharingPrivacy": "N", "OwnerId": rec.get("OwnerId")})
+        self._link(rec["Id"], rec.get("OwnerId"), "I")
+
+    def _link(self, doc_id: str, entity: str | None, share: str) -> None:
+        if entity:
+            self._side_insert("ContentDocumentLink", {"Id": self.org.new_id("06A"), "LinkedEntityId": entity,
+                                                      "ContentDocumentId": doc_id, "ShareType": share,
+                                                      "Visibility": "AllUsers"})
+
+    def _side_insert(self, sobject: str, rec: dict) -> None:
+        obj = self.org.schema.get(sobject)
+        full = {f: None for f in obj.fields}
+        full.update(IsDeleted=False, SystemModstamp=self.now)
+        for k in ("CreatedDate", "LastModifiedDate"):
+            if k in obj.fields:
+                full[k] = self.now
+        for k in ("CreatedById", "LastModifiedById"):
+            if k in obj.fields:
+                full[k] = self.user_id
+        full.update({k: v for k, v in rec.items() if v is not None})
+        self.pending.setdefault(self._cur, []).append(("insert", obj, full))
+
+    def side_effects(self, i: int) -> None:
+        for kind, obj, full in self.pending.pop(i, []):
+            if kind == "insert":
+                self.inserts.append((obj.name, full["Id"], full))
+                self.keys_add += self.org._keys_for(obj, full)
+            elif kind == "update":
+                self.updates.append((obj.name, full["Id"], full))
+            elif kind == "blob":
+                self.blobs.append(full)
+                self.org.file_bytes += len(full[1])

@@ -1,0 +1,239 @@
+"""Run parsed SOQL against the org: field checks, index pushdown, relationships, rendering."""
+
+from __future__ import annotations
+
+from functools import cmp_to_key
+from typing import Any
+
+from sandbox.salesforce import ids
+from sandbox.salesforce.metadata import SObject
+from sandbox.salesforce.org import Org
+from sandbox.salesforce.soql import Cond, Query, SoqlError, evaluate, parse
+
+API = "v59.0"
+
+
+def _no_column(q: str, path: str, obj: str) -> SoqlError:
+    return SoqlError("INVALID_FIELD",
+                     f"\n{q}\nERROR at Row:1:Column:1\nNo such column '{path}' on entity '{obj}'. If you are "
+                     "attempting to use a custom field, be sure to append the '__c' after the custom field name. "
+                     "Please reference your WSDL or the describe call for the appropriate names.")
+
+
+class Runner:
+    """One query execution."""
+
+    def __init__(self, org: Org, soql: str, *, include_deleted: bool):
+        self.org, self.soql, self.include_deleted = org, soql, include_deleted
+        self.q: Query = parse(soql)
+        obj = org.schema.get(self.q.sobject)
+        if obj is None:
+            raise SoqlError("INVALID_TYPE",
+                            f"\n{soql}\nERROR at Row:1:Column:1\nsObject type '{self.q.sobject}' is not supported. "
+                            "If you are attempting to use a custom object, be sure to append the '__c' after the "
+                            "entity name. Please reference your WSDL or the describe call for the appropriate names.")
+        self.obj: SObject = obj
+        self._parents: dict[str, dict | None] = {}
+        for path in self.q.fields + [p for p, _, _ in self.q.order] + self._where_paths(self.q.where):
+            self.check_path(path)
+        if obj.name == "ContentDocumentLink" and not self._filters_cdl(self.q.where):
+            raise SoqlError("MALFORMED_QUERY",
+                            "Implementation restriction: ContentDocumentLink requires a filter by a single Id on "
+                            "ContentDocumentId or LinkedEntityId using the equals operator or multiple Id's using "
+                            "the IN operator.")
+
+    @staticmethod
+    def _where_paths(c: Cond | None) -> list[str]:
+        if c is None:
+            return []
+        if c.kind in ("and", "or", "not"):
+            return [p for part in c.parts for p in Runner._where_paths(part)]
+        return [c.path]
+
+    def _filters_cdl(self, c: Cond | None) -> bool:
+        if c is None:
+            return False
+        if c.kind == "and":
+            return any(self._filters_cdl(p) for p in c.parts)
+        if c.kind == "or":
+            return all(self._filters_cdl(p) for p in c.parts)
+        return (c.kind in ("cmp", "in") and (c.kind == "in" or c.op == "=")
+                and c.path.lower() in ("contentdocumentid", "linkedentityid", "id"))
+
+    def check_path(self, path: str) -> None:
+        parts = path.split(".")
+        obj = self.obj
+        if len(parts) > 1 and parts[0].lower() == obj.name.lower():
+            parts = parts[1:]
+        for rel in parts[:-1]:
+            f = obj.rel_field(rel)
+            if f is None:
+                raise _no_column(self.soql, path, self.obj.name)
+            if len(f["referenceTo"]) != 1:
+                return  # polymorphic: checked per row
+            nxt = self.org.schema.get(f["referenceTo"][0])
+            if nxt is None:
+                raise _no_column(self.soql, path, self.obj.name)
+            obj = nxt
+        if obj.field(parts[-1]) is None:
+            raise _no_column(self.soql, path, self.obj.name)
+
+    # -- row access ---------------------------------------------------------------------------
+    def parent(self, pid: str | None) -> dict | None:
+        if pid is None:
+            return None
+        if pid not in self._parents:
+            got = self.org.store.fetch(None, [pid])
+            hit = got.get(pid)
+            self._parents[pid] = None if hit is None else {"__type": hit[0], **hit[1]}
+        return self._parents[pid]
+
+    def get(self, rec: dict, path: str) -> tuple[Any, str]:
+        parts = path.split(".")
+        obj = self.obj
+        if len(parts) > 1 and parts[0].lower() == obj.name.lower():
+            parts = parts[1:]
+        cur: dict | None = rec
+        for rel in parts[:-1]:
+            f = obj.rel_field(rel)
+            cur = self.parent(cur.get(f["name"])) if cur else None
+            if cur is None:
+                return None, "string"
+            obj = self.org.schema.get(cur["__type"]) if "__type" in cur else obj
+        f = obj.field(parts[-1])
+        if f is None:
+            return None, "string"
+        return (cur.get(f["name"]) if cur else None), f["type"]
+
+    # -- candidates ---------------------------------------------------------------------------
+    def candidates(self) -> list[dict]:
+        ids_ = self._pushdown(self.q.where)
+        with self.org.lock:
+            return list(self.org.store.scan(self.obj.name, include_deleted=self.include_deleted, ids=ids_))
+
+    def _pushdown(self, c: Cond | None) -> list[str] | None:
+        if c is None:
+            return None
+        conds = c.parts if c.kind == "and" else [c]
+        for part in conds:
+            if part.kind not in ("cmp", "in") or (part.kind == "cmp" and part.op != "="):
+                continue
+            if "." in part.path:
+                continue
+            f = self.obj.field(part.path)
+            if f is None:
+                continue
+            values = part.value if part.kind == "in" else [part.value]
+            if any(not isinstance(v, str) for v in values):
+                continue
+            if f["type"] == "id":
+                return [ids.normalize(v) for v in values if ids.well_formed(v)]
+            if self.org._is_key(f):
+                keyed = [ids.normalize(v) if f["type"] == "reference" and ids.well_formed(v)
+                         else self.org.key_value(f, v) for v in values]
+                with self.org.lock:
+                    found = self.org.store.lookup_keys(self.obj.name, f["name"], keyed) if not self.include_deleted \
+                        else self._keys_incl_deleted(f["name"], keyed)
+                return [i for v in found.values() for i in v]
+        return None
+
+    def _keys_incl_deleted(self, field: str, values: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for i in range(0, len(values), 500):
+            part = values[i:i + 500]
+            for v, rid in self.org.store.db.execute(
+                f"SELECT value, id FROM keys WHERE sobject=? AND field=? AND value IN ({','.join('?' * len(part))})",
+                    (self.obj.name, field, *part)):
+                out.setdefault(v, []).append(rid)
+        return out
+
+    # -- run ----------------------------------------------------------------------------------
+    def rows(self) -> list[dict]:
+        q = self.q
+        recs = self.candidates()
+        if q.where is not None:
+            recs = [r for r in recs if evaluate(q.where, lambda p, r=r: self.get(r, p))]
+        if q.order:
+            recs.sort(key=cmp_to_key(self._cmp))
+        if q.offset:
+            recs = recs[q.offset:]
+        if q.limit is not None:
+            recs = recs[: q.limit]
+        return recs
+
+    def _cmp(self, a: dict, b: dict) -> int:
+        for path, desc, nulls_first in self.q.order:
+            va, vb = self.get(a, path)[0], self.get(b, path)[0]
+            if va == vb:
+                continue
+            nf = (not desc) if nulls_first is None else nulls_first
+            if va is None:
+                return -1 if nf else 1
+            if vb is None:
+                return 1 if nf else -1
+            va, vb = (va.lower(), vb.lower()) if isinstance(va, str) and isinstance(vb, str) else (va, vb)
+            if va == vb:
+                continue
+            r = -1 if va < vb else 1
+            return -r if desc else r
+        return 0
+
+    def render(self, rec: dict) -> dict:
+        out: dict[str, Any] = {"attributes": self._attrs(self.obj.name, rec["Id"])}
+        for path in self.q.fields:
+            self._render_path(out, rec, self.obj, path.split("."))
+        return out
+
+    def _attrs(self, sobject: str, rid: str) -> dict:
+        return {"type": sobject, "url": f"/services/data/{API}/sobjects/{sobject}/{rid}"}
+
+    def _render_path(self, out: dict, rec: dict, obj: SObject, parts: list[str]) -> None:
+        if len(parts) > 1 and parts[0].lower() == obj.name.lower() and obj is self.obj:
+            parts = parts[1:]
+        if len(parts) == 1:
+            f = obj.field(parts[0])
+            if f is None:
+                return
+            v = rec.get(f["name"])
+            if f["type"] == "base64":
+                v = f"/services/data/{API}/sobjects/{obj.name}/{rec['Id']}/{f['name']}"
+            out[f["name"]] = v
+            return
+        f = obj.rel_field(parts[0])
+        rel = f["relationshipName"]
+        parent = self.parent(rec.get(f["name"]))
+        if parent is None:
+            out.setdefault(rel, None)
+            return
+        pobj = self.org.schema.get(parent["__type"])
+        node = out.get(rel) or {"attributes": self._attrs(pobj.name, parent["Id"])}
+        out[rel] = node
+        self._render_path(node, parent, pobj, parts[1:])
+
+    def count_value(self) -> int:
+        q = self.q
+        if q.count:
+            return sum(1 for r in self.rows() if self.get(r, q.count)[0] is not None)
+        return len(self.rows())
+
+
+def run_tooling(rows: list[dict], soql: str, sobject_check: str) -> list[dict]:
+    """Evaluate a tooling query over in-memory rows (CustomField, CustomObject)."""
+    q = parse(soql)
+    if q.sobject.lower() != sobject_check.lower():
+        raise SoqlError("INVALID_TYPE", f"sObject type '{q.sobject}' is not supported.")
+
+    def get(r: dict, p: str) -> tuple[Any, str]:
+        key = next((k for k in r if k.lower() == p.lower()), None)
+        return (r.get(key) if key else None), "string"
+
+    out = [r for r in rows if q.where is None or evaluate(q.where, lambda p, r=r: get(r, p))]
+    if q.limit is not None:
+        out = out[: q.limit]
+    rendered = []
+    for r in out:
+        item: dict[str, Any] = {"attributes": {"type": q.sobject, "url": f"/services/data/{API}/tooling/sobjects/{q.sobject}/{r['Id']}"}}
+        for f in q.fields:
+            item[f] = get(r, f)[0]
+        rendered.append(item)
+    return rendered

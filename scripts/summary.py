@@ -1,0 +1,69 @@
+"""The demo's closing summary: records on both sides, rejects, diff mismatches, API calls, reports."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+CLIO_TO_SF = {
+    "contacts": "Contact / Account", "matters": "Case", "relationships": "CaseContactRole",
+    "bills": "Clio_Billing__c", "bank_transactions": "Ledger__c", "activities": "Time_Entry__c / Expense__c / Task",
+    "calendar_entries": "Event", "tasks": "Task", "documents": "ContentVersion", "communications": "Task",
+    "matter_notes": "ContentNote", "contact_notes": "ContentNote",
+}
+
+
+def _count_lines(folder: Path) -> Counter:
+    rules: Counter = Counter()
+    if folder.exists():
+        for f in folder.rglob("*.jsonl"):
+            for line in f.read_text().splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    if rec.get("repair") is None:
+                        rules[rec.get("rule", "?")] += 1
+    return rules
+
+
+def _latest(root: Path, pattern: str) -> Path | None:
+    found = sorted(root.glob(pattern), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def print_summary(root: Path, clio, sf, timings: dict[str, float]) -> None:
+    clio_counts = clio.counts()
+    sf_counts = sf.counts()
+    print("\n== Summary ==")
+    print(f"{'Clio object':<20}{'in Clio':>9}   {'Salesforce object':<34}")
+    for obj, target in CLIO_TO_SF.items():
+        print(f"{obj:<20}{clio_counts.get(obj, 0):>9}   {target:<34}")
+    print("\nSalesforce rows now:", ", ".join(f"{k} {v}" for k, v in sorted(sf_counts.items()) if v))
+    transform_rejects = _count_lines(root / "rejects" / "transform")
+    load_rejects = _count_lines(root / "rejects" / "load")
+    print(f"rejects (quarantined, with reasons): transform {sum(transform_rejects.values())} "
+          f"{dict(transform_rejects)}, load {sum(load_rejects.values())} {dict(load_rejects)}")
+    diff = root / "sample" / "diff_summary.json"
+    if diff.exists():
+        d = json.loads(diff.read_text())
+        print(f"sample diff: {d.get('records')} records, {d.get('fields_compared')} fields, "
+              f"{d.get('mismatches')} unexplained mismatches, {d.get('explained')} explained")
+    rec = _latest(root, "reports/*/reconciliation.json")
+    if rec is not None:
+        r = json.loads(rec.read_text())
+        print(f"reconciliation: {r.get('headline') or r.get('summary') or ''}".rstrip())
+    clio_log = clio.request_log()
+    sf_log = sf.request_log()
+    sf_calls = sf_log.get("api_calls", len(sf_log.get("requests", []))) if isinstance(sf_log, dict) else len(sf_log)
+    print(f"API calls: Clio {len(clio_log)} requests, {sum(1 for r in clio_log if r.get('status') == 429)} × 429; "
+          f"Salesforce {sf_calls}")
+    print("phase wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    print("\nReports:")
+    for rel in ("discover/mapping_spec.html", "discover/schema_plan.md", "users/user_report.html",
+                "sample/diff.html"):
+        if (root / rel).exists():
+            print(f"  {root / rel}")
+    for pattern in ("reports/*/reconciliation.html", "delta/*/conflicts.html", "reports/rollback-*/rollback.html"):
+        found = _latest(root, pattern)
+        if found is not None:
+            print(f"  {found}")
