@@ -10,6 +10,8 @@ reject and ledger lines.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import datetime as dt
 import gzip
@@ -45,7 +47,14 @@ TRANSIENT_CODES = frozenset(
 )
 
 NATURAL_KEY_OBJECTS = frozenset(
-    {"CaseContactRole", "EventRelation", "ContentDocumentLink", "AccountContactRelation", "CaseTeamMember"}
+    {
+        "CaseContactRole",
+        "OpportunityContactRole",
+        "EventRelation",
+        "ContentDocumentLink",
+        "AccountContactRelation",
+        "CaseTeamMember",
+    }
 )
 
 Mode = Literal["auto", "bulk", "composite"]
@@ -636,6 +645,148 @@ def soql_in(field_name: str, values: Iterable[Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# row preparation: loader directives, record types, document ids
+
+#: Objects with their own loader (bytes or HTML bodies, no external id on ContentNote).
+SPECIAL_LOADERS = {"ContentVersion": "load_content_versions", "ContentNote": "load_content_notes"}
+RECORD_TYPE_COLUMN = "RecordType.DeveloperName"
+CV_DOCUMENT_COLUMN = "ContentVersion.Clio_Id__c"  # -> ContentDocumentId of that version
+NOTE_DOCUMENT_COLUMN = "ContentNote.source_system_id"  # -> ContentNote Id (= ContentDocument Id)
+
+
+def strip_directives(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop ``_``-prefixed keys: loader directives and notes, never Salesforce columns."""
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def _record_type_ids(client: LoadClient, sobject: str) -> dict[str, str]:
+    soql = f"SELECT Id, DeveloperName FROM RecordType WHERE SobjectType = {soql_quote(sobject)} AND IsActive = true"
+    return {str(r["DeveloperName"]).casefold(): r["Id"] for r in client.query_all_iter(soql)}
+
+
+def _document_ids(client: LoadClient, version_ids: Iterable[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in chunked(sorted(set(version_ids)), SOQL_IN_CHUNK):
+        soql = f"SELECT ContentDocumentId, Clio_Id__c FROM ContentVersion WHERE {soql_in('Clio_Id__c', part)}"
+        for rec in client.query_all_iter(soql):
+            if rec.get("Clio_Id__c") and rec.get("ContentDocumentId"):
+                out[str(rec["Clio_Id__c"]).casefold()] = rec["ContentDocumentId"]
+    return out
+
+
+def prepare_rows(
+    client: LoadClient, envelopes: Sequence[Envelope], *, note_ids: Mapping[str, str] | None = None
+) -> tuple[list[Envelope], dict[int, RowOutcome]]:
+    """Rewrite rows into what Salesforce accepts; return (envelopes, permanent failures by index).
+
+    - ``_``-prefixed keys are dropped (never sent);
+    - ``RecordType.DeveloperName`` becomes ``RecordTypeId`` (SOQL on RecordType; Bulk 2.0
+      relationship columns on RecordType are not reliable);
+    - ``ContentVersion.Clio_Id__c`` becomes that version's ``ContentDocumentId``;
+    - ``ContentNote.source_system_id`` becomes ``ContentDocumentId`` from ``note_ids`` (the
+      ledger's source id → ContentNote Id; a ContentNote Id is its ContentDocument Id).
+    An unresolvable value fails the row with ``INVALID_CROSS_REFERENCE_KEY`` naming the column.
+    """
+    rows = [strip_directives(e.row) for e in envelopes]
+    failed: dict[int, RowOutcome] = {}
+    if not envelopes:
+        return [], failed
+    sobject = envelopes[0].sobject
+    rtypes = _record_type_ids(client, sobject) if any(RECORD_TYPE_COLUMN in r for r in rows) else {}
+    docs = _document_ids(client, (str(r[CV_DOCUMENT_COLUMN]) for r in rows if r.get(CV_DOCUMENT_COLUMN)))
+    notes = {str(k).casefold(): v for k, v in (note_ids or {}).items()}
+    for i, row in enumerate(rows):
+        for col, target, table, what in (
+            (RECORD_TYPE_COLUMN, "RecordTypeId", rtypes, f"active {sobject} record type"),
+            (CV_DOCUMENT_COLUMN, "ContentDocumentId", docs, "ContentVersion"),
+            (NOTE_DOCUMENT_COLUMN, "ContentDocumentId", notes, "loaded ContentNote"),
+        ):
+            if col not in row:
+                continue
+            value = row.pop(col)
+            if value is None:
+                row[target] = None
+                continue
+            sf_id = table.get(str(value).casefold())
+            if sf_id is None:
+                failed[i] = _fail(
+                    i, envelopes[i], "INVALID_CROSS_REFERENCE_KEY", f"no {what} for {col} = {value}", (target,)
+                )
+                break
+            row[target] = sf_id
+    out = [
+        Envelope(e.sobject, e.source_system_id, row, e.external_id_field, e.natural_key, e.blob)
+        for e, row in zip(envelopes, rows, strict=True)
+    ]
+    return out, failed
+
+
+def deferred_columns(client: LoadClient, envelopes: Sequence[Envelope], load_order: Sequence[str]) -> set[str]:
+    """Reference columns pointing at an object loaded at the same step or later (self-references,
+    ``Account.Primary_Matter__r`` → Case): sent in a second pass, once every object is in."""
+    if not envelopes or envelopes[0].external_id_field is None:
+        return set()
+    sobject = envelopes[0].sobject
+    pos = load_order.index(sobject) if sobject in load_order else len(load_order)
+    cols = {k for e in envelopes for k in e.row if Column.parse(k).is_reference}
+    targets = client.reference_targets(sobject, cols) if cols else {}
+    return {c for c, t in targets.items() if t in load_order and load_order.index(t) >= pos}
+
+
+def split_deferred(
+    envelopes: Sequence[Envelope], columns: Iterable[str]
+) -> tuple[list[Envelope], list[Envelope]]:
+    """(rows without ``columns``, second-pass rows holding only the external id and ``columns``)."""
+    cols = set(columns)
+    if not cols:
+        return list(envelopes), []
+    first, second = [], []
+    for e in envelopes:
+        first.append(Envelope(e.sobject, e.source_system_id, {k: v for k, v in e.row.items() if k not in cols},
+                              e.external_id_field, e.natural_key, e.blob))
+        late = {k: v for k, v in e.row.items() if k in cols and v is not None}
+        if late and e.external_id_field:
+            second.append(Envelope(e.sobject, e.source_system_id, {e.external_id_field: e.row[e.external_id_field], **late},
+                                   e.external_id_field))
+    return first, second
+
+
+def existing_external_ids(client: LoadClient, envelopes: Sequence[Envelope]) -> set[str]:
+    """External ids (casefolded) of the batch already in Salesforce."""
+    if not envelopes or not envelopes[0].external_id_field:
+        return set()
+    ext, sobject = envelopes[0].external_id_field, envelopes[0].sobject
+    found: set[str] = set()
+    for part in chunked(sorted({str(e.external_id) for e in envelopes}), SOQL_IN_CHUNK):
+        for rec in client.query_all_iter(f"SELECT {ext} FROM {sobject} WHERE {soql_in(ext, part)}"):
+            if rec.get(ext) is not None:
+                found.add(str(rec[ext]).casefold())
+    return found
+
+
+def _strip_create_only(client: LoadClient, envelopes: list[Envelope]) -> list[Envelope]:
+    """Drop create-only fields (``Task.TaskSubtype``) from rows that already exist: an upsert that
+    updates would fail on them.  Needs ``client.describe``; without it rows pass unchanged."""
+    describe = getattr(client, "describe", None)
+    if describe is None or not envelopes or not envelopes[0].external_id_field:
+        return envelopes
+    present = {k for e in envelopes for k in e.row}
+    create_only = {
+        f["name"] for f in describe(envelopes[0].sobject).get("fields") or ()
+        if f.get("createable") and not f.get("updateable") and f["name"] in present
+    }
+    if not create_only:
+        return envelopes
+    have = existing_external_ids(client, envelopes)
+    return [
+        Envelope(e.sobject, e.source_system_id, {k: v for k, v in e.row.items() if k not in create_only},
+                 e.external_id_field, e.natural_key, e.blob)
+        if str(e.external_id).casefold() in have else e
+        for e in envelopes
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
 # driver
 
 
@@ -848,9 +999,10 @@ def _with_row_retries(
     max_row_retries: int,
     retry_wait: float,
     sleep: Callable[[float], None],
+    failed: Mapping[int, RowOutcome] | None = None,
 ) -> list[RowOutcome]:
-    final: dict[int, RowOutcome] = {}
-    pending = list(range(n))
+    final: dict[int, RowOutcome] = dict(failed or {})
+    pending = [i for i in range(n) if i not in final]
     attempt = 0
     while pending:
         attempt += 1
@@ -876,16 +1028,27 @@ def load_rows(
     row_cap: int = BULK_ROW_CAP,
     retry_wait: float = 2.0,
     capture_before: bool = False,
+    note_ids: Mapping[str, str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> LoadResult:
     """Load one batch; rows that fail with a transient error are resent up to ``max_row_retries`` times.
 
     Rows with an external id are upserted (Bulk 2.0 or sObject collections); natural-key rows
-    are resolved, checked for existence and only the missing ones inserted.
+    are resolved, checked for existence and only the missing ones inserted.  Rows are first
+    passed through :func:`prepare_rows` (``note_ids``: ContentNote source id → ContentNote Id,
+    from the ledger, for ContentDocumentLink rows of notes).  ContentVersion and ContentNote
+    rows have their own loaders (:func:`load_content_versions`, :func:`load_content_notes`).
     """
     if not envelopes:
         return LoadResult([])
     _check_batch(envelopes)
+    if envelopes[0].sobject in SPECIAL_LOADERS:
+        raise ValueError(
+            f"{envelopes[0].source_system_id}: {envelopes[0].sobject} rows go through "
+            f"{SPECIAL_LOADERS[envelopes[0].sobject]}, not load_rows"
+        )
+    envelopes, failed = prepare_rows(client, envelopes, note_ids=note_ids)
+    envelopes = _strip_create_only(client, envelopes)
     natural = envelopes[0].external_id_field is None
     step = _run_natural_key if natural else _run_upsert
     before = {} if natural or not capture_before else capture_before_images(client, envelopes)
@@ -893,7 +1056,9 @@ def load_rows(
     def run(idx: Sequence[int]) -> list[RowOutcome]:
         return step(client, envelopes, idx, choose_mode(mode, len(idx), bulk_threshold), row_cap)
 
-    result = LoadResult(_with_row_retries(run, len(envelopes), max_row_retries, retry_wait, sleep))
+    result = LoadResult(
+        _with_row_retries(run, len(envelopes), max_row_retries, retry_wait, sleep, failed=failed)
+    )
     for o in result.outcomes:
         ext = envelopes[o.index].external_id
         if ext is not None and ext.casefold() in before:
@@ -974,17 +1139,32 @@ def load_content_versions(
     ext = envelopes[0].external_id_field
     if envelopes[0].sobject != "ContentVersion" or not ext:
         raise ValueError(f"{envelopes[0].source_system_id}: not a ContentVersion row with an external id")
+    envelopes, failed = prepare_rows(client, envelopes)
+    inline: dict[int, bytes] = {}
+    for i, env in enumerate(envelopes):
+        if "VersionData" in env.row:  # small inline image: base64 bytes carried in the row
+            try:
+                inline[i] = base64.b64decode(str(env.row.pop("VersionData")), validate=True)
+            except (binascii.Error, ValueError):
+                failed.setdefault(i, _fail(i, env, "BAD_VERSION_DATA", "VersionData is not base64", ("VersionData",)))
+
+    def opener(i: int) -> Callable[[], IO[bytes]]:
+        if i in inline:
+            return lambda data=inline[i]: io.BytesIO(data)
+        return lambda p=root / envelopes[i].blob["path"]: p.open("rb")
 
     def run(idx: Sequence[int]) -> list[RowOutcome]:
         out: list[RowOutcome] = []
         ready: list[tuple[int, BlobDigest]] = []
         for i in idx:
             env = envelopes[i]
+            if i in inline:
+                ready.append((i, digest_blob(io.BytesIO(inline[i]))))
+                continue
             blob = env.blob or {}
             if not blob.get("path") or not blob.get("sha256"):
-                out.append(
-                    _fail(i, env, "MISSING_BLOB", "envelope has no blob path/sha256", ("VersionData",))
-                )
+                why = "the file was not downloaded into staging" if blob.get("url") else "envelope has no blob path/sha256"
+                out.append(_fail(i, env, "MISSING_BLOB", why, ("VersionData",)))
                 continue
             try:
                 with (root / blob["path"]).open("rb") as fh:
@@ -1054,10 +1234,10 @@ def load_content_versions(
                     )
                 )
                 continue
-            path = root / env.blob["path"]
-            filename = str(rec.get("PathOnClient") or env.blob["path"].rsplit("/", 1)[-1])
+            fallback_name = env.blob["path"].rsplit("/", 1)[-1] if i not in inline else env.source_system_id
+            filename = str(rec.get("PathOnClient") or fallback_name)
             res = client.content_version_create(
-                rec, lambda p=path: p.open("rb"), d.size, filename, use_multipart(d.size, multipart_threshold)
+                rec, opener(i), d.size, filename, use_multipart(d.size, multipart_threshold)
             )
             if res.get("success") and res.get("id"):
                 uploaded.append((i, d, res["id"]))
@@ -1100,4 +1280,65 @@ def load_content_versions(
                 )
         return out
 
-    return LoadResult(_with_row_retries(run, len(envelopes), max_row_retries, retry_wait, sleep))
+    return LoadResult(_with_row_retries(run, len(envelopes), max_row_retries, retry_wait, sleep, failed=failed))
+
+
+# ---------------------------------------------------------------------------------------------
+# ContentNote (HTML body, no custom fields: idempotent through the ledger)
+
+
+def load_content_notes(
+    client: LoadClient,
+    envelopes: Sequence[Envelope],
+    known_ids: Mapping[str, str] | None = None,
+    *,
+    max_row_retries: int = 3,
+    retry_wait: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> LoadResult:
+    """Create ContentNotes; ``Content`` (HTML) is sent base64-encoded as Salesforce requires.
+
+    ContentNote cannot carry ``Clio_Id__c``: ``known_ids`` (source id → ContentNote Id, from the
+    ledger of earlier runs) is the idempotency key.  A note whose known Id still exists is skipped;
+    one whose Id is gone (deleted, rolled back) is created again.  Ledger ``file_ids`` hold the
+    ContentNote Id, which is also its ContentDocument Id (what ContentDocumentLink rows need).
+    """
+    if not envelopes:
+        return LoadResult([])
+    _check_batch(envelopes)
+    if envelopes[0].sobject != "ContentNote":
+        raise ValueError(f"{envelopes[0].source_system_id}: not a ContentNote row")
+    envelopes, failed = prepare_rows(client, envelopes)
+    known = {sid: sf for sid, sf in (known_ids or {}).items() if sf}
+    alive: set[str] = set()
+    wanted = sorted({known[e.source_system_id] for e in envelopes if e.source_system_id in known})
+    for part in chunked(wanted, SOQL_IN_CHUNK):
+        for rec in client.query_all_iter(f"SELECT Id FROM ContentNote WHERE {soql_in('Id', part)}"):
+            alive.add(_norm_id(rec["Id"]))
+
+    def run(idx: Sequence[int]) -> list[RowOutcome]:
+        out: list[RowOutcome] = []
+        todo: list[tuple[int, dict[str, Any]]] = []
+        for i in idx:
+            env = envelopes[i]
+            have = known.get(env.source_system_id)
+            if have and _norm_id(have) in alive:
+                out.append(
+                    RowOutcome(i, env.source_system_id, True, have, False, status="skipped",
+                               operation="insert", file_ids=(have,))
+                )
+                continue
+            rec = {k: json_value(v) for k, v in env.row.items()}
+            content = rec.get("Content")
+            if content is not None:
+                rec["Content"] = base64.b64encode(str(content).encode("utf-8")).decode("ascii")
+            todo.append((i, {"attributes": {"type": "ContentNote"}, **rec}))
+        for part in chunked(todo, COMPOSITE_CHUNK):
+            results = client.composite_create([r for _, r in part])
+            for o in parse_composite_results([i for i, _ in part], envelopes, results, operation="insert"):
+                if o.success and o.sf_id:
+                    o.file_ids = (o.sf_id,)
+                out.append(o)
+        return out
+
+    return LoadResult(_with_row_retries(run, len(envelopes), max_row_retries, retry_wait, sleep, failed=failed))

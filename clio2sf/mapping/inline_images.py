@@ -63,12 +63,13 @@ def inline_image_rows(image: InlineImage, links: dict[str, str], created: str | 
     """ContentVersion (+ ContentDocumentLink per entry of ``links``, e.g. ``{"Case": "matter-7"}``)."""
     row: dict[str, Any] = {"Clio_Id__c": image.source_system_id, "Clio_Created_Date__c": created, "Title": image.filename,
                            "PathOnClient": image.filename, "Clio_Content_Type__c": image.content_type}
+    env: dict[str, Any] = {"sobject": "ContentVersion", "source_system_id": image.source_system_id,
+                           "external_id_field": "Clio_Id__c", "natural_key": None, "row": row}
     if image.data is not None:
-        row["VersionData"] = base64.b64encode(image.data).decode("ascii")
+        row["VersionData"] = base64.b64encode(image.data).decode("ascii")  # small: the loader decodes it
     else:
-        row["_source_url"] = image.url  # loader directive: download, then upload
-    yield {"sobject": "ContentVersion", "source_system_id": image.source_system_id, "external_id_field": "Clio_Id__c",
-           "natural_key": None, "row": row}
+        env["blob"] = {"url": image.url, "path": None, "sha256": None, "size": None}  # to download into staging first
+    yield env
     for sobject, ext_id in links.items():
         yield {"sobject": "ContentDocumentLink", "source_system_id": f"{image.source_system_id}#{ext_id}",
                "external_id_field": None, "natural_key": ["ContentDocumentId", "LinkedEntityId"],

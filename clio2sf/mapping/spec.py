@@ -33,8 +33,8 @@ BASE_LOAD_ORDER: tuple[str, ...] = (
     "EventRelation",
     "Task",
     "ContentVersion",
-    "ContentDocumentLink",
     "ContentNote",
+    "ContentDocumentLink",  # after both: links documents (ContentVersion) and notes (ContentNote)
 )
 
 #: Objects that cannot carry custom fields: idempotent through a natural key instead.

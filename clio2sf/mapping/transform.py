@@ -223,10 +223,15 @@ class _Ctx:
         return self._cf_cache[key]
 
 
-def _envelope(sobject: str, sid: str, row: dict[str, Any], natural_key: list[str] | None = None) -> TransformResult:
+def _envelope(sobject: str, sid: str, row: dict[str, Any], natural_key: list[str] | None = None,
+              blob: Mapping[str, Any] | None = None) -> TransformResult:
     if natural_key is not None:
-        return {"sobject": sobject, "source_system_id": sid, "external_id_field": None, "natural_key": natural_key, "row": row}
-    return {"sobject": sobject, "source_system_id": sid, "external_id_field": "Clio_Id__c", "natural_key": None, "row": row}
+        out = {"sobject": sobject, "source_system_id": sid, "external_id_field": None, "natural_key": natural_key, "row": row}
+    else:
+        out = {"sobject": sobject, "source_system_id": sid, "external_id_field": "Clio_Id__c", "natural_key": None, "row": row}
+    if blob is not None:
+        out["blob"] = dict(blob)
+    return out
 
 
 def _reject(obj: str, sid: str, field: str | None, rule: str, message: str, repair: str | None) -> TransformResult:
@@ -565,7 +570,12 @@ def _rates(level: str):
                     "Clio_Flat_Rate__c": bool(d.get("flat_rate")), "Clio_User_Name__c": who.get("name"),
                     "Clio_Rate_Type__c": "FlatRate" if d.get("flat_rate") else "HourlyRate"}
             if d.get("contact_id") is not None:
-                row["Contact__r.Clio_Id__c"] = f"contact-{d['contact_id']}"
+                _known, client = ctx.lookup.record("contacts", d["contact_id"])
+                if client is not None and client.get("type") == "Company":  # an Account: Contact__c cannot hold it
+                    issues.add("contact_id", "company_client_rate", f"{issues.sid}: the client contact-{d['contact_id']} is a company",
+                               "rate kept without a Contact link")
+                else:
+                    row["Contact__r.Clio_Id__c"] = f"contact-{d['contact_id']}"
         else:
             rate = d.get("rate") or {}
             rsid = f"rate-activity-{d['id']}"
@@ -683,10 +693,8 @@ def _documents(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[TransformResul
     row = _base_row(vsid, env, d)
     _map_fields(ctx, "ContentVersion", d, row, issues)
     row["Clio_Document_Id__c"] = sid
-    row["_blob_path"] = blob["path"]  # loader directive: read these bytes into VersionData
-    if blob.get("sha256"):
-        row["_blob_sha256"] = blob["sha256"]
-    yield _envelope("ContentVersion", vsid, row)
+    row["_blob_path"] = blob["path"]  # a note for readers only: the loader strips "_" keys and reads env["blob"]
+    yield _envelope("ContentVersion", vsid, row, blob={k: blob.get(k) for k in ("path", "sha256", "size")})
     yield from _links(ctx, d, vsid, issues, {"ContentVersion.Clio_Id__c": vsid})
 
 

@@ -1,0 +1,343 @@
+"""The pure orchestration the DAG tasks call: lookups, transform of one raw batch, schema apply, load of
+one transformed batch.  The DAG passes path objects (``ObjectStoragePath``/``pathlib``) and client
+objects (``ClioSalesforceHook``); nothing here imports Airflow.  Only paths and counts are returned.
+
+Staging layout (see docs/architecture.md)::
+
+    raw/<clio object>/batch-NNNNN.jsonl.gz
+    transformed/<sobject>/<clio object>-batch-NNNNN.jsonl.gz
+    rejects/transform/<clio object>/batch-NNNNN.jsonl
+    rejects/load/<sobject>/<clio object>-batch-NNNNN.jsonl
+    ledger/<run_id>/<phase>/<sobject>/<clio object>-batch-NNNNN.jsonl
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from clio2sf import staging
+from clio2sf.extract import read_records
+from clio2sf.ledger import LedgerWriter, last_write_by_record, read_ledger
+from clio2sf.load import (
+    SPECIAL_LOADERS,
+    Envelope,
+    LoadResult,
+    deferred_columns,
+    existing_external_ids,
+    ledger_kwargs,
+    load_content_notes,
+    load_content_versions,
+    load_rows,
+    reject_line,
+    split_deferred,
+    write_rejects,
+)
+from clio2sf.mapping.schema_plan import SchemaPlan
+from clio2sf.mapping.spec import MappingSpec
+from clio2sf.mapping.transform import is_reject, transform_object
+from clio2sf.mapping.users import UserMap
+
+#: Staged objects each transform reads through its lookup (see clio2sf.mapping.transform).
+LOOKUP_NEEDS: dict[str, tuple[str, ...]] = {
+    "contacts": ("matters", "activity_rates"),
+    "matters": ("contacts",),
+    "relationships": ("matters", "contacts"),
+    "bills": ("matters", "contacts"),
+    "bank_transactions": ("matters", "contacts", "bills"),
+    "activities": ("matters",),
+    "activity_rates": ("contacts",),
+    "calendar_entries": ("matters", "calendar_entries"),
+    "tasks": ("matters",),
+    "communications": ("matters",),
+    "documents": ("matters", "contacts"),
+    "matter_notes": ("matters", "contacts"),
+    "contact_notes": ("matters", "contacts"),
+}
+
+
+def _pick(d: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: d[k] for k in keys if d.get(k) is not None}
+
+
+def _ref(d: Mapping[str, Any], key: str, *fields: str) -> dict[str, Any] | None:
+    v = d.get(key)
+    return _pick(v, *fields) if isinstance(v, Mapping) else None
+
+
+def _minimal(name: str, d: Mapping[str, Any], matter_object_field: str | None) -> dict[str, Any]:
+    """Only the fields the transforms read from a looked-up record (memory stays small)."""
+    if name == "contacts":
+        return {"type": d.get("type"), "company": _ref(d, "company", "id")}
+    if name == "matters":
+        out = {"client": _ref(d, "client", "id"), "billing_method": d.get("billing_method"),
+               "practice_area": _ref(d, "practice_area", "name")}
+        if matter_object_field:
+            out["custom_field_values"] = [
+                _pick(c, "field_name", "value", "picklist_option")
+                for c in d.get("custom_field_values") or () if c.get("field_name") == matter_object_field
+            ]
+        return out
+    if name == "activity_rates":
+        return {"contact_id": d.get("contact_id"), "rate": d.get("rate"), "user": _ref(d, "user", "name"),
+                "group": _ref(d, "group", "name")}
+    return {}  # existence is all that is checked (bills, ...)
+
+
+def lookup_names(clio_object: str) -> tuple[str, ...]:
+    """The staged objects ``clio_object``'s transform needs in its lookup."""
+    return LOOKUP_NEEDS.get(clio_object, ())
+
+
+def build_lookup(mroot: Any, names: Iterable[str], spec: MappingSpec | None = None) -> dict[str, dict[Any, Any]]:
+    """Index staged objects for the transforms: ``{object: {clio id: minimal record}}``.
+
+    ``calendar_entries`` is indexed as ``calendar_entry_overrides`` (``{parent id: [start_at, ...]}``),
+    all a series expansion needs.  Objects never extracted are left out (their checks are skipped).
+    """
+    mof = spec.options.get("matter_object_field") if spec is not None else None
+    out: dict[str, dict[Any, Any]] = {}
+    for name in dict.fromkeys(names):
+        if staging.read_manifest(mroot, name) is None:
+            continue
+        if name == "calendar_entries":
+            overrides: dict[Any, list[str]] = defaultdict(list)
+            for env in read_records(mroot, name):
+                d = env.get("data") or {}
+                if d.get("parent_calendar_entry_id") is not None and d.get("start_at"):
+                    overrides[str(d["parent_calendar_entry_id"])].append(d["start_at"])
+            out["calendar_entry_overrides"] = dict(overrides)
+            continue
+        table: dict[Any, Any] = {}
+        for env in read_records(mroot, name):
+            d = env.get("data") or {}
+            if d.get("id") is not None:
+                table[d["id"]] = _minimal(name, d, mof)
+        out[name] = table
+    return out
+
+
+def _batch_of(path: Any) -> str:
+    name = path.name
+    for suffix in (".jsonl.gz", ".jsonl"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def transform_batch(
+    raw_batch_path: Any,
+    clio_object: str,
+    spec: MappingSpec,
+    user_map: UserMap,
+    lookup: Mapping[str, Any] | Callable[[str], Any] | None,
+    out_root: Any,
+    *,
+    horizon: datetime | None = None,
+) -> dict[str, Any]:
+    """Transform one raw batch into ``transformed/<sobject>/<clio_object>-<batch>.jsonl.gz`` files and
+    ``rejects/transform/<clio_object>/<batch>.jsonl``; return counts and paths (JSON-able, for XCom).
+
+    Rejects include repairs (``repair`` set, the record still loads); ``quarantined`` counts the
+    records that do not load.
+    """
+    batch = _batch_of(raw_batch_path)
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rejects: list[dict[str, Any]] = []
+    records = 0
+
+    def counted(envs: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        nonlocal records
+        for env in envs:
+            records += 1
+            yield env
+
+    results = transform_object(clio_object, counted(staging.read_jsonl_gz(raw_batch_path)), spec, user_map,
+                               lookup=lookup, horizon=horizon)
+    for res in results:
+        (rejects.append(res) if is_reject(res) else rows[res["sobject"]].append(res))
+    paths: dict[str, str] = {}
+    for sobject, envs in sorted(rows.items()):
+        path = out_root / "transformed" / sobject / f"{clio_object}-{batch}.jsonl.gz"
+        staging.write_jsonl_gz(path, envs)
+        paths[sobject] = str(path)
+    rejects_path = write_rejects(out_root, "transform", clio_object, batch, rejects) if rejects else None
+    quarantined = [r for r in rejects if r.get("repair") is None]
+    return {
+        "object": clio_object,
+        "batch": batch,
+        "records": records,
+        "rows": {s: len(v) for s, v in sorted(rows.items())},
+        "paths": paths,
+        "rejects": len(quarantined),
+        "repairs": len(rejects) - len(quarantined),
+        "rejects_by_rule": dict(Counter(r["rule"] for r in quarantined)),
+        "repairs_by_rule": dict(Counter(r["rule"] for r in rejects if r.get("repair") is not None)),
+        "rejects_path": str(rejects_path) if rejects_path is not None else None,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# schema
+
+
+class SchemaApplyError(RuntimeError):
+    """Some schema items could not be created; the message lists them with Salesforce's error code."""
+
+
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "error_code", "") or type(exc).__name__)
+
+
+def existing_schema(hook: Any) -> dict[str, set]:
+    """What the org already has, from the Tooling API: custom objects, (object, field) pairs, record types."""
+    objects = {r["Id"]: f"{r['DeveloperName']}__c" for r in hook.tooling_query("SELECT Id, DeveloperName FROM CustomObject")}
+    fields = set()
+    for r in hook.tooling_query("SELECT Id, DeveloperName, TableEnumOrId FROM CustomField"):
+        table = objects.get(r.get("TableEnumOrId"), r.get("TableEnumOrId"))
+        fields.add((str(table).lower(), f"{r['DeveloperName']}__c".lower()))
+    rtypes = {(str(r["SobjectType"]).lower(), str(r["DeveloperName"]).lower())
+              for r in hook.query_all("SELECT Id, DeveloperName, SobjectType FROM RecordType")}
+    return {"objects": {o.lower() for o in objects.values()}, "fields": fields, "record_types": rtypes}
+
+
+def apply_schema_plan(hook: Any, plan: SchemaPlan, *, activity_fallback: bool = False) -> dict[str, list[str]]:
+    """Create the plan's custom objects, fields and record types that the org lacks (idempotent).
+
+    The Tooling API is queried first; existing items are skipped, and a ``DUPLICATE_DEVELOPER_NAME``
+    answer (a concurrent creation) counts as existing.  ``activity_fallback``: when the org refuses
+    ``Activity.<field>`` with ``INVALID_TYPE`` (emulators; real Salesforce accepts it), the field is
+    created on Task and on Event instead and listed under ``fallback``.
+
+    :raises SchemaApplyError: after trying everything, when any item failed.
+    """
+    have = existing_schema(hook)
+    out: dict[str, list[str]] = {"created": [], "existing": [], "fallback": [], "failed": []}
+
+    def attempt(name: str, create: Callable[[], Any]) -> str | None:
+        try:
+            create()
+        except Exception as exc:  # the hook's typed errors live in plugins/, not importable here
+            code = _error_code(exc)
+            if code == "DUPLICATE_DEVELOPER_NAME":
+                out["existing"].append(name)
+                return None
+            return code
+        out["created"].append(name)
+        return None
+
+    for kind, body in plan.tooling_payloads():
+        full, md = body["FullName"], body["Metadata"]
+        table, _, item = full.partition(".")
+        if kind == "CustomObject":
+            if full.lower() in have["objects"]:
+                out["existing"].append(full)
+            elif code := attempt(full, lambda f=full, m=md: hook.create_custom_object(f, m)):
+                out["failed"].append(f"{full}: {code}")
+            continue
+        if kind == "RecordType":
+            if (table.lower(), item.lower()) in have["record_types"]:
+                out["existing"].append(full)
+            elif code := attempt(full, lambda t=table, i=item, m=md: hook.create_record_type(t, i, m["label"], m.get("active", True))):
+                out["failed"].append(f"{full}: {code}")
+            continue
+        if (table.lower(), item.lower()) in have["fields"]:
+            out["existing"].append(full)
+            continue
+        code = attempt(full, lambda t=table, i=item, m=md: hook.create_custom_field(t, i, m))
+        if code == "INVALID_TYPE" and table == "Activity" and activity_fallback:
+            for sub in ("Task", "Event"):
+                name = f"{sub}.{item}"
+                if (sub.lower(), item.lower()) in have["fields"]:
+                    out["existing"].append(name)
+                elif sub_code := attempt(name, lambda s=sub, i=item, m=md: hook.create_custom_field(s, i, m)):
+                    out["failed"].append(f"{name}: {sub_code}")
+                else:
+                    out["fallback"].append(name)
+        elif code:
+            out["failed"].append(f"{full}: {code}")
+    if out["failed"]:
+        raise SchemaApplyError(f"{len(out['failed'])} schema item(s) failed: " + "; ".join(out["failed"][:20]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# load
+
+
+def ledger_sf_ids(mroot: Any, sobject: str) -> dict[str, str]:
+    """Source id → Salesforce id of the latest successful write of ``sobject`` in any run's ledger."""
+    df = last_write_by_record(read_ledger(mroot))
+    df = df[df["object"] == sobject]
+    return dict(zip(df["source_system_id"].astype(str), df["sf_id"].astype(str), strict=True))
+
+
+def load_batch(
+    client: Any,
+    transformed_path: Any,
+    mroot: Any,
+    *,
+    migration_id: str,
+    run_id: str,
+    phase: str = "full_load",
+    mode: str = "auto",
+    load_order: Sequence[str] | None = None,
+    deferred: bool = False,
+    note_ids: Mapping[str, str] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Load one transformed batch file, write its ledger and load rejects; return counts and paths.
+
+    With ``load_order`` (``spec.load_order``), lookups to an object loaded at the same step or later
+    (self-references, Account → Case custom lookups) are left out; run the same batch again with
+    ``deferred=True`` after every object is loaded to set them (only on records that exist, so it
+    never creates).  ContentVersion rows upload the staged bytes under ``mroot``; ContentNote rows
+    are idempotent by the ledger (read here); ContentDocumentLink rows of notes resolve through the
+    ledger's ContentNote ids (``note_ids`` overrides the ledger read).
+    """
+    sobject = transformed_path.parent.name
+    batch = _batch_of(transformed_path)
+    envs = [Envelope.from_dict(e) for e in staging.read_jsonl_gz(transformed_path)]
+    if deferred:
+        phase = f"{phase}_deferred"  # its own ledger/rejects files: never overwrites the first pass
+    if load_order is not None and sobject not in SPECIAL_LOADERS:
+        first, second = split_deferred(envs, deferred_columns(client, envs, load_order))
+        if deferred:
+            have = existing_external_ids(client, second)
+            envs = [e for e in second if str(e.external_id).casefold() in have]
+        else:
+            envs = first
+    elif deferred:
+        envs = []
+    result: LoadResult
+    if not envs:
+        result = LoadResult([])
+    elif sobject == "ContentVersion":
+        result = load_content_versions(client, envs, mroot, sleep=sleep)
+    elif sobject == "ContentNote":
+        result = load_content_notes(client, envs, ledger_sf_ids(mroot, "ContentNote"), sleep=sleep)
+    else:
+        if note_ids is None and sobject == "ContentDocumentLink":
+            note_ids = ledger_sf_ids(mroot, "ContentNote")
+        result = load_rows(client, envs, mode=mode, note_ids=note_ids, sleep=sleep)  # type: ignore[arg-type]
+    with LedgerWriter(mroot, migration_id, run_id, phase, sobject, batch) as ledger:
+        for o in result.outcomes:
+            ledger.record(**ledger_kwargs(o, result.before.get(o.source_system_id)))
+    rphase = "load_deferred" if deferred else "load"
+    failures = [reject_line(o, rphase, sobject) for o in result.outcomes if not o.success]
+    rejects_path = write_rejects(mroot, rphase, sobject, batch, failures) if failures else None
+    return {
+        "sobject": sobject,
+        "batch": batch,
+        "rows": len(envs),
+        "created": result.created,
+        "updated": result.updated,
+        "skipped": result.skipped,
+        "failed": result.failed,
+        "rejects_by_rule": dict(Counter(r["rule"] for r in failures)),
+        "rejects_path": str(rejects_path) if rejects_path is not None else None,
+        "ledger_path": str(ledger.path),
+    }

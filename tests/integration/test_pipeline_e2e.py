@@ -1,0 +1,198 @@
+"""End to end without Airflow: Clio sandbox (tiny) -> extract -> transform -> schema -> load -> Salesforce sandbox.
+
+Asserts that every transformed row is in Salesforce or in the load rejects with a reason, that a
+second load creates nothing, and that lookups resolved.  Figures are printed (``-s``) and written
+to ``benchmarks/results/pipeline_e2e.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from clio2sf import catalog, pipeline, staging
+from clio2sf.extract import extract_object, read_records
+from clio2sf.load import Envelope, chunked, soql_in
+from clio2sf.mapping.schema_plan import build_schema_plan
+from clio2sf.mapping.spec import load_spec
+from clio2sf.mapping.transform import PRODUCES
+from clio2sf.mapping.users import UserMap
+from clio2sf.user_resolution import resolve_users, user_map_document
+
+sf_testing = pytest.importorskip("sandbox.salesforce.testing")
+clio_testing = pytest.importorskip("sandbox.clio.testing")
+roster = pytest.importorskip("sandbox.common.roster")
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+NO_EXTERNAL_ID = {"CaseContactRole", "OpportunityContactRole", "EventRelation", "ContentDocumentLink", "ContentNote"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("e2e")
+    with (
+        clio_testing.run_clio_sandbox(base / "clio", preset="tiny", rate_limit=None) as clio,
+        sf_testing.run_sf_sandbox(base / "sf", seed=42) as sf,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", sf.connection_json())
+        mp.setenv("REQUESTS_CA_BUNDLE", sf.ca_bundle)
+        mp.setenv("AIRFLOW_CONN_CLIO_DEFAULT", json.dumps({
+            "conn_type": "http", "host": clio.base_url, "login": clio.client_id, "password": clio.client_secret,
+            "extra": {"refresh_token": clio.refresh_token, "rate_state_dir": str(base / "rate")}}))
+        from clio2sf_airflow.hooks.clio import ClioHook
+        from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+
+        clio_hook = ClioHook()
+        hook = ClioSalesforceHook(sleep=lambda s: None, poll_interval=0.05, max_poll_interval=0.5)
+        mroot = staging.migration_root(base / "stage", "tiny", "m1")
+        wanted = set(PRODUCES) | {"custom_fields", "practice_areas"}
+        for obj in catalog.CLIO_OBJECTS:
+            if obj.name in wanted:
+                extract_object(obj, clio_hook.get_page, mroot, download=clio_hook.download_document,
+                               request_count=lambda: clio_hook.requests_made)
+        yield _migrate(hook, mroot)
+
+
+def _migrate(hook, mroot) -> dict:
+    spec = load_spec(None)
+    sf_users = hook.query_all("SELECT Id, Username, Email, IsActive FROM User")
+    res = resolve_users([e["data"] for e in read_records(mroot, "users")], sf_users, roster.INTEGRATION_USER["username"])
+    fallback = next(u["Id"] for u in sf_users if u["Username"] == roster.INTEGRATION_USER["username"])
+    users = UserMap.from_json(user_map_document(res, fallback))
+    plan = build_schema_plan(spec, clio_custom_fields=[e["data"] for e in read_records(mroot, "custom_fields")],
+                             practice_areas=[e["data"] for e in read_records(mroot, "practice_areas")])
+    schema = pipeline.apply_schema_plan(hook, plan, activity_fallback=True)
+    schema_again = pipeline.apply_schema_plan(hook, plan, activity_fallback=True)
+
+    transforms = []
+    for name in PRODUCES:
+        manifest = staging.read_manifest(mroot, name)
+        if manifest is None:
+            continue
+        lookup = pipeline.build_lookup(mroot, pipeline.lookup_names(name), spec)
+        for entry in manifest["batches"]:
+            transforms.append(pipeline.transform_batch(staging.raw_dir(mroot, name) / entry["file"], name, spec,
+                                                       users, lookup, mroot))
+
+    def load_all(run_id: str) -> list[dict]:
+        out = []
+        for deferred in (False, True):
+            for sobject in spec.load_order:
+                folder = mroot / "transformed" / sobject
+                for path in sorted(folder.glob("*.jsonl.gz")) if folder.exists() else ():
+                    out.append(pipeline.load_batch(hook, path, mroot, migration_id="m1", run_id=run_id, mode="auto",
+                                                   load_order=spec.load_order, deferred=deferred, sleep=lambda s: None))
+        return out
+
+    first = load_all("run-1")
+    second = load_all("run-2")
+    return {"hook": hook, "mroot": mroot, "spec": spec, "schema": schema, "schema_again": schema_again,
+            "transforms": transforms, "first": first, "second": second}
+
+
+def _envelopes(mroot, sobject) -> list[Envelope]:
+    folder = mroot / "transformed" / sobject
+    return [Envelope.from_dict(e) for p in sorted(folder.glob("*.jsonl.gz")) for e in staging.read_jsonl_gz(p)]
+
+
+def _load_rejects(mroot, sobject) -> dict[str, dict]:
+    folder = mroot / "rejects" / "load" / sobject
+    return {r["source_system_id"]: r for p in (sorted(folder.glob("*.jsonl")) if folder.exists() else ())
+            for r in staging.read_jsonl(p)}
+
+
+def _in_salesforce(hook, sobject: str, ids: list[str]) -> set[str]:
+    found = set()
+    for part in chunked(sorted(set(ids)), 200):
+        found |= {r["Clio_Id__c"] for r in hook.query_all(f"SELECT Clio_Id__c FROM {sobject} WHERE {soql_in('Clio_Id__c', part)}")}
+    return found
+
+
+def _totals(loads: list[dict]) -> Counter:
+    c: Counter = Counter()
+    for s in loads:
+        c.update({k: s[k] for k in ("rows", "created", "updated", "skipped", "failed")})
+    return c
+
+
+def test_schema_plan_applies_idempotently(run):
+    assert run["schema"]["created"] and not run["schema"]["failed"]
+    assert not run["schema_again"]["created"] and not run["schema_again"]["fallback"]
+    if run["schema"]["fallback"]:  # the sandbox refused Activity.* (real Salesforce accepts it)
+        assert {n.split(".")[0] for n in run["schema"]["fallback"]} == {"Task", "Event"}
+
+
+def test_every_transformed_row_is_loaded_or_rejected_with_a_reason(run):
+    hook, mroot, spec = run["hook"], run["mroot"], run["spec"]
+    assert sum(t["records"] for t in run["transforms"]) > 100
+    figures: dict[str, dict] = {}
+    for sobject in spec.load_order:
+        envs = _envelopes(mroot, sobject)
+        if not envs:
+            continue
+        rejects = _load_rejects(mroot, sobject)
+        assert all(r["rule"] and r["message"].startswith(sid) for sid, r in rejects.items())
+        if sobject not in NO_EXTERNAL_ID:
+            present = _in_salesforce(hook, sobject, [e.external_id for e in envs])
+            missing = [e.source_system_id for e in envs if e.external_id not in present and e.source_system_id not in rejects]
+            assert not missing, f"{sobject}: {len(missing)} rows neither loaded nor rejected, e.g. {missing[:3]}"
+            loaded = len({e.external_id for e in envs} & present)
+        else:
+            ledger = pipeline.ledger_sf_ids(mroot, sobject)
+            missing = [e.source_system_id for e in envs if e.source_system_id not in ledger and e.source_system_id not in rejects]
+            assert not missing, f"{sobject}: {len(missing)} rows neither loaded nor rejected, e.g. {missing[:3]}"
+            loaded = sum(1 for e in envs if e.source_system_id in ledger)
+        figures[sobject] = {"rows": len(envs), "loaded": loaded, "rejected": len(rejects),
+                            "rejects_by_rule": dict(Counter(r["rule"] for r in rejects.values()))}
+    transform_rejects: Counter = Counter()
+    for t in run["transforms"]:
+        transform_rejects.update(t["rejects_by_rule"])
+    out = {"objects": len(figures), "rows": sum(f["rows"] for f in figures.values()),
+           "loaded": sum(f["loaded"] for f in figures.values()), "by_sobject": figures,
+           "transform_records": sum(t["records"] for t in run["transforms"]),
+           "transform_rejects_by_rule": dict(transform_rejects),
+           "first_load": dict(_totals(run["first"])), "second_load": dict(_totals(run["second"])),
+           "schema": {k: len(v) for k, v in run["schema"].items()}}
+    print(json.dumps(out, indent=1))
+    (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
+    (ROOT / "benchmarks" / "results" / "pipeline_e2e.json").write_text(json.dumps(out, indent=1))
+    # The bulk of each core object loads (rejects are the exception, not the rule).
+    for sobject in ("Account", "Contact", "Case", "CaseContactRole", "Time_Entry__c", "Event", "EventRelation",
+                    "ContentVersion", "ContentNote", "ContentDocumentLink"):
+        assert figures[sobject]["loaded"] == figures[sobject]["rows"], (sobject, figures[sobject])
+    # Known sandbox gap: its Task describe has no standard "Type" field (real Salesforce has it), so the
+    # Tasks that map a Type are rejected; any other Task failure is a regression.
+    task_rejects = _load_rejects(mroot, "Task").values()
+    assert all(r["field"] == "Type" and "No such column 'Type'" in r["message"] for r in task_rejects)
+    assert figures["ContentDocumentLink"]["loaded"] and figures["EventRelation"]["loaded"]
+
+
+def test_second_load_creates_nothing(run):
+    first, second = _totals(run["first"]), _totals(run["second"])
+    assert first["created"] > 0
+    assert second["created"] == 0, [s for s in run["second"] if s["created"]]
+    assert second["failed"] == first["failed"]
+
+
+def test_lookups_resolved(run):
+    hook = run["hook"]
+    contacts = hook.query_all("SELECT Id, AccountId FROM Contact WHERE Clio_Id__c != null")
+    assert contacts and all(c["AccountId"] for c in contacts)
+    cases = hook.query_all("SELECT Id, ContactId, AccountId FROM Case WHERE Clio_Id__c != null")
+    assert cases and sum(1 for c in cases if c["ContactId"] or c["AccountId"]) == len(cases)
+    assert any(c["ContactId"] for c in cases)
+    entries = hook.query_all("SELECT Id, Case__c FROM Time_Entry__c")
+    assert entries and all(e["Case__c"] for e in entries)
+    ccr = hook.query_all("SELECT Id, CasesId, ContactId FROM CaseContactRole")
+    assert ccr and all(r["CasesId"] and r["ContactId"] for r in ccr)
+    tasks = hook.query_all("SELECT Id, WhatId FROM Task WHERE Clio_Id__c LIKE 'task-%'")
+    assert tasks and any(t["WhatId"] for t in tasks)
+    case_ids = [c["Id"] for c in cases]
+    links = hook.query_all(f"SELECT Id, ContentDocumentId FROM ContentDocumentLink WHERE {soql_in('LinkedEntityId', case_ids[:200])}")
+    assert links

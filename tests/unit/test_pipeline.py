@@ -1,0 +1,163 @@
+"""Pure pipeline glue: transform of a raw batch file, lookups, row preparation, schema apply, contracts."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from clio2sf import pipeline, staging
+from clio2sf.load import Column, Envelope, load_content_notes, load_rows, prepare_rows, split_deferred
+from clio2sf.mapping.schema_plan import build_schema_plan
+from clio2sf.mapping.spec import load_spec
+from clio2sf.mapping.transform import PRODUCES
+from clio2sf.mapping.users import UserMap
+
+pytestmark = pytest.mark.unit
+
+FIXTURES = Path(__file__).parent / "mapping" / "fixtures"
+POLYMORPHIC = {"What", "Who", "LinkedEntity", "Relation", "FirstPublishLocation", "Parent", "Owner"}
+
+
+def _stage(mroot: Path) -> None:
+    for f in FIXTURES.glob("*.json"):
+        name = f.stem
+        path = staging.batch_path(mroot, name, 1)
+        info = staging.write_jsonl_gz(path, json.loads(f.read_text(encoding="utf-8")))
+        staging.write_json(staging.raw_dir(mroot, name) / staging.MANIFEST, {"object": name, "batches": [info]})
+
+
+@pytest.fixture
+def staged(tmp_path: Path):
+    _stage(tmp_path)
+    return tmp_path, load_spec("harlow_vance"), UserMap({1001: "005000000000001AAA"}, "005000000000009AAA")
+
+
+def test_transform_batch_writes_rows_per_sobject_and_rejects(staged):
+    mroot, spec, users = staged
+    lookup = pipeline.build_lookup(mroot, pipeline.lookup_names("documents"), spec)
+    assert set(lookup["contacts"][9001]) == {"type", "company"}  # minimal records only
+    out = pipeline.transform_batch(staging.batch_path(mroot, "documents", 1), "documents", spec, users, lookup, mroot)
+    assert out["records"] == 2 and out["rejects_by_rule"] == {"deleted_in_clio": 1}
+    cv_path = Path(out["paths"]["ContentVersion"])
+    assert cv_path == mroot / "transformed" / "ContentVersion" / "documents-batch-00001.jsonl.gz"
+    cv = next(staging.read_jsonl_gz(cv_path))
+    assert cv["blob"]["path"] == "blobs/documents/55/551" and cv["blob"]["sha256"]
+    rejects = staging.read_jsonl(Path(out["rejects_path"]))
+    assert rejects[0]["source_system_id"] in rejects[0]["message"]
+
+
+def test_every_polymorphic_column_has_a_type_prefix(staged):
+    mroot, spec, users = staged
+    seen = set()
+    for name in PRODUCES:
+        if not (FIXTURES / f"{name}.json").exists():
+            continue
+        lookup = pipeline.build_lookup(mroot, pipeline.lookup_names(name), spec)
+        out = pipeline.transform_batch(staging.batch_path(mroot, name, 1), name, spec, users, lookup, mroot)
+        for path in out["paths"].values():
+            for env in staging.read_jsonl_gz(Path(path)):
+                for key in env["row"]:
+                    col = Column.parse(key) if "." in key else None
+                    if col and col.relationship in POLYMORPHIC:
+                        assert col.target_type, f"{env['source_system_id']}: {key} lacks <Type>:"
+                        seen.add(col.relationship)
+    assert {"What", "Who", "LinkedEntity", "Relation"} <= seen
+
+
+class Fake:
+    def __init__(self, records: dict[str, list[dict]]):
+        self.records = records
+        self.created: list[dict] = []
+
+    def query_all_iter(self, soql):
+        for key, recs in self.records.items():
+            if key in soql:
+                yield from recs
+
+    def reference_targets(self, sobject, columns):
+        return {c: c.split(":")[0] if ":" in c else "Case" for c in columns}
+
+    def composite_create(self, records):
+        self.created += records
+        return [{"id": f"069{len(self.created):012d}AAA", "success": True, "errors": []} for _ in records]
+
+
+def test_prepare_rows_resolves_record_types_documents_notes_and_strips_directives():
+    fake = Fake({"FROM RecordType": [{"Id": "012000000000001AAA", "DeveloperName": "Litigation"}],
+                 "FROM ContentVersion": [{"ContentDocumentId": "069000000000001AAA", "Clio_Id__c": "document-55@v2"}]})
+    envs = [
+        Envelope("Case", "matter-7", {"Clio_Id__c": "matter-7", "RecordType.DeveloperName": "Litigation", "_x": 1}, "Clio_Id__c"),
+        Envelope("Case", "matter-8", {"Clio_Id__c": "matter-8", "RecordType.DeveloperName": "Nope"}, "Clio_Id__c"),
+    ]
+    out, failed = prepare_rows(fake, envs)
+    assert out[0].row == {"Clio_Id__c": "matter-7", "RecordTypeId": "012000000000001AAA"}
+    assert failed[1].errors[0].status_code == "INVALID_CROSS_REFERENCE_KEY" and failed[1].errors[0].fields == ("RecordTypeId",)
+    links = [Envelope("ContentDocumentLink", "a", {"ContentVersion.Clio_Id__c": "document-55@v2"}, None, ("ContentDocumentId",)),
+             Envelope("ContentDocumentLink", "b", {"ContentNote.source_system_id": "note-19"}, None, ("ContentDocumentId",)),
+             Envelope("ContentDocumentLink", "c", {"ContentNote.source_system_id": "note-20"}, None, ("ContentDocumentId",))]
+    out, failed = prepare_rows(fake, links, note_ids={"note-19": "069000000000002AAA"})
+    assert out[0].row == {"ContentDocumentId": "069000000000001AAA"} and out[1].row == {"ContentDocumentId": "069000000000002AAA"}
+    assert list(failed) == [2] and "note-20" in failed[2].errors[0].message
+
+
+def test_content_notes_are_base64_and_idempotent_by_ledger_ids():
+    fake = Fake({"FROM ContentNote": [{"Id": "069000000000007AAA"}]})
+    envs = [Envelope("ContentNote", "note-1", {"Title": "T", "Content": "<p>é</p>"}, None, ("Title",)),
+            Envelope("ContentNote", "note-2", {"Title": "U", "Content": "<p>x</p>"}, None, ("Title",))]
+    res = load_content_notes(fake, envs, {"note-2": "069000000000007AAA"}, sleep=lambda s: None)
+    assert [o.ledger_status for o in res.outcomes] == ["ok", "skipped"]
+    assert base64.b64decode(fake.created[0]["Content"]).decode() == "<p>é</p>" and len(fake.created) == 1
+    with pytest.raises(ValueError, match="load_content_notes"):
+        load_rows(fake, envs)
+
+
+def test_split_deferred_keeps_external_id_and_late_columns_only():
+    envs = [Envelope("Contact", "contact-1", {"Clio_Id__c": "contact-1", "LastName": "A", "Spouse__r.Clio_Id__c": "contact-2"}, "Clio_Id__c")]
+    first, second = split_deferred(envs, {"Spouse__r.Clio_Id__c"})
+    assert first[0].row == {"Clio_Id__c": "contact-1", "LastName": "A"}
+    assert second[0].row == {"Clio_Id__c": "contact-1", "Spouse__r.Clio_Id__c": "contact-2"}
+
+
+class FakeHook:
+    def __init__(self, refuse_activity: bool):
+        self.refuse_activity = refuse_activity
+        self.fields = {("contact", "clio_id__c")}
+        self.made: list[str] = []
+
+    def tooling_query(self, soql):
+        if "CustomField" in soql:
+            return [{"Id": "00N1", "DeveloperName": "Clio_Id", "TableEnumOrId": "Contact"}]
+        return []
+
+    def query_all(self, soql):
+        return []
+
+    def create_custom_object(self, name, md):
+        self.made.append(name)
+
+    def create_record_type(self, sobject, dev, label, active=True):
+        self.made.append(f"{sobject}.{dev}")
+
+    def create_custom_field(self, sobject, name, md):
+        if sobject == "Activity" and self.refuse_activity:
+            err = RuntimeError("refused")
+            err.error_code = "INVALID_TYPE"
+            raise err
+        self.made.append(f"{sobject}.{name}")
+
+
+def test_apply_schema_plan_skips_existing_and_falls_back_from_activity():
+    plan = build_schema_plan(load_spec("harlow_vance"))
+    hook = FakeHook(refuse_activity=True)
+    with pytest.raises(pipeline.SchemaApplyError, match="Activity.Clio_Id__c: INVALID_TYPE"):
+        pipeline.apply_schema_plan(hook, plan)
+    hook = FakeHook(refuse_activity=True)
+    out = pipeline.apply_schema_plan(hook, plan, activity_fallback=True)
+    assert "Contact.Clio_Id__c" in out["existing"] and "Contact.Clio_Id__c" not in hook.made
+    assert "Task.Clio_Id__c" in out["fallback"] and "Event.Clio_Id__c" in out["fallback"] and not out["failed"]
+    ok = FakeHook(refuse_activity=False)
+    pipeline.apply_schema_plan(ok, plan)
+    assert "Activity.Clio_Id__c" in ok.made and not any(m.startswith("Task.") for m in ok.made)
