@@ -343,6 +343,9 @@ class Schema:
                                        if not c["childSObject"].endswith("__c")]
             self._add(SObject(name, d, fields))
         task = self.objects["Task"]
+        if not task.field("Type"):
+            # The recorded org lacks it; every real org has the standard Task.Type picklist.
+            task.add_field(field("Type", "picklist", "Type", picklist=["Call", "Email", "Meeting", "Other"]))
         if task.field("TaskSubtype"):
             ts = task.field("TaskSubtype")
             ts["picklistValues"] = [

@@ -176,6 +176,10 @@ class Org:
 
     def create_custom_field(self, full_name: str, md: dict) -> str:
         table, _, fname = full_name.partition(".")
+        if table == "Activity":
+            # Activity custom fields appear on both Task and Event, as in a real org.
+            ids = [self.create_custom_field(f"{t}.{fname}", md) for t in ("Task", "Event")]
+            return ids[0]
         obj = self.schema.get(table)
         if obj is None:
             raise FieldError("INVALID_TYPE", f"sObject type '{table}' is not supported.", ["FullName"])
