@@ -68,8 +68,11 @@ def plan() -> dict[str, Any]:
         path = droot / "ids" / f"{name}.json"
         if path.exists():
             current[name] = staging.read_json(path)
-    result = plan_window(ClioSalesforceHook(), root, firm_spec(p["firm"]), delta_root=droot, current_ids=current,
-                         changed_raw_dir="raw")
+    spec = firm_spec(p["firm"])
+    user = spec.options.get("integration_user") or spec.options.get("fallback_owner")
+    result = plan_window(ClioSalesforceHook(), root, spec, delta_root=droot, current_ids=current,
+                         integration_username=user)
+    staging.write_json(droot / "plan.json", result)
     return {k: v for k, v in result.items() if isinstance(v, int | float | str | dict)}
 
 
@@ -110,7 +113,9 @@ def delete_removed() -> dict[str, Any]:
     """Delete from Salesforce what was deleted in Clio (before-images kept for rollback)."""
     p = params()
     root = mroot(p)
-    return apply_deletes(ClioSalesforceHook(), root, delta_root(root), run_id(), p["migration_id"])
+    droot = delta_root(root)
+    plan = staging.read_json(droot / "plan.json")
+    return apply_deletes(ClioSalesforceHook(), root, plan, run_id(), p["migration_id"], delta_root=droot)
 
 
 def commit_watermarks() -> dict[str, str]:

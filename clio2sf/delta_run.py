@@ -1,0 +1,238 @@
+"""One delta window against the org: changed records to upsert, deleted ones, conflicts.
+
+:func:`plan_window` reads the changes extracted since the watermark (``<delta_root>/raw/``), the
+ids Clio lists now, the Salesforce state of the affected records and the ledger's last writes,
+and splits them with :func:`clio2sf.delta.plan_delta`. Non-conflicting changes are written back
+as raw batches under ``<delta_root>/raw_ok/<object>/`` for the normal transform + load path;
+deletions go to ``<delta_root>/deletes.jsonl`` for :func:`apply_deletes`; conflicts are queued
+in ``<delta_root>/conflicts.{jsonl,html}``. Only paths and counts are returned.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from clio2sf import delta, staging
+from clio2sf.ledger import LedgerWriter, last_write_by_record, read_ledger
+from clio2sf.load import COMPOSITE_CHUNK, chunked, soql_quote
+from clio2sf.mapping.spec import MappingSpec
+from clio2sf.verify import (
+    EXT,
+    NATURAL_KEY_OBJECTS,
+    base_id,
+    is_primary,
+    iter_raw,
+    query_in,
+    raw_objects,
+)
+
+RAW_OK = "raw_ok"
+DELETES_FILE = "deletes.jsonl"
+BATCH_SIZE = 1000
+STATE_FIELDS = ("SystemModstamp", "LastModifiedById")
+#: Field types that cannot be written back as they were read (compound, binary).
+NO_BEFORE_TYPES = frozenset({"address", "location", "base64"})
+
+
+def candidate_sobjects(spec: MappingSpec, clio_object: str) -> list[str]:
+    """Salesforce objects with ``Clio_Id__c`` that ``clio_object``'s records can land in (load order)."""
+    out = []
+    for key, ospec in spec.objects.items():
+        src = ospec.get("source")
+        if clio_object in (src if isinstance(src, list) else [src]):
+            sobject = key.split("@", 1)[0]
+            if sobject not in NATURAL_KEY_OBJECTS and not ospec.get("natural_key"):
+                out.append(sobject)
+    order = {s: i for i, s in enumerate(spec.load_order)}
+    return sorted(dict.fromkeys(out), key=lambda s: order.get(s, len(order)))
+
+
+def integration_users(client: Any, user_ids: Iterable[str] | None = None, username: str | None = None) -> list[str]:
+    """The integration user's id(s): given, or looked up by ``Username``."""
+    ids = [str(u) for u in user_ids or ()]
+    if username:
+        soql = f"SELECT Id FROM User WHERE Username = {soql_quote(username)}"
+        ids += [str(r["Id"]) for r in client.query_all_iter(soql)]
+        if not ids:
+            raise ValueError(f"delta: no Salesforce user with Username {username!r}")
+    if not ids:
+        raise ValueError("delta: pass integration_user_ids or integration_username (conflicts need them)")
+    return ids
+
+
+def _fields_present(client: Any, sobject: str) -> dict[str, dict[str, Any]]:
+    return {f["name"]: f for f in client.describe(sobject)["fields"]}
+
+
+def _state(rec: Mapping[str, Any]) -> delta.SfState:
+    return delta.SfState(str(rec["Id"]), str(rec.get("SystemModstamp") or ""), rec.get("LastModifiedById"))
+
+
+def _write_batches(out_dir: Any, obj: str, envelopes: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    odir = out_dir / obj
+    entries = []
+    for n, part in enumerate(chunked(list(envelopes), BATCH_SIZE), start=1):
+        entries.append(staging.write_jsonl_gz(odir / staging.batch_name(n), part))
+    staging.write_json(odir / staging.MANIFEST, {"object": obj, "batches": entries, "records": len(envelopes),
+                                                 "complete": True})
+    return {"records": len(envelopes), "batches": len(entries), "dir": str(odir)}
+
+
+def plan_window(client: Any, mroot: Any, spec: MappingSpec, *, delta_root: Any,
+                current_ids: Mapping[str, Iterable[Any]], changed_raw_dir: Any = None,
+                integration_user_ids: Iterable[str] | None = None, integration_username: str | None = None,
+                skew: timedelta = timedelta(seconds=5)) -> dict[str, Any]:
+    """Plan one delta window (see the module docstring); returns counts and paths.
+
+    ``current_ids``: Clio object → every id Clio lists now; objects left out get no deletion check.
+    """
+    changed_root = changed_raw_dir if changed_raw_dir is not None else delta_root / "raw"
+    users = integration_users(client, integration_user_ids, integration_username)
+    changed: dict[str, list[dict[str, Any]]] = {}
+    for obj in raw_objects(changed_root):
+        envs = delta.dedupe_changes(iter_raw(changed_root, obj))
+        if envs:
+            changed[obj] = [dict(e) for e in envs]
+    deleted: dict[str, list[str]] = {}
+    for obj, ids in current_ids.items():
+        now = {str(i) for i in ids} | {str(e.get("clio_id")) for e in changed.get(obj, ())}
+        gone = sorted({e["source_system_id"] for e in iter_raw(mroot / "raw", obj)
+                       if str(e.get("clio_id")) not in now and e.get("source_system_id")})
+        if gone:
+            deleted[obj] = gone
+    affected = {e["source_system_id"] for envs in changed.values() for e in envs}
+    affected |= {s for ssids in deleted.values() for s in ssids}
+
+    # our writes of the affected records: the record's own rows, not link rows (they follow their parent)
+    lw = last_write_by_record(read_ledger(mroot))
+    rows_of: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    last_writes: dict[tuple[str, str], delta.LastWrite] = {}
+    by_sf_id: dict[tuple[str, str], str] = {}
+    for r in lw.itertuples(index=False):
+        ssid = str(r.source_system_id)
+        if base_id(ssid) in affected and is_primary(ssid):
+            rows_of[base_id(ssid)].add((r.object, ssid))
+            last_writes[(r.object, ssid)] = delta.LastWrite(str(r.sf_id), r.at.to_pydatetime())
+            by_sf_id[(r.object, str(r.sf_id)[:15])] = ssid
+
+    # Salesforce state: by the ids we wrote, and by Clio_Id__c for rows someone else made
+    sf_state: dict[tuple[str, str], delta.SfState] = {}
+    ids_by_obj: dict[str, set[str]] = defaultdict(set)
+    for (sobject, _), last in last_writes.items():
+        ids_by_obj[sobject].add(last.sf_id)
+    for sobject, wanted in sorted(ids_by_obj.items()):
+        fields = ["Id", *(f for f in STATE_FIELDS if f in _fields_present(client, sobject))]
+        for rec in query_in(client, sobject, fields, "Id", wanted):
+            ssid = by_sf_id.get((sobject, str(rec["Id"])[:15]))
+            if ssid is not None:
+                if not rec.get("SystemModstamp"):  # no audit field on this object: only our write is known
+                    rec = {**rec, "SystemModstamp": delta._iso(delta.parse_ts(last_writes[(sobject, ssid)].at))}
+                sf_state[(sobject, ssid)] = _state(rec)
+    candidates = {obj: candidate_sobjects(spec, obj) for obj in {*changed, *deleted}}
+    for sobject in sorted({s for c in candidates.values() for s in c}):
+        meta = _fields_present(client, sobject)
+        if EXT not in meta:
+            continue
+        objs = [o for o, c in candidates.items() if sobject in c]
+        keys = {e["source_system_id"] for o in objs for e in changed.get(o, ())} | {
+            s for o in objs for s in deleted.get(o, ())}
+        fields = ["Id", EXT, *(f for f in STATE_FIELDS if f in meta)]
+        for rec in query_in(client, sobject, fields, EXT, keys):
+            ssid = str(rec[EXT])
+            sf_state.setdefault((sobject, ssid), _state(rec))
+            rows_of[base_id(ssid)].add((sobject, ssid))
+
+    def changes_for(obj: str, ssid: str) -> list[delta.Change]:
+        rows = sorted(rows_of.get(ssid, ()))
+        if not rows:
+            first = (candidates.get(obj) or ["?"])[0]
+            return [delta.Change(first, ssid)]
+        return [delta.Change(sobject, row_ssid) for sobject, row_ssid in rows]
+
+    changes = [c for obj, envs in changed.items() for e in envs for c in changes_for(obj, e["source_system_id"])]
+    deletions = [c for obj, ssids in deleted.items() for s in ssids for c in changes_for(obj, s)]
+    plan = delta.plan_delta(changes, deletions, sf_state, last_writes, integration_user_ids=users,
+                            load_order=spec.load_order, skew=skew)
+
+    held = {base_id(c.source_system_id) for c in plan.conflicts if c.action == "upsert"}
+    upserts: dict[str, Any] = {}
+    for obj, envs in sorted(changed.items()):
+        ok = [e for e in envs if e["source_system_id"] not in held]
+        if ok:
+            upserts[obj] = _write_batches(delta_root / RAW_OK, obj, ok)
+    deletes = [{"sobject": o.sobject, "source_system_id": o.source_system_id, "sf_id": o.sf_id}
+               for o in plan.deletes]
+    deletes_path = delta_root / DELETES_FILE
+    staging.write_bytes_atomic(deletes_path, "".join(
+        json.dumps(d, sort_keys=True) + "\n" for d in deletes).encode("utf-8"))
+    delta.write_conflicts_jsonl(delta_root / "conflicts.jsonl", plan.conflicts)
+    conflicts_html = delta.write_conflicts_html(delta_root / "conflicts.html", plan.conflicts)
+    return {
+        "changed": {o: len(e) for o, e in sorted(changed.items())},
+        "deleted": {o: len(s) for o, s in sorted(deleted.items())},
+        "upserts": {o: u["records"] for o, u in upserts.items()},
+        "upsert_dirs": {o: u["dir"] for o, u in upserts.items()},
+        "deletes": len(deletes),
+        "deletes_path": str(deletes_path),
+        "conflicts": len(plan.conflicts),
+        "conflicts_path": str(delta_root / "conflicts.jsonl"),
+        "conflicts_report": str(conflicts_html),
+        "skipped": len(plan.skipped),
+    }
+
+
+def _before_fields(meta: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    return [n for n, f in meta.items() if f.get("createable") and not f.get("calculated")
+            and str(f.get("type")) not in NO_BEFORE_TYPES and n != "Id"]
+
+
+def apply_deletes(client: Any, mroot: Any, plan: Mapping[str, Any], run_id: str, migration_id: str, *,
+                  phase: str = "delta", delta_root: Any = None) -> dict[str, Any]:
+    """Delete the planned records (reverse dependency order), ledgering each with its before-image.
+
+    ``plan`` is :func:`plan_window`'s result; its deletes file is read from ``delta_root`` when
+    given, else from ``plan["deletes_path"]`` rebuilt with ``mroot``'s path class.
+    ContentVersion rows are deleted through their ContentDocument (``file_ids`` in the ledger).
+    """
+    path = delta_root / DELETES_FILE if delta_root is not None else type(mroot)(plan["deletes_path"])
+    todo = staging.read_jsonl(path)
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    groups: list[tuple[str, list[dict[str, Any]]]] = []
+    for d in todo:
+        if groups and groups[-1][0] == d["sobject"]:
+            groups[-1][1].append(d)
+        else:
+            groups.append((d["sobject"], [d]))
+    step = 0
+    for sobject, items in groups:
+        meta = {f["name"]: f for f in client.describe(sobject)["fields"]}
+        fields = _before_fields(meta)
+        for part in chunked(items, COMPOSITE_CHUNK):
+            step += 1
+            before = {str(r["Id"])[:15]: {f: r.get(f) for f in fields}
+                      for r in query_in(client, sobject, ["Id", *fields], "Id", [d["sf_id"] for d in part])}
+            targets = [d["sf_id"] for d in part]
+            files: dict[str, str] = {}
+            if sobject == "ContentVersion":
+                files = {str(r["Id"])[:15]: r["ContentDocumentId"] for r in query_in(
+                    client, "ContentVersion", ["Id", "ContentDocumentId"], "Id", targets)}
+                targets = [files.get(t[:15], t) for t in targets]
+            results = client.composite_delete(targets)
+            with LedgerWriter(mroot, migration_id, run_id, phase, sobject, f"deletes-{step:05d}") as w:
+                for d, res in zip(part, results, strict=True):
+                    ok = bool(res.get("success"))
+                    errs = res.get("errors") or [{}]
+                    code = str(errs[0].get("statusCode") or "")
+                    gone = not ok and code in ("ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY")
+                    w.record(source_system_id=d["source_system_id"], sf_id=d["sf_id"], operation="delete",
+                             created=False, before=before.get(d["sf_id"][:15]) if ok else None,
+                             file_ids=[files[d["sf_id"][:15]]] if d["sf_id"][:15] in files else [],
+                             status="ok" if ok or gone else "failed",
+                             error=None if ok else f"{code}: {str(errs[0].get('message') or '')[:300]}")
+                    counts[sobject]["deleted" if ok else "already_gone" if gone else "failed"] += 1
+    return {"counts": {s: dict(c) for s, c in counts.items()},
+            "failed": sum(c.get("failed", 0) for c in counts.values())}

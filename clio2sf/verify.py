@@ -1,0 +1,469 @@
+"""Verify a load against the org: the sample field-level diff and the full reconciliation.
+
+The DAG passes a Salesforce client (``ClioSalesforceHook``: ``query_all_iter``, ``describe``) and
+pathlib-like paths; only small JSON-able dicts are returned, the reports are files. Nothing here
+logs record values (client data is privileged).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from clio2sf import diff, reconcile, reports, staging
+from clio2sf.ledger import last_write_by_record, read_ledger
+from clio2sf.load import SOQL_IN_CHUNK, chunked, soql_in
+from clio2sf.mapping.spec import NATURAL_KEY_OBJECTS as SPEC_NATURAL_KEY_OBJECTS
+from clio2sf.mapping.spec import MappingSpec
+
+EXT = "Clio_Id__c"
+NATURAL_KEY_OBJECTS = SPEC_NATURAL_KEY_OBJECTS | {"AccountContactRelation", "CaseTeamMember"}
+#: Natural keys that cannot be compared in SOQL (body fields): checked through ledger ids only.
+UNQUERYABLE_KEYS = frozenset({"ContentNote"})
+
+
+# ------------------------------------------------------------------ staged files
+
+
+def _children(path: Any) -> list[Any]:
+    try:
+        return sorted(path.iterdir(), key=lambda p: p.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def base_id(source_system_id: str) -> str:
+    """``document-55@v2#matter-7`` → ``document-55``: the Clio record a row came from."""
+    return source_system_id.split("#", 1)[0].split("@", 1)[0]
+
+
+def is_primary(source_system_id: str) -> bool:
+    """A record's own row (an occurrence or version counts), not a link row (``#``)."""
+    return "#" not in source_system_id
+
+
+def raw_files(raw_root: Any, obj: str) -> list[Any]:
+    """The batch files of ``<raw_root>/<obj>/``: in manifest order when there is one."""
+    odir = raw_root / obj
+    manifest = staging.read_json(odir / staging.MANIFEST)
+    if manifest is not None:
+        return [odir / b["file"] for b in manifest.get("batches", [])]
+    return [p for p in _children(odir) if p.name.endswith(".jsonl.gz")]
+
+
+def raw_objects(raw_root: Any) -> list[str]:
+    return [p.name for p in _children(raw_root) if p.is_dir()]
+
+
+def iter_raw(raw_root: Any, obj: str) -> Iterator[dict[str, Any]]:
+    """Every staged envelope of one Clio object under ``raw_root``."""
+    for f in raw_files(raw_root, obj):
+        yield from staging.read_jsonl_gz(f)
+
+
+def transformed_files(root: Any) -> Iterator[tuple[str, str, Any]]:
+    """(sobject, clio object, path) of every ``transformed/<sobject>/<clio object>-<batch>.jsonl.gz``."""
+    for sdir in _children(root / "transformed"):
+        for f in _children(sdir):
+            if f.name.endswith(".jsonl.gz") and "-" in f.name:
+                yield sdir.name, f.name.split("-", 1)[0], f
+
+
+def iter_rejects(root: Any, phase: str) -> Iterator[tuple[str, Any, dict[str, Any]]]:
+    """(folder name, file, line) of ``rejects/<phase>/<folder>/*.jsonl``."""
+    for odir in _children(root / "rejects" / phase):
+        for f in _children(odir):
+            if f.name.endswith(".jsonl"):
+                for line in staging.read_jsonl(f):
+                    yield odir.name, f, line
+
+
+def query_in(client: Any, sobject: str, fields: Sequence[str], key: str, values: Iterable[Any],
+             extra_where: str = "") -> Iterator[dict[str, Any]]:
+    """Stream ``SELECT fields FROM sobject WHERE key IN (...)`` in chunks of 200, flattened."""
+    select = ", ".join(dict.fromkeys(fields))
+    for part in chunked(sorted({str(v) for v in values}), SOQL_IN_CHUNK):
+        soql = f"SELECT {select} FROM {sobject} WHERE {soql_in(key, part)}{extra_where}"
+        for rec in client.query_all_iter(soql):
+            yield diff.flatten_sf_record(rec)
+
+
+def existing_ids(client: Any, sobject: str, ids: Iterable[str]) -> set[str]:
+    """Ids (15-character form) still present in the org."""
+    return {str(r["Id"])[:15] for r in query_in(client, sobject, ["Id"], "Id", ids)}
+
+
+# ------------------------------------------------------------------ field specs
+
+
+def _field_meta(client: Any, sobject: str) -> dict[str, dict[str, Any]]:
+    return {f["name"]: f for f in client.describe(sobject)["fields"]}
+
+
+def _first_path(value: Any) -> str | None:
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value if isinstance(value, str) else None
+
+
+def spec_sources(spec: MappingSpec, sobject: str, clio_object: str) -> dict[str, str | None]:
+    """Target column → Clio source path for ``sobject`` rows made from ``clio_object``.
+
+    Several spec keys can feed one sobject (``Task``, ``Task@time_entries``...): only those whose
+    ``source`` is ``clio_object`` count. Link columns get the link's ``from`` path.
+    """
+    out: dict[str, str | None] = {}
+    for key, ospec in spec.objects.items():
+        if key.split("@", 1)[0] != sobject:
+            continue
+        src = ospec.get("source")
+        sources = src if isinstance(src, list) else [src]
+        if clio_object not in sources:
+            continue
+        for target, fspec in (ospec.get("fields") or {}).items():
+            out.setdefault(target, _first_path(fspec.get("from")))
+        for link in (ospec.get("links") or {}).values():
+            for column in (link.get("columns") or {}).values():
+                out.setdefault(column, _first_path(link.get("from")))
+    return out
+
+
+def _soql_column(column: str) -> str | None:
+    """The SOQL path that reads a neutral column back; None for polymorphic columns."""
+    return None if ":" in column else column
+
+
+def build_field_specs(sent_columns: Iterable[str], sources: Mapping[str, str | None],
+                      meta: Mapping[str, Mapping[str, Any]], notes: list[str], where: str) -> list[diff.FieldSpec]:
+    """FieldSpecs for the columns actually sent; unknown fields become notes, not queries."""
+    specs = []
+    for column in sorted(set(sent_columns)):
+        if column.startswith("_") or column in ("Id", EXT):
+            continue
+        if "." in column:
+            rel = column.split(".", 1)[0].split(":")[-1]
+            id_field = rel[:-3] + "__c" if rel.endswith("__r") else rel + "Id"
+            if id_field not in meta:
+                notes.append(f"{where}: {column} not compared: {id_field} is not in the describe")
+                continue
+            specs.append(diff.FieldSpec(column, "string", sources.get(column)))
+            continue
+        fmeta = meta.get(column)
+        if fmeta is None:
+            notes.append(f"{where}: {column} not compared: not in the Salesforce describe")
+            continue
+        specs.append(diff.FieldSpec(column, str(fmeta.get("type") or "string"), sources.get(column),
+                                    fmeta.get("scale") if fmeta.get("type") in ("double", "percent") else None,
+                                    fmeta.get("length") or None))
+    return specs
+
+
+def _resolve_polymorphic(client: Any, records: Mapping[str, dict[str, Any]], columns: Iterable[str]) -> None:
+    """Fill ``Type:Rel.Clio_Id__c`` values by reading ``RelId`` and then the parent's Clio_Id__c."""
+    for column in columns:
+        typ, rest = column.split(":", 1)
+        rel, target = rest.split(".", 1)
+        id_field = rel + "Id"
+        parent_ids = {r.get(id_field) for r in records.values() if r.get(id_field)}
+        found = {str(p["Id"])[:15]: p.get(target) for p in query_in(client, typ, ["Id", target], "Id", parent_ids)}
+        for r in records.values():
+            pid = r.get(id_field)
+            r[column] = found.get(str(pid)[:15]) if pid else None
+
+
+# ------------------------------------------------------------------ sample diff
+
+
+def sample_diff(client: Any, mroot: Any, spec: MappingSpec, *, sample_dir: str = "sample",
+                out_dir: Any = None) -> dict[str, Any]:
+    """Read the sample's loaded records back and diff them field by field against what was sent.
+
+    Writes ``diff.csv``, ``diff.html`` and ``diff_summary.json`` under ``out_dir`` (default
+    ``<mroot>/<sample_dir>``).
+    """
+    root = mroot / sample_dir
+    out = out_dir if out_dir is not None else root
+    notes: list[str] = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for sobject, clio_object, path in transformed_files(root):
+        groups[(sobject, clio_object)].extend(staging.read_jsonl_gz(path))
+    raw_root = root / "raw"
+    raw: dict[str, dict[str, Any]] = {}
+    for obj in {c for _, c in groups}:
+        for env in iter_raw(raw_root, obj):
+            if env.get("source_system_id"):
+                raw[env["source_system_id"]] = env.get("data")
+    rejects = [line for _, _, line in iter_rejects(root, "transform")]
+    rejects += [line for _, _, line in iter_rejects(root, "load")]
+    diffs: list[diff.FieldDiff] = []
+    for (sobject, clio_object), envs in sorted(groups.items()):
+        where = f"{sobject} from {clio_object}"
+        if sobject in NATURAL_KEY_OBJECTS or any(not e.get("external_id_field") for e in envs):
+            notes.append(f"{where}: {len(envs)} natural-key row(s) not diffed (no Clio_Id__c to read back)")
+            continue
+        meta = _field_meta(client, sobject)
+        if EXT not in meta:
+            notes.append(f"{where}: not diffed: {EXT} is not in the Salesforce describe")
+            continue
+        sent_cols = {c for e in envs for c in e["row"]}
+        specs = build_field_specs(sent_cols, spec_sources(spec, sobject, clio_object), meta, notes, where)
+        poly = [s.field for s in specs if ":" in s.field]
+        select = ["Id", EXT, *(s.field for s in specs if _soql_column(s.field))]
+        select += [p.split(":", 1)[1].split(".", 1)[0] + "Id" for p in poly]
+        found: dict[str, dict[str, Any]] = {}
+        for rec in query_in(client, sobject, select, EXT, (e["row"][EXT] for e in envs)):
+            found[str(rec.get(EXT)).casefold()] = rec
+        _resolve_polymorphic(client, found, poly)
+        records = [(e["source_system_id"], raw.get(base_id(e["source_system_id"])), e["row"],
+                    found.get(str(e["row"][EXT]).casefold())) for e in envs]
+        diffs.extend(diff.diff_records(sobject, specs, records, rejects))
+    summary = diff.summarize(diffs)
+    totals = {
+        "objects": len(summary),
+        "records": sum(s.records for s in summary),
+        "fields_compared": sum(s.fields_compared for s in summary),
+        "matches": sum(s.matches for s in summary),
+        "mismatches": sum(s.mismatches for s in summary),
+        "explained": sum(s.explained for s in summary),
+        "missing": sum(s.missing for s in summary),
+    }
+    diff.write_diff_csv(out / "diff.csv", diffs)
+    report = diff.write_diff_html(out / "diff.html", diffs)
+    reports.write_json(out / "diff_summary.json", {**totals, "by_object": [vars(s) for s in summary],
+                                                   "notes": notes})
+    return {**totals, "notes": len(notes), "report": str(report)}
+
+
+# ------------------------------------------------------------------ reconciliation
+
+#: figure → (sobject, amount field, Clio kind of the rows that count, group-by column or None).
+AMOUNT_TARGETS: dict[str, list[tuple[str, str, str]]] = {
+    "bills.total": [("Clio_Billing__c", "Clio_Total__c", "bill")],
+    "time.hours": [("Time_Entry__c", "Clio_Hours__c", "activity"), ("Task", "Clio_Hours__c", "activity")],
+    "time.amount": [("Time_Entry__c", "Clio_Total__c", "activity"), ("Task", "Clio_Total__c", "activity")],
+    "expenses.amount": [("Expense__c", "Clio_Amount__c", "activity")],
+}
+TRUST = ("Ledger__c", "Clio_Amount__c", "Clio_Bank_Account_Id__c")
+MATTER_COLUMNS = ("Case__r.Clio_Id__c", "Opportunity__r.Clio_Id__c")
+
+
+def _kind(ssid: str) -> str:
+    return ssid.split("-", 1)[0]
+
+
+class _Staged:
+    """What the staging area says about one migration: rows per Clio object, rejects, natural keys."""
+
+    def __init__(self, mroot: Any) -> None:
+        self.primary: dict[str, set[str]] = defaultdict(set)  # clio object → primary row ssids
+        self.sobjects: dict[str, set[str]] = defaultdict(set)  # clio object → sobjects of its primary rows
+        self.row_sobject: dict[str, str] = {}  # primary ssid → sobject
+        self.columns: dict[str, set[str]] = defaultdict(set)  # sobject → columns sent
+        self.natural_keys: dict[str, tuple[str, ...]] = {}
+        for sobject, clio_object, path in transformed_files(mroot):
+            for env in staging.read_jsonl_gz(path):
+                ssid = env["source_system_id"]
+                self.columns[sobject].update(env["row"])
+                if env.get("natural_key"):
+                    self.natural_keys[sobject] = tuple(env["natural_key"])
+                if is_primary(ssid):
+                    self.primary[clio_object].add(ssid)
+                    self.sobjects[clio_object].add(sobject)
+                    self.row_sobject[ssid] = sobject
+        self.rejects: list[dict[str, Any]] = []
+        for folder, _, line in iter_rejects(mroot, "transform"):
+            self.rejects.append({**line, "object": line.get("object") or folder})
+        for _, f, line in iter_rejects(mroot, "load"):
+            ssid = line.get("source_system_id") or ""
+            if is_primary(ssid) and line.get("repair") is None:
+                self.rejects.append({**line, "object": f.name.split("-", 1)[0], "source_system_id": base_id(ssid)})
+
+
+def _dec(value: Any, where: str) -> Decimal:
+    try:
+        return Decimal(0) if value is None else Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(f"{where}: {value!r} is not a number") from None
+
+
+def _column_ok(column: str, meta: Mapping[str, Any]) -> bool:
+    """A plain field in the describe, or a relationship column whose lookup field is."""
+    if "." not in column:
+        return column in meta
+    rel = column.split(".", 1)[0].split(":")[-1]
+    return (rel[:-3] + "__c" if rel.endswith("__r") else rel + "Id") in meta
+
+
+def _stream_sobject(client: Any, sobject: str, fields: Sequence[str], meta: Mapping[str, Any]) -> Iterator[dict]:
+    cols = [f for f in dict.fromkeys(fields) if _column_ok(f, meta)]
+    soql = f"SELECT {', '.join(cols)} FROM {sobject} WHERE {EXT} != null"
+    for rec in client.query_all_iter(soql):
+        yield diff.flatten_sf_record(rec)
+
+
+def _natural_key_rows(client: Any, sobject: str, key: tuple[str, ...], ledger_ids: Mapping[str, str],
+                      queryable: bool) -> list[str]:
+    """One ssid per Salesforce row of a natural-key object we wrote (duplicates repeat the ssid)."""
+    by_id = {str(sf_id)[:15]: ssid for ssid, sf_id in ledger_ids.items()}
+    if not queryable:
+        present = existing_ids(client, sobject, ledger_ids.values())
+        return [ssid for short, ssid in by_id.items() if short in present]
+    rows_by_key: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for rec in client.query_all_iter(f"SELECT Id, {', '.join(key)} FROM {sobject}"):
+        rows_by_key[tuple(str(rec.get(k))[:15] if k.endswith("Id") else str(rec.get(k)) for k in key)].append(
+            str(rec["Id"])[:15])
+    out = []
+    for ids in rows_by_key.values():
+        ours = [by_id[i] for i in ids if i in by_id]
+        if ours:
+            out.extend([ours[0]] * len(ids))
+    return out
+
+
+def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label: str) -> dict[str, Any]:
+    """Clio records → Salesforce rows (loaded or rejected, nothing missing), duplicates and money.
+
+    Writes ``reports/<run_label>/reconciliation.{json,csv,html}``.
+    """
+    staged = _Staged(mroot)
+    notes: list[str] = []
+    raw_root = mroot / "raw"
+    ledger = last_write_by_record(read_ledger(mroot))
+    ledger = ledger[ledger["phase"] != "rollback"]
+    rejected: dict[str, set[str]] = defaultdict(set)
+    for line in staged.rejects:
+        if line.get("repair") is None:
+            rejected[line["object"]].add(line["source_system_id"])
+
+    kinds: dict[str, str] = {}  # clio object → Clio kind
+    reconciled: list[str] = []
+    for obj in sorted(staged.primary):
+        ids = {e["source_system_id"] for e in iter_raw(raw_root, obj) if e.get("source_system_id")}
+        if not ids & {base_id(s) for s in staged.primary[obj]}:
+            notes.append(f"{obj}: rows are derived (ids do not follow the Clio records): not reconciled per record")
+            continue
+        kinds[obj] = _kind(next(iter(ids)))
+        reconciled.append(obj)
+
+    target = reconcile.TargetTotals()
+    sums: dict[str, Decimal] = defaultdict(Decimal)
+    measured: set[str] = set()
+    metas: dict[str, dict[str, Any]] = {}
+
+    def meta(sobject: str) -> dict[str, Any]:
+        if sobject not in metas:
+            metas[sobject] = _field_meta(client, sobject)
+        return metas[sobject]
+
+    trust_accounts: set[str] | None = None
+    if "bank_accounts" in raw_objects(raw_root):
+        trust_accounts = {str((e.get("data") or {}).get("id")) for e in iter_raw(raw_root, "bank_accounts")
+                          if (e.get("data") or {}).get("type") == "Trust"}
+    custom_sobjects = sorted({s for o in reconciled for s in staged.sobjects[o] if s not in NATURAL_KEY_OBJECTS})
+    for targets in AMOUNT_TARGETS.values():
+        for sobject, _, _ in targets:
+            if sobject in staged.columns and sobject not in custom_sobjects:
+                custom_sobjects.append(sobject)
+    for sobject in custom_sobjects:
+        m = meta(sobject)
+        if EXT not in m:
+            notes.append(f"{sobject}: {EXT} is not in the describe: rows cannot be matched")
+            continue
+        amount_fields = [f for targets in AMOUNT_TARGETS.values() for s, f, _ in targets
+                         if s == sobject and f in m and f in staged.columns[sobject]]
+        trust_cols: list[str] = []
+        if sobject == TRUST[0]:
+            trust_cols = [c for c in (TRUST[1], TRUST[2]) if c in m and c in staged.columns[sobject]]
+            trust_cols += [c for c in MATTER_COLUMNS if c in staged.columns[sobject]]
+        for rec in _stream_sobject(client, sobject, [EXT, *amount_fields, *trust_cols], m):
+            value = str(rec.get(EXT))
+            kind = _kind(value)
+            for obj in reconciled:
+                if kinds[obj] == kind and sobject in staged.sobjects[obj]:
+                    target.ids.setdefault(obj, []).append(value)
+            for figure, targets in AMOUNT_TARGETS.items():
+                for s, f, k in targets:
+                    if s == sobject and f in amount_fields and k == kind:
+                        sums[figure] += _dec(rec.get(f), f"{rec.get('Id')}: {f}")
+                        measured.add(figure)
+            if trust_cols and kind == "bank_transaction":
+                _trust_figures(rec, sums, measured, trust_accounts)
+    for obj in reconciled:
+        nk_sobjects = [s for s in staged.sobjects[obj] if s in NATURAL_KEY_OBJECTS]
+        for sobject in nk_sobjects:
+            rows = ledger[ledger["object"] == sobject]
+            ids = {str(s): str(i) for s, i in zip(rows["source_system_id"], rows["sf_id"], strict=True)
+                   if str(s) in staged.primary[obj]}
+            key = staged.natural_keys.get(sobject, ())
+            queryable = sobject not in UNQUERYABLE_KEYS and bool(key)
+            if not queryable:
+                notes.append(f"{sobject}: natural key not queryable: rows checked by the ledger's ids only")
+            target.ids.setdefault(obj, []).extend(_natural_key_rows(client, sobject, key, ids, queryable))
+        target.ids.setdefault(obj, [])
+
+    def include(obj: str, env: Mapping[str, Any]) -> bool:
+        return env.get("source_system_id") not in rejected.get(obj, ())
+
+    def envelopes(obj: str) -> Iterable[dict[str, Any]]:
+        return iter_raw(raw_root, obj)
+
+    source = reconcile.source_totals(envelopes, reconciled, include=None)
+    money_objects = [o for o in ("bank_accounts", "bills", "activities", "bank_transactions")
+                     if o in raw_objects(raw_root) and (o in reconciled or o == "bank_accounts")]
+    money = reconcile.source_totals(envelopes, money_objects, include=include)
+    if any(rejected.values()):
+        notes.append("amounts: rejected records are excluded from the Clio side")
+    task_activities = {s for s, so in staged.row_sobject.items() if so == "Task" and _kind(s) == "activity"}
+    if task_activities and "Clio_Total__c" not in staged.columns.get("Task", ()):
+        tasks = reconcile.source_totals(envelopes, ["activities"],
+                                        include=lambda o, e: include(o, e) and e.get("source_system_id") in task_activities)
+        money.amounts["time.amount"] = money.amounts.get("time.amount", Decimal(0)) - tasks.amounts.get(
+            "time.amount", Decimal(0))
+        notes.append(f"time.amount: {len(task_activities)} non-billable time entr(y/ies) became Tasks without an "
+                     "amount field: excluded from the Clio side")
+    source.amounts = {k: v for k, v in money.amounts.items()
+                      if k in measured or k.startswith("trust.") and "trust" in measured}
+    unmeasured = sorted(set(money.amounts) - set(source.amounts))
+    if unmeasured:
+        notes.append(f"amounts not written by the spec, not compared: {', '.join(unmeasured[:20])}")
+    target.amounts = {k: v for k, v in sums.items()}
+    for k in source.amounts:
+        if k.startswith("trust.") and k not in target.amounts:
+            target.amounts[k] = Decimal(0)
+
+    rec = reconcile.reconcile(source, target, staged.rejects)
+    rdir = mroot / "reports" / run_label
+    reconcile.write_reconciliation_json(rdir / "reconciliation.json", rec)
+    reconcile.write_reconciliation_csv(rdir / "reconciliation.csv", rec)
+    report = reconcile.write_reconciliation_html(rdir / "reconciliation.html", rec)
+    reports.write_json(rdir / "reconciliation_notes.json", {"notes": notes})
+    return {
+        "lost": rec.lost,
+        "duplicated": rec.duplicated,
+        "exact": rec.exact,
+        "objects": {o.object: {"expected": o.expected, "loaded": o.loaded, "rejected": o.rejected,
+                               "missing": o.missing, "duplicates": o.duplicates, "unexpected": o.unexpected}
+                    for o in rec.objects},
+        "amounts_ok": all(a.ok for a in rec.amounts),
+        "notes": notes,
+        "report": str(report),
+    }
+
+
+def _trust_figures(rec: Mapping[str, Any], sums: dict[str, Decimal], measured: set[str],
+                   trust_accounts: set[str] | None) -> None:
+    """Ledger rows of trust accounts, summed per account and per matter (like the Clio side)."""
+    account = rec.get(TRUST[2])
+    if trust_accounts is not None and str(account) not in trust_accounts:
+        return
+    amount = _dec(rec.get(TRUST[1]), f"{rec.get('Id')}: {TRUST[1]}")
+    if account is not None:
+        sums[f"trust.account.{account}"] += amount
+        measured.add("trust")
+    for col in MATTER_COLUMNS:
+        matter = rec.get(col)
+        if matter:
+            sums[f"trust.matter.{str(matter).split('-', 1)[-1]}"] += amount
+

@@ -1,0 +1,67 @@
+"""Executing a rollback plan against an in-memory org: order, restore, idempotence, dry run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clio2sf.ledger import LedgerWriter, read_ledger
+from clio2sf.rollback_run import run_rollback
+from tests.unit.sf_fake import FakeSF
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def staged(tmp_path: Path):
+    org = FakeSF({
+        "Account": [{"Id": "001A", "Clio_Id__c": "contact-9000", "Name": "Acme"}],
+        "Contact": [{"Id": "003A", "Clio_Id__c": "contact-9001", "LastName": "Doe"},
+                    {"Id": "003OLD", "Clio_Id__c": None, "LastName": "Changed", "Email": "new@x.example"}],
+        "ContentDocument": [{"Id": "069A"}],
+        "ContentVersion": [{"Id": "068A", "ContentDocumentId": "069A"}],
+    })
+    with LedgerWriter(tmp_path, "m1", "run1", "full_load", "Account", "batch-00001") as w:
+        w.record(source_system_id="contact-9000", sf_id="001A", operation="upsert", created=True)
+    with LedgerWriter(tmp_path, "m1", "run1", "full_load", "Contact", "batch-00001") as w:
+        w.record(source_system_id="contact-9001", sf_id="003A", operation="upsert", created=True)
+        w.record(source_system_id="contact-9002", sf_id="003OLD", operation="upsert", created=False,
+                 before={"Id": "003OLD", "LastName": "Roe", "Email": None})
+    with LedgerWriter(tmp_path, "m1", "run1", "full_load", "ContentVersion", "batch-00001") as w:
+        w.record(source_system_id="document-55@v1", sf_id="068A", operation="insert", created=True, file_ids=["069A"])
+    return tmp_path, org
+
+
+def test_dry_run_writes_the_plan_and_changes_nothing(staged):
+    root, org = staged
+    out = run_rollback(org, root, run_id="run1", migration_id="m1", dry_run=True)
+    assert out["planned"] == {"ContentDocument": {"delete": 1}, "Contact": {"delete": 1, "restore": 1},
+                              "Account": {"delete": 1}}
+    assert out["counts"] == {} and org.deleted == []
+    plan = json.loads((root / "reports" / "rollback-run1" / "rollback.json").read_text())
+    assert [o["sobject"] for o in plan["operations"]] == ["ContentDocument", "Contact", "Account", "Contact"]
+
+
+def test_rollback_deletes_in_reverse_order_restores_and_is_idempotent(staged):
+    root, org = staged
+    out = run_rollback(org, root, run_id="run1", migration_id="m1", dry_run=False)
+    assert org.deleted == ["069A", "003A", "001A"]
+    assert out["counts"]["Contact"] == {"deleted": 1, "restored": 1} and out["failed"] == 0
+    old = next(r for r in org.records["Contact"] if r["Id"] == "003OLD")
+    assert old["LastName"] == "Roe" and old["Email"] is None
+    lines = read_ledger(root, "run1", "rollback")
+    assert len(lines) == 4 and set(lines["status"]) == {"ok"}
+    again = run_rollback(org, root, run_id="run1", migration_id="m1", dry_run=False)
+    assert again["planned"] == {} and again["counts"] == {} and again["already_done"] == 4
+
+
+def test_rollback_of_every_run_and_unknown_run(staged):
+    root, org = staged
+    with pytest.raises(ValueError, match="run 'nope'"):
+        run_rollback(org, root, run_id="nope", migration_id="m1", dry_run=True)
+    org.records["Account"].clear()  # deleted by someone already: skipped, not failed
+    out = run_rollback(org, root, migration_id="m1", dry_run=False)
+    assert "Account" not in out["counts"] and out["failed"] == 0
+    assert (root / "reports" / "rollback-m1" / "rollback.html").exists()

@@ -1,0 +1,99 @@
+"""Sample diff and reconciliation against an in-memory org."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clio2sf import staging, verify
+from clio2sf.load import write_rejects
+from clio2sf.mapping.spec import load_spec
+from tests.unit.sf_fake import FakeSF
+
+pytestmark = pytest.mark.unit
+
+
+def _raw(root: Path, obj: str, envs: list[dict]) -> None:
+    info = staging.write_jsonl_gz(staging.batch_path(root, obj, 1), envs)
+    staging.write_json(staging.raw_dir(root, obj) / staging.MANIFEST, {"object": obj, "batches": [info]})
+
+
+def _env(obj: str, ssid: str, data: dict) -> dict:
+    return {"object": obj, "source_system_id": ssid, "clio_id": data["id"], "data": data}
+
+
+def _rows(root: Path, sobject: str, clio_object: str, rows: list[dict]) -> None:
+    staging.write_jsonl_gz(root / "transformed" / sobject / f"{clio_object}-batch-00001.jsonl.gz",
+                           [{"sobject": sobject, "source_system_id": r["Clio_Id__c"], "external_id_field": "Clio_Id__c",
+                             "natural_key": None, "row": r} for r in rows])
+
+
+@pytest.fixture
+def spec():
+    return load_spec(None)
+
+
+def test_sample_diff_reports_match_mismatch_explained_and_missing(tmp_path: Path, spec):
+    sample = tmp_path / "sample"
+    _raw(sample, "contacts", [_env("contacts", f"contact-{i}", {"id": i, "first_name": f"F{i}", "last_name": f"L{i}",
+                                                                  "title": "Partner"}) for i in (1, 2, 3, 4)])
+    _rows(sample, "Contact", "contacts", [
+        {"Clio_Id__c": f"contact-{i}", "FirstName": f"F{i}", "LastName": f"L{i}", "Title": "Partner",
+         "Account.Clio_Id__c": "individual-client-account"} for i in (1, 2, 3, 4)])
+    write_rejects(sample, "transform", "contacts", "batch-00001", [
+        {"phase": "transform", "object": "contacts", "source_system_id": "contact-2", "field": "title",
+         "rule": "truncated", "message": "contact-2: title truncated", "repair": "truncated to 128"}])
+    org = FakeSF({"Contact": [
+        {"Id": "003A", "Clio_Id__c": "contact-1", "FirstName": "F1", "LastName": "L1", "Title": "Partner",
+         "Account.Clio_Id__c": "individual-client-account", "AccountId": "001A"},
+        {"Id": "003B", "Clio_Id__c": "contact-2", "FirstName": "F2", "LastName": "L2", "Title": "Part",
+         "Account.Clio_Id__c": "individual-client-account", "AccountId": "001A"},
+        {"Id": "003C", "Clio_Id__c": "contact-9", "FirstName": "X", "LastName": "Y", "Title": None,
+         "Account.Clio_Id__c": None, "AccountId": None}]})
+    org.records["Contact"][2]["Clio_Id__c"] = "contact-3"
+    org.records["Contact"][2]["LastName"] = "Wrong"
+    out = verify.sample_diff(org, tmp_path, spec)
+    assert out["records"] == 4 and out["fields_compared"] == 16
+    assert out["mismatches"] == 4  # contact-3: FirstName, LastName, Title and the Account lookup
+    assert out["explained"] == 1 and out["missing"] == 4  # contact-4 was never loaded
+    text = (sample / "diff.csv").read_text()
+    assert len(text.splitlines()) == 17 and "repair: truncated to 128" in text
+    summary = json.loads((sample / "diff_summary.json").read_text())
+    assert summary["matches"] == 16 - 4 - 1 - 4
+    assert "L1" not in (sample / "diff_summary.json").read_text()
+    assert any("IN (" in q and "Account.Clio_Id__c" in q for q in org.queries)
+
+
+def _bills_case(tmp_path: Path, org_rows: list[dict]) -> dict:
+    bills = [_env("bills", f"bill-{i}", {"id": i, "total": t}) for i, t in ((1, "100.50"), (2, "200.00"), (3, "7"))]
+    _raw(tmp_path, "bills", bills)
+    _rows(tmp_path, "Clio_Billing__c", "bills", [{"Clio_Id__c": f"bill-{i}", "Clio_Total__c": t}
+                                                 for i, t in ((1, 100.5), (2, 200))])
+    write_rejects(tmp_path, "transform", "bills", "batch-00001", [
+        {"phase": "transform", "object": "bills", "source_system_id": "bill-3", "field": "state",
+         "rule": "unknown_value", "message": "bill-3: state 'odd' is unknown", "repair": None}])
+    org = FakeSF({"Clio_Billing__c": org_rows}, types={"Clio_Billing__c": {"Clio_Total__c": "currency"}})
+    return verify.reconcile_migration(org, tmp_path, load_spec(None), run_label="final")
+
+
+def test_reconcile_every_record_loaded_or_rejected_and_amounts_match(tmp_path: Path):
+    out = _bills_case(tmp_path, [{"Id": "a01", "Clio_Id__c": "bill-1", "Clio_Total__c": 100.5},
+                                 {"Id": "a02", "Clio_Id__c": "bill-2", "Clio_Total__c": 200.0}])
+    assert out["lost"] == 0 and out["duplicated"] == 0 and out["amounts_ok"] and out["exact"]
+    assert out["objects"]["bills"] == {"expected": 3, "loaded": 2, "rejected": 1, "missing": 0, "duplicates": 0,
+                                       "unexpected": 0}
+    assert any("rejected records are excluded" in n for n in out["notes"])
+    doc = json.loads((tmp_path / "reports" / "final" / "reconciliation.json").read_text())
+    assert doc["amounts"][0]["figure"] == "bills.total" and doc["amounts"][0]["source"] == "300.50"
+    assert (tmp_path / "reports" / "final" / "reconciliation.csv").exists()
+
+
+def test_reconcile_finds_lost_duplicated_and_wrong_amounts(tmp_path: Path):
+    out = _bills_case(tmp_path, [{"Id": "a01", "Clio_Id__c": "bill-1", "Clio_Total__c": 100.5},
+                                 {"Id": "a03", "Clio_Id__c": "bill-1", "Clio_Total__c": 100.5}])
+    assert out["lost"] == 1 and out["duplicated"] == 1 and not out["amounts_ok"]
+    assert out["objects"]["bills"]["missing"] == 1
+    html = (tmp_path / "reports" / "final" / "reconciliation.html").read_text()
+    assert "bill-2" in html and "EXCEPTION" in html
