@@ -57,8 +57,16 @@ def to18(id15: str) -> str:
     return id15 if len(id15) == 18 else id15 + checksum(id15)
 
 
+@functools.lru_cache(maxsize=256)
+def _suffix(prefix: str) -> str:
+    # Only the prefix can hold capitals: the rest of "<prefix>8c0<9 digits>" never changes the checksum.
+    return checksum(f"{prefix}8c0000000000")
+
+
 def make_id(prefix: str, seq: int) -> str:
     """An 18-character id: prefix, a fixed pod part and a 9-digit sequence."""
+    if seq < 1_000_000_000 and len(prefix) == 3:
+        return f"{prefix}8c0{seq:09d}{_suffix(prefix)}"
     id15 = f"{prefix}8c0{seq:09d}"
     return id15 + checksum(id15)
 

@@ -395,6 +395,14 @@ class _Batch:
         self.pending: dict[int, list] = {}
         self._cols: dict[str, tuple] = {}
         self._cur = -1
+        # Per-batch memos: CSV rows repeat the same columns and, often, the same values.
+        self._conv: dict[str, dict[str, tuple]] = {}
+        self._writable: dict[tuple, list[str]] = {}
+        self._lookups: dict[tuple[str, str], tuple] = {}
+        self._ins_head: dict[str, Any] | None = None
+        self._ins_tail: dict[str, Any] = {}
+        self._key_specs = [(name, obj.fields[name]["type"] == "reference" or bool(obj.fields[name]["caseSensitive"]))
+                           for name in obj.plan["keys"]]
 
     # phase 1 --------------------------------------------------------------------------------
     def _column(self, k: str) -> tuple[str, dict | None, tuple]:
@@ -424,7 +432,60 @@ class _Batch:
             return "text", f, ()
         return "field", f, ()
 
+    def _convert_csv(self, f: dict, v: str) -> object:
+        """``convert`` for a CSV string, memoized per field (it is pure for a given field and value)."""
+        memo = self._conv.get(f["name"])
+        if memo is None:
+            memo = self._conv[f["name"]] = {}
+        hit = memo.get(v)
+        if hit is None:
+            try:
+                hit = (True, convert(f, v, from_csv=True))
+            except FieldError as e:
+                hit = (False, (e.code, e.message, tuple(e.fields)))
+            if len(memo) < 20000:
+                memo[v] = hit
+        if hit[0]:
+            return hit[1]
+        code, message, fields = hit[1]
+        raise FieldError(code, message, list(fields))
+
+    def _parse_csv(self, row: dict) -> tuple[dict, list, str | None]:
+        """``parse`` for Bulk CSV rows: string values, "" skipped, "#N/A" meaning null."""
+        vals: dict[str, Any] = {}
+        refs: list = []
+        rid = None
+        cols = self._cols
+        for k, v in row.items():
+            if v == "":
+                continue
+            col = cols.get(k)
+            if col is None:
+                col = cols[k] = ("skip", None, ()) if k == "attributes" else self._column(k)
+            kind, f, extra = col
+            if kind == "text":
+                if v == "#N/A":
+                    vals[f["name"]] = None
+                elif len(v) > f["length"]:
+                    raise FieldError("STRING_TOO_LONG",
+                                     f"{f['label']}: data value too large: {v[:80]} (max length={f['length']})",
+                                     [f["name"]])
+                else:
+                    vals[f["name"]] = v
+            elif kind == "field":
+                vals[f["name"]] = None if v == "#N/A" else self._convert_csv(f, v)
+            elif kind == "ref":
+                if v == "#N/A":
+                    vals[f["name"]] = None
+                else:
+                    refs.append((f, extra[0], extra[1], v))
+            elif kind == "id":
+                rid = None if v == "#N/A" else v
+        return vals, refs, rid
+
     def parse(self, row: dict) -> tuple[dict, list, str | None]:
+        if self.from_csv:
+            return self._parse_csv(row)
         _obj, vals, refs, rid = self.obj, {}, [], None
         for k, v in row.items():
             if k == "attributes":
@@ -512,9 +573,10 @@ class _Batch:
         n = len(rows)
         results: list[dict | None] = [None] * n
         parsed: list[Any] = []
+        parse = self.parse
         for i, row in enumerate(rows):
             try:
-                parsed.append(self.parse(row))
+                parsed.append(parse(row))
             except FieldError as e:
                 results[i] = _fail(e)
                 parsed.append(None)
@@ -595,6 +657,7 @@ class _Batch:
         self.check_lookups(prepared, results)
         # build final records
         finals: dict[int, tuple[str, dict, dict | None]] = {}
+        lock_faults = org.settings.lock_row_rate > 0
         for i, vals in prepared.items():
             if results[i] is not None:
                 continue
@@ -608,7 +671,7 @@ class _Batch:
                     before = existing[rid][1]
                     rec = self.build_update(before, vals)
                 self.object_rules(rec, vals, before)
-                if org._lock_fault():
+                if lock_faults and org._lock_fault():
                     raise FieldError("UNABLE_TO_LOCK_ROW",
                                      f"unable to obtain exclusive access to this record or 1 records: {rec['Id']}")
                 finals[i] = (kind, rec, before)
@@ -627,10 +690,15 @@ class _Batch:
         for i, (kind, rec, before) in finals.items():
             if not results[i]["success"]:
                 continue
-            self.side_effects(i)
+            if self.pending:
+                self.side_effects(i)
             if kind == "insert":
                 self.inserts.append((obj.name, rec["Id"], rec))
-                self.keys_add += org._keys_for(obj, rec)
+                rid = rec["Id"]
+                for name, exact in self._key_specs:
+                    v = rec.get(name)
+                    if v is not None:
+                        self.keys_add.append((obj.name, name, str(v) if exact else str(v).lower(), rid))
             else:
                 changed = {k for k, v in rec.items() if before.get(k) != v and (f := obj.fields.get(k)) and org._is_key(f)}
                 self.updates.append((obj.name, rec["Id"], rec))
@@ -644,6 +712,17 @@ class _Batch:
 
     # checks ---------------------------------------------------------------------------------
     def check_writable(self, vals: dict, kind: str) -> None:
+        key = (kind, *vals)
+        bad = self._writable.get(key)
+        if bad is None:
+            bad = self._writable[key] = self._not_writable(vals, kind)
+        if bad:
+            raise FieldError("INVALID_FIELD_FOR_INSERT_UPDATE",
+                             f"Unable to create/update fields: {', '.join(bad)}. Please check the security "
+                             "settings of this field and verify that it is read/write for your profile or "
+                             "permission set.", list(bad))
+
+    def _not_writable(self, vals: dict, kind: str) -> list[str]:
         obj, audit = self.obj, self.org.settings.audit_fields
         bad = []
         for name in vals:
@@ -654,11 +733,7 @@ class _Batch:
                 ok = f["updateable"] or (self.ext is not None and name == self.ext["name"])
             if not ok:
                 bad.append(name)
-        if bad:
-            raise FieldError("INVALID_FIELD_FOR_INSERT_UPDATE",
-                             f"Unable to create/update fields: {', '.join(bad)}. Please check the security "
-                             "settings of this field and verify that it is read/write for your profile or "
-                             "permission set.", bad)
+        return bad
 
     def check_lookups(self, prepared: dict[int, dict], results: list) -> None:
         obj, org = self.obj, self.org
@@ -670,36 +745,52 @@ class _Batch:
                 if v is not None and ids.well_formed(v):
                     wanted.add(ids.normalize(v))
         found = org.store.fetch_meta(wanted)
+        memo = self._lookups
         for i, vals in prepared.items():
-            try:
-                for name in refs.intersection(vals):
-                    v = vals[name]
-                    f = obj.fields[name]
-                    if v is None:
-                        continue
-                    if not ids.well_formed(v):
-                        raise FieldError("MALFORMED_ID", f"{f['label']}: id value of incorrect type: {v}", [name])
-                    v = vals[name] = ids.normalize(v)
-                    if name == "RecordTypeId" and v == ids.MASTER_RECORD_TYPE_ID:
-                        continue
-                    target = org.schema.by_prefix(v[:3])
-                    if target is None or target.name not in f["referenceTo"]:
-                        raise FieldError("FIELD_INTEGRITY_EXCEPTION", f"{f['label']}: id value of incorrect type: {v}", [name])
-                    hit = found.get(v)
-                    if hit is None:
-                        raise FieldError("INVALID_CROSS_REFERENCE_KEY", f"{f['label']}: invalid cross reference id", [name])
-                    if hit[2]:
-                        raise FieldError("ENTITY_IS_DELETED", "entity is deleted", [name])
-                    data = hit[1]
-                    if name == "RecordTypeId" and (data.get("SobjectType") != obj.name or not data.get("IsActive")):
-                        raise FieldError("INVALID_CROSS_REFERENCE_KEY",
-                                         f"Record Type ID: this ID value isn't valid for the user: {v}", [name])
-                    if name == "OwnerId" and hit[0] == "User" and not data.get("IsActive"):
-                        raise FieldError("INACTIVE_OWNER_OR_USER",
-                                         f"operation performed with inactive user [{v}] as owner of {obj.top['label'].lower()}",
-                                         [name])
-            except FieldError as e:
-                results[i] = _fail(e)
+            for name in refs.intersection(vals):
+                v = vals[name]
+                if v is None:
+                    continue
+                hit = memo.get((name, v))
+                if hit is None:
+                    try:
+                        hit = (True, self._lookup_ok(name, v, found))
+                    except FieldError as e:
+                        hit = (False, (e.code, e.message, tuple(e.fields)))
+                    memo[(name, v)] = hit
+                if hit[0]:
+                    vals[name] = hit[1]
+                else:
+                    code, message, fields = hit[1]
+                    results[i] = _fail(FieldError(code, message, list(fields)))
+                    break
+
+    def _lookup_ok(self, name: str, v: Any, found: dict) -> str:
+        """The normalized id for lookup ``name`` = ``v``, or FieldError (pure for one batch)."""
+        obj, org = self.obj, self.org
+        f = obj.fields[name]
+        if not ids.well_formed(v):
+            raise FieldError("MALFORMED_ID", f"{f['label']}: id value of incorrect type: {v}", [name])
+        v = ids.normalize(v)
+        if name == "RecordTypeId" and v == ids.MASTER_RECORD_TYPE_ID:
+            return v
+        target = org.schema.by_prefix(v[:3])
+        if target is None or target.name not in f["referenceTo"]:
+            raise FieldError("FIELD_INTEGRITY_EXCEPTION", f"{f['label']}: id value of incorrect type: {v}", [name])
+        hit = found.get(v)
+        if hit is None:
+            raise FieldError("INVALID_CROSS_REFERENCE_KEY", f"{f['label']}: invalid cross reference id", [name])
+        if hit[2]:
+            raise FieldError("ENTITY_IS_DELETED", "entity is deleted", [name])
+        data = hit[1]
+        if name == "RecordTypeId" and (data.get("SobjectType") != obj.name or not data.get("IsActive")):
+            raise FieldError("INVALID_CROSS_REFERENCE_KEY",
+                             f"Record Type ID: this ID value isn't valid for the user: {v}", [name])
+        if name == "OwnerId" and hit[0] == "User" and not data.get("IsActive"):
+            raise FieldError("INACTIVE_OWNER_OR_USER",
+                             f"operation performed with inactive user [{v}] as owner of {obj.top['label'].lower()}",
+                             [name])
+        return v
 
     def check_unique(self, finals: dict, results: list) -> None:
         obj, org = self.obj, self.org
@@ -769,9 +860,37 @@ class _Batch:
             fused += size
 
     # record building --------------------------------------------------------------------------
+    def _insert_parts(self) -> None:
+        """The constant head (defaults, owner) and tail (Id slot, audit values) of every new record."""
+        obj, head, tail = self.obj, dict(self.obj.plan["defaults"]), {}
+        if "OwnerId" in obj.fields:
+            head["OwnerId"] = self.user_id
+        tail["Id"] = None
+        tail["IsDeleted"] = False
+        for k in ("CreatedDate", "LastModifiedDate", "SystemModstamp"):
+            if k in obj.fields:
+                tail[k] = self.now
+        for k in ("CreatedById", "LastModifiedById"):
+            if k in obj.fields:
+                tail[k] = self.user_id
+        self._ins_head, self._ins_tail = head, tail
+
     def build_insert(self, vals: dict) -> dict:
         obj = self.obj
         plan = obj.plan
+        if self._ins_head is None:
+            self._insert_parts()
+        if obj.name != "ContentVersion" and not any(k in vals for k in self._ins_tail):
+            # Fast path (no audit or system value given): same record, same key order as below.
+            rec = dict(self._ins_head)
+            rec.update(vals)
+            rec.update(self._ins_tail)
+            rec["Id"] = self.org.new_id(obj.key_prefix)
+            missing = [name for name in plan["required"] if rec.get(name) is None]
+            if missing:
+                raise FieldError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
+                                 missing)
+            return rec
         rec: dict[str, Any] = dict(plan["defaults"])
         if "OwnerId" in obj.fields:
             rec["OwnerId"] = self.user_id
@@ -812,7 +931,8 @@ class _Batch:
     def object_rules(self, rec: dict, vals: dict, before: dict | None) -> None:
         name = self.obj.name
         if name in ("Contact", "User") and "LastName" in self.obj.fields:
-            rec["Name"] = " ".join(p for p in (rec.get("FirstName"), rec.get("LastName")) if p)
+            first, last = rec.get("FirstName"), rec.get("LastName")
+            rec["Name"] = f"{first} {last}" if first and last else (first or last or "")
         elif name == "Case":
             if before is None:
                 rec["CaseNumber"] = f"{self.org.seq % 100000000:08d}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -22,6 +23,37 @@ CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, kind TEXT, data TEXT);
 """
 CHUNK = 900
 
+try:  # msgspec comes with Airflow; it encodes a record ~7x faster than json (same JSON values)
+    import msgspec
+
+    _ENC = msgspec.json.Encoder()
+    _DEC = msgspec.json.Decoder()
+except ImportError:  # pragma: no cover - the json module alone gives the same results, slower
+    _ENC = _DEC = None
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def encode(d: dict) -> str:
+    """A record as compact JSON text (NaN/Infinity kept as json writes them; msgspec would write null)."""
+    if _ENC is not None:
+        floats = [v for v in d.values() if v.__class__ is float]
+        if not floats or all(map(math.isfinite, floats)):
+            try:
+                return _ENC.encode(d).decode()
+            except (TypeError, ValueError, UnicodeError, OverflowError):
+                pass
+    return _dumps(d)
+
+
+def decode(text: str) -> dict:
+    if _DEC is not None:
+        try:
+            return _DEC.decode(text)
+        except (msgspec.DecodeError, ValueError):
+            pass
+    return json.loads(text)
+
 
 class Store:
     """One SQLite connection guarded by a re-entrant lock (the server is multi-threaded)."""
@@ -29,7 +61,9 @@ class Store:
     def __init__(self, path: Path):
         self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        # An emulator's data must survive a crashed process (WAL does), not a power cut: skipping the
+        # fsyncs makes commits and checkpoints several times cheaper for Bulk-sized batches.
+        self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("PRAGMA cache_size=-200000")
         self.db.executescript(SCHEMA)
         self.lock = threading.RLock()
@@ -58,7 +92,7 @@ class Store:
                 rows = self.db.execute(
                     f"SELECT sobject, id, data, is_deleted FROM records WHERE id IN ({marks})", part)
             for s, rid, data, deleted in rows:
-                out[rid] = (s, json.loads(data), bool(deleted))
+                out[rid] = (s, decode(data), bool(deleted))
         return out
 
     def fetch_meta(self, ids: Iterable[str]) -> dict[str, tuple[str, dict, bool]]:
@@ -98,7 +132,7 @@ class Store:
         sql = "SELECT data FROM records WHERE sobject=?" + ("" if include_deleted else " AND is_deleted=0")
         sql += " ORDER BY rowid"
         for (data,) in self.db.execute(sql, (sobject,)).fetchall():
-            yield json.loads(data)
+            yield decode(data)
 
     def count(self, sobject: str) -> int:
         return self.db.execute("SELECT COUNT(*) FROM records WHERE sobject=? AND is_deleted=0",
@@ -119,11 +153,11 @@ class Store:
         try:
             if inserts:
                 db.executemany("INSERT INTO records (sobject, id, data, is_deleted) VALUES (?,?,?,?)",
-                               [(s, i, json.dumps(d, separators=(",", ":")), int(d.get("IsDeleted", False)))
+                               [(s, i, encode(d), int(d.get("IsDeleted", False)))
                                 for s, i, d in inserts])
             if updates:
                 db.executemany("UPDATE records SET data=?, is_deleted=? WHERE sobject=? AND id=?",
-                               [(json.dumps(d, separators=(",", ":")), int(d.get("IsDeleted", False)), s, i)
+                               [(encode(d), int(d.get("IsDeleted", False)), s, i)
                                 for s, i, d in updates])
             if keys_drop:
                 db.executemany("DELETE FROM keys WHERE id=? AND field=?", keys_drop)
