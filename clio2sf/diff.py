@@ -237,6 +237,8 @@ def diff_record(sobject: str, specs: Iterable[FieldSpec], source_system_id: str,
     sf_id = sf.get("Id") if sf else None
     out = []
     for spec in specs:
+        if spec.field not in sent_row:  # only what this row sent (rows of one object differ: all-day events)
+            continue
         clio = source_value(clio_data, spec.source_path)
         sent = sent_row.get(spec.field)
         if sf is None:
@@ -253,6 +255,8 @@ def diff_record(sobject: str, specs: Iterable[FieldSpec], source_system_id: str,
                 status, reason = EXPLAINED, f"repair: {repair}"
             elif _truncated(sent, got, spec.length):
                 status, reason = EXPLAINED, f"truncated by Salesforce to {len(_text(got))} characters"
+            elif spec.sf_type == "boolean" and sent is None and values_equal(False, got, "boolean", None):
+                status, reason = EXPLAINED, "empty in Clio; a Salesforce checkbox cannot be empty and stores false"
             else:
                 status, reason = MISMATCH, f"sent {spec.sf_type} value differs from Salesforce"
         elif repair and not values_equal(clio, got, spec.sf_type, spec.scale):

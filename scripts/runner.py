@@ -59,7 +59,7 @@ def run_dag(dag_id: str, conf: dict, env: dict[str, str], log_dir: Path, *, tag:
     started = time.monotonic()
     with log_path.open("w") as fh:
         proc = subprocess.run(
-            ["airflow", "dags", "test", dag_id, "-c", json.dumps(conf), "--mark-success-pattern", r"^approve_"],
+            ["airflow", "dags", "test", dag_id, "-c", json.dumps(conf), "--mark-success-pattern", r"approve_.*"],
             env=env,
             stdout=fh,
             stderr=subprocess.STDOUT,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from airflow.sdk import get_current_context
-
 from clio2sf import staging
 from clio2sf.extract import read_records
 from clio2sf.sample import choose_sample, closure_violations, filter_envelopes
@@ -72,7 +70,7 @@ def diff_sample() -> dict[str, Any]:
     """Read the sample back from Salesforce and write the field-level diff report."""
     p = params()
     result = sample_diff(ClioSalesforceHook(), mroot(p), firm_spec(p["firm"]), sample_dir=SAMPLE)
-    get_current_context()["ti"].log.info("sample diff: %s", {k: v for k, v in result.items() if k != "report"})
+    log.info("sample diff: %s", {k: v for k, v in result.items() if k not in ("report", "notes")})
     return result
 
 

@@ -67,15 +67,15 @@ def test_diff_real_and_explained_mismatches(tmp_path):
     assert by[("contact-9002", "LastName")].status == "missing"
     [summary] = summarize(diffs)
     assert (summary.records, summary.fields_compared, summary.matches, summary.mismatches,
-            summary.explained, summary.missing) == (2, 18, 6, 1, 2, 9)
+            summary.explained, summary.missing) == (2, 11, 6, 1, 2, 2)
 
     csv_path = write_diff_csv(tmp_path / "reports" / "diff.csv", diffs)
     rows = list(csv.DictReader(csv_path.open()))
-    assert len(rows) == 18 and rows[0]["sobject"] == "Contact"
+    assert len(rows) == 11 and rows[0]["sobject"] == "Contact"
     html_path = write_diff_html(tmp_path / "reports" / "diff.html", diffs)
     text = html_path.read_text()
     assert "Jane &lt;Doe&gt;" in text and "Jane <Doe>" not in text
-    assert "10 unexplained difference(s), 2 explained" in text
+    assert "3 unexplained difference(s), 2 explained" in text
     assert "http" not in text.split("</style>")[0]  # no external assets
 
 
@@ -85,3 +85,12 @@ def test_rejected_record_is_explained():
                            "message": "contact-5: last_name is required", "repair": None}])
     assert {d.status for d in diffs} == {"explained"}
     assert "required" in diffs[0].reason
+
+
+def test_only_sent_fields_are_compared_and_empty_checkbox_is_explained():
+    specs = [FieldSpec("ActivityDate", "date", "start_at"), FieldSpec("VIP__c", "boolean", "custom.vip")]
+    sent = {"Clio_Id__c": "calendar_entry-1", "VIP__c": None}  # a timed event: no ActivityDate sent
+    sf = {"Id": "00U000000000001AAA", "ActivityDate": "2024-03-01", "VIP__c": False}
+    diffs = diff_records("Event", specs, [("calendar_entry-1", {}, sent, sf)])
+    assert [(d.field, d.status) for d in diffs] == [("VIP__c", "explained")]
+    assert "checkbox" in diffs[0].reason
