@@ -54,7 +54,7 @@ def print_summary(root: Path, clio, sf, timings: dict[str, float]) -> None:
         print(f"reconciliation: {r.get('headline') or r.get('summary') or ''}".rstrip())
     clio_log = clio.request_log()
     sf_log = sf.request_log()
-    sf_calls = sf_log.get("api_calls", len(sf_log.get("requests", []))) if isinstance(sf_log, dict) else len(sf_log)
+    sf_calls = sf_log.get("total_api_calls", 0) if isinstance(sf_log, dict) else len(sf_log)
     print(f"API calls: Clio {len(clio_log)} requests, {sum(1 for r in clio_log if r.get('status') == 429)} × 429; "
           f"Salesforce {sf_calls}")
     print("phase wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))

@@ -1,0 +1,87 @@
+"""Shared pieces of the benchmarks: the figure row, the machine description, sandbox connections."""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+for _p in (str(ROOT), str(ROOT / "plugins")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+
+@dataclass
+class Figure:
+    """One measured figure: a table row with its target and whether it is met (None: no target)."""
+
+    benchmark: str
+    figure: str
+    subject: str
+    value: float | None
+    unit: str
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def at_most(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value <= limit
+
+
+def at_least(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value >= limit
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were measured."""
+    return {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "machine": platform.machine()}
+
+
+def top_functions(fn: Callable[[], Any], limit: int = 8) -> list[str]:
+    """Run ``fn`` under cProfile and return its top functions by cumulative time, as text lines."""
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        fn()
+    finally:
+        prof.disable()
+    buf = io.StringIO()
+    stats = pstats.Stats(prof, stream=buf)
+    out = []
+    for (filename, line, name), (_cc, _nc, tottime, cumtime, _callers) in sorted(
+            stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:limit]:  # type: ignore[attr-defined]
+        short = filename.replace(str(ROOT) + "/", "")
+        out.append(f"{name} ({Path(short).name}:{line}) self {tottime:.2f}s cum {cumtime:.2f}s")
+    return out
+
+
+def clio_conn_json(clio: Any, rate_dir: Path) -> str:
+    """The AIRFLOW_CONN_CLIO_DEFAULT value for a running Clio sandbox."""
+    return json.dumps({"conn_type": "http", "host": clio.base_url, "login": clio.client_id,
+                       "password": clio.client_secret,
+                       "extra": {"refresh_token": clio.refresh_token, "rate_state_dir": str(rate_dir)}})
+
+
+def use_salesforce(sb: Any) -> None:
+    """Point ClioSalesforceHook (env connection) at a running Salesforce sandbox."""
+    os.environ["AIRFLOW_CONN_SALESFORCE_DEFAULT"] = sb.connection_json()
+    os.environ["REQUESTS_CA_BUNDLE"] = sb.ca_bundle
+
+
+def sf_api_calls(sb: Any) -> int:
+    return int(sb.request_log()["total_api_calls"])

@@ -1,0 +1,150 @@
+"""Run every benchmark and write the results: ``python -m benchmarks.run [--size tiny|full]``.
+
+``--size tiny`` is the CI smoke run (every benchmark at a tiny size, a couple of minutes, no
+target asserted); the default full run takes about half an hour and is run by hand.  Results:
+``benchmarks/results/<date>-<size>.{md,json}`` plus ``latest.{md,json}`` (full) or
+``smoke.{md,json}`` (tiny), with the machine and the date.  Exit status 1 if a benchmark crashed
+or produced no figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ROOT, Figure, machine
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+#: name -> (tiny, full) callables taking a work dir.
+SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"clio": {"preset": "tiny", "window": 1.0}, "sf": {"rows": 300, "naive_rows": 50},
+             "transform": 1000, "memory": [1000, 5000]},
+    "full": {"clio": {"preset": "demo", "window": 2.0, "real_rate_preset": "tiny"},
+             "sf": {"rows": 10_000, "naive_rows": 1000}, "transform": 20_000,
+             "memory": [10_000, 100_000, 1_000_000]},
+}
+BENCHMARKS = ("clio", "salesforce", "transform", "memory", "end_to_end")
+#: runner benchmark -> the ``Figure.benchmark`` labels it produces.
+FIGURE_LABELS = {"clio": ("clio_request_economy", "rate_limit_utilisation"), "salesforce": ("salesforce_call_economy",),
+                 "transform": ("transform_throughput",), "memory": ("memory",), "end_to_end": ("end_to_end",)}
+
+
+def _plan(size: str, work: Path) -> dict[str, Callable[[], list[Figure]]]:
+    from benchmarks import bench_clio, bench_e2e, bench_memory, bench_salesforce, bench_transform
+
+    cfg = SIZES[size]
+    return {
+        "clio": lambda: bench_clio.run(work / "clio", **cfg["clio"]),
+        "salesforce": lambda: bench_salesforce.run(work / "sf", **cfg["sf"]),
+        "transform": lambda: bench_transform.figures(cfg["transform"]),
+        "memory": lambda: bench_memory.run(work / "memory", cfg["memory"]),
+        "end_to_end": lambda: bench_e2e.run(),
+    }
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def markdown(doc: dict) -> str:
+    m = doc["machine"]
+    lines = [f"# Benchmarks ({doc['size']})", "",
+             f"Measured {doc['date']} on {m['cpu_count']} CPUs, Python {m['python']}, {m['platform']}; "
+             f"took {doc['seconds']:.0f} s. Produced by `python -m benchmarks.run"
+             f"{' --size tiny' if doc['size'] == 'tiny' else ''}`."
+             + (f" Re-run of {', '.join(doc['rerun']['benchmarks'])}; the other figures are from "
+                f"{doc['rerun']['previous_date']}." if doc.get("rerun") else ""), "",
+             "| benchmark | figure | subject | value | unit | target | met |", "|---|---|---|---|---|---|---|"]
+    for f in doc["figures"]:
+        met = {True: "met", False: "**not met**", None: "-"}[f["met"]]
+        lines.append(f"| {f['benchmark']} | {f['figure']} | {f['subject']} | {_fmt(f['value'])} | {f['unit']} | "
+                     f"{f['target'] or '-'} | {met} |")
+    notes = [f for f in doc["figures"] if f["note"] or f["detail"].get("profile")]
+    if notes or doc["errors"]:
+        lines += ["", "## Notes", ""]
+        for f in notes:
+            text = f["note"] or ""
+            if f["detail"].get("profile"):
+                text += " Top functions (cProfile, self time): " + "; ".join(f["detail"]["profile"][:5])
+            lines.append(f"- {f['benchmark']} / {f['figure']} / {f['subject']}: {text.strip()}")
+        for name, err in doc["errors"].items():
+            lines.append(f"- **{name} crashed**: {err}")
+    return "\n".join(lines) + "\n"
+
+
+def run(size: str, out: Path, only: list[str] | None = None) -> dict:
+    t0 = time.perf_counter()
+    figures: list[dict] = []
+    errors: dict[str, str] = {}
+    by_benchmark: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="clio2sf-bench-") as tmp:
+        plan = _plan(size, Path(tmp))
+        for name in only or BENCHMARKS:
+            b0 = time.perf_counter()
+            print(f"== {name} ({size})", flush=True)
+            try:
+                got = plan[name]()
+            except Exception as exc:
+                traceback.print_exc()
+                errors[name] = f"{type(exc).__name__}: {str(exc)[:500]}"
+                got = []
+            if not got and name not in errors:
+                errors[name] = "no figures"
+            by_benchmark[name] = len(got)
+            for f in got:
+                print(f"   {f.figure} | {f.subject} | {_fmt(f.value)} {f.unit} | {f.target or '-'} | "
+                      f"{ {True: 'met', False: 'NOT MET', None: '-'}[f.met]}", flush=True)
+            figures += [f.as_dict() for f in got]
+            print(f"   ({time.perf_counter() - b0:.1f} s)", flush=True)
+    doc = {"size": size, "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(),
+           "seconds": round(time.perf_counter() - t0, 1), "benchmarks": by_benchmark, "errors": errors,
+           "figures": figures}
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "smoke" if size == "tiny" else "latest"
+    previous = out / f"{stem}.json"
+    if only and previous.exists():
+        # A partial re-run replaces only its benchmarks' figures in the previous results.
+        old = json.loads(previous.read_text(encoding="utf-8"))
+        if old.get("size") == size:
+            redone = {label for name in only for label in FIGURE_LABELS[name]}
+            figures = [f for f in old["figures"] if f["benchmark"] not in redone] + figures
+            doc["figures"] = figures
+            doc["benchmarks"] = {**old.get("benchmarks", {}), **by_benchmark}
+            doc["errors"] = {**{k: v for k, v in old.get("errors", {}).items() if k not in only}, **errors}
+            doc["rerun"] = {"benchmarks": only, "previous_date": old.get("date")}
+    text, md = json.dumps(doc, indent=1, ensure_ascii=False), markdown(doc)
+    dated = f"{doc['date'][:10]}-{size}"
+    for name in (stem, dated):
+        (out / f"{name}.json").write_text(text, encoding="utf-8")
+        (out / f"{name}.md").write_text(md, encoding="utf-8")
+    print(f"wrote {out / (stem + '.md')} and {out / (stem + '.json')}")
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=sorted(SIZES), default="full")
+    ap.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run only these benchmarks")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    args = ap.parse_args(argv)
+    doc = run(args.size, args.out, args.only)
+    return 1 if doc["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
