@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from functools import cached_property
@@ -108,6 +109,7 @@ class ClioHook(BaseHook):
         self._access_token: str | None = None
         self._expires_at = 0.0
         self.requests_made = 0
+        self._count_lock = threading.Lock()
 
     # ------------------------------------------------------------------ connection
 
@@ -204,7 +206,8 @@ class ClioHook(BaseHook):
 
     def _refresh_token(self) -> None:
         client_id, secret, refresh = self._credentials
-        self.requests_made += 1
+        with self._count_lock:
+            self.requests_made += 1
         resp = self.session.post(
             self.token_url,
             data={"grant_type": "refresh_token", "refresh_token": refresh, "client_id": client_id, "client_secret": secret},
@@ -278,7 +281,8 @@ class ClioHook(BaseHook):
         """Send one API request once: pace, authenticate, classify the status."""
         token = self._token()
         self.budget.acquire()
-        self.requests_made += 1
+        with self._count_lock:
+            self.requests_made += 1
         try:
             resp = self.session.request(
                 method, url, params=params, json=json,
@@ -389,7 +393,8 @@ class ClioHook(BaseHook):
         for attempt in range(1, self.max_attempts + 1):
             location = self._download_location(doc_id, version_id)
             try:
-                self.requests_made += 1
+                with self._count_lock:
+                    self.requests_made += 1
                 with requests.get(location, stream=True, timeout=self.timeout, verify=self.verify) as resp:
                     if resp.status_code >= 500 or resp.status_code == 429:
                         raise ClioServerError(f"document {doc_id}: storage answered HTTP {resp.status_code}")
