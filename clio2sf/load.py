@@ -54,6 +54,7 @@ NATURAL_KEY_OBJECTS = frozenset(
         "ContentDocumentLink",
         "AccountContactRelation",
         "CaseTeamMember",
+        "OpportunityTeamMember",
     }
 )
 
@@ -652,6 +653,9 @@ SPECIAL_LOADERS = {"ContentVersion": "load_content_versions", "ContentNote": "lo
 RECORD_TYPE_COLUMN = "RecordType.DeveloperName"
 CV_DOCUMENT_COLUMN = "ContentVersion.Clio_Id__c"  # -> ContentDocumentId of that version
 NOTE_DOCUMENT_COLUMN = "ContentNote.source_system_id"  # -> ContentNote Id (= ContentDocument Id)
+TEAM_ROLE_COLUMN = "TeamRole.Name"  # -> CaseTeamRole Id (a missing role is created)
+#: Audit fields: sent only when the org lets the integration user set them (describe: createable).
+AUDIT_FIELDS = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById")
 
 
 def strip_directives(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -662,6 +666,32 @@ def strip_directives(row: Mapping[str, Any]) -> dict[str, Any]:
 def _record_type_ids(client: LoadClient, sobject: str) -> dict[str, str]:
     soql = f"SELECT Id, DeveloperName FROM RecordType WHERE SobjectType = {soql_quote(sobject)} AND IsActive = true"
     return {str(r["DeveloperName"]).casefold(): r["Id"] for r in client.query_all_iter(soql)}
+
+
+def _settable_audit_fields(client: LoadClient, sobject: str) -> set[str]:
+    """Audit fields the org accepts on insert ("Set Audit Fields upon Record Creation"); none without a describe."""
+    describe = getattr(client, "describe", None)
+    if describe is None:
+        return set()
+    return {f["name"] for f in describe(sobject).get("fields") or () if f["name"] in AUDIT_FIELDS and f.get("createable")}
+
+
+def case_team_role_ids(client: LoadClient, names: Iterable[str], access_level: str = "Edit") -> dict[str, str]:
+    """CaseTeamRole Id per role name (casefolded); roles the org lacks are created with ``access_level``.
+
+    A role that cannot be created is left out (its rows then fail naming the role)."""
+    wanted = {str(n) for n in names if n}
+    if not wanted:
+        return {}
+    have = {str(r["Name"]).casefold(): r["Id"] for r in client.query_all_iter("SELECT Id, Name FROM CaseTeamRole")}
+    missing = sorted(n for n in wanted if n.casefold() not in have)
+    if missing:
+        results = client.composite_create(
+            [{"attributes": {"type": "CaseTeamRole"}, "Name": n, "AccessLevel": access_level} for n in missing])
+        for name, res in zip(missing, results, strict=True):
+            if res.get("success") and res.get("id"):
+                have[name.casefold()] = res["id"]
+    return have
 
 
 def _document_ids(client: LoadClient, version_ids: Iterable[str]) -> dict[str, str]:
@@ -675,7 +705,8 @@ def _document_ids(client: LoadClient, version_ids: Iterable[str]) -> dict[str, s
 
 
 def prepare_rows(
-    client: LoadClient, envelopes: Sequence[Envelope], *, note_ids: Mapping[str, str] | None = None
+    client: LoadClient, envelopes: Sequence[Envelope], *, note_ids: Mapping[str, str] | None = None,
+    team_access: str = "Edit",
 ) -> tuple[list[Envelope], dict[int, RowOutcome]]:
     """Rewrite rows into what Salesforce accepts; return (envelopes, permanent failures by index).
 
@@ -684,7 +715,9 @@ def prepare_rows(
       relationship columns on RecordType are not reliable);
     - ``ContentVersion.Clio_Id__c`` becomes that version's ``ContentDocumentId``;
     - ``ContentNote.source_system_id`` becomes ``ContentDocumentId`` from ``note_ids`` (the
-      ledger's source id → ContentNote Id; a ContentNote Id is its ContentDocument Id).
+      ledger's source id → ContentNote Id; a ContentNote Id is its ContentDocument Id);
+    - ``TeamRole.Name`` becomes ``TeamRoleId`` (CaseTeamRole by name, created when missing);
+    - audit fields (``CreatedDate``...) are dropped unless the org lets them be set on insert.
     An unresolvable value fails the row with ``INVALID_CROSS_REFERENCE_KEY`` naming the column.
     """
     rows = [strip_directives(e.row) for e in envelopes]
@@ -692,6 +725,11 @@ def prepare_rows(
     if not envelopes:
         return [], failed
     sobject = envelopes[0].sobject
+    if any(k in r for r in rows for k in AUDIT_FIELDS):
+        blocked = set(AUDIT_FIELDS) - _settable_audit_fields(client, sobject)
+        rows = [{k: v for k, v in r.items() if k not in blocked} for r in rows]
+    teams = (case_team_role_ids(client, (r[TEAM_ROLE_COLUMN] for r in rows if r.get(TEAM_ROLE_COLUMN)), team_access)
+             if any(TEAM_ROLE_COLUMN in r for r in rows) else {})
     rtypes = _record_type_ids(client, sobject) if any(RECORD_TYPE_COLUMN in r for r in rows) else {}
     docs = _document_ids(client, (str(r[CV_DOCUMENT_COLUMN]) for r in rows if r.get(CV_DOCUMENT_COLUMN)))
     notes = {str(k).casefold(): v for k, v in (note_ids or {}).items()}
@@ -700,6 +738,7 @@ def prepare_rows(
             (RECORD_TYPE_COLUMN, "RecordTypeId", rtypes, f"active {sobject} record type"),
             (CV_DOCUMENT_COLUMN, "ContentDocumentId", docs, "ContentVersion"),
             (NOTE_DOCUMENT_COLUMN, "ContentDocumentId", notes, "loaded ContentNote"),
+            (TEAM_ROLE_COLUMN, "TeamRoleId", teams, "CaseTeamRole"),
         ):
             if col not in row:
                 continue

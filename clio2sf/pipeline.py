@@ -52,7 +52,7 @@ LOOKUP_NEEDS: dict[str, tuple[str, ...]] = {
     "activity_rates": ("contacts",),
     "calendar_entries": ("matters", "calendar_entries"),
     "tasks": ("matters",),
-    "communications": ("matters",),
+    "communications": ("matters", "contacts"),
     "documents": ("matters", "contacts"),
     "matter_notes": ("matters", "contacts"),
     "contact_notes": ("matters", "contacts"),
@@ -71,7 +71,12 @@ def _ref(d: Mapping[str, Any], key: str, *fields: str) -> dict[str, Any] | None:
 def _minimal(name: str, d: Mapping[str, Any], matter_object_field: str | None) -> dict[str, Any]:
     """Only the fields the transforms read from a looked-up record (memory stays small)."""
     if name == "contacts":
-        return {"type": d.get("type"), "company": _ref(d, "company", "id")}
+        out = {"type": d.get("type"), "company": _ref(d, "company", "id")}
+        related = [_pick(r, "id", "type") for r in d.get("related_contacts") or ()
+                   if isinstance(r, Mapping) and r.get("type") == "Company"]
+        if related:  # only people related to companies carry it (memory stays small)
+            out["related_contacts"] = related
+        return out
     if name == "matters":
         out = {"client": _ref(d, "client", "id"), "billing_method": d.get("billing_method"),
                "practice_area": _ref(d, "practice_area", "name")}

@@ -6,6 +6,14 @@ object (`extract_object`), each writing compressed JSON-lines batches under
 `<staging>/<firm>/<migration id>/raw/<object>/`. Documents are downloaded as blobs with a
 sha256. A retried or cleared task resumes from its last committed page: no duplicate, no gap.
 
+**Off-peak.** Clio raises its limit outside weekday peak hours (US/CA 04:00–19:00 Pacific, EU
+07:00–22:00 GMT, AU 06:00–21:00 AET) and the hook paces on the limit each response announces, so
+extraction speeds up by itself off-peak. To start it there, set the environment variable
+`CLIO2SF_EXTRACT_SCHEDULE` to a cron expression (e.g. `0 19 * * 1-5`) and `CLIO2SF_EXTRACT_TZ` to
+its time zone (default `America/Los_Angeles`) on the scheduler and DAG processor; a scheduled run
+uses the params' defaults, and objects already complete are not fetched again. Without the
+variable the DAG runs when triggered.
+
 Clio allows 50 requests per minute per token at peak: the `clio_api` pool bounds how many
 tasks talk to Clio at once and the hook's rate budget (shared through the response headers
 and a host-wide lock) bounds the rate. Requires a confirmed mapping (phase 1).
@@ -13,15 +21,21 @@ and a host-wide lock) bounds the rate. Requires a confirmed mapping (phase 1).
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, task
+import os
+
+from airflow.sdk import CronTriggerTimetable, Param, dag, task
 
 from clio2sf_airflow.dag_defaults import DEFAULT_ARGS, TAGS, migration_params
 from clio2sf_airflow.phases import extract as phase
 
+_OFFPEAK = os.environ.get("CLIO2SF_EXTRACT_SCHEDULE")
+
 
 @dag(
     dag_id="mig_02_extract",
-    schedule=None,
+    schedule=CronTriggerTimetable(_OFFPEAK, timezone=os.environ.get("CLIO2SF_EXTRACT_TZ", "America/Los_Angeles"))
+    if _OFFPEAK
+    else None,
     default_args=DEFAULT_ARGS,
     tags=[*TAGS, "phase-2"],
     doc_md=__doc__,

@@ -12,7 +12,9 @@ demand. Each run:
    id-set comparison;
 3. `transform_changes` / `load_changes`: the accepted changes through the normal path;
 4. `delete_removed`: deletes what Clio deleted (before-images in the ledger);
-5. `commit_watermarks`: the watermark advances only after a committed load.
+5. `commit_watermarks`: the watermark advances only after a committed load;
+6. `purge_staging`: deletes staged migrations (of any firm) whose newest file is older than the
+   Variable `clio2sf_staging_retention_days` (skipped while it is unset).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from airflow.sdk import CronDataIntervalTimetable, dag, task
 
 from clio2sf_airflow.dag_defaults import DEFAULT_ARGS, TAGS, migration_params
 from clio2sf_airflow.phases import delta as phase
+from clio2sf_airflow.phases import retention
 
 
 @dag(
@@ -44,7 +47,8 @@ def mig_06_delta():
     loaded = task(phase.load_changes, task_id="load_changes", pool="salesforce_api")()
     deleted = task(phase.delete_removed, task_id="delete_removed", pool="salesforce_api")()
     committed = task(phase.commit_watermarks, task_id="commit_watermarks")()
-    changes >> planned >> transformed >> loaded >> deleted >> committed
+    purge = task(retention.purge_staging, task_id="purge_staging")()
+    changes >> planned >> transformed >> loaded >> deleted >> committed >> purge
 
 
 mig_06_delta()

@@ -14,6 +14,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from clio2sf import catalog
+
 DEFAULT_MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "include" / "mappings"
 
 #: Salesforce objects in the order they must be loaded (parents before children).
@@ -24,6 +26,9 @@ BASE_LOAD_ORDER: tuple[str, ...] = (
     "Opportunity",
     "CaseContactRole",
     "OpportunityContactRole",
+    "AccountContactRelation",  # after Account and Contact
+    "CaseTeamMember",  # after Case; members are users (resolved by mig_03), roles are CaseTeamRoles
+    "OpportunityTeamMember",
     "Clio_Billing__c",
     "Ledger__c",
     "Time_Entry__c",
@@ -39,7 +44,8 @@ BASE_LOAD_ORDER: tuple[str, ...] = (
 
 #: Objects that cannot carry custom fields: idempotent through a natural key instead.
 NATURAL_KEY_OBJECTS = frozenset(
-    {"CaseContactRole", "OpportunityContactRole", "EventRelation", "ContentDocumentLink", "ContentNote"}
+    {"CaseContactRole", "OpportunityContactRole", "EventRelation", "ContentDocumentLink", "ContentNote",
+     "AccountContactRelation", "CaseTeamMember", "OpportunityTeamMember"}
 )
 
 
@@ -155,9 +161,9 @@ class MappingSpec:
         matter_objs = set(self.matter_objects)
         skip: set[str] = set()
         if "Case" not in matter_objs:
-            skip |= {"Case", "CaseContactRole"}
+            skip |= {"Case", "CaseContactRole", "CaseTeamMember"}
         if "Opportunity" not in matter_objs:
-            skip |= {"Opportunity", "OpportunityContactRole"}
+            skip |= {"Opportunity", "OpportunityContactRole", "OpportunityTeamMember"}
         return [o for o in BASE_LOAD_ORDER if o in self.objects and o not in skip]
 
     def object_spec(self, sobject: str) -> dict[str, Any]:
@@ -196,10 +202,45 @@ def validate_spec_data(data: dict[str, Any], mappings_dir: Path = DEFAULT_MAPPIN
     _check_references(data)
 
 
+def _top_level_fields(fields: str) -> set[str]:
+    """Top-level names of a Clio ``fields`` selection (``a,b{c,d},e`` → ``{a, b, e}``)."""
+    names, depth, cur = set(), 0, ""
+    for ch in fields + ",":
+        if ch in "{}":
+            depth += 1 if ch == "{" else -1
+        elif ch == "," and depth == 0:
+            names.add(cur.strip())
+            cur = ""
+        elif depth == 0:
+            cur += ch
+    return names - {""}
+
+
+def _unknown_sources(data: dict[str, Any]) -> list[str]:
+    """``from`` paths naming no field the extraction reads: they would load as null, silently."""
+    problems = []
+    for sobject, ospec in data["objects"].items():
+        sources = ospec.get("source")
+        sources = [sources] if isinstance(sources, str) else list(sources or [])
+        unknown = [s for s in sources if s not in catalog.BY_NAME]
+        if unknown:
+            problems.append(f"objects.{sobject}.source: unknown Clio object(s) {unknown}")
+            continue
+        known = set().union(*(_top_level_fields(catalog.get(s).fields) for s in sources)) if sources else set()
+        for target, fspec in (ospec.get("fields") or {}).items():
+            names = fspec.get("from")
+            names = [names] if isinstance(names, str) else list(names or [])
+            heads = [n.replace("[", ".").split(".")[0] for n in names]
+            if known and names and not any(h in known for h in heads):  # a list is a fallback chain
+                problems.append(f"objects.{sobject}.fields.{target}.from: {names} names no field of Clio "
+                                f"{'/'.join(sources)}; fix the name (fields read: clio2sf/catalog.py)")
+    return problems
+
+
 def _check_references(data: dict[str, Any]) -> None:
     """Checks the JSON Schema cannot express: value maps named by fields exist, etc."""
     maps = data["value_maps"]
-    problems = []
+    problems = _unknown_sources(data)
     for sobject, ospec in data["objects"].items():
         for target, fspec in (ospec.get("fields") or {}).items():
             name = fspec.get("map")

@@ -51,8 +51,8 @@ Lookup = Mapping[str, Mapping[Any, Mapping[str, Any]]] | Callable[[str], Mapping
 
 #: Clio objects ``transform_object`` accepts, and the Salesforce objects each can produce.
 PRODUCES: dict[str, tuple[str, ...]] = {
-    "contacts": ("Account", "Contact"),
-    "matters": ("Case", "Opportunity", "Rate_Structure__c"),
+    "contacts": ("Account", "Contact", "AccountContactRelation"),
+    "matters": ("Case", "Opportunity", "Rate_Structure__c", "CaseTeamMember", "OpportunityTeamMember"),
     "relationships": ("CaseContactRole", "OpportunityContactRole"),
     "bills": ("Clio_Billing__c",),
     "bank_transactions": ("Ledger__c",),
@@ -197,8 +197,14 @@ class _Ctx:
         return {"Contact": f"contact-{client_id}", "Account": self.account_of_person(rec)}
 
     def account_of_person(self, person: Mapping[str, Any]) -> str:
+        """The primary Account: ``company``, else the first related company, else the default account."""
         company = person.get("company") or {}
-        return f"contact-{company['id']}" if company.get("id") is not None else self.individual["clio_id"]
+        if company.get("id") is not None:
+            return f"contact-{company['id']}"
+        for rc in person.get("related_contacts") or ():
+            if rc.get("type") == "Company" and rc.get("id") is not None:
+                return f"contact-{rc['id']}"
+        return self.individual["clio_id"]
 
     def owner(self, clio_user_id: Any, issues: Issues) -> str | None:
         sf_id = self.users.get(clio_user_id)
@@ -321,7 +327,8 @@ def _contacts(ctx: _Ctx, env: Mapping[str, Any], d: Mapping[str, Any], sid: str,
         yield _envelope("Account", sid, row)
         return
     _map_fields(ctx, "Contact", d, row, issues)
-    account = ctx.account_of_person(d)
+    companies = _companies_of_person(ctx, d, issues)
+    account = companies[0][0] if companies else ctx.individual["clio_id"]
     if account == ctx.individual["clio_id"] and not state.get("individual_emitted"):
         state["individual_emitted"] = True
         yield _envelope("Account", account, {"Clio_Id__c": account, "Name": ctx.individual["name"]})
@@ -333,6 +340,36 @@ def _contacts(ctx: _Ctx, env: Mapping[str, Any], d: Mapping[str, Any], sid: str,
     _billing_methods(ctx, d.get("id"), row)
     _custom_field_values(ctx, "Contact", d, row, issues)
     yield _envelope("Contact", sid, row)
+    if "AccountContactRelation" in ctx.spec.objects:
+        vm = ctx.spec.value_map("account_contact_role")
+        for company_sid, title in companies[1:]:
+            role = apply_value_map(vm, title, "Roles", issues) if title else vm.default
+            acr = {"Account.Clio_Id__c": company_sid, "Contact.Clio_Id__c": sid, "IsActive": True}
+            if role:
+                acr["Roles"] = role
+            yield _envelope("AccountContactRelation", f"{sid}#account-{company_sid}", acr, ["AccountId", "ContactId"])
+
+
+def _companies_of_person(ctx: _Ctx, d: Mapping[str, Any], issues: Issues) -> list[tuple[str, str | None]]:
+    """(company external id, relationship title) of a person: ``company`` first (the primary Account),
+    then the companies among ``related_contacts``; without ``company`` the first related one is primary.
+    Companies that were not extracted are left out with a repair note."""
+    out: dict[str, str | None] = {}
+    candidates = [(d.get("company") or {}, d.get("title"))]
+    candidates += [(rc, rc.get("title") or rc.get("relationship") or rc.get("description"))
+                   for rc in d.get("related_contacts") or () if rc.get("type") == "Company"]
+    for ref, title in candidates:
+        cid = ref.get("id")
+        if cid is None or f"contact-{cid}" in out:
+            continue
+        known, rec = ctx.lookup.record("contacts", cid)
+        if known and (rec is None or rec.get("type") not in (None, "Company")):
+            issues.add("related_contacts", "orphan_reference",
+                       f"{issues.sid}: related company contact-{cid} was not extracted or is not a company",
+                       "relationship not migrated")
+            continue
+        out[f"contact-{cid}"] = title
+    return list(out.items())
 
 
 def _other_contact_details(d: Mapping[str, Any]) -> str | None:
@@ -416,6 +453,47 @@ def _matters(ctx: _Ctx, env: Mapping[str, Any], d: Mapping[str, Any], sid: str, 
     _custom_field_values(ctx, "Matter", d, row, issues)
     yield _envelope(target, sid, row)
     yield from _matter_rates(ctx, d, target)
+    yield from _matter_team(ctx, d, sid, target, issues)
+
+
+TEAM_FIELDS = ("responsible_attorney", "originating_attorney", "responsible_staff")
+
+
+def _matter_team(ctx: _Ctx, d: Mapping[str, Any], sid: str, target: str, issues: Issues) -> Iterator[TransformResult]:
+    """CaseTeamMember / OpportunityTeamMember rows for the matter's attorneys and staff.
+
+    A user is on a team once (Salesforce's key): the first Clio role in ``TEAM_FIELDS`` order names the
+    membership.  Users without a Salesforce user are not linked (repair note); the fallback owner is
+    never made a team member.
+    """
+    sobject = "CaseTeamMember" if target == "Case" else "OpportunityTeamMember"
+    if sobject not in ctx.spec.objects:
+        return
+    vm = ctx.spec.value_map("team_role")
+    seen: set[str] = set()
+    for role_field in TEAM_FIELDS:
+        people = d.get(role_field)
+        for person in people if isinstance(people, list) else [people] if people else ():
+            uid = person.get("id") if isinstance(person, Mapping) else None
+            if uid is None:
+                continue
+            sf_user = ctx.users.get(uid)
+            if sf_user is None:
+                issues.add(role_field, "unmapped_team_member", f"{sid}: {role_field} user {uid} has no Salesforce user",
+                           f"not added to the {target} team")
+                continue
+            if sf_user in seen:
+                continue
+            seen.add(sf_user)
+            role = apply_value_map(vm, role_field, "TeamRole", issues)
+            msid = f"{sid}#team-user-{uid}"
+            if sobject == "CaseTeamMember":
+                row = {"Case:Parent.Clio_Id__c": sid, "MemberId": sf_user, "TeamRole.Name": role}
+                yield _envelope(sobject, msid, row, ["ParentId", "MemberId"])
+            else:
+                row = {"Opportunity.Clio_Id__c": sid, "UserId": sf_user, "TeamMemberRole": role,
+                       "OpportunityAccessLevel": ctx.spec.options.get("opportunity_team_access", "Edit")}
+                yield _envelope(sobject, msid, row, ["OpportunityId", "UserId"])
 
 
 def _matter_rates(ctx: _Ctx, d: Mapping[str, Any], target: str) -> Iterator[TransformResult]:
@@ -546,11 +624,33 @@ def _communications(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[Transform
     subtype = apply_value_map(ctx.spec.value_map("communication_subtype"), d.get("type"), "TaskSubtype", issues)
     if subtype:
         row["TaskSubtype"] = subtype
-    for p in list(d.get("senders") or ()) + list(d.get("receivers") or ()):
+    people = list(d.get("senders") or ()) + list(d.get("receivers") or ())
+    for p in people:
         if p.get("type") in ("Person", "Contact") and p.get("id") is not None:
+            known, rec = ctx.lookup.record("contacts", p["id"])
+            if known and rec is None:
+                issues.add("senders" if p in (d.get("senders") or ()) else "receivers", "orphan_reference",
+                           f"{sid}: contact-{p['id']} was not extracted", "WhoId left empty")
+                continue
+            if rec is not None and rec.get("type") == "Company":
+                continue  # an Account: WhoId takes a Contact or Lead only
             row["Contact:Who.Clio_Id__c"] = f"contact-{p['id']}"
             break
+    participants = _participants(d)
+    if participants:
+        row["Clio_Participants__c"] = participants
     yield _envelope("Task", sid, row)
+
+
+def _participants(d: Mapping[str, Any]) -> str | None:
+    """``From: A; To: B, C`` (names, or kind-id when unnamed) for senders and receivers, max 255."""
+    parts = []
+    for label, key in (("From", "senders"), ("To", "receivers")):
+        names = [str(p.get("name") or f"{str(p.get('type') or 'contact').lower()}-{p.get('id')}") for p in d.get(key) or ()]
+        if names:
+            parts.append(f"{label}: {', '.join(names)}")
+    text = "; ".join(parts)
+    return text[:255] or None
 
 
 def _rates(level: str):

@@ -223,8 +223,8 @@ def _hand_built() -> dict[str, tuple[dict, list[dict]]]:
         field("SharingPrivacy", "picklist", "File Privacy on Records", length=40, picklist=["N", "P"], restricted=True, default="N", defaulted=True),
     ])
     objs["AccountContactRelation"] = ({"label": "Account Contact Relationship", "labelPlural": "Account Contact Relationships"}, _system(False) + [
-        co(field("AccountId", "reference", "Account ID", ref=["Account"], rel="Account", required=True)),
-        co(field("ContactId", "reference", "Contact ID", ref=["Contact"], rel="Contact", required=True)),
+        co(field("AccountId", "reference", "Account ID", ref=["Account"], rel="Account", required=True, cascade=True)),
+        co(field("ContactId", "reference", "Contact ID", ref=["Contact"], rel="Contact", required=True, cascade=True)),
         field("Roles", "multipicklist", "Roles", picklist=["Business User", "Decision Maker", "Economic Buyer", "Economic Decision Maker", "Evaluator", "Executive Sponsor", "Influencer", "Technical Buyer", "Other"], restricted=True),
         _ro(field("IsDirect", "boolean", "Direct")),
         field("IsActive", "boolean", "Active", default="true"),

@@ -24,6 +24,16 @@ from sandbox.salesforce.values import FieldError, add_minutes, convert, minutes_
 AUDIT = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById")
 SYSTEM = {"Id", "IsDeleted", "SystemModstamp"} | set(AUDIT)
 RECORD_BYTES = 2048
+#: Objects unique on a natural key: (the parent field queried first, the key fields).
+NATURAL_UNIQUE = {
+    "CaseContactRole": ("CasesId", ("CasesId", "ContactId", "Role")),
+    "ContentDocumentLink": ("ContentDocumentId", ("ContentDocumentId", "LinkedEntityId")),
+    "AccountContactRelation": ("ContactId", ("AccountId", "ContactId")),
+    "CaseTeamMember": ("ParentId", ("ParentId", "MemberId")),
+    "OpportunityTeamMember": ("OpportunityId", ("OpportunityId", "UserId")),
+}
+#: Team objects and their user field: the member must be an active user.
+TEAM_USER_FIELD = {"CaseTeamMember": "MemberId", "OpportunityTeamMember": "UserId"}
 FILE_TYPES = {"pdf": "PDF", "doc": "WORD", "docx": "WORD_X", "xls": "EXCEL", "xlsx": "EXCEL_X",
               "txt": "TEXT", "png": "PNG", "jpg": "JPG", "jpeg": "JPG", "csv": "CSV", "msg": "UNKNOWN",
               "eml": "UNKNOWN", "zip": "ZIP", "html": "HTML", "rtf": "RTF", "pptx": "POWER_POINT_X"}
@@ -820,13 +830,12 @@ class _Batch:
                         results[i] = _fail(FieldError(
                             "DUPLICATE_VALUE",
                             f"duplicate value found: {name} duplicates value on record with id: {other[:15]}", [name]))
-        if obj.name in ("CaseContactRole", "ContentDocumentLink"):
+        if obj.name in NATURAL_UNIQUE:
             self._check_natural_unique(finals, results)
 
     def _check_natural_unique(self, finals: dict, results: list) -> None:
         obj, org = self.obj, self.org
-        parent, keyf = (("CasesId", ("CasesId", "ContactId", "Role")) if obj.name == "CaseContactRole"
-                        else ("ContentDocumentId", ("ContentDocumentId", "LinkedEntityId")))
+        parent, keyf = NATURAL_UNIQUE[obj.name]
         parents = {rec[parent] for kind, rec, _ in finals.values() if rec.get(parent)}
         ex_ids = [i for ids_ in org.store.lookup_keys(obj.name, parent, parents).values() for i in ids_]
         taken = {tuple(d[k] for k in keyf): rid for rid, (_, d, _) in org.store.fetch(obj.name, ex_ids).items()}
@@ -836,9 +845,9 @@ class _Batch:
             key = tuple(rec.get(k) for k in keyf)
             other = taken.get(key)
             if other and other != rec["Id"]:
-                msg = (f"duplicate value found: {', '.join(keyf)} duplicates value on record with id: {other[:15]}"
-                       if obj.name == "CaseContactRole" else
-                       f"Document with ID: {rec['ContentDocumentId']} is already linked with the entity with ID: {rec['LinkedEntityId']}")
+                msg = (f"Document with ID: {rec['ContentDocumentId']} is already linked with the entity with ID: {rec['LinkedEntityId']}"
+                       if obj.name == "ContentDocumentLink" else
+                       f"duplicate value found: {', '.join(keyf)} duplicates value on record with id: {other[:15]}")
                 results[i] = _fail(FieldError("DUPLICATE_VALUE", msg, []))
             else:
                 taken[key] = rec["Id"]
@@ -933,6 +942,19 @@ class _Batch:
         if name in ("Contact", "User") and "LastName" in self.obj.fields:
             first, last = rec.get("FirstName"), rec.get("LastName")
             rec["Name"] = f"{first} {last}" if first and last else (first or last or "")
+            if name == "Contact" and before is None and rec.get("AccountId"):
+                # Contacts to Multiple Accounts: the primary Account is a direct relation, created with the contact.
+                self._side_insert("AccountContactRelation", {
+                    "Id": self.org.new_id("07k"), "AccountId": rec["AccountId"], "ContactId": rec["Id"],
+                    "IsDirect": True, "IsActive": True})
+        elif name == "AccountContactRelation":
+            self.account_contact_rules(rec, before)
+        elif name in TEAM_USER_FIELD:
+            uid = rec.get(TEAM_USER_FIELD[name])
+            user = self.org.user(uid) if uid and str(uid).startswith("005") else None
+            if user is not None and not user.get("IsActive"):
+                raise FieldError("INACTIVE_OWNER_OR_USER", f"operation performed with inactive user [{uid}] as team member",
+                                 [TEAM_USER_FIELD[name]])
         elif name == "Case":
             if before is None:
                 rec["CaseNumber"] = f"{self.org.seq % 100000000:08d}"
@@ -955,6 +977,18 @@ class _Batch:
             self.content_note(rec, vals)
         elif name == "EventRelation":
             rec["IsWhat"] = False
+
+    def account_contact_rules(self, rec: dict, before: dict | None) -> None:
+        """A private contact (no AccountId) cannot be related to other accounts; direct relations stay direct."""
+        if before is None:
+            rec["IsDirect"] = False
+            got = self.org.store.fetch("Contact", [rec["ContactId"]]).get(rec["ContactId"])
+            if got is not None and not got[1].get("AccountId"):
+                raise FieldError("FIELD_INTEGRITY_EXCEPTION",
+                                 "You can't relate a private contact to an account. Add a primary account to the contact first.",
+                                 ["ContactId"])
+        if rec.get("EndDate") and rec.get("StartDate") and rec["EndDate"] < rec["StartDate"]:
+            raise FieldError("FIELD_INTEGRITY_EXCEPTION", "End Date can't be earlier than Start Date", ["EndDate"])
 
     def event_rules(self, rec: dict, vals: dict, before: dict | None) -> None:
         def err(msg: str, fields: list[str]) -> FieldError:

@@ -29,7 +29,8 @@ roster = pytest.importorskip("sandbox.common.roster")
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
-NO_EXTERNAL_ID = {"CaseContactRole", "OpportunityContactRole", "EventRelation", "ContentDocumentLink", "ContentNote"}
+NO_EXTERNAL_ID = {"CaseContactRole", "OpportunityContactRole", "EventRelation", "ContentDocumentLink", "ContentNote",
+                  "AccountContactRelation", "CaseTeamMember", "OpportunityTeamMember"}
 
 
 @pytest.fixture(scope="module")

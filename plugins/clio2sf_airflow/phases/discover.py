@@ -118,7 +118,8 @@ def build_mapping_document() -> dict[str, Any]:
     plan = build_schema_plan(
         spec, describes, clio_custom_fields=config["custom_fields"], practice_areas=config["practice_areas"]
     )
-    est = estimates(counts, matter_object=spec.options.get("matter_object", "Case"))
+    est = estimates(counts, matter_object=spec.options.get("matter_object", "Case"),
+                    offpeak_limit=spec.options.get("offpeak_limit"), region=spec.options.get("clio_region"))
     findings = capacity_check(est, limits) if limits else []
     rates = rate_hierarchy_document(
         config["users"], [], [], config["activity_descriptions"], config["activity_rates"]

@@ -6,10 +6,11 @@ import logging
 from typing import Any
 
 from airflow.sdk import get_current_context
+from airflow.sdk.exceptions import AirflowFailException
 
 from clio2sf import catalog, staging
 from clio2sf.extract import extract_object as _extract_object
-from clio2sf_airflow.hooks.clio import ClioHook
+from clio2sf_airflow.hooks.clio import ClioAuthError, ClioHook
 from clio2sf_airflow.phases.common import firm_spec, mroot, params, require_mapping_confirmed
 
 log = logging.getLogger(__name__)
@@ -33,15 +34,18 @@ def extract_object(item: dict[str, Any]) -> dict[str, Any]:
     obj = catalog.get(item["object"])
     get_current_context()["clio_object"] = obj.name  # labels the mapped task in the UI
     hook = ClioHook()
-    summary = _extract_object(
-        obj,
-        hook.get_page,
-        mroot(),
-        download=hook.download_document if obj.endpoint == "documents" else None,
-        pages_per_batch=int(params().get("pages_per_batch", 1)),
-        total=item.get("total"),
-        request_count=lambda: hook.requests_made,
-    )
+    try:
+        summary = _extract_object(
+            obj,
+            hook.get_page,
+            mroot(),
+            download=hook.download_document if obj.endpoint == "documents" else None,
+            pages_per_batch=int(params().get("pages_per_batch", 1)),
+            total=item.get("total"),
+            request_count=lambda: hook.requests_made,
+        )
+    except ClioAuthError as exc:  # retrying cannot help until someone re-authorises the app
+        raise AirflowFailException(f"{obj.name}: {exc}") from exc
     return {k: summary[k] for k in ("object", "records", "batches", "requests", "complete")}
 
 

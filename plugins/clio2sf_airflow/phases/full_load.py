@@ -36,7 +36,8 @@ def preflight_load() -> dict[str, Any]:
     if not extraction or not extraction.get("complete"):
         raise AirflowFailException("extraction is not complete: run mig_02_extract to the end first")
     counts = {name: info["records"] for name, info in extraction["objects"].items()}
-    est = estimates(counts, matter_object=spec.options.get("matter_object", "Case"))
+    est = estimates(counts, matter_object=spec.options.get("matter_object", "Case"),
+                    offpeak_limit=spec.options.get("offpeak_limit"), region=spec.options.get("clio_region"))
     findings = capacity_check(est, ClioSalesforceHook().limits())
     staging.write_json(root / "reports" / run_id() / "capacity.json", [f.__dict__ for f in findings])
     errors = [f.message for f in findings if f.level == "error"]

@@ -6,11 +6,16 @@ import logging
 from typing import Any
 
 from airflow.sdk import ObjectStoragePath, get_current_context
+from airflow.sdk.exceptions import AirflowFailException
 
 from clio2sf import staging
 from clio2sf.mapping.users import UserMap
 from clio2sf.pipeline import build_lookup, load_batch, lookup_names, transform_batch
-from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+from clio2sf_airflow.hooks.salesforce import (
+    ClioSalesforceHook,
+    SalesforceApiLimitExceeded,
+    SalesforceStorageLimitExceeded,
+)
 from clio2sf_airflow.phases.common import firm_spec, mroot, params, run_id
 
 log = logging.getLogger(__name__)
@@ -93,10 +98,17 @@ def load_one(path: str, phase: str, deferred: bool = False) -> dict[str, Any]:
     spec = firm_spec(p["firm"])
     tpath = ObjectStoragePath(path)
     get_current_context()["batch_label"] = f"{tpath.parent.name}/{tpath.name}"
-    summary = load_batch(
-        ClioSalesforceHook(), tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,
-        mode=p.get("load_mode", "auto"), load_order=spec.load_order, deferred=deferred,
-    )
+    try:
+        summary = load_batch(
+            ClioSalesforceHook(), tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,
+            mode=p.get("load_mode", "auto"), load_order=spec.load_order, deferred=deferred,
+        )
+    except (SalesforceApiLimitExceeded, SalesforceStorageLimitExceeded) as exc:
+        # Task retries minutes apart cannot help: stop now; a later re-run resumes by external id.
+        raise AirflowFailException(
+            f"{tpath.parent.name}/{tpath.name}: {exc}. Re-run this phase once the org has room; "
+            "rows already loaded are upserted, not duplicated"
+        ) from exc
     log.info("%s %s: %s", summary["sobject"], summary["batch"],
              {k: summary[k] for k in ("rows", "created", "updated", "skipped", "failed")})
     return {k: summary[k] for k in ("sobject", "batch", "rows", "created", "updated", "skipped", "failed")}
