@@ -28,7 +28,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"clio": {"preset": "tiny", "window": 1.0}, "sf": {"rows": 300, "naive_rows": 50},
              "transform": 1000, "memory": [1000, 5000]},
-    "full": {"clio": {"preset": "demo", "window": 2.0, "real_rate_preset": "tiny"},
+    "full": {"clio": {"preset": "demo", "window": 10.0, "real_rate_preset": "tiny"},
              "sf": {"rows": 10_000, "naive_rows": 1000}, "transform": 20_000,
              "memory": [10_000, 100_000, 1_000_000]},
 }

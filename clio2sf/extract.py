@@ -13,7 +13,9 @@ Airflow (``ClioHook.get_page`` / ``ClioHook.download_document``), in tests and i
     # summary: {"object", "records", "batches", "pages", "requests", "complete", "manifest"}
 
 Resume contract: after each batch the batch file is written (replacing any uncommitted file of
-that number), then ``_manifest.json``, then ``_progress.json`` with the ``next`` cursor URL.
+that number), then its manifest entry (the current ``_manifest/part-NNNNN.json`` segment and
+``_manifest.json``, see :class:`clio2sf.staging.ManifestWriter`: memory and work per batch stay
+flat however many batches an object has), then ``_progress.json`` with the ``next`` cursor URL.
 A killed or retried run reads ``_progress.json`` and continues from the last committed cursor,
 rewriting the batch that was in flight: no duplicate, no gap.  A finished object is not
 re-fetched.  Cursor URLs (``meta.paging.next``) are followed exactly as Clio returns them.
@@ -187,9 +189,6 @@ def extract_object(
             f"{obj.name}: staged progress was made with updated_since="
             f"{progress.get('updated_since')!r}, not {updated_since!r}; use a new migration root"
         )
-    manifest = staging.read_json(odir / staging.MANIFEST) or {"object": obj.name, "batches": []}
-    manifest["batches"] = manifest["batches"][: progress["batches"]]
-
     def summary() -> dict[str, Any]:
         return {
             "object": obj.name,
@@ -229,6 +228,7 @@ def extract_object(
     if progress["started"] and progress["next"] is None:
         raise ExtractError(f"{obj.name}: progress says started but has no cursor and is not complete")
     _drop_uncommitted(odir, progress["batches"])
+    manifest = staging.ManifestWriter(odir, obj.name, progress["batches"])
     if progress["started"]:
         log.info("%s: resuming after batch %d (%d records)", obj.name, progress["batches"], progress["records"])
 
@@ -266,11 +266,10 @@ def extract_object(
         if envelopes:
             entry = staging.write_jsonl_gz(odir / staging.batch_name(batch_no), envelopes)
             entry["pages"] = pages
-            manifest["batches"] = [*manifest["batches"][: batch_no - 1], entry]
+            manifest.add(batch_no, entry)
             progress["batches"] = batch_no
         if envelopes or finished:
-            manifest.update(records=progress["records"] + len(envelopes), complete=finished)
-            staging.write_json(odir / staging.MANIFEST, manifest)
+            manifest.write(progress["records"] + len(envelopes), finished)
         requests = requests_so_far() - req0
         staging.append_jsonl(
             odir / staging.BATCH_LOG,

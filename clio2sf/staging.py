@@ -15,7 +15,7 @@ Writes are atomic where the storage allows it:
 
 DAG-facing surface: :func:`migration_root`, :func:`raw_dir`, :func:`batch_path`,
 :func:`blob_path`, :func:`write_jsonl_gz`, :func:`read_jsonl_gz`, :func:`write_json`,
-:func:`read_json`, :func:`read_manifest`, :func:`purge_older_than`.
+:func:`read_json`, :func:`read_manifest`, :class:`ManifestWriter`, :func:`purge_older_than`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ DIR_MODE = 0o700
 PROGRESS = "_progress.json"
 MANIFEST = "_manifest.json"
 BATCH_LOG = "_batches.jsonl"
+MANIFEST_SEGMENTS = "_manifest"
+#: Batch entries per manifest segment file (see :class:`ManifestWriter`).
+SEGMENT_BATCHES = 500
 _LOCAL_PROTOCOLS = ("", "file", "local")
 
 
@@ -267,9 +270,120 @@ def read_jsonl(path: Any) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh.read().splitlines() if line.strip()]
 
 
+def manifest_segment_name(number: int) -> str:
+    """Return ``_manifest/part-<NNNNN>.json`` (relative to ``raw/<object>``) for a 1-based segment."""
+    if number < 1:
+        raise ValueError(f"staging: manifest segment number must be >= 1, got {number}")
+    return f"{MANIFEST_SEGMENTS}/part-{number:05d}.json"
+
+
 def read_manifest(mroot: Any, obj: str) -> dict[str, Any] | None:
-    """Return ``raw/<object>/_manifest.json`` or None when the object was never extracted."""
-    return read_json(raw_dir(mroot, obj) / MANIFEST)
+    """Return ``raw/<object>/_manifest.json`` with every batch entry, or None when never extracted.
+
+    Shape: ``{"object", "batches": [...], "records", "complete", ...}``.  A manifest written by
+    :class:`ManifestWriter` while its object is still being extracted lists segment files instead
+    of batches: they are read here, in order, up to the manifest's ``batch_count``.
+    """
+    odir = raw_dir(mroot, obj)
+    doc = read_json(odir / MANIFEST)
+    if doc is None or "batches" in doc:
+        return doc
+    batches: list[dict[str, Any]] = []
+    for name in doc.get("segments", []):
+        part = read_json(odir / name)
+        if part is None:
+            raise ValueError(f"{obj}: manifest segment {name} is missing under {odir}")
+        batches.extend(part["batches"])
+    count = doc.get("batch_count", len(batches))
+    if len(batches) < count:
+        raise ValueError(f"{obj}: manifest lists {count} batches but its segments hold {len(batches)}")
+    return {**doc, "batches": batches[:count]}
+
+
+class ManifestWriter:
+    """Keep ``raw/<object>/_manifest.json`` with flat memory and flat work per batch.
+
+    Batch entries go to segment files ``_manifest/part-NNNNN.json`` of at most ``segment_batches``
+    entries; only the current segment is held and rewritten.  While the object is extracted,
+    ``_manifest.json`` holds the totals, ``batch_count`` and the segment list; once it is complete
+    it also gets the full ``batches`` list, streamed from the segments, so a reader of the plain
+    file sees every batch.  ``committed`` is the batch count of ``_progress.json`` (the commit
+    point): entries past it, left by a killed run, are dropped.  A manifest of the older form
+    (every entry inline, no segments) is converted on resume.
+    """
+
+    def __init__(self, odir: Any, obj: str, committed: int, *, segment_batches: int | None = None) -> None:
+        segment_batches = SEGMENT_BATCHES if segment_batches is None else segment_batches
+        if segment_batches < 1:
+            raise ValueError(f"staging: segment_batches must be >= 1, got {segment_batches}")
+        self.odir, self.obj, self.size = odir, obj, segment_batches
+        self.count = committed
+        self.segment = committed // segment_batches + 1
+        self.entries: list[dict[str, Any]] = []
+        if committed == 0:
+            return
+        held = committed % segment_batches
+        last_full = self.segment - 1 if held == 0 else self.segment
+        if not (odir / manifest_segment_name(last_full)).exists():
+            self._convert_inline()
+        if held:
+            part = read_json(odir / manifest_segment_name(self.segment)) or {"batches": []}
+            if len(part["batches"]) < held:
+                raise ValueError(f"{obj}: manifest segment {manifest_segment_name(self.segment)} holds "
+                                 f"{len(part['batches'])} batches, progress needs {held}")
+            self.entries = part["batches"][:held]
+
+    def _convert_inline(self) -> None:
+        doc = read_json(self.odir / MANIFEST) or {}
+        inline = doc.get("batches")
+        if "segments" in doc or inline is None or len(inline) < self.count:
+            raise ValueError(f"{self.obj}: progress has {self.count} committed batches but "
+                             f"{self.odir / MANIFEST} and its segments do not list them")
+        for start in range(0, self.count, self.size):
+            self._write_segment(start // self.size + 1, inline[start : min(start + self.size, self.count)])
+
+    def _write_segment(self, number: int, entries: list[dict[str, Any]]) -> None:
+        write_json(self.odir / manifest_segment_name(number),
+                   {"object": self.obj, "segment": number, "first_batch": (number - 1) * self.size + 1,
+                    "batches": entries})
+
+    def add(self, batch_no: int, entry: dict[str, Any]) -> None:
+        """Record the entry of batch ``batch_no`` (the next one) and rewrite the current segment."""
+        if batch_no != self.count + 1:
+            raise ValueError(f"{self.obj}: manifest expects batch {self.count + 1}, got {batch_no}")
+        if len(self.entries) == self.size:
+            self.segment += 1
+            self.entries = []
+        self.entries.append(entry)
+        self.count = batch_no
+        self._write_segment(self.segment, self.entries)
+
+    def write(self, records: int, complete: bool) -> None:
+        """Rewrite ``_manifest.json``: totals and segments, plus every batch once ``complete``."""
+        segments = -(-self.count // self.size)
+        doc = {"object": self.obj, "records": records, "complete": complete, "batch_count": self.count,
+               "segment_batches": self.size,
+               "segments": [manifest_segment_name(n) for n in range(1, segments + 1)]}
+        if not complete:
+            write_json(self.odir / MANIFEST, doc)
+            return
+        write_blob(self.odir / MANIFEST, self._stream_complete(doc, segments))
+
+    def _stream_complete(self, doc: dict[str, Any], segments: int) -> Iterator[bytes]:
+        yield json.dumps(doc, sort_keys=True, ensure_ascii=False)[:-1].encode() + b', "batches": ['
+        first = True
+        for number in range(1, segments + 1):
+            if number == self.segment:
+                entries = self.entries
+            else:
+                part = read_json(self.odir / manifest_segment_name(number))
+                if part is None:
+                    raise ValueError(f"{self.obj}: manifest segment {manifest_segment_name(number)} is missing")
+                entries = part["batches"]
+            for entry in entries:
+                yield (b"" if first else b",\n") + json.dumps(entry, sort_keys=True, ensure_ascii=False).encode()
+                first = False
+        yield b"]}\n"
 
 
 def read_progress(mroot: Any, obj: str) -> dict[str, Any] | None:

@@ -42,7 +42,8 @@ _OFFPEAK = os.environ.get("CLIO2SF_EXTRACT_SCHEDULE")
     max_active_runs=1,
     params=migration_params(
         objects=Param([], type="array", title="Objects", description="Clio objects to extract (empty: all)"),
-        pages_per_batch=Param(1, type="integer", minimum=1, maximum=50, title="Clio pages per batch file"),
+        pages_per_batch=Param(10, type="integer", minimum=1, maximum=100, title="Clio pages per batch file",
+                              description="10 pages = 2,000 records: one transform task per batch file (keep mapped tasks under max_map_length)"),
     ),
 )
 def mig_02_extract():

@@ -7,16 +7,16 @@ from typing import Any
 
 def change_firm(clio) -> dict[str, Any]:
     """Update, add and delete a few records through the Clio sandbox's admin API; return their ids."""
-    def first_ids(obj: str, n: int) -> list[int]:
+    def first_ids(obj: str, n: int, **filters: str) -> list[int]:
         import requests
 
         token = clio.access_token()
-        r = requests.get(f"{clio.base_url}/api/v4/{obj}.json", params={"fields": "id", "limit": n},
+        r = requests.get(f"{clio.base_url}/api/v4/{obj}.json", params={"fields": "id", "limit": n, **filters},
                          headers={"Authorization": f"Bearer {token}"}, timeout=30)
         r.raise_for_status()
         return [row["id"] for row in r.json()["data"]]
 
-    contacts = first_ids("contacts", 3)
+    contacts = first_ids("contacts", 3, type="Person")
     matters = first_ids("matters", 2)
     tasks = first_ids("tasks", 2)
     updated = [

@@ -126,6 +126,23 @@ def test_kill_and_resume_no_duplicate_no_gap(mroot):
     assert _ids(mroot) == list(range(1, 21))
 
 
+def test_segmented_manifest_survives_kill_and_resume(mroot, monkeypatch):
+    monkeypatch.setattr(staging, "SEGMENT_BATCHES", 2)
+    obj = catalog.get("contacts")
+    with pytest.raises(ConnectionError):
+        extract_object(obj, FakeClio(20, fail_after=5), mroot)
+    odir = staging.raw_dir(mroot, "contacts")
+    assert staging.read_progress(mroot, "contacts")["batches"] == 5
+    during = staging.read_json(odir / "_manifest.json")
+    assert "batches" not in during and during["segments"][-1] == "_manifest/part-00003.json"
+    assert len(staging.read_manifest(mroot, "contacts")["batches"]) == 5
+    out = extract_object(obj, FakeClio(20), mroot)
+    assert out["batches"] == 7 and _ids(mroot) == list(range(1, 21))
+    assert sorted(p.name for p in (odir / "_manifest").glob("part-*")) == [f"part-0000{i}.json" for i in (1, 2, 3, 4)]
+    done = staging.read_json(odir / "_manifest.json")
+    assert [b["file"] for b in done["batches"]] == [staging.batch_name(n) for n in range(1, 8)]
+
+
 def test_crash_before_commit_rewrites_the_uncommitted_batch(mroot, monkeypatch):
     obj = catalog.get("contacts")
     real = staging.write_json

@@ -125,6 +125,87 @@ def test_purge_older_than(root):
         staging.purge_older_than(root, -1)
 
 
+def _entry(n: int) -> dict:
+    return {"file": staging.batch_name(n), "records": 1, "bytes": 10, "sha256": f"{n:064x}", "pages": 1}
+
+
+def test_manifest_segments_hold_at_most_n_entries_and_read_back_whole(root):
+    odir = staging.raw_dir(staging.migration_root(root, "acme", "m1"), "contacts")
+    writer = staging.ManifestWriter(odir, "contacts", 0, segment_batches=3)
+    for n in range(1, 8):
+        writer.add(n, _entry(n))
+        writer.write(n, complete=False)
+        assert len(writer.entries) <= 3
+    plain = staging.read_json(odir / staging.MANIFEST)
+    assert "batches" not in plain and plain["batch_count"] == 7
+    assert plain["segments"] == ["_manifest/part-00001.json", "_manifest/part-00002.json", "_manifest/part-00003.json"]
+    assert [len(staging.read_json(odir / s)["batches"]) for s in plain["segments"]] == [3, 3, 1]
+    got = staging.read_manifest(odir.parent.parent, "contacts")
+    assert got["batches"] == [_entry(n) for n in range(1, 8)] and got["complete"] is False and got["records"] == 7
+    writer.write(7, complete=True)
+    # Complete: the plain file lists every batch too, for readers that do not use read_manifest.
+    plain = staging.read_json(odir / staging.MANIFEST)
+    assert plain["batches"] == [_entry(n) for n in range(1, 8)] and plain["complete"] is True
+    assert staging.read_manifest(odir.parent.parent, "contacts") == plain
+    assert _mode(odir / staging.MANIFEST) == 0o600
+
+
+def test_manifest_resume_drops_uncommitted_entries_and_rolls_segments(root):
+    odir = staging.raw_dir(staging.migration_root(root, "acme", "m1"), "contacts")
+    writer = staging.ManifestWriter(odir, "contacts", 0, segment_batches=2)
+    for n in range(1, 6):
+        writer.add(n, _entry(n))
+    writer.write(5, complete=False)  # killed before _progress.json said 5: only 4 are committed
+    resumed = staging.ManifestWriter(odir, "contacts", 4, segment_batches=2)
+    assert resumed.entries == [] and resumed.segment == 3
+    resumed.add(5, {**_entry(5), "records": 2})
+    resumed.add(6, _entry(6))
+    resumed.write(7, complete=True)
+    batches = staging.read_manifest(odir.parent.parent, "contacts")["batches"]
+    assert [b["file"] for b in batches] == [staging.batch_name(n) for n in range(1, 7)]
+    assert batches[4]["records"] == 2
+    mid = staging.ManifestWriter(odir, "contacts", 3, segment_batches=2)
+    assert mid.entries == [_entry(3)] and mid.segment == 2
+    with pytest.raises(ValueError, match="expects batch 4, got 6"):
+        mid.add(6, _entry(6))
+
+
+def test_manifest_reader_truncates_to_batch_count(root):
+    odir = staging.raw_dir(staging.migration_root(root, "acme", "m1"), "contacts")
+    writer = staging.ManifestWriter(odir, "contacts", 0, segment_batches=4)
+    writer.add(1, _entry(1))
+    writer.write(1, complete=False)
+    writer.add(2, _entry(2))  # segment rewritten, _manifest.json not yet: batch 2 is not listed
+    assert staging.read_manifest(odir.parent.parent, "contacts")["batches"] == [_entry(1)]
+
+
+def test_manifest_inline_form_is_read_and_converted_on_resume(root):
+    odir = staging.raw_dir(staging.migration_root(root, "acme", "m1"), "contacts")
+    staging.write_json(odir / staging.MANIFEST, {"object": "contacts", "batches": [_entry(1), _entry(2), _entry(3)],
+                                                 "records": 3, "complete": False})
+    assert len(staging.read_manifest(odir.parent.parent, "contacts")["batches"]) == 3
+    writer = staging.ManifestWriter(odir, "contacts", 2, segment_batches=2)
+    assert writer.entries == [] and (odir / "_manifest/part-00001.json").exists()
+    writer.add(3, _entry(3))
+    writer.write(3, complete=True)
+    assert staging.read_manifest(odir.parent.parent, "contacts")["batches"] == [_entry(n) for n in (1, 2, 3)]
+
+
+def test_manifest_inconsistent_with_progress_raises(root):
+    odir = staging.raw_dir(staging.migration_root(root, "acme", "m1"), "contacts")
+    with pytest.raises(ValueError, match="contacts: progress has 2 committed batches"):
+        staging.ManifestWriter(odir, "contacts", 2)
+    staging.write_json(odir / "_manifest/part-00001.json", {"batches": [_entry(1)]})
+    with pytest.raises(ValueError, match="part-00001.json holds 1 batches, progress needs 2"):
+        staging.ManifestWriter(odir, "contacts", 2)
+    staging.write_json(odir / staging.MANIFEST, {"object": "contacts", "batch_count": 2, "records": 2,
+                                                 "complete": False, "segments": ["_manifest/part-00001.json"]})
+    with pytest.raises(ValueError, match="lists 2 batches but its segments hold 1"):
+        staging.read_manifest(odir.parent.parent, "contacts")
+    with pytest.raises(ValueError, match="segment_batches"):
+        staging.ManifestWriter(odir, "contacts", 0, segment_batches=0)
+
+
 def test_works_with_airflow_object_storage_path(tmp_path):
     from airflow.sdk import ObjectStoragePath
 

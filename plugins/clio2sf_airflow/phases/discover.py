@@ -41,7 +41,22 @@ def preflight() -> dict[str, Any]:
             problems.append(f"connection {name}: {message}")
     if problems:
         raise AirflowFailException("; ".join(problems) + ". Fix the connection(s) in Admin → Connections.")
+    missing = _missing_targets(spec, ClioSalesforceHook())
+    if missing:
+        raise AirflowFailException(
+            f"firm config {p['firm']!r} writes to what the org lacks: " + "; ".join(missing[:10])
+            + ". Create it in Salesforce, add it to schema.fields so apply_schema creates it, or remove it "
+            "from the firm config."
+        )
     return {"firm": p["firm"], "mapping_hash": spec.content_hash}
+
+
+def _missing_targets(spec, hook: ClioSalesforceHook) -> list[str]:
+    """Spec targets that neither the org nor the schema plan has (``<where>: <what>``)."""
+    known = {o["name"] for o in hook.describe_global()["sobjects"]}
+    describes = {name: hook.describe(name) for name in spec.load_order if name in known}
+    return [f"{x.where}: {x.message}" for x in validate_spec_against_describes(spec, describes)
+            if x.rule in ("missing_field", "missing_object")]
 
 
 def read_clio_schema() -> dict[str, Any]:

@@ -40,7 +40,7 @@ def extract_object(item: dict[str, Any]) -> dict[str, Any]:
             hook.get_page,
             mroot(),
             download=hook.download_document if obj.endpoint == "documents" else None,
-            pages_per_batch=int(params().get("pages_per_batch", 1)),
+            pages_per_batch=int(params().get("pages_per_batch", 10)),
             total=item.get("total"),
             request_count=lambda: hook.requests_made,
         )

@@ -64,7 +64,8 @@ def raw_batches(root: ObjectStoragePath, objects=TRANSFORMED, raw_dir: str = "ra
     """One work item per committed raw batch of every transformed object."""
     items = []
     for name in objects:
-        manifest = staging.read_json(root / raw_dir / name / staging.MANIFEST)
+        manifest = (staging.read_manifest(root, name) if raw_dir == "raw"
+                    else staging.read_json(root / raw_dir / name / staging.MANIFEST))
         for entry in (manifest or {}).get("batches", []):
             items.append({"object": name, "path": str(root / raw_dir / name / entry["file"])})
     return items
