@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from clio2sf import reports
+from clio2sf import reports, staging
 from clio2sf.diff import values_equal
 from clio2sf.ledger import utc_now_iso
 
@@ -108,9 +108,7 @@ def commit_watermark(root: Any, obj: str, updated_since: str | datetime, run_id:
         raise ValueError(f"watermark for {obj} would move backwards: {old['updated_since']} → {_iso(new)}")
     marks[obj] = {"updated_since": _iso(new), "committed_at": utc_now_iso(), "run_id": run_id}
     path = _wm_path(root)
-    (root / WATERMARK_FILE[0]).mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as fh:
-        fh.write(json.dumps({"version": 1, "objects": marks}, indent=2, sort_keys=True).encode("utf-8"))
+    staging.write_bytes_atomic(path, json.dumps({"version": 1, "objects": marks}, indent=2, sort_keys=True).encode("utf-8"))
     return marks[obj]
 
 

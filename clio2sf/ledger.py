@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from clio2sf import staging
 from clio2sf.reports import json_default
 
 STATUSES = ("ok", "failed", "skipped")
@@ -109,10 +110,8 @@ class LedgerWriter:
         if self._closed_path is not None:
             return self._closed_path
         target = self.path
-        (self.root / "ledger" / self.run_id / self.phase / self.sobject).mkdir(parents=True, exist_ok=True)
         data = "".join(line + "\n" for line in self._lines).encode("utf-8")
-        with target.open("wb") as fh:
-            fh.write(data)
+        staging.write_bytes_atomic(target, data)  # owner-only: before-images hold client data
         self._closed_path = target
         return target
 

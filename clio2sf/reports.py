@@ -15,6 +15,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from clio2sf import staging
+
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em;color:#1b1b1b}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
@@ -94,14 +96,12 @@ def page(title: str, body_html: str, subtitle: str | None = None) -> str:
 
 
 def _ensure_parent(path: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    staging.ensure_dir(path.parent)
 
 
 def write_text(path: Any, text: str) -> Any:
-    """Write ``text`` (UTF-8) to ``path`` in one go and return the path."""
-    _ensure_parent(path)
-    with path.open("wb") as fh:
-        fh.write(text.encode("utf-8"))
+    """Write ``text`` (UTF-8) to ``path`` in one go, owner-only on local disks; return the path."""
+    staging.write_bytes_atomic(path, text.encode("utf-8"))
     return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from clio2sf import staging
 from clio2sf.discovery.document import LOW_CONFIDENCE, attr, flat_proposals, mapping_document
 from clio2sf.discovery.estimates import Finding
 from clio2sf.discovery.reference import item_counts, reference_exports
@@ -35,7 +36,7 @@ def write_discovery_outputs(
     :returns: a small XCom-able dict: relative paths (under ``root``) and counts.
     """
     out_dir = root / DISCOVER_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
+    staging.ensure_dir(out_dir)
     refs = reference_exports(clio_config if clio_config is not None else clio_schema,
                              rate_document=rate_document, generated_at=generated_at)
     ref_counts = item_counts(refs)

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from clio2sf import staging
 from clio2sf.mapping.spec import DEFAULT_MAPPINGS_DIR, MappingSpec
 
 
@@ -60,15 +61,13 @@ def confirm(spec: MappingSpec, by: str, at: datetime | str | None, store: Any) -
     items = read_confirmations(path) + [entry]
     text = yaml.safe_dump({"confirmations": items}, sort_keys=False, allow_unicode=True)
     if isinstance(path, Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        staging.ensure_dir(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".confirm-", suffix=".yaml")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
-    else:  # object storage: a whole-object write is atomic
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as fh:
-            fh.write(text)
+    else:  # UPath/ObjectStoragePath: atomic and owner-only on a local disk; a whole-object write elsewhere
+        staging.write_bytes_atomic(path, text.encode("utf-8"))
     return entry
 
 

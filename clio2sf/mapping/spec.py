@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,6 +18,8 @@ import yaml
 from clio2sf import catalog
 
 DEFAULT_MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "include" / "mappings"
+#: Environment variable naming another mappings directory (``spec.yaml``, ``spec.schema.json``, ``firms/``).
+MAPPINGS_DIR_ENV = "CLIO2SF_MAPPINGS_DIR"
 
 #: Salesforce objects in the order they must be loaded (parents before children).
 BASE_LOAD_ORDER: tuple[str, ...] = (
@@ -265,6 +268,8 @@ def load_spec(firm: str | None, mappings_dir: Path | str = DEFAULT_MAPPINGS_DIR)
 
     :raises SpecError: unknown firm, bad YAML, or a schema violation (the message names the key).
     """
+    if mappings_dir == DEFAULT_MAPPINGS_DIR and os.environ.get(MAPPINGS_DIR_ENV):
+        mappings_dir = os.environ[MAPPINGS_DIR_ENV]  # a deployment's own firm configs
     mappings_dir = Path(mappings_dir)
     base_path = mappings_dir / "spec.yaml"
     data = _read_yaml(base_path)

@@ -788,6 +788,9 @@ def _documents(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[TransformResul
     blob = env.get("blob") or {}
     if not blob.get("path"):
         raise RecordRejected("blob", "missing_blob", f"{sid}: no downloaded file for this document")
+    if blob.get("size") == 0:  # Clio holds an empty file: load it as such, but say so in the report
+        issues.add("blob", "zero_byte_document", f"{sid}: the file is empty (0 bytes) in Clio",
+                   "loaded as an empty file")
     version = (d.get("latest_document_version") or {}).get("version_number") or 1
     vsid = f"{sid}@v{version}"
     row = _base_row(vsid, env, d)
