@@ -34,7 +34,7 @@ lint: venv
 	$(BIN)/ruff check .
 
 test: venv lint
-	$(BIN)/python -m pytest -p no:cacheprovider
+	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile
 
 test-unit: venv
 	$(BIN)/python -m pytest -m "not integration"

@@ -128,7 +128,7 @@ CLIO_OBJECTS: tuple[ClioObject, ...] = (
         "bills",
         "id,etag,number,type,kind,state,subject,memo,issued_at,due_at,start_at,end_at,"
         "paid_at,last_sent_at,total,due,balance,paid,sub_total,tax_sum,"
-        "client{id,name},matters{id,display_number},currency,created_at,updated_at",
+        "client{id,name},matters{id,display_number},currency{id,code},created_at,updated_at",
     ),
     ClioObject(
         "line_items",

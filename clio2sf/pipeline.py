@@ -327,7 +327,12 @@ def load_batch(
     else:
         if note_ids is None and sobject == "ContentDocumentLink":
             note_ids = ledger_sf_ids(mroot, "ContentNote")
-        result = load_rows(client, envs, mode=mode, note_ids=note_ids, sleep=sleep)  # type: ignore[arg-type]
+        # Before-images (for rollback) cost a query per 200 rows: take them only when rows may
+        # already exist: a delta, or records an earlier run of this migration wrote.
+        known = ledger_sf_ids(mroot, sobject) if "delta" not in phase else {}
+        capture = "delta" in phase or any(e.source_system_id in known for e in envs)
+        result = load_rows(client, envs, mode=mode, note_ids=note_ids, sleep=sleep,  # type: ignore[arg-type]
+                           capture_before=capture)
     with LedgerWriter(mroot, migration_id, run_id, phase, sobject, batch) as ledger:
         for o in result.outcomes:
             ledger.record(**ledger_kwargs(o, result.before.get(o.source_system_id)))

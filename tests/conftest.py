@@ -10,7 +10,9 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-_HOME = ROOT / ".airflow-test"
+# One Airflow home (and SQLite DB) per pytest-xdist worker: parallel `airflow dags test` runs
+# must not share a SQLite file.
+_HOME = ROOT / f".airflow-test{'-' + os.environ['PYTEST_XDIST_WORKER'] if 'PYTEST_XDIST_WORKER' in os.environ else ''}"
 _HOME.mkdir(exist_ok=True)
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")

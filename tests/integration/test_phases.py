@@ -6,12 +6,15 @@ checks what its phase must show. The order of the tests is the order of the phas
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from simple_salesforce import Salesforce
 
 from clio2sf import staging
 from clio2sf.extract import read_records
@@ -136,13 +139,31 @@ def _sf_one(m: Migration, soql: str) -> dict:
     return records[0]
 
 
+def _sf_as_colleague(m: Migration):
+    """A Salesforce session of another active user (the sandbox's JWT flow does not check signatures)."""
+    integration = m.sf.sf()
+    me = integration.query("SELECT Username FROM User WHERE Username LIKE 'integration@%'")["records"][0]["Username"]
+    other = next(u["Username"] for u in integration.query("SELECT Username FROM User WHERE IsActive = true")["records"]
+                 if u["Username"] != me)
+
+    def b64(doc: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+
+    claims = {"iss": m.sf.consumer_key, "sub": other, "aud": "sandbox", "exp": int(time.time()) + 300}
+    resp = m.sf.session().post(f"{m.sf.instance_url}/services/oauth2/token", data={
+        "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "assertion": f"{b64({'alg': 'RS256'})}.{b64(claims)}.unsigned"})
+    resp.raise_for_status()
+    return Salesforce(session_id=resp.json()["access_token"], instance_url=m.sf.instance_url, session=m.sf.session())
+
+
 def test_delta_follows_clio_and_queues_conflicts(mig: Migration):
     sf = mig.sf.sf()
-    # Someone edits a Salesforce contact after our load; Clio changes the same contact afterwards.
+    # A colleague edits a Salesforce contact after our load; Clio changes the same contact afterwards.
     contacts = [e["data"] for e in read_records(mig.root, "contacts") if e["data"].get("type") == "Person"]
     conflicted = contacts[-1]["id"]
     target = _sf_one(mig, f"SELECT Id FROM Contact WHERE Clio_Id__c = 'contact-{conflicted}'")
-    sf.Contact.update(target["Id"], {"Title": "Edited in Salesforce"})
+    _sf_as_colleague(mig).Contact.update(target["Id"], {"Title": "Edited in Salesforce"})
     mig.clio.mutate("contacts", "update", conflicted, {"title": "Edited in Clio"})
     changed = change_firm(mig.clio)
     mig.before_delta = {  # type: ignore[attr-defined]
