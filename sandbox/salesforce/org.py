@@ -326,25 +326,32 @@ class Org:
 
     def _apply_delete(self, targets: list[tuple[str, dict]], hard: bool) -> None:
         now = now_str()
-        everything: dict[str, tuple[str, dict]] = {d["Id"]: (s, d) for s, d in targets}
+        everything: dict[tuple[str, str], tuple[str, dict]] = {(s, d["Id"]): (s, d) for s, d in targets}
+        # A ContentNote is a ContentDocument (same Id): deleting one deletes the other and its links.
+        for s, d in list(everything.values()):
+            twin = {"ContentNote": "ContentDocument", "ContentDocument": "ContentNote"}.get(s)
+            if twin:
+                got = self.store.fetch(twin, [d["Id"]]).get(d["Id"])
+                if got and (twin, d["Id"]) not in everything:
+                    everything[(twin, d["Id"])] = (twin, got[1])
         frontier = list(everything.values())
         while frontier:
             nxt = []
             for s, d in frontier:
                 for child_obj, fname in self._cascade_children(s):
                     for cid in self.store.lookup_keys(child_obj, fname, [d["Id"]]).get(d["Id"], []):
-                        if cid not in everything:
+                        if (child_obj, cid) not in everything:
                             got = self.store.fetch(child_obj, [cid]).get(cid)
                             if got:
-                                everything[cid] = (child_obj, got[1])
+                                everything[(child_obj, cid)] = (child_obj, got[1])
                                 nxt.append((child_obj, got[1]))
             frontier = nxt
         if hard:
-            self.store.hard_delete([(s, i) for i, (s, _) in everything.items()])
+            self.store.hard_delete([(s, i) for (_, i), (s, _) in everything.items()])
             self.rows -= len(everything)
             return
         updates = []
-        for i, (s, d) in everything.items():
+        for (_, i), (s, d) in everything.items():
             d = dict(d, IsDeleted=True, SystemModstamp=now)
             updates.append((s, i, d))
         self.store.write([], updates, [], [])

@@ -332,6 +332,10 @@ def test_files_both_upload_modes_and_links(sandbox, sf) -> None:
     assert sf.query(f"SELECT COUNT() FROM ContentDocumentLink WHERE LinkedEntityId = '{contact}'")["totalSize"] == 0
     note = sf.ContentNote.create({"Title": "Call notes", "Content": base64.b64encode(b"<p>hello</p>").decode()})
     assert sf.ContentDocumentLink.create({"ContentDocumentId": note["id"], "LinkedEntityId": case})["success"]
+    # A ContentNote is its ContentDocument: deleting the note removes the document and its links.
+    assert sf.ContentNote.delete(note["id"]) == 204
+    assert sf.query(f"SELECT COUNT() FROM ContentDocument WHERE Id = '{note['id']}'")["totalSize"] == 0
+    assert sf.query(f"SELECT COUNT() FROM ContentDocumentLink WHERE ContentDocumentId = '{note['id']}'")["totalSize"] == 0
 
 
 def test_validation_error_codes(sf) -> None:
