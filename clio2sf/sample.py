@@ -40,8 +40,11 @@ def _r(path: str, parent: str, only_type: str | None = None) -> Ref:
 
 #: child object → its parent references (paths in the Clio record as staged).
 PARENTS: dict[str, tuple[Ref, ...]] = {
-    "contacts": (_r("company.id", "contacts"),),
-    "matters": (_r("client.id", "contacts"),),
+    "contacts": (_r("company.id", "contacts"), _r("related_contacts.*.id", "contacts", "Company"),
+                 _r("custom_field_values.*.contact.id", "contacts"), _r("custom_field_values.*.matter.id", "matters")),
+    "matters": (_r("client.id", "contacts"), _r("custom_field_values.*.contact.id", "contacts"),
+                _r("custom_field_values.*.matter.id", "matters")),
+    "activity_rates": (_r("contact_id", "contacts"),),
     "relationships": (_r("matter.id", "matters"), _r("contact.id", "contacts")),
     "activities": (_r("matter.id", "matters"), _r("vendor.id", "contacts"), _r("bill.id", "bills")),
     "bills": (_r("client.id", "contacts"), _r("matters.*.id", "matters")),
@@ -61,7 +64,7 @@ PARENTS: dict[str, tuple[Ref, ...]] = {
 #: Small configuration objects every sampled record may look up: passed through whole.
 REFERENCE_OBJECTS: frozenset[str] = frozenset({
     "users", "practice_areas", "matter_stages", "custom_fields", "activity_descriptions",
-    "activity_rates", "expense_categories", "task_types", "bank_accounts",
+    "expense_categories", "task_types", "bank_accounts",
 })
 
 #: How many records each object contributes before closure (the total lands in 200–500).
@@ -69,7 +72,7 @@ DEFAULT_QUOTAS: dict[str, int] = {
     "matters": 30, "contacts": 20, "relationships": 15, "activities": 40, "bills": 15,
     "line_items": 10, "bank_transactions": 10, "trust_line_items": 5, "documents": 15,
     "calendar_entries": 12, "tasks": 12, "matter_notes": 8, "contact_notes": 6,
-    "communications": 12,
+    "communications": 12, "activity_rates": 5,
 }
 
 #: Objects whose records are spread over types so each kind shows up.

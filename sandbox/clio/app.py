@@ -414,8 +414,8 @@ def _index(sb: Sandbox, request: Request, endpoint: str, kind: str, plan, header
             params.append(("offset", str(int(offset or 0) + limit)))
         meta["paging"]["next"] = str(request.url.replace(query=urlencode(params)))
     if view is not None:
-        body = '{"data":[' + ",".join(r[1] for r in rows) + '],"meta":' + _dumps(meta) + "}"
-        return Response(body.encode(), media_type="application/json; charset=utf-8", headers=headers)
+        body = b'{"data":[' + b",".join([r[1] for r in rows]) + b'],"meta":' + _dumps(meta).encode() + b"}"
+        return Response(body, media_type="application/json; charset=utf-8", headers=headers)
     records = [json.loads(r[1]) for r in rows]
     data = [project(r, plan) for r in records]
     if kind == "activities" and old_quantity:
