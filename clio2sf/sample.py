@@ -85,7 +85,7 @@ STRATA: dict[str, str] = {
 ORDER: tuple[str, ...] = (
     "matters", "relationships", "activities", "bills", "line_items", "bank_transactions",
     "trust_line_items", "documents", "calendar_entries", "tasks", "matter_notes",
-    "communications", "contact_notes", "contacts",
+    "communications", "contact_notes", "contacts", "activity_rates",
 )
 
 
