@@ -9,6 +9,7 @@ from airflow.sdk import ObjectStoragePath, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
 from clio2sf import staging
+from clio2sf.mapping.spec import BASE_LOAD_ORDER
 from clio2sf.mapping.users import UserMap
 from clio2sf.pipeline import build_lookup, load_batch, lookup_names, transform_batch
 from clio2sf_airflow.hooks.salesforce import (
@@ -22,28 +23,7 @@ log = logging.getLogger(__name__)
 
 #: Every Salesforce object a firm can load, in dependency order. The DAGs are static, so they
 #: wire one load step per entry; a firm's spec decides which of them get batches.
-LOAD_SEQUENCE = (
-    "Account",
-    "Contact",
-    "Case",
-    "Opportunity",
-    "CaseContactRole",
-    "OpportunityContactRole",
-    "AccountContactRelation",
-    "CaseTeamMember",
-    "OpportunityTeamMember",
-    "Clio_Billing__c",
-    "Ledger__c",
-    "Time_Entry__c",
-    "Expense__c",
-    "Rate_Structure__c",
-    "Event",
-    "EventRelation",
-    "Task",
-    "ContentVersion",
-    "ContentNote",
-    "ContentDocumentLink",
-)
+LOAD_SEQUENCE = BASE_LOAD_ORDER
 
 #: Clio objects that are transformed (the rest are configuration or reference only).
 TRANSFORMED = (
