@@ -40,10 +40,8 @@ def _r(path: str, parent: str, only_type: str | None = None) -> Ref:
 
 #: child object → its parent references (paths in the Clio record as staged).
 PARENTS: dict[str, tuple[Ref, ...]] = {
-    "contacts": (_r("company.id", "contacts"), _r("related_contacts.*.id", "contacts", "Company"),
-                 _r("custom_field_values.*.contact.id", "contacts"), _r("custom_field_values.*.matter.id", "matters")),
-    "matters": (_r("client.id", "contacts"), _r("custom_field_values.*.contact.id", "contacts"),
-                _r("custom_field_values.*.matter.id", "matters")),
+    "contacts": (_r("company.id", "contacts"), _r("related_contacts.*.id", "contacts", "Company")),
+    "matters": (_r("client.id", "contacts"),),
     "activity_rates": (_r("contact_id", "contacts"),),
     "relationships": (_r("matter.id", "matters"), _r("contact.id", "contacts")),
     "activities": (_r("matter.id", "matters"), _r("vendor.id", "contacts"), _r("bill.id", "bills")),
@@ -160,6 +158,12 @@ def parent_refs(obj: str, data: Mapping[str, Any]) -> list[tuple[str, int]]:
             except (TypeError, ValueError):
                 raise ValueError(f"{obj}: record {data.get('id')!r}: {'.'.join(ref.path)} "
                                  f"is not an id ({type(value).__name__})") from None
+    # Contact- and matter-type custom field values hold the referenced record's id as text.
+    for cfv in data.get("custom_field_values") or ():
+        parent = {"contact": "contacts", "matter": "matters"}.get((cfv or {}).get("field_type"))
+        value = (cfv or {}).get("value")
+        if parent and isinstance(value, str) and value.strip().isdigit():
+            out.append((parent, int(value)))
     return out
 
 

@@ -77,3 +77,14 @@ def test_dangling_parent_reported_and_bad_id_named():
         parent_refs("matters", {"id": 2, "client": {"id": "abc"}})
     with pytest.raises(TypeError, match="one-shot"):
         choose_sample({"matters": iter([])})
+
+
+def test_custom_field_references_and_related_companies_are_parents():
+    from clio2sf.sample import parent_refs
+
+    data = {"id": 7, "client": {"id": 1},
+            "custom_field_values": [{"field_type": "contact", "value": "42"}, {"field_type": "matter", "value": "9"},
+                                    {"field_type": "text_line", "value": "13"}, {"field_type": "contact", "value": None}]}
+    assert sorted(parent_refs("matters", data)) == [("contacts", 1), ("contacts", 42), ("matters", 9)]
+    person = {"id": 2, "company": None, "related_contacts": [{"id": 5, "type": "Company"}, {"id": 6, "type": "Person"}]}
+    assert parent_refs("contacts", person) == [("contacts", 5)]
