@@ -101,10 +101,10 @@ def test_full_load_refuses_without_an_approved_sample(mig: Migration):
 def test_sample_diff_has_no_unexplained_mismatch(mig: Migration):
     mig.run("mig_04_sample")
     summary = mig.json("sample/diff_summary.json")
-    assert 50 <= summary["records"] <= 500
-    assert summary["fields_compared"] > 500
+    assert summary["records"] > 0 and summary["fields_compared"] > 500
     assert summary["mismatches"] == 0 and summary["missing"] == 0, summary
     selection = mig.json("sample/selection.json")
+    assert 50 <= sum(len(ids) for ids in selection["ids"].values()) <= 500  # Clio records in the slice
     assert {"matters", "contacts", "bills", "activities", "calendar_entries", "tasks", "relationships",
             "documents"} <= {k for k, v in selection["ids"].items() if v}
     with (mig.root / "sample" / "diff.csv").open() as fh:
