@@ -265,10 +265,10 @@ class Org:
             return str(v)
         return str(v).lower()
 
-    def _keys_for(self, obj: SObject, rec: dict, only: set[str] | None = None) -> list[tuple[str, str, str, str]]:
+    def _keys_for(self, obj: SObject, rec: dict) -> list[tuple[str, str, str, str]]:
+        """The key-index entries (sobject, field, value, id) of one record."""
         out = []
-        names = obj.plan["keys"] if only is None else (obj.plan["keys"] & only)
-        for name in names:
+        for name in obj.plan["keys"]:
             v = rec.get(name)
             if v is not None:
                 f = obj.fields[name]
@@ -347,7 +347,8 @@ class Org:
                                 nxt.append((child_obj, got[1]))
             frontier = nxt
         if hard:
-            self.store.hard_delete([(s, i) for (_, i), (s, _) in everything.items()])
+            keys = [k for s, d in everything.values() for k in self._keys_for(self.schema.get(s), d)]
+            self.store.hard_delete([(s, i) for (_, i), (s, _) in everything.items()], keys)
             self.rows -= len(everything)
             return
         updates = []
@@ -407,7 +408,7 @@ class _Batch:
         self.inserts: list[tuple[str, str, dict]] = []
         self.updates: list[tuple[str, str, dict]] = []
         self.keys_add: list[tuple[str, str, str, str]] = []
-        self.keys_drop: list[tuple[str, str]] = []
+        self.keys_drop: list[tuple[str, str, str, str]] = []
         self.blobs: list[tuple[str, bytes]] = []
         self.pending: dict[int, list] = {}
         self._cols: dict[str, tuple] = {}
@@ -418,6 +419,7 @@ class _Batch:
         self._lookups: dict[tuple[str, str], tuple] = {}
         self._ins_head: dict[str, Any] | None = None
         self._ins_tail: dict[str, Any] = {}
+        self._side_heads: dict[str, tuple[SObject, dict]] = {}
         self._key_specs = [(name, obj.fields[name]["type"] == "reference" or bool(obj.fields[name]["caseSensitive"]))
                            for name in obj.plan["keys"]]
 
@@ -717,10 +719,16 @@ class _Batch:
                     if v is not None:
                         self.keys_add.append((obj.name, name, str(v) if exact else str(v).lower(), rid))
             else:
-                changed = {k for k, v in rec.items() if before.get(k) != v and (f := obj.fields.get(k)) and org._is_key(f)}
-                self.updates.append((obj.name, rec["Id"], rec))
-                self.keys_drop += [(rec["Id"], k) for k in changed]
-                self.keys_add += org._keys_for(obj, rec, changed)
+                rid = rec["Id"]
+                self.updates.append((obj.name, rid, rec))
+                for name, exact in self._key_specs:
+                    old, new = before.get(name), rec.get(name)
+                    if old == new:
+                        continue
+                    if old is not None:
+                        self.keys_drop.append((obj.name, name, str(old) if exact else str(old).lower(), rid))
+                    if new is not None:
+                        self.keys_add.append((obj.name, name, str(new) if exact else str(new).lower(), rid))
         for rid, data in self.blobs:
             org.blob_path(rid).write_bytes(data)
         org.store.write(self.inserts, self.updates, self.keys_add, self.keys_drop)
@@ -754,14 +762,13 @@ class _Batch:
 
     def check_lookups(self, prepared: dict[int, dict], results: list) -> None:
         obj, org = self.obj, self.org
-        wanted = set()
+        raw = set()
         refs = obj.plan["refs"]
         for vals in prepared.values():
             for name in refs.intersection(vals):
-                v = vals[name]
-                if v is not None and ids.well_formed(v):
-                    wanted.add(ids.normalize(v))
-        found = org.store.fetch_meta(wanted)
+                raw.add(vals[name])
+        raw.discard(None)
+        found = org.store.fetch_meta({ids.normalize(v) for v in raw if ids.well_formed(v)})
         memo = self._lookups
         for i, vals in prepared.items():
             for name in refs.intersection(vals):
@@ -1100,16 +1107,22 @@ class _Batch:
                                                       "Visibility": "AllUsers"})
 
     def _side_insert(self, sobject: str, rec: dict) -> None:
-        obj = self.org.schema.get(sobject)
-        full = {f: None for f in obj.fields}
-        full.update(IsDeleted=False, SystemModstamp=self.now)
-        for k in ("CreatedDate", "LastModifiedDate"):
-            if k in obj.fields:
-                full[k] = self.now
-        for k in ("CreatedById", "LastModifiedById"):
-            if k in obj.fields:
-                full[k] = self.user_id
-        full.update({k: v for k, v in rec.items() if v is not None})
+        """Queue a record the platform creates with row ``self._cur`` (null fields are not stored)."""
+        got = self._side_heads.get(sobject)
+        if got is None:
+            obj = self.org.schema.get(sobject)
+            head: dict[str, Any] = {"IsDeleted": False, "SystemModstamp": self.now}
+            for k in ("CreatedDate", "LastModifiedDate"):
+                if k in obj.fields:
+                    head[k] = self.now
+            for k in ("CreatedById", "LastModifiedById"):
+                if k in obj.fields:
+                    head[k] = self.user_id
+            got = self._side_heads[sobject] = (obj, head)
+        obj, full = got[0], dict(got[1])
+        for k, v in rec.items():
+            if v is not None:
+                full[k] = v
         self.pending.setdefault(self._cur, []).append(("insert", obj, full))
 
     def side_effects(self, i: int) -> None:

@@ -138,14 +138,7 @@ class Runner:
         return None
 
     def _keys_incl_deleted(self, field: str, values: list[str]) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for i in range(0, len(values), 500):
-            part = values[i:i + 500]
-            for v, rid in self.org.store.db.execute(
-                f"SELECT value, id FROM keys WHERE sobject=? AND field=? AND value IN ({','.join('?' * len(part))})",
-                    (self.obj.name, field, *part)):
-                out.setdefault(v, []).append(rid)
-        return out
+        return self.org.store.keys_any(self.obj.name, field, values)
 
     # -- run ----------------------------------------------------------------------------------
     def rows(self) -> list[dict]:

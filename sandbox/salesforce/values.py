@@ -90,6 +90,8 @@ def convert(f: dict, value: object, *, from_csv: bool) -> object:
             num = float(value) if not isinstance(value, int | float) else value
         except (TypeError, ValueError):
             raise _bad(f, value) from None
+        if num != num:  # NaN: not a number Salesforce stores (and not valid JSON)
+            raise _bad(f, value)
         if t == "int":
             if num != int(num):
                 raise _bad(f, value)
