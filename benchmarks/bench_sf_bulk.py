@@ -5,7 +5,8 @@
 * ``insert``: a plain insert (Clio_Id__c, names, email, birthdate, description);
 * ``upsert+rel``: an upsert on ``Clio_Id__c`` with an ``Account.Clio_Id__c`` relationship column,
   ``#N/A`` nulls and 20 rows whose account does not exist (they must come back failed);
-* ``re-upsert``: the same file again (every row an update).
+* ``re-upsert``: the same file again (every row an update);
+* ``composite``: Contacts created through sObject collections, 200 a call.
 
 Each figure is the wall time from job creation to ``JobComplete`` (plain ``requests``: create, one
 PUT of the CSV, close, poll every 50 ms), then the result files are fetched and checked, so a fast
@@ -120,8 +121,41 @@ def main(rows: int = 50000, work: Path | None = None) -> dict[str, float]:
         wall, info, ok, bad = _ingest(s, base, job, ups)
         _check("re-upsert", info, ok, bad, rows, len(bad_at), "false")
         out["re-upsert"] = rows / wall
+        out["composite"] = _composite(s, base, min(rows, 5000))
     for name, rate in out.items():
         print(f"{name:12s} {rows} rows  {rate:10,.0f} rows/s")
+    return out
+
+
+def _composite(s, base: str, rows: int) -> float:  # noqa: ANN001
+    """Contacts per second created through sObject collections (200 a call), all checked successful."""
+    t0 = time.perf_counter()
+    for start in range(0, rows, 200):
+        recs = [{"attributes": {"type": "Contact"}, "LastName": f"Comp {i}", "Email": f"c{i}@example.com"}
+                for i in range(start, min(start + 200, rows))]
+        r = s.post(f"{base}/composite/sobjects", json={"allOrNone": False, "records": recs})
+        r.raise_for_status()
+        if not all(x["success"] for x in r.json()):
+            raise RuntimeError("composite: a record failed")
+    return rows / (time.perf_counter() - t0)
+
+
+def figures(rows: int = 50000) -> list:
+    """The runner's figures: Bulk 2.0 ingest (target ≥ 20,000 rows/s) and composite records/s."""
+    from benchmarks.common import Figure, at_least
+
+    got = main(rows)
+    names = ("insert", "upsert+rel", "re-upsert")
+    first_unmet = next((n for n in names if got[n] < 20000), None)
+    note = ("bounded by single-threaded Python validation per row (parse, references, rules, and for an "
+            "upsert with an account the AccountContactRelation the platform adds: two records a row); "
+            "SQLite writes already run on a second thread")
+    out = [Figure("sf_sandbox_throughput", f"Bulk 2.0 ingest, {name}", f"{rows:,} Contacts over HTTPS",
+                  round(got[name]), "rows/s", "≥ 20,000", at_least(got[name], 20000),
+                  note=note if name == first_unmet else "")
+           for name in names]
+    out.append(Figure("sf_sandbox_throughput", "composite sObject collections", "Contacts, 200 a call",
+                      round(got["composite"]), "records/s"))
     return out
 
 

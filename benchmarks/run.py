@@ -27,19 +27,27 @@ RESULTS = ROOT / "benchmarks" / "results"
 #: name -> (tiny, full) callables taking a work dir.
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"clio": {"preset": "tiny", "window": 1.0}, "sf": {"rows": 300, "naive_rows": 50},
-             "transform": 1000, "memory": [1000, 5000]},
+             "transform": 1000, "memory": [1000, 5000], "sf_sandbox": 2000},
     "full": {"clio": {"preset": "demo", "window": 10.0, "real_rate_preset": "tiny"},
              "sf": {"rows": 10_000, "naive_rows": 1000}, "transform": 20_000,
-             "memory": [10_000, 100_000, 1_000_000]},
+             "memory": [10_000, 100_000, 1_000_000], "sf_sandbox": 50_000},
 }
-BENCHMARKS = ("clio", "salesforce", "transform", "memory", "end_to_end")
+BENCHMARKS = ("clio", "salesforce", "transform", "memory", "sf_sandbox", "end_to_end")
 #: runner benchmark -> the ``Figure.benchmark`` labels it produces.
 FIGURE_LABELS = {"clio": ("clio_request_economy", "rate_limit_utilisation"), "salesforce": ("salesforce_call_economy",),
-                 "transform": ("transform_throughput",), "memory": ("memory",), "end_to_end": ("end_to_end",)}
+                 "transform": ("transform_throughput",), "memory": ("memory",),
+                 "sf_sandbox": ("sf_sandbox_throughput",), "end_to_end": ("end_to_end",)}
 
 
 def _plan(size: str, work: Path) -> dict[str, Callable[[], list[Figure]]]:
-    from benchmarks import bench_clio, bench_e2e, bench_memory, bench_salesforce, bench_transform
+    from benchmarks import (
+        bench_clio,
+        bench_e2e,
+        bench_memory,
+        bench_salesforce,
+        bench_sf_bulk,
+        bench_transform,
+    )
 
     cfg = SIZES[size]
     return {
@@ -47,6 +55,7 @@ def _plan(size: str, work: Path) -> dict[str, Callable[[], list[Figure]]]:
         "salesforce": lambda: bench_salesforce.run(work / "sf", **cfg["sf"]),
         "transform": lambda: bench_transform.figures(cfg["transform"]),
         "memory": lambda: bench_memory.run(work / "memory", cfg["memory"]),
+        "sf_sandbox": lambda: bench_sf_bulk.figures(cfg["sf_sandbox"]),
         "end_to_end": lambda: bench_e2e.run(),
     }
 

@@ -27,7 +27,7 @@ def test_smoke_run_writes_every_benchmarks_figures(tmp_path: Path) -> None:
     assert set(doc["machine"]) >= {"cpu_count", "python", "platform"} and doc["date"]
     seen = {f["benchmark"] for f in doc["figures"]}
     assert seen == {"clio_request_economy", "rate_limit_utilisation", "salesforce_call_economy",
-                    "transform_throughput", "memory", "end_to_end"}
+                    "transform_throughput", "memory", "sf_sandbox_throughput", "end_to_end"}
     assert all(doc["benchmarks"][name] > 0 for name in BENCHMARKS)
     measured = [f for f in doc["figures"] if f["benchmark"] != "end_to_end" and f["target"]]
     assert measured and all(isinstance(f["value"], int | float) for f in measured)
