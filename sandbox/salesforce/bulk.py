@@ -27,6 +27,9 @@ CHUNK = 5000
 API = "59.0"
 
 
+BAD_SHAPE = {"statusCode": "INVALID_FIELD", "message": "Incorrect number of columns", "fields": []}
+
+
 def sf_error(err: dict) -> str:
     fields = ",".join(err.get("fields") or [])
     return f"{err['statusCode']}:{err['message']}:{fields + ' ' if fields else ''}--"
@@ -197,39 +200,37 @@ class BulkJobs:
         ok_rows: list[list[str]] = []
         bad_rows: list[list[str]] = []
         n = len(header)
+        plain = len(set(header)) == n  # rows go to the org as lists unless a column name repeats
+        id_col = header.index("Id") if "Id" in header else None
         for start in range(0, len(rows), CHUNK):
             if self.jobs[job["id"]]["state"] == "Aborted":
                 self._write_csv(self.path(job["id"], "unprocessed.csv"), [], header, rows[start:])
                 break
             chunk = rows[start:start + CHUNK]
-            dicts, bad_shape = [], {}
-            for i, r in enumerate(chunk):
-                if len(r) != n:
-                    bad_shape[i] = {"statusCode": "INVALID_FIELD", "message": "Incorrect number of columns", "fields": []}
-                    dicts.append({})
-                else:
-                    dicts.append(dict(zip(header, r, strict=True)))
+            good = [r for r in chunk if len(r) == n]  # a row with the wrong column count is never written
             user = job["createdById"]
             if job["operation"] in ("delete", "hardDelete"):
-                results = org.delete([d.get("Id", d.get("ID", d.get("id", ""))) for d in dicts], user_id=user,
-                                     hard=job["operation"] == "hardDelete", sobject=obj.name)
+                results = org.delete([r[0] for r in good], user_id=user, hard=job["operation"] == "hardDelete",
+                                     sobject=obj.name)
             else:
-                op = job["operation"]
                 try:
-                    results = org.write(obj.name, op, dicts, user_id=user, ext_field=job.get("externalIdFieldName"),
-                                        from_csv=True)
+                    batch = good if plain else [dict(zip(header, r, strict=True)) for r in good]
+                    results = org.write(obj.name, job["operation"], batch, user_id=user, from_csv=True,
+                                        ext_field=job.get("externalIdFieldName"), header=header if plain else None)
                 except FieldError as e:
                     self._fail(job, f"InvalidBatch : {e.message}", header, rows)
                     return
-            for i, (r, res) in enumerate(zip(chunk, results, strict=True)):
-                if i in bad_shape:
-                    res = {"success": False, "errors": [bad_shape[i]]}
+            it = iter(results)
+            for r in chunk:
+                if len(r) != n:
+                    bad_rows.append(["", sf_error(BAD_SHAPE), *r])
+                    continue
+                res = next(it)
                 if res["success"]:
-                    created = "true" if res.get("created") else "false"
-                    ok_rows.append([res["id"], created, *r])
+                    ok_rows.append([res["id"], "true" if res.get("created") else "false", *r])
                 else:
-                    rid = res.get("id") or (dicts[i].get("Id") if job["operation"] != "insert" else "") or ""
-                    bad_rows.append([rid, sf_error(res["errors"][0]), *r])
+                    rid = res.get("id") or (r[id_col] if id_col is not None and job["operation"] != "insert" else "")
+                    bad_rows.append([rid or "", sf_error(res["errors"][0]), *r])
             job["numberRecordsProcessed"] = len(ok_rows) + len(bad_rows)
             job["numberRecordsFailed"] = len(bad_rows)
             self.save(job)

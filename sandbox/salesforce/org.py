@@ -75,6 +75,7 @@ class Org:
         self.schema = Schema()
         self.seq = int(self.store.meta_get("seq", "1"))
         self._counter_lock = threading.Lock()
+        self._id_parts: dict[str, tuple[str, str]] = {}  # prefix -> (head, checksum): see ids.make_id
         self.rng_lock = random.Random(settings.seed * 7919 + 1)
         self.api_used = int(self.store.meta_get("api_used", "0"))
         self.file_bytes = int(self.store.meta_get("file_bytes", "0"))
@@ -90,7 +91,14 @@ class Org:
     def new_id(self, prefix: str) -> str:
         with self._counter_lock:
             self.seq += 1
-            return ids.make_id(prefix, self.seq)
+            seq = self.seq
+        parts = self._id_parts.get(prefix)
+        if parts is None or seq >= 1_000_000_000:
+            rid = ids.make_id(prefix, seq)
+            if len(prefix) == 3 and seq < 1_000_000_000:  # the checksum then depends on the prefix only
+                self._id_parts[prefix] = (rid[:6], rid[15:])
+            return rid
+        return f"{parts[0]}{seq:09d}{parts[1]}"
 
     def persist_counters(self) -> None:
         with self.lock:
@@ -277,14 +285,17 @@ class Org:
         return out
 
     # -- DML ----------------------------------------------------------------------------------
-    def write(self, sobject: str, op: str, rows: list[dict], *, user_id: str, ext_field: str | None = None,
-              all_or_none: bool = False, from_csv: bool = False) -> list[dict]:
-        """Insert, update or upsert ``rows``; one result dict per row, in order."""
+    def write(self, sobject: str, op: str, rows: list, *, user_id: str, ext_field: str | None = None,
+              all_or_none: bool = False, from_csv: bool = False, header: list[str] | None = None) -> list[dict]:
+        """Insert, update or upsert ``rows``; one result dict per row, in order.
+
+        Rows are dicts, or, with ``header`` (CSV), lists of values in the header's column order.
+        """
         obj = self.schema.get(sobject)
         if obj is None:
             raise FieldError("INVALID_TYPE", f"sObject type '{sobject}' is not supported.")
         with self.lock:
-            return _Batch(self, obj, op, user_id, ext_field, from_csv).run(rows, all_or_none)
+            return _Batch(self, obj, op, user_id, ext_field, from_csv, header).run(rows, all_or_none)
 
     def delete(self, record_ids: list[str], *, user_id: str, all_or_none: bool = False, hard: bool = False,
                sobject: str | None = None) -> list[dict]:
@@ -399,8 +410,10 @@ def _rolled_back(rid: str | None) -> dict:
 class _Batch:
     """One DML batch: parse, resolve references, validate, then write in one transaction."""
 
-    def __init__(self, org: Org, obj: SObject, op: str, user_id: str, ext_field: str | None, from_csv: bool):
+    def __init__(self, org: Org, obj: SObject, op: str, user_id: str, ext_field: str | None, from_csv: bool,
+                 header: list[str] | None = None):
         self.org, self.obj, self.op, self.user_id = org, obj, op, user_id
+        self.header = header
         self.ext = obj.field(ext_field) if ext_field else None
         self.ext_name = ext_field
         self.from_csv = from_csv
@@ -475,7 +488,7 @@ class _Batch:
         refs: list = []
         rid = None
         cols = self._cols
-        for k, v in row.items():
+        for k, v in (zip(self.header, row, strict=True) if self.header is not None else row.items()):
             if v == "":
                 continue
             col = cols.get(k)

@@ -87,36 +87,45 @@ class _Pending:
 
     def __init__(self, inserts: list[tuple[str, str, dict]], updates: list[tuple[str, str, dict]],
                  keys_add: list[tuple[str, str, str, str]], keys_drop: list[tuple[str, str, str, str]]):
-        self.recs: dict[tuple[str, str], dict] = {}
-        self.by_id: dict[str, list[str]] = {}
-        for s, i, d in inserts:
-            self.recs[(s, i)] = d
-            self.by_id.setdefault(i, []).append(s)
-        for s, i, d in updates:
-            if (s, i) not in self.recs:
-                self.by_id.setdefault(i, []).append(s)
-            self.recs[(s, i)] = d
-        self.added: dict[tuple[str, str], dict[str, list[str]]] = {}
-        for s, f, v, i in keys_add:
-            self.added.setdefault((s, f), {}).setdefault(v, []).append(i)
+        self.recs: dict[tuple[str, str], dict] = {(s, i): d for s, i, d in inserts}
+        self.recs.update({(s, i): d for s, i, d in updates})
+        self._by_id: dict[str, str] | None = None
+        self._keys_add = keys_add
+        self._added: dict[tuple[str, str], dict[str, list[str]]] = {}
         self.dropped = set(keys_drop)
         self.deletes = any(d.get("IsDeleted") for _s, _i, d in updates)
-        self.params = (_json_array(inserts), _json_array(list({(s, i): (s, i, d) for s, i, d in updates}.values())),
+        self.params = (_json_array([(s, i, bool(d.get("IsDeleted")), d) for s, i, d in inserts]),
+                       _json_array([(s, i, bool(d.get("IsDeleted")), d) for (s, i), d in
+                                    {(s, i): d for s, i, d in updates}.items()]),
                        _json_array(keys_drop), _json_array(keys_add))
         self.done = threading.Event()
+
+    def added(self, sobject: str, field: str) -> dict[str, list[str]]:
+        """value -> ids this batch adds to the key index for one field (built on first use)."""
+        got = self._added.get((sobject, field))
+        if got is None:
+            got = self._added[(sobject, field)] = {}
+            for s, f, v, i in self._keys_add:
+                if f == field and s == sobject:
+                    got.setdefault(v, []).append(i)
+        return got
 
     def record(self, sobject: str | None, rid: str) -> tuple[str, dict] | None:
         if sobject is not None:
             d = self.recs.get((sobject, rid))
             return None if d is None else (sobject, d)
-        names = self.by_id.get(rid)
-        return None if not names else (names[0], self.recs[(names[0], rid)])
+        if self._by_id is None:
+            self._by_id = {}
+            for s, i in self.recs:
+                self._by_id.setdefault(i, s)
+        s = self._by_id.get(rid)
+        return None if s is None else (s, self.recs[(s, rid)])
 
 
 _WRITE_SQL = (
-    "INSERT INTO records (sobject, id, data, is_deleted) SELECT value->>0, value->>1, value->'$[2]', "
-    "COALESCE(value->'$[2]'->>'IsDeleted', 0) FROM json_each(?)",
-    "UPDATE records SET data = j.value->'$[2]', is_deleted = COALESCE(j.value->'$[2]'->>'IsDeleted', 0) "
+    "INSERT INTO records (sobject, id, data, is_deleted) SELECT value->>0, value->>1, value->'$[3]', value->>2 "
+    "FROM json_each(?)",
+    "UPDATE records SET data = j.value->'$[3]', is_deleted = j.value->>2 "
     "FROM json_each(?) AS j WHERE records.sobject = j.value->>0 AND records.id = j.value->>1",
     "DELETE FROM keys WHERE (sobject, field, value, id) IN "
     "(SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?))",
@@ -277,7 +286,7 @@ class Store:
                     values: list[str]) -> dict[str, list[str]]:
         """Apply pending key changes and deletions, in write order, to a committed lookup."""
         for p in over:
-            added = p.added.get((sobject, field), {})
+            added = p.added(sobject, field)
             if not (added or p.dropped or p.deletes):
                 continue
             for v in values:

@@ -242,6 +242,33 @@ def test_bulk2_job_level_failures(sandbox, sf) -> None:
     assert unprocessed.splitlines() == ["LastName,Nope__c", '"A","b"']
 
 
+def test_bulk2_short_rows_fail_unwritten_and_repeated_columns_keep_the_last(sandbox, sf) -> None:
+    """A row with the wrong column count fails and writes nothing, even where no field is required."""
+    tasks_before = sandbox.counts().get("Task", 0)
+    s = sandbox.session()
+    base = f"{sandbox.instance_url}/services/data/v59.0/jobs/ingest"
+    hdr = {"Authorization": f"Bearer {sf.session_id}"}
+
+    def run(obj: str, data: bytes) -> tuple[list[list[str]], list[list[str]]]:
+        job = s.post(base, json={"object": obj, "operation": "insert"}, headers=hdr).json()
+        s.put(f"{base}/{job['id']}/batches", data=data, headers={**hdr, "Content-Type": "text/csv"})
+        s.patch(f"{base}/{job['id']}", json={"state": "UploadComplete"}, headers=hdr)
+        for _ in range(100):
+            if s.get(f"{base}/{job['id']}", headers=hdr).json()["state"] in ("JobComplete", "Failed"):
+                break
+            time.sleep(0.05)
+        ok = list(csv.reader(io.StringIO(s.get(f"{base}/{job['id']}/successfulResults", headers=hdr).text)))
+        bad = list(csv.reader(io.StringIO(s.get(f"{base}/{job['id']}/failedResults", headers=hdr).text)))
+        return ok[1:], bad[1:]
+
+    ok, bad = run("Task", b"Subject,Description\nCall back,first\nshort\n")
+    assert [r[2:] for r in ok] == [["Call back", "first"]]
+    assert bad == [["", "INVALID_FIELD:Incorrect number of columns:--", "short"]]
+    assert sandbox.counts()["Task"] == tasks_before + 1
+    ok, bad = run("Contact", b"LastName,LastName\nFirst,Second\n")
+    assert bad == [] and sf.Contact.get(ok[0][0])["LastName"] == "Second"
+
+
 def test_bulk_v1_json(sf) -> None:
     res = sf.bulk.Account.insert([{"Name": "V1 Co"}, {"Website": "x"}], batch_size=10)
     assert res[0]["success"] and res[1]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
