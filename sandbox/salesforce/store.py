@@ -287,7 +287,11 @@ class Store:
         """Apply pending key changes and deletions, in write order, to a committed lookup."""
         for p in over:
             added = p.added(sobject, field)
-            if not (added or p.dropped or p.deletes):
+            if not (p.dropped or p.deletes):
+                # Only additions: touch just the values this batch added.
+                for v in added.keys() & set(values):
+                    ids_ = out.setdefault(v, [])
+                    ids_ += [i for i in added[v] if i not in ids_]
                 continue
             for v in values:
                 ids_ = out.get(v, [])

@@ -63,3 +63,16 @@ def test_a_failed_write_stops_the_store(store):
         store.flush()
     with pytest.raises(RuntimeError, match="write failed"):
         store.write([("Contact", C1, {"Id": C1})], [], [], [])
+
+
+def test_pending_additions_join_committed_ids(store):
+    c3 = "0038c0000000003AAA"
+    store.write([("Contact", C1, {"Id": C1, "Email": "same@x.org"})], [], [("Contact", "Email", "same@x.org", C1)], [])
+    store.flush()
+    release = _hold(store)
+    store.write([("Contact", c3, {"Id": c3, "Email": "same@x.org"})], [], [("Contact", "Email", "same@x.org", c3)], [])
+    assert store._pending
+    assert store.lookup_keys("Contact", "Email", ["same@x.org", "other@x.org"]) == {"same@x.org": [C1, c3]}
+    release.set()
+    store.flush()
+    assert sorted(store.lookup_keys("Contact", "Email", ["same@x.org"])["same@x.org"]) == [C1, c3]
