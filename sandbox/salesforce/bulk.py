@@ -245,11 +245,22 @@ class BulkJobs:
 
     @staticmethod
     def _write_csv(p: Path, sf_cols: list[str], header: list[str], rows: list[list[str]]) -> None:
-        buf = io.StringIO()
-        buf.write(",".join([f'"{c}"' for c in sf_cols] + header) + "\n")
-        w = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\n")
-        w.writerows(rows)
-        p.write_text(buf.getvalue(), encoding="utf-8")
+        """A result file as Salesforce writes it: every value quoted, quotes doubled, LF line ends."""
+        out = [",".join([f'"{c}"' for c in sf_cols] + header) + "\n"]
+        slow = csv.writer(buf := io.StringIO(), quoting=csv.QUOTE_ALL, lineterminator="\n")
+        for r in rows:
+            try:
+                line = '","'.join(r)
+            except TypeError:  # a non-string value: let the csv module write it
+                line = None
+            if line is not None and line.count('"') == 2 * len(r) - 2:  # no value holds a quote
+                out.append('"' + line + '"\n' if r else "\n")
+            else:
+                buf.seek(0)
+                buf.truncate()
+                slow.writerow(r)
+                out.append(buf.getvalue())
+        p.write_text("".join(out), encoding="utf-8")
 
     def result_file(self, job: dict, kind: str) -> str:
         name = {"successfulresults": "success.csv", "failedresults": "failed.csv",

@@ -836,18 +836,22 @@ class _Batch:
             name = f["name"]
             if self.op == "upsert" and self.ext is not None and name == self.ext["name"]:
                 continue  # just resolved through the same index: a match became an update
-            vals = {}
+            if not f["unique"]:
+                continue
+            exact = f["type"] == "reference" or bool(f["caseSensitive"])
+            vals: dict[str, list[int]] = {}
             for i, (_kind, rec, before) in finals.items():
-                if results[i] is not None or rec.get(name) is None:
+                v = rec.get(name)
+                if v is None or results[i] is not None or (before is not None and before.get(name) == v):
                     continue
-                if before is not None and before.get(name) == rec[name]:
-                    continue
-                vals.setdefault(org.key_value(f, rec[name]), []).append(i)
-            if not f["unique"] or not vals:
+                vals.setdefault(str(v) if exact else str(v).lower(), []).append(i)
+            if not vals:
                 continue
             found = org.store.lookup_keys(obj.name, name, vals)
             for kv, idxs in vals.items():
-                owners = [x for x in found.get(kv, [])]
+                owners = found.get(kv, [])
+                if not owners and len(idxs) == 1:
+                    continue  # the usual case: a value nobody else holds
                 for pos, i in enumerate(idxs):
                     rec = finals[i][1]
                     other = next((o for o in owners if o != rec["Id"]), None)
@@ -916,7 +920,7 @@ class _Batch:
         plan = obj.plan
         if self._ins_head is None:
             self._insert_parts()
-        if obj.name != "ContentVersion" and not any(k in vals for k in self._ins_tail):
+        if obj.name != "ContentVersion" and self._ins_tail.keys().isdisjoint(vals):
             # Fast path (no audit or system value given): same record, same key order as below.
             rec = dict(self._ins_head)
             rec.update(vals)
