@@ -1,12 +1,16 @@
-"""Rollback planning from the run ledger: delete what a run created, restore what it updated.
+"""Rollback planning from the run ledger: delete what a run created, restore what it updated,
+re-create what it deleted.
 
 The plan is computed from the ledger and the org's current state, so it is idempotent and
 resumable: ids already gone are skipped (reported as already done), and the rollback's own
 ledger lines (phase ``rollback``, written under the *rolled-back* run's id via
 :meth:`RollbackOp.ledger_kwargs`) make a second plan for the same run empty.
 
-Deletions run in reverse dependency order (files first, Account last); restores follow, in
-load order, writing the before-image back (fields that were null get null).
+Deletions run in reverse dependency order (files first, Account last); re-creations follow in
+load order (a record a delta deleted comes back from its before-image, with a new Salesforce id
+that the ledger line ``recreate`` records next to the old one in ``before["Id"]``); restores
+come last, in load order, writing the before-image back (fields that were null get null). A
+later rollback that deletes a re-created record deletes it by its new id.
 """
 
 from __future__ import annotations
@@ -31,12 +35,12 @@ ExistsFn = Callable[[str, list[str]], Iterable[str]]
 
 @dataclass
 class RollbackOp:
-    action: str  # delete | restore
+    action: str  # delete | recreate | restore
     sobject: str
-    sf_id: str
+    sf_id: str  # for a recreate: the id the record had before it was deleted
     source_system_id: str
     run_id: str
-    values: dict[str, Any] | None = None  # the before-image for a restore
+    values: dict[str, Any] | None = None  # the before-image for a restore or a recreate
 
     def ledger_kwargs(self, status: str = "ok", error: str | None = None) -> dict[str, Any]:
         """Keyword arguments for ``LedgerWriter(root, mig, self.run_id, "rollback", self.sobject, batch).record``."""
@@ -48,6 +52,7 @@ class RollbackOp:
 class RollbackPlan:
     operations: list[RollbackOp]
     already_done: list[tuple[str, str, str, str]] = field(default_factory=list)  # (action, sobject, sf_id, why)
+    recreated: dict[str, str] = field(default_factory=dict)  # old id (15) -> id of its re-created record
 
     @property
     def empty(self) -> bool:
@@ -93,6 +98,7 @@ def plan_rollback(ledger: pd.DataFrame, *, run_id: str | None = None, exists: Ex
 
     ops: list[RollbackOp] = []
     skipped: list[tuple[str, str, str, str]] = []
+    recreated = recreated_ids(ok)
     created = work[work["created"]]
     deleted_keys: set[tuple[str, str]] = set()
     other_runs = ok[(ok["phase"] != ROLLBACK_PHASE) & ~ok.index.isin(work.index)]
@@ -116,13 +122,31 @@ def plan_rollback(ledger: pd.DataFrame, *, run_id: str | None = None, exists: Ex
                 else:
                     add_delete("ContentDocument", doc, r.source_system_id, r.run_id)
             continue
-        add_delete(r.object, r.sf_id, r.source_system_id, r.run_id)
+        add_delete(r.object, recreated.get(str(r.sf_id)[:15], r.sf_id), r.source_system_id, r.run_id)
         for doc in files:
             if doc not in foreign_files:
                 add_delete("ContentDocument", doc, r.source_system_id, r.run_id)
 
+    recreates = []
+    created_here = {(r.object, str(r.sf_id)[:15]) for r in created.itertuples(index=False)}
+    for r in work[(work["operation"] == "delete") & work["before"].map(lambda b: isinstance(b, dict))].itertuples(
+            index=False):
+        if (r.object, str(r.sf_id)[:15]) in created_here:
+            continue  # created in the same scope: it stays deleted
+        if r.object in FILE_SOBJECTS:
+            skipped.append(("recreate", r.object, r.sf_id, "file content is not kept by the ledger: not re-created"))
+            continue
+        if str(r.sf_id)[:15] in recreated:
+            skipped.append(("recreate", r.object, r.sf_id, "re-created by an earlier rollback"))
+            continue
+        recreates.append(RollbackOp("recreate", r.object, r.sf_id, r.source_system_id, r.run_id, dict(r.before)))
+
     restores = []
+    deletions = work[work["operation"] == "delete"]
+    deleted_here = {(r.object, r.sf_id) for r in deletions.itertuples(index=False)}
     for r in updated_with_before(work).itertuples(index=False):
+        if (r.object, r.sf_id) in deleted_here:
+            continue  # its before-image is a recreate's, not a restore's
         if (r.object, r.sf_id) in deleted_keys:
             continue  # created then updated in the same scope: the delete wins
         key = ("restore", r.object, r.sf_id)
@@ -135,9 +159,20 @@ def plan_rollback(ledger: pd.DataFrame, *, run_id: str | None = None, exists: Ex
         ops, gone = _present(ops, exists)
         restores, gone_r = _present(restores, exists)
         skipped += [(o.action, o.sobject, o.sf_id, "no longer in Salesforce: already done") for o in gone + gone_r]
+        still_there, recreates = _present(recreates, exists)
+        skipped += [(o.action, o.sobject, o.sf_id, "still in Salesforce: nothing to re-create") for o in still_there]
     ops.sort(key=lambda o: (-rank(o.sobject), o.sobject, o.sf_id))
+    recreates.sort(key=lambda o: (rank(o.sobject), o.sobject, o.sf_id))
     restores.sort(key=lambda o: (rank(o.sobject), o.sobject, o.sf_id))
-    return RollbackPlan(ops + restores, skipped)
+    return RollbackPlan(ops + recreates + restores, skipped, recreated)
+
+
+def recreated_ids(ledger: pd.DataFrame) -> dict[str, str]:
+    """Old id (15 characters) -> new id, from the successful ``recreate`` lines of any rollback."""
+    rows = ledger[(ledger["phase"] == ROLLBACK_PHASE) & (ledger["operation"] == "recreate")
+                  & (ledger["status"] == "ok") & ledger["sf_id"].notna()]
+    return {str(r.before["Id"])[:15]: str(r.sf_id) for r in rows.itertuples(index=False)
+            if isinstance(r.before, dict) and r.before.get("Id")}
 
 
 def _present(ops: list[RollbackOp], exists: ExistsFn) -> tuple[list[RollbackOp], list[RollbackOp]]:
@@ -184,11 +219,21 @@ def rollback_html(plan: RollbackPlan, title: str = "Rollback plan", dry_run: boo
                              for i, o in enumerate(plan.operations, 1)], numeric=[0])
     body = head + "<h2>Operations by object</h2>" + summary
     body += "<h2>Already done / kept</h2>" + done_tbl + "<h2>Operations</h2>" + details
-    return reports.page(title, body, subtitle="Deletes in reverse dependency order, then before-image restores")
+    return reports.page(title, body, subtitle="Deletes in reverse dependency order, then re-creations and "
+                        "before-image restores in load order")
 
 
 def write_rollback_html(path: Any, plan: RollbackPlan, dry_run: bool = True) -> Any:
     return reports.write_text(path, rollback_html(plan, dry_run=dry_run))
+
+
+def recreate_payload(op: RollbackOp, remap: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The create body that brings back ``op``'s record; ids of re-created records point to their new ids."""
+    if op.action != "recreate" or op.values is None:
+        raise ValueError(f"{op.sobject} {op.sf_id}: not a recreate operation")
+    remap = remap or {}
+    return {k: (remap.get(v[:15], v) if isinstance(v, str) and len(v) in (15, 18) else v)
+            for k, v in op.values.items() if k != "Id" and v is not None}
 
 
 def restore_payload(op: RollbackOp, present_fields: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Execute a rollback plan (:mod:`clio2sf.rollback`) against the org, writing rollback ledger lines.
 
-Deletes go through ``client.composite_delete`` (files through their ContentDocument ids), restores
-through ``client.composite_update``. Every executed chunk is written to the ledger at once (phase
+Deletes go through ``client.composite_delete`` (files through their ContentDocument ids),
+re-creations through ``client.composite_upsert`` on the object's external id when the
+before-image has one (so a retried chunk cannot make a second copy), else
+``client.composite_create``; restores through ``client.composite_update``. Every executed chunk is written to the ledger at once (phase
 ``rollback`` under the rolled-back run's id), so an interrupted rollback resumes where it stopped
 and a finished one plans nothing the second time.
 """
@@ -31,16 +33,35 @@ def _errors(result: dict[str, Any]) -> tuple[str, str]:
     return code, f"{code}: {str(first.get('message') or '')[:300]}"
 
 
+def _recreate(client: Any, sobject: str, ops: Sequence[rollback.RollbackOp], remap: dict[str, str]) -> list[dict]:
+    bodies = [rollback.recreate_payload(o, remap) for o in ops]
+    meta = client.describe(sobject)["fields"]
+    ext = next((f["name"] for f in meta if f.get("externalId") and all(b.get(f["name"]) for b in bodies)), None)
+    records = [{"attributes": {"type": sobject}, **b} for b in bodies]
+    results = client.composite_upsert(sobject, ext, records) if ext else client.composite_create(records)
+    for o, res in zip(ops, results, strict=True):
+        if res.get("success") and res.get("id"):
+            remap[o.sf_id[:15]] = str(res["id"])
+    return results
+
+
 def _execute(client: Any, mroot: Any, migration_id: str, ops: Sequence[rollback.RollbackOp], batch: str,
-             counts: dict[str, dict[str, int]]) -> None:
-    """Run one chunk of same-action, same-sobject operations and write its ledger lines."""
+             counts: dict[str, dict[str, int]], remap: dict[str, str]) -> None:
+    """Run one chunk of same-action, same-sobject operations and write its ledger lines.
+
+    ``remap`` (old id -> new id of re-created records) grows as records come back, so children
+    re-created or restored later point to their parent's new id.
+    """
     action, sobject = ops[0].action, ops[0].sobject
     if action == "delete":
         results = client.composite_delete([o.sf_id for o in ops])
+    elif action == "recreate":
+        results = _recreate(client, sobject, ops, remap)
     else:
         records = []
         for o in ops:
-            body = {k: v for k, v in rollback.restore_payload(o).items() if k not in NOT_WRITABLE}
+            body = {k: (remap.get(v[:15], v) if isinstance(v, str) and len(v) in (15, 18) else v)
+                    for k, v in rollback.restore_payload(o).items() if k not in NOT_WRITABLE}
             records.append({"attributes": {"type": sobject}, "id": o.sf_id, **body})
         results = client.composite_update(records)
     if len(results) != len(ops):
@@ -55,8 +76,12 @@ def _execute(client: Any, mroot: Any, migration_id: str, ops: Sequence[rollback.
             if not res.get("success"):
                 code, error = _errors(res)
                 status = "ok" if action == "delete" and code in GONE_CODES else "failed"
-            writers[op.run_id].record(**op.ledger_kwargs(status=status, error=error))
-            key = {"ok": f"{action}d" if action == "delete" else "restored", "failed": "failed"}[status]
+            line = op.ledger_kwargs(status=status, error=error)
+            if action == "recreate":  # the new record, and (in before) the id it stands for
+                line.update(sf_id=str(res["id"]) if status == "ok" else op.sf_id, created=status == "ok",
+                            before={"Id": op.sf_id})
+            writers[op.run_id].record(**line)
+            key = {"ok": {"delete": "deleted", "recreate": "recreated"}.get(action, "restored"), "failed": "failed"}[status]
             if status == "ok" and error:
                 key = "already_gone"
             counts[sobject][key] += 1
@@ -89,6 +114,7 @@ def run_rollback(client: Any, mroot: Any, *, run_id: str | None = None, migratio
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     if not dry_run:
         stamp = utc_now_iso().replace(":", "").replace("-", "").replace(".", "")
+        remap = dict(plan.recreated)
         step = 0
         i = 0
         ops = plan.operations
@@ -98,7 +124,7 @@ def run_rollback(client: Any, mroot: Any, *, run_id: str | None = None, migratio
                 j += 1
             for part in chunked(ops[i:j], COMPOSITE_CHUNK):
                 step += 1
-                _execute(client, mroot, migration_id, list(part), f"rollback-{stamp}-{step:05d}", counts)
+                _execute(client, mroot, migration_id, list(part), f"rollback-{stamp}-{step:05d}", counts, remap)
             i = j
     failed = sum(c.get("failed", 0) for c in counts.values())
     return {

@@ -4,9 +4,9 @@
 One click in the UI (Trigger with config): give the migration id, and optionally the run id
 of one phase run (`target_run_id`; empty = every run of the migration). With `dry_run` on
 (the default) it only writes the plan (`reports/rollback-*/rollback.html`): what it would
-delete and restore, per object. With `dry_run` off it deletes what the run(s) created in
-reverse dependency order, restores the before-images of what they updated, and removes their
-uploaded files (ContentDocument). It is idempotent and resumable: a second rollback of the
+delete, re-create and restore, per object. With `dry_run` off it deletes what the run(s) created
+in reverse dependency order, re-creates from its before-image what a delta run deleted, restores
+the before-images of what they updated, and removes their uploaded files (ContentDocument). It is idempotent and resumable: a second rollback of the
 same run finds nothing to do.
 """
 

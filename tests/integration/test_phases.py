@@ -205,6 +205,12 @@ def test_rollback_of_the_delta_run_restores_updated_values(mig: Migration):
     assert case["Subject"] == mig.before_delta["case"]["Subject"]  # type: ignore[attr-defined]
     new_task = changed["created"]["tasks"][0]
     assert mig.sf.sf().query(f"SELECT Id FROM Task WHERE Clio_Id__c = 'task-{new_task}'")["totalSize"] == 0
+    gone = changed["deleted"]["tasks"][0]  # deleted by the delta: back from its before-image, under a new id
+    back = _sf_one(mig, f"SELECT Id, Subject, WhoId, WhatId FROM Task WHERE Clio_Id__c = 'task-{gone}'")
+    assert back["Subject"] and (back["WhoId"] or back["WhatId"])
+    again = mig.run("mig_07_rollback", target_run_id=delta_run, dry_run=False, tag="delta-again")
+    assert again.ok
+    assert mig.sf.sf().query(f"SELECT Id FROM Task WHERE Clio_Id__c = 'task-{gone}'")["totalSize"] == 1
 
 
 def test_rollback_of_the_migration_returns_the_org_to_its_pre_run_state(mig: Migration):

@@ -13,12 +13,13 @@ class FakeSF:
         self.types = types or {}
         self.queries: list[str] = []
         self.deleted: list[str] = []
+        self.created: list[str] = []
 
     def describe(self, sobject: str) -> dict:
         names = {k for r in self.records.get(sobject, ()) for k in r if "." not in k}
         names |= set(self.types.get(sobject, {})) | {"Id"}
         return {"fields": [{"name": n, "type": self.types.get(sobject, {}).get(n, "string"), "createable": n != "Id",
-                            "length": 255} for n in sorted(names)]}
+                            "length": 255, "externalId": n == "Clio_Id__c"} for n in sorted(names)]}
 
     def query_all_iter(self, soql: str):
         self.queries.append(soql)
@@ -55,4 +56,25 @@ class FakeSF:
                 continue
             r.update({k: v for k, v in rec.items() if k not in ("attributes", "id")})
             out.append({"id": rec["id"], "success": True, "errors": []})
+        return out
+
+    def composite_create(self, records):
+        out = []
+        for rec in records:
+            sobject = rec["attributes"]["type"]
+            new_id = f"{sobject[:3].upper()}NEW{len(self.created):09d}"
+            self.records.setdefault(sobject, []).append({"Id": new_id, **{k: v for k, v in rec.items() if k != "attributes"}})
+            self.created.append(new_id)
+            out.append({"id": new_id, "success": True, "errors": []})
+        return out
+
+    def composite_upsert(self, sobject, external_id_field, records):
+        out = []
+        for rec in records:
+            hit = next((r for r in self.records.get(sobject, ()) if r.get(external_id_field) == rec[external_id_field]), None)
+            if hit is None:
+                out += [{**r, "created": True} for r in self.composite_create([rec])]
+            else:
+                hit.update({k: v for k, v in rec.items() if k != "attributes"})
+                out.append({"id": hit["Id"], "success": True, "errors": [], "created": False})
         return out

@@ -65,3 +65,26 @@ def test_rollback_of_every_run_and_unknown_run(staged):
     out = run_rollback(org, root, migration_id="m1", dry_run=False)
     assert "Account" not in out["counts"] and out["failed"] == 0
     assert (root / "reports" / "rollback-m1" / "rollback.html").exists()
+
+
+def test_rollback_of_a_delta_recreates_what_it_deleted_and_a_later_rollback_deletes_the_copy(staged):
+    root, org = staged
+    org.records["Task"] = []  # the delta deleted 00TA, a task run1 created
+    with LedgerWriter(root, "m1", "run1", "full_load", "Task", "batch-00001") as w:
+        w.record(source_system_id="task-7", sf_id="00TA", operation="upsert", created=True)
+    with LedgerWriter(root, "m1", "run2", "delta", "Task", "deletes-00001") as w:
+        w.record(source_system_id="task-7", sf_id="00TA", operation="delete", created=False,
+                 before={"Clio_Id__c": "task-7", "Subject": "Call the client", "WhoId": "003A", "Description": None})
+    dry = run_rollback(org, root, run_id="run2", migration_id="m1", dry_run=True)
+    assert dry["planned"] == {"Task": {"recreate": 1}}
+    out = run_rollback(org, root, run_id="run2", migration_id="m1", dry_run=False)
+    assert out["counts"] == {"Task": {"recreated": 1}} and out["failed"] == 0
+    [task] = org.records["Task"]
+    assert task["Subject"] == "Call the client" and task["WhoId"] == "003A" and task["Id"] != "00TA"
+    line = read_ledger(root, "run2", "rollback").iloc[0]
+    assert (line["operation"], line["sf_id"], line["before"]) == ("recreate", task["Id"], {"Id": "00TA"})
+    again = run_rollback(org, root, run_id="run2", migration_id="m1", dry_run=False)
+    assert again["planned"] == {} and again["already_done"] == 1
+    everything = run_rollback(org, root, migration_id="m1", dry_run=False)
+    assert task["Id"] in org.deleted and org.records["Task"] == []
+    assert "recreate" not in {a for acts in everything["planned"].values() for a in acts}
