@@ -129,7 +129,8 @@ def _worker(state_dir: str, n: int, out) -> None:
 def test_processes_share_one_budget(tmp_path):
     """Three processes, 20 requests left in a 4 s window: their combined requests are spaced."""
     seed = RateBudget("shared", tmp_path)
-    seed.observe(_headers(20, 20, time.time() + 4.0))
+    reset = time.time() + 4.0
+    seed.observe(_headers(20, 20, reset))
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(str(tmp_path), 3, q)) for _ in range(3)]
@@ -139,6 +140,7 @@ def test_processes_share_one_budget(tmp_path):
         p.join(15)
     stamps = sorted(q.get(timeout=5) for _ in range(9))
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
-    # About 0.2 s apart (4 s / 20) minus scheduling jitter; without the shared file: a burst.
+    # About (time left in the window) / 20 apart, minus scheduling jitter; without the shared file: a burst.
+    # The pace is set by the time left when the first request goes out, which a loaded machine delays.
     assert min(gaps) > 0.1, gaps
-    assert stamps[-1] - stamps[0] > 1.2
+    assert stamps[-1] - stamps[0] > 0.6 * 8 * (reset - stamps[0]) / 20, (stamps[0] - (reset - 4.0), gaps)
