@@ -33,11 +33,7 @@ def test_missing_connection_and_wrong_credentials_fail_the_first_task(mig: Migra
     conn = json.loads(env["AIRFLOW_CONN_SALESFORCE_DEFAULT"])
     conn["extra"]["consumer_secret"] = "wrong-secret-for-the-test"
     env["AIRFLOW_CONN_SALESFORCE_DEFAULT"] = json.dumps(conn)
-    saved, mig.env = mig.env, env
-    try:
-        run = mig.run("mig_01_discover", expect_ok=False, tag="badconn")
-    finally:
-        mig.env = saved
+    run = mig.run("mig_01_discover", expect_ok=False, tag="badconn", env=env)
     text = run.log()
     assert not run.ok
     assert "connection clio_default" in text and "connection salesforce_default" in text
@@ -47,24 +43,21 @@ def test_missing_connection_and_wrong_credentials_fail_the_first_task(mig: Migra
     assert not (mig.root / "discover").exists()
 
 
-def _firm_config(mig: Migration, name: str, objects: dict) -> dict[str, str]:
-    """An env whose mappings dir (CLIO2SF_MAPPINGS_DIR) holds ``firms/<name>.yaml`` = harlow_vance + ``objects``."""
+def _run_with_firm_config(mig: Migration, dag_id: str, name: str, objects: dict):
+    """Run ``dag_id`` (expected to fail) for firm ``name`` = harlow_vance + ``objects``, from its own mappings dir."""
     target = mig.workdir / f"mappings-{name}"
     if not target.exists():
         shutil.copytree(DEFAULT_MAPPINGS_DIR, target)
     firm = yaml.safe_load((target / "firms" / "harlow_vance.yaml").read_text())
     firm["objects"] = objects
     (target / "firms" / f"{name}.yaml").write_text(yaml.safe_dump(firm))
-    return {**mig.env, "CLIO2SF_MAPPINGS_DIR": str(target)}
+    return mig.run(dag_id, expect_ok=False, tag=name.replace("_", ""), firm=name,
+                   env={**mig.env, "CLIO2SF_MAPPINGS_DIR": str(target)})
 
 
 def test_firm_config_naming_an_unknown_clio_field_fails_the_first_task(mig: Migration):
-    env = _firm_config(mig, "unknown_field", {"Contact": {"fields": {"Title": {"from": "job_titel", "max": 128}}}})
-    saved, mig.env = mig.env, env
-    try:
-        run = mig.run("mig_02_extract", expect_ok=False, tag="unknownfield", firm="unknown_field")
-    finally:
-        mig.env = saved
+    run = _run_with_firm_config(mig, "mig_02_extract", "unknown_field",
+                                {"Contact": {"fields": {"Title": {"from": "job_titel", "max": 128}}}})
     text = run.log()
     assert not run.ok
     assert "objects.Contact.fields.Title.from: ['job_titel'] names no field of Clio contacts" in text
@@ -72,12 +65,8 @@ def test_firm_config_naming_an_unknown_clio_field_fails_the_first_task(mig: Migr
 
 
 def test_target_field_missing_from_the_org_fails_the_first_task(mig: Migration):
-    env = _firm_config(mig, "missing_target", {"Contact": {"fields": {"AssistantName__c": {"from": "title", "max": 40}}}})
-    saved, mig.env = mig.env, env
-    try:
-        run = mig.run("mig_01_discover", expect_ok=False, tag="missingtarget", firm="missing_target")
-    finally:
-        mig.env = saved
+    run = _run_with_firm_config(mig, "mig_01_discover", "missing_target",
+                                {"Contact": {"fields": {"AssistantName__c": {"from": "title", "max": 40}}}})
     text = run.log()
     assert not run.ok
     assert "Contact has no field AssistantName__c" in text and "objects.Contact.fields.AssistantName__c" in text
@@ -91,11 +80,7 @@ def test_revoked_refresh_token_fails_the_extract_at_once_without_retries(mig: Mi
     conn = json.loads(env["AIRFLOW_CONN_CLIO_DEFAULT"])
     conn["extra"]["refresh_token"] = "a-revoked-refresh-token"
     env["AIRFLOW_CONN_CLIO_DEFAULT"] = json.dumps(conn)
-    saved, mig.env = mig.env, env
-    try:
-        run = mig.run("mig_02_extract", expect_ok=False, tag="revoked", objects=["users"])
-    finally:
-        mig.env = saved
+    run = mig.run("mig_02_extract", expect_ok=False, tag="revoked", objects=["users"], env=env)
     text = run.log()
     assert not run.ok
     assert "Clio refused the refresh token" in text and "re-authorise the app" in text

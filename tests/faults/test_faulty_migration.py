@@ -79,12 +79,7 @@ def test_extract_under_clio_faults_stages_every_record_exactly_once(mig: Migrati
     statuses = Counter(r["status"] for r in mig.extract_log if r["path"].startswith("/api/v4/"))  # type: ignore[attr-defined]
     # the faults really hit this run
     assert statuses[429] >= 3 and statuses[503] >= 1 and statuses[401] >= 1, statuses
-    expected = mig.clio.counts()
-    summary = mig.json("raw/_extraction.json")
-    assert summary["complete"]
-    for name, info in summary["objects"].items():
-        ids = [env["clio_id"] for env in read_records(mig.root, name)]
-        assert len(ids) == len(set(ids)) == expected[name] == info["records"], name
+    mig.assert_extraction_matches_sandbox()
     print(f"\nextract under faults: {mig.extract.seconds:.0f}s, Clio statuses {dict(statuses)}")  # type: ignore[attr-defined]
 
 

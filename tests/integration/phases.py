@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clio2sf import staging
+from clio2sf.extract import read_records
 from scripts.runner import ROOT, PhaseRun, airflow_env, run_dag
 
 FIRM = "harlow_vance"
@@ -33,13 +34,24 @@ class Migration:
     def root(self) -> Path:
         return self.staging / FIRM / self.migration_id
 
-    def run(self, dag_id: str, *, expect_ok: bool = True, tag: str = "", **conf) -> PhaseRun:
-        run = run_dag(dag_id, {"firm": FIRM, "migration_id": self.migration_id, **conf}, self.env,
-                      self.workdir / "logs", tag=tag)
+    def run(self, dag_id: str, *, expect_ok: bool = True, tag: str = "", env: dict[str, str] | None = None,
+            **conf) -> PhaseRun:
+        """Run one phase DAG; ``env`` replaces the migration's environment for this run only."""
+        run = run_dag(dag_id, {"firm": FIRM, "migration_id": self.migration_id, **conf},
+                      self.env if env is None else env, self.workdir / "logs", tag=tag)
         self.runs.append(run)
         if expect_ok:
             assert run.ok, f"{dag_id} failed:\n{run.errors()}"
         return run
+
+    def assert_extraction_matches_sandbox(self) -> None:
+        """Every Clio object is staged complete, each record exactly once, as many as the sandbox holds."""
+        expected = self.clio.counts()
+        summary = self.json("raw/_extraction.json")
+        assert summary["complete"]
+        for name, info in summary["objects"].items():
+            ids = [env["clio_id"] for env in read_records(self.root, name)]
+            assert len(ids) == len(set(ids)) == expected[name] == info["records"], name
 
     def approve(self, kind: str) -> None:
         subprocess.run(

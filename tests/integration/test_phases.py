@@ -67,12 +67,7 @@ def test_extract_refuses_an_unconfirmed_mapping(mig: Migration):
 def test_extract_stages_exactly_the_sandbox_records(mig: Migration):
     mig.approve("mapping")
     mig.run("mig_02_extract")
-    expected = mig.clio.counts()
-    summary = mig.json("raw/_extraction.json")
-    assert summary["complete"]
-    for name, info in summary["objects"].items():
-        ids = [env["clio_id"] for env in read_records(mig.root, name)]
-        assert len(ids) == len(set(ids)) == expected[name] == info["records"], name
+    mig.assert_extraction_matches_sandbox()
     docs = list(read_records(mig.root, "documents"))
     assert all(d["blob"] is None or len(d["blob"]["sha256"]) == 64 for d in docs)
     assert sum(1 for r in mig.clio.request_log() if r["status"] == 429) == 0

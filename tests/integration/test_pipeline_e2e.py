@@ -13,17 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from clio2sf import catalog, pipeline, staging
-from clio2sf.extract import extract_object, read_records
+from clio2sf import pipeline, staging
 from clio2sf.load import Envelope, chunked, soql_in
-from clio2sf.mapping.schema_plan import build_schema_plan
 from clio2sf.mapping.spec import load_spec
-from clio2sf.mapping.transform import PRODUCES
-from clio2sf.mapping.users import UserMap
-from clio2sf.user_resolution import resolve_users, user_map_document
+from tests.integration import direct
 
-sf_testing = pytest.importorskip("sandbox.salesforce.testing")
-clio_testing = pytest.importorskip("sandbox.clio.testing")
 roster = pytest.importorskip("sandbox.common.roster")
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -36,50 +30,19 @@ NO_EXTERNAL_ID = {"CaseContactRole", "OpportunityContactRole", "EventRelation", 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
-    with (
-        clio_testing.run_clio_sandbox(base / "clio", preset="tiny", rate_limit=None) as clio,
-        sf_testing.run_sf_sandbox(base / "sf", seed=42) as sf,
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", sf.connection_json())
-        mp.setenv("REQUESTS_CA_BUNDLE", sf.ca_bundle)
-        mp.setenv("AIRFLOW_CONN_CLIO_DEFAULT", json.dumps({
-            "conn_type": "http", "host": clio.base_url, "login": clio.client_id, "password": clio.client_secret,
-            "extra": {"refresh_token": clio.refresh_token, "rate_state_dir": str(base / "rate")}}))
-        from clio2sf_airflow.hooks.clio import ClioHook
-        from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
-
-        clio_hook = ClioHook()
-        hook = ClioSalesforceHook(sleep=lambda s: None, poll_interval=0.05, max_poll_interval=0.5)
+    with direct.sandbox_hooks(base) as (_clio, _sf, clio_hook, hook):
         mroot = staging.migration_root(base / "stage", "tiny", "m1")
-        wanted = set(PRODUCES) | {"custom_fields", "practice_areas"}
-        for obj in catalog.CLIO_OBJECTS:
-            if obj.name in wanted:
-                extract_object(obj, clio_hook.get_page, mroot, download=clio_hook.download_document,
-                               request_count=lambda: clio_hook.requests_made)
+        direct.extract_for_load(clio_hook, mroot)
         yield _migrate(hook, mroot)
 
 
 def _migrate(hook, mroot) -> dict:
     spec = load_spec(None)
-    sf_users = hook.query_all("SELECT Id, Username, Email, IsActive FROM User")
-    res = resolve_users([e["data"] for e in read_records(mroot, "users")], sf_users, roster.INTEGRATION_USER["username"])
-    fallback = next(u["Id"] for u in sf_users if u["Username"] == roster.INTEGRATION_USER["username"])
-    users = UserMap.from_json(user_map_document(res, fallback))
-    plan = build_schema_plan(spec, clio_custom_fields=[e["data"] for e in read_records(mroot, "custom_fields")],
-                             practice_areas=[e["data"] for e in read_records(mroot, "practice_areas")])
+    users = direct.user_map(hook, mroot, roster.INTEGRATION_USER["username"])
+    plan = direct.schema_plan(spec, mroot)
     schema = pipeline.apply_schema_plan(hook, plan, activity_fallback=False)
     schema_again = pipeline.apply_schema_plan(hook, plan, activity_fallback=False)
-
-    transforms = []
-    for name in PRODUCES:
-        manifest = staging.read_manifest(mroot, name)
-        if manifest is None:
-            continue
-        lookup = pipeline.build_lookup(mroot, pipeline.lookup_names(name), spec)
-        for entry in manifest["batches"]:
-            transforms.append(pipeline.transform_batch(staging.raw_dir(mroot, name) / entry["file"], name, spec,
-                                                       users, lookup, mroot))
+    transforms = direct.transform_all(spec, users, mroot)
 
     def load_all(run_id: str) -> list[dict]:
         out = []

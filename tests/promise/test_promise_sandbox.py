@@ -14,16 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from clio2sf import catalog, pipeline, staging, verify
-from clio2sf.extract import extract_object, read_records
+from clio2sf import pipeline, staging, verify
+from clio2sf.extract import read_records
 from clio2sf.load import chunked, soql_in
 from clio2sf.mapping.spec import load_spec
-from clio2sf.mapping.transform import PRODUCES
-from clio2sf.mapping.users import UserMap
 from clio2sf.rollback_run import run_rollback
-from clio2sf.user_resolution import resolve_users, user_map_document
+from tests.integration import direct
 
-sf_testing = pytest.importorskip("sandbox.salesforce.testing")
 clio_testing = pytest.importorskip("sandbox.clio.testing")
 roster = pytest.importorskip("sandbox.common.roster")
 
@@ -51,50 +48,13 @@ def _by_ext(hook, sobject: str, fields: str, ids) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def mig(tmp_path_factory):
     base = tmp_path_factory.mktemp("promise")
-    with (
-        clio_testing.run_clio_sandbox(base / "clio", preset="tiny", rate_limit=None) as clio,
-        sf_testing.run_sf_sandbox(base / "sf", seed=42) as sf,
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", sf.connection_json())
-        mp.setenv("REQUESTS_CA_BUNDLE", sf.ca_bundle)
-        mp.setenv("AIRFLOW_CONN_CLIO_DEFAULT", json.dumps({
-            "conn_type": "http", "host": clio.base_url, "login": clio.client_id, "password": clio.client_secret,
-            "extra": {"refresh_token": clio.refresh_token, "rate_state_dir": str(base / "rate")}}))
-        mp.setenv("AIRFLOW_VAR_CLIO2SF_STAGING_ROOT", f"file://{base / 'stage'}")
-        from clio2sf_airflow.hooks.clio import ClioHook
-        from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
-
-        clio_hook = ClioHook()
-        hook = ClioSalesforceHook(sleep=lambda s: None, poll_interval=0.05, max_poll_interval=0.5)
+    with direct.sandbox_hooks(base) as (clio, sf, clio_hook, hook):
         mroot = staging.migration_root(base / "stage", FIRM, "p1")
-        wanted = set(PRODUCES) | {"custom_fields", "practice_areas"}
-        counts = {}
-        for obj in catalog.CLIO_OBJECTS:
-            if obj.name in wanted:
-                extract_object(obj, clio_hook.get_page, mroot, download=clio_hook.download_document,
-                               request_count=lambda: clio_hook.requests_made)
-                counts[obj.name] = staging.read_manifest(mroot, obj.name)["records"] if staging.read_manifest(
-                    mroot, obj.name) and "records" in staging.read_manifest(mroot, obj.name) else sum(
-                    1 for _ in read_records(mroot, obj.name))
+        counts = direct.extract_for_load(clio_hook, mroot)
         spec = load_spec(FIRM)
-        sf_users = hook.query_all("SELECT Id, Username, Email, IsActive FROM User")
-        res = resolve_users([e["data"] for e in read_records(mroot, "users")], sf_users,
-                            roster.INTEGRATION_USER["username"])
-        fallback = next(u["Id"] for u in sf_users if u["Username"] == roster.INTEGRATION_USER["username"])
-        users = UserMap.from_json(user_map_document(res, fallback))
-        from clio2sf.mapping.schema_plan import build_schema_plan
-
-        plan = build_schema_plan(spec, clio_custom_fields=[e["data"] for e in read_records(mroot, "custom_fields")],
-                                 practice_areas=[e["data"] for e in read_records(mroot, "practice_areas")])
-        pipeline.apply_schema_plan(hook, plan, activity_fallback=False)
-        for name in PRODUCES:
-            manifest = staging.read_manifest(mroot, name)
-            if manifest is None:
-                continue
-            lookup = pipeline.build_lookup(mroot, pipeline.lookup_names(name), spec)
-            for entry in manifest["batches"]:
-                pipeline.transform_batch(staging.raw_dir(mroot, name) / entry["file"], name, spec, users, lookup, mroot)
+        users = direct.user_map(hook, mroot, roster.INTEGRATION_USER["username"])
+        pipeline.apply_schema_plan(hook, direct.schema_plan(spec, mroot), activity_fallback=False)
+        direct.transform_all(spec, users, mroot)
         yield {"clio": clio, "sf": sf, "hook": hook, "mroot": mroot, "spec": spec, "users": users,
                "counts": counts, "base": base}
 

@@ -1,0 +1,85 @@
+"""The pipeline without Airflow: both sandboxes, the real hooks, and the steps the phase tasks call.
+
+Shared by the end-to-end and the promise tests, which drive ``clio2sf`` directly to look at
+one step at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clio2sf import catalog, pipeline, staging
+from clio2sf.extract import extract_object, read_records
+from clio2sf.mapping.schema_plan import build_schema_plan
+from clio2sf.mapping.transform import PRODUCES
+from clio2sf.mapping.users import UserMap
+from clio2sf.user_resolution import resolve_users, user_map_document
+from scripts.runner import airflow_env
+
+#: What the load needs staged: every object a transform reads, plus schema inputs.
+LOAD_INPUTS = set(PRODUCES) | {"custom_fields", "practice_areas"}
+
+
+@contextmanager
+def sandbox_hooks(base: Path) -> Iterator[tuple[Any, Any, Any, Any]]:
+    """Both sandboxes (tiny firm, no Clio limit) with the default connections pointing at them.
+
+    Yields ``(clio, sf, clio_hook, sf_hook)``; the Salesforce hook does not sleep between polls.
+    """
+    from sandbox.clio.testing import run_clio_sandbox
+    from sandbox.salesforce.testing import run_sf_sandbox
+
+    with (
+        run_clio_sandbox(base / "clio", preset="tiny", rate_limit=None) as clio,
+        run_sf_sandbox(base / "sf", seed=42) as sf,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        for key, value in airflow_env(clio, sf, f"file://{base / 'stage'}", base={}, rate_dir=base / "rate").items():
+            mp.setenv(key, value)
+        from clio2sf_airflow.hooks.clio import ClioHook
+        from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+
+        yield clio, sf, ClioHook(), ClioSalesforceHook(sleep=lambda s: None, poll_interval=0.05, max_poll_interval=0.5)
+
+
+def extract_for_load(clio_hook: Any, mroot: Any) -> dict[str, int]:
+    """Stage every object the load needs; records staged per object."""
+    counts = {}
+    for obj in catalog.CLIO_OBJECTS:
+        if obj.name in LOAD_INPUTS:
+            summary = extract_object(obj, clio_hook.get_page, mroot, download=clio_hook.download_document,
+                                     request_count=lambda: clio_hook.requests_made)
+            counts[obj.name] = summary["records"]
+    return counts
+
+
+def user_map(hook: Any, mroot: Any, integration_username: str) -> UserMap:
+    """Clio users resolved against the org's users, the integration user as fallback owner."""
+    sf_users = hook.query_all("SELECT Id, Username, Email, IsActive FROM User")
+    res = resolve_users([e["data"] for e in read_records(mroot, "users")], sf_users, integration_username)
+    fallback = next(u["Id"] for u in sf_users if u["Username"] == integration_username)
+    return UserMap.from_json(user_map_document(res, fallback))
+
+
+def schema_plan(spec: Any, mroot: Any) -> Any:
+    return build_schema_plan(spec, clio_custom_fields=[e["data"] for e in read_records(mroot, "custom_fields")],
+                             practice_areas=[e["data"] for e in read_records(mroot, "practice_areas")])
+
+
+def transform_all(spec: Any, users: UserMap, mroot: Any) -> list[dict]:
+    """Transform every staged batch; one result per batch."""
+    out = []
+    for name in PRODUCES:
+        manifest = staging.read_manifest(mroot, name)
+        if manifest is None:
+            continue
+        lookup = pipeline.build_lookup(mroot, pipeline.lookup_names(name), spec)
+        for entry in manifest["batches"]:
+            out.append(pipeline.transform_batch(staging.raw_dir(mroot, name) / entry["file"], name, spec, users,
+                                                lookup, mroot))
+    return out
