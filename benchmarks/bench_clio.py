@@ -82,7 +82,7 @@ def run_ours(clio: Any, work: Path) -> dict[str, Any]:
     t1 = time.perf_counter()
     log = clio.request_log(since=start)
     # Attribute requests to objects by time span, after the timed part (admin calls cost time).
-    counts = clio.counts()
+    counts = clio.counts(catalog.CLIO_OBJECTS)
     per_object: dict[str, dict[str, Any]] = {}
     for name, (e0, e1, info) in spans.items():
         entries = [e for e in log if e0 <= e["time"] <= e1]

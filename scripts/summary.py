@@ -6,6 +6,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from clio2sf import catalog
+
 CLIO_TO_SF = {
     "contacts": "Contact / Account", "matters": "Case", "relationships": "CaseContactRole",
     "bills": "Clio_Billing__c", "bank_transactions": "Ledger__c", "activities": "Time_Entry__c / Expense__c / Task",
@@ -32,7 +34,7 @@ def _latest(root: Path, pattern: str) -> Path | None:
 
 
 def print_summary(root: Path, clio, sf, timings: dict[str, float]) -> None:
-    clio_counts = clio.counts()
+    clio_counts = clio.counts(catalog.CLIO_OBJECTS)
     sf_counts = sf.counts()
     print("\n== Summary ==")
     print(f"{'Clio object':<20}{'in Clio':>9}   {'Salesforce object':<34}")

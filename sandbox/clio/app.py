@@ -3,31 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import json
 import random
 import secrets
 import time
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
-from clio2sf.catalog import CLIO_OBJECTS
-from sandbox.clio import blobs
+from sandbox.clio import blobs, reads
 from sandbox.clio.config import CLIENT_ID, DEFAULT_VERSION, KNOWN_VERSIONS, Knobs
-from sandbox.clio.fields import ENDPOINT_KIND, FieldError, compile_plan, project
+from sandbox.clio.fields import FieldError
+from sandbox.clio.filters import ParamError
 from sandbox.clio.ratelimit import RateLimiter, limit_in_force
-from sandbox.clio.store import VIEW_KEYS, Store, parse_ts
+from sandbox.clio.schema import model
+from sandbox.clio.store import Store
 from sandbox.clio.writes import WriteError, Writer
 
-MAX_LIMIT = {"users": 2000}
-OFFSET_CAP = 10_000
 INVALID_TOKEN = {
     "error": "invalid_token",
     "error_description": "The access token provided is expired, revoked, malformed or invalid for other reasons.",
@@ -43,18 +39,6 @@ def clio_error(status: int, type_: str, message: str, headers: dict | None = Non
 def token_id(token: str) -> str:
     """A short non-reversible id for logs (tokens themselves are never logged)."""
     return hashlib.sha256(token.encode()).hexdigest()[:12]
-
-
-def _encode_token(after: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"a": after}).encode()).decode().rstrip("=")
-
-
-def _decode_token(tok: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(tok + "=" * (-len(tok) % 4))
-        return int(json.loads(raw)["a"])
-    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-        raise ValueError("Invalid page_token") from exc
 
 
 @dataclass
@@ -92,12 +76,16 @@ class Sandbox:
         return {"token_type": "bearer", "access_token": access, "refresh_token": self.refresh_token,
                 "expires_in": int(self.knobs.token_ttl)}
 
-    def counts(self) -> dict[str, int]:
-        """What an extractor paging each catalog endpoint with the catalog params receives."""
-        out = {}
-        for obj in CLIO_OBJECTS:
-            out[obj.name] = self.store.count(ENDPOINT_KIND[obj.endpoint], obj.params.get("type"))
-        return out
+    def counts(self, wanted: dict | None = None) -> dict[str, int]:
+        """Records per stored collection, or per ``{name: {"path": ..., "params": {...}}}``: exactly what
+        paging that path with those parameters returns."""
+        if not wanted:
+            return {kind: self.store.count(kind) for kind in self.store.kinds()}
+        return {name: reads.count(self.store, w["path"], sorted((w.get("params") or {}).items()))
+                for name, w in wanted.items()}
+
+    def settings(self) -> dict:
+        return json.loads(self.store.meta("settings_billing") or "{}")
 
 
 def _rate_headers(limit: int, remaining: int, reset: float) -> dict[str, str]:
@@ -178,6 +166,13 @@ def create_app(sb: Sandbox) -> FastAPI:
     @app.get("/_admin/counts")
     async def admin_counts() -> dict:
         return sb.counts()
+
+    @app.post("/_admin/counts")
+    async def admin_counts_for(request: Request) -> Response:
+        try:
+            return JSONResponse(sb.counts(await request.json()))
+        except (ValueError, LookupError, KeyError, TypeError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
 
     @app.get("/_admin/dirty")
     async def admin_dirty() -> list:
@@ -267,8 +262,12 @@ def create_app(sb: Sandbox) -> FastAPI:
         headers["X-API-VERSION"] = version
         try:
             resp = await dispatch(sb, request, path.removesuffix(".json"), method, version, headers)
-        except FieldError as exc:
+        except (FieldError, ParamError) as exc:
             resp = clio_error(400, "ArgumentError", str(exc), headers)
+        except reads.NotFound as exc:
+            resp = clio_error(404, "RecordNotFound", str(exc), headers)
+        except reads.OffsetCapExceeded as exc:
+            resp = clio_error(422, "ArgumentError", str(exc), headers)
         except WriteError as exc:
             resp = clio_error(exc.status, "ValidationError" if exc.status == 422 else "RecordError", str(exc),
                               headers)
@@ -299,142 +298,72 @@ def _json(body: object, headers: dict, status: int = 200) -> Response:
                     headers=headers)
 
 
-def _quantity_hours(rows: list[dict], records: list[dict]) -> None:
-    """Before 4.0.4 activity quantities were in hours."""
-    for out, rec in zip(rows, records, strict=True):
-        if rec.get("type") == "TimeEntry":
-            if "quantity" in out:
-                out["quantity"] = rec.get("quantity_in_hours")
-            if "rounded_quantity" in out:
-                out["rounded_quantity"] = rec.get("rounded_quantity_in_hours")
-
-
 async def dispatch(sb: Sandbox, request: Request, path: str, method: str, version: str, headers: dict) -> Response:
-    q = request.query_params
     parts = path.strip("/").split("/")
     old_quantity = tuple(int(x) for x in version.split(".")) < (4, 0, 4)
-    if path == "users/who_am_i":
-        rec = sb.store.get("users", 1001)
-        return _json({"data": project(rec, compile_plan("users", q.get("fields")))}, headers)
-    if path == "settings/billing":
-        rec = json.loads(sb.store.meta("settings_billing") or "{}")
-        return _json({"data": project(rec, compile_plan("settings/billing", q.get("fields")))}, headers)
-    if len(parts) == 3 and parts[0] == "documents" and parts[2] in ("download", "versions"):
-        return _document_sub(sb, request, int(parts[1]), parts[2], headers)
-    endpoint = "/".join(parts)
-    rid = None
-    if len(parts) >= 2 and parts[-1].isdigit():
-        endpoint, rid = "/".join(parts[:-1]), int(parts[-1])
-    if endpoint not in ENDPOINT_KIND:
-        return clio_error(404, "RecordNotFound", f"No route matches /api/v4/{path}", headers)
-    kind = ENDPOINT_KIND[endpoint]
-    if method in ("POST", "PATCH"):
-        raw = await request.body()
-        try:
-            body = json.loads(raw or b"{}")
-        except json.JSONDecodeError as exc:
-            raise WriteError(400, f"{endpoint}: request body is not JSON") from exc
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, dict):
-            raise WriteError(422, f"{endpoint}: body must be {{\"data\": {{...}}}}")
-        plan = compile_plan(endpoint, q.get("fields"))
-        if method == "POST" and rid is None:
-            rec = sb.writer.create(endpoint, data)
-            return _json({"data": project(rec, plan)}, headers, 201)
-        if method == "PATCH" and rid is not None:
-            rec = sb.writer.update(endpoint, rid, data, request.headers.get("if-match"))
-            return _json({"data": project(rec, plan)}, headers | {"ETag": rec["etag"]})
-        return clio_error(405, "MethodNotAllowed", f"{method} not allowed on {endpoint}", headers)
+    params = list(request.query_params.multi_items())
+    if method == "GET" and len(parts) == 3 and parts[0] == "documents" and parts[2] == "download":
+        return _download(sb, request, reads.record_id(parts[1], "documents"), headers)
+    if method == "GET":
+        return _get(sb, request, "/".join(parts), params, old_quantity, headers)
+    endpoint, rid = "/".join(parts), None
+    if len(parts) >= 2 and parts[-1].lstrip("-").isdigit():
+        endpoint, rid = "/".join(parts[:-1]), reads.record_id(parts[-1], "/".join(parts[:-1]))
+    if method not in model().write_methods.get(endpoint + ("/{id}" if rid is not None else ""), ()):
+        allowed = model().write_methods.get(endpoint + ("/{id}" if rid is not None else ""))
+        if allowed is None and endpoint not in model().operations:
+            return clio_error(404, "RecordNotFound", f"No route matches {method} /api/v4/{path}", headers)
+        return clio_error(405, "MethodNotAllowed", f"{method} is not allowed on /api/v4/{path}", headers)
     if method == "DELETE":
-        if rid is None:
-            return clio_error(405, "MethodNotAllowed", f"DELETE needs a record id on {endpoint}", headers)
         sb.writer.delete(endpoint, rid)
         return Response(status_code=204, headers=headers)
-    plan = compile_plan(endpoint, q.get("fields"))
-    if rid is not None:
-        rec = sb.store.get(kind, rid)
-        if rec is None:
-            return clio_error(404, "RecordNotFound", f"{endpoint} {rid} not found", headers)
-        if request.headers.get("if-none-match") == rec.get("etag"):
-            return Response(status_code=304, headers=headers | {"ETag": rec["etag"]})
-        out = project(rec, plan)
-        if kind == "activities" and old_quantity:
-            _quantity_hours([out], [rec])
-        return _json({"data": out}, headers | {"ETag": rec["etag"],
-                                               "Last-Modified": formatdate(rec["_updated_ts"], usegmt=True)})
-    return _index(sb, request, endpoint, kind, plan, headers, old_quantity)
-
-
-def _index(sb: Sandbox, request: Request, endpoint: str, kind: str, plan, headers: dict,
-           old_quantity: bool) -> Response:
-    q = request.query_params
+    raw = await request.body()
     try:
-        limit = int(q.get("limit", MAX_LIMIT.get(endpoint, 200)))
-    except ValueError:
-        raise ValueError("limit must be an integer") from None
-    if not 1 <= limit <= MAX_LIMIT.get(endpoint, 200):
-        raise ValueError(f"limit must be between 1 and {MAX_LIMIT.get(endpoint, 200)}")
-    subtype = q.get("type")
-    if endpoint == "notes":
-        if subtype not in ("Matter", "Contact"):
-            raise ValueError("type is required for notes and must be Matter or Contact")
-    order = q.get("order", "id(asc)")
-    if "(" not in order or not order.endswith(("(asc)", "(desc)")):
-        raise ValueError(f"Invalid order {order!r}")
-    order_field, direction = order[:-1].split("(")
-    offset = q.get("offset")
-    cursor = order == "id(asc)" and offset is None
-    kwargs: dict = {
-        "subtype": subtype,
-        "updated_since": parse_ts(q["updated_since"]) if "updated_since" in q else None,
-        "created_since": parse_ts(q["created_since"]) if "created_since" in q else None,
-        "ids": [int(x) for x in q.getlist("ids[]") + q.getlist("ids")] or None,
-        "matter_id": int(q["matter_id"]) if q.get("matter_id") else None,
-        "include_deleted": q.get("include_deleted") == "true",
-    }
-    view = None if old_quantity else VIEW_KEYS.get((endpoint, q.get("fields") or ""))
-    kwargs["view"] = view
-    if cursor:
-        after = _decode_token(q["page_token"]) if "page_token" in q else 0
-        rows = sb.store.page(kind, after_id=after, limit=limit, **kwargs)
+        body = json.loads(raw or b"{}")
+    except json.JSONDecodeError as exc:
+        raise WriteError(400, f"{endpoint}: request body is not JSON") from exc
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict):
+        raise WriteError(422, f"{endpoint}: body must be {{\"data\": {{...}}}}")
+    op = model().operations.get(endpoint)
+    if op is None:
+        raise WriteError(404, f"unknown endpoint {endpoint!r}")
+    if method == "POST":
+        rec = sb.writer.create(endpoint, data)
     else:
-        off = int(offset or 0)
-        if off + limit > OFFSET_CAP:
-            return clio_error(422, "ArgumentError", f"offset paging is limited to {OFFSET_CAP} records", headers)
-        rows = sb.store.page(kind, limit=limit, offset=off, order_field=order_field,
-                             descending=direction == "desc", **kwargs)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    meta: dict = {"paging": {}}
-    if more:
-        params = [(k, v) for k, v in q.multi_items() if k not in ("page_token", "offset")]
-        if cursor:
-            params.append(("page_token", _encode_token(rows[-1][0])))
-        else:
-            params.append(("offset", str(int(offset or 0) + limit)))
-        meta["paging"]["next"] = str(request.url.replace(query=urlencode(params)))
-    if view is not None:
-        body = b'{"data":[' + b",".join([r[1] for r in rows]) + b'],"meta":' + _dumps(meta).encode() + b"}"
-        return Response(body, media_type="application/json; charset=utf-8", headers=headers)
-    records = [json.loads(r[1]) for r in rows]
-    data = [project(r, plan) for r in records]
-    if kind == "activities" and old_quantity:
-        _quantity_hours(data, records)
-    return _json({"data": data, "meta": meta}, headers)
+        rec = sb.writer.update(endpoint, rid, data, if_match=request.headers.get("if-match"))
+    body_out = reads.show_body(sb.store, op, rec, [(k, v) for k, v in params if k == "fields"], old_quantity)
+    return _json(body_out, headers | {"ETag": rec["etag"]}, 201 if method == "POST" else 200)
 
 
-def _document_sub(sb: Sandbox, request: Request, doc_id: int, what: str, headers: dict) -> Response:
+def _get(sb: Sandbox, request: Request, path: str, params: list, old_quantity: bool, headers: dict) -> Response:
+    match = model().match(path)
+    if match is None:
+        return clio_error(404, "RecordNotFound", f"No route matches /api/v4/{path}", headers)
+    op, path_params = match
+    if op.listing:
+        base = str(request.url.replace(query=""))
+        return _json(reads.list_page(sb.store, op, path_params, params, base, old_quantity), headers)
+    if op.path == "timer":
+        raise reads.NotFound("no timer is running")
+    rec = reads.show_record(sb.store, op, path_params, sb.settings())
+    reads.build_query(op, params)  # unknown or bad parameters are refused before any 304
+    extra = {"ETag": rec["etag"], "Last-Modified": reads.last_modified(rec)} if rec.get("etag") else {}
+    if op.not_modified and reads.not_modified(rec, request.headers):
+        return Response(status_code=304, headers=headers | extra)
+    return _json(reads.show_body(sb.store, op, rec, params, old_quantity), headers | extra)
+
+
+def _download(sb: Sandbox, request: Request, doc_id: int, headers: dict) -> Response:
     doc = sb.store.get("documents", doc_id)
     if doc is None:
         return clio_error(404, "RecordNotFound", f"documents {doc_id} not found", headers)
+    unknown = sorted(k for k in request.query_params if k != "document_version_id")
+    if unknown:
+        raise ParamError(f"Unknown parameter(s) for documents/{{id}}/download: {', '.join(unknown)}")
     versions = doc.get("_versions", [])
-    if what == "versions":
-        plan = compile_plan("document_versions", request.query_params.get("fields"))
-        rows = [v | {"document_id": doc_id, "created_at": v["received_at"], "updated_at": v["received_at"],
-                     "etag": v.get("etag") or f'"v{v["id"]}-{v["version_number"]}"'} for v in versions]
-        return _json({"data": [project(v, plan) for v in rows], "meta": {"paging": {}}}, headers)
     vid = request.query_params.get("document_version_id")
-    ver = next((v for v in versions if vid is None or str(v["id"]) == vid), None) if vid else versions[-1]
+    ver = next((v for v in versions if str(v["id"]) == vid), None) if vid else (versions[-1] if versions else None)
     if ver is None:
         return clio_error(400, "ArgumentError", f"documents {doc_id} has no version {vid}", headers)
     expires = int(time.time()) + 600

@@ -1,65 +1,49 @@
-"""Clio's ``fields`` contract: which fields each endpoint serves and how a selection projects.
+"""Clio's ``fields`` contract, from the official spec: what a selection may name and how it projects.
 
-The allow-lists are built from the extractor's catalog (every catalog field is served) plus a
-few extra fields per endpoint.  A selection is parsed once into a *plan* (cached) and applied to
-stored records, which hold every field with nested associations already expanded.
+* Without ``fields`` a record is ``{id, etag}``.
+* Any property of the record schema may be named.  A nested object (or array of them) may be
+  named bare, which returns its default fields (``id`` and ``etag``), or with one level of braces
+  naming properties of the nested schema (``matter{id,display_number}``).  Inside the braces a
+  property that is itself an object is allowed bare (its ``id`` and ``etag``); braces inside
+  braces, unknown names and unbalanced braces get 400 ``ArgumentError``.
+* A field the record has no value for comes back as ``null``.
+
+Nested objects that are records of their own (a matter, a user, a bill ...) are resolved through
+``Resolver`` when the response is built, so their fields and etags are those of the live record.
+Owned nested objects (addresses, custom field values, rates ...) come from the stored record;
+one without an etag gets one computed from its content.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from collections.abc import Callable
 from functools import lru_cache
 
-from clio2sf.catalog import CLIO_OBJECTS
+from sandbox.clio.schema import FieldDef, base_of, model
 
-#: Endpoint path (under /api/v4, no .json) -> storage kind.
-ENDPOINT_KIND: dict[str, str] = {o.endpoint: o.endpoint for o in CLIO_OBJECTS} | {
-    "folders": "folders",
-    "calendars": "calendars",
-    "billing_automations": "billing_automations",
-    "trust_rules": "trust_rules",
-}
 
-#: Extra fields served beyond the catalog: endpoint -> (top-level fields, {assoc: subfields}).
-_EXTRA: dict[str, tuple[str, dict[str, str]]] = {
-    "users": ("initials,time_zone,account_owner,phone_number", {"account": "id,name,state"}),
-    "contacts": ("initials,is_co_counsel,clio_connect_email", {}),
-    "matters": ("client_id,shared,has_tasks,last_activity_date,matter_stage_updated_at,custom_number", {}),
-    "notes": ("time_entries_count", {}),
-    "communications": ("time_entries_count", {}),
-    "documents": ("locked", {}),
-    "tasks": ("notify_completion,statute_of_limitations,time_estimated", {}),
-    "calendar_entries": ("court_rule,permission,calendar_owner_id", {}),
-    "bank_accounts": ("holder,account_number,transit_number,swift,general_ledger_number", {}),
-    "folders": (
-        "id,etag,type,name,root,locked,deleted_at,created_at,updated_at",
-        {"parent": "id,name,type", "matter": "id,display_number", "contact": "id,name"},
-    ),
-    "document_versions": (
-        "id,etag,uuid,document_id,version_number,filename,size,content_type,received_at,fully_uploaded,"
-        "created_at,updated_at",
-        {},
-    ),
-    "settings/billing": (
-        "id,etag,rounded_duration,rounding,use_decimal_rounding,currency,currency_sign,tax_rate,tax_name,"
-        "apply_tax_by_default,time_on_flat_rate_contingency_matters_is_non_billable,use_secondary_tax,"
-        "secondary_tax_rate,secondary_tax_rule,secondary_tax_name,notify_after_bill_created,use_utbms_codes,"
-        "created_at,updated_at",
-        {},
-    ),
-    "calendars": ("id,etag,name,type,permission,color,visible,source,created_at,updated_at", {}),
-    "billing_automations": (
-        "id,etag,name,enabled,frequency,day_of_month,bill_theme,include_expenses,created_at,updated_at",
-        {"matter": "id,display_number", "client": "id,name"},
-    ),
-    "trust_rules": (
-        "id,etag,name,minimum_balance,replenish_to,notify,enabled,created_at,updated_at",
-        {"matter": "id,display_number", "client": "id,name", "bank_account": "id,name"},
-    ),
-}
+class FieldError(ValueError):
+    """A selection names an unknown field or nests too deep (Clio answers 400)."""
 
-#: Subfields every nested association accepts.
-_ALWAYS_SUB = {"id", "etag"}
+
+#: A plan: tuple of (name, sub) with sub None for a plain field, or a tuple of (name, sub) pairs
+#: for a nested object (a bare nested name inside braces has sub ``DEFAULT``).
+Plan = tuple[tuple[str, object], ...]
+DEFAULT = ("id", "etag")
+ID_ETAG: Plan = (("id", None), ("etag", None))
+
+#: Nested schemas whose records are served under another list path.
+SCHEMA_KIND = {"LinkedFolder": "folders", "Activity_CalendarEntry": "calendar_entries", "Activity_Task": "tasks",
+               "Activity_TextMessageConversation": "conversations", "Client": "contacts"}
+#: Polymorphic nested schemas: the object's own ``type`` names the record kind.
+POLYMORPHIC = frozenset({"Participant", "UnredactedParticipant", "Attendee", "PolymorphicObject", "ClioCreator",
+                         "NotificationEventSubscriber"})
+TYPE_KIND = {"User": "users", "ManageUser": "users", "Contact": "contacts", "Person": "contacts",
+             "Company": "contacts", "Calendar": "calendars", "Matter": "matters", "Task": "tasks",
+             "CalendarEntry": "calendar_entries", "MatterNote": "notes", "ContactNote": "notes",
+             "CreditMemo": "credit_memos", "Document": "documents", "Folder": "folders"}
 
 
 def split_top(fields: str) -> list[str]:
@@ -78,109 +62,129 @@ def split_top(fields: str) -> list[str]:
         cur.append(ch)
     if cur:
         out.append("".join(cur))
-    return [p.strip() for p in out if p.strip()]
+    return [p.strip() for p in out]
 
 
-@dataclass(frozen=True)
-class FieldSpec:
-    """Allowed fields of one endpoint: plain names, and associations with their subfields."""
-
-    plain: frozenset[str]
-    nested: dict[str, frozenset[str]]
-
-    @property
-    def all_names(self) -> frozenset[str]:
-        return self.plain | frozenset(self.nested)
+def default_fields(schema: str) -> tuple[str, ...]:
+    """What a bare nested name returns: ``id`` and ``etag`` when the schema has them."""
+    props = model().fields(schema)
+    names = tuple(n for n in DEFAULT if n in props)
+    return names or tuple(n for n, f in props.items() if not f.nested)
 
 
-def _merge(spec: dict[str, set[str] | None], fields: str) -> None:
-    for part in split_top(fields):
-        if "{" in part:
-            name, sub = part.split("{", 1)
-            subs = {s.strip() for s in sub.rstrip("}").split(",") if s.strip()}
-            cur = spec.get(name)
-            spec[name] = (cur or set()) | subs | _ALWAYS_SUB
-        else:
-            spec.setdefault(part, None)
+def _sub_plan(schema: str, names: tuple[str, ...]) -> Plan:
+    props = model().fields(schema)
+    return tuple((n, _sub_plan(props[n].target, default_fields(props[n].target)) if props[n].nested else None)
+                 for n in names)
 
 
-def _build() -> dict[str, FieldSpec]:
-    raw: dict[str, dict[str, set[str] | None]] = {}
-    for obj in CLIO_OBJECTS:
-        _merge(raw.setdefault(obj.endpoint, {}), obj.fields)
-    for endpoint, (plain, nested) in _EXTRA.items():
-        spec = raw.setdefault(endpoint, {})
-        _merge(spec, plain)
-        for name, subs in nested.items():
-            _merge(spec, f"{name}{{{subs}}}")
-    out: dict[str, FieldSpec] = {}
-    for endpoint, spec in raw.items():
-        plain = frozenset(k for k, v in spec.items() if v is None)
-        nested = {k: frozenset(v) for k, v in spec.items() if v is not None}
-        out[endpoint] = FieldSpec(plain, nested)
-    # Notes serve both the matter and the contact association whatever the type.
-    return out
-
-
-FIELD_SPECS: dict[str, FieldSpec] = _build()
-
-
-class FieldError(ValueError):
-    """A selection names an unknown field or nests too deep (Clio answers 400)."""
-
-
-#: A plan: tuple of (name, None) for plain fields, (name, ()) for a bare association
-#: (its default fields), (name, (sub, ...)) for a braced selection.
-Plan = tuple[tuple[str, tuple[str, ...] | None], ...]
-
-
-@lru_cache(maxsize=512)
-def compile_plan(endpoint: str, fields: str | None) -> Plan:
-    """Parse and validate ``fields`` for ``endpoint``; raise FieldError naming the bad field."""
-    spec = FIELD_SPECS[endpoint]
+@lru_cache(maxsize=2048)
+def compile_plan(schema: str, fields: str | None) -> Plan:
+    """Parse and validate ``fields`` for records of ``schema``; raise FieldError naming the bad field."""
+    props = model().fields(schema)
     if not fields:
-        return (("id", None), ("etag", None))
-    plan: list[tuple[str, tuple[str, ...] | None]] = []
+        return tuple((n, None) for n in DEFAULT if n in props) or ID_ETAG
+    if fields.count("{") != fields.count("}"):
+        raise FieldError(f"Malformed fields parameter: unbalanced braces in {fields!r}")
+    plan: list[tuple[str, object]] = []
+    seen: set[str] = set()
     for part in split_top(fields):
-        if part.count("{") != part.count("}"):
-            raise FieldError(f"Malformed fields parameter near {part!r}")
-        if "{" in part:
-            name, sub = part.split("{", 1)
-            sub = sub[:-1] if sub.endswith("}") else sub
-            if "{" in sub:
+        if not part:
+            raise FieldError(f"Malformed fields parameter: empty field name in {fields!r}")
+        name, brace, sub = part.partition("{")
+        name = name.strip()
+        fdef = props.get(name)
+        if fdef is None:
+            raise FieldError(f"Invalid field: {name!r} is not a field of {schema}")
+        if brace:
+            if not sub.endswith("}") or "{" in sub[:-1] or "}" in sub[:-1]:
                 raise FieldError(f"Nested fields deeper than one level are not supported: {part!r}")
-            if name not in spec.nested:
-                raise FieldError(f"Invalid field: {name!r} is not a nested field of {endpoint}")
-            subs = tuple(s.strip() for s in sub.split(",") if s.strip())
-            bad = [s for s in subs if s not in spec.nested[name]]
-            if bad:
-                raise FieldError(f"Invalid field: {name}{{{bad[0]}}} on {endpoint}")
-            plan.append((name, subs))
-        elif part in spec.nested:
-            plan.append((part, ()))
-        elif part in spec.plain:
-            plan.append((part, None))
+            if not fdef.nested:
+                raise FieldError(f"Invalid field: {name!r} of {schema} is not a nested object")
+            sub_props = model().fields(fdef.target)
+            names = tuple(s.strip() for s in sub[:-1].split(","))
+            for s in names:
+                if s not in sub_props:
+                    raise FieldError(f"Invalid field: {name}{{{s}}} is not a field of {base_of(fdef.target)}")
+            entry: object = _sub_plan(fdef.target, tuple(dict.fromkeys(names)))
+        elif fdef.nested:
+            entry = _sub_plan(fdef.target, default_fields(fdef.target))
         else:
-            raise FieldError(f"Invalid field: {part!r} is not a field of {endpoint}")
+            entry = None
+        if name not in seen:
+            seen.add(name)
+            plan.append((name, entry))
     return tuple(plan)
 
 
-def _sub(value: dict, subs: tuple[str, ...]) -> dict:
-    if not subs:
-        return {k: value[k] for k in ("id", "etag") if k in value}
-    return {s: value.get(s) for s in subs}
+def content_etag(value: dict) -> str:
+    body = json.dumps({k: v for k, v in value.items() if k != "etag" and not k.startswith("_")},
+                      sort_keys=True, default=str)
+    return '"' + hashlib.md5(body.encode(), usedforsecurity=False).hexdigest() + '"'
 
 
-def project(record: dict, plan: Plan) -> dict:
+class Resolver:
+    """Looks up the live record behind a nested reference (cached for one response)."""
+
+    def __init__(self, get: Callable[[str, int], dict | None]) -> None:
+        self._get = get
+        self._cache: dict[tuple[str, int], dict | None] = {}
+
+    def record(self, kind: str, rid: object) -> dict | None:
+        try:
+            key = (kind, int(rid))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+        if key not in self._cache:
+            self._cache[key] = self._get(*key)
+        return self._cache[key]
+
+    def source(self, schema: str, value: dict) -> dict:
+        """The dict a nested object is projected from."""
+        base = base_of(schema)
+        if base in POLYMORPHIC:
+            kind = TYPE_KIND.get(str(value.get("type")))
+            live = self.record(kind, value.get("id")) if kind else None
+            if live is None:
+                return value
+            merged = {**live, **{k: v for k, v in value.items() if v is not None}}
+            merged["etag"] = live.get("etag")
+            return merged
+        kind = SCHEMA_KIND.get(base) or model().list_of.get(base)
+        live = self.record(kind, value.get("id")) if kind and "id" in value else None
+        return value if live is None else {**value, **live}
+
+
+def _project_obj(value: dict, plan: Plan, schema: str, resolver: Resolver | None) -> dict:
+    src = resolver.source(schema, value) if resolver is not None else value
+    props = model().fields(schema)
+    out: dict = {}
+    for name, sub in plan:
+        v = src.get(name)
+        if sub is not None and v is not None:
+            v = _project_value(v, sub, props[name], resolver)  # type: ignore[arg-type]
+        elif name == "etag" and v is None and src:
+            v = content_etag(src)
+        out[name] = v
+    return out
+
+
+def _project_value(value: object, plan: Plan, fdef: FieldDef, resolver: Resolver | None) -> object:
+    if isinstance(value, list):
+        return [_project_obj(v, plan, fdef.target, resolver) for v in value if isinstance(v, dict)]
+    if isinstance(value, dict):
+        return _project_obj(value, plan, fdef.target, resolver)
+    return None
+
+
+def project(record: dict, plan: Plan, schema: str, resolver: Resolver | None = None) -> dict:
     """Apply a compiled plan to a stored record (missing fields come back as null)."""
+    props = model().fields(schema)
     out: dict = {}
     get = record.get
-    for name, subs in plan:
+    for name, sub in plan:
         value = get(name)
-        if subs is None or value is None:
-            out[name] = value
-        elif isinstance(value, list):
-            out[name] = [_sub(v, subs) for v in value]
-        else:
-            out[name] = _sub(value, subs)
+        if sub is not None and value is not None:
+            value = _project_value(value, sub, props[name], resolver)  # type: ignore[arg-type]
+        out[name] = value
     return out

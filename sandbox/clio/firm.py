@@ -18,6 +18,8 @@ from faker import Faker
 
 from sandbox.clio import blobs
 from sandbox.clio.config import PRESETS
+from sandbox.clio.firm_books import add_books, add_group_rates, add_reference, group_members
+from sandbox.clio.firm_extras import add_extras
 from sandbox.clio.store import FIRM_TZ, Store, etag_of, iso
 from sandbox.common.roster import staff
 
@@ -90,12 +92,15 @@ def counts_for(preset: str | None = None, matters: int | None = None) -> int:
 class FirmBuilder:
     """Builds every collection into memory-light lists and writes them to the store."""
 
+    END_TS = END_TS
+
     def __init__(self, seed: int, n_matters: int, dirty_rate: float = 0.0) -> None:
         self.seed = seed
         self.n = n_matters
         self.dirty_rate = dirty_rate
         self.rng = random.Random(seed)
         self.drng = random.Random(seed + 7919)
+        self.brng = random.Random(seed * 7 + 3)  # the books and extras (firm_books, firm_extras)
         fake = Faker("en_US")
         fake.seed_instance(seed)
         self.first = [fake.first_name() for _ in range(400)]
@@ -147,17 +152,20 @@ class FirmBuilder:
     # --- build ------------------------------------------------------------------------------
     def build(self) -> None:
         self.users()
+        add_reference(self, START_TS - 86400 * 20)
         self.reference()
         self.contacts()
         self.matters()
+        add_group_rates(self)
         self.custom_field_values()
         self.relationships()
         self.activities_and_bills()
-        self.trust()
+        add_books(self)
         self.documents()
         self.calendar()
         self.tasks_notes_comms()
         self.configuration()
+        add_extras(self)
         for kind in self.data:
             for rec in self.data[kind]:
                 rec["etag"] = etag_of(rec)
@@ -232,10 +240,10 @@ class FirmBuilder:
             self.add("task_types", {"id": self.nid("tt", 701), "name": name, "deleted_at": None}, t0, t0)
         self.data["task_types"][-1]["deleted_at"] = iso(t0 + 86400 * 100)
         self.add("calendars", {"id": 800, "name": "Firm Calendar", "type": "AccountCalendar", "permission": "owner",
-                               "color": "#3366cc", "visible": True, "source": "web"}, t0, t0)
+                               "color": "#367B9C", "visible": True, "source": "web"}, t0, t0)
         for u in self.user_recs:
             self.add("calendars", {"id": u["id"] - 1001 + 801, "name": u["name"], "type": "UserCalendar",
-                                   "permission": "owner", "color": "#2a9d8f", "visible": True, "source": "web"}, t0, t0)
+                                   "permission": "owner", "color": "#83D17F", "visible": True, "source": "web"}, t0, t0)
         self.ads = self.data["activity_descriptions"]
         self.ecs = self.data["expense_categories"]
 
@@ -457,9 +465,11 @@ class FirmBuilder:
             return ad["rate"]["amount"], True
         if cr and cr["type"] == "HourlyRate" and cr["rates"][0].get("user", {}).get("id") == user["id"]:
             return cr["rates"][0]["rate"], False
-        for ar in self.client_rates.get(m["client"]["id"], ()):
-            if ar["user"]["id"] == user["id"]:
-                return ar["rate"], False
+        client_rates = [ar["rate"] for ar in self.client_rates.get(m["client"]["id"], ())
+                        if (ar.get("user") or {}).get("id") == user["id"]
+                        or (ar.get("group") and user["id"] in group_members(self, ar["group"]["id"]))]
+        if client_rates:  # several group rates: the highest wins
+            return max(client_rates), False
         if ad["rate"]["type"] == "Custom":
             return ad["rate"]["amount"], False
         return user["rate"], False
@@ -523,7 +533,7 @@ class FirmBuilder:
         issued = max(a["_created_ts"] for a in acts) + 86400 * 3
         issued = min(issued, END_TS - 86400)
         total = round(sum(a["total"] for a in acts), 2)
-        paid = total if state == "paid" else (round(total / 2, 2) if state == "awaiting_payment" and r.random() < 0.3 else 0.0)
+        partial = state == "awaiting_payment" and r.random() < 0.3  # paid and balance: firm_books
         bill = {
             "id": self.nid("bill", 1), "number": str(number), "type": "MatterBill", "kind": "revenue_kind",
             "state": state, "subject": f"Services for {m['display_number']}", "memo": None,
@@ -531,8 +541,18 @@ class FirmBuilder:
             "start_at": min(a["date"] for a in acts), "end_at": max(a["date"] for a in acts),
             "paid_at": iso(issued + 20 * 86400) if state == "paid" else None,
             "last_sent_at": iso(issued + 3600) if state in ("awaiting_payment", "paid") else None,
-            "total": total, "due": total, "balance": round(total - paid, 2), "paid": paid, "sub_total": total,
-            "tax_sum": 0.0, "client": {"id": m["client"]["id"], "etag": None, "name": m["client"]["name"]},
+            "total": total, "due": total, "balance": total, "paid": 0.0, "sub_total": total,
+            "tax_sum": 0.0, "secondary_tax_sum": 0.0, "total_tax": 0.0, "tax_rate": 0.0, "secondary_tax_rate": 0.0,
+            "services_sub_total": round(sum(a["total"] for a in acts if a["type"] == "TimeEntry"), 2),
+            "services_tax": 0.0, "services_secondary_tax": 0.0, "taxable_sub_total": 0, "secondary_taxable_sub_total": 0,
+            "services_taxable_sub_total": 0, "services_secondary_taxable_sub_total": 0, "purchase_order": None,
+            "discount_services_only": "false", "can_update": state in ("draft", "awaiting_approval"), "shared": False,
+            "available_state_transitions": None, "_partial": partial,
+            "client": {"id": m["client"]["id"], "etag": None, "name": m["client"]["name"]},
+            "user": {"id": m["responsible_attorney"]["id"]}, "group": {"id": 1}, "bill_theme": {"id": 1},
+            "destination_account": {"id": self.data["bank_accounts"][0]["id"]},
+            "discount": {"rate": 0.0, "type": "percentage", "note": None, "early_payment_rate": 0,
+                         "early_payment_period": 0},
             "matters": [self.ref(m, "display_number")], "currency": {"id": 1, "etag": None, "code": "USD", "sign": "$"},
         }
         self.add("bills", bill, issued, min(END_TS, issued + 86400 * 21))
@@ -551,46 +571,6 @@ class FirmBuilder:
                 "bill": self.ref(bill, "number"), "matter": self.ref(m, "display_number"),
                 "activity": {"id": a["id"], "etag": None, "type": a["type"]},
             }, bill["_created_ts"], bill["_updated_ts"])
-
-    def trust(self) -> None:
-        r = self.rng
-        trust_acc = self.data["bank_accounts"][1]
-        op_acc = self.data["bank_accounts"][0]
-        bills = {b["id"]: b for b in self.data["bills"]}
-        for m in self.matter_recs:
-            if r.random() > 0.6:
-                continue
-            created, updated = self.times(m["_created_ts"])
-            amount = float(r.choice((1000, 2500, 5000, 10000)))
-            client = {"id": m["client"]["id"], "etag": None, "name": m["client"]["name"]}
-            self.add("bank_transactions", {
-                "id": self.nid("btx", 1), "type": "BankTransaction", "transaction_type": "Deposit",
-                "bank_account_id": trust_acc["id"], "date": self.day(created), "amount": amount,
-                "funds_in": amount, "funds_out": 0.0, "currency": "USD", "description": "Retainer deposit",
-                "source": r.choice(("Check", "Wire", "Credit Card")), "confirmation": f"C{r.randint(10000, 99999)}",
-                "client": client, "matter": self.ref(m, "display_number"), "bill": None,
-            }, created, updated)
-            trust_acc["balance"] += amount
-            mbills = [b for b in bills.values() if b["matters"][0]["id"] == m["id"] and b["state"] == "paid"]
-            if mbills:
-                b = mbills[0]
-                pay = min(amount, b["total"])
-                ts = b["_created_ts"] + 86400
-                self.add("bank_transactions", {
-                    "id": self.nid("btx", 1), "type": "BankTransaction", "transaction_type": "Withdrawal",
-                    "bank_account_id": trust_acc["id"], "date": self.day(ts), "amount": -pay, "funds_in": 0.0,
-                    "funds_out": pay, "currency": "USD", "description": f"Payment of bill {b['number']}",
-                    "source": "Trust transfer", "confirmation": None, "client": client,
-                    "matter": self.ref(m, "display_number"), "bill": self.ref(b, "number"),
-                }, ts, ts)
-                trust_acc["balance"] -= pay
-                op_acc["balance"] += pay
-                self.add("trust_line_items", {
-                    "id": self.nid("tli", 1), "date": self.day(ts), "total": pay, "note": "Applied from trust",
-                    "bill": self.ref(b, "number"), "matter": self.ref(m, "display_number"), "client": client,
-                }, ts, ts)
-        for acc in self.data["bank_accounts"]:
-            acc["balance"] = round(acc["balance"], 2)
 
     def documents(self) -> None:
         r = self.rng
@@ -747,22 +727,13 @@ class FirmBuilder:
         self.add("webhooks", {"id": 1, "url": "https://hooks.example/clio", "model": "matter",
                               "events": ["created", "updated", "deleted"], "status": "enabled",
                               "expires_at": iso(END_TS + 86400 * 20)}, t0, t0)
-        for m in self.matter_recs[:3]:
-            self.add("billing_automations", {
-                "id": self.nid("bauto", 1), "name": f"Monthly billing {m['display_number']}", "enabled": True,
-                "frequency": "monthly", "day_of_month": 1, "bill_theme": "Default", "include_expenses": True,
-                "matter": self.ref(m, "display_number"), "client": m["client"]}, t0, t0)
-            self.add("trust_rules", {
-                "id": self.nid("trule", 1), "name": f"Evergreen retainer {m['display_number']}", "minimum_balance": 1000.0,
-                "replenish_to": 5000.0, "notify": True, "enabled": True, "matter": self.ref(m, "display_number"),
-                "client": m["client"], "bank_account": self.ref(self.data["bank_accounts"][1], "name")}, t0, t0)
 
 
 BILLING_SETTINGS = {
     "id": 1, "rounded_duration": 6.0, "rounding": 6, "use_decimal_rounding": True, "currency": "USD",
     "currency_sign": "$", "tax_rate": 0.0, "tax_name": "Sales Tax", "apply_tax_by_default": False,
     "time_on_flat_rate_contingency_matters_is_non_billable": True, "use_secondary_tax": False,
-    "secondary_tax_rate": 0.0, "secondary_tax_rule": "Normal", "secondary_tax_name": "Secondary Tax",
+    "secondary_tax_rate": 0.0, "secondary_tax_rule": "Post", "secondary_tax_name": "Secondary Tax",
     "notify_after_bill_created": False, "use_utbms_codes": False,
 }
 

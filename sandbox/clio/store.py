@@ -1,4 +1,9 @@
-"""SQLite persistence: one row per record holding its full JSON, plus meta and tokens."""
+"""SQLite persistence: one row per record holding its full JSON, plus meta and tokens.
+
+A record's ``kind`` is the list path that serves it (``matters``, ``utbms/codes``).  Keys starting
+with ``_`` are the sandbox's own bookkeeping (timestamps, links used by filters) and are never
+served: a response only carries what the spec's fields name.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,14 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from clio2sf.catalog import CLIO_OBJECTS
-from sandbox.clio.fields import ENDPOINT_KIND, Plan, compile_plan, project
-
 FIRM_TZ = ZoneInfo("America/New_York")
+#: Kinds whose DELETE moves a record to the trash (``deleted_at``) instead of removing it.
+TRASHABLE = frozenset({"documents", "folders"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records(
@@ -22,9 +26,6 @@ CREATE TABLE IF NOT EXISTS records(
   created_ts REAL NOT NULL, updated_ts REAL NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
   data TEXT NOT NULL, PRIMARY KEY(kind, id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rec_updated ON records(kind, updated_ts);
-CREATE TABLE IF NOT EXISTS views(
-  kind TEXT NOT NULL, plan TEXT NOT NULL, id INTEGER NOT NULL, json TEXT NOT NULL,
-  PRIMARY KEY(kind, plan, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens(
   access_token TEXT PRIMARY KEY, expires_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
@@ -49,27 +50,8 @@ def etag_of(record: dict) -> str:
     return '"' + hashlib.md5(body.encode(), usedforsecurity=False).hexdigest() + '"'
 
 
-def view_key(fields: str) -> str:
-    return hashlib.md5(fields.encode(), usedforsecurity=False).hexdigest()[:12]
-
-
-#: kind -> [(view key, plan)]: the catalog's selections, kept pre-projected so that the
-#: extractor's pages are served by concatenating stored JSON.
-VIEWS: dict[str, list[tuple[str, Plan]]] = {}
-#: (endpoint, fields string) -> view key
-VIEW_KEYS: dict[tuple[str, str], str] = {}
-for _o in CLIO_OBJECTS:
-    VIEWS.setdefault(ENDPOINT_KIND[_o.endpoint], []).append((view_key(_o.fields), compile_plan(_o.endpoint, _o.fields)))
-    VIEW_KEYS[(_o.endpoint, _o.fields)] = view_key(_o.fields)
-
-
 def _dump(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
-def _view_rows(kind: str, rec: dict) -> list[tuple]:
-    rid = int(rec["id"])
-    return [(kind, key, rid, _dump(project(rec, plan))) for key, plan in VIEWS.get(kind, ())]
 
 
 def _row(kind: str, rec: dict) -> tuple:
@@ -77,11 +59,11 @@ def _row(kind: str, rec: dict) -> tuple:
     return (
         kind,
         int(rec["id"]),
-        rec.get("type"),
-        matter.get("id") if isinstance(matter, dict) else None,
+        rec.get("type") if isinstance(rec.get("type"), str) else None,
+        matter.get("id") if isinstance(matter, dict) and isinstance(matter.get("id"), int) else None,
         rec["_created_ts"],
         rec["_updated_ts"],
-        1 if kind in ("documents", "folders") and rec.get("deleted_at") else 0,
+        1 if kind in TRASHABLE and rec.get("deleted_at") else 0,
         _dump(rec),
     )
 
@@ -94,10 +76,11 @@ class Store:
         self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
-        # Pages are read through the mapping instead of one read() call per 4 KiB page.
         self.conn.execute("PRAGMA mmap_size=4294967296")
         self.conn.executescript(_SCHEMA)
         self.lock = threading.RLock()
+        #: Bumped on every write: response caches keyed by it never serve a stale page.
+        self.generation = 0
 
     # --- meta -------------------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -114,119 +97,91 @@ class Store:
         with self.lock:
             self.conn.execute("BEGIN")
             batch: list[tuple] = []
-            views: list[tuple] = []
             for rec in records:
                 batch.append(_row(kind, rec))
-                views.extend(_view_rows(kind, rec))
                 if len(batch) >= 5000:
-                    n += self._flush(batch, views)
+                    self.conn.executemany("INSERT INTO records VALUES(?,?,?,?,?,?,?,?)", batch)
+                    n += len(batch)
+                    batch.clear()
             if batch:
-                n += self._flush(batch, views)
+                self.conn.executemany("INSERT INTO records VALUES(?,?,?,?,?,?,?,?)", batch)
+                n += len(batch)
             self.conn.execute("COMMIT")
         return n
 
-    def _flush(self, batch: list[tuple], views: list[tuple]) -> int:
-        n = len(batch)
-        self.conn.executemany("INSERT INTO records VALUES(?,?,?,?,?,?,?,?)", batch)
-        self.conn.executemany("INSERT INTO views VALUES(?,?,?,?)", views)
-        batch.clear()
-        views.clear()
-        return n
-
     # --- reads ------------------------------------------------------------------------------
-    def page(
+    def scan(
         self,
         kind: str,
         *,
-        after_id: int = 0,
-        limit: int = 200,
+        after_id: int | None = None,
         subtype: str | None = None,
         updated_since: float | None = None,
         created_since: float | None = None,
+        created_before: float | None = None,
         ids: list[int] | None = None,
-        matter_id: int | None = None,
         include_deleted: bool = False,
-        offset: int | None = None,
         order_field: str | None = None,
         descending: bool = False,
-        view: str | None = None,
-    ) -> list[tuple[int, str]] | list[tuple[int, bytes]]:
-        """(id, raw JSON) of the matching records in order; ``limit + 1`` rows tell if more exist.
-
-        With ``view`` the JSON is the stored pre-projected selection instead of the full record,
-        as UTF-8 bytes ready to be joined into a response body.
-        """
-        sql = ["SELECT r.id, r.data FROM records r WHERE r.kind=?"]
+        chunk: int = 500,
+    ) -> Iterator[dict]:
+        """Matching records in order, decoded, fetched ``chunk`` rows at a time."""
+        sql = ["SELECT data FROM records WHERE kind=?"]
         args: list = [kind]
-        if offset is None and not descending:
-            sql.append("AND r.id>?")
+        if after_id is not None:
+            sql.append("AND id>?")
             args.append(after_id)
         if subtype is not None:
-            sql.append("AND r.subtype=?")
+            sql.append("AND subtype=?")
             args.append(subtype)
         if updated_since is not None:
-            sql.append("AND r.updated_ts>?")
+            sql.append("AND updated_ts>?")
             args.append(updated_since)
         if created_since is not None:
-            sql.append("AND r.created_ts>?")
+            sql.append("AND created_ts>?")
             args.append(created_since)
-        if ids:
-            sql.append(f"AND r.id IN ({','.join('?' * len(ids))})")
+        if created_before is not None:
+            sql.append("AND created_ts<?")
+            args.append(created_before)
+        if ids is not None:
+            ids = [i for i in ids if -(2**63) <= i < 2**63]
+            sql.append(f"AND id IN ({','.join('?' * len(ids))})" if ids else "AND 0")
             args.extend(ids)
-        if matter_id is not None:
-            sql.append("AND r.matter_id=?")
-            args.append(matter_id)
         if not include_deleted:
-            sql.append("AND r.deleted=0")
+            sql.append("AND deleted=0")
         direction = "DESC" if descending else "ASC"
         if order_field and order_field != "id":
-            sql.append(f"ORDER BY json_extract(r.data, ?) {direction}, r.id {direction}")
-            args.append(f"$.{order_field}")
+            sql.append(f"ORDER BY json_extract(data, ?) {direction}, id {direction}")
+            args.append("$." + order_field)
         else:
-            sql.append(f"ORDER BY r.id {direction}")
-        sql.append("LIMIT ? OFFSET ?")
-        args.extend([limit + 1, offset or 0])
-        if view is None:
-            return self.conn.execute(" ".join(sql), args).fetchall()
-        sql[0] = "SELECT r.id FROM records r WHERE r.kind=?"
-        page_ids = [row[0] for row in self.conn.execute(" ".join(sql), args)]
-        return self._view_json(kind, view, page_ids)
-
-    def _view_json(self, kind: str, view: str, ids: list[int]) -> list[tuple[int, bytes]]:
-        """(id, pre-projected JSON) for ``ids``, in their order.
-
-        Ids of a page are nearly always a dense range, read by one range scan; joining the two
-        tables row by row (a B-tree seek per record) cost three times as much.
-        """
-        if not ids:
-            return []
-        lo, hi = min(ids), max(ids)
-        if hi - lo < 2 * len(ids):
-            rows = self.conn.execute("SELECT id, CAST(json AS BLOB) FROM views WHERE kind=? AND plan=? AND id BETWEEN ? AND ?",
-                                     (kind, view, lo, hi)).fetchall()
-        else:
-            rows = self.conn.execute(f"SELECT id, CAST(json AS BLOB) FROM views WHERE kind=? AND plan=? AND id IN "
-                                     f"({','.join('?' * len(ids))})", (kind, view, *ids)).fetchall()
-        by_id = dict(rows)
-        return [(i, by_id[i]) for i in ids if i in by_id]
+            sql.append(f"ORDER BY id {direction}")
+        cur = self.conn.execute(" ".join(sql), args)
+        while True:
+            rows = cur.fetchmany(chunk)
+            if not rows:
+                return
+            for (data,) in rows:
+                yield json.loads(data)
 
     def get(self, kind: str, rid: int) -> dict | None:
+        if not -(2**63) <= rid < 2**63:
+            return None
         row = self.conn.execute("SELECT data FROM records WHERE kind=? AND id=?", (kind, rid)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def count(self, kind: str, subtype: str | None = None, include_deleted: bool = False) -> int:
-        sql = "SELECT COUNT(*) FROM records WHERE kind=?"
-        args: list = [kind]
-        if subtype is not None:
-            sql += " AND subtype=?"
-            args.append(subtype)
-        if not include_deleted:
-            sql += " AND deleted=0"
-        return self.conn.execute(sql, args).fetchone()[0]
+    def count(self, kind: str, predicate: Callable[[dict], bool] | None = None, subtype: str | None = None,
+              include_deleted: bool = False) -> int:
+        if predicate is None:
+            sql = "SELECT COUNT(*) FROM records WHERE kind=?" + (" AND subtype=?" if subtype else "")
+            sql += "" if include_deleted else " AND deleted=0"
+            return self.conn.execute(sql, (kind, subtype) if subtype else (kind,)).fetchone()[0]
+        return sum(1 for r in self.scan(kind, subtype=subtype, include_deleted=include_deleted) if predicate(r))
+
+    def kinds(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT kind FROM records ORDER BY kind")]
 
     def iter_kind(self, kind: str) -> Iterator[dict]:
-        for (data,) in self.conn.execute("SELECT data FROM records WHERE kind=? ORDER BY id", (kind,)):
-            yield json.loads(data)
+        yield from self.scan(kind, include_deleted=True)
 
     def max_id(self, kind: str) -> int:
         return self.conn.execute("SELECT COALESCE(MAX(id),0) FROM records WHERE kind=?", (kind,)).fetchone()[0]
@@ -235,12 +190,12 @@ class Store:
     def save(self, kind: str, rec: dict) -> None:
         with self.lock:
             self.conn.execute("INSERT OR REPLACE INTO records VALUES(?,?,?,?,?,?,?,?)", _row(kind, rec))
-            self.conn.executemany("INSERT OR REPLACE INTO views VALUES(?,?,?,?)", _view_rows(kind, rec))
+            self.generation += 1
 
     def delete(self, kind: str, rid: int) -> bool:
         with self.lock:
             cur = self.conn.execute("DELETE FROM records WHERE kind=? AND id=?", (kind, rid))
-            self.conn.execute("DELETE FROM views WHERE kind=? AND id=?", (kind, rid))
+            self.generation += 1
         return cur.rowcount > 0
 
     # --- tokens -----------------------------------------------------------------------------

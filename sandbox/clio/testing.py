@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +59,12 @@ class ClioSandbox:
     def request_log(self, since: int = 0) -> list[dict]:
         return self.admin("GET", f"requests?since={since}")["requests"]
 
-    def counts(self) -> dict[str, int]:
-        return self.admin("GET", "counts")
+    def counts(self, objects: Iterable | None = None) -> dict[str, int]:
+        """Records per stored collection; with ``objects`` (anything with ``name``, ``endpoint`` and
+        ``params``, e.g. the migration's catalog entries): what paging each with its params returns."""
+        if objects is None:
+            return self.admin("GET", "counts")
+        return self.admin("POST", "counts", {o.name: {"path": o.endpoint, "params": dict(o.params)} for o in objects})
 
     def dirty(self) -> list[dict]:
         return self.admin("GET", "dirty")

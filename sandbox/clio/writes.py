@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from sandbox.clio.fields import ENDPOINT_KIND, FIELD_SPECS
-from sandbox.clio.store import Store, etag_of, iso
+from sandbox.clio.schema import model
+from sandbox.clio.store import TRASHABLE, Store, etag_of, iso
 
 #: Association name -> (kind, keys copied into the nested object).
 ASSOC: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -35,8 +35,6 @@ ASSOC: dict[str, tuple[str, tuple[str, ...]]] = {
 #: Nested collections merged item by item (``_destroy``/``_deleted`` removes an item).
 COLLECTIONS = {"email_addresses", "phone_numbers", "addresses", "custom_field_values", "attendees",
                "related_contacts", "senders", "receivers"}
-#: Endpoints Clio does not let an API client write.
-READ_ONLY = {"users", "matter_stages", "bank_transactions", "line_items", "trust_line_items"}
 _IMMUTABLE = {"id", "etag", "created_at", "updated_at"}
 
 
@@ -138,7 +136,7 @@ class Writer:
         return out
 
     def _apply(self, endpoint: str, rec: dict, data: dict) -> None:
-        spec = FIELD_SPECS[endpoint]
+        known = model().fields(model().operations[endpoint].schema)
         for key, value in data.items():
             if key in _IMMUTABLE or key.startswith("_"):
                 continue
@@ -146,7 +144,7 @@ class Writer:
                 rec[key] = self._merge_collection(key, rec.get(key) or [], value, endpoint, rec)
             elif key in ASSOC or key == "assignee":
                 rec[key] = self._ref(key, value, endpoint)
-            elif key in spec.all_names:
+            elif key in known:
                 rec[key] = value
             else:
                 raise WriteError(422, f"{endpoint}: unknown or read-only field {key!r}")
@@ -191,14 +189,13 @@ class Writer:
 
     @staticmethod
     def _kind(endpoint: str) -> str:
-        if endpoint not in ENDPOINT_KIND:
+        op = model().operations.get(endpoint)
+        if op is None or not op.listing or op.path_params:
             raise WriteError(404, f"unknown endpoint {endpoint!r}")
-        return ENDPOINT_KIND[endpoint]
+        return endpoint
 
     def create(self, endpoint: str, data: dict) -> dict:
         kind = self._kind(endpoint)
-        if endpoint in READ_ONLY:
-            raise WriteError(405, f"{endpoint} cannot be created through the API")
         with self.store.lock:
             rid = self.store.max_id(kind) + 1
             now = self.clock()
@@ -215,8 +212,6 @@ class Writer:
 
     def update(self, endpoint: str, rid: int, data: dict, if_match: str | None = None) -> dict:
         kind = self._kind(endpoint)
-        if endpoint in READ_ONLY:
-            raise WriteError(405, f"{endpoint} cannot be updated through the API")
         with self.store.lock:
             rec = self.store.get(kind, rid)
             if rec is None:
@@ -231,13 +226,11 @@ class Writer:
 
     def delete(self, endpoint: str, rid: int) -> None:
         kind = self._kind(endpoint)
-        if endpoint in READ_ONLY:
-            raise WriteError(405, f"{endpoint} cannot be deleted through the API")
         with self.store.lock:
             rec = self.store.get(kind, rid)
             if rec is None:
                 raise WriteError(404, f"{endpoint} {rid} not found")
-            if kind in ("documents", "folders"):
+            if kind in TRASHABLE:
                 rec["deleted_at"] = iso(self.clock())
                 self._touch(kind, rec)
             elif kind == "bills":

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from simple_salesforce import Salesforce
 
-from clio2sf import staging
+from clio2sf import catalog, staging
 from clio2sf.extract import read_records
 from scripts.cutover import change_firm
 from tests.integration.phases import Migration, start_migration
@@ -51,7 +51,7 @@ def test_discover_writes_the_mapping_document_and_reference_files(mig: Migration
         assert doc["source"] == "Clio Manage API v4" and "items" in doc
     assert "shared_secret" not in (disc / "reference" / "webhooks.json").read_text()
     counts = json.loads((disc / "clio_counts.json").read_text())
-    sandbox_counts = mig.clio.counts()
+    sandbox_counts = mig.clio.counts(catalog.CLIO_OBJECTS)
     assert counts["contacts"] == sandbox_counts["contacts"] and counts["activities"] == sandbox_counts["activities"]
     # apply_schema created the custom fields the spec needs, so the org now describes them
     describe = json.loads((disc / "salesforce_describe" / "Contact.json").read_text())

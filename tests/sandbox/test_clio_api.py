@@ -187,7 +187,7 @@ def test_spec_validation_can_fail(clio: ClioSandbox, http: requests.Session, ope
 
 # --- paging, counts, deltas ----------------------------------------------------------------------
 def test_paging_returns_every_record_once_and_matches_counts(clio: ClioSandbox, http: requests.Session) -> None:
-    counts = clio.counts()
+    counts = clio.counts(CLIO_OBJECTS)
     assert set(counts) == {o.name for o in CLIO_OBJECTS}
     for obj in CLIO_OBJECTS:
         recs = page_all(http, clio, obj.endpoint, dict(obj.params) | {"fields": obj.fields, "limit": 200})
@@ -220,7 +220,7 @@ def test_updated_since_returns_exactly_the_mutated_records(clio: ClioSandbox, ht
                          json={"data": {"name": "Delta task", "description": "d", "priority": "high",
                                         "assignee": {"id": 1002, "type": "User"}}})
     assert new_task.status_code == 201 and new_task.json()["data"]["assignee"] == {"id": 1002, "type": "User"}
-    act = page_all(http, clio, "activities", {"type": "TimeEntry", "fields": "id", "limit": 1})[0]
+    act = page_all(http, clio, "activities", {"type": "TimeEntry", "flat_rate": "false", "fields": "id", "limit": 1})[0]
     upd = http.patch(f"{clio.base_url}/api/v4/activities/{act['id']}.json", params={"fields": "quantity,total,price"},
                      json={"data": {"quantity": 7200}})
     assert upd.json()["data"]["total"] == pytest.approx(upd.json()["data"]["price"] * 2)

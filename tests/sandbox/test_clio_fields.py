@@ -1,4 +1,5 @@
-"""Pure tests of the Clio sandbox: field plans, the catalog against the official spec, blobs, limits."""
+"""Pure tests of the Clio sandbox: field plans from the official spec, the catalog against it, blobs,
+limits, the firm's books."""
 
 from __future__ import annotations
 
@@ -10,38 +11,56 @@ from sandbox.clio.config import Knobs
 from sandbox.clio.fields import FieldError, compile_plan, project, split_top
 from sandbox.clio.firm import DEFECTS, FirmBuilder
 from sandbox.clio.ratelimit import RateLimiter, in_peak, limit_in_force
+from sandbox.clio.schema import model
 from sandbox.clio.spec import item_schema, load_spec, schema_properties
 
 pytestmark = pytest.mark.unit
 
 
 def test_default_selection_is_id_and_etag() -> None:
-    assert compile_plan("matters", None) == (("id", None), ("etag", None))
-    assert project({"id": 1, "etag": '"x"', "status": "Open"}, compile_plan("matters", "")) == {"id": 1, "etag": '"x"'}
+    assert compile_plan("Matter", None) == (("id", None), ("etag", None))
+    rec = {"id": 1, "etag": '"x"', "status": "Open"}
+    assert project(rec, compile_plan("Matter", ""), "Matter") == {"id": 1, "etag": '"x"'}
 
 
 def test_projection_nesting_and_nulls() -> None:
     rec = {"id": 7, "client": {"id": 3, "etag": '"e"', "name": "Jo"}, "email_addresses": [
         {"id": 1, "etag": '"a"', "address": "a@x.test", "primary": True}], "practice_area": None}
-    plan = compile_plan("matters", "id,client{name},practice_area{name},close_date,client")
-    assert project(rec, plan) == {"id": 7, "client": {"id": 3, "etag": '"e"'}, "practice_area": None,
-                                  "close_date": None}
-    plan = compile_plan("contacts", "email_addresses{address,primary}")
-    assert project(rec, plan) == {"email_addresses": [{"address": "a@x.test", "primary": True}]}
+    plan = compile_plan("Matter", "id,client{name},practice_area{name},close_date")
+    assert project(rec, plan, "Matter") == {"id": 7, "client": {"name": "Jo"}, "practice_area": None,
+                                            "close_date": None}
+    bare = compile_plan("Matter", "client")
+    assert project(rec, bare, "Matter") == {"client": {"id": 3, "etag": '"e"'}}
+    plan = compile_plan("Contact", "email_addresses{address,primary}")
+    assert project(rec, plan, "Contact") == {"email_addresses": [{"address": "a@x.test", "primary": True}]}
+
+
+def test_every_documented_field_is_selectable() -> None:
+    """The allowed fields are the spec's, nothing more: every property compiles, nothing else does."""
+    for op in model().operations.values():
+        props = model().fields(op.schema)
+        if props:
+            assert [n for n, _ in compile_plan(op.schema, ",".join(props))] == list(props)
+        for name, f in props.items():
+            if f.nested and model().fields(f.target):
+                sub = ",".join(model().fields(f.target))
+                assert compile_plan(op.schema, f"{name}{{{sub}}}")[0][0] == name
+        with pytest.raises(FieldError):
+            compile_plan(op.schema, "id,not_a_clio_field")
 
 
 @pytest.mark.parametrize("fields, needle", [
     ("id,bogus", "bogus"), ("client{bogus}", "bogus"), ("client{company{name}}", "deeper"),
-    ("nope{id}", "nope"), ("client{id", "Malformed"),
+    ("nope{id}", "nope"), ("client{id", "Malformed"), ("status{id}", "not a nested"),
 ])
 def test_bad_selections_name_the_field(fields: str, needle: str) -> None:
     with pytest.raises(FieldError, match=needle):
-        compile_plan("matters", fields)
+        compile_plan("Matter", fields)
 
 
 def test_every_catalog_selection_compiles() -> None:
     for obj in CLIO_OBJECTS:
-        plan = compile_plan(obj.endpoint, obj.fields)
+        plan = compile_plan(model().operations[obj.endpoint].schema, obj.fields)
         assert [name for name, _ in plan] == [p.split("{")[0] for p in split_top(obj.fields)]
 
 
@@ -136,3 +155,38 @@ def test_dirty_knob_injects_every_defect() -> None:
             assert "@@" in contacts[entry["id"]]["primary_email_address"]
         if entry["defect"] == "duplicate_contact":
             assert contacts[entry["id"]]["name"] == contacts[entry["duplicate_of"]]["name"]
+
+
+def test_books_tie_out() -> None:
+    """Per bill paid + credits + balance = total (interest included); trust never goes negative and
+    each matter's trust transactions sum to its Trust account balance; voided allocations count nothing."""
+    b = FirmBuilder(42, 120)
+    b.build()
+    d = b.data
+    allocs: dict[int, dict[str, float]] = {}
+    for a in d["allocations"]:
+        if a["voided_at"] is None:
+            kind = a["parent"]["type"]
+            allocs.setdefault(a["bill"]["id"], {}).setdefault(kind, 0.0)
+            allocs[a["bill"]["id"]][kind] += a["amount"]
+    interest = {i["bill"]["id"]: i["total"] for i in d["interest_charges"]}
+    for bill in d["bills"]:
+        got = allocs.get(bill["id"], {})
+        assert round(got.get("Payment", 0.0), 2) == bill["paid"], bill["number"]
+        assert round(got.get("CreditMemo", 0.0), 2) == bill["credits_issued"], bill["number"]
+        assert round(bill["paid"] + bill["credits_issued"] + bill["balance"], 2) == bill["total"], bill["number"]
+        assert round(bill["sub_total"] + interest.get(bill["id"], 0.0), 2) == bill["total"], bill["number"]
+    trust = {a["id"] for a in d["bank_accounts"] if a["type"] == "Trust"}
+    running: dict[int, float] = {}
+    for t in sorted(d["bank_transactions"], key=lambda t: (t["date"], t["_created_ts"], t["id"])):
+        if t["bank_account_id"] in trust:
+            running[t["matter"]["id"]] = round(running.get(t["matter"]["id"], 0.0) + t["amount"], 2)
+            assert running[t["matter"]["id"]] >= 0, t
+    for m in d["matters"]:
+        balances = {x["id"]: x["balance"] for x in m["account_balances"]}
+        assert round(sum(balances.values()), 2) == running.get(m["id"], 0.0), m["display_number"]
+    kinds = {(a["parent"]["type"], (a["source_bank_account"] or {}).get("type"), a["voided_at"] is not None)
+             for a in d["allocations"]}
+    assert {("Payment", "Trust", False), ("Payment", None, False), ("Payment", None, True),
+            ("CreditMemo", None, False)} <= kinds
+    assert d["interest_charges"] and d["credit_memos"]
