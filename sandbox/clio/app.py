@@ -343,7 +343,8 @@ def _get(sb: Sandbox, request: Request, path: str, params: list, old_quantity: b
     op, path_params = match
     if op.listing:
         base = str(request.url.replace(query=""))
-        return _json(reads.list_page(sb.store, op, path_params, params, base, old_quantity), headers)
+        return Response(reads.list_page(sb.store, op, path_params, params, base, old_quantity),
+                        media_type="application/json; charset=utf-8", headers=headers)
     if op.path == "timer":
         raise reads.NotFound("no timer is running")
     rec = reads.show_record(sb.store, op, path_params, sb.settings())

@@ -509,6 +509,17 @@ for _path in ("documents", "folders", "folders/list", "communications", "calenda
     })
 for _path in ("documents", "folders", "folders/list"):
     SPECIAL[_path]["show_uncompleted"] = ("bool", lambda v: (lambda rec, r: v or not rec.get("_uploading")))
+    # parent_id with scope (children by default, or descendants): combined in build_query
+    SPECIAL[_path]["parent_id"] = ("int", _no_filter)
+    SPECIAL[_path]["scope"] = ("enum", _no_filter)
+SPECIAL.setdefault("court_rules/jurisdictions", {})["for_current_account"] = (
+    "bool", flag(lambda j, r: bool(j.get("_for_current_account"))))
+SPECIAL.setdefault("court_rules/matter_dockets", {})["matter_status"] = ("enum", equals("matters:matter.status"))
+SPECIAL["groups"]["archived"] = ("bool", flag(lambda g, r: bool(g.get("_archived"))))
+SPECIAL["report_presets"] = SPECIAL.get("report_presets", {}) | {
+    "has_schedule": ("bool", flag(is_set("report_schedule"))), "output_format": ("str", equals("_output_format")),
+    "schedule_frequency": ("enum", equals("report_schedules:report_schedule.frequency"))}
+SPECIAL["reports"] = SPECIAL.get("reports", {}) | {"output_format": ("str", equals("_output_format"))}
 for _path in ("billable_clients", "billable_matters", "billable_matters/ids"):
     SPECIAL.setdefault(_path, {}).update({
         "start_date": ("date", _no_filter), "end_date": ("date", _no_filter),
@@ -609,6 +620,8 @@ def _generic(op: Operation, p: ParamDef) -> Rule | None:
     fdef = props.get(name)
     if fdef is None or fdef.nested:
         return None
+    if fdef.type == "integer" and p.type == "integer":
+        return "int", id_match(name)
     if fdef.type == "boolean" and p.type == "boolean":
         return "bool", (lambda path: lambda v: (lambda rec, r: bool(rec.get(path)) == v))(name)
     if p.type == "string":
@@ -669,6 +682,15 @@ def build_query(op: Operation, items: Iterable[tuple[str, str]]) -> Query:
             pred = maker(_parse(kind, p, values))
             if pred is not None:
                 q.predicates.append(pred)
+    if "parent_id" in raw and op.path in ("documents", "folders", "folders/list"):
+        folder = parse_int("parent_id", raw["parent_id"][-1], op.params["parent_id"].null_allowed)
+        descendants = raw.get("scope", ["children"])[-1] == "descendants"
+        if folder is None:
+            q.predicates.append(id_match("parent")(None))
+        elif descendants:
+            q.predicates.append(lambda rec, r: _descendant_of(rec, folder, r))
+        else:
+            q.predicates.append(id_match("parent")(folder))
     return q
 
 

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
+
+import msgspec
 
 from sandbox.clio.derived import DERIVED
 from sandbox.clio.fields import Resolver, compile_plan, project
@@ -109,10 +112,29 @@ def resolve_rate(store: Store, ad: dict, matter_id: int | None, user_id: int | N
     return rate
 
 
+_encode = msgspec.json.encode
+
+
 def _project_all(records: list[dict], op: Operation, fields: str | None, store: Store) -> list[dict]:
     plan = compile_plan(op.schema, fields)
-    resolver = Resolver(store.get)
+    resolver = Resolver(store.get_ref)
     return [project(r, plan, op.schema, resolver) for r in records]
+
+
+def _cached_page(store: Store, op: Operation, ids: list[int], fields: str | None, q: Query,
+                 old_quantity: bool) -> list[bytes]:
+    """The page's records projected, from the projection cache where they are already there."""
+    key = json.dumps([op.path, fields, old_quantity, sorted(q.custom_field_ids or ()), q.rate_for], sort_keys=True)
+    vkey = hashlib.md5(key.encode(), usedforsecurity=False).hexdigest()
+    cached = store.cached_views(vkey, ids)
+    missing = [i for i in ids if i not in cached]
+    if missing:
+        found = store.get_many(op.path, missing)
+        recs = _adjust([found[i] for i in missing if i in found], q, store, op, old_quantity)
+        rows = [(_num(r["id"]), _encode(p)) for r, p in zip(recs, _project_all(recs, op, fields, store), strict=True)]
+        store.put_views(vkey, rows)
+        cached.update(rows)
+    return [cached[i] for i in ids if i in cached]
 
 
 # ----------------------------------------------------------------------------- lists
@@ -158,8 +180,8 @@ def _num(v: Any) -> int:
 
 
 def list_page(store: Store, op: Operation, path_params: dict, params: list[tuple[str, str]], base_url: str,
-              old_quantity: bool) -> dict:
-    """The body of one list page: ``{"data": [...], "meta": {"paging": {...}}}``."""
+              old_quantity: bool) -> bytes:
+    """The JSON body of one list page: ``{"data": [...], "meta": {"paging": {...}}}``."""
     q = build_query(op, params)
     raw = {k: v for k, v in params}
     multi: dict[str, list[str]] = {}
@@ -180,7 +202,8 @@ def list_page(store: Store, op: Operation, path_params: dict, params: list[tuple
     state = decode_token(raw["page_token"]) if "page_token" in raw else {}
     if not cursor and (offset or 0) + limit > OFFSET_CAP:
         raise OffsetCapExceeded(f"offset paging is limited to {OFFSET_CAP} records")
-    resolver = Resolver(store.get)
+    resolver = Resolver(store.get_ref)
+    page: list[bytes] | None = None
     if op.path in DERIVED:
         try:
             records = DERIVED[op.path](store, path_params, multi)
@@ -191,6 +214,13 @@ def list_page(store: Store, op: Operation, path_params: dict, params: list[tuple
         start = state.get("p", 0) if cursor else (offset or 0)
         rows = records[start:start + limit + 1]
         next_state = {"p": start + limit}
+    elif not q.predicates and not q.exclude_ids:
+        rows = store.scan_ids(op.path, limit=limit + 1, offset=0 if cursor else offset,
+                              after_id=state.get("a", 0) if cursor else None, updated_since=q.updated_since,
+                              created_since=q.created_since, created_before=q.created_before, ids=q.ids,
+                              include_deleted=q.include_deleted, order_field=fld, descending=desc)
+        next_state = {"a": rows[limit - 1]} if cursor and len(rows) > limit else {}
+        page = _cached_page(store, op, rows[:limit], raw.get("fields"), q, old_quantity)
     else:
         rows = list(_take(_scan(store, op, q, fld, desc, state.get("a", 0) if cursor else None), q, resolver,
                           0 if cursor else (offset or 0), limit + 1))
@@ -202,8 +232,10 @@ def list_page(store: Store, op: Operation, path_params: dict, params: list[tuple
         keep = [(k, v) for k, v in params if k not in ("page_token", "offset")]
         keep.append(("page_token", encode_token(next_state)) if cursor else ("offset", str((offset or 0) + limit)))
         meta["paging"]["next"] = f"{base_url}?{urlencode(keep)}"
-    rows = _adjust(rows, q, store, op, old_quantity)
-    return {"data": _project_all(rows, op, raw.get("fields"), store), "meta": meta}
+    if page is None:
+        page = [_encode(p) for p in _project_all(_adjust(rows, q, store, op, old_quantity), op, raw.get("fields"),
+                                                 store)]
+    return b'{"data":[' + b",".join(page) + b'],"meta":' + _encode(meta) + b"}"
 
 
 def _visible(rec: dict, q: Query) -> bool:
@@ -243,7 +275,7 @@ def count(store: Store, path: str, params: list[tuple[str, str]]) -> int:
         raise NotFound(f"No list operation {path}")
     op, path_params = match
     q = build_query(op, [(k, v) for k, v in params if k not in PAGING])
-    resolver = Resolver(store.get)
+    resolver = Resolver(store.get_ref)
     if op.path in DERIVED:
         return sum(1 for r in DERIVED[op.path](store, path_params, {}) if _visible(r, q) and q.matches(r, resolver))
     return sum(1 for _ in _take(_scan(store, op, q, "id", False, None), q, resolver, 0, -1))

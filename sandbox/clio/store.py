@@ -11,10 +11,15 @@ import hashlib
 import json
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import msgspec
+
+_decode = msgspec.json.decode
 
 FIRM_TZ = ZoneInfo("America/New_York")
 #: Kinds whose DELETE moves a record to the trash (``deleted_at``) instead of removing it.
@@ -26,6 +31,9 @@ CREATE TABLE IF NOT EXISTS records(
   created_ts REAL NOT NULL, updated_ts REAL NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
   data TEXT NOT NULL, PRIMARY KEY(kind, id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rec_updated ON records(kind, updated_ts);
+CREATE TABLE IF NOT EXISTS views(
+  vkey TEXT NOT NULL, id INTEGER NOT NULL, gen INTEGER NOT NULL, json BLOB NOT NULL,
+  PRIMARY KEY(vkey, id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens(
   access_token TEXT PRIMARY KEY, expires_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
@@ -69,7 +77,14 @@ def _row(kind: str, rec: dict) -> tuple:
 
 
 class Store:
-    """Thread-safe access to the sandbox database (one connection, one lock)."""
+    """Thread-safe access to the sandbox database (one connection, one lock).
+
+    Two caches make repeated reads cheap without changing what they return: decoded records
+    looked up as nested references (an LRU), and projected records per selection (``views``,
+    filled as pages are served).  Both are keyed by ``generation``, which every write bumps.
+    """
+
+    REF_CACHE = 20_000
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -81,6 +96,9 @@ class Store:
         self.lock = threading.RLock()
         #: Bumped on every write: response caches keyed by it never serve a stale page.
         self.generation = 0
+        self.conn.execute("DELETE FROM views")  # a cache of this process only
+        self._refs: OrderedDict[tuple[str, int], dict | None] = OrderedDict()
+        self._refs_gen = 0
 
     # --- meta -------------------------------------------------------------------------------
     def meta(self, key: str) -> str | None:
@@ -126,7 +144,23 @@ class Store:
         chunk: int = 500,
     ) -> Iterator[dict]:
         """Matching records in order, decoded, fetched ``chunk`` rows at a time."""
-        sql = ["SELECT data FROM records WHERE kind=?"]
+        sql, args = self._select("data", kind, after_id=after_id, subtype=subtype, updated_since=updated_since,
+                                 created_since=created_since, created_before=created_before, ids=ids,
+                                 include_deleted=include_deleted, order_field=order_field, descending=descending)
+        cur = self.conn.execute(sql, args)
+        while True:
+            rows = cur.fetchmany(chunk)
+            if not rows:
+                return
+            for (data,) in rows:
+                yield _decode(data)
+
+    @staticmethod
+    def _select(column: str, kind: str, *, after_id: int | None = None, subtype: str | None = None,
+                updated_since: float | None = None, created_since: float | None = None,
+                created_before: float | None = None, ids: list[int] | None = None, include_deleted: bool = False,
+                order_field: str | None = None, descending: bool = False) -> tuple[str, list]:
+        sql = [f"SELECT {column} FROM records WHERE kind=?"]
         args: list = [kind]
         if after_id is not None:
             sql.append("AND id>?")
@@ -155,19 +189,56 @@ class Store:
             args.append("$." + order_field)
         else:
             sql.append(f"ORDER BY id {direction}")
-        cur = self.conn.execute(" ".join(sql), args)
-        while True:
-            rows = cur.fetchmany(chunk)
-            if not rows:
-                return
-            for (data,) in rows:
-                yield json.loads(data)
+        return " ".join(sql), args
+
+    def scan_ids(self, kind: str, **kwargs: object) -> list[int]:
+        """Like :meth:`scan` but only the ids (no filter predicates apply)."""
+        limit = int(kwargs.pop("limit"))  # type: ignore[call-overload]
+        offset = int(kwargs.pop("offset", 0) or 0)  # type: ignore[call-overload]
+        sql, args = self._select("id", kind, **kwargs)  # type: ignore[arg-type]
+        return [r[0] for r in self.conn.execute(sql + " LIMIT ? OFFSET ?", (*args, limit, offset))]
 
     def get(self, kind: str, rid: int) -> dict | None:
         if not -(2**63) <= rid < 2**63:
             return None
         row = self.conn.execute("SELECT data FROM records WHERE kind=? AND id=?", (kind, rid)).fetchone()
-        return json.loads(row[0]) if row else None
+        return _decode(row[0]) if row else None
+
+    def get_many(self, kind: str, ids: list[int]) -> dict[int, dict]:
+        out: dict[int, dict] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            sql = f"SELECT id, data FROM records WHERE kind=? AND id IN ({','.join('?' * len(part))})"
+            out.update((rid, _decode(data)) for rid, data in self.conn.execute(sql, (kind, *part)))
+        return out
+
+    def get_ref(self, kind: str, rid: int) -> dict | None:
+        """A record looked up as a nested reference: cached, never to be mutated by the caller."""
+        if self._refs_gen != self.generation:
+            self._refs.clear()
+            self._refs_gen = self.generation
+        key = (kind, rid)
+        if key in self._refs:
+            self._refs.move_to_end(key)
+            return self._refs[key]
+        rec = self._refs[key] = self.get(kind, rid)
+        if len(self._refs) > self.REF_CACHE:
+            self._refs.popitem(last=False)
+        return rec
+
+    # --- the projection cache ------------------------------------------------------------
+    def cached_views(self, vkey: str, ids: list[int]) -> dict[int, bytes]:
+        if not ids:
+            return {}
+        lo, hi = min(ids), max(ids)
+        rows = self.conn.execute("SELECT id, json FROM views WHERE vkey=? AND gen=? AND id BETWEEN ? AND ?",
+                                 (vkey, self.generation, lo, hi)).fetchall()
+        return dict(rows)
+
+    def put_views(self, vkey: str, rows: list[tuple[int, bytes]]) -> None:
+        with self.lock:
+            self.conn.executemany("INSERT OR REPLACE INTO views VALUES(?,?,?,?)",
+                                  [(vkey, rid, self.generation, data) for rid, data in rows])
 
     def count(self, kind: str, predicate: Callable[[dict], bool] | None = None, subtype: str | None = None,
               include_deleted: bool = False) -> int:
@@ -190,13 +261,17 @@ class Store:
     def save(self, kind: str, rec: dict) -> None:
         with self.lock:
             self.conn.execute("INSERT OR REPLACE INTO records VALUES(?,?,?,?,?,?,?,?)", _row(kind, rec))
-            self.generation += 1
+            self._bump()
 
     def delete(self, kind: str, rid: int) -> bool:
         with self.lock:
             cur = self.conn.execute("DELETE FROM records WHERE kind=? AND id=?", (kind, rid))
-            self.generation += 1
+            self._bump()
         return cur.rowcount > 0
+
+    def _bump(self) -> None:
+        self.generation += 1
+        self.conn.execute("DELETE FROM views")
 
     # --- tokens -----------------------------------------------------------------------------
     def add_token(self, token: str, expires_at: float) -> None:
