@@ -24,6 +24,7 @@ $(STAMP): requirements.txt requirements-sandbox.txt requirements-dev.txt constra
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-dev.txt -c constraints.txt
 	$(BIN)/pip install -q --no-deps clio-cli==1.0.5
+	$(BIN)/pip install -q --no-deps clio-manage-api-client==0.1.5
 	touch $(STAMP)
 
 airflow-init: venv
