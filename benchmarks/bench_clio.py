@@ -71,7 +71,7 @@ def run_ours(clio: Any, work: Path) -> dict[str, Any]:
         hook.request("GET", ep, params=params)
     for name in MIGRATED_OBJECTS:
         obj = catalog.get(name)
-        hook.request("GET", obj.endpoint, params={**obj.params, "fields": "id", "limit": 1})
+        hook.request("GET", obj.endpoint, params={**obj.list_params, "fields": "id", "limit": 1})
     t_disc = time.perf_counter()
     spans: dict[str, tuple[float, float, dict]] = {}
     for obj in catalog.CLIO_OBJECTS:
@@ -127,7 +127,7 @@ class _Naive:
         records, offset = [], 0
         while True:
             r = self.get(f"{self.base}/api/v4/{obj.endpoint}.json",
-                         {**obj.params, "fields": fields, "limit": PAGE, "offset": offset})
+                         {**obj.list_params, "fields": fields, "limit": PAGE, "offset": offset})
             r.raise_for_status()
             data = r.json()["data"]
             records += data

@@ -44,7 +44,7 @@ def page_urls(base_url: str, token: str, name: str, max_pages: int = 60) -> list
     obj = BY_NAME[name]
     s = requests.Session()
     s.headers["Authorization"] = f"Bearer {token}"
-    r = s.get(f"{base_url}/api/v4/{obj.endpoint}.json", params={**obj.params, "fields": obj.fields, "limit": PAGE},
+    r = s.get(f"{base_url}/api/v4/{obj.endpoint}.json", params={**obj.list_params, "fields": obj.fields, "limit": PAGE},
               timeout=60)
     urls = [r.url]
     while len(urls) < max_pages:

@@ -22,6 +22,9 @@ class ClioObject:
     :param params: fixed query parameters (e.g. ``type=Matter`` for notes).
     :param incremental: the endpoint honours ``updated_since``.
     :param migrated: staged for loading (False: exported as reference JSON only).
+    :param ordered: the endpoint takes ``order``; the extractor then asks for ``id(asc)`` (cursor
+        paging in id order).  Endpoints without the parameter page by id already; Clio documents no
+        ``order`` for them, so none is sent.
     """
 
     name: str
@@ -30,6 +33,12 @@ class ClioObject:
     params: dict[str, str] = field(default_factory=dict)
     incremental: bool = True
     migrated: bool = True
+    ordered: bool = True
+
+    @property
+    def list_params(self) -> dict[str, str]:
+        """The fixed query parameters of every listing of this object, ``order`` included."""
+        return ({"order": "id(asc)"} if self.ordered else {}) | self.params
 
     @property
     def field_list(self) -> list[str]:
@@ -64,6 +73,7 @@ CLIO_OBJECTS: tuple[ClioObject, ...] = (
         "matter_stages",
         "matter_stages",
         "id,etag,name,order,practice_area_id,created_at,updated_at",
+        ordered=False,
     ),
     ClioObject(
         "custom_fields",
@@ -97,17 +107,20 @@ CLIO_OBJECTS: tuple[ClioObject, ...] = (
         "relationships",
         "id,etag,description,matter{id,display_number},contact{id,name,type},"
         "created_at,updated_at",
+        ordered=False,
     ),
     ClioObject(
         "activity_descriptions",
         "activity_descriptions",
         "id,etag,name,default,rate,category_type,created_at,updated_at",
+        ordered=False,
     ),
     ClioObject(
         "activity_rates",
         "activity_rates",
         "id,etag,rate,flat_rate,contact_id,co_counsel_contact_id,user{id,name},"
         "group{id,name},created_at,updated_at",
+        ordered=False,
     ),
     ClioObject(
         "expense_categories",
@@ -135,6 +148,7 @@ CLIO_OBJECTS: tuple[ClioObject, ...] = (
         "line_items",
         "id,etag,type,kind,description,note,date,quantity,price,sub_total,tax,total,"
         "bill{id,number},matter{id,display_number},activity{id,type},created_at,updated_at",
+        ordered=False,
     ),
     ClioObject(
         "bank_accounts",
@@ -169,6 +183,7 @@ CLIO_OBJECTS: tuple[ClioObject, ...] = (
         "id,etag,summary,description,location,start_at,end_at,all_day,start_at_time_zone,"
         "recurrence_rule,parent_calendar_entry_id,calendar_owner{id,name,type},"
         "attendees{id,type,name,email},matter{id,display_number},created_at,updated_at",
+        ordered=False,
     ),
     ClioObject(
         "tasks",
@@ -228,6 +243,7 @@ CLIO_OBJECTS: tuple[ClioObject, ...] = (
         "custom_actions",
         "id,etag,label,target_url,ui_reference,created_at,updated_at",
         migrated=False,
+        ordered=False,
     ),
     ClioObject(
         "webhooks",

@@ -88,8 +88,8 @@ def first_request(
     obj: ClioObject, *, updated_since: str | None = None, limit: int = DEFAULT_LIMIT
 ) -> tuple[str, dict[str, Any]]:
     """Return the path and query of the first page of a cursor-paged listing."""
-    params: dict[str, Any] = {"order": "id(asc)", "limit": limit, "fields": obj.fields}
-    params.update(obj.params)
+    params: dict[str, Any] = {"limit": limit, "fields": obj.fields}
+    params.update(obj.list_params)
     if updated_since:
         if not obj.incremental:
             raise ExtractError(f"{obj.name}: endpoint {obj.endpoint!r} does not accept updated_since")

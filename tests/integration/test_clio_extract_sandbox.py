@@ -120,7 +120,7 @@ def test_every_catalog_object_matches_sandbox_counts(clio, hook, tmp_path):
 def test_failure_mid_object_then_resume(clio, hook, tmp_path):
     mroot = staging.migration_root(tmp_path / "stage", "acme", "m1")
     obj = catalog.get("activities")
-    reference = [r["id"] for page in hook.paginate(obj.endpoint, "id", obj.params) for r in page["data"]]
+    reference = [r["id"] for page in hook.paginate(obj.endpoint, "id", obj.list_params) for r in page["data"]]
     calls = {"n": 0}
 
     def failing(url, params):
@@ -139,7 +139,7 @@ def test_failure_mid_object_then_resume(clio, hook, tmp_path):
 def test_sigkill_mid_object_then_resume(clio, hook, tmp_path):
     mroot = staging.migration_root(tmp_path / "stage", "acme", "m1")
     obj = catalog.get("activities")
-    reference = [r["id"] for page in hook.paginate(obj.endpoint, "id", obj.params) for r in page["data"]]
+    reference = [r["id"] for page in hook.paginate(obj.endpoint, "id", obj.list_params) for r in page["data"]]
     proc = subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / "stage"), "activities:4"], cwd=ROOT,
                             env=_worker_env(clio, tmp_path / "rate", WORKER_PAUSE="0.05"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -229,7 +229,7 @@ def test_faults_and_revoked_access_token_are_survived(clio, hook, tmp_path):
     hook.retry_wait = tenacity.wait_none()
     mroot = staging.migration_root(tmp_path / "stage", "acme", "m1")
     obj = catalog.get("contacts")
-    reference = [r["id"] for page in hook.paginate(obj.endpoint, "id", obj.params) for r in page["data"]]
+    reference = [r["id"] for page in hook.paginate(obj.endpoint, "id", obj.list_params) for r in page["data"]]
     clio.revoke()  # every access token: the hook must refresh on 401 invalid_token
     clio.set_knobs(drop_rate=0.25, fault_5xx=0.2)
     try:

@@ -152,7 +152,7 @@ def test_spec_validation_of_every_endpoint(clio: ClioSandbox, http: requests.Ses
     checked = 0
     for obj in CLIO_OBJECTS:
         for fields in (None, "id,etag,created_at,updated_at", obj.fields):
-            params = dict(obj.params) | {"limit": 3} | ({"fields": fields} if fields else {})
+            params = dict(obj.list_params) | {"limit": 3} | ({"fields": fields} if fields else {})
             r = http.get(f"{clio.base_url}/api/v4/{obj.endpoint}.json", params=params)
             assert r.status_code == 200, (obj.name, r.text)
             validate(openapi, r, f"/{obj.endpoint}.json", params)
@@ -190,7 +190,7 @@ def test_paging_returns_every_record_once_and_matches_counts(clio: ClioSandbox, 
     counts = clio.counts(CLIO_OBJECTS)
     assert set(counts) == {o.name for o in CLIO_OBJECTS}
     for obj in CLIO_OBJECTS:
-        recs = page_all(http, clio, obj.endpoint, dict(obj.params) | {"fields": obj.fields, "limit": 200})
+        recs = page_all(http, clio, obj.endpoint, dict(obj.list_params) | {"fields": obj.fields, "limit": 200})
         ids = [r["id"] for r in recs]
         assert len(ids) == len(set(ids)) == counts[obj.name] > 0, obj.name
         assert [int(i) for i in ids] == sorted(int(i) for i in ids)

@@ -82,6 +82,21 @@ def test_catalog_fields_exist_in_official_spec() -> None:
     assert missing == []
 
 
+def test_catalog_requests_use_only_documented_parameters() -> None:
+    """The extractor's first request of every catalog object is one the spec documents."""
+    from clio2sf.extract import first_request
+    from sandbox.clio.filters import build_query
+
+    for obj in CLIO_OBJECTS:
+        op = model().operations[obj.endpoint]
+        _, params = first_request(obj, updated_since="2024-01-01T00:00:00Z" if obj.incremental else None)
+        assert obj.ordered == ("order" in op.params), obj.name
+        assert set(params) <= set(op.params), (obj.name, sorted(set(params) - set(op.params)))
+        if "order" in params and op.orders:
+            assert params["order"] in op.orders, obj.name
+        build_query(op, [(k, str(v)) for k, v in params.items()])
+
+
 @pytest.mark.parametrize("kind", sorted(blobs.KINDS))
 def test_blob_bytes_are_deterministic_and_exact(kind: str) -> None:
     a = blobs.generate(42, 5, 1, kind, 5000, ref_doc=4)

@@ -342,8 +342,12 @@ class ClioHook(BaseHook):
         params: Mapping[str, Any] | None = None,
         updated_since: str | None = None,
     ) -> Iterator[dict]:
-        """Yield every page of a cursor-paged listing, following ``meta.paging.next`` as given."""
-        query: dict[str, Any] = {"order": "id(asc)", "limit": 200, "fields": fields, **(params or {})}
+        """Yield every page of a cursor-paged listing, following ``meta.paging.next`` as given.
+
+        ``params`` should carry ``order=id(asc)`` where the endpoint takes ``order`` (a catalog
+        entry's ``list_params``): Clio cursor-pages only in id order.
+        """
+        query: dict[str, Any] = {"limit": 200, "fields": fields, **(params or {})}
         if updated_since:
             query["updated_since"] = updated_since
         body, _ = self.get_page(endpoint, query)

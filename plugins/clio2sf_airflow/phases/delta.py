@@ -52,7 +52,7 @@ def extract_changes() -> dict[str, Any]:
                                  download=hook.download_document if obj.endpoint == "documents" else None,
                                  request_count=lambda: hook.requests_made)
         changed[name] = summary["records"]
-        ids = [r["id"] for page in hook.paginate(obj.endpoint, "id", obj.params) for r in page["data"]]
+        ids = [r["id"] for page in hook.paginate(obj.endpoint, "id", obj.list_params) for r in page["data"]]
         staging.write_json(droot / "ids" / f"{name}.json", ids)
     log.info("delta window %s: changed records %s (%d Clio requests)", window_key(), changed, hook.requests_made)
     return {"changed": changed, "requests": hook.requests_made}

@@ -67,7 +67,7 @@ def read_clio_schema() -> dict[str, Any]:
     config: dict[str, Any] = {}
     for name in CONFIG_OBJECTS:
         obj = catalog.get(name)
-        config[name] = [r for page in hook.paginate(obj.endpoint, obj.fields, obj.params) for r in page["data"]]
+        config[name] = [r for page in hook.paginate(obj.endpoint, obj.fields, obj.list_params) for r in page["data"]]
     billing, _ = hook.get_page("settings/billing", None)
     config["settings/billing"] = billing.get("data", billing)
     counts: dict[str, int] = {}
@@ -75,7 +75,7 @@ def read_clio_schema() -> dict[str, Any]:
         for obj in catalog.CLIO_OBJECTS:
             if obj.migrated:
                 counts[obj.name] = sum(
-                    len(page["data"]) for page in hook.paginate(obj.endpoint, "id", {**obj.params, "limit": 200})
+                    len(page["data"]) for page in hook.paginate(obj.endpoint, "id", {**obj.list_params, "limit": 200})
                 )
     staging.write_json(root / DISCOVER / "clio_config.json", config)
     staging.write_json(root / DISCOVER / "clio_counts.json", counts)

@@ -205,7 +205,8 @@ def test_paginate_follows_next_exactly(hook, token, requests_mock):
         {"json": {"data": [{"id": 1}], "meta": {"paging": {"next": nxt}}}},
         {"json": {"data": [{"id": 2}], "meta": {"paging": {}}}},
     ])
-    pages = list(hook.paginate("matters", "id", {"status": "open"}, updated_since="2024-01-01T00:00:00Z"))
+    pages = list(hook.paginate("matters", "id", {"order": "id(asc)", "status": "open"},
+                               updated_since="2024-01-01T00:00:00Z"))
     assert [p["data"][0]["id"] for p in pages] == [1, 2]
     first, second = [r for r in requests_mock.request_history if "matters" in r.url]
     assert parse_qs(first.query) == {"order": ["id(asc)"], "limit": ["200"], "fields": ["id"],
