@@ -99,7 +99,7 @@ CLIO_OBJECTS: tuple[ClioObject, ...] = (
         "billable,billing_method,client_reference,location,client{id,name},"
         "practice_area{id,name,code,category},matter_stage{id,name},"
         "responsible_attorney{id,name,email},originating_attorney{id,name,email},"
-        "custom_rate{type,on_invoice,rates},"
+        "custom_rate{type,on_invoice,rates},account_balances{id,balance,type},"
         f"{_CF},created_at,updated_at",
     ),
     ClioObject(
@@ -173,7 +173,7 @@ CLIO_OBJECTS: tuple[ClioObject, ...] = (
         "documents",
         "documents",
         "id,etag,type,name,filename,size,content_type,received_at,deleted_at,"
-        "matter{id,display_number},contact{id,name},parent{id,name},"
+        "matter{id,display_number},contact{id,name},parent{id,name},document_category{id,name},"
         "latest_document_version{id,uuid,version_number,filename,size,content_type,"
         "received_at,fully_uploaded},created_at,updated_at",
     ),
@@ -219,6 +219,53 @@ CLIO_OBJECTS: tuple[ClioObject, ...] = (
         "created_at,updated_at",
         params={"order": "id(asc)"},
     ),
+    # The money trail (clio2sf/mapping/money.py, clio2sf/books.py): which payment or credit paid
+    # which bill (from trust or operating), credit memos, interest charges, what each client owes.
+    ClioObject(
+        "allocations",
+        "allocations",
+        "id,etag,date,amount,interest,voided_at,description,payment_type,has_online_payment,"
+        "bill{id,number},matter{id,display_number},contact{id,name,type},"
+        "source_bank_account{id,name,type},destination_bank_account{id,name,type},"
+        "parent{id,type,identifier},created_at,updated_at",
+    ),
+    ClioObject(
+        "credit_memos",
+        "credit_memos",
+        "id,etag,date,amount,description,discount,voided_at,user{id,name},contact{id,name,type},"
+        "allocations{id,amount},created_at,updated_at",
+    ),
+    ClioObject(
+        "interest_charges",
+        "interest_charges",
+        "id,etag,date,description,total,bill{id,number},matters{id,display_number},created_at,updated_at",
+        ordered=False,
+    ),
+    ClioObject(
+        "outstanding_client_balances",
+        "outstanding_client_balances",
+        "id,etag,total_outstanding_balance,last_payment_date,newest_issued_bill_due_date,"
+        "pending_payments_total,associated_matter_ids,contact{id,name,type},"
+        "outstanding_bills{id,number,balance},currency{id,code},created_at,updated_at",
+        incremental=False,
+        ordered=False,
+    ),
+    # Personal-injury matters.
+    ClioObject(
+        "damages",
+        "damages",
+        "id,etag,amount,damage_type,description,matter{id,display_number},created_at,updated_at",
+        ordered=False,
+    ),
+    ClioObject(
+        "medical_records_details",
+        "medical_records_details",
+        "id,etag,description,in_treatment,treatment_start_date,treatment_end_date,records_status,"
+        "bills_status,records_request_date,records_follow_up_date,bills_request_date,bills_follow_up_date,"
+        "matter{id,display_number},medical_provider{id,name,type},medical_bills{id,name,amount,adjustment},"
+        "created_at,updated_at",
+        ordered=False,
+    ),
     # Configuration exported as JSON reference files, not loaded.
     ClioObject(
         "task_template_lists",
@@ -249,6 +296,38 @@ CLIO_OBJECTS: tuple[ClioObject, ...] = (
         "webhooks",
         "webhooks",
         "id,etag,url,model,events,status,expires_at,created_at,updated_at",
+        migrated=False,
+    ),
+    ClioObject(
+        "groups",
+        "groups",
+        "id,etag,name,type,users{id,name},updated_at",
+        migrated=False,
+    ),
+    ClioObject(
+        "custom_field_sets",
+        "custom_field_sets",
+        "id,etag,name,parent_type,displayed,custom_fields{id,name},created_at,updated_at",
+        migrated=False,
+    ),
+    ClioObject(
+        "document_categories",
+        "document_categories",
+        "id,etag,name,created_at,updated_at",
+        migrated=False,
+    ),
+    ClioObject(
+        "bill_themes",
+        "bill_themes",
+        "id,etag,name,default,created_at,updated_at",
+        migrated=False,
+        ordered=False,
+    ),
+    ClioObject(
+        "reminders",
+        "reminders",
+        "id,etag,duration,state,next_delivery_at,notification_method{id,type},subject{id,type,identifier},"
+        "created_at,updated_at",
         migrated=False,
     ),
 )

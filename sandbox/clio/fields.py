@@ -2,10 +2,13 @@
 
 * Without ``fields`` a record is ``{id, etag}``.
 * Any property of the record schema may be named.  A nested object (or array of them) may be
-  named bare, which returns its default fields (``id`` and ``etag``), or with one level of braces
-  naming properties of the nested schema (``matter{id,display_number}``).  Inside the braces a
-  property that is itself an object is allowed bare (its ``id`` and ``etag``); braces inside
-  braces, unknown names and unbalanced braces get 400 ``ArgumentError``.
+  named bare, or with one level of braces naming properties of the nested schema
+  (``matter{id,display_number}``).  Inside the braces a property that is itself an object is
+  allowed bare; braces inside braces, unknown names and unbalanced braces get 400 ``ArgumentError``.
+* A bare nested name returns the default fields of a *record* (a schema Clio lists or a
+  polymorphic reference: ``id`` and ``etag``), and the whole of an embedded *value object*
+  (a matter's custom rate and its rates, a bill's interest, a picklist option: every property,
+  as the spec's examples show them).
 * A field the record has no value for comes back as ``null``.
 
 Nested objects that are records of their own (a matter, a user, a bill ...) are resolved through
@@ -65,16 +68,27 @@ def split_top(fields: str) -> list[str]:
     return [p.strip() for p in out]
 
 
+def is_record(schema: str) -> bool:
+    """A schema whose objects are records of their own (listed by Clio, or polymorphic references)."""
+    base = base_of(schema)
+    return base in model().list_of or base in SCHEMA_KIND or base in POLYMORPHIC
+
+
 def default_fields(schema: str) -> tuple[str, ...]:
-    """What a bare nested name returns: ``id`` and ``etag`` when the schema has them."""
+    """What a bare nested name returns: a record's ``id`` and ``etag``, a value object's every property."""
     props = model().fields(schema)
-    names = tuple(n for n in DEFAULT if n in props)
-    return names or tuple(n for n, f in props.items() if not f.nested)
+    names = tuple(n for n in DEFAULT if n in props) if is_record(schema) else ()
+    return names or tuple(props)
 
 
-def _sub_plan(schema: str, names: tuple[str, ...]) -> Plan:
+def _bare(schema: str, depth: int) -> Plan:
+    names = default_fields(schema)
+    return _sub_plan(schema, names, depth)
+
+
+def _sub_plan(schema: str, names: tuple[str, ...], depth: int = 1) -> Plan:
     props = model().fields(schema)
-    return tuple((n, _sub_plan(props[n].target, default_fields(props[n].target)) if props[n].nested else None)
+    return tuple((n, (_bare(props[n].target, depth + 1) if depth < 3 else ()) if props[n].nested else None)
                  for n in names)
 
 
@@ -108,7 +122,7 @@ def compile_plan(schema: str, fields: str | None) -> Plan:
                     raise FieldError(f"Invalid field: {name}{{{s}}} is not a field of {base_of(fdef.target)}")
             entry: object = _sub_plan(fdef.target, tuple(dict.fromkeys(names)))
         elif fdef.nested:
-            entry = _sub_plan(fdef.target, default_fields(fdef.target))
+            entry = _bare(fdef.target, 1)
         else:
             entry = None
         if name not in seen:
