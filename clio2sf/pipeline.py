@@ -36,6 +36,7 @@ from clio2sf.load import (
     split_deferred,
     write_rejects,
 )
+from clio2sf.mapping import money
 from clio2sf.mapping.schema_plan import SchemaPlan
 from clio2sf.mapping.spec import MappingSpec
 from clio2sf.mapping.transform import is_reject, transform_object
@@ -56,7 +57,7 @@ LOOKUP_NEEDS: dict[str, tuple[str, ...]] = {
     "documents": ("matters", "contacts"),
     "matter_notes": ("matters", "contacts"),
     "contact_notes": ("matters", "contacts"),
-}
+} | money.LOOKUP_NEEDS
 
 
 def _pick(d: Mapping[str, Any], *keys: str) -> dict[str, Any]:

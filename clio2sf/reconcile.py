@@ -271,7 +271,8 @@ def write_reconciliation_csv(path: Any, rec: Reconciliation) -> Any:
     return reports.write_csv(path, OBJECT_HEADERS, rows)
 
 
-def reconciliation_html(rec: Reconciliation, title: str = "Reconciliation against source totals") -> str:
+def reconciliation_html(rec: Reconciliation, title: str = "Reconciliation against source totals",
+                        extra_html: str = "") -> str:
     body = [reports.banner(rec.headline(), "ok" if rec.exact else "bad"), "<h2>Records</h2>"]
     body.append(reports.table(
         ["Object", "Expected", "Rows found", "Loaded", "Rejected", "Missing", "Duplicates", "Unexpected", "Result"],
@@ -298,8 +299,8 @@ def reconciliation_html(rec: Reconciliation, title: str = "Reconciliation agains
         [[a.figure, a.source, "(not measured)" if a.target is None else a.target, a.difference,
           "OK" if a.ok else "DIFFERS"] for a in rec.amounts],
         numeric=[1, 2, 3], row_classes=["" if a.ok else "bad" for a in rec.amounts]))
-    return reports.page(title, "".join(body))
+    return reports.page(title, "".join(body) + extra_html)
 
 
-def write_reconciliation_html(path: Any, rec: Reconciliation) -> Any:
-    return reports.write_text(path, reconciliation_html(rec))
+def write_reconciliation_html(path: Any, rec: Reconciliation, extra_html: str = "") -> Any:
+    return reports.write_text(path, reconciliation_html(rec, extra_html=extra_html))

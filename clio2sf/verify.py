@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from clio2sf import diff, reconcile, reports, staging
+from clio2sf import books, diff, reconcile, reports, staging
 from clio2sf.ledger import last_write_by_record, read_ledger
 from clio2sf.load import SOQL_IN_CHUNK, chunked, soql_in
 from clio2sf.mapping.spec import NATURAL_KEY_OBJECTS as SPEC_NATURAL_KEY_OBJECTS
@@ -434,10 +434,11 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
             target.amounts[k] = Decimal(0)
 
     rec = reconcile.reconcile(source, target, staged.rejects)
+    book = _books(client, raw_root, staged, trust_accounts, meta)
     rdir = mroot / "reports" / run_label
-    reconcile.write_reconciliation_json(rdir / "reconciliation.json", rec)
+    reports.write_json(rdir / "reconciliation.json", rec.to_json() | {"books": book.to_json()})
     reconcile.write_reconciliation_csv(rdir / "reconciliation.csv", rec)
-    report = reconcile.write_reconciliation_html(rdir / "reconciliation.html", rec)
+    report = reconcile.write_reconciliation_html(rdir / "reconciliation.html", rec, extra_html=books.books_html(book))
     reports.write_json(rdir / "reconciliation_notes.json", {"notes": notes})
     return {
         "lost": rec.lost,
@@ -447,9 +448,26 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
                                "missing": o.missing, "duplicates": o.duplicates, "unexpected": o.unexpected}
                     for o in rec.objects},
         "amounts_ok": all(a.ok for a in rec.amounts),
+        "books_ok": book.exact,
+        "books": book.headline(),
         "notes": notes,
         "report": str(report),
     }
+
+
+def _books(client: Any, raw_root: Any, staged: _Staged, trust_accounts: set[str] | None,
+           meta: Any) -> books.BooksReconciliation:
+    """Bills, trust per matter and client balances from Clio's raw records and from the org."""
+    clio_side = books.clio_books(lambda name: iter_raw(raw_root, name), raw_objects(raw_root))
+    present = {s for s in ("Clio_Billing__c", "Clio_Payment__c", "Ledger__c", "Clio_Client_Balance__c")
+               if s in staged.columns and EXT in meta(s)}
+
+    def stream(sobject: str, columns: list[str]) -> Iterator[dict[str, Any]]:
+        return _stream_sobject(client, sobject, columns, meta(sobject))
+
+    sf_side = books.salesforce_books(stream, trust_accounts, present)
+    rejected = {line.get("source_system_id") for line in staged.rejects if line.get("repair") is None}
+    return books.compare_books(clio_side, sf_side, rejected)
 
 
 def _trust_figures(rec: Mapping[str, Any], sums: dict[str, Decimal], measured: set[str],

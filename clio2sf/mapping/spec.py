@@ -16,6 +16,7 @@ import jsonschema
 import yaml
 
 from clio2sf import catalog
+from clio2sf.mapping import money
 
 DEFAULT_MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "include" / "mappings"
 #: Environment variable naming another mappings directory (``spec.yaml``, ``spec.schema.json``, ``firms/``).
@@ -37,6 +38,7 @@ BASE_LOAD_ORDER: tuple[str, ...] = (
     "Time_Entry__c",
     "Expense__c",
     "Rate_Structure__c",
+    *money.LOAD_ORDER,  # after the bills and ledger they belong to
     "Event",
     "EventRelation",
     "Task",

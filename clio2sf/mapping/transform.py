@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from clio2sf.mapping import money
 from clio2sf.mapping.fields import (
     FieldFn,
     Issues,
@@ -66,7 +67,7 @@ PRODUCES: dict[str, tuple[str, ...]] = {
     "documents": ("ContentVersion", "ContentDocumentLink"),
     "matter_notes": ("ContentNote", "ContentDocumentLink"),
     "contact_notes": ("ContentNote", "ContentDocumentLink"),
-}
+} | money.PRODUCES
 
 _HTML_TAG = re.compile(r"<(p|div|br|span|b|i|u|em|strong|ul|ol|li|h[1-6]|img|a|table|tr|td)\b", re.I)
 EXPENSE_TYPES = frozenset({"ExpenseEntry", "HardCostEntry", "SoftCostEntry"})
@@ -843,7 +844,7 @@ _HANDLERS = {
     "documents": _documents,
     "matter_notes": _notes,
     "contact_notes": _notes,
-}
+} | money.handlers(_generic, lambda field, rule, message: RecordRejected(field, rule, message))
 
 _KIND = {"matter_notes": "note", "contact_notes": "note", "users": "user", "activity_rates": "activity_rate",
          "activity_descriptions": "activity_description"}

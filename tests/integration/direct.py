@@ -22,7 +22,7 @@ from clio2sf.user_resolution import resolve_users, user_map_document
 from scripts.runner import airflow_env
 
 #: What the load needs staged: every object a transform reads, plus schema inputs.
-LOAD_INPUTS = set(PRODUCES) | {"custom_fields", "practice_areas"}
+LOAD_INPUTS = set(PRODUCES) | {"custom_fields", "practice_areas", "bank_accounts"}
 
 
 @contextmanager

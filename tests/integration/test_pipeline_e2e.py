@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from clio2sf import pipeline, staging
+from clio2sf import pipeline, staging, verify
 from clio2sf.load import Envelope, chunked, soql_in
 from clio2sf.mapping.spec import load_spec
 from tests.integration import direct
@@ -157,3 +157,39 @@ def test_lookups_resolved(run):
     case_ids = [c["Id"] for c in cases]
     links = hook.query_all(f"SELECT Id, ContentDocumentId FROM ContentDocumentLink WHERE {soql_in('LinkedEntityId', case_ids[:200])}")
     assert links
+
+
+def test_books_tie_out_on_both_sides_and_agree(run):
+    """Per bill paid + credited + outstanding = total, per matter the trust ledger, per client what is owed:
+    from Clio's raw records and from the org, equal; a changed payment in the org is caught."""
+    hook, mroot, spec = run["hook"], run["mroot"], run["spec"]
+    result = verify.reconcile_migration(hook, mroot, spec, run_label="books")
+    book = json.loads((mroot / "reports" / "books" / "reconciliation.json").read_text())["books"]
+    assert result["books_ok"], [r for r in book["bills"] + book["trust"] + book["clients"] if not r["ok"]]
+    bills = book["bills"]
+    assert bills and all(r["clio"]["ties_out"] and r["salesforce"]["ties_out"] for r in bills)
+    assert any(float(r["clio"]["paid_from_trust"]) > 0 for r in bills)          # paid from trust
+    assert any(0 < float(r["clio"]["paid_from_trust"]) < float(r["clio"]["paid"]) for r in bills)  # and operating
+    assert any(float(r["clio"]["credited"]) > 0 for r in bills)
+    assert any(float(r["clio"]["outstanding"]) > 0 for r in bills)
+    assert book["trust"] and all(r["clio_reported"] is not None for r in book["trust"])
+    assert book["clients"]
+    html = (mroot / "reports" / "books" / "reconciliation.html").read_text()
+    assert "Bills: payments, credits and balances" in html and "Trust per matter" in html
+    # Negative control: one payment changed in Salesforce is a difference on its bill.
+    pay = hook.query_all("SELECT Id, Clio_Amount__c, Clio_Billing__r.Clio_Id__c FROM Clio_Payment__c "
+                         "WHERE Clio_Kind__c = 'Payment' AND Clio_Voided_At__c = null LIMIT 1")[0]
+    def set_amount(value: float) -> None:
+        res = hook.composite_update([{"attributes": {"type": "Clio_Payment__c"}, "id": pay["Id"],
+                                      "Clio_Amount__c": value}])
+        assert res[0]["success"], res
+
+    set_amount(pay["Clio_Amount__c"] + 10)
+    try:
+        tampered = verify.reconcile_migration(hook, mroot, spec, run_label="books-tampered")
+        rows = json.loads((mroot / "reports" / "books-tampered" / "reconciliation.json").read_text())["books"]["bills"]
+        bad = [r for r in rows if not r["ok"]]
+        assert not tampered["books_ok"] and [r["bill"] for r in bad] == [pay["Clio_Billing__r"]["Clio_Id__c"]]
+        assert bad[0]["status"] == "does not tie out"
+    finally:
+        set_amount(pay["Clio_Amount__c"])

@@ -9,6 +9,7 @@ from airflow.sdk import ObjectStoragePath, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
 from clio2sf import staging
+from clio2sf.mapping import money
 from clio2sf.mapping.spec import BASE_LOAD_ORDER
 from clio2sf.mapping.users import UserMap
 from clio2sf.pipeline import build_lookup, load_batch, lookup_names, transform_batch
@@ -29,7 +30,7 @@ LOAD_SEQUENCE = BASE_LOAD_ORDER
 TRANSFORMED = (
     "users", "contacts", "matters", "relationships", "activity_rates", "activity_descriptions", "bills",
     "bank_transactions", "activities", "calendar_entries", "tasks", "communications", "documents",
-    "matter_notes", "contact_notes",
+    "matter_notes", "contact_notes", *money.PRODUCES,
 )
 
 

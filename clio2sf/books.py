@@ -1,0 +1,362 @@
+"""The firm's books on both sides: per bill paid + credited + outstanding = total, per matter the
+trust ledger, per client what is owed; computed from Clio's raw records and from Salesforce.
+
+The Clio side reads the staged records only (bills, allocations, bank accounts and transactions,
+matters' account balances, outstanding client balances); the Salesforce side reads the org only
+(``Clio_Billing__c``, ``Clio_Payment__c``, ``Ledger__c``, ``Clio_Client_Balance__c``).  Neither looks
+at what the transform sent.  Each side must tie out on its own, and the two must agree.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from clio2sf import reports
+
+Envelope = Mapping[str, Any]
+ZERO = Decimal(0)
+TOLERANCE = Decimal("0.005")
+#: Bill states whose money is real (drafts, voided and deleted bills are owed nothing).
+LIVE_STATES = frozenset({"awaiting_payment", "paid"})
+
+
+def _dec(value: Any, where: str) -> Decimal:
+    try:
+        return ZERO if value is None else Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(f"{where}: {value!r} is not a number") from None
+
+
+@dataclass
+class BillBook:
+    """One bill: its total and where the money came from (voided allocations count for nothing)."""
+
+    number: str | None = None
+    state: str | None = None
+    total: Decimal = ZERO
+    paid: Decimal = ZERO
+    credited: Decimal = ZERO
+    outstanding: Decimal = ZERO
+    paid_from_trust: Decimal = ZERO
+    client: str | None = None  # contact source id (contact-9)
+
+    @property
+    def ties_out(self) -> bool:
+        return abs(self.paid + self.credited + self.outstanding - self.total) <= TOLERANCE
+
+
+@dataclass
+class TrustBook:
+    """One matter's trust ledger: its transactions' sum, the lowest running balance, and (Clio only)
+    the balance Clio reports for the matter."""
+
+    ledger: Decimal = ZERO
+    lowest: Decimal = ZERO
+    transactions: int = 0
+    reported: Decimal | None = None
+
+    @property
+    def balances(self) -> bool:
+        return self.lowest >= -TOLERANCE and (self.reported is None or abs(self.reported - self.ledger) <= TOLERANCE)
+
+
+@dataclass
+class Books:
+    bills: dict[str, BillBook] = field(default_factory=dict)  # bill source id (bill-12) -> book
+    trust: dict[str, TrustBook] = field(default_factory=dict)  # matter source id (matter-7) -> ledger
+    clients: dict[str, Decimal] = field(default_factory=dict)  # contact source id -> outstanding
+
+
+def _running(entries: list[tuple[str, str, Decimal]]) -> tuple[Decimal, Decimal]:
+    """(sum, lowest running balance) of (date, tiebreak, amount) entries in date order."""
+    total, lowest = ZERO, ZERO
+    for _, _, amount in sorted(entries):
+        total += amount
+        lowest = min(lowest, total)
+    return total, lowest
+
+
+def clio_books(records: Callable[[str], Iterable[Envelope]], objects: Iterable[str]) -> Books:
+    """The books from staged Clio records; ``records(name)`` streams an object's envelopes."""
+    have = set(objects)
+    books = Books()
+    if "bills" in have:
+        for env in records("bills"):
+            d = env.get("data") or {}
+            if d.get("state") in LIVE_STATES:
+                where = env.get("source_system_id")
+                client = (d.get("client") or {}).get("id")
+                books.bills[f"bill-{d['id']}"] = BillBook(
+                    number=d.get("number"), state=d.get("state"), total=_dec(d.get("total"), f"{where}: total"),
+                    outstanding=_dec(d.get("balance"), f"{where}: balance"),
+                    client=f"contact-{client}" if client is not None else None)
+    if "allocations" in have:
+        for env in records("allocations"):
+            d = env.get("data") or {}
+            bill = books.bills.get(f"bill-{(d.get('bill') or {}).get('id')}")
+            if bill is None or d.get("voided_at"):
+                continue
+            amount = _dec(d.get("amount"), f"{env.get('source_system_id')}: amount")
+            if (d.get("parent") or {}).get("type") == "CreditMemo":
+                bill.credited += amount
+            else:
+                bill.paid += amount
+                if (d.get("source_bank_account") or {}).get("type") == "Trust":
+                    bill.paid_from_trust += amount
+    trust_accounts: set[str] | None = None
+    if "bank_accounts" in have:
+        trust_accounts = {str((e.get("data") or {}).get("id")) for e in records("bank_accounts")
+                          if (e.get("data") or {}).get("type") == "Trust"}
+    if "bank_transactions" in have and trust_accounts is not None:
+        entries: dict[str, list[tuple[str, str, Decimal]]] = defaultdict(list)
+        for env in records("bank_transactions"):
+            d = env.get("data") or {}
+            matter = (d.get("matter") or {}).get("id")
+            if str(d.get("bank_account_id")) in trust_accounts and matter is not None:
+                entries[f"matter-{matter}"].append((str(d.get("date")), f"{int(d['id']):012d}",
+                                                   _dec(d.get("amount"), f"{env.get('source_system_id')}: amount")))
+        for sid, rows in entries.items():
+            total, lowest = _running(rows)
+            books.trust[sid] = TrustBook(ledger=total, lowest=lowest, transactions=len(rows))
+    if "matters" in have and trust_accounts is not None:
+        for env in records("matters"):
+            d = env.get("data") or {}
+            balances = [b for b in d.get("account_balances") or () if str(b.get("id")) in trust_accounts]
+            if balances or f"matter-{d.get('id')}" in books.trust:
+                book = books.trust.setdefault(f"matter-{d['id']}", TrustBook())
+                book.reported = sum((_dec(b.get("balance"), f"matter-{d['id']}: account_balances") for b in balances),
+                                    ZERO)
+    if "outstanding_client_balances" in have:
+        for env in records("outstanding_client_balances"):
+            d = env.get("data") or {}
+            contact = (d.get("contact") or {}).get("id", d.get("id"))
+            books.clients[f"contact-{contact}"] = _dec(d.get("total_outstanding_balance"),
+                                                       f"{env.get('source_system_id')}: total_outstanding_balance")
+    return books
+
+
+def salesforce_books(stream: Callable[[str, list[str]], Iterable[Mapping[str, Any]]], trust_accounts: set[str] | None,
+                     sobjects: set[str]) -> Books:
+    """The books read back from Salesforce; ``stream(sobject, columns)`` yields the flattened rows that
+    have a ``Clio_Id__c`` (columns the org lacks come back empty).
+
+    ``trust_accounts`` are the Clio ids of trust bank accounts (reference data: Ledger__c keeps the
+    Clio account id of each entry); ``sobjects`` are those that exist in the org.
+    """
+    books = Books()
+    if "Clio_Billing__c" in sobjects:
+        for r in stream("Clio_Billing__c", ["Clio_Id__c", "Clio_Invoice_Number__c", "Clio_Status__c", "Clio_Total__c",
+                                            "Clio_Balance__c", "Contact__r.Clio_Id__c", "Account__r.Clio_Id__c"]):
+            if str(r.get("Clio_Status__c")) in ("Awaiting Payment", "Paid"):
+                books.bills[str(r["Clio_Id__c"])] = BillBook(
+                    number=r.get("Clio_Invoice_Number__c"), state=r.get("Clio_Status__c"),
+                    total=_dec(r.get("Clio_Total__c"), f"{r['Clio_Id__c']}: Clio_Total__c"),
+                    outstanding=_dec(r.get("Clio_Balance__c"), f"{r['Clio_Id__c']}: Clio_Balance__c"),
+                    client=r.get("Contact__r.Clio_Id__c") or r.get("Account__r.Clio_Id__c"))
+    if "Clio_Payment__c" in sobjects:
+        for r in stream("Clio_Payment__c", ["Clio_Id__c", "Clio_Amount__c", "Clio_Kind__c", "Clio_Voided_At__c",
+                                            "Clio_Source_Account_Type__c", "Clio_Billing__r.Clio_Id__c"]):
+            bill = books.bills.get(str(r.get("Clio_Billing__r.Clio_Id__c")))
+            if bill is None or r.get("Clio_Voided_At__c"):
+                continue
+            amount = _dec(r.get("Clio_Amount__c"), f"{r['Clio_Id__c']}: Clio_Amount__c")
+            if r.get("Clio_Kind__c") == "Credit Memo":
+                bill.credited += amount
+            else:
+                bill.paid += amount
+                if r.get("Clio_Source_Account_Type__c") == "Trust":
+                    bill.paid_from_trust += amount
+    if "Ledger__c" in sobjects and trust_accounts is not None:
+        entries: dict[str, list[tuple[str, str, Decimal]]] = defaultdict(list)
+        for r in stream("Ledger__c", ["Clio_Id__c", "Clio_Date__c", "Clio_Amount__c", "Clio_Bank_Account_Id__c",
+                                      "Case__r.Clio_Id__c", "Opportunity__r.Clio_Id__c"]):
+            matter = r.get("Case__r.Clio_Id__c") or r.get("Opportunity__r.Clio_Id__c")
+            if str(r.get("Clio_Bank_Account_Id__c")) in trust_accounts and matter:
+                tiebreak = str(r["Clio_Id__c"]).split("-", 1)[-1]
+                entries[str(matter)].append((str(r.get("Clio_Date__c")), f"{int(tiebreak):012d}" if tiebreak.isdigit()
+                                             else tiebreak, _dec(r.get("Clio_Amount__c"), f"{r['Clio_Id__c']}: amount")))
+        for sid, rows in entries.items():
+            total, lowest = _running(rows)
+            books.trust[sid] = TrustBook(ledger=total, lowest=lowest, transactions=len(rows))
+    if "Clio_Client_Balance__c" in sobjects:
+        for r in stream("Clio_Client_Balance__c", ["Clio_Id__c", "Clio_Total_Outstanding__c", "Contact__r.Clio_Id__c",
+                                                   "Account__r.Clio_Id__c"]):
+            contact = r.get("Contact__r.Clio_Id__c") or r.get("Account__r.Clio_Id__c")
+            if contact:
+                books.clients[str(contact)] = _dec(r.get("Clio_Total_Outstanding__c"), f"{r['Clio_Id__c']}: total")
+    return books
+
+
+# ------------------------------------------------------------------ comparison
+
+
+@dataclass
+class BillRow:
+    bill: str
+    number: str | None
+    clio: dict[str, Any]
+    salesforce: dict[str, Any] | None
+    status: str  # ok | differs | missing | rejected | does not tie out
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class TrustRow:
+    matter: str
+    clio_reported: Decimal | None
+    clio_ledger: Decimal
+    clio_lowest: Decimal
+    salesforce_ledger: Decimal | None
+    salesforce_lowest: Decimal | None
+    status: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class ClientRow:
+    contact: str
+    clio: Decimal
+    clio_bills: Decimal
+    salesforce: Decimal | None
+    salesforce_bills: Decimal | None
+    status: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass
+class BooksReconciliation:
+    bills: list[BillRow]
+    trust: list[TrustRow]
+    clients: list[ClientRow]
+
+    @property
+    def exact(self) -> bool:
+        return all(r.ok for r in self.bills + self.trust + self.clients)  # type: ignore[operator]
+
+    def headline(self) -> str:
+        def part(rows: list, what: str) -> str:
+            bad = [r for r in rows if not r.ok]
+            return f"{len(rows) - len(bad)}/{len(rows)} {what}"
+        return (f"books: {part(self.bills, 'bills tie out and agree')}, {part(self.trust, 'matter trust ledgers balance')}"
+                f", {part(self.clients, 'client balances agree')}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"exact": self.exact, "headline": self.headline(),
+                "bills": [dict(asdict(r), ok=r.ok) for r in self.bills],
+                "trust": [dict(asdict(r), ok=r.ok) for r in self.trust],
+                "clients": [dict(asdict(r), ok=r.ok) for r in self.clients]}
+
+
+def _figures(b: BillBook) -> dict[str, Any]:
+    return {"total": b.total, "paid": b.paid, "credited": b.credited, "outstanding": b.outstanding,
+            "paid_from_trust": b.paid_from_trust, "ties_out": b.ties_out}
+
+
+def _same(a: Decimal | None, b: Decimal | None) -> bool:
+    return a is not None and b is not None and abs(a - b) <= TOLERANCE
+
+
+def compare_books(clio: Books, sf: Books, rejected: Iterable[str] = ()) -> BooksReconciliation:
+    """Row per bill, matter and client; ``rejected`` are source ids quarantined on the way (explained)."""
+    rejected = set(rejected)
+    bills = []
+    for sid in sorted(clio.bills, key=lambda s: (len(s), s)):
+        c, s = clio.bills[sid], sf.bills.get(sid)
+        if s is None:
+            status = "rejected" if sid in rejected else "missing in Salesforce"
+        elif not c.ties_out or not s.ties_out:
+            status = "does not tie out"
+        elif all(_same(getattr(c, k), getattr(s, k)) for k in ("total", "paid", "credited", "outstanding",
+                                                                "paid_from_trust")):
+            status = "ok"
+        else:
+            status = "differs"
+        bills.append(BillRow(sid, c.number, _figures(c), _figures(s) if s else None, status))
+    for sid in sorted(set(sf.bills) - set(clio.bills)):
+        bills.append(BillRow(sid, sf.bills[sid].number, {}, _figures(sf.bills[sid]), "not in Clio"))
+    trust = []
+    for sid in sorted(set(clio.trust) | set(sf.trust), key=lambda s: (len(s), s)):
+        c, s = clio.trust.get(sid, TrustBook()), sf.trust.get(sid)
+        if not c.balances:
+            status = "Clio's ledger does not balance"
+        elif s is None:
+            status = "ok" if abs(c.ledger) <= TOLERANCE and not c.transactions else "missing in Salesforce"
+        elif s.lowest < -TOLERANCE:
+            status = "goes below zero in Salesforce"
+        else:
+            status = "ok" if _same(c.ledger, s.ledger) else "differs"
+        trust.append(TrustRow(sid, c.reported, c.ledger, c.lowest, s.ledger if s else None, s.lowest if s else None,
+                              status))
+    owed_clio = _owed(clio)
+    owed_sf = _owed(sf)
+    clients = []
+    for sid in sorted(set(clio.clients) | set(sf.clients), key=lambda s: (len(s), s)):
+        c, s = clio.clients.get(sid), sf.clients.get(sid)
+        cb, sb = owed_clio.get(sid, ZERO), owed_sf.get(sid) if sf.clients else None
+        if c is None:
+            status = "not in Clio"
+        elif not _same(c, cb):
+            status = "Clio's balance is not its bills'"
+        elif s is None:
+            status = "rejected" if sid in rejected else "missing in Salesforce"
+        else:
+            status = "ok" if _same(c, s) else "differs"
+        clients.append(ClientRow(sid, c if c is not None else ZERO, cb, s, sb, status))
+    return BooksReconciliation(bills, trust, clients)
+
+
+def _owed(books: Books) -> dict[str, Decimal]:
+    """Outstanding per client from the bills awaiting payment."""
+    out: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for bill in books.bills.values():
+        if bill.outstanding > 0 and bill.client:
+            out[bill.client] += bill.outstanding
+    return out
+
+
+# ------------------------------------------------------------------ report
+
+
+def books_html(rec: BooksReconciliation) -> str:
+    """The books section of the reconciliation report."""
+    out = [reports.banner(rec.headline(), "ok" if rec.exact else "bad"),
+           "<h2>Bills: payments, credits and balances</h2>",
+           "<p>Per bill: paid (valid payment allocations) + credited (credit memos) + outstanding = total, "
+           "in Clio and in Salesforce, and the two agree.</p>"]
+    rows = []
+    for r in rec.bills:
+        c, s = r.clio or {}, r.salesforce or {}
+        rows.append([r.number or r.bill, c.get("total"), c.get("paid"), c.get("paid_from_trust"), c.get("credited"),
+                     c.get("outstanding"), s.get("total"), s.get("paid"), s.get("paid_from_trust"), s.get("credited"),
+                     s.get("outstanding"), "OK" if r.ok else r.status.upper()])
+    out.append(reports.table(["Invoice", "Clio total", "paid", "of which trust", "credited", "outstanding",
+                              "Salesforce total", "paid", "of which trust", "credited", "outstanding", "Result"],
+                             rows, numeric=range(1, 11), row_classes=["" if r.ok else "bad" for r in rec.bills]))
+    out.append("<h2>Trust per matter</h2><p>The matter's trust transactions in Clio, the balance Clio reports for the "
+               "matter, and the Ledger__c entries in Salesforce; no running balance below zero.</p>")
+    out.append(reports.table(
+        ["Matter", "Clio reported", "Clio ledger", "lowest", "Salesforce ledger", "lowest", "Result"],
+        [[r.matter, r.clio_reported, r.clio_ledger, r.clio_lowest, r.salesforce_ledger, r.salesforce_lowest,
+          "OK" if r.ok else r.status.upper()] for r in rec.trust],
+        numeric=range(1, 6), row_classes=["" if r.ok else "bad" for r in rec.trust]))
+    if rec.clients:
+        out.append("<h2>Outstanding per client</h2>")
+        out.append(reports.table(
+            ["Client", "Clio", "Clio bills", "Salesforce", "Salesforce bills", "Result"],
+            [[r.contact, r.clio, r.clio_bills, r.salesforce, r.salesforce_bills, "OK" if r.ok else r.status.upper()]
+             for r in rec.clients],
+            numeric=range(1, 5), row_classes=["" if r.ok else "bad" for r in rec.clients]))
+    return "".join(out)
