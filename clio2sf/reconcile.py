@@ -104,6 +104,9 @@ def _figures(obj: str, env: Envelope, trust_accounts: set[int] | None) -> dict[s
             return {"time.hours": _dec(hours, f"{where}: quantity_in_hours"),
                     "time.amount": _dec(data.get("total"), f"{where}: total")}
         return {"expenses.amount": _dec(data.get("total"), f"{where}: total")}
+    if obj in MONEY_FIGURES:
+        figure, key = MONEY_FIGURES[obj]
+        return {figure: _dec(data.get(key), f"{where}: {key}")}
     if obj == "bank_transactions":
         account = data.get("bank_account_id") or (data.get("bank_account") or {}).get("id")
         if trust_accounts is not None and (account is None or int(account) not in trust_accounts):
@@ -115,6 +118,17 @@ def _figures(obj: str, env: Envelope, trust_accounts: set[int] | None) -> dict[s
             out[f"trust.matter.{matter}"] = amount
         return out
     return {}
+
+
+#: The money trail's totals: Clio object -> (figure, amount field); summed over every record (voided
+#: allocations included, on both sides: the per-bill books in clio2sf/books.py leave them out).
+MONEY_FIGURES: dict[str, tuple[str, str]] = {
+    "allocations": ("allocations.amount", "amount"),
+    "credit_memos": ("credit_memos.amount", "amount"),
+    "interest_charges": ("interest.amount", "total"),
+    "outstanding_client_balances": ("outstanding.amount", "total_outstanding_balance"),
+    "damages": ("damages.amount", "amount"),
+}
 
 
 @dataclass

@@ -244,6 +244,11 @@ AMOUNT_TARGETS: dict[str, list[tuple[str, str, str]]] = {
     "time.hours": [("Time_Entry__c", "Clio_Hours__c", "activity"), ("Task", "Clio_Hours__c", "activity")],
     "time.amount": [("Time_Entry__c", "Clio_Total__c", "activity"), ("Task", "Clio_Total__c", "activity")],
     "expenses.amount": [("Expense__c", "Clio_Amount__c", "activity")],
+    "allocations.amount": [("Clio_Payment__c", "Clio_Amount__c", "allocation")],
+    "credit_memos.amount": [("Clio_Credit_Memo__c", "Clio_Amount__c", "credit_memo")],
+    "interest.amount": [("Clio_Interest_Charge__c", "Clio_Amount__c", "interest_charge")],
+    "outstanding.amount": [("Clio_Client_Balance__c", "Clio_Total_Outstanding__c", "outstanding_client_balance")],
+    "damages.amount": [("Clio_Damage__c", "Clio_Amount__c", "damage")],
 }
 TRUST = ("Ledger__c", "Clio_Amount__c", "Clio_Bank_Account_Id__c")
 MATTER_COLUMNS = ("Case__r.Clio_Id__c", "Opportunity__r.Clio_Id__c")
@@ -410,7 +415,8 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
         return iter_raw(raw_root, obj)
 
     source = reconcile.source_totals(envelopes, reconciled, include=None)
-    money_objects = [o for o in ("bank_accounts", "bills", "activities", "bank_transactions")
+    money_objects = [o for o in ("bank_accounts", "bills", "activities", "bank_transactions",
+                                 *reconcile.MONEY_FIGURES)
                      if o in raw_objects(raw_root) and (o in reconciled or o == "bank_accounts")]
     money = reconcile.source_totals(envelopes, money_objects, include=include)
     if any(rejected.values()):

@@ -38,6 +38,14 @@ CLIO_OBJECT_ROWS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, 
     ("Trust / bank transaction", ("bank_transactions",), ("Ledger__c",), ("Ledger__c",)),
     ("Note", ("matter_notes", "contact_notes"), ("ContentNote",), ("ContentNote",)),
     ("Communication (email, call)", ("communications",), ("Task",), ()),
+    ("Payment / credit allocation", ("allocations",), ("Clio_Payment__c",), ("Clio_Payment__c",)),
+    ("Credit memo", ("credit_memos",), ("Clio_Credit_Memo__c",), ("Clio_Credit_Memo__c",)),
+    ("Interest charge", ("interest_charges",), ("Clio_Interest_Charge__c",), ("Clio_Interest_Charge__c",)),
+    ("Outstanding client balance", ("outstanding_client_balances",), ("Clio_Client_Balance__c",),
+     ("Clio_Client_Balance__c",)),
+    ("Damage (personal injury)", ("damages",), ("Clio_Damage__c",), ("Clio_Damage__c",)),
+    ("Medical records (personal injury)", ("medical_records_details",), ("Clio_Medical_Record__c",),
+     ("Clio_Medical_Record__c",)),
 )
 
 #: Source values Clio defines for each value map (API v4 enums); practice areas are added from discovery.
@@ -417,9 +425,15 @@ def mapping_document(
     refs = reference_counts or {}
     d.bullets((f"{name}: {REFERENCE_TITLES[name]}" + (f" ({refs[name]:,} item(s))" if name in refs else ""),
                f"reference/{name}") for name in REFERENCE_TITLES)
-    d.bullets(["Clio client portal (Clio for Clients) access and shared items",
+    d.bullets(["Clio client portal (Clio for Clients) access and shared items, and its conversations and "
+               "messages (not read: client-portal messaging has no Salesforce counterpart in this mapping)",
+               "comments on document versions (not read)",
                "log entries (the Recents list: views, not an audit trail)",
-               "trust requests as such (only the resulting trust bills are migrated)"])
+               "calendar entry event types (the entry keeps its summary; types are a colour code in Clio)",
+               "trust requests as such (only the resulting trust bills are migrated)",
+               "outstanding client balances after cutover: Clio_Client_Balance__c is a snapshot taken at each "
+               "full extraction (the endpoint has no updated_since, so delta windows do not refresh it; the bills' "
+               "own balances do refresh)"])
     return "\n".join(d.md).rstrip() + "\n", page(title, "".join(d.html), subtitle=f"Mapping {spec.content_hash} — {at}")
 
 

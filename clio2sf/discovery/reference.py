@@ -1,5 +1,11 @@
-"""JSON reference exports for what does not migrate (workflows, templates, billing automation,
-trust rules, webhooks, the rate hierarchy): the Salesforce admin rebuilds them with Flow etc.
+"""JSON reference exports for what does not migrate (workflows, templates, billing configuration,
+trust rules, webhooks, the rate hierarchy, groups, custom field sets, document categories,
+reminders): the Salesforce admin rebuilds them with Flow etc.
+
+Everything comes from Clio resources that exist: Clio's API has no billing-automation or trust-rule
+endpoint, so "billing automation" is the billing settings, bill themes, rates and custom actions,
+and the trust rules are the trust accounts plus each matter's evergreen retainer (the minimum
+trust balance Clio asks the client to keep).
 
 Secrets never leave Clio: keys that look like secrets are dropped, URL query values are
 redacted and bank account numbers are masked to their last four digits.
@@ -30,14 +36,34 @@ REBUILD_HINTS: dict[str, str] = {
         "Salesforce Files library and rebuild merge fields with your document-generation tool."
     ),
     "billing_automation.json": (
-        "Clio billing settings, activity rates and custom actions do not migrate as automation. Rebuild "
-        "invoice numbering, rate defaults and buttons with Flow, formula fields and Lightning actions; the "
-        "migrated Clio_Billing__c, Time_Entry__c and Rate_Structure__c records keep the history."
+        "Clio billing settings, bill themes, activity rates and custom actions do not migrate as automation "
+        "(Clio's API has no billing-automation resource). Rebuild invoice numbering, rate defaults, invoice "
+        "layouts and buttons with Flow, formula fields and Lightning actions; the migrated Clio_Billing__c, "
+        "Clio_Payment__c, Time_Entry__c and Rate_Structure__c records keep the history."
     ),
     "trust_accounting_rules.json": (
         "Clio enforces trust rules that Salesforce does not know. Rebuild them on Ledger__c: a validation "
-        "rule or before-save Flow that refuses a withdrawal taking a matter's trust balance below zero, and "
+        "rule or before-save Flow that refuses a withdrawal taking a matter's trust balance below zero, a "
+        "Flow that asks for a top-up when a matter with an evergreen retainer falls below its minimum, and "
         "a Flow for trust requests (a trust bill asking the client to replenish funds)."
+    ),
+    "groups.json": (
+        "Clio groups (the firm, teams, each user's own group) do not migrate: they grant matter access and "
+        "carry group rates. Rebuild them as Public Groups or Queues with sharing rules; group rates are in "
+        "rate_hierarchy.json and on the migrated Rate_Structure__c records."
+    ),
+    "custom_field_sets.json": (
+        "Clio custom field sets only group custom fields on a screen. The fields migrate (as __c fields); "
+        "rebuild the grouping as page layout sections or Dynamic Forms field sections."
+    ),
+    "document_categories.json": (
+        "Each migrated file keeps its Clio category in ContentVersion.Clio_Category__c; this is the list of "
+        "categories, to turn that field into a picklist or Files library folders if wanted."
+    ),
+    "reminders.json": (
+        "Clio reminders (email or popup notifications before a calendar entry or task, per user) do not "
+        "migrate: a Salesforce Event or Task reminder is a popup for its owner only. Recreate the ones still "
+        "ahead with ReminderDateTime on the migrated Event/Task, or notify through Flow."
     ),
     "webhooks.json": (
         "Clio webhooks do not migrate. Re-register the receiving endpoints against Salesforce with Platform "
@@ -56,9 +82,13 @@ REFERENCE_TITLES: dict[str, str] = {
     "workflows.json": "task template lists and their task templates; rebuild as Flow / Task templates",
     "document_templates.json": "document templates; upload to a Files library, rebuild merge fields",
     "billing_automation.json": "billing settings, activity and expense rates, custom actions, billing methods",
-    "trust_accounting_rules.json": "trust bank accounts and the rules Clio enforces; rebuild as validation rule / Flow on Ledger__c",
+    "trust_accounting_rules.json": "trust bank accounts, evergreen retainers and the rules Clio enforces; rebuild as validation rule / Flow on Ledger__c",
     "webhooks.json": "webhooks (without their secrets); re-register against Salesforce",
     "rate_hierarchy.json": "the full rate hierarchy (user, client, matter, activity rates) in precedence order",
+    "groups.json": "groups (firm, teams, users) and their members; rebuild as Public Groups / sharing",
+    "custom_field_sets.json": "custom field sets (screen groupings of custom fields); rebuild as layout sections",
+    "document_categories.json": "document categories (each file keeps its category in Clio_Category__c)",
+    "reminders.json": "reminders on calendar entries and tasks (per-user notifications)",
 }
 
 TRUST_SEMANTICS: dict[str, Any] = {
@@ -68,10 +98,14 @@ TRUST_SEMANTICS: dict[str, Any] = {
         "trust requests (POST /trust_requests, client or matter level) create trust bills (bills with kind "
         "trust_kind) asking the client to replenish funds; Clio's API cannot list trust requests",
         "trust and operating money are kept in separate bank accounts (BankAccount.type Trust / Operating)",
-        "payments of revenue bills from trust are recorded as trust line items on the bill",
+        "payments of revenue bills from trust are recorded as trust line items on the bill and as "
+        "allocations whose source bank account is the trust account",
+        "a matter with an evergreen retainer (Matter.evergreen_retainer.minimum_threshold) asks the client to "
+        "top up trust when its balance falls below the minimum",
     ],
     "rebuild_in_salesforce": [
-        "Ledger__c holds every migrated bank transaction (funds in/out, matter, client, bill)",
+        "Ledger__c holds every migrated bank transaction (funds in/out, matter, client, bill); Clio_Payment__c "
+        "says which payment (from trust or operating) paid which bill",
         "a roll-up or Flow-maintained trust balance per matter from Ledger__c where the bank account is a trust account",
         "a validation rule or before-save Flow on Ledger__c that blocks an entry taking that balance below zero",
         "a Flow that creates a trust request (e.g. a Clio_Billing__c record of type trust) when the balance falls under a threshold",
@@ -160,6 +194,9 @@ def _billing(config: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str,
                       "rate": ec.get("rate"), "entry_type": ec.get("entry_type")})
     for ca in _records(config, "custom_actions"):
         items.append({"kind": "custom_action", **ca})
+    for theme in _records(config, "bill_themes"):
+        items.append({"kind": "bill_theme", "id": theme.get("id"), "name": theme.get("name"),
+                      "default": theme.get("default")})
     methods = config.get("matter_billing_methods")
     if methods is None:
         matters = _records(config, "matters")
@@ -176,6 +213,21 @@ def _trust(config: Mapping[str, Any]) -> list[dict[str, Any]]:
             continue
         out.append({"id": acct.get("id"), "name": acct.get("name"), "settings": dict(acct)})
     return out
+
+
+def _evergreen(config: Mapping[str, Any]) -> list[dict[str, Any]] | str:
+    """Matters with an evergreen retainer (Clio's trust minimum), or why they are not listed."""
+    if "matters" not in config:
+        return "not read at discovery"
+    return [{"matter_id": m.get("id"), "display_number": m.get("display_number"),
+             "minimum_threshold": (m.get("evergreen_retainer") or {}).get("minimum_threshold")}
+            for m in _records(config, "matters") if m.get("evergreen_retainer")]
+
+
+def _reminders(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"id": r.get("id"), "duration_minutes": r.get("duration"), "state": r.get("state"),
+             "next_delivery_at": r.get("next_delivery_at"), "method": (r.get("notification_method") or {}).get("type"),
+             "subject": r.get("subject")} for r in _records(config, "reminders")]
 
 
 def _fallback_rate_hierarchy(config: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -226,11 +278,17 @@ def reference_exports(
         "document_templates.json": _file("document_templates.json", list(_records(config, "document_templates")), at),
         "billing_automation.json": _file("billing_automation.json", billing_items, at, summary=billing_summary),
         "trust_accounting_rules.json": _file("trust_accounting_rules.json", _trust(config), at,
-                                             semantics=TRUST_SEMANTICS, bank_account_types=dict(trust_counts)),
+                                             semantics=TRUST_SEMANTICS, bank_account_types=dict(trust_counts),
+                                             evergreen_retainers=_evergreen(config)),
         "webhooks.json": _file("webhooks.json", webhooks, at),
         "rate_hierarchy.json": _file("rate_hierarchy.json", rate_items, at,
                                      precedence=["entry custom rate", "flat rate", "matter", "client",
                                                  "activity description", "user default"]),
+        "groups.json": _file("groups.json", list(_records(config, "groups")), at),
+        "custom_field_sets.json": _file("custom_field_sets.json", list(_records(config, "custom_field_sets")), at),
+        "document_categories.json": _file("document_categories.json", list(_records(config, "document_categories")),
+                                          at),
+        "reminders.json": _file("reminders.json", _reminders(config), at),
     }
 
 

@@ -72,7 +72,8 @@ def refs():
 
 def test_every_file_has_the_envelope(refs):
     assert set(refs) == {"workflows.json", "document_templates.json", "billing_automation.json",
-                         "trust_accounting_rules.json", "webhooks.json", "rate_hierarchy.json"}
+                         "trust_accounting_rules.json", "webhooks.json", "rate_hierarchy.json", "groups.json",
+                         "custom_field_sets.json", "document_categories.json", "reminders.json"}
     for name, doc in refs.items():
         assert doc["generated_at"] == "2026-11-28T09:00:00Z", name
         assert doc["source"] == SOURCE == "Clio Manage API v4"
@@ -133,3 +134,31 @@ def test_bad_config_is_named():
 
 def test_scrub_nested_keys():
     assert scrub({"a": [{"client_secret": "x", "ok": 1}], "access_token": "y"}) == {"a": [{"ok": 1}]}
+
+
+def test_clio_resources_replace_invented_ones():
+    """Billing configuration and trust rules come from resources Clio has: bill themes, evergreen retainers;
+    groups, custom field sets, document categories and reminders are exported with a rebuild hint."""
+    config = {
+        "bill_themes": [{"id": 1, "name": "Default", "default": True}],
+        "bank_accounts": [{"id": 602, "type": "Trust", "name": "IOLTA Trust"}],
+        "matters": [{"id": 5001, "display_number": "00001-A", "evergreen_retainer": {"minimum_threshold": 1000.0}},
+                    {"id": 5002, "display_number": "00002-B", "evergreen_retainer": None}],
+        "groups": [{"id": 2, "name": "Litigation Team", "type": "TeamGroup", "users": [{"id": 1001}]}],
+        "custom_field_sets": [{"id": 1, "name": "Intake", "parent_type": "Matter", "custom_fields": [{"id": 201}]}],
+        "document_categories": [{"id": 3, "name": "Pleadings"}],
+        "reminders": [{"id": 9, "duration": 30, "state": "scheduled", "notification_method": {"type": "Email"},
+                       "subject": {"id": 40, "type": "CalendarEntry"}}],
+    }
+    refs = reference_exports(config, generated_at="2026-11-28T09:00:00Z")
+    assert {"kind": "bill_theme", "id": 1, "name": "Default", "default": True} in refs["billing_automation.json"]["items"]
+    trust = refs["trust_accounting_rules.json"]
+    assert trust["evergreen_retainers"] == [{"matter_id": 5001, "display_number": "00001-A", "minimum_threshold": 1000.0}]
+    assert reference_exports({})["trust_accounting_rules.json"]["evergreen_retainers"] == "not read at discovery"
+    assert refs["groups.json"]["items"][0]["name"] == "Litigation Team"
+    assert refs["custom_field_sets.json"]["items"][0]["custom_fields"] == [{"id": 201}]
+    assert refs["document_categories.json"]["items"] == [{"id": 3, "name": "Pleadings"}]
+    assert refs["reminders.json"]["items"][0] | {} == {"id": 9, "duration_minutes": 30, "state": "scheduled",
+                                                       "next_delivery_at": None, "method": "Email",
+                                                       "subject": {"id": 40, "type": "CalendarEntry"}}
+    assert item_counts(refs)["reminders.json"] == 1

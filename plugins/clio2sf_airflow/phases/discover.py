@@ -22,8 +22,11 @@ log = logging.getLogger(__name__)
 CONFIG_OBJECTS = (
     "users", "custom_fields", "practice_areas", "matter_stages", "activity_descriptions", "activity_rates",
     "expense_categories", "bank_accounts", "task_types", "task_template_lists", "task_templates",
-    "document_templates", "custom_actions", "webhooks",
+    "document_templates", "custom_actions", "webhooks", "groups", "custom_field_sets", "document_categories",
+    "bill_themes", "reminders",
 )
+#: The matters' count pass also reads what the reference exports need (no extra request).
+MATTER_REFERENCE_FIELDS = "id,display_number,billing_method,evergreen_retainer"
 DISCOVER = "discover"
 
 
@@ -74,9 +77,12 @@ def read_clio_schema() -> dict[str, Any]:
     if p.get("count_records", True):
         for obj in catalog.CLIO_OBJECTS:
             if obj.migrated:
-                counts[obj.name] = sum(
-                    len(page["data"]) for page in hook.paginate(obj.endpoint, "id", {**obj.list_params, "limit": 200})
-                )
+                fields = MATTER_REFERENCE_FIELDS if obj.name == "matters" else "id"
+                records = [r for page in hook.paginate(obj.endpoint, fields, {**obj.list_params, "limit": 200})
+                           for r in page["data"]]
+                counts[obj.name] = len(records)
+                if obj.name == "matters":
+                    config["matters"] = records
     staging.write_json(root / DISCOVER / "clio_config.json", config)
     staging.write_json(root / DISCOVER / "clio_counts.json", counts)
     log.info("Clio schema read: %d custom fields, %d practice areas, %d users; %d requests",

@@ -1,0 +1,165 @@
+"""The books, computed from Clio's raw records and from Salesforce rows: they tie out, agree, and say so
+when they do not (every kind of difference is a negative control)."""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+
+import pytest
+
+from clio2sf import books
+
+pytestmark = pytest.mark.unit
+
+
+def env(obj: str, kind: str, data: dict) -> dict:
+    return {"object": obj, "source_system_id": f"{kind}-{data['id']}", "data": data}
+
+
+CLIO = {
+    "bills": [
+        env("bills", "bill", {"id": 1, "number": "1001", "state": "paid", "total": 1000.0, "balance": 0.0,
+                              "client": {"id": 9}}),
+        env("bills", "bill", {"id": 2, "number": "1002", "state": "awaiting_payment", "total": 515.0, "balance": 265.0,
+                              "client": {"id": 9}}),
+        env("bills", "bill", {"id": 3, "number": "1003", "state": "draft", "total": 80.0, "balance": 80.0,
+                              "client": {"id": 9}}),
+    ],
+    "allocations": [
+        env("allocations", "allocation", {"id": 11, "amount": 600.0, "bill": {"id": 1}, "voided_at": None,
+                                          "parent": {"type": "Payment"}, "source_bank_account": {"type": "Trust"}}),
+        env("allocations", "allocation", {"id": 12, "amount": 300.0, "bill": {"id": 1}, "voided_at": None,
+                                          "parent": {"type": "Payment"}, "source_bank_account": None}),
+        env("allocations", "allocation", {"id": 13, "amount": 100.0, "bill": {"id": 1}, "voided_at": None,
+                                          "parent": {"type": "CreditMemo"}, "source_bank_account": None}),
+        env("allocations", "allocation", {"id": 14, "amount": 250.0, "bill": {"id": 2}, "voided_at": None,
+                                          "parent": {"type": "Payment"}, "source_bank_account": None}),
+        env("allocations", "allocation", {"id": 15, "amount": 250.0, "bill": {"id": 2},
+                                          "voided_at": "2024-02-01T00:00:00-05:00",
+                                          "parent": {"type": "Payment"}, "source_bank_account": None}),
+    ],
+    "bank_accounts": [env("bank_accounts", "bank_account", {"id": 601, "type": "Operating"}),
+                      env("bank_accounts", "bank_account", {"id": 602, "type": "Trust"})],
+    "bank_transactions": [
+        env("bank_transactions", "bank_transaction", {"id": 21, "bank_account_id": 602, "date": "2024-01-01",
+                                                      "amount": 1000.0, "matter": {"id": 7}}),
+        env("bank_transactions", "bank_transaction", {"id": 22, "bank_account_id": 602, "date": "2024-01-20",
+                                                      "amount": -600.0, "matter": {"id": 7}}),
+        env("bank_transactions", "bank_transaction", {"id": 23, "bank_account_id": 601, "date": "2024-01-20",
+                                                      "amount": 600.0, "matter": {"id": 7}}),
+    ],
+    "matters": [env("matters", "matter", {"id": 7, "account_balances": [{"id": 602, "balance": 400.0}]}),
+                env("matters", "matter", {"id": 8, "account_balances": []})],
+    "outstanding_client_balances": [env("outstanding_client_balances", "outstanding_client_balance",
+                                        {"id": 9, "contact": {"id": 9}, "total_outstanding_balance": 265.0})],
+}
+SF = {
+    "Clio_Billing__c": [
+        {"Clio_Id__c": "bill-1", "Clio_Invoice_Number__c": "1001", "Clio_Status__c": "Paid", "Clio_Total__c": 1000.0,
+         "Clio_Balance__c": 0.0, "Contact__r.Clio_Id__c": "contact-9"},
+        {"Clio_Id__c": "bill-2", "Clio_Invoice_Number__c": "1002", "Clio_Status__c": "Awaiting Payment",
+         "Clio_Total__c": 515.0, "Clio_Balance__c": 265.0, "Contact__r.Clio_Id__c": "contact-9"},
+        {"Clio_Id__c": "bill-3", "Clio_Status__c": "Draft", "Clio_Total__c": 80.0, "Clio_Balance__c": 80.0},
+    ],
+    "Clio_Payment__c": [
+        {"Clio_Id__c": "allocation-11", "Clio_Amount__c": 600.0, "Clio_Kind__c": "Payment",
+         "Clio_Source_Account_Type__c": "Trust", "Clio_Billing__r.Clio_Id__c": "bill-1"},
+        {"Clio_Id__c": "allocation-12", "Clio_Amount__c": 300.0, "Clio_Kind__c": "Payment",
+         "Clio_Billing__r.Clio_Id__c": "bill-1"},
+        {"Clio_Id__c": "allocation-13", "Clio_Amount__c": 100.0, "Clio_Kind__c": "Credit Memo",
+         "Clio_Billing__r.Clio_Id__c": "bill-1"},
+        {"Clio_Id__c": "allocation-14", "Clio_Amount__c": 250.0, "Clio_Kind__c": "Payment",
+         "Clio_Billing__r.Clio_Id__c": "bill-2"},
+        {"Clio_Id__c": "allocation-15", "Clio_Amount__c": 250.0, "Clio_Kind__c": "Payment",
+         "Clio_Voided_At__c": "2024-02-01T05:00:00.000+0000", "Clio_Billing__r.Clio_Id__c": "bill-2"},
+    ],
+    "Ledger__c": [
+        {"Clio_Id__c": "bank_transaction-21", "Clio_Date__c": "2024-01-01", "Clio_Amount__c": 1000.0,
+         "Clio_Bank_Account_Id__c": "602", "Case__r.Clio_Id__c": "matter-7"},
+        {"Clio_Id__c": "bank_transaction-22", "Clio_Date__c": "2024-01-20", "Clio_Amount__c": -600.0,
+         "Clio_Bank_Account_Id__c": "602", "Case__r.Clio_Id__c": "matter-7"},
+        {"Clio_Id__c": "bank_transaction-23", "Clio_Date__c": "2024-01-20", "Clio_Amount__c": 600.0,
+         "Clio_Bank_Account_Id__c": "601", "Case__r.Clio_Id__c": "matter-7"},
+    ],
+    "Clio_Client_Balance__c": [{"Clio_Id__c": "outstanding_client_balance-9", "Clio_Total_Outstanding__c": 265.0,
+                                "Contact__r.Clio_Id__c": "contact-9"}],
+}
+
+
+def run(clio: dict | None = None, sf: dict | None = None, rejected=()) -> books.BooksReconciliation:
+    clio, sf = clio or CLIO, sf or SF
+    c = books.clio_books(lambda name: iter(clio.get(name, [])), clio)
+    s = books.salesforce_books(lambda sobject, cols: iter(sf.get(sobject, [])), {"602"}, set(sf))
+    return books.compare_books(c, s, rejected)
+
+
+def test_books_tie_out_and_agree() -> None:
+    rec = run()
+    assert rec.exact, rec.to_json()
+    bill1 = next(r for r in rec.bills if r.bill == "bill-1")
+    assert bill1.clio == {"total": Decimal("1000.0"), "paid": Decimal("900.0"), "credited": Decimal("100.0"),
+                          "outstanding": Decimal("0.0"), "paid_from_trust": Decimal("600.0"), "ties_out": True}
+    assert [r.bill for r in rec.bills] == ["bill-1", "bill-2"]  # the draft owes nothing yet
+    bill2 = next(r for r in rec.bills if r.bill == "bill-2")
+    assert bill2.clio["paid"] == Decimal("250.0")  # the voided payment counts for nothing
+    (trust,) = rec.trust
+    assert (trust.matter, trust.clio_reported, trust.clio_ledger, trust.salesforce_ledger) == (
+        "matter-7", Decimal("400.0"), Decimal("400.0"), Decimal("400.0"))
+    assert rec.headline() == ("books: 2/2 bills tie out and agree, 1/1 matter trust ledgers balance, "
+                              "1/1 client balances agree")
+    html = books.books_html(rec)
+    assert "1001" in html and "Trust per matter" in html and "Outstanding per client" in html
+
+
+def _sf(change) -> dict:
+    sf = copy.deepcopy(SF)
+    change(sf)
+    return sf
+
+
+def _clio(change) -> dict:
+    clio = copy.deepcopy(CLIO)
+    change(clio)
+    return clio
+
+
+@pytest.mark.parametrize("change, where, status", [
+    (lambda sf: sf["Clio_Payment__c"][1].update(Clio_Amount__c=310.0), "bill-1", "does not tie out"),
+    (lambda sf: sf["Clio_Payment__c"][4].update(Clio_Voided_At__c=None), "bill-2", "does not tie out"),
+    (lambda sf: (sf["Clio_Payment__c"][1].update(Clio_Amount__c=310.0),
+                 sf["Clio_Billing__c"][0].update(Clio_Total__c=1010.0)), "bill-1", "differs"),
+    (lambda sf: sf["Clio_Payment__c"][0].update(Clio_Source_Account_Type__c=None), "bill-1", "differs"),
+    (lambda sf: sf["Clio_Billing__c"].pop(1), "bill-2", "missing in Salesforce"),
+    (lambda sf: sf["Ledger__c"].pop(0), "matter-7", "goes below zero in Salesforce"),
+    (lambda sf: sf["Ledger__c"][1].update(Clio_Amount__c=-500.0), "matter-7", "differs"),
+    (lambda sf: sf["Clio_Client_Balance__c"][0].update(Clio_Total_Outstanding__c=0.0), "contact-9", "differs"),
+])
+def test_a_difference_in_salesforce_is_named(change, where, status) -> None:
+    rec = run(sf=_sf(change))
+    assert not rec.exact
+    bad = [r for r in rec.bills + rec.trust + rec.clients if not r.ok]
+    assert [(getattr(r, "bill", None) or getattr(r, "matter", None) or r.contact, r.status) for r in bad] == [
+        (where, status)]
+
+
+@pytest.mark.parametrize("change, where, status", [
+    (lambda c: c["matters"][0]["data"]["account_balances"][0].update(balance=450.0), "matter-7",
+     "Clio's ledger does not balance"),
+    (lambda c: c["bank_transactions"][0]["data"].update(date="2024-02-01"), "matter-7",
+     "Clio's ledger does not balance"),  # the withdrawal came before the deposit: below zero
+    (lambda c: c["bills"][0]["data"].update(balance=5.0), "bill-1", "does not tie out"),  # and the client:
+    (lambda c: c["outstanding_client_balances"][0]["data"].update(total_outstanding_balance=300.0), "contact-9",
+     "Clio's balance is not its bills'"),
+])
+def test_clio_books_that_do_not_tie_out_are_named(change, where, status) -> None:
+    rec = run(clio=_clio(change))
+    bad = [(getattr(r, "bill", None) or getattr(r, "matter", None) or r.contact, r.status)
+           for r in rec.bills + rec.trust + rec.clients if not r.ok]
+    assert bad[0] == (where, status)
+    assert bad[1:] in ([], [("contact-9", "Clio's balance is not its bills'")])  # a bill's balance is the client's too
+
+
+def test_a_rejected_bill_is_explained_not_silent() -> None:
+    rec = run(sf=_sf(lambda sf: sf["Clio_Billing__c"].pop(1)), rejected={"bill-2"})
+    assert [(r.bill, r.status) for r in rec.bills if not r.ok] == [("bill-2", "rejected")]
