@@ -13,6 +13,9 @@ CLIO_TO_SF = {
     "bills": "Clio_Billing__c", "bank_transactions": "Ledger__c", "activities": "Time_Entry__c / Expense__c / Task",
     "calendar_entries": "Event", "tasks": "Task", "documents": "ContentVersion", "communications": "Task",
     "matter_notes": "ContentNote", "contact_notes": "ContentNote",
+    "allocations": "Clio_Payment__c", "credit_memos": "Clio_Credit_Memo__c", "interest_charges": "Clio_Interest_Charge__c",
+    "outstanding_client_balances": "Clio_Client_Balance__c", "damages": "Clio_Damage__c",
+    "medical_records_details": "Clio_Medical_Record__c",
 }
 
 
@@ -54,6 +57,17 @@ def print_summary(root: Path, clio, sf, timings: dict[str, float]) -> None:
     if rec is not None:
         r = json.loads(rec.read_text())
         print(f"reconciliation: {r.get('headline') or r.get('summary') or ''}".rstrip())
+        book = r.get("books") or {}
+        if book:
+            print(f"  {book.get('headline')}")
+            for row in book.get("bills", [])[:6]:
+                c, s = row.get("clio") or {}, row.get("salesforce") or {}
+                print(f"    invoice {row.get('number')}: total {c.get('total')} = paid {c.get('paid')} "
+                      f"(trust {c.get('paid_from_trust')}) + credited {c.get('credited')} + outstanding "
+                      f"{c.get('outstanding')} | Salesforce {s.get('total')} = {s.get('paid')} + {s.get('credited')} "
+                      f"+ {s.get('outstanding')}: {'OK' if row.get('ok') else row.get('status')}")
+            if len(book.get("bills", [])) > 6:
+                print(f"    ... {len(book['bills']) - 6} more bills in the report")
     clio_log = clio.request_log()
     sf_log = sf.request_log()
     sf_calls = sf_log.get("total_api_calls", 0) if isinstance(sf_log, dict) else len(sf_log)
