@@ -1,8 +1,9 @@
 """What the migration reads from Clio: one entry per staged object.
 
-This is the contract between the extractor (which builds its requests from it), the
-mapping engine (which reads the staged records) and the Clio sandbox (which must serve
-every field named here, exactly as Clio API v4 spells it).  Pure data, no Airflow.
+This is the contract between the extractor (which builds its requests from it) and the mapping
+engine (which reads the staged records).  Every field and parameter named here must exist in
+Clio's official API spec, spelled as it spells it (tests check it against clio-cli's OpenAPI
+file, which is also all the Clio sandbox follows).  Pure data, no Airflow.
 """
 
 from __future__ import annotations

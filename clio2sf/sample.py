@@ -57,6 +57,13 @@ PARENTS: dict[str, tuple[Ref, ...]] = {
     "contact_notes": (_r("contact.id", "contacts"),),
     "communications": (_r("matter.id", "matters"), _r("senders.*.id", "contacts", "Contact"),
                        _r("receivers.*.id", "contacts", "Contact")),
+    "allocations": (_r("bill.id", "bills"), _r("matter.id", "matters"), _r("contact.id", "contacts"),
+                    _r("parent.id", "credit_memos", "CreditMemo")),
+    "credit_memos": (_r("contact.id", "contacts"),),
+    "interest_charges": (_r("bill.id", "bills"), _r("matters.*.id", "matters")),
+    "outstanding_client_balances": (_r("contact.id", "contacts"),),
+    "damages": (_r("matter.id", "matters"),),
+    "medical_records_details": (_r("matter.id", "matters"), _r("medical_provider.id", "contacts")),
 }
 
 #: Small configuration objects every sampled record may look up: passed through whole.
@@ -142,7 +149,10 @@ def _walk(node: Any, path: tuple[str, ...], only_type: str | None) -> Iterator[A
                 continue
             yield from _walk(item, rest, only_type)
     elif isinstance(node, dict):
-        yield from _walk(node.get(head), rest, only_type)
+        child = node.get(head)
+        if only_type is not None and rest == ("id",) and isinstance(child, dict) and child.get("type") != only_type:
+            return  # a polymorphic reference of another kind (an allocation's parent: a payment)
+        yield from _walk(child, rest, only_type)
 
 
 def parent_refs(obj: str, data: Mapping[str, Any]) -> list[tuple[str, int]]:
