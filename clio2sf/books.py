@@ -194,13 +194,8 @@ def salesforce_books(stream: Callable[[str, list[str]], Iterable[Mapping[str, An
 # ------------------------------------------------------------------ comparison
 
 
-@dataclass
-class BillRow:
-    bill: str
-    number: str | None
-    clio: dict[str, Any]
-    salesforce: dict[str, Any] | None
-    status: str  # ok | differs | missing | rejected | does not tie out
+class _Row:
+    status: str
 
     @property
     def ok(self) -> bool:
@@ -208,7 +203,16 @@ class BillRow:
 
 
 @dataclass
-class TrustRow:
+class BillRow(_Row):
+    bill: str
+    number: str | None
+    clio: dict[str, Any]
+    salesforce: dict[str, Any] | None
+    status: str  # ok | differs | missing | rejected | does not tie out
+
+
+@dataclass
+class TrustRow(_Row):
     matter: str
     clio_reported: Decimal | None
     clio_ledger: Decimal
@@ -217,23 +221,15 @@ class TrustRow:
     salesforce_lowest: Decimal | None
     status: str
 
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
 
 @dataclass
-class ClientRow:
+class ClientRow(_Row):
     contact: str
     clio: Decimal
     clio_bills: Decimal
     salesforce: Decimal | None
     salesforce_bills: Decimal | None
     status: str
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
 
 @dataclass

@@ -8,12 +8,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from openapi_core import Config, OpenAPI
+from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
 from clio2sf.catalog import BY_NAME, CLIO_OBJECTS
 from sandbox.clio.schema import model
-from sandbox.clio.spec import load_spec, with_nullable
+from sandbox.clio.spec import load_spec
 from sandbox.clio.testing import ClioSandbox, run_clio_sandbox
 
 pytestmark = pytest.mark.integration
@@ -23,18 +23,6 @@ pytestmark = pytest.mark.integration
 def clio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClioSandbox]:
     with run_clio_sandbox(tmp_path_factory.mktemp("clio"), preset="demo", rate_limit=None, token_ttl=3600) as sb:
         yield sb
-
-
-@pytest.fixture(scope="module")
-def http(clio: ClioSandbox) -> requests.Session:
-    s = requests.Session()
-    s.headers["Authorization"] = f"Bearer {clio.access_token()}"
-    return s
-
-
-@pytest.fixture(scope="module")
-def openapi() -> OpenAPI:
-    return OpenAPI.from_dict(with_nullable(load_spec()), config=Config(spec_validator_cls=None))
 
 
 def page_all(http: requests.Session, clio: ClioSandbox, endpoint: str, params: dict) -> list[dict]:

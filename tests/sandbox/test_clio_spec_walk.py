@@ -16,12 +16,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
-from openapi_core import Config, OpenAPI
+from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 
 from sandbox.clio.fields import default_fields
 from sandbox.clio.schema import Operation, model
-from sandbox.clio.spec import load_spec, with_nullable
 from sandbox.clio.testing import ClioSandbox, run_clio_sandbox
 
 pytestmark = pytest.mark.integration
@@ -41,18 +40,6 @@ EMPTY = {"lauk_civil_certificated_rates", "lauk_civil_controlled_rates", "lauk_c
 def clio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClioSandbox]:
     with run_clio_sandbox(tmp_path_factory.mktemp("clio-walk"), preset="tiny", rate_limit=None) as sb:
         yield sb
-
-
-@pytest.fixture(scope="module")
-def http(clio: ClioSandbox) -> requests.Session:
-    s = requests.Session()
-    s.headers["Authorization"] = f"Bearer {clio.access_token()}"
-    return s
-
-
-@pytest.fixture(scope="module")
-def openapi() -> OpenAPI:
-    return OpenAPI.from_dict(with_nullable(load_spec()), config=Config(spec_validator_cls=None))
 
 
 def validate(openapi: OpenAPI, resp: requests.Response) -> None:
