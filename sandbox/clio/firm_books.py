@@ -62,7 +62,8 @@ def add_group_rates(b: FirmBuilder) -> None:
     for c in b.clients[1::7][:3]:
         b.add("activity_rates", {"id": b.nid("arate", 1), "rate": 410.0, "flat_rate": False, "contact_id": c["id"],
                                  "co_counsel_contact_id": None, "user": None,
-                                 "group": {"id": team["id"], "name": team["name"]}})
+                                 "group": {"id": team["id"], "name": team["name"]}},
+              c["_created_ts"], c["_updated_ts"])  # no draw: the rest of the firm stays what the seed made
 
 
 class _Ledger:

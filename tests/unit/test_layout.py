@@ -32,6 +32,12 @@ def test_pure_logic_has_no_airflow_or_sandbox_import():
     assert offenders == {}
 
 
+def test_clio_sandbox_never_imports_the_migration():
+    """Its fields, filters and endpoints come from the official spec, never from our catalog."""
+    files = list((ROOT / "sandbox" / "clio").rglob("*.py"))
+    assert files and [str(p) for p in files if "clio2sf" in _imports(p)] == []
+
+
 def test_dag_and_plugin_code_never_imports_sandboxes():
     files = list((ROOT / "dags").rglob("*.py")) + list((ROOT / "plugins").rglob("*.py"))
     assert files, "dags/ and plugins/ should hold code"
