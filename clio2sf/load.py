@@ -17,15 +17,18 @@ import datetime as dt
 import gzip
 import io
 import json
+import logging
 import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any, Literal, Protocol
 
 from clio2sf.staging import write_bytes_atomic
+
+log = logging.getLogger(__name__)
 
 NULL = "#N/A"
 BULK_MAX_BYTES = 100_000_000  # raw upload size; Salesforce caps 150 MB after its own base64
@@ -1052,7 +1055,10 @@ def _with_row_retries(
             final[o.index] = o
             if o.transient and attempt <= max_row_retries:
                 pending.append(o.index)
-        if pending:
+        if pending:  # codes and counts only: never record values
+            codes = Counter(e.status_code for i in pending for e in final[i].errors if e.transient)
+            log.warning("%d row(s) failed transiently (%s); resending them (attempt %d of %d)", len(pending),
+                        ", ".join(f"{c} x{n}" for c, n in sorted(codes.items())), attempt + 1, max_row_retries + 1)
             sleep(retry_wait * 2 ** (attempt - 1))
     return [final[i] for i in sorted(final)]
 

@@ -400,11 +400,15 @@ def test_choose_mode():
 
 
 @pytest.mark.parametrize("mode", ["composite", "bulk"])
-def test_transient_rows_retried_to_success_and_rerun_creates_nothing(mode):
+def test_transient_rows_retried_to_success_and_rerun_creates_nothing(mode, caplog):
     client = FakeClient(lock_failures={"contact-2": 2})
     rows = [contact(i, LastName=f"L{i}") for i in range(1, 4)]
     waits = []
-    res = load_rows(client, rows, mode=mode, max_row_retries=3, sleep=waits.append)
+    with caplog.at_level("WARNING", logger="clio2sf.load"):
+        res = load_rows(client, rows, mode=mode, max_row_retries=3, sleep=waits.append)
+    assert [r.getMessage() for r in caplog.records] == [  # the retries leave a trace, without record values
+        "1 row(s) failed transiently (UNABLE_TO_LOCK_ROW x1); resending them (attempt 2 of 4)",
+        "1 row(s) failed transiently (UNABLE_TO_LOCK_ROW x1); resending them (attempt 3 of 4)"]
     assert [o.success for o in res.outcomes] == [True, True, True]
     assert res.outcomes[1].attempts == 3 and res.created == 3
     assert waits == [2.0, 4.0]
