@@ -15,7 +15,8 @@ from sandbox.salesforce.org import Org, Settings
 def _settings(a: argparse.Namespace) -> Settings:
     return Settings(seed=a.seed, session_ttl=a.session_ttl, api_daily_limit=a.api_daily_limit,
                     data_storage_mb=a.data_storage_mb, file_storage_mb=a.file_storage_mb,
-                    audit_fields=a.audit_fields == "on", lock_row_rate=a.lock_row_rate,
+                    audit_fields=a.audit_fields == "on", hard_delete=a.hard_delete == "on",
+                    bulk_daily_batches=a.bulk_daily_batches, lock_row_rate=a.lock_row_rate,
                     fault_503_rate=a.fault_503_rate, fail_bulk_jobs=a.fail_bulk_jobs,
                     session_expire_every=a.session_expire_every, bulk_max_upload_mb=a.bulk_max_upload_mb)
 
@@ -75,7 +76,11 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--api-daily-limit", type=int, default=1_000_000)
     s.add_argument("--data-storage-mb", type=int, default=1024)
     s.add_argument("--file-storage-mb", type=int, default=2048)
-    s.add_argument("--audit-fields", choices=("on", "off"), default="on")
+    s.add_argument("--audit-fields", choices=("on", "off"), default="off",
+                   help="'Set Audit Fields upon Record Creation': org preference on and granted to the integration user")
+    s.add_argument("--hard-delete", choices=("on", "off"), default="off",
+                   help="'Bulk API Hard Delete' on the integration user's profile")
+    s.add_argument("--bulk-daily-batches", type=int, default=15_000, help="DailyBulkApiBatches allowance")
     s.add_argument("--lock-row-rate", type=float, default=0.0)
     s.add_argument("--fault-503-rate", type=float, default=0.0)
     s.add_argument("--fail-bulk-jobs", type=int, default=0)

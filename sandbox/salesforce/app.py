@@ -10,6 +10,7 @@ import random
 import secrets
 import threading
 import time
+import traceback
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -23,6 +24,7 @@ from starlette.routing import Route
 
 from sandbox.salesforce import ids
 from sandbox.salesforce.bulk import BulkJobs
+from sandbox.salesforce.metadata import compound_address
 from sandbox.salesforce.org import Org
 from sandbox.salesforce.query import API, Runner, run_tooling
 from sandbox.salesforce.soql import SoqlError
@@ -31,6 +33,11 @@ from sandbox.salesforce.values import FieldError
 CONSUMER_KEY = "sf-sandbox-consumer-key"
 PAGE = 2000
 JSON_BLOB_LIMIT = int(37.5 * 1024 * 1024)
+#: The API versions this org serves: its own (Winter '24, 59.0) down to 21.0; 7.0-20.0 were retired in
+#: Summer '22 and answer 410, as do real orgs (versions above the org's own answer 404).
+API_VERSION = 59.0
+MIN_API_VERSION = 21.0
+RELEASES = {59.0: "Winter '24", 58.0: "Summer '23", 57.0: "Spring '23", 56.0: "Winter '23", 55.0: "Summer '22"}
 
 
 class HttpError(Exception):
@@ -45,6 +52,26 @@ class HttpError(Exception):
         return JSONResponse([body], status_code=self.status)
 
 
+def _api_version(path: str) -> None:
+    """404 above the org's version, 410 for a retired one, 404 for a malformed one."""
+    if path.startswith("/services/async/"):
+        ver = path.split("/services/async/", 1)[1].split("/", 1)[0]
+    else:
+        ver = path.split("/services/data/", 1)[1].split("/", 1)[0]
+        if not ver:
+            return  # the version list
+        if not ver.startswith("v"):
+            raise HttpError(404, "NOT_FOUND", "The requested resource does not exist")
+        ver = ver[1:]
+    number = float(ver) if "." in ver and ver.replace(".", "", 1).isdigit() else None
+    if number is None or number > API_VERSION:
+        raise HttpError(404, "NOT_FOUND", "The requested resource does not exist")
+    if number < MIN_API_VERSION:
+        raise HttpError(410, "UNSUPPORTED_API_VERSION",
+                        f"The API version that was specified ({number:.1f}) is below the minimum supported "
+                        f"({MIN_API_VERSION:.1f}). Change the version number and run the request again.")
+
+
 def _from_field_error(e: FieldError, status: int = 400) -> HttpError:
     if e.code in ("NOT_FOUND",):
         status = 404
@@ -57,6 +84,9 @@ class Sandbox:
     def __init__(self, org: Org, host: str, port: int):
         self.org = org
         self.bulk = BulkJobs(org)
+        self.bulk.on_internal_error = lambda job, e: self.record({
+            "ts": time.time(), "method": "WORKER", "path": f"bulk job {job['id']}", "kind": "bulk_worker",
+            "status": 500, "error": f"{type(e).__name__}: {e}", "api": False})
         self.instance_url = f"https://{host}:{port}"
         self.sessions: dict[str, tuple[str, float]] = {}
         self.refresh_tokens: dict[str, str] = {}
@@ -125,7 +155,7 @@ def build_app(sb: Sandbox) -> Starlette:
 
     async def token(request: Request) -> Response:
         body = await request.body()
-        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
         form.update({k: v for k, v in request.query_params.items() if k == "grant_type" and "grant_type" not in form})
         status, payload = await run_in_threadpool(_token, sb, request, form)
         sb.record({"ts": time.time(), "method": "POST", "path": "/services/oauth2/token", "kind": "auth",
@@ -140,6 +170,7 @@ def build_app(sb: Sandbox) -> Starlette:
         status = 500
         try:
             user = sb.session_user(request)
+            _api_version(path)
             with org.lock:
                 if org.api_used >= org.settings.api_daily_limit:
                     raise HttpError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
@@ -157,10 +188,27 @@ def build_app(sb: Sandbox) -> Starlette:
             resp = _from_field_error(e).response()
         except SoqlError as e:
             resp = HttpError(400, e.code, e.message).response()
+        except Exception as e:  # noqa: BLE001 - a sandbox bug: answered as a real org would, and logged
+            resp = _internal_error(sb, path, e)
         status = resp.status_code
         resp.headers["Sforce-Limit-Info"] = sb.limit_header()
         sb.record({"ts": started, "method": request.method, "path": path, "kind": kind, "status": status,
                    "ms": int((time.time() - started) * 1000), "api": True})
+        return resp
+
+    async def userinfo(request: Request) -> Response:
+        try:
+            user = sb.session_user(request)
+            u = await run_in_threadpool(org.user, user)
+            resp = JSONResponse({
+                "sub": f"https://login.salesforce.com/id/{org.org_id}/{user}", "user_id": user,
+                "organization_id": org.org_id, "preferred_username": u["Username"], "name": u["Name"],
+                "email": u["Email"], "email_verified": True, "active": bool(u["IsActive"]),
+                "user_type": "STANDARD", "language": "en_US", "zoneinfo": u.get("TimeZoneSidKey")})
+        except HttpError as e:
+            resp = e.response()
+        sb.record({"ts": time.time(), "method": request.method, "path": request.url.path, "kind": "auth",
+                   "status": resp.status_code, "api": False})
         return resp
 
     async def admin(request: Request) -> Response:
@@ -170,11 +218,21 @@ def build_app(sb: Sandbox) -> Starlette:
 
     routes = [
         Route("/services/oauth2/token", token, methods=["POST"]),
+        Route("/services/oauth2/userinfo", userinfo, methods=["GET", "POST"]),
         Route("/services/data/{rest:path}", api, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
         Route("/services/async/{rest:path}", api, methods=["GET", "POST", "PUT"]),
         Route("/_admin/{rest:path}", admin, methods=["GET", "POST"]),
     ]
     return Starlette(routes=routes)
+
+
+def _internal_error(sb: Sandbox, path: str, e: Exception) -> JSONResponse:
+    """A real org's answer to its own failure: 500 UNKNOWN_EXCEPTION (the traceback goes to the server log)."""
+    error_id = f"{secrets.randbelow(10**9):09d}-{secrets.randbelow(10**6):06d}"
+    print(f"sandbox internal error {error_id} on {path}:\n{traceback.format_exc()}", flush=True)
+    return JSONResponse([{"message": "An unexpected error occurred. Please include this ErrorId if you contact "
+                                     f"support: {error_id} ({type(e).__name__})", "errorCode": "UNKNOWN_EXCEPTION"}],
+                        status_code=500)
 
 
 # -- auth ---------------------------------------------------------------------------------------
@@ -239,11 +297,19 @@ def _admin(sb: Sandbox, method: str, what: str, body: bytes) -> Response:
     org = sb.org
     if what == "knobs":
         if method == "POST":
-            changes = json.loads(body or b"{}")
+            try:
+                changes = json.loads(body or b"{}")
+            except ValueError:
+                return JSONResponse({"error": "knobs: the body is not JSON"}, status_code=400)
+            if not isinstance(changes, dict):
+                return JSONResponse({"error": "knobs: send a JSON object"}, status_code=400)
             for k, v in changes.items():
                 if not hasattr(org.settings, k):
                     return JSONResponse({"error": f"unknown knob {k}"}, status_code=400)
-                setattr(org.settings, k, type(getattr(org.settings, k))(v))
+                kind = type(getattr(org.settings, k))
+                setattr(org.settings, k, v.lower() in ("on", "true", "1") if kind is bool and isinstance(v, str)
+                        else kind(v))
+            org.sync_knobs()
         return JSONResponse(org.settings.as_dict())
     if what == "requests":
         with sb.log_lock:
@@ -266,15 +332,37 @@ def _admin(sb: Sandbox, method: str, what: str, body: bytes) -> Response:
 
 # -- REST dispatch ------------------------------------------------------------------------------
 
+_JSON_TOKENS = {list: "START_ARRAY", str: "VALUE_STRING", int: "VALUE_NUMBER_INT", float: "VALUE_NUMBER_FLOAT",
+                bool: "VALUE_TRUE"}
+
+
 def _json(body: bytes) -> Any:
+    """The JSON body; an empty or unparsable one is a 400 ``JSON_PARSER_ERROR``, as on a real org."""
+    if not body.strip():
+        raise HttpError(400, "JSON_PARSER_ERROR", "The HTTP entity body is required, but this request has no entity body.")
     try:
-        return json.loads(body or b"null")
-    except ValueError:
-        raise HttpError(400, "JSON_PARSER_ERROR", "Unexpected character in request body") from None
+        return json.loads(body)
+    except json.JSONDecodeError as e:
+        raise HttpError(400, "JSON_PARSER_ERROR",
+                        f"Unexpected character ('{e.doc[e.pos:e.pos + 1]}' (code {ord(e.doc[e.pos:e.pos + 1] or ' ')})): "
+                        f"expected a valid value at [line:{e.lineno}, column:{e.colno}]") from None
+    except ValueError:  # not UTF-8
+        raise HttpError(400, "JSON_PARSER_ERROR", "Invalid UTF-8 start byte at [line:1, column:1]") from None
 
 
-def _obj(org: Org, name: str):
-    obj = org.schema.get(name)
+def _json_object(body: bytes, what: str = "SObject") -> dict:
+    """A JSON body that must be an object (a record, a job, a payload)."""
+    data = _json(body)
+    if data is None:
+        raise HttpError(400, "JSON_PARSER_ERROR", "The HTTP entity body is required, but this request has no entity body.")
+    if not isinstance(data, dict):
+        token = _JSON_TOKENS.get(type(data), "VALUE_NULL")
+        raise HttpError(400, "JSON_PARSER_ERROR", f"Can not deserialize {what} out of {token} token at [line:1, column:1]")
+    return data
+
+
+def _obj(org: Org, name: str, user: str | None = None):
+    obj = org.visible(name, user)
     if obj is None:
         raise HttpError(404, "NOT_FOUND", "The requested resource does not exist")
     return obj
@@ -286,7 +374,9 @@ def _dispatch(sb: Sandbox, request: Request, body: bytes, user: str) -> Response
         return _bulk_v1(sb, request, path.split("/services/async/", 1)[1].split("/")[1:], body)
     rest = path.split("/services/data/", 1)[1].strip("/")
     if not rest:
-        return JSONResponse([{"label": "Winter '24", "url": "/services/data/v59.0", "version": "59.0"}])
+        versions = [MIN_API_VERSION + i for i in range(int(API_VERSION - MIN_API_VERSION) + 1)]
+        return JSONResponse([{"label": RELEASES.get(v, f"API {v:.1f}"), "url": f"/services/data/v{v:.1f}",
+                              "version": f"{v:.1f}"} for v in versions])
     parts = [unquote(p) for p in rest.split("/")]
     ver, parts = parts[0], parts[1:]
     if not ver.startswith("v"):
@@ -302,13 +392,13 @@ def _dispatch(sb: Sandbox, request: Request, body: bytes, user: str) -> Response
     if head in ("query", "queryAll"):
         if len(parts) > 1:
             return _query_more(sb, parts[1])
-        return _query(sb, params.get("q", ""), head == "queryAll", request)
+        return _query(sb, params.get("q", ""), head == "queryAll", request, user)
     if head == "composite":
         return _composite(sb, m, parts[1:], body, user, params)
     if head == "limits":
-        return _limits(sb, parts[1:], params)
+        return _limits(sb, parts[1:], params, user)
     if head == "tooling":
-        return _tooling(sb, m, parts[1:], body, params)
+        return _tooling(sb, m, parts[1:], body, params, user)
     if head == "jobs":
         return _bulk2(sb, m, parts[1:], body, user, params)
     raise HttpError(404, "NOT_FOUND", "The requested resource does not exist")
@@ -334,7 +424,7 @@ def _multipart(request: Request, body: bytes) -> tuple[dict, bytes]:
     for part in msg.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if name == "entity_content":
-            entity = json.loads(part.get_payload(decode=True))
+            entity = _json_object(part.get_payload(decode=True) or b"")
         else:
             blob = part.get_payload(decode=True)
     if entity is None or blob is None:
@@ -346,12 +436,12 @@ def _sobjects(sb: Sandbox, request: Request, parts: list[str], body: bytes, user
     org = sb.org
     m = request.method
     if not parts:
-        return JSONResponse(org.schema.describe_global())
-    obj = _obj(org, parts[0])
+        return JSONResponse(org.schema.describe_global(org.access(user)))
+    obj = _obj(org, parts[0], user)
     if len(parts) == 1:
         if m == "GET":
-            return JSONResponse({"objectDescribe": org.schema.describe_global()["sobjects"][
-                list(org.schema.objects).index(obj.name)], "recentItems": []})
+            entry = next(e for e in org.schema.describe_global()["sobjects"] if e["name"] == obj.name)
+            return JSONResponse({"objectDescribe": entry, "recentItems": []})
         if m == "POST":
             if request.headers.get("content-type", "").startswith("multipart/"):
                 entity, blob = _multipart(request, body)
@@ -361,15 +451,15 @@ def _sobjects(sb: Sandbox, request: Request, parts: list[str], body: bytes, user
             else:
                 if len(body) > JSON_BLOB_LIMIT * 4 // 3 + 1024 * 1024 and obj.name == "ContentVersion":
                     raise HttpError(400, "JSON_PARSER_ERROR", "Maximum size of request reached. Maximum size of request is 52428800 bytes.")
-                row = _json(body)
-                vd = row.get("VersionData") if isinstance(row, dict) else None
+                row = _json_object(body)
+                vd = row.get("VersionData")
                 if isinstance(vd, str) and len(vd) > JSON_BLOB_LIMIT:
                     raise HttpError(400, "STRING_TOO_LONG",
                                     "Version Data: data value too large: base64 body exceeds 37.5 MB; use multipart")
             return _single_result(org.write(obj.name, "insert", [_nested_refs(row)], user_id=user)[0])
         raise HttpError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{m}' not allowed. Allowed are HEAD,GET,POST")
     if parts[1] == "describe" and len(parts) == 2:
-        return JSONResponse(org.describe(obj))
+        return JSONResponse(org.describe(obj, user))
     if len(parts) == 2:
         rid = parts[1]
         if not ids.well_formed(rid) or rid[:3] != obj.key_prefix and not (obj.name == "ContentNote" and rid[:3] == "069"):
@@ -382,9 +472,9 @@ def _sobjects(sb: Sandbox, request: Request, parts: list[str], body: bytes, user
                 raise HttpError(404, "NOT_FOUND", "The requested resource does not exist")
             if got[2]:
                 raise HttpError(404, "ENTITY_IS_DELETED", "entity is deleted", [])
-            return JSONResponse(_render_record(obj, got[1], request.query_params.get("fields")))
+            return JSONResponse(_render_record(org, obj, got[1], request.query_params.get("fields"), user))
         if m == "PATCH":
-            row = _nested_refs(_json(body))
+            row = _nested_refs(_json_object(body))
             row["Id"] = rid
             res = org.write(obj.name, "update", [row], user_id=user)[0]
             if res["success"]:
@@ -403,6 +493,8 @@ def _sobjects(sb: Sandbox, request: Request, parts: list[str], body: bytes, user
                                 status_code=status)
     if len(parts) == 3:
         f = obj.field(parts[1])
+        if f is not None and not org.access(user).readable(obj, f):
+            f = None  # hidden by field-level security
         if f is not None and (f["externalId"] or f["idLookup"]) and f["type"] != "id" or (f and f["name"] == "Id" and m == "PATCH"):
             return _by_external_id(sb, request, obj, f, parts[2], body, user)
         rid = ids.normalize(parts[1]) if ids.well_formed(parts[1]) else ""
@@ -415,17 +507,19 @@ def _sobjects(sb: Sandbox, request: Request, parts: list[str], body: bytes, user
     raise HttpError(404, "NOT_FOUND", "The requested resource does not exist")
 
 
-def _render_record(obj, rec: dict, fields: str | None) -> dict:
+def _render_record(org: Org, obj, rec: dict, fields: str | None, user: str | None = None) -> dict:
+    acc = org.access(user)
     wanted = [obj.field(f.strip()) for f in fields.split(",")] if fields else list(obj.fields.values())
     out: dict[str, Any] = {"attributes": {"type": obj.name, "url": f"/services/data/{API}/sobjects/{obj.name}/{rec['Id']}"}}
     for f in wanted:
-        if f is None:
+        if f is None or (acc is not None and not acc.readable(obj, f)):
             continue
-        v = rec.get(f["name"])
         if f["type"] == "base64":
-            v = f"/services/data/{API}/sobjects/{obj.name}/{rec['Id']}/{f['name']}"
-        if f["type"] not in ("address", "location"):
-            out[f["name"]] = v
+            out[f["name"]] = f"/services/data/{API}/sobjects/{obj.name}/{rec['Id']}/{f['name']}"
+        elif f["type"] == "address":
+            out[f["name"]] = compound_address(obj, f, rec)
+        elif f["type"] != "location":
+            out[f["name"]] = rec.get(f["name"])
     return out
 
 
@@ -440,9 +534,9 @@ def _by_external_id(sb: Sandbox, request: Request, obj, f: dict, value: str, bod
             raise HttpError(404, "NOT_FOUND", "The requested resource does not exist")
         if len(hits) > 1:
             return JSONResponse([f"/services/data/{API}/sobjects/{obj.name}/{h}" for h in hits], status_code=300)
-        return JSONResponse(_render_record(obj, recs[hits[0]][1], request.query_params.get("fields")))
+        return JSONResponse(_render_record(org, obj, recs[hits[0]][1], request.query_params.get("fields"), user))
     if m == "PATCH":
-        row = _nested_refs(_json(body))
+        row = _nested_refs(_json_object(body))
         if f["name"] == "Id":
             row["Id"] = value if value.lower() != "null" else None
         else:
@@ -473,8 +567,8 @@ def _page_size(request: Request) -> int:
     return PAGE
 
 
-def _query(sb: Sandbox, soql: str, include_deleted: bool, request: Request) -> Response:
-    runner = Runner(sb.org, soql, include_deleted=include_deleted)
+def _query(sb: Sandbox, soql: str, include_deleted: bool, request: Request, user: str) -> Response:
+    runner = Runner(sb.org, soql, include_deleted=include_deleted, user_id=user)
     if runner.q.count is not None:
         n = runner.count_value()
         if runner.q.count == "":
@@ -518,14 +612,20 @@ def _composite(sb: Sandbox, m: str, parts: list[str], body: bytes, user: str, pa
             raise HttpError(400, "INVALID_FIELD", "ids: between 1 and 200 ids are required")
         res = org.delete(idlist, user_id=user, all_or_none=params.get("allOrNone", "false").lower() == "true")
         return JSONResponse([_collection_item(r) for r in res])
-    payload = _json(body) or {}
+    payload = _json_object(body, "SObjectCollection")
     records = payload.get("records") or []
-    aon = bool(payload.get("allOrNone"))
+    aon = payload.get("allOrNone", False)
+    if not isinstance(records, list) or not isinstance(aon, bool):
+        raise HttpError(400, "JSON_PARSER_ERROR", "Can not deserialize the collection: records must be a list and "
+                        "allOrNone a boolean at [line:1, column:1]")
+    if any(not isinstance(r, dict) for r in records):
+        raise HttpError(400, "JSON_PARSER_ERROR", "Can not deserialize SObject out of a non-object value in records "
+                        "at [line:1, column:1]")
     if not records or len(records) > 200:
         raise HttpError(400, "EXCEEDED_ID_LIMIT" if records else "INVALID_FIELD",
                         "Collections accept between 1 and 200 records")
     if len(parts) == 3 and m == "PATCH":
-        obj = _obj(org, parts[1])
+        obj = _obj(org, parts[1], user)
         res = org.write(obj.name, "upsert", [_nested_refs(r) for r in records], user_id=user, ext_field=parts[2],
                         all_or_none=aon)
         return JSONResponse([_collection_item(r, upsert=True) for r in res])
@@ -535,8 +635,9 @@ def _composite(sb: Sandbox, m: str, parts: list[str], body: bytes, user: str, pa
     results: list[dict | None] = [None] * len(records)
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(records):
-        typ = (r.get("attributes") or {}).get("type")
-        if typ is None or org.schema.get(typ) is None:
+        attrs = r.get("attributes")
+        typ = attrs.get("type") if isinstance(attrs, dict) else None
+        if not isinstance(typ, str) or org.visible(typ, user) is None:
             results[i] = {"success": False, "errors": [{"statusCode": "INVALID_TYPE",
                                                          "message": "sObject type is missing or invalid", "fields": []}]}
             continue
@@ -572,7 +673,7 @@ def _collection_item(r: dict, upsert: bool = False) -> dict:
 
 # -- limits ---------------------------------------------------------------------------------------
 
-def _limits(sb: Sandbox, parts: list[str], params) -> Response:
+def _limits(sb: Sandbox, parts: list[str], params, user: str) -> Response:
     org = sb.org
     s = org.settings
     if parts and parts[0] == "recordCount":
@@ -587,7 +688,8 @@ def _limits(sb: Sandbox, parts: list[str], params) -> Response:
     file_used = org.file_bytes // (1024 * 1024)
     return JSONResponse({
         "DailyApiRequests": {"Max": s.api_daily_limit, "Remaining": max(0, s.api_daily_limit - org.api_used)},
-        "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+        "DailyBulkApiBatches": {"Max": s.bulk_daily_batches,
+                                "Remaining": max(0, s.bulk_daily_batches - org.bulk_batches_used)},
         "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
         "DailyBulkV2QueryFileStorageMB": {"Max": 976562, "Remaining": 976562},
         "DataStorageMB": {"Max": data_max, "Remaining": max(0, data_max - data_used)},
@@ -598,7 +700,7 @@ def _limits(sb: Sandbox, parts: list[str], params) -> Response:
 
 # -- tooling --------------------------------------------------------------------------------------
 
-def _tooling(sb: Sandbox, m: str, parts: list[str], body: bytes, params) -> Response:
+def _tooling(sb: Sandbox, m: str, parts: list[str], body: bytes, params, user: str) -> Response:
     org = sb.org
     if parts and parts[0] == "query":
         soql = params.get("q", "")
@@ -614,10 +716,16 @@ def _tooling(sb: Sandbox, m: str, parts: list[str], body: bytes, params) -> Resp
         return JSONResponse({"size": len(recs), "totalSize": len(recs), "done": True, "queryLocator": None,
                              "entityTypeName": kind, "records": recs})
     if len(parts) == 2 and parts[0] == "sobjects" and m == "POST":
-        payload = _json(body) or {}
+        payload = _json_object(body)
         full, md = payload.get("FullName"), payload.get("Metadata") or {}
         if not full:
             raise HttpError(400, "REQUIRED_FIELD_MISSING", "Required fields are missing: [FullName]", ["FullName"])
+        if not isinstance(full, str) or not isinstance(md, dict):
+            raise HttpError(400, "JSON_PARSER_ERROR", "Can not deserialize the Metadata: FullName must be a string "
+                            "and Metadata an object at [line:1, column:1]")
+        if not org.access(user).has("PermissionsCustomizeApplication"):
+            raise HttpError(400, "INSUFFICIENT_ACCESS_OR_READONLY",
+                            "insufficient access rights on object id: Customize Application is required")
         try:
             if parts[1] == "CustomObject":
                 new_id = org.create_custom_object(full, md)
@@ -651,11 +759,11 @@ def _bulk2(sb: Sandbox, m: str, parts: list[str], body: bytes, user: str, params
     jtype = "V2Ingest" if kind == "ingest" else "V2Query"
     if len(parts) == 1:
         if m == "POST":
-            payload = _json(body) or {}
+            payload = _json_object(body, "JobInfo")
             try:
                 job = bulk.create_ingest(payload, user) if kind == "ingest" else bulk.create_query(payload, user)
             except FieldError as e:
-                raise HttpError(400, "INVALIDJOB", e.message) from None
+                raise HttpError(400, e.code, e.message) from None
             return JSONResponse(bulk.public(job))
         jobs = [bulk.public(j) for j in bulk.jobs.values() if j.get("jobType") == jtype]
         return JSONResponse({"done": True, "records": jobs, "nextRecordsUrl": None})
@@ -664,7 +772,7 @@ def _bulk2(sb: Sandbox, m: str, parts: list[str], body: bytes, user: str, params
         if m == "GET":
             return JSONResponse(bulk.public(job))
         if m == "PATCH":
-            state = (_json(body) or {}).get("state")
+            state = _json_object(body, "JobInfo").get("state")
             try:
                 return JSONResponse(bulk.public(bulk.set_state(job, state)))
             except FieldError as e:
@@ -688,8 +796,11 @@ def _bulk2(sb: Sandbox, m: str, parts: list[str], body: bytes, user: str, params
     if kind == "query" and sub == "results" and m == "GET":
         if job["state"] != "JobComplete":
             raise HttpError(400, "INVALIDJOBSTATE", "Job is not complete")
-        mr = params.get("maxRecords")
-        text, n, loc = bulk.query_page(job, params.get("locator"), int(mr) if mr else None)
+        mr, loc = params.get("maxRecords"), params.get("locator")
+        if (mr and not mr.isdigit()) or (loc and loc != "null" and not loc.isdigit()):
+            raise HttpError(400, "INVALIDLOCATOR" if loc and not loc.isdigit() else "INVALIDMAXRECORDS",
+                            "The locator or maxRecords value is not valid")
+        text, n, loc = bulk.query_page(job, loc, int(mr) if mr else None)
         return Response(text, media_type="text/csv", headers={"Sforce-NumberOfRecords": str(n), "Sforce-Locator": loc})
     raise HttpError(404, "NOT_FOUND", "The requested resource does not exist")
 
@@ -704,11 +815,23 @@ def _bulk_v1(sb: Sandbox, request: Request, parts: list[str], body: bytes) -> Re
     def err(msg: str, code: str = "InvalidJob", status: int = 400) -> Response:
         return JSONResponse({"exceptionCode": code, "exceptionMessage": msg}, status_code=status)
 
-    if parts == ["job"] and m == "POST":
+    def body_json(expect: type) -> Any:
         try:
-            job = bulk.v1_create(_json(body) or {}, user)
+            data = _json(body)
+        except HttpError as e:
+            return err(e.message, "ClientInputError")
+        if not isinstance(data, expect):
+            return err(f"Expected a JSON {'array' if expect is list else 'object'}", "ClientInputError")
+        return data
+
+    if parts == ["job"] and m == "POST":
+        info = body_json(dict)
+        if isinstance(info, Response):
+            return info
+        try:
+            job = bulk.v1_create(info, user)
         except FieldError as e:
-            return err(e.message)
+            return err(e.message, e.code)
         return JSONResponse(bulk.public(job), status_code=201)
     if len(parts) < 2 or parts[0] != "job":
         return err("Unknown resource", "InvalidUrl", 404)
@@ -717,15 +840,20 @@ def _bulk_v1(sb: Sandbox, request: Request, parts: list[str], body: bytes) -> Re
         return err("Unable to find job", "InvalidJob", 400)
     if len(parts) == 2:
         if m == "POST":
-            state = (_json(body) or {}).get("state")
+            info = body_json(dict)
+            if isinstance(info, Response):
+                return info
+            state = info.get("state")
             if state in ("Closed", "Aborted"):
                 job["state"] = state
                 bulk.save(job)
         return JSONResponse(bulk.public(job))
     if parts[2] == "batch":
         if len(parts) == 3 and m == "POST":
-            records = _json(body)
-            if not isinstance(records, list) or len(records) > 10000:
+            records = body_json(list)
+            if isinstance(records, Response):
+                return records
+            if len(records) > 10000:
                 return err("Batch must be a JSON array of at most 10,000 records", "InvalidBatch")
             try:
                 batch = bulk.v1_batch(job, records)

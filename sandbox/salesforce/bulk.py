@@ -25,6 +25,9 @@ DELIMS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^"
 OPERATIONS = {"insert", "update", "upsert", "delete", "hardDelete"}
 CHUNK = 5000
 API = "59.0"
+BATCH_ROWS = 10_000  # each 10,000 rows of a Bulk 2.0 ingest job count as one of the daily batches
+QUOTA_MESSAGE = "ExceededQuota : The number of batches has exceeded the limit for the past 24 hours (DailyBulkApiBatches)"
+HARD_DELETE_MESSAGE = "hardDelete operation requires special user profile permission, please contact your system administrator"
 
 
 BAD_SHAPE = {"statusCode": "INVALID_FIELD", "message": "Incorrect number of columns", "fields": []}
@@ -47,6 +50,8 @@ class BulkJobs:
             for j in org.store.list_jobs(kind):
                 self.jobs[j["id"]] = j
         self.q: queue.Queue[str] = queue.Queue()
+        #: Called with (job, exception) when processing a job raised: a sandbox bug, logged as a 500.
+        self.on_internal_error: Any = lambda job, e: None
         self.worker = threading.Thread(target=self._work, name="bulk-worker", daemon=True)
         self.worker.start()
         for j in self.jobs.values():
@@ -69,9 +74,13 @@ class BulkJobs:
         op = body.get("operation")
         if op not in OPERATIONS:
             raise FieldError("INVALIDJOB", f"InvalidJob : Invalid operation: {op}")
-        obj = self.org.schema.get(body.get("object") or "")
+        obj = self.org.visible(str(body.get("object") or ""), user_id)
         if obj is None:
             raise FieldError("INVALIDJOB", f"InvalidJob : Unable to find object: {body.get('object')}")
+        if op == "hardDelete" and not self.org.access(user_id).hard_delete:
+            raise FieldError("FEATURENOTENABLED", HARD_DELETE_MESSAGE)
+        if self.org.bulk_batches_used >= self.org.settings.bulk_daily_batches:
+            raise FieldError("LIMIT_EXCEEDED", QUOTA_MESSAGE)
         if op == "upsert" and not body.get("externalIdFieldName"):
             raise FieldError("INVALIDJOB", "InvalidJob : External ID was blank for upsert")
         if body.get("contentType", "CSV") != "CSV":
@@ -95,12 +104,18 @@ class BulkJobs:
     def upload(self, job: dict, data: bytes) -> None:
         if job["state"] != "Open":
             raise FieldError("INVALIDJOBSTATE", "Job is not in Open state")
+        if job.get("_uploaded"):
+            raise FieldError("BULK_API_ERROR", f"Found multiple contents for job: <{job['id']}>, please 'Close' / "
+                             "'Abort' / 'Delete' the current Job then create a new Job and make sure you only do "
+                             "'PUT' once on a given Job.")
         limit = self.org.settings.bulk_max_upload_mb * 1024 * 1024
         p = self.path(job["id"], "data.csv")
         if (p.stat().st_size if p.exists() else 0) + len(data) > limit:
             raise FieldError("INVALIDBATCH", f"InvalidBatch : Upload size exceeds {self.org.settings.bulk_max_upload_mb} MB")
         with p.open("ab") as fh:
             fh.write(data)
+        job["_uploaded"] = True
+        self.save(job)
 
     def set_state(self, job: dict, state: str) -> dict:
         if state == "UploadComplete":
@@ -135,6 +150,7 @@ class BulkJobs:
                 job["state"] = "Failed"
                 job["errorMessage"] = f"InternalServerError : {type(e).__name__}: {e}"
                 self.save(job)
+                self.on_internal_error(job, e)
 
     def _fail(self, job: dict, message: str, header: list[str] | None, rows: list[list[str]]) -> None:
         job["state"] = "Failed"
@@ -158,7 +174,11 @@ class BulkJobs:
         started = time.monotonic()
         org = self.org
         raw = self.path(job["id"], "data.csv").read_bytes() if self.path(job["id"], "data.csv").exists() else b""
-        text = raw.decode("utf-8")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            self._fail(job, f"ClientInputError : The CSV data is not valid UTF-8 (byte {e.start})", None, [])
+            return
         delim = DELIMS[job["columnDelimiter"]]
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
         header = next(reader, None)
@@ -176,12 +196,20 @@ class BulkJobs:
                        + job["lineEnding"], header, rows)
             return
         obj = org.schema.get(job["object"])
+        acc = org.access(job["createdById"])
+        seen: set[str] = set()
         for col in header:
+            if col.lower() in seen:
+                self._fail(job, f"InvalidBatch : Duplicate field name found in header: {col}", header, rows)
+                return
+            seen.add(col.lower())
             if col.lower() == "id":
                 continue
             if "." in col:
                 typ, _, path = col.rpartition(":")
                 f = obj.rel_field(path.partition(".")[0])
+                if f is not None and acc is not None and not acc.readable(obj, f):
+                    f = None  # hidden by field-level security: as if it did not exist
                 if f is None:
                     self._fail(job, f"InvalidBatch : Field name not found : {col}", header, rows)
                     return
@@ -189,12 +217,25 @@ class BulkJobs:
                     self._fail(job, f"InvalidBatch : type is not needed for non polymorphic foreign key ref {col}",
                                header, rows)
                     return
-            elif obj.field(col) is None:
+            elif obj.field(col) is None or (acc is not None and not acc.readable(obj, obj.field(col))):
                 self._fail(job, f"InvalidBatch : Field name not found : {col}", header, rows)
                 return
         if job["operation"] in ("delete", "hardDelete") and [c.lower() for c in header] != ["id"]:
             self._fail(job, "InvalidBatch : Only the Id column is allowed for delete", header, rows)
             return
+        ext = job.get("externalIdFieldName")
+        ext_f = obj.field(ext) if ext else None
+        if ext and (ext_f is None or (acc is not None and not acc.readable(obj, ext_f))
+                    or not (ext_f["externalId"] or ext_f["idLookup"])):
+            self._fail(job, f"InvalidBatch : Field name provided, {ext} does not match an External ID, Salesforce Id, "
+                       f"or indexed field for {obj.name}", header, rows)
+            return
+        with org.lock:
+            if org.bulk_batches_used >= org.settings.bulk_daily_batches:
+                self._fail(job, QUOTA_MESSAGE, header, rows)
+                return
+            org.bulk_batches_used += max(1, -(-len(rows) // BATCH_ROWS))
+        duplicates = self._repeated_ext(header, rows, ext_f) if job["operation"] == "upsert" else set()
         job["state"] = "InProgress"
         self.save(job)
         ok_rows: list[list[str]] = []
@@ -216,7 +257,8 @@ class BulkJobs:
                 try:
                     batch = good if plain else [dict(zip(header, r, strict=True)) for r in good]
                     results = org.write(obj.name, job["operation"], batch, user_id=user, from_csv=True,
-                                        ext_field=job.get("externalIdFieldName"), header=header if plain else None)
+                                        ext_field=job.get("externalIdFieldName"), header=header if plain else None,
+                                        duplicates=duplicates)
                 except FieldError as e:
                     self._fail(job, f"InvalidBatch : {e.message}", header, rows)
                     return
@@ -242,6 +284,22 @@ class BulkJobs:
         job.update(totalProcessingTime=ms, apiActiveProcessingTime=ms)
         org.persist_counters()
         self.save(job)
+
+    def _repeated_ext(self, header: list[str], rows: list[list[str]], ext_f: dict | None) -> set[str]:
+        """External-id keys that occur more than once in the whole job (a real org fails every occurrence)."""
+        if ext_f is None or ext_f["type"] == "id":
+            return set()
+        col = next((i for i, c in enumerate(header) if c.lower() == ext_f["name"].lower()), None)
+        if col is None:
+            return set()
+        seen: set[str] = set()
+        repeated: set[str] = set()
+        n = len(header)
+        for r in rows:
+            if len(r) == n and r[col] and r[col] != "#N/A":
+                kv = self.org.key_value(ext_f, r[col])
+                (repeated if kv in seen else seen).add(kv)
+        return repeated
 
     @staticmethod
     def _write_csv(p: Path, sf_cols: list[str], header: list[str], rows: list[list[str]]) -> None:
@@ -278,7 +336,7 @@ class BulkJobs:
         op = body.get("operation", "query")
         if op not in ("query", "queryAll"):
             raise FieldError("INVALIDJOB", f"InvalidJob : Invalid operation: {op}")
-        runner = Runner(self.org, body.get("query") or "", include_deleted=op == "queryAll")
+        runner = Runner(self.org, str(body.get("query") or ""), include_deleted=op == "queryAll", user_id=user_id)
         if runner.q.count is not None or runner.q.offset:
             raise SoqlError("FeatureNotEnabled", "Aggregate queries and OFFSET are not supported by Bulk API 2.0")
         jid = self.org.new_id("750")
@@ -297,7 +355,8 @@ class BulkJobs:
     def _run_query(self, job: dict) -> None:
         job["state"] = "InProgress"
         self.save(job)
-        runner = Runner(self.org, job["_query"], include_deleted=job["operation"] == "queryAll")
+        runner = Runner(self.org, job["_query"], include_deleted=job["operation"] == "queryAll",
+                        user_id=job["createdById"])
         rows = [runner.render(r) for r in runner.rows()]
         cols = runner.q.fields
         out = []
@@ -339,9 +398,11 @@ class BulkJobs:
     # -- Bulk v1 (JSON) ------------------------------------------------------------------------
     def v1_create(self, body: dict, user_id: str) -> dict:
         op = {"hard_delete": "hardDelete"}.get(body.get("operation"), body.get("operation"))
-        obj = self.org.schema.get(body.get("object") or "")
+        obj = self.org.visible(str(body.get("object") or ""), user_id)
         if op not in OPERATIONS or obj is None:
             raise FieldError("InvalidJob", f"Invalid job: {body.get('operation')} {body.get('object')}")
+        if op == "hardDelete" and not self.org.access(user_id).hard_delete:
+            raise FieldError("FeatureNotEnabled", HARD_DELETE_MESSAGE)
         mode = body.get("concurrencyMode", "Parallel")
         mode = {0: "Parallel", 1: "Serial"}.get(mode, mode)
         jid = self.org.new_id("750")
@@ -359,6 +420,12 @@ class BulkJobs:
     def v1_batch(self, job: dict, records: list[dict]) -> dict:
         if job["state"] != "Open":
             raise FieldError("InvalidJobState", "Job is not open")
+        if any(not isinstance(r, dict) for r in records):
+            raise FieldError("InvalidBatch", "Every record of a JSON batch must be an object")
+        with self.org.lock:
+            if self.org.bulk_batches_used >= self.org.settings.bulk_daily_batches:
+                raise FieldError("ExceededQuota", QUOTA_MESSAGE.split(" : ", 1)[1])
+            self.org.bulk_batches_used += 1
         bid = self.org.new_id("751")
         user = job["createdById"]
         if job["operation"] in ("delete", "hardDelete"):

@@ -22,13 +22,25 @@ RECORDED = {
     "Opportunity": "Opportunity.cumulusci.json",
     "Event": "Event.cumulusci.json",
     "Task": "Task.amaxa.json",
+    "OpportunityContactRole": "OpportunityContactRole.cumulusci.json",
 }
 #: Objects real Salesforce refuses custom fields on (besides the non-customizable system ones).
 NO_CUSTOM_FIELDS = {
     "CaseContactRole", "EventRelation", "ContentDocumentLink", "AccountContactRelation",
     "CaseTeamMember", "CaseTeamRole", "OpportunityTeamMember", "ContentDocument", "ContentNote",
-    "RecordType", "Organization",
+    "RecordType", "Organization", "Profile", "PermissionSet", "FieldPermissions", "ObjectPermissions",
+    "PermissionSetAssignment",
 }
+#: Standard objects whose access ObjectPermissions control (the SobjectType picklist), besides custom ones.
+OBJECT_PERMISSIONABLE = ("Account", "Contact", "Case", "Opportunity", "Lead")
+#: User permissions (``Permissions*`` fields on Profile and PermissionSet) the sandbox enforces.
+USER_PERMISSIONS = (
+    "PermissionsApiEnabled", "PermissionsViewSetup", "PermissionsCustomizeApplication", "PermissionsManageUsers",
+    "PermissionsAssignPermissionSets", "PermissionsModifyAllData", "PermissionsViewAllData",
+    "PermissionsBulkApiHardDelete", "PermissionsCreateAuditFields",
+)
+#: Setup objects holding the security model.
+SECURITY_OBJECTS = ("Profile", "PermissionSet", "FieldPermissions", "ObjectPermissions", "PermissionSetAssignment")
 #: Audit and owner lookups are not put in the key index (nothing looks records up by them).
 UNINDEXED_REFS = {"CreatedById", "LastModifiedById", "OwnerId", "MasterRecordId"}
 SOAP_TYPES = {
@@ -54,6 +66,8 @@ def _load(name: str) -> dict:
 
 _TEMPLATE_FIELD = {k: v for k, v in _load("Case.cumulusci.json")["fields"][0].items()}
 _TEMPLATE_OBJECT = {k: v for k, v in _load("Case.cumulusci.json").items()}
+#: A recorded custom object's describe: its top-level keys and its Name field.
+_CUSTOM_RECORDING = _load("Custom__c.cumulusci.json")
 
 
 def field(name: str, ftype: str, label: str | None = None, *, length: int | None = None,
@@ -62,8 +76,13 @@ def field(name: str, ftype: str, label: str | None = None, *, length: int | None
           picklist: list[str] | None = None, restricted: bool = False, default: str | None = None,
           id_lookup: bool = False, external_id: bool = False, unique: bool = False,
           case_sensitive: bool = False, precision: int = 0, scale: int = 0, digits: int = 0,
-          name_field: bool = False, custom: bool = False, cascade: bool = False) -> dict:
-    """A describe field dict with every key a real describe has."""
+          name_field: bool = False, custom: bool = False, cascade: bool = False,
+          extra_type: str | None = None, permissionable: bool | None = None, compound: str | None = None) -> dict:
+    """A describe field dict with every key a real describe has.
+
+    Optional fields a profile or permission set can hide are ``permissionable`` (custom fields that
+    are not required, unless told otherwise).
+    """
     f = copy.deepcopy(_TEMPLATE_FIELD)
     if length is None:
         length = {"id": 18, "reference": 18, "string": 255, "textarea": 32000, "email": 80,
@@ -86,10 +105,14 @@ def field(name: str, ftype: str, label: str | None = None, *, length: int | None
         ],
         filterable=ftype not in ("textarea",) or length <= 255, sortable=ftype != "textarea",
         groupable=ftype not in ("textarea", "double", "currency", "percent", "datetime"),
-        aggregatable=True, calculated=False, autoNumber=False, extraTypeInfo=None,
-        compoundFieldName=None, controllerName=None, dependentPicklist=False, inlineHelpText=None,
-        permissionable=not required and custom,
+        aggregatable=True, calculated=False, autoNumber=False,
+        extraTypeInfo=extra_type if extra_type is not None else ("plaintextarea" if ftype == "textarea" else None),
+        compoundFieldName=compound, controllerName=None, dependentPicklist=False, inlineHelpText=None,
+        permissionable=(not required and custom) if permissionable is None else permissionable,
     )
+    if ftype == "address":
+        f.update(createable=False, updateable=False, nillable=True, filterable=False, sortable=False,
+                 groupable=False, defaultedOnCreate=False, soapType="urn:address")
     return f
 
 
@@ -142,6 +165,98 @@ def _hand_built() -> dict[str, tuple[dict, list[dict]]]:
         field("Title", "string", "Title", length=80),
         field("TimeZoneSidKey", "picklist", "Time Zone", length=40, picklist=["America/New_York", "America/Los_Angeles", "GMT"], restricted=True, required=True),
         field("FederationIdentifier", "string", "SAML Federation ID", length=512, id_lookup=True),
+        field("ProfileId", "reference", "Profile ID", ref=["Profile"], rel="Profile", required=True),
+    ])
+    perms = [field(p, "boolean", p.removeprefix("Permissions")) for p in USER_PERMISSIONS]
+    objs["Profile"] = ({"createable": False, "updateable": False, "deletable": False, "label": "Profile",
+                        "labelPlural": "Profiles"}, _system(False) + [
+        _ro(field("Name", "string", "Name", length=255, name_field=True)),
+        _ro(field("UserType", "picklist", "User Type", length=40, picklist=["Standard"])),
+        _ro(field("Description", "string", "Description", length=255)),
+    ] + [_ro(dict(p)) for p in perms])
+    objs["PermissionSet"] = ({"label": "Permission Set", "labelPlural": "Permission Sets"}, _system(False) + [
+        field("Name", "string", "Name", length=80, required=True, unique=True, id_lookup=True),
+        field("Label", "string", "Label", length=80, required=True, name_field=True),
+        field("Description", "string", "Description", length=255),
+        _ro(field("IsOwnedByProfile", "boolean", "Is Owned by Profile")),
+        _ro(field("ProfileId", "reference", "Profile ID", ref=["Profile"], rel="Profile")),
+        _ro(field("NamespacePrefix", "string", "Namespace Prefix", length=15)),
+        field("HasActivationRequired", "boolean", "Session Activation Required"),
+    ] + perms)
+    objs["FieldPermissions"] = ({"label": "Field Permissions", "labelPlural": "Field Permissions"}, [
+        field("Id", "id", "Field Permissions ID", createable=False, updateable=False, defaulted=True),
+        co(field("ParentId", "reference", "Parent ID", ref=["PermissionSet"], rel="Parent", required=True,
+                 cascade=True)),
+        co(field("SobjectType", "picklist", "SObject Type Name", length=40, required=True)),
+        co(field("Field", "picklist", "Field Name", length=40, required=True)),
+        field("PermissionsRead", "boolean", "Read Field"),
+        field("PermissionsEdit", "boolean", "Edit Field"),
+        field("IsDeleted", "boolean", "Deleted", createable=False, updateable=False),
+        field("SystemModstamp", "datetime", "System Modstamp", createable=False, updateable=False, defaulted=True,
+              required=True),
+    ])
+    objs["ObjectPermissions"] = ({"label": "Object Permissions", "labelPlural": "Object Permissions"}, _system(False) + [
+        co(field("ParentId", "reference", "Parent ID", ref=["PermissionSet"], rel="Parent", required=True,
+                 cascade=True)),
+        co(field("SobjectType", "picklist", "SObject Type Name", length=40, required=True)),
+        field("PermissionsRead", "boolean", "Read Records"),
+        field("PermissionsCreate", "boolean", "Create Records"),
+        field("PermissionsEdit", "boolean", "Edit Records"),
+        field("PermissionsDelete", "boolean", "Delete Records"),
+        field("PermissionsViewAllRecords", "boolean", "Read All Records"),
+        field("PermissionsModifyAllRecords", "boolean", "Edit All Records"),
+    ])
+    objs["PermissionSetAssignment"] = ({"updateable": False, "label": "Permission Set Assignment",
+                                        "labelPlural": "Permission Set Assignments"}, [
+        field("Id", "id", "Permission Set Assignment ID", createable=False, updateable=False, defaulted=True),
+        co(field("AssigneeId", "reference", "Assignee ID", ref=["User"], rel="Assignee", required=True)),
+        co(field("PermissionSetId", "reference", "Permission Set ID", ref=["PermissionSet"], rel="PermissionSet",
+                 required=True, cascade=True)),
+        field("IsDeleted", "boolean", "Deleted", createable=False, updateable=False),
+        field("SystemModstamp", "datetime", "System Modstamp", createable=False, updateable=False, defaulted=True,
+              required=True),
+    ])
+    # No recorded Lead describe: the standard fields a real org has, with the recorded objects' keys.
+    objs["Lead"] = ({"label": "Lead", "labelPlural": "Leads"}, _system() + [
+        _ro(field("MasterRecordId", "reference", "Master Record ID", ref=["Lead"], rel="MasterRecord")),
+        field("LastName", "string", "Last Name", length=80, required=True),
+        field("FirstName", "string", "First Name", length=40),
+        field("Salutation", "picklist", "Salutation", length=40, picklist=["Mr.", "Ms.", "Mrs.", "Dr.", "Prof."]),
+        _ro(field("Name", "string", "Full Name", length=121, name_field=True)),
+        field("Title", "string", "Title", length=128, permissionable=True),
+        field("Company", "string", "Company", length=255, required=True),
+        field("Street", "textarea", "Street", length=255, permissionable=True, compound="Address"),
+        field("City", "string", "City", length=40, permissionable=True, compound="Address"),
+        field("State", "string", "State/Province", length=80, permissionable=True, compound="Address"),
+        field("PostalCode", "string", "Zip/Postal Code", length=20, permissionable=True, compound="Address"),
+        field("Country", "string", "Country", length=80, permissionable=True, compound="Address"),
+        field("Latitude", "double", "Latitude", precision=18, scale=15, permissionable=True, compound="Address"),
+        field("Longitude", "double", "Longitude", precision=18, scale=15, permissionable=True, compound="Address"),
+        field("GeocodeAccuracy", "picklist", "Geocode Accuracy", length=40, permissionable=True, compound="Address",
+              picklist=["Address", "NearAddress", "Block", "Street", "ExtendedZip", "Zip", "Neighborhood", "City",
+                        "County", "State", "Unknown"], restricted=True),
+        field("Address", "address", "Address", permissionable=True),
+        field("Phone", "phone", "Phone", permissionable=True),
+        field("MobilePhone", "phone", "Mobile Phone", permissionable=True),
+        field("Email", "email", "Email", id_lookup=True, permissionable=True),
+        field("Website", "url", "Website", permissionable=True),
+        field("Description", "textarea", "Description", permissionable=True),
+        field("LeadSource", "picklist", "Lead Source", length=40, permissionable=True,
+              picklist=["Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other"]),
+        field("Status", "picklist", "Status", length=40, required=True, defaulted=True, default="Open - Not Contacted",
+              picklist=["Open - Not Contacted", "Working - Contacted", "Closed - Converted",
+                        "Closed - Not Converted"]),
+        field("Industry", "picklist", "Industry", length=40, permissionable=True, picklist=["Legal", "Other"]),
+        field("Rating", "picklist", "Rating", length=40, permissionable=True, picklist=["Hot", "Warm", "Cold"]),
+        field("AnnualRevenue", "currency", "Annual Revenue", precision=18, permissionable=True),
+        field("NumberOfEmployees", "int", "Employees", digits=8, permissionable=True),
+        _ro(field("IsConverted", "boolean", "Converted")),
+        _ro(field("ConvertedDate", "date", "Converted Date")),
+        _ro(field("ConvertedAccountId", "reference", "Converted Account ID", ref=["Account"], rel="ConvertedAccount")),
+        _ro(field("ConvertedContactId", "reference", "Converted Contact ID", ref=["Contact"], rel="ConvertedContact")),
+        _ro(field("ConvertedOpportunityId", "reference", "Converted Opportunity ID", ref=["Opportunity"],
+                  rel="ConvertedOpportunity")),
+        field("IsUnreadByOwner", "boolean", "Unread By Owner", default="true"),
     ])
     objs["RecordType"] = ({"createable": False, "updateable": False, "deletable": False, "label": "Record Type", "labelPlural": "Record Types"}, _system(False) + [
         _ro(field("Name", "string", "Name", length=80, name_field=True)),
@@ -251,16 +366,31 @@ def _hand_built() -> dict[str, tuple[dict, list[dict]]]:
     ])
     org = _load("Organization.cumulusci.json")
     org_fields = [field("Id", "id", "Organization ID", createable=False, updateable=False)]
+    address_parts = ("Street", "City", "State", "PostalCode", "Country", "Latitude", "Longitude", "GeocodeAccuracy")
     for k, v in org.items():
-        if k in ("attributes", "Id", "Address"):
+        if k in ("attributes", "Id"):
             continue
-        t = ("boolean" if isinstance(v, bool) else "int" if isinstance(v, int) else
-             "double" if isinstance(v, float) else
+        t = ("address" if k == "Address" else "boolean" if isinstance(v, bool) else "int" if isinstance(v, int) else
+             "double" if isinstance(v, float) or k in ("Latitude", "Longitude") else
+             "textarea" if k == "Street" else
              "datetime" if k.endswith("Date") or k == "SystemModstamp" else
              "reference" if k.endswith("ById") else "string")
-        org_fields.append(_ro(field(k, t, k, ref=["User"] if t == "reference" else None)))
+        org_fields.append(_ro(field(k, t, k, ref=["User"] if t == "reference" else None,
+                                    length=255 if t == "textarea" else None,
+                                    compound="Address" if k in address_parts else None)))
     objs["Organization"] = ({"createable": False, "updateable": False, "deletable": False, "label": "Organization", "labelPlural": "Organizations"}, org_fields)
     return objs
+
+
+def compound_address(obj: SObject, f: dict, rec: dict) -> dict | None:
+    """A compound address (``MailingAddress``, ``Organization.Address``) built from its component fields."""
+    prefix = f["name"][: -len("Address")] if f["name"].endswith("Address") else ""
+    out = {}
+    for part in obj.fields.values():
+        if part.get("compoundFieldName") == f["name"]:
+            key = part["name"][len(prefix):]
+            out[key[:1].lower() + key[1:]] = rec.get(part["name"])
+    return out if any(v is not None for v in out.values()) else None
 
 
 class SObject:
@@ -393,12 +523,12 @@ class Schema:
     def add_custom_object(self, full_name: str, md: dict, prefix: str) -> SObject:
         name_field = md.get("nameField") or {"type": "Text", "label": "Name"}
         auto = name_field.get("type") == "AutoNumber"
-        fields = _system() + [
-            field("Name", "string", name_field.get("label", "Name"), length=80, name_field=True,
-                  required=not auto, createable=not auto, updateable=not auto, defaulted=auto),
-        ]
-        top = copy.deepcopy(_TEMPLATE_OBJECT)
-        top.pop("fields")
+        # As recorded (Custom__c): Name is nillable and defaulted (the record Id when left out), and an idLookup.
+        name = field("Name", "string", name_field.get("label", "Name"), length=80, name_field=True,
+                     createable=not auto, updateable=not auto, defaulted=True, id_lookup=True)
+        name["autoNumber"] = auto
+        fields = _system() + [name]
+        top = copy.deepcopy({k: v for k, v in _CUSTOM_RECORDING.items() if k != "fields"})
         top.update(name=full_name, label=md.get("label", full_name), labelPlural=md.get("pluralLabel", full_name),
                    keyPrefix=prefix, custom=True, childRelationships=[],
                    recordTypeInfos=[self._master_rti(full_name)], urls=self._urls(full_name),
@@ -411,6 +541,8 @@ class Schema:
         ftype = TOOLING_TYPES[md["type"]]
         kw: dict[str, Any] = {}
         length = None
+        if md["type"] == "Html":
+            kw["extra_type"] = "richtextarea"
         if md["type"] == "Text":
             length = int(md.get("length", 255))
         elif md["type"] in ("LongTextArea", "Html"):
@@ -450,15 +582,35 @@ class Schema:
                                 rel="RecordType", defaulted=True))
 
     # -- describe output -------------------------------------------------------------------
-    def describe(self, obj: SObject, *, audit_fields: bool, record_types: list[dict]) -> dict:
+    def describe(self, obj: SObject, *, audit_fields: bool, record_types: list[dict], access: Any = None) -> dict:
+        """The describe of ``obj``; with ``access`` (a user's :class:`~sandbox.salesforce.access.Access`),
+        as that user sees it: hidden fields left out, read-only ones neither createable nor updateable."""
         out = dict(obj.top)
         fields = []
+        audit = access.audit if access is not None else audit_fields
         for f in obj.fields.values():
-            if audit_fields and f["name"] in ("CreatedDate", "CreatedById", "LastModifiedDate",
-                                              "LastModifiedById") and obj.top.get("createable"):
+            if access is not None:
+                read, edit = access.field(obj, f)
+                if not read:
+                    continue
+                if not edit and (f["createable"] or f["updateable"]):
+                    f = dict(f, createable=False, updateable=False)
+            if audit and f["name"] in ("CreatedDate", "CreatedById", "LastModifiedDate",
+                                       "LastModifiedById") and obj.top.get("createable"):
                 f = dict(f, createable=True)
+            if f["name"] == "SobjectType" and obj.name in ("ObjectPermissions", "FieldPermissions"):
+                values = self.permissionable_objects(fields_too=obj.name == "FieldPermissions")
+                f = dict(f, restrictedPicklist=True, picklistValues=[
+                    {"active": True, "defaultValue": False, "label": v, "validFor": None, "value": v} for v in values])
+            elif f["name"] == "Field" and obj.name == "FieldPermissions":
+                f = dict(f, restrictedPicklist=True)
             fields.append(f)
         out["fields"] = fields
+        if access is not None:
+            acts = access.object(obj)
+            out.update(createable=bool(obj.top.get("createable")) and "create" in acts,
+                       updateable=bool(obj.top.get("updateable")) and "edit" in acts,
+                       deletable=bool(obj.top.get("deletable")) and "delete" in acts)
         rtis = [self._master_rti(obj.name)]
         actives = [rt for rt in record_types if rt.get("SobjectType") == obj.name]
         if actives:
@@ -471,8 +623,10 @@ class Schema:
         out["recordTypeInfos"] = rtis
         children = list(obj.top.get("childRelationships", []))
         for other in self.objects.values():
+            if access is not None and not access.can(other, "read"):
+                continue
             for f in other.fields.values():
-                if f["custom"] and obj.name in f["referenceTo"]:
+                if f["custom"] and obj.name in f["referenceTo"] and (access is None or access.readable(other, f)):
                     children.append({"cascadeDelete": f["cascadeDelete"], "childSObject": other.name,
                                      "deprecatedAndHidden": False, "field": f["name"],
                                      "junctionIdListNames": [], "junctionReferenceTo": [],
@@ -481,9 +635,20 @@ class Schema:
         out["childRelationships"] = children
         return out
 
-    def describe_global(self) -> dict:
+    def permissionable_objects(self, *, fields_too: bool = False) -> list[str]:
+        """Values of ObjectPermissions.SobjectType (``fields_too``: of FieldPermissions.SobjectType)."""
+        out = []
+        for o in self.objects.values():
+            if o.custom or o.name in OBJECT_PERMISSIONABLE or (
+                    fields_too and any(f["permissionable"] for f in o.fields.values())):
+                out.append(o.name)
+        return sorted(out)
+
+    def describe_global(self, access: Any = None) -> dict:
         sobjects = []
         for obj in self.objects.values():
+            if access is not None and not access.can(obj, "read"):
+                continue
             entry = {k: obj.top.get(k, v) for k, v in self._global_template.items()}
             entry["urls"] = {k: v for k, v in self._urls(obj.name).items() if k in ("sobject", "describe", "rowTemplate")}
             sobjects.append(entry)

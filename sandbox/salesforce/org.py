@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import secrets
 import threading
 from dataclasses import asdict, dataclass
@@ -17,7 +18,8 @@ from typing import Any
 
 from sandbox.common.roster import INTEGRATION_USER, staff
 from sandbox.salesforce import ids
-from sandbox.salesforce.metadata import Schema, SObject
+from sandbox.salesforce.access import Access, object_permissionable
+from sandbox.salesforce.metadata import SECURITY_OBJECTS, USER_PERMISSIONS, Schema, SObject
 from sandbox.salesforce.store import Store
 from sandbox.salesforce.values import FieldError, add_minutes, convert, minutes_between, now_str
 
@@ -31,7 +33,18 @@ NATURAL_UNIQUE = {
     "AccountContactRelation": ("ContactId", ("AccountId", "ContactId")),
     "CaseTeamMember": ("ParentId", ("ParentId", "MemberId")),
     "OpportunityTeamMember": ("OpportunityId", ("OpportunityId", "UserId")),
+    "FieldPermissions": ("ParentId", ("ParentId", "Field")),
+    "ObjectPermissions": ("ParentId", ("ParentId", "SobjectType")),
+    "PermissionSetAssignment": ("AssigneeId", ("AssigneeId", "PermissionSetId")),
 }
+#: ObjectPermissions flags and the ones each depends on.
+OBJECT_PERMISSION_DEPENDS = {
+    "PermissionsCreate": ("PermissionsRead",), "PermissionsEdit": ("PermissionsRead",),
+    "PermissionsDelete": ("PermissionsRead", "PermissionsEdit"), "PermissionsViewAllRecords": ("PermissionsRead",),
+    "PermissionsModifyAllRecords": ("PermissionsRead", "PermissionsEdit", "PermissionsDelete",
+                                    "PermissionsViewAllRecords"),
+}
+_API_NAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|_(?!_))*(?<!_)$")
 #: Team objects and their user field: the member must be an active user.
 TEAM_USER_FIELD = {"CaseTeamMember": "MemberId", "OpportunityTeamMember": "UserId"}
 FILE_TYPES = {"pdf": "PDF", "doc": "WORD", "docx": "WORD_X", "xls": "EXCEL", "xlsx": "EXCEL_X",
@@ -48,7 +61,9 @@ class Settings:
     api_daily_limit: int = 1_000_000
     data_storage_mb: int = 1024
     file_storage_mb: int = 2048
-    audit_fields: bool = True
+    audit_fields: bool = False  # "Set Audit Fields upon Record Creation": org preference + the permission
+    hard_delete: bool = False  # "Bulk API Hard Delete" on the integration user's profile
+    bulk_daily_batches: int = 15_000  # DailyBulkApiBatches (Bulk 2.0 counts one per 10,000 rows)
     lock_row_rate: float = 0.0
     fault_503_rate: float = 0.0
     fail_bulk_jobs: int = 0
@@ -79,6 +94,7 @@ class Org:
         self.rng_lock = random.Random(settings.seed * 7919 + 1)
         self.api_used = int(self.store.meta_get("api_used", "0"))
         self.file_bytes = int(self.store.meta_get("file_bytes", "0"))
+        self.bulk_batches_used = int(self.store.meta_get("bulk_batches_used", "0"))
         self.rows = self.store.total_rows()
         self._replay_schema()
         if self.store.meta_get("seeded") is None:
@@ -86,6 +102,11 @@ class Org:
         self.org_id = self.store.meta_get("org_id")
         self.integration_user_id = self.store.meta_get("integration_user_id")
         self._user_cache: dict[str, dict] = {}
+        self.perm_gen = 0  # bumped by every change to the security model; Access caches check it
+        self._access: dict[str, tuple[int, Access]] = {}
+        if self.store.meta_get("security_seeded") is None:
+            self._seed_security()
+        self.sync_knobs()
 
     # -- ids and seeding ----------------------------------------------------------------------
     def new_id(self, prefix: str) -> str:
@@ -105,6 +126,7 @@ class Org:
             self.store.meta_set("seq", str(self.seq))
             self.store.meta_set("api_used", str(self.api_used))
             self.store.meta_set("file_bytes", str(self.file_bytes))
+            self.store.meta_set("bulk_batches_used", str(self.bulk_batches_used))
 
     def _seed(self) -> None:
         now = now_str()
@@ -140,6 +162,93 @@ class Org:
         self.rows += len(inserts)
         self.store.meta_set("seeded", "1")
         self.persist_counters()
+
+    def _seed_security(self) -> None:
+        """Profiles, the permission sets they own, and each user's profile.
+
+        The integration user's profile ("Clio Integration") may change the schema, manage permission
+        sets and assign them, but holds neither Modify All Data nor field access to custom fields: a
+        field created through Tooling stays hidden from it until a permission set grants it. Staff
+        users get "Standard User"; "System Administrator" is assigned to nobody.
+        """
+        now = now_str()
+        integ = self.integration_user_id
+        profiles = {
+            "System Administrator": {p: True for p in USER_PERMISSIONS if p not in (
+                "PermissionsBulkApiHardDelete", "PermissionsCreateAuditFields")},
+            "Clio Integration": {p: True for p in ("PermissionsApiEnabled", "PermissionsViewSetup",
+                                                   "PermissionsCustomizeApplication", "PermissionsManageUsers",
+                                                   "PermissionsAssignPermissionSets")},
+            "Standard User": {"PermissionsApiEnabled": True},
+        }
+        audit = {"CreatedDate": now, "CreatedById": integ, "LastModifiedDate": now, "LastModifiedById": integ,
+                 "SystemModstamp": now, "IsDeleted": False}
+        inserts, keys, ids_by_name = [], [], {}
+        for name, flags in profiles.items():
+            pid, psid = self.new_id("00e"), self.new_id("0PS")
+            ids_by_name[name] = pid
+            perm_flags = {p: bool(flags.get(p)) for p in USER_PERMISSIONS}
+            prof = {"Id": pid, "Name": name, "UserType": "Standard", "Description": None, **perm_flags, **audit}
+            ps = {"Id": psid, "Name": f"X{pid[:15]}", "Label": f"{name} (profile)", "Description": None,
+                  "IsOwnedByProfile": True, "ProfileId": pid, "NamespacePrefix": None,
+                  "HasActivationRequired": False, **perm_flags, **audit}
+            for sobject, rec in (("Profile", prof), ("PermissionSet", ps)):
+                inserts.append((sobject, rec["Id"], rec))
+                keys += self._keys_for(self.schema.get(sobject), rec)
+        updates = []
+        for u in self.store.scan("User", include_deleted=True):
+            if u.get("ProfileId"):
+                continue
+            pid = ids_by_name["Clio Integration" if u["Id"] == integ else "Standard User"]
+            u = dict(u, ProfileId=pid)
+            updates.append(("User", u["Id"], u))
+            keys += [k for k in self._keys_for(self.schema.get("User"), u) if k[1] == "ProfileId"]
+        self.store.meta_set("integration_profile_id", ids_by_name["Clio Integration"])
+        self.store.write(inserts, updates, keys, [])
+        self.rows += len(inserts)
+        self.store.meta_set("security_seeded", "1")
+
+    def sync_knobs(self) -> None:
+        """Write the permission knobs onto the integration user's profile (and the set it owns)."""
+        pid = self.store.meta_get("integration_profile_id")
+        if pid is None:
+            return
+        want = {"PermissionsBulkApiHardDelete": bool(self.settings.hard_delete),
+                "PermissionsCreateAuditFields": bool(self.settings.audit_fields)}
+        with self.lock:
+            ps_ids = self.store.lookup_keys("PermissionSet", "ProfileId", [pid]).get(pid, [])
+            updates = []
+            for sobject, rid in [("Profile", pid)] + [("PermissionSet", i) for i in ps_ids]:
+                got = self.store.fetch(sobject, [rid]).get(rid)
+                if got and any(got[1].get(k) != v for k, v in want.items()):
+                    updates.append((sobject, rid, dict(got[1], **want, SystemModstamp=now_str())))
+            self.store.write([], updates, [], [])
+        self.security_changed()
+
+    def security_changed(self) -> None:
+        """Drop every cached :class:`Access` (profiles, permission sets, knobs or schema changed)."""
+        self.perm_gen += 1
+        self._user_cache.clear()
+
+    def access(self, user_id: str | None) -> Access | None:
+        """What ``user_id`` may see and do (None: no user, nothing filtered, as for internal callers)."""
+        if user_id is None:
+            return None
+        gen = self.perm_gen
+        hit = self._access.get(user_id)
+        if hit is not None and hit[0] == gen:
+            return hit[1]
+        with self.lock:
+            acc = Access(self, user_id)
+        self._access[user_id] = (gen, acc)
+        return acc
+
+    def visible(self, name: str, user_id: str | None) -> SObject | None:
+        """The object ``name`` if it exists and ``user_id`` may read it (else None, as for an unknown object)."""
+        obj = self.schema.get(name)
+        if obj is None or user_id is None:
+            return obj
+        return obj if self.access(user_id).can(obj, "read") else None
 
     def _replay_schema(self) -> None:
         for item_id, kind, full_name, data in self.store.schema_items():
@@ -190,6 +299,7 @@ class Org:
         with self.lock:
             self._apply_schema_item(item_id, "CustomObject", full_name, data)
             self.store.add_schema_item(item_id, "CustomObject", full_name, data)
+        self.security_changed()
         return item_id
 
     def create_custom_field(self, full_name: str, md: dict) -> str:
@@ -227,6 +337,7 @@ class Org:
         with self.lock:
             self._apply_schema_item(item_id, "CustomField", f"{obj.name}.{fname}", md)
             self.store.add_schema_item(item_id, "CustomField", f"{obj.name}.{fname}", md)
+        self.security_changed()
         return item_id
 
     def create_record_type(self, full_name: str, md: dict) -> str:
@@ -256,8 +367,9 @@ class Org:
         with self.lock:
             return list(self.store.scan("RecordType", include_deleted=False))
 
-    def describe(self, obj: SObject) -> dict:
-        return self.schema.describe(obj, audit_fields=self.settings.audit_fields, record_types=self.record_types())
+    def describe(self, obj: SObject, user_id: str | None = None) -> dict:
+        return self.schema.describe(obj, audit_fields=self.settings.audit_fields, record_types=self.record_types(),
+                                    access=self.access(user_id))
 
     # -- keys -----------------------------------------------------------------------------------
     def _is_key(self, f: dict, obj: SObject | None = None) -> bool:
@@ -286,16 +398,21 @@ class Org:
 
     # -- DML ----------------------------------------------------------------------------------
     def write(self, sobject: str, op: str, rows: list, *, user_id: str, ext_field: str | None = None,
-              all_or_none: bool = False, from_csv: bool = False, header: list[str] | None = None) -> list[dict]:
+              all_or_none: bool = False, from_csv: bool = False, header: list[str] | None = None,
+              duplicates: set[str] | None = None) -> list[dict]:
         """Insert, update or upsert ``rows``; one result dict per row, in order.
 
         Rows are dicts, or, with ``header`` (CSV), lists of values in the header's column order.
+        ``duplicates``: external-id keys repeated elsewhere in the same Bulk job (every occurrence fails).
         """
-        obj = self.schema.get(sobject)
+        obj = self.visible(sobject, user_id)
         if obj is None:
             raise FieldError("INVALID_TYPE", f"sObject type '{sobject}' is not supported.")
         with self.lock:
-            return _Batch(self, obj, op, user_id, ext_field, from_csv, header).run(rows, all_or_none)
+            results = _Batch(self, obj, op, user_id, ext_field, from_csv, header, duplicates).run(rows, all_or_none)
+        if obj.name in SECURITY_OBJECTS or obj.name == "User":
+            self.security_changed()
+        return results
 
     def delete(self, record_ids: list[str], *, user_id: str, all_or_none: bool = False, hard: bool = False,
                sobject: str | None = None) -> list[dict]:
@@ -320,7 +437,11 @@ class Org:
                     results.append(_fail(FieldError("ENTITY_IS_DELETED", "entity is deleted")))
                     continue
                 obj = self.schema.get(s)
-                if not obj.top.get("deletable", True):
+                acc = self.access(user_id)
+                if acc is not None and not acc.can(obj, "read"):
+                    results.append(_fail(FieldError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")))
+                    continue
+                if not obj.top.get("deletable", True) or (acc is not None and not acc.can(obj, "delete")):
                     results.append(_fail(FieldError("INSUFFICIENT_ACCESS_OR_READONLY",
                                                     f"insufficient access rights on object id: {rid}")))
                     continue
@@ -336,6 +457,8 @@ class Org:
             return results
 
     def _apply_delete(self, targets: list[tuple[str, dict]], hard: bool) -> None:
+        if any(s in SECURITY_OBJECTS for s, _d in targets):
+            self.security_changed()
         now = now_str()
         everything: dict[tuple[str, str], tuple[str, dict]] = {(s, d["Id"]): (s, d) for s, d in targets}
         # A ContentNote is a ContentDocument (same Id): deleting one deletes the other and its links.
@@ -411,10 +534,15 @@ class _Batch:
     """One DML batch: parse, resolve references, validate, then write in one transaction."""
 
     def __init__(self, org: Org, obj: SObject, op: str, user_id: str, ext_field: str | None, from_csv: bool,
-                 header: list[str] | None = None):
+                 header: list[str] | None = None, duplicates: set[str] | None = None):
         self.org, self.obj, self.op, self.user_id = org, obj, op, user_id
         self.header = header
+        self.access = org.access(user_id)
+        self.acts = self.access.object(obj) if self.access is not None else frozenset({"create", "edit"})
+        self.duplicates = duplicates or set()
         self.ext = obj.field(ext_field) if ext_field else None
+        if self.ext is not None and self.access is not None and not self.access.readable(obj, self.ext):
+            self.ext = None  # a field the user cannot see does not exist for it
         self.ext_name = ext_field
         self.from_csv = from_csv
         self.now = now_str()
@@ -444,7 +572,7 @@ class _Batch:
             typ, _, path = k.rpartition(":")
             rel, _, tfield = path.partition(".")
             f = obj.rel_field(rel)
-            if f is None:
+            if f is None or (self.access is not None and not self.access.readable(obj, f)):
                 raise FieldError("INVALID_FIELD", f"No such column '{rel}' on sobject of type {obj.name}", [rel])
             targets = f["referenceTo"]
             if typ and len(targets) == 1:
@@ -457,7 +585,7 @@ class _Batch:
                 return "id", None, ()
             raise FieldError("INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call", ["Id"])
         f = obj.field(k)
-        if f is None:
+        if f is None or (self.access is not None and not self.access.readable(obj, f)):
             raise FieldError("INVALID_FIELD", f"No such column '{k}' on sobject of type {obj.name}", [k])
         if f["type"] in ("string", "textarea", "phone", "url", "combobox") or (
                 f["type"] == "picklist" and not f["restrictedPicklist"]):
@@ -505,7 +633,7 @@ class _Batch:
                 else:
                     vals[f["name"]] = v
             elif kind == "field":
-                vals[f["name"]] = None if v == "#N/A" else self._convert_csv(f, v)
+                vals[f["name"]] = (False if f["type"] == "boolean" else None) if v == "#N/A" else self._convert_csv(f, v)
             elif kind == "ref":
                 if v == "#N/A":
                     vals[f["name"]] = None
@@ -549,6 +677,9 @@ class _Batch:
                 rid = v
                 continue
             if kind == "text" and v.__class__ is str:
+                if not v:  # Salesforce has no empty string: it stores null
+                    vals[f["name"]] = None
+                    continue
                 if len(v) > f["length"]:
                     raise FieldError("STRING_TOO_LONG",
                                      f"{f['label']}: data value too large: {v[:80]} (max length={f['length']})",
@@ -568,8 +699,10 @@ class _Batch:
         self.ref_map: dict[tuple[str, str], dict[str, list[str]]] = {}
         self.ref_errors: dict[tuple[str, str], FieldError] = {}
         for (target, tfield), values in groups.items():
-            tobj = self.org.schema.get(target)
+            tobj = self.org.visible(target, self.user_id)
             tf = tobj.field(tfield) if tobj else None
+            if tf is not None and self.access is not None and not self.access.readable(tobj, tf):
+                tf = None
             if tobj is None or tf is None or not (tf["idLookup"] or tf["externalId"]):
                 self.ref_errors[(target, tfield)] = FieldError(
                     "INVALID_FIELD", f"Foreign key external ID field {tfield} is not an external id or lookup field on {target}", [tfield])
@@ -623,7 +756,16 @@ class _Batch:
             keyed = [self.org.key_value(self.ext, v) for v in wanted if v is not None]
             found = org.store.lookup_keys(obj.name, self.ext["name"], keyed)
             ext_vals = {k: v for k, v in ((kk, found.get(kk)) for kk in keyed) if v}
-        seen_ext: set[str] = set()
+        repeated = set(self.duplicates)
+        if op == "upsert" and self.ext["type"] != "id":
+            # A real org fails every occurrence of an external id repeated within one request or job.
+            counts: dict[str, int] = {}
+            for p in parsed:
+                v = p[0].get(self.ext["name"]) if p else None
+                if v is not None:
+                    kv = self.org.key_value(self.ext, v)
+                    counts[kv] = counts.get(kv, 0) + 1
+            repeated |= {k for k, c in counts.items() if c > 1}
         for i, p in enumerate(parsed):
             if p is None:
                 continue
@@ -640,11 +782,10 @@ class _Batch:
                     results[i] = _fail(FieldError("MISSING_ARGUMENT", f"{self.ext['name']} not specified"))
                     continue
                 kv = self.org.key_value(self.ext, v)
-                if kv in seen_ext:
+                if kv in repeated:
                     results[i] = _fail(FieldError("DUPLICATE_EXTERNAL_ID",
                                                   f"Duplicate external id specified: {v}", [self.ext["name"]]))
                     continue
-                seen_ext.add(kv)
                 hits = ext_vals.get(kv, [])
                 if len(hits) > 1:
                     results[i] = _fail(FieldError(
@@ -654,6 +795,14 @@ class _Batch:
                     results[i]["_multiple"] = hits
                     continue
                 plan[i] = ("update", hits[0]) if hits else ("insert", None)
+        # object permissions: create for new records, edit for existing ones
+        for i, pl in enumerate(plan):
+            if pl and ("create" if pl[0] == "insert" else "edit") not in self.acts:
+                results[i] = _fail(FieldError(
+                    "INSUFFICIENT_ACCESS_OR_READONLY", "You do not have the level of access necessary to perform "
+                    "the operation you requested. Please contact the owner of the record or your administrator if "
+                    "access is necessary."))
+                plan[i] = None
         # existing records for updates
         upd_ids = []
         for i, pl in enumerate(plan):
@@ -761,14 +910,17 @@ class _Batch:
                              "permission set.", list(bad))
 
     def _not_writable(self, vals: dict, kind: str) -> list[str]:
-        obj, audit = self.obj, self.org.settings.audit_fields
+        obj, acc = self.obj, self.access
+        audit = acc.audit if acc is not None else self.org.settings.audit_fields
         bad = []
         for name in vals:
             f = obj.fields[name]
             if kind == "insert":
-                ok = f["createable"] or (audit and name in AUDIT)
+                ok = f["createable"] or (audit and name in AUDIT and bool(obj.top.get("createable")))
             else:
                 ok = f["updateable"] or (self.ext is not None and name == self.ext["name"])
+            if ok and acc is not None and not acc.field(obj, f)[1]:
+                ok = False  # read-only through field-level security
             if not ok:
                 bad.append(name)
         return bad
@@ -878,6 +1030,8 @@ class _Batch:
             if other and other != rec["Id"]:
                 msg = (f"Document with ID: {rec['ContentDocumentId']} is already linked with the entity with ID: {rec['LinkedEntityId']}"
                        if obj.name == "ContentDocumentLink" else
+                       "duplicate value found: <unknown> duplicates value on record with id: <unknown>"
+                       if obj.name == "PermissionSetAssignment" else
                        f"duplicate value found: {', '.join(keyf)} duplicates value on record with id: {other[:15]}")
                 results[i] = _fail(FieldError("DUPLICATE_VALUE", msg, []))
             else:
@@ -970,7 +1124,13 @@ class _Batch:
 
     def object_rules(self, rec: dict, vals: dict, before: dict | None) -> None:
         name = self.obj.name
-        if name in ("Contact", "User") and "LastName" in self.obj.fields:
+        if self.obj.custom:
+            if before is None and not rec.get("Name") and "Name" in self.obj.fields:
+                rec["Name"] = rec["Id"]  # a custom object's Name defaults to the record Id
+            return
+        if name in SECURITY_OBJECTS:
+            self.security_rules(rec, before)
+        elif name in ("Contact", "User") and "LastName" in self.obj.fields:
             first, last = rec.get("FirstName"), rec.get("LastName")
             rec["Name"] = f"{first} {last}" if first and last else (first or last or "")
             if name == "Contact" and before is None and rec.get("AccountId"):
@@ -1008,6 +1168,61 @@ class _Batch:
             self.content_note(rec, vals)
         elif name == "EventRelation":
             rec["IsWhat"] = False
+
+    def security_rules(self, rec: dict, before: dict | None) -> None:
+        """PermissionSet names, FieldPermissions/ObjectPermissions targets and dependencies, assignments."""
+        name, schema = self.obj.name, self.org.schema
+
+        def restricted(label: str, value: object, field_name: str) -> FieldError:
+            return FieldError("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                              f"{label}: bad value for restricted picklist field: {value}", [field_name])
+
+        if name == "PermissionSet":
+            if before is None:
+                rec["IsOwnedByProfile"], rec["ProfileId"] = False, None
+            elif before.get("IsOwnedByProfile"):
+                raise FieldError("INSUFFICIENT_ACCESS_OR_READONLY",
+                                 "insufficient access rights on object id: a profile's permission set", [])
+            if not _API_NAME.match(str(rec.get("Name") or "")):
+                raise FieldError("FIELD_INTEGRITY_EXCEPTION",
+                                 "Name: The API Name can only contain underscores and alphanumeric characters. It "
+                                 "must be unique, begin with a letter, not include spaces, not end with an underscore, "
+                                 "and not contain two consecutive underscores.", ["Name"])
+        elif name == "FieldPermissions":
+            target = schema.get(str(rec.get("SobjectType") or ""))
+            if target is None or target.name not in schema.permissionable_objects(fields_too=True):
+                raise restricted("SObject Type Name", rec.get("SobjectType"), "SobjectType")
+            table, _, fname = str(rec.get("Field") or "").partition(".")
+            f = target.field(fname) if table.lower() == target.name.lower() else None
+            if f is None and table.lower() == target.name.lower():
+                f = target.field(fname + "Id")  # API 50+: a lookup may be named without "Id"
+            if f is None or not f["permissionable"]:
+                raise restricted("Field Name", rec.get("Field"), "Field")
+            rec["SobjectType"], rec["Field"] = target.name, f"{target.name}.{f['name']}"
+            if rec.get("PermissionsEdit") and not rec.get("PermissionsRead"):
+                raise FieldError("FIELD_INTEGRITY_EXCEPTION", "Permission Edit depends on permission(s): Read",
+                                 ["PermissionsEdit"])
+            if rec.get("PermissionsEdit") and not (f["createable"] or f["updateable"]):
+                raise FieldError("FIELD_INTEGRITY_EXCEPTION",
+                                 f"{rec['Field']}: edit access cannot be granted on a read-only field",
+                                 ["PermissionsEdit"])
+        elif name == "ObjectPermissions":
+            target = schema.get(str(rec.get("SobjectType") or ""))
+            if target is None or not object_permissionable(target):
+                raise restricted("SObject Type Name", rec.get("SobjectType"), "SobjectType")
+            rec["SobjectType"] = target.name
+            for flag, needs in OBJECT_PERMISSION_DEPENDS.items():
+                missing = [n.removeprefix("Permissions") for n in needs if rec.get(flag) and not rec.get(n)]
+                if missing:
+                    raise FieldError("FIELD_INTEGRITY_EXCEPTION",
+                                     f"Permission {flag.removeprefix('Permissions')} depends on permission(s): "
+                                     + ", ".join(missing), [flag])
+        elif name == "PermissionSetAssignment":
+            got = self.org.store.fetch("PermissionSet", [rec["PermissionSetId"]]).get(rec["PermissionSetId"])
+            if got is not None and got[1].get("IsOwnedByProfile"):
+                raise FieldError("FIELD_INTEGRITY_EXCEPTION",
+                                 "You can't assign or unassign this permission set because it's associated with "
+                                 "a profile.", ["PermissionSetId"])
 
     def account_contact_rules(self, rec: dict, before: dict | None) -> None:
         """A private contact (no AccountId) cannot be related to other accounts; direct relations stay direct."""

@@ -6,11 +6,15 @@ from functools import cmp_to_key
 from typing import Any
 
 from sandbox.salesforce import ids
-from sandbox.salesforce.metadata import SObject
+from sandbox.salesforce.metadata import SObject, compound_address
 from sandbox.salesforce.org import Org
-from sandbox.salesforce.soql import Cond, Query, SoqlError, evaluate, parse
+from sandbox.salesforce.soql import Cond, DateLiteral, Like, Query, SoqlError, evaluate, parse
 
 API = "v59.0"
+_STRINGY = {"string", "textarea", "picklist", "multipicklist", "combobox", "email", "phone", "url", "id",
+            "reference", "encryptedstring"}
+_NUMERIC = {"int", "double", "currency", "percent", "long"}
+_TYPE_NAMES = {"int": "integer", "datetime": "dateTime"}
 
 
 def _no_column(q: str, path: str, obj: str) -> SoqlError:
@@ -23,10 +27,11 @@ def _no_column(q: str, path: str, obj: str) -> SoqlError:
 class Runner:
     """One query execution."""
 
-    def __init__(self, org: Org, soql: str, *, include_deleted: bool):
+    def __init__(self, org: Org, soql: str, *, include_deleted: bool, user_id: str | None = None):
         self.org, self.soql, self.include_deleted = org, soql, include_deleted
+        self.access = org.access(user_id)
         self.q: Query = parse(soql)
-        obj = org.schema.get(self.q.sobject)
+        obj = org.visible(self.q.sobject, user_id)
         if obj is None:
             raise SoqlError("INVALID_TYPE",
                             f"\n{soql}\nERROR at Row:1:Column:1\nsObject type '{self.q.sobject}' is not supported. "
@@ -36,6 +41,12 @@ class Runner:
         self._parents: dict[str, dict | None] = {}
         for path in self.q.fields + [p for p, _, _ in self.q.order] + self._where_paths(self.q.where):
             self.check_path(path)
+        for path, _desc, _nulls in self.q.order:
+            f = self.field_of(path)
+            if f is not None and not f["sortable"]:
+                raise SoqlError("INVALID_FIELD", f"\n{soql}\nERROR at Row:1:Column:1\nfield '{path}' can not be "
+                                "sorted in a query call")
+        self._check_filters(self.q.where)
         if obj.name == "ContentDocumentLink" and not self._filters_cdl(self.q.where):
             raise SoqlError("MALFORMED_QUERY",
                             "Implementation restriction: ContentDocumentLink requires a filter by a single Id on "
@@ -60,6 +71,9 @@ class Runner:
         return (c.kind in ("cmp", "in") and (c.kind == "in" or c.op == "=")
                 and c.path.lower() in ("contentdocumentid", "linkedentityid", "id"))
 
+    def _visible(self, obj: SObject, f: dict | None) -> bool:
+        return f is not None and (self.access is None or self.access.readable(obj, f))
+
     def check_path(self, path: str) -> None:
         parts = path.split(".")
         obj = self.obj
@@ -67,16 +81,70 @@ class Runner:
             parts = parts[1:]
         for rel in parts[:-1]:
             f = obj.rel_field(rel)
-            if f is None:
+            if not self._visible(obj, f):
                 raise _no_column(self.soql, path, self.obj.name)
             if len(f["referenceTo"]) != 1:
                 return  # polymorphic: checked per row
             nxt = self.org.schema.get(f["referenceTo"][0])
-            if nxt is None:
+            if nxt is None or (self.access is not None and not self.access.can(nxt, "read")):
                 raise _no_column(self.soql, path, self.obj.name)
             obj = nxt
-        if obj.field(parts[-1]) is None:
+        if not self._visible(obj, obj.field(parts[-1])):
             raise _no_column(self.soql, path, self.obj.name)
+
+    def field_of(self, path: str) -> dict | None:
+        """The describe field a (checked) path ends at; None past a polymorphic relationship."""
+        parts = path.split(".")
+        obj = self.obj
+        if len(parts) > 1 and parts[0].lower() == obj.name.lower():
+            parts = parts[1:]
+        for rel in parts[:-1]:
+            f = obj.rel_field(rel)
+            if len(f["referenceTo"]) != 1:
+                return None
+            obj = self.org.schema.get(f["referenceTo"][0])
+        return obj.field(parts[-1])
+
+    def _check_filters(self, c: Cond | None) -> None:
+        """Filter values must have the field's type, as a real org requires (see the module docstring)."""
+        if c is None:
+            return
+        if c.kind in ("and", "or", "not"):
+            for part in c.parts:
+                self._check_filters(part)
+            return
+        f = self.field_of(c.path)
+        if f is None:
+            return
+        where = f"\n{self.soql}\nERROR at Row:1:Column:{c.pos + 1}\n"
+        if not f["filterable"]:
+            raise SoqlError("INVALID_FIELD", f"{where}field '{c.path}' can not be filtered in a query call")
+        t = f["type"]
+        values = c.value if c.kind in ("in", "includes", "excludes") else [c.value]
+        if c.kind == "like" and t in ("id", "reference"):
+            raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", f"{where}invalid operator on id field")
+        for v in values:
+            if v is None:
+                continue
+            if t in _STRINGY:
+                ok = isinstance(v, str | Like)
+            elif t == "boolean":
+                ok = isinstance(v, bool)
+            elif t in _NUMERIC:
+                ok = isinstance(v, int | float) and not isinstance(v, bool)
+            elif t == "date":
+                ok = isinstance(v, DateLiteral) or (isinstance(v, tuple) and v[0] == "d")
+            elif t == "datetime":
+                ok = isinstance(v, DateLiteral) or (isinstance(v, tuple) and v[0] == "dt")
+            else:
+                ok = True
+            if not ok:
+                quoted = t in _STRINGY
+                raise SoqlError("INVALID_FIELD", f"{where}value of filter criterion for field '{c.path}' must be of "
+                                f"type {_TYPE_NAMES.get(t, 'string' if quoted else t)} and should "
+                                f"{'' if quoted else 'not '}be enclosed in quotes")
+            if t in ("id", "reference") and isinstance(v, str) and not ids.well_formed(v):
+                raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", f"{where}invalid ID field: {v}")
 
     # -- row access ---------------------------------------------------------------------------
     def parent(self, pid: str | None) -> dict | None:
@@ -190,6 +258,8 @@ class Runner:
             v = rec.get(f["name"])
             if f["type"] == "base64":
                 v = f"/services/data/{API}/sobjects/{obj.name}/{rec['Id']}/{f['name']}"
+            elif f["type"] == "address":
+                v = compound_address(obj, f, rec)
             out[f["name"]] = v
             return
         f = obj.rel_field(parts[0])

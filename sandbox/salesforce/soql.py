@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from sandbox.salesforce import ids
 from sandbox.salesforce.values import format_dt, parse_dt
 
 _TOKEN = re.compile(r"""
@@ -25,6 +26,10 @@ _TOKEN = re.compile(r"""
   | (?P<punct>[(),:])
 """, re.VERBOSE)
 
+MAX_OFFSET = 2000
+#: Quoted-string escapes SOQL accepts (SOQL guide, "Quoted String Escape Sequences"); any other is an error.
+_ESCAPES = {"n": "\n", "N": "\n", "r": "\r", "R": "\r", "t": "\t", "T": "\t", "b": "\b", "B": "\b",
+            "f": "\f", "F": "\f", '"': '"', "'": "'", "\\": "\\"}
 KEYWORDS = {"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "ASC", "DESC",
             "NULLS", "FIRST", "LAST", "LIMIT", "OFFSET", "NULL", "TRUE", "FALSE", "COUNT", "INCLUDES",
             "EXCLUDES", "USING", "SCOPE", "FOR", "ALL", "ROWS"}
@@ -69,6 +74,41 @@ class Cond:
     op: str = ""
     value: object = None
     parts: list = field(default_factory=list)
+    pos: int = 0
+
+
+@dataclass(frozen=True)
+class Like:
+    """A LIKE pattern: ``regex`` matches the whole value, case-insensitively."""
+
+    text: str
+    regex: str
+
+
+def unescape(raw: str, q: str, pos: int, *, like: bool = False) -> list[tuple[str, bool]]:
+    """The characters of a quoted string (quotes stripped), each with whether it was escaped."""
+    out: list[tuple[str, bool]] = []
+    i = 0
+    while i < len(raw):
+        c = raw[i]
+        if c != "\\":
+            out.append((c, False))
+            i += 1
+            continue
+        nxt = raw[i + 1:i + 2]
+        if nxt in _ESCAPES:
+            out.append((_ESCAPES[nxt], True))
+            i += 2
+        elif nxt == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", raw[i + 2:i + 6]):
+            out.append((chr(int(raw[i + 2:i + 6], 16)), True))
+            i += 6
+        elif like and nxt in ("_", "%"):
+            out.append((nxt, True))
+            i += 2
+        else:
+            raise SoqlError("MALFORMED_QUERY", f"\n{q}\nERROR at Row:1:Column:{pos + 1}\nInvalid string literal "
+                            f"'{raw}'. Illegal character sequence '\\{nxt}' in string literal.")
+    return out
 
 
 @dataclass
@@ -178,7 +218,10 @@ class Parser:
         if self.accept("kw", "LIMIT"):
             q.limit = int(self.expect("number").text)
         if self.accept("kw", "OFFSET"):
-            q.offset = int(self.expect("number").text)
+            tok = self.expect("number")
+            q.offset = int(tok.text)
+            if q.offset > MAX_OFFSET:
+                raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE", f"Maximum SOQL offset allowed is {MAX_OFFSET}")
         if self.accept("kw", "FOR"):
             self.take()
         if self.accept("kw", "ALL"):
@@ -205,19 +248,20 @@ class Parser:
             c = self.or_expr()
             self.expect("punct", ")")
             return c
-        path = self.expect("ident").text
+        tok = self.expect("ident")
+        path, pos = tok.text, tok.pos
         if self.accept("kw", "NOT"):
             self.expect("kw", "IN")
-            return Cond("not", parts=[Cond("in", path=path, value=self.value_list())])
+            return Cond("not", parts=[Cond("in", path=path, value=self.value_list(), pos=pos)])
         if self.accept("kw", "IN"):
-            return Cond("in", path=path, value=self.value_list())
+            return Cond("in", path=path, value=self.value_list(), pos=pos)
         if self.accept("kw", "LIKE"):
-            return Cond("like", path=path, value=self.value())
+            return Cond("like", path=path, value=self.value(like=True), pos=pos)
         if self.peek().text in ("INCLUDES", "EXCLUDES"):
             op = self.take().text
-            return Cond(op.lower(), path=path, value=self.value_list())
+            return Cond(op.lower(), path=path, value=self.value_list(), pos=pos)
         op = self.expect("op").text
-        return Cond("cmp", path=path, op="!=" if op == "<>" else op, value=self.value())
+        return Cond("cmp", path=path, op="!=" if op == "<>" else op, value=self.value(), pos=pos)
 
     def value_list(self) -> list:
         self.expect("punct", "(")
@@ -227,10 +271,16 @@ class Parser:
         self.expect("punct", ")")
         return vals
 
-    def value(self) -> object:
+    def value(self, *, like: bool = False) -> object:
         t = self.take()
         if t.kind == "string":
-            return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), t.text[1:-1])
+            chars = unescape(t.text[1:-1], self.q, t.pos, like=like)
+            text = "".join(c for c, _ in chars)
+            if not like:
+                return text
+            rx = "".join(".*" if c == "%" and not esc else "." if c == "_" and not esc else re.escape(c)
+                         for c, esc in chars)
+            return Like(text, rx)
         if t.kind == "number":
             return float(t.text) if "." in t.text else int(t.text)
         if t.kind == "datetime":
@@ -257,8 +307,10 @@ def _norm(v: object) -> object:
     return v.lower() if isinstance(v, str) else v
 
 
-def _like(pattern: str) -> re.Pattern:
-    rx = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+def _like(pattern: object) -> re.Pattern:
+    if isinstance(pattern, Like):
+        return re.compile(f"^{pattern.regex}$", re.IGNORECASE | re.DOTALL)
+    rx = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in str(pattern))
     return re.compile(f"^{rx}$", re.IGNORECASE | re.DOTALL)
 
 
@@ -283,6 +335,10 @@ def compare(actual: object, op: str, value: object, ftype: str) -> bool:
     if value is None or actual is None:
         eq = value is None and actual is None
         return eq if op == "=" else (not eq if op == "!=" else False)
+    if ftype in ("id", "reference") and isinstance(value, str) and ids.well_formed(value):
+        # 15- and 18-character forms of an id are the same record.
+        a, b = str(actual), ids.normalize(value)
+        return {"=": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
     a, b = _norm(actual), _norm(value)
     if isinstance(a, bool) or isinstance(b, bool):
         a, b = bool(a), bool(b)
@@ -314,7 +370,7 @@ def evaluate(cond: Cond, get) -> bool:
     if k == "in":
         return any(compare(actual, "=", v, ftype) for v in cond.value)
     if k == "like":
-        return actual is not None and bool(_like(str(cond.value)).match(str(actual)))
+        return actual is not None and bool(_like(cond.value).match(str(actual)))
     if k in ("includes", "excludes"):
         have = {x.lower() for x in (actual or "").split(";") if x}
         hit = any(all(p.lower() in have for p in str(v).split(";")) for v in cond.value)

@@ -18,8 +18,12 @@ from sandbox.common.roster import INTEGRATION_USER
 from sandbox.salesforce.app import CONSUMER_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
-KNOB_FLAGS = {"session_ttl", "api_daily_limit", "data_storage_mb", "file_storage_mb", "audit_fields",
-              "lock_row_rate", "fault_503_rate", "fail_bulk_jobs", "session_expire_every", "bulk_max_upload_mb"}
+KNOB_FLAGS = {"session_ttl", "api_daily_limit", "data_storage_mb", "file_storage_mb", "audit_fields", "hard_delete",
+              "bulk_daily_batches", "lock_row_rate", "fault_503_rate", "fail_bulk_jobs", "session_expire_every",
+              "bulk_max_upload_mb"}
+ON_OFF = {"audit_fields", "hard_delete"}
+#: Data dirs of every sandbox started in this process (tests check their request logs for 500s).
+STARTED: list[Path] = []
 
 
 class SandboxHandle:
@@ -77,6 +81,54 @@ class SandboxHandle:
     def request_log(self) -> dict:
         return self.admin("requests")
 
+    def grant(self, fields: list[str] = (), objects: list[str] = (), name: str = "Sandbox_Test_Access") -> str:
+        """Grant the integration user read/edit on ``fields`` ("Contact.Clio_Id__c") and full access to
+        ``objects`` through a permission set, with the real API (as an admin would); returns its Id."""
+        sf = self.sf()
+        found = sf.query(f"SELECT Id FROM PermissionSet WHERE Name = '{name}'")["records"]
+        ps = found[0]["Id"] if found else sf.PermissionSet.create({"Name": name, "Label": name.replace("_", " ")})["id"]
+        have = {r["Field"] for r in sf.query_all(f"SELECT Field FROM FieldPermissions WHERE ParentId = '{ps}'")["records"]}
+        for full in fields:
+            if full not in have:
+                sf.FieldPermissions.create({"ParentId": ps, "SobjectType": full.split(".")[0], "Field": full,
+                                            "PermissionsRead": True, "PermissionsEdit": True})
+        for obj in objects:
+            sf.ObjectPermissions.create({"ParentId": ps, "SobjectType": obj, "PermissionsRead": True,
+                                         "PermissionsCreate": True, "PermissionsEdit": True, "PermissionsDelete": True})
+        me = self.user_id(sf)
+        if not sf.query(f"SELECT Id FROM PermissionSetAssignment WHERE AssigneeId = '{me}' "
+                        f"AND PermissionSetId = '{ps}'")["records"]:
+            sf.PermissionSetAssignment.create({"AssigneeId": me, "PermissionSetId": ps})
+        return ps
+
+    def user_id(self, sf: Any = None) -> str:
+        """The integration user's Id (``/services/oauth2/userinfo``)."""
+        sf = sf or self.sf()
+        r = self.session().get(f"{self.instance_url}/services/oauth2/userinfo",
+                               headers={"Authorization": f"Bearer {sf.session_id}"})
+        r.raise_for_status()
+        return r.json()["user_id"]
+
+    def internal_errors(self) -> list[dict]:
+        """Requests the sandbox answered with 500 (its own failures), from its request log file."""
+        return internal_errors(self.data_dir)
+
+
+def internal_errors(data_dir: Path) -> list[dict]:
+    """500 answers in ``data_dir/requests.jsonl`` (a real org's 500 is its bug; so is the sandbox's)."""
+    p = Path(data_dir) / "requests.jsonl"
+    if not p.exists():
+        return []
+    out = []
+    for line in p.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("status") == 500:
+            out.append(entry)
+    return out
+
 
 @contextlib.contextmanager
 def run_sf_sandbox(data_dir: str | Path, *, seed: int = 42, **knobs: Any) -> Iterator[SandboxHandle]:
@@ -89,12 +141,13 @@ def run_sf_sandbox(data_dir: str | Path, *, seed: int = 42, **knobs: Any) -> Ite
     for k, v in knobs.items():
         if k not in KNOB_FLAGS:
             raise TypeError(f"unknown sandbox knob {k!r}")
-        if k == "audit_fields" and isinstance(v, bool):
+        if k in ON_OFF and isinstance(v, bool):
             v = "on" if v else "off"
         cmd += ["--" + k.replace("_", "-"), str(v)]
     log = (data_dir / "server.log").open("ab")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    STARTED.append(data_dir)
     try:
         deadline = time.monotonic() + 30
         info = None

@@ -8,6 +8,10 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: The range of dates and date-times Salesforce accepts (Data Loader guide: "Data Import Dates").
+MIN_DATE, MAX_DATE = date(1700, 1, 1), date(4000, 12, 31)
+MIN_DATETIME = datetime(1700, 1, 1, tzinfo=UTC)
+MAX_DATETIME = datetime(4000, 12, 31, tzinfo=UTC)
 
 
 class FieldError(Exception):
@@ -47,11 +51,20 @@ def _bad(f: dict, value: object) -> FieldError:
                       f"{f['label']}: value not of required type: {value}", [f["name"]])
 
 
+def _out_of_range(f: dict, value: object) -> FieldError:
+    return FieldError("FIELD_INTEGRITY_EXCEPTION", f"{f['label']}: invalid date: {value} (valid dates are "
+                      "1700-01-01 to 4000-12-31)", [f["name"]])
+
+
 def convert(f: dict, value: object, *, from_csv: bool) -> object:
-    """Convert ``value`` to the stored form for field ``f`` (raises FieldError)."""
+    """Convert ``value`` to the stored form for field ``f`` (raises FieldError).
+
+    As a real org stores them: null for an empty string (Salesforce has no empty string), false for
+    a null checkbox, emails lower-cased, dates only within 1700-01-01..4000-12-31.
+    """
     t = f["type"]
-    if value is None:
-        return None
+    if value is None or value == "":
+        return False if t == "boolean" else None
     if t in ("string", "textarea", "picklist", "combobox", "email", "phone", "url", "multipicklist",
              "id", "reference"):
         if not isinstance(value, str):
@@ -64,9 +77,11 @@ def convert(f: dict, value: object, *, from_csv: bool) -> object:
             raise FieldError("STRING_TOO_LONG",
                              f"{f['label']}: data value too large: {value[:80]} (max length={f['length']})",
                              [f["name"]])
-        if t == "email" and not _EMAIL.match(value):
-            raise FieldError("INVALID_EMAIL_ADDRESS", f"{f['label']}: invalid email address: {value}",
-                             [f["name"]])
+        if t == "email":
+            if not _EMAIL.match(value):
+                raise FieldError("INVALID_EMAIL_ADDRESS", f"{f['label']}: invalid email address: {value}",
+                                 [f["name"]])
+            return value.lower()
         if t in ("picklist", "multipicklist") and f["restrictedPicklist"]:
             allowed = {p["value"] for p in f["picklistValues"] if p["active"]}
             parts = value.split(";") if t == "multipicklist" else [value]
@@ -106,16 +121,22 @@ def convert(f: dict, value: object, *, from_csv: bool) -> object:
         if not isinstance(value, str):
             raise _bad(f, value)
         try:
-            return (date.fromisoformat(value[:10]) if len(value) >= 10 else date.fromisoformat(value)).isoformat()
+            day = date.fromisoformat(value[:10]) if len(value) >= 10 else date.fromisoformat(value)
         except ValueError:
             raise _bad(f, value) from None
+        if not MIN_DATE <= day <= MAX_DATE:
+            raise _out_of_range(f, value)
+        return day.isoformat()
     if t == "datetime":
         if not isinstance(value, str):
             raise _bad(f, value)
         try:
-            return format_dt(parse_dt(value))
-        except ValueError:
+            dt = parse_dt(value)
+        except (ValueError, OverflowError):
             raise _bad(f, value) from None
+        if not MIN_DATETIME <= dt <= MAX_DATETIME:
+            raise _out_of_range(f, value)
+        return format_dt(dt)
     if t == "base64":
         if isinstance(value, bytes | bytearray):
             return bytes(value)

@@ -37,6 +37,7 @@ def sf(sandbox):
         sf.toolingexecute("sobjects/CustomField", method="POST", data={
             "FullName": f"{obj}.Clio_Id__c",
             "Metadata": {"label": "Clio Id", "type": "Text", "length": 80, "externalId": True, "unique": True}})
+    sandbox.grant([f"{obj}.Clio_Id__c" for obj in ("Account", "Contact", "Case")])
     return sf
 
 
@@ -242,31 +243,35 @@ def test_bulk2_job_level_failures(sandbox, sf) -> None:
     assert unprocessed.splitlines() == ["LastName,Nope__c", '"A","b"']
 
 
-def test_bulk2_short_rows_fail_unwritten_and_repeated_columns_keep_the_last(sandbox, sf) -> None:
+def test_bulk2_short_rows_fail_unwritten_and_repeated_columns_fail_the_job(sandbox, sf) -> None:
     """A row with the wrong column count fails and writes nothing, even where no field is required."""
     tasks_before = sandbox.counts().get("Task", 0)
     s = sandbox.session()
     base = f"{sandbox.instance_url}/services/data/v59.0/jobs/ingest"
     hdr = {"Authorization": f"Bearer {sf.session_id}"}
 
-    def run(obj: str, data: bytes) -> tuple[list[list[str]], list[list[str]]]:
+    def run(obj: str, data: bytes) -> tuple[dict, list[list[str]], list[list[str]]]:
         job = s.post(base, json={"object": obj, "operation": "insert"}, headers=hdr).json()
         s.put(f"{base}/{job['id']}/batches", data=data, headers={**hdr, "Content-Type": "text/csv"})
         s.patch(f"{base}/{job['id']}", json={"state": "UploadComplete"}, headers=hdr)
         for _ in range(100):
-            if s.get(f"{base}/{job['id']}", headers=hdr).json()["state"] in ("JobComplete", "Failed"):
+            info = s.get(f"{base}/{job['id']}", headers=hdr).json()
+            if info["state"] in ("JobComplete", "Failed"):
                 break
             time.sleep(0.05)
         ok = list(csv.reader(io.StringIO(s.get(f"{base}/{job['id']}/successfulResults", headers=hdr).text)))
         bad = list(csv.reader(io.StringIO(s.get(f"{base}/{job['id']}/failedResults", headers=hdr).text)))
-        return ok[1:], bad[1:]
+        return info, ok[1:], bad[1:]
 
-    ok, bad = run("Task", b"Subject,Description\nCall back,first\nshort\n")
+    _info, ok, bad = run("Task", b"Subject,Description\nCall back,first\nshort\n")
     assert [r[2:] for r in ok] == [["Call back", "first"]]
     assert bad == [["", "INVALID_FIELD:Incorrect number of columns:--", "short"]]
     assert sandbox.counts()["Task"] == tasks_before + 1
-    ok, bad = run("Contact", b"LastName,LastName\nFirst,Second\n")
-    assert bad == [] and sf.Contact.get(ok[0][0])["LastName"] == "Second"
+    contacts = sandbox.counts()["Contact"]
+    info, ok, bad = run("Contact", b"LastName,lastname\nFirst,Second\n")
+    assert info["state"] == "Failed" and info["errorMessage"] == \
+        "InvalidBatch : Duplicate field name found in header: lastname"
+    assert ok == bad == [] and sandbox.counts()["Contact"] == contacts
 
 
 def test_bulk_v1_json(sf) -> None:
@@ -274,7 +279,7 @@ def test_bulk_v1_json(sf) -> None:
     assert res[0]["success"] and res[1]["errors"][0]["statusCode"] == "REQUIRED_FIELD_MISSING"
 
 
-def test_tooling_custom_field_then_write(sf) -> None:
+def test_tooling_custom_field_then_write(sandbox, sf) -> None:
     r = sf.toolingexecute("sobjects/CustomObject", method="POST", data={
         "FullName": "Clio_Billing__c", "Metadata": {"label": "Clio Bill", "pluralLabel": "Clio Bills",
                                                     "nameField": {"type": "Text", "label": "Name"},
@@ -299,6 +304,7 @@ def test_tooling_custom_field_then_write(sf) -> None:
     with pytest.raises(SalesforceMalformedRequest):
         sf.toolingexecute("sobjects/CustomField", method="POST", data={
             "FullName": "CaseContactRole.Clio_Id__c", "Metadata": fields[0][1]})
+    sandbox.grant([full for full, _md in fields], objects=["Clio_Billing__c"])
     q = sf.toolingexecute("query/?q=SELECT+Id,DeveloperName,TableEnumOrId+FROM+CustomField+WHERE+DeveloperName='Clio_Id'")
     assert {r["TableEnumOrId"] for r in q["records"]} >= {"Account", "Contact", "Case", r["id"]}
     rt = sf.toolingexecute("sobjects/RecordType", method="POST", data={
@@ -365,7 +371,7 @@ def test_files_both_upload_modes_and_links(sandbox, sf) -> None:
     assert sf.query(f"SELECT COUNT() FROM ContentDocumentLink WHERE ContentDocumentId = '{note['id']}'")["totalSize"] == 0
 
 
-def test_validation_error_codes(sf) -> None:
+def test_validation_error_codes(sandbox, sf) -> None:
     def code(call, *args) -> str:
         with pytest.raises(Exception) as ei:  # noqa: B017 - several exception classes map the codes
             call(*args)
@@ -394,9 +400,14 @@ def test_validation_error_codes(sf) -> None:
     allday = sf.Event.get(sf.Event.create({"Subject": "d", "IsAllDayEvent": True, "ActivityDate": "2024-02-01"})["id"])
     assert allday["DurationInMinutes"] == 1440
     assert code(sf.Contact.create, {"LastName": "x", "AccountId": uid}) == "FIELD_INTEGRITY_EXCEPTION"
-    created = sf.Contact.create({"LastName": "Old", "CreatedDate": "2019-05-01T00:00:00Z"})
-    assert sf.Contact.get(created["id"])["CreatedDate"] == "2019-05-01T00:00:00.000+0000"
-    assert code(sf.Contact.update, created["id"], {"CreatedDate": "2019-05-01T00:00:00Z"}) == "INVALID_FIELD_FOR_INSERT_UPDATE"
+    sandbox.knobs(audit_fields=True)  # the admin enables "Set Audit Fields upon Record Creation"
+    try:
+        created = sf.Contact.create({"LastName": "Old", "CreatedDate": "2019-05-01T00:00:00Z"})
+        assert sf.Contact.get(created["id"])["CreatedDate"] == "2019-05-01T00:00:00.000+0000"
+        assert code(sf.Contact.update, created["id"], {"CreatedDate": "2019-05-01T00:00:00Z"}) == \
+            "INVALID_FIELD_FOR_INSERT_UPDATE"
+    finally:
+        sandbox.knobs(audit_fields=False)
 
 
 def test_limits_and_request_log(sandbox, sf) -> None:

@@ -25,6 +25,7 @@ def test_concurrent_bulk_rest_and_reads_lose_and_double_nothing(tmp_path) -> Non
         sf.toolingexecute("sobjects/CustomField", method="POST", data={
             "FullName": "Contact.Clio_Id__c",
             "Metadata": {"label": "Clio Id", "type": "Text", "length": 80, "externalId": True, "unique": True}})
+        sb.grant(["Contact.Clio_Id__c"])
         errors: list[str] = []
         acknowledged: dict[str, str] = {}  # ext id -> sf id, filled by the REST writers
         lock = threading.Lock()

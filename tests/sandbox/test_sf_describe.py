@@ -22,6 +22,7 @@ MIGRATION_FIELDS = {
               "WhatId", "Location", "Description", "OwnerId", "ActivityDate"],
     "Task": ["Subject", "Status", "Priority", "ActivityDate", "WhoId", "WhatId", "Description", "OwnerId",
              "TaskSubtype"],
+    "OpportunityContactRole": ["OpportunityId", "ContactId", "Role", "IsPrimary"],
 }
 
 
