@@ -613,7 +613,7 @@ def _composite(sb: Sandbox, m: str, parts: list[str], body: bytes, user: str, pa
         res = org.delete(idlist, user_id=user, all_or_none=params.get("allOrNone", "false").lower() == "true")
         return JSONResponse([_collection_item(r) for r in res])
     payload = _json_object(body, "SObjectCollection")
-    records = payload.get("records") or []
+    records = payload.get("records", [])
     aon = payload.get("allOrNone", False)
     if not isinstance(records, list) or not isinstance(aon, bool):
         raise HttpError(400, "JSON_PARSER_ERROR", "Can not deserialize the collection: records must be a list and "
