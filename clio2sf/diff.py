@@ -162,7 +162,8 @@ def values_equal(a: Any, b: Any, sf_type: str = "string", scale: int | None = No
 
     Numbers compare as decimals rounded to ``scale`` (currency: 2) with half-unit tolerance,
     date-times in UTC to the millisecond, dates by calendar day (a date-time's UTC day),
-    booleans by truth value, ids by their 15-character form, multi-picklists as sets.
+    booleans by truth value, ids by their 15-character form, multi-picklists as sets, emails
+    case-insensitively (as Salesforce stores them: lower-cased).
     Unparseable values are unequal, never an exception.
     """
     t = sf_type.lower()
@@ -188,6 +189,8 @@ def values_equal(a: Any, b: Any, sf_type: str = "string", scale: int | None = No
         return str(a)[:15] == str(b)[:15]
     if t == "multipicklist":
         return {s.strip() for s in str(a).split(";")} == {s.strip() for s in str(b).split(";")}
+    if t == "email":  # Salesforce stores email addresses lower-cased
+        return _text(a).casefold() == _text(b).casefold()
     return _text(a) == _text(b)
 
 

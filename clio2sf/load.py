@@ -644,8 +644,24 @@ def soql_quote(value: Any) -> str:
     return f"'{s}'"
 
 
+def soql_literal(value: Any) -> str:
+    """A SOQL literal of the value's own type: date-times and dates unquoted (``2024-01-31T17:00:00Z``),
+    as a real org requires for DateTime and Date fields; numbers and booleans unquoted; text quoted."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        return _fmt_datetime(value.astimezone(dt.UTC) if value.tzinfo else value).replace(".000Z", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, int | float | Decimal):
+        return _fmt_number(value) if not isinstance(value, int) else str(value)
+    return soql_quote(value)
+
+
 def soql_in(field_name: str, values: Iterable[Any]) -> str:
-    return f"{field_name} IN ({', '.join(soql_quote(v) for v in values)})"
+    return f"{field_name} IN ({', '.join(soql_literal(v) for v in values)})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1035,6 +1051,25 @@ def capture_before_images(
     return out
 
 
+def repeated_external_ids(envelopes: Sequence[Envelope], skip: Mapping[int, Any] = ()) -> dict[int, RowOutcome]:
+    """Rows whose external id (case-insensitive) comes again later in the batch, as permanent failures.
+
+    Salesforce fails *every* occurrence of an external id repeated within one request or Bulk job;
+    only the last row of each is sent, and the earlier ones are rejected naming the field.
+    """
+    last: dict[str, int] = {}
+    for i, e in enumerate(envelopes):
+        if i not in skip and e.external_id_field:
+            last[str(e.external_id).casefold()] = i
+    out: dict[int, RowOutcome] = {}
+    for i, e in enumerate(envelopes):
+        if i not in skip and e.external_id_field and last[str(e.external_id).casefold()] != i:
+            out[i] = RowOutcome(i, e.source_system_id, False, errors=[SfError(
+                "DUPLICATE_EXTERNAL_ID", f"{e.external_id_field} {e.external_id} comes again later in this batch; "
+                "only the last row with it was sent", (e.external_id_field,))])
+    return out
+
+
 def _with_row_retries(
     run: Callable[[Sequence[int]], list[RowOutcome]],
     n: int,
@@ -1093,6 +1128,7 @@ def load_rows(
             f"{SPECIAL_LOADERS[envelopes[0].sobject]}, not load_rows"
         )
     envelopes, failed = prepare_rows(client, envelopes, note_ids=note_ids)
+    failed.update(repeated_external_ids(envelopes, failed))
     envelopes = _strip_create_only(client, envelopes)
     natural = envelopes[0].external_id_field is None
     step = _run_natural_key if natural else _run_upsert

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from clio2sf import staging
+from clio2sf.access import AccessError, apply_permission_set
 from clio2sf.extract import read_records
 from clio2sf.ledger import LedgerWriter, last_write_by_record, read_ledger
 from clio2sf.load import (
@@ -210,13 +211,17 @@ def existing_schema(hook: Any) -> dict[str, set]:
     return {"objects": {o.lower() for o in objects.values()}, "fields": fields, "record_types": rtypes}
 
 
-def apply_schema_plan(hook: Any, plan: SchemaPlan, *, activity_fallback: bool = False) -> dict[str, list[str]]:
-    """Create the plan's custom objects, fields and record types that the org lacks (idempotent).
+def apply_schema_plan(hook: Any, plan: SchemaPlan, *, activity_fallback: bool = False,
+                      grant_access: bool = True) -> dict[str, list[str]]:
+    """Create the plan's custom objects, fields and record types that the org lacks, then grant the
+    integration user access to them (idempotent).
 
     The Tooling API is queried first; existing items are skipped, and a ``DUPLICATE_DEVELOPER_NAME``
     answer (a concurrent creation) counts as existing.  ``activity_fallback``: when the org refuses
     ``Activity.<field>`` with ``INVALID_TYPE`` (emulators; real Salesforce accepts it), the field is
-    created on Task and on Event instead and listed under ``fallback``.
+    created on Task and on Event instead and listed under ``fallback``.  ``grant_access``: create
+    and assign the ``Clio_Migration`` permission set (:func:`clio2sf.access.apply_permission_set`);
+    its grants are listed under ``granted``, ``objects_granted`` and ``assigned``.
 
     :raises SchemaApplyError: after trying everything, when any item failed.
     """
@@ -265,6 +270,11 @@ def apply_schema_plan(hook: Any, plan: SchemaPlan, *, activity_fallback: bool = 
                     out["fallback"].append(name)
         elif code:
             out["failed"].append(f"{full}: {code}")
+    if grant_access:
+        try:
+            out.update(apply_permission_set(hook, plan.access, planned=plan.planned_fields()))
+        except AccessError as exc:
+            out["failed"].append(str(exc))
     if out["failed"]:
         raise SchemaApplyError(f"{len(out['failed'])} schema item(s) failed: " + "; ".join(out["failed"][:20]))
     return out

@@ -14,7 +14,7 @@ from typing import Any
 
 from clio2sf import books, diff, reconcile, reports, staging
 from clio2sf.ledger import last_write_by_record, read_ledger
-from clio2sf.load import SOQL_IN_CHUNK, chunked, soql_in
+from clio2sf.load import AUDIT_FIELDS, SOQL_IN_CHUNK, chunked, soql_in
 from clio2sf.mapping.spec import NATURAL_KEY_OBJECTS as SPEC_NATURAL_KEY_OBJECTS
 from clio2sf.mapping.spec import MappingSpec
 
@@ -153,6 +153,10 @@ def build_field_specs(sent_columns: Iterable[str], sources: Mapping[str, str | N
         fmeta = meta.get(column)
         if fmeta is None:
             notes.append(f"{where}: {column} not compared: not in the Salesforce describe")
+            continue
+        if column in AUDIT_FIELDS and not fmeta.get("createable"):
+            notes.append(f"{where}: {column} not compared: the org does not let the integration user set audit "
+                         "fields, so the loader does not send it (Set Audit Fields upon Record Creation)")
             continue
         specs.append(diff.FieldSpec(column, str(fmeta.get("type") or "string"), sources.get(column),
                                     fmeta.get("scale") if fmeta.get("type") in ("double", "percent") else None,

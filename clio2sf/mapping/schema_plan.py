@@ -1,9 +1,11 @@
-"""Schema plan: custom objects, fields and record types the confirmed spec needs.
+"""Schema plan: custom objects, fields and record types the confirmed spec needs, and the access to them.
 
 Rendered for the admin (Markdown / CSV) and as Tooling API payloads for an opt-in apply task.
 Payloads are ordered: objects, then their plain fields, then lookups (after their targets), then
 record types.  Task/Event fields are created on Activity; objects that cannot carry custom fields
-(CaseContactRole, EventRelation, ContentDocumentLink, ContentNote, ...) get none.
+(CaseContactRole, EventRelation, ContentDocumentLink, ContentNote, ...) get none.  ``access``
+lists the object and field permissions the ``Clio_Migration`` permission set grants the
+integration user (see :mod:`clio2sf.access`): new fields are hidden until it is assigned.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from clio2sf.access import PERMISSION_SET, AccessPlan, access_plan
 from clio2sf.mapping.spec import NATURAL_KEY_OBJECTS, MappingSpec
 from clio2sf.mapping.values import api_name, snake_words
 
@@ -90,6 +93,15 @@ class SchemaPlan:
     fields: list[PlannedField]
     record_types: list[dict[str, Any]]
     spec_hash: str
+    access: AccessPlan = field(default_factory=AccessPlan)
+
+    def planned_fields(self) -> set[tuple[str, str]]:
+        """(sobject, field) of every planned field, Activity fields on Task and Event."""
+        out = set()
+        for f in self.fields:
+            for s in (("Task", "Event") if f.sobject == "Activity" else (f.sobject,)):
+                out.add((s, f.name))
+        return out
 
     def tooling_payloads(self) -> list[tuple[str, dict[str, Any]]]:
         """``(tooling sobject, body)`` pairs for what does not exist yet, in apply order.
@@ -128,6 +140,13 @@ class SchemaPlan:
                         "external_id": f.external_id, "unique": f.unique, "exists": f.exists, "reason": f.reason})
         out += [{"kind": "RecordType", "object": r["sobject"], "field": r["name"], "type": "", "details": r["label"],
                  "external_id": "", "unique": "", "exists": r["exists"], "reason": "practice area record type"} for r in self.record_types]
+        reason = f"permission set {PERMISSION_SET}, assigned to the integration user"
+        out += [{"kind": "ObjectPermissions", "object": o, "field": "", "type": "", "details": "Read, Create, Edit, Delete, "
+                 "View All, Modify All", "external_id": "", "unique": "", "exists": "", "reason": reason}
+                for o in self.access.objects]
+        out += [{"kind": "FieldPermissions", "object": s, "field": f, "type": "",
+                 "details": "Read, Edit" if edit else "Read", "external_id": "", "unique": "", "exists": "",
+                 "reason": reason} for (s, f), edit in sorted(self.access.fields.items())]
         return out
 
     def to_csv(self) -> str:
@@ -140,10 +159,13 @@ class SchemaPlan:
 
     def to_markdown(self) -> str:
         lines = [f"# Salesforce schema plan (mapping {self.spec_hash[:12]})", "",
-                 "Create these before loading (or let the opt-in apply task do it). Items marked *exists* are already in the org.", "",
+                 "Create these before loading (or let the opt-in apply task do it). Items marked *exists* are already in the org.",
+                 f"Object and field permissions go into the permission set `{PERMISSION_SET}`, assigned to the integration "
+                 "user: fields created through the API stay hidden from every user until field-level security is granted "
+                 "(objects or fields that are always accessible are skipped when it is applied).", "",
                  "| Kind | Object | Field | Type | Details | External ID | Unique | Status |", "|---|---|---|---|---|---|---|---|"]
         for r in self.rows():
-            status = "exists" if r["exists"] else "to create"
+            status = "grant" if r["exists"] == "" else "exists" if r["exists"] else "to create"
             details = str(r["details"]).replace("|", "\\|")
             lines.append(f"| {r['kind']} | {r['object']} | {r['field']} | {r['type']} | {details} | "
                          f"{'yes' if r['external_id'] is True else ''} | {'yes' if r['unique'] is True else ''} | {status} |")
@@ -242,4 +264,5 @@ def build_schema_plan(
             for v in rt_values:
                 dev = api_name(v, "")
                 record_types.append({"sobject": sobject, "name": dev, "label": v, "exists": dev in have})
-    return SchemaPlan(objects=objects, fields=fields, record_types=record_types, spec_hash=spec.content_hash)
+    return SchemaPlan(objects=objects, fields=fields, record_types=record_types, spec_hash=spec.content_hash,
+                      access=access_plan(spec, fields))

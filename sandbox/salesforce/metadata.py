@@ -188,7 +188,8 @@ def _hand_built() -> dict[str, tuple[dict, list[dict]]]:
         co(field("ParentId", "reference", "Parent ID", ref=["PermissionSet"], rel="Parent", required=True,
                  cascade=True)),
         co(field("SobjectType", "picklist", "SObject Type Name", length=40, required=True)),
-        co(field("Field", "picklist", "Field Name", length=40, required=True)),
+        # The reference says 40, but real values ("Object__c.Field__c") are longer: not length-checked.
+        co(field("Field", "picklist", "Field Name", length=255, required=True)),
         field("PermissionsRead", "boolean", "Read Field"),
         field("PermissionsEdit", "boolean", "Edit Field"),
         field("IsDeleted", "boolean", "Deleted", createable=False, updateable=False),

@@ -26,17 +26,18 @@ LOAD_INPUTS = set(PRODUCES) | {"custom_fields", "practice_areas", "bank_accounts
 
 
 @contextmanager
-def sandbox_hooks(base: Path) -> Iterator[tuple[Any, Any, Any, Any]]:
+def sandbox_hooks(base: Path, **sf_knobs: Any) -> Iterator[tuple[Any, Any, Any, Any]]:
     """Both sandboxes (tiny firm, no Clio limit) with the default connections pointing at them.
 
     Yields ``(clio, sf, clio_hook, sf_hook)``; the Salesforce hook does not sleep between polls.
+    ``sf_knobs``: Salesforce sandbox settings (``audit_fields=True``...).
     """
     from sandbox.clio.testing import run_clio_sandbox
     from sandbox.salesforce.testing import run_sf_sandbox
 
     with (
         run_clio_sandbox(base / "clio", preset="tiny", rate_limit=None) as clio,
-        run_sf_sandbox(base / "sf", seed=42) as sf,
+        run_sf_sandbox(base / "sf", seed=42, **sf_knobs) as sf,
         pytest.MonkeyPatch.context() as mp,
     ):
         for key, value in airflow_env(clio, sf, f"file://{base / 'stage'}", base={}, rate_dir=base / "rate").items():

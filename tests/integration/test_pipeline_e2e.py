@@ -56,7 +56,7 @@ def _migrate(hook, mroot) -> dict:
 
     first = load_all("run-1")
     second = load_all("run-2")
-    return {"hook": hook, "mroot": mroot, "spec": spec, "schema": schema, "schema_again": schema_again,
+    return {"hook": hook, "mroot": mroot, "spec": spec, "plan": plan, "schema": schema, "schema_again": schema_again,
             "transforms": transforms, "first": first, "second": second}
 
 
@@ -132,6 +132,23 @@ def test_every_transformed_row_is_loaded_or_rejected_with_a_reason(run):
         assert figures[sobject]["loaded"] == figures[sobject]["rows"], (sobject, figures[sobject])
     assert not _load_rejects(mroot, "Task")
     assert figures["ContentDocumentLink"]["loaded"] and figures["EventRelation"]["loaded"]
+
+
+def test_the_access_plan_covers_every_transformed_column(run):
+    """The permission set and the pre-flight (clio2sf.access) know every field the transforms write."""
+    from clio2sf.access import AUDIT_FIELDS, lookup_field, missing_access
+
+    needs = run["plan"].access.fields
+    uncovered = set()
+    for sobject in run["spec"].load_order:
+        for env in _envelopes(run["mroot"], sobject):
+            for column in env.row:
+                if not column.startswith("_") and column not in AUDIT_FIELDS and (sobject, lookup_field(column)) not in needs:
+                    uncovered.add(f"{sobject}.{column}")
+    assert not uncovered
+    assert run["schema"]["assigned"] == ["Clio_Migration"] and run["schema"]["granted"]
+    assert not run["schema_again"]["granted"] and not run["schema_again"]["assigned"]
+    assert missing_access(run["hook"], run["plan"].access) == []
 
 
 def test_second_load_creates_nothing(run):

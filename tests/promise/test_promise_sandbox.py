@@ -48,7 +48,8 @@ def _by_ext(hook, sobject: str, fields: str, ids) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def mig(tmp_path_factory):
     base = tmp_path_factory.mktemp("promise")
-    with direct.sandbox_hooks(base) as (clio, sf, clio_hook, hook):
+    # An org prepared for a migration that keeps original times: "Set Audit Fields upon Record Creation" on.
+    with direct.sandbox_hooks(base, audit_fields=True) as (clio, sf, clio_hook, hook):
         mroot = staging.migration_root(base / "stage", FIRM, "p1")
         counts = direct.extract_for_load(clio_hook, mroot)
         spec = load_spec(FIRM)

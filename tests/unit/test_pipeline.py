@@ -153,11 +153,11 @@ def test_apply_schema_plan_skips_existing_and_falls_back_from_activity():
     plan = build_schema_plan(load_spec("harlow_vance"))
     hook = FakeHook(refuse_activity=True)
     with pytest.raises(pipeline.SchemaApplyError, match="Activity.Clio_Id__c: INVALID_TYPE"):
-        pipeline.apply_schema_plan(hook, plan)
+        pipeline.apply_schema_plan(hook, plan, grant_access=False)
     hook = FakeHook(refuse_activity=True)
-    out = pipeline.apply_schema_plan(hook, plan, activity_fallback=True)
+    out = pipeline.apply_schema_plan(hook, plan, activity_fallback=True, grant_access=False)
     assert "Contact.Clio_Id__c" in out["existing"] and "Contact.Clio_Id__c" not in hook.made
     assert "Task.Clio_Id__c" in out["fallback"] and "Event.Clio_Id__c" in out["fallback"] and not out["failed"]
     ok = FakeHook(refuse_activity=False)
-    pipeline.apply_schema_plan(ok, plan)
+    pipeline.apply_schema_plan(ok, plan, grant_access=False)
     assert "Activity.Clio_Id__c" in ok.made and not any(m.startswith("Task.") for m in ok.made)

@@ -24,6 +24,7 @@ import tenacity
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
 from simple_salesforce import Salesforce
 
+from clio2sf.access import AccessPlan, apply_permission_set
 from clio2sf.load import COMPOSITE_CHUNK, TRANSIENT_CODES, BulkJobResult, chunked
 
 if TYPE_CHECKING:
@@ -311,6 +312,10 @@ class ClioSalesforceHook(SalesforceHook):
         """``GET /limits``: every org limit as ``{Max, Remaining}``."""
         return self.request("GET", "limits/").json()
 
+    def current_user_id(self) -> str:
+        """The connected user's Id, from ``/services/oauth2/userinfo`` (who the permission set is for)."""
+        return str(self.request("GET", "/services/oauth2/userinfo").json()["user_id"])
+
     def test_connection(self) -> tuple[bool, str]:
         """Log in and read ``/limits``."""
         try:
@@ -562,9 +567,14 @@ class ClioSalesforceHook(SalesforceHook):
     def ensure_external_id_field(
         self, sobject: str, field_name: str = "Clio_Id__c", label: str = "Clio Id", length: int = 80
     ) -> bool:
-        """Create a unique, case-insensitive external-id Text field unless it exists; True if created."""
+        """Create a unique, case-insensitive external-id Text field unless it exists, and grant the connected
+        user read/edit on it (``Clio_Migration`` permission set, see :mod:`clio2sf.access`); True if created.
+
+        A field the user cannot see yet (created but never granted) is granted, not created again.
+        """
         if any(f["name"] == field_name for f in self.describe(sobject, refresh=True)["fields"]):
             return False
+        created = True
         try:
             self.create_custom_field(
                 sobject,
@@ -583,8 +593,12 @@ class ClioSalesforceHook(SalesforceHook):
         except SalesforceApiError as exc:
             if exc.error_code != "DUPLICATE_DEVELOPER_NAME":
                 raise
-            return False
-        return True
+            created = False
+        access = AccessPlan()
+        access.need(sobject, field_name)
+        apply_permission_set(self, access, planned=[(sobject, field_name)])
+        self._describes.pop(sobject, None)
+        return created
 
     # ------------------------------------------------------------------ files
 

@@ -38,7 +38,9 @@ def extract_changes() -> dict[str, Any]:
     """Extract records changed since each object's watermark and list the ids Clio has now."""
     p = params()
     root = mroot(p)
-    require_mapping_confirmed(firm_spec(p["firm"]), root)
+    spec = firm_spec(p["firm"])
+    require_mapping_confirmed(spec, root)
+    load_common.check_write_access(spec, root)  # before this window writes anything
     droot = delta_root(root)
     hook = ClioHook()
     changed: dict[str, int] = {}

@@ -12,6 +12,7 @@ from clio2sf.discovery import capacity_check, estimates, write_discovery_outputs
 from clio2sf.mapping.proposer import SourceField, propose
 from clio2sf.mapping.rates import rate_hierarchy_document
 from clio2sf.mapping.schema_plan import build_schema_plan
+from clio2sf.access import missing_access
 from clio2sf.mapping.validation import validate_spec_against_describes
 from clio2sf_airflow.hooks.clio import ClioHook
 from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
@@ -165,7 +166,8 @@ def build_mapping_document() -> dict[str, Any]:
 
 
 def apply_schema() -> dict[str, Any]:
-    """Create the planned custom objects, fields and record types through Tooling (opt-in)."""
+    """Create the planned custom objects, fields and record types through Tooling, then create and assign
+    the ``Clio_Migration`` permission set that lets the integration user read and write them (opt-in)."""
     p = params()
     if not p.get("apply_schema"):
         raise AirflowSkipException("apply_schema is off: the Salesforce admin creates the fields from the schema plan")
@@ -180,7 +182,11 @@ def apply_schema() -> dict[str, Any]:
         clio_custom_fields=config["custom_fields"], practice_areas=config["practice_areas"],
     )
     summary = apply_schema_plan(hook, plan)
-    log.info("schema plan applied: %s", summary)
+    log.info("schema plan applied: %s", {k: len(v) for k, v in summary.items()})
+    missing = missing_access(hook, plan.access)
+    if missing:
+        raise AirflowFailException(f"schema applied, but the integration user still lacks {len(missing)} permission(s): "
+                                   + "; ".join(missing[:20]))
     # Re-stage describes so later phases validate against the new schema.
     for name in load_describes(root):
         staging.write_json(root / DISCOVER / "salesforce_describe" / f"{name}.json", hook.describe(name, refresh=True))

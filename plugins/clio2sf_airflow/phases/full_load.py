@@ -32,6 +32,7 @@ def preflight_load() -> dict[str, Any]:
     require_mapping_confirmed(spec, root)
     require_sample_approved(spec, root)
     load_common.user_map(root)
+    access = load_common.check_write_access(spec, root)
     extraction = staging.read_json(root / "raw" / "_extraction.json")
     if not extraction or not extraction.get("complete"):
         raise AirflowFailException("extraction is not complete: run mig_02_extract to the end first")
@@ -46,7 +47,8 @@ def preflight_load() -> dict[str, Any]:
     policy = spec.options.get("capacity_preflight", "refuse")
     if errors and policy == "refuse":
         raise AirflowFailException("capacity pre-flight refused the load: " + "; ".join(errors))
-    return {"records": sum(counts.values()), "capacity_errors": len(errors), "warnings": len(findings) - len(errors)}
+    return {"records": sum(counts.values()), "capacity_errors": len(errors), "warnings": len(findings) - len(errors),
+            **access}
 
 
 def plan_transform() -> list[dict[str, str]]:

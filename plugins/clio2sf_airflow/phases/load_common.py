@@ -9,8 +9,10 @@ from airflow.sdk import ObjectStoragePath, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
 from clio2sf import staging
+from clio2sf.access import PERMISSION_SET, missing_access
 from clio2sf.mapping import money
-from clio2sf.mapping.spec import BASE_LOAD_ORDER
+from clio2sf.mapping.schema_plan import build_schema_plan
+from clio2sf.mapping.spec import BASE_LOAD_ORDER, MappingSpec
 from clio2sf.mapping.users import UserMap
 from clio2sf.pipeline import build_lookup, load_batch, lookup_names, transform_batch
 from clio2sf_airflow.hooks.salesforce import (
@@ -39,6 +41,28 @@ def user_map(root: ObjectStoragePath) -> UserMap:
     if doc is None:
         raise RuntimeError("no users/user_map.json: run mig_03_resolve_users before loading")
     return UserMap.from_json(doc)
+
+
+def check_write_access(spec: MappingSpec, root: ObjectStoragePath) -> dict[str, Any]:
+    """Pre-flight before any write: the integration user can read and edit every field the mapping writes.
+
+    Reads the describes as that user (field-level security applies: a field it cannot read is absent,
+    one it cannot edit is neither createable nor updateable) and fails naming every gap.
+    """
+    config = staging.read_json(root / "discover" / "clio_config.json") or {}
+    plan = build_schema_plan(spec, None, clio_custom_fields=config.get("custom_fields") or (),
+                             practice_areas=config.get("practice_areas") or ())
+    missing = missing_access(ClioSalesforceHook(), plan.access)
+    if missing:
+        raise AirflowFailException(
+            f"pre-flight: the integration user cannot write what the mapping writes ({len(missing)} missing "
+            f"permission(s); nothing was written): " + "; ".join(missing[:40])
+            + (f"; ... and {len(missing) - 40} more" if len(missing) > 40 else "")
+            + f". Grant them: run mig_01_discover with apply_schema (it creates the {PERMISSION_SET} permission "
+            "set and assigns it), or have the Salesforce admin grant field-level security.")
+    log.info("pre-flight: the integration user can write all %d mapped fields on %d objects",
+             len(plan.access.fields), len(plan.access.objects))
+    return {"fields_checked": len(plan.access.fields), "objects_checked": len(plan.access.objects)}
 
 
 def raw_batches(root: ObjectStoragePath, objects=TRANSFORMED, raw_dir: str = "raw") -> list[dict[str, str]]:

@@ -22,8 +22,10 @@ def select_sample() -> dict[str, Any]:
     """Choose the slice and stage it as raw batches under ``sample/raw/``."""
     p = params()
     root = mroot(p)
-    require_mapping_confirmed(firm_spec(p["firm"]), root)
+    spec = firm_spec(p["firm"])
+    require_mapping_confirmed(spec, root)
     load_common.user_map(root)  # fails early, naming the phase to run, if users are unresolved
+    load_common.check_write_access(spec, root)  # before anything is written
     objects = [o for o in load_common.TRANSFORMED if staging.read_manifest(root, o) is not None]
 
     def index(name: str):

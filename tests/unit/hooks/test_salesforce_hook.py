@@ -237,7 +237,12 @@ def test_reference_targets_from_describe(hook, requests_mock):
         hook.reference_targets("CaseContactRole", ["Nope.Clio_Id__c"])
 
 
-def test_ensure_external_id_field_uses_tooling(hook, requests_mock):
+def test_ensure_external_id_field_uses_tooling(hook, requests_mock, monkeypatch):
+    from clio2sf_airflow.hooks import salesforce as module
+
+    granted = []
+    monkeypatch.setattr(module, "apply_permission_set",
+                        lambda client, access, planned: granted.append((access.field_names(), list(planned))))
     requests_mock.get(BASE + "sobjects/Contact/describe/", json={"fields": [{"name": "Id"}]})
     requests_mock.post(
         BASE + "tooling/sobjects/CustomField/", status_code=201, json={"id": "00N", "success": True}
@@ -246,6 +251,8 @@ def test_ensure_external_id_field_uses_tooling(hook, requests_mock):
     body = requests_mock.last_request.json()
     assert body["FullName"] == "Contact.Clio_Id__c"
     assert body["Metadata"] | {"externalId": True, "unique": True, "length": 80} == body["Metadata"]
+    # a new field is hidden until granted: the connected user gets read/edit on it
+    assert granted == [(["Contact.Clio_Id__c"], [("Contact", "Clio_Id__c")])]
 
 
 def test_content_version_base64_and_multipart(hook, requests_mock, tmp_path: Path):
