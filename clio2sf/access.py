@@ -241,6 +241,17 @@ def apply_permission_set(client: Any, plan: AccessPlan, *, planned: Iterable[tup
             raise AccessError(f"permission set {name}: " + "; ".join(_failures([res], [name])))
         ps_id = res["id"]
 
+    # the assignment first: what is granted next takes effect at once (and describes show it)
+    me = client.current_user_id()
+    if not list(client.query_all_iter(f"SELECT Id FROM PermissionSetAssignment WHERE AssigneeId = {_soql_quote(me)} "
+                                      f"AND PermissionSetId = {_soql_quote(ps_id)}")):
+        res = client.composite_create([{"attributes": {"type": "PermissionSetAssignment"}, "AssigneeId": me,
+                                        "PermissionSetId": ps_id}])
+        bad = _failures(res, [f"assignment of {name}"])
+        failed += bad
+        if not bad:
+            out["assigned"].append(name)
+
     # object permissions, on the objects ObjectPermissions can name
     allowed = _picklist(client.describe("ObjectPermissions", refresh=True), "SobjectType")
     have = {r["SobjectType"]: r for r in client.query_all_iter(
@@ -273,16 +284,6 @@ def apply_permission_set(client: Any, plan: AccessPlan, *, planned: Iterable[tup
             updates.append((full, {"attributes": {"type": "FieldPermissions"}, "id": got["Id"], **rec}))
     failed += _save(client, creates, updates, out["granted"])
 
-    # the assignment
-    me = client.current_user_id()
-    if not list(client.query_all_iter(f"SELECT Id FROM PermissionSetAssignment WHERE AssigneeId = {_soql_quote(me)} "
-                                      f"AND PermissionSetId = {_soql_quote(ps_id)}")):
-        res = client.composite_create([{"attributes": {"type": "PermissionSetAssignment"}, "AssigneeId": me,
-                                        "PermissionSetId": ps_id}])
-        bad = _failures(res, [f"assignment of {name}"])
-        failed += bad
-        if not bad:
-            out["assigned"].append(name)
     if failed:
         raise AccessError(f"{len(failed)} permission(s) could not be granted: " + "; ".join(failed[:20]))
     if out["granted"] or out["objects_granted"] or out["assigned"]:

@@ -63,7 +63,7 @@ def convert(f: dict, value: object, *, from_csv: bool) -> object:
     a null checkbox, emails lower-cased, dates only within 1700-01-01..4000-12-31.
     """
     t = f["type"]
-    if value is None or value == "":
+    if value is None or (value == "" and t != "base64"):
         return False if t == "boolean" else None
     if t in ("string", "textarea", "picklist", "combobox", "email", "phone", "url", "multipicklist",
              "id", "reference"):

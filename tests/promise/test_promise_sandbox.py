@@ -110,6 +110,47 @@ def test_capacity_preflight_refuses_before_the_first_write(mig, monkeypatch):
     assert full_load.preflight_load()["capacity_errors"] == 0
 
 
+def test_access_preflight_names_what_is_missing_and_writes_nothing(mig, monkeypatch):
+    """Without the Clio_Migration permission set, sample, full load and delta stop before their first write."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from clio2sf_airflow.phases import delta, full_load, sample
+
+    hook, sf, mroot = mig["hook"], mig["sf"], mig["mroot"]
+    staging.write_json(mroot / "raw" / "_extraction.json", {
+        "complete": True, "objects": {k: {"records": v} for k, v in mig["counts"].items()}})
+    staging.write_json(mroot / "users" / "user_map.json", {"users": {}, "fallback_owner": mig["users"].fallback})
+    for module in (full_load, sample, delta):
+        monkeypatch.setattr(module, "params", lambda: {"firm": FIRM, "migration_id": "p1"})
+        monkeypatch.setattr(module, "mroot", lambda p=None: mroot)
+        monkeypatch.setattr(module, "require_mapping_confirmed", lambda spec, root: {})
+    monkeypatch.setattr(full_load, "require_sample_approved", lambda spec, root: {})
+    monkeypatch.setattr(full_load, "run_id", lambda: "access-preflight-test")
+    assignment = [r["Id"] for r in hook.query_all(
+        "SELECT Id FROM PermissionSetAssignment WHERE PermissionSet.Name = 'Clio_Migration'")]
+    assert len(assignment) == 1
+    hook.composite_delete(assignment)
+    before, log_before = sf.counts(), sf.request_log()["by_kind"]
+    try:
+        for task in (sample.select_sample, full_load.preflight_load, delta.extract_changes):
+            with pytest.raises(AirflowFailException) as exc:
+                task()
+            message = str(exc.value)
+            assert "pre-flight: the integration user cannot write what the mapping writes" in message
+            assert "nothing was written" in message and "Clio_Migration" in message
+            # every missing field permission is named, with why
+            assert "Contact.Clio_Id__c: not visible to the integration user" in message
+            assert "Case.Clio_Matter_Number__c: not visible" in message
+            assert "Time_Entry__c: object not visible to the integration user" in message
+        writes = {k: v for k, v in sf.request_log()["by_kind"].items()
+                  if k.startswith(("bulk", "composite", "sobject_p", "sobject_delete"))}
+        assert writes == {k: v for k, v in log_before.items() if k in writes} and sf.counts() == before
+    finally:  # the schema apply assigns the permission set again
+        out = pipeline.apply_schema_plan(hook, direct.schema_plan(mig["spec"], mroot), activity_fallback=False)
+    assert out["assigned"] == ["Clio_Migration"] and not out["granted"]
+    assert full_load.preflight_load()["fields_checked"] > 100
+
+
 @pytest.fixture(scope="module")
 def loaded(mig):
     first = _load_all(mig, "run-1")

@@ -8,11 +8,11 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from clio2sf import catalog, staging
+from clio2sf.access import missing_access
 from clio2sf.discovery import capacity_check, estimates, write_discovery_outputs
 from clio2sf.mapping.proposer import SourceField, propose
 from clio2sf.mapping.rates import rate_hierarchy_document
 from clio2sf.mapping.schema_plan import build_schema_plan
-from clio2sf.access import missing_access
 from clio2sf.mapping.validation import validate_spec_against_describes
 from clio2sf_airflow.hooks.clio import ClioHook
 from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
