@@ -99,6 +99,7 @@ def main(rows: int = 50000, work: Path | None = None) -> dict[str, float]:
         base = f"{sb.instance_url}/services/data/{API}"
         for obj in ("Account", "Contact"):
             _ensure_ext(s, base, obj)
+        sb.grant([f"{obj}.{EXT}" for obj in ("Account", "Contact")])  # new fields are hidden until granted
         acc = _csv([EXT, "Name"], [[f"acct-{i}", f"Firm {i} LLP"] for i in range(ACCOUNTS)])
         _ingest(s, base, {"object": "Account", "operation": "upsert", "externalIdFieldName": EXT}, acc)
 
