@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         timings["delta"] = run_phase("mig_06_delta", base, env, logs)
         timings["rollback"] = run_phase("mig_07_rollback", {**base, "dry_run": True}, env, logs)
 
+        if errors := sf.internal_errors():  # a 500 is a sandbox bug, never something a real org would do
+            sys.exit(f"demo stopped: the Salesforce sandbox answered 500 to {len(errors)} request(s): {errors[:3]}")
         (DEMO / "timings.json").write_text(json.dumps(timings, indent=2))
         from scripts.summary import print_summary
 

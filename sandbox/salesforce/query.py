@@ -75,35 +75,32 @@ class Runner:
         return f is not None and (self.access is None or self.access.readable(obj, f))
 
     def check_path(self, path: str) -> None:
-        parts = path.split(".")
-        obj = self.obj
-        if len(parts) > 1 and parts[0].lower() == obj.name.lower():
-            parts = parts[1:]
-        for rel in parts[:-1]:
-            f = obj.rel_field(rel)
-            if not self._visible(obj, f):
-                raise _no_column(self.soql, path, self.obj.name)
-            if len(f["referenceTo"]) != 1:
-                return  # polymorphic: checked per row
-            nxt = self.org.schema.get(f["referenceTo"][0])
-            if nxt is None or (self.access is not None and not self.access.can(nxt, "read")):
-                raise _no_column(self.soql, path, self.obj.name)
-            obj = nxt
-        if not self._visible(obj, obj.field(parts[-1])):
-            raise _no_column(self.soql, path, self.obj.name)
+        """Unknown or hidden (field-level security) parts of ``path`` raise ``INVALID_FIELD``."""
+        self._resolve(path, check=True)
 
     def field_of(self, path: str) -> dict | None:
         """The describe field a (checked) path ends at; None past a polymorphic relationship."""
+        return self._resolve(path, check=False)
+
+    def _resolve(self, path: str, *, check: bool) -> dict | None:
         parts = path.split(".")
         obj = self.obj
         if len(parts) > 1 and parts[0].lower() == obj.name.lower():
             parts = parts[1:]
         for rel in parts[:-1]:
             f = obj.rel_field(rel)
+            if check and not self._visible(obj, f):
+                raise _no_column(self.soql, path, self.obj.name)
             if len(f["referenceTo"]) != 1:
-                return None
-            obj = self.org.schema.get(f["referenceTo"][0])
-        return obj.field(parts[-1])
+                return None  # polymorphic: checked per row
+            nxt = self.org.schema.get(f["referenceTo"][0])
+            if check and (nxt is None or (self.access is not None and not self.access.can(nxt, "read"))):
+                raise _no_column(self.soql, path, self.obj.name)
+            obj = nxt
+        f = obj.field(parts[-1])
+        if check and not self._visible(obj, f):
+            raise _no_column(self.soql, path, self.obj.name)
+        return f
 
     def _check_filters(self, c: Cond | None) -> None:
         """Filter values must have the field's type, as a real org requires (see the module docstring)."""

@@ -101,6 +101,15 @@ class SandboxHandle:
             sf.PermissionSetAssignment.create({"AssigneeId": me, "PermissionSetId": ps})
         return ps
 
+    def external_ids(self, *objects: str, name: str = "Clio_Id__c") -> None:
+        """Create a unique external-id Text(80) field on each object through Tooling and grant it."""
+        sf = self.sf()
+        for obj in objects:
+            sf.toolingexecute("sobjects/CustomField", method="POST", data={
+                "FullName": f"{obj}.{name}",
+                "Metadata": {"label": "Clio Id", "type": "Text", "length": 80, "externalId": True, "unique": True}})
+        self.grant([f"{obj}.{name}" for obj in objects])
+
     def user_id(self, sf: Any = None) -> str:
         """The integration user's Id (``/services/oauth2/userinfo``)."""
         sf = sf or self.sf()

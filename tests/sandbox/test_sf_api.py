@@ -32,13 +32,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def sf(sandbox):
-    sf = sandbox.sf()
-    for obj in ("Account", "Contact", "Case"):
-        sf.toolingexecute("sobjects/CustomField", method="POST", data={
-            "FullName": f"{obj}.Clio_Id__c",
-            "Metadata": {"label": "Clio Id", "type": "Text", "length": 80, "externalId": True, "unique": True}})
-    sandbox.grant([f"{obj}.Clio_Id__c" for obj in ("Account", "Contact", "Case")])
-    return sf
+    sandbox.external_ids("Account", "Contact", "Case")
+    return sandbox.sf()
 
 
 def _errors(exc: Exception) -> list[dict]:

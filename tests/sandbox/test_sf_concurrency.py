@@ -22,10 +22,7 @@ REST_CALLS = 12
 def test_concurrent_bulk_rest_and_reads_lose_and_double_nothing(tmp_path) -> None:
     with run_sf_sandbox(tmp_path, seed=7) as sb:
         sf = sb.sf()
-        sf.toolingexecute("sobjects/CustomField", method="POST", data={
-            "FullName": "Contact.Clio_Id__c",
-            "Metadata": {"label": "Clio Id", "type": "Text", "length": 80, "externalId": True, "unique": True}})
-        sb.grant(["Contact.Clio_Id__c"])
+        sb.external_ids("Contact")
         errors: list[str] = []
         acknowledged: dict[str, str] = {}  # ext id -> sf id, filled by the REST writers
         lock = threading.Lock()

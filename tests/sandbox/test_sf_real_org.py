@@ -30,18 +30,18 @@ EXT = {"label": "Clio Id", "type": "Text", "length": 80, "externalId": True, "un
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory):
+def sf(tmp_path_factory: pytest.TempPathFactory):
+    """The integration user's client on an org whose Contact and Account have a granted Clio_Id__c."""
     with run_sf_sandbox(tmp_path_factory.mktemp("sf-real"), seed=42) as h:
-        yield h
+        h.external_ids("Contact", "Account")
+        client = h.sf()
+        client.handle = h
+        yield client
 
 
 @pytest.fixture(scope="module")
-def sf(sandbox):
-    sf = sandbox.sf()
-    for full in ("Contact.Clio_Id__c", "Account.Clio_Id__c"):
-        sf.toolingexecute("sobjects/CustomField", method="POST", data={"FullName": full, "Metadata": EXT})
-    sandbox.grant(["Contact.Clio_Id__c", "Account.Clio_Id__c"])
-    return sf
+def sandbox(sf):
+    return sf.handle
 
 
 class Http:
