@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
-from sandbox.clio import blobs, reads
+from sandbox.clio import blobs, reads, webhooks
 from sandbox.clio.config import CLIENT_ID, DEFAULT_VERSION, KNOWN_VERSIONS, Knobs
 from sandbox.clio.fields import FieldError
 from sandbox.clio.filters import ParamError
@@ -63,6 +63,7 @@ class Sandbox:
         self.refresh_token = self.store.meta("refresh_token") or ""
         self.redirect_uri = self.store.meta("redirect_uri") or ""
         self.blob_secret = self.store.meta("blob_secret") or ""
+        self.webhooks = webhooks.Webhooks(self)
 
     def record(self, token: str | None, method: str, path: str, status: int, window: float | None) -> None:
         entry = {"time": round(time.time(), 6), "token": token_id(token) if token else None, "method": method,
@@ -184,11 +185,19 @@ def create_app(sb: Sandbox) -> FastAPI:
 
     @app.post("/_admin/knobs")
     async def set_knobs(request: Request) -> Response:
+        changes = await request.json()
         try:
-            sb.knobs.update(await request.json())
-        except KeyError as exc:
+            webhooks.parse_fault(changes.get("webhook_fault"))
+            sb.knobs.update(changes)
+        except (KeyError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(sb.knobs.as_dict())
+
+    @app.get("/_admin/webhook_deliveries")
+    async def webhook_deliveries(since: int = 0) -> dict:
+        """What happened to each webhook handshake and delivery attempt (and how many wait)."""
+        return {"deliveries": sb.webhooks.deliveries[since:], "next": len(sb.webhooks.deliveries),
+                "pending": sb.webhooks.pending()}
 
     @app.post("/_admin/reset_limits")
     async def reset_limits() -> dict:
@@ -219,7 +228,7 @@ def create_app(sb: Sandbox) -> FastAPI:
         return JSONResponse({k: v for k, v in rec.items() if not k.startswith("_")})
 
     # --- API ------------------------------------------------------------------------------------
-    @app.api_route("/api/v4/{path:path}", methods=["GET", "POST", "PATCH", "DELETE"])
+    @app.api_route("/api/v4/{path:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"])
     async def api(path: str, request: Request) -> Response:
         method = request.method
         log_path = "/api/v4/" + path
@@ -306,6 +315,8 @@ async def dispatch(sb: Sandbox, request: Request, path: str, method: str, versio
         return _download(sb, request, reads.record_id(parts[1], "documents"), headers)
     if method == "GET":
         return _get(sb, request, "/".join(parts), params, old_quantity, headers)
+    if parts[0] == "webhooks":
+        return await webhooks.handle(sb.webhooks, request, parts, method, params, headers)
     endpoint, rid = "/".join(parts), None
     if len(parts) >= 2 and parts[-1].lstrip("-").isdigit():
         endpoint, rid = "/".join(parts[:-1]), reads.record_id(parts[-1], "/".join(parts[:-1]))

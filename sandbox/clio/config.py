@@ -22,6 +22,9 @@ class Knobs:
     knob; ``offpeak_limit``/``peak_hours``/``tz`` model Clio's weekday peak hours.
     ``fault_429_storm`` is ``"EVERY:LENGTH"``: of every EVERY API requests the first LENGTH get 429.
     ``revoke_after`` revokes the access token that makes that many API requests.
+    ``webhook_*``: deliveries (see :mod:`sandbox.clio.webhooks`): the fault knob (``"drop:N"``,
+    ``"dup:N"``), retry base delay and count, request timeout, and the CA bundle that verifies
+    the receivers' TLS certificates (default: the system's).
     """
 
     rate_limit: int | None = 50
@@ -36,6 +39,11 @@ class Knobs:
     peak_hours: str = "04-19"
     tz: str = "America/Los_Angeles"
     limit_schedule: list[list[float]] = field(default_factory=list)
+    webhook_fault: str | None = None
+    webhook_retry_base: float = 1.0
+    webhook_max_retries: int = 5
+    webhook_timeout: float = 5.0
+    webhook_ca_bundle: str | None = None
 
     def update(self, changes: dict) -> None:
         """Apply a partial update; unknown names raise KeyError naming them."""

@@ -6,6 +6,7 @@ record's ``updated_at`` and ``etag``, so ``updated_since`` sees it.
 
 from __future__ import annotations
 
+import copy
 import time
 
 from sandbox.clio.schema import model
@@ -52,6 +53,12 @@ class Writer:
     def __init__(self, store: Store, clock=time.time) -> None:
         self.store = store
         self.clock = clock
+        #: ``listener(kind, event, before, after)`` after each write (the webhooks' deliveries).
+        self.listeners: list = []
+
+    def _notify(self, kind: str, event: str, before: dict | None, after: dict) -> None:
+        for listener in self.listeners:
+            listener(kind, event, before, after)
 
     def _ref(self, name: str, value: object, endpoint: str) -> dict | None:
         if value is None:
@@ -208,7 +215,9 @@ class Writer:
                 rec.update(custom_field_values=[], email_addresses=[], phone_numbers=[], addresses=[],
                            related_contacts=[], is_client=False, company=None)
             self._apply(endpoint, rec, data)
-            return self._touch(kind, rec)
+            rec = self._touch(kind, rec)
+        self._notify(kind, "created", None, rec)
+        return rec
 
     def update(self, endpoint: str, rid: int, data: dict, if_match: str | None = None) -> dict:
         kind = self._kind(endpoint)
@@ -221,8 +230,11 @@ class Writer:
             if endpoint == "documents" and data.get("restore"):
                 rec["deleted_at"] = None
                 data = {k: v for k, v in data.items() if k != "restore"}
+            before = copy.deepcopy(rec)
             self._apply(endpoint, rec, data)
-            return self._touch(kind, rec)
+            rec = self._touch(kind, rec)
+        self._notify(kind, "updated", before, rec)
+        return rec
 
     def delete(self, endpoint: str, rid: int) -> None:
         kind = self._kind(endpoint)
@@ -243,3 +255,4 @@ class Writer:
                 self._touch(kind, rec)
             else:
                 self.store.delete(kind, rid)
+        self._notify(kind, "deleted", None, rec)
