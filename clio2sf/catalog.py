@@ -62,7 +62,7 @@ CLIO_OBJECTS: tuple[ClioObject, ...] = (
     ClioObject(
         "users",
         "users",
-        "id,etag,name,first_name,last_name,email,enabled,rate,subscription_type,roles,"
+        "id,etag,name,first_name,last_name,email,enabled,rate,subscription_type,roles,default_calendar_id,"
         "created_at,updated_at",
     ),
     ClioObject(

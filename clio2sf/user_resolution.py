@@ -47,6 +47,7 @@ class Resolution:
     sf_user_id: str | None
     owner_id: str
     note: str
+    calendar_id: int | None = None
 
 
 def resolve_fallback(sf_users: Iterable[Mapping[str, Any]], fallback_owner: str | None) -> str:
@@ -112,9 +113,17 @@ def resolve_users(
                 sf_user_id=sf_id,
                 owner_id=owner,
                 note=note,
+                calendar_id=_int_or_none(user.get("default_calendar_id")),
             )
         )
     return out
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def fallback_owner_id(resolutions: list[Resolution]) -> str | None:
@@ -127,6 +136,10 @@ def user_map_document(resolutions: list[Resolution], fallback_owner_id: str) -> 
     return {
         "fallback_owner": fallback_owner_id,
         "users": {str(r.clio_user_id): r.owner_id for r in resolutions},
+        "status": {str(r.clio_user_id): r.status for r in resolutions},
+        # Clio calendar entries name a calendar (calendar_owner, attendees of type Calendar): a user's own
+        # calendar is its default_calendar_id.  Firm and shared calendars have no user.
+        "calendars": {str(r.calendar_id): r.clio_user_id for r in resolutions if r.calendar_id is not None},
         "counts": {s: sum(r.status == s for r in resolutions) for s in (MATCHED, INACTIVE, AMBIGUOUS, UNMATCHED)},
     }
 

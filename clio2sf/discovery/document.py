@@ -183,6 +183,9 @@ def _field_exists(describes: Mapping[str, Any], sobject: str, column: str, plann
 
 def _source_text(fspec: Mapping[str, Any]) -> str:
     if "owner" in fspec:
+        if fspec.get("owner_of") == "calendar":
+            return (f"the Clio user whose calendar is {fspec['owner']} (the user's default_calendar_id; "
+                    "resolved through the user map)")
         return f"Clio user {fspec['owner']} (resolved through the user map)"
     if "template" in fspec:
         return f"template {fspec['template']}"

@@ -145,11 +145,18 @@ class _Ctx:
             placeholder = self.spec.options.get("last_name_placeholder") if key == "Contact" else None
             for target, fspec in (ospec.get("fields") or {}).items():
                 if "owner" in fspec:
-                    owners.append((target, compile_path(fspec["owner"])))
+                    get = compile_path(fspec["owner"])
+                    if fspec.get("owner_of") == "calendar":
+                        get = self._calendar_user_getter(get)
+                    owners.append((target, get))
                 else:
                     fns.append(compile_field(target, fspec, self.spec, placeholder if target == "LastName" else None))
             self._compiled[key] = (fns, owners)
         return self._compiled[key]
+
+    def _calendar_user_getter(self, get_calendar: Callable[[Mapping[str, Any]], Any]) -> Callable[[Mapping[str, Any]], Any]:
+        """A getter of the Clio user whose calendar ``get_calendar`` names (None: a firm/shared calendar)."""
+        return lambda d: self.users.calendar_user(get_calendar(d))
 
     def path(self, path: str) -> Callable[[Mapping[str, Any]], Any]:
         getter = self._paths.get(path)
@@ -207,13 +214,20 @@ class _Ctx:
                 return f"contact-{rc['id']}"
         return self.individual["clio_id"]
 
-    def owner(self, clio_user_id: Any, issues: Issues) -> str | None:
+    def owner(self, clio_user_id: Any, issues: Issues, why: str | None = None) -> str | None:
+        """The matched Salesforce user of ``clio_user_id``, else the fallback owner, listed as a repair
+        (rule ``owner_fallback``) so that every record the fallback owner holds is in the report."""
         sf_id = self.users.get(clio_user_id)
         if sf_id is not None:
             return sf_id
         fallback = self.users.resolve(clio_user_id, issues.sid)
         if fallback is None and clio_user_id is not None:
             raise RecordRejected("OwnerId", "unmapped_owner", f"{issues.sid}: Clio user {clio_user_id} has no Salesforce user and no fallback owner is set")
+        if fallback is not None:
+            if why is None:
+                why = (f"Clio user {clio_user_id} has no matched Salesforce user" if clio_user_id is not None
+                       else "no Clio user owns this record")
+            issues.add("OwnerId", "owner_fallback", f"{issues.sid}: {why}", f"owned by the fallback owner {fallback}")
         return fallback
 
     # -- custom fields ------------------------------------------------------------------------
@@ -262,7 +276,12 @@ def _map_fields(ctx: _Ctx, key: str, d: Mapping[str, Any], row: dict[str, Any], 
     if overflows:
         apply_overflows(row, overflows)
     for target, get in owners:
-        owner = ctx.owner(get(d), issues)
+        uid = get(d)
+        why = None
+        if uid is None and key == "Event":
+            cal = (d.get("calendar_owner") or {})
+            why = f"calendar {cal.get('id')} ({cal.get('type') or 'calendar'}) is no user's own calendar"
+        owner = ctx.owner(uid, issues, why)
         if owner is not None:
             row[target] = owner
 
@@ -479,8 +498,8 @@ def _matter_team(ctx: _Ctx, d: Mapping[str, Any], sid: str, target: str, issues:
             if uid is None:
                 continue
             sf_user = ctx.users.get(uid)
-            if sf_user is None:
-                issues.add(role_field, "unmapped_team_member", f"{sid}: {role_field} user {uid} has no Salesforce user",
+            if sf_user is None:  # unmatched: left out, never replaced by the fallback owner
+                issues.add(role_field, "unmapped_team_member", f"{sid}: {role_field} user {uid} has no matched Salesforce user",
                            f"not added to the {target} team")
                 continue
             if sf_user in seen:
@@ -775,12 +794,25 @@ def _calendar_entries(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[Transfo
                                 {"Event.Clio_Id__c": inst_sid, "Contact:Relation.Clio_Id__c": f"contact-{att['id']}", "IsInvitee": True},
                                 ["EventId", "RelationId"])
             elif att.get("id") is not None:
-                sf_user = ctx.users.get(att["id"])
+                uid, why = _attendee_user(ctx, att)
+                sf_user = ctx.users.get(uid) if uid is not None else None
                 if sf_user is not None:
-                    yield _envelope("EventRelation", f"{inst_sid}#user-{att['id']}",
+                    yield _envelope("EventRelation", f"{inst_sid}#user-{uid}",
                                     {"Event.Clio_Id__c": inst_sid, "RelationId": sf_user, "IsInvitee": True}, ["EventId", "RelationId"])
                 elif inst_sid == instances[0][0]:
-                    issues.add("attendees", "unmapped_attendee", f"{sid}: attendee calendar {att['id']} has no Salesforce user", "attendee not linked")
+                    if uid is not None:
+                        why = f"its user {uid} has no matched Salesforce user"
+                    issues.add("attendees", "unmapped_attendee", f"{sid}: attendee {att.get('type') or 'User'} {att['id']}: {why}",
+                               "attendee not linked")
+
+
+def _attendee_user(ctx: _Ctx, att: Mapping[str, Any]) -> tuple[Any, str]:
+    """(Clio user id, why not) of a non-contact attendee: a ``Calendar`` attendee is the user whose calendar
+    it is (Clio lists people by their calendar), a ``User`` attendee is that user."""
+    if att.get("type") == "Calendar":
+        uid = ctx.users.calendar_user(att.get("id"))
+        return uid, "" if uid is not None else "the calendar is no user's own calendar (a firm or shared calendar)"
+    return att.get("id"), ""
 
 
 def _documents(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[TransformResult]:

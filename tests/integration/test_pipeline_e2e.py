@@ -210,3 +210,36 @@ def test_books_tie_out_on_both_sides_and_agree(run):
         assert bad[0]["status"] == "does not tie out"
     finally:
         set_amount(pay["Clio_Amount__c"])
+
+
+def test_events_are_owned_by_the_user_of_their_calendar_and_user_attendees_are_related(run):
+    """Derived from Clio's raw records and the org's users, not from the transform: an Event belongs to the
+    user whose own calendar (default_calendar_id) holds the entry; user attendees (listed by calendar) are
+    EventRelations; the fallback owner holds only entries whose calendar user is not matched."""
+    from clio2sf.extract import read_records
+
+    hook, mroot = run["hook"], run["mroot"]
+    sf_by_email = {}
+    for u in hook.query_all("SELECT Id, Email, IsActive FROM User"):
+        if u["IsActive"] and u["Email"]:
+            sf_by_email.setdefault(u["Email"].lower(), []).append(u["Id"])
+    user_of_calendar = {}
+    for env in read_records(mroot, "users"):
+        d = env["data"]
+        match = sf_by_email.get((d.get("email") or "").lower(), [])
+        user_of_calendar[d["default_calendar_id"]] = match[0] if len(match) == 1 else None
+    entries = {f"calendar_entry-{e['data']['id']}": e["data"] for e in read_records(mroot, "calendar_entries")}
+    events = hook.query_all("SELECT Id, OwnerId, Clio_Id__c FROM Event WHERE Clio_Id__c != null")
+    fallback = direct.user_map(hook, mroot, roster.INTEGRATION_USER["username"]).fallback
+    checked = mine = 0
+    for ev in events:
+        raw = entries.get(ev["Clio_Id__c"].split("@")[0])
+        if raw is None:
+            continue
+        want = user_of_calendar.get(raw["calendar_owner"]["id"]) or fallback
+        assert ev["OwnerId"] == want, ev["Clio_Id__c"]
+        checked += 1
+        mine += want != fallback
+    assert checked and mine, "no Event owned by a matched user"
+    rel = hook.query_all("SELECT Id, RelationId FROM EventRelation")
+    assert any(r["RelationId"].startswith("005") for r in rel), "user attendees never became EventRelations"

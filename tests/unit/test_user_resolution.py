@@ -70,3 +70,20 @@ def test_reports_escape_and_list_every_user():
     assert "Needs a decision (4)" in html
     csv_text = report_csv(res)
     assert csv_text.count("\n") == len(CLIO) + 1
+
+
+def test_user_map_names_unmatched_users_and_calendars():
+    """Transforms must tell a matched user from one that only got the fallback owner, and find the user of a
+    calendar (Clio calendar entries name calendars)."""
+    from clio2sf.mapping.users import UserMap
+
+    clio = [dict(u, default_calendar_id=800 + u["id"]) for u in CLIO]
+    doc = user_map_document(resolve_users(clio, SF, "005I"), "005I")
+    assert doc["calendars"] == {str(800 + u["id"]): u["id"] for u in CLIO}
+    assert doc["status"]["1"] == MATCHED and doc["status"]["5"] == UNMATCHED
+    sf = [dict(r, Id=r["Id"].ljust(15, "0")) for r in SF]
+    doc = user_map_document(resolve_users(clio, sf, "005I".ljust(15, "0")), "005I".ljust(15, "0"))
+    users = UserMap.from_json(doc)
+    assert users.get(1) == "005A".ljust(15, "0") and users.get(5) is None and users.get(3) is None
+    assert users.resolve(5, "task-1") == "005I".ljust(15, "0") and users.fallback_records == ["task-1"]
+    assert users.calendar_user(801) == 1 and users.calendar_user(799) is None

@@ -32,7 +32,8 @@ def spec():
 
 @pytest.fixture
 def users():
-    return UserMap({1001: ANN, 1002: BO}, FALLBACK)
+    # Ann and Bo's own calendars are 801 and 802 (their default_calendar_id); Clio entries name calendars.
+    return UserMap({1001: ANN, 1002: BO}, FALLBACK, calendars={801: 1001, 802: 1002})
 
 
 @pytest.fixture(scope="session")

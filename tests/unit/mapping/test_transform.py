@@ -248,3 +248,68 @@ def test_generators_and_unknown_object(spec, users):
     with pytest.raises(ValueError, match="no transform"):
         list(transform_object("webhooks", [], spec, users))
     assert set(PRODUCES) >= {"contacts", "matters", "relationships", "activities", "calendar_entries", "documents"}
+
+
+# --- owners, attendees and teams: Clio users vs calendars vs unmatched users -------------------
+
+
+def _entry(**over) -> dict:
+    item = copy.deepcopy(envelopes("calendar_entries")[2])  # a one-off entry
+    item["data"].update(over)
+    return item
+
+
+def test_event_owner_is_the_user_whose_calendar_it_is(spec, users):
+    """calendar_owner.id is a *calendar* id: its user (default_calendar_id) owns the Event, not the fallback."""
+    rows, rejects = run("calendar_entries", spec, users, items=[_entry(calendar_owner={"id": 802, "type": "UserCalendar"},
+                                                                     attendees=[])], lookup={})
+    event = next(x["row"] for x in rows if x["sobject"] == "Event")
+    assert event["OwnerId"] == BO
+    assert not [x for x in rejects if x["rule"] == "owner_fallback"]
+
+
+def test_event_on_a_firm_calendar_falls_back_and_is_listed(spec, users):
+    item = _entry(calendar_owner={"id": 800, "type": "AccountCalendar"}, attendees=[])
+    rows, rejects = run("calendar_entries", spec, users, items=[item], lookup={})
+    event = next(x["row"] for x in rows if x["sobject"] == "Event")
+    assert event["OwnerId"] == FALLBACK
+    listed = [x for x in rejects if x["rule"] == "owner_fallback"]
+    assert len(listed) == 1 and listed[0]["field"] == "OwnerId" and "calendar 800" in listed[0]["message"]
+    assert listed[0]["source_system_id"] == item["source_system_id"] and FALLBACK in listed[0]["repair"]
+
+
+def test_calendar_attendees_become_event_relations_of_their_users(spec, users):
+    item = _entry(attendees=[{"id": 801, "type": "Calendar", "name": "Ann"}, {"id": 802, "type": "Calendar", "name": "Bo"},
+                             {"id": 1002, "type": "User", "name": "Bo again"}, {"id": 800, "type": "Calendar", "name": "Firm"}])
+    rows, rejects = run("calendar_entries", spec, users, items=[item], lookup={})
+    rel = [x for x in rows if x["sobject"] == "EventRelation"]
+    assert sorted(x["row"]["RelationId"] for x in rel) == sorted([ANN, BO, BO])
+    assert {x["source_system_id"].rsplit("#", 1)[1] for x in rel} == {"user-1001", "user-1002"}
+    note = [x for x in rejects if x["rule"] == "unmapped_attendee"]
+    assert len(note) == 1 and "Calendar 800" in note[0]["message"] and "no user's own calendar" in note[0]["message"]
+
+
+def test_unmatched_attendee_note_names_the_user():
+    users = UserMap({1001: ANN, 1002: FALLBACK}, FALLBACK, unmatched=[1002], calendars={801: 1001, 802: 1002})
+    item = _entry(attendees=[{"id": 802, "type": "Calendar", "name": "Bo"}])
+    rows, rejects = run("calendar_entries", load_spec("harlow_vance"), users, items=[item], lookup={})
+    assert not [x for x in rows if x["sobject"] == "EventRelation"]  # never the fallback owner as attendee
+    note = [x for x in rejects if x["rule"] == "unmapped_attendee"]
+    assert "user 1002 has no matched Salesforce user" in note[0]["message"]
+
+
+def test_unmatched_attorney_is_left_off_the_team_not_replaced_by_the_fallback(spec):
+    """The user map lists unmatched users with the fallback owner as their owner id: never a team member."""
+    doc = {"users": {"1001": ANN, "1002": FALLBACK}, "fallback_owner": FALLBACK,
+           "status": {"1001": "matched", "1002": "unmatched"}}
+    users = UserMap.from_json(doc)
+    matter = copy.deepcopy(envelopes("matters")[0])
+    matter["data"]["responsible_attorney"] = {"id": 1002, "name": "Bo"}
+    matter["data"]["originating_attorney"] = {"id": 1001, "name": "Ann"}
+    rows, rejects = run("matters", spec, users, items=[matter])
+    team = [x["row"] for x in rows if x["sobject"] == "CaseTeamMember"]
+    assert [t["MemberId"] for t in team] == [ANN]
+    assert any(x["rule"] == "unmapped_team_member" and x["field"] == "responsible_attorney" for x in rejects)
+    case = next(x["row"] for x in rows if x["sobject"] == "Case")
+    assert case["OwnerId"] == FALLBACK  # the owner falls back, and says so
+    assert any(x["rule"] == "owner_fallback" and x["source_system_id"] == matter["source_system_id"] for x in rejects)
