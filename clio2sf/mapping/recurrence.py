@@ -100,7 +100,7 @@ def occurrences(
     excluded_dates = {d for d in exdates if not isinstance(d, datetime)} | set(exclude_local_dates)
     count = 0
     try:
-        for naive in rule_obj:
+        for naive in _with_dtstart(rule_obj, local_start.replace(tzinfo=None)):
             occ = naive.replace(tzinfo=tz)
             if occ > horizon or count >= max_count:
                 return
@@ -110,6 +110,28 @@ def occurrences(
             yield occ
     except (ValueError, TypeError, OverflowError) as exc:
         raise BadRecurrence(f"cannot expand RRULE: {exc}") from None
+
+
+def _with_dtstart(rule_obj, dtstart: datetime) -> Iterator[datetime]:
+    """The rule's instances with DTSTART always first (RFC 5545 3.8.5.3: DTSTART is the first instance,
+    and counts toward COUNT, even when it does not match BYDAY/BYMONTHDAY...); dateutil skips it then."""
+    instances = iter(rule_obj)
+    first = next(instances, None)
+    if first == dtstart:
+        yield first
+        yield from instances
+        return
+    yield dtstart
+    limit = getattr(rule_obj, "_count", None)
+    if first is None or (limit is not None and limit <= 1):
+        return
+    taken = 1
+    yield first
+    for naive in instances:
+        if limit is not None and taken >= limit - 1:
+            return
+        taken += 1
+        yield naive
 
 
 def _until_local(m: re.Match[str], tz: tzinfo) -> str:
