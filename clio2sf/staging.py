@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -45,12 +46,42 @@ _LOCAL_PROTOCOLS = ("", "file", "local")
 # --------------------------------------------------------------------------- layout
 
 
+#: Names the layout uses directly under a migration root: never a firm or a migration id, so a
+#: migration's own folders can never be taken for another firm's (nor purged as one).
+RESERVED_NAMES = frozenset({
+    "raw", "blobs", "transformed", "rejects", "ledger", "reports", "approvals", "discover", "users",
+    "delta", "sample", "ids", "since",
+})
+_NOT_RESERVED = "(?!(?:" + "|".join(sorted(RESERVED_NAMES)) + ")$)"
+#: Firm config names: lower-case letters, digits and underscores (``firms/<firm>.yaml``).
+FIRM_PATTERN = rf"^{_NOT_RESERVED}[a-z0-9][a-z0-9_]{{0,63}}$"
+#: Migration ids: a letter or digit first, then letters, digits, ``_``, ``.``, ``-`` (so no ``.``,
+#: ``..`` or separators).  Params (``dag_defaults``), the CLI and :func:`migration_root` all use it.
+MIGRATION_ID_PATTERN = rf"^{_NOT_RESERVED}[A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}$"
+_FIRM_RE = re.compile(FIRM_PATTERN)
+_MIGRATION_ID_RE = re.compile(MIGRATION_ID_PATTERN)
+_RULE = ("one path segment of at most 64 letters, digits, '_', '.' or '-' starting with a letter or "
+         "digit (firms: lower-case, no '.'/'-'), and not a staging folder name: " + ", ".join(sorted(RESERVED_NAMES)))
+
+
+def check_firm(firm: Any) -> str:
+    """Return ``firm`` if it is a valid firm name; ValueError naming the rule otherwise."""
+    if not isinstance(firm, str) or not _FIRM_RE.fullmatch(firm):
+        raise ValueError(f"staging: firm {firm!r} is not a valid firm name ({_RULE})")
+    return firm
+
+
+def check_migration_id(migration_id: Any) -> str:
+    """Return ``migration_id`` if valid (refuses ``.``, ``..``, separators, layout names)."""
+    if (not isinstance(migration_id, str) or not _MIGRATION_ID_RE.fullmatch(migration_id)
+            or migration_id.lower() in RESERVED_NAMES):
+        raise ValueError(f"staging: migration_id {migration_id!r} is not a valid migration id ({_RULE})")
+    return migration_id
+
+
 def migration_root(root: Any, firm: str, migration_id: str) -> Any:
-    """Return ``<root>/<firm>/<migration_id>``; names must be simple path segments."""
-    for label, value in (("firm", firm), ("migration_id", migration_id)):
-        if not value or "/" in value or value in (".", ".."):
-            raise ValueError(f"staging: {label} {value!r} is not a simple path segment")
-    return root / firm / migration_id
+    """Return ``<root>/<firm>/<migration_id>``: the one checked way a firm and id become a path."""
+    return root / check_firm(firm) / check_migration_id(migration_id)
 
 
 def raw_dir(mroot: Any, obj: str) -> Any:
@@ -413,6 +444,14 @@ def _remove_tree(path: Any) -> None:
         path.fs.rm(path.path, recursive=True)
 
 
+def _is_name(check: Any, name: str) -> bool:
+    try:
+        check(name)
+    except ValueError:
+        return False
+    return True
+
+
 def purge_older_than(root: Any, days: float, *, now: float | None = None) -> list[str]:
     """Delete every ``<firm>/<migration_id>`` tree whose newest file is older than ``days``.
 
@@ -426,10 +465,10 @@ def purge_older_than(root: Any, days: float, *, now: float | None = None) -> lis
     if not root.exists():
         return purged
     for firm in sorted(root.iterdir(), key=str):
-        if not firm.is_dir():
-            continue
+        if not firm.is_dir() or not _is_name(check_firm, firm.name):
+            continue  # not a firm folder this bundle made: never purged as one
         for mig in sorted(firm.iterdir(), key=str):
-            if not mig.is_dir():
+            if not mig.is_dir() or not _is_name(check_migration_id, mig.name):
                 continue
             newest = _newest_mtime(mig)
             if newest is None or newest < cutoff:

@@ -16,6 +16,7 @@ import sys
 
 from upath import UPath
 
+from clio2sf import staging
 from clio2sf.mapping.confirm import confirm
 from clio2sf.mapping.spec import load_spec
 
@@ -31,8 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.staging_root:
         parser.error("set --staging-root or CLIO2SF_STAGING_ROOT")
+    try:
+        root = staging.migration_root(UPath(args.staging_root), args.firm, args.migration_id)
+    except ValueError as exc:
+        parser.error(str(exc))
     spec = load_spec(args.firm)
-    root = UPath(args.staging_root) / args.firm / args.migration_id
     if args.kind == "sample" and not (root / "sample" / "diff.html").exists():
         print(f"no sample diff report under {root / 'sample'}: run mig_04_sample first", file=sys.stderr)
         return 2

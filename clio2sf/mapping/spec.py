@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from clio2sf import catalog
+from clio2sf import catalog, staging
 from clio2sf.mapping import money
 
 DEFAULT_MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "include" / "mappings"
@@ -277,6 +277,10 @@ def load_spec(firm: str | None, mappings_dir: Path | str = DEFAULT_MAPPINGS_DIR)
     data = _read_yaml(base_path)
     sources = [str(base_path)]
     if firm:
+        try:
+            staging.check_firm(firm)  # the firm name becomes a file name here and a folder in staging
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
         firm_path = mappings_dir / "firms" / f"{firm}.yaml"
         if not firm_path.is_file():
             known = sorted(

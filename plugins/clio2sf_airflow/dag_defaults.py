@@ -6,6 +6,8 @@ from datetime import timedelta
 
 from airflow.sdk import Param
 
+from clio2sf import staging
+
 DEFAULT_ARGS = {
     "owner": "migration-ops",
     "retries": 3,
@@ -25,14 +27,14 @@ def migration_params(**extra: Param) -> dict[str, Param]:
             type="string",
             title="Firm",
             description="Firm config name: include/mappings/firms/<firm>.yaml",
-            pattern=r"^[a-z0-9_]+$",
+            pattern=staging.FIRM_PATTERN,
         ),
         "migration_id": Param(
             "m1",
             type="string",
             title="Migration id",
             description="Names this migration's staging area and ledger; reuse it for every phase.",
-            pattern=r"^[A-Za-z0-9_.-]+$",
+            pattern=staging.MIGRATION_ID_PATTERN,
         ),
         **extra,
     }

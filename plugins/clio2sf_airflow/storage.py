@@ -6,6 +6,8 @@ import os
 
 from airflow.sdk import ObjectStoragePath, Variable
 
+from clio2sf import staging
+
 STAGING_VARIABLE = "clio2sf_staging_root"
 
 
@@ -21,5 +23,5 @@ def staging_root() -> ObjectStoragePath:
 
 
 def migration_root(firm: str, migration_id: str) -> ObjectStoragePath:
-    """Return ``<staging>/<firm>/<migration_id>``."""
-    return staging_root() / firm / migration_id
+    """Return ``<staging>/<firm>/<migration_id>`` through the checked :func:`clio2sf.staging.migration_root`."""
+    return staging.migration_root(staging_root(), firm, migration_id)

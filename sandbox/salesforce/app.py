@@ -178,7 +178,9 @@ def build_app(sb: Sandbox) -> Starlette:
                 every = org.settings.session_expire_every
                 if every and org.api_used % every == 0:
                     sb.sessions.clear()
+                    org.count_fault("session_expired")
                 if org.settings.fault_503_rate and sb.rng_503.random() < org.settings.fault_503_rate:
+                    org.count_fault("API_TEMPORARILY_UNAVAILABLE")
                     raise HttpError(503, "API_TEMPORARILY_UNAVAILABLE",
                                     "The API is temporarily unavailable (sandbox fault injection)")
             resp = await run_in_threadpool(_dispatch, sb, request, body, user)
@@ -319,6 +321,9 @@ def _admin(sb: Sandbox, method: str, what: str, body: bytes) -> Response:
             if e["api"]:
                 by_kind[e["kind"]] = by_kind.get(e["kind"], 0) + 1
         return JSONResponse({"total_api_calls": sum(by_kind.values()), "by_kind": by_kind, "requests": entries})
+    if what == "faults":
+        with org.fault_lock:
+            return JSONResponse(dict(org.faults_injected))
     if what == "counts":
         with org.lock:
             return JSONResponse(org.store.counts())

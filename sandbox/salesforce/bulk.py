@@ -185,6 +185,7 @@ class BulkJobs:
         rows = list(reader)
         if org.settings.fail_bulk_jobs > 0:
             org.settings.fail_bulk_jobs -= 1
+            org.count_fault("bulk_job_failed")
             self._fail(job, "InternalServerError : The job failed (sandbox fault injection)", header or [], rows)
             return
         if header is None:

@@ -92,6 +92,9 @@ class Org:
         self._counter_lock = threading.Lock()
         self._id_parts: dict[str, tuple[str, str]] = {}  # prefix -> (head, checksum): see ids.make_id
         self.rng_lock = random.Random(settings.seed * 7919 + 1)
+        #: Faults injected so far, by kind (``GET /_admin/faults``): tests assert on these, never on luck.
+        self.faults_injected: dict[str, int] = {}
+        self.fault_lock = threading.Lock()
         self.api_used = int(self.store.meta_get("api_used", "0"))
         self.file_bytes = int(self.store.meta_get("file_bytes", "0"))
         self.bulk_batches_used = int(self.store.meta_get("bulk_batches_used", "0"))
@@ -503,7 +506,14 @@ class Org:
 
     def _lock_fault(self) -> bool:
         rate = self.settings.lock_row_rate
-        return rate > 0 and self.rng_lock.random() < rate
+        hit = rate > 0 and self.rng_lock.random() < rate
+        if hit:
+            self.count_fault("UNABLE_TO_LOCK_ROW")
+        return hit
+
+    def count_fault(self, kind: str) -> None:
+        with self.fault_lock:
+            self.faults_injected[kind] = self.faults_injected.get(kind, 0) + 1
 
     def user(self, user_id: str) -> dict | None:
         if user_id not in self._user_cache:

@@ -81,6 +81,10 @@ class SandboxHandle:
     def request_log(self) -> dict:
         return self.admin("requests")
 
+    def faults(self) -> dict[str, int]:
+        """Faults the sandbox injected so far, by kind (its own log, not the client's)."""
+        return self.admin("faults")
+
     def grant(self, fields: list[str] = (), objects: list[str] = (), name: str = "Sandbox_Test_Access") -> str:
         """Grant the integration user read/edit on ``fields`` ("Contact.Clio_Id__c") and full access to
         ``objects`` through a permission set, with the real API (as an admin would); returns its Id."""

@@ -436,6 +436,9 @@ def test_faults_and_limits_are_enforced(tmp_path) -> None:
 
         with pytest.raises(SalesforceOperationError):
             sf.bulk2.Account.insert(records=[{"Name": "x"}], wait=0.1)
+        faults = h.faults()  # the sandbox's own log of what it injected
+        assert faults["UNABLE_TO_LOCK_ROW"] == 1 and faults["bulk_job_failed"] == 1, faults
+        assert faults["API_TEMPORARILY_UNAVAILABLE"] >= 1, faults
         res = sf.bulk2.Account.insert(records=[{"Name": f"A{i}"} for i in range(600)], wait=0.1)
         assert res[0]["numberRecordsFailed"] > 0
         failed = sf.bulk2.Account.get_failed_records(res[0]["job_id"])
