@@ -10,6 +10,7 @@ import csv
 import html
 import io
 import json
+import re
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -110,13 +111,47 @@ def write_json(path: Any, obj: Any) -> Any:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
 
 
+#: Leading characters a spreadsheet reads as a formula (OWASP "CSV Injection"), with their full-width forms.
+_FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_cell(value: Any) -> str:
+    """One CSV report cell, neutralised against formula injection (OWASP CSV Injection).
+
+    A text starting with ``=``, ``+``, ``-``, ``@``, tab, CR or LF (or a full-width ``＝＋－＠``) gets a
+    leading ``'`` so spreadsheets show it as text; plain numbers (``-12.5``) stay as they are.  Every
+    CSV report writer of the bundle goes through this (the Bulk API upload CSV does not: it is data).
+    """
+    text = to_text(value)
+    if text.startswith(_FORMULA_LEADS) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def md_text(value: Any) -> str:
+    """Markdown-safe one-line text from data: no live links, images, HTML or table breaks.
+
+    ``[``/``]`` and backslashes are backslash-escaped (so ``[x](javascript:...)`` and
+    ``![](https://remote/img)`` stay plain text), ``<``/``>`` become entities (no HTML, no
+    ``<autolinks>``), ``|`` is escaped (no table breaks), newlines become spaces.
+    """
+    text = "" if value is None else to_text(value)
+    text = re.sub(r"([\\\[\]|])", r"\\\1", text).replace("<", "&lt;").replace(">", "&gt;")
+    return " ".join(text.split())
+
+
 def csv_text(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """CSV text with a header line; cells rendered by :func:`to_text`."""
+    """CSV text (RFC 4180: CRLF line ends) with a header line; cells rendered by :func:`csv_cell`.
+
+    CRLF matters: Python's writer quotes a cell holding a character of the line terminator, so with
+    ``\\n`` alone a bare ``\\r`` in client data would go out unquoted and split the row.
+    """
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(headers)
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow([csv_cell(h) for h in headers])
     for row in rows:
-        writer.writerow([to_text(c) for c in row])
+        writer.writerow([csv_cell(c) for c in row])
     return buf.getvalue()
 
 

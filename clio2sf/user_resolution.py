@@ -8,14 +8,13 @@ so no record is ever loaded without a valid OwnerId.
 
 from __future__ import annotations
 
-import csv
-import io
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from clio2sf import reports
 from clio2sf.reports import esc
 from clio2sf.reports import page as html_page
 from clio2sf.reports import table as html_table
@@ -145,13 +144,9 @@ def user_map_document(resolutions: list[Resolution], fallback_owner_id: str) -> 
 
 
 def report_csv(resolutions: list[Resolution]) -> str:
-    buf = io.StringIO()
     fields = list(Resolution.__dataclass_fields__)
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for r in resolutions:
-        writer.writerow(asdict(r))
-    return buf.getvalue()
+    return reports.csv_text(fields, ([str(v) if isinstance(v := asdict(r)[f], bool) else v for f in fields]
+                                     for r in resolutions))
 
 
 def report_html(resolutions: list[Resolution], firm: str, fallback_owner: str) -> str:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clio2sf.discovery.reference import REFERENCE_TITLES
-from clio2sf.reports import banner, esc, page, table
+from clio2sf.reports import banner, esc, md_text, page, table
 
 LOW_CONFIDENCE = 0.6
 
@@ -74,10 +74,8 @@ PRACTICE_AREA_MAPS = ("practice_area_case_type", "practice_area_record_type")
 
 
 def _md(value: Any) -> str:
-    """Markdown-safe text: HTML metacharacters escaped, pipes escaped, one line."""
-    text = "" if value is None else str(value)
-    text = text.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
-    return " ".join(text.split())
+    """Markdown-safe text from data: no live links, images or HTML; pipes escaped; one line."""
+    return md_text(value)
 
 
 class _Doc:

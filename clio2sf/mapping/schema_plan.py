@@ -10,12 +10,11 @@ integration user (see :mod:`clio2sf.access`): new fields are hidden until it is 
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from clio2sf import reports
 from clio2sf.access import PERMISSION_SET, AccessPlan, access_plan
 from clio2sf.mapping.spec import NATURAL_KEY_OBJECTS, MappingSpec
 from clio2sf.mapping.values import api_name, snake_words
@@ -150,12 +149,8 @@ class SchemaPlan:
         return out
 
     def to_csv(self) -> str:
-        buf = io.StringIO()
         cols = ["kind", "object", "field", "type", "details", "external_id", "unique", "exists", "reason"]
-        writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows())
-        return buf.getvalue()
+        return reports.csv_text(cols, ([_csv_value(r[c]) for c in cols] for r in self.rows()))
 
     def to_markdown(self) -> str:
         lines = [f"# Salesforce schema plan (mapping {self.spec_hash[:12]})", "",
@@ -166,10 +161,15 @@ class SchemaPlan:
                  "| Kind | Object | Field | Type | Details | External ID | Unique | Status |", "|---|---|---|---|---|---|---|---|"]
         for r in self.rows():
             status = "grant" if r["exists"] == "" else "exists" if r["exists"] else "to create"
-            details = str(r["details"]).replace("|", "\\|")
-            lines.append(f"| {r['kind']} | {r['object']} | {r['field']} | {r['type']} | {details} | "
+            md = reports.md_text
+            lines.append(f"| {md(r['kind'])} | {md(r['object'])} | {md(r['field'])} | {md(r['type'])} | {md(r['details'])} | "
                          f"{'yes' if r['external_id'] is True else ''} | {'yes' if r['unique'] is True else ''} | {status} |")
         return "\n".join(lines) + "\n"
+
+
+def _csv_value(value: Any) -> Any:
+    """CSV cells as csv.DictWriter wrote them (True/False, not true/false)."""
+    return str(value) if isinstance(value, bool) else value
 
 
 def _existing_fields(describes: Mapping[str, Mapping[str, Any]] | None, sobject: str) -> set[str] | None:

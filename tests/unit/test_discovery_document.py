@@ -123,7 +123,7 @@ def test_field_mappings_and_value_maps(default_doc):
     assert "| Status | status |  | matter_status_case | yes |" in md
     assert "| LastName | first non-empty of last_name, name | max 80 chars (full value kept in Clio_Full_Name__c); required, else rejected |  | yes |" in md
     assert "| Clio_Matter_Number__c | display_number | max 80 chars |  | to create |" in md
-    assert "| Case__r.Clio_Id__c | matters[0].id (matter link) | lookup by Clio_Id__c to Case |  | to create |" in md
+    assert "| Case__r.Clio_Id__c | matters\\[0\\].id (matter link) | lookup by Clio_Id__c to Case |  | to create |" in md
     # value maps: mapped values, the default, and a seen value not in the map flagged
     assert "| Open | Working |  |" in md
     assert "| waiting_on_client |  | NOT IN MAP: becomes 'Not Started' with a repair note |" in md

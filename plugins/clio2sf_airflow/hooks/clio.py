@@ -18,6 +18,7 @@ import tenacity
 from airflow.sdk import BaseHook
 from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
 
+from clio2sf import transport
 from clio2sf.ratebudget import RateBudget, retry_after_seconds
 
 DEFAULT_API_VERSION = "4.0.9"
@@ -73,7 +74,9 @@ class ClioHook(BaseHook):
     ``http://127.0.0.1:8701``; a bare host uses ``schema`` as scheme, ``https`` by default; ``port``
     is honoured), login = OAuth client id, password = client secret, extras ``refresh_token``
     (required), ``token_url`` (default ``<base>/oauth/token``), ``api_version`` (default 4.0.9),
-    ``ca_bundle`` or ``verify`` (bool or path), ``timeout`` (seconds), ``rate_state_dir``.
+    ``ca_bundle`` or ``verify`` (true or a CA path; ``false`` only with ``insecure_skip_tls_verify: true``,
+    logged as a warning), ``timeout`` (seconds), ``rate_state_dir``.  ``http://`` is refused except on
+    the loopback (:mod:`clio2sf.transport`).
 
     Every API request first takes a slot from :class:`clio2sf.ratebudget.RateBudget` (shared by
     all processes on this host using the same token, through a lock file in ``rate_state_dir``,
@@ -134,11 +137,18 @@ class ClioHook(BaseHook):
         netloc = parts.netloc
         if conn.port and parts.port is None:
             netloc = f"{netloc}:{conn.port}"
-        return f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")
+        return self._checked_url(f"{parts.scheme}://{netloc}{parts.path}".rstrip("/"), "host")
+
+    def _checked_url(self, url: str, what: str) -> str:
+        """``url`` if HTTPS (or HTTP on the loopback); a config error naming the connection otherwise."""
+        try:
+            return transport.check_url(url, f"connection {self.clio_conn_id!r} {what}")
+        except transport.InsecureTransportError as exc:
+            raise ClioAuthError(str(exc)) from None
 
     @cached_property
     def token_url(self) -> str:
-        return self._get_field("token_url") or f"{self.base_url}/oauth/token"
+        return self._checked_url(self._get_field("token_url") or f"{self.base_url}/oauth/token", "token_url")
 
     @cached_property
     def api_version(self) -> str:
@@ -150,13 +160,11 @@ class ClioHook(BaseHook):
 
     @cached_property
     def verify(self) -> bool | str:
-        bundle = self._get_field("ca_bundle")
-        if bundle:
-            return str(bundle)
-        verify = self._get_field("verify", True)
-        if isinstance(verify, str) and verify.lower() in ("true", "false"):
-            return verify.lower() == "true"
-        return verify
+        """TLS verification (``ca_bundle``/``verify`` extras); off only with ``insecure_skip_tls_verify``."""
+        try:
+            return transport.tls_verify(self.connection.extra_dejson, f"connection {self.clio_conn_id!r}", self.log)
+        except transport.InsecureTransportError as exc:
+            raise ClioAuthError(str(exc)) from None
 
     @cached_property
     def _credentials(self) -> tuple[str, str, str]:
@@ -243,6 +251,10 @@ class ClioHook(BaseHook):
 
     def _url(self, path_or_url: str) -> str:
         if path_or_url.startswith(("http://", "https://")):
+            # e.g. a paging link from a response: the Bearer token goes to the Clio host only
+            if urlsplit(path_or_url)[:2] != urlsplit(self.base_url)[:2]:
+                raise ClioBadRequest(f"refusing to send the Clio token to {urlsplit(path_or_url).netloc!r}: "
+                                     f"not the connection's host", 400)
             return path_or_url
         path = path_or_url.lstrip("/")
         if not path.startswith("api/v4/"):
@@ -399,7 +411,9 @@ class ClioHook(BaseHook):
             try:
                 with self._count_lock:
                     self.requests_made += 1
-                with requests.get(location, stream=True, timeout=self.timeout, verify=self.verify) as resp:
+                # the hook's session (no ~/.netrc, no proxy variables), without the Authorization header
+                url = self._checked_url(location, f"document {doc_id} download URL")
+                with self.session.get(url, stream=True, timeout=self.timeout, verify=self.verify) as resp:
                     if resp.status_code >= 500 or resp.status_code == 429:
                         raise ClioServerError(f"document {doc_id}: storage answered HTTP {resp.status_code}")
                     if resp.status_code >= 400:

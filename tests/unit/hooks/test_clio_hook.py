@@ -104,6 +104,9 @@ def test_extras_token_url_version_verify_timeout(conn):
     hook = ClioHook()
     assert (hook.token_url, hook.api_version, hook.verify, hook.timeout) == ("https://auth.test/tok", "4.0.10", "/etc/ca.pem", 5.0)
     conn(extra={"refresh_token": REFRESH, "verify": "false", "token_url": ""})
+    with pytest.raises(ClioAuthError, match="insecure_skip_tls_verify"):
+        _ = ClioHook().verify
+    conn(extra={"refresh_token": REFRESH, "verify": "false", "insecure_skip_tls_verify": True, "token_url": ""})
     hook = ClioHook()
     assert hook.verify is False and hook.token_url == f"{BASE}/oauth/token"
 
@@ -224,8 +227,8 @@ def test_budget_paces_requests(conn, token, requests_mock, clock):
 
 def test_download_follows_303_without_authorization(hook, token, requests_mock):
     api = requests_mock.get(f"{BASE}/api/v4/documents/55/download.json", status_code=303,
-                            headers={"Location": "http://storage.test/blob/55?sig=abc"})
-    blob = requests_mock.get("http://storage.test/blob/55?sig=abc", content=b"%PDF-1.7 hello")
+                            headers={"Location": "https://storage.test/blob/55?sig=abc"})
+    blob = requests_mock.get("https://storage.test/blob/55?sig=abc", content=b"%PDF-1.7 hello")
     assert b"".join(hook.download_document(55, 2)) == b"%PDF-1.7 hello"
     assert parse_qs(api.last_request.query) == {"document_version_id": ["2"]}
     assert api.last_request.headers["Authorization"] == f"Bearer {ACCESS}"
@@ -233,8 +236,8 @@ def test_download_follows_303_without_authorization(hook, token, requests_mock):
 
 
 def test_download_zero_bytes(hook, token, requests_mock):
-    requests_mock.get(f"{BASE}/api/v4/documents/56/download.json", status_code=303, headers={"Location": "http://storage.test/56"})
-    requests_mock.get("http://storage.test/56", content=b"")
+    requests_mock.get(f"{BASE}/api/v4/documents/56/download.json", status_code=303, headers={"Location": "https://storage.test/56"})
+    requests_mock.get("https://storage.test/56", content=b"")
     assert b"".join(hook.download_document(56)) == b""
 
 
@@ -248,8 +251,8 @@ class _Dropping(io.BytesIO):
 
 
 def test_download_resumes_after_mid_body_drop(hook, token, requests_mock):
-    requests_mock.get(f"{BASE}/api/v4/documents/57/download.json", status_code=303, headers={"Location": "http://storage.test/57"})
-    blob = requests_mock.get("http://storage.test/57", [{"body": _Dropping(b"abcdefghij")}, {"content": b"abcdefghij"}])
+    requests_mock.get(f"{BASE}/api/v4/documents/57/download.json", status_code=303, headers={"Location": "https://storage.test/57"})
+    blob = requests_mock.get("https://storage.test/57", [{"body": _Dropping(b"abcdefghij")}, {"content": b"abcdefghij"}])
     assert b"".join(hook.download_document(57)) == b"abcdefghij"
     assert blob.call_count == 2
 
