@@ -97,6 +97,11 @@ def first_request(
     return obj.endpoint, params
 
 
+#: Download answers that mean "this document is gone", not "try again": the hook's ``ClioBadRequest``
+#: carries the status in ``.status``.
+GONE_STATUSES = (404, 410)
+
+
 def _attach_blob(
     env: dict[str, Any], mroot: Any, download: Download
 ) -> None:
@@ -108,7 +113,19 @@ def _attach_blob(
         env["blob"] = None
         return
     path = staging.blob_path(mroot, data["id"], version_id)
-    info = staging.write_blob(path, download(data["id"], version_id))
+    try:
+        info = staging.write_blob(path, download(data["id"], version_id))
+    except Exception as exc:
+        status = getattr(exc, "status", None)
+        if status not in GONE_STATUSES:
+            raise
+        # Listed by Clio but gone when downloaded (deleted meanwhile): this document only is
+        # recorded without bytes; the transform rejects it with this reason, the extract goes on.
+        env["blob"] = None
+        env["blob_error"] = f"Clio answered HTTP {status} to the download of version {version_id}"
+        log.warning("%s: download answered HTTP %s; recorded without bytes (rejected at transform)",
+                    env["source_system_id"], status)
+        return
     env["blob"] = {"path": staging.blob_relpath(data["id"], version_id), **info}
     declared = version.get("size")
     if isinstance(declared, int) and declared != info["size"]:

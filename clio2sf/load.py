@@ -18,6 +18,7 @@ import gzip
 import io
 import json
 import logging
+import math
 import re
 import time
 from collections import Counter, defaultdict
@@ -1070,6 +1071,30 @@ def repeated_external_ids(envelopes: Sequence[Envelope], skip: Mapping[int, Any]
     return out
 
 
+def non_finite_numbers(envelopes: Sequence[Envelope], skip: Mapping[int, Any] = ()) -> dict[int, RowOutcome]:
+    """Rows holding NaN or an infinity, as permanent failures naming the field.
+
+    Neither JSON nor Salesforce has a form for them: sent, one such row would fail its whole
+    sObject-collection request (``requests`` refuses to encode it) and Bulk would load the text
+    ``nan``.  The row is rejected with its reason; the rest of the batch goes on.
+    """
+    out: dict[int, RowOutcome] = {}
+    for i, e in enumerate(envelopes):
+        if i in skip:
+            continue
+        bad = sorted(k for k, v in e.row.items() if isinstance(v, float) and not math.isfinite(v))
+        if bad:
+            out[i] = RowOutcome(i, e.source_system_id, False, errors=[SfError(
+                "NON_FINITE_NUMBER", f"{e.source_system_id}: {', '.join(bad)}: NaN/Infinity is not a number "
+                "Salesforce can store; the row was not sent", tuple(bad))])
+    return out
+
+
+def holds_bulk_null_marker(env: Envelope) -> bool:
+    """True when a text value is ``#N/A``: Bulk API 2.0 would read it as null, so the row goes through REST."""
+    return any(isinstance(v, str) and v.strip().upper() == NULL for v in env.row.values())
+
+
 def _with_row_retries(
     run: Callable[[Sequence[int]], list[RowOutcome]],
     n: int,
@@ -1128,6 +1153,7 @@ def load_rows(
             f"{SPECIAL_LOADERS[envelopes[0].sobject]}, not load_rows"
         )
     envelopes, failed = prepare_rows(client, envelopes, note_ids=note_ids)
+    failed.update(non_finite_numbers(envelopes, failed))
     failed.update(repeated_external_ids(envelopes, failed))
     envelopes = _strip_create_only(client, envelopes)
     natural = envelopes[0].external_id_field is None
@@ -1135,7 +1161,16 @@ def load_rows(
     before = {} if natural or not capture_before else capture_before_images(client, envelopes)
 
     def run(idx: Sequence[int]) -> list[RowOutcome]:
-        return step(client, envelopes, idx, choose_mode(mode, len(idx), bulk_threshold), row_cap)
+        chosen = choose_mode(mode, len(idx), bulk_threshold)
+        if chosen == "bulk":  # rows with the text "#N/A" go through REST, where it stays text
+            rest = [i for i in idx if holds_bulk_null_marker(envelopes[i])]
+            if rest:
+                log.info("%d row(s) hold the text #N/A (the Bulk API's null marker): sent through REST", len(rest))
+                taken = set(rest)
+                bulk_idx = [i for i in idx if i not in taken]
+                return step(client, envelopes, rest, "composite", row_cap) + (
+                    step(client, envelopes, bulk_idx, "bulk", row_cap) if bulk_idx else [])
+        return step(client, envelopes, idx, chosen, row_cap)
 
     result = LoadResult(
         _with_row_retries(run, len(envelopes), max_row_retries, retry_wait, sleep, failed=failed)

@@ -17,13 +17,21 @@ class BadRecurrence(ValueError):
 _PROP_RE = re.compile(r"^(?P<name>[A-Z-]+)(?P<params>(?:;[^:]*)?):(?P<value>.*)$")
 
 
+class UnknownTimeZone(BadRecurrence):
+    """A zone name that is not in the IANA database (never replaced by a fixed offset silently)."""
+
+
 def zone(name: str | None, fallback: tzinfo) -> tzinfo:
-    """The IANA zone ``name`` (Clio's ``start_at_time_zone``), or ``fallback`` when unknown."""
+    """The IANA zone ``name`` (Clio's ``start_at_time_zone``), ``fallback`` when no name is given.
+
+    :raises UnknownTimeZone: for a name the IANA database does not know; the caller decides
+        (a recurring series is rejected, a single event keeps its UTC offset with a note).
+    """
     if name:
         try:
             return ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
-            return fallback
+            raise UnknownTimeZone(f"{str(name)[:60]!r} is not an IANA time zone") from None
     return fallback
 
 

@@ -33,7 +33,14 @@ from clio2sf.mapping.fields import (
     apply_value_map,
     compile_field,
 )
-from clio2sf.mapping.recurrence import BadRecurrence, clamp_end, occurrence_suffix, occurrences, zone
+from clio2sf.mapping.recurrence import (
+    BadRecurrence,
+    UnknownTimeZone,
+    clamp_end,
+    occurrence_suffix,
+    occurrences,
+    zone,
+)
 from clio2sf.mapping.spec import NATURAL_KEY_OBJECTS, MappingSpec
 from clio2sf.mapping.users import UserMap
 from clio2sf.mapping.values import (
@@ -751,9 +758,17 @@ def _calendar_entries(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[Transfo
     ctx.matter_columns(base, d, links.get("matter"), issues)
     if d.get("parent_calendar_entry_id") is not None:
         base["Clio_Series_Id__c"] = f"calendar_entry-{d['parent_calendar_entry_id']}"
-    tz = zone(d.get("start_at_time_zone"), start.tzinfo or UTC)
     all_day = bool(d.get("all_day"))
     rule = d.get("recurrence_rule")
+    try:
+        tz = zone(d.get("start_at_time_zone"), start.tzinfo or UTC)
+    except UnknownTimeZone as exc:
+        if rule:  # a fixed offset would move every occurrence after a DST change by an hour
+            raise RecordRejected("start_at_time_zone", "unknown_time_zone",
+                                 f"{sid}: start_at_time_zone: {exc}; a recurring series needs its zone") from None
+        tz = start.tzinfo or UTC
+        issues.add("start_at_time_zone", "unknown_time_zone", f"{sid}: start_at_time_zone: {exc}",
+                   "times kept at the UTC offset Clio gave")
     if rule:
         local_start = start.astimezone(tz)
         excluded = set()
@@ -763,9 +778,16 @@ def _calendar_entries(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[Transfo
             except BadValue:
                 continue
         try:
-            starts = list(occurrences(local_start, rule, tz=tz, horizon=ctx.horizon, max_count=opts.get("recurrence_max_occurrences", 1000), exclude_local_dates=excluded))
+            max_count = opts.get("recurrence_max_occurrences", 1000)
+            starts = list(occurrences(local_start, rule, tz=tz, horizon=ctx.horizon, max_count=max_count + 1, exclude_local_dates=excluded))
         except BadRecurrence as exc:
             raise RecordRejected("recurrence_rule", "bad_recurrence", f"{sid}: recurrence_rule: {exc}") from None
+        if len(starts) > max_count:  # e.g. FREQ=MINUTELY: say so, never cut silently
+            issues.add("recurrence_rule", "recurrence_truncated",
+                       f"{sid}: recurrence_rule has more than {max_count} occurrences before {ctx.horizon.date().isoformat()}",
+                       f"only the first {max_count} loaded (until {starts[max_count - 1].isoformat()}); "
+                       "options.recurrence_max_occurrences sets the cap")
+            starts = starts[:max_count]
         base["Clio_Series_Id__c"] = sid
         instances = [(f"{sid}@{occurrence_suffix(s)}", s) for s in starts]
     else:
@@ -820,6 +842,8 @@ def _documents(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[TransformResul
         raise RecordRejected("deleted_at", "deleted_in_clio", f"{sid}: the document is in Clio's trash")
     blob = env.get("blob") or {}
     if not blob.get("path"):
+        if env.get("blob_error"):  # listed by Clio, gone when downloaded
+            raise RecordRejected("blob", "document_gone", f"{sid}: no file: {env['blob_error']}")
         raise RecordRejected("blob", "missing_blob", f"{sid}: no downloaded file for this document")
     if blob.get("size") == 0:  # Clio holds an empty file: load it as such, but say so in the report
         issues.add("blob", "zero_byte_document", f"{sid}: the file is empty (0 bytes) in Clio",
@@ -929,6 +953,10 @@ def transform_object(
         except BadValue as exc:
             yield from _issues_out(clio_object_name, issues)
             yield _reject(clio_object_name, sid, None, exc.rule, f"{sid}: {exc}", None)
+            continue
+        except OverflowError as exc:  # a date or number past what Python can hold: this record only
+            yield from _issues_out(clio_object_name, issues)
+            yield _reject(clio_object_name, sid, None, "out_of_range", f"{sid}: a value is out of range ({exc})", None)
             continue
         yield from _issues_out(clio_object_name, issues)
         yield from rows

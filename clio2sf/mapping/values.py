@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
@@ -58,21 +59,32 @@ def compile_path(path: str) -> Callable[[Mapping[str, Any]], Any]:
     return getter
 
 
+#: Salesforce stores dates from 1700-01-01 to 4000-12-31; anything else fails the row (or overflows).
+SF_MIN_YEAR, SF_MAX_YEAR = 1700, 4000
+
+
+def _in_sf_range(value: Any, day: date, rule: str) -> None:
+    if not SF_MIN_YEAR <= day.year <= SF_MAX_YEAR:
+        raise BadValue(rule, f"{value!r} is outside Salesforce's date range ({SF_MIN_YEAR}-01-01 to {SF_MAX_YEAR}-12-31)")
+
+
 def to_date(value: Any) -> str:
-    """``YYYY-MM-DD`` from a date, a datetime or their ISO strings; BadValue otherwise."""
+    """``YYYY-MM-DD`` from a date, a datetime or their ISO strings; BadValue otherwise (also out of range)."""
+    day: date | None = None
     if isinstance(value, datetime):
-        return value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, str):
+        day = value.date()
+    elif isinstance(value, date):
+        day = value
+    elif isinstance(value, str):
         text = value.strip()
         try:
-            if len(text) == 10:
-                return date.fromisoformat(text).isoformat()
-            return datetime.fromisoformat(text).date().isoformat()
+            day = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text).date()
         except ValueError:
             pass
-    raise BadValue("bad_date", f"{value!r} is not a date")
+    if day is None:
+        raise BadValue("bad_date", f"{value!r} is not a date")
+    _in_sf_range(value, day, "bad_date")
+    return day.isoformat()
 
 
 def to_datetime(value: Any) -> str:
@@ -88,6 +100,7 @@ def to_datetime(value: Any) -> str:
         raise BadValue("bad_datetime", f"{value!r} is not an ISO 8601 date-time")
     if parsed.tzinfo is None:
         raise BadValue("bad_datetime", f"{value!r} has no UTC offset")
+    _in_sf_range(value, parsed.date(), "bad_datetime")
     return parsed.isoformat()
 
 
@@ -96,17 +109,39 @@ def parse_datetime(value: Any) -> datetime:
     return datetime.fromisoformat(to_datetime(value))
 
 
+#: A plain decimal (``-12``, ``1234.5``, ``1e3``) or one with comma thousands separators *and* a
+#: decimal point (``1,234.56``).  ``1,5``, ``1,234`` and ``1.234,56`` are locale-ambiguous: refused.
+_PLAIN_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_GROUPED_NUMBER_RE = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+\.\d+")
+
+
 def to_number(value: Any) -> float | int:
+    """A finite number from a number or a number's text; BadValue (``bad_number``) otherwise.
+
+    NaN and infinities are refused (JSON and Salesforce have no form for them); texts whose comma
+    could be a decimal or a thousands separator (``"1,5"``, ``"1.234,56"``) are refused rather than
+    guessed.
+    """
     if isinstance(value, bool):
         raise BadValue("bad_number", f"{value!r} is not a number")
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise BadValue("bad_number", f"{value!r} is not a finite number")
         return value
     if isinstance(value, str):
-        text = value.strip().replace(",", "")
-        try:
-            num = float(text)
-        except ValueError:
-            raise BadValue("bad_number", f"{value!r} is not a number") from None
+        text = value.strip()
+        if _GROUPED_NUMBER_RE.fullmatch(text):
+            text = text.replace(",", "")
+        elif not _PLAIN_NUMBER_RE.fullmatch(text):
+            why = ("is locale-ambiguous (is ',' a decimal or a thousands separator?)" if "," in text
+                   else "is not a finite number" if text.lower().lstrip("+-") in ("nan", "inf", "infinity")
+                   else "is not a number")
+            raise BadValue("bad_number", f"{value!r} {why}")
+        num = float(text)
+        if not math.isfinite(num):
+            raise BadValue("bad_number", f"{value!r} is not a finite number")
         return int(num) if num.is_integer() and "." not in text else num
     raise BadValue("bad_number", f"{value!r} is not a number")
 

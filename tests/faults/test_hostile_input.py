@@ -206,3 +206,174 @@ def test_a_paging_link_to_another_host_never_gets_the_token(monkeypatch, request
     hook = _clio_conn(monkeypatch)
     with pytest.raises(ClioBadRequest, match="refusing to send the Clio token"):
         hook._url("https://evil.example/api/v4/contacts.json?page_token=x")
+
+
+# --------------------------------------------------------------------------- one bad record, never the phase
+
+
+@pytest.fixture(scope="module")
+def sf(tmp_path_factory):
+    from sandbox.salesforce.testing import run_sf_sandbox
+
+    with run_sf_sandbox(tmp_path_factory.mktemp("sf-hostile"), seed=42) as sb:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", sb.connection_json())
+            mp.setenv("REQUESTS_CA_BUNDLE", str(sb.ca_bundle))
+            from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+
+            hook = ClioSalesforceHook(sleep=lambda s: None, poll_interval=0.05, max_poll_interval=0.5)
+            hook.ensure_external_id_field("Account")
+            yield sb, hook
+
+
+def _accounts(prefix: str, n: int, **bad: dict) -> list:
+    from clio2sf.load import Envelope
+
+    return [Envelope("Account", f"contact-{prefix}{i}",
+                     {"Clio_Id__c": f"contact-{prefix}{i}", "Name": f"N{i}", "AnnualRevenue": 10.5,
+                      **bad.get(str(i), {})}, "Clio_Id__c") for i in range(n)]
+
+
+@pytest.mark.parametrize("mode", ["composite", "bulk"])
+def test_nan_or_infinity_in_a_number_field_rejects_that_row_and_the_batch_goes_on(sf, mode):
+    from clio2sf.load import load_rows, reject_line
+
+    sb, hook = sf
+    rows = _accounts(f"nan{mode}", 6, **{"1": {"AnnualRevenue": float("nan")}, "4": {"AnnualRevenue": float("-inf")}})
+    result = load_rows(hook, rows, mode=mode)
+    failed = {o.source_system_id: o for o in result.outcomes if not o.success}
+    assert set(failed) == {f"contact-nan{mode}1", f"contact-nan{mode}4"}
+    line = reject_line(failed[f"contact-nan{mode}1"], "full_load", "Account")
+    assert "AnnualRevenue" in line["message"] and "NaN/Infinity" in line["message"], line
+    got = sb.sf().query_all(f"SELECT Clio_Id__c, AnnualRevenue FROM Account WHERE Clio_Id__c LIKE 'contact-nan{mode}%'")
+    assert sorted(r["Clio_Id__c"] for r in got["records"]) == [f"contact-nan{mode}{i}" for i in (0, 2, 3, 5)]
+
+
+def test_nan_infinity_and_locale_ambiguous_numbers_are_rejected_at_transform_with_reason():
+    from clio2sf.mapping.values import BadValue, to_number
+
+    for text in ("NaN", "Infinity", "-inf", float("nan"), float("inf"), "1,5", "1.234,56", "1,234", "12,34.5"):
+        with pytest.raises(BadValue) as err:
+            to_number(text)
+        assert err.value.rule == "bad_number" and repr(text) in str(err.value)
+    assert "locale-ambiguous" in str(pytest.raises(BadValue, to_number, "1,5").value)
+    assert to_number("1,234.56") == 1234.56 and to_number("-12.5") == -12.5 and to_number("7") == 7
+
+
+def test_hash_na_text_is_loaded_as_text_never_as_bulk_null(sf):
+    from clio2sf.load import Envelope, load_rows
+
+    sb, hook = sf
+    rows = [Envelope("Account", f"contact-na{i}", {"Clio_Id__c": f"contact-na{i}", "Name": "#N/A" if i == 2 else f"N{i}",
+                                                  "Description": "#N/A" if i == 3 else "d"}, "Clio_Id__c")
+            for i in range(5)]
+    result = load_rows(hook, rows, mode="bulk")
+    assert result.failed == 0, [o.errors for o in result.outcomes if not o.success]
+    got = {r["Clio_Id__c"]: r for r in sb.sf().query_all(
+        "SELECT Clio_Id__c, Name, Description FROM Account WHERE Clio_Id__c LIKE 'contact-na%'")["records"]}
+    assert got["contact-na2"]["Name"] == "#N/A" and got["contact-na3"]["Description"] == "#N/A"
+    assert got["contact-na0"]["Description"] == "d"
+
+
+def _calendar(**over):
+    import copy
+
+    from tests.unit.mapping.conftest import envelopes
+
+    env = copy.deepcopy(envelopes("calendar_entries")[0])
+    env["data"].update(over)
+    return env
+
+
+def _transform_calendar(items, horizon=None):
+    from datetime import UTC, datetime
+
+    from clio2sf.mapping.spec import load_spec
+    from clio2sf.mapping.transform import split, transform_object
+    from clio2sf.mapping.users import UserMap
+    from tests.unit.mapping.conftest import ANN, BO, FALLBACK, lookup_all
+
+    users = UserMap({1001: ANN, 1002: BO}, FALLBACK, calendars={801: 1001, 802: 1002})
+    return split(transform_object("calendar_entries", items, load_spec("harlow_vance"), users, lookup=lookup_all(),
+                                  horizon=horizon or datetime(2025, 1, 1, tzinfo=UTC)))
+
+
+def test_a_calendar_entry_in_year_9999_is_rejected_and_the_others_transform():
+    far = _calendar(id=90001, start_at="9999-12-30T10:00:00+00:00", end_at="9999-12-31T10:00:00+00:00",
+                    recurrence_rule="FREQ=DAILY")
+    far_single = _calendar(id=90002, start_at="9999-12-30T10:00:00+00:00", end_at="9999-12-30T11:00:00+00:00",
+                           recurrence_rule=None)
+    fine = _calendar(id=90003, recurrence_rule=None)
+    for e in (far, far_single, fine):
+        e["source_system_id"] = f"calendar_entry-{e['data']['id']}"
+    rows, rejects = _transform_calendar([far, far_single, fine])
+    rejected = {r["source_system_id"]: r for r in rejects if r.get("repair") is None}
+    assert set(rejected) == {"calendar_entry-90001", "calendar_entry-90002"}
+    assert all("outside Salesforce's date range" in r["message"] for r in rejected.values())
+    assert any(r["source_system_id"].startswith("calendar_entry-90003") for r in rows)
+
+
+def test_unknown_time_zone_rejects_a_series_and_notes_a_single_event():
+    series = _calendar(id=90011, start_at="2024-03-01T10:00:00-05:00", end_at="2024-03-01T11:00:00-05:00",
+                       recurrence_rule="FREQ=WEEKLY;COUNT=3", start_at_time_zone="America/Atlantis")
+    single = _calendar(id=90012, start_at="2024-03-01T10:00:00-05:00", end_at="2024-03-01T11:00:00-05:00",
+                       recurrence_rule=None, start_at_time_zone="America/Atlantis")
+    for e in (series, single):
+        e["source_system_id"] = f"calendar_entry-{e['data']['id']}"
+    rows, rejects = _transform_calendar([series, single])
+    by = {(r["source_system_id"], r["repair"] is None): r for r in rejects}
+    assert by[("calendar_entry-90011", True)]["rule"] == "unknown_time_zone"
+    assert "America/Atlantis" in by[("calendar_entry-90011", True)]["message"]
+    note = by[("calendar_entry-90012", False)]
+    assert note["rule"] == "unknown_time_zone" and "UTC offset" in note["repair"]
+    single_row = next(r for r in rows if r["source_system_id"] == "calendar_entry-90012")
+    assert single_row["row"]["StartDateTime"] == "2024-03-01T10:00:00-05:00"
+    assert not any(r["source_system_id"].startswith("calendar_entry-90011") for r in rows)
+
+
+def test_a_truncated_minutely_series_says_so():
+    from clio2sf.mapping.spec import load_spec
+
+    cap = load_spec("harlow_vance").options.get("recurrence_max_occurrences", 1000)
+    minutely = _calendar(id=90021, start_at="2024-03-01T10:00:00-05:00", end_at="2024-03-01T10:00:30-05:00",
+                         recurrence_rule="FREQ=MINUTELY", start_at_time_zone="America/New_York")
+    minutely["source_system_id"] = "calendar_entry-90021"
+    rows, rejects = _transform_calendar([minutely])
+    events = [r for r in rows if r["sobject"] == "Event"]
+    assert len(events) == cap
+    notes = [r for r in rejects if r["rule"] == "recurrence_truncated"]
+    assert len(notes) == 1 and f"more than {cap} occurrences" in notes[0]["message"] and notes[0]["repair"]
+
+
+def test_a_document_listed_but_gone_on_download_is_rejected_and_the_extract_goes_on(tmp_path):
+    from clio2sf import extract
+    from clio2sf.catalog import get
+    from clio2sf.mapping.transform import split, transform_object
+    from clio2sf_airflow.hooks.clio import ClioBadRequest
+
+    docs = [{"id": i, "name": f"d{i}.pdf", "latest_document_version": {"id": 100 + i, "size": 3}}
+            for i in (1, 2, 3)]
+
+    def fetch(path, params):
+        return {"data": docs, "meta": {"paging": {}, "records": 3}}, {}
+
+    def download(doc_id, version_id):
+        if doc_id == 2:
+            raise ClioBadRequest("document 2: GET /api/v4/documents/2/download.json: HTTP 404", 404)
+        yield b"pdf"
+
+    mroot = staging.migration_root(tmp_path, "acme", "m1")
+    extract.extract_object(get("documents"), fetch, mroot, download=download)
+    envs = list(extract.read_records(mroot, "documents"))
+    assert [e["blob"] is not None for e in envs] == [True, False, True]
+    assert "404" in envs[1]["blob_error"]
+    from clio2sf.mapping.spec import load_spec
+    from clio2sf.mapping.users import UserMap
+
+    _, rejects = split(transform_object("documents", envs, load_spec("harlow_vance"), UserMap({}, "005000000000009AAA")))
+    gone = [r for r in rejects if r["source_system_id"] == "document-2"]
+    assert gone and gone[0]["rule"] == "document_gone" and "HTTP 404" in gone[0]["message"]
+    # any other download error still fails the batch (and is retried), never silently skipped
+    with pytest.raises(ClioBadRequest):
+        extract._attach_blob({"data": docs[1], "source_system_id": "document-2"}, mroot,
+                             lambda d, v: (_ for _ in ()).throw(ClioBadRequest("HTTP 403", 403)))
