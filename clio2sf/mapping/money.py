@@ -4,7 +4,8 @@ Clio records which payment or credit paid which bill as *allocations* (the only 
 its API exposes): one ``Clio_Payment__c`` row per allocation, a child of the bill
 (``Clio_Billing__c``), with its kind (payment or credit memo), the bank accounts the money moved
 between (a payment from trust has the trust account as source) and, for a voided allocation, when
-it was voided.  Credit memos, interest charges and each client's outstanding balance land in their
+it was voided.  The bill's lines (``line_items``: services and expenses as invoiced) and the trust
+applied to it (``trust_line_items``) are children of the bill too.  Credit memos, interest charges and each client's outstanding balance land in their
 own objects; damages and medical records of personal-injury matters hang off the matter.
 
 Every object here is described by its spec block (fields and links); the handlers add what a spec
@@ -22,6 +23,8 @@ PRODUCES: dict[str, tuple[str, ...]] = {
     "allocations": ("Clio_Payment__c",),
     "credit_memos": ("Clio_Credit_Memo__c",),
     "interest_charges": ("Clio_Interest_Charge__c",),
+    "line_items": ("Clio_Line_Item__c",),
+    "trust_line_items": ("Clio_Trust_Line_Item__c",),
     "outstanding_client_balances": ("Clio_Client_Balance__c",),
     "damages": ("Clio_Damage__c",),
     "medical_records_details": ("Clio_Medical_Record__c",),
@@ -31,13 +34,15 @@ LOOKUP_NEEDS: dict[str, tuple[str, ...]] = {
     "allocations": ("matters", "contacts", "bills", "credit_memos"),
     "credit_memos": ("contacts",),
     "interest_charges": ("matters", "bills"),
+    "line_items": ("matters", "bills"),
+    "trust_line_items": ("matters", "contacts", "bills"),
     "outstanding_client_balances": ("contacts",),
     "damages": ("matters",),
     "medical_records_details": ("matters", "contacts"),
 }
 #: Salesforce objects in load order, after Clio_Billing__c and Ledger__c (their parents).
 LOAD_ORDER: tuple[str, ...] = ("Clio_Credit_Memo__c", "Clio_Payment__c", "Clio_Interest_Charge__c",
-                               "Clio_Client_Balance__c", "Clio_Damage__c", "Clio_Medical_Record__c")
+                               "Clio_Line_Item__c", "Clio_Trust_Line_Item__c", "Clio_Client_Balance__c", "Clio_Damage__c", "Clio_Medical_Record__c")
 
 Handler = Callable[..., Iterator[dict[str, Any]]]
 
@@ -83,6 +88,8 @@ def handlers(generic: Callable[[str], Handler], reject: Callable[..., Exception]
         "allocations": allocations,
         "credit_memos": generic("Clio_Credit_Memo__c"),
         "interest_charges": generic("Clio_Interest_Charge__c"),
+        "line_items": generic("Clio_Line_Item__c"),
+        "trust_line_items": generic("Clio_Trust_Line_Item__c"),
         "outstanding_client_balances": client_balances,
         "damages": generic("Clio_Damage__c"),
         "medical_records_details": generic("Clio_Medical_Record__c"),

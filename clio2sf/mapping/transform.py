@@ -350,6 +350,9 @@ def _contacts(ctx: _Ctx, env: Mapping[str, Any], d: Mapping[str, Any], sid: str,
     row = _base_row(sid, env, d)
     if d.get("type") == "Company":
         _map_fields(ctx, "Account", d, row, issues)
+        other = _other_contact_details(d)
+        if other:
+            row["Clio_Other_Contact_Details__c"] = other
         _custom_field_values(ctx, "Contact", d, row, issues)
         yield _envelope("Account", sid, row)
         return
@@ -640,6 +643,8 @@ def _tasks(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[TransformResult]:
         owner = ctx.owner(None, issues)
     if owner is not None:
         row["OwnerId"] = owner
+    if d.get("permission") is not None:  # Clio's "private" task: only its assignee sees it
+        row["Clio_Private__c"] = d["permission"] == "private"
     yield _envelope("Task", sid, row)
 
 

@@ -243,3 +243,30 @@ def test_events_are_owned_by_the_user_of_their_calendar_and_user_attendees_are_r
     assert checked and mine, "no Event owned by a matched user"
     rel = hook.query_all("SELECT Id, RelationId FROM EventRelation")
     assert any(r["RelationId"].startswith("005") for r in rel), "user attendees never became EventRelations"
+
+
+def test_bill_lines_trust_applied_and_expense_bills_reach_the_org(run):
+    """From Clio's raw records: every bill line and every trust line applied to a bill is a child of its bill in
+    the org; an expense on a bill points at that bill; non-billable totals are kept."""
+    from clio2sf.extract import read_records
+
+    hook, mroot = run["hook"], run["mroot"]
+    for clio_object, sobject, kind in (("line_items", "Clio_Line_Item__c", "line_item"),
+                                       ("trust_line_items", "Clio_Trust_Line_Item__c", "trust_line_item")):
+        raw = {f"{kind}-{e['data']['id']}": e["data"] for e in read_records(mroot, clio_object)}
+        assert raw, clio_object
+        got = {r["Clio_Id__c"]: r for r in hook.query_all(
+            f"SELECT Clio_Id__c, Clio_Total__c, Clio_Billing__r.Clio_Id__c FROM {sobject}")}
+        assert set(got) == set(raw)
+        for sid, d in raw.items():
+            assert got[sid]["Clio_Billing__r"]["Clio_Id__c"] == f"bill-{d['bill']['id']}"
+            assert float(got[sid]["Clio_Total__c"]) == float(d["total"])
+    expenses = {f"activity-{e['data']['id']}": e["data"] for e in read_records(mroot, "activities")
+                if e["data"]["type"] != "TimeEntry"}
+    got = {r["Clio_Id__c"]: r for r in hook.query_all(
+        "SELECT Clio_Id__c, Clio_Bill__r.Clio_Id__c, Clio_Non_Billable_Total__c FROM Expense__c")}
+    on_bill = [sid for sid, d in expenses.items() if (d.get("bill") or {}).get("id") and sid in got]
+    assert on_bill
+    for sid in on_bill:
+        assert got[sid]["Clio_Bill__r"]["Clio_Id__c"] == f"bill-{expenses[sid]['bill']['id']}"
+        assert float(got[sid]["Clio_Non_Billable_Total__c"] or 0) == float(expenses[sid].get("non_billable_total") or 0)
