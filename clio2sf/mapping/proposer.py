@@ -217,6 +217,25 @@ def _synonym_hit(src: str, target_text: str) -> bool:
     return False
 
 
+def spec_targets(spec: Any, sobject: str) -> set[str]:
+    """Salesforce fields of ``sobject`` the mapping spec already writes: its field targets (every
+    ``sobject@...`` block too), the lookup fields of its links, custom field decisions, and the standard
+    fields the transforms add (:data:`clio2sf.access.IMPLICIT_WRITES`).  Discover passes them as
+    ``taken`` so a Clio field is never proposed onto a field something else already fills."""
+    from clio2sf.access import IMPLICIT_WRITES, lookup_field
+
+    out: set[str] = set(IMPLICIT_WRITES.get(sobject, ()))
+    for key, ospec in (spec.objects or {}).items():
+        if key.split("@")[0] != sobject:
+            continue
+        for target in (ospec.get("fields") or {}):
+            out.add(lookup_field(target) if "." in target else target)
+        for link in (ospec.get("links") or {}).values():
+            for column in (link.get("columns") or {}).values():
+                out.add(lookup_field(column))
+    return out
+
+
 def propose(
     source_fields: Iterable[SourceField],
     target_describe: Mapping[str, Any],
