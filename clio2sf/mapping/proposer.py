@@ -28,7 +28,7 @@ COMPATIBLE: dict[str, tuple[str, ...]] = {
     "numeric": ("double", "int", "percent", "currency"),
     "currency": ("currency", "double"),
     "date": ("date", "datetime"),
-    "time": ("string",),
+    "time": ("time",),  # a time of day: only a Salesforce Time field, never free text
     "checkbox": ("boolean",),
     "picklist": ("picklist", "multipicklist", "combobox", "string"),
     "email": ("email", "string"),
@@ -107,7 +107,37 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "rating": ("rating",),
     "salutation": ("salutation",),
     "honorific": ("salutation",),
+    # (the source side is normalised first: "Alt."/"Secondary" read "other", "tel" "phone", "Dept." "department")
+    "probability": ("probability",),
+    "previous address": ("other street",),
+    "former address": ("other street",),
+    "prior address": ("other street",),
+    "other address": ("other street",),
+    "shipping address": ("shipping street",),
+    "billing address": ("billing street",),
+    "mailing address": ("mailing street",),
+    "line of business": ("industry",),
+    "year founded": ("year started",),
+    "founded": ("year started",),
+    "year established": ("year started",),
+    "come in": ("origin", "case origin"),
+    "came in": ("origin", "case origin"),
 }
+
+#: Abbreviations and other spellings, rewritten before any comparison (source and target texts).
+ABBREVIATIONS: dict[str, str] = {
+    "tel": "phone", "telephone": "phone", "ph": "phone", "cell": "mobile", "dept": "department",
+    "no": "number", "num": "number", "nbr": "number", "addr": "address", "asst": "assistant",
+    "alt": "other", "alternate": "other", "secondary": "other", "additional": "other", "2nd": "other",
+    "work": "business", "yr": "year", "e mail": "email", "emails": "email",
+}
+#: Words that qualify a phone or email ("Secondary Email", "Home Phone"): such a source field only lands
+#: on a phone/email field whose label carries the same qualifier, never on the primary one.
+QUALIFIERS = frozenset({"other", "home", "mobile", "business", "personal", "previous", "former", "emergency",
+                        "spouse", "billing", "shipping", "mailing", "assistant", "private", "backup"})
+#: Words that add nothing when a source name contains a whole target label ("Number of Employees").
+FILLER = frozenset({"number", "of", "the", "a", "for", "is", "approx", "field", "code", "s", "id", "in", "to",
+                    "company", "client", "customer", "contact", "account", "case", "matter"})
 
 _SKIP_FIELDS = {"Id", "OwnerId", "RecordTypeId", "MasterRecordId", "IsDeleted", "Jigsaw", "CleanStatus", "Clio_Id__c", "Clio_Created_Date__c"}
 
@@ -137,7 +167,31 @@ class Proposal:
 
 
 def _norm(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", snake_words(text).lower()).split())
+    """Lower-case words, abbreviations expanded: ``home_tel`` -> ``home phone``, ``Fax No.`` -> ``fax number``."""
+    words = re.sub(r"[^a-z0-9#%]+", " ", snake_words(text).lower()).replace("#", " number ").replace("%", " percent ")
+    words = " " + " ".join(words.split()) + " "
+    for short, long in ABBREVIATIONS.items():
+        words = words.replace(f" {short} ", f" {long} ")
+    return " ".join(words.split())
+
+
+def _lexical(src: str, target: str) -> float:
+    """0..1 similarity of two normalised texts; a target label wholly inside a longer source name
+    (``Decedent Name`` vs ``Name``) counts only for the share of the source's meaningful words it covers."""
+    score = max(fuzz.token_set_ratio(src, target), fuzz.ratio(src, target)) / 100.0
+    s_words, t_words = set(src.split()), set(target.split())
+    extra = s_words - t_words - FILLER
+    if t_words and t_words < s_words and extra:
+        score *= len(t_words - FILLER or t_words) / (len(t_words - FILLER or t_words) + len(extra))
+    return score
+
+
+def _qualifier_clash(src: str, target: Mapping[str, Any], target_text: str) -> bool:
+    """A qualified phone/email source (``Secondary Email``) and a target that lacks its qualifier."""
+    if target.get("type") not in ("email", "phone"):
+        return False
+    wanted = QUALIFIERS & set(src.split())
+    return bool(wanted) and not wanted & set(target_text.split())
 
 
 def _profile_score(samples: Sequence[Any], target: Mapping[str, Any]) -> tuple[float, str]:
@@ -236,6 +290,23 @@ def spec_targets(spec: Any, sobject: str) -> set[str]:
     return out
 
 
+def sample_values(records: Iterable[Mapping[str, Any]], per_field: int = 5) -> dict[str, list[Any]]:
+    """Up to ``per_field`` distinct non-empty values per custom field name, from Clio records' ``custom_field_values``
+    (picklist values by their option text): the samples the proposer's value profile reads."""
+    out: dict[str, list[Any]] = {}
+    for rec in records:
+        for cfv in rec.get("custom_field_values") or ():
+            name, value = cfv.get("field_name"), cfv.get("value")
+            if cfv.get("field_type") == "picklist":
+                value = (cfv.get("picklist_option") or {}).get("option") or value
+            if not name or value in (None, "") or isinstance(value, Mapping | list):
+                continue
+            seen = out.setdefault(name, [])
+            if len(seen) < per_field and value not in seen:
+                seen.append(value)
+    return out
+
+
 def propose(
     source_fields: Iterable[SourceField],
     target_describe: Mapping[str, Any],
@@ -259,6 +330,7 @@ def propose(
     if use_embeddings and sources and cands:
         sem = _semantic([s.label or s.name for s in sources], [f.get("label") or snake_words(f["name"]) for f in cands])
     out: list[Proposal] = []
+    ranked: list[list[tuple[float, str, str]]] = []
     for si, src in enumerate(sources):
         src_text = _norm(src.label or src.name)
         compatible = COMPATIBLE.get(src.field_type, ("string", "textarea"))
@@ -273,8 +345,9 @@ def propose(
                 if want and want not in (f.get("referenceTo") or ()):
                     continue
             name_t, label_t = cand_texts[ci]
-            lexical = max(fuzz.token_set_ratio(src_text, name_t), fuzz.token_set_ratio(src_text, label_t),
-                          fuzz.ratio(src_text, label_t)) / 100.0
+            if _qualifier_clash(src_text, f, f"{name_t} {label_t}"):
+                continue
+            lexical = max(_lexical(src_text, name_t), _lexical(src_text, label_t))
             synonym = 1.0 if _synonym_hit(src_text, label_t) or _synonym_hit(src_text, name_t) else 0.0
             type_rank = 1.0 - compatible.index(ftype) / max(len(compatible), 1)
             profile, why_profile = _profile_score(svals, f)
@@ -290,20 +363,44 @@ def propose(
             reasons.append(f"type {src.field_type} -> {ftype}")
             if why_profile:
                 reasons.append(why_profile)
+            if ftype in ("picklist", "multipicklist") and svals and profile == 0.0 and f.get("picklistValues"):
+                score *= 0.85  # not one sampled value is a value of that picklist
             if f.get("custom"):
                 score += 0.02  # prefer an existing custom field over a look-alike standard one
             scored.append((min(score, 1.0), f["name"], "; ".join(reasons)))
         scored.sort(key=lambda t: t[0], reverse=True)
-        if scored and scored[0][0] >= threshold:
-            best = scored[0]
-            out.append(Proposal(src, best[1], None, round(best[0], 3), best[2], [(n, round(s, 3)) for s, n, _ in scored[1:4]]))
-        else:
-            ptype, extra = CLIO_FIELD_TYPES.get(src.field_type, ("LongTextArea", {"length": 32768}))
-            new = {"name": api_name(src.name), "type": ptype, "label": src.name[:40], **extra}
-            if src.options:
-                new["values"] = list(src.options)
-            top = f"best existing candidate {scored[0][1]} scored {scored[0][0]:.2f}" if scored else "no type-compatible field"
-            out.append(Proposal(src, None, new, round(1.0 - (scored[0][0] if scored else 0.0) * 0.5, 3),
-                                f"{top} (< {threshold}); propose new {ptype} field {new['name']}",
-                                [(n, round(s, 3)) for s, n, _ in scored[:3]]))
+        ranked.append(scored)
+    # Two Clio fields never get the same target: the strongest claim wins, the others take their next
+    # candidate above the threshold, or a new field.
+    chosen: dict[int, tuple[float, str, str]] = {}
+    used: set[str] = set()
+    claims = sorted(((sc[0], si, ri) for si, scored in enumerate(ranked) for ri, sc in enumerate(scored)
+                     if sc[0] >= threshold), key=lambda t: (-t[0], t[1], t[2]))
+    for _score, si, ri in claims:
+        if si in chosen or ranked[si][ri][1] in used:
+            continue
+        chosen[si] = ranked[si][ri]
+        used.add(ranked[si][ri][1])
+    for si, src in enumerate(sources):
+        scored = ranked[si]
+        if si in chosen:
+            best = chosen[si]
+            if best is not scored[0]:
+                best = (best[0], best[1], best[2] + f"; {scored[0][1]} went to another Clio field that matches it better")
+            out.append(Proposal(src, best[1], None, round(best[0], 3), best[2],
+                                [(n, round(s, 3)) for s, n, _ in scored if n != best[1]][:3]))
+            continue
+        ptype, extra = CLIO_FIELD_TYPES.get(src.field_type, ("LongTextArea", {"length": 32768}))
+        new = {"name": api_name(src.name), "type": ptype, "label": src.name[:40], **extra}
+        if src.options:
+            new["values"] = list(src.options)
+        free = [t for t in scored if t[1] not in used]
+        top = (f"best existing candidate {free[0][1]} scored {free[0][0]:.2f} (< {threshold})" if free
+               else "no free type-compatible field")
+        why = f"{top}; propose new {ptype} field {new['name']}"
+        if src.field_type == "time":
+            why += (" (a time of day: no existing text field is proposed for it; the schema plan keeps it as "
+                    "8-character text 'HH:MM:SS', it has no Salesforce Time type)")
+        out.append(Proposal(src, None, new, round(1.0 - (free[0][0] if free else 0.0) * 0.5, 3), why,
+                            [(n, round(s, 3)) for s, n, _ in scored[:3]]))
     return out

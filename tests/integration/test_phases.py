@@ -53,6 +53,12 @@ def test_discover_writes_the_mapping_document_and_reference_files(mig: Migration
     counts = json.loads((disc / "clio_counts.json").read_text())
     sandbox_counts = mig.clio.counts(catalog.CLIO_OBJECTS)
     assert counts["contacts"] == sandbox_counts["contacts"] and counts["activities"] == sandbox_counts["activities"]
+    # the proposer saw sampled values, and a time of day is never proposed onto an existing text field
+    config = json.loads((disc / "clio_config.json").read_text())
+    assert any(config["custom_field_samples"]["Matter"].values())
+    md = (disc / "mapping_spec.md").read_text()
+    hearing = next(line for line in md.splitlines() if "Matter: Hearing Time" in line)
+    assert "new field Hearing_Time__c" in hearing, hearing
     # apply_schema created the custom fields the spec needs, so the org now describes them
     describe = json.loads((disc / "salesforce_describe" / "Contact.json").read_text())
     assert "Clio_Id__c" in {f["name"] for f in describe["fields"]}

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from clio2sf import catalog, staging
 from clio2sf.access import missing_access
 from clio2sf.discovery import capacity_check, estimates, write_discovery_outputs
-from clio2sf.mapping.proposer import SourceField, propose
+from clio2sf.mapping.proposer import SourceField, propose, sample_values, spec_targets
 from clio2sf.mapping.rates import rate_hierarchy_document
 from clio2sf.mapping.schema_plan import build_schema_plan
 from clio2sf.mapping.validation import validate_spec_against_describes
@@ -29,6 +29,9 @@ CONFIG_OBJECTS = (
 #: The matters' count pass also reads what the reference exports need (no extra request).
 MATTER_REFERENCE_FIELDS = "id,display_number,billing_method,evergreen_retainer"
 DISCOVER = "discover"
+#: What discover samples for the proposer: one page of records' custom field values per parent type.
+SAMPLE_FIELDS = "id,custom_field_values{id,field_name,field_type,value,picklist_option}"
+SAMPLE_PAGE = 100
 
 
 def preflight() -> dict[str, Any]:
@@ -84,6 +87,14 @@ def read_clio_schema() -> dict[str, Any]:
                 counts[obj.name] = len(records)
                 if obj.name == "matters":
                     config["matters"] = records
+    # A page of contacts and of matters: sampled custom field values for the proposer's value profile
+    # (staged with the config, never logged).
+    samples: dict[str, dict[str, list]] = {}
+    for parent, endpoint in (("Contact", "contacts"), ("Matter", "matters")):
+        page = next(iter(hook.paginate(endpoint, SAMPLE_FIELDS, {**catalog.get(endpoint).list_params,
+                                                                 "limit": SAMPLE_PAGE})), {"data": []})
+        samples[parent] = sample_values(page.get("data") or ())
+    config["custom_field_samples"] = samples
     staging.write_json(root / DISCOVER / "clio_config.json", config)
     staging.write_json(root / DISCOVER / "clio_counts.json", counts)
     log.info("Clio schema read: %d custom fields, %d practice areas, %d users; %d requests",
@@ -126,17 +137,21 @@ def build_mapping_document() -> dict[str, Any]:
     limits = staging.read_json(root / DISCOVER / "salesforce_limits.json", default={}) or {}
 
     proposals: dict[str, list] = {}
+    samples = config.get("custom_field_samples") or {}
     for parent, target in (("Contact", "Contact"), ("Matter", spec.options.get("matter_object", "Case"))):
         sources = [
             SourceField(
                 name=cf["name"], field_type=cf["field_type"], parent=parent,
                 options=tuple(o["option"] for o in cf.get("picklist_options") or [] if not o.get("deleted_at")),
+                samples=tuple((samples.get(parent) or {}).get(cf["name"]) or ()),
             )
             for cf in config["custom_fields"]
             if cf.get("parent_type") == parent and not cf.get("deleted")
         ]
         if sources and target in describes:
-            proposals[target] = propose(sources, describes[target])
+            # As an admin would: the target's standard and custom fields are candidates, except what the
+            # spec already writes; two Clio fields never get the same target.
+            proposals[target] = propose(sources, describes[target], taken=spec_targets(spec, target))
     plan = build_schema_plan(
         spec, describes, clio_custom_fields=config["custom_fields"], practice_areas=config["practice_areas"]
     )
