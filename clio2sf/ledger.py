@@ -6,12 +6,19 @@ A retried batch overwrites its own file; parallel tasks never share a file.
 
 Rollback lines are written with ``phase="rollback"`` under the *rolled-back* run's id
 (see :mod:`clio2sf.rollback`).
+
+While a batch loads, a :class:`BatchJournal` writes ``<batch>.journal-NNNNN.jsonl`` files next to it,
+one per Salesforce write call: ``intent`` lines *before* the call (what is about to be written, and
+the marker a look-up can find it by) and the call's ``ok`` lines right *after* it.  A worker killed
+mid-batch therefore leaves on record every record it created (rollback reads them like any ledger
+line), and the batch's next attempt knows which records an earlier attempt may have created.  The
+journal files are removed once the batch's ledger file is written.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +27,7 @@ import pandas as pd
 from clio2sf import staging
 from clio2sf.reports import json_default
 
-STATUSES = ("ok", "failed", "skipped")
+STATUSES = ("ok", "failed", "skipped", "intent")
 COLUMNS = (
     "migration_id", "run_id", "phase", "object", "batch", "source_system_id", "sf_id",
     "operation", "created", "before", "file_ids", "status", "error", "at",
@@ -227,3 +234,102 @@ def last_write_by_record(df: pd.DataFrame) -> pd.DataFrame:
     rows = rows.drop_duplicates(["object", "source_system_id"], keep="last")
     cols = ["object", "source_system_id", "sf_id", "at", "run_id", "phase", "operation"]
     return rows[cols].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- write journal
+
+
+class BatchJournal:
+    """Durable intent and result lines of one batch's write calls (see the module docstring).
+
+    :meth:`intend` before a write call, :meth:`done` after it; each writes a new small file at once
+    (object stores cannot append).  :attr:`intended` holds the source ids of this attempt *and* of
+    earlier attempts of the same run/phase/batch (read at construction); :attr:`created` the
+    Salesforce ids earlier attempts and this one reported as created.
+    """
+
+    def __init__(self, root: Any, migration_id: str, run_id: str, phase: str, sobject: str, batch: str,
+                 *, clock: Callable[[], str] = utc_now_iso) -> None:
+        self._args = (root, migration_id, run_id, phase, sobject, batch)
+        self._clock = clock
+        probe = LedgerWriter(*self._args)
+        self.dir = probe.path.parent
+        self.prefix = f"{probe.batch}.journal-"
+        self.intended: dict[str, str | None] = {}  # source id -> marker
+        self.created: dict[str, str] = {}  # normalised sf id -> source id
+        self.prior_intended: set[str] = set()
+        self._seq = 0
+        for f in self.files():
+            self._seq = max(self._seq, int(f.name[len(self.prefix):-len(".jsonl")] or 0))
+            with f.open("rb") as fh:
+                for line in parse_ledger_lines(fh.read().decode("utf-8"), where=str(f)):
+                    self._note(line)
+        self.prior_intended = set(self.intended)
+
+    def files(self) -> list[Any]:
+        return [f for f in _children(self.dir) if f.name.startswith(self.prefix) and f.name.endswith(".jsonl")]
+
+    def _note(self, line: Mapping[str, Any]) -> None:
+        sid = str(line["source_system_id"])
+        if line["status"] == "intent":
+            self.intended[sid] = (line.get("before") or {}).get("marker")
+        elif line["status"] == "ok" and line.get("created") and line.get("sf_id"):
+            self.created[norm_id(line["sf_id"])] = sid
+
+    def _write(self, fill: Callable[[LedgerWriter], None]) -> None:
+        self._seq += 1
+        w = LedgerWriter(*self._args[:5], f"{self._args[5]}.journal-{self._seq:05d}", clock=self._clock)
+        fill(w)
+        if len(w):
+            w.close()
+
+    def intend(self, items: Iterable[tuple[str, str | None]], operation: str = "insert") -> None:
+        """Record (source id, marker) pairs about to be written, before the call goes out."""
+        items = list(items)
+
+        def fill(w: LedgerWriter) -> None:
+            for sid, marker in items:
+                w.record(source_system_id=sid, sf_id=None, operation=operation, created=False,
+                         before={"marker": marker} if marker else None, status="intent")
+                self.intended[sid] = marker
+
+        self._write(fill)
+
+    def done(self, outcomes: Iterable[Any]) -> None:
+        """Record the successful writes a call reported (``RowOutcome``-like: source_system_id, sf_id, ...)."""
+        ok = [o for o in outcomes if getattr(o, "success", False) and getattr(o, "sf_id", None)]
+
+        def fill(w: LedgerWriter) -> None:
+            for o in ok:
+                w.record(source_system_id=o.source_system_id, sf_id=o.sf_id, operation=o.operation,
+                         created=bool(o.created), file_ids=tuple(o.file_ids or ()), status="ok")
+                if o.created:
+                    self.created[norm_id(o.sf_id)] = o.source_system_id
+
+        if ok:
+            self._write(fill)
+
+    def clear(self) -> None:
+        """Remove the journal files (after the batch's ledger file holds everything they said)."""
+        for f in self.files():
+            f.unlink()
+
+
+def norm_id(v: Any) -> str:
+    """A Salesforce id in its 15-character form (18-character ids are case-safe copies)."""
+    s = "" if v is None else str(v)
+    return s[:15] if len(s) == 18 and s.isalnum() else s
+
+
+def written_ids(df: pd.DataFrame, sobject: str, *, exclude: tuple[str, str, str] | None = None) -> set[str]:
+    """Normalised Salesforce ids of ``sobject`` any successful ledger line names, except the lines of
+    ``exclude`` = (run_id, phase, batch) (a batch's own earlier attempts and their journals)."""
+    rows = _ok_writes(df)
+    rows = rows[rows["object"] == sobject]
+    if exclude is not None:
+        run_id, phase, batch = exclude
+        names = rows["batch"].astype(str)
+        mine = (rows["run_id"] == run_id) & (rows["phase"] == phase) & (
+            (names == batch) | names.str.startswith(f"{batch}.journal-"))
+        rows = rows[~mine]
+    return {norm_id(v) for v in rows["sf_id"].astype(str)}

@@ -47,6 +47,7 @@ TRANSIENT_CODES = frozenset(
         "ALL_OR_NONE_OPERATION_ROLLED_BACK",
         "UNPROCESSED",  # never attempted by a Bulk job
         "REQUEST_FAILED",  # the whole request failed transiently (see load_rows)
+        "RESPONSE_LOST",  # a create may have been committed: resent only after looking for it
     }
 )
 
@@ -63,6 +64,34 @@ NATURAL_KEY_OBJECTS = frozenset(
 )
 
 Mode = Literal["auto", "bulk", "composite"]
+
+
+class WriteJournal(Protocol):
+    """Durable intent/result lines around each write call (``clio2sf.ledger.BatchJournal``)."""
+
+    intended: Mapping[str, str | None]
+
+    def intend(self, items: Iterable[tuple[str, str | None]], operation: str = "insert") -> None: ...
+
+    def done(self, outcomes: Iterable[Any]) -> None: ...
+
+
+class NoJournal:
+    """Keeps intents in memory only (tests and callers without a ledger)."""
+
+    def __init__(self) -> None:
+        self.intended: dict[str, str | None] = {}
+
+    def intend(self, items: Iterable[tuple[str, str | None]], operation: str = "insert") -> None:
+        self.intended.update(items)
+
+    def done(self, outcomes: Iterable[Any]) -> None:
+        return None
+
+
+def transient_exception(exc: BaseException) -> bool:
+    """A client error worth another look-and-try (the hook's transient and lost-response errors)."""
+    return bool(getattr(exc, "transient", False)) or getattr(exc, "error_code", None) in TRANSIENT_CODES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -874,6 +903,8 @@ class LoadClient(Protocol):
 
     def composite_create(self, records: Sequence[dict]) -> list: ...
 
+    def composite_update(self, records: Sequence[dict]) -> list: ...
+
     def query_all_iter(self, soql: str) -> Iterator[dict]: ...
 
     def reference_targets(self, sobject: str, columns: Iterable[str]) -> dict[str, str]: ...
@@ -925,14 +956,18 @@ def _check_batch(envelopes: Sequence[Envelope]) -> None:
 
 
 def _run_upsert(
-    client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int], mode: str, row_cap: int
+    client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int], mode: str, row_cap: int,
+    journal: WriteJournal,
 ) -> list[RowOutcome]:
+    """Upsert by external id: a resend is harmless, so the journal only records intent and results
+    (a record an attempt created but never heard of is then known as ours: see ``pipeline.load_batch``)."""
     env0 = envelopes[idx[0]]
     out: list[RowOutcome] = []
     if mode == "bulk":
         for chunk in bulk_csv_chunks(envelopes, idx, row_cap=row_cap):
+            journal.intend(((envelopes[i].source_system_id, envelopes[i].external_id) for i in chunk.indexes), "upsert")
             res = client.bulk_ingest(env0.sobject, "upsert", chunk.data, env0.external_id_field)
-            out += parse_bulk_results(
+            got = parse_bulk_results(
                 chunk,
                 envelopes,
                 successful=res.successful,
@@ -940,11 +975,16 @@ def _run_upsert(
                 unprocessed=res.unprocessed,
                 job_error=res.error_message,
             )
+            journal.done(got)
+            out += got
     else:
         for part in chunked(list(idx), COMPOSITE_CHUNK):
+            journal.intend(((envelopes[i].source_system_id, envelopes[i].external_id) for i in part), "upsert")
             records = [composite_record(envelopes[i]) for i in part]
             results = client.composite_upsert(env0.sobject, env0.external_id_field, records)
-            out += parse_composite_results(part, envelopes, results)
+            got = parse_composite_results(part, envelopes, results)
+            journal.done(got)
+            out += got
     return out
 
 
@@ -988,9 +1028,16 @@ def resolve_external_ids(
     return resolved
 
 
+def natural_key_marker(key: Sequence[str]) -> str:
+    return "|".join(key)
+
+
 def _run_natural_key(
-    client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int], mode: str, row_cap: int
+    client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int], mode: str, row_cap: int,
+    journal: WriteJournal,
 ) -> list[RowOutcome]:
+    """Insert the rows whose natural key Salesforce lacks.  Every attempt looks first, so a create whose
+    answer was lost (``RESPONSE_LOST``) or whose worker died is found, not made twice."""
     sobject = envelopes[idx[0]].sobject
     resolved = resolve_external_ids(client, sobject, envelopes, idx)
     # First pass without "existing" to learn the candidate records for the existence query.
@@ -1000,15 +1047,33 @@ def _run_natural_key(
     plan = plan_natural_key_inserts(envelopes, resolved, existing, idx)
     out = list(plan.failures)
     for i, sf_id in plan.existing:
+        sid = envelopes[i].source_system_id
+        # found, and an attempt of this batch meant to create it (only rows not found are ever
+        # intended): that attempt's lost or unrecorded create
+        ours = sf_id is not None and sid in journal.intended
         out.append(
-            RowOutcome(
-                i, envelopes[i].source_system_id, True, sf_id, False, status="skipped", operation="insert"
-            )
+            RowOutcome(i, sid, True, sf_id, ours, status=None if ours else "skipped", operation="insert")
         )
+
+    def intend(part: Sequence[tuple[int, dict[str, Any]]]) -> None:
+        journal.intend((envelopes[i].source_system_id, natural_key_marker(natural_key_of(rec, fields)))
+                       for i, rec in part)
+
     if plan.inserts and mode == "bulk":
         flat = [Envelope(sobject, envelopes[i].source_system_id, rec) for i, rec in plan.inserts]
         for chunk in bulk_csv_chunks(flat, row_cap=row_cap):
-            res = client.bulk_ingest(sobject, "insert", chunk.data, None)
+            intend([plan.inserts[j] for j in chunk.indexes])
+            try:
+                res = client.bulk_ingest(sobject, "insert", chunk.data, None)
+            except Exception as exc:
+                if not transient_exception(exc):
+                    raise
+                # the job may have run: the next attempt looks before inserting again
+                out += [RowOutcome(plan.inserts[j][0], flat[j].source_system_id, False, operation="insert",
+                                   errors=[SfError("RESPONSE_LOST", f"Bulk insert job: {type(exc).__name__}")])
+                        for j in chunk.indexes]
+                continue
+            got = []
             for o in parse_bulk_results(
                 chunk,
                 flat,
@@ -1020,12 +1085,17 @@ def _run_natural_key(
             ):
                 o.index = plan.inserts[o.index][0]
                 o.created = o.success
-                out.append(o)
+                got.append(o)
+            journal.done(got)
+            out += got
     elif plan.inserts:
         for part in chunked(plan.inserts, COMPOSITE_CHUNK):
+            intend(part)
             records = [{"attributes": {"type": sobject}, **rec} for _, rec in part]
             results = client.composite_create(records)
-            out += parse_composite_results([i for i, _ in part], envelopes, results, operation="insert")
+            got = parse_composite_results([i for i, _ in part], envelopes, results, operation="insert")
+            journal.done(got)
+            out += got
     return out
 
 
@@ -1134,9 +1204,13 @@ def load_rows(
     retry_wait: float = 2.0,
     capture_before: bool = False,
     note_ids: Mapping[str, str] | None = None,
+    journal: WriteJournal | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> LoadResult:
     """Load one batch; rows that fail with a transient error are resent up to ``max_row_retries`` times.
+
+    ``journal`` (``clio2sf.ledger.BatchJournal``) gets an intent line before every write call and
+    the call's results right after it.
 
     Rows with an external id are upserted (Bulk 2.0 or sObject collections); natural-key rows
     are resolved, checked for existence and only the missing ones inserted.  Rows are first
@@ -1160,6 +1234,8 @@ def load_rows(
     step = _run_natural_key if natural else _run_upsert
     before = {} if natural or not capture_before else capture_before_images(client, envelopes)
 
+    jr = journal if journal is not None else NoJournal()
+
     def run(idx: Sequence[int]) -> list[RowOutcome]:
         chosen = choose_mode(mode, len(idx), bulk_threshold)
         if chosen == "bulk":  # rows with the text "#N/A" go through REST, where it stays text
@@ -1168,9 +1244,9 @@ def load_rows(
                 log.info("%d row(s) hold the text #N/A (the Bulk API's null marker): sent through REST", len(rest))
                 taken = set(rest)
                 bulk_idx = [i for i in idx if i not in taken]
-                return step(client, envelopes, rest, "composite", row_cap) + (
-                    step(client, envelopes, bulk_idx, "bulk", row_cap) if bulk_idx else [])
-        return step(client, envelopes, idx, chosen, row_cap)
+                return step(client, envelopes, rest, "composite", row_cap, jr) + (
+                    step(client, envelopes, bulk_idx, "bulk", row_cap, jr) if bulk_idx else [])
+        return step(client, envelopes, idx, chosen, row_cap, jr)
 
     result = LoadResult(
         _with_row_retries(run, len(envelopes), max_row_retries, retry_wait, sleep, failed=failed)
@@ -1242,9 +1318,14 @@ def load_content_versions(
     multipart_threshold: int = MULTIPART_THRESHOLD,
     max_row_retries: int = 3,
     retry_wait: float = 2.0,
+    journal: WriteJournal | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> LoadResult:
     """Upload ContentVersion rows whose bytes sit at ``root / blob.path``; skip versions already there.
+
+    Every attempt looks for the external id first; ``journal`` gets an intent line before each
+    upload, so a version found that an attempt of this batch meant to create (its answer was lost,
+    ``RESPONSE_LOST``, or its worker died) is reported as created, not skipped.
 
     Each blob is checked against its staged sha256 before upload, and Salesforce's ``Checksum`` (md5)
     against the local md5 after.  Ledger ``file_ids`` are (ContentVersion Id, ContentDocumentId).
@@ -1256,6 +1337,7 @@ def load_content_versions(
     if envelopes[0].sobject != "ContentVersion" or not ext:
         raise ValueError(f"{envelopes[0].source_system_id}: not a ContentVersion row with an external id")
     envelopes, failed = prepare_rows(client, envelopes)
+    jr = journal if journal is not None else NoJournal()
     inline: dict[int, bytes] = {}
     for i, env in enumerate(envelopes):
         if "VersionData" in env.row:  # small inline image: base64 bytes carried in the row
@@ -1316,14 +1398,15 @@ def load_content_versions(
             if have:
                 ids = (have["Id"], have.get("ContentDocumentId") or "")
                 if (have.get("Checksum") or "").lower() == d.md5:
+                    ours = env.source_system_id in jr.intended
                     out.append(
                         RowOutcome(
                             i,
                             env.source_system_id,
                             True,
                             have["Id"],
-                            False,
-                            status="skipped",
+                            ours,
+                            status=None if ours else "skipped",
                             operation="insert",
                             file_ids=ids,
                         )
@@ -1352,6 +1435,7 @@ def load_content_versions(
                 continue
             fallback_name = env.blob["path"].rsplit("/", 1)[-1] if i not in inline else env.source_system_id
             filename = str(rec.get("PathOnClient") or fallback_name)
+            jr.intend([(env.source_system_id, str(env.row[ext]))])
             res = client.content_version_create(
                 rec, opener(i), d.size, filename, use_multipart(d.size, multipart_threshold)
             )
@@ -1379,9 +1463,9 @@ def load_content_versions(
             rec = check.get(_norm_id(cv), {})
             ids = (cv, rec.get("ContentDocumentId") or "")
             if (rec.get("Checksum") or "").lower() == d.md5:
-                out.append(
-                    RowOutcome(i, env.source_system_id, True, cv, True, operation="insert", file_ids=ids)
-                )
+                done = RowOutcome(i, env.source_system_id, True, cv, True, operation="insert", file_ids=ids)
+                jr.done([done])
+                out.append(done)
             else:
                 out.append(
                     _fail(
@@ -1400,7 +1484,27 @@ def load_content_versions(
 
 
 # ---------------------------------------------------------------------------------------------
-# ContentNote (HTML body, no custom fields: idempotent through the ledger)
+# ContentNote (HTML body, no custom fields: idempotent through the ledger and a title marker)
+
+NOTE_MARKER = "[clio2sf {}] "
+TITLE_MAX = 255
+
+
+def note_marker_title(source_system_id: str, title: Any) -> str:
+    """The title a note is created with: a marker naming its source record, then its own title.
+
+    A note cannot carry ``Clio_Id__c``; the marker is what a later attempt finds it by when the
+    answer to the create was lost or the worker died before the ledger had its Id.  Once the Id is
+    on record the title is set to the real one."""
+    return (NOTE_MARKER.format(source_system_id) + str(title or ""))[:TITLE_MAX]
+
+
+def _note_record(env: Envelope) -> dict[str, Any]:
+    rec = {k: json_value(v) for k, v in env.row.items()}
+    content = rec.get("Content")
+    if content is not None:
+        rec["Content"] = base64.b64encode(str(content).encode("utf-8")).decode("ascii")
+    return rec
 
 
 def load_content_notes(
@@ -1408,16 +1512,24 @@ def load_content_notes(
     envelopes: Sequence[Envelope],
     known_ids: Mapping[str, str] | None = None,
     *,
+    update_existing: bool = False,
     max_row_retries: int = 3,
     retry_wait: float = 2.0,
+    journal: WriteJournal | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> LoadResult:
     """Create ContentNotes; ``Content`` (HTML) is sent base64-encoded as Salesforce requires.
 
     ContentNote cannot carry ``Clio_Id__c``: ``known_ids`` (source id → ContentNote Id, from the
-    ledger of earlier runs) is the idempotency key.  A note whose known Id still exists is skipped;
-    one whose Id is gone (deleted, rolled back) is created again.  Ledger ``file_ids`` hold the
-    ContentNote Id, which is also its ContentDocument Id (what ContentDocumentLink rows need).
+    ledger, journals of killed attempts included) is the idempotency key.  A note whose known Id
+    still exists is skipped, or with ``update_existing`` (a delta: the note was edited in Clio)
+    updated in place; one whose Id is gone (deleted, rolled back) is created again.
+
+    A create is made with a marker title (:func:`note_marker_title`) after an intent line in
+    ``journal``; once its Id is journalled the real title is set.  Every attempt first looks for
+    marker titles, so a create whose answer was lost (``RESPONSE_LOST``) or whose worker was killed
+    is found and finished, never made twice.  Ledger ``file_ids`` hold the ContentNote Id, which is
+    also its ContentDocument Id (what ContentDocumentLink rows need).
     """
     if not envelopes:
         return LoadResult([])
@@ -1425,36 +1537,83 @@ def load_content_notes(
     if envelopes[0].sobject != "ContentNote":
         raise ValueError(f"{envelopes[0].source_system_id}: not a ContentNote row")
     envelopes, failed = prepare_rows(client, envelopes)
+    jr = journal if journal is not None else NoJournal()
     known = {sid: sf for sid, sf in (known_ids or {}).items() if sf}
-    alive: set[str] = set()
+    alive: dict[str, str] = {}  # normalised Id -> current Title
     wanted = sorted({known[e.source_system_id] for e in envelopes if e.source_system_id in known})
     for part in chunked(wanted, SOQL_IN_CHUNK):
-        for rec in client.query_all_iter(f"SELECT Id FROM ContentNote WHERE {soql_in('Id', part)}"):
-            alive.add(_norm_id(rec["Id"]))
+        for rec in client.query_all_iter(f"SELECT Id, Title FROM ContentNote WHERE {soql_in('Id', part)}"):
+            alive[_norm_id(rec["Id"])] = str(rec.get("Title") or "")
+    before: dict[str, dict[str, Any]] = {}
+
+    def by_marker(idx: Sequence[int]) -> dict[str, str]:
+        """Marker title → Id of notes an earlier attempt created but never finished."""
+        titles = sorted({note_marker_title(envelopes[i].source_system_id, envelopes[i].row.get("Title")) for i in idx})
+        found: dict[str, str] = {}
+        for part in chunked(titles, SOQL_IN_CHUNK):
+            for rec in client.query_all_iter(f"SELECT Id, Title FROM ContentNote WHERE {soql_in('Title', part)}"):
+                found.setdefault(str(rec["Title"]), rec["Id"])
+        return found
 
     def run(idx: Sequence[int]) -> list[RowOutcome]:
         out: list[RowOutcome] = []
-        todo: list[tuple[int, dict[str, Any]]] = []
+        finish: list[tuple[int, str, bool]] = []  # (index, note Id, created by us): set the real title
+        fresh: list[int] = []
         for i in idx:
             env = envelopes[i]
             have = known.get(env.source_system_id)
             if have and _norm_id(have) in alive:
-                out.append(
-                    RowOutcome(i, env.source_system_id, True, have, False, status="skipped",
-                               operation="insert", file_ids=(have,))
-                )
+                marked = alive[_norm_id(have)].startswith(NOTE_MARKER.format(env.source_system_id))
+                if marked or update_existing:
+                    if update_existing and not marked:
+                        before[env.source_system_id] = {"Id": have, "Title": alive[_norm_id(have)]}
+                    finish.append((i, have, marked))
+                else:
+                    out.append(RowOutcome(i, env.source_system_id, True, have, False, status="skipped",
+                                          operation="insert", file_ids=(have,)))
                 continue
-            rec = {k: json_value(v) for k, v in env.row.items()}
-            content = rec.get("Content")
-            if content is not None:
-                rec["Content"] = base64.b64encode(str(content).encode("utf-8")).decode("ascii")
-            todo.append((i, {"attributes": {"type": "ContentNote"}, **rec}))
+            fresh.append(i)
+        found = by_marker(fresh) if fresh else {}
+        todo: list[tuple[int, dict[str, Any]]] = []
+        for i in fresh:
+            env = envelopes[i]
+            title = note_marker_title(env.source_system_id, env.row.get("Title"))
+            if title in found:  # created by an attempt whose answer or ledger line was lost
+                finish.append((i, found[title], True))
+                continue
+            todo.append((i, {"attributes": {"type": "ContentNote"}, **_note_record(env), "Title": title}))
         for part in chunked(todo, COMPOSITE_CHUNK):
+            jr.intend((envelopes[i].source_system_id, r["Title"]) for i, r in part)
             results = client.composite_create([r for _, r in part])
-            for o in parse_composite_results([i for i, _ in part], envelopes, results, operation="insert"):
+            made = parse_composite_results([i for i, _ in part], envelopes, results, operation="insert")
+            for o in made:
                 if o.success and o.sf_id:
                     o.file_ids = (o.sf_id,)
-                out.append(o)
+            jr.done(made)
+            for o in made:
+                if o.success and o.sf_id:
+                    finish.append((o.index, o.sf_id, True))
+                else:
+                    out.append(o)
+        for part in chunked(finish, COMPOSITE_CHUNK):
+            records = []
+            for i, sf_id, created in part:
+                rec = {"attributes": {"type": "ContentNote"}, "id": sf_id, "Title": envelopes[i].row.get("Title")}
+                if not created:  # an edit: the body too (a new note already has it)
+                    rec.update({k: v for k, v in _note_record(envelopes[i]).items() if k in ("Title", "Content")})
+                records.append(rec)
+            results = client.composite_update(records)
+            for (i, sf_id, created), res in zip(part, results, strict=True):
+                sid = envelopes[i].source_system_id
+                if res.get("success"):
+                    out.append(RowOutcome(i, sid, True, sf_id, created, operation="insert" if created else "update",
+                                          file_ids=(sf_id,)))
+                else:  # the marker stays: the next attempt finds the note and tries again
+                    errs = parse_rest_errors(res.get("errors") or [{"statusCode": "UNKNOWN_ERROR"}])
+                    out.append(RowOutcome(i, sid, False, sf_id, created, errs, operation="update",
+                                          file_ids=(sf_id,)))
         return out
 
-    return LoadResult(_with_row_retries(run, len(envelopes), max_row_retries, retry_wait, sleep, failed=failed))
+    result = LoadResult(_with_row_retries(run, len(envelopes), max_row_retries, retry_wait, sleep, failed=failed))
+    result.before.update(before)
+    return result

@@ -22,7 +22,7 @@ from typing import Any
 from clio2sf import staging
 from clio2sf.access import AccessError, apply_permission_set
 from clio2sf.extract import read_records
-from clio2sf.ledger import LedgerWriter, last_write_by_record, read_ledger
+from clio2sf.ledger import BatchJournal, LedgerWriter, last_write_by_record, norm_id, read_ledger, written_ids
 from clio2sf.load import (
     SPECIAL_LOADERS,
     Envelope,
@@ -291,6 +291,31 @@ def ledger_sf_ids(mroot: Any, sobject: str) -> dict[str, str]:
     return dict(zip(df["source_system_id"].astype(str), df["sf_id"].astype(str), strict=True))
 
 
+def adopt_created(result: LoadResult, journal: BatchJournal, others: Callable[[], set[str]]) -> int:
+    """Mark as created what an attempt of this batch created without hearing of it.
+
+    An upsert resent after a lost answer, or the batch's next attempt after its worker died, finds
+    the record there and reports it updated (or skipped).  It is ours, and rollback must remove it,
+    when an earlier attempt journalled it as created, or when this batch meant to write it and no
+    other ledger line (another batch, run or phase) names its Id.  Returns how many were adopted."""
+    todo = [o for o in result.outcomes
+            if o.success and o.sf_id and not o.created and o.source_system_id in journal.intended]
+    if not todo:
+        return 0
+    known: set[str] | None = None
+    n = 0
+    for o in todo:
+        if norm_id(o.sf_id) not in journal.created:
+            if known is None:
+                known = others()
+            if norm_id(o.sf_id) in known:
+                continue
+        o.created, o.status = True, None
+        result.before.pop(o.source_system_id, None)
+        n += 1
+    return n
+
+
 def load_batch(
     client: Any,
     transformed_path: Any,
@@ -329,12 +354,14 @@ def load_batch(
     elif deferred:
         envs = []
     result: LoadResult
+    journal = BatchJournal(mroot, migration_id, run_id, phase, sobject, batch)
     if not envs:
         result = LoadResult([])
     elif sobject == "ContentVersion":
-        result = load_content_versions(client, envs, mroot, sleep=sleep)
+        result = load_content_versions(client, envs, mroot, journal=journal, sleep=sleep)
     elif sobject == "ContentNote":
-        result = load_content_notes(client, envs, ledger_sf_ids(mroot, "ContentNote"), sleep=sleep)
+        result = load_content_notes(client, envs, ledger_sf_ids(mroot, "ContentNote"), journal=journal,
+                                    update_existing="delta" in phase, sleep=sleep)
     else:
         if note_ids is None and sobject == "ContentDocumentLink":
             note_ids = ledger_sf_ids(mroot, "ContentNote")
@@ -343,10 +370,12 @@ def load_batch(
         known = ledger_sf_ids(mroot, sobject) if "delta" not in phase else {}
         capture = "delta" in phase or any(e.source_system_id in known for e in envs)
         result = load_rows(client, envs, mode=mode, note_ids=note_ids, sleep=sleep,  # type: ignore[arg-type]
-                           capture_before=capture)
+                           capture_before=capture, journal=journal)
+    adopt_created(result, journal, lambda: written_ids(read_ledger(mroot), sobject, exclude=(run_id, phase, batch)))
     with LedgerWriter(mroot, migration_id, run_id, phase, sobject, batch) as ledger:
         for o in result.outcomes:
             ledger.record(**ledger_kwargs(o, result.before.get(o.source_system_id)))
+    journal.clear()  # the batch's ledger file now says all its journal did
     rphase = "load_deferred" if deferred else "load"
     failures = [reject_line(o, rphase, sobject) for o in result.outcomes if not o.success]
     rejects_path = write_rejects(mroot, rphase, sobject, batch, failures) if failures else None

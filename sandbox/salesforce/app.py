@@ -11,6 +11,7 @@ import secrets
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -78,6 +79,41 @@ def _from_field_error(e: FieldError, status: int = 400) -> HttpError:
     return HttpError(status, e.code, e.message, e.fields)
 
 
+@dataclass
+class DropRule:
+    """One ``drop_response`` rule: requests whose method matches and whose path contains ``fragment``."""
+
+    method: str
+    fragment: str
+    hits: frozenset[int]
+    seen: int = 0
+
+    def hit(self, method: str, path: str) -> bool:
+        if method.upper() != self.method or self.fragment not in path:
+            return False
+        self.seen += 1
+        return self.seen in self.hits
+
+
+def parse_drop_rules(text: str) -> list[DropRule]:
+    """``"POST /composite/sobjects#1,3; PATCH /jobs/ingest#2"`` → rules (``#n`` defaults to ``#1``)."""
+    rules = []
+    for part in (text or "").split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        head, _, nums = part.partition("#")
+        method, _, fragment = head.strip().partition(" ")
+        try:
+            hits = frozenset(int(n) for n in (nums or "1").split(",") if n.strip())
+        except ValueError:
+            raise ValueError(f"drop_response: bad request numbers in {part!r}") from None
+        if not method or not fragment.strip() or not hits or min(hits) < 1:
+            raise ValueError(f"drop_response: {part!r} is not '<METHOD> <path fragment>#<n>[,<n>...]'")
+        rules.append(DropRule(method.upper(), fragment.strip(), hits))
+    return rules
+
+
 class Sandbox:
     """Server state: the org, sessions, cursors, the request log."""
 
@@ -96,6 +132,12 @@ class Sandbox:
         self.log_file = (org.dir / "requests.jsonl").open("a", encoding="utf-8")
         self.rng_503 = random.Random(org.settings.seed * 31 + 3)
         self.consumer_secret = org.store.meta_get("consumer_secret")
+        self.drop_rules: list[DropRule] = parse_drop_rules(org.settings.drop_response)
+
+    def drop_now(self, method: str, path: str) -> bool:
+        """Count the request against the ``drop_response`` rules; True when its response is to be lost."""
+        with self.log_lock:
+            return any(rule.hit(method, path) for rule in self.drop_rules)
 
     # -- sessions ------------------------------------------------------------------------------
     def issue(self, user_id: str, *, refresh: bool = False) -> dict:
@@ -184,6 +226,10 @@ def build_app(sb: Sandbox) -> Starlette:
                     raise HttpError(503, "API_TEMPORARILY_UNAVAILABLE",
                                     "The API is temporarily unavailable (sandbox fault injection)")
             resp = await run_in_threadpool(_dispatch, sb, request, body, user)
+            if sb.drop_rules and sb.drop_now(request.method, path):
+                # the write is committed; the client never learns it (a gateway timed out)
+                resp = Response("<html><body>504 Gateway Time-out</body></html>", status_code=504,
+                                media_type="text/html")
         except HttpError as e:
             resp = e.response()
         except FieldError as e:
@@ -312,6 +358,12 @@ def _admin(sb: Sandbox, method: str, what: str, body: bytes) -> Response:
                 setattr(org.settings, k, v.lower() in ("on", "true", "1") if kind is bool and isinstance(v, str)
                         else kind(v))
             org.sync_knobs()
+            try:
+                sb.drop_rules = parse_drop_rules(org.settings.drop_response)
+            except ValueError as exc:
+                org.settings.drop_response = ""
+                sb.drop_rules = []
+                return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(org.settings.as_dict())
     if what == "requests":
         with sb.log_lock:

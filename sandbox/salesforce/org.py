@@ -69,6 +69,10 @@ class Settings:
     fail_bulk_jobs: int = 0
     session_expire_every: int = 0
     bulk_max_upload_mb: int = 150
+    #: Commit a request but lose its response (answered 504 as a gateway would after a timeout):
+    #: ``"<METHOD> <path fragment>#<n>[,<n>...]"`` rules separated by ``;``; ``n`` counts the requests
+    #: matching the rule since the knob was set (1 = the first). Deterministic: no randomness.
+    drop_response: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)

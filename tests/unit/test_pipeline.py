@@ -14,6 +14,7 @@ from clio2sf.mapping.schema_plan import build_schema_plan
 from clio2sf.mapping.spec import load_spec
 from clio2sf.mapping.transform import PRODUCES
 from clio2sf.mapping.users import UserMap
+from tests.unit.sf_fake import FakeSF
 
 pytestmark = pytest.mark.unit
 
@@ -104,14 +105,60 @@ def test_prepare_rows_resolves_record_types_documents_notes_and_strips_directive
 
 
 def test_content_notes_are_base64_and_idempotent_by_ledger_ids():
-    fake = Fake({"FROM ContentNote": [{"Id": "069000000000007AAA"}]})
+    fake = FakeSF({"ContentNote": [{"Id": "069000000000007AAA", "Title": "U"}]})
     envs = [Envelope("ContentNote", "note-1", {"Title": "T", "Content": "<p>é</p>"}, None, ("Title",)),
             Envelope("ContentNote", "note-2", {"Title": "U", "Content": "<p>x</p>"}, None, ("Title",))]
     res = load_content_notes(fake, envs, {"note-2": "069000000000007AAA"}, sleep=lambda s: None)
-    assert [o.ledger_status for o in res.outcomes] == ["ok", "skipped"]
-    assert base64.b64decode(fake.created[0]["Content"]).decode() == "<p>é</p>" and len(fake.created) == 1
+    assert [o.ledger_status for o in res.outcomes] == ["ok", "skipped"] and res.outcomes[0].created
+    new = next(r for r in fake.records["ContentNote"] if r["Id"] == res.outcomes[0].sf_id)
+    assert base64.b64decode(new["Content"]).decode() == "<p>é</p>" and len(fake.created) == 1
+    assert new["Title"] == "T"  # the marker title it was created with is replaced once its Id is known
     with pytest.raises(ValueError, match="load_content_notes"):
         load_rows(fake, envs)
+
+
+class LosingSF(FakeSF):
+    """Commits creates but loses the answer of the first ``lose`` create calls (RESPONSE_LOST per record)."""
+
+    def __init__(self, *a, lose: int = 1, **kw):
+        super().__init__(*a, **kw)
+        self.lose = lose
+
+    def composite_create(self, records):
+        out = super().composite_create(records)
+        if self.lose > 0:
+            self.lose -= 1
+            return [{"success": False, "errors": [{"statusCode": "RESPONSE_LOST", "message": "504"}]} for _ in out]
+        return out
+
+
+def test_a_note_whose_create_answer_was_lost_is_found_by_its_marker_not_created_twice(tmp_path):
+    from clio2sf.ledger import BatchJournal
+
+    fake = LosingSF()
+    envs = [Envelope("ContentNote", f"note-{i}", {"Title": f"T{i}", "Content": "<p>x</p>"}, None, ("Title",))
+            for i in range(3)]
+    journal = BatchJournal(tmp_path, "m1", "r1", "full_load", "ContentNote", "b1")
+    res = load_content_notes(fake, envs, {}, journal=journal, sleep=lambda s: None)
+    assert len(fake.records["ContentNote"]) == 3 and len(fake.created) == 3
+    assert [(o.success, o.created, o.attempts) for o in res.outcomes] == [(True, True, 2)] * 3
+    assert sorted(r["Title"] for r in fake.records["ContentNote"]) == ["T0", "T1", "T2"]
+    # the intent lines were on disk before the create went out
+    assert {"note-0", "note-1", "note-2"} <= set(BatchJournal(tmp_path, "m1", "r1", "full_load", "ContentNote", "b1").intended)
+
+
+def test_a_natural_key_insert_whose_answer_was_lost_is_found_and_counted_as_created():
+    fake = LosingSF({"Case": [{"Id": "500000000000001AAA", "Clio_Id__c": "matter-1"}],
+                     "Contact": [{"Id": "003000000000001AAA", "Clio_Id__c": "contact-1"}]})
+    envs = [Envelope("CaseContactRole", "matter-1#contact-1", {"Cases.Clio_Id__c": "matter-1",
+                     "Contact.Clio_Id__c": "contact-1", "Role": "Client"}, None, ("CasesId", "ContactId", "Role"))]
+    fake.reference_targets = lambda sobject, cols: {c: "Case" if c.startswith("Cases") else "Contact" for c in cols}
+    res = load_rows(fake, envs, mode="composite", sleep=lambda s: None)
+    assert len(fake.records["CaseContactRole"]) == 1
+    assert [(o.success, o.created, o.ledger_status) for o in res.outcomes] == [(True, True, "ok")]
+    again = load_rows(fake, envs, mode="composite", sleep=lambda s: None)  # another run: found, not ours
+    assert [(o.created, o.ledger_status) for o in again.outcomes] == [(False, "skipped")]
+    assert len(fake.records["CaseContactRole"]) == 1
 
 
 def test_split_deferred_keeps_external_id_and_late_columns_only():

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 BULK_OPERATIONS = ("insert", "upsert", "update", "delete", "hardDelete")
 TRANSIENT_STATUS = frozenset({502, 503, 504})
+#: Answers after which a write may or may not have been committed (a gateway gave up waiting).
+LOST_STATUS = frozenset({500, 502, 504})
 TERMINAL_STATES = frozenset({"JobComplete", "Failed", "Aborted"})
 
 
@@ -58,6 +60,16 @@ class SalesforceApiError(Exception):
 
 class SalesforceTransientError(SalesforceApiError):
     """Worth retrying: lock contention, 502/503/504, a dropped connection."""
+
+    transient = True
+
+
+class SalesforceResponseLost(SalesforceApiError):
+    """A non-idempotent write (a POST that creates) whose answer never came: a dropped connection, a read
+    timeout or a gateway's 502/504 after the request was sent.  Salesforce may have committed it, so it is
+    never resent blindly; the loader looks for what it may have created first (``RESPONSE_LOST``)."""
+
+    transient = True
 
 
 class SalesforceSessionExpired(SalesforceApiError):
@@ -205,11 +217,18 @@ class ClioSalesforceHook(SalesforceHook):
         data: bytes | Callable[[], Any] | None = None,
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
+        idempotent: bool | None = None,
     ) -> requests.Response:
         """Send one REST call (path relative to ``/services/data/vXX.X/``, or absolute ``/services/...``).
 
-        ``data`` may be a factory so that a retried upload gets a fresh stream.
+        ``data`` may be a factory so that a retried upload gets a fresh stream.  ``idempotent``
+        (default: every method but POST) says whether sending it twice is harmless; a
+        non-idempotent request is resent only when Salesforce surely did not act on it (it answered
+        503 or a transient error code, or the connection was never made), otherwise it raises
+        :class:`SalesforceResponseLost`.
         """
+        if idempotent is None:
+            idempotent = method.upper() != "POST"
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(SalesforceTransientError),
             wait=tenacity.wait_exponential_jitter(initial=1, max=self.retry_wait_max),
@@ -224,7 +243,7 @@ class ClioSalesforceHook(SalesforceHook):
                 rs.attempt_number,
             ),
         )
-        return retrying(self._send, method, path, params, json_body, data, headers, stream)
+        return retrying(self._send, method, path, params, json_body, data, headers, stream, idempotent)
 
     def _send(
         self,
@@ -235,6 +254,7 @@ class ClioSalesforceHook(SalesforceHook):
         data: Any,
         headers: Mapping[str, str] | None,
         stream: bool,
+        idempotent: bool = True,
     ) -> requests.Response:
         sf = self.get_conn()
         relogged = False
@@ -254,6 +274,8 @@ class ClioSalesforceHook(SalesforceHook):
                     timeout=(30, self.request_timeout),
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
+                if not idempotent and not isinstance(exc, requests.ConnectTimeout):
+                    raise SalesforceResponseLost(0, "RESPONSE_LOST", type(exc).__name__, where=where) from None
                 raise SalesforceTransientError(
                     0, "CONNECTION_ERROR", type(exc).__name__, where=where
                 ) from None
@@ -264,6 +286,8 @@ class ClioSalesforceHook(SalesforceHook):
             if resp.status_code < 300:
                 return resp
             err = self._error(resp, where)
+            if not idempotent and resp.status_code in LOST_STATUS:
+                raise SalesforceResponseLost(resp.status_code, "RESPONSE_LOST", err.message, where=where)
             if (
                 isinstance(err, SalesforceSessionExpired)
                 and not relogged
@@ -416,7 +440,10 @@ class ClioSalesforceHook(SalesforceHook):
         }
         if external_id_field:
             job_req["externalIdFieldName"] = external_id_field
-        job = self.request("POST", "jobs/ingest/", json_body=job_req, headers=self.write_headers).json()
+        # a second job after a lost answer stays empty and Open: harmless, so the POST may be resent
+        job = self.request(
+            "POST", "jobs/ingest/", json_body=job_req, headers=self.write_headers, idempotent=True
+        ).json()
         job_id = job["id"]
         try:
             url = (
@@ -431,7 +458,7 @@ class ClioSalesforceHook(SalesforceHook):
                 raise SalesforceBulkJobError(
                     put.status_code, "UPLOAD_NOT_ACCEPTED", "expected 201", where=url
                 )
-            self.request("PATCH", f"jobs/ingest/{job_id}/", json_body={"state": "UploadComplete"})
+            self._upload_complete(job_id)
             info = self._wait_for_job(job_id)
         except BaseException:
             self._abort_quietly(job_id)
@@ -455,6 +482,19 @@ class ClioSalesforceHook(SalesforceHook):
             failed=self._results_or_none(job_id, "failedResults", info["state"]),
             unprocessed=self._results_or_none(job_id, "unprocessedrecords", info["state"]),
         )
+
+    def _upload_complete(self, job_id: str) -> None:
+        """Close the job; if the answer was lost and a resent PATCH is refused, the job's own state decides."""
+        try:
+            self.request("PATCH", f"jobs/ingest/{job_id}/", json_body={"state": "UploadComplete"})
+        except SalesforceApiError as exc:
+            if isinstance(exc, SalesforceApiLimitExceeded | SalesforceSessionExpired):
+                raise
+            state = self.request("GET", f"jobs/ingest/{job_id}/").json().get("state")
+            if state not in ("UploadComplete", "InProgress", "JobComplete", "Failed"):
+                raise
+            self.log.warning("Bulk job %s: closing it answered %s, but the job is %s; waiting for it",
+                             job_id, exc.error_code, state)
 
     def _results_or_none(self, job_id: str, kind: str, state: str) -> IO[str] | None:
         try:
@@ -502,14 +542,22 @@ class ClioSalesforceHook(SalesforceHook):
     # ------------------------------------------------------------------ sObject collections
 
     def _collection(self, method: str, path: str, records: Sequence[dict]) -> list[dict]:
+        """One call per 200 records.  A create whose answer was lost comes back as a ``RESPONSE_LOST``
+        failure for each of its records (the loader looks for them before writing again)."""
         out: list[dict] = []
         for part in chunked(list(records), COMPOSITE_CHUNK):
-            resp = self.request(
-                method,
-                path,
-                json_body={"allOrNone": False, "records": list(part)},
-                headers=self.write_headers,
-            )
+            try:
+                resp = self.request(
+                    method,
+                    path,
+                    json_body={"allOrNone": False, "records": list(part)},
+                    headers=self.write_headers,
+                )
+            except SalesforceResponseLost as exc:
+                self.log.warning("%s %s: the answer was lost (%s); %d record(s) may exist", method,
+                                 path, exc.message or exc.status, len(part))
+                out += [exc.as_result() for _ in part]
+                continue
             out += resp.json()
         return out
 

@@ -290,3 +290,45 @@ def test_content_version_row_error_returned_as_data(hook, requests_mock):
         "success": False,
         "errors": [{"statusCode": "REQUIRED_FIELD_MISSING", "message": "missing", "fields": ["Title"]}],
     }
+
+
+def test_a_create_whose_answer_was_lost_is_not_resent(hook, requests_mock):
+    """A 504 (or a dropped connection) after a POST that creates: Salesforce may have saved it, so the hook
+    does not send it again; each record comes back RESPONSE_LOST for the loader to look for."""
+    requests_mock.post(BASE + "composite/sobjects", status_code=504, text="<html>Gateway Time-out</html>")
+    res = hook.composite_create([{"attributes": {"type": "ContentNote"}, "Title": "a"}] * 3)
+    assert [r["errors"][0]["statusCode"] for r in res] == ["RESPONSE_LOST"] * 3
+    assert sum(1 for r in requests_mock.request_history if r.method == "POST" and "composite" in r.url) == 1
+    requests_mock.post(BASE + "sobjects/ContentVersion/", exc=__import__("requests").ConnectionError("reset"))
+    out = hook.content_version_create({"Title": "x"}, lambda: io.BytesIO(b"abc"), 3, "x.txt", False)
+    assert out["errors"][0]["statusCode"] == "RESPONSE_LOST"
+    assert sum(1 for r in requests_mock.request_history if "ContentVersion" in r.url) == 1
+
+
+def test_a_create_refused_with_503_is_resent_and_idempotent_calls_retry_a_504(hook, requests_mock):
+    requests_mock.post(BASE + "composite/sobjects", [
+        {"status_code": 503, "text": "unavailable"},  # not processed: safe to send again
+        {"status_code": 200, "json": [{"id": "069A", "success": True, "errors": []}]},
+    ])
+    assert hook.composite_create([{"attributes": {"type": "ContentNote"}, "Title": "a"}])[0]["id"] == "069A"
+    requests_mock.patch(BASE + "composite/sobjects/Contact/Clio_Id__c", [
+        {"status_code": 504, "text": "gateway"},  # an upsert by external id: resending is harmless
+        {"status_code": 200, "json": [{"id": "003A", "success": True, "created": False, "errors": []}]},
+    ])
+    assert hook.composite_upsert("Contact", "Clio_Id__c", [{"Clio_Id__c": "c-1"}])[0]["id"] == "003A"
+
+
+def test_bulk_job_closed_twice_after_a_lost_answer_goes_on(hook, requests_mock):
+    jobs = BASE + "jobs/ingest/"
+    requests_mock.post(jobs, json={"id": "750Z", "state": "Open"})
+    requests_mock.put(jobs + "750Z/batches", status_code=201)
+    requests_mock.patch(jobs + "750Z/", [
+        {"status_code": 504, "text": "gateway"},  # closed, answer lost; the resent PATCH is refused
+        {"status_code": 400, "json": [{"errorCode": "INVALIDJOBSTATE", "message": "Job is in UploadComplete state"}]},
+    ])
+    requests_mock.get(jobs + "750Z/", [{"json": {"state": "UploadComplete"}},
+                                       {"json": {"state": "JobComplete", "numberRecordsProcessed": 1}}])
+    for kind in ("successfulResults", "failedResults", "unprocessedrecords"):
+        requests_mock.get(jobs + f"750Z/{kind}/", text="LastName\n")
+    res = hook.bulk_ingest("Contact", "insert", b"LastName\nA\n")
+    assert res.state == "JobComplete"
