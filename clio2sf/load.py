@@ -1499,6 +1499,19 @@ def note_marker_title(source_system_id: str, title: Any) -> str:
     return (NOTE_MARKER.format(source_system_id) + str(title or ""))[:TITLE_MAX]
 
 
+def _instant(v: Any) -> str:
+    """A date-time as UTC ``YYYY-MM-DDTHH:MM:SS`` (Salesforce keeps seconds), for comparing look-ups."""
+    if v is None:
+        return ""
+    try:
+        t = dt.datetime.fromisoformat(str(v).replace("Z", "+00:00").replace("+0000", "+00:00"))
+    except ValueError:
+        return str(v)
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def _note_record(env: Envelope) -> dict[str, Any]:
     rec = {k: json_value(v) for k, v in env.row.items()}
     content = rec.get("Content")
@@ -1525,11 +1538,14 @@ def load_content_notes(
     still exists is skipped, or with ``update_existing`` (a delta: the note was edited in Clio)
     updated in place; one whose Id is gone (deleted, rolled back) is created again.
 
-    A create is made with a marker title (:func:`note_marker_title`) after an intent line in
-    ``journal``; once its Id is journalled the real title is set.  Every attempt first looks for
-    marker titles, so a create whose answer was lost (``RESPONSE_LOST``) or whose worker was killed
-    is found and finished, never made twice.  Ledger ``file_ids`` hold the ContentNote Id, which is
-    also its ContentDocument Id (what ContentDocumentLink rows need).
+    Every create follows an intent line in ``journal``, and a row an attempt of this batch meant to
+    create is looked for before it is created again, so a create whose answer was lost
+    (``RESPONSE_LOST``) or whose worker was killed is found, never made twice.  What it is found by:
+    when the org lets the row set ``CreatedDate`` (audit fields), its title and that original
+    time (nothing else changes; an update would move ``LastModifiedDate``); otherwise a marker
+    title (:func:`note_marker_title`) it is created with and which is replaced by the real title
+    once its Id is journalled.  Ledger ``file_ids`` hold the ContentNote Id, which is also its
+    ContentDocument Id (what ContentDocumentLink rows need).
     """
     if not envelopes:
         return LoadResult([])
@@ -1546,13 +1562,31 @@ def load_content_notes(
             alive[_norm_id(rec["Id"])] = str(rec.get("Title") or "")
     before: dict[str, dict[str, Any]] = {}
 
-    def by_marker(idx: Sequence[int]) -> dict[str, str]:
-        """Marker title → Id of notes an earlier attempt created but never finished."""
-        titles = sorted({note_marker_title(envelopes[i].source_system_id, envelopes[i].row.get("Title")) for i in idx})
-        found: dict[str, str] = {}
+    taken = {_norm_id(v) for v in known.values()}
+
+    def marked(env: Envelope) -> bool:
+        return "CreatedDate" not in env.row  # without its original time a note needs the marker title
+
+    def create_title(env: Envelope) -> str:
+        return note_marker_title(env.source_system_id, env.row.get("Title")) if marked(env) else str(env.row.get("Title"))
+
+    def look(idx: Sequence[int]) -> dict[int, str]:
+        """Index → Id of the notes attempts of this batch created without the Id reaching the ledger."""
+        wanted = [i for i in idx if envelopes[i].source_system_id in jr.intended]
+        titles = sorted({create_title(envelopes[i]) for i in wanted})
+        pool: dict[tuple[str, str], list[str]] = defaultdict(list)
         for part in chunked(titles, SOQL_IN_CHUNK):
-            for rec in client.query_all_iter(f"SELECT Id, Title FROM ContentNote WHERE {soql_in('Title', part)}"):
-                found.setdefault(str(rec["Title"]), rec["Id"])
+            soql = f"SELECT Id, Title, CreatedDate FROM ContentNote WHERE {soql_in('Title', part)} ORDER BY Id"
+            for rec in client.query_all_iter(soql):
+                if _norm_id(rec["Id"]) not in taken:
+                    pool[(str(rec["Title"]), "" if rec["Title"].startswith("[clio2sf ") else _instant(rec.get("CreatedDate")))].append(rec["Id"])
+        found: dict[int, str] = {}
+        for i in wanted:
+            env = envelopes[i]
+            key = (create_title(env), "" if marked(env) else _instant(env.row.get("CreatedDate")))
+            if pool.get(key):
+                found[i] = pool[key].pop(0)
+                taken.add(_norm_id(found[i]))
         return found
 
     def run(idx: Sequence[int]) -> list[RowOutcome]:
@@ -1563,25 +1597,28 @@ def load_content_notes(
             env = envelopes[i]
             have = known.get(env.source_system_id)
             if have and _norm_id(have) in alive:
-                marked = alive[_norm_id(have)].startswith(NOTE_MARKER.format(env.source_system_id))
-                if marked or update_existing:
-                    if update_existing and not marked:
+                unfinished = alive[_norm_id(have)].startswith(NOTE_MARKER.format(env.source_system_id))
+                if unfinished or update_existing:
+                    if update_existing and not unfinished:
                         before[env.source_system_id] = {"Id": have, "Title": alive[_norm_id(have)]}
-                    finish.append((i, have, marked))
+                    finish.append((i, have, unfinished))
                 else:
                     out.append(RowOutcome(i, env.source_system_id, True, have, False, status="skipped",
                                           operation="insert", file_ids=(have,)))
                 continue
             fresh.append(i)
-        found = by_marker(fresh) if fresh else {}
+        found = look(fresh) if fresh else {}
         todo: list[tuple[int, dict[str, Any]]] = []
         for i in fresh:
             env = envelopes[i]
-            title = note_marker_title(env.source_system_id, env.row.get("Title"))
-            if title in found:  # created by an attempt whose answer or ledger line was lost
-                finish.append((i, found[title], True))
+            if i in found:  # created by an attempt whose answer or ledger line was lost
+                if marked(env):
+                    finish.append((i, found[i], True))
+                else:
+                    out.append(RowOutcome(i, env.source_system_id, True, found[i], True, operation="insert",
+                                          file_ids=(found[i],)))
                 continue
-            todo.append((i, {"attributes": {"type": "ContentNote"}, **_note_record(env), "Title": title}))
+            todo.append((i, {"attributes": {"type": "ContentNote"}, **_note_record(env), "Title": create_title(env)}))
         for part in chunked(todo, COMPOSITE_CHUNK):
             jr.intend((envelopes[i].source_system_id, r["Title"]) for i, r in part)
             results = client.composite_create([r for _, r in part])
@@ -1591,7 +1628,7 @@ def load_content_notes(
                     o.file_ids = (o.sf_id,)
             jr.done(made)
             for o in made:
-                if o.success and o.sf_id:
+                if o.success and o.sf_id and marked(envelopes[o.index]):
                     finish.append((o.index, o.sf_id, True))
                 else:
                     out.append(o)

@@ -147,6 +147,18 @@ def test_a_note_whose_create_answer_was_lost_is_found_by_its_marker_not_created_
     assert {"note-0", "note-1", "note-2"} <= set(BatchJournal(tmp_path, "m1", "r1", "full_load", "ContentNote", "b1").intended)
 
 
+def test_a_note_with_its_original_time_is_found_by_title_and_time_and_never_renamed():
+    fake = LosingSF(types={"ContentNote": {"CreatedDate": "datetime", "Title": "string"}})
+    envs = [Envelope("ContentNote", f"note-{i}", {"Title": "Same", "Content": "<p>x</p>",
+                     "CreatedDate": f"2024-01-0{i + 1}T10:00:00-05:00"}, None, ("Title",)) for i in range(2)]
+    fake.composite_update = None  # an update would move LastModifiedDate: it must not happen
+    res = load_content_notes(fake, envs, {}, sleep=lambda s: None)
+    assert [(o.success, o.created) for o in res.outcomes] == [(True, True)] * 2
+    got = {r["CreatedDate"]: r["Id"] for r in fake.records["ContentNote"]}
+    assert len(fake.records["ContentNote"]) == 2 and {r["Title"] for r in fake.records["ContentNote"]} == {"Same"}
+    assert [o.sf_id for o in res.outcomes] == [got["2024-01-01T10:00:00-05:00"], got["2024-01-02T10:00:00-05:00"]]
+
+
 def test_a_natural_key_insert_whose_answer_was_lost_is_found_and_counted_as_created():
     fake = LosingSF({"Case": [{"Id": "500000000000001AAA", "Clio_Id__c": "matter-1"}],
                      "Contact": [{"Id": "003000000000001AAA", "Clio_Id__c": "contact-1"}]})
