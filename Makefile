@@ -10,7 +10,11 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(ROOT)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(ROOT)/.airflow/airflow.db
+# `airflow dags test` (demo, tests) needs no login; `make standalone` turns this off (below).
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS := True
+# Named users for `make standalone`: approvals record who responded. Passwords are generated on the
+# first start into $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated (printed by standalone).
+STANDALONE_USERS ?= ops_lead:admin,ops_engineer:op,firm_reviewer:viewer
 export PYTHONPATH := $(ROOT):$(ROOT)/plugins
 export PATH := $(BIN):$(PATH)
 
@@ -51,6 +55,8 @@ sandboxes: venv
 
 standalone: airflow-init
 	$(BIN)/python -m scripts.import_settings
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=False \
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="$(STANDALONE_USERS)" \
 	$(BIN)/airflow standalone
 
 bench-smoke: venv

@@ -20,10 +20,10 @@ firm's admin. The run ends with **approve_mapping**: a person approves the mappi
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, task
 
 from clio2sf_airflow.dag_defaults import DEFAULT_ARGS, TAGS, migration_params
+from clio2sf_airflow.operators.approval import MigrationApprovalOperator
 from clio2sf_airflow.phases import discover as phase
 from clio2sf_airflow.phases.common import record_hitl_approval
 
@@ -46,8 +46,9 @@ def mig_01_discover():
     sf = task(phase.read_salesforce, task_id="read_salesforce", pool="salesforce_api")()
     doc = task(phase.build_mapping_document, task_id="build_mapping_document")()
     schema = task(phase.apply_schema, task_id="apply_schema", pool="salesforce_api")()
-    approve_mapping = ApprovalOperator(
+    approve_mapping = MigrationApprovalOperator(
         task_id="approve_mapping",
+        kind="mapping",
         subject="Approve the Clio → Salesforce mapping for {{ params.firm }}",
         body=phase.approval_body(),
     )

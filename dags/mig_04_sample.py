@@ -12,10 +12,10 @@ without an approved sample for the same mapping hash.
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param, dag, task
 
 from clio2sf_airflow.dag_defaults import DEFAULT_ARGS, TAGS, migration_params
+from clio2sf_airflow.operators.approval import MigrationApprovalOperator
 from clio2sf_airflow.phases import sample as phase
 from clio2sf_airflow.phases.common import record_hitl_approval
 
@@ -37,8 +37,9 @@ def mig_04_sample():
     transformed = task(phase.transform_sample, task_id="transform_sample")()
     loaded = task(phase.load_sample, task_id="load_sample", pool="salesforce_api")()
     diffed = task(phase.diff_sample, task_id="diff_sample", pool="salesforce_api")()
-    approve_sample = ApprovalOperator(
+    approve_sample = MigrationApprovalOperator(
         task_id="approve_sample",
+        kind="sample",
         subject="Approve the sample migration of {{ params.firm }}",
         body=phase.approval_body(),
     )

@@ -1,9 +1,11 @@
 """
 ### Phase 6: delta window
 
-Runs on a schedule during cutover (hourly by default, each run covering a real data
-interval; enable the DAG for the window, e.g. 48 hours, and pause it at go-live), or on
-demand. Each run:
+`mig_06_delta` runs on demand (Trigger with config: firm and migration id). Scheduled cutover
+windows run in **`mig_06_delta__<firm>__<migration>`**, one DAG per migration declared in
+`include/migrations/` with an active `cutover` (schedule, time zone, start, optional end): its
+runs always carry that migration's firm and id. Unpause it for the cutover (e.g. 48 hours) and
+pause it at go-live. Each run:
 
 1. `extract_changes`: records changed in Clio since the object's watermark (`updated_since`,
    with a small overlap), and the ids Clio has now (for deletion detection);
@@ -19,29 +21,17 @@ demand. Each run:
 
 from __future__ import annotations
 
-from datetime import datetime
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from airflow.sdk import CronDataIntervalTimetable, dag, task
-
+from clio2sf.migrations import Migration, scheduled
 from clio2sf_airflow.dag_defaults import DEFAULT_ARGS, TAGS, migration_params
 from clio2sf_airflow.phases import delta as phase
 from clio2sf_airflow.phases import retention
 
 
-@dag(
-    dag_id="mig_06_delta",
-    schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    is_paused_upon_creation=True,
-    default_args=DEFAULT_ARGS,
-    tags=[*TAGS, "phase-6", "cutover"],
-    doc_md=__doc__,
-    max_active_runs=1,
-    params=migration_params(),
-)
-def mig_06_delta():
-    changes = task(phase.extract_changes, task_id="extract_changes", pool="clio_api")()
+def delta_window(clio_pool: str = "clio_api") -> None:
+    """The tasks of one delta window (wiring shared by the on-demand and the scheduled DAGs)."""
+    changes = task(phase.extract_changes, task_id="extract_changes", pool=clio_pool)()
     planned = task(phase.plan, task_id="plan_window", pool="salesforce_api")()
     transformed = task(phase.transform_changes, task_id="transform_changes")()
     loaded = task(phase.load_changes, task_id="load_changes", pool="salesforce_api")()
@@ -51,4 +41,49 @@ def mig_06_delta():
     changes >> planned >> transformed >> loaded >> deleted >> committed >> purge
 
 
+@dag(
+    dag_id="mig_06_delta",
+    schedule=None,
+    default_args=DEFAULT_ARGS,
+    tags=[*TAGS, "phase-6", "cutover"],
+    doc_md=__doc__,
+    max_active_runs=1,
+    params=migration_params(),
+)
+def mig_06_delta():
+    delta_window()
+
+
 mig_06_delta()
+
+
+def scheduled_delta(mig: Migration):
+    """The scheduled delta DAG of one declared migration: its runs carry that firm and migration id."""
+    cut = mig.cutover
+
+    @dag(
+        dag_id=mig.delta_dag_id,
+        schedule=CronDataIntervalTimetable(cut.schedule, timezone=cut.timezone),
+        start_date=cut.start,
+        end_date=cut.end,
+        catchup=False,
+        is_paused_upon_creation=True,
+        default_args=DEFAULT_ARGS,
+        tags=[*TAGS, "phase-6", "cutover", f"firm:{mig.firm}"],
+        doc_md=f"Scheduled delta windows of firm **{mig.firm}**, migration **{mig.migration_id}** "
+               f"(declared in `include/migrations/{mig.source}`).\n\n" + __doc__,
+        max_active_runs=1,
+        params={
+            "firm": Param(mig.firm, type="string", enum=[mig.firm], title="Firm"),
+            "migration_id": Param(mig.migration_id, type="string", enum=[mig.migration_id], title="Migration id"),
+        },
+    )
+    def migration_delta():
+        delta_window(mig.clio_pool)
+
+    return migration_delta()
+
+
+# One scheduled delta DAG per declared migration with an active cutover (include/migrations/).
+for _mig in scheduled():
+    scheduled_delta(_mig)

@@ -26,7 +26,8 @@ from clio2sf_airflow.phases import rollback as phase
     doc_md=__doc__,
     max_active_runs=1,
     params=migration_params(
-        target_run_id=Param("", type="string", title="Run id to roll back (empty: the whole migration)"),
+        target_run_id=Param(None, type=["null", "string"], title="Run id to roll back (empty: the whole migration)",
+                            description="Optional: leave empty to roll back every run of the migration"),
         dry_run=Param(True, type="boolean", title="Dry run: write the plan, change nothing"),
     ),
 )

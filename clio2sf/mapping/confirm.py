@@ -6,6 +6,13 @@ The store is a YAML file (``firms/<firm>.confirmations.yaml`` or one in the stag
       - hash: 3f2a...
         by: jane.admin@firm.example
         at: "2026-11-28T09:00:00+00:00"
+      - hash: 3f2a...                 # a rejection revokes every earlier approval of that hash
+        by: lead@firm.example
+        at: "2026-11-28T10:00:00+00:00"
+        decision: rejected
+        reason: "trust balances do not match"
+
+The latest entry for a hash decides: an approval after a rejection approves it again.
 """
 
 from __future__ import annotations
@@ -51,12 +58,24 @@ def read_confirmations(store: Any) -> list[dict]:
 
 def confirm(spec: MappingSpec, by: str, at: datetime | str | None, store: Any) -> dict:
     """Record that ``by`` confirmed ``spec.content_hash`` at ``at`` (now if None); returns the entry."""
+    return _append(spec, by, at, store, {})
+
+
+def reject(spec: MappingSpec, by: str, reason: str | None, at: datetime | str | None, store: Any) -> dict:
+    """Record that ``by`` rejected ``spec.content_hash``: earlier approvals of that hash no longer count."""
+    return _append(spec, by, at, store, {"decision": REJECTED, "reason": (reason or "").strip() or "no reason given"})
+
+
+REJECTED = "rejected"
+
+
+def _append(spec: MappingSpec, by: str, at: datetime | str | None, store: Any, extra: dict) -> dict:
     if not by or not by.strip():
         raise ValueError("confirm: 'by' (who confirms) is required")
     if at is None:
         at = datetime.now(UTC)
     at_s = at.isoformat() if isinstance(at, datetime) else str(at)
-    entry = {"hash": spec.content_hash, "by": by, "at": at_s, "firm": spec.firm}
+    entry = {"hash": spec.content_hash, "by": by, "at": at_s, "firm": spec.firm, **extra}
     path = _as_path(store)
     items = read_confirmations(path) + [entry]
     text = yaml.safe_dump({"confirmations": items}, sort_keys=False, allow_unicode=True)
@@ -71,17 +90,28 @@ def confirm(spec: MappingSpec, by: str, at: datetime | str | None, store: Any) -
     return entry
 
 
-def confirmation_for(spec: MappingSpec, store: Any) -> dict | None:
-    """The latest confirmation of this exact spec hash, or None."""
+def decision_for(spec: MappingSpec, store: Any) -> dict | None:
+    """The latest entry (approval or rejection) for this exact spec hash, or None."""
     matches = [c for c in read_confirmations(store) if c.get("hash") == spec.content_hash]
     return matches[-1] if matches else None
 
 
+def confirmation_for(spec: MappingSpec, store: Any) -> dict | None:
+    """The standing approval of this exact spec hash (None if never approved or rejected since)."""
+    latest = decision_for(spec, store)
+    return None if latest is None or latest.get("decision") == REJECTED else latest
+
+
 def require_confirmed(spec: MappingSpec, store: Any) -> dict:
     """Return the confirmation of ``spec``; raise UnconfirmedMappingError if none matches its hash."""
-    found = confirmation_for(spec, store)
-    if found is not None:
-        return found
+    latest = decision_for(spec, store)
+    if latest is not None and latest.get("decision") == REJECTED:
+        raise UnconfirmedMappingError(
+            f"hash {spec.content_hash[:12]} of firm {spec.firm or 'default'!r} was rejected by {latest.get('by')} "
+            f"at {latest.get('at')}: {latest.get('reason')}; fix what was rejected and approve it again"
+        )
+    if latest is not None:
+        return latest
     previous = read_confirmations(store)
     if previous:
         last = previous[-1]

@@ -23,5 +23,12 @@ def staging_root() -> ObjectStoragePath:
 
 
 def migration_root(firm: str, migration_id: str) -> ObjectStoragePath:
-    """Return ``<staging>/<firm>/<migration_id>`` through the checked :func:`clio2sf.staging.migration_root`."""
-    return staging.migration_root(staging_root(), firm, migration_id)
+    """Return ``<staging>/<firm>/<migration_id>``.
+
+    ``<staging>`` is the migration's declared ``staging_root`` (``include/migrations/``), else the
+    Variable: two firms' migrations can keep their files in different buckets.
+    """
+    from clio2sf_airflow.migration import declaration
+
+    declared = declaration(firm, migration_id).staging_root
+    return staging.migration_root(ObjectStoragePath(declared) if declared else staging_root(), firm, migration_id)

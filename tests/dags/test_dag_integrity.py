@@ -19,9 +19,35 @@ def test_bundle_has_no_integrity_problems():
     assert problems(DAGS) == []
 
 
-def test_one_dag_per_phase():
+def test_one_dag_per_phase_plus_one_delta_per_declared_cutover():
+    from clio2sf.migrations import scheduled
+
     ids = sorted(load_dagbag(DAGS).dags)
-    assert ids == sorted(f"mig_{i:02d}_{p}" for i, p in enumerate(PHASES, start=1))
+    declared = [m.delta_dag_id for m in scheduled()]
+    assert declared, "the bundle ships the demo firm's declaration with a cutover"
+    assert ids == sorted([*(f"mig_{i:02d}_{p}" for i, p in enumerate(PHASES, start=1)), *declared])
+
+
+def test_scheduled_delta_runs_carry_their_migration():
+    from clio2sf.migrations import scheduled
+
+    bag = load_dagbag(DAGS)
+    for mig in scheduled():
+        d = bag.dags[mig.delta_dag_id]
+        assert d.params["firm"] == mig.firm and d.params["migration_id"] == mig.migration_id
+        assert d.timetable.expression == mig.cutover.schedule and d.start_date == mig.cutover.start
+    # the on-demand DAG has no schedule: a scheduled window always has a declared migration
+    assert type(bag.dags["mig_06_delta"].timetable).__name__ == "NullTimetable"
+
+
+def test_rollback_target_run_id_is_optional():
+    from airflow.sdk.definitions.param import ParamsDict
+
+    params = load_dagbag(DAGS).dags["mig_07_rollback"].params
+    assert isinstance(params, ParamsDict)
+    params.validate()  # defaults alone validate: the whole migration
+    params["target_run_id"] = None
+    params.validate()
 
 
 def test_integrity_check_catches_an_import_error(tmp_path):

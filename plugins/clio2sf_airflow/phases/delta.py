@@ -12,8 +12,7 @@ from clio2sf import catalog, delta, staging
 from clio2sf.delta_run import apply_deletes, plan_window
 from clio2sf.extract import extract_object, read_records
 from clio2sf.pipeline import build_lookup, lookup_names, transform_batch
-from clio2sf_airflow.hooks.clio import ClioHook
-from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+from clio2sf_airflow import migration
 from clio2sf_airflow.phases import load_common
 from clio2sf_airflow.phases.common import firm_spec, mroot, params, require_mapping_confirmed, run_id
 
@@ -42,7 +41,7 @@ def extract_changes() -> dict[str, Any]:
     require_mapping_confirmed(spec, root)
     load_common.check_write_access(spec, root)  # before this window writes anything
     droot = delta_root(root)
-    hook = ClioHook()
+    hook = migration.clio_hook(params())
     changed: dict[str, int] = {}
     for name in load_common.TRANSFORMED:
         obj = catalog.get(name)
@@ -72,7 +71,7 @@ def plan() -> dict[str, Any]:
             current[name] = staging.read_json(path)
     spec = firm_spec(p["firm"])
     user = spec.options.get("integration_user") or spec.options.get("fallback_owner")
-    result = plan_window(ClioSalesforceHook(), root, spec, delta_root=droot, current_ids=current,
+    result = plan_window(migration.salesforce_hook(params()), root, spec, delta_root=droot, current_ids=current,
                          integration_username=user)
     staging.write_json(droot / "plan.json", result)
     return {k: v for k, v in result.items() if isinstance(v, int | float | str | dict)}
@@ -117,7 +116,7 @@ def delete_removed() -> dict[str, Any]:
     root = mroot(p)
     droot = delta_root(root)
     plan = staging.read_json(droot / "plan.json")
-    return apply_deletes(ClioSalesforceHook(), root, plan, run_id(), p["migration_id"], delta_root=droot)
+    return apply_deletes(migration.salesforce_hook(params()), root, plan, run_id(), p["migration_id"], delta_root=droot)
 
 
 def commit_watermarks() -> dict[str, str]:

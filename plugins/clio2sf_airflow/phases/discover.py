@@ -14,7 +14,7 @@ from clio2sf.mapping.proposer import SourceField, propose, sample_values, spec_t
 from clio2sf.mapping.rates import rate_hierarchy_document
 from clio2sf.mapping.schema_plan import build_schema_plan
 from clio2sf.mapping.validation import validate_spec_against_describes
-from clio2sf_airflow.hooks.clio import ClioHook
+from clio2sf_airflow import migration
 from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
 from clio2sf_airflow.phases.common import firm_spec, mroot, params
 
@@ -39,7 +39,8 @@ def preflight() -> dict[str, Any]:
     p = params()
     spec = firm_spec(p["firm"])
     problems = []
-    for name, hook in (("clio_default", ClioHook()), ("salesforce_default", ClioSalesforceHook())):
+    for hook in (migration.clio_hook(p), migration.salesforce_hook(p)):
+        name = getattr(hook, "clio_conn_id", None) or hook.conn_id
         try:
             ok, message = hook.test_connection()
         except Exception as exc:  # a missing connection raises before test_connection can answer
@@ -48,7 +49,7 @@ def preflight() -> dict[str, Any]:
             problems.append(f"connection {name}: {message}")
     if problems:
         raise AirflowFailException("; ".join(problems) + ". Fix the connection(s) in Admin → Connections.")
-    missing = _missing_targets(spec, ClioSalesforceHook())
+    missing = _missing_targets(spec, migration.salesforce_hook(params()))
     if missing:
         raise AirflowFailException(
             f"firm config {p['firm']!r} writes to what the org lacks: " + "; ".join(missing[:10])
@@ -70,7 +71,7 @@ def read_clio_schema() -> dict[str, Any]:
     """Read Clio's configuration objects and count every migrated object; stage both."""
     p = params()
     root = mroot(p)
-    hook = ClioHook()
+    hook = migration.clio_hook(params())
     config: dict[str, Any] = {}
     for name in CONFIG_OBJECTS:
         obj = catalog.get(name)
@@ -107,7 +108,7 @@ def read_salesforce() -> dict[str, Any]:
     p = params()
     root = mroot(p)
     spec = firm_spec(p["firm"])
-    hook = ClioSalesforceHook()
+    hook = migration.salesforce_hook(params())
     known = {o["name"] for o in hook.describe_global()["sobjects"]}
     wanted = sorted({*spec.load_order, "User", "RecordType"})
     for name in wanted:
@@ -191,7 +192,7 @@ def apply_schema() -> dict[str, Any]:
     root = mroot(p)
     spec = firm_spec(p["firm"])
     config = staging.read_json(root / DISCOVER / "clio_config.json")
-    hook = ClioSalesforceHook()
+    hook = migration.salesforce_hook(params())
     plan = build_schema_plan(
         spec, {n: hook.describe(n) for n in load_describes(root)},
         clio_custom_fields=config["custom_fields"], practice_areas=config["practice_areas"],
@@ -215,5 +216,6 @@ def approval_body() -> str:
         "**{{ params.migration_id }}**: `discover/mapping_spec.html` in the staging area "
         "(mapping hash `{{ ti.xcom_pull(task_ids='build_mapping_document')['mapping_hash'] }}`). "
         "Approving records your name against this exact hash; any later change to the mapping "
-        "needs a new approval before records move."
+        "needs a new approval before records move. Rejecting (type a reason) fails this run, records your "
+        "name and reason, and revokes any earlier approval of this hash."
     )

@@ -10,7 +10,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from clio2sf import catalog, staging
 from clio2sf.extract import extract_object as _extract_object
-from clio2sf_airflow.hooks.clio import ClioAuthError, ClioHook
+from clio2sf_airflow import migration
+from clio2sf_airflow.hooks.clio import ClioAuthError
 from clio2sf_airflow.phases.common import firm_spec, mroot, params, require_mapping_confirmed
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def extract_object(item: dict[str, Any]) -> dict[str, Any]:
     """Extract one object; a retry resumes from the last committed batch."""
     obj = catalog.get(item["object"])
     get_current_context()["clio_object"] = obj.name  # labels the mapped task in the UI
-    hook = ClioHook()
+    hook = migration.clio_hook(params())
     try:
         summary = _extract_object(
             obj,

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from clio2sf import staging
 from clio2sf.discovery import capacity_check, estimates
 from clio2sf.verify import reconcile_migration
-from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+from clio2sf_airflow import migration
 from clio2sf_airflow.phases import load_common
 from clio2sf_airflow.phases.common import (
     firm_spec,
@@ -39,7 +39,7 @@ def preflight_load() -> dict[str, Any]:
     counts = {name: info["records"] for name, info in extraction["objects"].items()}
     est = estimates(counts, matter_object=spec.options.get("matter_object", "Case"),
                     offpeak_limit=spec.options.get("offpeak_limit"), region=spec.options.get("clio_region"))
-    findings = capacity_check(est, ClioSalesforceHook().limits())
+    findings = capacity_check(est, migration.salesforce_hook(params()).limits())
     staging.write_json(root / "reports" / run_id() / "capacity.json", [f.__dict__ for f in findings])
     errors = [f.message for f in findings if f.level == "error"]
     for f in findings:
@@ -82,7 +82,7 @@ def load_deferred(path: str) -> dict[str, Any]:
 def reconcile() -> dict[str, Any]:
     """Final validation against source totals; writes ``reports/<run>/reconciliation.*``."""
     p = params()
-    result = reconcile_migration(ClioSalesforceHook(), mroot(p), firm_spec(p["firm"]), run_label=run_id())
+    result = reconcile_migration(migration.salesforce_hook(params()), mroot(p), firm_spec(p["firm"]), run_label=run_id())
     log.info("reconciliation: lost %s, duplicated %s, amounts ok %s",
              result["lost"], result["duplicated"], result["amounts_ok"])
     if result["lost"] or result["duplicated"]:

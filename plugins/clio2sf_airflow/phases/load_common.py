@@ -15,8 +15,8 @@ from clio2sf.mapping.schema_plan import build_schema_plan
 from clio2sf.mapping.spec import BASE_LOAD_ORDER, MappingSpec
 from clio2sf.mapping.users import UserMap
 from clio2sf.pipeline import build_lookup, load_batch, lookup_names, transform_batch
+from clio2sf_airflow import migration
 from clio2sf_airflow.hooks.salesforce import (
-    ClioSalesforceHook,
     SalesforceApiLimitExceeded,
     SalesforceStorageLimitExceeded,
 )
@@ -52,7 +52,7 @@ def check_write_access(spec: MappingSpec, root: ObjectStoragePath) -> dict[str, 
     config = staging.read_json(root / "discover" / "clio_config.json") or {}
     plan = build_schema_plan(spec, None, clio_custom_fields=config.get("custom_fields") or (),
                              practice_areas=config.get("practice_areas") or ())
-    missing = missing_access(ClioSalesforceHook(), plan.access)
+    missing = missing_access(migration.salesforce_hook(params()), plan.access)
     if missing:
         raise AirflowFailException(
             f"pre-flight: the integration user cannot write what the mapping writes ({len(missing)} missing "
@@ -106,7 +106,7 @@ def load_one(path: str, phase: str, deferred: bool = False) -> dict[str, Any]:
     get_current_context()["batch_label"] = f"{tpath.parent.name}/{tpath.name}"
     try:
         summary = load_batch(
-            ClioSalesforceHook(), tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,
+            migration.salesforce_hook(params()), tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,
             mode=p.get("load_mode", "auto"), load_order=spec.load_order, deferred=deferred,
         )
     except (SalesforceApiLimitExceeded, SalesforceStorageLimitExceeded) as exc:

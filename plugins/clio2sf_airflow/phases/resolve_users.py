@@ -17,7 +17,7 @@ from clio2sf.user_resolution import (
     resolve_users,
     user_map_document,
 )
-from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+from clio2sf_airflow import migration
 from clio2sf_airflow.phases.common import firm_spec, mroot, params
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def resolve() -> dict[str, Any]:
     p = params()
     root = mroot(p)
     spec = firm_spec(p["firm"])
-    sf_users = list(ClioSalesforceHook().query_all_iter(USER_SOQL))
+    sf_users = list(migration.salesforce_hook(params()).query_all_iter(USER_SOQL))
     clio_users = [env["data"] for env in read_records(root, "users")]
     fallback = spec.options.get("fallback_owner")
     try:

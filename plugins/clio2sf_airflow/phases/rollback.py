@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from clio2sf.rollback_run import run_rollback
-from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+from clio2sf_airflow import migration
 from clio2sf_airflow.phases.common import mroot, params
 from clio2sf_airflow.phases.load_common import LOAD_SEQUENCE
 
@@ -17,7 +17,7 @@ def rollback() -> dict[str, Any]:
     """Plan (and unless ``dry_run``, execute) the rollback; always writes the report."""
     p = params()
     result = run_rollback(
-        ClioSalesforceHook(), mroot(p), run_id=p.get("target_run_id") or None, migration_id=p["migration_id"],
+        migration.salesforce_hook(params()), mroot(p), run_id=p.get("target_run_id") or None, migration_id=p["migration_id"],
         dry_run=bool(p.get("dry_run", True)), load_order=list(LOAD_SEQUENCE),
     )
     log.info("rollback %s: %s", "plan (dry run)" if p.get("dry_run", True) else "done",

@@ -9,7 +9,7 @@ from clio2sf import staging
 from clio2sf.extract import read_records
 from clio2sf.sample import choose_sample, closure_violations, filter_envelopes
 from clio2sf.verify import sample_diff
-from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+from clio2sf_airflow import migration
 from clio2sf_airflow.phases import load_common
 from clio2sf_airflow.phases.common import firm_spec, mroot, params, require_mapping_confirmed
 
@@ -71,7 +71,7 @@ def load_sample() -> dict[str, Any]:
 def diff_sample() -> dict[str, Any]:
     """Read the sample back from Salesforce and write the field-level diff report."""
     p = params()
-    result = sample_diff(ClioSalesforceHook(), mroot(p), firm_spec(p["firm"]), sample_dir=SAMPLE)
+    result = sample_diff(migration.salesforce_hook(params()), mroot(p), firm_spec(p["firm"]), sample_dir=SAMPLE)
     log.info("sample diff: %s", {k: v for k, v in result.items() if k not in ("report", "notes")})
     return result
 
@@ -81,5 +81,6 @@ def approval_body() -> str:
         "Review the sample diff for firm **{{ params.firm }}**, migration **{{ params.migration_id }}**: "
         "`sample/diff.html` in the staging area ({{ ti.xcom_pull(task_ids='diff_sample')['records'] }} records, "
         "{{ ti.xcom_pull(task_ids='diff_sample')['mismatches'] }} unexplained mismatches). Approving lets the "
-        "full load start for this mapping hash."
+        "full load start for this mapping hash. Rejecting (type a reason) fails this run, records your name and "
+        "reason, and revokes any earlier sample approval of this hash: the full load refuses to start."
     )

@@ -97,3 +97,19 @@ def test_user_map_fallback_is_reported():
         UserMap({1: "bob"}, None)
     doc = UserMap.from_json({"users": {"1001": "005000000000001AAA"}, "fallback_owner": "005000000000009AAA"})
     assert doc.resolve(1001) == "005000000000001AAA" and doc.fallback == "005000000000009AAA"
+
+
+def test_reject_revokes_an_earlier_approval_and_names_who_and_why(tmp_path):
+    from clio2sf.mapping.confirm import confirmation_for, reject
+
+    spec = load_spec("harlow_vance")
+    store = tmp_path / "sample.yaml"
+    confirm(spec, "ops@harlow-vance.example", None, store)
+    assert confirmation_for(spec, store)["by"] == "ops@harlow-vance.example"
+    reject(spec, "lead@harlow-vance.example", "trust balances differ", None, store)
+    assert confirmation_for(spec, store) is None
+    with pytest.raises(UnconfirmedMappingError, match="rejected by lead@harlow-vance.example.*trust balances differ"):
+        require_confirmed(spec, store)
+    assert [e.get("decision") for e in read_confirmations(store)] == [None, "rejected"]  # both kept, in order
+    confirm(spec, "lead@harlow-vance.example", None, store)  # approved again after the fix
+    assert require_confirmed(spec, store)["by"] == "lead@harlow-vance.example"
