@@ -38,6 +38,7 @@ from typing import Any
 
 from clio2sf import staging
 from clio2sf.catalog import ClioObject
+from clio2sf.progress import DEFAULT_EVERY, Progress, eta
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +144,6 @@ def _drop_uncommitted(odir: Any, committed: int) -> None:
             path.unlink()
 
 
-def _eta(done: int, total: int | None, rate: float) -> str:
-    if not total or rate <= 0 or done >= total:
-        return "-"
-    secs = int((total - done) / rate)
-    return f"{secs // 3600}h{secs % 3600 // 60:02d}m{secs % 60:02d}s"
 
 
 def extract_object(
@@ -163,6 +159,7 @@ def extract_object(
     request_count: Callable[[], int] | None = None,
     clock: Callable[[], float] = time.time,
     download_workers: int = 4,
+    progress_every: float = DEFAULT_EVERY,
 ) -> dict[str, Any]:
     """Extract one catalog object into ``raw/<object>/``, resuming from ``_progress.json``.
 
@@ -176,6 +173,8 @@ def extract_object(
     :param pages_per_batch: Clio pages per batch file.
     :param total: expected record count, for ETA logging only.
     :param download_workers: documents downloaded at once (``download`` must be thread-safe).
+    :param progress_every: seconds between progress lines (records listed, documents downloaded)
+        while pages and downloads keep arriving, besides the line at each batch commit.
     :param request_count: returns the caller's running HTTP request count (e.g. the hook's
         ``requests_made``); default counts fetch and download calls.
     :return: JSON-able summary for XCom.
@@ -251,6 +250,8 @@ def extract_object(
 
     t0 = clock()
     done_at_start = progress["records"]
+    listed = Progress(obj.name, "records", total=total, done=progress["records"], every=progress_every, clock=clock,
+                      log=log)
     cursor = progress["next"]
     finished = False
     while not finished:
@@ -272,14 +273,22 @@ def extract_object(
             cursor = paging.get("next") or None
             if total is None and isinstance((body.get("meta") or {}).get("records"), int):
                 total = body["meta"]["records"]
+            listed.update(progress["records"] + len(envelopes), total=total)
             if cursor is None:
                 finished = True
                 break
         if is_documents:
             # Downloads overlap: each one's API call still takes a paced slot, but the bytes
             # (a signed storage URL, not rate limited), hashing and writing run side by side.
+            fetched = Progress(f"{obj.name} batch {batch_no} downloads", "documents", total=len(envelopes),
+                               every=progress_every, clock=clock, log=log)
+
+            def attach(env: dict[str, Any], fetched: Progress = fetched) -> None:
+                _attach_blob(env, mroot, counting_download)
+                fetched.update(add=1)
+
             with ThreadPoolExecutor(max_workers=download_workers) as pool:
-                list(pool.map(lambda env: _attach_blob(env, mroot, counting_download), envelopes))
+                list(pool.map(attach, envelopes))
         if envelopes:
             entry = staging.write_jsonl_gz(odir / staging.batch_name(batch_no), envelopes)
             entry["pages"] = pages
@@ -307,7 +316,7 @@ def extract_object(
         log.info(
             "%s: batch %d committed, %d/%s records, %.1f records/s, ETA %s",
             obj.name, progress["batches"], progress["records"], total if total else "?", rate,
-            _eta(progress["records"], total, rate),
+            eta(progress["records"], total, rate),
         )
     return summary()
 

@@ -218,3 +218,21 @@ def test_documents_get_blobs_with_sha_and_size(tmp_path):
     assert by_id[57]["blob"] is None
     assert (mroot / "blobs/documents/55/2").read_bytes() == b"%PDF-1.7"
     assert (mroot / "blobs/documents/56/9").exists()
+
+
+def test_progress_line_at_least_every_30_seconds_between_commits(mroot, caplog):
+    """One batch of 4 pages, each page taking 31 s: a progress line per page, not only at the commit."""
+    caplog.set_level(logging.INFO)
+    now = [0.0]
+    fake = FakeClio(12)
+
+    def slow(url, params):
+        now[0] += 31.0
+        return fake(url, params)
+
+    extract_object(catalog.get("contacts"), slow, mroot, pages_per_batch=4, total=12, clock=lambda: now[0])
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("contacts: ")
+             and "committed" not in r.getMessage()]
+    assert lines[:3] == ["contacts: 3/12 records, 0.1 records/s, ETA 0h01m33s",
+                         "contacts: 6/12 records, 0.1 records/s, ETA 0h01m02s",
+                         "contacts: 9/12 records, 0.1 records/s, ETA 0h00m31s"]

@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import ObjectStoragePath, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
+from clio2sf import lease
 from clio2sf.mapping.confirm import UnconfirmedMappingError, confirm, confirmation_for, require_confirmed
 from clio2sf.mapping.spec import MappingSpec, SpecError, load_spec
 from clio2sf_airflow.storage import migration_root
@@ -92,6 +93,36 @@ def record_hitl_approval(kind: str, approval_task_id: str) -> dict[str, Any]:
         "yes" if existing else "none (approve before the next phase)",
     )
     return {"kind": kind, "hash": spec.content_hash, "recorded": False, "already_confirmed": bool(existing)}
+
+
+def _run_active(dag_id: str, other_run_id: str) -> bool:
+    """Whether that DAG run is queued or running (asked through the Task SDK)."""
+    try:
+        state = get_current_context()["ti"].get_dagrun_state(dag_id=dag_id, run_id=other_run_id)
+    except Exception as exc:  # a deleted run, or no API server to ask (airflow dags test)
+        log.warning("could not read the state of %s / %s (%s): treating its lease as stale",
+                    dag_id, other_run_id, type(exc).__name__)
+        return False
+    return str(state).lower().rsplit(".", 1)[-1] in ("queued", "running")
+
+
+def hold_lease(phase: str) -> dict[str, Any]:
+    """Take (or keep) the migration's one-writer lease for this run; fail naming the run that holds it."""
+    context = get_current_context()
+    try:
+        return lease.hold(mroot(), dag_id=context["dag"].dag_id, run_id=run_id(), phase=phase,
+                          is_active=_run_active, log=log.warning)
+    except lease.LeaseHeld as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def release_lease() -> bool:
+    """Release the lease if this run holds it (the last task of a writing phase)."""
+    context = get_current_context()
+    released = lease.release(mroot(), dag_id=context["dag"].dag_id, run_id=run_id())
+    if released:
+        log.info("released the migration's writer lease")
+    return released
 
 
 def as_path(url: str) -> ObjectStoragePath:

@@ -14,7 +14,15 @@ from clio2sf.extract import extract_object, read_records
 from clio2sf.pipeline import build_lookup, lookup_names, transform_batch
 from clio2sf_airflow import migration
 from clio2sf_airflow.phases import load_common
-from clio2sf_airflow.phases.common import firm_spec, mroot, params, require_mapping_confirmed, run_id
+from clio2sf_airflow.phases.common import (
+    firm_spec,
+    hold_lease,
+    mroot,
+    params,
+    release_lease,
+    require_mapping_confirmed,
+    run_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,7 @@ def extract_changes() -> dict[str, Any]:
     root = mroot(p)
     spec = firm_spec(p["firm"])
     require_mapping_confirmed(spec, root)
+    hold_lease("delta")  # one writer per migration: not during a full load or a rollback
     load_common.check_write_access(spec, root)  # before this window writes anything
     droot = delta_root(root)
     hook = migration.clio_hook(params())
@@ -116,6 +125,7 @@ def delete_removed() -> dict[str, Any]:
     root = mroot(p)
     droot = delta_root(root)
     plan = staging.read_json(droot / "plan.json")
+    hold_lease("delta")
     return apply_deletes(migration.salesforce_hook(params()), root, plan, run_id(), p["migration_id"], delta_root=droot)
 
 
@@ -132,4 +142,5 @@ def commit_watermarks() -> dict[str, str]:
         if mark:
             delta.commit_watermark(root, name, mark, run_id())
             committed[name] = mark
+    release_lease()
     return committed

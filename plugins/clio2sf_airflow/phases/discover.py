@@ -213,7 +213,10 @@ def approval_body() -> str:
     """Markdown shown to the approver in Required Actions."""
     return (
         "Review the mapping specification for firm **{{ params.firm }}**, migration "
-        "**{{ params.migration_id }}**: `discover/mapping_spec.html` in the staging area "
+        "**{{ params.migration_id }}**: [the mapping specification]"
+        "(/clio2sf/{{ params.firm }}/{{ params.migration_id }}/files/discover/mapping_spec.html) "
+        "(`discover/mapping_spec.html` in the staging area; all reports: "
+        "[/clio2sf/{{ params.firm }}/{{ params.migration_id }}/](/clio2sf/{{ params.firm }}/{{ params.migration_id }}/)) "
         "(mapping hash `{{ ti.xcom_pull(task_ids='build_mapping_document')['mapping_hash'] }}`). "
         "Approving records your name against this exact hash; any later change to the mapping "
         "needs a new approval before records move. Rejecting (type a reason) fails this run, records your "

@@ -7,15 +7,17 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from clio2sf import staging
+from clio2sf import delta, staging
 from clio2sf.discovery import capacity_check, estimates
 from clio2sf.verify import reconcile_migration
 from clio2sf_airflow import migration
 from clio2sf_airflow.phases import load_common
 from clio2sf_airflow.phases.common import (
     firm_spec,
+    hold_lease,
     mroot,
     params,
+    release_lease,
     require_mapping_confirmed,
     require_sample_approved,
     run_id,
@@ -31,6 +33,8 @@ def preflight_load() -> dict[str, Any]:
     spec = firm_spec(p["firm"])
     require_mapping_confirmed(spec, root)
     require_sample_approved(spec, root)
+    refuse_stale_snapshot(root)
+    hold_lease("full_load")
     load_common.user_map(root)
     access = load_common.check_write_access(spec, root)
     extraction = staging.read_json(root / "raw" / "_extraction.json")
@@ -49,6 +53,21 @@ def preflight_load() -> dict[str, Any]:
         raise AirflowFailException("capacity pre-flight refused the load: " + "; ".join(errors))
     return {"records": sum(counts.values()), "capacity_errors": len(errors), "warnings": len(findings) - len(errors),
             **access}
+
+
+def refuse_stale_snapshot(root) -> None:
+    """A full load after a committed delta window would load the old extraction over newer data: refuse."""
+    marks = delta.read_watermarks(root)
+    if not marks:
+        return
+    last = max(marks.values(), key=lambda m: m.get("committed_at") or "")
+    raise AirflowFailException(
+        f"delta windows already committed changes for this migration (last: run {last.get('run_id')} at "
+        f"{last.get('committed_at')}); the extraction snapshot is older than Salesforce now, so a full load would "
+        "bring back stale data (re-create records Clio deleted, overwrite delta updates).\n"
+        "Keep Salesforce current with mig_06_delta, or start a new migration id (discover, extract, ...) for a "
+        "fresh snapshot."
+    )
 
 
 def plan_transform() -> list[dict[str, str]]:
@@ -82,6 +101,7 @@ def load_deferred(path: str) -> dict[str, Any]:
 def reconcile() -> dict[str, Any]:
     """Final validation against source totals; writes ``reports/<run>/reconciliation.*``."""
     p = params()
+    release_lease()  # every write of this run is done (reconciliation only reads)
     result = reconcile_migration(migration.salesforce_hook(params()), mroot(p), firm_spec(p["firm"]), run_label=run_id())
     log.info("reconciliation: lost %s, duplicated %s, amounts ok %s",
              result["lost"], result["duplicated"], result["amounts_ok"])

@@ -20,13 +20,16 @@ from clio2sf_airflow.hooks.salesforce import (
     SalesforceApiLimitExceeded,
     SalesforceStorageLimitExceeded,
 )
-from clio2sf_airflow.phases.common import firm_spec, mroot, params, run_id
+from clio2sf_airflow.phases.common import firm_spec, hold_lease, mroot, params, run_id
 
 log = logging.getLogger(__name__)
 
 #: Every Salesforce object a firm can load, in dependency order. The DAGs are static, so they
 #: wire one load step per entry; a firm's spec decides which of them get batches.
 LOAD_SEQUENCE = BASE_LOAD_ORDER
+
+#: Phases that hold the migration's one-writer lease while they write (the sample writes its own slice).
+WRITERS = ("full_load", "delta")
 
 #: Clio objects that are transformed (the rest are configuration or reference only).
 TRANSFORMED = (
@@ -104,6 +107,8 @@ def load_one(path: str, phase: str, deferred: bool = False) -> dict[str, Any]:
     spec = firm_spec(p["firm"])
     tpath = ObjectStoragePath(path)
     get_current_context()["batch_label"] = f"{tpath.parent.name}/{tpath.name}"
+    if phase in WRITERS:
+        hold_lease(phase)
     try:
         summary = load_batch(
             migration.salesforce_hook(params()), tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,

@@ -7,7 +7,7 @@ from typing import Any
 
 from clio2sf.rollback_run import run_rollback
 from clio2sf_airflow import migration
-from clio2sf_airflow.phases.common import mroot, params
+from clio2sf_airflow.phases.common import hold_lease, mroot, params, release_lease
 from clio2sf_airflow.phases.load_common import LOAD_SEQUENCE
 
 log = logging.getLogger(__name__)
@@ -16,10 +16,15 @@ log = logging.getLogger(__name__)
 def rollback() -> dict[str, Any]:
     """Plan (and unless ``dry_run``, execute) the rollback; always writes the report."""
     p = params()
+    dry_run = bool(p.get("dry_run", True))
+    if not dry_run:
+        hold_lease("rollback")
     result = run_rollback(
         migration.salesforce_hook(params()), mroot(p), run_id=p.get("target_run_id") or None, migration_id=p["migration_id"],
-        dry_run=bool(p.get("dry_run", True)), load_order=list(LOAD_SEQUENCE),
+        dry_run=dry_run, load_order=list(LOAD_SEQUENCE),
     )
-    log.info("rollback %s: %s", "plan (dry run)" if p.get("dry_run", True) else "done",
+    if not dry_run:
+        release_lease()
+    log.info("rollback %s: %s", "plan (dry run)" if dry_run else "done",
              {k: v for k, v in result.items() if k != "report"})
     return result
