@@ -46,6 +46,7 @@ IMPLICIT_WRITES: dict[str, tuple[str, ...]] = {
     "OpportunityTeamMember": ("TeamMemberRole", "OpportunityAccessLevel"),
     "EventRelation": ("IsInvitee",),
     "ContentDocumentLink": ("ShareType", "Visibility"),
+    "ContentVersion": ("ContentDocumentId",),  # a document's later versions join its ContentDocument
 }
 #: Loader columns that become another field (see clio2sf.load.prepare_rows).
 DIRECTIVE_COLUMNS = {"RecordType.DeveloperName": "RecordTypeId", "ContentVersion.Clio_Id__c": "ContentDocumentId",

@@ -21,7 +21,9 @@ rewriting the batch that was in flight: no duplicate, no gap.  A finished object
 re-fetched.  Cursor URLs (``meta.paging.next``) are followed exactly as Clio returns them.
 
 Document bytes (``download``) are streamed to ``blobs/documents/<doc id>/<version id>`` and the
-envelope gets ``blob = {"path", "sha256", "size"}`` (size 0 is a valid, recorded blob).
+envelope gets ``blob = {"path", "sha256", "size"}`` (size 0 is a valid, recorded blob).  A document
+with more than one version also gets ``versions``: its earlier versions, oldest first (listed with
+``documents/{id}/versions``), each ``{"data": <version record>, "blob": {...}}`` with its own bytes.
 
 Logs carry counts, rate and ETA only, never record bodies.
 """
@@ -103,8 +105,13 @@ def first_request(
 GONE_STATUSES = (404, 410)
 
 
+#: What is read of each older version of a document (``GET documents/{id}/versions``).
+VERSION_FIELDS = "id,uuid,version_number,filename,size,content_type,received_at,fully_uploaded"
+
+
 def _attach_blob(
-    env: dict[str, Any], mroot: Any, download: Download
+    env: dict[str, Any], mroot: Any, download: Download,
+    list_versions: Callable[[Any], list[Mapping[str, Any]]] | None = None,
 ) -> None:
     data = env["data"]
     version = data.get("latest_document_version") or {}
@@ -131,6 +138,34 @@ def _attach_blob(
     declared = version.get("size")
     if isinstance(declared, int) and declared != info["size"]:
         log.warning("%s: downloaded %d bytes but Clio declares size %d", env["source_system_id"], info["size"], declared)
+    if list_versions is not None and isinstance(version.get("version_number"), int) and version["version_number"] > 1:
+        _attach_older_versions(env, mroot, download, list_versions, version_id)
+
+
+def _attach_older_versions(env: dict[str, Any], mroot: Any, download: Download,
+                           list_versions: Callable[[Any], list[Mapping[str, Any]]], latest_id: Any) -> None:
+    """``env["versions"]``: every earlier version of the document, oldest first, each with its own blob
+    (``{"data": <Clio version record>, "blob": {...} | None}``); a version gone on download keeps
+    ``blob: None`` and ``blob_error``."""
+    data = env["data"]
+    older = sorted((v for v in list_versions(data["id"]) if v.get("id") != latest_id and v.get("id") is not None),
+                   key=lambda v: (v.get("version_number") or 0, v["id"]))
+    out = []
+    for v in older:
+        item: dict[str, Any] = {"data": dict(v)}
+        path = staging.blob_path(mroot, data["id"], v["id"])
+        try:
+            info = staging.write_blob(path, download(data["id"], v["id"]))
+        except Exception as exc:
+            status = getattr(exc, "status", None)
+            if status not in GONE_STATUSES:
+                raise
+            item["blob"] = None
+            item["blob_error"] = f"Clio answered HTTP {status} to the download of version {v['id']}"
+        else:
+            item["blob"] = {"path": staging.blob_relpath(data["id"], v["id"]), **info}
+        out.append(item)
+    env["versions"] = out
 
 
 def _drop_uncommitted(odir: Any, committed: int) -> None:
@@ -238,6 +273,11 @@ def extract_object(
             calls += 1
         return download(doc_id, version_id)  # type: ignore[misc]
 
+    def versions_of(doc_id: Any) -> list[Mapping[str, Any]]:
+        """Every version of a document (one request; a document has far fewer than a page of versions)."""
+        body = counting_fetch(f"{obj.endpoint}/{doc_id}/versions", {"fields": VERSION_FIELDS, "limit": 200})
+        return [v for v in body["data"] if isinstance(v, Mapping)]
+
     def requests_so_far() -> int:
         return request_count() if request_count is not None else calls
 
@@ -284,7 +324,7 @@ def extract_object(
                                every=progress_every, clock=clock, log=log)
 
             def attach(env: dict[str, Any], fetched: Progress = fetched) -> None:
-                _attach_blob(env, mroot, counting_download)
+                _attach_blob(env, mroot, counting_download, versions_of)
                 fetched.update(add=1)
 
             with ThreadPoolExecutor(max_workers=download_workers) as pool:

@@ -1310,7 +1310,55 @@ def _fail(i: int, env: Envelope, code: str, msg: str, fields: tuple[str, ...] = 
     )
 
 
+def _version_waves(envelopes: Sequence[Envelope]) -> list[list[int]]:
+    """Row indexes in upload order: a row naming (``ContentVersion.Clio_Id__c``) a version of the same
+    batch as its document comes in a later wave than that version, which creates the ContentDocument."""
+    ext = {str(e.row.get("Clio_Id__c") or "").casefold(): i for i, e in enumerate(envelopes)}
+    depth: dict[int, int] = {}
+
+    def of(i: int, seen: frozenset[int] = frozenset()) -> int:
+        if i not in depth:
+            ref = envelopes[i].row.get(CV_DOCUMENT_COLUMN)
+            j = ext.get(str(ref).casefold()) if ref is not None else None
+            depth[i] = 0 if j is None or j == i or j in seen else of(j, seen | {i}) + 1
+        return depth[i]
+
+    waves: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(envelopes)):
+        waves[of(i)].append(i)
+    return [waves[k] for k in sorted(waves)]
+
+
 def load_content_versions(
+    client: ContentClient,
+    envelopes: Sequence[Envelope],
+    root: Any,
+    **kwargs: Any,
+) -> LoadResult:
+    """Upload ContentVersion rows whose bytes sit at ``root / blob.path``; skip versions already there.
+
+    Every attempt looks for the external id first; ``journal`` (keyword) gets an intent line before each
+    upload, so a version found that an attempt of this batch meant to create (its answer was lost,
+    ``RESPONSE_LOST``, or its worker died) is reported as created, not skipped.
+
+    Each blob is checked against its staged sha256 before upload, and Salesforce's ``Checksum`` (md5)
+    against the local md5 after.  Ledger ``file_ids`` are (ContentVersion Id, ContentDocumentId).
+    A document's versions are loaded in order: the first creates the ContentDocument, each later row
+    names it by ``ContentVersion.Clio_Id__c`` (the first version's external id) and becomes its next
+    version, uploaded in a later wave when both sit in this batch.
+    """
+    waves = _version_waves(envelopes)
+    if len(waves) <= 1:
+        return _load_content_versions(client, envelopes, root, **kwargs)
+    outcomes: list[RowOutcome] = []
+    for wave in waves:
+        for o in _load_content_versions(client, [envelopes[i] for i in wave], root, **kwargs).outcomes:
+            o.index = wave[o.index]
+            outcomes.append(o)
+    return LoadResult(sorted(outcomes, key=lambda o: o.index))
+
+
+def _load_content_versions(
     client: ContentClient,
     envelopes: Sequence[Envelope],
     root: Any,
@@ -1321,15 +1369,6 @@ def load_content_versions(
     journal: WriteJournal | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> LoadResult:
-    """Upload ContentVersion rows whose bytes sit at ``root / blob.path``; skip versions already there.
-
-    Every attempt looks for the external id first; ``journal`` gets an intent line before each
-    upload, so a version found that an attempt of this batch meant to create (its answer was lost,
-    ``RESPONSE_LOST``, or its worker died) is reported as created, not skipped.
-
-    Each blob is checked against its staged sha256 before upload, and Salesforce's ``Checksum`` (md5)
-    against the local md5 after.  Ledger ``file_ids`` are (ContentVersion Id, ContentDocumentId).
-    """
     if not envelopes:
         return LoadResult([])
     _check_batch(envelopes)

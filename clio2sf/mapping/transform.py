@@ -855,9 +855,34 @@ def _documents(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[TransformResul
                    "loaded as an empty file")
     version = (d.get("latest_document_version") or {}).get("version_number") or 1
     vsid = f"{sid}@v{version}"
+    # Earlier versions first, oldest first: the first one loaded creates the ContentDocument, every later
+    # one (the latest last) is a new version of it ("ContentVersion.Clio_Id__c" -> its ContentDocumentId).
+    first_vsid: str | None = None
+    for older in env.get("versions") or ():
+        vd, vblob = older.get("data") or {}, older.get("blob") or {}
+        number = vd.get("version_number")
+        if not isinstance(number, int) or number >= version:
+            continue
+        osid = f"{sid}@v{number}"
+        if not vblob.get("path"):
+            issues.add("versions", "missing_blob", f"{sid}: version {number} has no downloaded file"
+                       + (f" ({older['blob_error']})" if older.get("blob_error") else ""), "version not loaded")
+            continue
+        orow = _base_row(osid, env, d)
+        _map_fields(ctx, "ContentVersion", d, orow, issues)
+        orow |= {"PathOnClient": str(vd.get("filename") or orow.get("PathOnClient"))[:255],
+                 "Clio_Version_Number__c": number, "Clio_Received_At__c": vd.get("received_at"),
+                 "Clio_Content_Type__c": vd.get("content_type") or orow.get("Clio_Content_Type__c"),
+                 "Clio_Document_Id__c": sid, "_blob_path": vblob["path"]}
+        if first_vsid is not None:
+            orow["ContentVersion.Clio_Id__c"] = first_vsid
+        first_vsid = first_vsid or osid
+        yield _envelope("ContentVersion", osid, orow, blob={k: vblob.get(k) for k in ("path", "sha256", "size")})
     row = _base_row(vsid, env, d)
     _map_fields(ctx, "ContentVersion", d, row, issues)
     row["Clio_Document_Id__c"] = sid
+    if first_vsid is not None:
+        row["ContentVersion.Clio_Id__c"] = first_vsid
     row["_blob_path"] = blob["path"]  # a note for readers only: the loader strips "_" keys and reads env["blob"]
     yield _envelope("ContentVersion", vsid, row, blob={k: blob.get(k) for k in ("path", "sha256", "size")})
     yield from _links(ctx, d, vsid, issues, {"ContentVersion.Clio_Id__c": vsid})

@@ -270,3 +270,25 @@ def test_bill_lines_trust_applied_and_expense_bills_reach_the_org(run):
     for sid in on_bill:
         assert got[sid]["Clio_Bill__r"]["Clio_Id__c"] == f"bill-{expenses[sid]['bill']['id']}"
         assert float(got[sid]["Clio_Non_Billable_Total__c"] or 0) == float(expenses[sid].get("non_billable_total") or 0)
+
+
+def test_every_document_version_is_a_content_version_of_one_document(run):
+    """From Clio's versions listing (plain HTTP through the hook's fetch in the extract, then staged): each
+    document's versions are ContentVersions of one ContentDocument, in Clio's order, the latest latest."""
+    from clio2sf.extract import read_records
+
+    hook, mroot = run["hook"], run["mroot"]
+    multi = {f"document-{e['data']['id']}": e for e in read_records(mroot, "documents")
+             if (e["data"].get("latest_document_version") or {}).get("version_number", 1) > 1}
+    assert multi, "the tiny firm has no document with several versions"
+    rows = hook.query_all("SELECT Clio_Id__c, ContentDocumentId, VersionNumber, IsLatest, Checksum FROM ContentVersion "
+                          "WHERE Clio_Document_Id__c != null")
+    by_doc: dict[str, list[dict]] = {}
+    for r in rows:
+        by_doc.setdefault(r["Clio_Id__c"].split("@")[0], []).append(r)
+    for sid, env in multi.items():
+        latest = env["data"]["latest_document_version"]["version_number"]
+        got = sorted(by_doc.get(sid, []), key=lambda r: int(r["VersionNumber"]))
+        assert [r["Clio_Id__c"] for r in got] == [f"{sid}@v{n}" for n in range(1, latest + 1)], sid
+        assert len({r["ContentDocumentId"] for r in got}) == 1 and got[-1]["IsLatest"], sid
+        assert len(env["versions"]) == latest - 1

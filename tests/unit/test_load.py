@@ -538,3 +538,25 @@ def test_bulk_job_refused_for_its_input_is_not_retried():
         chunk, rows, successful=None, failed=None, unprocessed=None, job_error="batch timed out"
     )
     assert timed_out[0].transient
+
+
+def test_document_versions_load_in_order_as_one_document(tmp_path: Path):
+    """Older versions first; each later version names the first one and becomes a new version of its
+    ContentDocument (uploaded after it, even when listed before it in the batch)."""
+    client = FakeFiles()
+    v1 = doc(tmp_path, 7, b"version 1")
+
+    def later(n: int) -> Envelope:
+        e = doc(tmp_path, 70 + n, f"version {n}".encode())
+        row = {k: v for k, v in e.row.items() if k != "Case:FirstPublishLocation.Clio_Id__c"}
+        row |= {"Clio_Id__c": f"document-7@v{n}", "ContentVersion.Clio_Id__c": "document-7@v1"}
+        return env(f"document-7@v{n}", row, "ContentVersion", blob=e.blob)
+
+    v2, v3 = later(2), later(3)
+    res = load_content_versions(client, [v3, v1, v2], tmp_path, sleep=lambda s: None)
+    assert [o.success for o in res.outcomes] == [True, True, True]
+    assert [o.source_system_id for o in res.outcomes] == ["document-7@v3", "document-7@v1", "document-7@v2"]
+    assert [u[0] for u in client.uploads][0] == "document-7@v1"
+    first_doc = res.outcomes[1].file_ids[1]
+    later = [v for v in client.versions.values() if v["Clio_Id__c"] != "document-7@v1"]
+    assert len(later) == 2 and all(v["ContentDocumentId"] == first_doc for v in later)

@@ -109,3 +109,26 @@ def test_bill_last_sent_at(spec, users):
                                  "matters": [{"id": 7}]})
     rows, _ = run("bills", spec, users, items=[bill])
     assert by_sid(rows)["bill-556"]["row"]["Clio_Last_Sent_At__c"] == "2024-02-10T09:30:00-05:00"
+
+
+def test_every_document_version_becomes_a_content_version_of_one_document(spec, users):
+    from tests.unit.mapping.conftest import envelopes
+
+    item = envelopes("documents")[0]  # latest version 2 (id 551)
+    item["versions"] = [{"data": {"id": 550, "version_number": 1, "filename": "claim-v1.pdf", "content_type": "application/pdf",
+                                  "received_at": "2024-02-20T09:00:00-05:00"},
+                         "blob": {"path": "blobs/documents/55/550", "sha256": "cd" * 32, "size": 100}}]
+    rows, rejects = run("documents", spec, users, items=[item])
+    versions = [r for r in rows if r["sobject"] == "ContentVersion"]
+    assert [v["source_system_id"] for v in versions] == ["document-55@v1", "document-55@v2"]
+    v1, v2 = (v["row"] for v in versions)
+    assert v1["PathOnClient"] == "claim-v1.pdf" and v1["Clio_Version_Number__c"] == 1 and "ContentVersion.Clio_Id__c" not in v1
+    assert versions[0]["blob"]["path"] == "blobs/documents/55/550"
+    assert v2["ContentVersion.Clio_Id__c"] == "document-55@v1" and v2["Clio_Document_Id__c"] == "document-55"
+    links = [r for r in rows if r["sobject"] == "ContentDocumentLink"]
+    assert links and all(r["row"]["ContentVersion.Clio_Id__c"] == "document-55@v2" for r in links)
+    # a version Clio lists but whose bytes are gone is reported, the others still load
+    item["versions"][0]["blob"], item["versions"][0]["blob_error"] = None, "Clio answered HTTP 404"
+    rows, rejects = run("documents", spec, users, items=[item])
+    assert [r["source_system_id"] for r in rows if r["sobject"] == "ContentVersion"] == ["document-55@v2"]
+    assert any(x["rule"] == "missing_blob" and "version 1" in x["message"] and x["repair"] for x in rejects)
