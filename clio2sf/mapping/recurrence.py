@@ -123,6 +123,7 @@ def occurrences(
 def _with_dtstart(rule_obj, dtstart: datetime) -> Iterator[datetime]:
     """The rule's instances with DTSTART always first (RFC 5545 3.8.5.3: DTSTART is the first instance,
     and counts toward COUNT, even when it does not match BYDAY/BYMONTHDAY...); dateutil skips it then."""
+    dtstart = dtstart.replace(microsecond=0)  # dateutil drops sub-seconds from every instance
     instances = iter(rule_obj)
     first = next(instances, None)
     if first == dtstart:

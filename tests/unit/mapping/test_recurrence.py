@@ -48,3 +48,9 @@ def test_transform_keeps_the_first_occurrence_of_an_off_rule_series(spec, users)
     rows, _ = run("calendar_entries", spec, users, items=[item], lookup={})
     events = sorted(k for k in by_sid([r for r in rows if r["sobject"] == "Event"]))
     assert events[0] == "calendar_entry-40@20240305T150000Z"
+
+
+def test_a_start_with_sub_seconds_is_not_doubled():
+    # Clio start_at with microseconds: dateutil drops them; the start must not come twice
+    start = datetime(2024, 1, 15, 0, 0, 0, 398392, tzinfo=NY)
+    assert _dates(start, "FREQ=DAILY;INTERVAL=1;COUNT=3") == ["2024-01-15", "2024-01-16", "2024-01-17"]
