@@ -2,7 +2,9 @@
 one transformed batch.  The DAG passes path objects (``ObjectStoragePath``/``pathlib``) and client
 objects (``ClioSalesforceHook``); nothing here imports Airflow.  Only paths and counts are returned.
 
-Staging layout (see docs/architecture.md)::
+Staging layout (see docs/architecture.md); ``raw``, ``transformed`` and ``rejects`` sit under the
+migration root for the full load, under ``sample/`` for the sample and ``delta/<window>/`` for a delta
+window, so a sample's or a delta's rejects never overwrite the full load's::
 
     raw/<clio object>/batch-NNNNN.jsonl.gz
     transformed/<sobject>/<clio object>-batch-NNNNN.jsonl.gz
@@ -378,7 +380,10 @@ def load_batch(
     journal.clear()  # the batch's ledger file now says all its journal did
     rphase = "load_deferred" if deferred else "load"
     failures = [reject_line(o, rphase, sobject) for o in result.outcomes if not o.success]
-    rejects_path = write_rejects(mroot, rphase, sobject, batch, failures) if failures else None
+    # next to the transformed batch (<root>/transformed/<sobject>/<file>): the full load's rejects under
+    # the migration root, a sample's under sample/, a delta window's under delta/<window>/
+    rejects_root = transformed_path.parent.parent.parent
+    rejects_path = write_rejects(rejects_root, rphase, sobject, batch, failures) if failures else None
     return {
         "sobject": sobject,
         "batch": batch,

@@ -377,3 +377,24 @@ def test_a_document_listed_but_gone_on_download_is_rejected_and_the_extract_goes
     with pytest.raises(ClioBadRequest):
         extract._attach_blob({"data": docs[1], "source_system_id": "document-2"}, mroot,
                              lambda d, v: (_ for _ in ()).throw(ClioBadRequest("HTTP 403", 403)))
+
+
+def test_delta_load_rejects_never_overwrite_the_full_load_rejects_of_the_same_batch_name(sf, tmp_path):
+    from clio2sf.pipeline import load_batch
+
+    _, hook = sf
+    mroot = staging.migration_root(tmp_path, "acme", "m1")
+    written = {}
+    for phase, base, bad in (("full_load", mroot, "1"), ("delta", mroot / "delta" / "w1", "2")):
+        rows = [e.__dict__ | {"row": e.row} for e in _accounts(f"dl{phase}", 3, **{bad: {"AnnualRevenue": float("nan")}})]
+        tpath = base / "transformed" / "Account" / "contacts-batch-00001.jsonl.gz"
+        staging.write_jsonl_gz(tpath, [{"sobject": r["sobject"], "source_system_id": r["source_system_id"],
+                                        "external_id_field": "Clio_Id__c", "natural_key": None, "row": r["row"]}
+                                       for r in rows])
+        summary = load_batch(hook, tpath, mroot, migration_id="m1", run_id=f"run-{phase}", phase=phase, mode="composite")
+        written[phase] = summary["rejects_path"]
+    full = mroot / "rejects" / "load" / "Account" / "contacts-batch-00001.jsonl"
+    delta = mroot / "delta" / "w1" / "rejects" / "load" / "Account" / "contacts-batch-00001.jsonl"
+    assert str(written["full_load"]) == str(full) and str(written["delta"]) == str(delta)
+    assert [r["source_system_id"] for r in staging.read_jsonl(full)] == ["contact-dlfull_load1"]
+    assert [r["source_system_id"] for r in staging.read_jsonl(delta)] == ["contact-dldelta2"]
