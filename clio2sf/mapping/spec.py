@@ -6,7 +6,9 @@ import copy
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+import re
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -178,10 +180,101 @@ class MappingSpec:
             raise SpecError(f"no mapping for Salesforce object {sobject!r} under objects") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key repeated in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.setdefault(key, line)
+            except TypeError:  # an unhashable key: the base constructor reports it
+                continue
+            if first != line:
+                raise SpecError(f"{self.name}:{line}: duplicate key {key!r} (first at line {first}); YAML would "
+                                "keep only the last one: remove one")
+        return super().construct_mapping(node, deep=deep)
+
+
+def _key_line(path: Path, keys: Sequence[str]) -> int | None:
+    """1-based line of the mapping key at ``keys`` (e.g. objects, Contact, fields, title) in a YAML file."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return None
+    line = None
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        for key_node, value_node in node.value:
+            if key_node.value == key:
+                line, node = key_node.start_mark.line + 1, value_node
+                break
+        else:
+            return None
+    return line
+
+
+def _duplicate_targets(data: dict[str, Any], sources: Sequence[str] = ()) -> list[str]:
+    """Target fields named twice in one object, differing only in case (Salesforce names are case-insensitive)."""
+    problems = []
+    groups = [(("objects", key, "fields"), (ospec or {}).get("fields") or {}) for key, ospec in data["objects"].items()]
+    groups += [(("schema", "fields", obj), fields or {}) for obj, fields in (data["schema"].get("fields") or {}).items()]
+    for keys, fields in groups:
+        by_fold: dict[str, list[str]] = defaultdict(list)
+        for name in fields:
+            by_fold[str(name).casefold()].append(str(name))
+        for names in by_fold.values():
+            if len(names) < 2:
+                continue
+            where = []
+            for name in names:
+                for src in reversed(sources):
+                    line = _key_line(Path(src), (*keys, name))
+                    if line:
+                        where.append(f"{name!r} at {src}:{line}")
+                        break
+                else:
+                    where.append(repr(name))
+            problems.append(f"{'.'.join(keys)}: {' and '.join(where)} name the same Salesforce field (names are "
+                            "case-insensitive); keep one")
+    return problems
+
+
+#: External ids the transform makes (``contact-123``): a constant id of this form names a real record.
+_SOURCE_ID_RE = re.compile(r"^[a-z_]+-\d+$")
+EXTERNAL_ID_FIELD = "Clio_Id__c"
+
+
+def _firm_overrides(data: dict[str, Any]) -> list[str]:
+    """What a firm config may not change: the external id, owners outside the user map, shared ids."""
+    problems = []
+    for key, ospec in data["objects"].items():
+        for target, fspec in ((ospec or {}).get("fields") or {}).items():
+            where = f"objects.{key}.fields.{target}"
+            if str(target).casefold() == EXTERNAL_ID_FIELD.casefold():
+                problems.append(f"{where}: {EXTERNAL_ID_FIELD} is the external id the migration sets itself "
+                                "(<clio object>-<Clio id>); mapping it would give records one another's id. Remove it")
+            elif str(target).casefold() == "ownerid" and (set(fspec or {}) - {"owner", "owner_of"}):
+                problems.append(f"{where}: owners come only from the user map ({{owner: <path to a Clio user id>}}), "
+                                "with options.fallback_owner (resolved and checked by mig_03_resolve_users) for the "
+                                f"unmatched; {sorted(set(fspec) - {'owner', 'owner_of'})} would set owners unchecked")
+    individual = (data["options"].get("individual_account") or {}).get("clio_id")
+    if isinstance(individual, str) and _SOURCE_ID_RE.match(individual):
+        problems.append(f"options.individual_account.clio_id: {individual!r} has the form of a Clio record's external "
+                        "id (<object>-<id>): the shared individual-client account would overwrite that record; use a "
+                        "name such as individual-client-account")
+    return problems
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         with path.open(encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            data = yaml.load(fh, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -194,8 +287,14 @@ def _schema(mappings_dir: Path) -> dict[str, Any]:
         return json.load(fh)
 
 
-def validate_spec_data(data: dict[str, Any], mappings_dir: Path = DEFAULT_MAPPINGS_DIR) -> None:
-    """Validate a merged spec dict against the JSON Schema; raise SpecError naming the bad key."""
+def validate_spec_data(data: dict[str, Any], mappings_dir: Path = DEFAULT_MAPPINGS_DIR,
+                       sources: Sequence[str] = ()) -> None:
+    """Validate a merged spec dict against the JSON Schema; raise SpecError naming the bad key.
+
+    Then the checks a schema cannot express (:func:`_check_references`), what a firm config may not
+    change (the external id, owners outside the user map, an individual-client account id that names
+    a real record) and target fields named twice in different case (with file and line from ``sources``).
+    """
     validator = jsonschema.Draft202012Validator(_schema(mappings_dir))
     errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -205,6 +304,9 @@ def validate_spec_data(data: dict[str, Any], mappings_dir: Path = DEFAULT_MAPPIN
             lines.append(f"{where}: {err.message}")
         raise SpecError("mapping spec is invalid:\n  " + "\n  ".join(lines))
     _check_references(data)
+    problems = _firm_overrides(data) + _duplicate_targets(data, sources)
+    if problems:
+        raise SpecError("mapping spec is invalid:\n  " + "\n  ".join(problems))
 
 
 def _top_level_fields(fields: str) -> set[str]:
@@ -289,7 +391,7 @@ def load_spec(firm: str | None, mappings_dir: Path | str = DEFAULT_MAPPINGS_DIR)
             raise SpecError(f"no firm config {firm_path.name!r} in {firm_path.parent}; known firms: {known}")
         data = _deep_merge(data, _read_yaml(firm_path))
         sources.append(str(firm_path))
-    validate_spec_data(data, mappings_dir)
+    validate_spec_data(data, mappings_dir, sources)
     return MappingSpec(data=data, firm=firm, sources=tuple(sources))
 
 

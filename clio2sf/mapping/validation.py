@@ -132,6 +132,10 @@ def validate_spec_against_describes(spec: MappingSpec, describes: Mapping[str, M
             elif f.get("type") not in _AS_COMPATIBLE.get(kind, _TEXT_TYPES) and not (kind == "text" and f.get("type") in ("reference",)):
                 problems.append(Problem(sobject, target, "bad_type",
                                         f"{sobject}.{target} is {f.get('type')}; the spec writes {kind}", where))
+            if "const" in fspec and f.get("type") == "reference":
+                bad_ref = _const_reference_problem(describes, sobject, target, f, fspec["const"])
+                if bad_ref:
+                    problems.append(Problem(sobject, target, "bad_reference", bad_ref, where))
             if fspec.get("max") and f.get("type") in _TEXT_TYPES and f.get("length") and fspec["max"] > f["length"]:
                 problems.append(Problem(sobject, target, "too_long",
                                         f"max {fspec['max']} exceeds {sobject}.{target} length {f['length']}; set max to {f['length']}", where))
@@ -151,6 +155,23 @@ def validate_spec_against_describes(spec: MappingSpec, describes: Mapping[str, M
                 problems.append(Problem(sobject, req, "required_missing",
                                         f"{sobject}.{req} is required and the spec does not map it", where_obj))
     return problems
+
+
+def _const_reference_problem(describes: Mapping[str, Mapping[str, Any]], sobject: str, target: str,
+                             f: Mapping[str, Any], value: Any) -> str | None:
+    """A constant Salesforce id must point at a record of a kind the field accepts (by the org's key prefixes)."""
+    text = str(value or "")
+    if not re.fullmatch(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?", text):
+        return f"{sobject}.{target} takes a Salesforce id; {text!r} is not one"
+    targets = list(f.get("referenceTo") or ())
+    prefixes = {(describes.get(t) or {}).get("keyPrefix"): t for t in targets}
+    prefixes.pop(None, None)
+    if not prefixes:
+        return f"{sobject}.{target}: no describe of {targets} to check {text!r} against; load their describes"
+    if text[:3] not in prefixes:
+        return (f"{sobject}.{target} points at {'/'.join(targets)} (id prefixes {sorted(prefixes)}); {text!r} is the id "
+                "of another kind of record")
+    return None
 
 
 #: Required fields the transforms fill outside the spec's ``fields`` (references, natural keys).

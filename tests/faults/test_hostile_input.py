@@ -398,3 +398,80 @@ def test_delta_load_rejects_never_overwrite_the_full_load_rejects_of_the_same_ba
     assert str(written["full_load"]) == str(full) and str(written["delta"]) == str(delta)
     assert [r["source_system_id"] for r in staging.read_jsonl(full)] == ["contact-dlfull_load1"]
     assert [r["source_system_id"] for r in staging.read_jsonl(delta)] == ["contact-dldelta2"]
+
+
+# --------------------------------------------------------------------------- firm configs: what they may change
+
+
+@pytest.fixture
+def mappings(tmp_path):
+    import shutil
+
+    from clio2sf.mapping.spec import DEFAULT_MAPPINGS_DIR
+
+    target = tmp_path / "mappings"
+    shutil.copytree(DEFAULT_MAPPINGS_DIR, target)
+    return target
+
+
+def _firm(mappings, text: str):
+    from clio2sf.mapping.spec import SpecError, load_spec
+
+    path = mappings / "firms" / "hostile.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as err:
+        load_spec("hostile", mappings)
+    return str(err.value), path
+
+
+def test_a_firm_config_cannot_override_the_external_id(mappings):
+    msg, _ = _firm(mappings, "objects:\n  Contact:\n    fields:\n      Clio_Id__c: {const: same-for-all}\n")
+    assert "objects.Contact.fields.Clio_Id__c" in msg and "external id the migration sets itself" in msg
+    msg, _ = _firm(mappings, "objects:\n  Contact:\n    fields:\n      clio_id__C: {from: email}\n")
+    assert "objects.Contact.fields.clio_id__C" in msg
+
+
+@pytest.mark.parametrize("owner", ["{const: 005000000000001AAA}", "{from: id}", "{template: '{id}'}"])
+def test_owners_come_only_from_the_user_map(mappings, owner):
+    # Contact has no OwnerId in spec.yaml, so a firm file can add one (the base Case one merges with it)
+    msg, _ = _firm(mappings, f"objects:\n  Contact:\n    fields:\n      OwnerId: {owner}\n")
+    assert "objects.Contact.fields.OwnerId" in msg and "user map" in msg and "fallback_owner" in msg
+
+
+def test_the_individual_client_account_cannot_name_a_real_record(mappings):
+    msg, _ = _firm(mappings, "options:\n  individual_account: {clio_id: contact-9000, name: Individual Client}\n")
+    assert "options.individual_account.clio_id" in msg and "would overwrite that record" in msg
+
+
+def test_duplicate_yaml_keys_are_an_error_naming_file_and_line(mappings):
+    text = ("options:\n  fallback_owner: a@x.example\n  matter_object: Case\n"
+            "  fallback_owner: b@x.example\n")
+    msg, path = _firm(mappings, text)
+    assert f"{path}:4: duplicate key 'fallback_owner' (first at line 2)" in msg
+
+
+def test_targets_differing_only_in_case_are_an_error_naming_file_and_line(mappings):
+    msg, path = _firm(mappings, "objects:\n  Contact:\n    fields:\n      title: {from: title}\n")
+    assert "objects.Contact.fields" in msg and f"'title' at {path}:4" in msg and "spec.yaml:" in msg
+    assert "case-insensitive" in msg
+
+
+def test_a_constant_id_must_point_at_a_record_of_the_right_kind(mappings):
+    import json as _json
+
+    from clio2sf.mapping.spec import load_spec
+    from clio2sf.mapping.validation import validate_spec_against_describes
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[2] / "sandbox" / "salesforce" / "describes"
+    describes = {n: _json.loads((root / f"{n}.cumulusci.json").read_text()) for n in ("Account", "Contact", "Case")}
+    fields = {f["name"] for f in describes["Contact"]["fields"]}
+    assert "AccountId" in fields and "ReportsToId" in fields
+    (mappings / "firms" / "constids.yaml").write_text(
+        "objects:\n  Contact:\n    fields:\n      ReportsToId: {const: 001000000000001AAA}\n")
+    spec = load_spec("constids", mappings)
+    bad = [p for p in validate_spec_against_describes(spec, describes) if p.field == "ReportsToId"]
+    assert bad and bad[0].rule == "bad_reference" and "another kind of record" in bad[0].message
+    (mappings / "firms" / "constids.yaml").write_text(
+        "objects:\n  Contact:\n    fields:\n      ReportsToId: {const: 003000000000001AAA}\n")
+    spec = load_spec("constids", mappings)
+    assert not [p for p in validate_spec_against_describes(spec, describes) if p.field == "ReportsToId"]
