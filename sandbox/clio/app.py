@@ -221,8 +221,12 @@ def create_app(sb: Sandbox) -> FastAPI:
             elif op == "delete":
                 sb.writer.delete(endpoint, int(body["id"]))
                 return JSONResponse({"deleted": body["id"]})
+            elif op == "purge":  # gone for good (Clio's trash emptied): no webhook, reads answer 404
+                sb.writer.purge(endpoint, int(body["id"]))
+                return JSONResponse({"purged": body["id"]})
             else:
-                return JSONResponse({"error": f"op must be create, update or delete, got {op!r}"}, status_code=400)
+                return JSONResponse({"error": f"op must be create, update, delete or purge, got {op!r}"},
+                                    status_code=400)
         except WriteError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         return JSONResponse({k: v for k, v in rec.items() if not k.startswith("_")})

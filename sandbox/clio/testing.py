@@ -79,7 +79,8 @@ class ClioSandbox:
         return self.admin("POST", "revoke", {"token": token})["revoked"]
 
     def mutate(self, obj: str, op: str, id: int | str | None = None, data: dict | None = None) -> dict:
-        """Create, update or delete a record (``obj`` is the endpoint name, e.g. ``contacts``)."""
+        """Create, update, delete (trash, where Clio has one) or purge (remove for good) a record
+        (``obj`` is the endpoint name, e.g. ``contacts``)."""
         return self.admin("POST", "mutate", {"object": obj, "op": op, "id": id, "data": data or {}})
 
 

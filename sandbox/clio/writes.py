@@ -236,6 +236,12 @@ class Writer:
         self._notify(kind, "updated", before, rec)
         return rec
 
+    def purge(self, endpoint: str, rid: int) -> None:
+        """Remove a record for good (as when Clio's trash is emptied): reads and downloads answer 404."""
+        kind = self._kind(endpoint)
+        if not self.store.delete(kind, rid):
+            raise WriteError(404, f"{endpoint} {rid} not found")
+
     def delete(self, endpoint: str, rid: int) -> None:
         kind = self._kind(endpoint)
         with self.store.lock:

@@ -379,6 +379,39 @@ def test_a_document_listed_but_gone_on_download_is_rejected_and_the_extract_goes
                              lambda d, v: (_ for _ in ()).throw(ClioBadRequest("HTTP 403", 403)))
 
 
+
+def test_a_document_purged_in_clio_between_listing_and_download_is_recorded_through_the_real_hook(tmp_path, monkeypatch):
+    """The real ClioHook against the Clio sandbox: the document is deleted after its page was listed."""
+    import json as _json
+
+    from clio2sf import extract
+    from clio2sf.catalog import get
+    from sandbox.clio.testing import run_clio_sandbox
+
+    with run_clio_sandbox(tmp_path / "clio", preset="tiny", rate_limit=None) as clio:
+        monkeypatch.setenv("AIRFLOW_CONN_CLIO_DEFAULT", _json.dumps({
+            "conn_type": "http", "host": clio.base_url, "login": clio.client_id, "password": clio.client_secret,
+            "extra": {"refresh_token": clio.refresh_token, "rate_state_dir": str(tmp_path / "rate")}}))
+        from clio2sf_airflow.hooks.clio import ClioHook
+
+        hook = ClioHook()
+        gone: list[int] = []
+
+        def fetch(path, params):
+            body, headers = hook.get_page(path, params)
+            with_bytes = [d for d in body["data"] if d.get("latest_document_version")]
+            if with_bytes and not gone:  # deleted for good in Clio after this page was listed
+                gone.append(with_bytes[0]["id"])
+                clio.mutate("documents", "purge", gone[0])
+            return body, headers
+
+        mroot = staging.migration_root(tmp_path / "stage", "acme", "m1")
+        out = extract.extract_object(get("documents"), fetch, mroot, download=hook.download_document)
+        envs = {e["clio_id"]: e for e in extract.read_records(mroot, "documents")}
+    assert out["complete"] and gone and envs[gone[0]]["blob"] is None
+    assert "HTTP 404" in envs[gone[0]]["blob_error"]
+    assert sum(e["blob"] is not None for e in envs.values()) >= 1  # the others downloaded
+
 def test_delta_load_rejects_never_overwrite_the_full_load_rejects_of_the_same_batch_name(sf, tmp_path):
     from clio2sf.pipeline import load_batch
 
