@@ -168,6 +168,9 @@ def _attach_older_versions(env: dict[str, Any], mroot: Any, download: Download,
     env["versions"] = out
 
 
+attach_blob = _attach_blob  # public: the delta stages documents fetched by id the same way
+
+
 def _drop_uncommitted(odir: Any, committed: int) -> None:
     """Delete batch files past the committed count (left by a killed run)."""
     for path in odir.glob("batch-*.jsonl.gz"):

@@ -7,14 +7,20 @@ windows run in **`mig_06_delta__<firm>__<migration>`**, one DAG per migration de
 runs always carry that migration's firm and id. Unpause it for the cutover (e.g. 48 hours) and
 pause it at go-live. Each run:
 
-1. `extract_changes`: records changed in Clio since the object's watermark (`updated_since`,
-   with a small overlap), and the ids Clio has now (for deletion detection);
+1. `extract_changes`: what changed in Clio since the object's watermark: with Clio webhooks
+   registered (`mig_08_webhooks`), the ids of the deliveries the receiver stored, read back in
+   `ids[]` batches, deletions from `deleted` events, and an `updated_since` id listing as the net
+   for lost deliveries; without them, the `updated_since` listing. Full id sweeps (deletions by
+   difference) run for every object without webhooks, else only for objects without `deleted`
+   events on the ops schedule (param `sweep`: auto = every `sweep_interval_hours`, now, all at
+   the final cutover, none); `delta/<run>/detection.json` reports the requests of each;
 2. `plan_window`: **conflicts** (a record edited in Salesforce after our last write) are
    queued in `delta/<run>/conflicts.html` instead of being overwritten; deletions found by
    id-set comparison;
 3. `transform_changes` / `load_changes`: the accepted changes through the normal path;
 4. `delete_removed`: deletes what Clio deleted (before-images in the ledger);
-5. `commit_watermarks`: the watermark advances only after a committed load;
+5. `commit_watermarks`: the watermark advances only after a committed load; `commit_events`
+   then drops the webhook events the window consumed;
 6. `purge_staging`: deletes staged migrations (of any firm) whose newest file is older than the
    Variable `clio2sf_staging_retention_days` (skipped while it is unset).
 """
@@ -25,6 +31,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from clio2sf.migrations import Migration, scheduled
 from clio2sf_airflow.dag_defaults import DEFAULT_ARGS, TAGS, migration_params
+from clio2sf_airflow.phases import changes as changes_phase
 from clio2sf_airflow.phases import delta as phase
 from clio2sf_airflow.phases import retention
 
@@ -37,8 +44,19 @@ def delta_window(clio_pool: str = "clio_api") -> None:
     loaded = task(phase.load_changes, task_id="load_changes", pool="salesforce_api")()
     deleted = task(phase.delete_removed, task_id="delete_removed", pool="salesforce_api")()
     committed = task(phase.commit_watermarks, task_id="commit_watermarks")()
+    events = task(changes_phase.commit_events, task_id="commit_events")()
     purge = task(retention.purge_staging, task_id="purge_staging")()
-    changes >> planned >> transformed >> loaded >> deleted >> committed >> purge
+    changes >> planned >> transformed >> loaded >> deleted >> committed >> events >> purge
+
+
+def sweep_params() -> dict[str, Param]:
+    """When a window pages every id of an object to find deletions (see clio2sf.changes)."""
+    return {
+        "sweep": Param("auto", enum=["auto", "now", "all", "none"], title="Id sweep",
+                       description="auto: objects without deleted events every sweep_interval_hours (every "
+                                   "object every window without webhooks); now; all (final cutover); none"),
+        "sweep_interval_hours": Param(24, type="number", minimum=0, title="Sweep interval (hours)"),
+    }
 
 
 @dag(
@@ -48,7 +66,7 @@ def delta_window(clio_pool: str = "clio_api") -> None:
     tags=[*TAGS, "phase-6", "cutover"],
     doc_md=__doc__,
     max_active_runs=1,
-    params=migration_params(),
+    params=migration_params(**sweep_params()),
 )
 def mig_06_delta():
     delta_window()
@@ -76,6 +94,7 @@ def scheduled_delta(mig: Migration):
         params={
             "firm": Param(mig.firm, type="string", enum=[mig.firm], title="Firm"),
             "migration_id": Param(mig.migration_id, type="string", enum=[mig.migration_id], title="Migration id"),
+            **sweep_params(),
         },
     )
     def migration_delta():

@@ -68,6 +68,14 @@ def print_summary(root: Path, clio, sf, timings: dict[str, float]) -> None:
                       f"+ {s.get('outstanding')}: {'OK' if row.get('ok') else row.get('status')}")
             if len(book.get("bills", [])) > 6:
                 print(f"    ... {len(book['bills']) - 6} more bills in the report")
+    detection = _latest(root, "delta/*/detection.json")
+    if detection is not None:
+        d = json.loads(detection.read_text())
+        print(f"delta change detection: {d.get('requests')} Clio requests ({d.get('change_requests')} for changes, "
+              f"{d.get('sweep_requests')} for id sweeps); webhooks {'in use' if d.get('webhooks') else 'not registered'}")
+        for model, h in sorted((d.get("health") or {}).items()):
+            print(f"  webhook {model}: {h.get('status')}, expires in {h.get('hours_left')} h, "
+                  f"last delivery {h.get('last_delivery_at') or 'none'}")
     clio_log = clio.request_log()
     sf_log = sf.request_log()
     sf_calls = sf_log.get("total_api_calls", 0) if isinstance(sf_log, dict) else len(sf_log)

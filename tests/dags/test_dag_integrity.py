@@ -10,7 +10,7 @@ import pytest
 from tests.dags.integrity import load_dagbag, problems
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-PHASES = ["discover", "extract", "resolve_users", "sample", "full_load", "delta", "rollback"]
+PHASES = ["discover", "extract", "resolve_users", "sample", "full_load", "delta", "rollback", "webhooks"]
 
 pytestmark = pytest.mark.unit
 

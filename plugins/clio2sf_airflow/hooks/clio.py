@@ -289,6 +289,7 @@ class ClioHook(BaseHook):
         json: Any,
         allow_redirects: bool = True,
         stream: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """Send one API request once: pace, authenticate, classify the status."""
         token = self._token()
@@ -298,7 +299,7 @@ class ClioHook(BaseHook):
         try:
             resp = self.session.request(
                 method, url, params=params, json=json,
-                headers={"Authorization": f"Bearer {token}", "X-API-VERSION": self.api_version},
+                headers={**(headers or {}), "Authorization": f"Bearer {token}", "X-API-VERSION": self.api_version},
                 timeout=self.timeout, verify=self.verify, allow_redirects=allow_redirects, stream=stream,
             )
         except (ConnectionError, Timeout) as exc:
@@ -324,13 +325,17 @@ class ClioHook(BaseHook):
         return resp
 
     def request(
-        self, method: str, path_or_url: str, params: Mapping[str, Any] | None = None, json: Any = None
+        self, method: str, path_or_url: str, params: Mapping[str, Any] | None = None, json: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[Any, Mapping[str, str]]:
-        """Send an API request with retries; return ``(json body or None, headers)``."""
+        """Send an API request with retries; return ``(json body or None, headers)``.
+
+        ``headers``: extra request headers (e.g. ``X-Hook-Secret`` for a webhook activation).
+        """
         url = self._url(path_or_url)
 
         def attempt() -> tuple[Any, Mapping[str, str]]:
-            resp = self._send(method, url, params=params, json=json)
+            resp = self._send(method, url, params=params, json=json, headers=headers)
             if not resp.content:
                 return None, resp.headers
             body = _json_or_none(resp)

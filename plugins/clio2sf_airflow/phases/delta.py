@@ -8,9 +8,9 @@ from typing import Any
 
 from airflow.sdk import ObjectStoragePath, get_current_context
 
-from clio2sf import catalog, delta, staging
+from clio2sf import delta, staging
 from clio2sf.delta_run import apply_deletes, plan_window
-from clio2sf.extract import extract_object, read_records
+from clio2sf.extract import read_records
 from clio2sf.pipeline import build_lookup, lookup_names, transform_batch
 from clio2sf_airflow import migration
 from clio2sf_airflow.phases import load_common
@@ -20,7 +20,6 @@ from clio2sf_airflow.phases.common import (
     mroot,
     params,
     release_lease,
-    require_mapping_confirmed,
     run_id,
 )
 
@@ -42,30 +41,10 @@ def _baseline(root: ObjectStoragePath, name: str) -> str | None:
 
 
 def extract_changes() -> dict[str, Any]:
-    """Extract records changed since each object's watermark and list the ids Clio has now."""
-    p = params()
-    root = mroot(p)
-    spec = firm_spec(p["firm"])
-    require_mapping_confirmed(spec, root)
-    hold_lease("delta")  # one writer per migration: not during a full load or a rollback
-    load_common.check_write_access(spec, root)  # before this window writes anything
-    droot = delta_root(root)
-    hook = migration.clio_hook(params())
-    changed: dict[str, int] = {}
-    for name in load_common.TRANSFORMED:
-        obj = catalog.get(name)
-        if staging.read_manifest(root, name) is None or not obj.incremental:
-            continue
-        since = delta.read_since(root, name) or _baseline(root, name)
-        staging.write_json(droot / "since" / f"{name}.json", {"updated_since": since})
-        summary = extract_object(obj, hook.get_page, droot, updated_since=since,
-                                 download=hook.download_document if obj.endpoint == "documents" else None,
-                                 request_count=lambda: hook.requests_made)
-        changed[name] = summary["records"]
-        ids = [r["id"] for page in hook.paginate(obj.endpoint, "id", obj.list_params) for r in page["data"]]
-        staging.write_json(droot / "ids" / f"{name}.json", ids)
-    log.info("delta window %s: changed records %s (%d Clio requests)", window_key(), changed, hook.requests_made)
-    return {"changed": changed, "requests": hook.requests_made}
+    """Extract this window's changes: webhook events first, ``updated_since`` net, scheduled id sweeps."""
+    from clio2sf_airflow.phases import changes
+
+    return changes.extract_changes()
 
 
 def plan() -> dict[str, Any]:
