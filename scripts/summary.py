@@ -10,8 +10,9 @@ from clio2sf import catalog
 
 CLIO_TO_SF = {
     "contacts": "Contact / Account", "matters": "Case", "relationships": "CaseContactRole",
-    "bills": "Clio_Billing__c", "bank_transactions": "Ledger__c", "activities": "Time_Entry__c / Expense__c / Task",
-    "calendar_entries": "Event", "tasks": "Task", "documents": "ContentVersion", "communications": "Task",
+    "bills": "Clio_Billing__c", "line_items": "Clio_Line_Item__c", "trust_line_items": "Clio_Trust_Line_Item__c",
+    "bank_transactions": "Ledger__c", "activities": "Time_Entry__c / Expense__c / Task",
+    "calendar_entries": "Event", "tasks": "Task", "documents": "ContentVersion (each version)", "communications": "Task",
     "matter_notes": "ContentNote", "contact_notes": "ContentNote",
     "allocations": "Clio_Payment__c", "credit_memos": "Clio_Credit_Memo__c", "interest_charges": "Clio_Interest_Charge__c",
     "outstanding_client_balances": "Clio_Client_Balance__c", "damages": "Clio_Damage__c",

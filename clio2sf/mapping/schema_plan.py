@@ -247,9 +247,11 @@ def build_schema_plan(
             extra = {"reference_to": spec.options["matter_object"]}
         targets = ["Contact", "Account"] if parent == "Contact" else list(spec.matter_objects)
         options = [o["option"] for o in cf.get("picklist_options") or () if not o.get("deleted_at")]
+        reason = f"Clio {parent} custom field {cf['name']!r} ({cf.get('field_type')})"
+        if cf.get("field_type") == "time":
+            reason += ": a time of day, kept as 8-character text HH:MM:SS (this plan creates no Salesforce Time fields)"
         for sobject in targets:
-            add(PlannedField(sobject, name, ptype, cf["name"][:40], values=options,
-                             reason=f"Clio {parent} custom field {cf['name']!r} ({cf.get('field_type')})", **extra))
+            add(PlannedField(sobject, name, ptype, cf["name"][:40], values=options, reason=reason, **extra))
     fields: list[PlannedField] = []
     for sobject, by_name in wanted.items():
         existing = _existing_fields(describes, sobject)

@@ -220,3 +220,10 @@ def test_benchmark_runs_small(capsys):
     out = main(30)
     assert {r["object"] for r in out} >= {"contacts", "activities"} and all(r["records_per_s"] > 0 for r in out)
     assert "records/s" in capsys.readouterr().out
+
+
+def test_a_time_custom_field_is_planned_as_text_and_says_so():
+    plan = build_schema_plan(load_spec(None), clio_custom_fields=[
+        {"id": 1, "name": "Hearing Time", "parent_type": "Matter", "field_type": "time"}])
+    field = next(f for f in plan.fields if f.name == "Hearing_Time__c")
+    assert field.type == "Text" and "time of day" in field.reason and "HH:MM:SS" in field.reason
