@@ -1,0 +1,350 @@
+"""Compare the expectations (``source``) with the read-back (``readback``): values, owners, links,
+derived records and exactly-once.
+
+Every comparison is counted; only differences are kept as :class:`Finding` rows. A difference is
+*explained* when the rejects report holds a repair note for that record and field (or the record's
+quarantine with its reason); anything else is *unexplained* and fails the verify task.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from clio2sf.verify import normalise as norm
+from clio2sf.verify.readback import ReadBack, short
+from clio2sf.verify.source import Expectations, FieldExpectation, RecordExpectation, UserReport
+
+MISMATCH, EXPLAINED = "mismatch", "explained"
+#: Fields the org sets itself or the integration user cannot set without a permission: not compared
+#: unless the describe says they are createable.
+AUDIT = frozenset({"CreatedDate", "LastModifiedDate", "CreatedById", "LastModifiedById"})
+
+
+@dataclass
+class Finding:
+    sobject: str
+    key: str
+    source: str
+    field: str
+    check: str          # value | owner | link | exists | exactly_once | occurrences | team | attendees
+    expected: Any
+    actual: Any
+    status: str         # mismatch | explained
+    reason: str
+    clio_path: str | None = None
+
+
+@dataclass
+class Rejects:
+    """What the rejects report says: quarantined records (with reasons) and repairs per field."""
+
+    quarantined: dict[str, str] = field(default_factory=dict)
+    repairs: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[Mapping[str, Any]]) -> Rejects:
+        out = cls()
+        for line in lines:
+            ssid = str(line.get("source_system_id") or "")
+            if not ssid:
+                continue
+            if line.get("repair"):
+                out.repairs.setdefault((ssid, str(line.get("field") or "")), str(line["repair"]))
+                base = ssid.split("#", 1)[0].split("@", 1)[0]
+                out.repairs.setdefault((base, str(line.get("field") or "")), str(line["repair"]))
+            else:
+                out.quarantined.setdefault(ssid, f"{line.get('rule')}: {line.get('message')}")
+        return out
+
+    def rejected(self, *ssids: str) -> str | None:
+        for s in ssids:
+            if s in self.quarantined:
+                return self.quarantined[s]
+        return None
+
+    def repair(self, ssids: Iterable[str], names: Iterable[str | None]) -> str | None:
+        keys = [n for n in names if n]
+        for s in ssids:
+            for n in keys:
+                for k in {n, n.split(".")[0], n.split(".")[-1].split("[")[0], n.split("[")[0]}:
+                    if (s, k) in self.repairs:
+                        return self.repairs[(s, k)]
+        return None
+
+
+@dataclass
+class Result:
+    findings: list[Finding] = field(default_factory=list)
+    records: Counter = field(default_factory=Counter)     # sobject → records compared
+    fields: Counter = field(default_factory=Counter)      # sobject → field comparisons
+    matches: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+    def unexplained(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == MISMATCH]
+
+    def by_field(self, status: str = MISMATCH) -> Counter:
+        return Counter((f.sobject, f.field) for f in self.findings if f.status == status)
+
+    def totals(self) -> dict[str, int]:
+        return {"records_compared": sum(self.records.values()), "fields_compared": sum(self.fields.values()),
+                "matches": sum(self.matches.values()), "mismatches": len(self.unexplained()),
+                "explained": sum(1 for f in self.findings if f.status == EXPLAINED)}
+
+
+class _Comparer:
+    def __init__(self, exp: Expectations, rb: ReadBack, users: UserReport, rejects: Rejects,
+                 horizon_days: int, now: Any) -> None:
+        self.exp, self.rb, self.users, self.rejects = exp, rb, users, rejects
+        self.res = Result(notes=list(exp.notes) + list(rb.notes))
+        self.horizon_days, self.now = horizon_days, now
+        self.seen: set[tuple[str, str]] = set()
+
+    def add(self, rec: RecordExpectation | None, sobject: str, key: str, fld: str, check: str, expected: Any,
+            actual: Any, reason: str, path: str | None = None, explain: str | None = None) -> None:
+        source = rec.source if rec else key
+        status = EXPLAINED if explain else MISMATCH
+        self.res.findings.append(Finding(sobject, key, source, fld, check, norm.display(expected),
+                                         norm.display(actual), status, explain or reason, path))
+
+    def count(self, sobject: str, ok: bool) -> None:
+        self.res.fields[sobject] += 1
+        if ok:
+            self.res.matches[sobject] += 1
+
+    # -- one record --------------------------------------------------------------------------
+    def record(self, rec: RecordExpectation, sf: Mapping[str, Any] | None, key: str | None = None) -> None:
+        key = key or rec.key
+        sobject = rec.sobject
+        ids = (key, rec.source)
+        if sf is None:
+            why = self.rejects.rejected(*ids)
+            if why:
+                self.add(rec, sobject, key, "(record)", "exists", "a record", None, "", explain=f"rejected: {why}")
+            else:
+                reason = (f"the spec rejects it ({rec.reject_rule}) but no reject was reported" if rec.reject_rule
+                          else "no Salesforce record and no reject with a reason")
+                self.add(rec, sobject, key, "(record)", "exists", "a record", None, reason)
+            return
+        self.seen.add((sobject, key))
+        self.res.records[sobject] += 1
+        if rec.reject_rule and not self.rejects.rejected(*ids):
+            self.add(rec, sobject, key, "(record)", "exists", None, "a record",
+                     f"the spec rejects it ({rec.reject_rule}) but it was loaded")
+        meta = self.rb.meta.get(sobject, {})
+        for fld, fx in rec.fields.items():
+            self.value(rec, key, sobject, fld, fx, sf, meta)
+        for fld, (parent, path) in rec.links.items():
+            if fld not in meta:
+                continue
+            got = self.rb.key_of(sf.get(fld)) if sf.get(fld) else None
+            ok = (got or "").casefold() == (parent or "").casefold()
+            self.count(sobject, ok)
+            if not ok:
+                explain = self.rejects.repair(ids, [fld, path, fld[:-2] if fld.endswith("Id") else fld])
+                parent_why = self.rejects.rejected(parent) if parent and not got else None
+                explain = explain or (f"the parent {parent} was rejected ({parent_why})" if parent_why else None)
+                self.add(rec, sobject, key, fld, "link", parent, got or sf.get(fld),
+                         "the lookup does not point at the record of the Clio parent", path,
+                         explain=f"repair: {explain}" if explain else None)
+        if rec.owner is not None and "OwnerId" in meta:
+            self.owner(rec, key, sf)
+
+    def value(self, rec: RecordExpectation, key: str, sobject: str, fld: str, fx: FieldExpectation,
+              sf: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+        fmeta = meta.get(fld)
+        if fmeta is None or (fld in AUDIT and not fmeta.get("createable")):
+            return
+        typ = str(fmeta.get("type") or "string")
+        scale = fmeta.get("scale") if typ in ("double", "currency", "percent") else None
+        length = fmeta.get("length") or None
+        actual = sf.get(fld)
+        try:
+            want = norm.normalise(fx.value, typ, scale, length)
+        except norm.Unparseable:
+            want = norm.text(fx.value)
+        try:
+            got = norm.normalise(actual, typ, scale, length)
+        except norm.Unparseable:
+            got = norm.text(actual)
+        if fx.contains:
+            ok = want is None or (got is not None and norm.text(fx.value) in norm.text(actual))
+        else:
+            ok = want == got
+        self.count(sobject, ok)
+        if not ok:
+            explain = self.rejects.repair((key, rec.source), [fld, fx.path])
+            self.add(rec, sobject, key, fld, "value", want, got, f"Salesforce {typ} differs from Clio", fx.path,
+                     explain=f"repair: {explain}" if explain else None)
+
+    def owner(self, rec: RecordExpectation, key: str, sf: Mapping[str, Any]) -> None:
+        assert rec.owner is not None
+        got = short(sf.get("OwnerId"))
+        user = rec.owner.clio_user
+        matched = self.users.sf_user(user)
+        fallback = short(self.users.fallback)
+        if matched:
+            ok, want, reason = got == short(matched), short(matched), f"not the Salesforce user of Clio user {user}"
+        elif user is not None:
+            ok, want = got == fallback and user in self.users.listed_fallback, fallback
+            reason = (f"Clio user {user} is not in the user report as going to the fallback owner"
+                      if got == fallback else "not the fallback owner")
+        else:
+            ok, want, reason = got == fallback, fallback, f"no Clio user ({rec.owner.why or rec.owner.path}): not the fallback owner"
+        self.count(rec.sobject, ok)
+        if not ok:
+            self.add(rec, rec.sobject, key, "OwnerId", "owner", want, got, reason, rec.owner.path)
+
+    # -- the whole run -----------------------------------------------------------------------
+    def run(self) -> Result:
+        for (sobject, key), rec in self.exp.records.items():
+            self.record(rec, self._sf(sobject, key))
+        for sid, series in self.exp.series.items():
+            self.occurrences(sid, series)
+        for sid, members in self.exp.team.items():
+            self.team(sid, members)
+        for sid, people in self.exp.attendees.items():
+            self.attendance("Event", sid, people)
+        self.exactly_once()
+        return self.res
+
+    def _sf(self, sobject: str, key: str) -> dict[str, Any] | None:
+        recs = self.rb.records.get(sobject) or {}
+        return recs.get(key) or next((v for k, v in recs.items() if k.casefold() == key.casefold()), None) \
+            if recs else None
+
+    def occurrences(self, sid: str, series: Mapping[str, Any]) -> None:
+        template: RecordExpectation = series["template"]
+        prefix = f"{sid}@"
+        found = {k: v for k, v in (self.rb.records.get("Event") or {}).items() if k.startswith(prefix)}
+        cutoff = self.now + timedelta(days=self.horizon_days) - timedelta(days=7)
+        all_day = series["all_day"]
+
+        def stamp(value: Any) -> Any:
+            return norm.day(value) if all_day else norm.instant(value)
+
+        want = {stamp(s.date() if all_day else s): s for s in series["starts"] if s <= cutoff}
+        got: dict[Any, str] = {}
+        for k, v in found.items():
+            try:
+                st = stamp(v.get("ActivityDate") if all_day else v.get("StartDateTime"))
+            except norm.Unparseable:
+                st = None
+            got[st] = k
+        self.res.records["Event"] += len(found)
+        self.res.fields["Event"] += len(want)
+        first = min(want) if want else None
+        for st in want:
+            if st in got:
+                self.res.matches["Event"] += 1
+                continue
+            rej = self.rejects.rejected(sid)
+            which = "the first occurrence (DTSTART)" if st == first else "an occurrence"
+            self.add(template, "Event", f"{sid}@{norm.display(st)}", "StartDateTime", "occurrences",
+                     norm.display(st), None, f"{which} of the recurring entry is missing", "recurrence_rule",
+                     explain=f"rejected: {rej}" if rej else None)
+        for st, k in got.items():
+            if st is None or (st not in want and (all_day or st <= norm.instant(cutoff))):
+                self.add(template, "Event", k, "StartDateTime", "occurrences", None, norm.display(st),
+                         "an occurrence the rule (RFC 5545) does not give", "recurrence_rule")
+        duration = series["duration"]
+        for k, v in found.items():
+            self.seen.add(("Event", k))
+            inst = RecordExpectation("Event", k, sid, "calendar_entries", dict(template.fields), dict(template.links),
+                                     template.owner)
+            if not all_day:
+                try:
+                    start = norm.instant(v.get("StartDateTime"))
+                    inst.fields["EndDateTime"] = FieldExpectation((start + duration).isoformat(), "end_at", "datetime")
+                except norm.Unparseable:
+                    pass
+            self.record(inst, v, k)
+            self.res.records["Event"] -= 1  # counted above
+            self.attendance("Event", k, series["attendees"], source=sid)
+
+    def team(self, sid: str, members: Mapping[str, str]) -> None:
+        sobject = self.exp.team_sobject[sid]
+        parent_obj = "Case" if sobject == "CaseTeamMember" else "Opportunity"
+        parent = self._sf(parent_obj, sid)
+        if parent is None:
+            return  # the matter itself is reported missing or rejected
+        got = {m for m, so in self.rb.team.get(short(parent["Id"]) or "", ()) if so == sobject}
+        want = set(members)
+        rec = self.exp.records.get((parent_obj, sid))
+        self.res.fields[sobject] += len(want | got)
+        self.res.matches[sobject] += len(want & got)
+        for m in sorted(want - got):
+            self.add(rec, sobject, f"{sid}#{m}", "MemberId", "team", m, None,
+                     f"the matter's {members[m]} (a resolved Clio user) is not a team member", members[m])
+        for m in sorted(got - want):
+            extra = "the fallback owner" if m == short(self.users.fallback) else "a user"
+            self.add(rec, sobject, f"{sid}#{m}", "MemberId", "team", None, m,
+                     f"{extra} is a team member but is none of the matter's resolved users", "responsible_attorney")
+
+    def attendance(self, sobject: str, key: str, people: set[str], source: str | None = None) -> None:
+        event = self._sf(sobject, key)
+        if event is None:
+            return
+        rels = self.rb.relations.get(short(event["Id"]) or "", [])
+        got = set()
+        for r in rels:
+            k = self.rb.key_of(r)
+            got.add(k if k else f"id:{r}")
+        owner = f"user:{short(event.get('OwnerId'))}"
+        if owner not in people:  # Salesforce may list the owner among the relations
+            got.discard(owner)
+        self.res.fields["EventRelation"] += len(people | got)
+        self.res.matches["EventRelation"] += len(people & got)
+        rec = self.exp.records.get((sobject, key)) or self.exp.series.get(source or "", {}).get("template")
+        for p in sorted(people - got):
+            explain = self.rejects.repair((key, source or key), ["attendees"])
+            self.add(rec, "EventRelation", f"{key}#{p}", "RelationId", "attendees", p, None,
+                     "an attendee of the Clio entry is not an EventRelation", "attendees",
+                     explain=f"repair: {explain}" if explain and p.startswith("contact-") else None)
+        for p in sorted(got - people):
+            self.add(rec, "EventRelation", f"{key}#{p}", "RelationId", "attendees", None, p,
+                     "an EventRelation that is none of the Clio entry's attendees", "attendees")
+
+    def exactly_once(self) -> None:
+        expected_objs = {s for s, _ in self.exp.records} | ({"Event"} if self.exp.series else set())
+        series = tuple(f"{s}@" for s in self.exp.series)
+        clio_ids = {s for ids in self.exp.clio_ids.values() for s in ids}
+        for sobject in sorted(expected_objs):
+            for key in sorted(self.rb.records.get(sobject) or {}):
+                if (sobject, key) in self.seen or (series and key.startswith(series)):
+                    continue
+                base = key.split("#", 1)[0].split("@", 1)[0]
+                if (sobject, key) in self.exp.records:
+                    continue
+                reason = ("its Clio record does not map to this object" if base in clio_ids
+                          else "no Clio record is its source")
+                self.add(None, sobject, key, "(record)", "exactly_once", None, "a record", reason)
+            for key in self.rb.duplicates.get(sobject, ()):
+                self.add(None, sobject, key, "(record)", "exactly_once", "one record", "duplicates",
+                         "more than one Salesforce record carries this Clio id")
+
+
+def compare(exp: Expectations, rb: ReadBack, users: UserReport, rejects: Rejects, *, horizon_days: int = 730,
+            now: Any = None) -> Result:
+    from datetime import UTC, datetime
+
+    return _Comparer(exp, rb, users, rejects, horizon_days, now or datetime.now(UTC)).run()
+
+
+def wanted_fields(exp: Expectations) -> dict[str, set[str]]:
+    """The fields to read back per sobject: every expected value, lookup and owner."""
+    out: dict[str, set[str]] = {}
+    recs = list(exp.records.values()) + [s["template"] for s in exp.series.values()]
+    for rec in recs:
+        cols = out.setdefault(rec.sobject, set())
+        cols.update(rec.fields)
+        cols.update(rec.links)
+        if rec.owner is not None:
+            cols.add("OwnerId")
+        if rec.sobject == "Event":
+            cols.update({"StartDateTime", "EndDateTime", "ActivityDate", "IsAllDayEvent"})
+    return out

@@ -1,0 +1,120 @@
+"""SOQL read-back of what the org holds, keyed the way the expectations are.
+
+``read(client, sobjects, fields)`` reads every record carrying a ``Clio_Id__c`` of each sobject
+(only the fields the describe shows: a field the integration user cannot see is reported, not
+queried) and builds an index Salesforce Id → (sobject, Clio_Id__c) so that lookups are checked by
+the external id of the record they point at. ``read_links`` reads the natural-key children
+(CaseTeamMember, OpportunityTeamMember, EventRelation). The client is the Salesforce hook
+(``query_all_iter``, ``describe``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+EXT = "Clio_Id__c"
+
+
+def short(sf_id: Any) -> str | None:
+    return None if sf_id is None else str(sf_id)[:15]
+
+
+def flatten(record: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in record.items():
+        if k == "attributes":
+            continue
+        if isinstance(v, Mapping):
+            out.update({f"{k}.{ik}": iv for ik, iv in flatten(v).items()})
+        else:
+            out[k] = v
+    return out
+
+
+@dataclass
+class ReadBack:
+    records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))  # sobject → key
+    duplicates: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # sobject → keys seen twice
+    meta: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # sobject → field → describe
+    by_id: dict[str, tuple[str, str]] = field(default_factory=dict)  # short Id → (sobject, Clio_Id__c)
+    team: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: defaultdict(list))  # parent Id → members
+    relations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # event Id → relation ids
+    notes: list[str] = field(default_factory=list)
+    queries: int = 0
+
+    def key_of(self, sf_id: Any) -> str | None:
+        hit = self.by_id.get(short(sf_id) or "")
+        return hit[1] if hit else None
+
+
+def describe(client: Any, sobject: str) -> dict[str, dict[str, Any]]:
+    try:
+        return {f["name"]: f for f in client.describe(sobject)["fields"]}
+    except Exception as exc:  # noqa: BLE001 - an object the org does not have is a finding, not a crash
+        raise LookupError(f"{sobject}: describe failed ({type(exc).__name__})") from exc
+
+
+def read(client: Any, wanted: Mapping[str, Iterable[str]], rb: ReadBack | None = None) -> ReadBack:
+    """Read ``{sobject: fields}`` for every record with a Clio_Id__c (plus Id, OwnerId where present)."""
+    rb = rb or ReadBack()
+    for sobject, fields in sorted(wanted.items()):
+        try:
+            meta = rb.meta.setdefault(sobject, describe(client, sobject))
+        except LookupError as exc:
+            rb.notes.append(str(exc))
+            continue
+        if EXT not in meta:
+            rb.notes.append(f"{sobject}: {EXT} is not visible to the integration user: not read back")
+            continue
+        cols = ["Id", EXT] + [f for f in dict.fromkeys(fields) if f in meta and f not in ("Id", EXT)]
+        if "OwnerId" in meta and "OwnerId" not in cols:
+            cols.append("OwnerId")
+        hidden = sorted(f for f in set(fields) if f not in meta)
+        if hidden:
+            rb.notes.append(f"{sobject}: not in the describe, not compared: {', '.join(hidden)}")
+        rb.queries += 1
+        for rec in client.query_all_iter(f"SELECT {', '.join(cols)} FROM {sobject} WHERE {EXT} != null"):
+            flat = flatten(rec)
+            key = str(flat.get(EXT))
+            if key in rb.records[sobject]:
+                rb.duplicates[sobject].append(key)
+            rb.records[sobject][key] = flat
+            rb.by_id[short(flat["Id"]) or ""] = (sobject, key)
+    return rb
+
+
+def read_users(client: Any, rb: ReadBack) -> None:
+    """Users count as lookup targets (OwnerId, MemberId, RelationId): index them as ``user:<Id>``."""
+    rb.queries += 1
+    for rec in client.query_all_iter("SELECT Id FROM User"):
+        sid = short(rec["Id"]) or ""
+        rb.by_id.setdefault(sid, ("User", f"user:{sid}"))
+
+
+def read_links(client: Any, rb: ReadBack, sobjects: Iterable[str]) -> None:
+    """Team members and event relations of the records read back (whole tables: both are small)."""
+    for sobject in sobjects:
+        try:
+            meta = rb.meta.setdefault(sobject, describe(client, sobject))
+        except LookupError as exc:
+            rb.notes.append(str(exc))
+            continue
+        if sobject == "CaseTeamMember":
+            parent, member = "ParentId", "MemberId"
+        elif sobject == "OpportunityTeamMember":
+            parent, member = "OpportunityId", "UserId"
+        else:
+            parent, member = "EventId", "RelationId"
+        if parent not in meta or member not in meta:
+            rb.notes.append(f"{sobject}: {parent}/{member} not visible: not read back")
+            continue
+        rb.queries += 1
+        for rec in client.query_all_iter(f"SELECT Id, {parent}, {member} FROM {sobject}"):
+            p, m = short(rec.get(parent)) or "", short(rec.get(member)) or ""
+            if sobject == "EventRelation":
+                rb.relations[p].append(m)
+            else:
+                rb.team[p].append((m, sobject))

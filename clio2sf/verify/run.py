@@ -1,0 +1,65 @@
+"""One verification run: expectations from the raw extraction, read-back, comparison, report.
+
+``verify_migration(client, root, spec, out_dir=...)``: ``root`` is a migration root (or the
+sample's root) holding ``raw/``, ``users/`` and ``rejects/``. Returns the summary dict (figures,
+unexplained mismatches per object and field, ``failure``: the message a verify task fails with,
+or None). Pure logic: the client is the Salesforce hook (``query_all_iter``, ``describe``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from clio2sf import staging
+from clio2sf.mapping.spec import MappingSpec
+from clio2sf.verify import accounting, compare, readback, report, source
+from clio2sf.verify.reconciliation import iter_raw, iter_rejects, raw_objects
+
+
+def user_report(users_dir: Any) -> source.UserReport:
+    doc = staging.read_json(users_dir / "user_map.json")
+    if doc is None:
+        raise RuntimeError("no users/user_map.json: run mig_03_resolve_users first")
+    csv_path = users_dir / "user_report.csv"
+    text = csv_path.read_text() if csv_path.exists() else None
+    return source.UserReport.from_files(doc, text)
+
+
+def rejects_of(root: Any) -> compare.Rejects:
+    lines = [line for _, _, line in iter_rejects(root, "transform")]
+    lines += [line for _, _, line in iter_rejects(root, "load")]
+    return compare.Rejects.from_lines(lines)
+
+
+def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any, users_dir: Any = None,
+                     now: datetime | None = None, stem: str = "verification",
+                     approved: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Verify what the org holds for the Clio records staged under ``root/raw``; write the report."""
+    now = now or datetime.now(UTC)
+    raw_root = root / "raw"
+    objects = raw_objects(raw_root)
+    users = user_report(users_dir if users_dir is not None else root / "users")
+    exp = source.build(lambda name: iter_raw(raw_root, name), objects, spec, users, now=now)
+    rb = readback.read(client, compare.wanted_fields(exp))
+    readback.read_users(client, rb)
+    readback.read_links(client, rb, sorted(set(exp.team_sobject.values()) |
+                                           ({"EventRelation"} if exp.attendees or exp.series else set())))
+    result = compare.compare(exp, rb, users, rejects_of(root),
+                             horizon_days=spec.options.get("recurrence_horizon_days", 730), now=now)
+    acct = accounting.account(lambda name: iter_raw(raw_root, name), objects, spec)
+    figures = report.write(out_dir, result, accounting.summary(acct), accounting.html(acct), stem=stem)
+    message = report.failure_message(result)
+    left = accounting.failures(acct)
+    return {
+        **{k: figures[k] for k in ("records_compared", "fields_compared", "matches", "mismatches", "explained")},
+        "unexplained_by_field": figures["unexplained_by_field"],
+        "values_left_behind": sum(f["left_behind"] for f in acct.values()),
+        "values_migrated": sum(f["migrated"] for f in acct.values()),
+        "unaccounted_fields": left,
+        "failure": message,
+        "queries": rb.queries,
+        "report": str(out_dir / f"{stem}.html"),
+        "notes": len(result.notes),
+    }

@@ -1,0 +1,594 @@
+"""What Salesforce must hold, derived only from the raw Clio extraction and the mapping spec.
+
+Nothing here reads the transform's output rows or what the load sent, and nothing calls the
+transform's converters: the spec's declarations (``from``, ``as``, ``map``, ``max``, ``template``,
+``const``, ``owner``, ``ref``, ``links``) are interpreted again here, with the documented
+derivations the spec cannot express written out (company vs person contacts, billable vs
+non-billable time, matter target, calendar owner, recurrence per RFC 5545 with python-dateutil,
+team members, attendees). ``build(raw, spec, users)`` returns an :class:`Expectations`.
+
+Routing and derivation rules (the contract the verifier holds the migration to):
+
+- contacts: ``type == "Company"`` → Account, else Contact; a person's Account is its ``company``,
+  else its first related company, else the firm's individual-client account;
+- matters → ``spec.matter_target``; team members: the ``responsible_attorney``,
+  ``originating_attorney`` and ``responsible_staff`` users that resolved to a Salesforce user
+  (the fallback owner never stands in for one);
+- activities: expense types → Expense__c; time entries → Task@time_entries when non-billable or
+  no-charge, else Time_Entry__c;
+- calendar entries: owned by the Clio user whose calendar is ``calendar_owner`` (a calendar id,
+  not a user id: the user is found through the attendee entry of that calendar's email, else the
+  calendar's name); attendees: Contacts and the users (calendars) that resolved; a recurring
+  entry's occurrences are DTSTART plus the rule's (RFC 5545), minus edited occurrences;
+- documents → one ContentVersion (``document-N@vV``) per version the extraction returned.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dateutil.rrule import rrulestr
+
+from clio2sf.mapping.spec import MappingSpec
+
+EXPENSE_TYPES = frozenset({"ExpenseEntry", "HardCostEntry", "SoftCostEntry"})
+TEAM_ROLES = ("responsible_attorney", "originating_attorney", "responsible_staff")
+_STEP = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[(primary|\d+)\])?$")
+_TOKEN = re.compile(r"\{([A-Za-z0-9_.\[\]]+)\}")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+#: Clio objects verified record by record, and the spec key(s) they can go to.
+ROUTED = ("contacts", "matters", "bills", "bank_transactions", "activities", "calendar_entries", "tasks",
+          "communications", "documents", "allocations", "credit_memos", "interest_charges",
+          "outstanding_client_balances", "damages", "medical_records_details", "line_items", "trust_line_items")
+
+
+# ------------------------------------------------------------------ reading the raw extraction
+
+
+def get_path(data: Any, path: str | None) -> Any:
+    """``a.b``, ``list[primary].c``, ``list[0].id`` in a Clio record; None when any step is absent."""
+    if not path:
+        return None
+    cur = data
+    for step in path.split("."):
+        m = _STEP.match(step)
+        if m is None or not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(m.group(1))
+        index = m.group(2)
+        if index is None:
+            continue
+        if not isinstance(cur, list) or not cur:
+            return None
+        if index == "primary":
+            cur = next((x for x in cur if isinstance(x, Mapping) and x.get("primary")), cur[0])
+        else:
+            cur = cur[int(index)] if int(index) < len(cur) else None
+    return cur
+
+
+def _first(data: Any, paths: str | list[str]) -> tuple[Any, str | None]:
+    for p in [paths] if isinstance(paths, str) else paths:
+        v = get_path(data, p)
+        if v is not None and v != "":
+            return v, p
+    return None, paths if isinstance(paths, str) else (paths[0] if paths else None)
+
+
+def _text(v: Any) -> str:
+    return v if isinstance(v, str) else str(v)
+
+
+# ------------------------------------------------------------------ users
+
+
+@dataclass
+class UserReport:
+    """The approved user report (mig_03): matched Clio users and those that go to the fallback owner."""
+
+    matched: dict[str, str]                 # Clio user id → Salesforce user id
+    listed_fallback: set[str]               # Clio user ids the report lists as not matched
+    fallback: str | None
+
+    @classmethod
+    def from_files(cls, user_map: Mapping[str, Any], report_csv: str | None) -> UserReport:
+        matched: dict[str, str] = {}
+        listed: set[str] = set()
+        if report_csv:
+            for row in csv.DictReader(io.StringIO(report_csv)):
+                if row.get("status") == "matched" and row.get("sf_user_id"):
+                    matched[str(row["clio_user_id"])] = row["sf_user_id"]
+                else:
+                    listed.add(str(row["clio_user_id"]))
+        else:  # no CSV: users whose owner is the fallback are the listed ones
+            fb = user_map.get("fallback_owner")
+            for k, v in (user_map.get("users") or {}).items():
+                (listed.add(str(k)) if v == fb else matched.__setitem__(str(k), v))
+        return cls(matched, listed, user_map.get("fallback_owner"))
+
+    def sf_user(self, clio_user_id: Any) -> str | None:
+        return None if clio_user_id is None else self.matched.get(str(clio_user_id))
+
+
+# ------------------------------------------------------------------ expectations
+
+
+@dataclass
+class FieldExpectation:
+    value: Any                  # before normalisation (normalised with the describe's type)
+    path: str | None            # the Clio path it came from (for the report)
+    kind: str = "text"          # spec ``as`` (text/date/datetime/number/bool/email/json) or "const"/"map"
+    contains: bool = False      # the field holds this value among others (an overflow target)
+
+
+@dataclass
+class OwnerExpectation:
+    clio_user: str | None       # the Clio user who owns the record (None: no user; the fallback owner)
+    path: str
+    why: str = ""               # how the user was found (calendar owners)
+
+
+@dataclass
+class RecordExpectation:
+    sobject: str
+    key: str                    # the Clio_Id__c it must carry
+    source: str                 # the Clio record (source_system_id)
+    clio_object: str
+    fields: dict[str, FieldExpectation] = field(default_factory=dict)
+    links: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # lookup field → (parent key, path)
+    owner: OwnerExpectation | None = None
+    reject_rule: str | None = None  # the spec says this record must be rejected (rule)
+
+
+@dataclass
+class Expectations:
+    records: dict[tuple[str, str], RecordExpectation] = field(default_factory=dict)
+    by_source: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: defaultdict(list))
+    clio_ids: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # clio object → ssids
+    team: dict[str, dict[str, str]] = field(default_factory=dict)      # matter key → {sf user: role path}
+    team_sobject: dict[str, str] = field(default_factory=dict)         # matter key → CaseTeamMember/Opp...
+    attendees: dict[str, set[str]] = field(default_factory=dict)       # event key → {"contact-5", "user:005.."}
+    series: dict[str, dict[str, Any]] = field(default_factory=dict)    # series ssid → {"starts": [...], ...}
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, rec: RecordExpectation) -> RecordExpectation:
+        self.records[(rec.sobject, rec.key)] = rec
+        self.by_source[rec.source].append((rec.sobject, rec.key))
+        return rec
+
+
+def lookup_field(column: str) -> str:
+    """The lookup field of a neutral relationship column: ``Case__r.Clio_Id__c`` → ``Case__c``,
+    ``Account.Clio_Id__c`` → ``AccountId``, ``Case:What.Clio_Id__c`` → ``WhatId``."""
+    rel = column.split(".", 1)[0].split(":")[-1]
+    return rel[:-3] + "__c" if rel.endswith("__r") else rel + "Id"
+
+
+class _Builder:
+    def __init__(self, raw: Callable[[str], Iterable[Mapping[str, Any]]], objects: set[str], spec: MappingSpec,
+                 users: UserReport, now: datetime) -> None:
+        self.raw, self.objects, self.spec, self.users, self.now = raw, objects, spec, users, now
+        self.out = Expectations()
+        self.contacts: dict[str, Mapping[str, Any]] = {}
+        self.matters: dict[str, Mapping[str, Any]] = {}
+        self.clio_users: dict[str, Mapping[str, Any]] = {}
+        opts = spec.options
+        self.individual = (opts.get("individual_account") or {}).get("clio_id", "individual-client-account")
+
+    # -- spec declarations -------------------------------------------------------------------
+    def value_of(self, target: str, fspec: Mapping[str, Any], d: Mapping[str, Any],
+                 rec: RecordExpectation, overflow: dict[str, list[str]]) -> None:
+        if "owner" in fspec:
+            uid = get_path(d, fspec["owner"])
+            rec.owner = OwnerExpectation(None if uid is None else str(uid), fspec["owner"])
+            return
+        if "const" in fspec:
+            rec.fields[target] = FieldExpectation(fspec["const"], None, "const")
+            return
+        if "template" in fspec:
+            value, path = self._template(fspec["template"], d), fspec["template"]
+        else:
+            value, path = _first(d, fspec["from"])
+        if value is None or value == "":
+            if fspec.get("required"):
+                if fspec.get("placeholder") is None and not (target == "LastName" and
+                                                              self.spec.options.get("last_name_placeholder")):
+                    rec.reject_rule = rec.reject_rule or "required_missing"
+                    return
+                value = fspec.get("placeholder") or self.spec.options.get("last_name_placeholder")
+                rec.fields[target] = FieldExpectation(value, path, "text")
+                return
+            if "." not in target and not fspec.get("ref"):
+                rec.fields.setdefault(target, FieldExpectation(None, path, fspec.get("as", "text")))
+            elif fspec.get("ref"):
+                rec.links[lookup_field(target)] = (None, path)
+            return
+        if fspec.get("ref"):
+            rec.links[lookup_field(target)] = (f"{fspec['ref']}-{value}", path)
+            return
+        kind = fspec.get("as", "text")
+        if kind == "json":
+            value = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        elif kind == "email":
+            value = _text(value).strip()
+            if len(value) > 80 or not _EMAIL.match(value):
+                if fspec.get("invalid_to"):
+                    rec.fields[fspec["invalid_to"]] = FieldExpectation(value, path, "text")
+                rec.fields[target] = FieldExpectation(None, path, "email")
+                return
+        elif kind == "text":
+            value = _text(value)
+        if fspec.get("map"):
+            vm = self.spec.value_map(fspec["map"])
+            key = _text(value)
+            if key in vm.values:
+                value = vm.values[key]
+            elif vm.on_unknown == "keep":
+                value = key
+            elif vm.on_unknown == "default" and vm.default is not None:
+                value = vm.default
+            elif vm.on_unknown == "reject":
+                rec.reject_rule = rec.reject_rule or "unknown_value"
+                return
+            else:
+                value = None
+            kind = "map"
+        limit = fspec.get("max")
+        if limit and isinstance(value, str) and len(value) > limit:
+            if fspec.get("overflow"):
+                overflow[fspec["overflow"]].append(value)
+            value = value[:limit]
+        rec.fields[target] = FieldExpectation(value, path, kind)
+
+    def _template(self, template: str, d: Mapping[str, Any]) -> str | None:
+        out, any_value = template, False
+        for m in _TOKEN.finditer(template):
+            v = get_path(d, m.group(1))
+            any_value = any_value or (v is not None and v != "")
+            out = out.replace(m.group(0), "" if v is None else _text(v))
+        out = " ".join(out.split())
+        return out if any_value and out else None
+
+    def apply_spec(self, key: str, d: Mapping[str, Any], rec: RecordExpectation) -> RecordExpectation:
+        ospec = self.spec.objects.get(key) or {}
+        overflow: dict[str, list[str]] = defaultdict(list)
+        for target, fspec in (ospec.get("fields") or {}).items():
+            self.value_of(target, fspec or {}, d, rec, overflow)
+        for target in overflow:  # the untruncated value is kept there, with whatever else it held
+            rec.fields[target] = FieldExpectation(overflow[target][0], None, "text", contains=True)
+        links = ospec.get("links") or {}
+        if links.get("matter"):
+            self.matter_link(rec, d, links["matter"])
+        if links.get("client"):
+            cid = get_path(d, links["client"]["from"])
+            for kind, value in self.client_refs(cid).items():
+                column = links["client"]["columns"].get(kind)
+                if column:
+                    rec.links[lookup_field(column)] = (value, links["client"]["from"])
+        return rec
+
+    def matter_target(self, matter_id: Any) -> str:
+        rec = self.matters.get(str(matter_id))
+        if len(self.spec.matter_objects) == 1 or rec is None:
+            return self.spec.matter_objects[0] if len(self.spec.matter_objects) == 1 else self.spec.options["matter_object"]
+        return self.spec.matter_target(rec)
+
+    def matter_link(self, rec: RecordExpectation, d: Mapping[str, Any], link: Mapping[str, Any]) -> None:
+        mid = get_path(d, link["from"])
+        if mid is None:
+            return
+        column = link["columns"].get(self.matter_target(mid))
+        if column:
+            rec.links[lookup_field(column)] = (f"matter-{mid}", link["from"])
+
+    def account_of_person(self, person: Mapping[str, Any]) -> str:
+        company = (person.get("company") or {}).get("id")
+        if company is not None and self._is_company(company):
+            return f"contact-{company}"
+        for rc in person.get("related_contacts") or ():
+            if rc.get("type") == "Company" and rc.get("id") is not None and self._is_company(rc["id"]):
+                return f"contact-{rc['id']}"
+        return self.individual
+
+    def _is_company(self, cid: Any) -> bool:
+        rec = self.contacts.get(str(cid))
+        return rec is not None and rec.get("type") == "Company"
+
+    def client_refs(self, client_id: Any) -> dict[str, str]:
+        if client_id is None:
+            return {}
+        rec = self.contacts.get(str(client_id))
+        if rec is None:
+            return {"Contact": f"contact-{client_id}"}
+        if rec.get("type") == "Company":
+            return {"Account": f"contact-{client_id}"}
+        return {"Contact": f"contact-{client_id}", "Account": self.account_of_person(rec)}
+
+    def base(self, sobject: str, key: str, env: Mapping[str, Any], obj: str) -> RecordExpectation:
+        d = env.get("data") or {}
+        rec = RecordExpectation(sobject, key, env["source_system_id"], obj)
+        created = env.get("original_create_date") or d.get("created_at")
+        rec.fields["Clio_Created_Date__c"] = FieldExpectation(created, "created_at", "datetime")
+        return rec
+
+    # -- per Clio object ---------------------------------------------------------------------
+    def run(self) -> Expectations:
+        for env in self.envs("contacts"):
+            self.contacts[str(env["data"].get("id"))] = env["data"]
+        for env in self.envs("matters"):
+            self.matters[str(env["data"].get("id"))] = env["data"]
+        for env in self.envs("users"):
+            self.clio_users[str(env["data"].get("id"))] = env["data"]
+        for obj in ROUTED:
+            if obj not in self.objects:
+                continue
+            handler = getattr(self, f"_{obj}", None)
+            for env in self.envs(obj):
+                self.out.clio_ids[obj].add(env["source_system_id"])
+                if handler is not None:
+                    handler(env, env["data"])
+                else:
+                    key = self.generic_key(obj)
+                    if key:
+                        self.out.add(self.apply_spec(key, env["data"], self.base(key.split("@")[0],
+                                                                                   env["source_system_id"], env, obj)))
+        return self.out
+
+    def envs(self, obj: str) -> Iterator[Mapping[str, Any]]:
+        if obj not in self.objects:
+            return
+        for env in self.raw(obj):
+            if isinstance(env.get("data"), Mapping) and env.get("source_system_id"):
+                yield env
+
+    def generic_key(self, obj: str) -> str | None:
+        keys = [k for k, o in self.spec.objects.items()
+                if obj in (o.get("source") if isinstance(o.get("source"), list) else [o.get("source")])
+                and (o.get("fields") or o.get("links")) and not o.get("natural_key")]
+        return keys[0] if len(keys) == 1 else None
+
+    def _contacts(self, env: Mapping[str, Any], d: Mapping[str, Any]) -> None:
+        sid = env["source_system_id"]
+        if d.get("type") == "Company":
+            self.out.add(self.apply_spec("Account", d, self.base("Account", sid, env, "contacts")))
+            return
+        rec = self.apply_spec("Contact", d, self.base("Contact", sid, env, "contacts"))
+        account = self.account_of_person(d)
+        rec.links["AccountId"] = (account, "company.id")
+        if account == self.individual and ("Account", account) not in self.out.records:
+            name = (self.spec.options.get("individual_account") or {}).get("name", "Individual Client")
+            ind = RecordExpectation("Account", account, account, "(derived)")
+            ind.fields["Name"] = FieldExpectation(name, None, "const")
+            self.out.records[("Account", account)] = ind
+        self.out.add(rec)
+
+    def _matters(self, env: Mapping[str, Any], d: Mapping[str, Any]) -> None:
+        sid = env["source_system_id"]
+        target = self.matter_target(d.get("id"))
+        rec = self.apply_spec(target, d, self.base(target, sid, env, "matters"))
+        refs = self.client_refs((d.get("client") or {}).get("id"))
+        for kind, value in refs.items():
+            if target == "Case" or kind == "Account":
+                rec.links[f"{kind}Id"] = (value, "client.id")
+        area = (d.get("practice_area") or {}).get("name")
+        if area and target == "Case" and self.spec.options.get("practice_area_as", "type") == "type":
+            vm = self.spec.value_map("practice_area_case_type")
+            value = vm.values.get(area, area if vm.on_unknown == "keep" else vm.default)
+            rec.fields["Type"] = FieldExpectation(value[:40] if value else None, "practice_area.name", "map")
+        self.out.add(rec)
+        team_obj = "CaseTeamMember" if target == "Case" else "OpportunityTeamMember"
+        if team_obj in self.spec.objects:
+            members: dict[str, str] = {}
+            for role in TEAM_ROLES:
+                people = d.get(role)
+                for p in people if isinstance(people, list) else [people] if people else ():
+                    sf = self.users.sf_user(p.get("id") if isinstance(p, Mapping) else None)
+                    if sf is not None:
+                        members.setdefault(sf[:15], role)
+            self.out.team[sid] = members
+            self.out.team_sobject[sid] = team_obj
+
+    def _activities(self, env: Mapping[str, Any], d: Mapping[str, Any]) -> None:
+        sid = env["source_system_id"]
+        kind = d.get("type")
+        if kind in EXPENSE_TYPES:
+            rec = self.apply_spec("Expense__c", d, self.base("Expense__c", sid, env, "activities"))
+            rec.fields["Clio_Billable__c"] = FieldExpectation(not bool(d.get("non_billable")), "non_billable", "bool")
+        elif kind == "TimeEntry" and (d.get("non_billable") or d.get("no_charge")):
+            rec = self.apply_spec("Task@time_entries", d, self.base("Task", sid, env, "activities"))
+        elif kind == "TimeEntry":
+            rec = self.apply_spec("Time_Entry__c", d, self.base("Time_Entry__c", sid, env, "activities"))
+        else:
+            rec = self.base("Time_Entry__c", sid, env, "activities")
+            rec.reject_rule = "unknown_value"
+        self.out.add(rec)
+
+    def _tasks(self, env: Mapping[str, Any], d: Mapping[str, Any]) -> None:
+        rec = self.apply_spec("Task", d, self.base("Task", env["source_system_id"], env, "tasks"))
+        assignee = d.get("assignee") or {}
+        if assignee.get("type") not in (None, "User") and assignee.get("id") is not None:
+            rec.links["WhoId"] = (f"contact-{assignee['id']}", "assignee.id")
+            rec.owner = OwnerExpectation(None, "assignee", "assigned to a contact: the fallback owner")
+        else:
+            uid = assignee.get("id")
+            rec.owner = OwnerExpectation(None if uid is None else str(uid), "assignee.id")
+        self.out.add(rec)
+
+    def _communications(self, env: Mapping[str, Any], d: Mapping[str, Any]) -> None:
+        rec = self.apply_spec("Task@communications", d, self.base("Task", env["source_system_id"], env,
+                                                                  "communications"))
+        vm = self.spec.value_map("communication_subtype")
+        sub = vm.values.get(_text(d.get("type")))
+        if sub is None and vm.on_unknown == "reject":
+            rec.reject_rule = "unknown_value"
+        rec.fields["TaskSubtype"] = FieldExpectation(sub, "type", "map")
+        rec.fields.pop("CreatedDate", None)  # audit field: checked only where the org allows setting it
+        self.out.add(rec)
+
+    def _documents(self, env: Mapping[str, Any], d: Mapping[str, Any]) -> None:
+        sid = env["source_system_id"]
+        versions = [v for v in d.get("document_versions") or () if isinstance(v, Mapping)]
+        if not versions:
+            versions = [d.get("latest_document_version") or {}]
+        for v in versions:
+            number = v.get("version_number") or 1
+            view = dict(d)
+            view["latest_document_version"] = v
+            rec = self.apply_spec("ContentVersion", view, self.base("ContentVersion", f"{sid}@v{number}", env,
+                                                                    "documents"))
+            rec.source = sid
+            rec.fields["Clio_Document_Id__c"] = FieldExpectation(sid, "id", "text")
+            if d.get("deleted_at"):
+                rec.reject_rule = "deleted_in_clio"
+            self.out.records[(rec.sobject, rec.key)] = rec
+            self.out.by_source[sid].append((rec.sobject, rec.key))
+
+    def _calendar_entries(self, env: Mapping[str, Any], d: Mapping[str, Any]) -> None:
+        sid = env["source_system_id"]
+        rec = self.apply_spec("Event", d, self.base("Event", sid, env, "calendar_entries"))
+        rec.owner = self.calendar_owner(d)
+        try:
+            start = _aware(d.get("start_at"))
+            end = _aware(d.get("end_at")) if d.get("end_at") else start
+        except ValueError:
+            rec.reject_rule = "bad_datetime"
+            self.out.add(rec)
+            return
+        tz = _zone(d.get("start_at_time_zone"), start)
+        attendees = set()
+        for att in d.get("attendees") or ():
+            if att.get("id") is None:
+                continue
+            if att.get("type") == "Contact":
+                attendees.add(f"contact-{att['id']}")
+            else:
+                user = self.user_of_calendar(att.get("id"), att)
+                sf = self.users.sf_user(user)
+                if sf is not None:
+                    attendees.add(f"user:{sf[:15]}")
+        if d.get("parent_calendar_entry_id") is not None:
+            rec.fields["Clio_Series_Id__c"] = FieldExpectation(f"calendar_entry-{d['parent_calendar_entry_id']}",
+                                                               "parent_calendar_entry_id", "text")
+        rule = d.get("recurrence_rule")
+        if not rule:
+            self._times(rec, d, start, end, tz)
+            self.out.add(rec)
+            self.out.attendees[sid] = attendees
+            return
+        try:
+            starts = self.occurrences(start.astimezone(tz), rule, d)
+        except (ValueError, TypeError) as exc:
+            rec.reject_rule = "bad_recurrence"
+            self.out.notes.append(f"{sid}: recurrence rule not expandable ({type(exc).__name__})")
+            self.out.add(rec)
+            return
+        rec.fields["Clio_Series_Id__c"] = FieldExpectation(sid, "id", "text")
+        self.out.series[sid] = {"starts": starts, "duration": end - start, "all_day": bool(d.get("all_day")),
+                                "tz": tz, "template": rec, "attendees": attendees}
+        self.out.by_source[sid].append(("Event", f"{sid}@*"))
+
+    def _times(self, rec: RecordExpectation, d: Mapping[str, Any], start: datetime, end: datetime, tz: Any) -> None:
+        max_days = self.spec.options.get("event_max_days", 14)
+        if end - start > timedelta(days=max_days):
+            end = start + timedelta(days=max_days)  # clamped (a repair note explains it)
+        if d.get("all_day"):
+            rec.fields["IsAllDayEvent"] = FieldExpectation(True, "all_day", "bool")
+            rec.fields["ActivityDate"] = FieldExpectation(start.date().isoformat(), "start_at", "date")
+        else:
+            rec.fields["IsAllDayEvent"] = FieldExpectation(False, "all_day", "bool")
+            rec.fields["StartDateTime"] = FieldExpectation(start.isoformat(), "start_at", "datetime")
+            rec.fields["EndDateTime"] = FieldExpectation(end.isoformat(), "end_at", "datetime")
+
+    def occurrences(self, local_start: datetime, rule: str, d: Mapping[str, Any]) -> list[datetime]:
+        """DTSTART and the rule's instances (RFC 5545: DTSTART is the first), edited ones left out."""
+        opts = self.spec.options
+        lines = [ln.strip() for ln in str(rule).replace("\\n", "\n").splitlines() if ln.strip()]
+        lines = [ln if ":" in ln else f"RRULE:{ln}" for ln in lines]
+        rset = rrulestr("\n".join(lines), dtstart=local_start.replace(tzinfo=None), forceset=True)
+        horizon = (self.now + timedelta(days=opts.get("recurrence_horizon_days", 730))).astimezone(
+            local_start.tzinfo).replace(tzinfo=None)
+        count = re.search(r"COUNT=(\d+)", str(rule))
+        limit = opts.get("recurrence_max_occurrences", 1000)
+        naive = [local_start.replace(tzinfo=None)]
+        for inst in rset:
+            if inst > horizon or len(naive) >= limit:
+                break
+            if inst != naive[0]:
+                naive.append(inst)
+        if count:
+            naive = naive[: int(count.group(1))]
+        edited = {c for c in self.edited.get(str(d.get("id")), ())}
+        out = []
+        for n in naive:
+            aware = n.replace(tzinfo=local_start.tzinfo)
+            if aware.date() in edited:
+                continue
+            out.append(aware)
+        return out
+
+    @property
+    def edited(self) -> dict[str, set[Any]]:
+        if not hasattr(self, "_edited"):
+            idx: dict[str, set[Any]] = defaultdict(set)
+            for env in self.envs("calendar_entries"):
+                c = env["data"]
+                if c.get("parent_calendar_entry_id") is not None and c.get("start_at"):
+                    try:
+                        s = _aware(c["start_at"])
+                    except ValueError:
+                        continue
+                    idx[str(c["parent_calendar_entry_id"])].add(s.astimezone(_zone(c.get("start_at_time_zone"), s)).date())
+            self._edited = idx
+        return self._edited
+
+    def user_of_calendar(self, calendar_id: Any, ref: Mapping[str, Any] | None) -> str | None:
+        """The Clio user a calendar belongs to: by the calendar's email, else its (unique) name."""
+        email = (ref or {}).get("email")
+        name = (ref or {}).get("name")
+        by_email = [u for u, rec in self.clio_users.items()
+                    if email and str(rec.get("email") or "").casefold() == str(email).casefold()]
+        if len(by_email) == 1:
+            return by_email[0]
+        by_name = [u for u, rec in self.clio_users.items() if name and rec.get("name") == name]
+        return by_name[0] if len(by_name) == 1 else None
+
+    def calendar_owner(self, d: Mapping[str, Any]) -> OwnerExpectation:
+        cal = d.get("calendar_owner") or {}
+        if cal.get("type") not in (None, "UserCalendar"):
+            return OwnerExpectation(None, "calendar_owner", f"a {cal.get('type')}: no Clio user owns it")
+        ref = next((a for a in d.get("attendees") or () if a.get("id") == cal.get("id") and a.get("type") != "Contact"),
+                   None)
+        user = self.user_of_calendar(cal.get("id"), {**cal, **(ref or {})})
+        return OwnerExpectation(user, "calendar_owner", f"the user of calendar {cal.get('id')}")
+
+
+def _aware(value: Any) -> datetime:
+    dt = datetime.fromisoformat(str(value).strip())
+    if dt.tzinfo is None:
+        raise ValueError("naive date-time")
+    return dt
+
+
+def _zone(name: str | None, start: datetime) -> Any:
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return start.tzinfo or UTC
+
+
+def build(raw: Callable[[str], Iterable[Mapping[str, Any]]], objects: Iterable[str], spec: MappingSpec,
+          users: UserReport, now: datetime | None = None) -> Expectations:
+    """Expectations for every record of ``objects`` (Clio object names staged under raw)."""
+    return _Builder(raw, set(objects), spec, users, now or datetime.now(UTC)).run()
