@@ -1,4 +1,4 @@
-"""The demo's closing summary: records on both sides, rejects, diff mismatches, API calls, reports."""
+"""The demo's closing summary: records on both sides, rejects, diff mismatches, verification, API calls, reports."""
 
 from __future__ import annotations
 
@@ -69,6 +69,20 @@ def print_summary(root: Path, clio, sf, timings: dict[str, float]) -> None:
                       f"+ {s.get('outstanding')}: {'OK' if row.get('ok') else row.get('status')}")
             if len(book.get("bills", [])) > 6:
                 print(f"    ... {len(book['bills']) - 6} more bills in the report")
+    ver = _latest(root, "reports/*/verification.json")
+    if ver is not None:
+        v = json.loads(ver.read_text())
+        acct = v.get("accounting") or {}
+        print(f"verification (Clio raw + spec vs Salesforce): {v.get('records_compared')} records, "
+              f"{v.get('fields_compared')} values compared, {v.get('mismatches')} unexplained mismatches, "
+              f"{v.get('explained')} explained")
+        for row in v.get("unexplained_by_field", [])[:8]:
+            print(f"    {row['sobject']}.{row['field']}: {row['count']}")
+        print(f"field accounting: {acct.get('fields')} Clio fields, {acct.get('values_migrated')} values migrated, "
+              f"{acct.get('values_left_behind')} left behind by an approved \"not migrated\", "
+              f"{len(acct.get('unaccounted') or [])} field(s) with data unaccounted")
+        for name in (acct.get("unaccounted") or [])[:8]:
+            print(f"    unaccounted: {name}")
     detection = _latest(root, "delta/*/detection.json")
     if detection is not None:
         d = json.loads(detection.read_text())
@@ -88,7 +102,7 @@ def print_summary(root: Path, clio, sf, timings: dict[str, float]) -> None:
                 "sample/diff.html"):
         if (root / rel).exists():
             print(f"  {root / rel}")
-    for pattern in ("reports/*/reconciliation.html", "delta/*/conflicts.html", "reports/rollback-*/rollback.html"):
+    for pattern in ("reports/*/reconciliation.html", "reports/*/verification.html", "delta/*/conflicts.html", "reports/rollback-*/rollback.html"):
         found = _latest(root, pattern)
         if found is not None:
             print(f"  {found}")

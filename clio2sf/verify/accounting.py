@@ -49,6 +49,16 @@ DERIVED: dict[str, dict[str, str]] = {
                 "custom_field_values": "custom fields (see the custom field table)"},
     "relationships": {"contact": "CaseContactRole.ContactId", "matter": "CaseContactRole.CasesId",
                       "description": "CaseContactRole.Role (value map relationship_role)"},
+    "activities:Time_Entry__c": {"quantity": "Clio_Hours__c (the same duration, in seconds)",
+                                 "rounded_quantity": "Clio_Hours__c (quantity_in_hours; the rounded seconds)"},
+    "activities:Task": {"quantity": "Clio_Hours__c (the same duration, in seconds)",
+                        "rounded_quantity": "Clio_Hours__c (quantity_in_hours; the rounded seconds)"},
+    "activities:Expense__c": {"rounded_quantity": "Clio_Quantity__c (quantity)"},
+    "matters:Case": {"number": "Clio_Matter_Number__c (display_number holds it)"},
+    "matters:Opportunity": {"number": "Clio_Matter_Number__c (display_number holds it)"},
+    "credit_memos": {"allocations": "Clio_Payment__c rows (allocations), linked to the memo"},
+    "matter_notes:ContentNote": {"type": "the note's parent kind (the ContentDocumentLink)"},
+    "contact_notes:ContentNote": {"type": "the note's parent kind (the ContentDocumentLink)"},
     "activities": {"type": "routing: expense → Expense__c, time → Time_Entry__c or Task",
                    "non_billable": "routing (non-billable time → Task) and Expense Clio_Billable__c",
                    "no_charge": "routing (no-charge time → Task)", "matter": "Case__c / Task.WhatId"},
@@ -113,9 +123,9 @@ def spec_heads(spec: MappingSpec, key: str) -> dict[str, str]:
     return {k: ", ".join(sorted(v)) for k, v in out.items()}
 
 
-def _not_migrated(spec: MappingSpec, obj: str) -> dict[str, str]:
+def _not_migrated(spec: MappingSpec, obj: str, route_key: str) -> dict[str, str]:
     nm = spec.data.get("not_migrated") or {}
-    return {**(nm.get("*") or {}), **(nm.get(obj) or {})}
+    return {**(nm.get("*") or {}), **(nm.get(obj) or {}), **(nm.get(f"{obj}:{route_key}") or {})}
 
 
 def _empty(v: Any) -> bool:
@@ -137,13 +147,13 @@ def account(raw: Callable[[str], Iterable[Mapping[str, Any]]], objects: Iterable
     out: dict[str, dict[str, Any]] = {}
     heads_cache: dict[str, dict[str, str]] = {}
     for obj in objs:
-        not_mig = _not_migrated(spec, obj)
         for env in raw(obj):
             d = env.get("data")
             if not isinstance(d, Mapping):
                 continue
             r = route(obj, d, spec)
             heads = heads_cache.setdefault(r, spec_heads(spec, r))
+            not_mig = _not_migrated(spec, obj, r)
             derived = {**DERIVED["*"], **DERIVED.get(obj, {}), **DERIVED.get(f"{obj}:{r.split('@')[0]}", {})}
             for fname, value in d.items():
                 if fname == "custom_field_values" and isinstance(value, list):

@@ -1,7 +1,7 @@
 """The verification report of one run: ``verification.{csv,html,json}``.
 
-CSV cells that a spreadsheet would read as a formula (starting with ``=``, ``+``, ``-``, ``@``, a
-tab or a carriage return) are written with a leading apostrophe: client data is not trusted.
+CSV cells go through ``reports.csv_cell`` (a text a spreadsheet would read as a formula gets a
+leading apostrophe): client data is not trusted.
 """
 
 from __future__ import annotations
@@ -14,16 +14,10 @@ from clio2sf import reports
 from clio2sf.verify.compare import EXPLAINED, MISMATCH, Finding, Result
 
 HEADERS = ["status", "sobject", "field", "check", "key", "source", "clio_path", "expected", "actual", "reason"]
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(value: Any) -> str:
-    text = reports.to_text(value)
-    return "'" + text if text.startswith(_FORMULA) else text
 
 
 def csv_text(rows: Iterable[Sequence[Any]], headers: Sequence[str] = HEADERS) -> str:
-    return reports.csv_text(headers, ([safe_cell(c) for c in row] for row in rows))
+    return reports.csv_text(headers, rows)
 
 
 def finding_rows(findings: Iterable[Finding]) -> Iterator[list[Any]]:

@@ -35,8 +35,12 @@ def rejects_of(root: Any) -> compare.Rejects:
 
 def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any, users_dir: Any = None,
                      now: datetime | None = None, stem: str = "verification",
-                     approved: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Verify what the org holds for the Clio records staged under ``root/raw``; write the report."""
+                     discovered_custom_fields: list[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Verify what the org holds for the Clio records staged under ``root/raw``; write the report.
+
+    ``discovered_custom_fields``: the custom fields discover listed; a custom field with data that
+    is not among them is unaccounted (None: not checked).
+    """
     now = now or datetime.now(UTC)
     raw_root = root / "raw"
     objects = raw_objects(raw_root)
@@ -48,7 +52,7 @@ def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any,
                                            ({"EventRelation"} if exp.attendees or exp.series else set())))
     result = compare.compare(exp, rb, users, rejects_of(root),
                              horizon_days=spec.options.get("recurrence_horizon_days", 730), now=now)
-    acct = accounting.account(lambda name: iter_raw(raw_root, name), objects, spec)
+    acct = accounting.account(lambda name: iter_raw(raw_root, name), objects, spec, discovered_custom_fields)
     figures = report.write(out_dir, result, accounting.summary(acct), accounting.html(acct), stem=stem)
     message = report.failure_message(result)
     left = accounting.failures(acct)

@@ -1,4 +1,5 @@
-"""Full-load phase: transform everything, load in dependency order, reconcile against the source."""
+"""Full-load phase: transform everything, load in dependency order, reconcile against the source,
+verify field by field against Clio's raw data and the mapping spec."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from clio2sf import delta, staging
 from clio2sf.discovery import capacity_check, estimates
 from clio2sf.verify import reconcile_migration
+from clio2sf.verify.run import verify_migration
 from clio2sf_airflow import migration
 from clio2sf_airflow.phases import load_common
 from clio2sf_airflow.phases.common import (
@@ -111,3 +113,33 @@ def reconcile() -> dict[str, Any]:
             f"see {result['report']}"
         )
     return result
+
+
+def verify() -> dict[str, Any]:
+    """Source-to-target verification; writes ``reports/<run>/verification.{html,csv,json}``.
+
+    Fails naming object, field and count when a value, owner, link or derived record differs from
+    what Clio's raw extraction and the spec say without a repair note or reject explaining it, and
+    when a Clio field with data goes nowhere (field accounting).
+    """
+    p = params()
+    root = mroot(p)
+    result = verify_migration(migration.salesforce_hook(p), root, firm_spec(p["firm"]), out_dir=root / "reports" / run_id(),
+                              discovered_custom_fields=discovered_custom_fields(root))
+    log.info("verification: %s records, %s values compared, %s unexplained, %s explained; field accounting: "
+             "%s values migrated, %s left behind (not migrated), %s field(s) unaccounted",
+             result["records_compared"], result["fields_compared"], result["mismatches"], result["explained"],
+             result["values_migrated"], result["values_left_behind"], len(result["unaccounted_fields"]))
+    problems = [m for m in (result["failure"],) if m]
+    if result["unaccounted_fields"]:
+        problems.append(f"{len(result['unaccounted_fields'])} Clio field(s) with data go nowhere (no spec field, "
+                        "derivation or approved not_migrated reason): " + "; ".join(result["unaccounted_fields"][:10]))
+    if problems:
+        raise AirflowFailException("verification failed: " + " | ".join(problems) + f": see {result['report']}")
+    return result
+
+
+def discovered_custom_fields(root: Any) -> list[dict[str, Any]] | None:
+    """The custom fields discover listed (what the admin saw when approving), None before discover."""
+    config = staging.read_json(root / "discover" / "clio_config.json")
+    return None if config is None else list(config.get("custom_fields") or [])
