@@ -10,6 +10,7 @@ from clio2sf.discovery.document import LOW_CONFIDENCE, attr, flat_proposals, map
 from clio2sf.discovery.estimates import Finding
 from clio2sf.discovery.reference import item_counts, reference_exports
 from clio2sf.reports import write_json, write_text
+from clio2sf.verify import accounting as field_accounting
 
 DISCOVER_DIR = "discover"
 
@@ -44,6 +45,9 @@ def write_discovery_outputs(
                                       reference_counts=ref_counts, generated_at=generated_at)
     findings = list(findings)
     files: dict[str, str] = {}
+    accounting_rows = field_accounting.plan(spec, clio_schema.get("custom_fields") or ())
+    markdown = markdown + "\n" + field_accounting.plan_markdown(accounting_rows)
+    html = html.replace("</body>", field_accounting.plan_html(accounting_rows) + "</body>", 1)
 
     def put(name: str, writer: Any, payload: Any) -> None:
         writer(out_dir / name, payload)
@@ -55,6 +59,7 @@ def write_discovery_outputs(
     put("schema_plan.csv", write_text, schema_plan.to_csv())
     put("schema_plan.json", write_json, {"spec_hash": schema_plan.spec_hash, "items": schema_plan.rows(),
                                          "tooling_payloads": [{"sobject": s, "body": b} for s, b in schema_plan.tooling_payloads()]})
+    put("field_accounting.json", write_json, {"spec_hash": spec.content_hash, "fields": accounting_rows})
     put("estimates.json", write_json, {**estimate, "capacity": [f.to_dict() for f in findings]})
     for name, doc in refs.items():
         put(f"reference/{name}", write_json, doc)
@@ -73,5 +78,6 @@ def write_discovery_outputs(
             "capacity_errors": sum(1 for f in findings if f.level == "error"),
             "capacity_warnings": sum(1 for f in findings if f.level == "warning"),
             "reference_items": ref_counts,
+            "fields_unaccounted": sum(1 for r in accounting_rows if r["status"] == "unaccounted"),
         },
     }

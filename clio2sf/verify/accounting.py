@@ -67,7 +67,8 @@ DERIVED: dict[str, dict[str, str]] = {
                          "parent_calendar_entry_id": "Clio_Series_Id__c (edited occurrence)",
                          "attendees": "EventRelation (contacts and users that resolved)",
                          "calendar_owner": "OwnerId (the user of the calendar)"},
-    "tasks": {"assignee": "OwnerId (a user) or WhoId (a contact)"},
+    "tasks": {"assignee": "OwnerId (a user) or WhoId (a contact)",
+              "permission": "Clio_Private__c (true when Clio's permission is private)"},
     "communications": {"senders": "WhoId and Clio_Participants__c", "receivers": "WhoId and Clio_Participants__c",
                        "type": "Task.Type and TaskSubtype"},
     "documents": {"matter": "ContentDocumentLink", "contact": "ContentDocumentLink",
@@ -132,6 +133,60 @@ def _empty(v: Any) -> bool:
     return v is None or v == "" or v == [] or v == {}
 
 
+def classify(spec: MappingSpec, obj: str, route_key: str, fname: str) -> tuple[str, str, str]:
+    """(destination, status, reason) of one Clio field of one route: migrated | not_migrated | unaccounted."""
+    heads = spec_heads(spec, route_key)
+    derived = {**DERIVED["*"], **DERIVED.get(obj, {}), **DERIVED.get(f"{obj}:{route_key.split('@')[0]}", {})}
+    not_mig = _not_migrated(spec, obj, route_key)
+    if fname in heads:
+        return heads[fname], "migrated", ""
+    if fname in derived:
+        return derived[fname], "migrated", "derivation"
+    if fname in not_mig:
+        return "(not migrated)", "not_migrated", not_mig[fname]
+    return "", "unaccounted", "no spec field, derivation or approved reason"
+
+
+def routes(obj: str, spec: MappingSpec) -> list[str]:
+    """Every spec key records of ``obj`` can go to."""
+    if obj == "contacts":
+        return ["Account", "Contact"]
+    if obj == "matters":
+        return list(spec.matter_objects)
+    if obj == "activities":
+        return ["Time_Entry__c", "Task@time_entries", "Expense__c"]
+    return [route(obj, {}, spec)]
+
+
+def plan(spec: MappingSpec, custom_fields: Iterable[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Discover's table: every field the extraction can return (clio2sf/catalog.py), per route, and
+    every custom field discover read, with where it goes. No record is read."""
+    from clio2sf import catalog
+    from clio2sf.mapping.spec import _top_level_fields
+
+    rows = []
+    for obj in ACCOUNTED:
+        if obj not in catalog.BY_NAME:
+            continue
+        for r in routes(obj, spec):
+            for fname in sorted(_top_level_fields(catalog.get(obj).fields)):
+                dest, status, reason = classify(spec, obj, r, fname)
+                rows.append({"object": obj, "route": r, "field": fname, "destination": dest, "status": status,
+                             "reason": reason})
+    cf = spec.options.get("custom_fields") or {}
+    for field_def in custom_fields:
+        if field_def.get("deleted"):
+            continue
+        parent = str(field_def.get("parent_type"))
+        obj = "matters" if parent == "Matter" else "contacts"
+        target = spec.matter_objects[0] if parent == "Matter" else "Contact"
+        dest, status, reason = _custom_decision(parent, str(field_def.get("name")), cf.get("decisions") or {},
+                                                cf.get("auto", True), None, target)
+        rows.append({"object": obj, "route": "(custom field)", "field": f"custom_field_values[{field_def.get('name')}]",
+                     "destination": dest, "status": status, "reason": reason})
+    return rows
+
+
 def account(raw: Callable[[str], Iterable[Mapping[str, Any]]], objects: Iterable[str], spec: MappingSpec,
             discovered_custom_fields: Iterable[Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """``{"<object>:<route>.<field>": {object, route, field, destination, status, values, migrated,
@@ -141,34 +196,23 @@ def account(raw: Callable[[str], Iterable[Mapping[str, Any]]], objects: Iterable
     """
     objs = [o for o in ACCOUNTED if o in set(objects)]
     listed = None if discovered_custom_fields is None else {
-        (str(c.get("parent_type")), str(c.get("name"))) for c in discovered_custom_fields}
+        (str(c.get("parent_type")), str(c.get("name"))) for c in discovered_custom_fields if not c.get("deleted")}
     cf = spec.options.get("custom_fields") or {}
     decisions = cf.get("decisions") or {}
     out: dict[str, dict[str, Any]] = {}
-    heads_cache: dict[str, dict[str, str]] = {}
     for obj in objs:
         for env in raw(obj):
             d = env.get("data")
             if not isinstance(d, Mapping):
                 continue
             r = route(obj, d, spec)
-            heads = heads_cache.setdefault(r, spec_heads(spec, r))
-            not_mig = _not_migrated(spec, obj, r)
-            derived = {**DERIVED["*"], **DERIVED.get(obj, {}), **DERIVED.get(f"{obj}:{r.split('@')[0]}", {})}
             for fname, value in d.items():
                 if fname == "custom_field_values" and isinstance(value, list):
                     _custom_values(out, obj, r, value, decisions, cf.get("auto", True), listed)
                 key = f"{obj}:{r}.{fname}"
                 entry = out.get(key)
                 if entry is None:
-                    if fname in heads:
-                        dest, status, reason = heads[fname], "migrated", ""
-                    elif fname in derived:
-                        dest, status, reason = derived[fname], "migrated", "derivation"
-                    elif fname in not_mig:
-                        dest, status, reason = "(not migrated)", "not_migrated", not_mig[fname]
-                    else:
-                        dest, status, reason = "", "unaccounted", "no spec field, derivation or approved reason"
+                    dest, status, reason = classify(spec, obj, r, fname)
                     entry = out[key] = {"object": obj, "route": r, "field": fname, "destination": dest,
                                         "status": status, "reason": reason, "values": 0, "migrated": 0,
                                         "left_behind": 0}
@@ -181,6 +225,21 @@ def account(raw: Callable[[str], Iterable[Mapping[str, Any]]], objects: Iterable
     return out
 
 
+def _custom_decision(parent: str, name: str, decisions: Mapping[str, Any], auto: bool,
+                     listed: set[tuple[str, str]] | None, route_key: str) -> tuple[str, str, str]:
+    from clio2sf.mapping.values import api_name
+
+    decision = decisions.get(f"{parent}:{name}")
+    target = route_key.split("@")[0]
+    if decision is not None and decision.get("skip"):
+        return "(not migrated)", "not_migrated", str(decision.get("reason") or "skipped by the admin's decision")
+    if decision is not None:
+        return f"{target}.{decision.get('target')}", "migrated", "admin decision"
+    if auto and (listed is None or (parent, name) in listed):
+        return f"{target}.{api_name(name)}", "migrated", "automatic <Name>__c (listed by discover)"
+    return "", "unaccounted", "a custom field discover did not list: the admin has not decided where it goes"
+
+
 def _custom_values(out: dict[str, dict[str, Any]], obj: str, r: str, values: list, decisions: Mapping[str, Any],
                    auto: bool, listed: set[tuple[str, str]] | None) -> None:
     parent = "Matter" if obj == "matters" else "Contact"
@@ -191,19 +250,7 @@ def _custom_values(out: dict[str, dict[str, Any]], obj: str, r: str, values: lis
         key = f"{obj}:{r}.custom_field_values[{name}]"
         entry = out.get(key)
         if entry is None:
-            decision = decisions.get(f"{parent}:{name}")
-            if decision is not None and decision.get("skip"):
-                dest, status = "(not migrated)", "not_migrated"
-                reason = str(decision.get("reason") or "skipped by the admin's decision")
-            elif decision is not None:
-                dest, status, reason = f"{r.split('@')[0]}.{decision.get('target')}", "migrated", "admin decision"
-            elif auto and (listed is None or (parent, name) in listed):
-                from clio2sf.mapping.values import api_name
-
-                dest, status, reason = f"{r.split('@')[0]}.{api_name(name)}", "migrated", "automatic (listed by discover)"
-            else:
-                dest, status = "", "unaccounted"
-                reason = "a custom field discover did not list: the admin has not decided where it goes"
+            dest, status, reason = _custom_decision(parent, name, decisions, auto, listed, r)
             entry = out[key] = {"object": obj, "route": r, "field": f"custom_field_values[{name}]",
                                 "destination": dest, "status": status, "reason": reason, "values": 0,
                                 "migrated": 0, "left_behind": 0}
@@ -226,6 +273,30 @@ def summary(acct: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             "values_left_behind": sum(e["left_behind"] for e in acct.values()),
             "unaccounted": failures(acct), "rows": sorted(acct.values(), key=lambda e: (e["object"], e["route"],
                                                                                       e["field"]))}
+
+
+def plan_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
+    from clio2sf.reports import md_text
+
+    lines = ["## Field accounting", "",
+             "Every Clio field the extraction can return, per route, and where it goes. A field that is "
+             "*unaccounted* fails the full load's verify task as soon as it holds data.", "",
+             "| Clio object | Goes to | Clio field | Destination | Status | Reason |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append("| " + " | ".join(md_text(str(r[k])) for k in ("object", "route", "field", "destination",
+                                                                      "status", "reason")) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plan_html(rows: list[Mapping[str, Any]]) -> str:
+    bad = [r for r in rows if r["status"] == "unaccounted"]
+    head = reports.banner(f"{len(bad)} Clio field(s) have no destination and no approved reason yet: the full load "
+                          "fails its verify task if any of them holds data", "warn") if bad else \
+        reports.banner("Every Clio field the extraction returns has a destination or an approved reason", "ok")
+    return "<h2>Field accounting</h2>" + head + reports.table(
+        ["Clio object", "Goes to", "Clio field", "Destination", "Status", "Reason"],
+        [[r["object"], r["route"], r["field"], r["destination"], r["status"], r["reason"]] for r in rows],
+        row_classes=["warn" if r["status"] == "unaccounted" else "" for r in rows])
 
 
 def html(acct: Mapping[str, Mapping[str, Any]]) -> str:

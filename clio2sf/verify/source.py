@@ -422,6 +422,8 @@ class _Builder:
         else:
             uid = assignee.get("id")
             rec.owner = OwnerExpectation(None if uid is None else str(uid), "assignee.id")
+        # a private Clio task is flagged (compared where the org has the field)
+        rec.fields["Clio_Private__c"] = FieldExpectation(d.get("permission") == "private", "permission", "bool")
         self.out.add(rec)
 
     def _communications(self, env: Mapping[str, Any], d: Mapping[str, Any]) -> None:

@@ -187,8 +187,17 @@ def test_write_discovery_outputs(tmp_path):
                                      schema_plan=plan, estimate=est, clio_config=config, findings=findings,
                                      generated_at="2026-11-28T09:00:00Z")
     expected = {"mapping_spec.md", "mapping_spec.html", "schema_plan.md", "schema_plan.csv", "schema_plan.json",
-                "estimates.json", *(f"reference/{n}" for n in reference_exports({}))}
+                "estimates.json", "field_accounting.json", *(f"reference/{n}" for n in reference_exports({}))}
     assert set(result["files"]) == expected
+    # the field accounting table: in the document and as JSON, every catalog field of a data object
+    md = (root / "discover" / "mapping_spec.md").read_text()
+    assert "## Field accounting" in md and "| tasks | Task | assignee |" in md
+    acct = json.loads((root / "discover" / "field_accounting.json").read_text())
+    assert acct["spec_hash"] == spec.content_hash
+    rows = {(r["object"], r["route"], r["field"]): r for r in acct["fields"]}
+    assert rows[("contacts", "Contact", "primary_email_address")]["destination"] == "Contact.Email"
+    assert rows[("bills", "Clio_Billing__c", "etag")]["status"] == "not_migrated"
+    assert "Field accounting" in (root / "discover" / "mapping_spec.html").read_text()
     for rel in result["files"].values():
         assert (root / rel).is_file() and (root / rel).stat().st_size > 0
     assert result["mapping_hash"] == spec.content_hash
