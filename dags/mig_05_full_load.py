@@ -13,7 +13,12 @@ hash** and room in the org (capacity pre-flight against `/limits`). Then:
    report with their source record. A failed batch is retried on its own from the UI;
 3. `load_deferred`: lookups to objects loaded later;
 4. `reconcile`: records per object, bill totals, time-entry hours and amounts, expenses and
-   trust balances against the source; `reports/<run id>/reconciliation.html`.
+   trust balances against the source; `reports/<run id>/reconciliation.html`;
+5. `verify`: field by field, what the org holds against what Clio's raw extraction and the
+   mapping spec say it must hold (values, owners, lookups, recurrence occurrences, team members,
+   attendees, exactly once) and the field accounting (every Clio field with data migrated or left
+   behind for an approved reason); `reports/<run id>/verification.html`. Unexplained mismatches
+   fail it, naming object, field and count.
 
 Every write is in the run ledger (`ledger/<run id>/full_load/...`); `mig_07_rollback` undoes it.
 Re-running is idempotent: nothing is duplicated.
@@ -58,8 +63,9 @@ def mig_05_full_load():
     deferred = task(phase.load_deferred, task_id="load_deferred", pool="salesforce_api",
                     map_index_template="{{ batch_label }}").expand(path=every)
     check = task(phase.reconcile, task_id="reconcile", trigger_rule="none_failed")()
+    verified = task(phase.verify, task_id="verify", trigger_rule="all_done", pool="salesforce_api")()
     previous >> every
-    deferred >> check
+    deferred >> check >> verified
 
 
 mig_05_full_load()

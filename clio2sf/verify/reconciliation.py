@@ -223,6 +223,8 @@ def sample_diff(client: Any, mroot: Any, spec: MappingSpec, *, sample_dir: str =
         records = [(e["source_system_id"], raw.get(base_id(e["source_system_id"])), e["row"],
                     found.get(str(e["row"][EXT]).casefold())) for e in envs]
         diffs.extend(diff.diff_records(sobject, specs, records, rejects))
+    source_to_target = _source_to_target(client, mroot, root, spec, out, notes)
+    diffs.extend(source_to_target.pop("diffs", []))
     summary = diff.summarize(diffs)
     totals = {
         "objects": len(summary),
@@ -236,8 +238,26 @@ def sample_diff(client: Any, mroot: Any, spec: MappingSpec, *, sample_dir: str =
     diff.write_diff_csv(out / "diff.csv", diffs)
     report = diff.write_diff_html(out / "diff.html", diffs)
     reports.write_json(out / "diff_summary.json", {**totals, "by_object": [vars(s) for s in summary],
-                                                   "notes": notes})
-    return {**totals, "notes": len(notes), "report": str(report)}
+                                                   "notes": notes, "source_to_target": source_to_target})
+    return {**totals, "notes": len(notes), "report": str(report), "source_to_target": source_to_target}
+
+
+def _source_to_target(client: Any, mroot: Any, root: Any, spec: MappingSpec, out: Any,
+                      notes: list[str]) -> dict[str, Any]:
+    """The source-to-target verifier on the sample (``verification.*`` next to the diff); its
+    differences join the diff as rows whose reason starts with ``source-to-target``."""
+    from clio2sf.verify.run import verify_migration
+
+    users_dir = mroot / "users"
+    if staging.read_json(users_dir / "user_map.json") is None:
+        notes.append("source-to-target verification skipped: no users/user_map.json (run mig_03_resolve_users)")
+        return {}
+    result = verify_migration(client, root, spec, out_dir=out, users_dir=users_dir, subset=True)
+    rows = [diff.FieldDiff(f["sobject"], f["source"], None, f["field"], f["clio_path"], f["expected"], None,
+                           f["actual"], diff.MISMATCH if f["status"] == "mismatch" else diff.EXPLAINED,
+                           f"source-to-target ({f['check']}): {f['reason']}")
+            for f in result.pop("findings")]
+    return {**result, "diffs": rows}
 
 
 # ------------------------------------------------------------------ reconciliation

@@ -35,11 +35,14 @@ def rejects_of(root: Any) -> compare.Rejects:
 
 def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any, users_dir: Any = None,
                      now: datetime | None = None, stem: str = "verification",
-                     discovered_custom_fields: list[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                     discovered_custom_fields: list[Mapping[str, Any]] | None = None,
+                     subset: bool = False) -> dict[str, Any]:
     """Verify what the org holds for the Clio records staged under ``root/raw``; write the report.
 
     ``discovered_custom_fields``: the custom fields discover listed; a custom field with data that
-    is not among them is unaccounted (None: not checked).
+    is not among them is unaccounted (None: not checked). ``subset``: ``root/raw`` is a slice of the
+    firm (the sample): Salesforce records outside it are not reported. The summary's ``findings`` are
+    the differences (dicts), for callers that merge them into another report.
     """
     now = now or datetime.now(UTC)
     raw_root = root / "raw"
@@ -51,7 +54,7 @@ def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any,
     readback.read_links(client, rb, sorted(set(exp.team_sobject.values()) |
                                            ({"EventRelation"} if exp.attendees or exp.series else set())))
     result = compare.compare(exp, rb, users, rejects_of(root),
-                             horizon_days=spec.options.get("recurrence_horizon_days", 730), now=now)
+                             horizon_days=spec.options.get("recurrence_horizon_days", 730), now=now, subset=subset)
     acct = accounting.account(lambda name: iter_raw(raw_root, name), objects, spec, discovered_custom_fields)
     figures = report.write(out_dir, result, accounting.summary(acct), accounting.html(acct), stem=stem)
     message = report.failure_message(result)
@@ -66,4 +69,5 @@ def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any,
         "queries": rb.queries,
         "report": str(out_dir / f"{stem}.html"),
         "notes": len(result.notes),
+        "findings": report.findings_as_dicts(result.findings),
     }

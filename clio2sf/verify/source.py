@@ -20,7 +20,8 @@ Routing and derivation rules (the contract the verifier holds the migration to):
   not a user id: the user is found through the attendee entry of that calendar's email, else the
   calendar's name); attendees: Contacts and the users (calendars) that resolved; a recurring
   entry's occurrences are DTSTART plus the rule's (RFC 5545), minus edited occurrences;
-- documents → one ContentVersion (``document-N@vV``) per version the extraction returned.
+- documents → one ContentVersion (``document-N@vV``) per version: the staged version listing, or
+  versions 1..N when only the latest (N) was extracted.
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ class RecordExpectation:
     links: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)  # lookup field → (parent key, path)
     owner: OwnerExpectation | None = None
     reject_rule: str | None = None  # the spec says this record must be rejected (rule)
+    left_behind: str | None = None  # the spec's approved not_migrated reason for this record, if any
 
 
 @dataclass
@@ -357,12 +359,29 @@ class _Builder:
                 and (o.get("fields") or o.get("links")) and not o.get("natural_key")]
         return keys[0] if len(keys) == 1 else None
 
+    @staticmethod
+    def other_details(rec: RecordExpectation, d: Mapping[str, Any]) -> None:
+        """Non-primary emails, phones and addresses (other than the secondary ones, which have fields of
+        their own) are each kept in Clio_Other_Contact_Details__c."""
+        items = [e.get("address") for e in d.get("email_addresses") or ()
+                 if not e.get("primary") and e.get("address") and e.get("address") != d.get("secondary_email_address")]
+        items += [p.get("number") for p in d.get("phone_numbers") or ()
+                  if not p.get("primary") and p.get("number") and p.get("number") != d.get("secondary_phone_number")]
+        items += [a.get("street") or a.get("city") for a in d.get("addresses") or ()
+                  if not a.get("primary") and (a.get("street") or a.get("city"))]
+        if items:
+            rec.fields["Clio_Other_Contact_Details__c"] = FieldExpectation(items, "email_addresses", "text",
+                                                                           contains=True)
+
     def _contacts(self, env: Mapping[str, Any], d: Mapping[str, Any]) -> None:
         sid = env["source_system_id"]
         if d.get("type") == "Company":
-            self.out.add(self.apply_spec("Account", d, self.base("Account", sid, env, "contacts")))
+            rec = self.apply_spec("Account", d, self.base("Account", sid, env, "contacts"))
+            self.other_details(rec, d)
+            self.out.add(rec)
             return
         rec = self.apply_spec("Contact", d, self.base("Contact", sid, env, "contacts"))
+        self.other_details(rec, d)
         account = self.account_of_person(d)
         rec.links["AccountId"] = (account, "company.id")
         if account == self.individual and ("Account", account) not in self.out.records:
@@ -440,8 +459,29 @@ class _Builder:
     def _documents(self, env: Mapping[str, Any], d: Mapping[str, Any]) -> None:
         sid = env["source_system_id"]
         versions = [v for v in d.get("document_versions") or () if isinstance(v, Mapping)]
+        latest = d.get("latest_document_version") or {}
+        staged = [o.get("data") for o in env.get("versions") or () if isinstance(o, Mapping)]  # the version listing
+        if staged and not versions:
+            versions = [v for v in staged if isinstance(v, Mapping)
+                        and v.get("version_number") != latest.get("version_number")] + [latest]
         if not versions:
-            versions = [d.get("latest_document_version") or {}]
+            versions = [latest]
+            # Clio numbers versions 1..N: the older ones exist even when the extraction only returned the latest
+            try:
+                newest = int(latest.get("version_number") or 1)
+            except (TypeError, ValueError):
+                newest = 1
+            for n in range(1, newest):
+                older = RecordExpectation("ContentVersion", f"{sid}@v{n}", sid, "documents")
+                older.fields["Clio_Document_Id__c"] = FieldExpectation(sid, "id", "text")
+                older.fields["Clio_Version_Number__c"] = FieldExpectation(n, "latest_document_version.version_number",
+                                                                          "number")
+                older.left_behind = ((self.spec.data.get("not_migrated") or {}).get("documents") or {}).get(
+                    "older_versions")
+                if d.get("deleted_at"):
+                    older.reject_rule = "deleted_in_clio"
+                self.out.records[(older.sobject, older.key)] = older
+                self.out.by_source[sid].append((older.sobject, older.key))
         for v in versions:
             number = v.get("version_number") or 1
             view = dict(d)

@@ -122,6 +122,9 @@ def test_full_load_reconciles_exactly(mig: Migration):
     assert rec["objects"], "reconciliation lists no object"
     for info in rec["objects"]:
         assert info["missing"] == 0 and info["expected"] == info["loaded"] + info["rejected"], info
+    ver = json.loads(sorted((mig.root / "reports").glob("*/verification.json"))[-1].read_text())
+    assert ver["mismatches"] == 0 and ver["fields_compared"] > 1000, ver["unexplained_by_field"]
+    assert ver["accounting"]["unaccounted"] == [] and ver["accounting"]["values_migrated"] > 1000
     mig.after_first_load = _sf_counts(mig)  # type: ignore[attr-defined]
     assert mig.after_first_load["Contact"] > 0 and mig.after_first_load["ContentVersion"] > 0
 
