@@ -565,7 +565,7 @@ class _Builder:
         for inst in rset:
             if inst > horizon or len(naive) >= limit:
                 break
-            if inst != naive[0]:
+            if inst != naive[0].replace(microsecond=0):  # the rule's instants are whole seconds
                 naive.append(inst)
         if count:
             naive = naive[: int(count.group(1))]
