@@ -270,6 +270,14 @@ def test_reloading_creates_nothing_and_reconciliation_and_diff_cover_the_new_obj
     for obj in ("communications", "matter_notes", "contact_notes", "contacts", "matters"):
         info = rec["objects"][obj]
         assert info["expected"] == info["loaded"] + info["rejected"] and info["loaded"], (obj, info)
+    # the user report the load used (another test leaves a bare user_map.json): the source-to-target check reads it
+    from clio2sf.user_resolution import report_csv, resolve_users, user_map_document
+
+    fallback = loaded["users"].fallback
+    resolutions = resolve_users([e["data"] for e in read_records(mroot, "users")],
+                                hook.query_all("SELECT Id, Username, Email, IsActive FROM User"), fallback)
+    staging.write_json(mroot / "users" / "user_map.json", user_map_document(resolutions, fallback))
+    (mroot / "users" / "user_report.csv").write_text(report_csv(resolutions))
     summary = verify.sample_diff(hook, mroot, spec, sample_dir=".", out_dir=mroot / "reports" / "promise-diff")
     assert summary["mismatches"] == 0 and summary["missing"] == 0, summary
     by_object = {o["sobject"] if "sobject" in o else o.get("object"): o
