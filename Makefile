@@ -18,7 +18,8 @@ STANDALONE_USERS ?= ops_lead:admin,ops_engineer:op,firm_reviewer:viewer
 export PYTHONPATH := $(ROOT):$(ROOT)/plugins
 export PATH := $(BIN):$(PATH)
 
-.PHONY: venv test test-unit test-integration lint demo airflow-init standalone sandboxes bench bench-smoke clean
+# `make browser`: the headless Chromium the scheduler test's report check drives (Debian package).
+.PHONY: browser venv test test-unit test-integration lint demo airflow-init standalone sandboxes bench bench-smoke clean test-scheduler
 
 venv: $(STAMP)
 
@@ -58,6 +59,12 @@ standalone: airflow-init
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=False \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="$(STANDALONE_USERS)" \
 	$(BIN)/airflow standalone
+
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+test-scheduler: venv browser
+	$(BIN)/python -m pytest -p no:cacheprovider -m scheduler tests/scheduler
 
 bench-smoke: venv
 	$(BIN)/python -m benchmarks.run --size tiny

@@ -34,7 +34,7 @@ from clio2sf_airflow.phases.common import record_hitl_approval
     default_args=DEFAULT_ARGS,
     tags=[*TAGS, "phase-1"],
     doc_md=__doc__,
-    max_active_runs=1,
+    max_active_runs=4,  # several firms (or migrations) discover at once; each run writes only its own root
     params=migration_params(
         apply_schema=Param(False, type="boolean", title="Apply the schema plan through the Tooling API"),
         count_records=Param(True, type="boolean", title="Count every Clio object (one request per 200 records)"),
@@ -49,6 +49,7 @@ def mig_01_discover():
     approve_mapping = MigrationApprovalOperator(
         task_id="approve_mapping",
         kind="mapping",
+        trigger_rule="none_failed",  # apply_schema is skipped unless asked for
         subject="Approve the Clio → Salesforce mapping for {{ params.firm }}",
         body=phase.approval_body(),
     )

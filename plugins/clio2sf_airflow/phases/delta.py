@@ -71,9 +71,13 @@ def transform_changes() -> list[dict[str, Any]]:
     root = mroot(p)
     droot = delta_root(root)
     spec = firm_spec(p["firm"])
+    items = load_common.raw_batches(droot, raw_dir="raw_ok")
+    if not items:
+        log.info("delta window %s: no accepted change to transform", window_key())
+        return []
     users = load_common.user_map(root)
     out = []
-    for item in load_common.raw_batches(droot, raw_dir="raw_ok"):
+    for item in items:
         names = lookup_names(item["object"])
         lookup = build_lookup(root, names, spec)
         for name, table in build_lookup(droot, names, spec).items():

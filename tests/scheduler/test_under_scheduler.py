@@ -1,0 +1,197 @@
+"""The bundle under a real scheduler: scheduler + dag-processor + api-server (LocalExecutor), two firms.
+
+Everything an ops engineer does goes through ``/api/v2`` as a named user of the simple auth
+manager (``ops_lead``, ``ops_engineer``, ``firm_reviewer``):
+
+* two firms' discover runs are triggered with params at the same time, each on its own connections
+  (``clio_<firm>`` / ``salesforce_<firm>``: no ``*_default`` connection exists at all), its own
+  sandbox pair, its own declared staging root and its own Clio rate budget;
+* the mapping approval is answered through the HITL API as ``ops_engineer``, and the approval record
+  carries that name;
+* the other firm's mapping is rejected with a reason: the run fails naming who and why, and extract
+  refuses to start;
+* the first firm's declared cutover DAG is unpaused and its scheduled window runs against that
+  migration (its params are the declaration's, not the form's defaults);
+* the reports are served by the api-server behind its login, read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clio2sf.mapping.spec import DEFAULT_MAPPINGS_DIR
+from scripts.runner import ROOT
+from tests.scheduler.cluster import Cluster
+
+pytestmark = [pytest.mark.integration, pytest.mark.scheduler, pytest.mark.timeout(1500)]
+
+FIRM_A, MIG_A = "harlow_vance", "sa"
+FIRM_B, MIG_B = "second_firm", "sb"
+
+
+def _conn_env(system: str, firm: str, clio=None, sf=None) -> dict[str, str]:
+    key = f"AIRFLOW_CONN_{system.upper()}_{firm.upper()}"
+    if system == "clio":
+        return {key: json.dumps({"conn_type": "http", "host": clio.base_url, "login": clio.client_id,
+                                 "password": clio.client_secret, "extra": {"refresh_token": clio.refresh_token}})}
+    return {key: sf.connection_json()}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from sandbox.clio.testing import run_clio_sandbox
+    from sandbox.salesforce.testing import run_sf_sandbox
+
+    work = tmp_path_factory.mktemp("scheduler")
+    with ExitStack() as stack:
+        clio_a = stack.enter_context(run_clio_sandbox(work / "clio_a", seed=42, preset="tiny", rate_limit=50, window=2.0))
+        sf_a = stack.enter_context(run_sf_sandbox(work / "sf_a", seed=42))
+        clio_b = stack.enter_context(run_clio_sandbox(work / "clio_b", seed=7, preset="tiny", rate_limit=50, window=2.0))
+        sf_b = stack.enter_context(run_sf_sandbox(work / "sf_b", seed=7))
+        # a deployment's own firm configs: the shipped ones plus a second firm
+        mappings = work / "mappings"
+        shutil.copytree(DEFAULT_MAPPINGS_DIR, mappings)
+        second = yaml.safe_load((mappings / "firms" / "harlow_vance.yaml").read_text())
+        second["firm"] = "Second Firm LLP"
+        (mappings / "firms" / f"{FIRM_B}.yaml").write_text(yaml.safe_dump(second, sort_keys=False))
+        declared = work / "migrations"
+        declared.mkdir()
+        for firm, mig in ((FIRM_A, MIG_A), (FIRM_B, MIG_B)):
+            doc = {"firm": firm, "migration_id": mig, "staging_root": f"file://{work / ('staging_' + firm)}",
+                   "cutover": {"schedule": "*/2 * * * *", "timezone": "UTC", "start": "2026-01-01T00:00:00Z"}}
+            (declared / f"{firm}-{mig}.yaml").write_text(yaml.safe_dump(doc))
+            (work / f"staging_{firm}").mkdir()
+        ca = work / "ca-bundle.pem"
+        ca.write_text(Path(sf_a.ca_bundle).read_text() + Path(sf_b.ca_bundle).read_text())
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_"))}
+        env.update({
+            **_conn_env("clio", FIRM_A, clio=clio_a), **_conn_env("salesforce", FIRM_A, sf=sf_a),
+            **_conn_env("clio", FIRM_B, clio=clio_b), **_conn_env("salesforce", FIRM_B, sf=sf_b),
+            "REQUESTS_CA_BUNDLE": str(ca),
+            "CLIO2SF_MAPPINGS_DIR": str(mappings),
+            "CLIO2SF_MIGRATIONS_DIR": str(declared),
+            "CLIO2SF_RATE_DIR": str(work / "rate"),
+            "AIRFLOW_VAR_CLIO2SF_STAGING_ROOT": f"file://{work / 'staging_default'}",
+        })
+        cluster = Cluster.start(work / "airflow", env)
+        stack.callback(cluster.stop)
+        yield {"cluster": cluster, "work": work, "clio_a": clio_a, "clio_b": clio_b, "sf_a": sf_a, "sf_b": sf_b}
+
+
+def _root(world, firm, mig) -> Path:
+    return world["work"] / f"staging_{firm}" / firm / mig
+
+
+def test_two_firms_discover_at_once_on_their_own_connections_and_approval_names(world):
+    c: Cluster = world["cluster"]
+    run_a = c.trigger("mig_01_discover", {"firm": FIRM_A, "migration_id": MIG_A, "apply_schema": True})
+    run_b = c.trigger("mig_01_discover", {"firm": FIRM_B, "migration_id": MIG_B, "apply_schema": True})
+    c.wait_parked("mig_01_discover", run_a, "approve_mapping")
+    c.wait_parked("mig_01_discover", run_b, "approve_mapping")
+    # both were in flight together (max_active_runs allows it; each writes its own root)
+    runs = c.get("/api/v2/dags/mig_01_discover/dagRuns")["dag_runs"]
+    spans = {r["dag_run_id"]: (r["start_date"], r["end_date"]) for r in runs}
+    assert spans[run_a][1] is None and spans[run_b][1] is None
+
+    detail = c.get(f"/api/v2/dags/mig_01_discover/dagRuns/{run_a}/taskInstances/approve_mapping/-1/hitlDetails")
+    assert f"/clio2sf/{FIRM_A}/{MIG_A}/files/discover/mapping_spec.html" in detail["body"]  # link to the report
+
+    c.answer("mig_01_discover", run_a, "approve_mapping", "Approve", user="ops_engineer")
+    assert c.wait_run("mig_01_discover", run_a) == "success"
+    approvals = yaml.safe_load((_root(world, FIRM_A, MIG_A) / "approvals" / "mapping.yaml").read_text())
+    assert approvals["confirmations"][-1]["by"] == "ops_engineer"
+
+    c.answer("mig_01_discover", run_b, "approve_mapping", "Reject", user="ops_lead",
+             params_input={"reason": "practice areas of the second firm are not mapped"})
+    assert c.wait_run("mig_01_discover", run_b) == "failed"
+    log = c.task_log("mig_01_discover", run_b, "approve_mapping", try_number=c.try_number("mig_01_discover", run_b,
+                                                                                           "approve_mapping"))
+    assert "rejected by ops_lead" in log and "practice areas of the second firm are not mapped" in log
+
+    # separate connections, sandboxes, staging roots and rate budgets
+    for firm, mig, clio in ((FIRM_A, MIG_A, world["clio_a"]), (FIRM_B, MIG_B, world["clio_b"])):
+        assert (_root(world, firm, mig) / "discover" / "mapping_spec.html").exists()
+        assert clio.request_log(), f"{firm}'s Clio sandbox saw no request"
+    assert not (world["work"] / "staging_default").joinpath(FIRM_A).exists()
+    assert len([p for p in (world["work"] / "rate").iterdir() if p.name.startswith("clio-")
+                and p.name.endswith(".json")]) == 2  # one budget per token
+
+
+def test_rejected_mapping_stops_the_next_phase(world):
+    c: Cluster = world["cluster"]
+    run = c.trigger("mig_02_extract", {"firm": FIRM_B, "migration_id": MIG_B})
+    assert c.wait_run("mig_02_extract", run) == "failed"
+    log = c.task_log("mig_02_extract", run, "plan_extraction")
+    assert "rejected by ops_lead" in log and "practice areas of the second firm are not mapped" in log
+
+
+def test_a_declared_cutover_runs_scheduled_windows_for_its_migration(world):
+    c: Cluster = world["cluster"]
+    dag_id = f"mig_06_delta__{FIRM_A}__{MIG_A}"
+    c.unpause(dag_id)
+    deadline = time.monotonic() + 600
+    runs = []
+    while time.monotonic() < deadline and not runs:
+        runs = [r for r in c.get(f"/api/v2/dags/{dag_id}/dagRuns")["dag_runs"] if r["run_type"] == "scheduled"]
+        time.sleep(5)
+    assert runs, "no scheduled window after unpausing"
+    run = runs[0]
+    # after discover only (nothing extracted yet) the window finds nothing to change and succeeds
+    assert c.wait_run(dag_id, run["dag_run_id"]) == "success", c.task_states(dag_id, run["dag_run_id"])
+    c.unpause(dag_id, paused=True)
+    assert run["conf"] in ({}, None) and run["logical_date"]  # a scheduled run: no conf, the DAG's params
+    log = c.task_log(dag_id, run["dag_run_id"], "extract_changes")
+    assert f"firm {FIRM_A} migration {MIG_A}" in log and f"clio_{FIRM_A}" in log
+    # the window's files are under this migration's declared root
+    assert (_root(world, FIRM_A, MIG_A) / "delta").exists()
+
+
+def test_reports_open_in_chromium_behind_login(world):
+    """A browser without a session lands on Airflow's login; with the session cookie the report opens."""
+    from tests.scheduler.browser import CHROMIUM, Chromium
+
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed: run `make browser`")
+    c: Cluster = world["cluster"]
+    shots = Path(os.environ.get("CLIO2SF_SCREENSHOTS") or world["work"] / "screenshots")
+    browser = Chromium()
+    try:
+        url = f"{c.base}/clio2sf/{FIRM_A}/{MIG_A}/summary"
+        landed = browser.open(url)
+        assert "/auth/login" in landed or "/login" in landed, landed
+        browser.set_cookie(c.base, "_token", c.token("firm_reviewer"))
+        assert browser.open(url) == url
+        text = browser.eval("document.body.innerText")
+        assert "Migration summary" in text and "ops_engineer" in text
+        browser.screenshot(shots / "migration_summary.png")
+        spec_url = f"{c.base}/clio2sf/{FIRM_A}/{MIG_A}/files/discover/mapping_spec.html"
+        assert browser.open(spec_url) == spec_url and "Mapping" in browser.eval("document.body.innerText")
+        browser.open(f"{c.base}/clio2sf/")
+        assert f"{FIRM_A}" in browser.eval("document.body.innerText")
+        browser.screenshot(shots / "reports_index.png")
+    finally:
+        browser.close()
+
+
+def test_reports_behind_airflow_login(world):
+    import requests
+
+    c: Cluster = world["cluster"]
+    url = f"{c.base}/clio2sf/{FIRM_A}/{MIG_A}/files/discover/mapping_spec.html"
+    assert requests.get(url, timeout=30).status_code == 401
+    to_login = requests.get(url, headers={"Accept": "text/html"}, allow_redirects=False, timeout=30)
+    assert to_login.status_code in (302, 307) and "login" in to_login.headers["location"]
+    page = c.request("GET", f"/clio2sf/{FIRM_A}/{MIG_A}/files/discover/mapping_spec.html", user="firm_reviewer")
+    assert page.headers["content-type"].startswith("text/html") and "<html" in page.text.lower()
+    summary = c.request("GET", f"/clio2sf/{FIRM_A}/{MIG_A}/summary", user="firm_reviewer").text
+    assert "ops_engineer" in summary and "Harlow" in summary
+    c.request("POST", f"/clio2sf/{FIRM_A}/{MIG_A}/files/discover/mapping_spec.html", user="ops_lead", expect=405)
+    assert str(ROOT)  # the bundle served is this checkout's
