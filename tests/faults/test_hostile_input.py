@@ -206,6 +206,7 @@ def test_a_paging_link_to_another_host_never_gets_the_token(monkeypatch, request
     hook = _clio_conn(monkeypatch)
     with pytest.raises(ClioBadRequest, match="refusing to send the Clio token"):
         hook._url("https://evil.example/api/v4/contacts.json?page_token=x")
+    assert hook._url("https://APP.clio.example:443/api/v4/contacts.json?x=1").endswith("x=1")
 
 
 # --------------------------------------------------------------------------- one bad record, never the phase

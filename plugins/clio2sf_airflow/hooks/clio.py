@@ -63,6 +63,12 @@ class _TokenExpired(ClioError):
 _TRANSIENT = (ClioRateLimited, ClioServerError, ConnectionError, Timeout, ChunkedEncodingError, _TokenExpired)
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+
+
 class ClioHook(BaseHook):
     """Talk to Clio Manage API v4 with its own ``requests.Session``.
 
@@ -252,7 +258,7 @@ class ClioHook(BaseHook):
     def _url(self, path_or_url: str) -> str:
         if path_or_url.startswith(("http://", "https://")):
             # e.g. a paging link from a response: the Bearer token goes to the Clio host only
-            if urlsplit(path_or_url)[:2] != urlsplit(self.base_url)[:2]:
+            if _origin(path_or_url) != _origin(self.base_url):
                 raise ClioBadRequest(f"refusing to send the Clio token to {urlsplit(path_or_url).netloc!r}: "
                                      f"not the connection's host", 400)
             return path_or_url
