@@ -24,7 +24,9 @@ from clio2sf.mapping.confirm import confirm
 from clio2sf.mapping.spec import load_spec
 from tests.integration.phases import FIRM, Migration, start_migration
 
-pytestmark = pytest.mark.integration
+# The module fixture runs five phase DAGs under faults: minutes on a loaded 2-core machine, so the
+# timeout (a guard against hangs, not a speed check) is larger than the suite's 600 s default.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 CLIO_FAULTS = {"fault_5xx": 0.05, "fault_429_storm": "60:3", "drop_rate": 0.05, "revoke_after": 10,
                "token_ttl": 75}
