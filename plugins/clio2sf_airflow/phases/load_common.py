@@ -117,8 +117,9 @@ def load_one(path: str, phase: str, deferred: bool = False) -> dict[str, Any]:
     except (SalesforceApiLimitExceeded, SalesforceStorageLimitExceeded) as exc:
         # Task retries minutes apart cannot help: stop now; a later re-run resumes by external id.
         raise AirflowFailException(
-            f"{tpath.parent.name}/{tpath.name}: {exc}. Re-run this phase once the org has room; "
-            "rows already loaded are upserted, not duplicated"
+            f"{tpath.parent.name}/{tpath.name}: {exc}\n"
+            "Once the org has room: clear this task with Downstream in the Airflow UI (Clear → Downstream) to "
+            "resume the run; rows already loaded are upserted by external id, not duplicated."
         ) from exc
     log.info("%s %s: %s", summary["sobject"], summary["batch"],
              {k: summary[k] for k in ("rows", "created", "updated", "skipped", "failed")})
