@@ -20,14 +20,15 @@ CLIO_TO_SF = {
 }
 
 
-def _count_lines(folder: Path) -> Counter:
+def _count_lines(folder: Path, repairs: bool = False) -> Counter:
+    """Reject lines per rule: quarantined records, or with ``repairs`` the repairs (records that loaded)."""
     rules: Counter = Counter()
     if folder.exists():
         for f in folder.rglob("*.jsonl"):
             for line in f.read_text().splitlines():
                 if line.strip():
                     rec = json.loads(line)
-                    if rec.get("repair") is None:
+                    if (rec.get("repair") is not None) == repairs:
                         rules[rec.get("rule", "?")] += 1
     return rules
 
@@ -49,6 +50,9 @@ def print_summary(root: Path, clio, sf, timings: dict[str, float]) -> None:
     load_rejects = _count_lines(root / "rejects" / "load")
     print(f"rejects (quarantined, with reasons): transform {sum(transform_rejects.values())} "
           f"{dict(transform_rejects)}, load {sum(load_rejects.values())} {dict(load_rejects)}")
+    repairs = _count_lines(root / "rejects" / "transform", repairs=True)
+    if repairs:  # owner_fallback: a record the fallback owner holds because its Clio user is not matched
+        print(f"repairs (loaded, noted in the reject report): {dict(sorted(repairs.items()))}")
     diff = root / "sample" / "diff_summary.json"
     if diff.exists():
         d = json.loads(diff.read_text())
