@@ -11,7 +11,8 @@ Mounted by ``plugins/clio2sf_reports_plugin.py`` at ``/clio2sf`` on the API serv
 
 Every route needs an Airflow session (the UI's cookie or a Bearer token) of a user who may read
 DAGs; a browser without one is sent to Airflow's login page. Only report file types are served
-(html, md, csv, json, yaml, txt), never raw or transformed record batches, ledgers or blobs.
+(html, md, csv, json, yaml, txt), never raw or transformed record batches, ledgers, blobs or the
+webhook folder (its secrets).
 Files are read through ``ObjectStoragePath``, so ``file://`` and ``s3://`` roots both work.
 """
 
@@ -36,7 +37,8 @@ SERVED = {".html": "text/html; charset=utf-8", ".md": "text/markdown; charset=ut
           ".csv": "text/csv; charset=utf-8", ".json": "application/json", ".yaml": "text/plain; charset=utf-8",
           ".txt": "text/plain; charset=utf-8"}
 #: Folders that hold client records or secrets-adjacent state, never served.
-HIDDEN = {"raw", "transformed", "ledger", "blobs", "raw_ok", "since", "ids", "_manifest"}
+HIDDEN = {"raw", "transformed", "ledger", "blobs", "raw_ok", "raw_new", "since", "ids", "_manifest", "loaded",
+          "webhooks", "secrets", "events", "seen", "journal"}
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
 MAX_LISTED = 400
 MAX_BYTES = 50 * 1024 * 1024

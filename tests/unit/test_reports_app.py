@@ -27,6 +27,8 @@ def staged(tmp_path, monkeypatch):
     (root / "discover" / "reference" / "workflows.json").write_text("{}")
     (root / "raw" / "contacts").mkdir(parents=True)
     (root / "raw" / "contacts" / "batch-00001.json").write_text('{"secret": "client data"}')
+    (root / "webhooks" / "secrets").mkdir(parents=True)
+    (root / "webhooks" / "secrets" / "contact.json").write_text('{"secret": "hmac key"}')
     rdir = root / "reports" / "manual__2026-12-01T10:00:00+00:00"
     rdir.mkdir(parents=True)
     (rdir / "reconciliation.json").write_text(json.dumps({
@@ -58,6 +60,8 @@ def test_lists_and_serves_reports_but_never_records(staged):
     assert page.status_code == 200 and page.text == "<html>spec</html>"
     assert page.headers["content-type"].startswith("text/html")
     assert staged.get("/harlow_vance/m1/files/raw/contacts/batch-00001.json").status_code == 404
+    assert staged.get("/harlow_vance/m1/files/webhooks/secrets/contact.json").status_code == 404
+    assert "webhooks" not in listing
     assert staged.get("/harlow_vance/m1/files/../../etc/passwd").status_code == 404
     assert staged.get("/harlow_vance/m1/files/discover/%2e%2e/raw/contacts/batch-00001.json").status_code == 404
     assert staged.get("/harlow_vance/nope/").status_code == 404
