@@ -178,8 +178,10 @@ def lookup_field(column: str) -> str:
 
 class _Builder:
     def __init__(self, raw: Callable[[str], Iterable[Mapping[str, Any]]], objects: set[str], spec: MappingSpec,
-                 users: UserReport, now: datetime) -> None:
+                 users: UserReport, now: datetime,
+                 context: Callable[[str], Iterable[Mapping[str, Any]]] | None = None) -> None:
         self.raw, self.objects, self.spec, self.users, self.now = raw, objects, spec, users, now
+        self.context = context
         self.out = Expectations()
         self.contacts: dict[str, Mapping[str, Any]] = {}
         self.matters: dict[str, Mapping[str, Any]] = {}
@@ -325,12 +327,13 @@ class _Builder:
 
     # -- per Clio object ---------------------------------------------------------------------
     def run(self) -> Expectations:
-        for env in self.envs("contacts"):
-            self.contacts[str(env["data"].get("id"))] = env["data"]
-        for env in self.envs("matters"):
-            self.matters[str(env["data"].get("id"))] = env["data"]
-        for env in self.envs("users"):
-            self.clio_users[str(env["data"].get("id"))] = env["data"]
+        for name, index in (("contacts", self.contacts), ("matters", self.matters), ("users", self.clio_users)):
+            # parents come from the whole extraction (``context``), overlaid by the records verified
+            for env in (self.context(name) if self.context is not None else ()):
+                if isinstance(env.get("data"), Mapping):
+                    index[str(env["data"].get("id"))] = env["data"]
+            for env in self.envs(name):
+                index[str(env["data"].get("id"))] = env["data"]
         for obj in ROUTED:
             if obj not in self.objects:
                 continue
@@ -552,31 +555,34 @@ class _Builder:
             rec.fields["EndDateTime"] = FieldExpectation(end.isoformat(), "end_at", "datetime")
 
     def occurrences(self, local_start: datetime, rule: str, d: Mapping[str, Any]) -> list[datetime]:
-        """DTSTART and the rule's instances (RFC 5545: DTSTART is the first), edited ones left out."""
+        """DTSTART and the rule's instances (RFC 5545: DTSTART is the first), edited ones left out.
+
+        Expanded in the entry's zone (wall-clock times across daylight saving changes); an UNTIL in
+        UTC (``...Z``) needs an aware DTSTART, a floating UNTIL a floating one: both are accepted.
+        """
         opts = self.spec.options
         lines = [ln.strip() for ln in str(rule).replace("\\n", "\n").splitlines() if ln.strip()]
-        lines = [ln if ":" in ln else f"RRULE:{ln}" for ln in lines]
-        rset = rrulestr("\n".join(lines), dtstart=local_start.replace(tzinfo=None), forceset=True)
-        horizon = (self.now + timedelta(days=opts.get("recurrence_horizon_days", 730))).astimezone(
-            local_start.tzinfo).replace(tzinfo=None)
+        text = "\n".join(ln if ":" in ln else f"RRULE:{ln}" for ln in lines)
+        tz = local_start.tzinfo
+        try:
+            rset, aware = rrulestr(text, dtstart=local_start, forceset=True), True
+        except ValueError:
+            rset, aware = rrulestr(text, dtstart=local_start.replace(tzinfo=None), forceset=True), False
+        horizon = (self.now + timedelta(days=opts.get("recurrence_horizon_days", 730))).astimezone(tz)
         count = re.search(r"COUNT=(\d+)", str(rule))
         limit = opts.get("recurrence_max_occurrences", 1000)
-        naive = [local_start.replace(tzinfo=None)]
+        first = local_start.replace(microsecond=0)  # the rule's instants are whole seconds
+        out = [local_start]
         for inst in rset:
-            if inst > horizon or len(naive) >= limit:
+            inst = inst if aware else inst.replace(tzinfo=tz)
+            if inst > horizon or len(out) >= limit:
                 break
-            if inst != naive[0].replace(microsecond=0):  # the rule's instants are whole seconds
-                naive.append(inst)
+            if inst != first:
+                out.append(inst)
         if count:
-            naive = naive[: int(count.group(1))]
-        edited = {c for c in self.edited.get(str(d.get("id")), ())}
-        out = []
-        for n in naive:
-            aware = n.replace(tzinfo=local_start.tzinfo)
-            if aware.date() in edited:
-                continue
-            out.append(aware)
-        return out
+            out = out[: int(count.group(1))]
+        edited = self.edited.get(str(d.get("id")), set())
+        return [o for o in out if o.date() not in edited]
 
     @property
     def edited(self) -> dict[str, set[Any]]:
@@ -631,6 +637,11 @@ def _zone(name: str | None, start: datetime) -> Any:
 
 
 def build(raw: Callable[[str], Iterable[Mapping[str, Any]]], objects: Iterable[str], spec: MappingSpec,
-          users: UserReport, now: datetime | None = None) -> Expectations:
-    """Expectations for every record of ``objects`` (Clio object names staged under raw)."""
-    return _Builder(raw, set(objects), spec, users, now or datetime.now(UTC)).run()
+          users: UserReport, now: datetime | None = None,
+          context: Callable[[str], Iterable[Mapping[str, Any]]] | None = None) -> Expectations:
+    """Expectations for every record of ``objects`` (Clio object names staged under raw).
+
+    ``context``: the whole extraction, read for parents (contacts, matters, users) when ``raw`` is a
+    part of it (a delta window).
+    """
+    return _Builder(raw, set(objects), spec, users, now or datetime.now(UTC), context).run()

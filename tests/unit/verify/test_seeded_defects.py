@@ -248,3 +248,24 @@ def test_older_versions_are_expected_when_the_extraction_returns_only_the_latest
     data["not_migrated"] = {"documents": {"older_versions": "the firm keeps the history in Clio's archive export"}}
     approved = g.verify(raw, org, spec_from_dict(data), types=types)
     assert approved.totals()["mismatches"] == 0 and approved.totals()["explained"] == 2
+
+
+def test_a_company_s_other_emails_and_the_task_private_flag_dropped_are_caught():
+    """Derivations the spec cannot express: a company's non-primary emails/phones in
+    Clio_Other_Contact_Details__c, Clio's private permission as Clio_Private__c."""
+    raw = g.raw()
+    raw["contacts"][0]["data"]["email_addresses"] = [
+        {"address": "INFO@acme.example", "primary": True}, {"name": "Billing", "address": "ap@acme.example"}]
+    raw["contacts"][0]["data"]["phone_numbers"] = [{"name": "Fax", "number": "555-0199"}]
+    types = {k: dict(v) for k, v in g.TYPES.items()}
+    types["Account"]["Clio_Other_Contact_Details__c"] = "textarea"
+    types["Task"]["Clio_Private__c"] = "boolean"
+    org = g.org()
+    org["Account"][0]["Clio_Other_Contact_Details__c"] = "Billing email: ap@acme.example\nFax phone: 555-0199"
+    org["Task"][0]["Clio_Private__c"] = True
+    assert g.verify(raw, org, types=types).totals()["mismatches"] == 0
+    org["Account"][0]["Clio_Other_Contact_Details__c"] = "Fax phone: 555-0199"
+    org["Task"][0]["Clio_Private__c"] = False
+    result = g.verify(raw, org, types=types)
+    _fails_on(result, "Account", "Clio_Other_Contact_Details__c")
+    _fails_on(result, "Task", "Clio_Private__c")

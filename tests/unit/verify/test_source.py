@@ -1,0 +1,42 @@
+"""Expectations derived from raw Clio records and the spec (no transform involved)."""
+
+from __future__ import annotations
+
+from clio2sf.verify import source
+from tests.unit.verify import good_data as g
+
+
+def _build(raw, context=None):
+    return source.build(lambda n: raw.get(n, []), raw, g.spec(), g.USERS, now=g.NOW, context=context)
+
+
+def test_a_delta_window_reads_parents_from_the_whole_extraction():
+    full = g.raw()
+    window = {"matters": full["matters"]}  # the matter changed; its client (a person of Acme) did not
+    alone = _build(window).records[("Case", "matter-10")]
+    assert alone.links["ContactId"][0] == "contact-2" and "AccountId" not in alone.links
+    with_context = _build(window, context=lambda n: full.get(n, [])).records[("Case", "matter-10")]
+    assert with_context.links["AccountId"][0] == "contact-1"
+    assert ("Contact", "contact-2") not in _build(window, context=lambda n: full.get(n, [])).records
+
+
+def test_recurrence_follows_rfc5545_and_local_time():
+    exp = _build(g.raw())
+    starts = [s.isoformat() for s in exp.series["calendar_entry-101"]["starts"]]
+    assert starts == ["2024-03-06T09:00:00-05:00", "2024-03-11T09:00:00-04:00", "2024-03-18T09:00:00-04:00"]
+
+
+def test_the_owner_of_a_calendar_entry_is_the_user_of_its_calendar():
+    owner = _build(g.raw()).records[("Event", "calendar_entry-100")].owner
+    assert owner.clio_user == "1001" and owner.path == "calendar_owner"
+
+
+def test_a_rule_with_until_in_utc_expands():
+    """UNTIL=...Z (UTC, as RFC 5545 requires with a zoned DTSTART) does not make the entry unexpandable."""
+    raw = g.raw()
+    raw["calendar_entries"][1]["data"].update(start_at="2024-03-06T09:00:00-05:00", end_at="2024-03-06T10:00:00-05:00",
+                                              recurrence_rule="FREQ=WEEKLY;BYDAY=MO;UNTIL=20240319T000000Z")
+    exp = _build(raw)
+    assert [s.date().isoformat() for s in exp.series["calendar_entry-101"]["starts"]] == [
+        "2024-03-06", "2024-03-11", "2024-03-18"]
+    assert exp.records.get(("Event", "calendar_entry-101")) is None  # a series, not a rejected entry
