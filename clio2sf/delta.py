@@ -96,6 +96,36 @@ def next_watermark(current: str | datetime | None, updated_ats: Iterable[str | d
     return None if best is None else _iso(best)
 
 
+def extraction_high_water(raw_obj_dir: Any, overlap: timedelta = DEFAULT_OVERLAP) -> str | None:
+    """Where the first delta window of an object starts: when its full extraction began (the earliest
+    ``started`` in ``_batches.jsonl``, taken before the first page) minus the overlap.
+
+    Every record changed after its page was read was changed after that instant, so the first window
+    catches it however long the extraction ran.  None when the extraction left no batch log."""
+    path = raw_obj_dir / staging.BATCH_LOG
+    if not path.exists():
+        return None
+    starts = [parse_ts(e["started"]) for e in staging.read_jsonl(path) if e.get("started")]
+    return _iso(min(starts) - overlap) if starts else None
+
+
+def held_watermark(current: str | datetime | None, updated_ats: Iterable[str | datetime],
+                   held_ats: Iterable[str | datetime]) -> str | None:
+    """:func:`next_watermark`, but never past a record the window failed to load (``held_ats``: their
+    ``updated_at``): the mark stops at the earliest of them, so the next window reads it again.
+    Never earlier than ``current``."""
+    mark = next_watermark(current, updated_ats)
+    held = [parse_ts(v) for v in held_ats if v is not None]
+    if not held:
+        return mark
+    first = min(held)
+    if current is not None and first <= parse_ts(current):
+        return _iso(parse_ts(current))
+    if mark is None or first < parse_ts(mark):
+        return _iso(first)
+    return mark
+
+
 def commit_watermark(root: Any, obj: str, updated_since: str | datetime, run_id: str) -> dict[str, Any]:
     """Record ``obj``'s new watermark after a committed load (refuses to move backwards).
 

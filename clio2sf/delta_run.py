@@ -82,6 +82,27 @@ def _write_batches(out_dir: Any, obj: str, envelopes: Sequence[dict[str, Any]]) 
     return {"records": len(envelopes), "batches": len(entries), "dir": str(odir)}
 
 
+def known_records(mroot: Any, obj: str, delta_root: Any = None) -> Iterable[dict[str, Any]]:
+    """What we know of ``obj`` now: the full extraction, then every earlier delta window's changes (a
+    record created during the cutover is known, and can be found deleted, from its window on)."""
+    yield from iter_raw(mroot / "raw", obj)
+    wdir = mroot / "delta"
+    if not wdir.exists():
+        return
+    for w in sorted((p for p in wdir.iterdir() if p.is_dir()), key=lambda p: p.name):
+        if delta_root is not None and w.name == delta_root.name:
+            continue
+        if (w / "raw" / obj).exists():
+            yield from iter_raw(w / "raw", obj)
+
+
+def already_deleted(last_writes: Any) -> set[str]:
+    """Source ids whose last write of ours was a deletion (nothing left to delete)."""
+    if not len(last_writes):
+        return set()
+    return set(last_writes[last_writes["operation"] == "delete"]["source_system_id"].astype(str))
+
+
 def plan_window(client: Any, mroot: Any, spec: MappingSpec, *, delta_root: Any,
                 current_ids: Mapping[str, Iterable[Any]], changed_raw_dir: Any = None,
                 integration_user_ids: Iterable[str] | None = None, integration_username: str | None = None,
@@ -97,18 +118,20 @@ def plan_window(client: Any, mroot: Any, spec: MappingSpec, *, delta_root: Any,
         envs = delta.dedupe_changes(iter_raw(changed_root, obj))
         if envs:
             changed[obj] = [dict(e) for e in envs]
+    lw = last_write_by_record(read_ledger(mroot))
+    done = already_deleted(lw)
     deleted: dict[str, list[str]] = {}
     for obj, ids in current_ids.items():
         now = {str(i) for i in ids} | {str(e.get("clio_id")) for e in changed.get(obj, ())}
-        gone = sorted({e["source_system_id"] for e in iter_raw(mroot / "raw", obj)
+        gone = sorted({e["source_system_id"] for e in known_records(mroot, obj, delta_root)
                        if str(e.get("clio_id")) not in now and e.get("source_system_id")})
+        gone = [s for s in gone if s not in done]
         if gone:
             deleted[obj] = gone
     affected = {e["source_system_id"] for envs in changed.values() for e in envs}
     affected |= {s for ssids in deleted.values() for s in ssids}
 
     # our writes of the affected records: the record's own rows, not link rows (they follow their parent)
-    lw = last_write_by_record(read_ledger(mroot))
     rows_of: dict[str, set[tuple[str, str]]] = defaultdict(set)
     last_writes: dict[tuple[str, str], delta.LastWrite] = {}
     by_sf_id: dict[tuple[str, str], str] = {}

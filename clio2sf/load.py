@@ -1346,16 +1346,22 @@ def load_content_versions(
     A document's versions are loaded in order: the first creates the ContentDocument, each later row
     names it by ``ContentVersion.Clio_Id__c`` (the first version's external id) and becomes its next
     version, uploaded in a later wave when both sit in this batch.
+
+    ``update_existing`` (keyword; a delta): a version already there whose title differs (the
+    document was renamed in Clio) gets the new title, if it is the document's latest version.
     """
     waves = _version_waves(envelopes)
     if len(waves) <= 1:
         return _load_content_versions(client, envelopes, root, **kwargs)
     outcomes: list[RowOutcome] = []
+    before: dict[str, dict[str, Any]] = {}
     for wave in waves:
-        for o in _load_content_versions(client, [envelopes[i] for i in wave], root, **kwargs).outcomes:
+        part = _load_content_versions(client, [envelopes[i] for i in wave], root, **kwargs)
+        before.update(part.before)
+        for o in part.outcomes:
             o.index = wave[o.index]
             outcomes.append(o)
-    return LoadResult(sorted(outcomes, key=lambda o: o.index))
+    return LoadResult(sorted(outcomes, key=lambda o: o.index), before)
 
 
 def _load_content_versions(
@@ -1367,6 +1373,7 @@ def _load_content_versions(
     max_row_retries: int = 3,
     retry_wait: float = 2.0,
     journal: WriteJournal | None = None,
+    update_existing: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> LoadResult:
     if not envelopes:
@@ -1377,6 +1384,7 @@ def _load_content_versions(
         raise ValueError(f"{envelopes[0].source_system_id}: not a ContentVersion row with an external id")
     envelopes, failed = prepare_rows(client, envelopes)
     jr = journal if journal is not None else NoJournal()
+    before: dict[str, dict[str, Any]] = {}
     inline: dict[int, bytes] = {}
     for i, env in enumerate(envelopes):
         if "VersionData" in env.row:  # small inline image: base64 bytes carried in the row
@@ -1426,16 +1434,23 @@ def _load_content_versions(
         existing: dict[str, dict] = {}
         ids = sorted({str(envelopes[i].row[ext]) for i, _ in ready})
         for part in chunked(ids, SOQL_IN_CHUNK):
-            soql = f"SELECT Id, ContentDocumentId, Checksum, {ext} FROM ContentVersion WHERE {soql_in(ext, part)}"
+            soql = (f"SELECT Id, ContentDocumentId, Checksum, Title, IsLatest, {ext} FROM ContentVersion "
+                    f"WHERE {soql_in(ext, part)}")
             for rec in client.query_all_iter(soql):
                 existing[str(rec[ext]).casefold()] = rec
         resolved = resolve_external_ids(client, "ContentVersion", envelopes, [i for i, _ in ready])
         uploaded: list[tuple[int, BlobDigest, str]] = []
+        renames: list[tuple[int, dict, tuple[str, str]]] = []
         for i, d in ready:
             env = envelopes[i]
             have = existing.get(str(env.row[ext]).casefold())
             if have:
                 ids = (have["Id"], have.get("ContentDocumentId") or "")
+                title = env.row.get("Title")
+                if ((have.get("Checksum") or "").lower() == d.md5 and update_existing and title is not None
+                        and title != have.get("Title") and have.get("IsLatest") is not False):
+                    renames.append((i, have, ids))
+                    continue
                 if (have.get("Checksum") or "").lower() == d.md5:
                     ours = env.source_system_id in jr.intended
                     out.append(
@@ -1492,6 +1507,17 @@ def _load_content_versions(
                         operation="insert",
                     )
                 )
+        for part in chunked(renames, COMPOSITE_CHUNK):
+            results = client.composite_update([{"attributes": {"type": "ContentVersion"}, "id": have["Id"],
+                                                "Title": envelopes[i].row["Title"]} for i, have, _ in part])
+            for (i, have, ids), res in zip(part, results, strict=True):
+                sid = envelopes[i].source_system_id
+                if res.get("success"):
+                    before[sid] = {"Id": have["Id"], "Title": have.get("Title")}
+                    out.append(RowOutcome(i, sid, True, have["Id"], False, operation="update", file_ids=ids))
+                else:
+                    out.append(RowOutcome(i, sid, False, have["Id"], False, parse_rest_errors(
+                        res.get("errors") or [{"statusCode": "UNKNOWN_ERROR"}]), operation="update", file_ids=ids))
         check: dict[str, dict] = {}
         for part in chunked([cv for _, _, cv in uploaded], SOQL_IN_CHUNK):
             soql = f"SELECT Id, ContentDocumentId, Checksum FROM ContentVersion WHERE {soql_in('Id', part)}"
@@ -1519,7 +1545,9 @@ def _load_content_versions(
                 )
         return out
 
-    return LoadResult(_with_row_retries(run, len(envelopes), max_row_retries, retry_wait, sleep, failed=failed))
+    result = LoadResult(_with_row_retries(run, len(envelopes), max_row_retries, retry_wait, sleep, failed=failed))
+    result.before.update(before)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------

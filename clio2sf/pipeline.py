@@ -15,6 +15,7 @@ window, so a sample's or a delta's rejects never overwrite the full load's::
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,9 +27,12 @@ from clio2sf.access import AccessError, apply_permission_set
 from clio2sf.extract import read_records
 from clio2sf.ledger import BatchJournal, LedgerWriter, last_write_by_record, norm_id, read_ledger, written_ids
 from clio2sf.load import (
+    COMPOSITE_CHUNK,
+    SOQL_IN_CHUNK,
     SPECIAL_LOADERS,
     Envelope,
     LoadResult,
+    chunked,
     deferred_columns,
     existing_external_ids,
     ledger_kwargs,
@@ -36,6 +40,7 @@ from clio2sf.load import (
     load_content_versions,
     load_rows,
     reject_line,
+    soql_in,
     split_deferred,
     write_rejects,
 )
@@ -44,6 +49,8 @@ from clio2sf.mapping.schema_plan import SchemaPlan
 from clio2sf.mapping.spec import MappingSpec
 from clio2sf.mapping.transform import is_reject, transform_object
 from clio2sf.mapping.users import UserMap
+
+log = logging.getLogger(__name__)
 
 #: Staged objects each transform reads through its lookup (see clio2sf.mapping.transform).
 LOOKUP_NEEDS: dict[str, tuple[str, ...]] = {
@@ -293,6 +300,89 @@ def ledger_sf_ids(mroot: Any, sobject: str) -> dict[str, str]:
     return dict(zip(df["source_system_id"].astype(str), df["sf_id"].astype(str), strict=True))
 
 
+def owned_fields(spec: MappingSpec, sobject: str, clio_object: str) -> list[str]:
+    """Plain Salesforce fields the mapping writes on ``sobject`` rows made from ``clio_object``.
+
+    Only when exactly one spec entry maps that pair (variants such as ``Task@time_entries`` would
+    otherwise claim each other's fields); owners and lookups are left out."""
+    entries = []
+    for key, ospec in spec.objects.items():
+        src = ospec.get("source")
+        if key.split("@", 1)[0] == sobject and clio_object in (src if isinstance(src, list) else [src]):
+            entries.append(ospec)
+    if len(entries) != 1:
+        return []
+    out = []
+    for name, fspec in (entries[0].get("fields") or {}).items():
+        if "." in name or name in ("Id", "OwnerId") or (isinstance(fspec, Mapping) and "owner" in fspec):
+            continue
+        out.append(name)
+    return out
+
+
+def with_cleared_fields(client: Any, envs: list[Envelope], fields: Iterable[str]) -> tuple[list[Envelope], int]:
+    """Rows of records already in Salesforce get ``None`` (Bulk ``#N/A``, REST null) for each owned field
+    they lack: the value was cleared in Clio.  Only fields the org lets be nulled (updateable,
+    nillable); new records keep the org's defaults.  Returns (rows, fields nulled)."""
+    if not envs or not envs[0].external_id_field:
+        return envs, 0
+    meta = {f["name"]: f for f in client.describe(envs[0].sobject).get("fields") or ()}
+    ext = envs[0].external_id_field
+    clear = [f for f in dict.fromkeys(fields) if f != ext and meta.get(f, {}).get("updateable")
+             and meta[f].get("nillable") and not meta[f].get("calculated")]
+    if not clear:
+        return envs, 0
+    have = existing_external_ids(client, envs)
+    out, n = [], 0
+    for e in envs:
+        missing = [f for f in clear if f not in e.row] if str(e.external_id).casefold() in have else []
+        if missing:
+            n += len(missing)
+            e = Envelope(e.sobject, e.source_system_id, {**e.row, **dict.fromkeys(missing)}, e.external_id_field,
+                         e.natural_key, e.blob)
+        out.append(e)
+    return out, n
+
+
+def stale_links(previous: Any, envs: Sequence[Envelope], result: LoadResult) -> list[tuple[str, str]]:
+    """(source id, Salesforce id) of link records a delta replaced: earlier ledger rows of the same Clio
+    records (``matter-7`` for ``relationship-3@Witness``, ``note-1#matter-2``) that this batch did not
+    write again (a role or a linked record changed).  Records with a failed row keep their old links."""
+    from clio2sf.verify import base_id
+
+    bases = {base_id(e.source_system_id) for e in envs}
+    failed = {base_id(o.source_system_id) for o in result.outcomes if not o.success}
+    kept = {norm_id(o.sf_id) for o in result.outcomes if o.success and o.sf_id}
+    out = []
+    for r in previous.itertuples(index=False):
+        b = base_id(str(r.source_system_id))
+        if r.operation != "delete" and b in bases and b not in failed and norm_id(r.sf_id) not in kept:
+            out.append((str(r.source_system_id), str(r.sf_id)))
+    return out
+
+
+def delete_stale_links(client: Any, sobject: str, stale: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Delete replaced link records; ledger keyword arguments for each (before-image kept for rollback)."""
+    meta = {f["name"]: f for f in client.describe(sobject).get("fields") or ()}
+    fields = [n for n, f in meta.items() if f.get("createable") and not f.get("calculated") and n != "Id"
+              and str(f.get("type")) not in ("address", "location", "base64")]
+    before: dict[str, dict[str, Any]] = {}
+    for part in chunked(sorted({sf for _, sf in stale}), SOQL_IN_CHUNK):
+        for rec in client.query_all_iter(f"SELECT Id, {', '.join(fields)} FROM {sobject} WHERE {soql_in('Id', part)}"):
+            before[norm_id(rec["Id"])] = {f: rec.get(f) for f in fields}
+    lines = []
+    present = [(sid, sf) for sid, sf in stale if norm_id(sf) in before]
+    for part in chunked(present, COMPOSITE_CHUNK):
+        results = client.composite_delete([sf for _, sf in part])
+        for (sid, sf), res in zip(part, results, strict=True):
+            ok = bool(res.get("success"))
+            errs = res.get("errors") or [{}]
+            lines.append({"source_system_id": sid, "sf_id": sf, "operation": "delete", "created": False,
+                          "before": before[norm_id(sf)] if ok else None, "status": "ok" if ok else "failed",
+                          "error": None if ok else f"{errs[0].get('statusCode')}: {str(errs[0].get('message') or '')[:300]}"})
+    return lines
+
+
 def adopt_created(result: LoadResult, journal: BatchJournal, others: Callable[[], set[str]]) -> int:
     """Mark as created what an attempt of this batch created without hearing of it.
 
@@ -330,6 +420,8 @@ def load_batch(
     load_order: Sequence[str] | None = None,
     deferred: bool = False,
     note_ids: Mapping[str, str] | None = None,
+    window_root: Any = None,
+    clear_fields: Iterable[str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Load one transformed batch file, write its ledger and load rejects; return counts and paths.
@@ -340,7 +432,12 @@ def load_batch(
     never creates).  ContentVersion rows upload the staged bytes under ``mroot``; ContentNote rows
     are idempotent by the ledger (read here); ContentDocumentLink rows of notes resolve through the
     ledger's ContentNote ids (``note_ids`` overrides the ledger read).
+
+    ``window_root`` (a delta window's folder) is where the batch's blob paths are relative to; the
+    ledger stays under ``mroot``.  ``clear_fields``: mapped plain
+    fields a row lacks are sent as null (the value was cleared in Clio), where the org lets them be.
     """
+    wroot = mroot if window_root is None else window_root
     sobject = transformed_path.parent.name
     batch = _batch_of(transformed_path)
     envs = [Envelope.from_dict(e) for e in staging.read_jsonl_gz(transformed_path)]
@@ -357,10 +454,17 @@ def load_batch(
         envs = []
     result: LoadResult
     journal = BatchJournal(mroot, migration_id, run_id, phase, sobject, batch)
+    links = bool(envs) and "delta" in phase and not deferred and envs[0].external_id_field is None \
+        and sobject not in SPECIAL_LOADERS
+    previous = None
+    if links:  # the links these records had before this window (to replace the ones that changed)
+        lw = last_write_by_record(read_ledger(mroot))
+        previous = lw[lw["object"] == sobject]
     if not envs:
         result = LoadResult([])
     elif sobject == "ContentVersion":
-        result = load_content_versions(client, envs, mroot, journal=journal, sleep=sleep)
+        result = load_content_versions(client, envs, wroot, journal=journal, update_existing="delta" in phase,
+                                       sleep=sleep)
     elif sobject == "ContentNote":
         result = load_content_notes(client, envs, ledger_sf_ids(mroot, "ContentNote"), journal=journal,
                                     update_existing="delta" in phase, sleep=sleep)
@@ -371,10 +475,17 @@ def load_batch(
         # already exist: a delta, or records an earlier run of this migration wrote.
         known = ledger_sf_ids(mroot, sobject) if "delta" not in phase else {}
         capture = "delta" in phase or any(e.source_system_id in known for e in envs)
+        if clear_fields and not deferred:
+            envs, nulled = with_cleared_fields(client, envs, clear_fields)
+            if nulled:
+                log.info("%s %s: %d cleared field value(s) sent as null", sobject, batch, nulled)
         result = load_rows(client, envs, mode=mode, note_ids=note_ids, sleep=sleep,  # type: ignore[arg-type]
                            capture_before=capture, journal=journal)
     adopt_created(result, journal, lambda: written_ids(read_ledger(mroot), sobject, exclude=(run_id, phase, batch)))
+    replaced = delete_stale_links(client, sobject, stale_links(previous, envs, result)) if previous is not None else []
     with LedgerWriter(mroot, migration_id, run_id, phase, sobject, batch) as ledger:
+        for line in replaced:  # first: a row written again under the same source id stays its last write
+            ledger.record(**line)
         for o in result.outcomes:
             ledger.record(**ledger_kwargs(o, result.before.get(o.source_system_id)))
     journal.clear()  # the batch's ledger file now says all its journal did
@@ -393,6 +504,7 @@ def load_batch(
         "skipped": result.skipped,
         "failed": result.failed,
         "rejects_by_rule": dict(Counter(r["rule"] for r in failures)),
+        "replaced": sum(1 for line in replaced if line["status"] == "ok"),
         "rejects_path": str(rejects_path) if rejects_path is not None else None,
         "ledger_path": str(ledger.path),
     }

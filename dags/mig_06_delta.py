@@ -7,20 +7,24 @@ windows run in **`mig_06_delta__<firm>__<migration>`**, one DAG per migration de
 runs always carry that migration's firm and id. Unpause it for the cutover (e.g. 48 hours) and
 pause it at go-live. Each run:
 
-1. `extract_changes`: what changed in Clio since the object's watermark: with Clio webhooks
+1. `extract_changes`: what changed in Clio since the object's watermark (the first window from
+   when the full extraction began): with Clio webhooks
    registered (`mig_08_webhooks`), the ids of the deliveries the receiver stored, read back in
    `ids[]` batches, deletions from `deleted` events, and an `updated_since` id listing as the net
    for lost deliveries; without them, the `updated_since` listing. Full id sweeps (deletions by
-   difference) run for every object without webhooks, else only for objects without `deleted`
+   difference against the full extraction and earlier windows) run for every object without
+   webhooks, else only for objects without `deleted`
    events on the ops schedule (param `sweep`: auto = every `sweep_interval_hours`, now, all at
    the final cutover, none); `delta/<run>/detection.json` reports the requests of each;
 2. `plan_window`: **conflicts** (a record edited in Salesforce after our last write) are
    queued in `delta/<run>/conflicts.html` instead of being overwritten; deletions found by
    id-set comparison;
-3. `transform_changes` / `load_changes`: the accepted changes through the normal path;
+3. `transform_changes` / `load_changes`: the accepted changes through the normal path (cleared
+   fields sent as null, changed link rows replaced, edited notes and renamed files updated);
 4. `delete_removed`: deletes what Clio deleted (before-images in the ledger);
-5. `commit_watermarks`: the watermark advances only after a committed load; `commit_events`
-   then drops the webhook events the window consumed;
+5. `commit_watermarks`: the watermark advances only after a committed load, and not past a
+   record whose load failed (the next window reads it again); `commit_events` then drops the
+   webhook events the window consumed;
 6. `purge_staging`: deletes staged migrations (of any firm) whose newest file is older than the
    Variable `clio2sf_staging_retention_days` (skipped while it is unset).
 """

@@ -77,7 +77,24 @@ def test_apply_deletes_ledgers_a_before_image(window):
     assert line["operation"] == "delete" and line["before"]["LastName"] == "L3"
     again = plan_window(org, mroot, load_spec(None), delta_root=droot, current_ids={"contacts": [1, 2, 4]},
                         integration_user_ids=[INTEG])
-    assert again["deletes"] == 0 and again["skipped"] == 1
+    assert again["deletes"] == 0 and again["deleted"] == {}  # deleted by us already: nothing to find
+
+
+def test_a_record_created_in_an_earlier_window_and_deleted_since_is_deleted(window):
+    """Deletions are found against what we know now (full extraction + earlier windows), not the first snapshot."""
+    mroot, _droot, org = window
+    w1 = mroot / "delta" / "w1"
+    _raw(w1, "contacts", [_env(5, "2026-12-01T01:00:00Z")])
+    with LedgerWriter(mroot, "m1", "w1", "delta", "Contact", "batch-00001") as w:
+        w.record(source_system_id="contact-5", sf_id="0035", operation="upsert", created=True, at=T0)
+    org.records["Contact"].append({"Id": "0035", "Clio_Id__c": "contact-5", "LastName": "L5",
+                                   "SystemModstamp": "2026-11-28T09:00:00Z", "LastModifiedById": INTEG})
+    w2 = mroot / "delta" / "w2"
+    _raw(w2, "contacts", [])
+    plan = plan_window(org, mroot, load_spec(None), delta_root=w2, current_ids={"contacts": [1, 2, 3]},
+                       integration_user_ids=[INTEG])
+    assert plan["deleted"] == {"contacts": 1}
+    assert staging.read_jsonl(w2 / "deletes.jsonl") == [{"sobject": "Contact", "source_system_id": "contact-5", "sf_id": "0035"}]
 
 
 def test_plan_window_needs_the_integration_user(window):

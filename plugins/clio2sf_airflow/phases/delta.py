@@ -11,7 +11,9 @@ from airflow.sdk import ObjectStoragePath, get_current_context
 from clio2sf import delta, staging
 from clio2sf.delta_run import apply_deletes, plan_window
 from clio2sf.extract import read_records
+from clio2sf.ledger import read_ledger
 from clio2sf.pipeline import build_lookup, lookup_names, transform_batch
+from clio2sf.verify import base_id
 from clio2sf_airflow import migration
 from clio2sf_airflow.phases import load_common
 from clio2sf_airflow.phases.common import (
@@ -36,8 +38,11 @@ def delta_root(root: ObjectStoragePath) -> ObjectStoragePath:
 
 
 def _baseline(root: ObjectStoragePath, name: str) -> str | None:
-    """Where the first window starts: the latest ``updated_at`` the full extraction saw."""
-    return delta.next_watermark(None, (e["data"].get("updated_at") for e in read_records(root, name)))
+    """Where the first window starts: when the full extraction of the object began, minus the overlap,
+    so a record changed after its page was read is caught however long the extraction ran.  An
+    extraction without a batch log falls back to the latest ``updated_at`` it saw."""
+    return delta.extraction_high_water(staging.raw_dir(root, name)) or delta.next_watermark(
+        None, (e["data"].get("updated_at") for e in read_records(root, name)))
 
 
 def extract_changes() -> dict[str, Any]:
@@ -96,7 +101,8 @@ def load_changes() -> dict[str, Any]:
     paths = [q for s in load_common.LOAD_SEQUENCE for q in load_common.transformed_batches(droot, s)]
     for deferred in (False, True):
         for path in paths:
-            summary = load_common.load_one(path, phase="delta", deferred=deferred)
+            summary = load_common.load_one(path, phase="delta", deferred=deferred, window_root=droot,
+                                           clear_fields=True)
             for k in totals:
                 totals[k] += summary[k]
     return totals
@@ -113,17 +119,36 @@ def delete_removed() -> dict[str, Any]:
 
 
 def commit_watermarks() -> dict[str, str]:
-    """Advance each object's watermark to the latest change loaded; only after a committed load."""
+    """Advance each object's watermark to the latest change loaded; only after a committed load, and
+    never past a record of this window whose load failed (it is read again by the next window)."""
     root = mroot()
     droot = delta_root(root)
+    failed = failed_records(read_ledger(root, run_id=run_id()))
     committed = {}
+    held: dict[str, int] = {}
+    marks = delta.read_watermarks(root)
     for name in load_common.TRANSFORMED:
         if staging.read_manifest(droot, name) is None:
             continue
         since = (staging.read_json(droot / "since" / f"{name}.json") or {}).get("updated_since")
-        mark = delta.next_watermark(since, (e["data"].get("updated_at") for e in read_records(droot, name)))
-        if mark:
+        current = (marks.get(name) or {}).get("updated_since") or since
+        envs = list(read_records(droot, name))
+        stuck = [e["data"].get("updated_at") for e in envs if e.get("source_system_id") in failed]
+        mark = delta.held_watermark(current, (e["data"].get("updated_at") for e in envs), stuck)
+        if stuck:
+            held[name] = len(stuck)
+        if mark and mark != (marks.get(name) or {}).get("updated_since"):
             delta.commit_watermark(root, name, mark, run_id())
             committed[name] = mark
+    if held:
+        log.warning("watermark held back for records whose load failed (read again next window): %s", held)
     release_lease()
     return committed
+
+
+def failed_records(ledger: Any) -> set[str]:
+    """Clio records (``contact-9001``) with a failed load line in this window's ledger."""
+    if not len(ledger):
+        return set()
+    bad = ledger[(ledger["status"] == "failed") & ledger["phase"].astype(str).str.startswith("delta")]
+    return {base_id(str(s)) for s in bad["source_system_id"]}

@@ -14,7 +14,7 @@ from clio2sf.mapping import money
 from clio2sf.mapping.schema_plan import build_schema_plan
 from clio2sf.mapping.spec import BASE_LOAD_ORDER, MappingSpec
 from clio2sf.mapping.users import UserMap
-from clio2sf.pipeline import build_lookup, load_batch, lookup_names, transform_batch
+from clio2sf.pipeline import build_lookup, load_batch, lookup_names, owned_fields, transform_batch
 from clio2sf_airflow import migration
 from clio2sf_airflow.hooks.salesforce import (
     SalesforceApiLimitExceeded,
@@ -100,8 +100,12 @@ def transformed_batches(root: ObjectStoragePath, sobject: str, out: str = "") ->
     return sorted(str(p) for p in folder.iterdir() if p.name.endswith(".jsonl.gz"))
 
 
-def load_one(path: str, phase: str, deferred: bool = False) -> dict[str, Any]:
-    """Load one transformed batch into Salesforce, writing its ledger and rejects."""
+def load_one(path: str, phase: str, deferred: bool = False, window_root: ObjectStoragePath | None = None,
+             clear_fields: bool = False) -> dict[str, Any]:
+    """Load one transformed batch into Salesforce, writing its ledger and rejects.
+
+    ``window_root``: where a delta window staged the batch's files (blobs, its rejects).
+    ``clear_fields``: send null for mapped fields the record no longer has (a delta)."""
     p = params()
     root = mroot(p)
     spec = firm_spec(p["firm"])
@@ -113,6 +117,8 @@ def load_one(path: str, phase: str, deferred: bool = False) -> dict[str, Any]:
         summary = load_batch(
             migration.salesforce_hook(params()), tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,
             mode=p.get("load_mode", "auto"), load_order=spec.load_order, deferred=deferred,
+            window_root=window_root,
+            clear_fields=owned_fields(spec, tpath.parent.name, tpath.name.split("-batch-")[0]) if clear_fields else None,
         )
     except (SalesforceApiLimitExceeded, SalesforceStorageLimitExceeded) as exc:
         # Task retries minutes apart cannot help: stop now; a later re-run resumes by external id.
