@@ -76,7 +76,7 @@ def test_capacity_preflight_refuses_before_the_first_write(mig, monkeypatch):
     """mig_05's preflight_load against an org with 1 MB of data storage: refused, nothing written."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from clio2sf_airflow.phases import full_load
+    from clio2sf_airflow.phases import full_load, load_common
 
     mroot, sf = mig["mroot"], mig["sf"]
     staging.write_json(mroot / "raw" / "_extraction.json", {
@@ -86,6 +86,9 @@ def test_capacity_preflight_refuses_before_the_first_write(mig, monkeypatch):
     monkeypatch.setattr(full_load, "params", lambda: params)
     monkeypatch.setattr(full_load, "mroot", lambda p=None: mroot)
     monkeypatch.setattr(full_load, "run_id", lambda: "preflight-test")
+    monkeypatch.setattr(full_load, "hold_lease", lambda phase: {"phase": phase})  # needs a task context; tested elsewhere
+    monkeypatch.setattr(load_common, "params", lambda: params)
+    monkeypatch.setattr(load_common, "mroot", lambda p=None: mroot)
     monkeypatch.setattr(full_load, "require_mapping_confirmed", lambda spec, root: {})
     monkeypatch.setattr(full_load, "require_sample_approved", lambda spec, root: {})
     before = sf.counts()
@@ -114,16 +117,18 @@ def test_access_preflight_names_what_is_missing_and_writes_nothing(mig, monkeypa
     """Without the Clio_Migration permission set, sample, full load and delta stop before their first write."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from clio2sf_airflow.phases import delta, full_load, sample
+    from clio2sf_airflow.phases import changes, delta, full_load, load_common, sample
 
     hook, sf, mroot = mig["hook"], mig["sf"], mig["mroot"]
     staging.write_json(mroot / "raw" / "_extraction.json", {
         "complete": True, "objects": {k: {"records": v} for k, v in mig["counts"].items()}})
     staging.write_json(mroot / "users" / "user_map.json", {"users": {}, "fallback_owner": mig["users"].fallback})
-    for module in (full_load, sample, delta):
+    for module in (full_load, sample, delta, changes, load_common):
         monkeypatch.setattr(module, "params", lambda: {"firm": FIRM, "migration_id": "p1"})
         monkeypatch.setattr(module, "mroot", lambda p=None: mroot)
-        monkeypatch.setattr(module, "require_mapping_confirmed", lambda spec, root: {})
+        monkeypatch.setattr(module, "require_mapping_confirmed", lambda spec, root: {}, raising=False)
+    for module in (full_load, changes):  # the writer lease asks the running task's context (tested elsewhere)
+        monkeypatch.setattr(module, "hold_lease", lambda phase: {"phase": phase})
     monkeypatch.setattr(full_load, "require_sample_approved", lambda spec, root: {})
     monkeypatch.setattr(full_load, "run_id", lambda: "access-preflight-test")
     assignment = [r["Id"] for r in hook.query_all(
