@@ -259,8 +259,9 @@ class _Comparer:
             self.add(template, "Event", f"{sid}@{norm.display(st)}", "StartDateTime", "occurrences",
                      norm.display(st), None, f"{which} of the recurring entry is missing", "recurrence_rule",
                      explain=f"rejected: {rej}" if rej else None)
+        limit = norm.day(cutoff) if all_day else norm.instant(cutoff)  # past it, the horizon decides
         for st, k in got.items():
-            if st is None or (st not in want and (all_day or st <= norm.instant(cutoff))):
+            if st is None or (st not in want and st <= limit):
                 self.add(template, "Event", k, "StartDateTime", "occurrences", None, norm.display(st),
                          "an occurrence the rule (RFC 5545) does not give", "recurrence_rule")
         duration = series["duration"]

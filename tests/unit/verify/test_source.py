@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from clio2sf.verify import source
+from tests.unit.sf_fake import FakeSF
 from tests.unit.verify import good_data as g
 
 
@@ -40,3 +41,32 @@ def test_a_rule_with_until_in_utc_expands():
     assert [s.date().isoformat() for s in exp.series["calendar_entry-101"]["starts"]] == [
         "2024-03-06", "2024-03-11", "2024-03-18"]
     assert exp.records.get(("Event", "calendar_entry-101")) is None  # a series, not a rejected entry
+
+
+def test_an_open_all_day_series_is_compared_up_to_the_horizon_only():
+    """The load expanded an open series up to its own horizon (its 'now' + recurrence_horizon_days): an
+    all-day occurrence in the last days before that horizon is not an unexpected record."""
+    from datetime import timedelta
+
+    from clio2sf.verify import compare, readback
+
+    raw = g.raw()
+    raw["calendar_entries"] = [raw["calendar_entries"][1]]
+    raw["calendar_entries"][0]["data"].update(all_day=True, recurrence_rule="FREQ=DAILY",
+                                              start_at="2024-05-01T00:00:00-04:00", end_at="2024-05-02T00:00:00-04:00")
+    horizon = g.NOW + timedelta(days=730)
+    org = {**g.org(), "Event": [
+        {"Id": f"00U0000000000{i:02d}AAA", "Clio_Id__c": f"calendar_entry-101@{d}", "ActivityDate": d,
+         "IsAllDayEvent": True, "Subject": "Weekly", "WhatId": g.CASE, "OwnerId": g.ANN}
+        for i, d in enumerate([(horizon - timedelta(days=2)).date().isoformat()])]}
+    exp = _build(raw)
+    rb = readback.read(FakeSF(org, types=g.TYPES),
+                       compare.wanted_fields(exp))
+    result = compare.compare(exp, rb, g.USERS, compare.Rejects(), now=g.NOW)
+    assert not [f for f in result.unexplained() if f.check == "occurrences" and f.actual], result.unexplained()[:3]
+    # an occurrence well inside the window that the rule does not give is still caught
+    org["Event"][0].update(Clio_Id__c="calendar_entry-101@x", ActivityDate="2024-04-30")
+    rb = readback.read(FakeSF(org, types=g.TYPES),
+                       compare.wanted_fields(exp))
+    result = compare.compare(exp, rb, g.USERS, compare.Rejects(), now=g.NOW)
+    assert any(f.check == "occurrences" and f.actual == "2024-04-30" for f in result.unexplained())
