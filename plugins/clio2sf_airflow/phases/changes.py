@@ -18,7 +18,8 @@ from typing import Any
 from clio2sf import catalog, changes, staging
 from clio2sf import delta as delta_logic
 from clio2sf import webhook_events as ev
-from clio2sf.extract import attach_blob, envelope, extract_object, read_records
+from clio2sf.delta_run import known_records
+from clio2sf.extract import attach_blob, envelope, extract_object
 from clio2sf_airflow import migration
 from clio2sf_airflow.hooks.clio import ClioHook
 from clio2sf_airflow.phases import load_common
@@ -102,8 +103,9 @@ def extract_changes() -> dict[str, Any]:
             staging.write_json(droot / "ids" / f"{plan.name}.json", ids)
             last_sweeps[plan.name] = now
         elif gone:
-            staged = [e["clio_id"] for e in read_records(root, plan.name)]
-            staging.write_json(droot / "ids" / f"{plan.name}.json", changes.remaining_ids(staged, gone))
+            # every id the plan knows (full extraction and earlier windows) minus what Clio no longer lists
+            known = [e["clio_id"] for e in known_records(root, plan.name, droot)]
+            staging.write_json(droot / "ids" / f"{plan.name}.json", changes.remaining_ids(known, gone))
         entry["sweep_requests"] = hook.requests_made - r1
         totals["change_requests"] += entry["change_requests"]
         totals["sweep_requests"] += entry["sweep_requests"]
