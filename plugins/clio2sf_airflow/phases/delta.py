@@ -8,12 +8,12 @@ from typing import Any
 
 from airflow.sdk import ObjectStoragePath, get_current_context
 
-from clio2sf import delta, staging
+from clio2sf import delta, loaded_versions, staging
 from clio2sf.delta_run import apply_deletes, plan_window
 from clio2sf.extract import read_records
 from clio2sf.ledger import read_ledger
 from clio2sf.pipeline import build_lookup, lookup_names, transform_batch
-from clio2sf.verify import base_id
+from clio2sf.verify import base_id, iter_raw, raw_objects
 from clio2sf_airflow import migration
 from clio2sf_airflow.phases import load_common
 from clio2sf_airflow.phases.common import (
@@ -64,10 +64,38 @@ def plan() -> dict[str, Any]:
             current[name] = staging.read_json(path)
     spec = firm_spec(p["firm"])
     user = spec.options.get("integration_user") or spec.options.get("fallback_owner")
+    changed_dir, already = _skip_already_loaded(root, droot)
     result = plan_window(migration.salesforce_hook(params()), root, spec, delta_root=droot, current_ids=current,
-                         integration_username=user)
+                         changed_raw_dir=changed_dir, integration_username=user)
+    result["already_loaded"] = already
+    if any(already.values()):
+        log.info("delta window %s: skipped records already in Salesforce at this Clio version (overlap): %s",
+                 window_key(), {k: v for k, v in already.items() if v})
     staging.write_json(droot / "plan.json", result)
     return {k: v for k, v in result.items() if isinstance(v, int | float | str | dict)}
+
+
+def _full_load_reconciled(root: ObjectStoragePath) -> bool:
+    reports = root / "reports"
+    return reports.exists() and any((d / "reconciliation.json").exists() for d in reports.iterdir())
+
+
+def _skip_already_loaded(root: ObjectStoragePath, droot: ObjectStoragePath) -> tuple[ObjectStoragePath, dict[str, int]]:
+    """Copy the window's changes to ``raw_new/`` without those whose Clio version already reached Salesforce."""
+    raw, out = droot / "raw", droot / "raw_new"
+    reconciled = _full_load_reconciled(root)
+    skipped: dict[str, int] = {}
+    for obj in raw_objects(raw):
+        index = loaded_versions.read_index(root, obj)
+        if index is None and reconciled and staging.read_manifest(root, obj) is not None:
+            index = loaded_versions.build_index(read_records(root, obj))  # what the full load loaded
+            loaded_versions.write_index(root, obj, index)
+        new, skipped[obj] = loaded_versions.split_new(iter_raw(raw, obj), index or {})
+        odir = out / obj
+        entries = [staging.write_jsonl_gz(odir / staging.batch_name(1), new)] if new else []
+        staging.write_json(odir / staging.MANIFEST, {"object": obj, "batches": entries, "records": len(new),
+                                                     "complete": True})
+    return out, skipped
 
 
 def transform_changes() -> list[dict[str, Any]]:
@@ -140,6 +168,9 @@ def commit_watermarks() -> dict[str, str]:
         if mark and mark != (marks.get(name) or {}).get("updated_since"):
             delta.commit_watermark(root, name, mark, run_id())
             committed[name] = mark
+        if (droot / "raw_ok" / name).exists():  # what this window loaded: the next one skips it
+            loaded_versions.record_loaded(root, name, (e for e in iter_raw(droot / "raw_ok", name)
+                                                       if e.get("source_system_id") not in failed))
     if held:
         log.warning("watermark held back for records whose load failed (read again next window): %s", held)
     release_lease()

@@ -24,6 +24,11 @@ def rollback() -> dict[str, Any]:
         dry_run=dry_run, load_order=list(LOAD_SEQUENCE),
     )
     if not dry_run:
+        # what reached Salesforce changed: the next delta window re-sends rather than skips its overlap
+        loaded = mroot(p) / "delta" / "loaded"
+        if loaded.exists():
+            for index in loaded.iterdir():
+                index.unlink()
         release_lease()
     log.info("rollback %s: %s", "plan (dry run)" if dry_run else "done",
              {k: v for k, v in result.items() if k != "report"})
