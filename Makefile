@@ -39,7 +39,7 @@ airflow-init: venv
 lint: venv
 	$(BIN)/ruff check .
 
-test: venv lint
+test: venv browser lint
 	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile
 
 test-unit: venv
@@ -61,7 +61,7 @@ standalone: airflow-init
 	$(BIN)/airflow standalone
 
 browser:
-	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
 test-scheduler: venv browser
 	$(BIN)/python -m pytest -p no:cacheprovider -m scheduler tests/scheduler

@@ -828,7 +828,7 @@ class _Batch:
                     continue
                 plan[i] = ("update", ids.normalize(rid))
                 upd_ids.append(plan[i][1])
-        existing = org.store.fetch(None, upd_ids)
+        existing = org.store.fetch(obj.name, upd_ids)  # a ContentNote shares its Id with its ContentDocument
         # reference ids to verify
         prepared: dict[int, dict] = {}
         for i, pl in enumerate(plan):

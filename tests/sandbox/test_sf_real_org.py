@@ -480,3 +480,21 @@ def test_the_userinfo_endpoint_names_the_connected_user(sandbox, sf) -> None:
                               headers={"Authorization": f"Bearer {sf.session_id}"})
     assert r.status_code == 200 and r.json()["preferred_username"] == sandbox.username
     assert r.json()["user_id"].startswith("005")
+
+
+def test_a_content_note_is_updated_by_the_id_it_shares_with_its_document(sf, http) -> None:
+    """A ContentNote's Id is also its ContentDocument's: an update by that Id reaches the note, every time."""
+    body = base64.b64encode(b"<p>note</p>").decode()
+    made = http("POST", "composite/sobjects", json={"allOrNone": False, "records": [
+        {"attributes": {"type": "ContentNote"}, "Title": f"[marker {i}] Note {i}", "Content": body}
+        for i in range(150)]}).json()
+    assert all(r["success"] for r in made), [r for r in made if not r["success"]][:3]
+    note_ids = [r["id"] for r in made]
+    assert all(i[:3] == "069" for i in note_ids)
+    assert sf.query(f"SELECT COUNT() FROM ContentDocument WHERE Id = '{note_ids[0]}'")["totalSize"] == 1
+    res = http("PATCH", "composite/sobjects", json={"allOrNone": False, "records": [
+        {"attributes": {"type": "ContentNote"}, "id": nid, "Title": f"Note {i}"} for i, nid in enumerate(note_ids)]}).json()
+    failed = [r for r in res if not r["success"]]
+    assert not failed, f"{len(failed)} of 150 updates failed: {failed[:2]}"
+    titles = {r["Title"] for r in sf.query_all("SELECT Title FROM ContentNote WHERE Title LIKE 'Note %'")["records"]}
+    assert titles >= {f"Note {i}" for i in range(150)}

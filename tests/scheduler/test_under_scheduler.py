@@ -159,7 +159,7 @@ def test_reports_open_in_chromium_behind_login(world):
     from tests.scheduler.browser import CHROMIUM, Chromium
 
     if CHROMIUM is None:
-        pytest.skip("chromium is not installed: run `make browser`")
+        pytest.fail("chromium is not installed: run `make browser` (make test does)")
     c: Cluster = world["cluster"]
     shots = Path(os.environ.get("CLIO2SF_SCREENSHOTS") or world["work"] / "screenshots")
     browser = Chromium()
