@@ -24,7 +24,10 @@ pause it at go-live. Each run:
 4. `delete_removed`: deletes what Clio deleted (before-images in the ledger);
 5. `commit_watermarks`: the watermark advances only after a committed load, and not past a
    record whose load failed (the next window reads it again); `commit_events` then drops the
-   webhook events the window consumed;
+   webhook events the window consumed; `verify` checks the window's accepted changes field by
+   field against what Clio returned and the mapping spec say (parents from the whole
+   extraction), `reports/<run>/verification.html`: an unexplained mismatch fails it naming
+   object, field and count;
 6. `purge_staging`: deletes staged migrations (of any firm) whose newest file is older than the
    Variable `clio2sf_staging_retention_days` (skipped while it is unset).
 """
@@ -50,7 +53,9 @@ def delta_window(clio_pool: str = "clio_api") -> None:
     committed = task(phase.commit_watermarks, task_id="commit_watermarks")()
     events = task(changes_phase.commit_events, task_id="commit_events")()
     purge = task(retention.purge_staging, task_id="purge_staging")()
+    verified = task(phase.verify, task_id="verify", pool="salesforce_api")()
     changes >> planned >> transformed >> loaded >> deleted >> committed >> events >> purge
+    committed >> verified
 
 
 def sweep_params() -> dict[str, Param]:

@@ -73,11 +73,12 @@ def print_summary(root: Path, clio, sf, timings: dict[str, float]) -> None:
                       f"+ {s.get('outstanding')}: {'OK' if row.get('ok') else row.get('status')}")
             if len(book.get("bills", [])) > 6:
                 print(f"    ... {len(book['bills']) - 6} more bills in the report")
-    ver = _latest(root, "reports/*/verification.json")
-    if ver is not None:
-        v = json.loads(ver.read_text())
+    runs = sorted(root.glob("reports/*/verification.json"), key=lambda p: p.stat().st_mtime)
+    loaded = [json.loads(p.read_text()) for p in runs]
+    v = next((v for v in reversed(loaded) if v.get("scope", "all") == "all"), None)
+    if v is not None:
         acct = v.get("accounting") or {}
-        print(f"verification (Clio raw + spec vs Salesforce): {v.get('records_compared')} records, "
+        print(f"verification of the full load (Clio raw + spec vs Salesforce): {v.get('records_compared')} records, "
               f"{v.get('fields_compared')} values compared, {v.get('mismatches')} unexplained mismatches, "
               f"{v.get('explained')} explained")
         for row in v.get("unexplained_by_field", [])[:8]:
@@ -87,14 +88,10 @@ def print_summary(root: Path, clio, sf, timings: dict[str, float]) -> None:
               f"{len(acct.get('unaccounted') or [])} field(s) with data unaccounted")
         for name in (acct.get("unaccounted") or [])[:8]:
             print(f"    unaccounted: {name}")
-    detection = _latest(root, "delta/*/detection.json")
-    if detection is not None:
-        d = json.loads(detection.read_text())
-        print(f"delta change detection: {d.get('requests')} Clio requests ({d.get('change_requests')} for changes, "
-              f"{d.get('sweep_requests')} for id sweeps); webhooks {'in use' if d.get('webhooks') else 'not registered'}")
-        for model, h in sorted((d.get("health") or {}).items()):
-            print(f"  webhook {model}: {h.get('status')}, expires in {h.get('hours_left')} h, "
-                  f"last delivery {h.get('last_delivery_at') or 'none'}")
+    w = next((v for v in reversed(loaded) if v.get("scope") == "subset"), None)
+    if w is not None:
+        print(f"verification of the delta window: {w.get('records_compared')} records, {w.get('fields_compared')} "
+              f"values compared, {w.get('mismatches')} unexplained mismatches, {w.get('explained')} explained")
     clio_log = clio.request_log()
     sf_log = sf.request_log()
     sf_calls = sf_log.get("total_api_calls", 0) if isinstance(sf_log, dict) else len(sf_log)

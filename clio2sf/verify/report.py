@@ -84,11 +84,11 @@ def html_text(result: Result, accounting_html: str = "", title: str = "Source-to
 
 
 def write(out_dir: Any, result: Result, accounting: Mapping[str, Any] | None = None, accounting_html: str = "",
-          stem: str = "verification") -> dict[str, Any]:
+          stem: str = "verification", extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write ``<stem>.csv`` (every difference), ``<stem>.html`` and ``<stem>.json``; return the summary."""
     reports.write_text(out_dir / f"{stem}.csv", csv_text(finding_rows(result.findings)))
     reports.write_text(out_dir / f"{stem}.html", html_text(result, accounting_html))
-    data = summary(result, accounting)
+    data = {**summary(result, accounting), **(extra or {})}
     reports.write_json(out_dir / f"{stem}.json", data)
     return data
 

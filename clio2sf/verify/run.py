@@ -36,19 +36,26 @@ def rejects_of(root: Any) -> compare.Rejects:
 def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any, users_dir: Any = None,
                      now: datetime | None = None, stem: str = "verification",
                      discovered_custom_fields: list[Mapping[str, Any]] | None = None,
-                     subset: bool = False) -> dict[str, Any]:
+                     subset: bool = False, raw_dir: str = "raw", context_root: Any = None) -> dict[str, Any]:
     """Verify what the org holds for the Clio records staged under ``root/raw``; write the report.
 
     ``discovered_custom_fields``: the custom fields discover listed; a custom field with data that
     is not among them is unaccounted (None: not checked). ``subset``: ``root/raw`` is a slice of the
-    firm (the sample): Salesforce records outside it are not reported. The summary's ``findings`` are
+    firm (the sample): Salesforce records outside it are not reported. ``raw_dir``: the folder under
+    ``root`` holding the records to verify (a delta window's accepted changes: ``raw_ok``);
+    ``context_root``: the migration root whose ``raw/`` holds the whole extraction (parents of the
+    records verified). The summary's ``findings`` are
     the differences (dicts), for callers that merge them into another report.
     """
     now = now or datetime.now(UTC)
-    raw_root = root / "raw"
+    raw_root = root / raw_dir
     objects = raw_objects(raw_root)
     users = user_report(users_dir if users_dir is not None else root / "users")
-    exp = source.build(lambda name: iter_raw(raw_root, name), objects, spec, users, now=now)
+    context = None
+    if context_root is not None:
+        full = context_root / "raw"
+        context = lambda name: iter_raw(full, name) if name in raw_objects(full) else iter(())  # noqa: E731
+    exp = source.build(lambda name: iter_raw(raw_root, name), objects, spec, users, now=now, context=context)
     rb = readback.read(client, compare.wanted_fields(exp))
     readback.read_users(client, rb)
     readback.read_links(client, rb, sorted(set(exp.team_sobject.values()) |
@@ -56,7 +63,8 @@ def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any,
     result = compare.compare(exp, rb, users, rejects_of(root),
                              horizon_days=spec.options.get("recurrence_horizon_days", 730), now=now, subset=subset)
     acct = accounting.account(lambda name: iter_raw(raw_root, name), objects, spec, discovered_custom_fields)
-    figures = report.write(out_dir, result, accounting.summary(acct), accounting.html(acct), stem=stem)
+    figures = report.write(out_dir, result, accounting.summary(acct), accounting.html(acct), stem=stem,
+                           extra={"scope": "subset" if subset else "all", "raw": raw_dir})
     message = report.failure_message(result)
     left = accounting.failures(acct)
     return {

@@ -126,10 +126,16 @@ def verify() -> dict[str, Any]:
     root = mroot(p)
     result = verify_migration(migration.salesforce_hook(p), root, firm_spec(p["firm"]), out_dir=root / "reports" / run_id(),
                               discovered_custom_fields=discovered_custom_fields(root))
-    log.info("verification: %s records, %s values compared, %s unexplained, %s explained; field accounting: "
-             "%s values migrated, %s left behind (not migrated), %s field(s) unaccounted",
+    return raise_on_failure(result, "full load")
+
+
+def raise_on_failure(result: dict[str, Any], what: str) -> dict[str, Any]:
+    """Log the verifier's figures; fail naming object, field and count (and unaccounted fields)."""
+    log.info("verification of the %s: %s records, %s values compared, %s unexplained, %s explained; field "
+             "accounting: %s values migrated, %s left behind (not migrated), %s field(s) unaccounted", what,
              result["records_compared"], result["fields_compared"], result["mismatches"], result["explained"],
              result["values_migrated"], result["values_left_behind"], len(result["unaccounted_fields"]))
+    result.pop("findings", None)  # the report has them; XCom gets the figures
     problems = [m for m in (result["failure"],) if m]
     if result["unaccounted_fields"]:
         problems.append(f"{len(result['unaccounted_fields'])} Clio field(s) with data go nowhere (no spec field, "
