@@ -86,6 +86,41 @@ def read(client: Any, wanted: Mapping[str, Iterable[str]], rb: ReadBack | None =
     return rb
 
 
+def read_link_targets(client: Any, rb: ReadBack, wanted: Mapping[str, Iterable[str]]) -> None:
+    """Index (Id → Clio_Id__c) the records lookups point at that were not read back themselves.
+
+    A delta window verifies a few records whose parents (a contact's company Account, a matter's
+    client) are not in the window: their external ids are read by Id, from the objects each lookup
+    field may reference (its describe's ``referenceTo``)."""
+    pending: dict[str, set[str]] = defaultdict(set)  # target sobject -> Ids not indexed yet
+    for sobject, fields in wanted.items():
+        meta = rb.meta.get(sobject, {})
+        for fld in fields:
+            targets = [t for t in (meta.get(fld, {}).get("referenceTo") or ()) if t != "User"]
+            if not targets:
+                continue
+            for rec in rb.records.get(sobject, {}).values():
+                sid = short(rec.get(fld))
+                if sid and sid not in rb.by_id:
+                    for t in targets:
+                        pending[t].add(str(rec[fld]))
+    for target, ids in sorted(pending.items()):
+        try:
+            meta = rb.meta.setdefault(target, describe(client, target))
+        except LookupError as exc:
+            rb.notes.append(str(exc))
+            continue
+        if EXT not in meta:
+            continue
+        todo = sorted(i for i in ids if short(i) not in rb.by_id)
+        for start in range(0, len(todo), 200):
+            part = ", ".join(f"'{i}'" for i in todo[start:start + 200])
+            rb.queries += 1
+            for rec in client.query_all_iter(f"SELECT Id, {EXT} FROM {target} WHERE Id IN ({part})"):
+                if rec.get(EXT):
+                    rb.by_id.setdefault(short(rec["Id"]) or "", (target, str(rec[EXT])))
+
+
 def read_users(client: Any, rb: ReadBack) -> None:
     """Users count as lookup targets (OwnerId, MemberId, RelationId): index them as ``user:<Id>``."""
     rb.queries += 1

@@ -56,8 +56,11 @@ def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any,
         full = context_root / "raw"
         context = lambda name: iter_raw(full, name) if name in raw_objects(full) else iter(())  # noqa: E731
     exp = source.build(lambda name: iter_raw(raw_root, name), objects, spec, users, now=now, context=context)
-    rb = readback.read(client, compare.wanted_fields(exp))
+    wanted = compare.wanted_fields(exp)
+    rb = readback.read(client, wanted)
     readback.read_users(client, rb)
+    if context_root is not None:  # parents outside the records verified (a delta window's)
+        readback.read_link_targets(client, rb, wanted)
     readback.read_links(client, rb, sorted(set(exp.team_sobject.values()) |
                                            ({"EventRelation"} if exp.attendees or exp.series else set())))
     result = compare.compare(exp, rb, users, rejects_of(root),
