@@ -143,7 +143,9 @@ def wait_deliveries(m: Migration, since: int, expected: int, timeout: float = 60
 def window(m: Migration, tag: str, **conf) -> dict:
     before = {p.name for p in (m.root / "delta").iterdir() if p.is_dir()} if (m.root / "delta").exists() else set()
     m.run("mig_06_delta", tag=tag, **conf)
-    [new] = [p for p in (m.root / "delta").iterdir() if p.is_dir() and p.name not in before]
+    # the window's own folder (delta/ also holds state folders such as loaded/)
+    [new] = [p for p in (m.root / "delta").iterdir()
+             if p.is_dir() and p.name not in before and (p / "detection.json").exists()]
     return staging.read_json(new / "detection.json") | {"_dir": str(new)}
 
 
