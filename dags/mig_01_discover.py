@@ -37,7 +37,8 @@ from clio2sf_airflow.phases.common import record_hitl_approval
     max_active_runs=4,  # several firms (or migrations) discover at once; each run writes only its own root
     params=migration_params(
         apply_schema=Param(False, type="boolean", title="Apply the schema plan through the Tooling API"),
-        count_records=Param(True, type="boolean", title="Count every Clio object (one request per 200 records)"),
+        count_records=Param(True, type="boolean", title="Count every Clio object",
+                            description="A few requests each: exact up to 10,000 records, estimated beyond"),
     ),
 )
 def mig_01_discover():

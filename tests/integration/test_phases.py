@@ -41,7 +41,15 @@ def _sf_counts(m: Migration) -> dict[str, int]:
 
 
 def test_discover_writes_the_mapping_document_and_reference_files(mig: Migration):
+    start = len(mig.clio.request_log())
     mig.run("mig_01_discover", apply_schema=True)
+    # Counting takes one request per object of one page (the tiny firm's are), not a pass over each
+    served = [e for e in mig.clio.request_log(start) if e["path"].startswith("/api/v4/")]
+    migrated = [o for o in catalog.CLIO_OBJECTS if o.migrated]
+    from clio2sf_airflow.phases.discover import CONFIG_OBJECTS
+
+    # config reads + billing settings + one count per object + 2 sampled pages + connection checks
+    assert len(served) <= len(CONFIG_OBJECTS) + 1 + len(migrated) + 2 + 3, len(served)
     disc = mig.root / "discover"
     html = (disc / "mapping_spec.html").read_text()
     assert "Mapping specification" in html and "awaiting approval" in html
@@ -53,6 +61,9 @@ def test_discover_writes_the_mapping_document_and_reference_files(mig: Migration
     counts = json.loads((disc / "clio_counts.json").read_text())
     sandbox_counts = mig.clio.counts(catalog.CLIO_OBJECTS)
     assert counts["contacts"] == sandbox_counts["contacts"] and counts["activities"] == sandbox_counts["activities"]
+    assert counts == {o.name: sandbox_counts[o.name] for o in migrated}
+    basis = json.loads((disc / "clio_count_basis.json").read_text())
+    assert {b["basis"] for b in basis.values()} == {"exact"} and set(basis) == set(counts)
     # the proposer saw sampled values, and a time of day is never proposed onto an existing text field
     config = json.loads((disc / "clio_config.json").read_text())
     assert any(config["custom_field_samples"]["Matter"].values())

@@ -9,6 +9,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from clio2sf import catalog, staging
 from clio2sf.access import missing_access
+from clio2sf.counting import count_records
 from clio2sf.discovery import capacity_check, estimates, write_discovery_outputs
 from clio2sf.mapping.proposer import SourceField, propose, sample_values, spec_targets
 from clio2sf.mapping.rates import rate_hierarchy_document
@@ -68,7 +69,13 @@ def _missing_targets(spec, hook: ClioSalesforceHook) -> list[str]:
 
 
 def read_clio_schema() -> dict[str, Any]:
-    """Read Clio's configuration objects and count every migrated object; stage both."""
+    """Read Clio's configuration objects and count every migrated object; stage both.
+
+    Counting costs one request for an object of one page, a few for one of up to 10,000 records and
+    three beyond (:func:`clio2sf.counting.count_records`; ``discover/clio_count_basis.json`` says per
+    object whether its count is exact or an estimate); matters are read in full for the reference
+    exports.
+    """
     p = params()
     root = mroot(p)
     hook = migration.clio_hook(params())
@@ -79,15 +86,22 @@ def read_clio_schema() -> dict[str, Any]:
     billing, _ = hook.get_page("settings/billing", None)
     config["settings/billing"] = billing.get("data", billing)
     counts: dict[str, int] = {}
+    basis: dict[str, dict[str, Any]] = {}
     if p.get("count_records", True):
         for obj in catalog.CLIO_OBJECTS:
-            if obj.migrated:
-                fields = MATTER_REFERENCE_FIELDS if obj.name == "matters" else "id"
-                records = [r for page in hook.paginate(obj.endpoint, fields, {**obj.list_params, "limit": 200})
-                           for r in page["data"]]
-                counts[obj.name] = len(records)
-                if obj.name == "matters":
-                    config["matters"] = records
+            if not obj.migrated:
+                continue
+            if obj.name == "matters":
+                # The reference exports need every matter's billing fields: this pass reads them all.
+                records = [r for page in hook.paginate(obj.endpoint, MATTER_REFERENCE_FIELDS,
+                                                       {**obj.list_params, "limit": 200}) for r in page["data"]]
+                config["matters"] = records
+                counts[obj.name], basis[obj.name] = len(records), {"basis": "exact"}
+                continue
+            before = hook.requests_made
+            found = count_records(obj, hook.get_page)
+            counts[obj.name] = found["records"]
+            basis[obj.name] = {"basis": found["basis"], "requests": hook.requests_made - before}
     # A page of contacts and of matters: sampled custom field values for the proposer's value profile
     # (staged with the config, never logged).
     samples: dict[str, dict[str, list]] = {}
@@ -98,6 +112,7 @@ def read_clio_schema() -> dict[str, Any]:
     config["custom_field_samples"] = samples
     staging.write_json(root / DISCOVER / "clio_config.json", config)
     staging.write_json(root / DISCOVER / "clio_counts.json", counts)
+    staging.write_json(root / DISCOVER / "clio_count_basis.json", basis)
     log.info("Clio schema read: %d custom fields, %d practice areas, %d users; %d requests",
              len(config["custom_fields"]), len(config["practice_areas"]), len(config["users"]), hook.requests_made)
     return {"objects_counted": len(counts), "records": sum(counts.values()), "requests": hook.requests_made}
