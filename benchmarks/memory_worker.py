@@ -10,6 +10,12 @@ process, ``VmHWM``: see :func:`peak_rss_kb`).  Tasks, all on the real code paths
   writing transformed batches of 10,000 rows per Salesforce object.
 * ``load``: ``SalesforceLoadOperator.execute`` (Bulk 2.0) for every ``DIR/m/transformed/Contact``
   batch (written by the runner), against the sandbox named by ``AIRFLOW_CONN_SALESFORCE_DEFAULT``.
+* ``ledger_load``: one DAG load task's work, ``clio2sf.pipeline.load_batch`` (what
+  ``mig_05_full_load``'s ``load_batch`` task runs) of ``DIR/m/transformed/Contact/batch-00001``
+  beside an earlier run's ledger of SIZE rows (``benchmarks.bench_ledger`` writes both): its ledger
+  look-ups go through the index.
+* ``ledger_read_all``: the look-up as it was before the index (every ledger line read into one
+  DataFrame, ``last_write_by_record(read_ledger(...))``), for the before/after figures.
 """
 
 from __future__ import annotations
@@ -114,6 +120,26 @@ def load(work: Path, size: int) -> int:
     return rows
 
 
+def ledger_load(work: Path, size: int) -> int:
+    from clio2sf.pipeline import load_batch
+    from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+
+    mroot = work / "m"
+    summary = load_batch(ClioSalesforceHook(), mroot / "transformed" / "Contact" / "batch-00001.jsonl.gz", mroot,
+                         migration_id="m1", run_id="bench-second", phase="full_load", mode="auto",
+                         load_order=["Account", "Contact"])
+    if summary["failed"]:
+        raise RuntimeError(f"ledger_load: {summary['failed']} rows failed to load")
+    return size
+
+
+def ledger_read_all(work: Path, size: int) -> int:
+    from clio2sf.ledger import last_write_by_record, read_ledger
+
+    last = last_write_by_record(read_ledger(work / "m"))
+    return len(last)
+
+
 def peak_rss_kb() -> int:
     """This process's peak RSS in KiB.
 
@@ -132,7 +158,8 @@ def peak_rss_kb() -> int:
 def main(argv: list[str]) -> None:
     task, work, size = argv[0], Path(argv[1]), int(argv[2])
     t0 = time.perf_counter()
-    records = {"extract": extract, "transform": transform, "load": load}[task](work, size)
+    records = {"extract": extract, "transform": transform, "load": load, "ledger_load": ledger_load,
+               "ledger_read_all": ledger_read_all}[task](work, size)
     peak_kb = peak_rss_kb()
     print(json.dumps({"task": task, "size": size, "records": records, "seconds": round(time.perf_counter() - t0, 2),
                       "peak_rss_mb": round(peak_kb / 1024, 1)}))

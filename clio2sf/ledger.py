@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from clio2sf import staging
+from clio2sf import ledger_index, staging
 from clio2sf.reports import json_default
 
 STATUSES = ("ok", "failed", "skipped", "intent")
@@ -74,12 +74,18 @@ class LedgerWriter:
         self.batch = _segment("batch", batch)
         self._clock = clock
         self._lines: list[str] = []
+        self._ok: list[dict[str, Any]] = []  # what the look-up index holds (clio2sf.ledger_index)
         self._closed_path: Any = None
 
     @property
     def path(self) -> Any:
         """Where :meth:`close` writes."""
         return self.root / "ledger" / self.run_id / self.phase / self.sobject / f"{self.batch}.jsonl"
+
+    @property
+    def index_path(self) -> Any:
+        """The file's look-up twin (:mod:`clio2sf.ledger_index`), written right after it."""
+        return ledger_index.index_path(self.root, self.run_id, self.phase, self.sobject, self.batch)
 
     def __len__(self) -> int:
         return len(self._lines)
@@ -111,6 +117,8 @@ class LedgerWriter:
             "at": _iso(at) if at is not None else self._clock(),
         }
         self._lines.append(json.dumps(line, default=json_default, sort_keys=False))
+        if status == "ok":
+            self._ok.append(line)
 
     def close(self) -> Any:
         """Write the file (once; later calls return the same path) and return its path."""
@@ -119,6 +127,8 @@ class LedgerWriter:
         target = self.path
         data = "".join(line + "\n" for line in self._lines).encode("utf-8")
         staging.write_bytes_atomic(target, data)  # owner-only: before-images hold client data
+        # after the ledger file (the source of truth): a look-up reads a file without its twin directly
+        ledger_index.write_index(self.index_path, self._ok)
         self._closed_path = target
         return target
 
@@ -312,6 +322,8 @@ class BatchJournal:
     def clear(self) -> None:
         """Remove the journal files (after the batch's ledger file holds everything they said)."""
         for f in self.files():
+            # the twin first: a ledger file without its twin is still read, a twin alone never
+            ledger_index.remove_index(ledger_index.index_path(*self._args[:1], *self._args[2:5], f.name[: -len(".jsonl")]))
             f.unlink()
 
 
@@ -319,17 +331,3 @@ def norm_id(v: Any) -> str:
     """A Salesforce id in its 15-character form (18-character ids are case-safe copies)."""
     s = "" if v is None else str(v)
     return s[:15] if len(s) == 18 and s.isalnum() else s
-
-
-def written_ids(df: pd.DataFrame, sobject: str, *, exclude: tuple[str, str, str] | None = None) -> set[str]:
-    """Normalised Salesforce ids of ``sobject`` any successful ledger line names, except the lines of
-    ``exclude`` = (run_id, phase, batch) (a batch's own earlier attempts and their journals)."""
-    rows = _ok_writes(df)
-    rows = rows[rows["object"] == sobject]
-    if exclude is not None:
-        run_id, phase, batch = exclude
-        names = rows["batch"].astype(str)
-        mine = (rows["run_id"] == run_id) & (rows["phase"] == phase) & (
-            (names == batch) | names.str.startswith(f"{batch}.journal-"))
-        rows = rows[~mine]
-    return {norm_id(v) for v in rows["sf_id"].astype(str)}

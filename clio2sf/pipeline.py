@@ -22,12 +22,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from clio2sf import staging
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from clio2sf import ledger_index, staging
 from clio2sf.access import AccessError, apply_permission_set
 from clio2sf.extract import read_records
-from clio2sf.ledger import BatchJournal, LedgerWriter, last_write_by_record, norm_id, read_ledger, written_ids
+from clio2sf.ledger import BatchJournal, LedgerWriter, norm_id
 from clio2sf.load import (
     COMPOSITE_CHUNK,
+    NOTE_DOCUMENT_COLUMN,
     SOQL_IN_CHUNK,
     SPECIAL_LOADERS,
     Envelope,
@@ -293,11 +297,15 @@ def apply_schema_plan(hook: Any, plan: SchemaPlan, *, activity_fallback: bool = 
 # load
 
 
-def ledger_sf_ids(mroot: Any, sobject: str) -> dict[str, str]:
-    """Source id → Salesforce id of the latest successful write of ``sobject`` in any run's ledger."""
-    df = last_write_by_record(read_ledger(mroot))
-    df = df[df["object"] == sobject]
-    return dict(zip(df["source_system_id"].astype(str), df["sf_id"].astype(str), strict=True))
+def ledger_sf_ids(mroot: Any, sobject: str, source_ids: Iterable[str] | None = None) -> dict[str, str]:
+    """Source id → Salesforce id of the latest successful write of ``sobject`` in any run's ledger.
+
+    With ``source_ids``, only those are looked up through the ledger index (memory: the asked ids,
+    not the ledger); without, every source id of ``sobject`` (reports and tests)."""
+    if source_ids is not None:
+        return ledger_index.latest_sf_ids(mroot, sobject, source_ids)
+    t = ledger_index.latest(ledger_index.scan(mroot, sobject, lambda t: pa.array([True] * t.num_rows)))
+    return dict(zip(t["source_system_id"].to_pylist(), t["sf_id"].to_pylist(), strict=True))
 
 
 def owned_fields(spec: MappingSpec, sobject: str, clio_object: str) -> list[str]:
@@ -344,6 +352,27 @@ def with_cleared_fields(client: Any, envs: list[Envelope], fields: Iterable[str]
     return out, n
 
 
+def ledger_links(mroot: Any, sobject: str, envs: Sequence[Envelope]) -> Any:
+    """The latest successful ledger write of every ``sobject`` row whose Clio record (:func:`base_id`) is
+    one of ``envs``' (a link's earlier rows), read through the ledger index.
+
+    A DataFrame with ``object, source_system_id, sf_id, at, run_id, phase, operation`` (as
+    :func:`clio2sf.ledger.last_write_by_record`)."""
+    from clio2sf.verify import base_id
+
+    bases = pa.array(sorted({base_id(e.source_system_id) for e in envs}), pa.string())
+
+    def keep(t: pa.Table) -> Any:
+        sid = t["source_system_id"]
+        base = pc.replace_substring_regex(sid, pattern=r"[#@].*$", replacement="")
+        return pc.is_in(base, value_set=bases)
+
+    t = ledger_index.latest(ledger_index.scan(mroot, sobject, keep))
+    df = t.select(["source_system_id", "sf_id", "at", "run_id", "phase", "operation"]).to_pandas()
+    df.insert(0, "object", sobject)
+    return df
+
+
 def stale_links(previous: Any, envs: Sequence[Envelope], result: LoadResult) -> list[tuple[str, str]]:
     """(source id, Salesforce id) of link records a delta replaced: earlier ledger rows of the same Clio
     records (``matter-7`` for ``relationship-3@Witness``, ``note-1#matter-2``) that this batch did not
@@ -383,7 +412,7 @@ def delete_stale_links(client: Any, sobject: str, stale: Sequence[tuple[str, str
     return lines
 
 
-def adopt_created(result: LoadResult, journal: BatchJournal, others: Callable[[], set[str]]) -> int:
+def adopt_created(result: LoadResult, journal: BatchJournal, others: Callable[[set[str]], set[str]]) -> int:
     """Mark as created what an attempt of this batch created without hearing of it.
 
     An upsert resent after a lost answer, or the batch's next attempt after its worker died, finds
@@ -394,14 +423,12 @@ def adopt_created(result: LoadResult, journal: BatchJournal, others: Callable[[]
             if o.success and o.sf_id and not o.created and o.source_system_id in journal.intended]
     if not todo:
         return 0
-    known: set[str] | None = None
+    unsure = {norm_id(o.sf_id) for o in todo if norm_id(o.sf_id) not in journal.created}
+    known = others(unsure) if unsure else set()  # which of them other ledger lines name
     n = 0
     for o in todo:
-        if norm_id(o.sf_id) not in journal.created:
-            if known is None:
-                known = others()
-            if norm_id(o.sf_id) in known:
-                continue
+        if norm_id(o.sf_id) not in journal.created and norm_id(o.sf_id) in known:
+            continue
         o.created, o.status = True, None
         result.before.pop(o.source_system_id, None)
         n += 1
@@ -458,22 +485,23 @@ def load_batch(
         and sobject not in SPECIAL_LOADERS
     previous = None
     if links:  # the links these records had before this window (to replace the ones that changed)
-        lw = last_write_by_record(read_ledger(mroot))
-        previous = lw[lw["object"] == sobject]
+        previous = ledger_links(mroot, sobject, envs)
     if not envs:
         result = LoadResult([])
     elif sobject == "ContentVersion":
         result = load_content_versions(client, envs, wroot, journal=journal, update_existing="delta" in phase,
                                        sleep=sleep)
     elif sobject == "ContentNote":
-        result = load_content_notes(client, envs, ledger_sf_ids(mroot, "ContentNote"), journal=journal,
+        result = load_content_notes(client, envs, ledger_sf_ids(mroot, "ContentNote", (e.source_system_id for e in envs)),
+                                    journal=journal,
                                     update_existing="delta" in phase, sleep=sleep)
     else:
         if note_ids is None and sobject == "ContentDocumentLink":
-            note_ids = ledger_sf_ids(mroot, "ContentNote")
+            note_ids = ledger_sf_ids(mroot, "ContentNote", {str(e.row[NOTE_DOCUMENT_COLUMN]) for e in envs
+                                                            if e.row.get(NOTE_DOCUMENT_COLUMN) is not None})
         # Before-images (for rollback) cost a query per 200 rows: take them only when rows may
         # already exist: a delta, or records an earlier run of this migration wrote.
-        known = ledger_sf_ids(mroot, sobject) if "delta" not in phase else {}
+        known = ledger_sf_ids(mroot, sobject, (e.source_system_id for e in envs)) if "delta" not in phase else {}
         capture = "delta" in phase or any(e.source_system_id in known for e in envs)
         if clear_fields and not deferred:
             envs, nulled = with_cleared_fields(client, envs, clear_fields)
@@ -481,7 +509,8 @@ def load_batch(
                 log.info("%s %s: %d cleared field value(s) sent as null", sobject, batch, nulled)
         result = load_rows(client, envs, mode=mode, note_ids=note_ids, sleep=sleep,  # type: ignore[arg-type]
                            capture_before=capture, journal=journal)
-    adopt_created(result, journal, lambda: written_ids(read_ledger(mroot), sobject, exclude=(run_id, phase, batch)))
+    adopt_created(result, journal, lambda ids: ledger_index.sf_ids_written_by_others(
+        mroot, sobject, ids, exclude=(run_id, phase, batch)))
     replaced = delete_stale_links(client, sobject, stale_links(previous, envs, result)) if previous is not None else []
     with LedgerWriter(mroot, migration_id, run_id, phase, sobject, batch) as ledger:
         for line in replaced:  # first: a row written again under the same source id stays its last write

@@ -49,7 +49,7 @@ _LOCAL_PROTOCOLS = ("", "file", "local")
 #: Names the layout uses directly under a migration root: never a firm or a migration id, so a
 #: migration's own folders can never be taken for another firm's (nor purged as one).
 RESERVED_NAMES = frozenset({
-    "raw", "blobs", "transformed", "rejects", "ledger", "reports", "approvals", "discover", "users",
+    "raw", "blobs", "transformed", "rejects", "ledger", "ledger_index", "reports", "approvals", "discover", "users",
     "delta", "sample", "ids", "since",
 })
 _NOT_RESERVED = "(?!(?:" + "|".join(sorted(RESERVED_NAMES)) + ")$)"

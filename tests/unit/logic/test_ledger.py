@@ -126,3 +126,77 @@ def s3_root(monkeypatch):
 @pytest.mark.integration
 def test_round_trip_s3(s3_root):
     _check(s3_root)
+
+
+# --------------------------------------------------------------------------- look-ups through the index
+
+
+def _check_index(root) -> None:
+    from clio2sf import ledger_index
+    from clio2sf.ledger import BatchJournal
+
+    _write_two_runs(root)
+    with LedgerWriter(root, "m1", "run-b", "delta", "Contact", "batch-00002") as w:  # no ok line: no index row
+        w.record(source_system_id="contact-9", sf_id=None, operation="upsert", created=False, status="failed",
+                 error="X")
+    twin = ledger_index.index_path(root, "run-a", "full_load", "Contact", "batch-00001")
+    assert twin.exists()
+    import io
+
+    import pyarrow.parquet as pq
+    with twin.open("rb") as fh:
+        t = pq.read_table(io.BytesIO(fh.read()))
+    # only successful writes, only the look-up columns: before-images (client data) stay in the ledger only
+    assert sorted(t["source_system_id"].to_pylist()) == ["contact-1", "contact-2"]
+    assert tuple(t.column_names) == ledger_index.COLUMNS
+
+    # the same answer as the whole-ledger view, for the asked ids only
+    last = last_write_by_record(read_ledger(root))
+    expect = {r.source_system_id: r.sf_id for r in last[last["object"] == "Contact"].itertuples()}
+    assert ledger_index.latest_sf_ids(root, "Contact", ["contact-1", "contact-2", "contact-3", "contact-404"]) == expect
+    assert ledger_index.latest_sf_ids(root, "Contact", ["contact-2"]) == {"contact-2": "003A2"}
+    assert ledger_index.latest(ledger_index.by_source_ids(root, "Contact", ["contact-1"]))["run_id"].to_pylist() == ["run-b"]
+    assert ledger_index.latest_sf_ids(root, "Contact", []) == {}
+
+    # journals are indexed while they exist; a batch's own lines and journals are not "others"
+    journal = BatchJournal(root, "m1", "run-c", "full_load", "Contact", "batch-00007")
+
+    class Ok:
+        success, created, operation, file_ids = True, True, "upsert", ()
+
+        def __init__(self, sid, sf):
+            self.source_system_id, self.sf_id = sid, sf
+
+    journal.done([Ok("contact-7", "003C70000000001AAA")])
+    assert ledger_index.latest_sf_ids(root, "Contact", ["contact-7"]) == {"contact-7": "003C70000000001AAA"}
+    assert ledger_index.sf_ids_written_by_others(root, "Contact", {"003C70000000001", "003A1"},
+                                                 exclude=("run-c", "full_load", "batch-00007")) == {"003A1"}
+    assert ledger_index.sf_ids_written_by_others(root, "Contact", {"003C70000000001"},
+                                                 exclude=("run-c", "full_load", "batch-00008")) == {"003C70000000001"}
+    journal.clear()
+    assert ledger_index.latest_sf_ids(root, "Contact", ["contact-7"]) == {}
+    assert not list(ledger_index._children(root / "ledger_index" / "Contact" / "run-c" / "full_load"))
+
+
+@pytest.mark.unit
+def test_index_look_ups_local(tmp_path: Path):
+    _check_index(tmp_path / "firm" / "m1")
+
+
+@pytest.mark.integration
+def test_index_look_ups_s3(s3_root):
+    _check_index(s3_root)
+
+
+@pytest.mark.unit
+def test_index_falls_back_to_the_ledger_file_and_ignores_orphan_twins(tmp_path: Path):
+    from clio2sf import ledger_index
+
+    with LedgerWriter(tmp_path, "m1", "r", "full_load", "Case", "b1") as w:
+        w.record(source_system_id="matter-7", sf_id="500X", operation="upsert", created=True)
+    ledger_index.index_path(tmp_path, "r", "full_load", "Case", "b1").unlink()  # e.g. a ledger from before the index
+    assert ledger_index.latest_sf_ids(tmp_path, "Case", ["matter-7"]) == {"matter-7": "500X"}
+    with LedgerWriter(tmp_path, "m1", "r", "full_load", "Case", "b2") as w:
+        w.record(source_system_id="matter-8", sf_id="500Y", operation="upsert", created=True)
+    w.path.unlink()  # the ledger file is the truth: a twin alone says nothing
+    assert ledger_index.latest_sf_ids(tmp_path, "Case", ["matter-8"]) == {}

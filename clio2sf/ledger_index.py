@@ -1,0 +1,171 @@
+"""Look-ups in the run ledger by object and key, without reading whole ledgers.
+
+Every ledger file ``ledger/<run>/<phase>/<sobject>/<batch>.jsonl`` (journal files included) gets a
+Parquet twin ``ledger_index/<sobject>/<run>/<phase>/<batch>.parquet`` holding only its successful
+writes (``status == "ok"`` with an ``sf_id``) and only the columns look-ups need (:data:`COLUMNS`).
+:class:`clio2sf.ledger.LedgerWriter` writes the twin right after the ledger file, and
+:meth:`clio2sf.ledger.BatchJournal.clear` removes a journal's twin before the journal itself.
+
+A look-up lists the object's ledger files (names only) and, file by file, reads the twin (or, for a
+ledger file without one: written before the index existed, or by a worker killed between the two
+writes, the JSONL itself), keeping only the rows whose key is asked for.  Memory is one file plus the
+matches, whatever the ledger's size; the ledger files stay the source of truth (a twin without its
+ledger file is ignored).  Works on any pathlib-like object (``ObjectStoragePath`` on s3:// too): a
+task on another worker reads what this one wrote, nothing is handed over on local disk.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from clio2sf import staging
+
+DIR = "ledger_index"
+COLUMNS = ("source_system_id", "sf_id", "at", "run_id", "phase", "batch", "operation", "created")
+_SCHEMA = pa.schema([(c, pa.bool_() if c == "created" else pa.string()) for c in COLUMNS])
+
+
+def index_path(root: Any, run_id: str, phase: str, sobject: str, batch: str) -> Any:
+    return root / DIR / sobject / run_id / phase / f"{batch}.parquet"
+
+
+def _utc(v: Any) -> str | None:
+    """``at`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC), so that text order is time order."""
+    if v is None:
+        return None
+    try:
+        d = datetime.fromisoformat(str(v))
+    except ValueError:
+        return str(v)
+    d = d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def ok_table(lines: Iterable[dict[str, Any]]) -> pa.Table:
+    """The index rows of ledger lines: successful writes only, :data:`COLUMNS` only."""
+    cols: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+    for line in lines:
+        if line.get("status") != "ok" or not line.get("sf_id"):
+            continue
+        for c in COLUMNS:
+            v = line.get(c)
+            cols[c].append(bool(v) if c == "created" else _utc(v) if c == "at" else (None if v is None else str(v)))
+    return pa.table(cols, schema=_SCHEMA)
+
+
+def write_index(path: Any, lines: Iterable[dict[str, Any]]) -> None:
+    buf = io.BytesIO()
+    pq.write_table(ok_table(lines), buf, compression="zstd")
+    staging.write_bytes_atomic(path, buf.getvalue())
+
+
+def remove_index(path: Any) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _children(path: Any) -> list[Any]:
+    try:
+        return sorted(path.iterdir(), key=lambda p: p.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _files(root: Any, sobject: str) -> Iterator[tuple[Any, Any]]:
+    """(ledger file, its index twin or None) for every ledger file of ``sobject``, any run or phase."""
+    for run_dir in _children(root / "ledger"):
+        for phase_dir in _children(run_dir):
+            ledger_dir = phase_dir / sobject
+            files = [f for f in _children(ledger_dir) if f.name.endswith(".jsonl")]
+            if not files:
+                continue
+            twins = {f.name: f for f in _children(root / DIR / sobject / run_dir.name / phase_dir.name)}
+            for f in files:
+                yield f, twins.get(f.name[: -len(".jsonl")] + ".parquet")
+
+
+def _read(ledger_file: Any, twin: Any) -> pa.Table:
+    if twin is not None:
+        try:
+            with twin.open("rb") as fh:
+                return pq.read_table(io.BytesIO(fh.read()))
+        except FileNotFoundError:  # removed with its journal meanwhile: the JSONL below says the same
+            pass
+    try:
+        with ledger_file.open("rb") as fh:
+            text = fh.read().decode("utf-8")
+    except FileNotFoundError:  # a journal cleared while we listed
+        return ok_table(())
+    return ok_table(json.loads(raw) for raw in text.splitlines() if raw.strip())
+
+
+def scan(root: Any, sobject: str, keep: Callable[[pa.Table], Any]) -> pa.Table:
+    """The index rows of ``sobject`` (successful writes, any run, phase or journal) for which
+    ``keep(table)`` (a boolean mask) is true, in no particular order."""
+    parts = []
+    for ledger_file, twin in _files(root, sobject):
+        t = _read(ledger_file, twin)
+        if t.num_rows:
+            t = t.filter(keep(t))
+            if t.num_rows:
+                parts.append(t)
+    return pa.concat_tables(parts) if parts else _SCHEMA.empty_table()
+
+
+def by_source_ids(root: Any, sobject: str, source_ids: Iterable[str]) -> pa.Table:
+    values = pa.array(sorted({str(s) for s in source_ids}), pa.string())
+    if not len(values):
+        return _SCHEMA.empty_table()
+    return scan(root, sobject, lambda t: pc.is_in(t["source_system_id"], value_set=values))
+
+
+def latest(table: pa.Table) -> pa.Table:
+    """The latest write per source id (``at``, ties in ledger order as :func:`clio2sf.ledger.last_write_by_record`)."""
+    if not table.num_rows:
+        return table
+    keys = list(zip(*(table[c].to_pylist() for c in ("at", "run_id", "phase", "batch")), strict=True))
+    rows = sorted(range(table.num_rows), key=keys.__getitem__)
+    sids = table["source_system_id"].to_pylist()
+    last: dict[str, int] = {}
+    for i in rows:
+        last[sids[i]] = i
+    return table.take(sorted(last.values()))
+
+
+def latest_sf_ids(root: Any, sobject: str, source_ids: Iterable[str]) -> dict[str, str]:
+    """Source id → Salesforce id of the latest successful write of ``sobject`` (any run) for the asked ids."""
+    t = latest(by_source_ids(root, sobject, source_ids))
+    return dict(zip(t["source_system_id"].to_pylist(), t["sf_id"].to_pylist(), strict=True))
+
+
+def sf_ids_written_by_others(root: Any, sobject: str, sf_ids: Iterable[str],
+                             exclude: tuple[str, str, str]) -> set[str]:
+    """Which of ``sf_ids`` (normalised 15-character ids) a successful ledger line of ``sobject`` names,
+    except the lines of ``exclude`` = (run_id, phase, batch) and of that batch's journals."""
+    from clio2sf.ledger import norm_id
+
+    wanted = {norm_id(s) for s in sf_ids}
+    if not wanted:
+        return set()
+    run_id, phase, batch = exclude
+    values = pa.array(sorted({w[:15] for w in wanted}), pa.string())
+
+    def keep(t: pa.Table) -> Any:
+        ids = pc.utf8_slice_codeunits(t["sf_id"], 0, 15)
+        mask = pc.is_in(ids, value_set=values)
+        names = t["batch"]
+        mine = pc.and_(pc.and_(pc.equal(t["run_id"], run_id), pc.equal(t["phase"], phase)),
+                       pc.or_(pc.equal(names, batch), pc.starts_with(names, f"{batch}.journal-")))
+        return pc.and_(mask, pc.invert(mine))
+
+    return {norm_id(s) for s in scan(root, sobject, keep)["sf_id"].to_pylist()} & wanted
