@@ -326,33 +326,76 @@ def _owed(books: Books) -> dict[str, Decimal]:
 # ------------------------------------------------------------------ report
 
 
-def books_html(rec: BooksReconciliation) -> str:
-    """The books section of the reconciliation report."""
+def books_html(rec: BooksReconciliation, *, labels: Mapping[str, str] | None = None, currency: str | None = None,
+               limit: int = 200) -> str:
+    """The books section of the reconciliation report: per table the exceptions first, at most ``limit``
+    rows (every row is in ``books.csv``), money as ``1,234.50 USD``, matters and clients by name."""
+    from clio2sf.labels import readable
+
+    full = "<a href='books.csv'>books.csv</a>"
+
+    def m(value: Any) -> str:
+        return reports.money(value, currency) if value is not None else "–"
+
+    def section(rows: list, what: str) -> tuple[list, str]:
+        ordered = sorted(rows, key=lambda r: r.ok)  # stable: exceptions first, then the rest in order
+        if len(ordered) <= limit:
+            return ordered, ""
+        bad = sum(1 for r in rows if not r.ok)
+        return ordered[:limit], (f"<p class='muted'>first {limit} of {len(rows)} {what} listed ({bad} exception(s), "
+                                 f"listed first); all of them: {full}</p>")
+
     out = [reports.banner(rec.headline(), "ok" if rec.exact else "bad"),
            "<h2>Bills: payments, credits and balances</h2>",
            "<p>Per bill: paid (valid payment allocations) + credited (credit memos) + outstanding = total, "
            "in Clio and in Salesforce, and the two agree.</p>"]
+    bills, note = section(rec.bills, "bills")
     rows = []
-    for r in rec.bills:
+    for r in bills:
         c, s = r.clio or {}, r.salesforce or {}
-        rows.append([r.number or r.bill, c.get("total"), c.get("paid"), c.get("paid_from_trust"), c.get("credited"),
-                     c.get("outstanding"), s.get("total"), s.get("paid"), s.get("paid_from_trust"), s.get("credited"),
-                     s.get("outstanding"), "OK" if r.ok else r.status.upper()])
+        rows.append([f"{r.number} ({r.bill})" if r.number else r.bill,
+                     *(m(c.get(k)) for k in ("total", "paid", "paid_from_trust", "credited", "outstanding")),
+                     *(m(s.get(k)) for k in ("total", "paid", "paid_from_trust", "credited", "outstanding")),
+                     "OK" if r.ok else r.status.upper()])
     out.append(reports.table(["Invoice", "Clio total", "paid", "of which trust", "credited", "outstanding",
                               "Salesforce total", "paid", "of which trust", "credited", "outstanding", "Result"],
-                             rows, numeric=range(1, 11), row_classes=["" if r.ok else "bad" for r in rec.bills]))
+                             rows, numeric=range(1, 11), row_classes=["" if r.ok else "bad" for r in bills]) + note)
     out.append("<h2>Trust per matter</h2><p>The matter's trust transactions in Clio, the balance Clio reports for the "
                "matter, and the Ledger__c entries in Salesforce; no running balance below zero.</p>")
+    trust, note = section(rec.trust, "matters")
     out.append(reports.table(
         ["Matter", "Clio reported", "Clio ledger", "lowest", "Salesforce ledger", "lowest", "Result"],
-        [[r.matter, r.clio_reported, r.clio_ledger, r.clio_lowest, r.salesforce_ledger, r.salesforce_lowest,
-          "OK" if r.ok else r.status.upper()] for r in rec.trust],
-        numeric=range(1, 6), row_classes=["" if r.ok else "bad" for r in rec.trust]))
+        [[readable(r.matter, labels), m(r.clio_reported), m(r.clio_ledger), m(r.clio_lowest), m(r.salesforce_ledger),
+          m(r.salesforce_lowest), "OK" if r.ok else r.status.upper()] for r in trust],
+        numeric=range(1, 6), row_classes=["" if r.ok else "bad" for r in trust]) + note)
     if rec.clients:
         out.append("<h2>Outstanding per client</h2>")
+        clients, note = section(rec.clients, "clients")
         out.append(reports.table(
             ["Client", "Clio", "Clio bills", "Salesforce", "Salesforce bills", "Result"],
-            [[r.contact, r.clio, r.clio_bills, r.salesforce, r.salesforce_bills, "OK" if r.ok else r.status.upper()]
-             for r in rec.clients],
-            numeric=range(1, 5), row_classes=["" if r.ok else "bad" for r in rec.clients]))
+            [[readable(r.contact, labels), m(r.clio), m(r.clio_bills), m(r.salesforce), m(r.salesforce_bills),
+              "OK" if r.ok else r.status.upper()] for r in clients],
+            numeric=range(1, 5), row_classes=["" if r.ok else "bad" for r in clients]) + note)
     return "".join(out)
+
+
+BOOKS_CSV_HEADERS = ["section", "source_id", "name", "status", "figure", "clio", "salesforce"]
+
+
+def books_rows(rec: BooksReconciliation, labels: Mapping[str, str] | None = None) -> list[list[Any]]:
+    """Every books figure for ``books.csv``: one line per bill, matter or client and figure."""
+    names = labels or {}
+    rows: list[list[Any]] = []
+    for b in rec.bills:
+        c, s = b.clio or {}, b.salesforce or {}
+        for k in ("total", "paid", "paid_from_trust", "credited", "outstanding"):
+            rows.append(["bill", b.bill, b.number, b.status, k, c.get(k), s.get(k)])
+    for t in rec.trust:
+        rows.append(["trust", t.matter, names.get(t.matter), t.status, "reported", t.clio_reported, ""])
+        rows.append(["trust", t.matter, names.get(t.matter), t.status, "ledger", t.clio_ledger, t.salesforce_ledger])
+        rows.append(["trust", t.matter, names.get(t.matter), t.status, "lowest", t.clio_lowest, t.salesforce_lowest])
+    for cl in rec.clients:
+        rows.append(["client", cl.contact, names.get(cl.contact), cl.status, "outstanding", cl.clio, cl.salesforce])
+        rows.append(["client", cl.contact, names.get(cl.contact), cl.status, "outstanding_bills", cl.clio_bills,
+                     cl.salesforce_bills])
+    return rows

@@ -8,6 +8,7 @@ explained too. Reports are files in the staging area; nothing here logs record v
 
 from __future__ import annotations
 
+import csv
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlencode
 
 from dateutil import parser as dtparser
 
@@ -54,6 +56,7 @@ class FieldDiff:
     sf_value: Any
     status: str
     reason: str | None = None
+    label: str | None = None  # the record's readable name (matter number, client name) for the report
 
 
 CSV_HEADERS = [f for f in FieldDiff.__dataclass_fields__]
@@ -311,36 +314,133 @@ def write_diff_csv(path: Any, diffs: Iterable[FieldDiff]) -> Any:
     return reports.write_csv(path, CSV_HEADERS, ([getattr(d, h) for h in CSV_HEADERS] for d in diffs))
 
 
-def diff_html(diffs: list[FieldDiff], title: str = "Sample field-level diff") -> str:
-    """Summary table and per-object details (problems first), fully escaped."""
+#: The page's views: which verdicts a view lists (the default lists every difference, problems first).
+VIEWS: dict[str, tuple[str, ...]] = {
+    "differences": (MISMATCH, MISSING, EXPLAINED),
+    "unexplained": (MISMATCH, MISSING),
+    "all": (MISMATCH, MISSING, EXPLAINED, MATCH),
+}
+DEFAULT_VIEW = "differences"
+ORDER = {MISMATCH: 0, MISSING: 1, EXPLAINED: 2, MATCH: 3}
+#: Rows listed on one page; the rest are a page further (the plugin's view) or in ``diff.csv``.
+PAGE_ROWS = 300
+
+
+def select_diffs(diffs: Iterable[FieldDiff], view: str = DEFAULT_VIEW, sobject: str | None = None,
+                 field: str | None = None) -> list[FieldDiff]:
+    """The rows a view lists, problems first (mismatch, missing, explained, match), then by object/record/field."""
+    wanted = VIEWS.get(view, VIEWS[DEFAULT_VIEW])
+    rows = [d for d in diffs if d.status in wanted and (not sobject or d.sobject == sobject)
+            and (not field or d.field == field)]
+    return sorted(rows, key=lambda d: (ORDER.get(d.status, 9), d.sobject, d.source_system_id, d.field))
+
+
+def _href(base: str, **params: Any) -> str:
+    query = urlencode({k: v for k, v in params.items() if v not in (None, "", 1) and
+                       not (k == "view" and v == DEFAULT_VIEW)})
+    return reports.esc(f"{base}?{query}" if query else base)
+
+
+def _record(d: FieldDiff) -> str:
+    return f"{d.label} ({d.source_system_id})" if d.label else d.source_system_id
+
+
+def diff_html(diffs: list[FieldDiff], title: str = "Sample field-level diff", *,
+              context: dict[str, Any] | None = None, view: str = DEFAULT_VIEW, sobject: str | None = None,
+              field: str | None = None, page: int = 1, page_rows: int = PAGE_ROWS,
+              view_url: str | None = "../../diff", csv_href: str = "diff.csv") -> str:
+    """The diff page: header, per-object and per-field counts, then one page of the selected rows.
+
+    By default only differences are listed (unexplained first, then explained), never the matching
+    fields, and at most ``page_rows`` of them: the page stays small on a large firm; every row is in
+    ``diff.csv``. ``view_url`` is the plugin's filterable view (links per view, object, field and page);
+    None leaves the links out. Everything from data is escaped.
+    """
+    view = view if view in VIEWS else DEFAULT_VIEW
     summary = summarize(diffs)
     bad = sum(s.mismatches + s.missing for s in summary)
     expl = sum(s.explained for s in summary)
-    body = [reports.banner(
+    body = [reports.report_header(context), reports.banner(
         f"{bad} unexplained difference(s), {expl} explained" if bad else
         f"All compared fields match ({expl} explained difference(s))", "bad" if bad else "ok")]
+
+    def link(text: str, active: bool = False, **params: Any) -> str:
+        if view_url is None:
+            return reports.esc(text)
+        cls = ' class="on"' if active else ""
+        return f"<a{cls} href=\"{_href(view_url, **params)}\">{reports.esc(text)}</a>"
+
     body.append("<h2>Summary</h2>")
-    body.append(reports.table(
-        ["Object", "Records", "Fields compared", "Match", "Mismatch", "Explained", "Missing"],
-        [[s.sobject, s.records, s.fields_compared, s.matches, s.mismatches, s.explained, s.missing] for s in summary],
-        numeric=range(1, 7)))
-    order = {MISMATCH: 0, MISSING: 1, EXPLAINED: 2, MATCH: 3}
-    by_obj: dict[str, list[FieldDiff]] = defaultdict(list)
-    for d in diffs:
-        by_obj[d.sobject].append(d)
-    for sobject, rows in sorted(by_obj.items()):
-        rows = sorted(rows, key=lambda d: (order.get(d.status, 9), d.source_system_id, d.field))
-        body.append(f"<h2>{reports.esc(sobject)}</h2>")
+    head = ["Object", "Records", "Fields compared", "Match", "Mismatch", "Explained", "Missing"]
+    rows = []
+    for s in sorted(summary, key=lambda s: (-(s.mismatches + s.missing), -s.explained, s.sobject)):
+        cells = [link(s.sobject, s.sobject == sobject, view=view, object=s.sobject)] + [
+            reports.esc(n) for n in (s.records, s.fields_compared, s.matches, s.mismatches, s.explained, s.missing)]
+        cls = "bad" if s.mismatches + s.missing else ("warn" if s.explained else "")
+        rows.append(f'<tr class="{cls}"><td>{cells[0]}</td>' + "".join(f'<td class="num">{c}</td>' for c in cells[1:])
+                    + "</tr>")
+    body.append("<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
+                + "".join(rows) + "</tbody></table>")
+    per_field = Counter((d.sobject, d.field, d.status) for d in diffs if d.status != MATCH)
+    if per_field:
+        body.append("<h2>Differences by field</h2>")
+        keys = sorted({(o, f) for o, f, _ in per_field},
+                      key=lambda k: (-(per_field[(*k, MISMATCH)] + per_field[(*k, MISSING)]), k))
+        frows = [f'<tr class="{"bad" if per_field[(o, f, MISMATCH)] + per_field[(o, f, MISSING)] else "warn"}">'
+                 f"<td>{reports.esc(o)}</td><td>{link(f, f == field, view=view, object=o, field=f)}</td>"
+                 f'<td class="num">{per_field[(o, f, MISMATCH)] + per_field[(o, f, MISSING)]}</td>'
+                 f'<td class="num">{per_field[(o, f, EXPLAINED)]}</td></tr>' for o, f in keys[:200]]
+        body.append("<table><thead><tr><th>Object</th><th>Field</th><th>Unexplained</th><th>Explained</th></tr>"
+                    "</thead><tbody>" + "".join(frows) + "</tbody></table>")
+        if len(keys) > 200:
+            body.append(f"<p class='muted'>first 200 of {len(keys)} fields listed</p>")
+    selected = select_diffs(diffs, view, sobject, field)
+    pages = max(1, -(-len(selected) // page_rows))
+    page = min(max(1, page), pages)
+    shown = selected[(page - 1) * page_rows: page * page_rows]
+    what = {"differences": "Differences (unexplained first, then explained)", "unexplained": "Unexplained differences",
+            "all": "Every compared field (differences first)"}[view]
+    scope = "".join(f" · {k} {reports.esc(v)}" for k, v in (("object", sobject), ("field", field)) if v)
+    body.append(f"<h2>{what}{scope}</h2>")
+    if view_url is not None:
+        body.append('<p class="filters noprint">Show: ' + " ".join(
+            link(label, v == view, view=v, object=sobject, field=field) for v, label in
+            (("differences", "differences"), ("unexplained", "unexplained only"), ("all", "every field"))) +
+            (" · " + link("all objects and fields", view=view) if sobject or field else "") + "</p>")
+    first = (page - 1) * page_rows + 1 if shown else 0
+    body.append(f"<p class='muted'>rows {first}–{first + len(shown) - 1 if shown else 0} of {len(selected)} "
+                f"(of {len(diffs)} compared fields); every row: <a href=\"{reports.esc(csv_href)}\">diff.csv</a></p>")
+    if shown:
         body.append(reports.table(
-            ["Record", "Salesforce Id", "Field", "Clio path", "Clio value", "Sent", "Salesforce", "Verdict", "Reason"],
-            [[d.source_system_id, d.sf_id, d.field, d.source_path, d.clio_value, d.sent_value, d.sf_value,
-              d.status, d.reason] for d in rows],
-            row_classes=[{MISMATCH: "bad", MISSING: "bad", EXPLAINED: "warn"}.get(d.status, "") for d in rows]))
+            ["Object", "Record", "Field", "Clio path", "Clio value", "Sent", "Salesforce", "Verdict", "Reason",
+             "Salesforce Id"],
+            [[d.sobject, _record(d), d.field, d.source_path, d.clio_value, d.sent_value, d.sf_value, d.status,
+              d.reason, d.sf_id] for d in shown],
+            row_classes=[{MISMATCH: "bad", MISSING: "bad", EXPLAINED: "warn"}.get(d.status, "") for d in shown]))
+    elif view != "all":
+        body.append("<p>No difference in this selection.</p>")
+    if pages > 1 and view_url is not None:
+        nav = [link("« previous", view=view, object=sobject, field=field, page=page - 1)] if page > 1 else []
+        nav.append(reports.esc(f"page {page} of {pages}"))
+        if page < pages:
+            nav.append(link("next »", view=view, object=sobject, field=field, page=page + 1))
+        body.append('<p class="filters noprint">' + " ".join(nav) + "</p>")
     return reports.page(title, "".join(body), subtitle="Clio value, value sent, value read back from Salesforce")
 
 
-def write_diff_html(path: Any, diffs: list[FieldDiff], title: str = "Sample field-level diff") -> Any:
-    return reports.write_text(path, diff_html(diffs, title))
+def read_diff_csv(lines: Iterable[str]) -> list[FieldDiff]:
+    """The rows of a ``diff.csv`` back (values as text; a file without ``label`` reads as unlabelled)."""
+    out = []
+    for row in csv.DictReader(lines):
+        out.append(FieldDiff(**{h: (row.get(h) or None) if h not in ("sobject", "source_system_id", "field", "status")
+                                else (row.get(h) or "") for h in CSV_HEADERS}))
+    return out
+
+
+def write_diff_html(path: Any, diffs: list[FieldDiff], title: str = "Sample field-level diff",
+                    context: dict[str, Any] | None = None) -> Any:
+    """The static ``diff.html``: the default view's first page (the plugin serves the other views)."""
+    return reports.write_text(path, diff_html(diffs, title, context=context))
 
 
 def diff_as_dicts(diffs: Iterable[FieldDiff]) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from clio2sf import reports
+from clio2sf.labels import readable
 
 Envelope = dict[str, Any]
 ZERO = Decimal(0)
@@ -285,36 +286,79 @@ def write_reconciliation_csv(path: Any, rec: Reconciliation) -> Any:
     return reports.write_csv(path, OBJECT_HEADERS, rows)
 
 
+#: Rows listed per table of the page; the rest (OK rows first to go) are in the CSV and JSON next to it.
+TABLE_ROWS = 200
+
+
+def figure_label(figure: str, labels: Mapping[str, str] | None = None) -> str:
+    """``bills.total`` → ``Bills: total``; ``trust.matter.7`` → ``Trust: 00007-Lopez (matter-7)``."""
+    parts = figure.split(".")
+    if len(parts) == 3 and parts[0] == "trust":
+        kind = "bank_account" if parts[1] == "account" else parts[1]
+        return f"Trust: {readable(f'{kind}-{parts[2]}', labels)}"
+    head, _, rest = figure.partition(".")
+    return f"{head.replace('_', ' ').capitalize()}: {rest.replace('_', ' ')}" if rest else figure
+
+
+#: Figures that are not money (no currency on the page).
+NOT_MONEY = frozenset({"time.hours"})
+
+
+def _unit(figure: str, currency: str | None) -> str | None:
+    return None if figure in NOT_MONEY else currency
+
+
+def capped(rows: list[Any], limit: int, what: str, full: str) -> tuple[list[Any], str]:
+    """The first ``limit`` rows and, when some are left out, an escaped note saying how many and where."""
+    if len(rows) <= limit:
+        return rows, ""
+    return rows[:limit], (f"<p class='muted'>first {limit} of {len(rows)} {reports.esc(what)} listed "
+                          f"(exceptions first); all of them: {full}</p>")
+
+
 def reconciliation_html(rec: Reconciliation, title: str = "Reconciliation against source totals",
-                        extra_html: str = "") -> str:
-    body = [reports.banner(rec.headline(), "ok" if rec.exact else "bad"), "<h2>Records</h2>"]
+                        extra_html: str = "", *, context: dict[str, Any] | None = None,
+                        currency: str | None = None, labels: Mapping[str, str] | None = None,
+                        limit: int = TABLE_ROWS) -> str:
+    """The page: header (firm, migration, run, dates), the headline, then records, exceptions and amounts,
+    each table exceptions first and at most ``limit`` rows (every row is in ``reconciliation.csv``).
+    Amounts are money (``1,234.50 USD``); records are named the way the firm knows them (``labels``)."""
+    full = "<a href='reconciliation.csv'>reconciliation.csv</a>"
+    body = [reports.report_header(context), reports.banner(rec.headline(), "ok" if rec.exact else "bad"),
+            "<h2>Records</h2>"]
+    objects = sorted(rec.objects, key=lambda o: (o.ok, o.object))
     body.append(reports.table(
         ["Object", "Expected", "Rows found", "Loaded", "Rejected", "Missing", "Duplicates", "Unexpected", "Result"],
         [[o.object, o.expected, o.found_rows, o.loaded, o.rejected, o.missing, o.duplicates, o.unexpected,
-          "OK" if o.ok else "EXCEPTION"] for o in rec.objects],
-        numeric=range(1, 8), row_classes=["" if o.ok else "bad" for o in rec.objects]))
-    exceptions = [o for o in rec.objects if not o.ok or o.rejected]
+          "OK" if o.ok else "EXCEPTION"] for o in objects],
+        numeric=range(1, 8), row_classes=["" if o.ok else "bad" for o in objects]))
+    exceptions = [o for o in objects if not o.ok or o.rejected]
     if exceptions:
         body.append("<h2>Exceptions</h2>")
         rows = []
         for o in exceptions:
-            rows += [[o.object, "rejected", reason, n] for reason, n in sorted(o.reject_reasons.items())]
-            rows += [[o.object, "missing", ssid, 1] for ssid in o.missing_ids]
+            rows += [[o.object, "missing", readable(ssid, labels), 1] for ssid in o.missing_ids]
             if o.missing and not o.missing_ids:
                 rows.append([o.object, "missing" if o.missing > 0 else "unexpected rows",
                              "(ids not listed: counts only)", abs(o.missing)])
-            rows += [[o.object, "duplicate", ssid, n] for ssid, n in o.duplicate_ids.items()]
+            rows += [[o.object, "duplicate", readable(ssid, labels), n] for ssid, n in o.duplicate_ids.items()]
             if o.unexpected:
                 rows.append([o.object, "unexpected rows", "Clio_Id__c not among the staged records", o.unexpected])
-        body.append(reports.table(["Object", "Kind", "Record / reason", "Count"], rows, numeric=[3]))
+        rows += [[o.object, "rejected", reason, n] for o in exceptions for reason, n in sorted(o.reject_reasons.items())]
+        rows, note = capped(rows, limit, "exceptions", full)
+        body.append(reports.table(["Object", "Kind", "Record / reason", "Count"], rows, numeric=[3]) + note)
     body.append("<h2>Amounts</h2>")
+    amounts = sorted(rec.amounts, key=lambda a: (a.ok, a.figure.startswith("trust."), a.figure))
+    amounts, note = capped(amounts, limit, "amount figures", full)
     body.append(reports.table(
         ["Figure", "Clio", "Salesforce", "Difference", "Result"],
-        [[a.figure, a.source, "(not measured)" if a.target is None else a.target, a.difference,
-          "OK" if a.ok else "DIFFERS"] for a in rec.amounts],
-        numeric=[1, 2, 3], row_classes=["" if a.ok else "bad" for a in rec.amounts]))
+        [[figure_label(a.figure, labels), reports.money(a.source, _unit(a.figure, currency)),
+          "(not measured)" if a.target is None else reports.money(a.target, _unit(a.figure, currency)),
+          reports.money(a.difference, _unit(a.figure, currency)), "OK" if a.ok else "DIFFERS"] for a in amounts],
+        numeric=[1, 2, 3], row_classes=["" if a.ok else "bad" for a in amounts]) + note)
     return reports.page(title, "".join(body) + extra_html)
 
 
-def write_reconciliation_html(path: Any, rec: Reconciliation, extra_html: str = "") -> Any:
-    return reports.write_text(path, reconciliation_html(rec, extra_html=extra_html))
+def write_reconciliation_html(path: Any, rec: Reconciliation, extra_html: str = "", **kwargs: Any) -> Any:
+    """Write :func:`reconciliation_html` (``context``, ``currency``, ``labels``, ``limit`` pass through)."""
+    return reports.write_text(path, reconciliation_html(rec, extra_html=extra_html, **kwargs))

@@ -12,8 +12,8 @@ import io
 import json
 import re
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from clio2sf import staging
@@ -29,6 +29,9 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .banner{padding:.7em 1em;border-radius:4px;margin:1em 0;font-size:1.1em}
 .banner.ok{background:#e3f5e8}.banner.bad{background:#fbe4e4}.banner.warn{background:#fff3d6}
 .muted{color:#666;font-size:.85em}
+table.hdr td,table.hdr th{border:none;padding:.1em .8em .1em 0;background:none}
+.filters a{margin-right:.8em}.filters a.on{font-weight:700;text-decoration:none;color:#1b1b1b}
+@media print{.filters,.noprint{display:none}}
 """
 
 
@@ -79,6 +82,58 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequen
         out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def money(value: Any, currency: str | None = None) -> str:
+    """``1234.5`` → ``1,234.50`` (``1,234.50 USD`` with a currency); blanks as ``–``, non-numbers as they are."""
+    if value is None or value == "":
+        return "–"
+    try:
+        text = f"{Decimal(str(value)).quantize(Decimal('0.01')):,.2f}"
+    except (InvalidOperation, ValueError, ArithmeticError):
+        return to_text(value)
+    return f"{text} {currency}" if currency else text
+
+
+def run_date(run_id: str | None) -> str | None:
+    """The date of an Airflow run id (``manual__2026-12-03T04:27:22.61+00:00`` → ``2026-12-03 04:27 UTC``)."""
+    text = (run_id or "").split("__", 1)[-1]
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def report_context(mroot: Any, firm_name: str | None, run_id: str | None,
+                   generated_at: datetime | None = None) -> dict[str, str]:
+    """The header facts of a migration report: firm (name and key), migration id, run id and dates.
+
+    ``mroot`` is the migration root ``<staging>/<firm>/<migration_id>`` (path-like).
+    """
+    firm = str(mroot.parent.name)
+    out = {"firm": f"{firm_name} ({firm})" if firm_name and firm_name != firm else firm,
+           "migration": str(mroot.name), "run": run_id or "–",
+           "generated": (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")}
+    started = run_date(run_id)
+    if started:
+        out["run_date"] = started
+    return out
+
+
+_CONTEXT_LABELS = {"firm": "Firm", "migration": "Migration", "run": "Run id", "run_date": "Run date",
+                   "generated": "Report written"}
+
+
+def report_header(context: dict[str, Any] | None) -> str:
+    """A small escaped facts table (firm, migration, run, dates) for the top of a report page."""
+    if not context:
+        return ""
+    rows = "".join(f"<tr><th>{esc(_CONTEXT_LABELS.get(k, k))}</th><td>{esc(v)}</td></tr>"
+                   for k, v in context.items() if k in _CONTEXT_LABELS and v)
+    return f'<table class="hdr">{rows}</table>'
 
 
 def banner(text: str, kind: str = "ok") -> str:

@@ -27,6 +27,7 @@ def write_discovery_outputs(
     clio_config: Mapping[str, Any] | None = None,
     rate_document: Mapping[str, Any] | None = None,
     findings: Iterable[Finding] = (),
+    spec_problems: Iterable[Any] = (),
     generated_at: str | None = None,
 ) -> dict[str, Any]:
     """Build the reference exports and the mapping document, write every file, return paths and counts.
@@ -34,6 +35,8 @@ def write_discovery_outputs(
     :param root: the migration root (``<staging root>/<firm>/<migration_id>``), any pathlib-like path.
     :param clio_config: the configuration reads for :func:`reference_exports` (default: ``clio_schema``).
     :param findings: capacity pre-flight findings, stored in ``estimates.json`` under ``capacity``.
+    :param spec_problems: the spec's problems against the org's describes (``validate_spec_against_describes``):
+        listed near the top of the mapping document, before anything else, so the reviewer sees them.
     :returns: a small XCom-able dict: relative paths (under ``root``) and counts.
     """
     out_dir = root / DISCOVER_DIR
@@ -48,6 +51,9 @@ def write_discovery_outputs(
     accounting_rows = field_accounting.plan(spec, clio_schema.get("custom_fields") or ())
     markdown = markdown + "\n" + field_accounting.plan_markdown(accounting_rows)
     html = html.replace("</body>", field_accounting.plan_html(accounting_rows) + "</body>", 1)
+    problems_md, problems_html = spec_problems_section(list(spec_problems))
+    markdown = _before_first(markdown, "\n## ", "\n" + problems_md)
+    html = _before_first(html, "<h2>", problems_html)
 
     def put(name: str, writer: Any, payload: Any) -> None:
         writer(out_dir / name, payload)
@@ -81,3 +87,30 @@ def write_discovery_outputs(
             "fields_unaccounted": sum(1 for r in accounting_rows if r["status"] == "unaccounted"),
         },
     }
+
+
+_PROBLEM_KEYS = ("rule", "sobject", "field", "where", "message")
+
+
+def _before_first(text: str, marker: str, insert: str) -> str:
+    i = text.find(marker)
+    return text + insert if i < 0 else text[:i] + insert + text[i:]
+
+
+def spec_problems_section(problems: list[Any]) -> tuple[str, str]:
+    """The mapping document's "Spec problems found against the org" section (markdown, escaped HTML)."""
+    from clio2sf.reports import banner, md_text, table
+
+    rows = [[getattr(p, k, None) if not isinstance(p, Mapping) else p.get(k) for k in _PROBLEM_KEYS]
+            if not isinstance(p, str) else ["", "", "", "", p] for p in problems]
+    title = "Spec problems found against the org"
+    if not rows:
+        return (f"## {title}\n\nNone: every mapped field exists in the org with a compatible type.\n",
+                f"<h2>{title}</h2>{banner('None: every mapped field exists in the org with a compatible type.')}")
+    what = (f"{len(rows)} problem(s): the load would reject or fail on these fields. Fix the spec key named under "
+            "*Where* (or the org) and run discover again before confirming.")
+    md = [f"## {title}", "", md_text(what), "", "| Rule | Object | Field | Where | Problem |", "|---|---|---|---|---|"]
+    md += ["| " + " | ".join(md_text(c) for c in r) + " |" for r in rows]
+    html = (f"<h2>{title}</h2>" + banner(what, "bad")
+            + table(["Rule", "Object", "Field", "Where", "Problem"], rows))
+    return "\n".join(md) + "\n", html

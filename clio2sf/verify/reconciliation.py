@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from clio2sf import books, diff, reconcile, reports, staging
+from clio2sf import books, diff, labels, reconcile, reports, staging
 from clio2sf.ledger import last_write_by_record, read_ledger
 from clio2sf.load import AUDIT_FIELDS, SOQL_IN_CHUNK, chunked, soql_in
 from clio2sf.mapping.spec import NATURAL_KEY_OBJECTS as SPEC_NATURAL_KEY_OBJECTS
@@ -181,11 +181,11 @@ def _resolve_polymorphic(client: Any, records: Mapping[str, dict[str, Any]], col
 
 
 def sample_diff(client: Any, mroot: Any, spec: MappingSpec, *, sample_dir: str = "sample",
-                out_dir: Any = None) -> dict[str, Any]:
+                out_dir: Any = None, run_id: str | None = None) -> dict[str, Any]:
     """Read the sample's loaded records back and diff them field by field against what was sent.
 
     Writes ``diff.csv``, ``diff.html`` and ``diff_summary.json`` under ``out_dir`` (default
-    ``<mroot>/<sample_dir>``).
+    ``<mroot>/<sample_dir>``); the page's header names the firm, the migration and ``run_id``.
     """
     root = mroot / sample_dir
     out = out_dir if out_dir is not None else root
@@ -225,6 +225,10 @@ def sample_diff(client: Any, mroot: Any, spec: MappingSpec, *, sample_dir: str =
         diffs.extend(diff.diff_records(sobject, specs, records, rejects))
     source_to_target = _source_to_target(client, mroot, root, spec, out, notes)
     diffs.extend(source_to_target.pop("diffs", []))
+    names = {ssid: name for ssid, data in raw.items() if (name := labels.record_name(data))}
+    for d in diffs:
+        d.label = names.get(base_id(d.source_system_id))
+    context = reports.report_context(mroot, spec.data.get("firm"), run_id)
     summary = diff.summarize(diffs)
     totals = {
         "objects": len(summary),
@@ -236,8 +240,8 @@ def sample_diff(client: Any, mroot: Any, spec: MappingSpec, *, sample_dir: str =
         "missing": sum(s.missing for s in summary),
     }
     diff.write_diff_csv(out / "diff.csv", diffs)
-    report = diff.write_diff_html(out / "diff.html", diffs)
-    reports.write_json(out / "diff_summary.json", {**totals, "by_object": [vars(s) for s in summary],
+    report = diff.write_diff_html(out / "diff.html", diffs, context=context)
+    reports.write_json(out / "diff_summary.json", {**totals, "context": context, "by_object": [vars(s) for s in summary],
                                                    "notes": notes, "source_to_target": source_to_target})
     return {**totals, "notes": len(notes), "report": str(report), "source_to_target": source_to_target}
 
@@ -354,7 +358,9 @@ def _natural_key_rows(client: Any, sobject: str, key: tuple[str, ...], ledger_id
 def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label: str) -> dict[str, Any]:
     """Clio records → Salesforce rows (loaded or rejected, nothing missing), duplicates and money.
 
-    Writes ``reports/<run_label>/reconciliation.{json,csv,html}``.
+    Writes ``reports/<run_label>/reconciliation.{json,csv,html}`` and ``books.csv``; the page's header
+    names the firm, the migration and the run, its money carries the bills' currency and its rows the
+    names the firm knows (matter numbers, client names) read from the staged Clio records.
     """
     staged = _Staged(mroot)
     notes: list[str] = []
@@ -468,7 +474,12 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
     rdir = mroot / "reports" / run_label
     reports.write_json(rdir / "reconciliation.json", rec.to_json() | {"books": book.to_json()})
     reconcile.write_reconciliation_csv(rdir / "reconciliation.csv", rec)
-    report = reconcile.write_reconciliation_html(rdir / "reconciliation.html", rec, extra_html=books.books_html(book))
+    names = _labels(raw_root, _wanted_labels(rec, book))
+    currency = _currency(raw_root)
+    reports.write_csv(rdir / "books.csv", books.BOOKS_CSV_HEADERS, books.books_rows(book, names))
+    report = reconcile.write_reconciliation_html(
+        rdir / "reconciliation.html", rec, extra_html=books.books_html(book, labels=names, currency=currency),
+        context=reports.report_context(mroot, spec.data.get("firm"), run_label), currency=currency, labels=names)
     reports.write_json(rdir / "reconciliation_notes.json", {"notes": notes})
     return {
         "lost": rec.lost,
@@ -483,6 +494,54 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
         "notes": notes,
         "report": str(report),
     }
+
+
+#: Clio object of a source id's kind (``matter-7`` is a record of ``matters``).
+_KIND_OBJECTS = {"matter": "matters", "contact": "contacts", "bank_account": "bank_accounts", "bill": "bills"}
+
+
+def _wanted_labels(rec: reconcile.Reconciliation, book: books.BooksReconciliation) -> dict[str, set[str]]:
+    """Clio object → the source ids the reconciliation page names (missing, duplicated, trust, clients)."""
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for o in rec.objects:
+        for ssid in [*o.missing_ids, *o.duplicate_ids]:
+            wanted[o.object].add(base_id(ssid))
+    for a in rec.amounts:
+        parts = a.figure.split(".")
+        if len(parts) == 3 and parts[0] == "trust":
+            kind = "bank_account" if parts[1] == "account" else parts[1]
+            wanted[_KIND_OBJECTS.get(kind, kind)].add(f"{kind}-{parts[2]}")
+    for t in book.trust:
+        wanted["matters"].add(t.matter)
+    for c in book.clients:
+        wanted["contacts"].add(c.contact)
+    return wanted
+
+
+def _labels(raw_root: Any, wanted: Mapping[str, set[str]]) -> dict[str, str]:
+    """Readable names of the wanted source ids, streamed from the staged Clio records (only those kept)."""
+    present = set(raw_objects(raw_root))
+    out: dict[str, str] = {}
+    for obj, ids in wanted.items():
+        if not ids or obj not in present:
+            continue
+        for env in iter_raw(raw_root, obj):
+            ssid = env.get("source_system_id")
+            if ssid in ids and (name := labels.record_name(env.get("data"))):
+                out[ssid] = name
+    return out
+
+
+def _currency(raw_root: Any) -> str | None:
+    """The firm's currency code, from the first staged bill that has one (None: amounts shown bare)."""
+    if "bills" not in raw_objects(raw_root):
+        return None
+    for env in iter_raw(raw_root, "bills"):
+        cur = (env.get("data") or {}).get("currency")
+        code = cur.get("code") if isinstance(cur, Mapping) else cur
+        if code:
+            return str(code)
+    return None
 
 
 def _books(client: Any, raw_root: Any, staged: _Staged, trust_accounts: set[str] | None,

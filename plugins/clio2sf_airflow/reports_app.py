@@ -7,6 +7,9 @@ Mounted by ``plugins/clio2sf_reports_plugin.py`` at ``/clio2sf`` on the API serv
 * ``/clio2sf/<firm>/<migration>/`` its reports (mapping spec, user report, sample diff,
   reconciliations, delta conflicts, rollback plans, rejects) and the migration summary;
 * ``/clio2sf/<firm>/<migration>/summary`` the firm-facing migration summary (printable);
+* ``/clio2sf/<firm>/<migration>/diff`` the sample diff, filterable: ``view`` (``differences``, the
+  default: every difference, unexplained first; ``unexplained``; ``all``), ``object``, ``field`` and
+  ``page`` (300 rows a page), rendered from ``sample/diff.csv``;
 * ``/clio2sf/<firm>/<migration>/files/<path>`` one report file, served as stored.
 
 Every route needs an Airflow session (the UI's cookie or a Bearer token) of a user who may read
@@ -14,20 +17,23 @@ DAGs; a browser without one is sent to Airflow's login page. Only report file ty
 (html, md, csv, json, yaml, txt), never raw or transformed record batches, ledgers, blobs or the
 webhook folder (its secrets).
 Files are read through ``ObjectStoragePath``, so ``file://`` and ``s3://`` roots both work.
+Every response forbids scripts and remote content (Content-Security-Policy): report values come from
+client data and are escaped, and the pages need no script.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from clio2sf import reports
+from clio2sf import diff, reports
 from clio2sf.migrations import load_declarations
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,10 @@ HIDDEN = {"raw", "transformed", "ledger", "blobs", "raw_ok", "raw_new", "since",
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
 MAX_LISTED = 400
 MAX_BYTES = 50 * 1024 * 1024
+#: No script, no remote content: the pages are static tables (style inline, images inline only).
+SECURITY_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                                               "base-uri 'none'; form-action 'none'; frame-ancestors 'self'",
+                    "X-Content-Type-Options": "nosniff"}
 
 
 class _LoginRequired(Exception):
@@ -145,6 +155,12 @@ def _firm_name(firm: str) -> str | None:
 def create_app() -> FastAPI:
     app = FastAPI(title="clio2sf migration reports", docs_url=None, redoc_url=None, openapi_url=None)
 
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next: Any) -> Response:
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
     @app.exception_handler(_LoginRequired)
     async def _to_login(request: Request, exc: _LoginRequired) -> Response:
         from airflow.api_fastapi.app import get_auth_manager
@@ -178,8 +194,17 @@ def create_app() -> FastAPI:
         items = "".join(f"<li><a href='{PREFIX}/{firm}/{migration_id}/files/{quote(f)}'>{reports.esc(f)}</a></li>"
                         for f in files)
         more = f"<p class='muted'>first {MAX_LISTED} files shown</p>" if len(files) >= MAX_LISTED else ""
-        body = (f"<p><a href='{PREFIX}/{firm}/{migration_id}/summary'><b>Migration summary</b></a> (for the firm)</p>"
-                f"<h2>Reports</h2><ul>{items}</ul>{more}")
+        base = f"{PREFIX}/{firm}/{migration_id}"
+        pages = [f"<li><a href='{base}/summary'><b>Migration summary</b></a> (for the firm, printable)</li>"]
+        if "sample/diff.csv" in files:
+            pages.append(f"<li><a href='{base}/diff'><b>Sample diff</b></a> (differences first, filter by object "
+                         "and field)</li>")
+        recs = sorted((f for f in files if f.startswith("reports/") and f.endswith("/reconciliation.html")),
+                      key=lambda f: f.split("__", 1)[-1])
+        if recs:
+            pages.append(f"<li><a href='{base}/files/{quote(recs[-1])}'><b>Latest reconciliation</b></a> "
+                         f"({reports.esc(recs[-1].split('/')[1])})</li>")
+        body = f"<ul>{''.join(pages)}</ul><h2>Reports</h2><ul>{items}</ul>{more}"
         return reports.page(f"{firm} / {migration_id}", body, subtitle=f"signed in as {user.get_name()}")
 
     @app.get("/{firm}/{migration_id}/summary", response_class=HTMLResponse)
@@ -188,6 +213,27 @@ def create_app() -> FastAPI:
 
         root = migration_root(firm, migration_id)
         return summary_html(summary_data(root, firm=firm, firm_name=_firm_name(firm), migration_id=migration_id))
+
+    @app.get("/{firm}/{migration_id}/diff", response_class=HTMLResponse)
+    def sample_diff(firm: str, migration_id: str, view: str = diff.DEFAULT_VIEW,
+                    sobject: str | None = Query(None, alias="object", max_length=200),
+                    field: str | None = Query(None, max_length=200), page: int = Query(1, ge=1, le=100_000),
+                    user: Any = Depends(require_reader)) -> str:
+        root = migration_root(firm, migration_id)
+        path = root / "sample" / "diff.csv"
+        if not path.exists():
+            raise HTTPException(status_code=404, detail="no sample diff yet: run mig_04_sample")
+        if path.stat().st_size > MAX_BYTES:
+            raise HTTPException(status_code=413, detail=f"diff.csv larger than {MAX_BYTES} bytes: download it from staging")
+        with path.open("r", encoding="utf-8", newline="") as fh:
+            rows = diff.read_diff_csv(fh)
+        summary = root / "sample" / "diff_summary.json"
+        context = None
+        if summary.exists():
+            with summary.open("rb") as fh:
+                context = json.loads(fh.read()).get("context")
+        return diff.diff_html(rows, context=context, view=view, sobject=sobject or None, field=field or None,
+                              page=page, view_url="diff", csv_href="files/sample/diff.csv")
 
     @app.get("/{firm}/{migration_id}/files/{rel:path}")
     def file(firm: str, migration_id: str, rel: str, user: Any = Depends(require_reader)) -> Response:
@@ -206,8 +252,6 @@ def create_app() -> FastAPI:
             data = fh.read(MAX_BYTES + 1)
         if len(data) > MAX_BYTES:
             raise HTTPException(status_code=413, detail=f"report larger than {MAX_BYTES} bytes: download it from staging")
-        return Response(content=data, media_type=SERVED[ext],
-                        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
-                                 "X-Content-Type-Options": "nosniff"})
+        return Response(content=data, media_type=SERVED[ext])
 
     return app

@@ -8,6 +8,7 @@ to ``benchmarks/results/pipeline_e2e.json``.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -193,6 +194,12 @@ def test_books_tie_out_on_both_sides_and_agree(run):
     assert book["clients"]
     html = (mroot / "reports" / "books" / "reconciliation.html").read_text()
     assert "Bills: payments, credits and balances" in html and "Trust per matter" in html
+    # the page's header, money and names: run id, "1,234.50 USD", matters by their Clio display number
+    assert "<th>Run id</th><td>books</td>" in html and "<th>Migration</th><td>m1</td>" in html
+    assert re.search(r">-?[\d,]+\.\d\d USD<", html) and not re.search(r">\d+\.\d{3,}<", html)
+    trust_rows = html.split("<h2>Trust per matter</h2>")[1].split("</table>")[0]
+    assert re.search(r"<td>\d{5}-[^<]+ \(matter-\d+\)</td>", trust_rows), trust_rows[:400]
+    assert (mroot / "reports" / "books" / "books.csv").exists()
     # Negative control: one payment changed in Salesforce is a difference on its bill.
     pay = hook.query_all("SELECT Id, Clio_Amount__c, Clio_Billing__r.Clio_Id__c FROM Clio_Payment__c "
                          "WHERE Clio_Kind__c = 'Payment' AND Clio_Voided_At__c = null LIMIT 1")[0]

@@ -224,3 +224,26 @@ def test_minimal_inputs_and_bad_records():
     assert 'class="warn"' in html  # fields to create are highlighted
     with pytest.raises(ValueError, match=r"clio_schema\['users'\]"):
         mapping_document(spec, {"counts": {}, "users": [1]}, {}, [], plan, estimates({}))
+
+
+def test_mapping_document_lists_the_spec_problems_discover_found(tmp_path):
+    from clio2sf.mapping.validation import Problem, validate_spec_against_describes
+
+    spec, describes, proposals, plan, est = _inputs(None)
+    problems = validate_spec_against_describes(spec, describes)
+    assert problems  # the describes lack objects the spec maps: the check can fail
+    problems.append(Problem("Contact", EVIL, "bad_type", f"{EVIL} | [x](javascript:alert(1))", "objects.Contact"))
+    root = tmp_path / "harlow_vance" / "m1"
+    write_discovery_outputs(root, spec=spec, clio_schema=CLIO_SCHEMA, describes=describes, proposals=proposals,
+                            schema_plan=plan, estimate=est, spec_problems=problems, generated_at="2026-11-28T09:00:00Z")
+    md = (root / "discover" / "mapping_spec.md").read_text()
+    html = (root / "discover" / "mapping_spec.html").read_text()
+    assert f"## Spec problems found against the org\n\n{len(problems)} problem(s)" in md
+    assert md.index("## Spec problems found against the org") < md.index("## Objects")  # before anything else
+    assert html.index("<h2>Spec problems found against the org</h2>") < html.index("<h2>Objects</h2>")
+    first = problems[0]
+    assert first.message in html.replace("&#x27;", "'") and f"| {first.rule} |" in md
+    assert EVIL not in html and "&lt;script&gt;" in html and "[x](javascript:" not in md and "\\[x\\]" in md
+    write_discovery_outputs(root, spec=spec, clio_schema=CLIO_SCHEMA, describes=describes, proposals=proposals,
+                            schema_plan=plan, estimate=est, generated_at="2026-11-28T09:00:00Z")
+    assert "None: every mapped field exists" in (root / "discover" / "mapping_spec.md").read_text()

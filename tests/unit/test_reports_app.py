@@ -77,3 +77,47 @@ def test_summary_names_firm_money_rejects_and_signoffs(staged):
     assert "firm_reviewer" in text and "hours look wrong" in text and "rejected" in text
     assert "Workflows" in text  # left behind by design
     assert "amount figure(s) differ" in text
+
+
+def _stage_diff(tmp_path) -> None:
+    from clio2sf import diff, reports
+
+    root = tmp_path / "harlow_vance" / "m1" / "sample"
+    rows = [diff.FieldDiff("Contact", f"contact-{i}", "003x", "LastName", "last_name", "Doe", "Doe", "Doe", "match",
+                           label=f"Client {i}") for i in range(700)]
+    rows += [diff.FieldDiff("Case", f"matter-{i}", "500x", "Clio_Total__c", "total", "10", "10", "9", "mismatch",
+                            "sent currency value differs", label=f"0000{i}-Lopez") for i in range(3)]
+    rows.append(diff.FieldDiff("Contact", "contact-1", "003x", "Title", "title", "<b>Dr</b>", "<b>Dr</b>", "<b>D",
+                               "explained", "truncated", label="<script>alert(1)</script>"))
+    diff.write_diff_csv(root / "diff.csv", rows)
+    reports.write_json(root / "diff_summary.json", {"context": {"firm": "Harlow & Vance LLP (harlow_vance)",
+                                                                "migration": "m1", "run": "manual__2026-12-01"}})
+    for run in ("manual__2026-12-01T10:00:00+00:00", "scheduled__2026-11-30T00:00:00+00:00"):
+        reports.write_text(root.parent / "reports" / run / "reconciliation.html", "<html>rec</html>")
+
+
+def test_sample_diff_view_filters_pages_and_escapes(staged, tmp_path):
+    assert staged.get("/harlow_vance/m1/diff").status_code == 404  # no sample yet
+    _stage_diff(tmp_path)
+    listing = staged.get("/harlow_vance/m1/").text
+    assert "/clio2sf/harlow_vance/m1/diff" in listing and "Latest reconciliation" in listing
+    assert "/files/reports/manual__2026-12-01T10%3A00%3A00%2B00%3A00/reconciliation.html'><b>Latest" in listing
+    page = staged.get("/harlow_vance/m1/diff")
+    assert page.status_code == 200
+    text = page.text
+    assert "Harlow &amp; Vance LLP (harlow_vance)" in text and "manual__2026-12-01" in text
+    assert "rows 1–4 of 4 (of 704 compared fields)" in text  # differences only, unexplained first
+    assert text.index("00000-Lopez (matter-0)") < text.index("<td>truncated</td>")
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt; (contact-1)" in text
+    assert "script-src" not in page.headers["content-security-policy"]
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    only = staged.get("/harlow_vance/m1/diff", params={"view": "all", "object": "Contact", "field": "LastName"}).text
+    assert "rows 1–300 of 700 (of 704 compared fields)" in only and "Clio_Total__c</td>" not in only
+    assert 'href="diff?view=all&amp;object=Contact&amp;field=LastName&amp;page=2"' in only
+    last = staged.get("/harlow_vance/m1/diff", params={"view": "all", "object": "Contact", "page": 3}).text
+    assert "rows 601–701 of 701" in last and "page 3 of 3" in last
+    hostile = staged.get("/harlow_vance/m1/diff", params={"object": "<script>alert(2)</script>", "view": "x"}).text
+    assert "<script>alert(2)" not in hostile and "No difference in this selection." in hostile
+    assert staged.get("/harlow_vance/m1/diff", params={"page": 0}).status_code == 422
+    csv_link = staged.get("/harlow_vance/m1/files/sample/diff.csv")
+    assert csv_link.status_code == 200 and "label" in csv_link.text.splitlines()[0]

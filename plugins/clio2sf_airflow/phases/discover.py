@@ -185,11 +185,12 @@ def build_mapping_document() -> dict[str, Any]:
         "users": config["users"],
         "firm_name": spec.data.get("firm"),
     }
+    problems = validate_spec_against_describes(spec, describes)
     result = write_discovery_outputs(
         root, spec=spec, clio_schema=clio_schema, describes=describes, proposals=proposals,
         schema_plan=plan, estimate=est, clio_config=config, rate_document=rates, findings=findings,
+        spec_problems=problems,
     )
-    problems = validate_spec_against_describes(spec, describes)
     staging.write_json(root / DISCOVER / "spec_problems.json", [getattr(x, "__dict__", str(x)) for x in problems])
     log.info("mapping document written (hash %s); %d config problems against the current org",
              spec.content_hash[:12], len(problems))

@@ -11,7 +11,7 @@ from clio2sf.sample import choose_sample, closure_violations, filter_envelopes
 from clio2sf.verify import sample_diff
 from clio2sf_airflow import migration
 from clio2sf_airflow.phases import load_common
-from clio2sf_airflow.phases.common import firm_spec, mroot, params, require_mapping_confirmed
+from clio2sf_airflow.phases.common import firm_spec, mroot, params, require_mapping_confirmed, run_id
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ def load_sample() -> dict[str, Any]:
 def diff_sample() -> dict[str, Any]:
     """Read the sample back from Salesforce and write the field-level diff report."""
     p = params()
-    result = sample_diff(migration.salesforce_hook(params()), mroot(p), firm_spec(p["firm"]), sample_dir=SAMPLE)
+    result = sample_diff(migration.salesforce_hook(params()), mroot(p), firm_spec(p["firm"]), sample_dir=SAMPLE,
+                         run_id=run_id())
     log.info("sample diff: %s", {k: v for k, v in result.items() if k not in ("report", "notes")})
     return result
 
