@@ -17,23 +17,18 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import yaml
 
 from clio2sf import reports
 from clio2sf.discovery.reference import REFERENCE_TITLES
+from clio2sf.reconcile import NOT_MONEY, figure_label
 
 
-def money(value: Any) -> str:
-    """``1234.5`` → ``1,234.50``; blanks and non-numbers as they are."""
-    if value is None or value == "":
-        return "–"
-    try:
-        return f"{Decimal(str(value)):,.2f}"
-    except (InvalidOperation, ValueError):
-        return str(value)
+def money(value: Any, currency: str | None = None) -> str:
+    """``1234.5`` → ``1,234.50`` (``1,234.50 USD`` with a currency); see :func:`clio2sf.reports.money`."""
+    return reports.money(value, currency)
 
 
 def label(name: str) -> str:
@@ -93,6 +88,7 @@ def summary_data(root: Any, *, firm: str, firm_name: str | None, migration_id: s
     return {
         "firm": firm, "firm_name": firm_name or firm, "migration_id": migration_id, "full_load_run": run,
         "exact": (rec or {}).get("exact"), "headline": (rec or {}).get("headline"),
+        "currency": (rec or {}).get("currency"),
         "objects": objects, "amounts": (rec or {}).get("amounts") or [],
         "rejects": [{"object": o, "reason": r, "count": n} for (o, r), n in sorted(reasons.items())],
         "left_behind": [{"what": name.removesuffix(".json"),
@@ -120,12 +116,18 @@ def summary_html(data: dict[str, Any], *, generated_at: datetime | None = None) 
     body.append(reports.table(["Records", "In Clio", "In Salesforce", "Rejected", "Missing", "Result"], rows,
                               numeric=range(1, 5)) if rows else "<p class='muted'>Nothing loaded yet.</p>")
     if data["amounts"]:
+        amounts = sorted(data["amounts"], key=lambda a: (bool(a.get("ok")), str(a["figure"]).startswith("trust.")))
+
+        def unit(figure: str) -> str | None:
+            return None if figure in NOT_MONEY else data.get("currency")
+
         body.append("<h2>Amounts</h2>")
         body.append(reports.table(
             ["Figure", "Clio", "Salesforce", "Difference", "Result"],
-            [[label(a["figure"]), money(a.get("source")), "(not measured)" if a.get("target") is None
-              else money(a.get("target")), money(a.get("difference")), "OK" if a.get("ok") else "DIFFERS"]
-             for a in data["amounts"]], numeric=[1, 2, 3]))
+            [[figure_label(a["figure"]), money(a.get("source"), unit(a["figure"])),
+              "(not measured)" if a.get("target") is None else money(a.get("target"), unit(a["figure"])),
+              money(a.get("difference"), unit(a["figure"])), "OK" if a.get("ok") else "DIFFERS"]
+             for a in amounts], numeric=[1, 2, 3], row_classes=["" if a.get("ok") else "bad" for a in amounts]))
     body.append("<h2>Left behind, and why</h2>")
     left = [[label(r["object"]), r["reason"], r["count"]] for r in data["rejects"]]
     body.append(reports.table(["Records", "Rejected because", "Count"], left, numeric=[2]) if left

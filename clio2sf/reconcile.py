@@ -297,7 +297,8 @@ def figure_label(figure: str, labels: Mapping[str, str] | None = None) -> str:
         kind = "bank_account" if parts[1] == "account" else parts[1]
         return f"Trust: {readable(f'{kind}-{parts[2]}', labels)}"
     head, _, rest = figure.partition(".")
-    return f"{head.replace('_', ' ').capitalize()}: {rest.replace('_', ' ')}" if rest else figure
+    head = head.replace("_", " ").capitalize()
+    return f"{head}: {rest.replace('_', ' ')}" if rest else head
 
 
 #: Figures that are not money (no currency on the page).

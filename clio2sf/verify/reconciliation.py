@@ -472,14 +472,16 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
     rec = reconcile.reconcile(source, target, staged.rejects)
     book = _books(client, raw_root, staged, trust_accounts, meta)
     rdir = mroot / "reports" / run_label
-    reports.write_json(rdir / "reconciliation.json", rec.to_json() | {"books": book.to_json()})
-    reconcile.write_reconciliation_csv(rdir / "reconciliation.csv", rec)
     names = _labels(raw_root, _wanted_labels(rec, book))
     currency = _currency(raw_root)
+    context = reports.report_context(mroot, spec.data.get("firm"), run_label)
+    reports.write_json(rdir / "reconciliation.json", rec.to_json() | {"books": book.to_json(), "context": context,
+                                                                     "currency": currency})
+    reconcile.write_reconciliation_csv(rdir / "reconciliation.csv", rec)
     reports.write_csv(rdir / "books.csv", books.BOOKS_CSV_HEADERS, books.books_rows(book, names))
     report = reconcile.write_reconciliation_html(
         rdir / "reconciliation.html", rec, extra_html=books.books_html(book, labels=names, currency=currency),
-        context=reports.report_context(mroot, spec.data.get("firm"), run_label), currency=currency, labels=names)
+        context=context, currency=currency, labels=names)
     reports.write_json(rdir / "reconciliation_notes.json", {"notes": notes})
     return {
         "lost": rec.lost,
