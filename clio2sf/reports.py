@@ -115,11 +115,11 @@ def report_context(mroot: Any, firm_name: str | None, run_id: str | None,
     """
     firm = str(mroot.parent.name)
     out = {"firm": f"{firm_name} ({firm})" if firm_name and firm_name != firm else firm,
-           "migration": str(mroot.name), "run": run_id or "–",
-           "generated": (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")}
+           "migration": str(mroot.name), "run": run_id or "–"}
     started = run_date(run_id)
     if started:
         out["run_date"] = started
+    out["generated"] = (generated_at or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     return out
 
 

@@ -46,6 +46,8 @@ SERVED = {".html": "text/html; charset=utf-8", ".md": "text/markdown; charset=ut
 HIDDEN = {"raw", "transformed", "ledger", "blobs", "raw_ok", "raw_new", "since", "ids", "_manifest", "loaded",
           "webhooks", "secrets", "events", "seen", "journal"}
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: A report file's path segments may also hold a run id's ``:`` and ``+`` (``reports/manual__2026-12-03T04:27:22+00:00/``).
+_FILE_SEGMENT = re.compile(r"^[A-Za-z0-9_.:+-]+$")
 MAX_LISTED = 400
 MAX_BYTES = 50 * 1024 * 1024
 #: No script, no remote content: the pages are static tables (style inline, images inline only).
@@ -238,7 +240,7 @@ def create_app() -> FastAPI:
     @app.get("/{firm}/{migration_id}/files/{rel:path}")
     def file(firm: str, migration_id: str, rel: str, user: Any = Depends(require_reader)) -> Response:
         parts = rel.split("/")
-        if not parts or any(not _SEGMENT.match(p) or p in (".", "..") or p in HIDDEN for p in parts):
+        if not parts or any(not _FILE_SEGMENT.match(p) or p in (".", "..") or p in HIDDEN for p in parts):
             raise HTTPException(status_code=404, detail="not a report file")
         ext = os.path.splitext(parts[-1])[1]
         if ext not in SERVED:

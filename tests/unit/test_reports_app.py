@@ -102,6 +102,8 @@ def test_sample_diff_view_filters_pages_and_escapes(staged, tmp_path):
     listing = staged.get("/harlow_vance/m1/").text
     assert "/clio2sf/harlow_vance/m1/diff" in listing and "Latest reconciliation" in listing
     assert "/files/reports/manual__2026-12-01T10%3A00%3A00%2B00%3A00/reconciliation.html'><b>Latest" in listing
+    rec = staged.get("/harlow_vance/m1/files/reports/manual__2026-12-01T10%3A00%3A00%2B00%3A00/reconciliation.html")
+    assert rec.status_code == 200 and rec.text == "<html>rec</html>"  # a run id's ":" and "+" in the path
     page = staged.get("/harlow_vance/m1/diff")
     assert page.status_code == 200
     text = page.text
