@@ -19,7 +19,7 @@ export PYTHONPATH := $(ROOT):$(ROOT)/plugins
 export PATH := $(BIN):$(PATH)
 
 # `make browser`: the headless Chromium the scheduler test's report check drives (Debian package).
-.PHONY: browser venv test test-unit test-integration lint demo airflow-init standalone sandboxes bench bench-smoke clean test-scheduler
+.PHONY: browser venv test test-unit test-integration lint demo airflow-init standalone sandboxes bench bench-smoke bench-xl bench-dags-smoke clean test-scheduler
 
 venv: $(STAMP)
 
@@ -69,8 +69,17 @@ test-scheduler: venv browser
 bench-smoke: venv
 	$(BIN)/python -m benchmarks.run --size tiny
 
+# The isolated benchmarks and the phase DAGs under a real scheduler on the large preset (about an hour).
 bench: venv
 	$(BIN)/python -m benchmarks.run
+
+# The phase DAGs on the xl preset (≈1M records; hours); merged into benchmarks/results/latest.md.
+bench-xl: venv
+	$(BIN)/python -m benchmarks.run --only dags_xl
+
+# The DAG-path harness on the tiny preset (a few minutes; results in benchmarks/results/smoke.md).
+bench-dags-smoke: venv
+	$(BIN)/python -m benchmarks.run --size tiny --only dags
 
 clean:
 	rm -rf $(AIRFLOW_HOME) .demo .pytest_cache

@@ -52,6 +52,20 @@ def machine() -> dict[str, Any]:
             "machine": platform.machine()}
 
 
+def commit() -> str:
+    """The git commit measured (``+dirty`` when tracked files differ from it), or ``unknown``."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def top_functions(fn: Callable[[], Any], limit: int = 8) -> list[str]:
     """Run ``fn`` under cProfile and return its top functions by cumulative time, as text lines."""
     prof = cProfile.Profile()

@@ -1,10 +1,13 @@
 """Run every benchmark and write the results: ``python -m benchmarks.run [--size tiny|full]``.
 
-``--size tiny`` is the CI smoke run (every benchmark at a tiny size, a couple of minutes, no
-target asserted); the default full run takes about half an hour and is run by hand.  Results:
-``benchmarks/results/<date>-<size>.{md,json}`` plus ``latest.{md,json}`` (full) or
-``smoke.{md,json}`` (tiny), with the machine and the date.  Exit status 1 if a benchmark crashed
-or produced no figure.
+``--size tiny`` is the CI smoke run (every isolated benchmark at a tiny size, a couple of minutes, no
+target asserted); the default full run adds ``dags`` (:mod:`benchmarks.bench_dags`: the phase DAGs
+under a real scheduler on the ``large`` preset, about an hour) and is run by hand (``make bench``).
+``--only dags_xl`` runs the DAGs on the ``xl`` preset (≈1M records; ``make bench-xl``, hours) and
+merges its figures into the previous results; ``--size tiny --only dags`` runs the DAG path on the
+tiny preset (``make bench-dags-smoke``).  Results: ``benchmarks/results/<date>-<size>.{md,json}``
+plus ``latest.{md,json}`` (full) or ``smoke.{md,json}`` (tiny), with the machine, the date and the
+git commit measured.  Exit status 1 if a benchmark crashed or produced no figure.
 """
 
 from __future__ import annotations
@@ -20,28 +23,34 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, machine
+from benchmarks.common import ROOT, Figure, commit, machine
 
 RESULTS = ROOT / "benchmarks" / "results"
 
 #: name -> (tiny, full) callables taking a work dir.
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"clio": {"preset": "tiny", "window": 1.0}, "sf": {"rows": 300, "naive_rows": 50},
-             "transform": 1000, "memory": [1000, 5000], "sf_sandbox": 2000},
+             "transform": 1000, "memory": [1000, 5000], "sf_sandbox": 2000,
+             "dags": {"preset": "tiny", "window": 1.0}},
     "full": {"clio": {"preset": "demo", "window": 10.0, "real_rate_preset": "tiny"},
              "sf": {"rows": 10_000, "naive_rows": 1000}, "transform": 20_000,
-             "memory": [10_000, 100_000, 1_000_000], "sf_sandbox": 50_000},
+             "memory": [10_000, 100_000, 1_000_000], "sf_sandbox": 50_000,
+             "dags": {"preset": "large", "window": 5.0}, "dags_xl": {"preset": "xl", "window": 5.0}},
 }
-BENCHMARKS = ("clio", "salesforce", "transform", "memory", "sf_sandbox", "end_to_end")
+BENCHMARKS = ("clio", "salesforce", "transform", "memory", "sf_sandbox", "end_to_end", "dags", "dags_xl")
+#: what a run without ``--only`` runs at each size (the DAG paths take an hour and more).
+DEFAULT = {"tiny": BENCHMARKS[:6], "full": BENCHMARKS[:7]}
 #: runner benchmark -> the ``Figure.benchmark`` labels it produces.
 FIGURE_LABELS = {"clio": ("clio_request_economy", "rate_limit_utilisation"), "salesforce": ("salesforce_call_economy",),
                  "transform": ("transform_throughput",), "memory": ("memory",),
-                 "sf_sandbox": ("sf_sandbox_throughput",), "end_to_end": ("end_to_end",)}
+                 "sf_sandbox": ("sf_sandbox_throughput",), "end_to_end": ("end_to_end",),
+                 "dags": ("dags_large", "dags_tiny"), "dags_xl": ("dags_xl",)}
 
 
-def _plan(size: str, work: Path) -> dict[str, Callable[[], list[Figure]]]:
+def _plan(size: str, work: Path, out: Path) -> dict[str, Callable[[], list[Figure]]]:
     from benchmarks import (
         bench_clio,
+        bench_dags,
         bench_e2e,
         bench_memory,
         bench_salesforce,
@@ -57,6 +66,9 @@ def _plan(size: str, work: Path) -> dict[str, Callable[[], list[Figure]]]:
         "memory": lambda: bench_memory.run(work / "memory", cfg["memory"]),
         "sf_sandbox": lambda: bench_sf_bulk.figures(cfg["sf_sandbox"]),
         "end_to_end": lambda: bench_e2e.run(),
+        "dags": lambda: bench_dags.run(work / "dags", raw=out / f"dags-{cfg['dags']['preset']}.raw.json",
+                                       **cfg["dags"]),
+        "dags_xl": lambda: bench_dags.run(work / "dags-xl", raw=out / "dags-xl.raw.json", **cfg["dags_xl"]),
     }
 
 
@@ -70,6 +82,49 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+#: The goals of issue #20 through the DAGs: headline key -> (figure, goal, isolated-function figure to
+#: quote beside it as (Figure.benchmark, Figure.figure, pick) or None).
+HEADLINES = (
+    ("clio", "Clio requests served ÷ minimum", "≤ 1.05", ("clio_request_economy", "requests used ÷ minimum", max)),
+    ("sf", "Salesforce calls received per 10k rows, bulk objects", "≤ 10",
+     ("salesforce_call_economy", "API calls per 10,000 records (bulk)", max)),
+    ("transform", "Transform records/s per core", "≥ 20,000", ("transform_throughput", "records/s per core", min)),
+    ("rss", "Peak RSS of a task process (largest)", "< 500 MB", ("memory", "peak RSS, load one object", max)),
+    ("e2e", "End to end ÷ Clio floor, compressed window", "-", None),
+    ("e2e_real:100k records + 20k documents", "End to end ÷ Clio floor at 50/60 s, 100k records + 20k documents",
+     "≤ 1.05", None),
+    ("e2e_real:1M records + 200k documents", "End to end ÷ Clio floor at 50/60 s, 1M records + 200k documents",
+     "≤ 1.05", None),
+)
+
+
+def side_by_side(figures: list[dict]) -> list[str]:
+    """The issue #20 table: each goal, the DAG-path figure per preset and the isolated-function figure."""
+    dag = {}
+    for f in figures:
+        if f["benchmark"].startswith("dags_") and f["detail"].get("headline"):
+            dag[(f["detail"]["headline"], f["benchmark"].removeprefix("dags_"))] = f
+    if not dag:
+        return []
+    presets = [p for p in ("tiny", "large", "xl") if any(k[1] == p for k in dag)]
+    lines = ["## Through the DAGs: goals side by side", "",
+             "| figure | goal | " + " | ".join(f"through the DAGs ({p})" for p in presets) + " | isolated function |",
+             "|---|---|" + "---|" * (len(presets) + 1)]
+    for key, label, goal, isolated in HEADLINES:
+        cells = []
+        for p in presets:
+            f = dag.get((key, p))
+            cells.append("not run" if f is None else
+                         f"{_fmt(f['value'])}{' (' + {True: 'met', False: '**not met**', None: '-'}[f['met']] + ')'}")
+        iso = "-"
+        if isolated:
+            vals = [f["value"] for f in figures if f["benchmark"] == isolated[0] and f["figure"] == isolated[1]
+                    and isinstance(f["value"], int | float) and (f["target"] or isolated[0] == "memory")]
+            iso = _fmt(isolated[2](vals)) if vals else "-"
+        lines.append(f"| {label} | {goal} | " + " | ".join(cells) + f" | {iso} |")
+    return lines + [""]
+
+
 def markdown(doc: dict) -> str:
     m = doc["machine"]
     lines = [f"# Benchmarks ({doc['size']})", "",
@@ -78,6 +133,8 @@ def markdown(doc: dict) -> str:
              f"{' --size tiny' if doc['size'] == 'tiny' else ''}`."
              + (f" Re-run of {', '.join(doc['rerun']['benchmarks'])}; the other figures are from "
                 f"{doc['rerun']['previous_date']}." if doc.get("rerun") else ""), "",
+             *([f"Commit measured: `{doc['commit']}`.", ""] if doc.get("commit") else []),
+             *side_by_side(doc["figures"]),
              "| benchmark | figure | subject | value | unit | target | met |", "|---|---|---|---|---|---|---|"]
     for f in doc["figures"]:
         met = {True: "met", False: "**not met**", None: "-"}[f["met"]]
@@ -98,12 +155,13 @@ def markdown(doc: dict) -> str:
 
 def run(size: str, out: Path, only: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
+    measured = commit()  # before the run: what was measured, whatever changes while it runs
     figures: list[dict] = []
     errors: dict[str, str] = {}
     by_benchmark: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="clio2sf-bench-") as tmp:
-        plan = _plan(size, Path(tmp))
-        for name in only or BENCHMARKS:
+        plan = _plan(size, Path(tmp), out)
+        for name in only or DEFAULT[size]:
             b0 = time.perf_counter()
             print(f"== {name} ({size})", flush=True)
             try:
@@ -122,7 +180,7 @@ def run(size: str, out: Path, only: list[str] | None = None) -> dict:
             print(f"   ({time.perf_counter() - b0:.1f} s)", flush=True)
     doc = {"size": size, "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(),
            "seconds": round(time.perf_counter() - t0, 1), "benchmarks": by_benchmark, "errors": errors,
-           "figures": figures}
+           "commit": measured, "figures": figures}
     out.mkdir(parents=True, exist_ok=True)
     stem = "smoke" if size == "tiny" else "latest"
     previous = out / f"{stem}.json"

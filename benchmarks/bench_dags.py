@@ -1,0 +1,364 @@
+"""Benchmarks through the phase DAGs: the tasks a scheduler runs, measured from outside.
+
+A real Airflow (scheduler + dag-processor + api-server, LocalExecutor: one process per task,
+``tests/scheduler/cluster.py``) runs discover → extract → resolve users → sample → full load for the
+seeded firm of a Clio sandbox preset (``large``: 4,000 matters, ≈98,773 records, 6,000 documents) at a
+compressed Clio window (50 requests per ``window`` seconds). The approvals are answered through the
+REST API as soon as they wait; their wait is not counted. Every figure comes from what was measured:
+
+* Clio requests: the Clio sandbox's request log (API and OAuth calls it served), against the
+  minimum of :mod:`benchmarks.bench_clio` (one token, the fixed discovery reads, one request per
+  200 records of each object, one download per document with a version);
+* Salesforce calls: the Salesforce sandbox's request log (API calls it received), attributed to an
+  object by the time span of its ``load_<Object>`` group (the groups run one after another), per
+  10,000 rows the group's ``load_batch`` tasks report loading;
+* per task: a sampler reads every task process the scheduler starts (title
+  ``airflow worker -- <task instance id>``) every ``SAMPLE_S``: peak resident set size (VmRSS) and CPU
+  time (user + system); transform records/s per core = records the ``transform_batch`` tasks report
+  ÷ their CPU seconds;
+* end to end: the sum of the phases' run durations (from Airflow) minus the approval waits, against
+  the Clio floor (minimum requests ÷ the allowed rate), and projected to Clio's real 50 per 60 s for
+  the two firm sizes of issue #20 (see :func:`projection`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import Figure, at_least, at_most
+
+FIRM, MIGRATION = "harlow_vance", "bench"
+PHASES = ("mig_01_discover", "mig_02_extract", "mig_03_resolve_users", "mig_04_sample", "mig_05_full_load")
+APPROVALS = {"mig_01_discover": "approve_mapping", "mig_04_sample": "approve_sample"}
+SAMPLE_S = 0.2
+TITLE = re.compile(r"^airflow worker -- ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\s*$")
+#: Clio Manage v4 at peak (../shared/reference/clio-api-v4.md §3): 50 requests per 60 s window per token.
+REAL_LIMIT, REAL_WINDOW = 50, 60.0
+#: Firm sizes of issue #20: (records, documents).
+FIRM_SIZES = {"100k records + 20k documents": (100_000, 20_000), "1M records + 200k documents": (1_000_000, 200_000)}
+GOALS = {"clio": 1.05, "sf_per_10k": 10, "transform": 20_000, "rss_mb": 500, "e2e_real": 1.05}
+PAGE = 200
+
+
+class TaskSampler(threading.Thread):
+    """Sample every task process below ``root_pid``: peak VmRSS, last CPU time, first and last seen."""
+
+    def __init__(self, root_pid: int, interval: float = SAMPLE_S) -> None:
+        super().__init__(daemon=True)
+        self.root_pid, self.interval = root_pid, interval
+        self.tasks: dict[str, dict[str, float]] = {}
+        self.samples = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        root = psutil.Process(self.root_pid)
+        while not self._stop_event.is_set():
+            try:
+                kids = root.children(recursive=True)
+            except psutil.Error:
+                return
+            now = time.time()
+            for p in kids:
+                try:
+                    m = TITLE.match(" ".join(p.cmdline()))
+                    if not m:
+                        continue
+                    rss, cpu = p.memory_info().rss, p.cpu_times()
+                except psutil.Error:
+                    continue
+                t = self.tasks.setdefault(m.group(1), {"pid": p.pid, "peak_rss": 0, "cpu_s": 0.0, "first": now})
+                t["peak_rss"] = max(t["peak_rss"], rss)
+                t["cpu_s"] = max(t["cpu_s"], cpu.user + cpu.system)
+                t["last"] = now
+            self.samples += 1
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+
+
+def _ts(value: str | None) -> float | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
+
+
+def _drive(cluster: Any, dag_id: str, conf: dict, timeout: float) -> dict[str, Any]:
+    """Trigger one phase, answer its approval when it waits, wait for the end; its timings and tasks."""
+    run_id = cluster.trigger(dag_id, conf)
+    waited = 0.0
+    if dag_id in APPROVALS:
+        task_id = APPROVALS[dag_id]
+        cluster.wait_parked(dag_id, run_id, task_id, timeout=timeout)
+        parked = time.time()
+        cluster.answer(dag_id, run_id, task_id, "Approve", user="ops_lead")
+        # what the run spent from the moment the step waited (it becomes awaiting_input before
+        # the sampler sees it parked) to the answer: counted from the step's own TI times below
+        waited = time.time() - parked
+    state = cluster.wait_run(dag_id, run_id, timeout=timeout)
+    run = cluster.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+    tis = cluster.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
+    tis = tis["task_instances"]
+    if dag_id in APPROVALS:
+        # the approval task's own span holds the wait for the person (parked → answered → resumed)
+        step = next(t for t in tis if t["task_id"] == APPROVALS[dag_id])
+        if step.get("start_date") and step.get("end_date"):
+            waited = max(waited, _ts(step["end_date"]) - _ts(step["start_date"]))
+    start, end = _ts(run["start_date"]), _ts(run["end_date"])
+    return {"dag_id": dag_id, "run_id": run_id, "state": state, "start": start, "end": end,
+            "seconds": end - start - waited, "approval_wait": waited, "tis": tis}
+
+
+def _xcom(cluster: Any, dag_id: str, run_id: str, ti: dict) -> Any:
+    """What a successful task returned (None for a task that returned nothing)."""
+    if ti["state"] != "success":
+        return None
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/xcomEntries/return_value"
+    params = {"map_index": ti["map_index"], "deserialize": True, "stringify": False}
+    try:
+        return cluster.get(path, params=params).get("value")
+    except AssertionError as exc:  # Cluster.request raises AssertionError on a non-2xx answer
+        if " 404 " in str(exc):
+            return None
+        raise
+
+
+def clio_minimum(clio: Any, mroot: Path) -> dict[str, Any]:
+    """The fewest Clio requests that discover and extract this firm (see :mod:`benchmarks.bench_clio`)."""
+    from clio2sf import catalog
+    from clio2sf.discovery.estimates import DISCOVERY_ENDPOINTS, MIGRATED_OBJECTS
+    from clio2sf.extract import read_records
+
+    counts = clio.counts(catalog.CLIO_OBJECTS)
+    docs = sum(1 for env in read_records(mroot, "documents") if env.get("blob"))
+    pages = sum(max(1, math.ceil(n / PAGE)) for n in counts.values())
+    fixed = len(DISCOVERY_ENDPOINTS) + len(MIGRATED_OBJECTS)
+    return {"total": 1 + fixed + pages + docs, "fixed": fixed, "pages": pages, "downloads": docs,
+            "records": sum(counts.values()), "per_object": counts}
+
+
+def projection(phases: list[dict], minimum: dict, limit: int, window: float, records: int,
+               documents: int) -> dict[str, float]:
+    """End to end ÷ Clio floor at the real rate for a firm of ``records`` and ``documents``.
+
+    Each phase's time is split into its Clio pacing (its requests × one request slot of the measured
+    window) and the rest. At the real rate a request slot is 60 s / 50; the firm's requests are the
+    fixed ones + one page per 200 records + one download per document. ``upper``: the rest of every
+    phase is added to the paced time, scaled by (records + documents) against the measured firm (no
+    overlap within a phase). ``lower``: within a phase the rest overlaps the pacing (a phase takes
+    the longer of the two). The floor is the minimum requests at the real rate.
+    """
+    slot_c, slot_r = window / limit, REAL_WINDOW / REAL_LIMIT
+    scale = (records + documents) / max(1, minimum["records"] + minimum["downloads"])
+    req_scale = (minimum["pages"] * records / max(1, minimum["records"]) + documents) / max(
+        1, minimum["pages"] + minimum["downloads"])
+    upper = lower = 0.0
+    for p in phases:
+        paced = p["clio_requests"] * slot_c
+        rest = max(0.0, p["seconds"] - paced) * scale
+        paced_real = p["clio_requests"] * req_scale * slot_r
+        upper += paced_real + rest
+        lower += max(paced_real, rest)
+    floor = (minimum["fixed"] + minimum["pages"] * records / max(1, minimum["records"]) + documents) * slot_r
+    return {"upper": upper / floor, "lower": lower / floor, "floor_s": floor, "upper_s": upper, "lower_s": lower}
+
+
+def run(work: Path, *, preset: str = "large", window: float = 5.0, limit: int = 50, parallelism: int = 4,
+        seed: int = 42, timeout: float = 6 * 3600, raw: Path | None = None) -> list[Figure]:
+    """Run the phases on ``preset``; keep what was recorded in ``raw`` (JSON; :func:`from_raw` recomputes)."""
+    from benchmarks.common import ROOT
+    from clio2sf import staging
+    from sandbox.clio.testing import run_clio_sandbox
+    from sandbox.salesforce.testing import run_sf_sandbox
+    from scripts.runner import airflow_env
+    from tests.scheduler.cluster import Cluster
+
+    work.mkdir(parents=True, exist_ok=True)
+    with run_clio_sandbox(work / f"clio-{preset}", seed=seed, preset=preset, rate_limit=limit,
+                          window=window) as clio, run_sf_sandbox(work / "sf", seed=seed,
+                                                                 data_storage_mb=16_384) as sf:
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW__", "AIRFLOW_HOME"))}
+        (work / "staging").mkdir(exist_ok=True)
+        env = airflow_env(clio, sf, f"file://{work / 'staging'}", base=base, rate_dir=work / "rate")
+        env["PYTHONPATH"] = f"{ROOT}:{ROOT / 'plugins'}"
+        cluster = Cluster.start(work / "airflow", env, parallelism=parallelism)
+        sampler = None
+        try:
+            sampler = TaskSampler(cluster.procs[-1].pid)
+            sampler.start()
+            conf = {"firm": FIRM, "migration_id": MIGRATION}
+            phases = []
+            for dag_id in PHASES:
+                phase = _drive(cluster, dag_id, {**conf, **({"apply_schema": True} if dag_id == PHASES[0] else {})},
+                               timeout)
+                print(f"   {dag_id}: {phase['state']} in {phase['seconds']:.1f} s "
+                      f"(approval wait {phase['approval_wait']:.1f} s)", flush=True)
+                phases.append(phase)
+                if phase["state"] != "success":
+                    failed = sorted({t["task_id"] for t in phase["tis"] if t["state"] == "failed"})
+                    raise RuntimeError(f"{dag_id} ended {phase['state']} (failed tasks: {failed}); see {work}")
+            sampler.stop()
+            full = phases[-1]
+            results = {t["id"]: _xcom(cluster, full["dag_id"], full["run_id"], t) for t in full["tis"]
+                       if t["task_id"] == "transform_batch" or t["task_id"].endswith(".load_batch")}
+        finally:
+            if sampler is not None:
+                sampler.stop()
+            cluster.stop()
+        mroot = staging.migration_root(work / "staging", FIRM, MIGRATION)
+        minimum = clio_minimum(clio, mroot)
+        clio_log = clio.request_log()
+        sf_log = sf.request_log()["requests"]
+    recorded = {"preset": preset, "window": window, "limit": limit, "phases": phases, "tasks": sampler.tasks,
+                "results": results, "minimum": minimum, "clio_log": clio_log, "sf_log": sf_log,
+                "sampling": {"interval_s": SAMPLE_S, "samples": sampler.samples, "parallelism": parallelism}}
+    if raw is not None:
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        raw.write_text(json.dumps(recorded), encoding="utf-8")
+    return figures(**recorded)
+
+
+def from_raw(path: Path) -> list[Figure]:
+    """The figures of a recorded run (``python -m benchmarks.bench_dags RAW.json``)."""
+    return figures(**json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _bulk_threshold() -> int:
+    import inspect
+
+    from clio2sf.load import load_rows
+
+    return int(inspect.signature(load_rows).parameters["bulk_threshold"].default)
+
+
+def figures(*, preset: str, window: float, limit: int, phases: list[dict], tasks: dict[str, dict],
+            results: dict[str, Any], minimum: dict, clio_log: list[dict], sf_log: list[dict],
+            sampling: dict) -> list[Figure]:
+    """The DAG-path figures from what the run recorded (pure: unit-tested with made-up logs)."""
+    bench = f"dags_{preset}"
+    firm = f"{preset} firm"
+    figs: list[Figure] = []
+    # ---- Clio: requests served ÷ minimum, per phase
+    counted = [e for e in clio_log if e["path"].startswith(("/api/", "/oauth/"))]
+    for p in phases:
+        p["clio_requests"] = sum(1 for e in counted if p["start"] <= e["time"] <= p["end"] + 1.0)
+    t0, t1 = phases[0]["start"], phases[-1]["end"] + 1.0
+    served = [e for e in counted if t0 <= e["time"] <= t1]
+    api = [e for e in served if e["path"].startswith("/api/")]
+    first = min((e["time"] for e in api), default=t0)
+    late_429 = sum(1 for e in api if e["status"] == 429 and e["time"] > first + window)
+    ratio = len(served) / minimum["total"]
+    figs.append(Figure(bench, "Clio requests served ÷ minimum", f"{firm}, discover → full load", round(ratio, 3),
+                       "ratio", f"≤ {GOALS['clio']}", at_most(ratio, GOALS["clio"]),
+                       detail={"headline": "clio", "served": len(served), "minimum": minimum["total"],
+                               "minimum_parts": {k: minimum[k] for k in ("fixed", "pages", "downloads")},
+                               "per_phase": {p["dag_id"]: p["clio_requests"] for p in phases},
+                               "oauth": sum(1 for e in served if e["path"].startswith("/oauth/"))}))
+    figs.append(Figure(bench, "Clio HTTP 429 after the first window", f"{firm}, 50 per {window:g} s", late_429,
+                       "responses", "0", late_429 == 0,
+                       detail={"all_429": sum(1 for e in api if e["status"] == 429)}))
+    # ---- Salesforce: calls received per 10k rows, per load group
+    full = phases[-1]
+    threshold = _bulk_threshold()
+    groups: dict[str, dict[str, Any]] = {}
+    for ti in full["tis"]:
+        if not ti["task_id"].endswith(".load_batch") or not ti.get("start_date"):
+            continue
+        sobject = ti["task_id"].split(".")[0].removeprefix("load_")
+        g = groups.setdefault(sobject, {"start": math.inf, "end": 0.0, "rows": 0, "tasks": 0})
+        g["start"] = min(g["start"], _ts(ti["start_date"]))
+        g["end"] = max(g["end"], _ts(ti["end_date"]) if ti.get("end_date") else g["end"])
+        g["rows"] += int((results.get(ti["id"]) or {}).get("rows", 0))
+        g["tasks"] += 1
+    api_calls = [e for e in sf_log if e.get("api")]
+    bulk_calls = bulk_rows = 0
+    for sobject, g in sorted(groups.items(), key=lambda kv: kv[1]["start"]):
+        calls = [e for e in api_calls if g["start"] <= e["ts"] <= g["end"]]
+        g["calls"] = len(calls)
+        g["by_kind"] = {}
+        for e in calls:
+            g["by_kind"][e["kind"]] = g["by_kind"].get(e["kind"], 0) + 1
+        if not g["rows"]:
+            continue
+        per = len(calls) / g["rows"] * 10_000
+        bulk = g["rows"] > threshold
+        if bulk:
+            bulk_calls += len(calls)
+            bulk_rows += g["rows"]
+        figs.append(Figure(bench, "Salesforce calls received per 10,000 rows", f"{sobject} ({g['rows']:,} rows)",
+                           round(per, 1), "calls", f"≤ {GOALS['sf_per_10k']}" if bulk else "",
+                           at_most(per, GOALS["sf_per_10k"]) if bulk else None,
+                           detail={k: v for k, v in g.items() if k not in ("start", "end")}))
+    if bulk_rows:
+        per = bulk_calls / bulk_rows * 10_000
+        figs.append(Figure(bench, "Salesforce calls received per 10,000 rows", f"all bulk objects (> {threshold:,} rows)",
+                           round(per, 1), "calls", f"≤ {GOALS['sf_per_10k']}", at_most(per, GOALS["sf_per_10k"]),
+                           detail={"headline": "sf", "calls": bulk_calls, "rows": bulk_rows}))
+    # ---- per task: peak RSS, transform records/s per core
+    by_task: dict[tuple[str, str], list[dict]] = {}
+    unseen = 0
+    for p in phases:
+        for ti in p["tis"]:
+            got = tasks.get(ti["id"])
+            if got is None:
+                unseen += ti["state"] == "success" and not ti["task_id"].startswith("approve_")
+                continue
+            by_task.setdefault((p["dag_id"], ti["task_id"]), []).append({**got, "ti": ti})
+    worst = 0.0
+    for (dag_id, task_id), runs in by_task.items():
+        peak = max(r["peak_rss"] for r in runs) / 2**20
+        worst = max(worst, peak)
+        figs.append(Figure(bench, "peak RSS of a task process", f"{dag_id}.{task_id} (×{len(runs)})", round(peak, 1),
+                           "MB", f"< {GOALS['rss_mb']}", peak < GOALS["rss_mb"],
+                           detail={"median_mb": round(sorted(r["peak_rss"] for r in runs)[len(runs) // 2] / 2**20, 1),
+                                   "cpu_s": round(sum(r["cpu_s"] for r in runs), 1)}))
+    figs.append(Figure(bench, "peak RSS of a task process", "largest of all tasks", round(worst, 1), "MB",
+                       f"< {GOALS['rss_mb']}", worst < GOALS["rss_mb"] if by_task else None,
+                       detail={"headline": "rss", "sampling": sampling, "tasks_not_sampled": unseen}))
+    transforms = by_task.get((full["dag_id"], "transform_batch"), [])
+    records = sum(int((results.get(r["ti"]["id"]) or {}).get("records", 0)) for r in transforms)
+    cpu = sum(r["cpu_s"] for r in transforms)
+    wall = sum(_ts(r["ti"]["end_date"]) - _ts(r["ti"]["start_date"]) for r in transforms)
+    rate = records / cpu if cpu else None
+    figs.append(Figure(bench, "transform records/s per core", f"transform_batch tasks ({len(transforms)})",
+                       round(rate) if rate else None, "records/s", f"≥ {GOALS['transform']:,}",
+                       at_least(rate, GOALS["transform"]),
+                       note="Clio records the transform_batch tasks report ÷ the CPU seconds (user + system) of "
+                            "their processes, start-up included",
+                       detail={"headline": "transform", "records": records, "cpu_s": round(cpu, 1),
+                               "task_wall_s": round(wall, 1),
+                               "records_per_task_wall_s": round(records / wall) if wall else None}))
+    # ---- end to end against the Clio floor
+    total = sum(p["seconds"] for p in phases)
+    floor = (minimum["total"] - 1) * window / limit
+    for p in phases:
+        figs.append(Figure(bench, "phase wall time (no approval wait)", p["dag_id"], round(p["seconds"], 1), "s",
+                           detail={"clio_requests": p["clio_requests"], "approval_wait_s": round(p["approval_wait"], 1),
+                                   "share": round(p["seconds"] / total, 3)}))
+    figs.append(Figure(bench, "end to end ÷ Clio floor", f"{firm}, 50 per {window:g} s (measured)",
+                       round(total / floor, 3), "ratio", detail={"headline": "e2e", "total_s": round(total, 1),
+                                                                 "floor_s": round(floor, 1)}))
+    for label, (n_records, n_docs) in FIRM_SIZES.items():
+        proj = projection(phases, minimum, limit, window, n_records, n_docs)
+        figs.append(Figure(bench, "end to end ÷ Clio floor, projected to 50 per 60 s", label, round(proj["upper"], 3),
+                           "ratio", f"≤ {GOALS['e2e_real']}", at_most(proj["upper"], GOALS["e2e_real"]),
+                           note=f"range {proj['lower']:.3f}–{proj['upper']:.3f} (value: the upper end, no overlap "
+                                "within a phase); see benchmarks/bench_dags.py:projection",
+                           detail={"headline": f"e2e_real:{label}", **{k: round(v, 3) for k, v in proj.items()}}))
+    return figs
+
+
+if __name__ == "__main__":
+    for f in from_raw(Path(sys.argv[1])):
+        print(f"{f.benchmark} | {f.figure} | {f.subject} | {f.value} {f.unit} | {f.target or '-'} | {f.met}")

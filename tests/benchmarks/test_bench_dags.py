@@ -1,0 +1,106 @@
+"""The DAG-path benchmark's figures are computed from what the sandboxes logged and the task processes
+used: made-up logs with known answers, and seeded defects that must turn a goal to "not met"."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from benchmarks.bench_dags import figures as dag_figures
+from benchmarks.bench_dags import projection
+from benchmarks.run import markdown
+
+T0 = 1_800_000_000.0
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _ti(uid: str, task_id: str, start: float, end: float, map_index: int = -1) -> dict:
+    return {"id": uid, "task_id": task_id, "map_index": map_index, "state": "success",
+            "start_date": _iso(start), "end_date": _iso(end)}
+
+
+MINIMUM = {"total": 101, "fixed": 10, "pages": 60, "downloads": 30, "records": 12_000, "per_object": {}}
+
+
+def _world(extra_clio: int = 0, load_calls: int = 4, rss_mb: float = 200.0, transform_cpu: float = 0.5):
+    discover = {"dag_id": "mig_01_discover", "run_id": "r1", "state": "success", "start": T0, "end": T0 + 20,
+                "seconds": 20.0, "approval_wait": 0.0,
+                "tis": [_ti("a", "discover_clio", T0, T0 + 10)]}
+    full = {"dag_id": "mig_05_full_load", "run_id": "r5", "state": "success", "start": T0 + 100, "end": T0 + 200,
+            "seconds": 100.0, "approval_wait": 0.0,
+            "tis": [_ti("t1", "transform_batch", T0 + 100, T0 + 110, 0),
+                    _ti("t2", "transform_batch", T0 + 100, T0 + 110, 1),
+                    _ti("l1", "load_Contact.load_batch", T0 + 120, T0 + 130, 0),
+                    _ti("l2", "load_Account.load_batch", T0 + 140, T0 + 150, 0)]}
+    phases = [discover, full]
+    # Clio served the minimum (one token + 100 API requests) during discover, plus ``extra_clio``
+    clio_log = [{"time": T0 + 1, "path": "/oauth/token", "status": 200}]
+    clio_log += [{"time": T0 + 2 + i * 0.1, "path": "/api/v4/contacts.json", "status": 200}
+                 for i in range(100 + extra_clio)]
+    clio_log += [{"time": T0 + 3, "path": "/_storage/blob", "status": 200}]  # not an API call
+    sf_log = [{"ts": T0 + 121 + i * 0.1, "api": True, "kind": "bulk2_ingest"} for i in range(load_calls)]
+    sf_log += [{"ts": T0 + 141, "api": True, "kind": "composite"}, {"ts": T0 + 125, "api": False, "kind": "auth"}]
+    tasks = {uid: {"pid": 1, "peak_rss": 150 * 2**20, "cpu_s": transform_cpu, "first": T0, "last": T0}
+             for uid in ("a", "t1", "t2", "l2")}
+    tasks["l1"] = {"pid": 2, "peak_rss": int(rss_mb * 2**20), "cpu_s": 3.0, "first": T0, "last": T0}
+    results = {"t1": {"records": 10_000}, "t2": {"records": 10_000}, "l1": {"rows": 10_000}, "l2": {"rows": 100}}
+    return dag_figures(preset="large", window=10.0, limit=50, phases=phases, tasks=tasks, results=results,
+                       minimum=MINIMUM, clio_log=clio_log, sf_log=sf_log, sampling={"interval_s": 0.2})
+
+
+def _one(figs, figure: str, subject_start: str = ""):
+    found = [f for f in figs if f.figure == figure and f.subject.startswith(subject_start)]
+    assert len(found) == 1, [f.subject for f in figs if f.figure == figure]
+    return found[0]
+
+
+@pytest.mark.unit
+def test_figures_come_from_the_logs_and_meet_their_goals_when_the_logs_say_so() -> None:
+    figs = _world()
+    clio = _one(figs, "Clio requests served ÷ minimum")
+    assert clio.value == 1.0 and clio.met is True and clio.detail["served"] == 101
+    assert clio.detail["per_phase"] == {"mig_01_discover": 101, "mig_05_full_load": 0}
+    contact = _one(figs, "Salesforce calls received per 10,000 rows", "Contact")
+    assert contact.value == 4.0 and contact.met is True  # 4 API calls for 10,000 rows; the auth call is not API
+    account = _one(figs, "Salesforce calls received per 10,000 rows", "Account")
+    assert account.value == 100.0 and account.met is None  # 100 rows: under the bulk threshold, no goal
+    bulk = _one(figs, "Salesforce calls received per 10,000 rows", "all bulk objects")
+    assert bulk.value == 4.0 and bulk.detail["rows"] == 10_000
+    transform = _one(figs, "transform records/s per core")
+    assert transform.value == 20_000 and transform.met is True  # 20,000 records over 1.0 CPU second
+    rss = _one(figs, "peak RSS of a task process", "largest")
+    assert rss.value == 200.0 and rss.met is True
+    e2e = _one(figs, "end to end ÷ Clio floor")
+    assert e2e.value == pytest.approx(120 / (100 * 10 / 50), abs=1e-3)
+
+
+@pytest.mark.unit
+def test_seeded_defects_turn_each_goal_to_not_met() -> None:
+    figs = _world(extra_clio=10, load_calls=40, rss_mb=826.0, transform_cpu=5.0)
+    assert _one(figs, "Clio requests served ÷ minimum").met is False
+    assert _one(figs, "Salesforce calls received per 10,000 rows", "Contact").met is False
+    assert _one(figs, "Salesforce calls received per 10,000 rows", "all bulk objects").met is False
+    assert _one(figs, "transform records/s per core").met is False
+    worst = _one(figs, "peak RSS of a task process", "largest")
+    assert worst.value == 826.0 and worst.met is False
+    md = markdown({"size": "full", "date": "2026-12-03T07:00:00Z", "seconds": 1.0, "errors": {}, "commit": "abc123",
+                   "machine": {"cpu_count": 2, "python": "3.11", "platform": "Linux"},
+                   "figures": [f.as_dict() for f in figs]})
+    assert "## Through the DAGs: goals side by side" in md and "Commit measured: `abc123`" in md
+    assert "| Peak RSS of a task process (largest) | < 500 MB | 826.0 (**not met**) | - |" in md
+
+
+@pytest.mark.unit
+def test_projection_scales_the_clio_pacing_to_the_real_rate() -> None:
+    # one phase that is pure pacing at the compressed rate: 100 requests × 0.2 s = 20 s, nothing else
+    phase = {"seconds": 20.0, "clio_requests": 100}
+    minimum = {"fixed": 0, "pages": 50, "downloads": 50, "records": 10_000}
+    same = projection([phase], minimum, 50, 10.0, 10_000, 50)
+    assert same["upper"] == pytest.approx(1.0) and same["lower"] == pytest.approx(1.0)
+    # a phase with 20 s of work besides its pacing: the upper end adds it (scaled), the lower overlaps it
+    slow = projection([{"seconds": 40.0, "clio_requests": 100}], minimum, 50, 10.0, 10_000, 50)
+    assert slow["upper"] == pytest.approx((120 + 20) / 120) and slow["lower"] == pytest.approx(1.0)
