@@ -153,14 +153,26 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(size: str, out: Path, only: list[str] | None = None) -> dict:
+def run(size: str, out: Path, only: list[str] | None = None, from_raw: Path | None = None) -> dict:
+    """Run the benchmarks (``only``, else the size's default) and write the results into ``out``.
+
+    ``from_raw``: the DAG-path figures are recomputed from a recorded run (``dags-<preset>.raw.json``)
+    instead of running it again; the results name the commit that run measured.
+    """
     t0 = time.perf_counter()
     measured = commit()  # before the run: what was measured, whatever changes while it runs
+    if from_raw is not None:
+        measured = json.loads(from_raw.read_text(encoding="utf-8")).get("commit", "unknown (recorded run)")
     figures: list[dict] = []
     errors: dict[str, str] = {}
     by_benchmark: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="clio2sf-bench-") as tmp:
         plan = _plan(size, Path(tmp), out)
+        if from_raw is not None:
+            from benchmarks import bench_dags
+
+            for name in ("dags", "dags_xl"):
+                plan[name] = lambda: bench_dags.from_raw(from_raw)
         for name in only or DEFAULT[size]:
             b0 = time.perf_counter()
             print(f"== {name} ({size})", flush=True)
@@ -208,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", choices=sorted(SIZES), default="full")
     ap.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run only these benchmarks")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    ap.add_argument("--from-raw", type=Path, help="recompute the DAG-path figures of a recorded run (with --only dags)")
     args = ap.parse_args(argv)
-    doc = run(args.size, args.out, args.only)
+    doc = run(args.size, args.out, args.only, args.from_raw)
     return 1 if doc["errors"] else 0
 
 

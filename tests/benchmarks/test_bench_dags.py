@@ -3,13 +3,15 @@ used: made-up logs with known answers, and seeded defects that must turn a goal 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from benchmarks.bench_dags import figures as dag_figures
 from benchmarks.bench_dags import projection
-from benchmarks.run import markdown
+from benchmarks.run import markdown, run
 
 T0 = 1_800_000_000.0
 
@@ -26,7 +28,11 @@ def _ti(uid: str, task_id: str, start: float, end: float, map_index: int = -1) -
 MINIMUM = {"total": 101, "fixed": 10, "pages": 60, "downloads": 30, "records": 12_000, "per_object": {}}
 
 
-def _world(extra_clio: int = 0, load_calls: int = 4, rss_mb: float = 200.0, transform_cpu: float = 0.5):
+def _world(**kw):
+    return dag_figures(**_recorded(**kw))
+
+
+def _recorded(extra_clio: int = 0, load_calls: int = 4, rss_mb: float = 200.0, transform_cpu: float = 0.5) -> dict:
     discover = {"dag_id": "mig_01_discover", "run_id": "r1", "state": "success", "start": T0, "end": T0 + 20,
                 "seconds": 20.0, "approval_wait": 0.0,
                 "tis": [_ti("a", "discover_clio", T0, T0 + 10)]}
@@ -48,8 +54,8 @@ def _world(extra_clio: int = 0, load_calls: int = 4, rss_mb: float = 200.0, tran
              for uid in ("a", "t1", "t2", "l2")}
     tasks["l1"] = {"pid": 2, "peak_rss": int(rss_mb * 2**20), "cpu_s": 3.0, "first": T0, "last": T0}
     results = {"t1": {"records": 10_000}, "t2": {"records": 10_000}, "l1": {"rows": 10_000}, "l2": {"rows": 100}}
-    return dag_figures(preset="large", window=10.0, limit=50, phases=phases, tasks=tasks, results=results,
-                       minimum=MINIMUM, clio_log=clio_log, sf_log=sf_log, sampling={"interval_s": 0.2})
+    return {"preset": "large", "window": 10.0, "limit": 50, "phases": phases, "tasks": tasks, "results": results,
+            "minimum": MINIMUM, "clio_log": clio_log, "sf_log": sf_log, "sampling": {"interval_s": 0.2}}
 
 
 def _one(figs, figure: str, subject_start: str = ""):
@@ -75,7 +81,8 @@ def test_figures_come_from_the_logs_and_meet_their_goals_when_the_logs_say_so() 
     rss = _one(figs, "peak RSS of a task process", "largest")
     assert rss.value == 200.0 and rss.met is True
     e2e = _one(figs, "end to end ÷ Clio floor")
-    assert e2e.value == pytest.approx(120 / (100 * 10 / 50), abs=1e-3)
+    # first start to last end (200 s; the gap between the phases counts), over 100 API requests at 50 per 10 s
+    assert e2e.value == pytest.approx(200 / (100 * 10 / 50), abs=1e-3) and e2e.detail["total_s"] == 200.0
 
 
 @pytest.mark.unit
@@ -104,3 +111,14 @@ def test_projection_scales_the_clio_pacing_to_the_real_rate() -> None:
     # a phase with 20 s of work besides its pacing: the upper end adds it (scaled), the lower overlaps it
     slow = projection([{"seconds": 40.0, "clio_requests": 100}], minimum, 50, 10.0, 10_000, 50)
     assert slow["upper"] == pytest.approx((120 + 20) / 120) and slow["lower"] == pytest.approx(1.0)
+
+
+@pytest.mark.unit
+def test_a_recorded_run_is_recomputed_into_the_results_naming_its_commit(tmp_path: Path) -> None:
+    raw = tmp_path / "dags-large.raw.json"
+    raw.write_text(json.dumps({"commit": "0123abc", **_recorded(extra_clio=10)}), encoding="utf-8")
+    doc = run("full", tmp_path / "out", ["dags"], raw)
+    assert doc["commit"] == "0123abc" and doc["errors"] == {}
+    md = (tmp_path / "out" / "latest.md").read_text(encoding="utf-8")
+    assert "Commit measured: `0123abc`" in md
+    assert "| Clio requests served ÷ minimum | ≤ 1.05 | 1.099 (**not met**) | - |" in md
