@@ -113,13 +113,24 @@ def _start(cluster: Any, dag_id: str, conf: dict, timeout: float) -> dict[str, A
     return phase
 
 
+def task_instances(cluster: Any, dag_id: str, run_id: str, page: int = 100) -> list[dict]:
+    """Every task instance of a run, page by page (the API caps a page at ``[api] maximum_page_limit``,
+    100 by default, without saying so)."""
+    out: list[dict] = []
+    while True:
+        got = cluster.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                          params={"limit": page, "offset": len(out), "order_by": "id"})
+        out += got["task_instances"]
+        if not got["task_instances"] or len(out) >= got["total_entries"]:
+            return out
+
+
 def _finish(cluster: Any, phase: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Wait for a started phase to end; its run times, the approval wait and its task instances."""
     dag_id, run_id = phase["dag_id"], phase["run_id"]
     state = cluster.wait_run(dag_id, run_id, timeout=timeout)
     run = cluster.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-    tis = cluster.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
-    tis = tis["task_instances"]
+    tis = task_instances(cluster, dag_id, run_id)
     waited = 0.0
     if dag_id in APPROVALS:
         # the approval task's own span holds the wait for the person (parked → answered → resumed)

@@ -122,3 +122,17 @@ def test_a_recorded_run_is_recomputed_into_the_results_naming_its_commit(tmp_pat
     md = (tmp_path / "out" / "latest.md").read_text(encoding="utf-8")
     assert "Commit measured: `0123abc`" in md
     assert "| Clio requests served ÷ minimum | ≤ 1.05 | 1.099 (**not met**) | - |" in md
+
+
+@pytest.mark.unit
+def test_task_instances_are_read_page_by_page_past_the_api_cap() -> None:
+    from benchmarks.bench_dags import task_instances
+
+    class CappedApi:  # an api-server that answers at most 100 rows a page, whatever limit it is asked
+        def get(self, path: str, params: dict) -> dict:
+            rows = [{"id": f"ti-{i}"} for i in range(250)]
+            return {"task_instances": rows[params["offset"]:params["offset"] + min(params["limit"], 100)],
+                    "total_entries": len(rows)}
+
+    got = task_instances(CappedApi(), "mig_05_full_load", "r1", page=1000)
+    assert [t["id"] for t in got] == [f"ti-{i}" for i in range(250)]
