@@ -93,6 +93,35 @@ def test_diff_csv_neutralises_formula_cells_from_client_data(tmp_path):
     assert cells[-1]["clio_value"] == "-12.5" and cells[-1]["sent_value"] == "-12.5"  # plain numbers untouched
 
 
+def test_report_pages_carry_no_markup_from_client_data():
+    """Record names, values, reasons, currencies and firm names in the reconciliation, books and diff
+    pages are text: no tag, no attribute, no link from data (the plugin's CSP forbids scripts too)."""
+    import re
+    from decimal import Decimal
+
+    from clio2sf import books, diff, reconcile
+
+    evil = '"><script>alert(1)</script><a href="javascript:alert(2)">x</a>'
+    names = {"matter-1": evil, "contact-1": evil}
+    rec = reconcile.reconcile(
+        reconcile.SourceTotals(ids={"matters": {"matter-1", "matter-2"}}, amounts={"trust.matter.1": Decimal(5)}),
+        reconcile.TargetTotals(ids={"matters": []}, amounts={"trust.matter.1": Decimal(4)}),
+        [{"object": "matters", "source_system_id": "matter-2", "rule": evil}])
+    book = books.BooksReconciliation(
+        [books.BillRow("bill-1", evil, {"total": evil}, None, "missing in Salesforce")],
+        [books.TrustRow("matter-1", None, Decimal(5), Decimal(0), None, None, "missing in Salesforce")],
+        [books.ClientRow("contact-1", Decimal(1), Decimal(1), None, None, "missing in Salesforce")])
+    pages = [reconcile.reconciliation_html(rec, books.books_html(book, labels=names, currency=evil),
+                                           context={"firm": evil, "run": evil}, currency=evil, labels=names),
+             diff.diff_html([diff.FieldDiff(evil, evil, evil, evil, evil, evil, evil, evil, diff.MISMATCH, evil,
+                                            label=evil)], context={"firm": evil}, sobject=evil, field=evil)]
+    for page in pages:
+        body = page.split("</style>", 1)[1]
+        assert "<script" not in body and "javascript:alert(2)\">" not in body
+        assert not re.search(r"<a [^>]*href=\"javascript", body)
+        assert "&lt;script&gt;" in body
+
+
 def test_every_csv_report_writer_goes_through_the_neutraliser():
     from clio2sf import user_resolution
     from clio2sf.user_resolution import Resolution
