@@ -327,17 +327,19 @@ def _owed(books: Books) -> dict[str, Decimal]:
 
 
 def books_html(rec: BooksReconciliation, *, labels: Mapping[str, str] | None = None, currency: str | None = None,
-               limit: int = 200) -> str:
+               limit: int = 200, exceptions_only: bool = False, files_href: str = "") -> str:
     """The books section of the reconciliation report: per table the exceptions first, at most ``limit``
     rows (every row is in ``books.csv``), money as ``1,234.50 USD``, matters and clients by name."""
     from clio2sf.labels import readable
 
-    full = "<a href='books.csv'>books.csv</a>"
+    full = f"<a href='{reports.esc(files_href)}books.csv'>books.csv</a>"
 
     def m(value: Any) -> str:
         return reports.money(value, currency) if value is not None else "–"
 
     def section(rows: list, what: str) -> tuple[list, str]:
+        if exceptions_only:
+            rows = [r for r in rows if not r.ok]
         ordered = sorted(rows, key=lambda r: r.ok)  # stable: exceptions first, then the rest in order
         if len(ordered) <= limit:
             return ordered, ""
@@ -399,3 +401,13 @@ def books_rows(rec: BooksReconciliation, labels: Mapping[str, str] | None = None
         rows.append(["client", cl.contact, names.get(cl.contact), cl.status, "outstanding_bills", cl.clio_bills,
                      cl.salesforce_bills])
     return rows
+
+
+def books_from_json(doc: Mapping[str, Any]) -> BooksReconciliation:
+    """A :class:`BooksReconciliation` back from the ``books`` part of ``reconciliation.json``."""
+    def pick(cls: type, row: Mapping[str, Any]) -> Any:
+        return cls(**{k: row.get(k) for k in cls.__dataclass_fields__})
+
+    return BooksReconciliation([pick(BillRow, r) for r in doc.get("bills") or []],
+                               [pick(TrustRow, r) for r in doc.get("trust") or []],
+                               [pick(ClientRow, r) for r in doc.get("clients") or []])

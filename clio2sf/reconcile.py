@@ -320,14 +320,19 @@ def capped(rows: list[Any], limit: int, what: str, full: str) -> tuple[list[Any]
 def reconciliation_html(rec: Reconciliation, title: str = "Reconciliation against source totals",
                         extra_html: str = "", *, context: dict[str, Any] | None = None,
                         currency: str | None = None, labels: Mapping[str, str] | None = None,
-                        limit: int = TABLE_ROWS) -> str:
+                        limit: int = TABLE_ROWS, exceptions_only: bool = False, views_html: str = "",
+                        files_href: str = "") -> str:
     """The page: header (firm, migration, run, dates), the headline, then records, exceptions and amounts,
     each table exceptions first and at most ``limit`` rows (every row is in ``reconciliation.csv``).
-    Amounts are money (``1,234.50 USD``); records are named the way the firm knows them (``labels``)."""
-    full = "<a href='reconciliation.csv'>reconciliation.csv</a>"
+    Amounts are money (``1,234.50 USD``); records are named the way the firm knows them (``labels``).
+    ``exceptions_only`` leaves out every row that agrees (the plugin's filter); ``views_html`` (escaped
+    links to the other view) goes under the headline; ``files_href`` is where the CSV files are, relative
+    to the page (empty: the page's own folder)."""
+    full = f"<a href='{reports.esc(files_href)}reconciliation.csv'>reconciliation.csv</a>"
     body = [reports.report_header(context), reports.banner(rec.headline(), "ok" if rec.exact else "bad"),
-            "<h2>Records</h2>"]
-    objects = sorted(rec.objects, key=lambda o: (o.ok, o.object))
+            views_html, "<h2>Records</h2>"]
+    objects = sorted((o for o in rec.objects if not (exceptions_only and o.ok and not o.rejected)),
+                     key=lambda o: (o.ok, o.object))
     body.append(reports.table(
         ["Object", "Expected", "Rows found", "Loaded", "Rejected", "Missing", "Duplicates", "Unexpected", "Result"],
         [[o.object, o.expected, o.found_rows, o.loaded, o.rejected, o.missing, o.duplicates, o.unexpected,
@@ -349,17 +354,39 @@ def reconciliation_html(rec: Reconciliation, title: str = "Reconciliation agains
         rows, note = capped(rows, limit, "exceptions", full)
         body.append(reports.table(["Object", "Kind", "Record / reason", "Count"], rows, numeric=[3]) + note)
     body.append("<h2>Amounts</h2>")
-    amounts = sorted(rec.amounts, key=lambda a: (a.ok, a.figure.startswith("trust."), a.figure))
+    # per-matter trust figures that agree are one line (the books below list every matter's ledger)
+    agreeing = [] if exceptions_only else [a for a in rec.amounts if a.ok and a.figure.startswith("trust.matter.")]
+    amounts = sorted((a for a in rec.amounts if not (a.ok and (exceptions_only or a.figure.startswith("trust.matter.")))),
+                     key=lambda a: (a.ok, a.figure.startswith("trust."), a.figure))
     amounts, note = capped(amounts, limit, "amount figures", full)
-    body.append(reports.table(
-        ["Figure", "Clio", "Salesforce", "Difference", "Result"],
-        [[figure_label(a.figure, labels), reports.money(a.source, _unit(a.figure, currency)),
-          "(not measured)" if a.target is None else reports.money(a.target, _unit(a.figure, currency)),
-          reports.money(a.difference, _unit(a.figure, currency)), "OK" if a.ok else "DIFFERS"] for a in amounts],
-        numeric=[1, 2, 3], row_classes=["" if a.ok else "bad" for a in amounts]) + note)
+    rows = [[figure_label(a.figure, labels), reports.money(a.source, _unit(a.figure, currency)),
+             "(not measured)" if a.target is None else reports.money(a.target, _unit(a.figure, currency)),
+             reports.money(a.difference, _unit(a.figure, currency)), "OK" if a.ok else "DIFFERS"] for a in amounts]
+    classes = ["" if a.ok else "bad" for a in amounts]
+    if agreeing:
+        rows.append([f"Trust per matter: {len(agreeing)} matter(s) agree (each listed under Trust per matter)",
+                     reports.money(sum((a.source for a in agreeing), ZERO), currency),
+                     reports.money(sum((a.target or ZERO for a in agreeing), ZERO), currency),
+                     reports.money(sum((a.difference or ZERO for a in agreeing), ZERO), currency), "OK"])
+        classes.append("")
+    body.append(reports.table(["Figure", "Clio", "Salesforce", "Difference", "Result"], rows, numeric=[1, 2, 3],
+                              row_classes=classes) + note)
     return reports.page(title, "".join(body) + extra_html)
 
 
 def write_reconciliation_html(path: Any, rec: Reconciliation, extra_html: str = "", **kwargs: Any) -> Any:
     """Write :func:`reconciliation_html` (``context``, ``currency``, ``labels``, ``limit`` pass through)."""
     return reports.write_text(path, reconciliation_html(rec, extra_html=extra_html, **kwargs))
+
+
+def reconciliation_from_json(doc: Mapping[str, Any]) -> Reconciliation:
+    """A :class:`Reconciliation` back from ``reconciliation.json`` (amounts as decimals)."""
+    def dec(v: Any) -> Decimal | None:
+        return None if v is None else Decimal(str(v))
+
+    empty: dict[str, Any] = {"object": "", "reject_reasons": {}, "missing_ids": [], "duplicate_ids": {}}
+    objects = [ObjectReconciliation(**{k: o.get(k) or empty.get(k, 0) for k in ObjectReconciliation.__dataclass_fields__})
+               for o in doc.get("objects") or []]
+    amounts = [AmountReconciliation(a["figure"], dec(a.get("source")) or ZERO, dec(a.get("target")),
+                                    dec(a.get("difference")), bool(a.get("ok"))) for a in doc.get("amounts") or []]
+    return Reconciliation(objects, amounts)

@@ -476,7 +476,7 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
     currency = _currency(raw_root)
     context = reports.report_context(mroot, spec.data.get("firm"), run_label)
     reports.write_json(rdir / "reconciliation.json", rec.to_json() | {"books": book.to_json(), "context": context,
-                                                                     "currency": currency})
+                                                                     "currency": currency, "names": names})
     reconcile.write_reconciliation_csv(rdir / "reconciliation.csv", rec)
     reports.write_csv(rdir / "books.csv", books.BOOKS_CSV_HEADERS, books.books_rows(book, names))
     report = reconcile.write_reconciliation_html(

@@ -10,6 +10,8 @@ Mounted by ``plugins/clio2sf_reports_plugin.py`` at ``/clio2sf`` on the API serv
 * ``/clio2sf/<firm>/<migration>/diff`` the sample diff, filterable: ``view`` (``differences``, the
   default: every difference, unexplained first; ``unexplained``; ``all``), ``object``, ``field`` and
   ``page`` (300 rows a page), rendered from ``sample/diff.csv``;
+* ``/clio2sf/<firm>/<migration>/reconciliation`` a full load's reconciliation (``run``: its run id, default
+  the latest), exceptions only unless ``view=all``, rendered from ``reports/<run>/reconciliation.json``;
 * ``/clio2sf/<firm>/<migration>/files/<path>`` one report file, served as stored.
 
 Every route needs an Airflow session (the UI's cookie or a Bearer token) of a user who may read
@@ -205,7 +207,8 @@ def create_app() -> FastAPI:
                       key=lambda f: f.split("__", 1)[-1])
         if recs:
             pages.append(f"<li><a href='{base}/files/{quote(recs[-1])}'><b>Latest reconciliation</b></a> "
-                         f"({reports.esc(recs[-1].split('/')[1])})</li>")
+                         f"({reports.esc(recs[-1].split('/')[1])}; <a href='{base}/reconciliation'>exceptions only"
+                         "</a>)</li>")
         body = f"<ul>{''.join(pages)}</ul><h2>Reports</h2><ul>{items}</ul>{more}"
         return reports.page(f"{firm} / {migration_id}", body, subtitle=f"signed in as {user.get_name()}")
 
@@ -236,6 +239,35 @@ def create_app() -> FastAPI:
                 context = json.loads(fh.read()).get("context")
         return diff.diff_html(rows, context=context, view=view, sobject=sobject or None, field=field or None,
                               page=page, view_url="diff", csv_href="files/sample/diff.csv")
+
+    @app.get("/{firm}/{migration_id}/reconciliation", response_class=HTMLResponse)
+    def reconciliation(firm: str, migration_id: str, run: str | None = Query(None, max_length=300),
+                       view: str = "exceptions", user: Any = Depends(require_reader)) -> str:
+        from clio2sf import books, reconcile
+
+        root = migration_root(firm, migration_id)
+        runs = sorted((d.name for d in (root / "reports").iterdir() if (d / "reconciliation.json").exists()),
+                      key=lambda name: name.split("__", 1)[-1]) if (root / "reports").exists() else []
+        if run is None and runs:
+            run = runs[-1]
+        if run not in runs:
+            raise HTTPException(status_code=404, detail="no such reconciliation: run mig_05_full_load")
+        with (root / "reports" / run / "reconciliation.json").open("rb") as fh:
+            doc = json.loads(fh.read(MAX_BYTES + 1))
+        only = view != "all"
+        link = f"reconciliation?run={quote(run, safe='')}"
+        views = ('<p class="filters noprint">Show: '
+                 + (f'<b>exceptions only</b> <a href="{reports.esc(link)}&amp;view=all">everything</a>' if only else
+                    f'<a href="{reports.esc(link)}">exceptions only</a> <b>everything</b>')
+                 + f' · every row: <a href="files/reports/{quote(run, safe="")}/reconciliation.csv">reconciliation.csv'
+                 f'</a>, <a href="files/reports/{quote(run, safe="")}/books.csv">books.csv</a></p>')
+        names, currency = doc.get("names") or {}, doc.get("currency")
+        files = f"files/reports/{quote(run, safe='')}/"
+        extra = books.books_html(books.books_from_json(doc["books"]), labels=names, currency=currency,
+                                 exceptions_only=only, files_href=files) if doc.get("books") else ""
+        return reconcile.reconciliation_html(reconcile.reconciliation_from_json(doc), extra_html=extra,
+                                             context=doc.get("context"), currency=currency, labels=names,
+                                             exceptions_only=only, views_html=views, files_href=files)
 
     @app.get("/{firm}/{migration_id}/files/{rel:path}")
     def file(firm: str, migration_id: str, rel: str, user: Any = Depends(require_reader)) -> Response:

@@ -111,7 +111,7 @@ def test_report_pages_carry_no_markup_from_client_data():
         [books.BillRow("bill-1", evil, {"total": evil}, None, "missing in Salesforce")],
         [books.TrustRow("matter-1", None, Decimal(5), Decimal(0), None, None, "missing in Salesforce")],
         [books.ClientRow("contact-1", Decimal(1), Decimal(1), None, None, "missing in Salesforce")])
-    pages = [reconcile.reconciliation_html(rec, books.books_html(book, labels=names, currency=evil),
+    pages = [reconcile.reconciliation_html(rec, extra_html=books.books_html(book, labels=names, currency=evil),
                                            context={"firm": evil, "run": evil}, currency=evil, labels=names),
              diff.diff_html([diff.FieldDiff(evil, evil, evil, evil, evil, evil, evil, evil, diff.MISMATCH, evil,
                                             label=evil)], context={"firm": evil}, sobject=evil, field=evil)]

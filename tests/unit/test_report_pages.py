@@ -138,7 +138,7 @@ def test_diff_csv_round_trips_for_the_plugin_view(tmp_path) -> None:
 # ------------------------------------------------------------------ reconciliation
 
 
-def _rec(trust_matters: int = 3, bad_matter: int | None = 2) -> reconcile.Reconciliation:
+def _rec(trust_matters: int = 3, bad_matter: int | None = 2, every_other_bad: bool = False) -> reconcile.Reconciliation:
     source = reconcile.SourceTotals(
         ids={"contacts": {"contact-1", "contact-2"}, "matters": {"matter-1", "matter-2"}},
         amounts={"bills.total": Decimal("1234567.5"), "time.hours": Decimal("1234.25"),
@@ -146,8 +146,8 @@ def _rec(trust_matters: int = 3, bad_matter: int | None = 2) -> reconcile.Reconc
     target = reconcile.TargetTotals(
         ids={"contacts": ["contact-1", "contact-2"], "matters": ["matter-1"]},
         amounts={"bills.total": Decimal("1234567.5"), "time.hours": Decimal("1234.25"),
-                 **{f"trust.matter.{i}": Decimal("100.10") if i != bad_matter else Decimal("90")
-                    for i in range(trust_matters)}})
+                 **{f"trust.matter.{i}": Decimal("90") if i == bad_matter or (every_other_bad and i % 2)
+                    else Decimal("100.10") for i in range(trust_matters)}})
     return reconcile.reconcile(source, target)
 
 
@@ -168,12 +168,18 @@ def test_reconciliation_page_header_money_names_and_exceptions_first() -> None:
 
 
 def test_reconciliation_page_is_bounded_on_a_large_firm() -> None:
-    rec = _rec(trust_matters=20_000, bad_matter=19_999)
+    agree = reconcile.reconciliation_html(_rec(trust_matters=20_000, bad_matter=19_999), currency="USD")
+    assert len(agree.encode()) < 20_000, len(agree.encode())
+    amounts = _rows(agree.split("<h2>Amounts</h2>")[1].split("</table>")[0])
+    assert "Trust: matter-19999<" in amounts[1] and "DIFFERS" in amounts[1]  # the one difference first
+    assert "Trust per matter: 19999 matter(s) agree" in amounts[-1] and "2,001,899.90 USD" in amounts[-1]
+    rec = _rec(trust_matters=20_000, bad_matter=None, every_other_bad=True)
     page = reconcile.reconciliation_html(rec, currency="USD")
     assert len(page.encode()) < 150_000, len(page.encode())
     amounts = _rows(page.split("<h2>Amounts</h2>")[1].split("</table>")[0])
-    assert len(amounts) == reconcile.TABLE_ROWS + 1 and "Trust: matter-19999<" in amounts[1]
-    assert f"first {reconcile.TABLE_ROWS} of {len(rec.amounts)} amount figures listed" in page
+    differing = sum(1 for a in rec.amounts if not a.ok)
+    assert len(amounts) == 1 + reconcile.TABLE_ROWS + 1 and all("DIFFERS" in r for r in amounts[1:-1])
+    assert f"first {reconcile.TABLE_ROWS} of {differing + 2} amount figures listed" in page  # + time.hours, bills
     assert "reconciliation.csv" in page
 
 

@@ -123,3 +123,39 @@ def test_sample_diff_view_filters_pages_and_escapes(staged, tmp_path):
     assert staged.get("/harlow_vance/m1/diff", params={"page": 0}).status_code == 422
     csv_link = staged.get("/harlow_vance/m1/files/sample/diff.csv")
     assert csv_link.status_code == 200 and "label" in csv_link.text.splitlines()[0]
+
+
+def test_reconciliation_view_exceptions_only_or_everything(staged, tmp_path):
+    from clio2sf import reports
+
+    run = "manual__2026-12-02T10:00:00+00:00"
+    reports.write_json(tmp_path / "harlow_vance" / "m1" / "reports" / run / "reconciliation.json", {
+        "exact": False, "headline": "1 lost, 0 duplicated", "currency": "USD",
+        "context": {"firm": "Harlow & Vance LLP (harlow_vance)", "migration": "m1", "run": run},
+        "names": {"matter-7": "00007-Lopez <b>", "contact-9": "Jane Doe"},
+        "objects": [{"object": "matters", "expected": 2, "found_rows": 1, "loaded": 1, "rejected": 0, "missing": 1,
+                     "duplicates": 0, "unexpected": 0, "ok": False, "reject_reasons": {}, "missing_ids": ["matter-7"],
+                     "duplicate_ids": {}},
+                    {"object": "contacts", "expected": 5, "found_rows": 5, "loaded": 5, "rejected": 0, "missing": 0,
+                     "duplicates": 0, "unexpected": 0, "ok": True}],
+        "amounts": [{"figure": "bills.total", "source": "1234567.5", "target": "1234567.5", "difference": "0",
+                     "ok": True},
+                    {"figure": "trust.matter.7", "source": "100", "target": "90", "difference": "-10", "ok": False}],
+        "books": {"bills": [], "clients": [{"contact": "contact-9", "clio": "12.5", "clio_bills": "12.5",
+                                            "salesforce": "12.5", "salesforce_bills": "12.5", "status": "ok"}],
+                  "trust": [{"matter": "matter-7", "clio_reported": "100", "clio_ledger": "100", "clio_lowest": "0",
+                             "salesforce_ledger": "90", "salesforce_lowest": "0", "status": "differs"}]}})
+    page = staged.get("/harlow_vance/m1/reconciliation")  # the latest run by default
+    assert page.status_code == 200
+    text = page.text
+    assert "Harlow &amp; Vance LLP (harlow_vance)" in text and run in text and "<b>exceptions only</b>" in text
+    assert "00007-Lopez &lt;b&gt; (matter-7)" in text and "-10.00 USD" in text and "DIFFERS" in text
+    assert "contacts" not in text and "Jane Doe" not in text and "1,234,567.50" not in text  # agreeing rows left out
+    everything = staged.get("/harlow_vance/m1/reconciliation", params={"run": run, "view": "all"}).text
+    assert "<b>everything</b>" in everything and "Jane Doe (contact-9)" in everything
+    assert "1,234,567.50 USD" in everything and "12.50 USD" in everything
+    assert everything.index("matters") < everything.index("contacts")  # the exception first
+    assert 'href="files/reports/manual__2026-12-02T10%3A00%3A00%2B00%3A00/books.csv"' in everything
+    assert staged.get("/harlow_vance/m1/reconciliation", params={"run": "../../etc"}).status_code == 404
+    older = staged.get("/harlow_vance/m1/reconciliation", params={"run": "manual__2026-12-01T10:00:00+00:00"})
+    assert older.status_code == 200 and "amount figure(s) differ" in older.text  # a JSON of before these fields
