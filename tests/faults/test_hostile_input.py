@@ -205,7 +205,9 @@ def test_document_downloads_use_the_hook_session_not_bare_requests(monkeypatch, 
 
     hook = _clio_conn(monkeypatch)
     hook._access_token, hook._expires_at = "tok", time.time() + 3600
-    hook._budget = type("B", (), {"acquire": lambda self: None, "observe": lambda self, h: None})()
+    from clio2sf.ratebudget import RateBudget
+
+    hook._budget = RateBudget("t", None)  # in memory: no shared state for this test
     requests_mock.get("https://app.clio.example/api/v4/documents/5/download.json", status_code=303,
                       headers={"Location": "https://storage.example/5?sig=x"})
     requests_mock.get("https://storage.example/5?sig=x", content=b"pdf")

@@ -1,4 +1,4 @@
-"""Pacing maths and the cross-process coordinator of clio2sf.ratebudget."""
+"""Pacing maths, the shared budget and token of one grant (clio2sf.ratebudget, clio2sf.sharedstate)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ import time
 import pytest
 
 from clio2sf.ratebudget import (
+    RESET_MARGIN,
     BudgetState,
     RateBudget,
     RateHeaders,
-    next_slot,
+    TokenCache,
+    fold,
+    grant,
     parse_rate_headers,
     retry_after_seconds,
 )
+from clio2sf.sharedstate import FileStore, MemoryStore, SqlStore
 
 pytestmark = pytest.mark.unit
 
@@ -51,65 +55,93 @@ def test_retry_after_seconds_and_http_date():
     assert retry_after_seconds({"Retry-After": when}, now=1000) == pytest.approx(30)
 
 
-def test_pace_spreads_remaining_over_window():
+def _known(limit: int, remaining: int, reset: float) -> BudgetState:
     st = BudgetState()
-    st.observe(RateHeaders(50, 50, 1060))
-    assert next_slot(st, 1000) == 1000
+    fold(st, RateHeaders(limit, remaining, reset))
+    return st
+
+
+def test_pace_spreads_remaining_over_window():
+    st = _known(50, 50, 1060)
+    assert grant(st, 1000, "a") == (1000, True)
     # 50 left over 60 s: 1.2 s apart.
-    assert next_slot(st, 1000) == pytest.approx(1001.2)
-    assert st.remaining == 48
+    start, ok = grant(st, 1000, "b")
+    assert ok and start == pytest.approx(1001.2)
+    assert st.remaining == 48 and set(st.inflight) == {"a", "b"}
 
 
 def test_higher_announced_limit_gives_faster_pace():
-    peak, offpeak = BudgetState(), BudgetState()
-    peak.observe(RateHeaders(50, 49, 1060))
-    offpeak.observe(RateHeaders(300, 299, 1060))
-    next_slot(peak, 1000)
-    next_slot(offpeak, 1000)
-    assert next_slot(offpeak, 1000) - 1000 < (next_slot(peak, 1000) - 1000) / 5
+    peak, offpeak = _known(50, 49, 1060), _known(300, 299, 1060)
+    grant(peak, 1000, "p1")
+    grant(offpeak, 1000, "o1")
+    assert grant(offpeak, 1000, "o2")[0] - 1000 < (grant(peak, 1000, "p2")[0] - 1000) / 5
     # The same budget adapts when a new window announces a higher limit.
-    peak.observe(RateHeaders(300, 299, 1120))
-    a = next_slot(peak, 1061)
-    b = next_slot(peak, 1061)
-    assert b - a == pytest.approx((1120 - 1061) / 299, rel=1e-3)
+    fold(peak, RateHeaders(300, 299, 1120))
+    a, _ = grant(peak, 1061, "p3")
+    b, _ = grant(peak, 1061, "p4")
+    assert b - a == pytest.approx((1120 - 1061) / (299 - 2), rel=1e-3)  # two of ours still in flight
 
 
-def test_exhausted_window_waits_for_reset_then_goes():
-    st = BudgetState()
-    st.observe(RateHeaders(50, 0, 1010))
-    assert next_slot(st, 1000) == pytest.approx(1010.05)
-    # After the reset the window is unknown until the next response: no further wait.
-    assert next_slot(st, 1010.05) == pytest.approx(1010.05)
+def test_exhausted_window_waits_for_reset_then_one_probe_at_a_time():
+    st = _known(50, 1, 1010)
+    assert grant(st, 1000, "last") == (1000, True)
+    assert grant(st, 1000, "x") == (pytest.approx(1010 + RESET_MARGIN), False)
+    # After the reset the window is unknown: nothing goes while an earlier request is in flight ...
+    when, ok = grant(st, 1010.05, "probe")
+    assert not ok and when <= 1010.05 + 0.1
+    fold(st, None, "last")
+    # ... then exactly one probe goes, and nobody else until its answer says how much is left.
+    assert grant(st, 1010.05, "probe") == (1010.05, True)
+    assert grant(st, 1010.06, "other")[1] is False
+    fold(st, RateHeaders(50, 49, 1070), "probe")
+    assert grant(st, 1010.07, "other")[1] is True and st.remaining == 48
+
+
+def test_a_new_window_counts_requests_in_flight_as_spent():
+    st = _known(10, 10, 1010)
+    for i in range(4):
+        assert grant(st, 1000 + i, f"s{i}")[1]
+    # s0's answer opens the server's next window (the others may not have been counted yet).
+    fold(st, RateHeaders(10, 9, 1070), "s0")
+    assert (st.remaining, st.reset) == (6, 1070)
 
 
 def test_same_window_keeps_lower_estimate_late_old_window_ignored():
-    st = BudgetState()
-    st.observe(RateHeaders(50, 40, 1060))
-    for _ in range(5):
-        next_slot(st, 1000)
+    st = _known(50, 40, 1060)
+    for i in range(5):
+        grant(st, 1000, f"s{i}")
     assert st.remaining == 35
-    st.observe(RateHeaders(50, 38, 1060))  # in-flight requests not counted yet by the server
-    assert st.remaining == 35
-    st.observe(RateHeaders(50, 20, 1060))  # another host spent budget
-    assert st.remaining == 20
-    st.observe(RateHeaders(50, 49, 1000))  # a late answer from the previous window
-    assert (st.remaining, st.reset) == (20, 1060)
+    fold(st, RateHeaders(50, 38, 1060), "s0")  # 4 still in flight: at most 34 left
+    assert st.remaining == 34
+    fold(st, RateHeaders(50, 20, 1060), "s1")  # another client of the grant spent budget
+    assert st.remaining == 17
+    fold(st, RateHeaders(50, 49, 1000), "s2")  # a late answer from the previous window
+    assert (st.remaining, st.reset) == (17, 1060) and set(st.inflight) == {"s3", "s4"}
 
 
 def test_reserve_keeps_head_room():
+    st = _known(50, 2, 1060)
+    assert grant(st, 1000, "a", reserve=2) == (pytest.approx(1060 + RESET_MARGIN), False)
+
+
+def test_a_dead_workers_slot_expires():
     st = BudgetState()
-    st.observe(RateHeaders(50, 2, 1060))
-    assert next_slot(st, 1000, reserve=2) == pytest.approx(1060.05)
+    assert grant(st, 1000, "dead", lease=30)[1]  # the probe of a worker that was killed
+    assert grant(st, 1010, "b", lease=30)[1] is False
+    assert grant(st, 1031, "b", lease=30) == (1031, True)
 
 
 def test_budget_sleeps_per_pace_and_penalize(tmp_path):
     clock = FakeClock()
     b = RateBudget("tok", tmp_path, clock=clock, sleep=clock.sleep)
     b.observe(_headers(50, 50, 1060))
-    waits = [b.acquire() for _ in range(3)]
-    assert waits == pytest.approx([0, 1.2, 1.2])  # (60 s - 1.2 s) / 49 left is still 1.2 s
+    slots = [b.acquire() for _ in range(3)]
+    assert [s.waited for s in slots] == pytest.approx([0, 1.2, 1.2])  # (60 s - 1.2 s) / 49 left is still 1.2 s
+    for s in slots:
+        b.observe(_headers(50, 47, 1060), s)
+    assert b.snapshot()["inflight"] == {}
     b.penalize(30)
-    assert b.acquire() >= 30 - 1e-6
+    assert b.acquire().waited >= 30 - 1e-6
     assert (tmp_path / "tok.json").exists()
     assert oct((tmp_path / "tok.json").stat().st_mode & 0o777) == "0o600"
 
@@ -117,30 +149,103 @@ def test_budget_sleeps_per_pace_and_penalize(tmp_path):
 def test_key_must_be_plain_file_name(tmp_path):
     with pytest.raises(ValueError, match="key"):
         RateBudget("../x", tmp_path)
+    with pytest.raises(ValueError, match="key"):
+        with FileStore(tmp_path).transaction("a/b"):
+            pass
 
 
-def _worker(state_dir: str, n: int, out) -> None:
-    b = RateBudget("shared", state_dir)
+class _Exhausted(Exception):
+    pass
+
+
+def _worker(url: str, n: int, reset: float, out) -> None:
+    def sleep(s: float) -> None:
+        if time.time() + s >= reset:  # asked to wait for the window's end: the budget is spent
+            raise _Exhausted
+    b = RateBudget("shared", store=SqlStore(url), sleep=sleep)
+    granted = 0
     for _ in range(n):
-        b.acquire()
-        out.put(time.time())
+        try:
+            b.acquire()
+        except _Exhausted:
+            break
+        granted += 1
+    out.put(granted)
 
 
-def test_processes_share_one_budget(tmp_path):
-    """Three processes, 20 requests left in a 4 s window: their combined requests are spaced."""
-    seed = RateBudget("shared", tmp_path)
-    reset = time.time() + 4.0
-    seed.observe(_headers(20, 20, reset))
-    ctx = multiprocessing.get_context("fork")
+def test_processes_on_a_sql_store_grant_exactly_the_remaining_budget(tmp_path):
+    """Three processes ask for 5 slots each with 9 left in the window: exactly 9 are granted overall."""
+    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    reset = time.time() + 600
+    RateBudget("shared", store=SqlStore(url)).observe(_headers(10, 9, reset))
+    ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(str(tmp_path), 3, q)) for _ in range(3)]
+    procs = [ctx.Process(target=_worker, args=(url, 5, reset, q)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    granted = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert sum(granted) == 9, granted
+    state = RateBudget("shared", store=SqlStore(url)).snapshot()
+    assert state["remaining"] == 0 and len(state["inflight"]) == 9
+
+
+def _count(url: str, n: int) -> None:
+    store = SqlStore(url)
+    for _ in range(n):
+        with store.transaction("counter") as doc:
+            doc["n"] = doc.get("n", 0) + 1
+
+
+def test_sql_store_read_modify_write_is_atomic_across_processes(tmp_path):
+    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_count, args=(url, 40)) for _ in range(3)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(15)
-    stamps = sorted(q.get(timeout=5) for _ in range(9))
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
-    # About (time left in the window) / 20 apart, minus scheduling jitter; without the shared file: a burst.
-    # The pace is set by the time left when the first request goes out, which a loaded machine delays.
-    assert min(gaps) > 0.1, gaps
-    assert stamps[-1] - stamps[0] > 0.6 * 8 * (reset - stamps[0]) / 20, (stamps[0] - (reset - 4.0), gaps)
+        p.join(120)
+    with SqlStore(url).transaction("counter") as doc:
+        assert doc["n"] == 120
+    # a failed block writes nothing
+    with pytest.raises(RuntimeError), SqlStore(url).transaction("counter") as doc:
+        doc["n"] = -1
+        raise RuntimeError("boom")
+    with SqlStore(url).transaction("counter") as doc:
+        assert doc["n"] == 120
+
+
+def test_token_cache_one_refresh_shared_and_encrypted():
+    store, calls = MemoryStore(), []
+
+    def refresh() -> tuple[str, float]:
+        calls.append(1)
+        return f"access-{len(calls)}", time.time() + 3600
+
+    a, b = TokenCache(store, "g", "secret|refresh"), TokenCache(store, "g", "secret|refresh")
+    assert a.get(refresh)[0] == b.get(refresh)[0] == "access-1" and len(calls) == 1
+    with store.transaction("g") as doc:
+        assert "access-1" not in str(doc) and doc["token"]["ct"]
+    # Another grant's secrets cannot read it: they refresh their own.
+    assert TokenCache(store, "g", "other|secret").get(refresh)[0] == "access-2"
+    b.invalidate("access-1")  # already replaced by access-2: kept
+    assert a.get(refresh)[0] == "access-2" or len(calls) == 3
+    a2 = TokenCache(store, "h", "s|r")
+    a2.get(refresh)
+    a2.invalidate("access-3" if len(calls) == 3 else "access-4")
+    n = len(calls)
+    a2.get(refresh)
+    assert len(calls) == n + 1  # refused token dropped: refreshed
+
+
+def test_token_cache_failed_refresh_frees_the_lease():
+    store = MemoryStore()
+    cache = TokenCache(store, "g", "s|r", sleep=lambda s: pytest.fail("must not wait for a dead lease"))
+
+    def broken() -> tuple[str, float]:
+        raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError):
+        cache.get(broken)
+    assert cache.get(lambda: ("ok", time.time() + 3600))[0] == "ok"

@@ -19,13 +19,16 @@ from airflow.sdk import BaseHook
 from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
 
 from clio2sf import transport
-from clio2sf.ratebudget import RateBudget, retry_after_seconds
+from clio2sf.ratebudget import RateBudget, Slot, TokenCache, retry_after_seconds
+from clio2sf.sharedstate import FileStore, SharedStore, SqlStore
 
 DEFAULT_API_VERSION = "4.0.9"
 DEFAULT_TIMEOUT = 60.0
 #: Refresh this long before the announced expiry, so a long page never starts on a dying token.
 EXPIRY_MARGIN = 60.0
 _CHUNK = 64 * 1024
+#: The connection whose database holds every grant's shared budget and token when it exists.
+DEFAULT_STATE_CONN_ID = "clio2sf_state"
 
 
 class ClioError(Exception):
@@ -81,15 +84,29 @@ class ClioHook(BaseHook):
     is honoured), login = OAuth client id, password = client secret, extras ``refresh_token``
     (required), ``token_url`` (default ``<base>/oauth/token``), ``api_version`` (default 4.0.9),
     ``ca_bundle`` or ``verify`` (true or a CA path; ``false`` only with ``insecure_skip_tls_verify: true``,
-    logged as a warning), ``timeout`` (seconds), ``rate_state_dir``.  ``http://`` is refused except on
-    the loopback (:mod:`clio2sf.transport`).
+    logged as a warning), ``timeout`` (seconds),
+    ``rate_store_conn_id``, ``rate_state_dir``.  ``http://`` is refused except on the loopback
+    (:mod:`clio2sf.transport`).
 
-    Every API request first takes a slot from :class:`clio2sf.ratebudget.RateBudget` (shared by
-    all processes on this host using the same token, through a lock file in ``rate_state_dir``,
-    default ``$CLIO2SF_RATE_DIR`` or ``<tmp>/clio2sf-rate``), and feeds the response's rate
-    headers back.  429, 5xx and dropped connections are retried with exponential backoff and
-    jitter (``Retry-After`` holds every process of the token); 401 ``invalid_token`` refreshes
-    the access token once per attempt.
+    **One budget and one access token per grant** (base URL + client id + refresh token), shared
+    by every task that uses the grant, through a :mod:`clio2sf.sharedstate` store:
+
+    * the SQL database of the connection ``rate_store_conn_id`` (extra), else
+      ``$CLIO2SF_RATE_STORE_CONN_ID``, else ``clio2sf_state`` when that connection exists
+      (conn type ``postgres``, ``mysql`` or ``sqlite``): every worker on every host;
+    * otherwise a lock file per grant in ``rate_state_dir`` (default ``$CLIO2SF_RATE_DIR`` or
+      ``<tmp>/clio2sf-rate``): every process on this host (LocalExecutor).
+
+    Every API request first takes a slot from :class:`clio2sf.ratebudget.RateBudget` and feeds
+    the response's rate headers back; the access token comes from
+    :class:`clio2sf.ratebudget.TokenCache` (one refresh for all workers).  A 429's ``Retry-After``
+    holds every worker of the grant and the request is retried once it has passed; 5xx and
+    dropped connections are retried with exponential backoff and jitter; 401 ``invalid_token``
+    drops the shared token and refreshes once per attempt.
+
+    Counters: ``requests_made`` (API requests sent to Clio: what its rate limit counts),
+    ``token_requests`` (``/oauth/token`` calls), ``storage_downloads`` (document bytes fetched from
+    the presigned storage URL, which is not a Clio API request).
 
     :param clio_conn_id: the connection id.
     :param max_attempts: attempts per request (tenacity ``stop_after_attempt``).
@@ -118,6 +135,8 @@ class ClioHook(BaseHook):
         self._access_token: str | None = None
         self._expires_at = 0.0
         self.requests_made = 0
+        self.token_requests = 0
+        self.storage_downloads = 0
         self._count_lock = threading.Lock()
 
     # ------------------------------------------------------------------ connection
@@ -183,16 +202,39 @@ class ClioHook(BaseHook):
             _mask(secret)
         return conn.login, conn.password, refresh
 
+    @cached_property
+    def grant_key(self) -> str:
+        """Names this grant's shared budget and token (a hash: never a secret)."""
+        client_id, _secret, refresh = self._credentials
+        return "clio-" + hashlib.sha256(f"{self.base_url}|{client_id}|{refresh}".encode()).hexdigest()[:24]
+
+    @cached_property
+    def shared_store(self) -> SharedStore:
+        """Where this grant's budget and token live (see the class docstring)."""
+        if self._budget is not None:
+            return self._budget.store
+        conn_id = self._get_field("rate_store_conn_id") or os.environ.get("CLIO2SF_RATE_STORE_CONN_ID")
+        if conn_id or _connection_exists(DEFAULT_STATE_CONN_ID):
+            conn_id = conn_id or DEFAULT_STATE_CONN_ID
+            store = SqlStore(state_store_url(self.get_connection(conn_id)))
+            self.log.info("Clio budget and token of this grant shared through connection %r", conn_id)
+            return store
+        state_dir = self._get_field("rate_state_dir") or os.environ.get("CLIO2SF_RATE_DIR") or os.path.join(
+            tempfile.gettempdir(), "clio2sf-rate"
+        )
+        return FileStore(state_dir)
+
     @property
     def budget(self) -> RateBudget:
         if self._budget is None:
-            client_id, _secret, refresh = self._credentials
-            key = hashlib.sha256(f"{self.base_url}|{client_id}|{refresh}".encode()).hexdigest()[:24]
-            state_dir = self._get_field("rate_state_dir") or os.environ.get("CLIO2SF_RATE_DIR") or os.path.join(
-                tempfile.gettempdir(), "clio2sf-rate"
-            )
-            self._budget = RateBudget(f"clio-{key}", state_dir)
+            self._budget = RateBudget(self.grant_key, store=self.shared_store, lease=self.timeout + 30)
         return self._budget
+
+    @cached_property
+    def tokens(self) -> TokenCache:
+        """The grant's shared access token (encrypted in the store with the connection's secrets)."""
+        _client_id, secret, refresh = self._credentials
+        return TokenCache(self.shared_store, self.grant_key, f"{secret}|{refresh}")
 
     def get_conn(self) -> requests.Session:
         """Return the hook's session (no credentials are stored on it)."""
@@ -218,10 +260,11 @@ class ClioHook(BaseHook):
                 text = text.replace(str(secret), "***")
         return text
 
-    def _refresh_token(self) -> None:
+    def _refresh_token(self) -> tuple[str, float]:
+        """Ask Clio for a new access token: ``(token, expires_at)``."""
         client_id, secret, refresh = self._credentials
         with self._count_lock:
-            self.requests_made += 1
+            self.token_requests += 1
         resp = self.session.post(
             self.token_url,
             data={"grant_type": "refresh_token", "refresh_token": refresh, "client_id": client_id, "client_secret": secret},
@@ -241,17 +284,23 @@ class ClioHook(BaseHook):
                 f"{', ' + str(code) if code else ''}); re-authorise the app and update connection "
                 f"{self.clio_conn_id!r}"
             )
-        self._access_token = body["access_token"]
-        _mask(self._access_token)
-        self._expires_at = time.time() + float(body.get("expires_in") or 3600)
+        _mask(body["access_token"])
         if body.get("refresh_token") and body["refresh_token"] != refresh:
             # Manage does not rotate refresh tokens; if it ever does, the connection must be updated.
             self.log.warning("Clio returned a new refresh token; update connection %r", self.clio_conn_id)
+        return body["access_token"], time.time() + float(body.get("expires_in") or 3600)
 
     def _token(self) -> str:
         if self._access_token is None or time.time() >= self._expires_at - EXPIRY_MARGIN:
-            self._refresh_token()
+            self._access_token, self._expires_at = self.tokens.get(
+                self._refresh_token, margin=EXPIRY_MARGIN, lease=self.timeout + 30)
+            _mask(self._access_token)
         return self._access_token  # type: ignore[return-value]
+
+    def _drop_token(self, token: str) -> None:
+        """Clio refused ``token``: forget it here and in the shared cache."""
+        self._access_token = None
+        self.tokens.invalidate(token)
 
     # ------------------------------------------------------------------ requests
 
@@ -270,10 +319,17 @@ class ClioHook(BaseHook):
             base_path += ".json"
         return f"{self.base_url}/{base_path}" + (f"?{query}" if query else "")
 
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        """A 429 with ``Retry-After`` waits in the shared budget (every worker holds); others back off."""
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ClioRateLimited) and exc.retry_after is not None:
+            return 0.0
+        return self.retry_wait(state)
+
     def _retrying(self) -> tenacity.Retrying:
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_TRANSIENT),
-            wait=self.retry_wait,
+            wait=self._wait,
             stop=tenacity.stop_after_attempt(self.max_attempts),
             before_sleep=self._log_retry,
             reraise=True,
@@ -299,7 +355,7 @@ class ClioHook(BaseHook):
     ) -> requests.Response:
         """Send one API request once: pace, authenticate, classify the status."""
         token = self._token()
-        self.budget.acquire()
+        slot: Slot = self.budget.acquire()
         with self._count_lock:
             self.requests_made += 1
         try:
@@ -309,13 +365,17 @@ class ClioHook(BaseHook):
                 timeout=self.timeout, verify=self.verify, allow_redirects=allow_redirects, stream=stream,
             )
         except (ConnectionError, Timeout) as exc:
+            self.budget.release(slot)
             raise type(exc)(self._redact(f"{method} {url.split('?')[0]}: {exc}")) from None
-        self.budget.observe(resp.headers)
+        except BaseException:
+            self.budget.release(slot)
+            raise
+        self.budget.observe(resp.headers, slot)
         endpoint = f"{method} {url.split('?')[0]}"
         status = resp.status_code
         if status == 401:
             body = _json_or_none(resp)
-            self._access_token = None
+            self._drop_token(token)
             if isinstance(body, dict) and body.get("error") == "invalid_token":
                 raise _TokenExpired(f"{endpoint}: access token expired or revoked")
             raise _TokenExpired(f"{endpoint}: HTTP 401")
@@ -421,7 +481,7 @@ class ClioHook(BaseHook):
             location = self._download_location(doc_id, version_id)
             try:
                 with self._count_lock:
-                    self.requests_made += 1
+                    self.storage_downloads += 1
                 # the hook's session (no ~/.netrc, no proxy variables), without the Authorization header
                 url = self._checked_url(location, f"document {doc_id} download URL")
                 with self.session.get(url, stream=True, timeout=self.timeout, verify=self.verify) as resp:
@@ -450,6 +510,34 @@ class ClioHook(BaseHook):
                 wait = self.retry_wait(state)
                 if wait:
                     time.sleep(wait)
+
+
+def _connection_exists(conn_id: str) -> bool:
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
+
+
+def state_store_url(conn: Any) -> str:
+    """The SQLAlchemy URL of a ``postgres``/``mysql``/``sqlite`` connection (the shared-state store)."""
+    from sqlalchemy.engine import URL
+
+    kind = (conn.conn_type or "").lower()
+    if kind == "sqlite":
+        if not conn.host:
+            raise ClioError(f"connection {conn.conn_id!r}: host must be the SQLite file's path")
+        return f"sqlite:///{conn.host}"
+    drivers = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2", "mysql": "mysql+mysqldb"}
+    if kind not in drivers:
+        raise ClioError(f"connection {conn.conn_id!r}: conn type {kind!r} cannot hold the shared Clio budget "
+                        f"(use postgres, mysql or sqlite)")
+    url = URL.create(drivers[kind], username=conn.login or None, password=conn.password or None,
+                     host=conn.host or None, port=conn.port or None, database=conn.schema or None)
+    return url.render_as_string(hide_password=False)
 
 
 def _json_or_none(resp: requests.Response) -> Any:
