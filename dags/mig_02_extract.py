@@ -15,8 +15,9 @@ uses the params' defaults, and objects already complete are not fetched again. W
 variable the DAG runs when triggered.
 
 Clio allows 50 requests per minute per token at peak: the `clio_api` pool bounds how many
-tasks talk to Clio at once and the hook's rate budget (shared through the response headers
-and a host-wide lock) bounds the rate. Requires a confirmed mapping (phase 1).
+tasks talk to Clio at once and the hook's rate budget bounds the rate: one budget and one access
+token per Clio grant, shared by every worker on every host through the `clio2sf_state`
+connection's database (one host without it). Requires a confirmed mapping (phase 1).
 """
 
 from __future__ import annotations

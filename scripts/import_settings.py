@@ -2,7 +2,9 @@
 
 ``airflow standalone`` does not read the Astro file, so this converts it into the JSON that
 ``airflow connections|pools|variables import`` take, expanding ``${VARS}`` from the
-environment first (secrets live in env vars, never in the file).
+environment first (secrets live in env vars, never in the file).  Every Clio pool a migration
+declares (``clio_pool`` in ``include/migrations/*.yaml``) that the file does not list is created
+too, with the ``clio_api`` pool's slots, so a declared pool never leaves its tasks waiting.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 import yaml
+
+from clio2sf.migrations import Migration, load_declarations
 
 ROOT = Path(__file__).resolve().parent.parent
 _VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
@@ -65,6 +69,17 @@ def convert(settings: dict) -> tuple[dict, dict, dict]:
     return conns, pools, variables
 
 
+def add_declared_pools(pools: dict, declarations: list[Migration]) -> dict:
+    """Add each declaration's ``clio_pool`` missing from ``pools`` (the ``clio_api`` pool's slots)."""
+    slots = (pools.get("clio_api") or {}).get("slots", 2)
+    out = dict(pools)
+    for mig in declarations:
+        if mig.clio_pool not in out:
+            out[mig.clio_pool] = {"slots": slots, "include_deferred": False,
+                                  "description": f"Clio API tasks of firm {mig.firm} (declared in {mig.source})"}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--file", default=str(ROOT / "airflow_settings.yaml"))
@@ -72,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = expand(yaml.safe_load(Path(args.file).read_text()), dict(os.environ))
     conns, pools, variables = convert(settings)
+    pools = add_declared_pools(pools, load_declarations())
     if args.dry_run:
         print(json.dumps({"connections": sorted(conns), "pools": pools, "variables": sorted(variables)}, indent=2))
         return 0

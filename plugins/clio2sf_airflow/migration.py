@@ -56,7 +56,7 @@ def salesforce_conn_id(p: dict[str, Any]) -> str:
 
 
 def clio_hook(p: dict[str, Any], **kw: Any):
-    """A :class:`ClioHook` on this migration's Clio connection (its rate budget is per token)."""
+    """A :class:`ClioHook` on this migration's Clio connection (one rate budget and token per grant)."""
     from clio2sf_airflow.hooks.clio import ClioHook
 
     cid = clio_conn_id(p)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.import_settings import convert, expand
+from clio2sf.migrations import parse
+from scripts.import_settings import add_declared_pools, convert, expand
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.unit
@@ -49,3 +50,12 @@ def test_settings_file_holds_no_secret_literals():
             value = line.split(":", 1)[1].split("#")[0].strip() if line.strip().startswith(f"{key}:") else ""
             if value:
                 assert value.startswith("${"), line
+
+
+def test_pools_declared_by_migrations_are_created():
+    _conns, pools, _vars = convert(expand(yaml.safe_load((ROOT / "airflow_settings.yaml").read_text()), ENV))
+    decls = [parse({"firm": "acme", "migration_id": "m1", "clio_pool": "clio_api_acme"}, "acme-m1.yaml"),
+             parse({"firm": "harlow_vance", "migration_id": "m1"}, "hv-m1.yaml")]
+    out = add_declared_pools(pools, decls)
+    assert set(out) - set(pools) == {"clio_api_acme"}  # the undeclared one uses clio_api, already there
+    assert out["clio_api_acme"]["slots"] == pools["clio_api"]["slots"] and "acme" in out["clio_api_acme"]["description"]
