@@ -60,7 +60,8 @@ def hold(root: Any, *, dag_id: str, run_id: str, phase: str, is_active: Callable
             raise LeaseHeld(
                 f"migration {root.name!r} is being written by {current.get('phase')} run "
                 f"{current['dag_id']} / {current['run_id']} (since {current.get('since')}): one writer at a time.\n"
-                f"Wait for that run to finish (or mark it failed in the UI if it is stuck), then clear this task."
+                f"Wait for that run to finish (or mark it failed in the UI if it is stuck), then clear this task with "
+                f"Downstream (Clear → Downstream)."
             )
         log(f"lease of {current['dag_id']} / {current['run_id']} ({current.get('phase')}) is stale "
             f"(that run is no longer active): taken over by {dag_id} / {run_id}")
@@ -71,7 +72,8 @@ def hold(root: Any, *, dag_id: str, run_id: str, phase: str, is_active: Callable
     back = read_lease(root)
     if not back or (back.get("dag_id"), back.get("run_id")) != (dag_id, run_id):
         raise LeaseHeld(f"migration {root.name!r}: {back and back.get('dag_id')} / {back and back.get('run_id')} "
-                        "took the lease at the same moment.\nClear this task once that run has finished.")
+                        "took the lease at the same moment.\nOnce that run has finished, clear this task with Downstream "
+                        "(Clear → Downstream).")
     return mine
 
 

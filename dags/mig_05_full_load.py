@@ -10,7 +10,8 @@ hash** and room in the org (capacity pre-flight against `/limits`). Then:
    Event/EventRelation and Task → files and notes), each mapped over its transformed batches:
    upsert on `Clio_Id__c` (Bulk API 2.0 above the bulk threshold, REST composite below),
    lookups by external id, transient row failures retried, other failures to the rejects
-   report with their source record. A failed batch is retried on its own from the UI;
+   report with their source record. A batch that fails for good is resumed by clearing it with
+   Downstream (Clear → Downstream): the rest of the run goes on from there;
 3. `load_deferred`: lookups to objects loaded later;
 4. `reconcile`: records per object, bill totals, time-entry hours and amounts, expenses and
    trust balances against the source; `reports/<run id>/reconciliation.html`;

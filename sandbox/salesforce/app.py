@@ -95,7 +95,7 @@ class DropRule:
         return self.seen in self.hits
 
 
-def parse_drop_rules(text: str) -> list[DropRule]:
+def parse_drop_rules(text: str, knob: str = "drop_response") -> list[DropRule]:
     """``"POST /composite/sobjects#1,3; PATCH /jobs/ingest#2"`` → rules (``#n`` defaults to ``#1``)."""
     rules = []
     for part in (text or "").split(";"):
@@ -107,9 +107,9 @@ def parse_drop_rules(text: str) -> list[DropRule]:
         try:
             hits = frozenset(int(n) for n in (nums or "1").split(",") if n.strip())
         except ValueError:
-            raise ValueError(f"drop_response: bad request numbers in {part!r}") from None
+            raise ValueError(f"{knob}: bad request numbers in {part!r}") from None
         if not method or not fragment.strip() or not hits or min(hits) < 1:
-            raise ValueError(f"drop_response: {part!r} is not '<METHOD> <path fragment>#<n>[,<n>...]'")
+            raise ValueError(f"{knob}: {part!r} is not '<METHOD> <path fragment>#<n>[,<n>...]'")
         rules.append(DropRule(method.upper(), fragment.strip(), hits))
     return rules
 
@@ -133,11 +133,17 @@ class Sandbox:
         self.rng_503 = random.Random(org.settings.seed * 31 + 3)
         self.consumer_secret = org.store.meta_get("consumer_secret")
         self.drop_rules: list[DropRule] = parse_drop_rules(org.settings.drop_response)
+        self.limit_rules: list[DropRule] = parse_drop_rules(org.settings.limit_exceeded_on, "limit_exceeded_on")
 
     def drop_now(self, method: str, path: str) -> bool:
         """Count the request against the ``drop_response`` rules; True when its response is to be lost."""
         with self.log_lock:
             return any(rule.hit(method, path) for rule in self.drop_rules)
+
+    def limit_now(self, method: str, path: str) -> bool:
+        """Count the request against the ``limit_exceeded_on`` rules; True when it is to be refused."""
+        with self.log_lock:
+            return any(rule.hit(method, path) for rule in self.limit_rules)
 
     # -- sessions ------------------------------------------------------------------------------
     def issue(self, user_id: str, *, refresh: bool = False) -> dict:
@@ -225,6 +231,9 @@ def build_app(sb: Sandbox) -> Starlette:
                     org.count_fault("API_TEMPORARILY_UNAVAILABLE")
                     raise HttpError(503, "API_TEMPORARILY_UNAVAILABLE",
                                     "The API is temporarily unavailable (sandbox fault injection)")
+            if sb.limit_rules and sb.limit_now(request.method, path):
+                org.count_fault("REQUEST_LIMIT_EXCEEDED")
+                raise HttpError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
             resp = await run_in_threadpool(_dispatch, sb, request, body, user)
             if sb.drop_rules and sb.drop_now(request.method, path):
                 # the write is committed; the client never learns it (a gateway timed out)
@@ -364,6 +373,13 @@ def _admin(sb: Sandbox, method: str, what: str, body: bytes) -> Response:
                 org.settings.drop_response = ""
                 sb.drop_rules = []
                 return JSONResponse({"error": str(exc)}, status_code=400)
+            if "limit_exceeded_on" in changes:  # counted again from when it is set
+                try:
+                    sb.limit_rules = parse_drop_rules(org.settings.limit_exceeded_on, "limit_exceeded_on")
+                except ValueError as exc:
+                    org.settings.limit_exceeded_on = ""
+                    sb.limit_rules = []
+                    return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(org.settings.as_dict())
     if what == "requests":
         with sb.log_lock:

@@ -73,6 +73,9 @@ class Settings:
     #: ``"<METHOD> <path fragment>#<n>[,<n>...]"`` rules separated by ``;``; ``n`` counts the requests
     #: matching the rule since the knob was set (1 = the first). Deterministic: no randomness.
     drop_response: str = ""
+    #: Refuse a request as an org whose daily API allowance ran out at that call does (403
+    #: ``REQUEST_LIMIT_EXCEEDED``, nothing executed): same rules as ``drop_response``. Deterministic.
+    limit_exceeded_on: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)

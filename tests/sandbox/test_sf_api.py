@@ -451,6 +451,32 @@ def test_faults_and_limits_are_enforced(tmp_path) -> None:
         assert r.headers["Sforce-Limit-Info"].startswith("api-usage=")
 
 
+def test_limit_exceeded_on_refuses_exactly_the_named_calls_without_executing_them(sandbox, sf) -> None:
+    """``limit_exceeded_on``: the n-th matching call (counted from when the knob is set) is refused as an
+    org out of API allowance refuses it (403 REQUEST_LIMIT_EXCEEDED), and nothing of it is written."""
+    url = f"{sandbox.instance_url}/services/data/v59.0/composite/sobjects/Contact/Clio_Id__c"
+    headers = {"Authorization": f"Bearer {sf.session_id}"}
+    body = {"allOrNone": False, "records": [{"attributes": {"type": "Contact"}, "LastName": "Knob",
+                                             "Clio_Id__c": "knob-contact-1"}]}
+    before = sandbox.faults().get("REQUEST_LIMIT_EXCEEDED", 0)
+    sandbox.knobs(limit_exceeded_on="PATCH /composite/sobjects/Contact/#2")
+    try:
+        session = sandbox.session()
+        assert session.get(url.replace("/composite/sobjects/Contact/Clio_Id__c", "/limits"), headers=headers).ok
+        first = session.patch(url, json=body, headers=headers)
+        assert first.ok and first.json()[0]["created"] is True
+        body["records"][0]["Clio_Id__c"] = "knob-contact-2"
+        refused = session.patch(url, json=body, headers=headers)
+        assert refused.status_code == 403 and refused.json()[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+        assert not sf.query("SELECT Id FROM Contact WHERE Clio_Id__c = 'knob-contact-2'")["records"]
+        assert session.patch(url, json=body, headers=headers).ok  # the third goes through
+        assert sandbox.faults()["REQUEST_LIMIT_EXCEEDED"] == before + 1
+        with pytest.raises(requests.HTTPError):
+            sandbox.knobs(limit_exceeded_on="PATCH nothing#x")
+    finally:
+        sandbox.knobs(limit_exceeded_on="")
+
+
 def test_audit_fields_off(tmp_path) -> None:
     with run_sf_sandbox(tmp_path, audit_fields="off") as h:
         sf = h.sf()

@@ -221,9 +221,11 @@ class Cluster:
         return self.request("PATCH", path, user=user,
                             json={"chosen_options": [option], "params_input": params_input or {}}).json()
 
-    def clear(self, dag_id: str, run_id: str, task_ids: list[Any], *, downstream: bool = True) -> list[Any]:
+    def clear(self, dag_id: str, run_id: str, task_ids: list[Any], *, downstream: bool = True,
+              only_failed: bool = False) -> list[Any]:
+        """Clear task instances as the UI's Clear dialog does (``[task_id, map_index]`` for one mapped index)."""
         body = {"dry_run": False, "dag_run_id": run_id, "task_ids": task_ids, "include_downstream": downstream,
-                "only_failed": False, "reset_dag_runs": True}
+                "only_failed": only_failed, "reset_dag_runs": True}
         return self.request("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", json=body).json()["task_instances"]
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1) -> str:
@@ -233,4 +235,29 @@ class Cluster:
         content = body.get("content")
         if isinstance(content, str):
             return content
-        return "\n".join(json.dumps(item, default=str) if not isinstance(item, str) else item for item in content or [])
+        return "\n".join(json.dumps(item, default=str, ensure_ascii=False) if not isinstance(item, str) else item
+                         for item in content or [])
+
+    def task_log_lines(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1,
+                       try_number: int = 1) -> list[str]:
+        """The lines a reader sees in the log viewer: each event's text and its error's text, split on newlines."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        body = self.request("GET", path, params={"map_index": map_index, "full_content": True},
+                            headers={"Accept": "application/json"}).json()
+        content = body.get("content")
+        if isinstance(content, str):
+            return content.splitlines()
+        lines: list[str] = []
+
+        def walk(value: Any) -> None:
+            if isinstance(value, str):
+                lines.extend(value.splitlines())
+            elif isinstance(value, dict):
+                for v in value.values():
+                    walk(v)
+            elif isinstance(value, list):
+                for v in value:
+                    walk(v)
+
+        walk(content or [])
+        return lines

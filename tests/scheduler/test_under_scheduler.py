@@ -12,6 +12,11 @@ manager (``ops_lead``, ``ops_engineer``, ``firm_reviewer``):
   refuses to start;
 * the first firm's declared cutover DAG is unpaused and its scheduled window runs against that
   migration (its params are the declaration's, not the form's defaults);
+* the first firm's sample is rejected through the HITL API as ``ops_lead``: the full load refuses,
+  naming the rejection;
+* after a new sample approval, one load batch of the full load fails for good (the Salesforce sandbox
+  refuses its call as over the API limit), the failed map index is cleared with Downstream (only
+  failed) through ``/api/v2``, and the run ends in success with nothing duplicated in the org;
 * the reports are served by the api-server behind its login, read-only.
 """
 
@@ -152,6 +157,90 @@ def test_a_declared_cutover_runs_scheduled_windows_for_its_migration(world):
     assert f"firm {FIRM_A} migration {MIG_A}" in log and f"clio_{FIRM_A}" in log
     # the window's files are under this migration's declared root
     assert (_root(world, FIRM_A, MIG_A) / "delta").exists()
+
+
+def _settle(c: Cluster, dag_id: str, timeout: float = 900) -> None:
+    """Wait until no run of ``dag_id`` is queued or running (a paused DAG finishes what it started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = c.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
+        if all(r["state"] in ("success", "failed") for r in runs):
+            return
+        time.sleep(5)
+    raise TimeoutError(f"{dag_id} still has active runs")
+
+
+def test_a_rejected_sample_makes_the_full_load_refuse(world):
+    c: Cluster = world["cluster"]
+    _settle(c, f"mig_06_delta__{FIRM_A}__{MIG_A}")  # nothing writes this migration beside us
+    conf = {"firm": FIRM_A, "migration_id": MIG_A}
+    assert c.wait_run("mig_02_extract", c.trigger("mig_02_extract", conf)) == "success"
+    assert c.wait_run("mig_03_resolve_users", c.trigger("mig_03_resolve_users", conf)) == "success"
+    run = c.trigger("mig_04_sample", conf)
+    c.wait_parked("mig_04_sample", run, "approve_sample")
+    c.answer("mig_04_sample", run, "approve_sample", "Reject", user="ops_lead",
+             params_input={"reason": "matter stages are wrong in the diff"})
+    assert c.wait_run("mig_04_sample", run) == "failed"
+    rejected = yaml.safe_load((_root(world, FIRM_A, MIG_A) / "approvals" / "sample.yaml").read_text())
+    last = rejected["confirmations"][-1]
+    assert (last["by"], last["decision"], last["reason"]) == ("ops_lead", "rejected", "matter stages are wrong in the diff")
+
+    load = c.trigger("mig_05_full_load", conf, user="ops_engineer")
+    assert c.wait_run("mig_05_full_load", load) == "failed"
+    states = c.task_states("mig_05_full_load", load)
+    assert states[("preflight_load", -1)] == "failed"
+    assert not any(state == "success" for (task_id, _), state in states.items() if "load_batch" in task_id)
+    log = c.task_log("mig_05_full_load", load, "preflight_load")
+    assert "no approved sample" in log and "rejected by ops_lead" in log and "matter stages are wrong" in log
+
+
+def test_a_failed_load_batch_cleared_with_downstream_resumes_to_success_without_duplicates(world):
+    """One Contact batch fails for good (the org refuses its call as over the daily API limit: no Airflow
+    retry can help), the run fails with everything after it upstream_failed; the cause is fixed and the
+    failed map index is cleared with Downstream and Only failed, as the UI's Clear dialog offers: the
+    run goes on to success and nothing is duplicated in the org."""
+    from clio2sf_airflow.phases.common import RESUME_ADVICE
+
+    c: Cluster = world["cluster"]
+    sf = world["sf_a"]
+    conf = {"firm": FIRM_A, "migration_id": MIG_A}
+    run = c.trigger("mig_04_sample", conf)  # a new sample run and approval after the rejection
+    c.wait_parked("mig_04_sample", run, "approve_sample")
+    c.answer("mig_04_sample", run, "approve_sample", "Approve", user="ops_engineer")
+    assert c.wait_run("mig_04_sample", run) == "success"
+
+    dag_id = "mig_05_full_load"
+    # deterministic: the first Contact upsert call of the load is refused (403 REQUEST_LIMIT_EXCEEDED)
+    sf.knobs(limit_exceeded_on="PATCH /composite/sobjects/Contact/#1")
+    load = c.trigger(dag_id, {**conf, "load_mode": "composite"}, user="ops_engineer")
+    assert c.wait_run(dag_id, load, timeout=1500) == "failed"
+    assert sf.faults().get("REQUEST_LIMIT_EXCEEDED") == 1
+    states = c.task_states(dag_id, load)
+    failed = [key for key, state in states.items() if state == "failed" and key[0] != "verify"]
+    assert len(failed) == 1 and failed[0][0] == "load_Contact.load_batch", failed
+    waiting = [key for key, state in states.items() if state == "upstream_failed"]
+    assert ("reconcile", -1) in waiting and len(waiting) >= 10, states
+    lines = c.task_log_lines(dag_id, load, failed[0][0], map_index=failed[0][1])
+    assert any("REQUEST_LIMIT_EXCEEDED" in line for line in lines)
+    assert any(line.strip() == RESUME_ADVICE for line in lines), "the advice is not on its own line"
+    assert c.try_number(dag_id, load, *failed[0]) == 1  # not retried: retrying cannot help
+
+    sf.knobs(limit_exceeded_on="")  # the cause is fixed (the org's allowance reset)
+    cleared = c.clear(dag_id, load, [list(failed[0])], downstream=True, only_failed=True)
+    cleared_keys = {(t["task_id"], t["map_index"]) for t in cleared}
+    assert failed[0] in cleared_keys and ("reconcile", -1) in cleared_keys and len(cleared_keys) > len(waiting) // 2
+    assert c.wait_run(dag_id, load, timeout=1500) == "success", c.task_states(dag_id, load)
+    assert set(c.task_states(dag_id, load).values()) <= {"success", "skipped"}
+    assert c.try_number(dag_id, load, *failed[0]) == 2
+
+    # no duplicate in the org: every migrated record once by its external id, and no record without one
+    client = sf.sf()
+    for sobject in ("Account", "Contact"):
+        rows = client.query_all(f"SELECT Id, Clio_Id__c FROM {sobject}")["records"]
+        ids = [r["Clio_Id__c"] for r in rows if r["Clio_Id__c"]]
+        assert ids and len(ids) == len(set(ids)), f"{sobject}: {len(ids)} rows, {len(set(ids))} external ids"
+    reconciliation = json.loads((_root(world, FIRM_A, MIG_A) / "reports" / load / "reconciliation.json").read_text())
+    assert reconciliation["lost"] == 0 and reconciliation["duplicated"] == 0, reconciliation["headline"]
 
 
 def test_reports_open_in_chromium_behind_login(world):

@@ -15,6 +15,13 @@ from clio2sf_airflow.storage import migration_root
 
 log = logging.getLogger(__name__)
 
+#: What to do when a task fails for good: the same words in every error, the runbook and the DAG docs.
+RESUME_ADVICE = (
+    "To resume: fix the cause, then clear this task with Downstream (Airflow UI: Clear → Downstream, "
+    "or POST /api/v2/dags/<dag>/clearTaskInstances with include_downstream); the rest of the run goes on "
+    "from there, and rows already loaded are upserted by external id, never duplicated."
+)
+
 
 def params() -> dict[str, Any]:
     """The DAG run's params (firm, migration_id, phase options)."""
@@ -60,8 +67,8 @@ def require_sample_approved(spec: MappingSpec, root: ObjectStoragePath) -> dict:
         return require_confirmed(spec, approval_store(root, "sample"))
     except UnconfirmedMappingError as exc:
         raise AirflowFailException(
-            "no approved sample for this mapping hash "
-            f"{spec.content_hash[:12]}: run mig_04_sample and approve its diff (UI: approve_sample, or "
+            f"no approved sample for this mapping hash {spec.content_hash[:12]} (the sample's {exc}).\n"
+            "Run mig_04_sample and approve its diff (UI: approve_sample, or "
             f"`python -m scripts.approve sample --firm {spec.firm} --migration-id <id> --by <you>`)"
         ) from exc
 

@@ -12,9 +12,13 @@ from clio2sf import catalog, staging
 from clio2sf.extract import extract_object as _extract_object
 from clio2sf_airflow import migration
 from clio2sf_airflow.hooks.clio import ClioAuthError
-from clio2sf_airflow.phases.common import firm_spec, mroot, params, require_mapping_confirmed
+from clio2sf_airflow.phases.common import RESUME_ADVICE, firm_spec, mroot, params, require_mapping_confirmed
 
 log = logging.getLogger(__name__)
+
+#: The extraction commits batch by batch: the cleared task resumes after the last committed batch.
+EXTRACT_ADVICE = RESUME_ADVICE.replace("rows already loaded are upserted by external id, never duplicated",
+                                       "the extraction resumes after its last committed batch")
 
 
 def plan_extraction() -> list[dict[str, Any]]:
@@ -46,7 +50,10 @@ def extract_object(item: dict[str, Any]) -> dict[str, Any]:
             request_count=lambda: hook.requests_made,
         )
     except ClioAuthError as exc:  # retrying cannot help until someone re-authorises the app
-        raise AirflowFailException(f"{obj.name}: {exc}") from exc
+        raise AirflowFailException(f"{obj.name}: {exc}\n{EXTRACT_ADVICE}") from exc
+    except Exception:
+        log.error("%s failed. %s", obj.name, EXTRACT_ADVICE)  # Airflow retries it; its own log line
+        raise
     return {k: summary[k] for k in ("object", "records", "batches", "requests", "complete")}
 
 

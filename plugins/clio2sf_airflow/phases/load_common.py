@@ -20,7 +20,7 @@ from clio2sf_airflow.hooks.salesforce import (
     SalesforceApiLimitExceeded,
     SalesforceStorageLimitExceeded,
 )
-from clio2sf_airflow.phases.common import firm_spec, hold_lease, mroot, params, run_id
+from clio2sf_airflow.phases.common import RESUME_ADVICE, firm_spec, hold_lease, mroot, params, run_id
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,13 @@ def load_one(path: str, phase: str, deferred: bool = False, window_root: ObjectS
     except (SalesforceApiLimitExceeded, SalesforceStorageLimitExceeded) as exc:
         # Task retries minutes apart cannot help: stop now; a later re-run resumes by external id.
         raise AirflowFailException(
-            f"{tpath.parent.name}/{tpath.name}: {exc}\n"
-            "Once the org has room: clear this task with Downstream in the Airflow UI (Clear → Downstream) to "
-            "resume the run; rows already loaded are upserted by external id, not duplicated."
+            f"{tpath.parent.name}/{tpath.name}: {exc} (not retried: the org has no room until its limit resets "
+            f"or storage is added)\n{RESUME_ADVICE}"
         ) from exc
+    except Exception:
+        # Airflow retries it; when the retries are spent, this line says what to do (its own log line)
+        log.error("%s/%s failed. %s", tpath.parent.name, tpath.name, RESUME_ADVICE)
+        raise
     log.info("%s %s: %s", summary["sobject"], summary["batch"],
              {k: summary[k] for k in ("rows", "created", "updated", "skipped", "failed")})
     return {k: summary[k] for k in ("sobject", "batch", "rows", "created", "updated", "skipped", "failed")}
