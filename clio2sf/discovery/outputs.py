@@ -107,8 +107,9 @@ def spec_problems_section(problems: list[Any]) -> tuple[str, str]:
     if not rows:
         return (f"## {title}\n\nNone: every mapped field exists in the org with a compatible type.\n",
                 f"<h2>{title}</h2>{banner('None: every mapped field exists in the org with a compatible type.')}")
-    what = (f"{len(rows)} problem(s): the load would reject or fail on these fields. Fix the spec key named under "
-            "*Where* (or the org) and run discover again before confirming.")
+    what = (f"{len(rows)} problem(s) from checking the spec against the org's describes: fields the org lacks, "
+            "cannot take as the spec writes them, or requires while the spec leaves them out. Review each before "
+            "confirming; to fix one, change the spec key named under Where (or the org) and run discover again.")
     md = [f"## {title}", "", md_text(what), "", "| Rule | Object | Field | Where | Problem |", "|---|---|---|---|---|"]
     md += ["| " + " | ".join(md_text(c) for c in r) + " |" for r in rows]
     html = (f"<h2>{title}</h2>" + banner(what, "bad")

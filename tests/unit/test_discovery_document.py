@@ -238,7 +238,7 @@ def test_mapping_document_lists_the_spec_problems_discover_found(tmp_path):
                             schema_plan=plan, estimate=est, spec_problems=problems, generated_at="2026-11-28T09:00:00Z")
     md = (root / "discover" / "mapping_spec.md").read_text()
     html = (root / "discover" / "mapping_spec.html").read_text()
-    assert f"## Spec problems found against the org\n\n{len(problems)} problem(s)" in md
+    assert f"## Spec problems found against the org\n\n{len(problems)} problem(s) from checking" in md
     assert md.index("## Spec problems found against the org") < md.index("## Objects")  # before anything else
     assert html.index("<h2>Spec problems found against the org</h2>") < html.index("<h2>Objects</h2>")
     first = problems[0]
