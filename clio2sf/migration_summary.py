@@ -23,7 +23,7 @@ import yaml
 
 from clio2sf import reports
 from clio2sf.discovery.reference import REFERENCE_TITLES
-from clio2sf.reconcile import NOT_MONEY, figure_label
+from clio2sf.reconcile import amounts_html, reconciliation_from_json
 
 
 def money(value: Any, currency: str | None = None) -> str:
@@ -88,7 +88,7 @@ def summary_data(root: Any, *, firm: str, firm_name: str | None, migration_id: s
     return {
         "firm": firm, "firm_name": firm_name or firm, "migration_id": migration_id, "full_load_run": run,
         "exact": (rec or {}).get("exact"), "headline": (rec or {}).get("headline"),
-        "currency": (rec or {}).get("currency"),
+        "currency": (rec or {}).get("currency"), "names": (rec or {}).get("names") or {},
         "objects": objects, "amounts": (rec or {}).get("amounts") or [],
         "rejects": [{"object": o, "reason": r, "count": n} for (o, r), n in sorted(reasons.items())],
         "left_behind": [{"what": name.removesuffix(".json"),
@@ -116,18 +116,10 @@ def summary_html(data: dict[str, Any], *, generated_at: datetime | None = None) 
     body.append(reports.table(["Records", "In Clio", "In Salesforce", "Rejected", "Missing", "Result"], rows,
                               numeric=range(1, 5)) if rows else "<p class='muted'>Nothing loaded yet.</p>")
     if data["amounts"]:
-        amounts = sorted(data["amounts"], key=lambda a: (bool(a.get("ok")), str(a["figure"]).startswith("trust.")))
-
-        def unit(figure: str) -> str | None:
-            return None if figure in NOT_MONEY else data.get("currency")
-
         body.append("<h2>Amounts</h2>")
-        body.append(reports.table(
-            ["Figure", "Clio", "Salesforce", "Difference", "Result"],
-            [[figure_label(a["figure"]), money(a.get("source"), unit(a["figure"])),
-              "(not measured)" if a.get("target") is None else money(a.get("target"), unit(a["figure"])),
-              money(a.get("difference"), unit(a["figure"])), "OK" if a.get("ok") else "DIFFERS"]
-             for a in amounts], numeric=[1, 2, 3], row_classes=["" if a.get("ok") else "bad" for a in amounts]))
+        body.append(amounts_html(reconciliation_from_json({"amounts": data["amounts"]}).amounts,
+                                 currency=data.get("currency"), labels=data.get("names"),
+                                 full="the full load's reconciliation.csv"))
     body.append("<h2>Left behind, and why</h2>")
     left = [[label(r["object"]), r["reason"], r["count"]] for r in data["rejects"]]
     body.append(reports.table(["Records", "Rejected because", "Count"], left, numeric=[2]) if left

@@ -354,29 +354,38 @@ def reconciliation_html(rec: Reconciliation, title: str = "Reconciliation agains
         rows, note = capped(rows, limit, "exceptions", full)
         body.append(reports.table(["Object", "Kind", "Record / reason", "Count"], rows, numeric=[3]) + note)
     body.append("<h2>Amounts</h2>")
-    # per-matter trust figures that agree are one line (the books below list every matter's ledger)
-    agreeing = [] if exceptions_only else [a for a in rec.amounts if a.ok and a.figure.startswith("trust.matter.")]
-    amounts = sorted((a for a in rec.amounts if not (a.ok and (exceptions_only or a.figure.startswith("trust.matter.")))),
-                     key=lambda a: (a.ok, a.figure.startswith("trust."), a.figure))
-    amounts, note = capped(amounts, limit, "amount figures", full)
-    rows = [[figure_label(a.figure, labels), reports.money(a.source, _unit(a.figure, currency)),
-             "(not measured)" if a.target is None else reports.money(a.target, _unit(a.figure, currency)),
-             reports.money(a.difference, _unit(a.figure, currency)), "OK" if a.ok else "DIFFERS"] for a in amounts]
-    classes = ["" if a.ok else "bad" for a in amounts]
-    if agreeing:
-        rows.append([f"Trust per matter: {len(agreeing)} matter(s) agree (each listed under Trust per matter)",
-                     reports.money(sum((a.source for a in agreeing), ZERO), currency),
-                     reports.money(sum((a.target or ZERO for a in agreeing), ZERO), currency),
-                     reports.money(sum((a.difference or ZERO for a in agreeing), ZERO), currency), "OK"])
-        classes.append("")
-    body.append(reports.table(["Figure", "Clio", "Salesforce", "Difference", "Result"], rows, numeric=[1, 2, 3],
-                              row_classes=classes) + note)
+    body.append(amounts_html(rec.amounts, currency=currency, labels=labels, limit=limit,
+                             exceptions_only=exceptions_only, full=full))
     return reports.page(title, "".join(body) + extra_html)
 
 
 def write_reconciliation_html(path: Any, rec: Reconciliation, extra_html: str = "", **kwargs: Any) -> Any:
     """Write :func:`reconciliation_html` (``context``, ``currency``, ``labels``, ``limit`` pass through)."""
     return reports.write_text(path, reconciliation_html(rec, extra_html=extra_html, **kwargs))
+
+
+def amounts_html(amounts: list[AmountReconciliation], *, currency: str | None = None,
+                 labels: Mapping[str, str] | None = None, limit: int = TABLE_ROWS, exceptions_only: bool = False,
+                 full: str = "reconciliation.csv") -> str:
+    """The amounts table: differing figures first, money with ``currency``, trust figures by name; the
+    per-matter trust figures that agree are one line (the books list each matter). ``full`` (escaped
+    HTML) says where every figure is when the table is cut at ``limit`` rows."""
+    agreeing = [] if exceptions_only else [a for a in amounts if a.ok and a.figure.startswith("trust.matter.")]
+    listed = sorted((a for a in amounts if not (a.ok and (exceptions_only or a.figure.startswith("trust.matter.")))),
+                    key=lambda a: (a.ok, a.figure.startswith("trust."), a.figure))
+    listed, note = capped(listed, limit, "amount figures", full)
+    rows = [[figure_label(a.figure, labels), reports.money(a.source, _unit(a.figure, currency)),
+             "(not measured)" if a.target is None else reports.money(a.target, _unit(a.figure, currency)),
+             reports.money(a.difference, _unit(a.figure, currency)), "OK" if a.ok else "DIFFERS"] for a in listed]
+    classes = ["" if a.ok else "bad" for a in listed]
+    if agreeing:
+        rows.append([f"Trust per matter: {len(agreeing)} matter(s) agree (each listed under Trust per matter)",
+                     reports.money(sum((a.source for a in agreeing), ZERO), currency),
+                     reports.money(sum((a.target or ZERO for a in agreeing), ZERO), currency),
+                     reports.money(sum((a.difference or ZERO for a in agreeing), ZERO), currency), "OK"])
+        classes.append("")
+    return reports.table(["Figure", "Clio", "Salesforce", "Difference", "Result"], rows, numeric=[1, 2, 3],
+                         row_classes=classes) + note
 
 
 def reconciliation_from_json(doc: Mapping[str, Any]) -> Reconciliation:

@@ -131,8 +131,8 @@ def report_header(context: dict[str, Any] | None) -> str:
     """A small escaped facts table (firm, migration, run, dates) for the top of a report page."""
     if not context:
         return ""
-    rows = "".join(f"<tr><th>{esc(_CONTEXT_LABELS.get(k, k))}</th><td>{esc(v)}</td></tr>"
-                   for k, v in context.items() if k in _CONTEXT_LABELS and v)
+    rows = "".join(f"<tr><th>{esc(label)}</th><td>{esc(context[k])}</td></tr>"
+                   for k, label in _CONTEXT_LABELS.items() if context.get(k))  # this order, whatever the dict's
     return f'<table class="hdr">{rows}</table>'
 
 

@@ -44,6 +44,9 @@ def test_context_names_firm_migration_run_and_its_date() -> None:
     assert CONTEXT["run_date"] == "2026-12-03 04:27 UTC"
     html = reports.report_header(CONTEXT)
     assert "Harlow &amp; Vance LLP" in html and "manual__2026-12-03T04:27:22.614038+00:00" in html
+    shuffled = reports.report_header(dict(sorted(CONTEXT.items())))  # as read back from a sort_keys JSON
+    assert shuffled == html and html.index("Firm") < html.index("Migration") < html.index("Run id") < html.index(
+        "Run date") < html.index("Report written")
     assert reports.run_date("scheduled__2026-12-03T00:00:00+00:00") == "2026-12-03 00:00 UTC"
     assert reports.run_date("promise") is None
 
@@ -211,3 +214,18 @@ def test_books_name_matters_and_clients_format_money_and_put_exceptions_first() 
     assert "matter-9999" in _rows(big.split("<h2>Trust per matter</h2>")[1].split("</table>")[0])[1]
     rows = books.books_rows(_book(2, bad=1), NAMES)
     assert ["trust", "matter-1", "00001-Hayes", "differs", "ledger", Decimal("5"), Decimal("4")] in rows
+
+
+def test_summary_amounts_name_the_differing_matter_and_fold_the_agreeing_ones() -> None:
+    from clio2sf.migration_summary import summary_html
+
+    rec = _rec(trust_matters=50, bad_matter=2).to_json()
+    data = {"firm": "harlow_vance", "firm_name": "Harlow & Vance LLP", "migration_id": "m1", "full_load_run": "r",
+            "last_delta": None, "exact": rec["exact"], "headline": rec["headline"], "objects": rec["objects"],
+            "amounts": rec["amounts"], "currency": "USD", "names": NAMES, "rejects": [], "left_behind": [],
+            "signoffs": []}
+    page = summary_html(data)
+    amounts = _rows(page.split("<h2>Amounts</h2>")[1].split("</table>")[0])
+    assert "Trust: 00002-Lopez (matter-2)" in amounts[1] and "DIFFERS" in amounts[1]
+    assert "Trust per matter: 49 matter(s) agree" in amounts[-1] and "4,904.90 USD" in amounts[-1]
+    assert "1,234,567.50 USD" in page and len(amounts) == 1 + 3 + 1  # header, 2 figures + the difference, the fold
