@@ -309,7 +309,8 @@ def figures(*, preset: str, window: float, limit: int, phases: list[dict], tasks
         if not ti["task_id"].endswith(".load_batch") or not ti.get("start_date"):
             continue
         sobject = ti["task_id"].split(".")[0].removeprefix("load_")
-        g = groups.setdefault(sobject, {"start": math.inf, "end": 0.0, "rows": 0, "tasks": 0})
+        g = groups.setdefault(sobject, {"start": math.inf, "end": 0.0, "rows": 0, "tasks": 0, "unfinished": 0})
+        g["unfinished"] += not ti.get("end_date")
         g["start"] = min(g["start"], _ts(ti["start_date"]))
         g["end"] = max(g["end"], _ts(ti["end_date"]) if ti.get("end_date") else g["end"])
         g["rows"] += int((results.get(ti["id"]) or {}).get("rows", 0))
@@ -322,7 +323,7 @@ def figures(*, preset: str, window: float, limit: int, phases: list[dict], tasks
         g["by_kind"] = {}
         for e in calls:
             g["by_kind"][e["kind"]] = g["by_kind"].get(e["kind"], 0) + 1
-        if not g["rows"]:
+        if not g["rows"] or g["unfinished"]:  # a group still loading when the run was recorded: no figure
             continue
         per = len(calls) / g["rows"] * 10_000
         bulk = g["rows"] > threshold
@@ -380,12 +381,26 @@ def figures(*, preset: str, window: float, limit: int, phases: list[dict], tasks
     # ---- end to end against the Clio floor
     # wall time from the first phase's start to the last end, without the approval waits: phases may
     # overlap (documents off the critical path); the gaps between phases (trigger → running) count
+    ended = all(p["state"] == "success" for p in phases)
     total = max(p["end"] for p in phases) - phases[0]["start"] - sum(p["approval_wait"] for p in phases)
     floor = (minimum["total"] - 1) * window / limit
     for p in phases:
-        figs.append(Figure(bench, "phase wall time (no approval wait)", p["dag_id"], round(p["seconds"], 1), "s",
+        figs.append(Figure(bench, "phase wall time (no approval wait)", p["dag_id"],
+                           round(p["seconds"], 1) if p["state"] == "success" else None, "s",
+                           note="" if p["state"] == "success" else
+                           f"{p['state']} after {p['seconds']:.0f} s when the run was recorded",
                            detail={"clio_requests": p["clio_requests"], "approval_wait_s": round(p["approval_wait"], 1),
-                                   "share": round(p["seconds"] / total, 3), "overlapped": p.get("overlapped")}))
+                                   "overlapped": p.get("overlapped")}))
+    if not ended:
+        unfinished = ", ".join(f"{p['dag_id']} ({p['state']})" for p in phases if p["state"] != "success")
+        note = (f"not measured: the run was recorded before every phase ended ({unfinished}); at least "
+                f"{total:.0f} s against a floor of {floor:.0f} s")
+        figs.append(Figure(bench, "end to end ÷ Clio floor", f"{firm}, 50 per {window:g} s (measured)", None,
+                           "ratio", note=note, detail={"headline": "e2e", "at_least": round(total / floor, 3)}))
+        for label in FIRM_SIZES:
+            figs.append(Figure(bench, "end to end ÷ Clio floor, projected to 50 per 60 s", label, None, "ratio",
+                               f"≤ {GOALS['e2e_real']}", None, note=note, detail={"headline": f"e2e_real:{label}"}))
+        return figs
     figs.append(Figure(bench, "end to end ÷ Clio floor", f"{firm}, 50 per {window:g} s (measured)",
                        round(total / floor, 3), "ratio", detail={"headline": "e2e", "total_s": round(total, 1),
                                                                  "floor_s": round(floor, 1)}))

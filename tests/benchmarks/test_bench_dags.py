@@ -136,3 +136,17 @@ def test_task_instances_are_read_page_by_page_past_the_api_cap() -> None:
 
     got = task_instances(CappedApi(), "mig_05_full_load", "r1", page=1000)
     assert [t["id"] for t in got] == [f"ti-{i}" for i in range(250)]
+
+
+@pytest.mark.unit
+def test_a_run_recorded_before_it_ended_gives_no_end_to_end_nor_figures_of_a_group_still_loading() -> None:
+    recorded = _recorded()
+    full = recorded["phases"][-1]
+    full["state"] = "running"
+    full["tis"][-1]["end_date"] = None  # load_Account still loading
+    figs = dag_figures(**recorded)
+    e2e = _one(figs, "end to end ÷ Clio floor")
+    assert e2e.value is None and "not measured" in e2e.note and e2e.detail["at_least"] == 10.0
+    assert all(f.value is None and f.met is None for f in figs if "projected" in f.figure)
+    subjects = [f.subject for f in figs if f.figure == "Salesforce calls received per 10,000 rows"]
+    assert subjects == ["Contact (10,000 rows)", "all bulk objects (> 2,000 rows)"]
