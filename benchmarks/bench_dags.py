@@ -249,7 +249,8 @@ def run(work: Path, *, preset: str = "large", window: float = 5.0, limit: int = 
             cluster.stop()
         mroot = staging.migration_root(work / "staging", FIRM, MIGRATION)
         minimum = clio_minimum(clio, mroot)
-        clio_log = clio.request_log()
+        # the log's token field is a token prefix: not kept
+        clio_log = [{k: v for k, v in e.items() if k != "token"} for e in clio.request_log()]
         sf_log = sf.request_log()["requests"]
     recorded = {"commit": measured, "preset": preset, "window": window, "limit": limit, "phases": phases, "tasks": sampler.tasks,
                 "results": results, "minimum": minimum, "clio_log": clio_log, "sf_log": sf_log,

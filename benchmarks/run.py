@@ -163,6 +163,7 @@ def run(size: str, out: Path, only: list[str] | None = None, from_raw: Path | No
     measured = commit()  # before the run: what was measured, whatever changes while it runs
     if from_raw is not None:
         measured = json.loads(from_raw.read_text(encoding="utf-8")).get("commit", "unknown (recorded run)")
+        measured += f" (figures recomputed from the recorded run {from_raw.name})"
     figures: list[dict] = []
     errors: dict[str, str] = {}
     by_benchmark: dict[str, int] = {}

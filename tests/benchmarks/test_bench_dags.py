@@ -118,9 +118,9 @@ def test_a_recorded_run_is_recomputed_into_the_results_naming_its_commit(tmp_pat
     raw = tmp_path / "dags-large.raw.json"
     raw.write_text(json.dumps({"commit": "0123abc", **_recorded(extra_clio=10)}), encoding="utf-8")
     doc = run("full", tmp_path / "out", ["dags"], raw)
-    assert doc["commit"] == "0123abc" and doc["errors"] == {}
+    assert doc["commit"].startswith("0123abc (figures recomputed from the recorded run") and doc["errors"] == {}
     md = (tmp_path / "out" / "latest.md").read_text(encoding="utf-8")
-    assert "Commit measured: `0123abc`" in md
+    assert "Commit measured: `0123abc (figures recomputed from the recorded run dags-large.raw.json)`" in md
     assert "| Clio requests served ÷ minimum | ≤ 1.05 | 1.099 (**not met**) | - |" in md
 
 
