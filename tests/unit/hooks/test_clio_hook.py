@@ -280,3 +280,23 @@ def test_redacts_tokens_in_connection_errors(hook, token, requests_mock, caplog)
         hook.get_page("users")
     assert ACCESS not in str(err.value) and "***" in str(err.value)
     assert ACCESS not in caplog.text
+
+
+def test_shared_state_store_from_a_connection(conn, monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from clio2sf.sharedstate import FileStore, SqlStore
+    from clio2sf_airflow.hooks.clio import ClioError, state_store_url
+
+    pg = SimpleNamespace(conn_id="clio2sf_state", conn_type="postgres", login="airflow", password="p@ss:/x",
+                         host="db", port=5432, schema="airflow")
+    assert state_store_url(pg) == "postgresql+psycopg2://airflow:p%40ss%3A%2Fx@db:5432/airflow"
+    with pytest.raises(ClioError, match="http"):
+        state_store_url(SimpleNamespace(conn_id="x", conn_type="http", host="h"))
+    # without a state connection: one host's file store; with one: every grant's row in its database
+    monkeypatch.setenv("CLIO2SF_RATE_DIR", str(tmp_path / "rate"))
+    assert isinstance(ClioHook().shared_store, FileStore)
+    monkeypatch.setenv("AIRFLOW_CONN_CLIO2SF_STATE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "s.db")}))
+    hook = ClioHook()
+    assert isinstance(hook.shared_store, SqlStore) and hook.budget.store is hook.shared_store
+    assert hook.grant_key.startswith("clio-") and REFRESH not in hook.grant_key
