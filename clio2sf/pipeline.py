@@ -15,6 +15,7 @@ window, so a sample's or a delta's rejects never overwrite the full load's::
 
 from __future__ import annotations
 
+import gzip
 import logging
 import time
 from collections import Counter, defaultdict
@@ -146,6 +147,50 @@ def _batch_of(path: Any) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+#: Rows a full-load task loads at least (when the object has that many).  A Bulk API 2.0 job costs
+#: about 7 calls whatever its size (create, upload, close, poll, three result files) and a task a
+#: describe or two: 2,000-row tasks cost ~10 calls per 2,000 rows (sObject collections: 2,000 rows
+#: are below the Bulk threshold), 20,000-row tasks ~5 per 10,000 (``benchmarks.bench_load_calls``).
+#: A task holds its rows in memory: 20,000 rows stay far below 500 MB.  Objects with their own
+#: loader (bytes, note bodies) keep one file per task.
+LOAD_GROUP_ROWS = 20_000
+
+
+def count_rows(path: Any) -> int:
+    """Lines of a gzip JSONL file, streamed (no record is parsed)."""
+    n = 0
+    with path.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+        while block := gz.read(1 << 20):
+            n += block.count(b"\n")
+    return n
+
+
+def group_batches(paths: Sequence[Any], sobject: str, rows: int | None = None,
+                  count: Callable[[Any], int] = count_rows) -> list[list[Any]]:
+    """Consecutive transformed files of one Clio object, grouped until a group holds ``rows`` rows, so a
+    load task reaches the Bulk threshold (see :data:`LOAD_GROUP_ROWS`).  Files of different Clio objects
+    (``tasks-``, ``activities-``) are never grouped together; ContentVersion and ContentNote files never."""
+    if sobject in SPECIAL_LOADERS:
+        return [[p] for p in paths]
+    rows = LOAD_GROUP_ROWS if rows is None else rows
+    groups: list[list[Any]] = []
+    have = 0
+    for p in paths:
+        source = _batch_of(p).split("-batch-")[0]
+        if not groups or have >= rows or _batch_of(groups[-1][0]).split("-batch-")[0] != source:
+            groups.append([])
+            have = 0
+        groups[-1].append(p)
+        have += count(p)
+    return groups
+
+
+def group_name(paths: Sequence[Any]) -> str:
+    """The ledger/rejects name of a group of transformed files: ``contacts-batch-00001-to-00005``."""
+    first = _batch_of(paths[0])
+    return first if len(paths) == 1 else f"{first}-to-{_batch_of(paths[-1]).rsplit('-', 1)[-1]}"
 
 
 def transform_batch(
@@ -437,7 +482,7 @@ def adopt_created(result: LoadResult, journal: BatchJournal, others: Callable[[s
 
 def load_batch(
     client: Any,
-    transformed_path: Any,
+    transformed_path: Any | Sequence[Any],
     mroot: Any,
     *,
     migration_id: str,
@@ -451,7 +496,8 @@ def load_batch(
     clear_fields: Iterable[str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Load one transformed batch file, write its ledger and load rejects; return counts and paths.
+    """Load one transformed batch file, or a group of them (a list, see :func:`group_batches`: loaded as
+    one batch named :func:`group_name`), write its ledger and load rejects; return counts and paths.
 
     With ``load_order`` (``spec.load_order``), lookups to an object loaded at the same step or later
     (self-references, Account → Case custom lookups) are left out; run the same batch again with
@@ -465,9 +511,12 @@ def load_batch(
     fields a row lacks are sent as null (the value was cleared in Clio), where the org lets them be.
     """
     wroot = mroot if window_root is None else window_root
-    sobject = transformed_path.parent.name
-    batch = _batch_of(transformed_path)
-    envs = [Envelope.from_dict(e) for e in staging.read_jsonl_gz(transformed_path)]
+    paths = list(transformed_path) if isinstance(transformed_path, list | tuple) else [transformed_path]
+    sobject = paths[0].parent.name
+    if any(p.parent.name != sobject for p in paths):
+        raise ValueError(f"{group_name(paths)}: a load group mixes Salesforce objects")
+    batch = group_name(paths)
+    envs = [Envelope.from_dict(e) for p in paths for e in staging.read_jsonl_gz(p)]
     if deferred:
         phase = f"{phase}_deferred"  # its own ledger/rejects files: never overwrites the first pass
     if load_order is not None and sobject not in SPECIAL_LOADERS:
@@ -522,7 +571,7 @@ def load_batch(
     failures = [reject_line(o, rphase, sobject) for o in result.outcomes if not o.success]
     # next to the transformed batch (<root>/transformed/<sobject>/<file>): the full load's rejects under
     # the migration root, a sample's under sample/, a delta window's under delta/<window>/
-    rejects_root = transformed_path.parent.parent.parent
+    rejects_root = paths[0].parent.parent.parent
     rejects_path = write_rejects(rejects_root, rphase, sobject, batch, failures) if failures else None
     return {
         "sobject": sobject,

@@ -72,21 +72,23 @@ def refuse_stale_snapshot(root) -> None:
     )
 
 
-def plan_transform() -> list[dict[str, str]]:
-    """One work item per raw batch (the transform is mapped over batch manifests)."""
-    return load_common.raw_batches(mroot())
+def plan_transform() -> list[dict[str, Any]]:
+    """The transform's work items: consecutive raw batches of one object, ~20,000 records a task
+    (``load_common.raw_groups``), so the look-ups are built once per task, not once per batch."""
+    return load_common.raw_groups(mroot())
 
 
-def transform_batch(item: dict[str, str]) -> dict[str, Any]:
+def transform_batch(item: dict[str, Any]) -> dict[str, Any]:
     return load_common.transform_one(item)
 
 
-def list_batches(sobject: str) -> list[str]:
-    """The transformed batch files of ``sobject`` (an empty list skips its load step)."""
-    return load_common.transformed_batches(mroot(), sobject)
+def list_batches(sobject: str) -> list[str | list[str]]:
+    """The load work items of ``sobject``: its transformed batch files, grouped so that each task loads
+    enough rows for Bulk API 2.0 (``load_common.load_groups``); an empty list skips its load step."""
+    return load_common.load_groups(mroot(), sobject)
 
 
-def load_batch(path: str) -> dict[str, Any]:
+def load_batch(path: str | list[str]) -> dict[str, Any]:
     return load_common.load_one(path, phase="full_load")
 
 

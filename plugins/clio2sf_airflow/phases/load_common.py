@@ -14,7 +14,15 @@ from clio2sf.mapping import money
 from clio2sf.mapping.schema_plan import build_schema_plan
 from clio2sf.mapping.spec import BASE_LOAD_ORDER, MappingSpec
 from clio2sf.mapping.users import UserMap
-from clio2sf.pipeline import build_lookup, load_batch, lookup_names, owned_fields, transform_batch
+from clio2sf.pipeline import (
+    build_lookup,
+    group_batches,
+    group_name,
+    load_batch,
+    lookup_names,
+    owned_fields,
+    transform_batch,
+)
 from clio2sf_airflow import migration
 from clio2sf_airflow.hooks.salesforce import (
     SalesforceApiLimitExceeded,
@@ -79,18 +87,51 @@ def raw_batches(root: ObjectStoragePath, objects=TRANSFORMED, raw_dir: str = "ra
     return items
 
 
-def transform_one(item: dict[str, str], out: str = "") -> dict[str, Any]:
-    """Transform one raw batch into ``<out>/transformed/...``; return counts (no record data)."""
+#: Clio records one full-load transform task handles at least (when the object has that many): the
+#: spec, the user map and the look-ups (every staged matter and contact) are read once per task, so a
+#: task of one 2,000-record batch spent most of its time on them (``benchmarks.bench_dag_transform``).
+TRANSFORM_GROUP_RECORDS = 20_000
+
+
+def raw_groups(root: ObjectStoragePath, objects=TRANSFORMED, records: int | None = None) -> list[dict[str, Any]]:
+    """Work items of consecutive raw batches of one object holding at least ``records`` Clio records
+    (:data:`TRANSFORM_GROUP_RECORDS`): ``{"object", "path": first batch, "paths": [...]}``."""
+    records = TRANSFORM_GROUP_RECORDS if records is None else records
+    items: list[dict[str, Any]] = []
+    for name in objects:
+        have = records
+        for entry in (staging.read_manifest(root, name) or {}).get("batches", []):
+            path = str(root / "raw" / name / entry["file"])
+            if have >= records:
+                items.append({"object": name, "path": path, "paths": []})
+                have = 0
+            items[-1]["paths"].append(path)
+            have += int(entry.get("records") or 1)
+    return items
+
+
+def transform_one(item: dict[str, Any], out: str = "") -> dict[str, Any]:
+    """Transform one raw batch (``item["path"]``) or a group of them (``item["paths"]``: :func:`raw_groups`)
+    into ``<out>/transformed/...``, one transformed file per raw batch, with the spec, user map and
+    look-ups read once; return counts (no record data)."""
     p = params()
     root = mroot(p)
     spec = firm_spec(p["firm"])
-    get_current_context()["batch_label"] = f"{item['object']}/{item['path'].rsplit('/', 1)[-1]}"
+    paths = list(item.get("paths") or [item["path"]])
+    names = [x.rsplit("/", 1)[-1].split(".")[0] for x in paths]
+    label = names[0] if len(names) == 1 else f"{names[0]}-to-{names[-1].rsplit('-', 1)[-1]}"
+    get_current_context()["batch_label"] = f"{item['object']}/{label}"
     out_root = root / out if out else root
-    summary = transform_batch(
-        ObjectStoragePath(item["path"]), item["object"], spec, user_map(root),
-        build_lookup(root, lookup_names(item["object"]), spec), out_root,
-    )
-    return {k: summary[k] for k in ("object", "batch", "records", "rows", "rejects", "repairs")}
+    users, lookup = user_map(root), build_lookup(root, lookup_names(item["object"]), spec)
+    total: dict[str, Any] = {"object": item["object"], "batch": label, "records": 0, "rows": {}, "rejects": 0,
+                             "repairs": 0}
+    for path in paths:
+        summary = transform_batch(ObjectStoragePath(path), item["object"], spec, users, lookup, out_root)
+        for k in ("records", "rejects", "repairs"):
+            total[k] += summary[k]
+        for sobject, n in summary["rows"].items():
+            total["rows"][sobject] = total["rows"].get(sobject, 0) + n
+    return total
 
 
 def transformed_batches(root: ObjectStoragePath, sobject: str, out: str = "") -> list[str]:
@@ -100,22 +141,34 @@ def transformed_batches(root: ObjectStoragePath, sobject: str, out: str = "") ->
     return sorted(str(p) for p in folder.iterdir() if p.name.endswith(".jsonl.gz"))
 
 
-def load_one(path: str, phase: str, deferred: bool = False, window_root: ObjectStoragePath | None = None,
+def load_groups(root: ObjectStoragePath, sobject: str, out: str = "") -> list[str | list[str]]:
+    """The transformed files of ``sobject`` as load work items: groups of files holding at least
+    ``clio2sf.pipeline.LOAD_GROUP_ROWS`` rows, so volume goes through Bulk API 2.0 (a single file stays
+    a plain path)."""
+    paths = [ObjectStoragePath(p) for p in transformed_batches(root, sobject, out)]
+    groups = group_batches(paths, sobject)
+    return [str(g[0]) if len(g) == 1 else [str(p) for p in g] for g in groups]
+
+
+def load_one(path: str | list[str], phase: str, deferred: bool = False, window_root: ObjectStoragePath | None = None,
              clear_fields: bool = False) -> dict[str, Any]:
-    """Load one transformed batch into Salesforce, writing its ledger and rejects.
+    """Load one transformed batch (or a group of them: :func:`load_groups`) into Salesforce, writing its
+    ledger and rejects.
 
     ``window_root``: where a delta window staged the batch's files (blobs, its rejects).
     ``clear_fields``: send null for mapped fields the record no longer has (a delta)."""
     p = params()
     root = mroot(p)
     spec = firm_spec(p["firm"])
-    tpath = ObjectStoragePath(path)
-    get_current_context()["batch_label"] = f"{tpath.parent.name}/{tpath.name}"
+    group = [ObjectStoragePath(x) for x in path] if isinstance(path, list | tuple) else [ObjectStoragePath(path)]
+    tpath = group[0]
+    label = f"{tpath.parent.name}/{tpath.name if len(group) == 1 else group_name(group)}"
+    get_current_context()["batch_label"] = label
     if phase in WRITERS:
         hold_lease(phase)
     try:
         summary = load_batch(
-            migration.salesforce_hook(params()), tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,
+            migration.salesforce_hook(params()), group if len(group) > 1 else tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,
             mode=p.get("load_mode", "auto"), load_order=spec.load_order, deferred=deferred,
             window_root=window_root,
             clear_fields=owned_fields(spec, tpath.parent.name, tpath.name.split("-batch-")[0]) if clear_fields else None,
@@ -123,12 +176,12 @@ def load_one(path: str, phase: str, deferred: bool = False, window_root: ObjectS
     except (SalesforceApiLimitExceeded, SalesforceStorageLimitExceeded) as exc:
         # Task retries minutes apart cannot help: stop now; a later re-run resumes by external id.
         raise AirflowFailException(
-            f"{tpath.parent.name}/{tpath.name}: {exc} (not retried: the org has no room until its limit resets "
+            f"{label}: {exc} (not retried: the org has no room until its limit resets "
             f"or storage is added)\n{RESUME_ADVICE}"
         ) from exc
     except Exception:
         # Airflow retries it; when the retries are spent, this line says what to do (its own log line)
-        log.error("%s/%s failed. %s", tpath.parent.name, tpath.name, RESUME_ADVICE)
+        log.error("%s failed. %s", label, RESUME_ADVICE)
         raise
     log.info("%s %s: %s", summary["sobject"], summary["batch"],
              {k: summary[k] for k in ("rows", "created", "updated", "skipped", "failed")})
