@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any, Literal, Protocol
+from urllib.parse import quote_plus
 
 from clio2sf.staging import write_bytes_atomic
 
@@ -37,6 +38,11 @@ BULK_MAX_CHARS = 150_000_000
 BULK_ROW_CAP = 150_000  # rows per job (each 10,000 rows count as one of the 15,000 daily batches)
 COMPOSITE_CHUNK = 200
 SOQL_IN_CHUNK = 200  # ids per IN (...) keeps the URI well under 16,384 bytes
+#: Look-ups by many keys (:func:`soql_in_chunks`): at most this many values in one IN (...) (Salesforce
+#: allows 500 ids where junction ids are involved) and this many URL-encoded bytes of them, so the
+#: query's URI (a GET) stays under Salesforce's 16,384 bytes with the SELECT around it.
+SOQL_IN_MAX = 500
+SOQL_IN_BUDGET = 12_000
 
 TRANSIENT_CODES = frozenset(
     {
@@ -694,6 +700,23 @@ def soql_in(field_name: str, values: Iterable[Any]) -> str:
     return f"{field_name} IN ({', '.join(soql_literal(v) for v in values)})"
 
 
+def soql_in_chunks(values: Iterable[Any], max_values: int = SOQL_IN_MAX,
+                   budget: int = SOQL_IN_BUDGET) -> Iterator[list[Any]]:
+    """``values`` in as few IN lists as the limits allow: at most ``max_values`` each and ``budget``
+    bytes of URL-encoded literals (a 2,000-row batch's ids take 4-5 queries, not 10)."""
+    part: list[Any] = []
+    size = 0
+    for v in values:
+        n = len(quote_plus(soql_literal(v))) + 4  # ", " is "%2C+"
+        if part and (len(part) >= max_values or size + n > budget):
+            yield part
+            part, size = [], 0
+        part.append(v)
+        size += n
+    if part:
+        yield part
+
+
 # ---------------------------------------------------------------------------------------------
 # row preparation: loader directives, record types, document ids
 
@@ -845,7 +868,7 @@ def existing_external_ids(client: LoadClient, envelopes: Sequence[Envelope]) -> 
         return set()
     ext, sobject = envelopes[0].external_id_field, envelopes[0].sobject
     found: set[str] = set()
-    for part in chunked(sorted({str(e.external_id) for e in envelopes}), SOQL_IN_CHUNK):
+    for part in soql_in_chunks(sorted({str(e.external_id) for e in envelopes})):
         for rec in client.query_all_iter(f"SELECT {ext} FROM {sobject} WHERE {soql_in(ext, part)}"):
             if rec.get(ext) is not None:
                 found.add(str(rec[ext]).casefold())
@@ -995,7 +1018,7 @@ def _existing_natural_keys(
     anchor = next((f for f in fields if f.endswith("Id")), fields[0])
     values = sorted({str(r[anchor]) for r in records if r.get(anchor)})
     found: dict[tuple[str, ...], str] = {}
-    for part in chunked(values, SOQL_IN_CHUNK):
+    for part in soql_in_chunks(values):
         soql = f"SELECT Id, {', '.join(fields)} FROM {sobject} WHERE {soql_in(anchor, part)}"
         for rec in client.query_all_iter(soql):
             found[natural_key_of(rec, fields)] = rec["Id"]
@@ -1018,7 +1041,7 @@ def resolve_external_ids(
         target = targets[key]
         got: dict[str, str] = {}
         folded = {v.casefold(): v for v in values}
-        for part in chunked(sorted(values), SOQL_IN_CHUNK):
+        for part in soql_in_chunks(sorted(values)):
             soql = f"SELECT Id, {col.target_field} FROM {target} WHERE {soql_in(col.target_field, part)}"
             for rec in client.query_all_iter(soql):
                 v = rec.get(col.target_field)
@@ -1115,7 +1138,7 @@ def capture_before_images(
     fields = [f for f in dict.fromkeys(fields) if f not in ("Id", ext)]
     out: dict[str, dict[str, Any]] = {}
     ids = sorted({str(envelopes[i].row[ext]) for i in idx})
-    for part in chunked(ids, SOQL_IN_CHUNK):
+    for part in soql_in_chunks(ids):
         soql = f"SELECT Id, {', '.join([ext, *fields])} FROM {env0.sobject} WHERE {soql_in(ext, part)}"
         for rec in client.query_all_iter(soql):
             out[str(rec[ext]).casefold()] = {"Id": rec["Id"], **{f: rec.get(f) for f in fields}}

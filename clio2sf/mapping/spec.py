@@ -180,8 +180,10 @@ class MappingSpec:
             raise SpecError(f"no mapping for Salesforce object {sobject!r} under objects") from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key repeated in one mapping (PyYAML keeps the last one silently)."""
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """``yaml.SafeLoader`` (libyaml's, several times faster, when PyYAML has it: every transform and
+    load task reads the spec) that refuses a key repeated in one mapping (PyYAML keeps the last one
+    silently)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -195,7 +197,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: the base constructor reports it
                 continue
             if first != line:
-                raise SpecError(f"{self.name}:{line}: duplicate key {key!r} (first at line {first}); YAML would "
+                raise SpecError(f"{key_node.start_mark.name}:{line}: duplicate key {key!r} (first at line {first}); YAML would "
                                 "keep only the last one: remove one")
         return super().construct_mapping(node, deep=deep)
 

@@ -220,3 +220,55 @@ def test_apply_schema_plan_skips_existing_and_falls_back_from_activity():
     ok = FakeHook(refuse_activity=False)
     pipeline.apply_schema_plan(ok, plan, grant_access=False)
     assert "Activity.Clio_Id__c" in ok.made and not any(m.startswith("Task.") for m in ok.made)
+
+
+def test_load_groups_reach_the_bulk_threshold_per_clio_object_and_keep_blob_objects_single(tmp_path):
+    from clio2sf.pipeline import count_rows, group_batches, group_name
+
+    folder = tmp_path / "transformed" / "Task"
+    sizes = {"activities-batch-00001": 2000, "activities-batch-00002": 2000, "activities-batch-00003": 1500,
+             "tasks-batch-00001": 2000}
+    for name, n in sizes.items():
+        staging.write_jsonl_gz(folder / f"{name}.jsonl.gz", ({"source_system_id": f"x-{i}"} for i in range(n)))
+    paths = sorted(folder.iterdir())
+    assert [count_rows(p) for p in paths] == list(sizes.values())
+    groups = group_batches(paths, "Task", rows=3000)
+    # a group closes once it holds 3,000 rows; another Clio object starts a new group
+    assert [[p.name.split(".")[0] for p in g] for g in groups] == [
+        ["activities-batch-00001", "activities-batch-00002"], ["activities-batch-00003"], ["tasks-batch-00001"]]
+    assert [group_name(g) for g in groups] == [
+        "activities-batch-00001-to-00002", "activities-batch-00003", "tasks-batch-00001"]
+    assert len(group_batches(paths, "Task")) == 2  # the default (20,000 rows) groups each Clio object whole
+    assert group_batches(paths, "ContentVersion", rows=3000) == [[p] for p in paths]
+
+
+def test_transform_groups_hold_enough_records_and_one_object_each(tmp_path):
+    from clio2sf_airflow.phases.load_common import raw_groups
+
+    for name, sizes in {"activities": [2000, 2000, 2000, 500], "matters": [2000]}.items():
+        entries = [{"file": staging.batch_name(b), "records": n} for b, n in enumerate(sizes, 1)]
+        staging.write_json(staging.raw_dir(tmp_path, name) / staging.MANIFEST, {"object": name, "batches": entries})
+    items = raw_groups(tmp_path, ("matters", "activities", "bills"), records=4000)
+    assert [(i["object"], [p.rsplit("/", 1)[-1] for p in i["paths"]]) for i in items] == [
+        ("matters", ["batch-00001.jsonl.gz"]),
+        ("activities", ["batch-00001.jsonl.gz", "batch-00002.jsonl.gz"]),
+        ("activities", ["batch-00003.jsonl.gz", "batch-00004.jsonl.gz"]),
+    ]
+    assert all(i["path"] == i["paths"][0] for i in items)
+    assert len(raw_groups(tmp_path, ("activities",), records=1)) == 4  # one batch a task, as before
+
+
+def test_soql_in_chunks_respect_the_value_cap_and_the_uri_budget():
+    from urllib.parse import urlencode
+
+    from clio2sf.load import soql_in, soql_in_chunks
+
+    ids = [f"003{i:015d}" for i in range(2000)]
+    parts = list(soql_in_chunks(ids))
+    assert [v for p in parts for v in p] == ids and len(parts) == 5  # 500 a query, not 200
+    for p in parts:
+        uri = "/services/data/v62.0/query/?" + urlencode({"q": f"SELECT Id, Clio_Id__c FROM Contact WHERE {soql_in('Id', p)}"})
+        assert len(uri) < 16_384
+    long = [f"contact-{'x' * 60}-{i}" for i in range(400)]
+    parts = list(soql_in_chunks(long))
+    assert len(parts) > 1 and all(sum(len(v) + 6 for v in p) <= 12_000 for p in parts)
