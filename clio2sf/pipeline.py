@@ -16,6 +16,7 @@ window, so a sample's or a delta's rejects never overwrite the full load's::
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import time
 from collections import Counter, defaultdict
@@ -161,7 +162,9 @@ LOAD_GROUP_ROWS = 20_000
 def count_rows(path: Any) -> int:
     """Lines of a gzip JSONL file, streamed (no record is parsed)."""
     n = 0
-    with path.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+    with path.open("rb") as raw:
+        data = raw.read()
+    with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as gz:
         while block := gz.read(1 << 20):
             n += block.count(b"\n")
     return n
