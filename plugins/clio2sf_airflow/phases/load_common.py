@@ -118,8 +118,8 @@ def transform_one(item: dict[str, Any], out: str = "") -> dict[str, Any]:
     root = mroot(p)
     spec = firm_spec(p["firm"])
     paths = list(item.get("paths") or [item["path"]])
-    names = [x.rsplit("/", 1)[-1].split(".")[0] for x in paths]
-    label = names[0] if len(names) == 1 else f"{names[0]}-to-{names[-1].rsplit('-', 1)[-1]}"
+    names = [x.rsplit("/", 1)[-1] for x in paths]
+    label = names[0] if len(names) == 1 else f"{names[0].split('.')[0]}-to-{names[-1].split('.')[0].rsplit('-', 1)[-1]}"
     get_current_context()["batch_label"] = f"{item['object']}/{label}"
     out_root = root / out if out else root
     users, lookup = user_map(root), build_lookup(root, lookup_names(item["object"]), spec)
