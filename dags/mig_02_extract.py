@@ -2,9 +2,15 @@
 ### Phase 2: extract
 
 Reads every Clio object the migration needs into the staging area, one mapped task per
-object (`extract_object`), each writing compressed JSON-lines batches under
-`<staging>/<firm>/<migration id>/raw/<object>/`. Documents are downloaded as blobs with a
-sha256. A retried or cleared task resumes from its last committed page: no duplicate, no gap.
+record object (`extract_object`), each writing compressed JSON-lines batches under
+`<staging>/<firm>/<migration id>/raw/<object>/`. Then `extract_documents` downloads the
+documents as blobs with a sha256. A retried or cleared task resumes from its last committed
+page: no duplicate, no gap.
+
+**Documents off the critical path.** `summarize_extraction` marks the record objects complete
+(`raw/_extraction.json`) before the documents start: resolve users, the sample and the full load
+can run while this run is still downloading documents (most of a firm's Clio requests); the
+full load uploads each committed document batch as it arrives and verifies once all are in.
 
 **Off-peak.** Clio raises its limit outside weekday peak hours (US/CA 04:00–19:00 Pacific, EU
 07:00–22:00 GMT, AU 06:00–21:00 AET) and the hook paces on the limit each response announces, so
@@ -51,7 +57,10 @@ def mig_02_extract():
     plan = task(phase.plan_extraction, task_id="plan_extraction")()
     done = task(phase.extract_object, task_id="extract_object", pool="clio_api",
                 map_index_template="{{ clio_object }}").expand(item=plan)
-    task(phase.summarize_extraction, task_id="summarize_extraction")(done)
+    records = task(phase.summarize_extraction, task_id="summarize_extraction")(done)
+    documents = task(phase.extract_documents, task_id="extract_documents", pool="clio_api",
+                     trigger_rule="none_failed")()
+    records >> documents  # records first: the later phases wait for them, not for the documents
 
 
 mig_02_extract()

@@ -4,18 +4,22 @@
 Refuses to start without a confirmed mapping, an **approved sample for the same mapping
 hash** and room in the org (capacity pre-flight against `/limits`). Then:
 
-1. `transform_batch`: mapped over the raw batch manifests;
+1. `transform_batch`: mapped over the raw batch manifests of the record objects;
 2. one `load_<Object>` group per Salesforce object, **in dependency order** (Account →
    Contact → Case/Opportunity → contact roles → billing, ledger, time, expense, rates →
-   Event/EventRelation and Task → files and notes), each mapped over its transformed batches:
+   Event/EventRelation and Task → notes), each mapped over its transformed batches:
    upsert on `Clio_Id__c` (Bulk API 2.0 above the bulk threshold, REST composite below),
    lookups by external id, transient row failures retried, other failures to the rejects
    report with their source record. A batch that fails for good is resumed by clearing it with
    Downstream (Clear → Downstream): the rest of the run goes on from there;
-3. `load_deferred`: lookups to objects loaded later;
-4. `reconcile`: records per object, bill totals, time-entry hours and amounts, expenses and
+3. `load_documents`: each committed document batch transformed and uploaded (ContentVersion,
+   then its ContentDocumentLinks) as soon as it is staged: the run may start while
+   `mig_02_extract` still downloads documents (it needs the record objects only) and this task
+   waits for the last document batch (at most `documents_wait_hours`);
+4. `load_deferred`: lookups to objects loaded later;
+5. `reconcile`: records per object, bill totals, time-entry hours and amounts, expenses and
    trust balances against the source; `reports/<run id>/reconciliation.html`;
-5. `verify`: field by field, what the org holds against what Clio's raw extraction and the
+6. `verify`: field by field, what the org holds against what Clio's raw extraction and the
    mapping spec say it must hold (values, owners, lookups, recurrence occurrences, team members,
    attendees, exactly once) and the field accounting (every Clio field with data migrated or left
    behind for an approved reason); `reports/<run id>/verification.html`. Unexplained mismatches
@@ -44,6 +48,9 @@ from clio2sf_airflow.phases.load_common import LOAD_SEQUENCE
     params=migration_params(
         load_mode=Param("auto", enum=["auto", "bulk", "composite"], title="Load API",
                         description="auto: Bulk API 2.0 above the bulk threshold, REST composite below"),
+        documents_wait_hours=Param(24, type="number", minimum=0, title="Wait for the documents' extraction (hours)",
+                                   description="load_documents fails when mig_02_extract has not staged every "
+                                               "document batch by then"),
     ),
 )
 def mig_05_full_load():
@@ -60,12 +67,14 @@ def mig_05_full_load():
                           map_index_template="{{ batch_label }}").expand(path=batches)
         previous >> batches
         previous = loaded
+    documents = task(phase.load_documents, task_id="load_documents", pool="salesforce_api",
+                     trigger_rule="none_failed")()
     every = task(phase.list_all_batches, task_id="list_all_batches", trigger_rule="none_failed")()
     deferred = task(phase.load_deferred, task_id="load_deferred", pool="salesforce_api",
                     map_index_template="{{ batch_label }}").expand(path=every)
     check = task(phase.reconcile, task_id="reconcile", trigger_rule="none_failed")()
     verified = task(phase.verify, task_id="verify", trigger_rule="all_done", pool="salesforce_api")()
-    previous >> every
+    previous >> documents >> every  # the documents' parents exist; the deferred pass sees every batch
     deferred >> check >> verified
 
 

@@ -85,6 +85,8 @@ def test_extract_stages_exactly_the_sandbox_records(mig: Migration):
     mig.approve("mapping")
     mig.run("mig_02_extract")
     mig.assert_extraction_matches_sandbox()
+    summary = mig.json("raw/_extraction.json")
+    assert summary["records_complete"] and not summary["documents_pending"] and "documents" in summary["objects"]
     docs = list(read_records(mig.root, "documents"))
     assert all(d["blob"] is None or len(d["blob"]["sha256"]) == 64 for d in docs)
     assert sum(1 for r in mig.clio.request_log() if r["status"] == 429) == 0
@@ -138,6 +140,9 @@ def test_full_load_reconciles_exactly(mig: Migration):
     assert ver["accounting"]["unaccounted"] == [] and ver["accounting"]["values_migrated"] > 1000
     mig.after_first_load = _sf_counts(mig)  # type: ignore[attr-defined]
     assert mig.after_first_load["Contact"] > 0 and mig.after_first_load["ContentVersion"] > 0
+    # the documents went through load_documents, one mark per committed document batch
+    marks = list((mig.root / "loads").glob("*/documents/batch-*.json"))
+    assert len(marks) == len(staging.read_manifest(mig.root, "documents")["batches"]) > 0
 
 
 def test_full_load_twice_creates_no_duplicate(mig: Migration):

@@ -1,4 +1,10 @@
-"""Extract phase: every Clio object into resumable raw batches under the migration root."""
+"""Extract phase: every Clio object into resumable raw batches under the migration root.
+
+Record objects first (one mapped task each), then documents (``extract_documents``): once the
+records are staged, ``raw/_extraction.json`` says ``records_complete`` and the next phases (users,
+sample, the full load's record steps) can start while the documents still download; the full load
+uploads each committed document batch as it arrives (``full_load.load_documents``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import logging
 from typing import Any
 
 from airflow.sdk import get_current_context
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from clio2sf import catalog, staging
 from clio2sf.extract import extract_object as _extract_object
@@ -21,17 +27,26 @@ EXTRACT_ADVICE = RESUME_ADVICE.replace("rows already loaded are upserted by exte
                                        "the extraction resumes after its last committed batch")
 
 
+DOCUMENTS = "documents"
+EXTRACTION = "_extraction.json"
+
+
+def _wanted(p: dict[str, Any]) -> list[str]:
+    return p.get("objects") or [o.name for o in catalog.CLIO_OBJECTS if o.migrated]
+
+
 def plan_extraction() -> list[dict[str, Any]]:
-    """Return one work item per Clio object to extract (the mapped task's input)."""
+    """Return one work item per Clio record object to extract (the mapped task's input); documents
+    are extracted after them by ``extract_documents``."""
     p = params()
     root = mroot(p)
     require_mapping_confirmed(firm_spec(p["firm"]), root)
-    wanted = p.get("objects") or [o.name for o in catalog.CLIO_OBJECTS if o.migrated]
+    wanted = _wanted(p)
     unknown = sorted(set(wanted) - set(catalog.BY_NAME))
     if unknown:
         raise ValueError(f"params.objects names unknown Clio objects {unknown}; known: {sorted(catalog.BY_NAME)}")
     estimates = staging.read_json(root / "discover" / "clio_counts.json", default={}) or {}
-    return [{"object": name, "total": estimates.get(name)} for name in wanted]
+    return [{"object": name, "total": estimates.get(name)} for name in wanted if name != DOCUMENTS]
 
 
 def extract_object(item: dict[str, Any]) -> dict[str, Any]:
@@ -58,14 +73,50 @@ def extract_object(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarize_extraction(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write ``raw/_extraction.json`` (records and requests per object) and return it."""
+    """Write ``raw/_extraction.json`` once the record objects are staged and return its figures.
+
+    ``records_complete``: every record object is complete (what the full load waits for);
+    ``documents_pending``: this run still extracts documents (``extract_documents`` rewrites the file
+    when they are done); ``complete``: everything this run extracts is complete.
+    """
     summaries = list(summaries)
-    doc = {
-        "objects": {s["object"]: {"records": s["records"], "batches": s["batches"], "requests": s["requests"]} for s in summaries},
+    p = params()
+    pending = DOCUMENTS in _wanted(p)
+    doc = _document(summaries, documents_pending=pending)
+    staging.write_json(mroot() / "raw" / EXTRACTION, doc)
+    log.info("extracted %d records with %d Clio requests%s", doc["records"], doc["requests"],
+             "; documents next" if pending else "")
+    return {"records": doc["records"], "requests": doc["requests"], "objects": len(summaries)}
+
+
+def _document(summaries: list[dict[str, Any]], *, documents_pending: bool) -> dict[str, Any]:
+    records = [s for s in summaries if s["object"] != DOCUMENTS]
+    records_complete = all(s["complete"] for s in records)
+    return {
+        "objects": {s["object"]: {"records": s["records"], "batches": s["batches"], "requests": s["requests"]}
+                    for s in summaries},
         "records": sum(s["records"] for s in summaries),
         "requests": sum(s["requests"] for s in summaries),
-        "complete": all(s["complete"] for s in summaries),
+        "records_complete": records_complete,
+        "documents_pending": documents_pending,
+        "complete": records_complete and not documents_pending and all(s["complete"] for s in summaries),
     }
-    staging.write_json(mroot() / "raw" / "_extraction.json", doc)
-    log.info("extracted %d records with %d Clio requests", doc["records"], doc["requests"])
-    return {"records": doc["records"], "requests": doc["requests"], "objects": len(summaries)}
+
+
+def extract_documents() -> dict[str, Any]:
+    """Extract documents (listing, bytes, older versions) after the record objects; then rewrite
+    ``raw/_extraction.json`` with them. Skipped when the run's ``objects`` leave documents out."""
+    p = params()
+    if DOCUMENTS not in _wanted(p):
+        raise AirflowSkipException("params.objects leaves documents out")
+    root = mroot(p)
+    require_mapping_confirmed(firm_spec(p["firm"]), root)
+    total = (staging.read_json(root / "discover" / "clio_counts.json", default={}) or {}).get(DOCUMENTS)
+    summary = extract_object({"object": DOCUMENTS, "total": total})
+    previous = staging.read_json(root / "raw" / EXTRACTION, default={}) or {}
+    summaries = [{"object": name, **info, "complete": previous.get("records_complete", False)}
+                 for name, info in (previous.get("objects") or {}).items() if name != DOCUMENTS]
+    doc = _document([*summaries, summary], documents_pending=False)
+    staging.write_json(root / "raw" / EXTRACTION, doc)
+    log.info("documents extracted: %d with %d Clio requests", summary["records"], summary["requests"])
+    return summary

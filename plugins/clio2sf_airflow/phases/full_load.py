@@ -4,8 +4,10 @@ verify field by field against Clio's raw data and the mapping spec."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+from airflow.sdk import ObjectStoragePath
 from airflow.sdk.exceptions import AirflowFailException
 
 from clio2sf import delta, staging
@@ -40,9 +42,13 @@ def preflight_load() -> dict[str, Any]:
     load_common.user_map(root)
     access = load_common.check_write_access(spec, root)
     extraction = staging.read_json(root / "raw" / "_extraction.json")
-    if not extraction or not extraction.get("complete"):
-        raise AirflowFailException("extraction is not complete: run mig_02_extract to the end first")
+    if not extraction or not extraction.get("records_complete", extraction.get("complete")):
+        raise AirflowFailException("extraction of the record objects is not complete: run mig_02_extract until "
+                                   "summarize_extraction succeeds first")
     counts = {name: info["records"] for name, info in extraction["objects"].items()}
+    if extraction.get("documents_pending"):  # still downloading: size the load with discover's count
+        discovered = staging.read_json(root / "discover" / "clio_counts.json", default={}) or {}
+        counts.setdefault(DOCUMENTS, int(discovered.get(DOCUMENTS) or 0))
     est = estimates(counts, matter_object=spec.options.get("matter_object", "Case"),
                     offpeak_limit=spec.options.get("offpeak_limit"), region=spec.options.get("clio_region"))
     findings = capacity_check(est, migration.salesforce_hook(params()).limits())
@@ -72,10 +78,16 @@ def refuse_stale_snapshot(root) -> None:
     )
 
 
+DOCUMENTS = "documents"
+#: How long ``load_documents`` waits between looks at the documents' extraction.
+DOCUMENT_POLL_SECONDS = 10.0
+
+
 def plan_transform() -> list[dict[str, Any]]:
-    """The transform's work items: consecutive raw batches of one object, ~20,000 records a task
-    (``load_common.raw_groups``), so the look-ups are built once per task, not once per batch."""
-    return load_common.raw_groups(mroot())
+    """The transform's work items: consecutive raw batches of one record object, ~20,000 records a task
+    (``load_common.raw_groups``), so the look-ups are built once per task, not once per batch; the
+    documents are transformed by ``load_documents`` as their batches arrive."""
+    return load_common.raw_groups(mroot(), objects=[o for o in load_common.TRANSFORMED if o != DOCUMENTS])
 
 
 def transform_batch(item: dict[str, Any]) -> dict[str, Any]:
@@ -83,9 +95,76 @@ def transform_batch(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_batches(sobject: str) -> list[str | list[str]]:
-    """The load work items of ``sobject``: its transformed batch files, grouped so that each task loads
-    enough rows for Bulk API 2.0 (``load_common.load_groups``); an empty list skips its load step."""
-    return load_common.load_groups(mroot(), sobject)
+    """The load work items of ``sobject`` from record objects: their transformed batch files, grouped so
+    that each task loads enough rows for Bulk API 2.0 (as ``load_common.load_groups``); an empty list
+    skips its load step. The documents' own files are loaded by ``load_documents``."""
+    paths = [ObjectStoragePath(p) for p in load_common.transformed_batches(mroot(), sobject)
+             if not ObjectStoragePath(p).name.startswith(f"{DOCUMENTS}-")]
+    return [str(g[0]) if len(g) == 1 else [str(x) for x in g] for g in load_common.group_batches(paths, sobject)]
+
+
+def load_documents() -> dict[str, Any]:
+    """Transform and upload each committed document batch as soon as it is staged, while
+    ``mig_02_extract`` may still be downloading the rest; return once every batch is loaded.
+
+    Runs after the record objects' load steps, so a document's parents (matters, contacts) exist.
+    Per batch: transform (``transformed/<sobject>/documents-batch-NNNNN``), load its files in load
+    order (ContentVersion, then ContentDocumentLink), then mark it done in
+    ``loads/<run id>/documents/<batch>.json``: a retried task skips the marked batches and redoes an
+    unmarked one (its load is idempotent: external ids, the batch journal). Fails when the
+    documents' extraction is not complete after the ``documents_wait_hours`` param.
+    """
+    p = params()
+    root = mroot(p)
+    marks = root / "loads" / run_id() / DOCUMENTS
+    deadline = time.monotonic() + float(p.get("documents_wait_hours", 24)) * 3600
+    totals = {"batches": 0, "rows": 0, "created": 0, "updated": 0, "skipped": 0, "failed": 0}
+    while True:
+        # Read the extraction's state before listing: a "complete" seen here covers every batch listed next.
+        extraction = staging.read_json(root / "raw" / "_extraction.json", default={}) or {}
+        progress = staging.read_json(staging.raw_dir(root, DOCUMENTS) / staging.PROGRESS)
+        done = bool(progress and progress.get("complete")) or (progress is None and not extraction.get("documents_pending"))
+        # Only batches the extractor committed (``_progress.json``): one listed in the manifest but not yet
+        # committed may be rewritten by a resumed extraction.
+        committed = int((progress or {}).get("batches") or 0)
+        items = [i for i in load_common.raw_batches(root, objects=(DOCUMENTS,)) if _batch_number(i) <= committed]
+        new = [i for i in items if not (marks / _batch_mark(i)).exists()]
+        for item in new:
+            _load_document_batch(root, item, totals)
+            staging.write_json(marks / _batch_mark(item), {"batch": item["path"].rsplit("/", 1)[-1], "loaded": True})
+        if done and not new:
+            break
+        if not new:
+            if time.monotonic() > deadline:
+                raise AirflowFailException(
+                    f"documents: extraction not complete after {p.get('documents_wait_hours', 24)} h "
+                    f"({len(items)} batches loaded): let mig_02_extract's extract_documents finish (clear it if "
+                    "it failed), then clear this task; loaded batches are not loaded again")
+            log.info("documents: %d batches loaded; waiting for the extraction (%s records so far)",
+                     len(items), (progress or {}).get("records", 0))
+            time.sleep(DOCUMENT_POLL_SECONDS)
+    log.info("documents loaded: %s", totals)
+    return totals
+
+
+def _batch_number(item: dict[str, str]) -> int:
+    return int(item["path"].rsplit("/", 1)[-1].removeprefix("batch-").removesuffix(".jsonl.gz"))
+
+
+def _batch_mark(item: dict[str, str]) -> str:
+    return item["path"].rsplit("/", 1)[-1].removesuffix(".jsonl.gz") + ".json"
+
+
+def _load_document_batch(root: ObjectStoragePath, item: dict[str, str], totals: dict[str, int]) -> None:
+    load_common.transform_one(item)
+    name = f"{DOCUMENTS}-{item['path'].rsplit('/', 1)[-1]}"
+    for sobject in load_common.LOAD_SEQUENCE:
+        path = root / "transformed" / sobject / name
+        if path.exists():
+            summary = load_common.load_one(str(path), phase="full_load")
+            for key in ("rows", "created", "updated", "skipped", "failed"):
+                totals[key] += summary[key]
+    totals["batches"] += 1
 
 
 def load_batch(path: str | list[str]) -> dict[str, Any]:
