@@ -4,10 +4,12 @@
 Refuses to start without a confirmed mapping, an **approved sample for the same mapping
 hash** and room in the org (capacity pre-flight against `/limits`). Then:
 
-1. `transform_batch`: mapped over the raw batch manifests of the record objects;
+1. `transform_batch`: mapped over groups of raw batches of the record objects (about 20,000
+   records a task);
 2. one `load_<Object>` group per Salesforce object, **in dependency order** (Account →
    Contact → Case/Opportunity → contact roles → billing, ledger, time, expense, rates →
-   Event/EventRelation and Task → notes), each mapped over its transformed batches:
+   Event/EventRelation and Task → notes), each mapped over groups of its transformed batches
+   (at least 20,000 rows a task, so volume goes through Bulk API 2.0):
    upsert on `Clio_Id__c` (Bulk API 2.0 above the bulk threshold, REST composite below),
    lookups by external id, transient row failures retried, other failures to the rejects
    report with their source record. A batch that fails for good is resumed by clearing it with
