@@ -47,6 +47,9 @@ REAL_LIMIT, REAL_WINDOW = 50, 60.0
 FIRM_SIZES = {"100k records + 20k documents": (100_000, 20_000), "1M records + 200k documents": (1_000_000, 200_000)}
 GOALS = {"clio": 1.05, "sf_per_10k": 10, "transform": 20_000, "rss_mb": 500, "e2e_real": 1.05}
 PAGE = 200
+#: The benchmark org's storage: room for the xl firm, so the full load's capacity pre-flight passes (the
+#: sandbox's default 2 GB of file storage is less than the large firm's 6,000 documents need: 2,861 MB).
+SF_DATA_MB, SF_FILE_MB = 65_536, 1_048_576
 
 
 class TaskSampler(threading.Thread):
@@ -209,8 +212,8 @@ def run(work: Path, *, preset: str = "large", window: float = 5.0, limit: int = 
     measured = commit()
     work.mkdir(parents=True, exist_ok=True)
     with run_clio_sandbox(work / f"clio-{preset}", seed=seed, preset=preset, rate_limit=limit,
-                          window=window) as clio, run_sf_sandbox(work / "sf", seed=seed,
-                                                                 data_storage_mb=16_384) as sf:
+                          window=window) as clio, run_sf_sandbox(work / "sf", seed=seed, data_storage_mb=SF_DATA_MB,
+                                                                 file_storage_mb=SF_FILE_MB) as sf:
         base = {k: v for k, v in os.environ.items()
                 if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW_VAR_", "AIRFLOW__", "AIRFLOW_HOME"))}
         (work / "staging").mkdir(exist_ok=True)
