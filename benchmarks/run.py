@@ -106,7 +106,7 @@ def side_by_side(figures: list[dict]) -> list[str]:
             dag[(f["detail"]["headline"], f["benchmark"].removeprefix("dags_"))] = f
     if not dag:
         return []
-    presets = [p for p in ("tiny", "large", "xl") if any(k[1] == p for k in dag)]
+    presets = [p for p in ("tiny", "large", "xl") if p != "tiny" or any(k[1] == p for k in dag)]
     lines = ["## Through the DAGs: goals side by side", "",
              "| figure | goal | " + " | ".join(f"through the DAGs ({p})" for p in presets) + " | isolated function |",
              "|---|---|" + "---|" * (len(presets) + 1)]
@@ -114,7 +114,7 @@ def side_by_side(figures: list[dict]) -> list[str]:
         cells = []
         for p in presets:
             f = dag.get((key, p))
-            cells.append("not run" if f is None else
+            cells.append("not run" if f is None else "not measured (see the notes)" if f["value"] is None else
                          f"{_fmt(f['value'])}{' (' + {True: 'met', False: '**not met**', None: '-'}[f['met']] + ')'}")
         iso = "-"
         if isolated:
