@@ -84,10 +84,14 @@ def test_revoked_refresh_token_fails_the_extract_at_once_without_retries(mig: Mi
     conn = json.loads(env["AIRFLOW_CONN_CLIO_DEFAULT"])
     conn["extra"]["refresh_token"] = "a-revoked-refresh-token"
     env["AIRFLOW_CONN_CLIO_DEFAULT"] = json.dumps(conn)
+    start = len(mig.clio.request_log())
     run = mig.run("mig_02_extract", expect_ok=False, tag="revoked", objects=["users"], env=env)
+    refreshes = [e for e in mig.clio.request_log(start) if e["path"] == "/oauth/token"]
     text = run.log()
     assert not run.ok
     assert "Clio refused the refresh token" in text and "re-authorise the app" in text
     assert "a-revoked-refresh-token" not in text
     assert "try_number=2" not in text  # failed for good: an Airflow retry cannot fix a revoked grant
-    assert run.seconds < 90
+    # "At once" is counted, not timed: one refused refresh, no tenacity retry of it, no API request.
+    assert len(refreshes) == 1, refreshes
+    assert not [e for e in mig.clio.request_log(start) if e["path"].startswith("/api/v4/")]
