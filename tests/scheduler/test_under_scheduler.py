@@ -159,15 +159,15 @@ def test_a_declared_cutover_runs_scheduled_windows_for_its_migration(world):
     assert (_root(world, FIRM_A, MIG_A) / "delta").exists()
 
 
-def _settle(c: Cluster, dag_id: str, timeout: float = 900) -> None:
-    """Wait until no run of ``dag_id`` is queued or running (a paused DAG finishes what it started)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runs = c.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
-        if all(r["state"] in ("success", "failed") for r in runs):
-            return
-        time.sleep(5)
-    raise TimeoutError(f"{dag_id} still has active runs")
+def _settle(c: Cluster, dag_id: str) -> None:
+    """Leave no run of the paused ``dag_id`` queued or running, as an operator would: a window the
+    scheduler created before the pause never goes on while the DAG is paused, so mark it failed (it
+    committed nothing: its watermarks move only at its end)."""
+    for r in c.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]:
+        if r["state"] not in ("success", "failed"):
+            c.request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{r['dag_run_id']}", json={"state": "failed"})
+    states = {r["state"] for r in c.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]}
+    assert states <= {"success", "failed"}, states
 
 
 def test_a_rejected_sample_makes_the_full_load_refuse(world):
