@@ -269,7 +269,7 @@ def run(work: Path, *, preset: str = "large", window: float = 5.0, limit: int = 
     if raw is not None:
         raw.parent.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps(recorded), encoding="utf-8")
-    return figures(**recorded)
+    return figures(**{k: v for k, v in recorded.items() if k != "commit"})
 
 
 def from_raw(path: Path) -> list[Figure]:
