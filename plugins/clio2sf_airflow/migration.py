@@ -31,7 +31,7 @@ def declaration(firm: str, migration_id: str) -> Migration:
 
 def resolve_conn_id(candidates: Iterable[str], exists: Callable[[str], bool] | None = None) -> str:
     """The first candidate connection that exists; the last one when none does (its hook then names it)."""
-    exists = exists or _exists
+    exists = exists or connection_exists
     ids = list(candidates)
     for cid in ids:
         if exists(cid):
@@ -39,7 +39,8 @@ def resolve_conn_id(candidates: Iterable[str], exists: Callable[[str], bool] | N
     return ids[-1]
 
 
-def _exists(conn_id: str) -> bool:
+def connection_exists(conn_id: str) -> bool:
+    """Whether an Airflow connection of that id is defined (env, secrets backend or database)."""
     try:
         BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:

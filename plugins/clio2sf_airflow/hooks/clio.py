@@ -21,6 +21,7 @@ from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
 from clio2sf import transport
 from clio2sf.ratebudget import RateBudget, Slot, TokenCache, retry_after_seconds
 from clio2sf.sharedstate import FileStore, SharedStore, SqlStore
+from clio2sf_airflow.migration import connection_exists
 
 DEFAULT_API_VERSION = "4.0.9"
 DEFAULT_TIMEOUT = 60.0
@@ -214,7 +215,7 @@ class ClioHook(BaseHook):
         if self._budget is not None:
             return self._budget.store
         conn_id = self._get_field("rate_store_conn_id") or os.environ.get("CLIO2SF_RATE_STORE_CONN_ID")
-        if conn_id or _connection_exists(DEFAULT_STATE_CONN_ID):
+        if conn_id or connection_exists(DEFAULT_STATE_CONN_ID):
             conn_id = conn_id or DEFAULT_STATE_CONN_ID
             store = SqlStore(state_store_url(self.get_connection(conn_id)))
             self.log.info("Clio budget and token of this grant shared through connection %r", conn_id)
@@ -512,14 +513,6 @@ class ClioHook(BaseHook):
                     time.sleep(wait)
 
 
-def _connection_exists(conn_id: str) -> bool:
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        return False
-    return True
 
 
 def state_store_url(conn: Any) -> str:
