@@ -162,15 +162,19 @@ def _worker(url: str, n: int, reset: float, out) -> None:
     def sleep(s: float) -> None:
         if time.time() + s >= reset:  # asked to wait for the window's end: the budget is spent
             raise _Exhausted
-    b = RateBudget("shared", store=SqlStore(url), sleep=sleep)
-    granted = 0
-    for _ in range(n):
-        try:
-            b.acquire()
-        except _Exhausted:
-            break
-        granted += 1
-    out.put(granted)
+    try:
+        b = RateBudget("shared", store=SqlStore(url), sleep=sleep)
+        granted = 0
+        for _ in range(n):
+            try:
+                b.acquire()
+            except _Exhausted:
+                break
+            granted += 1
+        out.put(granted)
+    except BaseException as exc:  # the parent reports it instead of waiting for a count that never comes
+        out.put(f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def test_processes_on_a_sql_store_grant_exactly_the_remaining_budget(tmp_path):
@@ -183,9 +187,11 @@ def test_processes_on_a_sql_store_grant_exactly_the_remaining_budget(tmp_path):
     procs = [ctx.Process(target=_worker, args=(url, 5, reset, q)) for _ in range(3)]
     for p in procs:
         p.start()
-    granted = [q.get(timeout=60) for _ in procs]
+    # Spawned children import the module first: on a loaded machine that alone can take a minute.
+    granted = [q.get(timeout=300) for _ in procs]
     for p in procs:
-        p.join(30)
+        p.join(120)
+    assert all(isinstance(g, int) for g in granted), granted
     assert sum(granted) == 9, granted
     state = RateBudget("shared", store=SqlStore(url)).snapshot()
     assert state["remaining"] == 0 and len(state["inflight"]) == 9
@@ -205,7 +211,8 @@ def test_sql_store_read_modify_write_is_atomic_across_processes(tmp_path):
     for p in procs:
         p.start()
     for p in procs:
-        p.join(120)
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
     with SqlStore(url).transaction("counter") as doc:
         assert doc["n"] == 120
     # a failed block writes nothing
