@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
-from clio2sf import delta, staging
-from clio2sf.ledger import LedgerWriter, last_write_by_record, read_ledger
+from clio2sf import delta, ledger_index, staging
+from clio2sf.ledger import LedgerWriter
 from clio2sf.load import COMPOSITE_CHUNK, chunked, soql_quote
 from clio2sf.mapping.spec import MappingSpec
 from clio2sf.verify import (
@@ -97,10 +97,43 @@ def known_records(mroot: Any, obj: str, delta_root: Any = None) -> Iterable[dict
 
 
 def already_deleted(last_writes: Any) -> set[str]:
-    """Source ids whose last write of ours was a deletion (nothing left to delete)."""
+    """Source ids whose last write of ours was a deletion (nothing left to delete).
+
+    ``last_writes``: :func:`clio2sf.ledger.last_write_by_record` output, or :func:`our_last_writes`'."""
+    if isinstance(last_writes, list):
+        return {str(w.source_system_id) for w in last_writes if w.operation == "delete"}
     if not len(last_writes):
         return set()
     return set(last_writes[last_writes["operation"] == "delete"]["source_system_id"].astype(str))
+
+
+class LedgerWrite(NamedTuple):
+    """One latest write of ours, as a row of :func:`clio2sf.ledger.last_write_by_record`."""
+
+    object: str
+    source_system_id: str
+    sf_id: str
+    at: datetime
+    run_id: str
+    phase: str
+    operation: str
+
+
+def our_last_writes(mroot: Any, *, source_ids: Iterable[str] = (), primary_of: Iterable[str] = ()) -> list[LedgerWrite]:
+    """The rows of ``last_write_by_record(read_ledger(mroot))`` for the asked records only, in its order
+    (``at``, then run, phase, object, batch), through the ledger index (:func:`clio2sf.ledger_index.latest_writes`):
+    a window's look-up reads one ledger file at a time, whatever the ledger's size."""
+    rows = []
+    for sobject, t in ledger_index.latest_writes(mroot, source_ids=source_ids, primary_of=primary_of).items():
+        cols = {c: t[c].to_pylist() for c in ("source_system_id", "sf_id", "at", "run_id", "phase", "batch",
+                                              "operation")}
+        for i in range(t.num_rows):
+            rows.append(((cols["at"][i], cols["run_id"][i], cols["phase"][i], sobject, cols["batch"][i]), i,
+                         LedgerWrite(sobject, cols["source_system_id"][i], cols["sf_id"][i],
+                                     delta.parse_ts(cols["at"][i]), cols["run_id"][i], cols["phase"][i],
+                                     cols["operation"][i])))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return [r[2] for r in rows]
 
 
 def plan_window(client: Any, mroot: Any, spec: MappingSpec, *, delta_root: Any,
@@ -118,28 +151,31 @@ def plan_window(client: Any, mroot: Any, spec: MappingSpec, *, delta_root: Any,
         envs = delta.dedupe_changes(iter_raw(changed_root, obj))
         if envs:
             changed[obj] = [dict(e) for e in envs]
-    lw = last_write_by_record(read_ledger(mroot))
-    done = already_deleted(lw)
     deleted: dict[str, list[str]] = {}
     for obj, ids in current_ids.items():
         now = {str(i) for i in ids} | {str(e.get("clio_id")) for e in changed.get(obj, ())}
         gone = sorted({e["source_system_id"] for e in known_records(mroot, obj, delta_root)
                        if str(e.get("clio_id")) not in now and e.get("source_system_id")})
-        gone = [s for s in gone if s not in done]
         if gone:
             deleted[obj] = gone
-    affected = {e["source_system_id"] for envs in changed.values() for e in envs}
-    affected |= {s for ssids in deleted.values() for s in ssids}
+    changed_ids = {e["source_system_id"] for envs in changed.values() for e in envs}
+    gone_ids = {s for ssids in deleted.values() for s in ssids}
+    # our last writes of these records only (not the whole ledger): the ids that went, and the rows of every
+    # changed or gone record
+    lw = our_last_writes(mroot, source_ids=gone_ids, primary_of=changed_ids | gone_ids)
+    done = already_deleted(lw)
+    deleted = {obj: kept for obj, ssids in deleted.items() if (kept := [s for s in ssids if s not in done])}
+    affected = changed_ids | {s for ssids in deleted.values() for s in ssids}
 
     # our writes of the affected records: the record's own rows, not link rows (they follow their parent)
     rows_of: dict[str, set[tuple[str, str]]] = defaultdict(set)
     last_writes: dict[tuple[str, str], delta.LastWrite] = {}
     by_sf_id: dict[tuple[str, str], str] = {}
-    for r in lw.itertuples(index=False):
+    for r in lw:
         ssid = str(r.source_system_id)
         if base_id(ssid) in affected and is_primary(ssid):
             rows_of[base_id(ssid)].add((r.object, ssid))
-            last_writes[(r.object, ssid)] = delta.LastWrite(str(r.sf_id), r.at.to_pydatetime())
+            last_writes[(r.object, ssid)] = delta.LastWrite(str(r.sf_id), r.at)
             by_sf_id[(r.object, str(r.sf_id)[:15])] = ssid
 
     # Salesforce state: by the ids we wrote, and by Clio_Id__c for rows someone else made

@@ -169,3 +169,41 @@ def sf_ids_written_by_others(root: Any, sobject: str, sf_ids: Iterable[str],
         return pc.and_(mask, pc.invert(mine))
 
     return {norm_id(s) for s in scan(root, sobject, keep)["sf_id"].to_pylist()} & wanted
+
+
+def sobjects(root: Any) -> list[str]:
+    """Every sobject with a ledger file (any run or phase), by directory names only."""
+    return sorted({obj.name for run_dir in _children(root / "ledger") for phase_dir in _children(run_dir)
+                   for obj in _children(phase_dir) if any(f.name.endswith(".jsonl") for f in _children(obj))})
+
+
+def _base_ids(ids: pa.ChunkedArray) -> Any:
+    """``document-55@v2#matter-7`` → ``document-55`` (as :func:`clio2sf.verify.base_id`), column-wise."""
+    return pc.replace_substring_regex(ids, pattern=r"[@#].*$", replacement="", max_replacements=1)
+
+
+def latest_writes(root: Any, *, source_ids: Iterable[str] = (), primary_of: Iterable[str] = ()) -> dict[str, pa.Table]:
+    """sobject → the latest successful write (:func:`latest`) of each source id that is either in
+    ``source_ids`` or a primary row (no ``#``) of a Clio record in ``primary_of`` (``contact-9001``
+    matches ``contact-9001`` and ``contact-9001@v2``), any object, any run or phase (rollback included,
+    as :func:`clio2sf.ledger.last_write_by_record` of the whole ledger).  Objects without a match are
+    left out.  Memory: one ledger file plus the matches."""
+    exact = pa.array(sorted({str(s) for s in source_ids}), pa.string())
+    bases = pa.array(sorted({str(s) for s in primary_of}), pa.string())
+    if not len(exact) and not len(bases):
+        return {}
+
+    def keep(t: pa.Table) -> Any:
+        ids = t["source_system_id"]
+        mask = pc.is_in(ids, value_set=exact)
+        if len(bases):
+            primary = pc.and_(pc.is_in(_base_ids(ids), value_set=bases), pc.invert(pc.match_substring(ids, "#")))
+            mask = pc.or_(mask, primary)
+        return mask
+
+    out = {}
+    for sobject in sobjects(root):
+        t = latest(scan(root, sobject, keep))
+        if t.num_rows:
+            out[sobject] = t
+    return out

@@ -12,8 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from clio2sf import books, diff, labels, reconcile, reports, staging
-from clio2sf.ledger import last_write_by_record, read_ledger
+from clio2sf import books, diff, labels, ledger_index, reconcile, reports, staging
 from clio2sf.load import AUDIT_FIELDS, SOQL_IN_CHUNK, chunked, soql_in
 from clio2sf.mapping.spec import NATURAL_KEY_OBJECTS as SPEC_NATURAL_KEY_OBJECTS
 from clio2sf.mapping.spec import MappingSpec
@@ -355,6 +354,15 @@ def _natural_key_rows(client: Any, sobject: str, key: tuple[str, ...], ledger_id
     return out
 
 
+def _ledger_ids(mroot: Any, sobject: str, source_ids: Iterable[str]) -> dict[str, str]:
+    """Source id → Salesforce id of our latest write of each asked ``sobject`` row, unless that write was a
+    rollback's (the row is no longer ours), through the ledger index: never the whole ledger in memory."""
+    last = ledger_index.latest(ledger_index.by_source_ids(mroot, sobject, source_ids))
+    cols = [last[c].to_pylist() for c in ("at", "run_id", "phase", "batch", "source_system_id", "sf_id")]
+    rows = sorted(zip(*cols, strict=True), key=lambda r: r[:4])  # in time order, as the whole-ledger view
+    return {str(r[4]): str(r[5]) for r in rows if r[2] != "rollback"}
+
+
 def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label: str) -> dict[str, Any]:
     """Clio records → Salesforce rows (loaded or rejected, nothing missing), duplicates and money.
 
@@ -365,8 +373,6 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
     staged = _Staged(mroot)
     notes: list[str] = []
     raw_root = mroot / "raw"
-    ledger = last_write_by_record(read_ledger(mroot))
-    ledger = ledger[ledger["phase"] != "rollback"]
     rejected: dict[str, set[str]] = defaultdict(set)
     for line in staged.rejects:
         if line.get("repair") is None:
@@ -428,9 +434,7 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
     for obj in reconciled:
         nk_sobjects = [s for s in staged.sobjects[obj] if s in NATURAL_KEY_OBJECTS]
         for sobject in nk_sobjects:
-            rows = ledger[ledger["object"] == sobject]
-            ids = {str(s): str(i) for s, i in zip(rows["source_system_id"], rows["sf_id"], strict=True)
-                   if str(s) in staged.primary[obj]}
+            ids = _ledger_ids(mroot, sobject, staged.primary[obj])
             key = staged.natural_keys.get(sobject, ())
             queryable = sobject not in UNQUERYABLE_KEYS and bool(key)
             if not queryable:

@@ -200,3 +200,76 @@ def test_index_falls_back_to_the_ledger_file_and_ignores_orphan_twins(tmp_path: 
         w.record(source_system_id="matter-8", sf_id="500Y", operation="upsert", created=True)
     w.path.unlink()  # the ledger file is the truth: a twin alone says nothing
     assert ledger_index.latest_sf_ids(tmp_path, "Case", ["matter-8"]) == {}
+
+
+def _mixed_ledger(root) -> None:
+    """Several runs and objects: versions (``@v2``), link rows (``#``), a delete, a rollback, a journal,
+    ties in ``at`` and a failed line: what the delta and reconcile look-ups must see as the whole ledger does."""
+    from clio2sf.ledger import BatchJournal
+
+    _write_two_runs(root)
+    with LedgerWriter(root, "m1", "run-a", "full_load", "ContentVersion", "batch-00002") as w:
+        w.record(source_system_id="document-5@v2", sf_id="068V2", operation="insert", created=True,
+                 at="2026-11-28T09:01:00Z")
+        w.record(source_system_id="document-5#matter-1", sf_id="06AL1", operation="insert", created=True,
+                 at="2026-11-28T09:01:00Z")
+    with LedgerWriter(root, "m1", "run-c", "delta", "Contact", "deletes-00001") as w:
+        w.record(source_system_id="contact-2", sf_id="003A2", operation="delete", created=False,
+                 before={"LastName": "New"}, at="2026-11-30T08:00:00Z")
+        w.record(source_system_id="contact-4", sf_id=None, operation="delete", created=False, status="failed",
+                 error="X", at="2026-11-30T08:00:00Z")
+    with LedgerWriter(root, "m1", "run-b", "rollback", "Contact", "rollback-1") as w:  # rolled back: not ours now
+        w.record(source_system_id="contact-1", sf_id="003A1", operation="restore", created=False,
+                 at="2026-11-30T09:00:00Z")
+    with LedgerWriter(root, "m1", "run-d", "delta", "Case", "batch-00001") as w:  # same at, two records
+        w.record(source_system_id="matter-1", sf_id="500M1", operation="upsert", created=True,
+                 at="2026-11-30T10:00:00Z")
+        w.record(source_system_id="matter-2", sf_id="500M2", operation="upsert", created=True,
+                 at="2026-11-30T10:00:00Z")
+
+    class Ok:
+        success, created, operation, file_ids = True, True, "upsert", ()
+        source_system_id, sf_id = "matter-3", "500M3"
+
+    BatchJournal(root, "m1", "run-e", "full_load", "Case", "batch-00009").done([Ok()])  # a worker killed mid-batch
+
+
+@pytest.mark.unit
+def test_delta_look_up_through_the_index_matches_the_whole_ledger(tmp_path: Path):
+    from clio2sf.delta_run import already_deleted, our_last_writes
+    from clio2sf.verify import base_id, is_primary
+
+    _mixed_ledger(tmp_path)
+    whole = last_write_by_record(read_ledger(tmp_path))
+    cols = ["object", "source_system_id", "sf_id", "at", "run_id", "phase", "operation"]
+    for exact, records in [({"contact-2", "contact-4", "matter-3"}, {"document-5", "matter-1", "contact-1"}),
+                           (set(), {"document-5"}), ({"matter-2"}, set()), ({"nobody-1"}, {"nobody-2"})]:
+        expect = [tuple(r) for r in whole[cols].itertuples(index=False)
+                  if r.source_system_id in exact or (base_id(r.source_system_id) in records
+                                                     and is_primary(r.source_system_id))]
+        got = [(w.object, w.source_system_id, w.sf_id, w.at, w.run_id, w.phase, w.operation)
+               for w in our_last_writes(tmp_path, source_ids=exact, primary_of=records)]
+        assert got == expect, (exact, records)
+    assert already_deleted(our_last_writes(tmp_path, source_ids={"contact-2", "contact-1"})) == {"contact-2"}
+    assert already_deleted(whole) == {"contact-2"}  # the same answer from the whole ledger
+    # the link row and the versions are found for document-5; a link row is never a primary match
+    got = {w.source_system_id for w in our_last_writes(tmp_path, primary_of={"document-5"})}
+    assert got == {"document-5@v1", "document-5@v2"}
+
+
+@pytest.mark.unit
+def test_reconcile_look_up_through_the_index_matches_the_whole_ledger(tmp_path: Path):
+    from clio2sf.verify.reconciliation import _ledger_ids
+
+    _mixed_ledger(tmp_path)
+    whole = last_write_by_record(read_ledger(tmp_path))
+    whole = whole[whole["phase"] != "rollback"]
+    for sobject, asked in [("Contact", {"contact-1", "contact-2", "contact-3"}),
+                           ("Case", {"matter-1", "matter-2", "matter-3", "matter-9"}),
+                           ("ContentVersion", {"document-5@v1", "document-5#matter-1"})]:
+        rows = whole[whole["object"] == sobject]
+        expect = {str(s): str(i) for s, i in zip(rows["source_system_id"], rows["sf_id"], strict=True)
+                  if str(s) in asked}
+        got = _ledger_ids(tmp_path, sobject, asked)
+        assert got == expect and list(got) == list(expect), sobject
+    assert "contact-1" not in _ledger_ids(tmp_path, "Contact", {"contact-1"})  # its last write was a rollback's
