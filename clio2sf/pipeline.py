@@ -53,7 +53,7 @@ from clio2sf.load import (
 from clio2sf.mapping import money
 from clio2sf.mapping.schema_plan import SchemaPlan
 from clio2sf.mapping.spec import MappingSpec
-from clio2sf.mapping.transform import is_reject, transform_object
+from clio2sf.mapping.transform import LookupTables, is_reject, transform_object
 from clio2sf.mapping.users import UserMap
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,11 @@ def build_lookup(mroot: Any, names: Iterable[str], spec: MappingSpec | None = No
 
     ``calendar_entries`` is indexed as ``calendar_entry_overrides`` (``{parent id: [start_at, ...]}``),
     all a series expansion needs.  Objects never extracted are left out (their checks are skipped).
+    A :class:`~clio2sf.mapping.transform.LookupTables`: the indexes the transforms derive from it are
+    built once for all the batches a task transforms with it.
     """
     mof = spec.options.get("matter_object_field") if spec is not None else None
-    out: dict[str, dict[Any, Any]] = {}
+    out: dict[str, dict[Any, Any]] = LookupTables()
     for name in dict.fromkeys(names):
         if staging.read_manifest(mroot, name) is None:
             continue

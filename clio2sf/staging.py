@@ -32,6 +32,8 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import msgspec
+
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 PROGRESS = "_progress.json"
@@ -226,14 +228,35 @@ def write_blob(path: Any, chunks: Iterable[bytes]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- JSON / JSONL
 
 
+#: zlib level of staged JSONL files: the default (6) compresses about twice as fast as 9 for ~3% more bytes.
+GZIP_LEVEL = 6
+#: Encoded lines gathered before one compress call (one call per line cost more than the compression).
+_CHUNK_BYTES = 1 << 20
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: msgspec (an Airflow dependency) parses a JSON line ~2x faster than json; anything it refuses
+#: (NaN, Infinity, lone surrogates, numbers past a float) is parsed again by json, so the values
+#: read are exactly json's.
+_DECODER = msgspec.json.Decoder()
+
+
 def encode_jsonl_gz(records: Iterable[dict[str, Any]]) -> tuple[bytes, int]:
     """Return gzip-compressed JSON lines (mtime 0, so equal records give equal bytes) and the count."""
     buf = io.BytesIO()
     count = 0
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
+    encode = _ENCODER.encode
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=GZIP_LEVEL) as gz:
+        lines: list[str] = []
+        size = 0
         for rec in records:
-            gz.write(json.dumps(rec, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+            line = encode(rec)
+            lines.append(line)
+            size += len(line)
             count += 1
+            if size >= _CHUNK_BYTES:
+                gz.write(("\n".join(lines) + "\n").encode())
+                lines, size = [], 0
+        if lines:
+            gz.write(("\n".join(lines) + "\n").encode())
     return buf.getvalue(), count
 
 
@@ -256,17 +279,37 @@ def read_jsonl_gz(path: Any) -> Iterator[dict[str, Any]]:
     """Yield the records of a gzip JSONL file; a bad line raises naming the file and line.
 
     The compressed file (one batch, a few MB) is read in one call: gzip reads its source 8 KB at a
-    time, and each read of an ``ObjectStoragePath`` file costs far more than the decompression."""
+    time, and each read of an ``ObjectStoragePath`` file costs far more than the decompression.
+    It is decompressed 1 MB at a time (lines split per block, not read one by one)."""
     with path.open("rb") as raw:
         data = raw.read()
+    decode = _DECODER.decode
+    lineno = 0
     with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as gz:
-        for lineno, line in enumerate(gz, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {lineno} is not valid JSON ({exc.msg})") from None
+        tail = b""
+        while True:
+            block = gz.read(_CHUNK_BYTES)
+            lines = (tail + block).split(b"\n")
+            tail = lines.pop() if block else b""
+            for line in lines:
+                lineno += 1
+                if not line or line.isspace():
+                    continue
+                try:
+                    yield decode(line)
+                except (msgspec.DecodeError, UnicodeDecodeError):
+                    yield _json_line(path, lineno, line)
+            if not block:
+                break
+
+
+def _json_line(path: Any, lineno: int, line: bytes) -> Any:
+    """Parse one line with json (what msgspec refused); a bad line raises naming the file and line."""
+    try:
+        return json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise ValueError(f"{path}: line {lineno} is not valid JSON ({why})") from None
 
 
 def write_json(path: Any, obj: Any) -> None:

@@ -98,6 +98,16 @@ def apply_value_map(vm: ValueMap, value: Any, field: str, issues: Issues) -> Any
     return None
 
 
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+#: The conversion of each ``as`` kind but ``email`` (checked in place, it may keep the value elsewhere).
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "text": to_text, "date": to_date, "datetime": to_datetime, "number": to_number, "bool": to_bool, "json": _json_text,
+}
+
+
 def compile_field(target: str, fspec: Mapping[str, Any], spec: MappingSpec, placeholder: str | None = None) -> FieldFn:
     """Build ``fn(data, row, issues, overflows)`` that sets ``row[target]`` from a Clio record."""
     if "owner" in fspec:
@@ -119,6 +129,10 @@ def compile_field(target: str, fspec: Mapping[str, Any], spec: MappingSpec, plac
     invalid_to = fspec.get("invalid_to")
     ref = fspec.get("ref")
 
+    # The conversion is chosen here, once, not per value (``as`` kinds without one pass the value on).
+    email = kind == "email"
+    convert = None if email else _CONVERT.get(kind)
+
     def fn(d: Mapping[str, Any], row: dict[str, Any], issues: Issues, overflows: list) -> None:
         value = get(d)
         if value is None or value == "":
@@ -132,35 +146,25 @@ def compile_field(target: str, fspec: Mapping[str, Any], spec: MappingSpec, plac
         if ref is not None:
             row[target] = f"{ref}-{value}"
             return
-        try:
-            if kind == "text":
-                value = to_text(value)
-            elif kind == "date":
-                value = to_date(value)
-            elif kind == "datetime":
-                value = to_datetime(value)
-            elif kind == "number":
-                value = to_number(value)
-            elif kind == "bool":
-                value = to_bool(value)
-            elif kind == "json":
-                value = json.dumps(value, ensure_ascii=False, sort_keys=True)
-            elif kind == "email":
-                value = to_text(value).strip()
-                if not is_email(value):
-                    if invalid_to:
-                        row[invalid_to] = value
-                        issues.add(target, "invalid_email", f"{issues.sid}: {target} {value!r} is not a valid address",
-                                   f"email dropped, kept in {invalid_to}")
-                    else:
-                        issues.add(target, "invalid_email", f"{issues.sid}: {target} {value!r} is not a valid address",
-                                   "email dropped")
-                    return
-        except BadValue as exc:
-            if required:
-                raise RecordRejected(target, exc.rule, f"{issues.sid}: {target}: {exc}") from None
-            issues.add(target, exc.rule, f"{issues.sid}: {target}: {exc}", "value dropped, field left empty")
-            return
+        if convert is not None:
+            try:
+                value = convert(value)
+            except BadValue as exc:
+                if required:
+                    raise RecordRejected(target, exc.rule, f"{issues.sid}: {target}: {exc}") from None
+                issues.add(target, exc.rule, f"{issues.sid}: {target}: {exc}", "value dropped, field left empty")
+                return
+        elif email:
+            value = to_text(value).strip()
+            if not is_email(value):
+                if invalid_to:
+                    row[invalid_to] = value
+                    issues.add(target, "invalid_email", f"{issues.sid}: {target} {value!r} is not a valid address",
+                               f"email dropped, kept in {invalid_to}")
+                else:
+                    issues.add(target, "invalid_email", f"{issues.sid}: {target} {value!r} is not a valid address",
+                               "email dropped")
+                return
         if vm is not None:
             value = apply_value_map(vm, value, target, issues)
             if value is None:

@@ -93,10 +93,22 @@ def split(results: Iterable[TransformResult]) -> tuple[list[TransformResult], li
     return rows, rejects
 
 
+class LookupTables(dict):
+    """A lookup mapping (``{clio object: {clio id: record}}``) that also keeps the indexes the
+    transforms derive from its tables (billing methods and rates per client, calendar overrides),
+    so the ``transform_object`` calls of one task over many batches build each index once.
+    Change no table after a transform used it (its indexes would be stale)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.indexes: dict[str, Any] = {}
+
+
 class _Lookup:
     def __init__(self, lookup: Lookup | None) -> None:
         self._src = lookup
         self._cache: dict[str, Any] = {}
+        self._indexes: dict[str, Any] = lookup.indexes if isinstance(lookup, LookupTables) else {}
 
     def get(self, name: str) -> Mapping[Any, Mapping[str, Any]] | None:
         if name in self._cache:
@@ -124,9 +136,10 @@ class _Lookup:
         return True, rec
 
     def index(self, key: str, build: Callable[[], Any]) -> Any:
-        if key not in self._cache:
-            self._cache[key] = build()
-        return self._cache[key]
+        """The index ``key`` of the lookup's tables, built once (once per task with :class:`LookupTables`)."""
+        if key not in self._indexes:
+            self._indexes[key] = build()
+        return self._indexes[key]
 
 
 class _Ctx:
@@ -591,7 +604,7 @@ def _generic(key: str, client_link: bool = True):
             for kind, value in refs.items():
                 if kind in client["columns"]:
                     row[client["columns"][kind]] = value
-        for col, value in list(row.items()):
+        for col, value in (list(row.items()) if ctx.lookup.get("bills") is not None else ()):  # no bills: nothing to check
             if col.endswith("__r.Clio_Id__c") and isinstance(value, str) and value.startswith("bill-"):
                 known, rec = ctx.lookup.record("bills", int(value[5:]) if value[5:].isdigit() else value[5:])
                 if known and rec is None:
@@ -992,4 +1005,4 @@ def transform_object(
         yield from rows
 
 
-__all__ = ["NATURAL_KEY_OBJECTS", "PRODUCES", "TransformResult", "is_reject", "source_id", "split", "transform_object"]
+__all__ = ["NATURAL_KEY_OBJECTS", "PRODUCES", "LookupTables", "TransformResult", "is_reject", "source_id", "split", "transform_object"]

@@ -79,6 +79,34 @@ def test_bad_jsonl_line_names_file_and_line(root):
         list(staging.read_jsonl_gz(path))
 
 
+def test_jsonl_values_are_json_values_even_where_msgspec_refuses(root):
+    """read_jsonl_gz parses with msgspec and falls back to json for what msgspec refuses: the values
+    read are json's (NaN stays NaN for the transform to reject, never a silent null)."""
+    import json
+    import math
+
+    lines = [b'{"a":1,"b":[1.5,"x",null,true],"c":{"d":"\xc3\xa9"}}', b'{"n":NaN,"i":-Infinity}',
+             b'{"big":123456789012345678901234567890}', b'{"s":"\\ud800"}', b'{"huge":1e400}', b"  ", b""]
+    path = root / "odd.jsonl.gz"
+    staging.write_bytes_atomic(path, gzip.compress(b"\n".join(lines) + b"\n"))
+    got = list(staging.read_jsonl_gz(path))
+    assert len(got) == 5
+    assert got[0] == json.loads(lines[0]) and got[2] == json.loads(lines[2]) and got[3] == json.loads(lines[3])
+    assert math.isnan(got[1]["n"]) and got[1]["i"] == -math.inf and got[4]["huge"] == math.inf
+
+
+def test_jsonl_lines_across_read_blocks_round_trip(root, monkeypatch):
+    """Lines that straddle the 1 MB blocks read and written come back whole, in order, numbered right."""
+    monkeypatch.setattr(staging, "_CHUNK_BYTES", 64)
+    recs = [{"id": i, "text": "é" * (i % 50)} for i in range(300)]
+    path = root / "blocks.jsonl.gz"
+    entry = staging.write_jsonl_gz(path, recs)
+    assert entry["records"] == 300 and list(staging.read_jsonl_gz(path)) == recs
+    staging.write_bytes_atomic(path, gzip.compress(b'{"id":1}\n' * 40 + b'{"id":\n'))
+    with pytest.raises(ValueError, match=r"blocks.jsonl.gz: line 41"):
+        list(staging.read_jsonl_gz(path))
+
+
 def test_json_and_jsonl_helpers(root):
     p = root / "x" / "_progress.json"
     assert staging.read_json(p, default={"none": True}) == {"none": True}
