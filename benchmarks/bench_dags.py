@@ -40,6 +40,8 @@ FIRM, MIGRATION = "harlow_vance", "bench"
 PHASES = ("mig_01_discover", "mig_02_extract", "mig_03_resolve_users", "mig_04_sample", "mig_05_full_load")
 APPROVALS = {"mig_01_discover": "approve_mapping", "mig_04_sample": "approve_sample"}
 SAMPLE_S = 0.2
+#: How often the machine's 1-minute load average is recorded.
+LOAD_EVERY_S = 10.0
 TITLE = re.compile(r"^airflow worker -- ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\s*$")
 #: Clio Manage v4 at peak (../shared/reference/clio-api-v4.md §3): 50 requests per 60 s window per token.
 REAL_LIMIT, REAL_WINDOW = 50, 60.0
@@ -53,19 +55,39 @@ SF_DATA_MB, SF_FILE_MB = 65_536, 1_048_576
 
 
 class TaskSampler(threading.Thread):
-    """Sample every task process below ``root_pid``: peak VmRSS, last CPU time, first and last seen."""
+    """Sample every task process below ``root_pid``: peak VmRSS, last CPU time, first and last seen.
 
-    def __init__(self, root_pid: int, interval: float = SAMPLE_S) -> None:
+    It also records the load the run ran under: the 1-minute load average every ``LOAD_EVERY_S``, the
+    CPU seconds the whole machine spent busy (``/proc/stat``) and those of this process tree (the
+    benchmark, its sandboxes and the Airflow cluster, every descendant sampled as the tasks are):
+    what is left was used by other processes (another test suite, a CPU burner).
+    """
+
+    def __init__(self, root_pid: int, interval: float = SAMPLE_S, tree_pid: int | None = None) -> None:
         super().__init__(daemon=True)
         self.root_pid, self.interval = root_pid, interval
+        self.tree_pid = os.getpid() if tree_pid is None else tree_pid
         self.tasks: dict[str, dict[str, float]] = {}
         self.samples = 0
+        self.loadavg: list[tuple[float, float]] = []
+        self._tree_cpu: dict[tuple[int, float], float] = {}
+        self._busy0 = self._t0 = 0.0
+        self.load: dict[str, Any] = {}
         self._stop_event = threading.Event()
+
+    @staticmethod
+    def _busy() -> float:
+        import psutil
+
+        t = psutil.cpu_times()
+        return sum(t) - t.idle - getattr(t, "iowait", 0.0)
 
     def run(self) -> None:
         import psutil
 
-        root = psutil.Process(self.root_pid)
+        root, tree = psutil.Process(self.root_pid), psutil.Process(self.tree_pid)
+        self._busy0, self._t0 = self._busy(), time.time()
+        next_load = 0.0
         while not self._stop_event.is_set():
             try:
                 kids = root.children(recursive=True)
@@ -84,12 +106,39 @@ class TaskSampler(threading.Thread):
                 t["peak_rss"] = max(t["peak_rss"], rss)
                 t["cpu_s"] = max(t["cpu_s"], cpu.user + cpu.system)
                 t["last"] = now
+            self._sample_tree(tree)
+            if now >= next_load:
+                self.loadavg.append((round(now, 1), os.getloadavg()[0]))
+                next_load = now + LOAD_EVERY_S
             self.samples += 1
             self._stop_event.wait(self.interval)
 
+    def _sample_tree(self, tree: Any) -> None:
+        import psutil
+
+        try:
+            procs = [tree, *tree.children(recursive=True)]
+        except psutil.Error:
+            return
+        for p in procs:
+            try:
+                cpu = p.cpu_times()
+                key = (p.pid, p.create_time())
+            except psutil.Error:
+                continue
+            self._tree_cpu[key] = max(self._tree_cpu.get(key, 0.0), cpu.user + cpu.system)
+
     def stop(self) -> None:
+        if self._stop_event.is_set():
+            return
         self._stop_event.set()
         self.join(timeout=10)
+        if self._t0:
+            wall, busy = time.time() - self._t0, self._busy() - self._busy0
+            own = sum(self._tree_cpu.values())
+            self.load = {"wall_s": round(wall, 1), "cpus": os.cpu_count(), "machine_busy_cpu_s": round(busy, 1),
+                         "run_cpu_s": round(own, 1), "other_cpu_s": round(max(0.0, busy - own), 1),
+                         "loadavg_1m": self.loadavg}
 
 
 def _ts(value: str | None) -> float | None:
@@ -101,19 +150,17 @@ def _ts(value: str | None) -> float | None:
 READY_TASK = {"mig_02_extract": "summarize_extraction"}
 
 
-def _start(cluster: Any, dag_id: str, conf: dict, timeout: float) -> dict[str, Any]:
-    """Trigger one phase and answer its approval when it waits; return once the next phase may start."""
-    run_id = cluster.trigger(dag_id, conf)
-    phase: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "overlapped": False}
+def _start(cluster: Any, phase: dict[str, Any], timeout: float) -> None:
+    """Answer a triggered phase's approval when it waits; return once the next phase may start."""
+    dag_id, run_id = phase["dag_id"], phase["run_id"]
     task_ids = {t["task_id"] for t in cluster.get(f"/api/v2/dags/{dag_id}/tasks")["tasks"]}
     ready = READY_TASK.get(dag_id)
     if dag_id in APPROVALS:
-        cluster.wait_parked(dag_id, run_id, APPROVALS[dag_id], timeout=timeout)
+        cluster.wait_parked(dag_id, run_id, APPROVALS[dag_id], timeout=max(1.0, timeout))
         cluster.answer(dag_id, run_id, APPROVALS[dag_id], "Approve", user="ops_lead")
     elif ready and "extract_documents" in task_ids:
-        cluster.wait_task(dag_id, run_id, ready, {"success"}, timeout=timeout)
+        cluster.wait_task(dag_id, run_id, ready, {"success"}, timeout=max(1.0, timeout))
         phase["overlapped"] = True
-    return phase
 
 
 def task_instances(cluster: Any, dag_id: str, run_id: str, page: int = 100) -> list[dict]:
@@ -129,20 +176,42 @@ def task_instances(cluster: Any, dag_id: str, run_id: str, page: int = 100) -> l
 
 
 def _finish(cluster: Any, phase: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Wait for a started phase to end; its run times, the approval wait and its task instances."""
+    """Wait for a started phase to end (at most ``timeout`` s); its run times, the approval wait and its
+    task instances. A run still going when the time is up is recorded as it stands (``end``: now)."""
     dag_id, run_id = phase["dag_id"], phase["run_id"]
-    state = cluster.wait_run(dag_id, run_id, timeout=timeout)
+    try:
+        state = cluster.wait_run(dag_id, run_id, timeout=max(1.0, timeout))
+    except TimeoutError:
+        state = cluster.run_state(dag_id, run_id)
     run = cluster.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
     tis = task_instances(cluster, dag_id, run_id)
     waited = 0.0
     if dag_id in APPROVALS:
         # the approval task's own span holds the wait for the person (parked → answered → resumed)
-        step = next(t for t in tis if t["task_id"] == APPROVALS[dag_id])
+        step = next((t for t in tis if t["task_id"] == APPROVALS[dag_id]), {})
         if step.get("start_date") and step.get("end_date"):
             waited = _ts(step["end_date"]) - _ts(step["start_date"])
-    start, end = _ts(run["start_date"]), _ts(run["end_date"])
+    start, end = _ts(run["start_date"]) or time.time(), _ts(run.get("end_date")) or time.time()
     return {**phase, "state": state, "start": start, "end": end, "seconds": end - start - waited,
             "approval_wait": waited, "tis": tis}
+
+
+def _failures(cluster: Any, phases: list[dict], lines: int = 40) -> list[dict]:
+    """The last ``lines`` log lines of every failed task (which task, which call), kept with the record:
+    the cluster's logs live in a temporary folder."""
+    out = []
+    for p in phases:
+        for ti in p["tis"]:
+            if ti["state"] != "failed":
+                continue
+            try:
+                text = cluster.task_log_lines(p["dag_id"], p["run_id"], ti["task_id"], ti["map_index"],
+                                              max(1, ti.get("try_number") or 1))
+            except Exception as exc:  # the record matters more than the log
+                text = [f"(log not read: {type(exc).__name__}: {exc})"]
+            out.append({"dag_id": p["dag_id"], "task_id": ti["task_id"], "map_index": ti["map_index"],
+                        "log_tail": text[-lines:]})
+    return out
 
 
 def _xcom(cluster: Any, dag_id: str, run_id: str, ti: dict) -> Any:
@@ -229,31 +298,43 @@ def run(work: Path, *, preset: str = "large", window: float = 5.0, limit: int = 
         env["PYTHONPATH"] = f"{ROOT}:{ROOT / 'plugins'}"
         cluster = Cluster.start(work / "airflow", env, parallelism=parallelism)
         sampler = None
+        deadline = time.monotonic() + timeout
+        stopped: BaseException | None = None
+        phases: list[dict] = []
+        results: dict[str, Any] = {}
+        failures: list[dict] = []
         try:
             sampler = TaskSampler(cluster.procs[-1].pid)
             sampler.start()
             conf = {"firm": FIRM, "migration_id": MIGRATION}
-            phases, pending = [], []
-            for dag_id in PHASES:
-                started = _start(cluster, dag_id, {**conf, **({"apply_schema": True} if dag_id == PHASES[0] else {})},
-                                 timeout)
-                if started["overlapped"]:
-                    pending.append(started)
-                    print(f"   {dag_id}: the next phases may start", flush=True)
-                    continue
-                phases.append(_finish(cluster, started, timeout))
-            phases += [_finish(cluster, p, timeout) for p in pending]
+            started_runs: list[dict] = []
+            try:
+                for dag_id in PHASES:
+                    run_id = cluster.trigger(dag_id, {**conf, **({"apply_schema": True} if dag_id == PHASES[0]
+                                                                 else {})})
+                    started = {"dag_id": dag_id, "run_id": run_id, "overlapped": False}
+                    started_runs.append(started)
+                    _start(cluster, started, deadline - time.monotonic())
+                    if started["overlapped"]:
+                        print(f"   {dag_id}: the next phases may start", flush=True)
+                        continue
+                    phases.append(_finish(cluster, started, deadline - time.monotonic()))
+                    if phases[-1]["state"] != "success":
+                        break
+            except (TimeoutError, AssertionError) as exc:  # a phase failed or the time is up: record it
+                stopped = exc
+            done = {p["run_id"] for p in phases}
+            phases += [_finish(cluster, p, deadline - time.monotonic() if stopped is None else 1.0)
+                       for p in started_runs if p["run_id"] not in done]
             phases.sort(key=lambda p: PHASES.index(p["dag_id"]))
             for phase in phases:
                 print(f"   {phase['dag_id']}: {phase['state']} in {phase['seconds']:.1f} s "
                       f"(approval wait {phase['approval_wait']:.1f} s)", flush=True)
-                if phase["state"] != "success":
-                    failed = sorted({t["task_id"] for t in phase["tis"] if t["state"] == "failed"})
-                    raise RuntimeError(f"{phase['dag_id']} ended {phase['state']} (failed tasks: {failed}); see {work}")
             sampler.stop()
             full = phases[-1]
             results = {t["id"]: _xcom(cluster, full["dag_id"], full["run_id"], t) for t in full["tis"]
                        if t["task_id"] == "transform_batch" or t["task_id"].endswith(".load_batch")}
+            failures = _failures(cluster, phases)
         finally:
             if sampler is not None:
                 sampler.stop()
@@ -265,10 +346,18 @@ def run(work: Path, *, preset: str = "large", window: float = 5.0, limit: int = 
         sf_log = sf.request_log()["requests"]
     recorded = {"commit": measured, "preset": preset, "window": window, "limit": limit, "phases": phases, "tasks": sampler.tasks,
                 "results": results, "minimum": minimum, "clio_log": clio_log, "sf_log": sf_log,
-                "sampling": {"interval_s": SAMPLE_S, "samples": sampler.samples, "parallelism": parallelism}}
+                "sampling": {"interval_s": SAMPLE_S, "samples": sampler.samples, "parallelism": parallelism},
+                "machine_load": sampler.load, "failures": failures}
     if raw is not None:
         raw.parent.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps(recorded), encoding="utf-8")
+    unfinished = [f"{p['dag_id']} ({p['state']})" for p in phases if p["state"] != "success"]
+    if stopped is not None or unfinished or len(phases) < len(PHASES):
+        # recorded first: `python -m benchmarks.run --only dags --from-raw RAW` gives what was measured
+        failed = sorted({f"{f['dag_id']}.{f['task_id']}" for f in failures})
+        raise RuntimeError(f"the phases did not all succeed: {', '.join(unfinished) or 'not all started'}"
+                           f"{'; ' + str(stopped)[:300] if stopped else ''}; failed tasks: {failed}; "
+                           f"recorded in {raw}")
     return figures(**{k: v for k, v in recorded.items() if k != "commit"})
 
 
@@ -289,11 +378,30 @@ def _bulk_threshold() -> int:
 
 def figures(*, preset: str, window: float, limit: int, phases: list[dict], tasks: dict[str, dict],
             results: dict[str, Any], minimum: dict, clio_log: list[dict], sf_log: list[dict],
-            sampling: dict) -> list[Figure]:
+            sampling: dict, machine_load: dict | None = None, failures: list[dict] | None = None) -> list[Figure]:
     """The DAG-path figures from what the run recorded (pure: unit-tested with made-up logs)."""
     bench = f"dags_{preset}"
     firm = f"{preset} firm"
     figs: list[Figure] = []
+    # ---- the load the run ran under (other processes on the machine)
+    if machine_load and machine_load.get("wall_s"):
+        loads = sorted(v for _t, v in machine_load.get("loadavg_1m", []))
+        cpus, wall = machine_load.get("cpus") or 1, machine_load["wall_s"]
+        other = machine_load["other_cpu_s"] / wall
+        mean = sum(loads) / len(loads) if loads else None
+        figs.append(Figure(bench, "machine load during the run", f"{cpus} CPUs, {wall:,.0f} s",
+                           round(mean, 2) if mean is not None else None, "1-min load average (mean)",
+                           note=f"1-minute load average min {loads[0]:.2f}, median {loads[len(loads) // 2]:.2f}, "
+                                f"max {loads[-1]:.2f} over {len(loads)} readings; the machine was busy "
+                                f"{machine_load['machine_busy_cpu_s']:,.0f} CPU-s, of which this run (benchmark, "
+                                f"sandboxes, Airflow and its tasks) {machine_load['run_cpu_s']:,.0f} and other "
+                                f"processes {machine_load['other_cpu_s']:,.0f} (on average {other:.2f} of the "
+                                f"{cpus} CPUs)" if loads else "",
+                           detail={k: v for k, v in machine_load.items() if k != "loadavg_1m"}))
+    for f in failures or []:
+        tail = " / ".join(line.strip() for line in f["log_tail"][-6:] if line.strip())[:900]
+        figs.append(Figure(bench, "failed task", f"{f['dag_id']}.{f['task_id']}[{f['map_index']}]", None, "",
+                           note=f"last log lines: {tail}", detail={"log_tail": f["log_tail"]}))
     # ---- Clio: requests served ÷ minimum, per phase
     counted = [e for e in clio_log if e["path"].startswith(("/api/", "/oauth/"))]
     for p in phases:
@@ -384,12 +492,19 @@ def figures(*, preset: str, window: float, limit: int, phases: list[dict], tasks
     cpu = sum(r["cpu_s"] for r in transforms)
     wall = sum(_ts(r["ti"]["end_date"]) - _ts(r["ti"]["start_date"]) for r in transforms)
     rate = records / cpu if cpu else None
+    # the task runner's own start-up: the least CPU any sampled task used (a task that does next to nothing)
+    startup = min((r["cpu_s"] for runs in by_task.values() for r in runs if r["cpu_s"] > 0), default=0.0)
+    net_cpu = cpu - startup * len(transforms)
+    net = records / net_cpu if records and net_cpu > 0 else None
     figs.append(Figure(bench, "transform records/s per core", f"transform_batch tasks ({len(transforms)})",
                        round(rate) if rate else None, "records/s", f"≥ {GOALS['transform']:,}",
                        at_least(rate, GOALS["transform"]),
                        note="Clio records the transform_batch tasks report ÷ the CPU seconds (user + system) of "
-                            "their processes, start-up included",
+                            f"their processes, start-up included ({records:,} records, {cpu:,.1f} CPU-s)"
+                            + (f"; without the task runner's start-up ({len(transforms)} × {startup:.2f} CPU-s, the "
+                               f"least any task used): {net:,.0f} records/s" if net else ""),
                        detail={"headline": "transform", "records": records, "cpu_s": round(cpu, 1),
+                               "startup_cpu_s": round(startup, 2), "records_per_cpu_s_net": round(net) if net else None,
                                "task_wall_s": round(wall, 1),
                                "records_per_task_wall_s": round(records / wall) if wall else None}))
     # ---- end to end against the Clio floor

@@ -47,7 +47,7 @@ FIGURE_LABELS = {"clio": ("clio_request_economy", "rate_limit_utilisation"), "sa
                  "dags": ("dags_large", "dags_tiny"), "dags_xl": ("dags_xl",)}
 
 
-def _plan(size: str, work: Path, out: Path) -> dict[str, Callable[[], list[Figure]]]:
+def _plan(size: str, work: Path, out: Path, dags_timeout: float | None = None) -> dict[str, Callable[[], list[Figure]]]:
     from benchmarks import (
         bench_clio,
         bench_dags,
@@ -59,6 +59,7 @@ def _plan(size: str, work: Path, out: Path) -> dict[str, Callable[[], list[Figur
     )
 
     cfg = SIZES[size]
+    limit = {} if dags_timeout is None else {"timeout": dags_timeout}
     return {
         "clio": lambda: bench_clio.run(work / "clio", **cfg["clio"]),
         "salesforce": lambda: bench_salesforce.run(work / "sf", **cfg["sf"]),
@@ -67,8 +68,8 @@ def _plan(size: str, work: Path, out: Path) -> dict[str, Callable[[], list[Figur
         "sf_sandbox": lambda: bench_sf_bulk.figures(cfg["sf_sandbox"]),
         "end_to_end": lambda: bench_e2e.run(),
         "dags": lambda: bench_dags.run(work / "dags", raw=out / f"dags-{cfg['dags']['preset']}.raw.json",
-                                       **cfg["dags"]),
-        "dags_xl": lambda: bench_dags.run(work / "dags-xl", raw=out / "dags-xl.raw.json", **cfg["dags_xl"]),
+                                       **cfg["dags"], **limit),
+        "dags_xl": lambda: bench_dags.run(work / "dags-xl", raw=out / "dags-xl.raw.json", **cfg["dags_xl"], **limit),
     }
 
 
@@ -122,7 +123,11 @@ def side_by_side(figures: list[dict]) -> list[str]:
                     and isinstance(f["value"], int | float) and (f["target"] or isolated[0] == "memory")]
             iso = _fmt(isolated[2](vals)) if vals else "-"
         lines.append(f"| {label} | {goal} | " + " | ".join(cells) + f" | {iso} |")
-    return lines + [""]
+    lines.append("")
+    for f in figures:
+        if f["benchmark"].startswith("dags_") and f["figure"] == "machine load during the run" and f["note"]:
+            lines += [f"Load during the {f['benchmark'].removeprefix('dags_')} run ({f['subject']}): {f['note']}.", ""]
+    return lines
 
 
 def markdown(doc: dict) -> str:
@@ -153,11 +158,13 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(size: str, out: Path, only: list[str] | None = None, from_raw: Path | None = None) -> dict:
+def run(size: str, out: Path, only: list[str] | None = None, from_raw: Path | None = None,
+        dags_timeout: float | None = None) -> dict:
     """Run the benchmarks (``only``, else the size's default) and write the results into ``out``.
 
     ``from_raw``: the DAG-path figures are recomputed from a recorded run (``dags-<preset>.raw.json``)
-    instead of running it again; the results name the commit that run measured.
+    instead of running it again; the results name the commit that run measured. ``dags_timeout``: seconds
+    the DAG path may take; a run still going then is recorded as it stands (its figures: "not measured").
     """
     t0 = time.perf_counter()
     measured = commit()  # before the run: what was measured, whatever changes while it runs
@@ -168,7 +175,7 @@ def run(size: str, out: Path, only: list[str] | None = None, from_raw: Path | No
     errors: dict[str, str] = {}
     by_benchmark: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="clio2sf-bench-") as tmp:
-        plan = _plan(size, Path(tmp), out)
+        plan = _plan(size, Path(tmp), out, dags_timeout)
         if from_raw is not None:
             from benchmarks import bench_dags
 
@@ -222,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run only these benchmarks")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     ap.add_argument("--from-raw", type=Path, help="recompute the DAG-path figures of a recorded run (with --only dags)")
+    ap.add_argument("--dags-timeout", type=float, help="seconds the DAG path may take before it is recorded as it "
+                                                        "stands (default: 6 hours)")
     args = ap.parse_args(argv)
-    doc = run(args.size, args.out, args.only, args.from_raw)
+    doc = run(args.size, args.out, args.only, args.from_raw, args.dags_timeout)
     return 1 if doc["errors"] else 0
 
 

@@ -150,3 +150,34 @@ def test_a_run_recorded_before_it_ended_gives_no_end_to_end_nor_figures_of_a_gro
     assert all(f.value is None and f.met is None for f in figs if "projected" in f.figure)
     subjects = [f.subject for f in figs if f.figure == "Salesforce calls received per 10,000 rows"]
     assert subjects == ["Contact (10,000 rows)", "all bulk objects (> 2,000 rows)"]
+
+
+@pytest.mark.unit
+def test_the_load_the_run_ran_under_and_failed_tasks_are_reported() -> None:
+    recorded = _recorded()
+    load = {"wall_s": 100.0, "cpus": 2, "machine_busy_cpu_s": 150.0, "run_cpu_s": 60.0, "other_cpu_s": 90.0,
+            "loadavg_1m": [[T0, 2.0], [T0 + 10, 3.0], [T0 + 20, 4.0]]}
+    failed = [{"dag_id": "mig_05_full_load", "task_id": "verify", "map_index": -1,
+               "log_tail": ["starting", "HTTPError: 500 on GET /services/data/v62.0/query"]}]
+    figs = dag_figures(**recorded, machine_load=load, failures=failed)
+    busy = _one(figs, "machine load during the run")
+    assert busy.value == 3.0 and "other processes 90 (on average 0.90 of the 2 CPUs)" in busy.note
+    assert "min 2.00, median 3.00, max 4.00 over 3 readings" in busy.note
+    broken = _one(figs, "failed task")
+    assert broken.subject == "mig_05_full_load.verify[-1]" and "HTTPError: 500" in broken.note
+    md = markdown({"size": "full", "date": "2026-12-03T07:00:00Z", "seconds": 1.0, "errors": {}, "commit": "abc",
+                   "machine": {"cpu_count": 2, "python": "3.11", "platform": "Linux"},
+                   "figures": [f.as_dict() for f in figs]})
+    assert "Load during the large run (2 CPUs, 100 s): 1-minute load average min 2.00" in md
+    # a record without them (an older run) still gives its figures
+    assert not [f for f in _world() if f.figure in ("machine load during the run", "failed task")]
+
+
+@pytest.mark.unit
+def test_transform_rate_without_the_task_runner_start_up_is_reported_beside_it() -> None:
+    recorded = _recorded(transform_cpu=1.0)  # 20,000 records over 2 transform tasks × 1.0 CPU-s
+    recorded["tasks"]["a"]["cpu_s"] = 0.25  # a task that does next to nothing: the runner's start-up
+    transform = _one(dag_figures(**recorded), "transform records/s per core")
+    assert transform.value == 10_000 and transform.met is False  # the goal is judged with start-up included
+    assert transform.detail["startup_cpu_s"] == 0.25 and transform.detail["records_per_cpu_s_net"] == 13_333
+    assert "without the task runner's start-up (2 × 0.25 CPU-s" in transform.note
