@@ -16,9 +16,11 @@ REST API as soon as they wait; their wait is not counted. Every figure comes fro
   ``airflow worker -- <task instance id>``) every ``SAMPLE_S``: peak resident set size (VmRSS) and CPU
   time (user + system); transform records/s per core = records the ``transform_batch`` tasks report
   ÷ their CPU seconds;
-* end to end: the sum of the phases' run durations (from Airflow) minus the approval waits, against
-  the Clio floor (minimum requests ÷ the allowed rate), and projected to Clio's real 50 per 60 s for
-  the two firm sizes of issue #20 (see :func:`projection`).
+* end to end: from the first phase's start to the last phase's end (from Airflow) minus the approval
+  waits, against the Clio floor (minimum requests ÷ the allowed rate), and projected to Clio's real
+  50 per 60 s for the two firm sizes of issue #20 from the measured Clio path, record path and tail
+  (see :func:`timeline` and :func:`projection`);
+* the load the machine was under (:class:`TaskSampler`), and the last log lines of a failed task.
 """
 
 from __future__ import annotations
@@ -250,30 +252,71 @@ def clio_minimum(clio: Any, mroot: Path) -> dict[str, Any]:
             "per_object": counts}
 
 
-def projection(phases: list[dict], minimum: dict, limit: int, window: float, records: int,
-               documents: int) -> dict[str, float]:
-    """End to end ÷ Clio floor at the real rate for a firm of ``records`` and ``documents``.
+def _span(intervals: list[tuple[float, float]], minus: list[tuple[float, float]]) -> float:
+    """Seconds covered by ``intervals`` (disjoint) outside the ``minus`` intervals (disjoint)."""
+    total = 0.0
+    for a, b in intervals:
+        total += max(0.0, b - a) - sum(max(0.0, min(b, d) - max(a, c)) for c, d in minus)
+    return total
 
-    Each phase's time is split into its Clio pacing (its requests × one request slot of the measured
-    window) and the rest. At the real rate a request slot is 60 s / 50; the firm's requests are the
-    fixed ones + one page per 200 records + one download per document. ``upper``: the rest of every
-    phase is added to the paced time, scaled by (records + documents) against the measured firm (no
-    overlap within a phase). ``lower``: within a phase the rest overlaps the pacing (a phase takes
-    the longer of the two). The floor is the minimum requests at the real rate.
+
+def timeline(phases: list[dict], clio_times: list[float], window: float) -> dict[str, float]:
+    """What the run's time went to, from Airflow's task times and the Clio sandbox's request log.
+
+    ``idle_s``: time no Clio request was served for over ``max(2 s, 0.4 × window)`` (Clio waited on
+    other work); ``record_path_s``: from the first phase's start until the last record batch was
+    loaded into Salesforce (``load_<Object>.load_batch``); ``tail_s``: from the later of the last Clio
+    request and the end of ``load_documents`` (every document batch uploaded) to the end (the
+    deferred pass, reconcile, verify). Approval waits are left out of all three.
+    """
+    t0, t1 = phases[0]["start"], max(p["end"] for p in phases)
+    waits = []
+    for p in phases:
+        step = next((t for t in p["tis"] if t["task_id"] == APPROVALS.get(p["dag_id"])), None)
+        if step and step.get("start_date") and step.get("end_date"):
+            waits.append((_ts(step["start_date"]), _ts(step["end_date"])))
+    gap = max(2.0, 0.4 * window)
+    marks = sorted(t for t in clio_times if t0 <= t <= t1)
+    idle = []
+    if marks:
+        edges = [t0, *marks, t1]
+        idle = [(x, y) for x, y in zip(edges, edges[1:], strict=False) if y - x > gap]
+    full = next((p for p in phases if p["dag_id"] == PHASES[-1]), None)
+    ends = {"records": t0, "documents": t0}
+    for ti in full["tis"] if full else []:
+        kind = "records" if ti["task_id"].endswith(".load_batch") else "documents" \
+            if ti["task_id"] == "load_documents" else None
+        if kind and ti.get("end_date"):
+            ends[kind] = max(ends[kind], _ts(ti["end_date"]))
+    after_docs = max(marks[-1] if marks else t0, ends["documents"])
+    return {"idle_s": _span(idle, waits), "record_path_s": _span([(t0, ends["records"])], waits),
+            "tail_s": _span([(after_docs, t1)], waits), "total_s": _span([(t0, t1)], waits)}
+
+
+def projection(tl: dict[str, float], minimum: dict, served: int, limit: int, window: float, records: int,
+               documents: int) -> dict[str, float]:
+    """End to end ÷ Clio floor at the real rate (50 per 60 s) for a firm of ``records`` and ``documents``.
+
+    The floor: the firm's fewest requests (discover's fixed ones, one page per 200 records, one
+    download per document) at the real rate. The Clio path: the floor × requests served ÷ minimum as
+    measured. Work that is not Clio's scales with (records + documents) against the measured firm
+    (``scale``). ``critical`` (the value; docs/architecture.md "Critical path"): the longer of the
+    Clio path and the record path (discover → extract records → users → sample → record load; its
+    record pages at the real rate, the rest scaled), then the tail after the last document (scaled).
+    ``upper``: the Clio path plus every measured Clio-idle second scaled, as if nothing overlapped
+    more than it did at the compressed rate (where documents took a few minutes, not hours).
     """
     slot_c, slot_r = window / limit, REAL_WINDOW / REAL_LIMIT
     scale = (records + documents) / max(1, minimum["records"] + minimum["downloads"])
-    req_scale = (minimum["pages"] * records / max(1, minimum["records"]) + documents) / max(
-        1, minimum["pages"] + minimum["downloads"])
-    upper = lower = 0.0
-    for p in phases:
-        paced = p["clio_requests"] * slot_c
-        rest = max(0.0, p["seconds"] - paced) * scale
-        paced_real = p["clio_requests"] * req_scale * slot_r
-        upper += paced_real + rest
-        lower += max(paced_real, rest)
-    floor = (minimum["fixed"] + minimum["pages"] * records / max(1, minimum["records"]) + documents) * slot_r
-    return {"upper": upper / floor, "lower": lower / floor, "floor_s": floor, "upper_s": upper, "lower_s": lower}
+    pages = minimum["pages"] * records / max(1, minimum["records"])
+    floor = (minimum["fixed"] + pages + documents) * slot_r
+    clio_path = floor * served / max(1, minimum["total"])
+    record_path = max(0.0, tl["record_path_s"] - minimum["pages"] * slot_c) * scale + pages * slot_r
+    tail = tl["tail_s"] * scale
+    critical = max(clio_path, record_path) + tail
+    upper = clio_path + tl["idle_s"] * scale
+    return {"critical": critical / floor, "upper": upper / floor, "floor_s": floor, "clio_path_s": clio_path,
+            "record_path_s": record_path, "tail_s": tail, "scale": scale}
 
 
 def run(work: Path, *, preset: str = "large", window: float = 5.0, limit: int = 50, parallelism: int = 4,
@@ -533,13 +576,21 @@ def figures(*, preset: str, window: float, limit: int, phases: list[dict], tasks
     figs.append(Figure(bench, "end to end ÷ Clio floor", f"{firm}, 50 per {window:g} s (measured)",
                        round(total / floor, 3), "ratio", detail={"headline": "e2e", "total_s": round(total, 1),
                                                                  "floor_s": round(floor, 1)}))
+    tl = timeline(phases, [e["time"] for e in served], window)
     for label, (n_records, n_docs) in FIRM_SIZES.items():
-        proj = projection(phases, minimum, limit, window, n_records, n_docs)
-        figs.append(Figure(bench, "end to end ÷ Clio floor, projected to 50 per 60 s", label, round(proj["upper"], 3),
-                           "ratio", f"≤ {GOALS['e2e_real']}", at_most(proj["upper"], GOALS["e2e_real"]),
-                           note=f"range {proj['lower']:.3f}–{proj['upper']:.3f} (value: the upper end, no overlap "
-                                "within a phase); see benchmarks/bench_dags.py:projection",
-                           detail={"headline": f"e2e_real:{label}", **{k: round(v, 3) for k, v in proj.items()}}))
+        proj = projection(tl, minimum, len(served), limit, window, n_records, n_docs)
+        figs.append(Figure(bench, "end to end ÷ Clio floor, projected to 50 per 60 s", label,
+                           round(proj["critical"], 3), "ratio", f"≤ {GOALS['e2e_real']}",
+                           at_most(proj["critical"], GOALS["e2e_real"]),
+                           note=f"floor {proj['floor_s'] / 3600:,.1f} h; Clio path {proj['clio_path_s'] / 3600:,.2f} h "
+                                f"(requests served ÷ minimum as measured), record path "
+                                f"{proj['record_path_s'] / 3600:,.2f} h, tail after the last document "
+                                f"{proj['tail_s'] / 60:,.1f} min (measured {tl['tail_s']:,.0f} s × {proj['scale']:.2f}); "
+                                f"with no more overlap than measured at the compressed rate (every Clio-idle "
+                                f"second, {tl['idle_s']:,.0f} s, scaled): {proj['upper']:.3f}; see "
+                                "benchmarks/bench_dags.py:projection",
+                           detail={"headline": f"e2e_real:{label}", **{k: round(v, 3) for k, v in proj.items()},
+                                   "measured": {k: round(v, 1) for k, v in tl.items()}}))
     return figs
 
 

@@ -102,15 +102,37 @@ def test_seeded_defects_turn_each_goal_to_not_met() -> None:
 
 
 @pytest.mark.unit
-def test_projection_scales_the_clio_pacing_to_the_real_rate() -> None:
-    # one phase that is pure pacing at the compressed rate: 100 requests × 0.2 s = 20 s, nothing else
-    phase = {"seconds": 20.0, "clio_requests": 100}
-    minimum = {"fixed": 0, "pages": 50, "downloads": 50, "records": 10_000}
-    same = projection([phase], minimum, 50, 10.0, 10_000, 50)
-    assert same["upper"] == pytest.approx(1.0) and same["lower"] == pytest.approx(1.0)
-    # a phase with 20 s of work besides its pacing: the upper end adds it (scaled), the lower overlaps it
-    slow = projection([{"seconds": 40.0, "clio_requests": 100}], minimum, 50, 10.0, 10_000, 50)
-    assert slow["upper"] == pytest.approx((120 + 20) / 120) and slow["lower"] == pytest.approx(1.0)
+def test_projection_scales_the_clio_path_and_adds_the_tail_after_the_last_document() -> None:
+    minimum = {"total": 101, "fixed": 0, "pages": 50, "downloads": 50, "records": 10_000}
+    # the measured firm itself: 100 requests at the real rate (1.2 s each) = 120 s floor
+    tl = {"idle_s": 30.0, "record_path_s": 10.0, "tail_s": 12.0, "total_s": 50.0}
+    got = projection(tl, minimum, 101, 50, 10.0, 10_000, 50)
+    assert got["floor_s"] == pytest.approx(120.0) and got["scale"] == pytest.approx(1.0)
+    # record path (10 s − 50 pages × 0.2 s, + 50 pages × 1.2 s = 60 s) fits inside the Clio path (120 s)
+    assert got["record_path_s"] == pytest.approx(60.0)
+    assert got["critical"] == pytest.approx((120 + 12) / 120) and got["upper"] == pytest.approx((120 + 30) / 120)
+    # a record path longer than the Clio path is the critical path; a longer tail adds one for one
+    slow = projection({**tl, "record_path_s": 200.0, "tail_s": 24.0}, minimum, 101, 50, 10.0, 10_000, 50)
+    assert slow["critical"] == pytest.approx((190 + 60 + 24) / 120)
+    # ten times the firm: ten times the floor, the tail scaled by ten (not met at 1.05 when the tail is 10 %)
+    big = projection(tl, minimum, 101, 50, 10.0, 100_000, 500)
+    assert big["floor_s"] == pytest.approx(1200.0) and big["critical"] == pytest.approx((1200 + 120) / 1200)
+
+
+@pytest.mark.unit
+def test_timeline_splits_the_run_into_clio_idle_time_record_path_and_tail() -> None:
+    from benchmarks.bench_dags import timeline
+
+    full = {"dag_id": "mig_05_full_load", "start": T0 + 40, "end": T0 + 100,
+            "tis": [_ti("l", "load_Contact.load_batch", T0 + 50, T0 + 60), _ti("d", "load_documents", T0 + 45, T0 + 80)]}
+    discover = {"dag_id": "mig_01_discover", "start": T0, "end": T0 + 30,
+                "tis": [_ti("w", "approve_mapping", T0 + 10, T0 + 15)]}
+    clio = [T0 + 1 + i * 0.1 for i in range(50)] + [T0 + 20 + i * 0.5 for i in range(100)]  # to T0 + 69.5
+    tl = timeline([discover, full], clio, 5.0)
+    # idle: T0+5.9 → T0+20 (14.1 s, minus the 5 s approval) and T0+69.5 → T0+100 (30.5 s)
+    assert tl["idle_s"] == pytest.approx(9.1 + 30.5)
+    assert tl["record_path_s"] == pytest.approx(60 - 5) and tl["tail_s"] == pytest.approx(20.0)
+    assert tl["total_s"] == pytest.approx(95.0)
 
 
 @pytest.mark.unit
