@@ -7,7 +7,8 @@ under a real scheduler on the ``large`` preset, about an hour) and is run by han
 merges its figures into the previous results; ``--size tiny --only dags`` runs the DAG path on the
 tiny preset (``make bench-dags-smoke``).  Results: ``benchmarks/results/<date>-<size>.{md,json}``
 plus ``latest.{md,json}`` (full) or ``smoke.{md,json}`` (tiny), with the machine, the date and the
-git commit measured.  Exit status 1 if a benchmark crashed or produced no figure.
+git commit measured; ``latest.reading.md`` (``smoke.reading.md``), when present, is appended to the
+Markdown: what whoever ran it found behind the figures (why a goal is missed: which task, which call).  Exit status 1 if a benchmark crashed or produced no figure.
 """
 
 from __future__ import annotations
@@ -215,6 +216,9 @@ def run(size: str, out: Path, only: list[str] | None = None, from_raw: Path | No
             doc["errors"] = {**{k: v for k, v in old.get("errors", {}).items() if k not in only}, **errors}
             doc["rerun"] = {"benchmarks": only, "previous_date": old.get("date")}
     text, md = json.dumps(doc, indent=1, ensure_ascii=False), markdown(doc)
+    reading = out / f"{stem}.reading.md"
+    if reading.exists():  # what the person who ran it found behind the figures (kept across re-runs)
+        md += "\n" + reading.read_text(encoding="utf-8")
     dated = f"{doc['date'][:10]}-{size}"
     for name in (stem, dated):
         (out / f"{name}.json").write_text(text, encoding="utf-8")

@@ -203,3 +203,15 @@ def test_transform_rate_without_the_task_runner_start_up_is_reported_beside_it()
     assert transform.value == 10_000 and transform.met is False  # the goal is judged with start-up included
     assert transform.detail["startup_cpu_s"] == 0.25 and transform.detail["records_per_cpu_s_net"] == 13_333
     assert "without the task runner's start-up (2 × 0.25 CPU-s" in transform.note
+
+
+@pytest.mark.unit
+def test_a_reading_written_beside_the_results_is_appended_to_them(tmp_path: Path) -> None:
+    raw = tmp_path / "dags-large.raw.json"
+    raw.write_text(json.dumps({"commit": "0123abc", **_recorded()}), encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "latest.reading.md").write_text("## Reading the figures\n\nverify read the whole ledger.\n", encoding="utf-8")
+    run("full", out, ["dags"], raw)
+    md = (out / "latest.md").read_text(encoding="utf-8")
+    assert md.endswith("## Reading the figures\n\nverify read the whole ledger.\n") and "| dags_large |" in md
