@@ -207,6 +207,22 @@ def read_ledger(root: Any, run_id: str | None = None, phase: str | None = None) 
     return df.sort_values(["at", "run_id", "phase", "object", "batch"], kind="stable").reset_index(drop=True)
 
 
+def iter_lines(root: Any, run_id: str | None = None, phase: str | None = None) -> Iterator[dict[str, Any]]:
+    """The ledger lines of :func:`ledger_files` one file at a time (memory: one file), in file order;
+    a bad line raises as in :func:`read_ledger`."""
+    for f in ledger_files(root, run_id, phase):
+        with f.open("rb") as fh:
+            text = fh.read().decode("utf-8")
+        yield from parse_ledger_lines(text, where=str(f))
+
+
+def lines_frame(lines: list[dict[str, Any]]) -> pd.DataFrame:
+    """Some ledger lines (as :func:`iter_lines` yields them) as :func:`read_ledger` would hold them:
+    its columns and types, in its order."""
+    return _frame(lines).sort_values(["at", "run_id", "phase", "object", "batch"], kind="stable").reset_index(
+        drop=True)
+
+
 def _ok_writes(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["status"] == "ok") & df["sf_id"].notna()]
 

@@ -84,8 +84,8 @@ def plan_rollback(ledger: pd.DataFrame, *, run_id: str | None = None, exists: Ex
     ``ledger`` is :func:`clio2sf.ledger.read_ledger` of the whole migration (other runs are
     needed to keep files a later/earlier run still uses). ``exists(sobject, ids)`` returns the
     ids still present in the org; without it every id is assumed present.
+    :func:`plan_rollback_from_ledger` plans the same without holding the whole ledger.
     """
-    rank = _rank(load_order)
     df = ledger
     ok = df[(df["status"] == "ok") & df["sf_id"].notna()]
     target = ok if run_id is None else ok[ok["run_id"] == run_id]
@@ -95,14 +95,86 @@ def plan_rollback(ledger: pd.DataFrame, *, run_id: str | None = None, exists: Ex
     if run_id is not None:  # a record deleted by any rollback is gone for every run
         all_rb = ok[ok["phase"] == ROLLBACK_PHASE]
         done |= {("delete", r.object, r.sf_id) for r in all_rb.itertuples(index=False) if r.operation == "delete"}
-
-    ops: list[RollbackOp] = []
-    skipped: list[tuple[str, str, str, str]] = []
-    recreated = recreated_ids(ok)
-    created = work[work["created"]]
-    deleted_keys: set[tuple[str, str]] = set()
     other_runs = ok[(ok["phase"] != ROLLBACK_PHASE) & ~ok.index.isin(work.index)]
     foreign_files = {f for fs in other_runs["file_ids"] for f in (fs or [])}
+    return _plan(work, done, recreated_ids(ok), foreign_files, exists, load_order)
+
+
+def _ok(line: Mapping[str, Any]) -> bool:
+    return line.get("status") == "ok" and line.get("sf_id") is not None
+
+
+def plan_rollback_from_ledger(root: Any, *, run_id: str | None = None, migration_id: str | None = None,
+                              exists: ExistsFn | None = None,
+                              load_order: Sequence[str] = DEFAULT_LOAD_ORDER) -> RollbackPlan:
+    """:func:`plan_rollback` of ``read_ledger(root)`` (only the lines of ``migration_id`` when given),
+    reading the ledger file by file and keeping only what the plan needs: the rolled-back run's lines,
+    the rollback lines that name its records, and the files of other runs that are also its files.
+    Memory follows the run rolled back, not the ledger (``python -m benchmarks.bench_ledger_tasks``).
+
+    Raises ``ValueError`` when ``run_id`` has no ledger line (of ``migration_id``).
+    """
+    from clio2sf.ledger import iter_lines, ledger_files, lines_frame
+
+    def ours(line: Mapping[str, Any]) -> bool:
+        return migration_id is None or str(line.get("migration_id")) == str(migration_id)
+
+    def other_lines(phase: str | None = None, skip_phase: str | None = None) -> Iterable[dict[str, Any]]:
+        for run_dir in sorted({f.parent.parent.parent.name for f in ledger_files(root, None, phase)}):
+            if run_dir == run_id:
+                continue
+            for line in iter_lines(root, run_dir, phase):
+                if ours(line) and line.get("phase") != skip_phase:
+                    yield line
+
+    seen = False
+    work: list[dict[str, Any]] = []
+    recreates: list[dict[str, Any]] = []
+    done: set[tuple[str, str, str]] = set()
+    for line in iter_lines(root, run_id):  # the run rolled back (every run when None)
+        if not ours(line):
+            continue
+        seen = True
+        if not _ok(line):
+            continue
+        if line["phase"] != ROLLBACK_PHASE:
+            work.append(line)
+            continue
+        done.add((line.get("operation"), line["object"], line["sf_id"]))
+        if line.get("operation") == "recreate":
+            recreates.append(line)
+    if run_id is not None and not seen:
+        raise ValueError(f"rollback: run {run_id!r} has no ledger lines under {root / 'ledger'}")
+    foreign_files: set[str] = set()
+    if run_id is not None:
+        for line in other_lines(ROLLBACK_PHASE):  # re-created records, any rollback
+            if _ok(line) and line.get("operation") == "recreate":
+                recreates.append(line)
+    recreated = recreated_ids(lines_frame(recreates))
+    if run_id is not None:
+        # a record deleted by any rollback is gone for every run: those of this run's records (or their new ids)
+        names = {str(r["sf_id"]) for r in work} | set(recreated.values())
+        names |= {str(f) for r in work for f in (r.get("file_ids") or ())}
+        for line in other_lines(ROLLBACK_PHASE):
+            if _ok(line) and line.get("operation") == "delete" and str(line["sf_id"]) in names:
+                done.add(("delete", line["object"], line["sf_id"]))
+        files = {f for r in work for f in (r.get("file_ids") or ())}
+        if files:  # files another run also uses are kept
+            for line in other_lines(skip_phase=ROLLBACK_PHASE):
+                if _ok(line):
+                    foreign_files.update(f for f in (line.get("file_ids") or ()) if f in files)
+    return _plan(lines_frame(work), done, recreated, foreign_files, exists, load_order)
+
+
+def _plan(work: pd.DataFrame, done: set[tuple[str, str, str]], recreated: dict[str, str], foreign_files: set[str],
+          exists: ExistsFn | None, load_order: Sequence[str]) -> RollbackPlan:
+    """The plan from the rolled-back scope's own successful writes (``work``), the rollback lines already
+    done, the re-created ids and the file ids other runs also hold."""
+    rank = _rank(load_order)
+    ops: list[RollbackOp] = []
+    skipped: list[tuple[str, str, str, str]] = []
+    created = work[work["created"]]
+    deleted_keys: set[tuple[str, str]] = set()
 
     def add_delete(sobject: str, sf_id: str, ssid: str, rid: str) -> None:
         if (sobject, sf_id) in deleted_keys:

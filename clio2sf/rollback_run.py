@@ -16,7 +16,7 @@ from typing import Any
 
 from clio2sf import rollback
 from clio2sf.delta import DEFAULT_LOAD_ORDER
-from clio2sf.ledger import LedgerWriter, read_ledger, utc_now_iso
+from clio2sf.ledger import LedgerWriter, utc_now_iso
 from clio2sf.load import COMPOSITE_CHUNK, chunked
 from clio2sf.verify import existing_ids
 
@@ -97,16 +97,12 @@ def run_rollback(client: Any, mroot: Any, *, run_id: str | None = None, migratio
     Writes ``reports/rollback-<run or migration>/rollback.{json,csv,html}`` (the plan) and returns
     ``{"planned", "counts", "already_done", "failed", "report"}``.
     """
-    df = read_ledger(mroot)
-    if len(df):
-        df = df[df["migration_id"].astype(str) == str(migration_id)]
-    if run_id is not None and not (df["run_id"] == run_id).any():
-        raise ValueError(f"rollback: run {run_id!r} has no ledger lines under {mroot / 'ledger'}")
-
     def exists(sobject: str, ids: list[str]) -> set[str]:
         return existing_ids(client, sobject, ids)
 
-    plan = rollback.plan_rollback(df, run_id=run_id, exists=exists, load_order=load_order)
+    # file by file: memory follows the run rolled back, not the ledger
+    plan = rollback.plan_rollback_from_ledger(mroot, run_id=run_id, migration_id=migration_id, exists=exists,
+                                              load_order=load_order)
     rdir = mroot / "reports" / f"rollback-{run_id or migration_id}"
     rollback.write_rollback_json(rdir / "rollback.json", plan)
     rollback.write_rollback_csv(rdir / "rollback.csv", plan)

@@ -9,7 +9,9 @@ import pytest
 
 from clio2sf.ledger import LedgerWriter, read_ledger
 from clio2sf.rollback import (
+    RollbackPlan,
     plan_rollback,
+    plan_rollback_from_ledger,
     restore_payload,
     write_rollback_csv,
     write_rollback_html,
@@ -43,6 +45,15 @@ class FakeOrg:
             w.close()
 
 
+def _plan(root, **kw) -> RollbackPlan:
+    """The plan from the whole ledger in memory and the one read file by file: they must be the same."""
+    whole = plan_rollback(read_ledger(root), **kw)
+    streamed = plan_rollback_from_ledger(root, **kw)
+    assert streamed.to_json() == whole.to_json()
+    assert streamed.recreated == whole.recreated
+    return streamed
+
+
 def _load(root, org: FakeOrg):
     def write(run, sobject, rows, phase="full_load"):
         with LedgerWriter(root, "m1", run, phase, sobject, "batch-00001") as w:
@@ -71,7 +82,7 @@ def _load(root, org: FakeOrg):
 def test_plan_order_restore_and_idempotence(tmp_path):
     org = FakeOrg()
     _load(tmp_path, org)
-    plan = plan_rollback(read_ledger(tmp_path), run_id="full", exists=org.exists)
+    plan = _plan(tmp_path, run_id="full", exists=org.exists)
     order = [(o.action, o.sobject) for o in plan.operations]
     assert order == [("delete", "ContentDocumentLink"), ("delete", "ContentDocument"), ("delete", "Task"),
                      ("delete", "Time_Entry__c"), ("delete", "CaseContactRole"), ("delete", "Case"),
@@ -87,25 +98,25 @@ def test_plan_order_restore_and_idempotence(tmp_path):
     for op in plan.operations[:3]:
         org2_records.pop(op.sf_id)
     org.records = org2_records
-    resumed = plan_rollback(read_ledger(tmp_path), run_id="full", exists=org.exists)
+    resumed = _plan(tmp_path, run_id="full", exists=org.exists)
     assert [o.sf_id for o in resumed.operations] == [o.sf_id for o in plan.operations[3:]]
     assert sum(1 for d in resumed.already_done if "already done" in d[3]) == 3
 
     org.apply(tmp_path, resumed)
     assert org.records["003OLD"] == {"Id": "003OLD", "LastName": "Roe", "Email": None}
     assert "500A" not in org.records and "069B" in org.records
-    again = plan_rollback(read_ledger(tmp_path), run_id="full", exists=org.exists)
+    again = _plan(tmp_path, run_id="full", exists=org.exists)
     assert again.empty
     # without asking the org, the rollback ledger lines cover what was recorded: only the three
     # operations done before the crash (never ledgered) are planned again
-    blind = plan_rollback(read_ledger(tmp_path), run_id="full")
+    blind = _plan(tmp_path, run_id="full")
     assert [o.sf_id for o in blind.operations] == [o.sf_id for o in plan.operations[:3]]
 
 
 def test_migration_wide_rollback_and_reports(tmp_path):
     org = FakeOrg()
     _load(tmp_path, org)
-    plan = plan_rollback(read_ledger(tmp_path))
+    plan = _plan(tmp_path)
     assert {o.sf_id for o in plan.operations if o.sobject == "ContentDocument"} == {"069A", "069B"}
     assert plan.operations[0].sobject == "ContentDocumentLink"
     doc = json.loads(write_rollback_json(tmp_path / "rb" / "plan.json", plan).read_text())
@@ -119,8 +130,43 @@ def test_migration_wide_rollback_and_reports(tmp_path):
 def test_custom_load_order_and_bad_restore(tmp_path):
     org = FakeOrg()
     _load(tmp_path, org)
-    plan = plan_rollback(read_ledger(tmp_path), run_id="full", load_order=["Case", "Account", "Contact"])
+    plan = _plan(tmp_path, run_id="full", load_order=["Case", "Account", "Contact"])
     deletes = [o.sobject for o in plan.operations if o.action == "delete"]
     assert deletes.index("Contact") < deletes.index("Account") < deletes.index("Case")
     with pytest.raises(ValueError, match="500A: not a restore"):
         restore_payload(next(o for o in plan.operations if o.sf_id == "500A"))
+
+
+def test_a_later_run_rolled_back_after_the_first_reads_only_what_names_its_records(tmp_path):
+    """Rollback lines of other runs (a delete by the first rollback, a re-creation) and lines of another
+    migration: the plan read file by file is the whole-ledger plan."""
+    org = FakeOrg()
+    _load(tmp_path, org)
+    full = _plan(tmp_path, run_id="full", exists=org.exists)
+    org.apply(tmp_path, full)
+    with LedgerWriter(tmp_path, "m1", "delta1", "delta", "Contact", "deletes-00001") as w:
+        w.record(source_system_id="contact-9003", sf_id="003D", operation="delete", created=False,
+                 before={"LastName": "Gone"})
+    with LedgerWriter(tmp_path, "m1", "delta1", "rollback", "Contact", "rb-1") as w:  # re-created once already
+        w.record(source_system_id="contact-9003", sf_id="003NEW", operation="recreate", created=True,
+                 before={"Id": "003D"})
+    with LedgerWriter(tmp_path, "m-other", "delta1", "delta", "Case", "batch-00001") as w:  # not this migration
+        w.record(source_system_id="matter-9", sf_id="500Z", operation="upsert", created=True)
+    with LedgerWriter(tmp_path, "m1", "delta1", "delta", "ContentDocumentLink", "batch-00001") as w:
+        w.record(source_system_id="document-55|500A", sf_id="06AA", operation="upsert", created=True)
+    org.records["003NEW"] = {"Id": "003NEW"}
+    for kw in ({"run_id": "delta1", "exists": org.exists}, {"run_id": "delta1"}, {}, {"run_id": "full"}):
+        plan = _plan(tmp_path, **kw)
+        assert plan.recreated == {"003D": "003NEW"}
+    plan = _plan(tmp_path, run_id="delta1", exists=org.exists)
+    assert plan.empty
+    assert set(plan.already_done) == {
+        ("delete", "ContentDocument", "069B", "file also used by another run: kept"),
+        ("delete", "ContentDocumentLink", "06AA", "deleted by an earlier rollback"),  # by the rollback of "full"
+        ("recreate", "Contact", "003D", "re-created by an earlier rollback"),
+        ("delete", "Case", "500Z", "no longer in Salesforce: already done")}
+    only_m1 = plan_rollback_from_ledger(tmp_path, run_id="delta1", migration_id="m1")
+    assert "500Z" not in {o.sf_id for o in only_m1.operations}
+    assert "500Z" in {o.sf_id for o in plan_rollback_from_ledger(tmp_path, run_id="delta1").operations}
+    with pytest.raises(ValueError, match="run 'delta1'"):
+        plan_rollback_from_ledger(tmp_path, run_id="delta1", migration_id="m-none")
