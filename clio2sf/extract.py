@@ -364,10 +364,11 @@ def extract_object(
     return summary()
 
 
-def read_records(mroot: Any, obj_name: str) -> Iterable[dict[str, Any]]:
-    """Yield every committed envelope of an object, batch by batch, in manifest order."""
+def read_records(mroot: Any, obj_name: str, decoder: Any = None) -> Iterable[dict[str, Any]]:
+    """Yield every committed envelope of an object, batch by batch, in manifest order
+    (``decoder``: see :func:`clio2sf.staging.read_jsonl_gz`)."""
     manifest = staging.read_manifest(mroot, obj_name)
     if manifest is None:
         raise ExtractError(f"{obj_name}: no _manifest.json under {staging.raw_dir(mroot, obj_name)}")
     for entry in manifest["batches"]:
-        yield from staging.read_jsonl_gz(staging.raw_dir(mroot, obj_name) / entry["file"])
+        yield from staging.read_jsonl_gz(staging.raw_dir(mroot, obj_name) / entry["file"], decoder)

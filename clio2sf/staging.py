@@ -239,12 +239,12 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _DECODER = msgspec.json.Decoder()
 
 
-def encode_jsonl_gz(records: Iterable[dict[str, Any]]) -> tuple[bytes, int]:
+def encode_jsonl_gz(records: Iterable[dict[str, Any]], level: int = GZIP_LEVEL) -> tuple[bytes, int]:
     """Return gzip-compressed JSON lines (mtime 0, so equal records give equal bytes) and the count."""
     buf = io.BytesIO()
     count = 0
     encode = _ENCODER.encode
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=GZIP_LEVEL) as gz:
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=level) as gz:
         lines: list[str] = []
         size = 0
         for rec in records:
@@ -260,12 +260,13 @@ def encode_jsonl_gz(records: Iterable[dict[str, Any]]) -> tuple[bytes, int]:
     return buf.getvalue(), count
 
 
-def write_jsonl_gz(path: Any, records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def write_jsonl_gz(path: Any, records: Iterable[dict[str, Any]], level: int = GZIP_LEVEL) -> dict[str, Any]:
     """Write records as one gzip JSONL file, replacing any previous file of that name.
 
-    Return ``{"file", "records", "bytes", "sha256"}`` for the manifest.
+    Return ``{"file", "records", "bytes", "sha256"}`` for the manifest.  ``level``: zlib level
+    (1: ~3x faster than 6 for ~25% more bytes, for files read once, such as the transform's output).
     """
-    data, count = encode_jsonl_gz(records)
+    data, count = encode_jsonl_gz(records, level)
     write_bytes_atomic(path, data)
     return {
         "file": path.name,
@@ -275,15 +276,18 @@ def write_jsonl_gz(path: Any, records: Iterable[dict[str, Any]]) -> dict[str, An
     }
 
 
-def read_jsonl_gz(path: Any) -> Iterator[dict[str, Any]]:
+def read_jsonl_gz(path: Any, decoder: msgspec.json.Decoder | None = None) -> Iterator[Any]:
     """Yield the records of a gzip JSONL file; a bad line raises naming the file and line.
+
+    ``decoder``: a ``msgspec.json.Decoder`` of a type that keeps some fields only (msgspec skips the
+    others, far faster than building them); a line it refuses is yielded as plain JSON (a dict).
 
     The compressed file (one batch, a few MB) is read in one call: gzip reads its source 8 KB at a
     time, and each read of an ``ObjectStoragePath`` file costs far more than the decompression.
     It is decompressed 1 MB at a time (lines split per block, not read one by one)."""
     with path.open("rb") as raw:
         data = raw.read()
-    decode = _DECODER.decode
+    decode = (decoder or _DECODER).decode
     lineno = 0
     with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as gz:
         tail = b""
@@ -298,9 +302,16 @@ def read_jsonl_gz(path: Any) -> Iterator[dict[str, Any]]:
                 try:
                     yield decode(line)
                 except (msgspec.DecodeError, UnicodeDecodeError):
-                    yield _json_line(path, lineno, line)
+                    yield _plain_line(path, lineno, line) if decoder is not None else _json_line(path, lineno, line)
             if not block:
                 break
+
+
+def _plain_line(path: Any, lineno: int, line: bytes) -> Any:
+    try:
+        return _DECODER.decode(line)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return _json_line(path, lineno, line)
 
 
 def _json_line(path: Any, lineno: int, line: bytes) -> Any:

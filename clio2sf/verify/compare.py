@@ -104,6 +104,8 @@ class _Comparer:
         self.res = Result(notes=list(exp.notes) + list(rb.notes))
         self.horizon_days, self.now = horizon_days, now
         self.seen: set[tuple[str, str]] = set()
+        self._clio_ids: set[str] | None = None
+        self._series: tuple[str, ...] = ()
 
     def add(self, rec: RecordExpectation | None, sobject: str, key: str, fld: str, check: str, expected: Any,
             actual: Any, reason: str, path: str | None = None, explain: str | None = None) -> None:
@@ -210,18 +212,32 @@ class _Comparer:
 
     # -- the whole run -----------------------------------------------------------------------
     def run(self) -> Result:
-        for (sobject, key), rec in self.exp.records.items():
-            self.record(rec, self._sf(sobject, key))
-        for sid, series in self.exp.series.items():
-            self.occurrences(sid, series)
-        for sid, members in self.exp.team.items():
-            self.team(sid, members)
-        for sid, people in self.exp.attendees.items():
-            self.attendance("Event", sid, people)
+        """One sobject at a time (its records, then the checks that read them: occurrences and attendees
+        on Event, team members on their matter's object, exactly-once), so a read-back by object
+        (:meth:`ReadBack.ensure`/:meth:`~ReadBack.release`) holds one sobject's records at a time."""
+        keys: dict[str, list[str]] = {}
+        for sobject, key in self.exp.records:
+            keys.setdefault(sobject, []).append(key)
+        teams: dict[str, list[str]] = {}
+        for sid in self.exp.team:
+            teams.setdefault("Case" if self.exp.team_sobject[sid] == "CaseTeamMember" else "Opportunity", []).append(sid)
+        events = {"Event"} if self.exp.series or self.exp.attendees else set()
+        for sobject in sorted(set(keys) | set(teams) | events):
+            self.rb.ensure(sobject)
+            for key in keys.get(sobject, ()):
+                self.record(self.exp.records[(sobject, key)], self._sf(sobject, key))
+            if sobject == "Event":
+                for sid, series in self.exp.series.items():
+                    self.occurrences(sid, series)
+                for sid, people in self.exp.attendees.items():
+                    self.attendance("Event", sid, people)
+            for sid in teams.get(sobject, ()):
+                self.team(sid, self.exp.team[sid])
+            if not self.subset and (sobject in keys or (sobject == "Event" and self.exp.series)):
+                self.exactly_once(sobject)
+            self.rb.release(sobject)
         if self.subset:  # a sample: the org may hold more than the slice, records without a source are not checked
             self.res.notes.append("subset of Clio (a sample): Salesforce records outside it are not checked")
-        else:
-            self.exactly_once()
         return self.res
 
     def _sf(self, sobject: str, key: str) -> dict[str, Any] | None:
@@ -322,23 +338,24 @@ class _Comparer:
             self.add(rec, "EventRelation", f"{key}#{p}", "RelationId", "attendees", None, p,
                      "an EventRelation that is none of the Clio entry's attendees", "attendees")
 
-    def exactly_once(self) -> None:
-        expected_objs = {s for s, _ in self.exp.records} | ({"Event"} if self.exp.series else set())
-        series = tuple(f"{s}@" for s in self.exp.series)
-        clio_ids = {s for ids in self.exp.clio_ids.values() for s in ids}
-        for sobject in sorted(expected_objs):
-            for key in sorted(self.rb.records.get(sobject) or {}):
-                if (sobject, key) in self.seen or (series and key.startswith(series)):
-                    continue
-                base = key.split("#", 1)[0].split("@", 1)[0]
-                if (sobject, key) in self.exp.records:
-                    continue
-                reason = ("its Clio record does not map to this object" if base in clio_ids
-                          else "no Clio record is its source")
-                self.add(None, sobject, key, "(record)", "exactly_once", None, "a record", reason)
-            for key in self.rb.duplicates.get(sobject, ()):
-                self.add(None, sobject, key, "(record)", "exactly_once", "one record", "duplicates",
-                         "more than one Salesforce record carries this Clio id")
+    def exactly_once(self, sobject: str) -> None:
+        """Every record of ``sobject`` the org holds has one Clio source that maps to it."""
+        if self._clio_ids is None:
+            self._clio_ids = {s for ids in self.exp.clio_ids.values() for s in ids}
+            self._series = tuple(f"{s}@" for s in self.exp.series)
+        clio_ids, series = self._clio_ids, self._series
+        for key in sorted(self.rb.records.get(sobject) or {}):
+            if (sobject, key) in self.seen or (series and key.startswith(series)):
+                continue
+            base = key.split("#", 1)[0].split("@", 1)[0]
+            if (sobject, key) in self.exp.records:
+                continue
+            reason = ("its Clio record does not map to this object" if base in clio_ids
+                      else "no Clio record is its source")
+            self.add(None, sobject, key, "(record)", "exactly_once", None, "a record", reason)
+        for key in self.rb.duplicates.get(sobject, ()):
+            self.add(None, sobject, key, "(record)", "exactly_once", "one record", "duplicates",
+                     "more than one Salesforce record carries this Clio id")
 
 
 def compare(exp: Expectations, rb: ReadBack, users: UserReport, rejects: Rejects, *, horizon_days: int = 730,

@@ -44,10 +44,24 @@ class ReadBack:
     relations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # event Id → relation ids
     notes: list[str] = field(default_factory=list)
     queries: int = 0
+    #: ``read(..., by_object=True)``: the records of one sobject are read when the comparison reaches it
+    #: (:meth:`ensure`) and dropped after (:meth:`release`); ``columns`` holds what to read.
+    loader: Any = None
+    columns: dict[str, list[str]] = field(default_factory=dict)
 
     def key_of(self, sf_id: Any) -> str | None:
         hit = self.by_id.get(short(sf_id) or "")
         return hit[1] if hit else None
+
+    def ensure(self, sobject: str) -> None:
+        """Read ``sobject``'s records now (read by object), else nothing: they are all read already."""
+        if self.loader is not None and sobject in self.columns and sobject not in self.records:
+            self.loader(sobject)
+
+    def release(self, sobject: str) -> None:
+        """Drop ``sobject``'s records when read by object (the comparison of that sobject is done)."""
+        if self.loader is not None:
+            self.records.pop(sobject, None)
 
 
 def describe(client: Any, sobject: str) -> dict[str, dict[str, Any]]:
@@ -57,8 +71,14 @@ def describe(client: Any, sobject: str) -> dict[str, dict[str, Any]]:
         raise LookupError(f"{sobject}: describe failed ({type(exc).__name__})") from exc
 
 
-def read(client: Any, wanted: Mapping[str, Iterable[str]], rb: ReadBack | None = None) -> ReadBack:
-    """Read ``{sobject: fields}`` for every record with a Clio_Id__c (plus Id, OwnerId where present)."""
+def read(client: Any, wanted: Mapping[str, Iterable[str]], rb: ReadBack | None = None, *,
+         by_object: bool = False) -> ReadBack:
+    """Read ``{sobject: fields}`` for every record with a Clio_Id__c (plus Id, OwnerId where present).
+
+    ``by_object``: read only ``Id`` and ``Clio_Id__c`` of every record now (the Id index, duplicates);
+    the fields of one sobject's records are read when the comparison reaches that sobject
+    (:meth:`ReadBack.ensure`) and dropped after it (:meth:`ReadBack.release`), so one sobject's
+    records are in memory at a time, not the org's."""
     rb = rb or ReadBack()
     for sobject, fields in sorted(wanted.items()):
         try:
@@ -76,6 +96,16 @@ def read(client: Any, wanted: Mapping[str, Iterable[str]], rb: ReadBack | None =
         if hidden:
             rb.notes.append(f"{sobject}: not in the describe, not compared: {', '.join(hidden)}")
         rb.queries += 1
+        if by_object:
+            rb.columns[sobject] = cols
+            seen: set[str] = set()
+            for rec in client.query_all_iter(f"SELECT Id, {EXT} FROM {sobject} WHERE {EXT} != null"):
+                key = str(rec.get(EXT))
+                if key in seen:
+                    rb.duplicates[sobject].append(key)
+                seen.add(key)
+                rb.by_id[short(rec["Id"]) or ""] = (sobject, key)
+            continue
         for rec in client.query_all_iter(f"SELECT {', '.join(cols)} FROM {sobject} WHERE {EXT} != null"):
             flat = flatten(rec)
             key = str(flat.get(EXT))
@@ -83,7 +113,18 @@ def read(client: Any, wanted: Mapping[str, Iterable[str]], rb: ReadBack | None =
                 rb.duplicates[sobject].append(key)
             rb.records[sobject][key] = flat
             rb.by_id[short(flat["Id"]) or ""] = (sobject, key)
+    if by_object:
+        rb.loader = lambda sobject: _read_fields(client, rb, sobject)
     return rb
+
+
+def _read_fields(client: Any, rb: ReadBack, sobject: str) -> None:
+    """The records of one sobject with the columns :func:`read` chose (read by object)."""
+    rb.queries += 1
+    records = rb.records[sobject]
+    for rec in client.query_all_iter(f"SELECT {', '.join(rb.columns[sobject])} FROM {sobject} WHERE {EXT} != null"):
+        flat = flatten(rec)
+        records[str(flat.get(EXT))] = flat
 
 
 def read_link_targets(client: Any, rb: ReadBack, wanted: Mapping[str, Iterable[str]]) -> None:

@@ -57,7 +57,9 @@ def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any,
         context = lambda name: iter_raw(full, name) if name in raw_objects(full) else iter(())  # noqa: E731
     exp = source.build(lambda name: iter_raw(raw_root, name), objects, spec, users, now=now, context=context)
     wanted = compare.wanted_fields(exp)
-    rb = readback.read(client, wanted)
+    # A delta window's few records are read whole (their link targets are looked up from them); the
+    # whole firm's are read one sobject at a time as the comparison reaches it (memory: one sobject's).
+    rb = readback.read(client, wanted, by_object=context_root is None)
     readback.read_users(client, rb)
     if context_root is not None:  # parents outside the records verified (a delta window's)
         readback.read_link_targets(client, rb, wanted)

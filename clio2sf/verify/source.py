@@ -124,7 +124,7 @@ class UserReport:
 # ------------------------------------------------------------------ expectations
 
 
-@dataclass
+@dataclass(slots=True)
 class FieldExpectation:
     value: Any                  # before normalisation (normalised with the describe's type)
     path: str | None            # the Clio path it came from (for the report)
@@ -132,14 +132,14 @@ class FieldExpectation:
     contains: bool = False      # the field holds this value among others (an overflow target)
 
 
-@dataclass
+@dataclass(slots=True)
 class OwnerExpectation:
     clio_user: str | None       # the Clio user who owns the record (None: no user; the fallback owner)
     path: str
     why: str = ""               # how the user was found (calendar owners)
 
 
-@dataclass
+@dataclass(slots=True)
 class RecordExpectation:
     sobject: str
     key: str                    # the Clio_Id__c it must carry
@@ -331,9 +331,9 @@ class _Builder:
             # parents come from the whole extraction (``context``), overlaid by the records verified
             for env in (self.context(name) if self.context is not None else ()):
                 if isinstance(env.get("data"), Mapping):
-                    index[str(env["data"].get("id"))] = env["data"]
+                    index[str(env["data"].get("id"))] = self.parent_view(name, env["data"])
             for env in self.envs(name):
-                index[str(env["data"].get("id"))] = env["data"]
+                index[str(env["data"].get("id"))] = self.parent_view(name, env["data"])
         for obj in ROUTED:
             if obj not in self.objects:
                 continue
@@ -348,6 +348,22 @@ class _Builder:
                         self.out.add(self.apply_spec(key, env["data"], self.base(key.split("@")[0],
                                                                                    env["source_system_id"], env, obj)))
         return self.out
+
+    def parent_view(self, name: str, d: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What the derivations read of a parent record, not the whole record (a firm's contacts and
+        matters would be held in memory): a contact's type, company and related companies, a
+        matter's target inputs (``spec.matter_target``), a user's email and name."""
+        if name == "contacts":
+            related = d.get("related_contacts")
+            return {"type": d.get("type"), "company": _ids(d.get("company"), "id"),
+                    "related_contacts": [_ids(rc, "type", "id") for rc in related] if isinstance(related, list) else related}
+        if name == "matters":
+            cf_name = self.spec.options.get("matter_object_field")
+            values = d.get("custom_field_values")
+            return {"practice_area": _ids(d.get("practice_area"), "name"),
+                    "custom_field_values": [c for c in values if not isinstance(c, Mapping) or c.get("field_name") == cf_name]
+                    if cf_name and isinstance(values, list) else None}
+        return {"email": d.get("email"), "name": d.get("name")}
 
     def envs(self, obj: str) -> Iterator[Mapping[str, Any]]:
         if obj not in self.objects:
@@ -618,6 +634,11 @@ class _Builder:
                    None)
         user = self.user_of_calendar(cal.get("id"), {**cal, **(ref or {})})
         return OwnerExpectation(user, "calendar_owner", f"the user of calendar {cal.get('id')}")
+
+
+def _ids(value: Any, *keys: str) -> Any:
+    """``value`` reduced to ``keys`` when it is a mapping (anything else as it is)."""
+    return {k: value.get(k) for k in keys} if isinstance(value, Mapping) else value
 
 
 def _aware(value: Any) -> datetime:

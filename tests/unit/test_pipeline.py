@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from pathlib import Path
 
@@ -272,3 +273,37 @@ def test_soql_in_chunks_respect_the_value_cap_and_the_uri_budget():
     long = [f"contact-{'x' * 60}-{i}" for i in range(400)]
     parts = list(soql_in_chunks(long))
     assert len(parts) > 1 and all(sum(len(v) + 6 for v in p) <= 12_000 for p in parts)
+
+
+def test_lookups_parse_only_their_fields_and_equal_the_whole_records_minimal(tmp_path: Path):
+    """build_lookup parses the staged records into the fields the transforms read (msgspec skips the
+    rest); the tables equal what the whole records give, also for lines the typed parse refuses (NaN
+    elsewhere in the record, ``data`` missing) and with a matter-object custom field."""
+    spec = load_spec("harlow_vance")
+    spec.options["matter_object_field"] = "Matter Object"
+    by_name = {}
+    for name in ("contacts", "matters", "activity_rates", "calendar_entries", "bills"):
+        envs = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+        lines = [json.dumps(e).encode() for e in envs]
+        lines[0] = lines[0][:-1] + b', "extra": {"rate": NaN}}'  # msgspec refuses NaN: read as plain JSON
+        lines.append(json.dumps({"object": name, "source_system_id": f"{name}-none"}).encode())  # no data
+        path = staging.batch_path(tmp_path, name, 1)
+        staging.write_bytes_atomic(path, gzip.compress(b"\n".join(lines) + b"\n"))
+        staging.write_json(staging.raw_dir(tmp_path, name) / staging.MANIFEST, {"object": name, "batches": [
+            {"file": path.name, "records": len(lines)}]})
+        by_name[name] = [json.loads(line) for line in lines]
+    got = pipeline.build_lookup(tmp_path, list(by_name), spec)
+    for name, envs in by_name.items():
+        if name == "calendar_entries":
+            want: dict = {}
+            for e in envs:
+                d = e.get("data") or {}
+                if d.get("parent_calendar_entry_id") is not None and d.get("start_at"):
+                    want.setdefault(str(d["parent_calendar_entry_id"]), []).append(d["start_at"])
+            assert got["calendar_entry_overrides"] == want
+            continue
+        want = {e["data"]["id"]: pipeline._minimal(name, e["data"], "Matter Object") for e in envs
+                if (e.get("data") or {}).get("id") is not None}
+        assert got[name] == want and len(want) >= 1, name
+    nan_line = by_name["contacts"][0]["data"]
+    assert got["contacts"][nan_line["id"]] == pipeline._minimal("contacts", nan_line, None)

@@ -143,7 +143,7 @@ def verify(raw_data: dict, org_data: dict, the_spec=None, rejects: list[dict] | 
     the_spec = the_spec or spec()
     exp = source.build(lambda name: raw_data.get(name, []), raw_data, the_spec, USERS, now=NOW)
     client = FakeSF(org_data, types=types or TYPES)
-    rb = readback.read(client, compare.wanted_fields(exp))
+    rb = readback.read(client, compare.wanted_fields(exp), by_object=True)  # as verify_migration reads a firm
     readback.read_users(client, rb)
     readback.read_links(client, rb, sorted(set(exp.team_sobject.values()) | {"EventRelation"}))
     return compare.compare(exp, rb, USERS, compare.Rejects.from_lines(rejects or []), now=NOW)

@@ -70,3 +70,42 @@ def test_an_open_all_day_series_is_compared_up_to_the_horizon_only():
                        compare.wanted_fields(exp))
     result = compare.compare(exp, rb, g.USERS, compare.Rejects(), now=g.NOW)
     assert any(f.check == "occurrences" and f.actual == "2024-04-30" for f in result.unexplained())
+
+
+def test_reading_back_one_sobject_at_a_time_finds_what_reading_all_finds():
+    """verify_migration reads the org by object (one sobject's records in memory at a time): on an org
+    with defects of every kind (a value, a link, a lost record, a record without a source, a duplicate,
+    a lost occurrence, a lost team member) it reports exactly what the whole read reports."""
+    from clio2sf.verify import compare, readback
+
+    org = g.org()
+    org["Contact"][0]["Email"] = "changed@elsewhere.example"
+    org["Clio_Billing__c"][0]["Case__c"] = None
+    org["Task"] = []
+    org["Account"].append({**org["Account"][0], "Id": "001000000000002AAA", "Clio_Id__c": "contact-99"})
+    org["Account"].append({**org["Account"][0], "Id": "001000000000003AAA"})
+    org["Event"] = [e for e in org["Event"] if not e["Clio_Id__c"].endswith("@20240311")]
+    org["CaseTeamMember"] = []
+    exp = _build(g.raw())
+
+    def findings(by_object):
+        client = FakeSF(org, types=g.TYPES)
+        rb = readback.read(client, compare.wanted_fields(exp), by_object=by_object)
+        readback.read_users(client, rb)
+        readback.read_links(client, rb, ["CaseTeamMember", "EventRelation"])
+        held = []
+        if by_object:
+            ensure = rb.ensure
+            rb.ensure = lambda s: (ensure(s), held.append(sorted(k for k, v in rb.records.items() if v)))
+        result = compare.compare(exp, rb, g.USERS, compare.Rejects(), now=g.NOW)
+        rows = sorted((f.sobject, f.key, f.field, f.check, str(f.expected), str(f.actual), f.status) for f in result.findings)
+        return rows, result.totals(), held, rb
+
+    whole, totals, _, _ = findings(False)
+    by_object, totals_by_object, held, rb = findings(True)
+    assert by_object == whole and totals_by_object == totals
+    checks = {r[3] for r in whole}
+    assert {"value", "link", "exists", "exactly_once", "occurrences", "team"} <= checks, checks
+    assert any(r[5] == "duplicates" for r in whole)
+    assert held and all(len(h) <= 1 for h in held), held  # one sobject's records at a time
+    assert not any(rb.records.values())  # and none left after
