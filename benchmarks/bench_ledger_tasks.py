@@ -239,7 +239,8 @@ def render(doc: dict[str, Any]) -> None:
              f"Measured {doc['measured_at']} on {doc['machine']['cpu_count']} CPUs, Python "
              f"{doc['machine']['python']}, commit `{doc['commit']}`. Produced by "
              f"`python -m benchmarks.bench_ledger_tasks {' '.join(doc['command'])}` (generated ledgers, no sandbox; "
-             "each task in a fresh process, peak RSS = VmHWM).", "",
+             "each task in a fresh process, peak RSS = VmHWM)." + (f" ({doc['commit_note']}.)" if doc.get("commit_note")
+                                                                    else ""), "",
              "| figure | subject | value | unit | target | met | seconds |", "|---|---|---|---|---|---|---|"]
     for f in doc["figures"]:
         met = "-" if f["met"] is None else "met" if f["met"] else "**not met**"
