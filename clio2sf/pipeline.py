@@ -232,6 +232,22 @@ def group_name(paths: Sequence[Any]) -> str:
 TRANSFORMED_GZIP_LEVEL = 1
 
 
+_INF = float("inf")
+
+
+def _scalar_finite_row(env: Mapping[str, Any]) -> bool:
+    """A transformed envelope msgspec may write (:func:`clio2sf.staging.encode_jsonl_gz`): its row holds
+    scalars and no NaN or infinity (a value passed through from a raw NaN stays NaN, written by json)."""
+    for v in env["row"].values():
+        t = type(v)
+        if t is float:
+            if v != v or v == _INF or v == -_INF:
+                return False
+        elif t is not str and t is not int and t is not bool and v is not None:
+            return False
+    return True
+
+
 def transform_batch(
     raw_batch_path: Any,
     clio_object: str,
@@ -266,7 +282,7 @@ def transform_batch(
     paths: dict[str, str] = {}
     for sobject, envs in sorted(rows.items()):
         path = out_root / "transformed" / sobject / f"{clio_object}-{batch}.jsonl.gz"
-        staging.write_jsonl_gz(path, envs, level=TRANSFORMED_GZIP_LEVEL)
+        staging.write_jsonl_gz(path, envs, level=TRANSFORMED_GZIP_LEVEL, fast=_scalar_finite_row)
         paths[sobject] = str(path)
     rejects_path = write_rejects(out_root, "transform", clio_object, batch, rejects) if rejects else None
     quarantined = [r for r in rejects if r.get("repair") is None]

@@ -29,7 +29,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -237,36 +237,46 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 #: (NaN, Infinity, lone surrogates, numbers past a float) is parsed again by json, so the values
 #: read are exactly json's.
 _DECODER = msgspec.json.Decoder()
+_FAST_ENCODER = msgspec.json.Encoder()
 
 
-def encode_jsonl_gz(records: Iterable[dict[str, Any]], level: int = GZIP_LEVEL) -> tuple[bytes, int]:
-    """Return gzip-compressed JSON lines (mtime 0, so equal records give equal bytes) and the count."""
+def encode_jsonl_gz(records: Iterable[dict[str, Any]], level: int = GZIP_LEVEL,
+                    fast: Callable[[dict[str, Any]], bool] | None = None) -> tuple[bytes, int]:
+    """Return gzip-compressed JSON lines (mtime 0, so equal records give equal bytes) and the count.
+
+    ``fast``: records it accepts are written by msgspec (~3x faster than json, the same JSON text for
+    strings, integers, finite floats, booleans and null); it must refuse a record holding NaN or an
+    infinity, which msgspec would write as null (json writes ``NaN``, read back as NaN)."""
     buf = io.BytesIO()
     count = 0
-    encode = _ENCODER.encode
+    encode, encode_fast = _ENCODER.encode, _FAST_ENCODER.encode
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=level) as gz:
-        lines: list[str] = []
+        lines: list[bytes] = []
         size = 0
         for rec in records:
-            line = encode(rec)
+            line = encode_fast(rec) if fast is not None and fast(rec) else encode(rec).encode()
             lines.append(line)
             size += len(line)
             count += 1
             if size >= _CHUNK_BYTES:
-                gz.write(("\n".join(lines) + "\n").encode())
+                lines.append(b"")
+                gz.write(b"\n".join(lines))
                 lines, size = [], 0
         if lines:
-            gz.write(("\n".join(lines) + "\n").encode())
+            lines.append(b"")
+            gz.write(b"\n".join(lines))
     return buf.getvalue(), count
 
 
-def write_jsonl_gz(path: Any, records: Iterable[dict[str, Any]], level: int = GZIP_LEVEL) -> dict[str, Any]:
+def write_jsonl_gz(path: Any, records: Iterable[dict[str, Any]], level: int = GZIP_LEVEL,
+                   fast: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
     """Write records as one gzip JSONL file, replacing any previous file of that name.
 
     Return ``{"file", "records", "bytes", "sha256"}`` for the manifest.  ``level``: zlib level
-    (1: ~3x faster than 6 for ~25% more bytes, for files read once, such as the transform's output).
+    (1: ~3x faster than 6 for ~25% more bytes, for files read once, such as the transform's output);
+    ``fast``: see :func:`encode_jsonl_gz`.
     """
-    data, count = encode_jsonl_gz(records, level)
+    data, count = encode_jsonl_gz(records, level, fast)
     write_bytes_atomic(path, data)
     return {
         "file": path.name,
