@@ -12,6 +12,12 @@ page: no duplicate, no gap.
 can run while this run is still downloading documents (most of a firm's Clio requests); the
 full load uploads each committed document batch as it arrives and verifies once all are in.
 
+**Several migrations at once.** Up to 4 runs (firms or migrations) extract side by side. The record
+objects hold the migration's one-writer lease (`lease.json`, released by `summarize_extraction`),
+so an extraction of a migration never runs beside its full load, delta, rollback or another
+extraction; `extract_documents` holds `documents_lease.json` instead (see docs/operations.md, "One
+writer per migration").
+
 **Off-peak.** Clio raises its limit outside weekday peak hours (US/CA 04:00–19:00 Pacific, EU
 07:00–22:00 GMT, AU 06:00–21:00 AET) and the hook paces on the limit each response announces, so
 extraction speeds up by itself off-peak. To start it there, set the environment variable
@@ -46,7 +52,7 @@ _OFFPEAK = os.environ.get("CLIO2SF_EXTRACT_SCHEDULE")
     default_args=DEFAULT_ARGS,
     tags=[*TAGS, "phase-2"],
     doc_md=__doc__,
-    max_active_runs=1,
+    max_active_runs=4,  # several migrations at once; the lease keeps one writer per migration
     params=migration_params(
         objects=Param([], type="array", title="Objects", description="Clio objects to extract (empty: all)"),
         pages_per_batch=Param(10, type="integer", minimum=1, maximum=100, title="Clio pages per batch file",

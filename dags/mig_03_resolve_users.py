@@ -22,7 +22,7 @@ from clio2sf_airflow.phases import resolve_users as phase
     default_args=DEFAULT_ARGS,
     tags=[*TAGS, "phase-3"],
     doc_md=__doc__,
-    max_active_runs=1,
+    max_active_runs=4,  # several migrations at once; the lease keeps one writer per migration
     params=migration_params(),
 )
 def mig_03_resolve_users():

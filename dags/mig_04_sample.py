@@ -7,7 +7,9 @@ entries, expenses, events, tasks, matter contacts, documents, notes and communic
 Salesforce exactly as the full load would, reads it back and writes a **field-level diff**
 (`sample/diff.html` and `.csv`: Clio value, transformed value, Salesforce value, match per
 field, per-object summary). Ends with **approve_sample**: the full load refuses to start
-without an approved sample for the same mapping hash.
+without an approved sample for the same mapping hash. `select_sample` to `load_sample` hold the
+migration's one-writer lease; `diff_sample` releases it, so the approval can wait for days without
+blocking the migration's other phases.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from clio2sf_airflow.phases.common import record_hitl_approval
     default_args=DEFAULT_ARGS,
     tags=[*TAGS, "phase-4"],
     doc_md=__doc__,
-    max_active_runs=1,
+    max_active_runs=4,  # several migrations at once; the lease keeps one writer per migration
     params=migration_params(
         sample_size=Param(500, type="integer", minimum=50, maximum=500, title="Most records in the sample"),
         sample_seed=Param(7, type="integer", title="Sample seed (same seed, same slice)"),

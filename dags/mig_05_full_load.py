@@ -46,7 +46,7 @@ from clio2sf_airflow.phases.load_common import LOAD_SEQUENCE
     default_args=DEFAULT_ARGS,
     tags=[*TAGS, "phase-5"],
     doc_md=__doc__,
-    max_active_runs=1,
+    max_active_runs=4,  # several migrations at once; the lease keeps one writer per migration
     params=migration_params(
         load_mode=Param("auto", enum=["auto", "bulk", "composite"], title="Load API",
                         description="auto: Bulk API 2.0 above the bulk threshold, REST composite below"),

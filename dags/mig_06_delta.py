@@ -74,7 +74,7 @@ def sweep_params() -> dict[str, Param]:
     default_args=DEFAULT_ARGS,
     tags=[*TAGS, "phase-6", "cutover"],
     doc_md=__doc__,
-    max_active_runs=1,
+    max_active_runs=4,  # windows of several migrations at once; the lease keeps one writer per migration
     params=migration_params(**sweep_params()),
 )
 def mig_06_delta():

@@ -24,7 +24,7 @@ from clio2sf_airflow.phases import rollback as phase
     default_args=DEFAULT_ARGS,
     tags=[*TAGS, "phase-7"],
     doc_md=__doc__,
-    max_active_runs=1,
+    max_active_runs=4,  # several migrations at once; the lease keeps one writer per migration (dry runs write only their plan)
     params=migration_params(
         target_run_id=Param(None, type=["null", "string"], title="Run id to roll back (empty: the whole migration)",
                             description="Optional: leave empty to roll back every run of the migration"),

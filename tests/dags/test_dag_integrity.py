@@ -40,6 +40,18 @@ def test_scheduled_delta_runs_carry_their_migration():
     assert type(bag.dags["mig_06_delta"].timetable).__name__ == "NullTimetable"
 
 
+def test_phase_dags_run_several_migrations_at_once_and_a_migrations_windows_one_at_a_time():
+    """The lease keeps two writers of one migration apart, so the phases take runs of several at once."""
+    from clio2sf.migrations import scheduled
+
+    bag = load_dagbag(DAGS)
+    for phase in ("discover", "extract", "resolve_users", "sample", "full_load", "delta", "rollback"):
+        dag_id = next(d for d in bag.dags if d.startswith("mig_") and d.endswith(f"_{phase}"))
+        assert bag.dags[dag_id].max_active_runs > 1, dag_id
+    for mig in scheduled():
+        assert bag.dags[mig.delta_dag_id].max_active_runs == 1  # one migration: its windows in order
+
+
 def test_rollback_target_run_id_is_optional():
     from airflow.sdk.definitions.param import ParamsDict
 

@@ -12,6 +12,8 @@ manager (``ops_lead``, ``ops_engineer``, ``firm_reviewer``):
   refuses to start;
 * the first firm's declared cutover DAG is unpaused and its scheduled window runs against that
   migration (its params are the declaration's, not the form's defaults);
+* both firms extract at once, each from its own Clio into its own staging root (the second firm's
+  mapping approved again with ``scripts.approve`` as a named approver);
 * the first firm's sample is rejected through the HITL API as ``ops_lead``: the full load refuses,
   naming the rejection;
 * after a new sample approval, one load batch of the full load fails for good (the Salesforce sandbox
@@ -32,6 +34,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clio2sf import catalog
 from clio2sf.mapping.spec import DEFAULT_MAPPINGS_DIR
 from scripts.runner import ROOT
 from tests.scheduler.cluster import Cluster
@@ -170,11 +173,44 @@ def _settle(c: Cluster, dag_id: str) -> None:
     assert states <= {"success", "failed"}, states
 
 
-def test_a_rejected_sample_makes_the_full_load_refuse(world):
+def test_two_firms_extract_at_once_each_from_its_own_clio_into_its_own_staging(world):
+    import subprocess
+    import sys
+
     c: Cluster = world["cluster"]
     _settle(c, f"mig_06_delta__{FIRM_A}__{MIG_A}")  # nothing writes this migration beside us
+    # the second firm's mapping, fixed, is approved again with the CLI (a named approver, after the rejection)
+    subprocess.run([sys.executable, "-m", "scripts.approve", "mapping", "--firm", FIRM_B, "--migration-id", MIG_B,
+                    "--by", "ops_lead"], env=c.env, cwd=ROOT, check=True, capture_output=True)
+    before = {firm: len(clio.request_log()) for firm, clio in ((FIRM_A, world["clio_a"]), (FIRM_B, world["clio_b"]))}
+    # both runs are queued while the DAG is paused, then it is unpaused: the scheduler starts every queued
+    # run that max_active_runs allows in one pass, before any task of either runs (with 1, the second
+    # would wait for the first to end); no timing involved
+    c.unpause("mig_02_extract", paused=True)
+    run_a, run_b = (c.request("POST", "/api/v2/dags/mig_02_extract/dagRuns", json={
+        "logical_date": None, "conf": {"firm": firm, "migration_id": mig}}).json()["dag_run_id"]
+        for firm, mig in ((FIRM_A, MIG_A), (FIRM_B, MIG_B)))
+    c.unpause("mig_02_extract")
+    assert c.wait_run("mig_02_extract", run_a) == "success", c.task_states("mig_02_extract", run_a)
+    assert c.wait_run("mig_02_extract", run_b) == "success", c.task_states("mig_02_extract", run_b)
+    runs = {r["dag_run_id"]: r for r in c.get("/api/v2/dags/mig_02_extract/dagRuns")["dag_runs"]}
+    # one did not wait for the other: each started before the other ended (the runs' own records)
+    assert runs[run_b]["start_date"] < runs[run_a]["end_date"] and runs[run_a]["start_date"] < runs[run_b]["end_date"]
+    for firm, mig, clio in ((FIRM_A, MIG_A, world["clio_a"]), (FIRM_B, MIG_B, world["clio_b"])):
+        extraction = json.loads((_root(world, firm, mig) / "raw" / "_extraction.json").read_text())
+        assert extraction["complete"] and extraction["records"] > 0
+        expected = clio.counts(catalog.CLIO_OBJECTS)  # what its own Clio holds, by paging it
+        assert {name: info["records"] for name, info in extraction["objects"].items()} == {
+            name: expected[name] for name in extraction["objects"]}, firm
+        assert len(clio.request_log()) > before[firm]  # read from its own Clio
+        for held in ("lease.json", "documents_lease.json"):  # released at the end
+            assert not (_root(world, firm, mig) / held).exists(), (firm, held)
+    assert not (world["work"] / "staging_default").joinpath(FIRM_B).exists()
+
+
+def test_a_rejected_sample_makes_the_full_load_refuse(world):
+    c: Cluster = world["cluster"]
     conf = {"firm": FIRM_A, "migration_id": MIG_A}
-    assert c.wait_run("mig_02_extract", c.trigger("mig_02_extract", conf)) == "success"
     assert c.wait_run("mig_03_resolve_users", c.trigger("mig_03_resolve_users", conf)) == "success"
     run = c.trigger("mig_04_sample", conf)
     c.wait_parked("mig_04_sample", run, "approve_sample")

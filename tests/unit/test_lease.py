@@ -44,3 +44,104 @@ def test_full_load_refuses_after_a_committed_delta(tmp_path):
     delta.commit_watermark(tmp_path, "contacts", "2026-12-01T00:00:00Z", "scheduled__w1")
     with pytest.raises(AirflowFailException, match="scheduled__w1.*stale data"):
         refuse_stale_snapshot(tmp_path)
+
+
+def test_documents_lease_is_apart_from_the_one_writer_lease(tmp_path):
+    always = lambda d, r: True  # noqa: E731
+    lease.hold(tmp_path, dag_id="mig_05_full_load", run_id="l1", phase="full_load", is_active=always)
+    # the documents of an extraction download beside the full load of the same migration
+    lease.hold(tmp_path, dag_id="mig_02_extract", run_id="e1", phase="documents", is_active=always,
+               name=lease.DOCUMENTS_LEASE)
+    # but not beside a second extraction's documents
+    with pytest.raises(lease.LeaseHeld, match="documents run mig_02_extract / e1"):
+        lease.hold(tmp_path, dag_id="mig_02_extract", run_id="e2", phase="documents", is_active=always,
+                   name=lease.DOCUMENTS_LEASE)
+    assert not lease.release(tmp_path, dag_id="mig_02_extract", run_id="e1")  # not the writer lease's holder
+    assert lease.release(tmp_path, dag_id="mig_02_extract", run_id="e1", name=lease.DOCUMENTS_LEASE)
+    assert lease.read_lease(tmp_path)["run_id"] == "l1"
+
+
+class _Context(dict):
+    """What the phase task functions read from Airflow's context: params, run, DAG and the runs' states."""
+
+    def __init__(self, dag_id: str, run: str, active: set[tuple[str, str]]):
+        from types import SimpleNamespace
+
+        super().__init__(params={"firm": "harlow_vance", "migration_id": "m1", "objects": []}, run_id=run,
+                         dag=SimpleNamespace(dag_id=dag_id),
+                         ti=SimpleNamespace(get_dagrun_state=lambda dag_id, run_id: (
+                             "running" if (dag_id, run_id) in active else "success")))
+
+
+@pytest.fixture
+def phase_tasks(tmp_path, monkeypatch):
+    """The extract and sample task functions on a migration root in ``tmp_path``, Clio and Salesforce
+    left out; ``as_run(dag_id, run_id)`` makes the next calls those of that run."""
+    from clio2sf_airflow.phases import common, extract, sample
+
+    root = tmp_path / "harlow_vance" / "m1"
+    root.mkdir(parents=True)
+    active: set[tuple[str, str]] = set()
+    current = {}
+    for module in (common, extract):
+        monkeypatch.setattr(module, "get_current_context", lambda: current["ctx"])
+    monkeypatch.setattr(common, "migration_root", lambda firm, mig: root)
+    for module in (extract, sample):
+        monkeypatch.setattr(module, "firm_spec", lambda firm: None)
+        monkeypatch.setattr(module, "require_mapping_confirmed", lambda spec, r: {})
+    from types import SimpleNamespace
+
+    # Clio left out below the phase's own code: the extraction itself is clio2sf.extract's (tested there)
+    monkeypatch.setattr(extract.migration, "clio_hook", lambda p: SimpleNamespace(
+        get_page=None, download_document=None, requests_made=0))
+    monkeypatch.setattr(extract, "_extract_object", lambda obj, *a, **kw: {
+        "object": obj.name, "records": 1, "batches": 1, "requests": 1, "complete": True})
+    monkeypatch.setattr(sample, "sample_diff", lambda *a, **kw: {"records": 0, "mismatches": 0})
+    monkeypatch.setattr(sample.migration, "salesforce_hook", lambda p: None)
+
+    def as_run(dag_id: str, run: str) -> None:
+        active.add((dag_id, run))
+        current["ctx"] = _Context(dag_id, run, active)
+
+    return {"root": root, "extract": extract, "sample": sample, "as_run": as_run, "active": active}
+
+
+def test_extraction_holds_the_writer_lease_for_the_records_only(phase_tasks):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    extract, root, as_run = phase_tasks["extract"], phase_tasks["root"], phase_tasks["as_run"]
+    as_run("mig_05_full_load", "manual__load")
+    lease.hold(root, dag_id="mig_05_full_load", run_id="manual__load", phase="full_load",
+               is_active=lambda d, r: True)
+    as_run("mig_02_extract", "manual__x1")
+    with pytest.raises(AirflowFailException, match="full_load run mig_05_full_load / manual__load") as info:
+        extract.plan_extraction()  # a second writer of the same migration is refused, naming the holder
+    assert "\n" in str(info.value)
+    phase_tasks["active"].discard(("mig_05_full_load", "manual__load"))  # that run ended
+
+    items = extract.plan_extraction()  # the stale lease is taken over
+    assert lease.read_lease(root)["run_id"] == "manual__x1" and "documents" not in {i["object"] for i in items}
+    summaries = [extract.extract_object(item) for item in items]
+    extract.summarize_extraction(summaries)
+    assert lease.read_lease(root) is None  # released once the record objects are staged
+
+    as_run("mig_04_sample", "manual__s1")  # the next phase takes the writer lease while documents download
+    lease.hold(root, dag_id="mig_04_sample", run_id="manual__s1", phase="sample", is_active=lambda d, r: True)
+    as_run("mig_02_extract", "manual__x1")
+    extract.extract_documents()  # beside the sample: not under the writer lease
+    assert lease.read_lease(root)["run_id"] == "manual__s1"
+    assert lease.read_lease(root, lease.DOCUMENTS_LEASE) is None  # its own lease, released at its end
+
+    lease.hold(root, dag_id="mig_02_extract", run_id="manual__x1", phase="documents", is_active=lambda d, r: True,
+               name=lease.DOCUMENTS_LEASE)  # as if still downloading
+    as_run("mig_02_extract", "manual__x2")
+    with pytest.raises(AirflowFailException, match="documents run mig_02_extract / manual__x1"):
+        extract.extract_documents()  # a second extraction's documents do not download beside the first's
+
+
+def test_the_sample_releases_the_writer_lease_before_its_approval_waits(phase_tasks):
+    sample, root, as_run = phase_tasks["sample"], phase_tasks["root"], phase_tasks["as_run"]
+    as_run("mig_04_sample", "manual__s1")
+    lease.hold(root, dag_id="mig_04_sample", run_id="manual__s1", phase="sample", is_active=lambda d, r: True)
+    sample.diff_sample()  # the last task before approve_sample
+    assert lease.read_lease(root) is None

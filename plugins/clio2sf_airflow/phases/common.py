@@ -113,22 +113,25 @@ def _run_active(dag_id: str, other_run_id: str) -> bool:
     return str(state).lower().rsplit(".", 1)[-1] in ("queued", "running")
 
 
-def hold_lease(phase: str) -> dict[str, Any]:
-    """Take (or keep) the migration's one-writer lease for this run; fail naming the run that holds it."""
+def hold_lease(phase: str, *, name: str = lease.LEASE_FILE) -> dict[str, Any]:
+    """Take (or keep) the migration's one-writer lease for this run; fail naming the run that holds it.
+
+    ``name``: :data:`clio2sf.lease.DOCUMENTS_LEASE` for the documents extraction, which runs beside
+    the other phases under a lease of its own."""
     context = get_current_context()
     try:
         return lease.hold(mroot(), dag_id=context["dag"].dag_id, run_id=run_id(), phase=phase,
-                          is_active=_run_active, log=log.warning)
+                          is_active=_run_active, log=log.warning, name=name)
     except lease.LeaseHeld as exc:
         raise AirflowFailException(str(exc)) from exc
 
 
-def release_lease() -> bool:
+def release_lease(*, name: str = lease.LEASE_FILE) -> bool:
     """Release the lease if this run holds it (the last task of a writing phase)."""
     context = get_current_context()
-    released = lease.release(mroot(), dag_id=context["dag"].dag_id, run_id=run_id())
+    released = lease.release(mroot(), dag_id=context["dag"].dag_id, run_id=run_id(), name=name)
     if released:
-        log.info("released the migration's writer lease")
+        log.info("released the migration's %s", "writer lease" if name == lease.LEASE_FILE else name)
     return released
 
 

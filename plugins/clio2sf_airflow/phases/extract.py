@@ -4,6 +4,11 @@ Record objects first (one mapped task each), then documents (``extract_documents
 records are staged, ``raw/_extraction.json`` says ``records_complete`` and the next phases (users,
 sample, the full load's record steps) can start while the documents still download; the full load
 uploads each committed document batch as it arrives (``full_load.load_documents``).
+
+The record objects are extracted under the migration's one-writer lease (``clio2sf.lease``), taken
+by ``plan_extraction`` and released by ``summarize_extraction``: not beside a full load, a delta, a
+rollback or another extraction of the same migration. The documents are not (the next phases run
+beside them) but hold the documents lease, so two runs never download into one ``raw/documents/``.
 """
 
 from __future__ import annotations
@@ -14,11 +19,19 @@ from typing import Any
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from clio2sf import catalog, staging
+from clio2sf import catalog, lease, staging
 from clio2sf.extract import extract_object as _extract_object
 from clio2sf_airflow import migration
 from clio2sf_airflow.hooks.clio import ClioAuthError
-from clio2sf_airflow.phases.common import RESUME_ADVICE, firm_spec, mroot, params, require_mapping_confirmed
+from clio2sf_airflow.phases.common import (
+    RESUME_ADVICE,
+    firm_spec,
+    hold_lease,
+    mroot,
+    params,
+    release_lease,
+    require_mapping_confirmed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +54,7 @@ def plan_extraction() -> list[dict[str, Any]]:
     p = params()
     root = mroot(p)
     require_mapping_confirmed(firm_spec(p["firm"]), root)
+    hold_lease("extract")  # one writer per migration: not beside a load, a delta or another extraction
     wanted = _wanted(p)
     unknown = sorted(set(wanted) - set(catalog.BY_NAME))
     if unknown:
@@ -50,7 +64,13 @@ def plan_extraction() -> list[dict[str, Any]]:
 
 
 def extract_object(item: dict[str, Any]) -> dict[str, Any]:
-    """Extract one object; a retry resumes from the last committed batch."""
+    """Extract one record object under the migration's one-writer lease; a retry resumes from the last
+    committed batch."""
+    hold_lease("extract")  # a task cleared after another run took the lease over is refused, naming it
+    return _extract(item)
+
+
+def _extract(item: dict[str, Any]) -> dict[str, Any]:
     obj = catalog.get(item["object"])
     get_current_context()["clio_object"] = obj.name  # labels the mapped task in the UI
     hook = migration.clio_hook(params())
@@ -84,6 +104,7 @@ def summarize_extraction(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     pending = DOCUMENTS in _wanted(p)
     doc = _document(summaries, documents_pending=pending)
     staging.write_json(mroot() / "raw" / EXTRACTION, doc)
+    release_lease()  # the record objects are staged: users, the sample, the full load may start
     log.info("extracted %d records with %d Clio requests%s", doc["records"], doc["requests"],
              "; documents next" if pending else "")
     return {"records": doc["records"], "requests": doc["requests"], "objects": len(summaries)}
@@ -105,18 +126,23 @@ def _document(summaries: list[dict[str, Any]], *, documents_pending: bool) -> di
 
 def extract_documents() -> dict[str, Any]:
     """Extract documents (listing, bytes, older versions) after the record objects; then rewrite
-    ``raw/_extraction.json`` with them. Skipped when the run's ``objects`` leave documents out."""
+    ``raw/_extraction.json`` with them. Skipped when the run's ``objects`` leave documents out.
+
+    Not under the one-writer lease (the next phases run beside it) but under the documents lease:
+    a second extraction of this migration does not download into ``raw/documents/`` at once."""
     p = params()
     if DOCUMENTS not in _wanted(p):
         raise AirflowSkipException("params.objects leaves documents out")
     root = mroot(p)
     require_mapping_confirmed(firm_spec(p["firm"]), root)
+    hold_lease(DOCUMENTS, name=lease.DOCUMENTS_LEASE)
     total = (staging.read_json(root / "discover" / "clio_counts.json", default={}) or {}).get(DOCUMENTS)
-    summary = extract_object({"object": DOCUMENTS, "total": total})
+    summary = _extract({"object": DOCUMENTS, "total": total})
     previous = staging.read_json(root / "raw" / EXTRACTION, default={}) or {}
     summaries = [{"object": name, **info, "complete": previous.get("records_complete", False)}
                  for name, info in (previous.get("objects") or {}).items() if name != DOCUMENTS]
     doc = _document([*summaries, summary], documents_pending=False)
     staging.write_json(root / "raw" / EXTRACTION, doc)
+    release_lease(name=lease.DOCUMENTS_LEASE)
     log.info("documents extracted: %d with %d Clio requests", summary["records"], summary["requests"])
     return summary

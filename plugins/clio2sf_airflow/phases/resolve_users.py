@@ -18,7 +18,7 @@ from clio2sf.user_resolution import (
     user_map_document,
 )
 from clio2sf_airflow import migration
-from clio2sf_airflow.phases.common import firm_spec, mroot, params
+from clio2sf_airflow.phases.common import firm_spec, hold_lease, mroot, params, release_lease
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ def resolve() -> dict[str, Any]:
     p = params()
     root = mroot(p)
     spec = firm_spec(p["firm"])
+    hold_lease("resolve_users")  # the user map must not change under a load of the same migration
     sf_users = list(migration.salesforce_hook(params()).query_all_iter(USER_SOQL))
     clio_users = [env["data"] for env in read_records(root, "users")]
     fallback = spec.options.get("fallback_owner")
@@ -44,4 +45,5 @@ def resolve() -> dict[str, Any]:
     reports.write_text(out / "user_report.csv", report_csv(resolutions))
     reports.write_text(out / "user_report.html", report_html(resolutions, p["firm"], str(fallback)))
     log.info("user resolution: %s (fallback owner %s)", doc["counts"], fb_id)
+    release_lease()
     return {"counts": doc["counts"], "report": str(out / "user_report.html")}

@@ -11,7 +11,15 @@ from clio2sf.sample import choose_sample, closure_violations, filter_envelopes
 from clio2sf.verify import sample_diff
 from clio2sf_airflow import migration
 from clio2sf_airflow.phases import load_common
-from clio2sf_airflow.phases.common import firm_spec, mroot, params, require_mapping_confirmed, run_id
+from clio2sf_airflow.phases.common import (
+    firm_spec,
+    hold_lease,
+    mroot,
+    params,
+    release_lease,
+    require_mapping_confirmed,
+    run_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +34,7 @@ def select_sample() -> dict[str, Any]:
     require_mapping_confirmed(spec, root)
     load_common.user_map(root)  # fails early, naming the phase to run, if users are unresolved
     load_common.check_write_access(spec, root)  # before anything is written
+    hold_lease(SAMPLE)  # one writer per migration: not beside a load, a delta or an extraction
     objects = [o for o in load_common.TRANSFORMED if staging.read_manifest(root, o) is not None]
 
     def index(name: str):
@@ -57,6 +66,7 @@ def transform_sample() -> list[dict[str, Any]]:
 def load_sample() -> dict[str, Any]:
     """Load the sample in dependency order, then set the deferred lookups."""
     root = mroot()
+    hold_lease(SAMPLE)
     totals = {"rows": 0, "created": 0, "updated": 0, "skipped": 0, "failed": 0}
     paths = [path for sobject in load_common.LOAD_SEQUENCE
              for path in load_common.transformed_batches(root, sobject, out=SAMPLE)]
@@ -71,6 +81,7 @@ def load_sample() -> dict[str, Any]:
 def diff_sample() -> dict[str, Any]:
     """Read the sample back from Salesforce and write the field-level diff report."""
     p = params()
+    release_lease()  # the writes are done; the approval may wait for days without holding the migration
     result = sample_diff(migration.salesforce_hook(params()), mroot(p), firm_spec(p["firm"]), sample_dir=SAMPLE,
                          run_id=run_id())
     log.info("sample diff: %s", {k: v for k, v in result.items() if k not in ("report", "notes")})
