@@ -214,6 +214,9 @@ def test_a_rejected_sample_makes_the_full_load_refuse(world):
     assert c.wait_run("mig_03_resolve_users", c.trigger("mig_03_resolve_users", conf)) == "success"
     run = c.trigger("mig_04_sample", conf)
     c.wait_parked("mig_04_sample", run, "approve_sample")
+    detail = c.get(f"/api/v2/dags/mig_04_sample/dagRuns/{run}/taskInstances/approve_sample/-1/hitlDetails")
+    assert f"(/clio2sf/{FIRM_A}/{MIG_A}/diff)" in detail["body"]  # links the filterable diff view
+    assert not (_root(world, FIRM_A, MIG_A) / "lease.json").exists()  # not held while the approval waits
     c.answer("mig_04_sample", run, "approve_sample", "Reject", user="ops_lead",
              params_input={"reason": "matter stages are wrong in the diff"})
     assert c.wait_run("mig_04_sample", run) == "failed"
@@ -302,6 +305,15 @@ def test_reports_open_in_chromium_behind_login(world):
         browser.open(f"{c.base}/clio2sf/")
         assert f"{FIRM_A}" in browser.eval("document.body.innerText")
         browser.screenshot(shots / "reports_index.png")
+        # the filterable views the approval and the listing link, behind the same login
+        diff_url = f"{c.base}/clio2sf/{FIRM_A}/{MIG_A}/diff"
+        assert browser.open(diff_url) == diff_url
+        text = browser.eval("document.body.innerText")
+        assert "Sample field-level diff" in text and "compared fields" in text, text[:500]
+        rec_url = f"{c.base}/clio2sf/{FIRM_A}/{MIG_A}/reconciliation"
+        assert browser.open(rec_url) == rec_url
+        text = browser.eval("document.body.innerText")
+        assert "Reconciliation against source totals" in text and "exceptions only" in text, text[:500]
     finally:
         browser.close()
 

@@ -91,8 +91,9 @@ def diff_sample() -> dict[str, Any]:
 def approval_body() -> str:
     return (
         "Review the sample diff for firm **{{ params.firm }}**, migration **{{ params.migration_id }}**: "
-        "[the sample diff](/clio2sf/{{ params.firm }}/{{ params.migration_id }}/files/sample/diff.html) "
-        "(`sample/diff.html` in the staging area; {{ ti.xcom_pull(task_ids='diff_sample')['records'] }} records, "
+        "[the sample diff](/clio2sf/{{ params.firm }}/{{ params.migration_id }}/diff) "
+        "(differences first, filterable; `sample/diff.html` and `diff.csv` in the staging area; "
+        "{{ ti.xcom_pull(task_ids='diff_sample')['records'] }} records, "
         "{{ ti.xcom_pull(task_ids='diff_sample')['mismatches'] }} unexplained mismatches; the "
         "[migration summary](/clio2sf/{{ params.firm }}/{{ params.migration_id }}/summary)). Approving lets the "
         "full load start for this mapping hash. Rejecting (type a reason) fails this run, records your name and "
