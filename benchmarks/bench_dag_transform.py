@@ -84,8 +84,7 @@ def restage(source: Path, mroot: Path) -> dict[str, int]:
         staging.ensure_dir(out)
         stream, entries, n = iter(read_records(source, name)), [], 0
         while batch := [env for _, env in zip(range(BATCH), stream, strict=False)]:
-            staging.write_jsonl_gz(out / staging.batch_name(len(entries) + 1), batch)
-            entries.append({"file": staging.batch_name(len(entries) + 1), "records": len(batch)})
+            entries.append(staging.write_jsonl_gz(out / staging.batch_name(len(entries) + 1), batch))  # with sha256
             n += len(batch)
         staging.write_json(out / staging.MANIFEST, {"object": name, "batches": entries, "records": n, "complete": True})
         counts[name] = n

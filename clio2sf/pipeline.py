@@ -16,7 +16,9 @@ window, so a sample's or a delta's rejects never overwrite the full load's::
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import json
 import logging
 import time
 from collections import Counter, defaultdict
@@ -30,7 +32,6 @@ import pyarrow.compute as pc
 
 from clio2sf import ledger_index, staging
 from clio2sf.access import AccessError, apply_permission_set
-from clio2sf.extract import read_records
 from clio2sf.ledger import BatchJournal, LedgerWriter, norm_id
 from clio2sf.load import (
     COMPOSITE_CHUNK,
@@ -150,27 +151,99 @@ def build_lookup(mroot: Any, names: Iterable[str], spec: MappingSpec | None = No
     all a series expansion needs.  Objects never extracted are left out (their checks are skipped).
     A :class:`~clio2sf.mapping.transform.LookupTables`: the indexes the transforms derive from it are
     built once for all the batches a task transforms with it.
+
+    Each table is kept beside its object's raw batches (``raw/<object>/_lookup.json.gz``) under a key
+    naming every batch file's sha256, the matter-object option and this code's version of the minimal
+    record: every transform task needs the firm's contacts and matters, and reading the compact table
+    costs a fraction of parsing every staged record again.  A missing or stale table is rebuilt.
     """
     mof = spec.options.get("matter_object_field") if spec is not None else None
     out: dict[str, dict[Any, Any]] = LookupTables()
     for name in dict.fromkeys(names):
-        if staging.read_manifest(mroot, name) is None:
+        manifest = staging.read_manifest(mroot, name)
+        if manifest is None:
             continue
-        if name == "calendar_entries":
-            overrides: dict[Any, list[str]] = defaultdict(list)
-            for env in read_records(mroot, name, decoder=_lookup_decoder(name)):
-                d = _lookup_data(env) or {}
-                if d.get("parent_calendar_entry_id") is not None and d.get("start_at"):
-                    overrides[str(d["parent_calendar_entry_id"])].append(d["start_at"])
-            out["calendar_entry_overrides"] = dict(overrides)
-            continue
-        table: dict[Any, Any] = {}
-        for env in read_records(mroot, name, decoder=_lookup_decoder(name)):
-            d = _lookup_data(env) or {}
-            if d.get("id") is not None:
-                table[d["id"]] = _minimal(name, d, mof)
-        out[name] = table
+        label = "calendar_entry_overrides" if name == "calendar_entries" else name
+        key = _lookup_key(name, manifest, mof)
+        cache = staging.raw_dir(mroot, name) / LOOKUP_CACHE
+        table = _read_lookup(cache, key) if key is not None else None
+        if table is None:
+            table = _build_table(mroot, name, manifest, mof)
+            if key is not None:
+                _write_lookup(cache, key, table)
+        out[label] = table
     return out
+
+
+#: File name of a cached look-up table in ``raw/<object>/`` (see :func:`build_lookup`).
+LOOKUP_CACHE = "_lookup.json.gz"
+
+
+def _build_table(mroot: Any, name: str, manifest: Mapping[str, Any], mof: str | None) -> dict[Any, Any]:
+    decoder = _lookup_decoder(name)
+    envs = (env for entry in manifest.get("batches", ())
+            for env in staging.read_jsonl_gz(staging.raw_dir(mroot, name) / entry["file"], decoder))
+    if name == "calendar_entries":
+        overrides: dict[Any, list[str]] = defaultdict(list)
+        for env in envs:
+            d = _lookup_data(env) or {}
+            if d.get("parent_calendar_entry_id") is not None and d.get("start_at"):
+                overrides[str(d["parent_calendar_entry_id"])].append(d["start_at"])
+        return dict(overrides)
+    table: dict[Any, Any] = {}
+    for env in envs:
+        d = _lookup_data(env) or {}
+        if d.get("id") is not None:
+            table[d["id"]] = _minimal(name, d, mof)
+    return table
+
+
+_CODE_VERSION: list[str] = []
+
+
+def _lookup_key(name: str, manifest: Mapping[str, Any], mof: str | None) -> str | None:
+    """What a cached table was built from: every batch's sha256 (None when one has none: not cached),
+    the option that changes a matter's minimal record and the code that builds it."""
+    batches = manifest.get("batches") or []
+    if not batches or any(not entry.get("sha256") for entry in batches):
+        return None
+    if not _CODE_VERSION:
+        import inspect
+
+        code = "".join(inspect.getsource(f) for f in (_minimal, _pick, _ref, _build_table, _lookup_data))
+        _CODE_VERSION.append(hashlib.sha256((code + repr(_LOOKUP_FIELDS)).encode()).hexdigest())
+    ident = json.dumps([name, mof if name == "matters" else None, _CODE_VERSION[0],
+                        [[e["file"], e["sha256"]] for e in batches]], separators=(",", ":"))
+    return hashlib.sha256(ident.encode()).hexdigest()
+
+
+def _read_lookup(path: Any, key: str) -> dict[Any, Any] | None:
+    try:
+        if not path.exists():
+            return None
+        with path.open("rb") as fh:
+            text = gzip.decompress(fh.read())
+        try:
+            doc = msgspec.json.decode(text)
+        except msgspec.DecodeError:  # what msgspec refuses (a NaN rate) json reads as it was written
+            doc = json.loads(text)
+    except (OSError, ValueError, EOFError) as exc:
+        log.warning("look-up table %s unreadable (%s): rebuilt from the raw batches", path, type(exc).__name__)
+        return None
+    if not isinstance(doc, dict) or doc.get("key") != key:
+        return None
+    rows = doc.get("rows")
+    return dict(rows) if isinstance(rows, dict) else {k: v for k, v in rows}
+
+
+def _write_lookup(path: Any, key: str, table: Mapping[Any, Any]) -> None:
+    """Keep the table for the next task (ids stay ints or strings: rows are [id, record] pairs)."""
+    rows: Any = table if all(isinstance(k, str) for k in table) else [[k, v] for k, v in table.items()]
+    try:
+        staging.write_bytes_atomic(path, gzip.compress(json.dumps({"key": key, "rows": rows}, separators=(",", ":"))
+                                                       .encode(), 1, mtime=0))
+    except OSError as exc:  # the table is only a shortcut: the next task builds it again
+        log.warning("look-up table %s not kept (%s)", path, type(exc).__name__)
 
 
 def _batch_of(path: Any) -> str:

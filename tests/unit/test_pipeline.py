@@ -307,3 +307,36 @@ def test_lookups_parse_only_their_fields_and_equal_the_whole_records_minimal(tmp
         assert got[name] == want and len(want) >= 1, name
     nan_line = by_name["contacts"][0]["data"]
     assert got["contacts"][nan_line["id"]] == pipeline._minimal("contacts", nan_line, None)
+
+
+def test_lookup_tables_are_kept_beside_the_raw_batches_and_rebuilt_when_stale(tmp_path: Path, monkeypatch):
+    """The first build keeps each table in raw/<object>/_lookup.json.gz (keyed by its batches' sha256);
+    the next task reads it instead of the raw records; a re-extracted batch or another matter-object
+    option makes it stale: rebuilt. Batches without a sha256 are never cached."""
+    _stage(tmp_path)
+    spec = load_spec("harlow_vance")
+    names = ("contacts", "matters", "activity_rates", "calendar_entries")
+    first = pipeline.build_lookup(tmp_path, names, spec)
+    for name in names:
+        assert (staging.raw_dir(tmp_path, name) / pipeline.LOOKUP_CACHE).exists()
+    built = []
+    real = pipeline._build_table
+    monkeypatch.setattr(pipeline, "_build_table", lambda *a: built.append(a[1]) or real(*a))
+    assert pipeline.build_lookup(tmp_path, names, spec) == first and built == []  # read back, same tables
+    assert isinstance(next(iter(first["contacts"])), int)  # ids keep their type
+    # contacts re-extracted: one more record, a new sha256 in the manifest
+    envs = list(staging.read_jsonl_gz(staging.batch_path(tmp_path, "contacts", 1)))
+    extra = {**envs[0], "data": {**envs[0]["data"], "id": 777, "type": "Company"}}
+    info = staging.write_jsonl_gz(staging.batch_path(tmp_path, "contacts", 1), envs + [extra])
+    staging.write_json(staging.raw_dir(tmp_path, "contacts") / staging.MANIFEST, {"object": "contacts", "batches": [info]})
+    again = pipeline.build_lookup(tmp_path, names, spec)
+    assert built == ["contacts"] and again["contacts"][777] == {"type": "Company", "company": None}
+    spec.options["matter_object_field"] = "Matter Object"
+    pipeline.build_lookup(tmp_path, ("matters",), spec)
+    assert built == ["contacts", "matters"]
+    # no sha256 in the manifest: built every time, nothing kept
+    staging.write_json(staging.raw_dir(tmp_path, "bills") / staging.MANIFEST, {"object": "bills", "batches": [
+        {"file": "batch-00001.jsonl.gz", "records": 1}]})
+    pipeline.build_lookup(tmp_path, ("bills",), spec)
+    pipeline.build_lookup(tmp_path, ("bills",), spec)
+    assert built.count("bills") == 2 and not (staging.raw_dir(tmp_path, "bills") / pipeline.LOOKUP_CACHE).exists()
