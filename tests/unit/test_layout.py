@@ -77,3 +77,26 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme.split("\n## ")[0]
     assert ci.strip().splitlines()[-1] == "make test"
+
+
+def test_airflow_loads_only_the_plugin_files_not_the_package_module_by_module():
+    """Airflow imports every .py file it finds in the plugins folder, in every task process: the package
+    is ignored there (plugins/.airflowignore), so a task neither runs its modules twice nor imports
+    FastAPI for the apps only the api-server serves (they are built on their first request)."""
+    import sys
+
+    from airflow.sdk._shared.module_loading import find_path_from_directory
+
+    found = sorted(Path(p).name for p in find_path_from_directory(str(ROOT / "plugins"), ".airflowignore", "glob")
+                   if p.endswith(".py"))
+    assert found == ["clio2sf_reports_plugin.py", "clio2sf_webhooks_plugin.py"]
+    sys.path.insert(0, str(ROOT / "plugins"))
+    try:
+        import clio2sf_reports_plugin
+    finally:
+        sys.path.remove(str(ROOT / "plugins"))
+    from clio2sf_airflow import reports_app
+    from clio2sf_airflow.lazy_app import LazyApp
+
+    app = clio2sf_reports_plugin.Clio2sfReportsPlugin.fastapi_apps[0]
+    assert isinstance(app["app"], LazyApp) and app["url_prefix"] == reports_app.PREFIX
