@@ -13,7 +13,8 @@ the lease first:
   takeover is logged). Clearing tasks of that old run later makes it hold the lease again, so it
   waits for the new holder.
 
-The last task of each writing phase releases it. ``is_active(holder)`` is supplied by the caller
+Each writing phase releases it once its writes are done (the full load in ``reconcile``, a delta window
+in ``commit_watermarks``, the sample in ``diff_sample``). ``is_active(holder)`` is supplied by the caller
 (the Airflow side asks the API server for the holder run's state).
 
 Documents are the exception: their extraction goes on beside the user resolution, the sample and
