@@ -214,7 +214,11 @@ class _Comparer:
     def run(self) -> Result:
         """One sobject at a time (its records, then the checks that read them: occurrences and attendees
         on Event, team members on their matter's object, exactly-once), so a read-back by object
-        (:meth:`ReadBack.ensure`/:meth:`~ReadBack.release`) holds one sobject's records at a time."""
+        (:meth:`ReadBack.ensure`/:meth:`~ReadBack.release`) holds one sobject's records at a time.
+
+        Read by object, the sobjects with the fewest records in the org come first and each sobject's
+        expectations are dropped from ``exp.records`` once compared: the largest read-back (the
+        calendar's occurrences) reuses the memory the expectations compared before it held."""
         keys: dict[str, list[str]] = {}
         for sobject, key in self.exp.records:
             keys.setdefault(sobject, []).append(key)
@@ -222,7 +226,10 @@ class _Comparer:
         for sid in self.exp.team:
             teams.setdefault("Case" if self.exp.team_sobject[sid] == "CaseTeamMember" else "Opportunity", []).append(sid)
         events = {"Event"} if self.exp.series or self.exp.attendees else set()
-        for sobject in sorted(set(keys) | set(teams) | events):
+        by_object = self.rb.loader is not None
+        order = sorted(set(keys) | set(teams) | events,
+                       key=lambda so: (self.rb.sizes.get(so, 0), so) if by_object else (0, so))
+        for sobject in order:
             self.rb.ensure(sobject)
             for key in keys.get(sobject, ()):
                 self.record(self.exp.records[(sobject, key)], self._sf(sobject, key))
@@ -236,6 +243,9 @@ class _Comparer:
             if not self.subset and (sobject in keys or (sobject == "Event" and self.exp.series)):
                 self.exactly_once(sobject)
             self.rb.release(sobject)
+            if by_object:
+                for key in keys.get(sobject, ()):
+                    del self.exp.records[(sobject, key)]
         if self.subset:  # a sample: the org may hold more than the slice, records without a source are not checked
             self.res.notes.append("subset of Clio (a sample): Salesforce records outside it are not checked")
         return self.res
@@ -360,7 +370,9 @@ class _Comparer:
 
 def compare(exp: Expectations, rb: ReadBack, users: UserReport, rejects: Rejects, *, horizon_days: int = 730,
             now: Any = None, subset: bool = False) -> Result:
-    """``subset``: the expectations cover part of the firm (a sample): skip "no Clio source" checks."""
+    """``subset``: the expectations cover part of the firm (a sample): skip "no Clio source" checks.
+    With a read-back by object (``readback.read(..., by_object=True)``) ``exp.records`` is consumed
+    (each sobject's expectations dropped once compared)."""
     from datetime import UTC, datetime
 
     return _Comparer(exp, rb, users, rejects, horizon_days, now or datetime.now(UTC), subset).run()

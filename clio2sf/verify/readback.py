@@ -48,6 +48,7 @@ class ReadBack:
     #: (:meth:`ensure`) and dropped after (:meth:`release`); ``columns`` holds what to read.
     loader: Any = None
     columns: dict[str, list[str]] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)  # sobject → records with a Clio_Id__c (read by object)
 
     def key_of(self, sf_id: Any) -> str | None:
         hit = self.by_id.get(short(sf_id) or "")
@@ -105,6 +106,7 @@ def read(client: Any, wanted: Mapping[str, Iterable[str]], rb: ReadBack | None =
                     rb.duplicates[sobject].append(key)
                 seen.add(key)
                 rb.by_id[short(rec["Id"]) or ""] = (sobject, key)
+            rb.sizes[sobject] = len(seen)
             continue
         for rec in client.query_all_iter(f"SELECT {', '.join(cols)} FROM {sobject} WHERE {EXT} != null"):
             flat = flatten(rec)

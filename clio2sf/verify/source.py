@@ -132,6 +132,19 @@ class FieldExpectation:
     contains: bool = False      # the field holds this value among others (an overflow target)
 
 
+_NOTHING: dict[tuple[Any, str], FieldExpectation] = {}
+
+
+def _nothing(path: Any, kind: str) -> FieldExpectation:
+    """The expectation of an empty field, one instance per path and kind (expectations are never
+    changed once made; most fields of most records are empty, and a firm's records are all held)."""
+    key = (path if not isinstance(path, list) else tuple(path), kind)
+    fx = _NOTHING.get(key)
+    if fx is None:
+        fx = _NOTHING[key] = FieldExpectation(None, path, kind)
+    return fx
+
+
 @dataclass(slots=True)
 class OwnerExpectation:
     clio_user: str | None       # the Clio user who owns the record (None: no user; the fallback owner)
@@ -155,7 +168,6 @@ class RecordExpectation:
 @dataclass
 class Expectations:
     records: dict[tuple[str, str], RecordExpectation] = field(default_factory=dict)
-    by_source: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: defaultdict(list))
     clio_ids: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # clio object → ssids
     team: dict[str, dict[str, str]] = field(default_factory=dict)      # matter key → {sf user: role path}
     team_sobject: dict[str, str] = field(default_factory=dict)         # matter key → CaseTeamMember/Opp...
@@ -165,7 +177,6 @@ class Expectations:
 
     def add(self, rec: RecordExpectation) -> RecordExpectation:
         self.records[(rec.sobject, rec.key)] = rec
-        self.by_source[rec.source].append((rec.sobject, rec.key))
         return rec
 
 
@@ -213,7 +224,7 @@ class _Builder:
                 rec.fields[target] = FieldExpectation(value, path, "text")
                 return
             if "." not in target and not fspec.get("ref"):
-                rec.fields.setdefault(target, FieldExpectation(None, path, fspec.get("as", "text")))
+                rec.fields.setdefault(target, _nothing(path, fspec.get("as", "text")))
             elif fspec.get("ref"):
                 rec.links[lookup_field(target)] = (None, path)
             return
@@ -228,7 +239,7 @@ class _Builder:
             if len(value) > 80 or not _EMAIL.match(value):
                 if fspec.get("invalid_to"):
                     rec.fields[fspec["invalid_to"]] = FieldExpectation(value, path, "text")
-                rec.fields[target] = FieldExpectation(None, path, "email")
+                rec.fields[target] = _nothing(path, "email")
                 return
         elif kind == "text":
             value = _text(value)
@@ -500,7 +511,6 @@ class _Builder:
                 if d.get("deleted_at"):
                     older.reject_rule = "deleted_in_clio"
                 self.out.records[(older.sobject, older.key)] = older
-                self.out.by_source[sid].append((older.sobject, older.key))
         for v in versions:
             number = v.get("version_number") or 1
             view = dict(d)
@@ -512,7 +522,6 @@ class _Builder:
             if d.get("deleted_at"):
                 rec.reject_rule = "deleted_in_clio"
             self.out.records[(rec.sobject, rec.key)] = rec
-            self.out.by_source[sid].append((rec.sobject, rec.key))
 
     def _calendar_entries(self, env: Mapping[str, Any], d: Mapping[str, Any]) -> None:
         sid = env["source_system_id"]
@@ -556,7 +565,6 @@ class _Builder:
         rec.fields["Clio_Series_Id__c"] = FieldExpectation(sid, "id", "text")
         self.out.series[sid] = {"starts": starts, "duration": end - start, "all_day": bool(d.get("all_day")),
                                 "tz": tz, "template": rec, "attendees": attendees}
-        self.out.by_source[sid].append(("Event", f"{sid}@*"))
 
     def _times(self, rec: RecordExpectation, d: Mapping[str, Any], start: datetime, end: datetime, tz: Any) -> None:
         max_days = self.spec.options.get("event_max_days", 14)

@@ -109,3 +109,4 @@ def test_reading_back_one_sobject_at_a_time_finds_what_reading_all_finds():
     assert any(r[5] == "duplicates" for r in whole)
     assert held and all(len(h) <= 1 for h in held), held  # one sobject's records at a time
     assert not any(rb.records.values())  # and none left after
+    assert not exp.records  # each sobject's expectations dropped once compared

@@ -1,0 +1,172 @@
+"""Peak RSS of the full load's verify step (``verify_migration``, what ``mig_05_full_load.verify`` runs).
+
+``python -m benchmarks.bench_verify_memory [--preset large] [--work DIR]``
+
+Set-up (once per ``--work`` directory, kept for re-runs: ``DIR/ready.json``): the Clio sandbox's
+seeded firm of ``--preset`` (``large``: 4,000 matters, ≈98,773 records, 6,000 documents) is extracted
+without a rate limit, its users resolved, the schema applied, every batch transformed and loaded into
+the Salesforce sandbox (real HTTP, Bulk API 2.0 where it pays), as ``tests/integration/
+test_verify_sandbox.py`` does for the tiny firm.  Measure: a fresh process runs ``verify_migration``
+over the whole staged extraction against the org read back over HTTP and prints its RSS before the
+call (the imports: the Airflow task process image is larger, ~194 MB in the DAG benchmark) and its peak
+(``VmHWM``); the figure is the peak, target < 500 MB.  The verification must come out clean (0
+unexplained differences): a verify that skipped its work would also be small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ROOT, Figure, at_most
+
+FIRM, MIGRATION = "large", "m1"
+
+
+def _rss_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def setup(work: Path, preset: str, clio: Any, sf: Any) -> dict[str, Any]:
+    """Extract, transform and load the firm once (``work/ready.json`` marks it done)."""
+    from clio2sf import catalog, pipeline, staging
+    from clio2sf.extract import extract_object, read_records
+    from clio2sf.mapping.schema_plan import build_schema_plan
+    from clio2sf.mapping.spec import load_spec
+    from clio2sf.mapping.transform import PRODUCES
+    from clio2sf.mapping.users import UserMap
+    from clio2sf.user_resolution import report_csv, resolve_fallback, resolve_users, user_map_document
+    from clio2sf_airflow.hooks.clio import ClioHook
+    from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+    from sandbox.common.roster import INTEGRATION_USER
+
+    t0 = time.monotonic()
+    clio_hook = ClioHook()
+    hook = ClioSalesforceHook(sleep=lambda s: None, poll_interval=0.05, max_poll_interval=0.5)
+    mroot = staging.migration_root(work / "stage", FIRM, MIGRATION)
+    wanted = set(PRODUCES) | {"custom_fields", "practice_areas", "bank_accounts"}
+    counts = {}
+    for obj in catalog.CLIO_OBJECTS:
+        if obj.name in wanted:
+            counts[obj.name] = extract_object(obj, clio_hook.get_page, mroot, download=clio_hook.download_document,
+                                              request_count=lambda: clio_hook.requests_made)["records"]
+    spec = load_spec(None)
+    sf_users = hook.query_all("SELECT Id, Username, Email, IsActive FROM User")
+    fallback = resolve_fallback(sf_users, INTEGRATION_USER["username"])
+    resolutions = resolve_users([e["data"] for e in read_records(mroot, "users")], sf_users, fallback)
+    staging.write_json(mroot / "users" / "user_map.json", user_map_document(resolutions, fallback))
+    (mroot / "users" / "user_report.csv").write_text(report_csv(resolutions))
+    users = UserMap.from_json(staging.read_json(mroot / "users" / "user_map.json"))
+    plan = build_schema_plan(spec, clio_custom_fields=[e["data"] for e in read_records(mroot, "custom_fields")],
+                             practice_areas=[e["data"] for e in read_records(mroot, "practice_areas")])
+    pipeline.apply_schema_plan(hook, plan, activity_fallback=False)
+    for name in PRODUCES:
+        manifest = staging.read_manifest(mroot, name)
+        if manifest is None:
+            continue
+        lookup = pipeline.build_lookup(mroot, pipeline.lookup_names(name), spec)
+        for entry in manifest["batches"]:
+            pipeline.transform_batch(staging.raw_dir(mroot, name) / entry["file"], name, spec, users, lookup, mroot)
+    for deferred in (False, True):
+        for sobject in spec.load_order:
+            folder = mroot / "transformed" / sobject
+            paths = sorted(folder.glob("*.jsonl.gz")) if folder.exists() else []
+            for group in pipeline.group_batches(paths, sobject) if paths else ():
+                pipeline.load_batch(hook, group if len(group) > 1 else group[0], mroot, migration_id=MIGRATION,
+                                    run_id="run-1", mode="auto", load_order=spec.load_order, deferred=deferred,
+                                    sleep=lambda s: None)
+    ready = {"preset": preset, "records": sum(counts.values()), "objects": counts,
+             "setup_seconds": round(time.monotonic() - t0, 1)}
+    staging.write_json(work / "ready.json", ready)
+    return ready
+
+
+def measure(work: Path) -> dict[str, Any]:
+    """In this (fresh) process: verify the whole firm; RSS before and peak."""
+    from clio2sf import staging
+    from clio2sf.extract import read_records
+    from clio2sf.mapping.spec import load_spec
+    from clio2sf.verify import accounting, compare, readback, source
+    from clio2sf.verify import run as verify_run
+    from clio2sf.verify.run import verify_migration
+    from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+
+    steps: list[tuple[str, float, float]] = []  # (step, RSS and peak after it, MB): where memory is held
+
+    def after(step: str, fn: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            out = fn(*args, **kwargs)
+            steps.append((step, round(_rss_kb("VmRSS") / 1024, 1), round(_rss_kb("VmHWM") / 1024, 1)))
+            return out
+        return wrapped
+
+    assert verify_run.source is source  # verify_migration calls these through their modules
+    for mod, name in ((source, "build"), (readback, "read"), (readback, "read_links"), (compare, "compare"),
+                      (accounting, "account")):
+        setattr(mod, name, after(name, getattr(mod, name)))
+    mroot = staging.migration_root(work / "stage", FIRM, MIGRATION)
+    hook = ClioSalesforceHook(sleep=lambda s: None)
+    spec = load_spec(None)
+    listed = [e["data"] for e in read_records(mroot, "custom_fields")]
+    before = _rss_kb("VmRSS")
+    t0, c0 = time.monotonic(), time.process_time()
+    result = verify_migration(hook, mroot, spec, out_dir=work / "reports" / f"verify-{os.getpid()}",
+                              discovered_custom_fields=listed)
+    return {"rss_before_mb": round(before / 1024, 1), "peak_rss_mb": round(_rss_kb("VmHWM") / 1024, 1),
+            "seconds": round(time.monotonic() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1),
+            **{k: result[k] for k in ("records_compared", "fields_compared", "mismatches", "explained", "queries")},
+            "unaccounted_fields": len(result["unaccounted_fields"]), "rss_after_steps_mb": steps}
+
+
+def run(work: Path, preset: str = "large") -> list[Figure]:
+    from sandbox.clio.testing import run_clio_sandbox
+    from sandbox.salesforce.testing import run_sf_sandbox
+    from scripts.runner import airflow_env
+
+    work.mkdir(parents=True, exist_ok=True)
+    with run_clio_sandbox(work / "clio", preset=preset, rate_limit=None) as clio, \
+            run_sf_sandbox(work / "sf", seed=42) as sf:
+        env = airflow_env(clio, sf, f"file://{work / 'stage'}", rate_dir=work / "rate")
+        os.environ.update(env)
+        ready = json.loads((work / "ready.json").read_text()) if (work / "ready.json").exists() else None
+        if ready is None or ready.get("preset") != preset:
+            ready = setup(work, preset, clio, sf)
+        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_verify_memory", "--measure", str(work)],
+                             cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"verify process failed:\n{out.stderr[-4000:]}")
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+    clean = got["mismatches"] == 0 and got["unaccounted_fields"] == 0
+    return [Figure("memory", "peak RSS, verify (full load)", f"{preset} firm, {ready['records']:,} records",
+                   got["peak_rss_mb"], "MB", "< 500", at_most(got["peak_rss_mb"], 499.9) if clean else False,
+                   note="" if clean else f"the verification was not clean: {got['mismatches']} unexplained",
+                   detail={**got, "setup_seconds": ready.get("setup_seconds")})]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--preset", default="large")
+    ap.add_argument("--work", default=None, help="set-up kept here for re-runs (default: a new temp dir)")
+    ap.add_argument("--measure", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.measure:
+        print(json.dumps(measure(Path(args.measure))))
+        return
+    import tempfile
+
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-verify-memory-"))
+    for f in run(work, args.preset):
+        print(json.dumps(f.as_dict()))
+
+
+if __name__ == "__main__":
+    main()
