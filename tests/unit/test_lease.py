@@ -145,3 +145,52 @@ def test_the_sample_releases_the_writer_lease_before_its_approval_waits(phase_ta
     lease.hold(root, dag_id="mig_04_sample", run_id="manual__s1", phase="sample", is_active=lambda d, r: True)
     sample.diff_sample()  # the last task before approve_sample
     assert lease.read_lease(root) is None
+
+
+class _Reached(Exception):
+    """Raised by a stand-in just past the guard under test: the task got through it."""
+
+
+def test_users_and_sample_refuse_a_partial_extraction(phase_tasks, monkeypatch):
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from clio2sf_airflow.phases import load_common, resolve_users
+
+    extract, sample, root, as_run = (phase_tasks[k] for k in ("extract", "sample", "root", "as_run"))
+    monkeypatch.setattr(resolve_users, "firm_spec", lambda firm: SimpleNamespace(options={}))
+    monkeypatch.setattr(load_common, "user_map", lambda r: {})
+    monkeypatch.setattr(load_common, "check_write_access", lambda spec, r: {})
+
+    def reached(*a, **kw):
+        raise _Reached
+
+    monkeypatch.setattr(resolve_users.migration, "salesforce_hook", reached)
+    monkeypatch.setattr(sample, "choose_sample", reached)
+    tasks = {"mig_03_resolve_users": resolve_users.resolve, "mig_04_sample": sample.select_sample}
+    for dag_id, task in tasks.items():  # no extraction yet
+        as_run(dag_id, "manual__never")
+        with pytest.raises(AirflowFailException, match="'harlow_vance', migration 'm1'.*never finished"):
+            task()
+        assert lease.read_lease(root) is None  # the refusal leaves the migration free
+
+    as_run("mig_02_extract", "manual__x1")  # one object failed; its lease went stale
+    extract.summarize_extraction([{"object": "contacts", "records": 3, "batches": 1, "requests": 2, "complete": True},
+                                  {"object": "matters", "records": 1, "batches": 1, "requests": 1, "complete": False}])
+    for dag_id, task in tasks.items():
+        as_run(dag_id, "manual__partial")
+        with pytest.raises(AirflowFailException, match="not complete") as info:
+            task()
+        assert "mig_02_extract" in str(info.value) and "Clear → Downstream" in str(info.value)
+        assert lease.read_lease(root) is None
+
+    as_run("mig_02_extract", "manual__x2")  # records complete, documents still to download: enough
+    extract.summarize_extraction([{"object": "contacts", "records": 3, "batches": 1, "requests": 2, "complete": True}])
+    for dag_id, task in tasks.items():
+        as_run(dag_id, "manual__ok")
+        with pytest.raises(_Reached):
+            task()
+        assert lease.read_lease(root)["run_id"] == "manual__ok"
+        lease.release(root, dag_id=dag_id, run_id="manual__ok")
+

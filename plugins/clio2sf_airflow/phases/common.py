@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import ObjectStoragePath, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
-from clio2sf import lease
+from clio2sf import lease, staging
 from clio2sf.mapping.confirm import UnconfirmedMappingError, confirm, confirmation_for, require_confirmed
 from clio2sf.mapping.spec import MappingSpec, SpecError, load_spec
 from clio2sf_airflow.storage import migration_root
@@ -73,6 +73,20 @@ def require_sample_approved(spec: MappingSpec, root: ObjectStoragePath) -> dict:
         ) from exc
 
 
+def require_records_extracted(root: ObjectStoragePath, p: dict[str, Any]) -> dict[str, Any]:
+    """Refuse unless the extraction of the record objects is complete (``records_complete`` in
+    ``raw/_extraction.json``, written by ``summarize_extraction``); documents may still be downloading."""
+    extraction = staging.read_json(root / "raw" / "_extraction.json", default=None)
+    if not extraction or not extraction.get("records_complete", extraction.get("complete")):
+        state = "never finished" if not extraction else "is not complete (an object failed or was cut short)"
+        raise AirflowFailException(
+            f"firm {p['firm']!r}, migration {p['migration_id']!r}: the extraction of the record objects {state}: "
+            "run mig_02_extract (or clear its failed extract_object task with Downstream) until "
+            f"summarize_extraction succeeds, then run this phase again.\n{RESUME_ADVICE}"
+        )
+    return extraction
+
+
 def record_hitl_approval(kind: str, approval_task_id: str) -> dict[str, Any]:
     """Store the HITL answer of ``approval_task_id`` as a confirmation of the current spec hash.
 
@@ -124,6 +138,18 @@ def hold_lease(phase: str, *, name: str = lease.LEASE_FILE) -> dict[str, Any]:
                           is_active=_run_active, log=log.warning, name=name)
     except lease.LeaseHeld as exc:
         raise AirflowFailException(str(exc)) from exc
+
+
+def hold_lease_on_extracted_records(phase: str, root: ObjectStoragePath, p: dict[str, Any]) -> dict[str, Any]:
+    """Hold the writer lease, then refuse (releasing it) unless the record objects' extraction is complete.
+
+    Checked under the lease: no extraction of this migration can be rewriting ``raw/`` meanwhile."""
+    hold_lease(phase)
+    try:
+        return require_records_extracted(root, p)
+    except AirflowFailException:
+        release_lease()
+        raise
 
 
 def release_lease(*, name: str = lease.LEASE_FILE) -> bool:

@@ -18,7 +18,13 @@ from clio2sf.user_resolution import (
     user_map_document,
 )
 from clio2sf_airflow import migration
-from clio2sf_airflow.phases.common import firm_spec, hold_lease, mroot, params, release_lease
+from clio2sf_airflow.phases.common import (
+    firm_spec,
+    hold_lease_on_extracted_records,
+    mroot,
+    params,
+    release_lease,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +36,8 @@ def resolve() -> dict[str, Any]:
     p = params()
     root = mroot(p)
     spec = firm_spec(p["firm"])
-    hold_lease("resolve_users")  # the user map must not change under a load of the same migration
+    # the user map must not change under a load of the same migration, nor be built from a partial extraction
+    hold_lease_on_extracted_records("resolve_users", root, p)
     sf_users = list(migration.salesforce_hook(params()).query_all_iter(USER_SOQL))
     clio_users = [env["data"] for env in read_records(root, "users")]
     fallback = spec.options.get("fallback_owner")

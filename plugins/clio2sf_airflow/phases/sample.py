@@ -14,6 +14,7 @@ from clio2sf_airflow.phases import load_common
 from clio2sf_airflow.phases.common import (
     firm_spec,
     hold_lease,
+    hold_lease_on_extracted_records,
     mroot,
     params,
     release_lease,
@@ -34,7 +35,8 @@ def select_sample() -> dict[str, Any]:
     require_mapping_confirmed(spec, root)
     load_common.user_map(root)  # fails early, naming the phase to run, if users are unresolved
     load_common.check_write_access(spec, root)  # before anything is written
-    hold_lease(SAMPLE)  # one writer per migration: not beside a load, a delta or an extraction
+    # one writer per migration: not beside a load, a delta or an extraction; never on a partial extraction
+    hold_lease_on_extracted_records(SAMPLE, root, p)
     objects = [o for o in load_common.TRANSFORMED if staging.read_manifest(root, o) is not None]
 
     def index(name: str):
