@@ -10,7 +10,8 @@ the lease first:
 * held by another run that is still active (queued or running): refused, naming that run, its
   phase and since when;
 * held by a run that is no longer active (failed, succeeded, deleted): stale, taken over (the
-  takeover is logged). Clearing tasks of that old run later makes it hold the lease again, so it
+  takeover is logged). Only when that is known: the Airflow side raises, and the task is retried,
+  when it cannot read the holder run's state. Clearing tasks of that old run later makes it hold the lease again, so it
   waits for the new holder.
 
 Each writing phase releases it once its writes are done (the full load in ``reconcile``, a delta window

@@ -194,3 +194,51 @@ def test_users_and_sample_refuse_a_partial_extraction(phase_tasks, monkeypatch):
         assert lease.read_lease(root)["run_id"] == "manual__ok"
         lease.release(root, dag_id=dag_id, run_id="manual__ok")
 
+
+def test_an_unreadable_holder_state_never_lets_a_second_writer_in(phase_tasks):
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
+    from airflow.sdk.execution_time.comms import ErrorResponse
+
+    from clio2sf_airflow.phases import common
+
+    root, as_run = phase_tasks["root"], phase_tasks["as_run"]
+    lease.hold(root, dag_id="mig_05_full_load", run_id="manual__load", phase="full_load", is_active=lambda d, r: True)
+    as_run("mig_06_delta", "scheduled__d1")
+
+    def answer(outcome):
+        def get_dagrun_state(dag_id, run_id):
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+        common.get_current_context()["ti"] = SimpleNamespace(get_dagrun_state=get_dagrun_state)
+
+    answer(ConnectionError("API server unreachable"))
+    with pytest.raises(common.LeaseCheckFailed, match="mig_05_full_load / manual__load.*could not be made"):
+        common.hold_lease("delta")  # retried by Airflow (not an AirflowFailException), never taken over
+    answer(AirflowRuntimeError(ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail={"status_code": 500})))
+    with pytest.raises(common.LeaseCheckFailed):
+        common.hold_lease("delta")
+    answer(AirflowRuntimeError(ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail={})))  # no status at all
+    with pytest.raises(common.LeaseCheckFailed):
+        common.hold_lease("delta")
+    answer("up_for_retry")  # not a state a DAG run finishes in: still a writer
+    with pytest.raises(Exception, match="one writer at a time"):
+        common.hold_lease("delta")
+    assert lease.read_lease(root)["run_id"] == "manual__load"
+
+    answer(AirflowRuntimeError(ErrorResponse(error=ErrorType.API_SERVER_ERROR, detail={"status_code": 404})))
+    assert common.hold_lease("delta")["run_id"] == "scheduled__d1"  # the holder run was deleted: stale
+    lease.release(root, dag_id="mig_06_delta", run_id="scheduled__d1")
+    lease.hold(root, dag_id="mig_05_full_load", run_id="manual__load", phase="full_load", is_active=lambda d, r: True)
+    import httpx  # the same 404 asked in-process (airflow dags test): the response's own status
+    from airflow.sdk.api.client import ServerResponseError
+
+    request = httpx.Request("GET", "http://in-process/dag-runs/mig_05_full_load/manual__load/state")
+    answer(ServerResponseError("Not Found", request=request, response=httpx.Response(404, request=request)))
+    assert common.hold_lease("delta")["run_id"] == "scheduled__d1"
+    lease.release(root, dag_id="mig_06_delta", run_id="scheduled__d1")
+    lease.hold(root, dag_id="mig_05_full_load", run_id="manual__load", phase="full_load", is_active=lambda d, r: True)
+    answer("failed")  # known finished
+    assert common.hold_lease("delta")["run_id"] == "scheduled__d1"

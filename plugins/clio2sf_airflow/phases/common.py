@@ -116,15 +116,49 @@ def record_hitl_approval(kind: str, approval_task_id: str) -> dict[str, Any]:
     return {"kind": kind, "hash": spec.content_hash, "recorded": False, "already_confirmed": bool(existing)}
 
 
+class LeaseCheckFailed(RuntimeError):
+    """The state of the run holding the lease could not be read: the task is retried, never let in."""
+
+
+#: DAG run states after which a run writes no more: only such a holder's lease is taken over.
+FINISHED_STATES = ("success", "failed")
+
+
+def _status_code(exc: Exception) -> int | None:
+    """The HTTP status of a failed API call: in the error a task receives from its supervisor
+    (``AirflowRuntimeError``), or on the response itself (``airflow dags test`` asks in-process)."""
+    detail = getattr(getattr(exc, "error", None), "detail", None)
+    if isinstance(detail, dict) and isinstance(detail.get("status_code"), int):
+        return detail["status_code"]
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
 def _run_active(dag_id: str, other_run_id: str) -> bool:
-    """Whether that DAG run is queued or running (asked through the Task SDK)."""
+    """Whether that DAG run may still write (asked through the Task SDK).
+
+    False only when the run is known finished (``success``/``failed``) or known gone (the API answers
+    404: the run was deleted). Any other state counts as still writing (refused, naming it); an error
+    reading it raises :class:`LeaseCheckFailed` (a retryable failure naming the holder run): a passing API
+    error never lets a second writer in."""
     try:
         state = get_current_context()["ti"].get_dagrun_state(dag_id=dag_id, run_id=other_run_id)
-    except Exception as exc:  # a deleted run, or no API server to ask (airflow dags test)
-        log.warning("could not read the state of %s / %s (%s): treating its lease as stale",
-                    dag_id, other_run_id, type(exc).__name__)
+    except Exception as exc:
+        if _status_code(exc) == 404:
+            log.warning("the run %s / %s holding the lease no longer exists: its lease is stale", dag_id, other_run_id)
+            return False
+        raise LeaseCheckFailed(
+            f"the migration's lease is held by run {dag_id} / {other_run_id}, and its state could not be read "
+            f"({type(exc).__name__}: {exc}): the check could not be made, so this run does not take the lease.\n"
+            "The task is retried; if it keeps failing, check the API server, or wait for that run to finish and "
+            "clear this task with Downstream (Clear → Downstream)."
+        ) from exc
+    name = str(state).lower().rsplit(".", 1)[-1]
+    if name in FINISHED_STATES:
         return False
-    return str(state).lower().rsplit(".", 1)[-1] in ("queued", "running")
+    if name not in ("queued", "running"):
+        log.warning("run %s / %s is in state %r: treating it as still writing", dag_id, other_run_id, name)
+    return True
 
 
 def hold_lease(phase: str, *, name: str = lease.LEASE_FILE) -> dict[str, Any]:
