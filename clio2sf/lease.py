@@ -1,8 +1,8 @@
 """One writer per migration: a lease file ``<migration root>/lease.json`` naming the run that writes.
 
-The extraction of the record objects, the user resolution, the sample, the full load, a delta
-window and a rollback (not a dry run) each write the migration's staging files, and the last four
-Salesforce, its ledger and its watermarks. Two of them at once would interleave writes (a delta
+Discover (its staged describes and mapping document, and the schema plan it may apply), the
+extraction of the record objects, the user resolution, the sample, the full load, a delta window and
+a rollback (not a dry run) each write the migration's staging files, and the last four Salesforce, its ledger and its watermarks. Two of them at once would interleave writes (a delta
 updating what a rollback is deleting, two extractions of one object), so every writing task *holds*
 the lease first:
 
@@ -15,7 +15,7 @@ the lease first:
   waits for the new holder.
 
 Each writing phase releases it once its writes are done (the full load in ``reconcile``, a delta window
-in ``commit_watermarks``, the sample in ``diff_sample``). ``is_active(holder)`` is supplied by the caller
+in ``commit_watermarks``, the sample in ``diff_sample``, discover in ``apply_schema``). ``is_active(holder)`` is supplied by the caller
 (the Airflow side asks the API server for the holder run's state).
 
 Documents are the exception: their extraction goes on beside the user resolution, the sample and

@@ -16,6 +16,8 @@ object, and the Salesforce org's describes and limits. Writes, under
 `apply_schema` (opt-in param) creates the schema plan through the Tooling API, acting as the
 firm's admin. The run ends with **approve_mapping**: a person approves the mapping hash
 (Browse → Required Actions), and `record_mapping_approval` stores who approved which hash.
+From `preflight` to `apply_schema` the run holds the migration's one-writer lease (released before
+the approval waits): a second discover, an extraction or a load of the same migration is refused.
 """
 
 from __future__ import annotations

@@ -242,3 +242,36 @@ def test_an_unreadable_holder_state_never_lets_a_second_writer_in(phase_tasks):
     lease.hold(root, dag_id="mig_05_full_load", run_id="manual__load", phase="full_load", is_active=lambda d, r: True)
     answer("failed")  # known finished
     assert common.hold_lease("delta")["run_id"] == "scheduled__d1"
+
+
+def test_discover_holds_the_writer_lease_until_apply_schema(phase_tasks, monkeypatch):
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from clio2sf_airflow.phases import common, discover
+
+    root, as_run = phase_tasks["root"], phase_tasks["as_run"]
+    hook = SimpleNamespace(conn_id="sf", clio_conn_id="clio", test_connection=lambda: (True, "ok"))
+    monkeypatch.setattr(discover, "firm_spec", lambda firm: SimpleNamespace(content_hash="h" * 12))
+    monkeypatch.setattr(discover.migration, "clio_hook", lambda p: hook)
+    monkeypatch.setattr(discover.migration, "salesforce_hook", lambda p: hook)
+    monkeypatch.setattr(discover, "_missing_targets", lambda spec, h: [])
+
+    as_run("mig_01_discover", "manual__d1")
+    discover.preflight()
+    assert lease.read_lease(root)["run_id"] == "manual__d1"
+    as_run("mig_01_discover", "manual__d2")  # a second discover of the same migration, d1 still running
+    with pytest.raises(AirflowFailException, match="discover run mig_01_discover / manual__d1"):
+        discover.preflight()
+    for task in (discover.read_clio_schema, discover.read_salesforce, discover.build_mapping_document):
+        with pytest.raises(AirflowFailException, match="manual__d1"):
+            task()  # each writing task checks too (a cleared one after a takeover)
+    common.get_current_context()["params"]["apply_schema"] = True
+    with pytest.raises(AirflowFailException, match="manual__d1"):
+        discover.apply_schema()  # never two schema applications at once
+
+    as_run("mig_01_discover", "manual__d1")
+    with pytest.raises(AirflowSkipException):
+        discover.apply_schema()  # apply_schema off: discover's writes are done
+    assert lease.read_lease(root) is None  # released before approve_mapping waits

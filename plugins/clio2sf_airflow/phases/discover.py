@@ -1,4 +1,9 @@
-"""Discover phase: Clio schema and volumes, Salesforce describes, the mapping spec document."""
+"""Discover phase: Clio schema and volumes, Salesforce describes, the mapping spec document.
+
+Under the migration's one-writer lease (``clio2sf.lease``), taken by ``preflight`` (and re-held by each
+writing task, so a task cleared after another run took the lease over is refused) and released by
+``apply_schema`` (also when it is skipped), before ``approve_mapping`` waits: two discover runs of one
+migration never rewrite ``discover/`` or apply the schema plan at once, nor beside its other phases."""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from clio2sf.mapping.schema_plan import build_schema_plan
 from clio2sf.mapping.validation import validate_spec_against_describes
 from clio2sf_airflow import migration
 from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
-from clio2sf_airflow.phases.common import firm_spec, mroot, params
+from clio2sf_airflow.phases.common import firm_spec, hold_lease, mroot, params, release_lease
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,7 @@ def preflight() -> dict[str, Any]:
     """Check the firm config and both connections before anything else runs."""
     p = params()
     spec = firm_spec(p["firm"])
+    hold_lease(DISCOVER)  # one writer per migration: not beside another discover, an extraction or a load
     problems = []
     for hook in (migration.clio_hook(p), migration.salesforce_hook(p)):
         name = getattr(hook, "clio_conn_id", None) or hook.conn_id
@@ -76,6 +82,7 @@ def read_clio_schema() -> dict[str, Any]:
     object whether its count is exact or an estimate); matters are read in full for the reference
     exports.
     """
+    hold_lease(DISCOVER)
     p = params()
     root = mroot(p)
     hook = migration.clio_hook(params())
@@ -120,6 +127,7 @@ def read_clio_schema() -> dict[str, Any]:
 
 def read_salesforce() -> dict[str, Any]:
     """Stage describeGlobal, the describe of every target object that exists, and ``/limits``."""
+    hold_lease(DISCOVER)
     p = params()
     root = mroot(p)
     spec = firm_spec(p["firm"])
@@ -144,6 +152,7 @@ def load_describes(root) -> dict[str, dict]:
 
 def build_mapping_document() -> dict[str, Any]:
     """Propose, plan and estimate; write the mapping spec document and the reference exports."""
+    hold_lease(DISCOVER)
     p = params()
     root = mroot(p)
     spec = firm_spec(p["firm"])
@@ -201,7 +210,9 @@ def apply_schema() -> dict[str, Any]:
     """Create the planned custom objects, fields and record types through Tooling, then create and assign
     the ``Clio_Migration`` permission set that lets the integration user read and write them (opt-in)."""
     p = params()
+    hold_lease(DISCOVER)
     if not p.get("apply_schema"):
+        release_lease()  # discover's writes are done; approve_mapping may wait for days
         raise AirflowSkipException("apply_schema is off: the Salesforce admin creates the fields from the schema plan")
     from clio2sf.pipeline import apply_schema_plan
 
@@ -222,6 +233,7 @@ def apply_schema() -> dict[str, Any]:
     # Re-stage describes so later phases validate against the new schema.
     for name in load_describes(root):
         staging.write_json(root / DISCOVER / "salesforce_describe" / f"{name}.json", hook.describe(name, refresh=True))
+    release_lease()  # discover's writes are done; approve_mapping may wait for days
     return summary
 
 
