@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from airflow.sdk import ObjectStoragePath
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from clio2sf import delta, staging
 from clio2sf.discovery import capacity_check, estimates
@@ -29,11 +29,15 @@ from clio2sf_airflow.phases.common import (
 
 log = logging.getLogger(__name__)
 
+#: ``reports/<run id>/`` marker: this run's pre-flight passed (verify has something to check).
+PREFLIGHT_PASSED = "preflight_passed.json"
+
 
 def preflight_load() -> dict[str, Any]:
     """Refuse to write without a confirmed mapping, an approved sample and room in the org."""
     p = params()
     root = mroot(p)
+    (root / "reports" / run_id() / PREFLIGHT_PASSED).unlink(missing_ok=True)  # a cleared pre-flight decides again
     spec = firm_spec(p["firm"])
     require_mapping_confirmed(spec, root)
     require_sample_approved(spec, root)
@@ -59,6 +63,7 @@ def preflight_load() -> dict[str, Any]:
     policy = spec.options.get("capacity_preflight", "refuse")
     if errors and policy == "refuse":
         raise AirflowFailException("capacity pre-flight refused the load: " + "; ".join(errors))
+    staging.write_json(root / "reports" / run_id() / PREFLIGHT_PASSED, {"run_id": run_id()})
     return {"records": sum(counts.values()), "capacity_errors": len(errors), "warnings": len(findings) - len(errors),
             **access}
 
@@ -205,6 +210,11 @@ def verify() -> dict[str, Any]:
     """
     p = params()
     root = mroot(p)
+    if not (root / "reports" / run_id() / PREFLIGHT_PASSED).exists():
+        # verify runs whatever the load's outcome (all_done), but a refused pre-flight wrote nothing; reading
+        # the org then would only report another run's writes (or one still writing) as this run's
+        raise AirflowSkipException("the pre-flight refused this run (see preflight_load's log): nothing was "
+                                   "loaded, nothing to verify")
     result = verify_migration(migration.salesforce_hook(p), root, firm_spec(p["firm"]), out_dir=root / "reports" / run_id(),
                               discovered_custom_fields=discovered_custom_fields(root))
     return raise_on_failure(result, "full load")
