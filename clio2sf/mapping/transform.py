@@ -826,7 +826,9 @@ def _calendar_entries(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[Transfo
         else:
             row["IsAllDayEvent"] = False
             row["StartDateTime"] = inst_start.isoformat()
-            row["EndDateTime"] = inst_end.isoformat()
+            # RFC 5545 3.8.5.3: with DTEND every occurrence lasts the same *exact* duration; adding it to the
+            # local wall time made an occurrence across a daylight-saving change an hour longer or shorter
+            row["EndDateTime"] = (inst_start.astimezone(UTC) + duration).astimezone(inst_start.tzinfo).isoformat()
         yield _envelope("Event", inst_sid, row)
         for att in attendees:
             if att.get("type") == "Contact" and att.get("id") is not None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 
 import pytest
 
@@ -313,3 +314,22 @@ def test_unmatched_attorney_is_left_off_the_team_not_replaced_by_the_fallback(sp
     case = next(x["row"] for x in rows if x["sobject"] == "Case")
     assert case["OwnerId"] == FALLBACK  # the owner falls back, and says so
     assert any(x["rule"] == "owner_fallback" and x["source_system_id"] == matter["source_system_id"] for x in rejects)
+
+
+def test_occurrences_across_a_daylight_saving_change_keep_the_exact_duration(spec, users):
+    """RFC 5545 3.8.5.3: DTEND gives every occurrence the same exact duration; the start keeps its wall time."""
+    entry = copy.deepcopy(next(e for e in envelopes("calendar_entries") if e["clio_id"] == "40"))
+    d = entry["data"]
+    d.update(start_at="2024-10-27T00:30:00-05:00", end_at="2024-10-27T02:30:00-05:00", start_at_time_zone="America/Chicago",
+             recurrence_rule="RRULE:FREQ=WEEKLY;COUNT=3")  # the 3 November occurrence spans the 02:00 fall-back
+    rows, rejects = run("calendar_entries", spec, users, items=[entry])
+    events = {x["source_system_id"]: x["row"] for x in rows if x["sobject"] == "Event"}
+    from datetime import datetime
+
+    starts = {k: datetime.fromisoformat(v["StartDateTime"]) for k, v in events.items()}
+    assert sorted(v.isoformat() for v in starts.values()) == [
+        "2024-10-27T00:30:00-05:00", "2024-11-03T00:30:00-05:00", "2024-11-10T00:30:00-06:00"]  # wall time kept
+    for k, row in events.items():
+        assert datetime.fromisoformat(row["EndDateTime"]) - starts[k] == timedelta(hours=2), (k, row["EndDateTime"])
+    across = next(row for k, row in events.items() if k.endswith("@20241103T053000Z"))
+    assert across["EndDateTime"] == "2024-11-03T01:30:00-06:00"  # 07:30Z: two hours after 05:30Z
