@@ -69,13 +69,7 @@ def setup(work: Path, preset: str, clio: Any, sf: Any) -> dict[str, Any]:
     plan = build_schema_plan(spec, clio_custom_fields=[e["data"] for e in read_records(mroot, "custom_fields")],
                              practice_areas=[e["data"] for e in read_records(mroot, "practice_areas")])
     pipeline.apply_schema_plan(hook, plan, activity_fallback=False)
-    for name in PRODUCES:
-        manifest = staging.read_manifest(mroot, name)
-        if manifest is None:
-            continue
-        lookup = pipeline.build_lookup(mroot, pipeline.lookup_names(name), spec)
-        for entry in manifest["batches"]:
-            pipeline.transform_batch(staging.raw_dir(mroot, name) / entry["file"], name, spec, users, lookup, mroot)
+    list(pipeline.transform_staged(spec, users, mroot))  # counts per batch; the load reads the files
     for deferred in (False, True):
         for sobject in spec.load_order:
             folder = mroot / "transformed" / sobject

@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -379,6 +379,21 @@ def transform_batch(
 
 class SchemaApplyError(RuntimeError):
     """Some schema items could not be created; the message lists them with Salesforce's error code."""
+
+
+def transform_staged(spec: MappingSpec, user_map: UserMap, mroot: Any) -> Iterator[dict[str, Any]]:
+    """Transform every staged raw batch of every object the transform produces, one object at a time
+    (its look-ups built once); yield :func:`transform_batch`'s result per batch.  For tests and
+    benchmarks that run the pipeline without the DAG's task fan-out."""
+    from clio2sf.mapping.transform import PRODUCES
+
+    for name in PRODUCES:
+        manifest = staging.read_manifest(mroot, name)
+        if manifest is None:
+            continue
+        lookup = build_lookup(mroot, lookup_names(name), spec)
+        for entry in manifest["batches"]:
+            yield transform_batch(staging.raw_dir(mroot, name) / entry["file"], name, spec, user_map, lookup, mroot)
 
 
 def _error_code(exc: Exception) -> str:

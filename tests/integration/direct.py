@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from clio2sf import catalog, pipeline, staging
+from clio2sf import catalog, pipeline
 from clio2sf.extract import extract_object, read_records
 from clio2sf.mapping.schema_plan import build_schema_plan
 from clio2sf.mapping.transform import PRODUCES
@@ -74,13 +74,4 @@ def schema_plan(spec: Any, mroot: Any) -> Any:
 
 def transform_all(spec: Any, users: UserMap, mroot: Any) -> list[dict]:
     """Transform every staged batch; one result per batch."""
-    out = []
-    for name in PRODUCES:
-        manifest = staging.read_manifest(mroot, name)
-        if manifest is None:
-            continue
-        lookup = pipeline.build_lookup(mroot, pipeline.lookup_names(name), spec)
-        for entry in manifest["batches"]:
-            out.append(pipeline.transform_batch(staging.raw_dir(mroot, name) / entry["file"], name, spec, users,
-                                                lookup, mroot))
-    return out
+    return list(pipeline.transform_staged(spec, users, mroot))
