@@ -45,11 +45,16 @@ def stage(stage_root: Path, sobject: str, rows: int, source: str = "contacts") -
 
 @contextmanager
 def task_context(run_id: str, **params: Any):
-    """What the scheduler gives a task: its params, run id and DAG (for the writer lease)."""
+    """What the scheduler gives a task: its params, run id, DAG and the runs' states (for the writer
+    lease: the runs before this one ran to their end, one after the other)."""
     from clio2sf_airflow.phases import common, load_common
 
+    def dagrun_state(dag_id: str, run_id: str) -> str:
+        return "running" if run_id == context["run_id"] else "success"
+
     context = {"params": {"firm": FIRM, "migration_id": MIGRATION, "load_mode": "auto", **params},
-               "run_id": run_id, "dag": SimpleNamespace(dag_id="mig_05_full_load")}
+               "run_id": run_id, "dag": SimpleNamespace(dag_id="mig_05_full_load"),
+               "ti": SimpleNamespace(get_dagrun_state=dagrun_state)}
     with patch.object(common, "get_current_context", lambda: context), \
             patch.object(load_common, "get_current_context", lambda: context):
         yield context

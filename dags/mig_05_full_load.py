@@ -25,8 +25,8 @@ hash** and room in the org (capacity pre-flight against `/limits`). Then:
    mapping spec say it must hold (values, owners, lookups, recurrence occurrences, team members,
    attendees, exactly once) and the field accounting (every Clio field with data migrated or left
    behind for an approved reason); `reports/<run id>/verification.html`. Unexplained mismatches
-   fail it, naming object, field and count. It runs whatever the batches' outcome, but is skipped
-   when the pre-flight refused the run (nothing was written).
+   fail it, naming object, field and count. It runs whatever the batches' outcome; when the
+   pre-flight refused the run it fails at once without reading the org (nothing was written).
 
 Every write is in the run ledger (`ledger/<run id>/full_load/...`); `mig_07_rollback` undoes it.
 Re-running is idempotent: nothing is duplicated.

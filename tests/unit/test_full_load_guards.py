@@ -1,4 +1,5 @@
-"""The full load's verify checks only what this run's load wrote: not after a refused pre-flight."""
+"""The full load's verify checks only what this run's load wrote: after a refused pre-flight it fails
+without reading the org (a skipped leaf would make the refused run green)."""
 
 from __future__ import annotations
 
@@ -48,14 +49,14 @@ def full_load(tmp_path, monkeypatch):
     return SimpleNamespace(phase=phase, sample=sample, verified=verified)
 
 
-def test_verify_is_skipped_when_the_preflight_refused_and_runs_when_it_passed(full_load):
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+def test_verify_fails_without_reading_the_org_when_the_preflight_refused_and_runs_when_it_passed(full_load):
+    from airflow.sdk.exceptions import AirflowFailException
 
     phase = full_load.phase
     full_load.sample["approved"] = False
     with pytest.raises(AirflowFailException, match="rejected"):
         phase.preflight_load()
-    with pytest.raises(AirflowSkipException, match="pre-flight refused"):
+    with pytest.raises(AirflowFailException, match="pre-flight refused"):
         phase.verify()
     assert full_load.verified == []  # the org was not read
 
@@ -68,6 +69,6 @@ def test_verify_is_skipped_when_the_preflight_refused_and_runs_when_it_passed(fu
     full_load.sample["approved"] = False
     with pytest.raises(AirflowFailException):
         phase.preflight_load()
-    with pytest.raises(AirflowSkipException):
+    with pytest.raises(AirflowFailException, match="pre-flight refused"):
         phase.verify()
     assert len(full_load.verified) == 1

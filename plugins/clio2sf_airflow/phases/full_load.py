@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from airflow.sdk import ObjectStoragePath
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException
 
 from clio2sf import delta, staging
 from clio2sf.discovery import capacity_check, estimates
@@ -212,9 +212,10 @@ def verify() -> dict[str, Any]:
     root = mroot(p)
     if not (root / "reports" / run_id() / PREFLIGHT_PASSED).exists():
         # verify runs whatever the load's outcome (all_done), but a refused pre-flight wrote nothing; reading
-        # the org then would only report another run's writes (or one still writing) as this run's
-        raise AirflowSkipException("the pre-flight refused this run (see preflight_load's log): nothing was "
-                                   "loaded, nothing to verify")
+        # the org then would only report another run's writes (or one still writing) as this run's.  Fail,
+        # not skip: verify is the DAG's leaf, and a skipped leaf would turn the refused run green.
+        raise AirflowFailException("the pre-flight refused this run (see preflight_load's log): nothing was "
+                                   "loaded, so nothing was verified")
     result = verify_migration(migration.salesforce_hook(p), root, firm_spec(p["firm"]), out_dir=root / "reports" / run_id(),
                               discovered_custom_fields=discovered_custom_fields(root))
     return raise_on_failure(result, "full load")
