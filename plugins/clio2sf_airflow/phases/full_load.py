@@ -23,6 +23,7 @@ from clio2sf_airflow.phases.common import (
     params,
     release_lease,
     require_mapping_confirmed,
+    require_records_extracted,
     require_sample_approved,
     run_id,
 )
@@ -45,10 +46,7 @@ def preflight_load() -> dict[str, Any]:
     hold_lease("full_load")
     load_common.user_map(root)
     access = load_common.check_write_access(spec, root)
-    extraction = staging.read_json(root / "raw" / "_extraction.json")
-    if not extraction or not extraction.get("records_complete", extraction.get("complete")):
-        raise AirflowFailException("extraction of the record objects is not complete: run mig_02_extract until "
-                                   "summarize_extraction succeeds first")
+    extraction = require_records_extracted(root, p)
     counts = {name: info["records"] for name, info in extraction["objects"].items()}
     if extraction.get("documents_pending"):  # still downloading: size the load with discover's count
         discovered = staging.read_json(root / "discover" / "clio_counts.json", default={}) or {}
