@@ -104,9 +104,13 @@ def measure(work: Path) -> dict[str, Any]:
         return wrapped
 
     assert verify_run.source is source  # verify_migration calls these through their modules
-    for mod, name in ((source, "build"), (readback, "read"), (readback, "read_links"), (compare, "compare"),
-                      (accounting, "account")):
+    for mod, name in ((readback, "index"), (readback, "read_links"), (accounting, "account")):
         setattr(mod, name, after(name, getattr(mod, name)))
+    build, group = source.Builder.build, compare.Comparison.group
+    source.Builder.build = lambda self, objects: after(f"build {'+'.join(objects)}", build)(self, objects)
+    compare.Comparison.group = lambda self, exp: after(
+        f"compare {'+'.join(sorted({s for s, _ in exp.records} | ({'Event'} if exp.series else set())))}",
+        group)(self, exp)
     mroot = staging.migration_root(work / "stage", FIRM, MIGRATION)
     hook = ClioSalesforceHook(sleep=lambda s: None)
     spec = load_spec(None)

@@ -19,6 +19,7 @@ from clio2sf.verify.readback import ReadBack, short
 from clio2sf.verify.source import Expectations, FieldExpectation, RecordExpectation, UserReport
 
 MISMATCH, EXPLAINED = "mismatch", "explained"
+NOT_MAPPED_HERE, NO_SOURCE = "its Clio record does not map to this object", "no Clio record is its source"
 #: Fields the org sets itself or the integration user cannot set without a permission: not compared
 #: unless the describe says they are createable.
 AUDIT = frozenset({"CreatedDate", "LastModifiedDate", "CreatedById", "LastModifiedById"})
@@ -96,15 +97,27 @@ class Result:
                 "explained": sum(1 for f in self.findings if f.status == EXPLAINED)}
 
 
-class _Comparer:
-    def __init__(self, exp: Expectations, rb: ReadBack, users: UserReport, rejects: Rejects,
-                 horizon_days: int, now: Any, subset: bool = False) -> None:
-        self.exp, self.rb, self.users, self.rejects = exp, rb, users, rejects
+class Comparison:
+    """One comparison run over one or more groups of expectations (:meth:`group`), then
+    :meth:`result`.
+
+    A firm is compared a group at a time (``source.Builder.groups``: the Clio objects that feed one
+    set of sobjects): each group's expectations are built, compared and dropped before the next is
+    built. Across groups it keeps only the Clio ids of the groups compared so far (whether a record
+    without an expectation is "not mapped here" or "without a Clio source" is decided at the end,
+    once every id is known) and the counts and differences."""
+
+    def __init__(self, rb: ReadBack, users: UserReport, rejects: Rejects, horizon_days: int, now: Any,
+                 subset: bool = False) -> None:
+        self.rb, self.users, self.rejects = rb, users, rejects
+        self.exp = Expectations()
         self.subset = subset
-        self.res = Result(notes=list(exp.notes) + list(rb.notes))
+        self.res = Result()
+        self._notes: list[str] = []
         self.horizon_days, self.now = horizon_days, now
         self.seen: set[tuple[str, str]] = set()
-        self._clio_ids: set[str] | None = None
+        self._clio_ids: set[str] = set()
+        self._unsourced: list[tuple[Finding, str]] = []  # exactly-once findings whose Clio id was not known yet
         self._series: tuple[str, ...] = ()
 
     def add(self, rec: RecordExpectation | None, sobject: str, key: str, fld: str, check: str, expected: Any,
@@ -210,15 +223,21 @@ class _Comparer:
         if not ok:
             self.add(rec, rec.sobject, key, "OwnerId", "owner", want, got, reason, rec.owner.path)
 
-    # -- the whole run -----------------------------------------------------------------------
-    def run(self) -> Result:
-        """One sobject at a time (its records, then the checks that read them: occurrences and attendees
-        on Event, team members on their matter's object, exactly-once), so a read-back by object
-        (:meth:`ReadBack.ensure`/:meth:`~ReadBack.release`) holds one sobject's records at a time.
+    # -- one group, the whole run -------------------------------------------------------------
+    def group(self, exp: Expectations) -> None:
+        """Compare one group's expectations, one sobject at a time (its records, then the checks that
+        read them: occurrences and attendees on Event, team members on their matter's object,
+        exactly-once), so a read-back by object (:meth:`ReadBack.ensure`/:meth:`~ReadBack.release`)
+        holds one sobject's records at a time.
 
         Read by object, the sobjects with the fewest records in the org come first and each sobject's
-        expectations are dropped from ``exp.records`` once compared: the largest read-back (the
-        calendar's occurrences) reuses the memory the expectations compared before it held."""
+        expectations are dropped from ``exp.records`` once compared: the largest read-back reuses
+        the memory the expectations compared before it held."""
+        self.exp = exp
+        self._notes += exp.notes
+        for ids in exp.clio_ids.values():
+            self._clio_ids |= ids
+        self._series = tuple(f"{s}@" for s in exp.series)
         keys: dict[str, list[str]] = {}
         for sobject, key in self.exp.records:
             keys.setdefault(sobject, []).append(key)
@@ -242,10 +261,20 @@ class _Comparer:
                 self.team(sid, self.exp.team[sid])
             if not self.subset and (sobject in keys or (sobject == "Event" and self.exp.series)):
                 self.exactly_once(sobject)
+            self.seen.clear()  # an sobject is in one group only: nothing compares it again
             self.rb.release(sobject)
             if by_object:
                 for key in keys.get(sobject, ()):
                     del self.exp.records[(sobject, key)]
+        self.exp = Expectations()
+
+    def result(self) -> Result:
+        """The counts and differences of every group compared."""
+        for finding, base in self._unsourced:
+            if base in self._clio_ids:
+                finding.reason = NOT_MAPPED_HERE
+        self._unsourced.clear()
+        self.res.notes = self._notes + list(self.rb.notes)
         if self.subset:  # a sample: the org may hold more than the slice, records without a source are not checked
             self.res.notes.append("subset of Clio (a sample): Salesforce records outside it are not checked")
         return self.res
@@ -350,9 +379,6 @@ class _Comparer:
 
     def exactly_once(self, sobject: str) -> None:
         """Every record of ``sobject`` the org holds has one Clio source that maps to it."""
-        if self._clio_ids is None:
-            self._clio_ids = {s for ids in self.exp.clio_ids.values() for s in ids}
-            self._series = tuple(f"{s}@" for s in self.exp.series)
         clio_ids, series = self._clio_ids, self._series
         for key in sorted(self.rb.records.get(sobject) or {}):
             if (sobject, key) in self.seen or (series and key.startswith(series)):
@@ -360,9 +386,11 @@ class _Comparer:
             base = key.split("#", 1)[0].split("@", 1)[0]
             if (sobject, key) in self.exp.records:
                 continue
-            reason = ("its Clio record does not map to this object" if base in clio_ids
-                      else "no Clio record is its source")
-            self.add(None, sobject, key, "(record)", "exactly_once", None, "a record", reason)
+            # a Clio id of a group not built yet: decided in result()
+            self.add(None, sobject, key, "(record)", "exactly_once", None, "a record",
+                     NOT_MAPPED_HERE if base in clio_ids else NO_SOURCE)
+            if base not in clio_ids:
+                self._unsourced.append((self.res.findings[-1], base))
         for key in self.rb.duplicates.get(sobject, ()):
             self.add(None, sobject, key, "(record)", "exactly_once", "one record", "duplicates",
                      "more than one Salesforce record carries this Clio id")
@@ -375,7 +403,9 @@ def compare(exp: Expectations, rb: ReadBack, users: UserReport, rejects: Rejects
     (each sobject's expectations dropped once compared)."""
     from datetime import UTC, datetime
 
-    return _Comparer(exp, rb, users, rejects, horizon_days, now or datetime.now(UTC), subset).run()
+    comparison = Comparison(rb, users, rejects, horizon_days, now or datetime.now(UTC), subset)
+    comparison.group(exp)
+    return comparison.result()
 
 
 def wanted_fields(exp: Expectations) -> dict[str, set[str]]:

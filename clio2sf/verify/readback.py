@@ -3,8 +3,10 @@
 ``read(client, sobjects, fields)`` reads every record carrying a ``Clio_Id__c`` of each sobject
 (only the fields the describe shows: a field the integration user cannot see is reported, not
 queried) and builds an index Salesforce Id → (sobject, Clio_Id__c) so that lookups are checked by
-the external id of the record they point at. ``read_links`` reads the natural-key children
-(CaseTeamMember, OpportunityTeamMember, EventRelation). The client is the Salesforce hook
+the external id of the record they point at; read by object, ``index`` builds that index for
+every sobject first and ``select`` says which fields to read of a group's sobjects when the
+comparison reaches them. ``read_links`` reads the natural-key children (CaseTeamMember,
+OpportunityTeamMember, EventRelation) of one group. The client is the Salesforce hook
 (``query_all_iter``, ``describe``).
 """
 
@@ -49,6 +51,7 @@ class ReadBack:
     loader: Any = None
     columns: dict[str, list[str]] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # sobject → records with a Clio_Id__c (read by object)
+    unreadable: dict[str, str] = field(default_factory=dict)  # sobject → why it cannot be read back
 
     def key_of(self, sf_id: Any) -> str | None:
         hit = self.by_id.get(short(sf_id) or "")
@@ -64,6 +67,11 @@ class ReadBack:
         if self.loader is not None:
             self.records.pop(sobject, None)
 
+    def release_links(self) -> None:
+        """Drop the team members and event relations read for one group (:func:`read_links`)."""
+        self.team.clear()
+        self.relations.clear()
+
 
 def describe(client: Any, sobject: str) -> dict[str, dict[str, Any]]:
     try:
@@ -76,38 +84,20 @@ def read(client: Any, wanted: Mapping[str, Iterable[str]], rb: ReadBack | None =
          by_object: bool = False) -> ReadBack:
     """Read ``{sobject: fields}`` for every record with a Clio_Id__c (plus Id, OwnerId where present).
 
-    ``by_object``: read only ``Id`` and ``Clio_Id__c`` of every record now (the Id index, duplicates);
-    the fields of one sobject's records are read when the comparison reaches that sobject
-    (:meth:`ReadBack.ensure`) and dropped after it (:meth:`ReadBack.release`), so one sobject's
-    records are in memory at a time, not the org's."""
+    ``by_object``: read only ``Id`` and ``Clio_Id__c`` of every record now (the Id index, duplicates,
+    :func:`index`); the fields of one sobject's records are read when the comparison reaches that
+    sobject (:meth:`ReadBack.ensure`) and dropped after it (:meth:`ReadBack.release`), so one
+    sobject's records are in memory at a time, not the org's."""
     rb = rb or ReadBack()
+    if by_object:
+        index(client, sorted(wanted), rb)
+        select(client, rb, wanted)
+        return rb
     for sobject, fields in sorted(wanted.items()):
-        try:
-            meta = rb.meta.setdefault(sobject, describe(client, sobject))
-        except LookupError as exc:
-            rb.notes.append(str(exc))
+        cols = _columns(client, rb, sobject, fields)
+        if cols is None:
             continue
-        if EXT not in meta:
-            rb.notes.append(f"{sobject}: {EXT} is not visible to the integration user: not read back")
-            continue
-        cols = ["Id", EXT] + [f for f in dict.fromkeys(fields) if f in meta and f not in ("Id", EXT)]
-        if "OwnerId" in meta and "OwnerId" not in cols:
-            cols.append("OwnerId")
-        hidden = sorted(f for f in set(fields) if f not in meta)
-        if hidden:
-            rb.notes.append(f"{sobject}: not in the describe, not compared: {', '.join(hidden)}")
         rb.queries += 1
-        if by_object:
-            rb.columns[sobject] = cols
-            seen: set[str] = set()
-            for rec in client.query_all_iter(f"SELECT Id, {EXT} FROM {sobject} WHERE {EXT} != null"):
-                key = str(rec.get(EXT))
-                if key in seen:
-                    rb.duplicates[sobject].append(key)
-                seen.add(key)
-                rb.by_id[short(rec["Id"]) or ""] = (sobject, key)
-            rb.sizes[sobject] = len(seen)
-            continue
         for rec in client.query_all_iter(f"SELECT {', '.join(cols)} FROM {sobject} WHERE {EXT} != null"):
             flat = flatten(rec)
             key = str(flat.get(EXT))
@@ -115,9 +105,72 @@ def read(client: Any, wanted: Mapping[str, Iterable[str]], rb: ReadBack | None =
                 rb.duplicates[sobject].append(key)
             rb.records[sobject][key] = flat
             rb.by_id[short(flat["Id"]) or ""] = (sobject, key)
-    if by_object:
-        rb.loader = lambda sobject: _read_fields(client, rb, sobject)
     return rb
+
+
+def _meta(client: Any, rb: ReadBack, sobject: str) -> dict[str, dict[str, Any]] | str:
+    """The describe of ``sobject``, or why its records cannot be read back."""
+    if sobject in rb.unreadable:
+        return rb.unreadable[sobject]
+    if sobject not in rb.meta:
+        try:
+            rb.meta[sobject] = describe(client, sobject)
+        except LookupError as exc:
+            rb.unreadable[sobject] = str(exc)
+            return str(exc)
+    if EXT not in rb.meta[sobject]:
+        return f"{sobject}: {EXT} is not visible to the integration user: not read back"
+    return rb.meta[sobject]
+
+
+def _columns(client: Any, rb: ReadBack, sobject: str, fields: Iterable[str]) -> list[str] | None:
+    """The columns to read of ``sobject`` (the wanted fields the describe shows); a note for the
+    rest, or for the whole object when it cannot be read (None)."""
+    meta = _meta(client, rb, sobject)
+    if isinstance(meta, str):
+        rb.notes.append(meta)
+        return None
+    fields = list(fields)
+    cols = ["Id", EXT] + [f for f in dict.fromkeys(fields) if f in meta and f not in ("Id", EXT)]
+    if "OwnerId" in meta and "OwnerId" not in cols:
+        cols.append("OwnerId")
+    hidden = sorted(f for f in set(fields) if f not in meta)
+    if hidden:
+        rb.notes.append(f"{sobject}: not in the describe, not compared: {', '.join(hidden)}")
+    return cols
+
+
+def index(client: Any, sobjects: Iterable[str], rb: ReadBack | None = None) -> ReadBack:
+    """The Id index (Id → Clio_Id__c, duplicates, sizes) of every record of ``sobjects`` with a
+    Clio_Id__c, and a loader of one sobject's fields (:func:`select` says which): what a comparison
+    of one group of sobjects at a time needs of the others (the records its lookups point at).
+
+    An sobject that cannot be read back is noted when :func:`select` asks for it (a group with
+    records expected there), not here."""
+    rb = rb or ReadBack()
+    for sobject in sobjects:
+        if sobject in rb.sizes or isinstance(_meta(client, rb, sobject), str):
+            continue
+        rb.queries += 1
+        seen: set[str] = set()
+        for rec in client.query_all_iter(f"SELECT Id, {EXT} FROM {sobject} WHERE {EXT} != null"):
+            key = str(rec.get(EXT))
+            if key in seen:
+                rb.duplicates[sobject].append(key)
+            seen.add(key)
+            rb.by_id[short(rec["Id"]) or ""] = (sobject, key)
+        rb.sizes[sobject] = len(seen)
+    rb.loader = lambda sobject: _read_fields(client, rb, sobject)
+    return rb
+
+
+def select(client: Any, rb: ReadBack, wanted: Mapping[str, Iterable[str]]) -> None:
+    """The fields to read of each sobject of ``wanted`` when the comparison reaches it (read by
+    object: after :func:`index`), with the notes of what cannot be read."""
+    for sobject, fields in sorted(wanted.items()):
+        cols = _columns(client, rb, sobject, fields)
+        if cols is not None:
+            rb.columns[sobject] = cols
 
 
 def _read_fields(client: Any, rb: ReadBack, sobject: str) -> None:

@@ -1,5 +1,8 @@
 """One verification run: expectations from the raw extraction, read-back, comparison, report.
 
+A whole firm is built and compared one group of Clio objects at a time (``compare_groups``): peak
+memory follows the largest group, not the firm.
+
 ``verify_migration(client, root, spec, out_dir=...)``: ``root`` is a migration root (or the
 sample's root) holding ``raw/``, ``users/`` and ``rejects/``. Returns the summary dict (figures,
 unexplained mismatches per object and field, ``failure``: the message a verify task fails with,
@@ -33,6 +36,41 @@ def rejects_of(root: Any) -> compare.Rejects:
     return compare.Rejects.from_lines(lines)
 
 
+def compare_groups(client: Any, builder: source.Builder, users: source.UserReport, rejects: compare.Rejects, *,
+                   whole: bool, horizon_days: int, now: datetime, subset: bool) -> tuple[compare.Result, readback.ReadBack]:
+    """Build, read back and compare one group of objects at a time (``builder.groups()``), each
+    group's expectations dropped before the next is built: memory follows the largest group (and,
+    read by object, its largest sobject), not the firm. Kept across groups: the parents' compact
+    views (``Builder.index_parents``), the Id index of every sobject (lookups point across groups),
+    the Clio ids compared so far, the counts and the differences.
+
+    ``whole``: one group, read whole (a delta window's few records, whose link targets are looked up
+    from the records read)."""
+    rb = readback.ReadBack()
+    groups = builder.groups()
+    if whole:
+        groups = [(tuple(o for g in groups for o in g[0]), tuple(s for g in groups for s in g[1]))]
+    else:
+        readback.index(client, sorted({s for _, sobjects in groups for s in sobjects}), rb)
+        groups.sort(key=lambda g: (sum(rb.sizes.get(s, 0) for s in g[1]), g[1]))
+    readback.read_users(client, rb)
+    comparison = compare.Comparison(rb, users, rejects, horizon_days, now, subset)
+    for objects, _ in groups:
+        exp = builder.build(objects)
+        wanted = compare.wanted_fields(exp)
+        if whole:
+            readback.read(client, wanted, rb)
+            readback.read_link_targets(client, rb, wanted)  # parents outside the records verified
+        else:
+            readback.select(client, rb, wanted)
+        readback.read_links(client, rb, sorted(set(exp.team_sobject.values()) |
+                                               ({"EventRelation"} if exp.attendees or exp.series else set())))
+        comparison.group(exp)
+        del exp, wanted  # before the next group is built
+        rb.release_links()
+    return comparison.result(), rb
+
+
 def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any, users_dir: Any = None,
                      now: datetime | None = None, stem: str = "verification",
                      discovered_custom_fields: list[Mapping[str, Any]] | None = None,
@@ -55,18 +93,9 @@ def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any,
     if context_root is not None:
         full = context_root / "raw"
         context = lambda name: iter_raw(full, name) if name in raw_objects(full) else iter(())  # noqa: E731
-    exp = source.build(lambda name: iter_raw(raw_root, name), objects, spec, users, now=now, context=context)
-    wanted = compare.wanted_fields(exp)
-    # A delta window's few records are read whole (their link targets are looked up from them); the
-    # whole firm's are read one sobject at a time as the comparison reaches it (memory: one sobject's).
-    rb = readback.read(client, wanted, by_object=context_root is None)
-    readback.read_users(client, rb)
-    if context_root is not None:  # parents outside the records verified (a delta window's)
-        readback.read_link_targets(client, rb, wanted)
-    readback.read_links(client, rb, sorted(set(exp.team_sobject.values()) |
-                                           ({"EventRelation"} if exp.attendees or exp.series else set())))
-    result = compare.compare(exp, rb, users, rejects_of(root),
-                             horizon_days=spec.options.get("recurrence_horizon_days", 730), now=now, subset=subset)
+    builder = source.Builder(lambda name: iter_raw(raw_root, name), set(objects), spec, users, now, context)
+    result, rb = compare_groups(client, builder, users, rejects_of(root), whole=context_root is not None,
+                                horizon_days=spec.options.get("recurrence_horizon_days", 730), now=now, subset=subset)
     acct = accounting.account(lambda name: iter_raw(raw_root, name), objects, spec, discovered_custom_fields)
     figures = report.write(out_dir, result, accounting.summary(acct), accounting.html(acct), stem=stem,
                            extra={"scope": "subset" if subset else "all", "raw": raw_dir})

@@ -5,7 +5,9 @@ transform's converters: the spec's declarations (``from``, ``as``, ``map``, ``ma
 ``const``, ``owner``, ``ref``, ``links``) are interpreted again here, with the documented
 derivations the spec cannot express written out (company vs person contacts, billable vs
 non-billable time, matter target, calendar owner, recurrence per RFC 5545 with python-dateutil,
-team members, attendees). ``build(raw, spec, users)`` returns an :class:`Expectations`.
+team members, attendees). ``build(raw, spec, users)`` returns an :class:`Expectations`;
+``Builder(...).build(objects)`` those of some objects (``Builder.groups()``: the objects that can be
+built and compared apart, one group at a time).
 
 Routing and derivation rules (the contract the verifier holds the migration to):
 
@@ -187,7 +189,11 @@ def lookup_field(column: str) -> str:
     return rel[:-3] + "__c" if rel.endswith("__r") else rel + "Id"
 
 
-class _Builder:
+class Builder:
+    """Builds expectations from raw envelopes. The parents' compact views (contacts, matters, users)
+    are read once (:meth:`index_parents`); :meth:`build` makes new :class:`Expectations` for the
+    objects asked each time, streaming their raw batches."""
+
     def __init__(self, raw: Callable[[str], Iterable[Mapping[str, Any]]], objects: set[str], spec: MappingSpec,
                  users: UserReport, now: datetime,
                  context: Callable[[str], Iterable[Mapping[str, Any]]] | None = None) -> None:
@@ -197,6 +203,7 @@ class _Builder:
         self.contacts: dict[str, Mapping[str, Any]] = {}
         self.matters: dict[str, Mapping[str, Any]] = {}
         self.clio_users: dict[str, Mapping[str, Any]] = {}
+        self._indexed = False
         opts = spec.options
         self.individual = (opts.get("individual_account") or {}).get("clio_id", "individual-client-account")
 
@@ -338,6 +345,14 @@ class _Builder:
 
     # -- per Clio object ---------------------------------------------------------------------
     def run(self) -> Expectations:
+        return self.build(self.objects)
+
+    def index_parents(self) -> None:
+        """The compact views of contacts, matters and users (:meth:`parent_view`) the derivations of
+        other objects read: built once, kept while any object is built."""
+        if self._indexed:
+            return
+        self._indexed = True
         for name, index in (("contacts", self.contacts), ("matters", self.matters), ("users", self.clio_users)):
             # parents come from the whole extraction (``context``), overlaid by the records verified
             for env in (self.context(name) if self.context is not None else ()):
@@ -345,20 +360,60 @@ class _Builder:
                     index[str(env["data"].get("id"))] = self.parent_view(name, env["data"])
             for env in self.envs(name):
                 index[str(env["data"].get("id"))] = self.parent_view(name, env["data"])
+
+    def build(self, objects: Iterable[str]) -> Expectations:
+        """The expectations of the records of ``objects`` (Clio object names), in new
+        :class:`Expectations` (the parents' views are shared)."""
+        self.index_parents()
+        self.out = Expectations()
+        wanted = set(objects)
         for obj in ROUTED:
-            if obj not in self.objects:
+            if obj not in self.objects or obj not in wanted:
                 continue
             handler = getattr(self, f"_{obj}", None)
+            key = None if handler is not None else self.generic_key(obj)
             for env in self.envs(obj):
                 self.out.clio_ids[obj].add(env["source_system_id"])
                 if handler is not None:
                     handler(env, env["data"])
-                else:
-                    key = self.generic_key(obj)
-                    if key:
-                        self.out.add(self.apply_spec(key, env["data"], self.base(key.split("@")[0],
-                                                                                   env["source_system_id"], env, obj)))
-        return self.out
+                elif key:
+                    self.out.add(self.apply_spec(key, env["data"], self.base(key.split("@")[0],
+                                                                               env["source_system_id"], env, obj)))
+        made = {so for so, _ in self.out.records} | ({"Event"} if self.out.series else set())
+        allowed = set().union(*(self.targets(o) for o in wanted))
+        if not made <= allowed:  # groups() would have compared a shared sobject before all its sources were built
+            raise RuntimeError(f"verifier: {sorted(wanted)} gave records of {sorted(made - allowed)}, not among "
+                               f"their targets (Builder.targets)")
+        out, self.out = self.out, Expectations()
+        return out
+
+    def targets(self, obj: str) -> set[str]:
+        """The Salesforce objects the records of Clio object ``obj`` can be expected in (the routing
+        rules above; any other object: its one generic spec key)."""
+        fixed = {"contacts": {"Account", "Contact"}, "activities": {"Expense__c", "Task", "Time_Entry__c"},
+                 "tasks": {"Task"}, "communications": {"Task"}, "documents": {"ContentVersion"},
+                 "calendar_entries": {"Event"}}
+        if obj in fixed:
+            return fixed[obj]
+        if obj == "matters":
+            return set(self.spec.matter_objects) | {self.spec.options["matter_object"]}
+        key = self.generic_key(obj)
+        return {key.split("@")[0]} if key else set()
+
+    def groups(self) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """(Clio objects, Salesforce objects) that can be built and compared apart: Clio objects that
+        can send records to one Salesforce object are in one group (Task: activities, tasks and
+        communications), so a group's sobjects are compared once all their sources are built."""
+        objs = [o for o in ROUTED if o in self.objects]
+        groups: list[tuple[set[str], set[str]]] = []
+        for obj in objs:
+            mine = ({obj}, set(self.targets(obj)))
+            for g in [g for g in groups if g[1] & mine[1]]:
+                groups.remove(g)
+                mine[0].update(g[0])
+                mine[1].update(g[1])
+            groups.append(mine)
+        return [(tuple(o for o in objs if o in g[0]), tuple(sorted(g[1]))) for g in groups]
 
     def parent_view(self, name: str, d: Mapping[str, Any]) -> Mapping[str, Any]:
         """What the derivations read of a parent record, not the whole record (a firm's contacts and
@@ -673,4 +728,4 @@ def build(raw: Callable[[str], Iterable[Mapping[str, Any]]], objects: Iterable[s
     ``context``: the whole extraction, read for parents (contacts, matters, users) when ``raw`` is a
     part of it (a delta window).
     """
-    return _Builder(raw, set(objects), spec, users, now or datetime.now(UTC), context).run()
+    return Builder(raw, set(objects), spec, users, now or datetime.now(UTC), context).run()

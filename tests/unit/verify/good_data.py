@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clio2sf.mapping.spec import load_spec, spec_from_dict
-from clio2sf.verify import compare, readback, source
+from clio2sf.verify import compare, run, source
 from tests.unit.sf_fake import FakeSF
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
@@ -140,10 +140,12 @@ def spec(extra: dict[str, Any] | None = None):
 
 def verify(raw_data: dict, org_data: dict, the_spec=None, rejects: list[dict] | None = None,
            types: dict | None = None) -> compare.Result:
+    """What ``verify_migration`` finds for a firm (one group of objects built and compared at a time,
+    read back by object)."""
     the_spec = the_spec or spec()
-    exp = source.build(lambda name: raw_data.get(name, []), raw_data, the_spec, USERS, now=NOW)
+    builder = source.Builder(lambda name: raw_data.get(name, []), set(raw_data), the_spec, USERS, NOW)
     client = FakeSF(org_data, types=types or TYPES)
-    rb = readback.read(client, compare.wanted_fields(exp), by_object=True)  # as verify_migration reads a firm
-    readback.read_users(client, rb)
-    readback.read_links(client, rb, sorted(set(exp.team_sobject.values()) | {"EventRelation"}))
-    return compare.compare(exp, rb, USERS, compare.Rejects.from_lines(rejects or []), now=NOW)
+    result, _ = run.compare_groups(client, builder, USERS, compare.Rejects.from_lines(rejects or []), whole=False,
+                                   horizon_days=the_spec.options.get("recurrence_horizon_days", 730), now=NOW,
+                                   subset=False)
+    return result

@@ -1,0 +1,96 @@
+"""The verifier builds and compares one group of objects at a time (memory follows the largest group,
+not the firm), and finds exactly what building the whole firm first finds."""
+
+from __future__ import annotations
+
+from clio2sf.verify import compare, readback, run, source
+from tests.unit.sf_fake import FakeSF
+from tests.unit.verify import good_data as g
+
+
+def _defects() -> dict:
+    """The good org with a defect of every kind, and records without an expectation whose Clio id
+    belongs to a group compared before or after theirs."""
+    org = g.org()
+    org["Contact"][0]["Email"] = "changed@elsewhere.example"
+    org["Clio_Billing__c"][0]["Case__c"] = None
+    org["Task"] = []
+    org["Account"].append({**org["Account"][0], "Id": "001000000000002AAA", "Clio_Id__c": "contact-99"})
+    org["Account"].append({**org["Account"][0], "Id": "001000000000003AAA"})
+    org["Account"].append({**org["Account"][0], "Id": "001000000000004AAA", "Clio_Id__c": "calendar_entry-100"})
+    org["Event"].append({**org["Event"][0], "Id": "00U000000000009AAA", "Clio_Id__c": "contact-2"})
+    org["Event"] = [e for e in org["Event"] if not e["Clio_Id__c"].endswith("@20240311")]
+    org["CaseTeamMember"] = []
+    return org
+
+
+def _rows(result: compare.Result) -> list[tuple]:
+    return sorted((f.sobject, f.key, f.field, f.check, str(f.expected), str(f.actual), f.status, f.reason)
+                  for f in result.findings)
+
+
+def test_one_group_at_a_time_finds_what_building_the_whole_firm_first_finds():
+    org = _defects()
+    exp = source.build(lambda n: g.raw().get(n, []), g.raw(), g.spec(), g.USERS, now=g.NOW)
+    client = FakeSF(org, types=g.TYPES)
+    rb = readback.read(client, compare.wanted_fields(exp))
+    readback.read_users(client, rb)
+    readback.read_links(client, rb, ["CaseTeamMember", "EventRelation"])
+    whole = compare.compare(exp, rb, g.USERS, compare.Rejects(), now=g.NOW)
+
+    by_group = g.verify(g.raw(), org)
+    one_whole_group, _ = run.compare_groups(  # a delta window's way: one group, read whole
+        FakeSF(org, types=g.TYPES), source.Builder(lambda n: g.raw().get(n, []), set(g.raw()), g.spec(), g.USERS, g.NOW),
+        g.USERS, compare.Rejects(), whole=True, horizon_days=730, now=g.NOW, subset=False)
+
+    assert _rows(one_whole_group) == _rows(whole) and one_whole_group.totals() == whole.totals()
+
+    assert _rows(by_group) == _rows(whole) and by_group.totals() == whole.totals()
+    assert {"value", "link", "exists", "exactly_once", "occurrences", "team"} <= {r[3] for r in _rows(whole)}
+    reasons = {f.key: f.reason for f in by_group.findings if f.check == "exactly_once"}
+    # a Clio id of a group compared after the Account's (the calendar) and before the Event's (contacts)
+    assert reasons["calendar_entry-100"] == reasons["contact-2"] == compare.NOT_MAPPED_HERE
+    assert reasons["contact-99"] == compare.NO_SOURCE
+
+
+def test_groups_join_the_clio_objects_that_feed_one_sobject():
+    builder = source.Builder(lambda n: [], {"activities", "tasks", "communications", "contacts", "calendar_entries",
+                                            "bills", "users"}, g.spec(), g.USERS, g.NOW)
+    assert sorted(builder.groups()) == [
+        (("activities", "tasks", "communications"), ("Expense__c", "Task", "Time_Entry__c")),
+        (("bills",), ("Clio_Billing__c",)),
+        (("calendar_entries",), ("Event",)),
+        (("contacts",), ("Account", "Contact")),
+    ]
+
+
+def test_each_group_is_compared_before_the_next_is_built():
+    """A spy on the order of work: the raw records of one group are read, then its sobjects read back
+    and compared, before any raw record of another group is read (the parents' compact views are
+    read first). Building every object before comparing (the firm in memory) fails this."""
+    log: list[tuple[str, str]] = []
+    raw = g.raw()
+
+    def read_raw(name):
+        log.append(("raw", name))
+        return raw.get(name, [])
+
+    class Spy(FakeSF):
+        def query_all_iter(self, soql):
+            fields = soql.split(" FROM ")[0]
+            if fields != f"SELECT Id, {readback.EXT}" and readback.EXT in fields:  # one sobject's fields
+                log.append(("read", soql.split(" FROM ")[1].split()[0]))
+            return super().query_all_iter(soql)
+
+    builder = source.Builder(read_raw, set(raw), g.spec(), g.USERS, g.NOW)
+    run.compare_groups(Spy(g.org(), types=g.TYPES), builder, g.USERS, compare.Rejects(), whole=False,
+                       horizon_days=730, now=g.NOW, subset=False)
+    spans = []
+    for objects, sobjects in builder.groups():
+        built = max(i for i, (what, name) in enumerate(log) if what == "raw" and name in objects)
+        read = [i for i, (what, name) in enumerate(log) if what == "read" and name in sobjects]
+        assert read, (objects, log)
+        spans.append((built, max(read)))
+    spans.sort()
+    assert len(spans) >= 4
+    assert all(end < start for (_, end), (start, _) in zip(spans, spans[1:], strict=False)), log
