@@ -20,7 +20,9 @@ REST API as soon as they wait; their wait is not counted. Every figure comes fro
   waits, against the Clio floor (minimum requests ÷ the allowed rate), and projected to Clio's real
   50 per 60 s for the two firm sizes of issue #20 from the measured Clio path, record path and tail
   (see :func:`timeline` and :func:`projection`);
-* the load the machine was under (:class:`TaskSampler`), and the last log lines of a failed task.
+* the load the machine was under (:class:`TaskSampler`); of a failed task, its errors, summary lines
+  and last log lines, and the reports its run wrote (verification, reconciliation: the JSON, the
+  CSV's first rows), copied out of the temporary staging area into the record.
 """
 
 from __future__ import annotations
@@ -198,21 +200,107 @@ def _finish(cluster: Any, phase: dict[str, Any], timeout: float) -> dict[str, An
             "approval_wait": waited, "tis": tis}
 
 
-def _failures(cluster: Any, phases: list[dict], lines: int = 40) -> list[dict]:
-    """The last ``lines`` log lines of every failed task (which task, which call), kept with the record:
-    the cluster's logs live in a temporary folder."""
+#: Log events kept whole from a failed task besides its errors: the verifier's and the reconciliation's
+#: summary lines (``full_load.raise_on_failure``, ``full_load.reconcile``).
+SUMMARY = re.compile(r"^(verification of the |reconciliation: )")
+#: The reports a failed task of a phase may have written under ``reports/<run id>/`` in the staging area.
+REPORTS = ("verification", "reconciliation")
+REPORT_CSV_ROWS = 500
+
+
+def _flatten(content: Any) -> list[str]:
+    """The lines a reader sees in the log viewer (``Cluster.task_log_lines``)."""
+    if isinstance(content, str):
+        return content.splitlines()
+    lines: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            lines.extend(value.splitlines())
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(content or [])
+    return lines
+
+
+def log_summary(content: Any, tail: int = 40) -> dict[str, list[str]]:
+    """What explains a failed task, from its log (the api-server's structured events, or plain text):
+    every ERROR/CRITICAL event with its exception's type and message (not its frames), the summary
+    lines (:data:`SUMMARY`), and the last ``tail`` lines as the log viewer shows them."""
+    errors: list[str] = []
+    summary: list[str] = []
+    if isinstance(content, str):
+        for line in content.splitlines():
+            text = line.strip()
+            if re.search(r"\b(ERROR|CRITICAL)\b", text):
+                errors.append(text[:4000])
+            elif SUMMARY.search(re.sub(r"^.*?\b(INFO|WARNING)\b\s*-?\s*", "", text)):
+                summary.append(text[:4000])
+    else:
+        for event in content or []:
+            if not isinstance(event, dict):
+                continue
+            text = str(event.get("event") or "")
+            level = str(event.get("level") or "").lower()
+            if level in ("error", "critical"):
+                details = [f"{d.get('exc_type')}: {d.get('exc_value')}" for d in event.get("error_detail") or ()
+                           if isinstance(d, dict)]
+                errors.append(" | ".join([f"{event.get('timestamp', '')} {level.upper()} {text}".strip(), *details])[:4000])
+            elif SUMMARY.search(text):
+                summary.append(f"{event.get('timestamp', '')} {text}".strip()[:4000])
+    return {"errors": errors, "summary": summary, "log_tail": _flatten(content)[-tail:]}
+
+
+def reports_of(mroot: Path, run_id: str, rows: int = REPORT_CSV_ROWS) -> dict[str, Any]:
+    """The reports a phase run wrote under ``reports/<run_id>/`` (the staging area is a temporary
+    folder): each JSON summary whole, and the first ``rows`` rows of each CSV (unexplained first)."""
+    out: dict[str, Any] = {}
+    folder = Path(mroot) / "reports" / run_id
+    for stem in REPORTS:
+        summary, table = folder / f"{stem}.json", folder / f"{stem}.csv"
+        if summary.exists():
+            try:
+                out[f"{stem}.json"] = json.loads(summary.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                out[f"{stem}.json"] = f"(not read: {exc})"
+        if table.exists():
+            lines = table.read_text(encoding="utf-8").splitlines()
+            out[f"{stem}.csv"] = {"rows": max(0, len(lines) - 1), "head": lines[:rows + 1]}
+    return out
+
+
+def _log_content(cluster: Any, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> Any:
+    """A task try's log as the api-server gives it (structured events, or text); as
+    ``Cluster.task_log_lines`` reads it, without flattening."""
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+    return cluster.request("GET", path, params={"map_index": map_index, "full_content": True},
+                           headers={"Accept": "application/json"}).json().get("content")
+
+
+def _failures(cluster: Any, phases: list[dict], mroot: Path | None = None, lines: int = 40) -> list[dict]:
+    """Every failed task's errors, summary lines and last ``lines`` log lines (:func:`log_summary`), and
+    the reports its phase run wrote (:func:`reports_of`), kept with the record: the cluster's logs and
+    the staging area live in a temporary folder."""
     out = []
     for p in phases:
         for ti in p["tis"]:
             if ti["state"] != "failed":
                 continue
             try:
-                text = cluster.task_log_lines(p["dag_id"], p["run_id"], ti["task_id"], ti["map_index"],
-                                              max(1, ti.get("try_number") or 1))
+                content = _log_content(cluster, p["dag_id"], p["run_id"], ti["task_id"], ti["map_index"],
+                                       max(1, ti.get("try_number") or 1))
             except Exception as exc:  # the record matters more than the log
-                text = [f"(log not read: {type(exc).__name__}: {exc})"]
-            out.append({"dag_id": p["dag_id"], "task_id": ti["task_id"], "map_index": ti["map_index"],
-                        "log_tail": text[-lines:]})
+                content = f"(log not read: {type(exc).__name__}: {exc})"
+            kept = {"dag_id": p["dag_id"], "task_id": ti["task_id"], "map_index": ti["map_index"],
+                    **log_summary(content, lines)}
+            if mroot is not None:
+                kept["reports"] = reports_of(mroot, p["run_id"])
+            out.append(kept)
     return out
 
 
@@ -377,7 +465,7 @@ def run(work: Path, *, preset: str = "large", window: float = 5.0, limit: int = 
             full = phases[-1]
             results = {t["id"]: _xcom(cluster, full["dag_id"], full["run_id"], t) for t in full["tis"]
                        if t["task_id"] == "transform_batch" or t["task_id"].endswith(".load_batch")}
-            failures = _failures(cluster, phases)
+            failures = _failures(cluster, phases, staging.migration_root(work / "staging", FIRM, MIGRATION))
         finally:
             if sampler is not None:
                 sampler.stop()
@@ -442,9 +530,17 @@ def figures(*, preset: str, window: float, limit: int, phases: list[dict], tasks
                                 f"{cpus} CPUs)" if loads else "",
                            detail={k: v for k, v in machine_load.items() if k != "loadavg_1m"}))
     for f in failures or []:
-        tail = " / ".join(line.strip() for line in f["log_tail"][-6:] if line.strip())[:900]
+        said = [*f.get("summary", ()), *f.get("errors", ())]
+        if said:  # what the task said went wrong (errors, the verifier's summary), else its last lines
+            note = "log: " + " / ".join(said)[:900]
+        else:
+            note = "last log lines: " + " / ".join(line.strip() for line in f["log_tail"][-6:] if line.strip())[:900]
+        verdict = (f.get("reports") or {}).get("verification.json")
+        if isinstance(verdict, dict) and verdict.get("unexplained_by_field"):
+            note += "; unexplained by field (verification.json): " + ", ".join(
+                f"{u['sobject']}.{u['field']} {u['count']}" for u in verdict["unexplained_by_field"][:12])
         figs.append(Figure(bench, "failed task", f"{f['dag_id']}.{f['task_id']}[{f['map_index']}]", None, "",
-                           note=f"last log lines: {tail}", detail={"log_tail": f["log_tail"]}))
+                           note=note, detail={k: v for k, v in f.items() if k not in ("dag_id", "task_id", "map_index")}))
     # ---- Clio: requests served ÷ minimum, per phase
     counted = [e for e in clio_log if e["path"].startswith(("/api/", "/oauth/"))]
     for p in phases:

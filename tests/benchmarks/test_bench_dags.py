@@ -215,3 +215,57 @@ def test_a_reading_written_beside_the_results_is_appended_to_them(tmp_path: Path
     run("full", out, ["dags"], raw)
     md = (out / "latest.md").read_text(encoding="utf-8")
     assert md.endswith("## Reading the figures\n\nverify read the whole ledger.\n") and "| dags_large |" in md
+
+
+def _verify_log() -> list[dict]:
+    """A failed verify task's log as the api-server gives it (structured events; shortened)."""
+    def ev(level: str, event: str, **kw) -> dict:
+        return {"timestamp": "2026-12-03T11:29:55Z", "level": level, "event": event, "logger": "task", **kw}
+
+    frames = [{"filename": "/venv/airflow/sdk/execution_time/task_runner.py", "lineno": 900, "name": "run"}] * 30
+    return [ev("info", "::group::Pre Execute"),
+            ev("info", "verification of the full load: 192259 records, 2000000 values compared, 1 unexplained, 0 "
+                       "explained; field accounting: 9 values migrated, 3 left behind (not migrated), 0 field(s) unaccounted"),
+            ev("error", "Task failed with exception", error_detail=[{
+                "exc_type": "AirflowFailException", "frames": frames,
+                "exc_value": "verification failed: 1 unexplained mismatch(es): Event.EndDateTime: 1: see /tmp/x.html"}]),
+            *[ev("info", f"::group::Post Execute {i}") for i in range(60)]]
+
+
+@pytest.mark.unit
+def test_a_failed_task_keeps_its_errors_and_the_verifiers_summary_not_only_the_tail() -> None:
+    from benchmarks.bench_dags import log_summary
+
+    kept = log_summary(_verify_log())
+    assert kept["summary"] == ["2026-12-03T11:29:55Z verification of the full load: 192259 records, 2000000 values "
+                               "compared, 1 unexplained, 0 explained; field accounting: 9 values migrated, 3 left "
+                               "behind (not migrated), 0 field(s) unaccounted"]
+    assert len(kept["errors"]) == 1 and "AirflowFailException: verification failed: 1 unexplained mismatch(es): " \
+        "Event.EndDateTime: 1" in kept["errors"][0] and "task_runner.py" not in kept["errors"][0]  # not the frames
+    assert len(kept["log_tail"]) == 40 and "verification of the" not in " ".join(kept["log_tail"])  # the tail alone lost it
+    text = log_summary("[2026-12-03 11:29:55] INFO - verification of the full load: 1 unexplained\n"
+                       "[2026-12-03 11:29:55] ERROR - Task failed with exception\nPost Execute\n")
+    assert text["summary"] == ["[2026-12-03 11:29:55] INFO - verification of the full load: 1 unexplained"]
+    assert text["errors"] == ["[2026-12-03 11:29:55] ERROR - Task failed with exception"]
+
+
+@pytest.mark.unit
+def test_a_failed_verify_keeps_its_report_out_of_the_temporary_staging(tmp_path: Path) -> None:
+    from benchmarks.bench_dags import log_summary, reports_of
+
+    folder = tmp_path / "reports" / "manual__r5"
+    folder.mkdir(parents=True)
+    verdict = {"mismatches": 1, "unexplained_by_field": [{"sobject": "Event", "field": "EndDateTime", "count": 1}]}
+    (folder / "verification.json").write_text(json.dumps(verdict))
+    (folder / "verification.csv").write_text("status,sobject\n" + "".join(f"mismatch,Event{i}\n" for i in range(600)))
+    kept = reports_of(tmp_path, "manual__r5", rows=500)
+    assert kept["verification.json"] == verdict
+    assert kept["verification.csv"]["rows"] == 600 and len(kept["verification.csv"]["head"]) == 501
+    assert reports_of(tmp_path, "another_run") == {}
+    failed = [{"dag_id": "mig_05_full_load", "task_id": "verify", "map_index": -1, **log_summary(_verify_log()),
+               "reports": kept}]
+    broken = _one(dag_figures(**_recorded(), failures=failed), "failed task")
+    assert "verification of the full load: 192259 records" in broken.note
+    assert "Event.EndDateTime: 1" in broken.note and "unexplained by field (verification.json): Event.EndDateTime 1" \
+        in broken.note
+    assert broken.detail["reports"]["verification.json"] == verdict
