@@ -43,6 +43,20 @@ SOQL_IN_CHUNK = 200  # ids per IN (...) keeps the URI well under 16,384 bytes
 #: query's URI (a GET) stays under Salesforce's 16,384 bytes with the SELECT around it.
 SOQL_IN_MAX = 500
 SOQL_IN_BUDGET = 12_000
+#: Look-ups by more keys than this go through Bulk API 2.0 query jobs (:func:`lookup_records`) when the
+#: client has ``bulk_query``: a job costs at least 3 calls (create, status, results) whatever its size, a
+#: GET one call per 500 keys, so below ~2,000 keys the GETs cost no more, answer at once, and the many
+#: small batches (samples, delta windows, the tests) keep the plain REST path.
+BULK_LOOKUP_MIN = 2_000
+#: Salesforce's default limit on a SOQL statement's length: what bounds a query job's IN list (the SOQL
+#: is in the job's JSON body, not in a URI).  A little is kept back for the SELECT around the list.
+SOQL_MAX_CHARS = 100_000
+#: A Bulk look-up may instead read every record with a key (``WHERE key != null``, one job whatever the
+#: number of keys) and keep those wanted, when that costs fewer calls than the IN-list jobs and reads at
+#: most this many records per wanted key (bounds what a task downloads, never what it holds: only the
+#: wanted records are kept).
+SCAN_MAX_RATIO = 20
+QUERY_JOB_CALLS = 3  # create, one status, one set of results: the least a query job costs
 
 TRANSIENT_CODES = frozenset(
     {
@@ -717,6 +731,97 @@ def soql_in_chunks(values: Iterable[Any], max_values: int = SOQL_IN_MAX,
         yield part
 
 
+def soql_in_text_chunks(values: Iterable[Any], room: int) -> Iterator[list[Any]]:
+    """``values`` in IN lists of at most ``room`` characters of SOQL each (a query job's body: no URI)."""
+    part: list[Any] = []
+    size = 0
+    for v in values:
+        n = len(soql_literal(v)) + 2  # ", "
+        if part and size + n > room:
+            yield part
+            part, size = [], 0
+        part.append(v)
+        size += n
+    if part:
+        yield part
+
+
+def _bulk_query(client: Any) -> Callable[..., Iterator[dict]] | None:
+    return getattr(client, "bulk_query", None)
+
+
+def _count(client: Any, soql: str) -> int | None:
+    """``SELECT COUNT() ...`` through REST (one call); None when the client cannot say."""
+    count = getattr(client, "query_count", None)
+    return None if count is None else int(count(soql))
+
+
+def lookup_records(
+    client: Any, sobject: str, select: Sequence[str], field: str, values: Iterable[Any], *, extra: str = ""
+) -> Iterator[dict[str, Any]]:
+    """The records of ``sobject`` whose ``field`` is one of ``values``, with the fields ``select``.
+
+    Up to :data:`BULK_LOOKUP_MIN` values (or with a client lacking ``bulk_query``): REST GETs of
+    :func:`soql_in_chunks` (records as REST returns them).  More: Bulk API 2.0 query jobs whose IN lists
+    fill the SOQL length limit, or, when it costs fewer calls and reads at most :data:`SCAN_MAX_RATIO`
+    records per value, one job reading every ``sobject`` with a ``field`` and keeping those whose value
+    (compared case-insensitively, as Salesforce compares external ids and text) was asked for.  Bulk rows
+    hold the CSV's text (None for empty), keyed by the names in ``select``; :func:`typed_rows` gives
+    them REST's types.  ``field`` must be in ``select`` for the scan to filter on; ``extra`` is ANDed to
+    the filter (``"AND IsDeleted = false"``)."""
+    vals = sorted({str(v) for v in values if v is not None})
+    bulk = _bulk_query(client)
+    cols = ", ".join(select)
+    if bulk is None or len(vals) <= BULK_LOOKUP_MIN:
+        for part in soql_in_chunks(vals):
+            yield from client.query_all_iter(f"SELECT {cols} FROM {sobject} WHERE {soql_in(field, part)}{extra}")
+        return
+    head = f"SELECT {cols} FROM {sobject} WHERE {field} IN (){extra}"
+    parts = list(soql_in_text_chunks(vals, SOQL_MAX_CHARS - len(head) - 100))
+    if len(parts) > 1 and field in select:
+        present = _count(client, f"SELECT COUNT() FROM {sobject} WHERE {field} != null{extra}")
+        if present is not None and present <= SCAN_MAX_RATIO * len(vals) and 2 + QUERY_JOB_CALLS < QUERY_JOB_CALLS * len(parts):
+            wanted = {v.casefold() for v in vals}
+            log.info("look-up of %d %s.%s value(s): one Bulk query job over the %d record(s) that have one",
+                     len(vals), sobject, field, present)
+            for rec in bulk(f"SELECT {cols} FROM {sobject} WHERE {field} != null{extra}"):
+                v = rec.get(field)
+                if v is not None and str(v).casefold() in wanted:
+                    yield rec
+            return
+    log.info("look-up of %d %s.%s value(s): %d Bulk query job(s)", len(vals), sobject, field, len(parts))
+    for part in parts:
+        yield from bulk(f"SELECT {cols} FROM {sobject} WHERE {soql_in(field, part)}{extra}")
+
+
+_CSV_TYPES: dict[str, Callable[[str], Any]] = {
+    "boolean": lambda v: v.lower() == "true",
+    "int": int,
+    "double": float,
+    "currency": float,
+    "percent": float,
+}
+
+
+def typed_rows(client: Any, sobject: str, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Bulk query rows (CSV text) with the types REST gives the same fields: booleans, numbers, and
+    date-times as ``...+0000`` (the CSV writes ``...Z``); text stays text, None stays None.  Rows that
+    already hold REST values (non-strings) pass unchanged."""
+    describe = getattr(client, "describe", None)
+    types = {f["name"].lower(): f["type"] for f in (describe(sobject).get("fields") or ())} if describe else {}
+    for row in rows:
+        out: dict[str, Any] = {}
+        for k, v in row.items():
+            t = types.get(k.lower())
+            if isinstance(v, str) and t is not None:
+                if t in _CSV_TYPES:
+                    v = _CSV_TYPES[t](v)
+                elif t == "datetime" and v.endswith("Z"):
+                    v = v[:-1] + "+0000"
+            out[k] = v
+        yield out
+
+
 # ---------------------------------------------------------------------------------------------
 # row preparation: loader directives, record types, document ids
 
@@ -868,33 +973,33 @@ def existing_external_ids(client: LoadClient, envelopes: Sequence[Envelope]) -> 
         return set()
     ext, sobject = envelopes[0].external_id_field, envelopes[0].sobject
     found: set[str] = set()
-    for part in soql_in_chunks(sorted({str(e.external_id) for e in envelopes})):
-        for rec in client.query_all_iter(f"SELECT {ext} FROM {sobject} WHERE {soql_in(ext, part)}"):
-            if rec.get(ext) is not None:
-                found.add(str(rec[ext]).casefold())
+    for rec in lookup_records(client, sobject, [ext], ext, (e.external_id for e in envelopes)):
+        if rec.get(ext) is not None:
+            found.add(str(rec[ext]).casefold())
     return found
 
 
-def _strip_create_only(client: LoadClient, envelopes: list[Envelope]) -> list[Envelope]:
+def _strip_create_only(client: LoadClient, envelopes: list[Envelope]) -> tuple[list[Envelope], set[str] | None]:
     """Drop create-only fields (``Task.TaskSubtype``) from rows that already exist: an upsert that
-    updates would fail on them.  Needs ``client.describe``; without it rows pass unchanged."""
+    updates would fail on them.  Needs ``client.describe``; without it rows pass unchanged.  Returns the
+    rows and, when it had to look, the external ids (casefolded) already in Salesforce, else None."""
     describe = getattr(client, "describe", None)
     if describe is None or not envelopes or not envelopes[0].external_id_field:
-        return envelopes
+        return envelopes, None
     present = {k for e in envelopes for k in e.row}
     create_only = {
         f["name"] for f in describe(envelopes[0].sobject).get("fields") or ()
         if f.get("createable") and not f.get("updateable") and f["name"] in present
     }
     if not create_only:
-        return envelopes
+        return envelopes, None
     have = existing_external_ids(client, envelopes)
     return [
         Envelope(e.sobject, e.source_system_id, {k: v for k, v in e.row.items() if k not in create_only},
                  e.external_id_field, e.natural_key, e.blob)
         if str(e.external_id).casefold() in have else e
         for e in envelopes
-    ]
+    ], have
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1011,13 +1116,40 @@ def _run_upsert(
     return out
 
 
+def _anchor_column(envelopes: Sequence[Envelope], idx: Sequence[int], anchor: str) -> Column | None:
+    """The rows' lookup column (``Event.Clio_Id__c``) that gives the key's ``anchor`` (``EventId``), when
+    every row names its parent by it through a non-polymorphic relationship; else None."""
+    col: Column | None = None
+    for i in idx:
+        hits = [c for c in map(Column.parse, envelopes[i].row) if c.is_reference and c.id_field == anchor]
+        if len(hits) != 1 or hits[0].target_type or (col is not None and hits[0].name != col.name):
+            return None
+        col = hits[0]
+    return col
+
+
 def _existing_natural_keys(
-    client: LoadClient, sobject: str, fields: Sequence[str], records: Sequence[Mapping[str, Any]]
+    client: LoadClient, sobject: str, fields: Sequence[str], records: Sequence[Mapping[str, Any]],
+    by_parent_key: tuple[Column, Iterable[Any]] | None = None,
 ) -> dict[tuple[str, ...], str]:
+    """Existing records of the natural keys of ``records`` (flat, resolved), found by the key's first id
+    field.  ``by_parent_key`` (the lookup column that gives it and the rows' values of that column): when
+    there are more than :data:`BULK_LOOKUP_MIN` and the client has Bulk query jobs, the records are found
+    by the parent's external id (``WHERE Event.Clio_Id__c IN (...)``): the same records as by the
+    parents' ids, without long lists of ids in a query (Salesforce refuses more than 500 "junction ids"
+    in one, and these objects are junctions)."""
     # Filter on the first id field of the key: ContentDocumentLink refuses unfiltered queries.
     anchor = next((f for f in fields if f.endswith("Id")), fields[0])
-    values = sorted({str(r[anchor]) for r in records if r.get(anchor)})
     found: dict[tuple[str, ...], str] = {}
+    if by_parent_key is not None and _bulk_query(client) is not None and sobject != "ContentDocumentLink":
+        col, keys = by_parent_key
+        keys = {str(k) for k in keys if k is not None}
+        if len(keys) > BULK_LOOKUP_MIN:
+            path = f"{col.relationship}.{col.target_field}"
+            for rec in lookup_records(client, sobject, ["Id", *fields, path], path, keys):
+                found[natural_key_of(rec, fields)] = rec["Id"]
+            return found
+    values = sorted({str(r[anchor]) for r in records if r.get(anchor)})
     for part in soql_in_chunks(values):
         soql = f"SELECT Id, {', '.join(fields)} FROM {sobject} WHERE {soql_in(anchor, part)}"
         for rec in client.query_all_iter(soql):
@@ -1041,12 +1173,10 @@ def resolve_external_ids(
         target = targets[key]
         got: dict[str, str] = {}
         folded = {v.casefold(): v for v in values}
-        for part in soql_in_chunks(sorted(values)):
-            soql = f"SELECT Id, {col.target_field} FROM {target} WHERE {soql_in(col.target_field, part)}"
-            for rec in client.query_all_iter(soql):
-                v = rec.get(col.target_field)
-                if v is not None:
-                    got[folded.get(str(v).casefold(), str(v))] = rec["Id"]
+        for rec in lookup_records(client, target, ["Id", col.target_field], col.target_field, values):
+            v = rec.get(col.target_field)
+            if v is not None:
+                got[folded.get(str(v).casefold(), str(v))] = rec["Id"]
         resolved[key] = got
     return resolved
 
@@ -1066,7 +1196,10 @@ def _run_natural_key(
     # First pass without "existing" to learn the candidate records for the existence query.
     draft = plan_natural_key_inserts(envelopes, resolved, {}, idx)
     fields = key_fields(envelopes[idx[0]])
-    existing = _existing_natural_keys(client, sobject, fields, [r for _, r in draft.inserts])
+    anchor = next((f for f in fields if f.endswith("Id")), fields[0])
+    col = _anchor_column(envelopes, [i for i, _ in draft.inserts], anchor) if draft.inserts else None
+    existing = _existing_natural_keys(client, sobject, fields, [r for _, r in draft.inserts],
+                                      (col, (envelopes[i].row[col.name] for i, _ in draft.inserts)) if col else None)
     plan = plan_natural_key_inserts(envelopes, resolved, existing, idx)
     out = list(plan.failures)
     for i, sf_id in plan.existing:
@@ -1123,25 +1256,26 @@ def _run_natural_key(
 
 
 def capture_before_images(
-    client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int] | None = None
+    client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int] | None = None,
+    fields_of: Sequence[int] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Current values of the fields a batch is about to write, keyed by external id (for rollback)."""
+    """Current values of the fields a batch is about to write, keyed by external id (for rollback): of
+    the rows ``idx`` (all by default), the fields any row of ``fields_of`` (default ``idx``) writes."""
     idx = list(range(len(envelopes))) if idx is None else list(idx)
     if not idx or not envelopes[idx[0]].external_id_field:
         return {}
     env0 = envelopes[idx[0]]
     ext = env0.external_id_field
     fields = []
-    for key in header_union(envelopes[i].row for i in idx):
+    for key in header_union(envelopes[i].row for i in (idx if fields_of is None else fields_of)):
         col = Column.parse(key)
         fields.append(col.id_field)
     fields = [f for f in dict.fromkeys(fields) if f not in ("Id", ext)]
     out: dict[str, dict[str, Any]] = {}
-    ids = sorted({str(envelopes[i].row[ext]) for i in idx})
-    for part in soql_in_chunks(ids):
-        soql = f"SELECT Id, {', '.join([ext, *fields])} FROM {env0.sobject} WHERE {soql_in(ext, part)}"
-        for rec in client.query_all_iter(soql):
-            out[str(rec[ext]).casefold()] = {"Id": rec["Id"], **{f: rec.get(f) for f in fields}}
+    ids = {str(envelopes[i].row[ext]) for i in idx}
+    found = lookup_records(client, env0.sobject, ["Id", ext, *fields], ext, ids)
+    for rec in typed_rows(client, env0.sobject, found) if len(ids) > BULK_LOOKUP_MIN else found:
+        out[str(rec[ext]).casefold()] = {"Id": rec["Id"], **{f: rec.get(f) for f in fields}}
     return out
 
 
@@ -1252,10 +1386,16 @@ def load_rows(
     envelopes, failed = prepare_rows(client, envelopes, note_ids=note_ids)
     failed.update(non_finite_numbers(envelopes, failed))
     failed.update(repeated_external_ids(envelopes, failed))
-    envelopes = _strip_create_only(client, envelopes)
+    envelopes, have = _strip_create_only(client, envelopes)
     natural = envelopes[0].external_id_field is None
     step = _run_natural_key if natural else _run_upsert
-    before = {} if natural or not capture_before else capture_before_images(client, envelopes)
+    before: dict[str, dict[str, Any]] = {}
+    if capture_before and not natural:
+        # only rows already in Salesforce have a before-image: when the existence look-up above ran, ask
+        # for theirs alone (none at all on a first load) instead of looking up every row again
+        there = None if have is None else [i for i, e in enumerate(envelopes) if str(e.external_id).casefold() in have]
+        if there is None or there:
+            before = capture_before_images(client, envelopes, there, range(len(envelopes)))
 
     jr = journal if journal is not None else NoJournal()
 

@@ -847,7 +847,8 @@ def _bulk2(sb: Sandbox, m: str, parts: list[str], body: bytes, user: str, params
         if m == "PATCH":
             state = _json_object(body, "JobInfo").get("state")
             try:
-                return JSONResponse(bulk.public(bulk.set_state(job, state)))
+                changed = bulk.set_state(job, state) if kind == "ingest" else bulk.set_query_state(job, state)
+                return JSONResponse(bulk.public(changed))
             except FieldError as e:
                 raise HttpError(400, "INVALIDJOBSTATE", e.message) from None
         if m == "DELETE":
@@ -868,13 +869,16 @@ def _bulk2(sb: Sandbox, m: str, parts: list[str], body: bytes, user: str, params
         return Response(bulk.result_file(job, sub), media_type="text/csv")
     if kind == "query" and sub == "results" and m == "GET":
         if job["state"] != "JobComplete":
-            raise HttpError(400, "INVALIDJOBSTATE", "Job is not complete")
+            raise HttpError(400, "INVALIDJOBSTATE", f"Job is in {job['state']} state: results are available once "
+                            "it is JobComplete")
         mr, loc = params.get("maxRecords"), params.get("locator")
-        if (mr and not mr.isdigit()) or (loc and loc != "null" and not loc.isdigit()):
-            raise HttpError(400, "INVALIDLOCATOR" if loc and not loc.isdigit() else "INVALIDMAXRECORDS",
-                            "The locator or maxRecords value is not valid")
-        text, n, loc = bulk.query_page(job, loc, int(mr) if mr else None)
-        return Response(text, media_type="text/csv", headers={"Sforce-NumberOfRecords": str(n), "Sforce-Locator": loc})
+        if mr is not None and not (mr.isdigit() and int(mr) > 0):
+            raise HttpError(400, "INVALIDMAXRECORDS", f"maxRecords must be a positive integer: {mr}")
+        try:
+            text, n, nxt = bulk.query_page(job, loc, int(mr) if mr else None)
+        except FieldError as e:
+            raise HttpError(400, e.code, e.message) from None
+        return Response(text, media_type="text/csv", headers={"Sforce-NumberOfRecords": str(n), "Sforce-Locator": nxt})
     raise HttpError(404, "NOT_FOUND", "The requested resource does not exist")
 
 

@@ -6,6 +6,7 @@ rows are written in chunks through :meth:`Org.write`, so Bulk shares REST's vali
 
 from __future__ import annotations
 
+import base64
 import csv
 import gc
 import io
@@ -25,6 +26,7 @@ DELIMS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^"
 OPERATIONS = {"insert", "update", "upsert", "delete", "hardDelete"}
 CHUNK = 5000
 API = "59.0"
+QUERY_PAGE = 50_000  # records per set of query results when the client sets no maxRecords
 BATCH_ROWS = 10_000  # each 10,000 rows of a Bulk 2.0 ingest job count as one of the daily batches
 QUOTA_MESSAGE = "ExceededQuota : The number of batches has exceeded the limit for the past 24 hours (DailyBulkApiBatches)"
 HARD_DELETE_MESSAGE = "hardDelete operation requires special user profile permission, please contact your system administrator"
@@ -333,11 +335,25 @@ class BulkJobs:
         return ""
 
     # -- query ---------------------------------------------------------------------------------
+    # Bulk API 2.0 query jobs as Salesforce documents them ("Bulk API 2.0 Query", API 47.0+): the SOQL
+    # travels in the JSON body (so only the SOQL length limit binds it, not a GET's URI), the job is
+    # UploadComplete when created, InProgress while it runs, JobComplete (or Failed, or Aborted by the
+    # client) at its end; results are CSV pages with every value quoted, null as an empty value, the
+    # columns named as the query names them and in its order (API 50.0+), each page answering
+    # ``Sforce-NumberOfRecords`` and ``Sforce-Locator`` (an opaque string, ``null`` after the last).
+
     def create_query(self, body: dict, user_id: str) -> dict:
-        op = body.get("operation", "query")
+        op = body.get("operation")
         if op not in ("query", "queryAll"):
             raise FieldError("INVALIDJOB", f"InvalidJob : Invalid operation: {op}")
-        runner = Runner(self.org, str(body.get("query") or ""), include_deleted=op == "queryAll", user_id=user_id)
+        soql = body.get("query")
+        if not isinstance(soql, str) or not soql.strip():
+            raise FieldError("INVALIDJOB", "InvalidJob : The query is required")
+        if body.get("contentType", "CSV") != "CSV":
+            raise FieldError("INVALIDJOB", "InvalidJob : contentType must be CSV")
+        if body.get("lineEnding", "LF") not in ("LF", "CRLF") or body.get("columnDelimiter", "COMMA") not in DELIMS:
+            raise FieldError("INVALIDJOB", "InvalidJob : invalid lineEnding or columnDelimiter")
+        runner = Runner(self.org, soql, include_deleted=op == "queryAll", user_id=user_id)
         if runner.q.count is not None or runner.q.offset:
             raise SoqlError("FeatureNotEnabled", "Aggregate queries and OFFSET are not supported by Bulk API 2.0")
         jid = self.org.new_id("750")
@@ -347,42 +363,67 @@ class BulkJobs:
                "apiVersion": float(API), "lineEnding": body.get("lineEnding", "LF"),
                "columnDelimiter": body.get("columnDelimiter", "COMMA"), "jobType": "V2Query",
                "numberRecordsProcessed": 0, "retries": 0, "totalProcessingTime": 0, "isPkChunkingSupported": True,
-               "_query": body["query"]}
+               "_query": soql}
         self.jobs[jid] = job
         self.save(job)
         self.q.put(jid)
         return job
 
+    def set_query_state(self, job: dict, state: str) -> dict:
+        """A query job can only be aborted (it starts as UploadComplete: there is nothing to upload)."""
+        if state != "Aborted":
+            raise FieldError("INVALIDJOBSTATE", f"Invalid state for a query job: {state}")
+        if job["state"] in ("JobComplete", "Failed", "Aborted"):
+            raise FieldError("INVALIDJOBSTATE", f"Job is in {job['state']} state")
+        job["state"] = "Aborted"
+        self.save(job)
+        return job
+
     def _run_query(self, job: dict) -> None:
+        started = time.monotonic()
         job["state"] = "InProgress"
         self.save(job)
         runner = Runner(self.org, job["_query"], include_deleted=job["operation"] == "queryAll",
                         user_id=job["createdById"])
-        rows = [runner.render(r) for r in runner.rows()]
         cols = runner.q.fields
         out = []
-        for r in rows:
+        for r in runner.rows():
             line = []
             for c in cols:
-                cur: Any = r
-                for part in c.split("."):
-                    if not isinstance(cur, dict):
-                        cur = None
-                        break
-                    key = next((k for k in cur if k.lower() == part.lower()), None)
-                    cur = cur.get(key) if key else None
-                line.append(to_csv_value(cur))
+                v, typ = runner.get(r, c)
+                if typ == "datetime" and isinstance(v, str) and v.endswith("+0000"):
+                    v = v[:-5] + "Z"  # Bulk query CSV writes date-times in UTC with a Z (REST: +0000)
+                line.append(to_csv_value(v))
             out.append(line)
-        p = self.path(job["id"], "query.json")
-        p.write_text(json.dumps({"header": cols, "rows": out}))
+        if self.jobs.get(job["id"], job)["state"] == "Aborted":
+            return
+        self.path(job["id"], "query.json").write_text(json.dumps({"header": cols, "rows": out}))
         job["numberRecordsProcessed"] = len(out)
+        job["totalProcessingTime"] = int((time.monotonic() - started) * 1000)
         job["state"] = "JobComplete"
         self.save(job)
 
+    @staticmethod
+    def locator(offset: int) -> str:
+        """An opaque locator (Salesforce's look like ``MTAwMDA``: base64 of the next set's offset)."""
+        return base64.b64encode(str(offset).encode()).decode().rstrip("=")
+
+    @staticmethod
+    def _offset(locator: str) -> int | None:
+        try:
+            text = base64.b64decode(locator + "=" * (-len(locator) % 4), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return int(text) if text.isdigit() and BulkJobs.locator(int(text)) == locator else None
+
     def query_page(self, job: dict, locator: str | None, max_records: int | None) -> tuple[str, int, str]:
+        """One set of results: (CSV, records in it, the next set's locator or ``null``).  An unknown
+        locator raises ``FieldError``; the same locator always answers the same set."""
         data = json.loads(self.path(job["id"], "query.json").read_text())
-        start = int(locator) if locator and locator != "null" else 0
-        size = max_records or 50000
+        start = 0 if locator is None else self._offset(locator)
+        if start is None or start > len(data["rows"]) or (start and start == len(data["rows"])):
+            raise FieldError("INVALIDLOCATOR", f"Invalid locator: {locator}")
+        size = max_records or QUERY_PAGE
         part = data["rows"][start:start + size]
         nxt = start + size
         buf = io.StringIO()
@@ -390,7 +431,7 @@ class BulkJobs:
                        delimiter=DELIMS[job["columnDelimiter"]])
         w.writerow(data["header"])
         w.writerows(part)
-        return buf.getvalue(), len(part), (str(nxt) if nxt < len(data["rows"]) else "null")
+        return buf.getvalue(), len(part), (self.locator(nxt) if nxt < len(data["rows"]) else "null")
 
     @staticmethod
     def public(job: dict) -> dict:

@@ -27,6 +27,9 @@ _TOKEN = re.compile(r"""
 """, re.VERBOSE)
 
 MAX_OFFSET = 2000
+#: Salesforce's default limit on the length of a SOQL statement, whatever carries it (a REST GET's ``q``
+#: or a Bulk API 2.0 query job's body); a GET is also bound by its URI (16,384 bytes) long before this.
+MAX_SOQL_CHARS = 100_000
 #: Quoted-string escapes SOQL accepts (SOQL guide, "Quoted String Escape Sequences"); any other is an error.
 _ESCAPES = {"n": "\n", "N": "\n", "r": "\r", "R": "\r", "t": "\t", "T": "\t", "b": "\b", "B": "\b",
             "f": "\f", "F": "\f", '"': '"', "'": "'", "\\": "\\"}
@@ -298,6 +301,8 @@ class Parser:
 
 
 def parse(q: str) -> Query:
+    if len(q) > MAX_SOQL_CHARS:
+        raise SoqlError("MALFORMED_QUERY", f"SOQL statements can not be longer than {MAX_SOQL_CHARS} characters.")
     return Parser(q).parse()
 
 

@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import time
 
 import pytest
@@ -484,3 +485,64 @@ def test_audit_fields_off(tmp_path) -> None:
             sf.Account.create({"Name": "x", "CreatedDate": "2019-01-01T00:00:00Z"})
         assert _errors(ei.value)[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
         assert requests is not None
+
+
+def test_bulk2_query_job_protocol(sandbox, sf) -> None:
+    """Bulk API 2.0 query jobs as documented: the job's states, CSV sets paged by maxRecords and opaque
+    locators, columns named and ordered as queried, null as an empty value, and the SOQL length limit."""
+    s = sandbox.session()
+    base = f"{sandbox.instance_url}/services/data/v59.0/jobs/query"
+    hdr = {"Authorization": f"Bearer {sf.session_id}"}
+    acct = sf.Account.create({"Name": "Query Job Co", "Clio_Id__c": "qj-account"})["id"]
+    for i in range(5):
+        sf.Contact.create({"LastName": f"Qj {i}", "Clio_Id__c": f"qj-{i}", "Description": None if i % 2 else "d",
+                           **({"AccountId": acct} if i < 2 else {})})
+    soql = ("SELECT Id, clio_id__c, Description, Account.Clio_Id__c, CreatedDate, IsDeleted FROM Contact "
+            "WHERE Clio_Id__c LIKE 'qj-%'")
+    job = s.post(base, json={"operation": "query", "query": soql}, headers=hdr).json()
+    assert job["state"] == "UploadComplete" and job["object"] == "Contact" and job["jobType"] == "V2Query"
+    for _ in range(200):
+        info = s.get(f"{base}/{job['id']}", headers=hdr).json()
+        if info["state"] not in ("UploadComplete", "InProgress"):
+            break
+        time.sleep(0.05)
+    assert info["state"] == "JobComplete" and info["numberRecordsProcessed"] == 5
+    for state in ("UploadComplete", "Aborted"):  # nothing to upload; a finished job cannot be aborted
+        r = s.patch(f"{base}/{job['id']}", json={"state": state}, headers=hdr)
+        assert r.status_code == 400 and r.json()[0]["errorCode"] == "INVALIDJOBSTATE"
+    pages, locator, seen = [], None, []
+    while locator != "null":
+        r = s.get(f"{base}/{job['id']}/results", params={"maxRecords": 2, **({"locator": locator} if locator else {})},
+                  headers=hdr)
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv")
+        pages.append(r)
+        locator = r.headers["Sforce-Locator"]
+        seen.append(locator)
+    assert [int(p.headers["Sforce-NumberOfRecords"]) for p in pages] == [2, 2, 1]
+    assert not any(loc.isdigit() for loc in seen)  # opaque, not an offset a client could compute
+    again = s.get(f"{base}/{job['id']}/results", params={"maxRecords": 2, "locator": seen[0]}, headers=hdr)
+    assert again.text == pages[1].text  # a locator keeps naming the same set
+    lines = [p.text.splitlines() for p in pages]
+    assert all(ls[0] == '"Id","clio_id__c","Description","Account.Clio_Id__c","CreatedDate","IsDeleted"'
+               for ls in lines)
+    assert all(line.startswith('"') and line.endswith('"') for ls in lines for line in ls)
+    rows = {r["clio_id__c"]: r for p in pages for r in csv.DictReader(io.StringIO(p.text))}
+    assert sorted(rows) == [f"qj-{i}" for i in range(5)]
+    assert rows["qj-1"]["Description"] == "" and rows["qj-0"]["Description"] == "d"
+    assert rows["qj-0"]["Account.Clio_Id__c"] == "qj-account" and rows["qj-3"]["Account.Clio_Id__c"] == ""
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", rows["qj-0"]["CreatedDate"])  # REST: +0000
+    assert rows["qj-0"]["IsDeleted"] == "false"
+    for params, code in (({"locator": "null"}, "INVALIDLOCATOR"), ({"locator": "2"}, "INVALIDLOCATOR"),
+                         ({"maxRecords": "0"}, "INVALIDMAXRECORDS")):
+        r = s.get(f"{base}/{job['id']}/results", params=params, headers=hdr)
+        assert r.status_code == 400 and r.json()[0]["errorCode"] == code, params
+    # refused at creation: no operation, aggregates, and SOQL over 100,000 characters (exactly 100,000 runs)
+    head = "SELECT Id FROM Contact WHERE Clio_Id__c IN ('qj-0', '"
+    longest = head + "x" * (100_000 - len(head) - 2) + "')"
+    for body, code in (({"query": soql}, "INVALIDJOB"),
+                       ({"operation": "query", "query": "SELECT COUNT() FROM Contact"}, "FeatureNotEnabled"),
+                       ({"operation": "query", "query": longest.replace("IN (", "IN ( ")}, "MALFORMED_QUERY")):
+        r = s.post(base, json=body, headers=hdr)
+        assert r.status_code == 400 and r.json()[0]["errorCode"] == code, body
+    assert len(longest) == 100_000
+    assert s.post(base, json={"operation": "query", "query": longest}, headers=hdr).status_code == 200

@@ -10,6 +10,7 @@ Exceptions carry error codes, never record bodies or tokens.
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 import tempfile
@@ -35,6 +36,9 @@ TRANSIENT_STATUS = frozenset({502, 503, 504})
 #: Answers after which a write may or may not have been committed (a gateway gave up waiting).
 LOST_STATUS = frozenset({500, 502, 504})
 TERMINAL_STATES = frozenset({"JobComplete", "Failed", "Aborted"})
+#: Rows per set of Bulk query results: a look-up's results (an Id and a key or a few fields a row) come
+#: in one GET up to this many rows; each set is streamed to a spooled temp file, never held as one string.
+QUERY_MAX_RECORDS = 250_000
 
 
 class SalesforceApiError(Exception):
@@ -392,6 +396,10 @@ class ClioSalesforceHook(SalesforceHook):
                 return
             page = self.request("GET", page["nextRecordsUrl"]).json()
 
+    def query_count(self, soql: str) -> int:
+        """``SELECT COUNT() ...`` through REST: the number of records (one call, no records)."""
+        return int(self.request("GET", "query/", params={"q": soql}).json()["totalSize"])
+
     def query_all(self, soql: str, **kw: Any) -> list[dict]:
         return list(self.query_all_iter(soql, **kw))
 
@@ -504,11 +512,11 @@ class ClioSalesforceHook(SalesforceHook):
                 raise
             return None  # a failed or aborted job may have no results of this kind
 
-    def _wait_for_job(self, job_id: str) -> dict[str, Any]:
+    def _wait_for_job(self, job_id: str, kind: str = "ingest") -> dict[str, Any]:
         deadline = time.monotonic() + self.bulk_timeout
         wait = self.poll_interval
         while True:
-            info = self.request("GET", f"jobs/ingest/{job_id}/").json()
+            info = self.request("GET", f"jobs/{kind}/{job_id}/").json()
             if info["state"] in TERMINAL_STATES:
                 return info
             if time.monotonic() > deadline:
@@ -521,23 +529,65 @@ class ClioSalesforceHook(SalesforceHook):
             self._sleep(wait)
             wait = min(wait * 1.5, self.max_poll_interval)
 
-    def _abort_quietly(self, job_id: str) -> None:
+    def _abort_quietly(self, job_id: str, kind: str = "ingest") -> None:
         try:
-            self.request("PATCH", f"jobs/ingest/{job_id}/", json_body={"state": "Aborted"})
+            self.request("PATCH", f"jobs/{kind}/{job_id}/", json_body={"state": "Aborted"})
         except SalesforceApiError as exc:
             self.log.warning("could not abort Bulk job %s: %s", job_id, exc.error_code)
 
-    def bulk_results(self, job_id: str, kind: str) -> IO[str]:
-        """Stream one result CSV into a spooled temp file (memory up to 8 MB) and return it as text."""
-        resp = self.request(
-            "GET", f"jobs/ingest/{job_id}/{kind}/", headers={"Accept": "text/csv"}, stream=True
-        )
+    def bulk_query(self, soql: str, *, include_deleted: bool = False,
+                   max_records: int = QUERY_MAX_RECORDS) -> Iterator[dict[str, str | None]]:
+        """Run one Bulk API 2.0 query job and yield its rows as ``{column: value}``, the columns named as
+        the query names them, an empty value as None (the CSV cannot tell null from empty text, and
+        Salesforce stores no empty text).  Values are the CSV's text: typing them is the caller's job.
+
+        The SOQL travels in the job's JSON body, so it is bound by Salesforce's SOQL length (100,000
+        characters by default) rather than by a GET's URI: a look-up by thousands of keys is one job
+        (create, status until ``JobComplete``, one GET per ``max_records`` rows of results) instead of
+        a GET per few hundred keys.  Each set of results is streamed into a spooled temp file and read
+        from there, so memory holds one row at a time."""
+        job = self.request("POST", "jobs/query/", json_body={
+            "operation": "queryAll" if include_deleted else "query", "query": soql,
+            "contentType": "CSV", "columnDelimiter": "COMMA", "lineEnding": "LF",
+        }, idempotent=True).json()  # a second job after a lost answer only reads: harmless
+        job_id = job["id"]
+        try:
+            info = self._wait_for_job(job_id, "query")
+        except BaseException:
+            self._abort_quietly(job_id, "query")
+            raise
+        if info["state"] != "JobComplete":
+            raise SalesforceBulkJobError(0, "QUERY_JOB_" + str(info["state"]).upper(),
+                                         str(info.get("errorMessage") or "")[:300], where=f"query job {job_id}")
+        locator: str | None = None
+        while True:
+            params: dict[str, Any] = {"maxRecords": max_records}
+            if locator:
+                params["locator"] = locator
+            resp = self.request("GET", f"jobs/query/{job_id}/results", params=params,
+                                headers={"Accept": "text/csv"}, stream=True)
+            locator = resp.headers.get("Sforce-Locator")
+            with self._spooled(resp) as text:
+                for row in csv.DictReader(text):
+                    yield {k: (v if v != "" else None) for k, v in row.items()}
+            if not locator or locator == "null":
+                return
+
+    @staticmethod
+    def _spooled(resp: requests.Response) -> IO[str]:
         spool = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+b")
         with resp:
             for block in resp.iter_content(1 << 16):
                 spool.write(block.replace(b"\x00", b""))
         spool.seek(0)
         return io.TextIOWrapper(spool, encoding="utf-8", newline="")
+
+    def bulk_results(self, job_id: str, kind: str) -> IO[str]:
+        """Stream one result CSV into a spooled temp file (memory up to 8 MB) and return it as text."""
+        resp = self.request(
+            "GET", f"jobs/ingest/{job_id}/{kind}/", headers={"Accept": "text/csv"}, stream=True
+        )
+        return self._spooled(resp)
 
     # ------------------------------------------------------------------ sObject collections
 

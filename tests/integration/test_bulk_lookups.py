@@ -1,0 +1,139 @@
+"""Look-ups of many keys through Bulk API 2.0 query jobs give what the REST GETs give, on the sandbox.
+
+The loader's look-ups (records already there, external ids to Salesforce ids, natural keys already
+there, before-images) go through query jobs above ``BULK_LOOKUP_MIN`` keys: as IN lists filling the SOQL
+length limit, or one job over every record with a key.  Here the thresholds are lowered so a few dozen
+records take each path, and each answer is compared with the REST path's on the same data; the
+sandbox's request log shows which path ran (a comparison of the REST path with itself would pass too).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from clio2sf import load
+from clio2sf.load import (
+    Envelope,
+    _existing_natural_keys,
+    capture_before_images,
+    existing_external_ids,
+    load_rows,
+    resolve_external_ids,
+)
+
+testing = pytest.importorskip("sandbox.salesforce.testing")
+
+pytestmark = pytest.mark.integration
+
+EXT = "Clio_Id__c"
+N = 30
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    with testing.run_sf_sandbox(tmp_path_factory.mktemp("sf-org"), seed=42) as sb:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", sb.connection_json())
+            mp.setenv("REQUESTS_CA_BUNDLE", sb.ca_bundle)
+            from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+
+            hook = ClioSalesforceHook(sleep=lambda s: None, poll_interval=0.05)
+            for obj in ("Contact", "Event"):
+                hook.ensure_external_id_field(obj)
+            yield sb
+
+
+@pytest.fixture(scope="module")
+def hook(sandbox):
+    from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+
+    return ClioSalesforceHook(poll_interval=0.05, max_poll_interval=0.2)
+
+
+@pytest.fixture(scope="module")
+def org(hook):
+    """N contacts, N events (one with a description, every other all-day), and their relations."""
+    contacts = [Envelope("Contact", f"contact-{i}", {EXT: f"contact-{i}", "LastName": f"Doe {i}"}, EXT) for i in range(N)]
+    start = dt.datetime(2026, 3, 1, 9, tzinfo=dt.UTC)
+    events = []
+    for i in range(N):
+        s = start + dt.timedelta(days=i)
+        row = {EXT: f"Calendar_Entry-{i}@2026", "Subject": f"Hearing {i}", "IsAllDayEvent": False,
+               "StartDateTime": s.isoformat(), "EndDateTime": (s + dt.timedelta(minutes=30 + i)).isoformat()}
+        if i == 3:
+            row["Description"] = 'notes, "quoted"\nsecond line'
+        events.append(Envelope("Event", f"calendar_entry-{i}@2026", row, EXT))
+    assert load_rows(hook, contacts, mode="bulk", sleep=lambda s: None).failed == 0
+    assert load_rows(hook, events, mode="bulk", sleep=lambda s: None).failed == 0
+    # relations name their parents in another case than they were stored in (external ids are case-insensitive)
+    relations = [Envelope("EventRelation", f"er-{i}-{j}", {"Event.Clio_Id__c": f"CALENDAR_ENTRY-{i}@2026",
+                                                            "Contact:Relation.Clio_Id__c": f"Contact-{j}", "IsInvitee": True},
+                          None, ("EventId", "RelationId")) for i in range(N) for j in (i, (i + 1) % N)]
+    half = relations[: len(relations) // 2]
+    assert load_rows(hook, half, mode="bulk", sleep=lambda s: None).created == len(half)
+    return {"contacts": contacts, "events": events, "relations": relations}
+
+
+def paths(sandbox, fn, monkeypatch, **knobs):
+    """(REST answer, Bulk answer, calls the Bulk answer made by kind)."""
+    monkeypatch.setattr(load, "BULK_LOOKUP_MIN", 10**9)
+    rest = fn()
+    for k, v in {"BULK_LOOKUP_MIN": 5, **knobs}.items():
+        monkeypatch.setattr(load, k, v)
+    before = sandbox.request_log()["by_kind"]
+    bulk = fn()
+    after = sandbox.request_log()["by_kind"]
+    return rest, bulk, {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+
+
+IN_LISTS = {"SOQL_MAX_CHARS": 700, "SCAN_MAX_RATIO": 0}  # several IN-list jobs, never a scan
+SCAN = {"SOQL_MAX_CHARS": 700, "SCAN_MAX_RATIO": 1000}  # one job over every record with a key
+
+
+@pytest.mark.parametrize("knobs", [IN_LISTS, SCAN], ids=["in-lists", "scan"])
+def test_each_look_up_answers_as_the_rest_path(sandbox, hook, org, monkeypatch, knobs):
+    events = org["events"] + [Envelope("Event", "calendar_entry-missing", {EXT: "calendar_entry-MISSING"}, EXT)]
+    rest, bulk, calls = paths(sandbox, lambda: existing_external_ids(hook, events), monkeypatch, **knobs)
+    assert rest == bulk and len(rest) == N
+    # the only REST query is the COUNT() that weighs one job over every record against the IN-list jobs
+    assert calls.get("query") == 1 and calls.get("bulk2_query", 0) >= (3 if knobs is SCAN else 6), calls
+
+    rels = org["relations"]
+    idx = range(len(rels))
+    rest, bulk, calls = paths(sandbox, lambda: resolve_external_ids(hook, "EventRelation", rels, idx), monkeypatch, **knobs)
+    assert rest == bulk and set(rest) == {"Event.Clio_Id__c", "Contact:Relation.Clio_Id__c"}
+    assert len(rest["Event.Clio_Id__c"]) == N and "CALENDAR_ENTRY-7@2026" in rest["Event.Clio_Id__c"]
+    assert calls.get("bulk2_query", 0) >= 6, calls
+
+    resolved = rest
+    flat = [load.resolve_row(e, resolved)[0] for e in rels]
+    fields = ("EventId", "RelationId")
+    col = load.Column.parse("Event.Clio_Id__c")
+    keys = [e.row["Event.Clio_Id__c"] for e in rels]
+    rest, bulk, calls = paths(sandbox, lambda: _existing_natural_keys(hook, "EventRelation", fields, flat, (col, keys)),
+                              monkeypatch, **knobs)
+    assert rest == bulk and len(rest) >= len(rels) // 2, (len(rest), len(bulk))
+    assert calls.get("bulk2_query", 0) >= 3, calls
+
+    rest, bulk, calls = paths(sandbox, lambda: capture_before_images(hook, events), monkeypatch, **knobs)
+    assert rest == bulk and len(rest) == N
+    img = rest["calendar_entry-3@2026"]
+    assert img["Description"] == 'notes, "quoted"\nsecond line' and img["IsAllDayEvent"] is False
+    assert img["StartDateTime"].endswith("+0000") and rest["calendar_entry-4@2026"]["Description"] is None
+    assert calls.get("bulk2_query", 0) >= 3, calls
+
+
+def test_a_volume_load_through_query_jobs_inserts_only_what_is_missing(sandbox, hook, org, monkeypatch):
+    monkeypatch.setattr(load, "BULK_LOOKUP_MIN", 5)
+    monkeypatch.setattr(load, "SOQL_MAX_CHARS", 700)
+    rels = org["relations"]
+    before = sandbox.request_log()["by_kind"]
+    first = load_rows(hook, rels, mode="bulk", sleep=lambda s: None)
+    assert (first.created, first.skipped, first.failed) == (len(rels) - len(rels) // 2, len(rels) // 2, 0)
+    again = load_rows(hook, rels, mode="bulk", sleep=lambda s: None)
+    assert (again.created, again.skipped, again.failed) == (0, len(rels), 0)
+    after = sandbox.request_log()["by_kind"]
+    assert after.get("bulk2_query", 0) > before.get("bulk2_query", 0)
+    assert hook.query_count("SELECT COUNT() FROM EventRelation WHERE Event.Clio_Id__c != null") == len(rels)
