@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from clio2sf.verify import normalise as norm
-from clio2sf.verify.readback import ReadBack, short
+from clio2sf.verify.readback import EXT, ReadBack, short
 from clio2sf.verify.source import Expectations, FieldExpectation, RecordExpectation, UserReport
 
 MISMATCH, EXPLAINED = "mismatch", "explained"
@@ -115,10 +115,8 @@ class Comparison:
         self.res = Result()
         self._notes: list[str] = []
         self.horizon_days, self.now = horizon_days, now
-        self.seen: set[tuple[str, str]] = set()
         self._clio_ids: set[str] = set()
         self._unsourced: list[tuple[Finding, str]] = []  # exactly-once findings whose Clio id was not known yet
-        self._series: tuple[str, ...] = ()
 
     def add(self, rec: RecordExpectation | None, sobject: str, key: str, fld: str, check: str, expected: Any,
             actual: Any, reason: str, path: str | None = None, explain: str | None = None) -> None:
@@ -151,7 +149,6 @@ class Comparison:
                           else "no Salesforce record and no reject with a reason")
                 self.add(rec, sobject, key, "(record)", "exists", "a record", None, reason)
             return
-        self.seen.add((sobject, key))
         self.res.records[sobject] += 1
         if rec.reject_rule and not self.rejects.rejected(*ids):
             self.add(rec, sobject, key, "(record)", "exists", None, "a record",
@@ -225,44 +222,29 @@ class Comparison:
 
     # -- one group, the whole run -------------------------------------------------------------
     def group(self, exp: Expectations) -> None:
-        """Compare one group's expectations, one sobject at a time (its records, then the checks that
-        read them: occurrences and attendees on Event, team members on their matter's object,
-        exactly-once), so a read-back by object (:meth:`ReadBack.ensure`/:meth:`~ReadBack.release`)
-        holds one sobject's records at a time.
+        """Compare one group's expectations, one sobject at a time: each record the org holds is
+        compared as it is read (:meth:`ReadBack.rows`), with the checks that read it (team members of
+        a matter, attendees and occurrences of an entry, exactly-once), then dropped; what is left
+        after the sobject's last record is missing. Read by object, a record of the org is held only
+        while it is compared (a duplicated Clio id's records, and one whose Clio id differs from its
+        expectation's only in case, until the end of their sobject).
 
         Read by object, the sobjects with the fewest records in the org come first and each sobject's
-        expectations are dropped from ``exp.records`` once compared: the largest read-back reuses
-        the memory the expectations compared before it held."""
+        expectations are dropped from ``exp.records`` once compared."""
         self.exp = exp
         self._notes += exp.notes
         for ids in exp.clio_ids.values():
             self._clio_ids |= ids
-        self._series = tuple(f"{s}@" for s in exp.series)
         keys: dict[str, list[str]] = {}
         for sobject, key in self.exp.records:
             keys.setdefault(sobject, []).append(key)
-        teams: dict[str, list[str]] = {}
-        for sid in self.exp.team:
-            teams.setdefault("Case" if self.exp.team_sobject[sid] == "CaseTeamMember" else "Opportunity", []).append(sid)
+        teams = {"Case" if so == "CaseTeamMember" else "Opportunity" for so in self.exp.team_sobject.values()}
         events = {"Event"} if self.exp.series or self.exp.attendees else set()
         by_object = self.rb.loader is not None
-        order = sorted(set(keys) | set(teams) | events,
+        order = sorted(set(keys) | teams | events,
                        key=lambda so: (self.rb.sizes.get(so, 0), so) if by_object else (0, so))
         for sobject in order:
-            self.rb.ensure(sobject)
-            for key in keys.get(sobject, ()):
-                self.record(self.exp.records[(sobject, key)], self._sf(sobject, key))
-            if sobject == "Event":
-                for sid, series in self.exp.series.items():
-                    self.occurrences(sid, series)
-                for sid, people in self.exp.attendees.items():
-                    self.attendance("Event", sid, people)
-            for sid in teams.get(sobject, ()):
-                self.team(sid, self.exp.team[sid])
-            if not self.subset and (sobject in keys or (sobject == "Event" and self.exp.series)):
-                self.exactly_once(sobject)
-            self.seen.clear()  # an sobject is in one group only: nothing compares it again
-            self.rb.release(sobject)
+            self._sobject(sobject, keys.get(sobject, []))
             if by_object:
                 for key in keys.get(sobject, ()):
                     del self.exp.records[(sobject, key)]
@@ -279,15 +261,92 @@ class Comparison:
             self.res.notes.append("subset of Clio (a sample): Salesforce records outside it are not checked")
         return self.res
 
-    def _sf(self, sobject: str, key: str) -> dict[str, Any] | None:
-        recs = self.rb.records.get(sobject) or {}
-        return recs.get(key) or next((v for k, v in recs.items() if k.casefold() == key.casefold()), None) \
-            if recs else None
+    def _sobject(self, sobject: str, keys: list[str]) -> None:
+        exp = self.exp
+        series = exp.series if sobject == "Event" else {}
+        extras = not self.subset and (bool(keys) or bool(series))
+        dups = set(self.rb.duplicates.get(sobject, ()))
+        matched: set[str] = set()
+        starts: dict[str, dict[Any, str]] = {}      # series → occurrence start → the record's Clio id
+        by_case: dict[str, dict[str, Any]] = {}     # case-folded Clio id → a record not matched exactly
+        folded: set[str] | None = None
+        held: dict[str, dict[str, Any]] = {}        # a duplicated Clio id: its last record
 
-    def occurrences(self, sid: str, series: Mapping[str, Any]) -> None:
+        def one(key: str, row: dict[str, Any]) -> None:
+            nonlocal folded
+            rec = exp.records.get((sobject, key))
+            if rec is not None:
+                matched.add(key)
+                self.found(rec, row)
+                return
+            sid = key.split("@", 1)[0] if "@" in key else None
+            if sid is not None and sid in series:
+                self.occurrence(sid, series[sid], key, row, starts.setdefault(sid, {}))
+                return
+            if extras:
+                self.extra(sobject, key)
+            if folded is None:
+                folded = {k.casefold() for k in keys}
+            if key.casefold() in folded:
+                by_case.setdefault(key.casefold(), row)
+
+        for row in self.rb.rows(sobject):
+            key = str(row.get(EXT))
+            if key in dups:
+                held[key] = row
+            else:
+                one(key, row)
+        for key, row in held.items():
+            one(key, row)
+        for key in keys:
+            if key not in matched:
+                rec = exp.records[(sobject, key)]
+                row = by_case.get(key.casefold())
+                self.found(rec, row) if row is not None else self.record(rec, None)
+        for sid, entry in series.items():
+            self.occurrences(sid, entry, starts.get(sid, {}))
+        if extras:
+            for key in self.rb.duplicates.get(sobject, ()):
+                self.add(None, sobject, key, "(record)", "exactly_once", "one record", "duplicates",
+                         "more than one Salesforce record carries this Clio id")
+
+    def found(self, rec: RecordExpectation, row: dict[str, Any]) -> None:
+        """A record and the checks that read it: its matter team, its attendees."""
+        self.record(rec, row)
+        team = self.exp.team_sobject.get(rec.key)
+        if team is not None and rec.sobject == ("Case" if team == "CaseTeamMember" else "Opportunity"):
+            self.team(rec.key, self.exp.team[rec.key], row)
+        if rec.sobject == "Event" and rec.key in self.exp.attendees:
+            self.attendance(rec.key, self.exp.attendees[rec.key], row)
+
+    def occurrence(self, sid: str, series: Mapping[str, Any], key: str, row: dict[str, Any],
+                   starts: dict[Any, str]) -> None:
+        """One occurrence of a recurring entry the org holds: its values (the series' template; its end
+        is its start plus the series' duration), its attendees; its start is kept for
+        :meth:`occurrences`."""
         template: RecordExpectation = series["template"]
-        prefix = f"{sid}@"
-        found = {k: v for k, v in (self.rb.records.get("Event") or {}).items() if k.startswith(prefix)}
+        all_day = series["all_day"]
+        try:
+            st = norm.day(row.get("ActivityDate")) if all_day else norm.instant(row.get("StartDateTime"))
+        except norm.Unparseable:
+            st = None
+        starts[st] = key
+        inst = RecordExpectation("Event", key, sid, "calendar_entries", dict(template.fields), dict(template.links),
+                                 template.owner)
+        if not all_day:
+            try:
+                start = norm.instant(row.get("StartDateTime"))
+                inst.fields["EndDateTime"] = FieldExpectation((start + series["duration"]).isoformat(), "end_at",
+                                                              "datetime")
+            except norm.Unparseable:
+                pass
+        self.record(inst, row, key)
+        self.attendance(key, series["attendees"], row, source=sid)
+
+    def occurrences(self, sid: str, series: Mapping[str, Any], got: Mapping[Any, str]) -> None:
+        """The occurrences of a recurring entry the org holds (``got``: start → Clio id) against DTSTART
+        and the rule's (RFC 5545), up to the horizon."""
+        template: RecordExpectation = series["template"]
         cutoff = self.now + timedelta(days=self.horizon_days) - timedelta(days=7)
         all_day = series["all_day"]
 
@@ -295,14 +354,6 @@ class Comparison:
             return norm.day(value) if all_day else norm.instant(value)
 
         want = {stamp(s.date() if all_day else s): s for s in series["starts"] if s <= cutoff}
-        got: dict[Any, str] = {}
-        for k, v in found.items():
-            try:
-                st = stamp(v.get("ActivityDate") if all_day else v.get("StartDateTime"))
-            except norm.Unparseable:
-                st = None
-            got[st] = k
-        self.res.records["Event"] += len(found)
         self.res.fields["Event"] += len(want)
         first = min(want) if want else None
         for st in want:
@@ -319,27 +370,10 @@ class Comparison:
             if st is None or (st not in want and st <= limit):
                 self.add(template, "Event", k, "StartDateTime", "occurrences", None, norm.display(st),
                          "an occurrence the rule (RFC 5545) does not give", "recurrence_rule")
-        duration = series["duration"]
-        for k, v in found.items():
-            self.seen.add(("Event", k))
-            inst = RecordExpectation("Event", k, sid, "calendar_entries", dict(template.fields), dict(template.links),
-                                     template.owner)
-            if not all_day:
-                try:
-                    start = norm.instant(v.get("StartDateTime"))
-                    inst.fields["EndDateTime"] = FieldExpectation((start + duration).isoformat(), "end_at", "datetime")
-                except norm.Unparseable:
-                    pass
-            self.record(inst, v, k)
-            self.res.records["Event"] -= 1  # counted above
-            self.attendance("Event", k, series["attendees"], source=sid)
 
-    def team(self, sid: str, members: Mapping[str, str]) -> None:
+    def team(self, sid: str, members: Mapping[str, str], parent: Mapping[str, Any]) -> None:
         sobject = self.exp.team_sobject[sid]
         parent_obj = "Case" if sobject == "CaseTeamMember" else "Opportunity"
-        parent = self._sf(parent_obj, sid)
-        if parent is None:
-            return  # the matter itself is reported missing or rejected
         got = {m for m, so in self.rb.team.get(short(parent["Id"]) or "", ()) if so == sobject}
         want = set(members)
         rec = self.exp.records.get((parent_obj, sid))
@@ -353,10 +387,7 @@ class Comparison:
             self.add(rec, sobject, f"{sid}#{m}", "MemberId", "team", None, m,
                      f"{extra} is a team member but is none of the matter's resolved users", "responsible_attorney")
 
-    def attendance(self, sobject: str, key: str, people: set[str], source: str | None = None) -> None:
-        event = self._sf(sobject, key)
-        if event is None:
-            return
+    def attendance(self, key: str, people: set[str], event: Mapping[str, Any], source: str | None = None) -> None:
         rels = self.rb.relations.get(short(event["Id"]) or "", [])
         got = set()
         for r in rels:
@@ -367,7 +398,7 @@ class Comparison:
             got.discard(owner)
         self.res.fields["EventRelation"] += len(people | got)
         self.res.matches["EventRelation"] += len(people & got)
-        rec = self.exp.records.get((sobject, key)) or self.exp.series.get(source or "", {}).get("template")
+        rec = self.exp.records.get(("Event", key)) or self.exp.series.get(source or "", {}).get("template")
         for p in sorted(people - got):
             explain = self.rejects.repair((key, source or key), ["attendees"])
             self.add(rec, "EventRelation", f"{key}#{p}", "RelationId", "attendees", p, None,
@@ -377,23 +408,15 @@ class Comparison:
             self.add(rec, "EventRelation", f"{key}#{p}", "RelationId", "attendees", None, p,
                      "an EventRelation that is none of the Clio entry's attendees", "attendees")
 
-    def exactly_once(self, sobject: str) -> None:
-        """Every record of ``sobject`` the org holds has one Clio source that maps to it."""
-        clio_ids, series = self._clio_ids, self._series
-        for key in sorted(self.rb.records.get(sobject) or {}):
-            if (sobject, key) in self.seen or (series and key.startswith(series)):
-                continue
-            base = key.split("#", 1)[0].split("@", 1)[0]
-            if (sobject, key) in self.exp.records:
-                continue
-            # a Clio id of a group not built yet: decided in result()
-            self.add(None, sobject, key, "(record)", "exactly_once", None, "a record",
-                     NOT_MAPPED_HERE if base in clio_ids else NO_SOURCE)
-            if base not in clio_ids:
-                self._unsourced.append((self.res.findings[-1], base))
-        for key in self.rb.duplicates.get(sobject, ()):
-            self.add(None, sobject, key, "(record)", "exactly_once", "one record", "duplicates",
-                     "more than one Salesforce record carries this Clio id")
+    def extra(self, sobject: str, key: str) -> None:
+        """A record of the org no expectation of its group claims (exactly once: every record the org
+        holds has one Clio source that maps to it); whether its Clio id is another object's (a group
+        not compared yet) is settled in :meth:`result`."""
+        base = key.split("#", 1)[0].split("@", 1)[0]
+        self.add(None, sobject, key, "(record)", "exactly_once", None, "a record",
+                 NOT_MAPPED_HERE if base in self._clio_ids else NO_SOURCE)
+        if base not in self._clio_ids:
+            self._unsourced.append((self.res.findings[-1], base))
 
 
 def compare(exp: Expectations, rb: ReadBack, users: UserReport, rejects: Rejects, *, horizon_days: int = 730,

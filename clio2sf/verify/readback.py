@@ -13,7 +13,7 @@ OpportunityTeamMember, EventRelation) of one group. The client is the Salesforce
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +46,8 @@ class ReadBack:
     relations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # event Id → relation ids
     notes: list[str] = field(default_factory=list)
     queries: int = 0
-    #: ``read(..., by_object=True)``: the records of one sobject are read when the comparison reaches it
-    #: (:meth:`ensure`) and dropped after (:meth:`release`); ``columns`` holds what to read.
+    #: ``read(..., by_object=True)``: the records of one sobject are streamed when the comparison reaches
+    #: it (:meth:`rows`), none kept; ``columns`` holds what to read.
     loader: Any = None
     columns: dict[str, list[str]] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # sobject → records with a Clio_Id__c (read by object)
@@ -57,15 +57,13 @@ class ReadBack:
         hit = self.by_id.get(short(sf_id) or "")
         return hit[1] if hit else None
 
-    def ensure(self, sobject: str) -> None:
-        """Read ``sobject``'s records now (read by object), else nothing: they are all read already."""
-        if self.loader is not None and sobject in self.columns and sobject not in self.records:
-            self.loader(sobject)
-
-    def release(self, sobject: str) -> None:
-        """Drop ``sobject``'s records when read by object (the comparison of that sobject is done)."""
-        if self.loader is not None:
-            self.records.pop(sobject, None)
+    def rows(self, sobject: str) -> Iterator[dict[str, Any]]:
+        """The records of ``sobject``, flattened: read by object, streamed from the org page by page
+        (nothing kept); else those read already."""
+        if self.loader is None:
+            yield from list((self.records.get(sobject) or {}).values())
+        elif sobject in self.columns:
+            yield from self.loader(sobject)
 
     def release_links(self) -> None:
         """Drop the team members and event relations read for one group (:func:`read_links`)."""
@@ -85,9 +83,9 @@ def read(client: Any, wanted: Mapping[str, Iterable[str]], rb: ReadBack | None =
     """Read ``{sobject: fields}`` for every record with a Clio_Id__c (plus Id, OwnerId where present).
 
     ``by_object``: read only ``Id`` and ``Clio_Id__c`` of every record now (the Id index, duplicates,
-    :func:`index`); the fields of one sobject's records are read when the comparison reaches that
-    sobject (:meth:`ReadBack.ensure`) and dropped after it (:meth:`ReadBack.release`), so one
-    sobject's records are in memory at a time, not the org's."""
+    :func:`index`); the fields of one sobject's records are streamed when the comparison reaches
+    that sobject (:meth:`ReadBack.rows`), each record compared as it is read, so not even one
+    sobject's records are held."""
     rb = rb or ReadBack()
     if by_object:
         index(client, sorted(wanted), rb)
@@ -160,7 +158,7 @@ def index(client: Any, sobjects: Iterable[str], rb: ReadBack | None = None) -> R
             seen.add(key)
             rb.by_id[short(rec["Id"]) or ""] = (sobject, key)
         rb.sizes[sobject] = len(seen)
-    rb.loader = lambda sobject: _read_fields(client, rb, sobject)
+    rb.loader = lambda sobject: _stream_fields(client, rb, sobject)
     return rb
 
 
@@ -173,13 +171,11 @@ def select(client: Any, rb: ReadBack, wanted: Mapping[str, Iterable[str]]) -> No
             rb.columns[sobject] = cols
 
 
-def _read_fields(client: Any, rb: ReadBack, sobject: str) -> None:
-    """The records of one sobject with the columns :func:`read` chose (read by object)."""
+def _stream_fields(client: Any, rb: ReadBack, sobject: str) -> Iterator[dict[str, Any]]:
+    """The records of one sobject with the columns :func:`select` chose, one at a time (read by object)."""
     rb.queries += 1
-    records = rb.records[sobject]
     for rec in client.query_all_iter(f"SELECT {', '.join(rb.columns[sobject])} FROM {sobject} WHERE {EXT} != null"):
-        flat = flatten(rec)
-        records[str(flat.get(EXT))] = flat
+        yield flatten(rec)
 
 
 def read_link_targets(client: Any, rb: ReadBack, wanted: Mapping[str, Iterable[str]]) -> None:

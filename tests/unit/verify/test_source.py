@@ -73,7 +73,8 @@ def test_an_open_all_day_series_is_compared_up_to_the_horizon_only():
 
 
 def test_reading_back_one_sobject_at_a_time_finds_what_reading_all_finds():
-    """verify_migration reads the org by object (one sobject's records in memory at a time): on an org
+    """verify_migration reads the org by object (each record compared as it is read, one sobject after
+    another, none held): on an org
     with defects of every kind (a value, a link, a lost record, a record without a source, a duplicate,
     a lost occurrence, a lost team member) it reports exactly what the whole read reports."""
     from clio2sf.verify import compare, readback
@@ -95,8 +96,13 @@ def test_reading_back_one_sobject_at_a_time_finds_what_reading_all_finds():
         readback.read_links(client, rb, ["CaseTeamMember", "EventRelation"])
         held = []
         if by_object:
-            ensure = rb.ensure
-            rb.ensure = lambda s: (ensure(s), held.append(sorted(k for k, v in rb.records.items() if v)))
+            stream = rb.loader
+
+            def spy(sobject):
+                for row in stream(sobject):
+                    held.append((sobject, sum(len(v) for v in rb.records.values())))
+                    yield row
+            rb.loader = spy
         result = compare.compare(exp, rb, g.USERS, compare.Rejects(), now=g.NOW)
         rows = sorted((f.sobject, f.key, f.field, f.check, str(f.expected), str(f.actual), f.status) for f in result.findings)
         return rows, result.totals(), held, rb
@@ -107,6 +113,8 @@ def test_reading_back_one_sobject_at_a_time_finds_what_reading_all_finds():
     checks = {r[3] for r in whole}
     assert {"value", "link", "exists", "exactly_once", "occurrences", "team"} <= checks, checks
     assert any(r[5] == "duplicates" for r in whole)
-    assert held and all(len(h) <= 1 for h in held), held  # one sobject's records at a time
+    assert held and all(n == 0 for _, n in held), held  # each record compared as it is read, none held
+    streamed = [so for so, _ in held]
+    assert len({so for so in streamed}) == len([so for i, so in enumerate(streamed) if i == 0 or streamed[i - 1] != so])
     assert not any(rb.records.values())  # and none left after
     assert not exp.records  # each sobject's expectations dropped once compared
