@@ -10,7 +10,9 @@ test_verify_sandbox.py`` does for the tiny firm.  Measure: a fresh process runs 
 over the whole staged extraction against the org read back over HTTP and prints its RSS before the
 call (the imports: the Airflow task process image is larger, ~194 MB in the DAG benchmark) and its peak
 (``VmHWM``); the figure is the peak, target < 500 MB.  The verification must come out clean (0
-unexplained differences): a verify that skipped its work would also be small.
+unexplained differences): a verify that skipped its work would also be small.  ``--code DIR`` measures
+another checkout's verifier on the same set-up (a before figure); ``--record LABEL`` keeps the figure
+in ``benchmarks/results/verify_memory.{json,md}``.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def measure(work: Path) -> dict[str, Any]:
         return wrapped
 
     assert verify_run.source is source  # verify_migration calls these through their modules
-    for mod, name in ((readback, "index"), (readback, "read_links"), (accounting, "account")):
+    for mod, name in ((readback, "index"), (accounting, "account")):
         setattr(mod, name, after(name, getattr(mod, name)))
     build, group = source.Builder.build, compare.Comparison.group
     source.Builder.build = lambda self, objects: after(f"build {'+'.join(objects)}", build)(self, objects)
@@ -125,7 +127,9 @@ def measure(work: Path) -> dict[str, Any]:
             "unaccounted_fields": len(result["unaccounted_fields"]), "rss_after_steps_mb": steps}
 
 
-def run(work: Path, preset: str = "large") -> list[Figure]:
+def run(work: Path, preset: str = "large", code: Path = ROOT) -> list[Figure]:
+    """Set up once, then measure ``code``'s verifier (a checkout: this one, or e.g. a worktree of an
+    earlier commit for a before figure) in a fresh process."""
     from sandbox.clio.testing import run_clio_sandbox
     from sandbox.salesforce.testing import run_sf_sandbox
     from scripts.runner import airflow_env
@@ -138,22 +142,69 @@ def run(work: Path, preset: str = "large") -> list[Figure]:
         ready = json.loads((work / "ready.json").read_text()) if (work / "ready.json").exists() else None
         if ready is None or ready.get("preset") != preset:
             ready = setup(work, preset, clio, sf)
+        env = {**env, "PYTHONPATH": f"{code}:{code / 'plugins'}"}
+        load = os.getloadavg()[0]
         out = subprocess.run([sys.executable, "-m", "benchmarks.bench_verify_memory", "--measure", str(work)],
-                             cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+                             cwd=code, env=env, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise RuntimeError(f"verify process failed:\n{out.stderr[-4000:]}")
         got = json.loads(out.stdout.strip().splitlines()[-1])
     clean = got["mismatches"] == 0 and got["unaccounted_fields"] == 0
+    measured = subprocess.run(["git", "rev-parse", "HEAD"], cwd=code, capture_output=True, text=True).stdout.strip()
     return [Figure("memory", "peak RSS, verify (full load)", f"{preset} firm, {ready['records']:,} records",
                    got["peak_rss_mb"], "MB", "< 500", at_most(got["peak_rss_mb"], 499.9) if clean else False,
                    note="" if clean else f"the verification was not clean: {got['mismatches']} unexplained",
-                   detail={**got, "setup_seconds": ready.get("setup_seconds")})]
+                   detail={**got, "setup_seconds": ready.get("setup_seconds"), "commit": measured,
+                           "loadavg_1m_at_start": round(load, 2)})]
+
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def record(label: str, figs: list[Figure], argv: list[str]) -> None:
+    """Keep the figure under ``label`` (e.g. before / after) in ``benchmarks/results/verify_memory.json``
+    and render ``verify_memory.md`` (a separate file: ``latest.md`` belongs to ``benchmarks.run``)."""
+    from datetime import UTC, datetime
+
+    from benchmarks.common import machine
+
+    path = RESULTS / "verify_memory.json"
+    doc = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"runs": {}}
+    doc["runs"][label] = {"measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(),
+                          "command": argv, "figures": [f.as_dict() for f in figs]}
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    render(doc)
+
+
+def render(doc: dict[str, Any]) -> None:
+    lines = ["# Peak RSS of the full load's verify step", "",
+             "`python -m benchmarks.bench_verify_memory` (see its docstring): `verify_migration` over the whole "
+             "staged extraction of the sandbox firm against the org read back over HTTP, in a fresh process; "
+             "peak RSS = VmHWM; the process with its imports is the RSS before the call.", "",
+             "| run | commit | subject | peak RSS (MB) | before the call (MB) | target | met | seconds | records "
+             "compared | unexplained | 1-min load at start |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    steps = []
+    for label, entry in doc["runs"].items():
+        for f in entry["figures"]:
+            d = f["detail"]
+            met = "-" if f["met"] is None else "met" if f["met"] else "**not met**"
+            lines.append(f"| {label} ({entry['measured_at']}) | `{d.get('commit', '')[:10]}` | {f['subject']} | "
+                         f"{f['value']} | {d.get('rss_before_mb')} | {f['target']} | {met} | {d.get('seconds')} | "
+                         f"{d.get('records_compared', 0):,} | {d.get('mismatches')} | {d.get('loadavg_1m_at_start', '')} |")
+            steps.append(f"- {label}: RSS / peak after each step (MB): " + "; ".join(
+                f"{name} {rss} / {peak}" for name, rss, peak in d.get("rss_after_steps_mb") or []))
+    lines += ["", *steps, ""]
+    (RESULTS / "verify_memory.md").write_text("\n".join(lines), encoding="utf-8")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--preset", default="large")
     ap.add_argument("--work", default=None, help="set-up kept here for re-runs (default: a new temp dir)")
+    ap.add_argument("--code", default=None, help="measure this checkout's verifier (e.g. a worktree of an earlier "
+                                                 "commit, for a before figure); default: this one")
+    ap.add_argument("--record", default=None, metavar="LABEL",
+                    help="keep the figure under LABEL in benchmarks/results/verify_memory.{json,md}")
     ap.add_argument("--measure", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
@@ -162,8 +213,11 @@ def main() -> None:
     import tempfile
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-verify-memory-"))
-    for f in run(work, args.preset):
+    figs = run(work, args.preset, Path(args.code).resolve() if args.code else ROOT)
+    for f in figs:
         print(json.dumps(f.as_dict()))
+    if args.record:
+        record(args.record, figs, sys.argv[1:])
 
 
 if __name__ == "__main__":
