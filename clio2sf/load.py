@@ -118,7 +118,7 @@ def transient_exception(exc: BaseException) -> bool:
 # envelopes and columns
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Envelope:
     """One transformed row (see "Neutral row format" in docs/architecture.md)."""
 
@@ -408,7 +408,7 @@ def parse_rest_errors(errors: Iterable[Mapping[str, Any]]) -> list[SfError]:
     ]
 
 
-@dataclass
+@dataclass(slots=True)
 class RowOutcome:
     """What happened to one input row."""
 
@@ -833,6 +833,8 @@ NOTE_DOCUMENT_COLUMN = "ContentNote.source_system_id"  # -> ContentNote Id (= Co
 TEAM_ROLE_COLUMN = "TeamRole.Name"  # -> CaseTeamRole Id (a missing role is created)
 #: Audit fields: sent only when the org lets the integration user set them (describe: createable).
 AUDIT_FIELDS = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById")
+#: Columns :func:`prepare_rows` replaces with a Salesforce id.
+_RESOLVED_COLUMNS = (RECORD_TYPE_COLUMN, CV_DOCUMENT_COLUMN, NOTE_DOCUMENT_COLUMN, TEAM_ROLE_COLUMN)
 
 
 def strip_directives(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -897,14 +899,22 @@ def prepare_rows(
     - audit fields (``CreatedDate``...) are dropped unless the org lets them be set on insert.
     An unresolvable value fails the row with ``INVALID_CROSS_REFERENCE_KEY`` naming the column.
     """
-    rows = [strip_directives(e.row) for e in envelopes]
     failed: dict[int, RowOutcome] = {}
     if not envelopes:
         return [], failed
     sobject = envelopes[0].sobject
-    if any(k in r for r in rows for k in AUDIT_FIELDS):
+    blocked: set[str] = set()
+    if any(k in e.row for e in envelopes for k in AUDIT_FIELDS):
         blocked = set(AUDIT_FIELDS) - _settable_audit_fields(client, sobject)
-        rows = [{k: v for k, v in r.items() if k not in blocked} for r in rows]
+    rewritten = blocked | set(_RESOLVED_COLUMNS)
+
+    def prepared(row: dict[str, Any]) -> dict[str, Any]:
+        # a row with nothing to drop or resolve is sent as it is (not copied: a load task holds every row)
+        if not any(k[:1] == "_" or k in rewritten for k in row):
+            return row
+        return {k: v for k, v in row.items() if not k.startswith("_") and k not in blocked}
+
+    rows = [prepared(e.row) for e in envelopes]
     teams = (case_team_role_ids(client, (r[TEAM_ROLE_COLUMN] for r in rows if r.get(TEAM_ROLE_COLUMN)), team_access)
              if any(TEAM_ROLE_COLUMN in r for r in rows) else {})
     rtypes = _record_type_ids(client, sobject) if any(RECORD_TYPE_COLUMN in r for r in rows) else {}
@@ -931,7 +941,7 @@ def prepare_rows(
                 break
             row[target] = sf_id
     out = [
-        Envelope(e.sobject, e.source_system_id, row, e.external_id_field, e.natural_key, e.blob)
+        e if row is e.row else Envelope(e.sobject, e.source_system_id, row, e.external_id_field, e.natural_key, e.blob)
         for e, row in zip(envelopes, rows, strict=True)
     ]
     return out, failed

@@ -23,6 +23,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -258,46 +259,176 @@ def _batch_of(path: Any) -> str:
 #: about 7 calls whatever its size (create, upload, close, poll, three result files) and a task a
 #: describe or two: 2,000-row tasks cost ~10 calls per 2,000 rows (sObject collections: 2,000 rows
 #: are below the Bulk threshold), 20,000-row tasks ~5 per 10,000 (``benchmarks.bench_load_calls``).
-#: A task holds its rows in memory: 20,000 rows stay far below 500 MB.  Objects with their own
-#: loader (bytes, note bodies) keep one file per task.
+#: Objects with their own loader (bytes, note bodies) keep one file per task.
 LOAD_GROUP_ROWS = 20_000
+
+#: Rows a full-load task loads at most.  A task holds its rows in memory (envelopes, the Bulk CSV,
+#: the results, the ledger lines): ~5.5 KB a row of Event on top of a ~230 MB process
+#: (``benchmarks.bench_load_task_memory``), so one transformed file of recurring calendar entries
+#: (~100,000 EventRelation rows from 2,000 entries) took a task to 780 MB.  25,000 rows keep a task
+#: near 370 MB.  A file larger than this is loaded in equal row slices (:class:`RowSlice`), each above
+#: half of it (12,500 rows), so each still pays for its Bulk job.
+LOAD_GROUP_MAX_ROWS = 25_000
+
+#: Uncompressed JSONL bytes a full-load task loads at most: rows with long texts (e-mail bodies,
+#: descriptions) cost memory by their size, not their count (25,000 Event rows are ~15 MB).
+LOAD_GROUP_MAX_BYTES = 24 * 1024 * 1024
+
+#: How a :class:`RowSlice` is written in a work item: ``<path>#rows=<start>-<stop>``.
+ROWS_MARK = "#rows="
+
+
+@dataclass(frozen=True)
+class RowSlice:
+    """Lines ``start`` to ``stop - 1`` (0-based) of one transformed file: one load task's part of a
+    file holding more than :data:`LOAD_GROUP_MAX_ROWS` rows (or :data:`LOAD_GROUP_MAX_BYTES`)."""
+
+    path: Any
+    start: int
+    stop: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def parent(self) -> Any:
+        return self.path.parent
 
 
 def count_rows(path: Any) -> int:
     """Lines of a gzip JSONL file, streamed (no record is parsed)."""
-    n = 0
+    return measure_rows(path)[0]
+
+
+def measure_rows(path: Any) -> tuple[int, int]:
+    """(lines, uncompressed bytes) of a gzip JSONL file, streamed (no record is parsed)."""
+    n = size = 0
     with path.open("rb") as raw:
         data = raw.read()
     with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as gz:
         while block := gz.read(1 << 20):
             n += block.count(b"\n")
-    return n
+            size += len(block)
+    return n, size
 
 
 def group_batches(paths: Sequence[Any], sobject: str, rows: int | None = None,
-                  count: Callable[[Any], int] = count_rows) -> list[list[Any]]:
+                  count: Callable[[Any], tuple[int, int]] = measure_rows, *, max_rows: int | None = None,
+                  max_bytes: int | None = None) -> list[list[Any]]:
     """Consecutive transformed files of one Clio object, grouped until a group holds ``rows`` rows, so a
-    load task reaches the Bulk threshold (see :data:`LOAD_GROUP_ROWS`).  Files of different Clio objects
-    (``tasks-``, ``activities-``) are never grouped together; ContentVersion and ContentNote files never."""
+    load task reaches the Bulk threshold (see :data:`LOAD_GROUP_ROWS`), and never more than ``max_rows``
+    rows or ``max_bytes`` bytes (:data:`LOAD_GROUP_MAX_ROWS`, :data:`LOAD_GROUP_MAX_BYTES`), so a load
+    task's memory does not grow with the firm.  A file over either bound is split into equal
+    :class:`RowSlice` groups of one slice each.  Files of different Clio objects (``tasks-``,
+    ``activities-``) are never grouped together; ContentVersion and ContentNote files never.
+
+    The groups follow from the files alone (their order, rows and bytes): listing them again, as a
+    retried or cleared ``list_batches`` does, gives the same groups and names (:func:`group_name`).
+    ``count``: (rows, uncompressed bytes) of a file."""
     if sobject in SPECIAL_LOADERS:
         return [[p] for p in paths]
     rows = LOAD_GROUP_ROWS if rows is None else rows
+    max_rows = LOAD_GROUP_MAX_ROWS if max_rows is None else max_rows
+    max_bytes = LOAD_GROUP_MAX_BYTES if max_bytes is None else max_bytes
     groups: list[list[Any]] = []
-    have = 0
+    have = have_bytes = 0
+    open_group = False  # the last group may take the next file
     for p in paths:
+        n, size = count(p)
+        pieces = min(n, max(-(-n // max_rows), -(-size // max_bytes)))
+        if pieces > 1:
+            cuts = record_cuts(p, pieces)
+            groups += [[RowSlice(p, a, b)] for a, b in zip(cuts, cuts[1:], strict=False)]
+            open_group = False
+            continue
         source = _batch_of(p).split("-batch-")[0]
-        if not groups or have >= rows or _batch_of(groups[-1][0]).split("-batch-")[0] != source:
+        if (not open_group or have >= rows or have + n > max_rows or have_bytes + size > max_bytes
+                or _batch_of(groups[-1][0]).split("-batch-")[0] != source):
             groups.append([])
-            have = 0
+            have = have_bytes = 0
+            open_group = True
         groups[-1].append(p)
-        have += count(p)
+        have += n
+        have_bytes += size
     return groups
 
 
+class _SourceId(msgspec.Struct):
+    source_system_id: Any = None
+
+
+_SOURCE_ID_DECODER = msgspec.json.Decoder(_SourceId)
+
+
+def record_cuts(path: Any, pieces: int) -> list[int]:
+    """Line numbers cutting a transformed file into about ``pieces`` equal slices: ``[0, ..., lines]``.
+
+    A cut never falls between two rows of one Clio record (:func:`clio2sf.verify.base_id`: an event's
+    occurrences and their attendees' EventRelation rows stay in one slice), so slices loaded at once
+    never carry the same record's rows (or one natural key twice) into two tasks: each cut moves
+    forward to the next line of another record."""
+    bases: list[str] = []
+    with path.open("rb") as raw:
+        data = raw.read()
+    with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as gz:
+        tail = b""
+        while True:
+            block = gz.read(1 << 20)
+            lines = (tail + block).split(b"\n")
+            tail = lines.pop()  # at the end: what follows the last newline (nothing in a written file)
+            if not block and tail:
+                lines.append(tail)
+            for line in lines:
+                try:
+                    sid = _SOURCE_ID_DECODER.decode(line).source_system_id if line.strip() else None
+                except (msgspec.DecodeError, UnicodeDecodeError):
+                    sid = None  # the load names the bad line; here it is one more line
+                bases.append(str(sid).split("#", 1)[0].split("@", 1)[0] if sid is not None else "")
+            if not block:
+                break
+    n = len(bases)
+    cuts = [0]
+    for k in range(1, pieces):
+        c = max(n * k // pieces, cuts[-1] + 1)
+        while 0 < c < n and bases[c] and bases[c] == bases[c - 1]:
+            c += 1
+        if c >= n:
+            break
+        cuts.append(c)
+    return cuts + [n]
+
+
 def group_name(paths: Sequence[Any]) -> str:
-    """The ledger/rejects name of a group of transformed files: ``contacts-batch-00001-to-00005``."""
+    """The ledger/rejects name of a group of transformed files: ``contacts-batch-00001-to-00005``, or of a
+    slice of one: ``calendar_entries-batch-00001-rows-1-34108`` (lines 1 to 34,108, 1-based)."""
     first = _batch_of(paths[0])
+    if isinstance(paths[0], RowSlice):
+        if len(paths) != 1:
+            raise ValueError(f"{first}: a row slice is a load group of its own")
+        return f"{first}-rows-{paths[0].start + 1}-{paths[0].stop}"
     return first if len(paths) == 1 else f"{first}-to-{_batch_of(paths[-1]).rsplit('-', 1)[-1]}"
+
+
+def work_item(group: Sequence[Any]) -> str | list[str]:
+    """A group as a DAG work item (XCom): one file's path, a list of them, or one ``<path>#rows=a-b``."""
+    refs = [f"{p.path}{ROWS_MARK}{p.start}-{p.stop}" if isinstance(p, RowSlice) else str(p) for p in group]
+    return refs[0] if len(refs) == 1 else refs
+
+
+def parse_work_item(item: str | Sequence[str], make_path: Callable[[str], Any]) -> list[Any]:
+    """The group a :func:`work_item` names: paths (``make_path(str)``) or one :class:`RowSlice`."""
+    out: list[Any] = []
+    for ref in [item] if isinstance(item, str) else list(item):
+        path, mark, span = ref.partition(ROWS_MARK)
+        if not mark:
+            out.append(make_path(ref))
+            continue
+        a, _, b = span.partition("-")
+        if not (a.isdigit() and b.isdigit() and int(a) < int(b)):
+            raise ValueError(f"{ref}: bad row slice (expected {ROWS_MARK}<start>-<stop>)")
+        out.append(RowSlice(make_path(path), int(a), int(b)))
+    return out
 
 
 #: zlib level of the transformed files, a hand-off the load reads once: on the sandbox firm's
@@ -623,6 +754,13 @@ def adopt_created(result: LoadResult, journal: BatchJournal, others: Callable[[s
     return n
 
 
+def read_part(part: Any) -> Iterator[Any]:
+    """The envelopes (dicts) of a transformed file or of a :class:`RowSlice` of one."""
+    if isinstance(part, RowSlice):
+        return staging.read_jsonl_gz(part.path, rows=(part.start, part.stop))
+    return staging.read_jsonl_gz(part)
+
+
 def load_batch(
     client: Any,
     transformed_path: Any | Sequence[Any],
@@ -640,7 +778,8 @@ def load_batch(
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Load one transformed batch file, or a group of them (a list, see :func:`group_batches`: loaded as
-    one batch named :func:`group_name`), write its ledger and load rejects; return counts and paths.
+    one batch named :func:`group_name`), or a :class:`RowSlice` of one, write its ledger and load
+    rejects; return counts and paths.
 
     With ``load_order`` (``spec.load_order``), lookups to an object loaded at the same step or later
     (self-references, Account → Case custom lookups) are left out; run the same batch again with
@@ -659,7 +798,7 @@ def load_batch(
     if any(p.parent.name != sobject for p in paths):
         raise ValueError(f"{group_name(paths)}: a load group mixes Salesforce objects")
     batch = group_name(paths)
-    envs = [Envelope.from_dict(e) for p in paths for e in staging.read_jsonl_gz(p)]
+    envs = [Envelope.from_dict(e) for p in paths for e in read_part(p)]
     if deferred:
         phase = f"{phase}_deferred"  # its own ledger/rejects files: never overwrites the first pass
     if load_order is not None and sobject not in SPECIAL_LOADERS:

@@ -286,11 +286,14 @@ def write_jsonl_gz(path: Any, records: Iterable[dict[str, Any]], level: int = GZ
     }
 
 
-def read_jsonl_gz(path: Any, decoder: msgspec.json.Decoder | None = None) -> Iterator[Any]:
+def read_jsonl_gz(path: Any, decoder: msgspec.json.Decoder | None = None,
+                  rows: tuple[int, int] | None = None) -> Iterator[Any]:
     """Yield the records of a gzip JSONL file; a bad line raises naming the file and line.
 
     ``decoder``: a ``msgspec.json.Decoder`` of a type that keeps some fields only (msgspec skips the
     others, far faster than building them); a line it refuses is yielded as plain JSON (a dict).
+    ``rows``: ``(start, stop)``, only lines ``start`` to ``stop - 1`` (0-based) are decoded and
+    yielded (a slice of a large file: ``clio2sf.pipeline.RowSlice``); reading stops after ``stop``.
 
     The compressed file (one batch, a few MB) is read in one call: gzip reads its source 8 KB at a
     time, and each read of an ``ObjectStoragePath`` file costs far more than the decompression.
@@ -298,6 +301,7 @@ def read_jsonl_gz(path: Any, decoder: msgspec.json.Decoder | None = None) -> Ite
     with path.open("rb") as raw:
         data = raw.read()
     decode = (decoder or _DECODER).decode
+    start, stop = rows if rows is not None else (0, None)
     lineno = 0
     with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as gz:
         tail = b""
@@ -307,6 +311,10 @@ def read_jsonl_gz(path: Any, decoder: msgspec.json.Decoder | None = None) -> Ite
             tail = lines.pop() if block else b""
             for line in lines:
                 lineno += 1
+                if lineno <= start:
+                    continue
+                if stop is not None and lineno > stop:
+                    return
                 if not line or line.isspace():
                     continue
                 try:

@@ -7,6 +7,7 @@ request log, not the client's.
 
 from __future__ import annotations
 
+import json
 from unittest.mock import patch
 
 import pytest
@@ -46,3 +47,26 @@ def test_volume_goes_through_bulk_within_ten_calls_per_ten_thousand_rows(sf, tmp
         again = run_load_tasks(sf, "Contact", run_id="bench-calls-2")
     assert again["tasks"] == 5 and again["failed"] == 0 and again["created"] == 0
     assert again["calls_per_10k"] > 10, again
+
+
+def test_a_file_over_the_group_maximum_loads_in_row_slices_once_each(sf, tmp_path):
+    """One 6,300-row file with a 2,500-row maximum: three slice tasks (the deferred pass lists the same
+    slices); every row loaded once; a second run updates, creates nothing."""
+    from benchmarks.bench_load_calls import task_context
+    from clio2sf_airflow.phases import full_load
+
+    mroot = stage(tmp_path / "stage", "Contact", 6_300, file_rows=6_300)
+    with patch.object(pipeline, "LOAD_GROUP_MAX_ROWS", 2_500):
+        got = run_load_tasks(sf, "Contact")
+        with task_context("bench-calls-1"):
+            assert full_load.list_all_batches() == full_load.list_batches("Contact")
+            assert [full_load.load_deferred(i)["rows"] for i in full_load.list_all_batches()] == [0, 0, 0]
+        again = run_load_tasks(sf, "Contact", run_id="bench-calls-2")
+    assert got["tasks"] == 3 and got["rows"] == 6_300 and got["created"] == 6_300 and got["failed"] == 0, got
+    assert again["tasks"] == 3 and again["created"] == 0 and again["failed"] == 0, again
+    ledger = sorted(p.name for p in (mroot / "ledger" / "bench-calls-1" / "full_load" / "Contact").iterdir())
+    assert ledger == [f"contacts-batch-00001-rows-{a}-{b}.jsonl" for a, b in ((1, 2100), (2101, 4200), (4201, 6300))]
+    lines = [json.loads(x) for f in (mroot / "ledger" / "bench-calls-1" / "full_load" / "Contact").iterdir()
+             for x in f.read_text().splitlines()]
+    assert len({x["source_system_id"] for x in lines}) == len(lines) == 6_300  # each row in one slice, once
+    assert len({x["sf_id"] for x in lines}) == 6_300

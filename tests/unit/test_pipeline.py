@@ -243,6 +243,65 @@ def test_load_groups_reach_the_bulk_threshold_per_clio_object_and_keep_blob_obje
     assert group_batches(paths, "ContentVersion", rows=3000) == [[p] for p in paths]
 
 
+def _event_file(path: Path, events: int, attendees: int, first: int = 0) -> list[str]:
+    """A transformed EventRelation-like file: each event's attendee rows together (as the transform
+    writes them); returns the source ids in file order."""
+    sids = [f"calendar_entry-{e}@2026010{e % 9 + 1}#contact-{a}" for e in range(first, first + events)
+            for a in range(attendees)]
+    staging.write_jsonl_gz(path, ({"sobject": "EventRelation", "source_system_id": sid, "natural_key": ["EventId"],
+                                   "row": {"Event.Clio_Id__c": sid.split("#")[0], "IsInvitee": True}} for sid in sids))
+    return sids
+
+
+def test_load_groups_have_a_maximum_and_hold_every_row_once(tmp_path):
+    from clio2sf.pipeline import RowSlice, group_batches, group_name, parse_work_item, read_part, work_item
+
+    folder = tmp_path / "transformed" / "EventRelation"
+    sids: list[str] = []
+    for name, events, first in (("calendar_entries-batch-00001", 500, 0), ("calendar_entries-batch-00002", 3000, 500),
+                                ("calendar_entries-batch-00003", 700, 3500), ("calendar_entries-batch-00004", 600, 4200),
+                                ("tasks-batch-00001", 100, 5000)):
+        sids += _event_file(folder / f"{name}.jsonl.gz", events, 3, first)  # 1,500 / 9,000 / 2,100 / 1,800 / 300 rows
+    paths = sorted(folder.iterdir())
+    groups = group_batches(paths, "EventRelation", rows=3000, max_rows=4000)
+    rows = [[e["source_system_id"] for part in g for e in read_part(part)] for g in groups]
+    assert max(len(r) for r in rows) <= 4000  # the maximum holds; before it, the 9,000-row file was one task
+    assert sorted(sid for r in rows for sid in r) == sorted(sids)  # every row in exactly one group
+    assert [group_name(g) for g in groups] == [
+        "calendar_entries-batch-00001",  # a file over the maximum joins no group
+        "calendar_entries-batch-00002-rows-1-3000", "calendar_entries-batch-00002-rows-3001-6000",
+        "calendar_entries-batch-00002-rows-6001-9000",  # equal slices of the large file, one task each
+        "calendar_entries-batch-00003-to-00004",  # 2,100 + 1,800 stay under 4,000
+        "tasks-batch-00001"]
+    assert [isinstance(g[0], RowSlice) for g in groups] == [False, True, True, True, False, False]
+    # the work items (XCom) name the same groups, and listing again gives the same ones (retries, clears)
+    items = [work_item(g) for g in groups]
+    assert [parse_work_item(i, Path) for i in items] == groups
+    assert [work_item(g) for g in group_batches(paths, "EventRelation", rows=3000, max_rows=4000)] == items
+    assert items[1] == f"{paths[1]}#rows=0-3000"
+    # the bytes bound splits a file of few but long rows the same way
+    by_bytes = group_batches(paths[:1], "EventRelation", max_bytes=pipeline.measure_rows(paths[0])[1] // 2 + 1)
+    assert [group_name(g) for g in by_bytes] == ["calendar_entries-batch-00001-rows-1-750",
+                                                 "calendar_entries-batch-00001-rows-751-1500"]
+    # the defaults bound a task: a 100,000-row file is no longer one group
+    big = tmp_path / "big" / "EventRelation" / "calendar_entries-batch-00001.jsonl.gz"
+    _event_file(big, 25_000, 4)
+    assert [g[0].stop - g[0].start for g in group_batches([big], "EventRelation")] == [25_000] * 4
+    with pytest.raises(ValueError, match="bad row slice"):
+        parse_work_item(f"{paths[0]}#rows=5-2", Path)
+
+
+def test_row_slices_never_split_one_clio_records_rows(tmp_path):
+    from clio2sf.pipeline import group_batches, read_part
+
+    path = tmp_path / "transformed" / "EventRelation" / "calendar_entries-batch-00001.jsonl.gz"
+    _event_file(path, 10, 7)  # 70 rows, 7 per event: equal thirds would cut at rows 23 and 46
+    groups = group_batches([path], "EventRelation", max_rows=30)
+    assert [(g[0].start, g[0].stop) for g in groups] == [(0, 28), (28, 49), (49, 70)]  # moved to the next event
+    events = [{e["source_system_id"].split("#")[0] for e in read_part(g[0])} for g in groups]
+    assert sum(len(e) for e in events) == 10 and not set.intersection(*events)
+
+
 def test_transform_groups_hold_enough_records_and_one_object_each(tmp_path):
     from clio2sf_airflow.phases.load_common import raw_groups
 

@@ -99,11 +99,12 @@ def transform_batch(item: dict[str, Any]) -> dict[str, Any]:
 
 def list_batches(sobject: str) -> list[str | list[str]]:
     """The load work items of ``sobject`` from record objects: their transformed batch files, grouped so
-    that each task loads enough rows for Bulk API 2.0 (as ``load_common.load_groups``); an empty list
-    skips its load step. The documents' own files are loaded by ``load_documents``."""
+    that each task loads enough rows for Bulk API 2.0 and no more than its memory allows (a larger file
+    in row slices; as ``load_common.load_groups``); an empty list skips its load step. The documents'
+    own files are loaded by ``load_documents``."""
     paths = [ObjectStoragePath(p) for p in load_common.transformed_batches(mroot(), sobject)
              if not ObjectStoragePath(p).name.startswith(f"{DOCUMENTS}-")]
-    return [str(g[0]) if len(g) == 1 else [str(x) for x in g] for g in load_common.group_batches(paths, sobject)]
+    return load_common.group_items(paths, sobject)
 
 
 def load_documents() -> dict[str, Any]:
@@ -175,8 +176,12 @@ def load_batch(path: str | list[str]) -> dict[str, Any]:
 
 
 def list_all_batches() -> list[str]:
+    """The deferred pass's work items: every transformed file, one a task (a file too large for one
+    load task in row slices, as ``list_batches``: ``<path>#rows=a-b``)."""
     root = mroot()
-    return [p for s in load_common.LOAD_SEQUENCE for p in load_common.transformed_batches(root, s)]
+    return [item for s in load_common.LOAD_SEQUENCE  # type: ignore[misc]
+            for item in load_common.group_items([ObjectStoragePath(p) for p in load_common.transformed_batches(root, s)],
+                                                s, rows=0)]
 
 
 def load_deferred(path: str) -> dict[str, Any]:

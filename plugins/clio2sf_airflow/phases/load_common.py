@@ -15,13 +15,16 @@ from clio2sf.mapping.schema_plan import build_schema_plan
 from clio2sf.mapping.spec import BASE_LOAD_ORDER, MappingSpec
 from clio2sf.mapping.users import UserMap
 from clio2sf.pipeline import (
+    RowSlice,
     build_lookup,
     group_batches,
     group_name,
     load_batch,
     lookup_names,
     owned_fields,
+    parse_work_item,
     transform_batch,
+    work_item,
 )
 from clio2sf_airflow import migration
 from clio2sf_airflow.hooks.salesforce import (
@@ -143,26 +146,30 @@ def transformed_batches(root: ObjectStoragePath, sobject: str, out: str = "") ->
 
 def load_groups(root: ObjectStoragePath, sobject: str, out: str = "") -> list[str | list[str]]:
     """The transformed files of ``sobject`` as load work items: groups of files holding at least
-    ``clio2sf.pipeline.LOAD_GROUP_ROWS`` rows, so volume goes through Bulk API 2.0 (a single file stays
-    a plain path)."""
-    paths = [ObjectStoragePath(p) for p in transformed_batches(root, sobject, out)]
-    groups = group_batches(paths, sobject)
-    return [str(g[0]) if len(g) == 1 else [str(p) for p in g] for g in groups]
+    ``clio2sf.pipeline.LOAD_GROUP_ROWS`` rows, so volume goes through Bulk API 2.0, and at most
+    ``LOAD_GROUP_MAX_ROWS`` (a larger file is split into row slices, ``<path>#rows=a-b``), so a load
+    task's memory stays bounded (a single file stays a plain path)."""
+    return group_items([ObjectStoragePath(p) for p in transformed_batches(root, sobject, out)], sobject)
+
+
+def group_items(paths: list[ObjectStoragePath], sobject: str, rows: int | None = None) -> list[str | list[str]]:
+    """``clio2sf.pipeline.group_batches`` of ``paths`` as DAG work items (``pipeline.work_item``)."""
+    return [work_item(g) for g in group_batches(paths, sobject, rows)]
 
 
 def load_one(path: str | list[str], phase: str, deferred: bool = False, window_root: ObjectStoragePath | None = None,
              clear_fields: bool = False) -> dict[str, Any]:
-    """Load one transformed batch (or a group of them: :func:`load_groups`) into Salesforce, writing its
-    ledger and rejects.
+    """Load one transformed batch (or a group of them, or a row slice of one: :func:`load_groups`) into
+    Salesforce, writing its ledger and rejects.
 
     ``window_root``: where a delta window staged the batch's files (blobs, its rejects).
     ``clear_fields``: send null for mapped fields the record no longer has (a delta)."""
     p = params()
     root = mroot(p)
     spec = firm_spec(p["firm"])
-    group = [ObjectStoragePath(x) for x in path] if isinstance(path, list | tuple) else [ObjectStoragePath(path)]
+    group = parse_work_item(path, ObjectStoragePath)
     tpath = group[0]
-    label = f"{tpath.parent.name}/{tpath.name if len(group) == 1 else group_name(group)}"
+    label = f"{tpath.parent.name}/{tpath.name if len(group) == 1 and not isinstance(tpath, RowSlice) else group_name(group)}"
     get_current_context()["batch_label"] = label
     if phase in WRITERS:
         hold_lease(phase)
