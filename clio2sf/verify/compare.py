@@ -444,3 +444,12 @@ def wanted_fields(exp: Expectations) -> dict[str, set[str]]:
         if rec.sobject == "Event":
             cols.update({"StartDateTime", "EndDateTime", "ActivityDate", "IsAllDayEvent"})
     return out
+
+
+def link_fields(exp: Expectations) -> dict[str, set[str]]:
+    """The lookup fields compared per sobject (their targets must be in the read-back's Id index)."""
+    out: dict[str, set[str]] = {}
+    for rec in [*exp.records.values(), *(s["template"] for s in exp.series.values())]:
+        if rec.links:
+            out.setdefault(rec.sobject, set()).update(rec.links)
+    return out

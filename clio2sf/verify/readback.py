@@ -52,6 +52,7 @@ class ReadBack:
     columns: dict[str, list[str]] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # sobject → records with a Clio_Id__c (read by object)
     unreadable: dict[str, str] = field(default_factory=dict)  # sobject → why it cannot be read back
+    indexed: set[str] = field(default_factory=set)  # sobjects whose Ids are in by_id (read by object)
 
     def key_of(self, sf_id: Any) -> str | None:
         hit = self.by_id.get(short(sf_id) or "")
@@ -138,10 +139,12 @@ def _columns(client: Any, rb: ReadBack, sobject: str, fields: Iterable[str]) -> 
     return cols
 
 
-def index(client: Any, sobjects: Iterable[str], rb: ReadBack | None = None) -> ReadBack:
-    """The Id index (Id → Clio_Id__c, duplicates, sizes) of every record of ``sobjects`` with a
-    Clio_Id__c, and a loader of one sobject's fields (:func:`select` says which): what a comparison
-    of one group of sobjects at a time needs of the others (the records its lookups point at).
+def index(client: Any, sobjects: Iterable[str], rb: ReadBack | None = None, *, ids: bool = True) -> ReadBack:
+    """The Clio ids of every record of ``sobjects`` with a Clio_Id__c (duplicates, sizes) and a
+    loader of one sobject's fields (:func:`select` says which): what a comparison of one group of
+    sobjects at a time needs of the others. ``ids``: also the Id index (Id → Clio_Id__c) of all;
+    else only of the sobjects lookups point at, when a group needs them (:func:`index_targets`:
+    the parents, not e.g. a calendar's occurrences).
 
     An sobject that cannot be read back is noted when :func:`select` asks for it (a group with
     records expected there), not here."""
@@ -156,10 +159,32 @@ def index(client: Any, sobjects: Iterable[str], rb: ReadBack | None = None) -> R
             if key in seen:
                 rb.duplicates[sobject].append(key)
             seen.add(key)
-            rb.by_id[short(rec["Id"]) or ""] = (sobject, key)
+            if ids:
+                rb.by_id[short(rec["Id"]) or ""] = (sobject, key)
         rb.sizes[sobject] = len(seen)
+        if ids:
+            rb.indexed.add(sobject)
     rb.loader = lambda sobject: _stream_fields(client, rb, sobject)
     return rb
+
+
+def index_targets(client: Any, rb: ReadBack, sobject: str, fields: Iterable[str]) -> None:
+    """Index (Id → Clio_Id__c) the records the lookup ``fields`` of ``sobject`` may point at: the
+    objects of each field's ``referenceTo`` among those :func:`index` counted (all of them for a
+    field whose describe does not say). Read by object only (read whole, every record is indexed)."""
+    if rb.loader is None:
+        return
+    meta = rb.meta.get(sobject) or {}
+    for fld in fields:
+        if fld not in meta:  # not visible: not compared
+            continue
+        targets = meta[fld].get("referenceTo") or list(rb.sizes)
+        for target in targets:
+            if target in rb.sizes and target not in rb.indexed:
+                rb.indexed.add(target)
+                rb.queries += 1
+                for rec in client.query_all_iter(f"SELECT Id, {EXT} FROM {target} WHERE {EXT} != null"):
+                    rb.by_id[short(rec["Id"]) or ""] = (target, str(rec.get(EXT)))
 
 
 def select(client: Any, rb: ReadBack, wanted: Mapping[str, Iterable[str]]) -> None:
@@ -238,6 +263,8 @@ def read_links(client: Any, rb: ReadBack, sobjects: Iterable[str]) -> None:
         if parent not in meta or member not in meta:
             rb.notes.append(f"{sobject}: {parent}/{member} not visible: not read back")
             continue
+        if sobject == "EventRelation":  # attendees are compared by the Clio id of the relation
+            index_targets(client, rb, sobject, [member])
         rb.queries += 1
         for rec in client.query_all_iter(f"SELECT Id, {parent}, {member} FROM {sobject}"):
             p, m = short(rec.get(parent)) or "", short(rec.get(member)) or ""

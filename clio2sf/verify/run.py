@@ -39,10 +39,11 @@ def rejects_of(root: Any) -> compare.Rejects:
 def compare_groups(client: Any, builder: source.Builder, users: source.UserReport, rejects: compare.Rejects, *,
                    whole: bool, horizon_days: int, now: datetime, subset: bool) -> tuple[compare.Result, readback.ReadBack]:
     """Build, read back and compare one group of objects at a time (``builder.groups()``), each
-    group's expectations dropped before the next is built: memory follows the largest group (and,
-    read by object, its largest sobject), not the firm. Kept across groups: the parents' compact
-    views (``Builder.index_parents``), the Id index of every sobject (lookups point across groups),
-    the Clio ids compared so far, the counts and the differences.
+    group's expectations dropped before the next is built, the org's records streamed and compared
+    as they are read: memory follows the largest group's expectations, not the firm nor the org.
+    Kept across groups: the parents' compact views (``Builder.index_parents``), the Id index of the
+    objects lookups point at (``readback.index_targets``: Account, Contact, the matters, ...; not the
+    calendar's occurrences), the Clio ids compared so far, the counts and the differences.
 
     ``whole``: one group, read whole (a delta window's few records, whose link targets are looked up
     from the records read)."""
@@ -51,7 +52,7 @@ def compare_groups(client: Any, builder: source.Builder, users: source.UserRepor
     if whole:
         groups = [(tuple(o for g in groups for o in g[0]), tuple(s for g in groups for s in g[1]))]
     else:
-        readback.index(client, sorted({s for _, sobjects in groups for s in sobjects}), rb)
+        readback.index(client, sorted({s for _, sobjects in groups for s in sobjects}), rb, ids=False)
         groups.sort(key=lambda g: (sum(rb.sizes.get(s, 0) for s in g[1]), g[1]))
     readback.read_users(client, rb)
     comparison = compare.Comparison(rb, users, rejects, horizon_days, now, subset)
@@ -63,6 +64,8 @@ def compare_groups(client: Any, builder: source.Builder, users: source.UserRepor
             readback.read_link_targets(client, rb, wanted)  # parents outside the records verified
         else:
             readback.select(client, rb, wanted)
+            for sobject, fields in sorted(compare.link_fields(exp).items()):
+                readback.index_targets(client, rb, sobject, sorted(fields))
         readback.read_links(client, rb, sorted(set(exp.team_sobject.values()) |
                                                ({"EventRelation"} if exp.attendees or exp.series else set())))
         comparison.group(exp)

@@ -94,3 +94,34 @@ def test_each_group_is_compared_before_the_next_is_built():
     spans.sort()
     assert len(spans) >= 4
     assert all(end < start for (_, end), (start, _) in zip(spans, spans[1:], strict=False)), log
+
+
+class _Described(FakeSF):
+    """The fake org with each lookup's ``referenceTo`` in its describe (as Salesforce gives it)."""
+
+    REFS = {"AccountId": ["Account"], "ContactId": ["Contact"], "WhatId": ["Case", "Account"], "Case__c": ["Case"],
+            "Contact__c": ["Contact"], "Account__c": ["Account"], "RelationId": ["Contact", "User"],
+            "OwnerId": ["User"], "ParentId": ["Case"], "MemberId": ["User"], "EventId": ["Event"]}
+
+    def describe(self, sobject):
+        out = super().describe(sobject)
+        for f in out["fields"]:
+            if f["type"] == "reference":
+                f["referenceTo"] = self.REFS[f["name"]]
+        return out
+
+
+def test_only_the_objects_lookups_point_at_are_indexed_by_id_and_the_findings_are_the_same():
+    """The Id index (kept across groups) holds the parents lookups point at, not e.g. the calendar's
+    occurrences or the tasks: on an org with every kind of defect (a lookup pointing nowhere, an
+    attendee missing, ...) the findings are those of indexing everything."""
+    org = _defects()
+    org["Event"][0]["WhatId"] = g.ACC  # a lookup that points at another record than its Clio parent's
+    everything = g.verify(g.raw(), org)  # FakeSF's describe has no referenceTo: every object indexed
+    builder = source.Builder(lambda n: g.raw().get(n, []), set(g.raw()), g.spec(), g.USERS, g.NOW)
+    parents, rb = run.compare_groups(_Described(org, types=g.TYPES), builder, g.USERS, compare.Rejects(), whole=False,
+                                     horizon_days=730, now=g.NOW, subset=False)
+    assert _rows(parents) == _rows(everything) and parents.totals() == everything.totals()
+    assert any(f.check == "link" and f.key == "calendar_entry-100" and f.actual == "contact-1" for f in parents.findings)
+    assert rb.indexed == {"Account", "Contact", "Case"}
+    assert {so for so, _ in rb.by_id.values()} == {"Account", "Contact", "Case", "User"}
