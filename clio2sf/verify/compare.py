@@ -8,6 +8,8 @@ quarantine with its reason); anything else is *unexplained* and fails the verify
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -77,6 +79,45 @@ class Rejects:
         return None
 
 
+class ClioIds:
+    """Clio ids (``<kind>-<number>``, e.g. ``contact-12``) held compactly: per kind a sorted array of
+    numbers (8 bytes an id; a firm's ids kept across groups), any other id as text."""
+
+    def __init__(self) -> None:
+        self.numbers: dict[str, array[int]] = {}
+        self.text: set[str] = set()
+
+    @staticmethod
+    def _split(ssid: str) -> tuple[str, int] | None:
+        kind, _, num = ssid.rpartition("-")
+        if kind and num.isdigit() and len(num) < 19 and (num == "0" or not num.startswith("0")):
+            return kind, int(num)
+        return None
+
+    def update(self, ssids: Iterable[str]) -> None:
+        new: dict[str, set[int]] = {}
+        for ssid in ssids:
+            split = self._split(ssid)
+            if split is None:
+                self.text.add(ssid)
+            else:
+                new.setdefault(split[0], set()).add(split[1])
+        for kind, nums in new.items():
+            self.numbers[kind] = array("q", sorted(nums.union(self.numbers.get(kind, ()))))
+
+    def __contains__(self, ssid: object) -> bool:
+        if not isinstance(ssid, str):
+            return False
+        split = self._split(ssid)
+        if split is None:
+            return ssid in self.text
+        nums = self.numbers.get(split[0])
+        if not nums:
+            return False
+        i = bisect_left(nums, split[1])
+        return i < len(nums) and nums[i] == split[1]
+
+
 @dataclass
 class Result:
     findings: list[Finding] = field(default_factory=list)
@@ -115,7 +156,7 @@ class Comparison:
         self.res = Result()
         self._notes: list[str] = []
         self.horizon_days, self.now = horizon_days, now
-        self._clio_ids: set[str] = set()
+        self._clio_ids = ClioIds()
         self._unsourced: list[tuple[Finding, str]] = []  # exactly-once findings whose Clio id was not known yet
 
     def add(self, rec: RecordExpectation | None, sobject: str, key: str, fld: str, check: str, expected: Any,
@@ -234,7 +275,7 @@ class Comparison:
         self.exp = exp
         self._notes += exp.notes
         for ids in exp.clio_ids.values():
-            self._clio_ids |= ids
+            self._clio_ids.update(ids)
         keys: dict[str, list[str]] = {}
         for sobject, key in self.exp.records:
             keys.setdefault(sobject, []).append(key)

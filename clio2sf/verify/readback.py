@@ -266,8 +266,10 @@ def read_links(client: Any, rb: ReadBack, sobjects: Iterable[str]) -> None:
         if sobject == "EventRelation":  # attendees are compared by the Clio id of the relation
             index_targets(client, rb, sobject, [member])
         rb.queries += 1
+        members: dict[str, str] = {}  # one string per contact or user (a firm's attendees are few people)
         for rec in client.query_all_iter(f"SELECT Id, {parent}, {member} FROM {sobject}"):
             p, m = short(rec.get(parent)) or "", short(rec.get(member)) or ""
+            m = members.setdefault(m, m)
             if sobject == "EventRelation":
                 rb.relations[p].append(m)
             else:

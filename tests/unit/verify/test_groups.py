@@ -125,3 +125,14 @@ def test_only_the_objects_lookups_point_at_are_indexed_by_id_and_the_findings_ar
     assert any(f.check == "link" and f.key == "calendar_entry-100" and f.actual == "contact-1" for f in parents.findings)
     assert rb.indexed == {"Account", "Contact", "Case"}
     assert {so for so, _ in rb.by_id.values()} == {"Account", "Contact", "Case", "User"}
+
+
+def test_clio_ids_are_held_as_numbers_per_kind_and_found_exactly():
+    ids = compare.ClioIds()
+    ids.update(["contact-12", "contact-3", "calendar_entry-100", "odd-id", "contact-007", "x-0"])
+    ids.update(["contact-5"])
+    assert all(s in ids for s in ["contact-12", "contact-3", "contact-5", "calendar_entry-100", "odd-id",
+                                  "contact-007", "x-0"])
+    assert not any(s in ids for s in ["contact-7", "contact-4", "matter-12", "contact-12x", "odd", "calendar-100",
+                                      "contact-0012", "entry-100"])
+    assert list(ids.numbers["contact"]) == [3, 5, 12] and ids.text == {"odd-id", "contact-007"}
