@@ -73,7 +73,7 @@ class LedgerWriter:
         self.sobject = _segment("sobject", sobject)
         self.batch = _segment("batch", batch)
         self._clock = clock
-        self._lines: list[str] = []
+        self._lines: list[bytes] = []  # encoded, so the file is one join
         # what the look-up index holds (clio2sf.ledger_index.COLUMNS), as tuples: a batch's dict per line
         # cost ~600 bytes a row of a load task's peak
         self._ok: list[tuple[Any, ...]] = []
@@ -118,7 +118,7 @@ class LedgerWriter:
             "file_ids": [str(f) for f in file_ids], "status": status, "error": error,
             "at": _iso(at) if at is not None else self._clock(),
         }
-        self._lines.append(json.dumps(line, default=json_default, sort_keys=False))
+        self._lines.append((json.dumps(line, default=json_default, sort_keys=False) + "\n").encode("utf-8"))
         if status == "ok":
             self._ok.append(tuple(line[c] for c in ledger_index.COLUMNS))
 
@@ -127,7 +127,7 @@ class LedgerWriter:
         if self._closed_path is not None:
             return self._closed_path
         target = self.path
-        data = "".join(line + "\n" for line in self._lines).encode("utf-8")
+        data = b"".join(self._lines)
         staging.write_bytes_atomic(target, data)  # owner-only: before-images hold client data
         del data
         # after the ledger file (the source of truth): a look-up reads a file without its twin directly

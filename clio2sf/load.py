@@ -318,13 +318,16 @@ def bulk_csv_chunks(
         if hb + lb > max_bytes or hc + lc > max_chars:
             raise ValueError(f"{env.source_system_id}: row alone exceeds the Bulk upload size limit")
         if rows and (len(rows) >= row_cap or nbytes + lb > max_bytes or nchars + lc > max_chars):
-            yield BulkChunk((header + "".join(lines)).encode(), rows, columns)
-            lines, rows, nbytes, nchars = [], [], hb, hc
+            chunk = BulkChunk((header + "".join(lines)).encode(), rows, columns)
+            lines, rows, nbytes, nchars = [], [], hb, hc  # not held while the job runs
+            yield chunk
         lines.append(line)
         rows.append(i)
         nbytes += lb
         nchars += lc
-    yield BulkChunk((header + "".join(lines)).encode(), rows, columns)
+    chunk = BulkChunk((header + "".join(lines)).encode(), rows, columns)
+    del lines
+    yield chunk
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1105,6 +1108,7 @@ def _run_upsert(
         for chunk in bulk_csv_chunks(envelopes, idx, row_cap=row_cap):
             journal.intend(((envelopes[i].source_system_id, envelopes[i].external_id) for i in chunk.indexes), "upsert")
             res = client.bulk_ingest(env0.sobject, "upsert", chunk.data, env0.external_id_field)
+            chunk.data = b""  # uploaded: not held while its results are read
             got = parse_bulk_results(
                 chunk,
                 envelopes,
@@ -1210,6 +1214,7 @@ def _run_natural_key(
     col = _anchor_column(envelopes, [i for i, _ in draft.inserts], anchor) if draft.inserts else None
     existing = _existing_natural_keys(client, sobject, fields, [r for _, r in draft.inserts],
                                       (col, (envelopes[i].row[col.name] for i, _ in draft.inserts)) if col else None)
+    del draft  # its flat records: the plan below makes them again (a load task holds every row)
     plan = plan_natural_key_inserts(envelopes, resolved, existing, idx)
     out = list(plan.failures)
     for i, sf_id in plan.existing:
@@ -1231,6 +1236,7 @@ def _run_natural_key(
             intend([plan.inserts[j] for j in chunk.indexes])
             try:
                 res = client.bulk_ingest(sobject, "insert", chunk.data, None)
+                chunk.data = b""  # uploaded: not held while its results are read
             except Exception as exc:
                 if not transient_exception(exc):
                     raise

@@ -843,6 +843,8 @@ def load_batch(
     adopt_created(result, journal, lambda ids: ledger_index.sf_ids_written_by_others(
         mroot, sobject, ids, exclude=(run_id, phase, batch)))
     replaced = delete_stale_links(client, sobject, stale_links(previous, envs, result)) if previous is not None else []
+    rows = len(envs)
+    del envs  # sent: from here on only their outcomes are written (the rows were most of a task's memory)
     with LedgerWriter(mroot, migration_id, run_id, phase, sobject, batch) as ledger:
         for line in replaced:  # first: a row written again under the same source id stays its last write
             ledger.record(**line)
@@ -858,7 +860,7 @@ def load_batch(
     return {
         "sobject": sobject,
         "batch": batch,
-        "rows": len(envs),
+        "rows": rows,
         "created": result.created,
         "updated": result.updated,
         "skipped": result.skipped,
