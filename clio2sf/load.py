@@ -51,12 +51,10 @@ BULK_LOOKUP_MIN = 2_000
 #: Salesforce's default limit on a SOQL statement's length: what bounds a query job's IN list (the SOQL
 #: is in the job's JSON body, not in a URI).  A little is kept back for the SELECT around the list.
 SOQL_MAX_CHARS = 100_000
-#: A Bulk look-up may instead read every record with a key (``WHERE key != null``, one job whatever the
-#: number of keys) and keep those wanted, when that costs fewer calls than the IN-list jobs and reads at
-#: most this many records per wanted key (bounds what a task downloads, never what it holds: only the
-#: wanted records are kept).
+#: A Bulk look-up needing more than one IN-list job first tries one job over every record with a key
+#: (``WHERE key != null``) and keeps those wanted, if that job finds at most this many records per
+#: wanted key (bounds what a task downloads, never what it holds: only the wanted records are kept).
 SCAN_MAX_RATIO = 20
-QUERY_JOB_CALLS = 3  # create, one status, one set of results: the least a query job costs
 
 TRANSIENT_CODES = frozenset(
     {
@@ -753,10 +751,13 @@ def _bulk_query(client: Any) -> Callable[..., Iterator[dict]] | None:
     return getattr(client, "bulk_query", None)
 
 
-def _count(client: Any, soql: str) -> int | None:
-    """``SELECT COUNT() ...`` through REST (one call); None when the client cannot say."""
-    count = getattr(client, "query_count", None)
-    return None if count is None else int(count(soql))
+class QueryTooLarge(Exception):
+    """A Bulk query job found more records than its caller would read (``bulk_query(max_rows=...)``);
+    raised before any row is read."""
+
+    def __init__(self, rows: int, max_rows: int) -> None:
+        super().__init__(f"the query job found {rows} records, more than the {max_rows} it may read")
+        self.rows, self.max_rows = rows, max_rows
 
 
 def lookup_records(
@@ -782,16 +783,26 @@ def lookup_records(
     head = f"SELECT {cols} FROM {sobject} WHERE {field} IN (){extra}"
     parts = list(soql_in_text_chunks(vals, SOQL_MAX_CHARS - len(head) - 100))
     if len(parts) > 1 and field in select:
-        present = _count(client, f"SELECT COUNT() FROM {sobject} WHERE {field} != null{extra}")
-        if present is not None and present <= SCAN_MAX_RATIO * len(vals) and 2 + QUERY_JOB_CALLS < QUERY_JOB_CALLS * len(parts):
-            wanted = {v.casefold() for v in vals}
-            log.info("look-up of %d %s.%s value(s): one Bulk query job over the %d record(s) that have one",
-                     len(vals), sobject, field, present)
-            for rec in bulk(f"SELECT {cols} FROM {sobject} WHERE {field} != null{extra}"):
+        # One job over every record with a key (3 calls) instead of len(parts) jobs (3 calls each), unless
+        # it finds more than SCAN_MAX_RATIO records a key: then nothing is read (2 calls spent) and the
+        # IN lists run.
+        wanted = {v.casefold() for v in vals}
+        read = False
+        try:
+            for rec in bulk(f"SELECT {cols} FROM {sobject} WHERE {field} != null{extra}",
+                            max_rows=SCAN_MAX_RATIO * len(vals)):
+                read = True
                 v = rec.get(field)
                 if v is not None and str(v).casefold() in wanted:
                     yield rec
+            log.info("look-up of %d %s.%s value(s): one Bulk query job over the records that have one",
+                     len(vals), sobject, field)
             return
+        except QueryTooLarge as exc:
+            if read:
+                raise
+            log.info("look-up of %d %s.%s value(s): %d records have one, too many to read them all",
+                     len(vals), sobject, field, exc.rows)
     log.info("look-up of %d %s.%s value(s): %d Bulk query job(s)", len(vals), sobject, field, len(parts))
     for part in parts:
         yield from bulk(f"SELECT {cols} FROM {sobject} WHERE {soql_in(field, part)}{extra}")

@@ -360,6 +360,24 @@ def compare(actual: object, op: str, value: object, ftype: str) -> bool:
         return False
 
 
+#: Field types whose equality is case-insensitive text (``compare`` lower-cases both sides).
+_TEXT_TYPES = frozenset({"string", "email", "phone", "url", "picklist", "textarea", "combobox", "encryptedstring"})
+_TEXT_SETS: dict[int, tuple[Cond, frozenset[str] | None]] = {}
+
+
+def _text_set(cond: Cond) -> frozenset[str] | None:
+    """The lower-cased values of an IN list of plain text literals (None when any is not one)."""
+    hit = _TEXT_SETS.get(id(cond))
+    if hit is None or hit[0] is not cond:
+        vals = cond.value
+        ok = all(isinstance(v, str) for v in vals)
+        hit = (cond, frozenset(v.lower() for v in vals) if ok else None)
+        if len(_TEXT_SETS) > 64:
+            _TEXT_SETS.clear()
+        _TEXT_SETS[id(cond)] = hit
+    return hit[1]
+
+
 def evaluate(cond: Cond, get) -> bool:
     """Evaluate ``cond`` with ``get(path) -> (value, ftype)``."""
     k = cond.kind
@@ -373,6 +391,10 @@ def evaluate(cond: Cond, get) -> bool:
     if k == "cmp":
         return compare(actual, cond.op, cond.value, ftype)
     if k == "in":
+        if isinstance(actual, str) and ftype in _TEXT_TYPES:
+            fast = _text_set(cond)
+            if fast is not None:  # the same answer as comparing with each value, in one set look-up
+                return actual.lower() in fast
         return any(compare(actual, "=", v, ftype) for v in cond.value)
     if k == "like":
         return actual is not None and bool(_like(cond.value).match(str(actual)))

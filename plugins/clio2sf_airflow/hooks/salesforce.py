@@ -26,7 +26,7 @@ from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
 from simple_salesforce import Salesforce
 
 from clio2sf.access import AccessPlan, apply_permission_set
-from clio2sf.load import COMPOSITE_CHUNK, TRANSIENT_CODES, BulkJobResult, chunked
+from clio2sf.load import COMPOSITE_CHUNK, TRANSIENT_CODES, BulkJobResult, QueryTooLarge, chunked
 
 if TYPE_CHECKING:
     from simple_salesforce.api import Salesforce as SalesforceClient
@@ -467,7 +467,8 @@ class ClioSalesforceHook(SalesforceHook):
                     put.status_code, "UPLOAD_NOT_ACCEPTED", "expected 201", where=url
                 )
             self._upload_complete(job_id)
-            info = self._wait_for_job(job_id)
+            # a status call made at once finds the job still running: one wait first saves that call
+            info = self._wait_for_job(job_id, first_wait=self.poll_interval)
         except BaseException:
             self._abort_quietly(job_id)
             raise
@@ -480,15 +481,22 @@ class ClioSalesforceHook(SalesforceHook):
             info.get("numberRecordsProcessed"),
             info.get("numberRecordsFailed"),
         )
+        processed = int(info.get("numberRecordsProcessed") or 0)
+        failed = int(info.get("numberRecordsFailed") or 0)
+        # A finished job's counters say which result files are empty: only failed or aborted jobs leave
+        # records unprocessed, and a job that failed none has no failed results.  Not asking for them
+        # saves two calls a job (a row missing from every result would still come back UNPROCESSED).
+        complete = info["state"] == "JobComplete"
         return BulkJobResult(
             job_id=job_id,
             state=info["state"],
-            records_processed=int(info.get("numberRecordsProcessed") or 0),
-            records_failed=int(info.get("numberRecordsFailed") or 0),
+            records_processed=processed,
+            records_failed=failed,
             error_message=info.get("errorMessage"),
-            successful=self._results_or_none(job_id, "successfulResults", info["state"]),
-            failed=self._results_or_none(job_id, "failedResults", info["state"]),
-            unprocessed=self._results_or_none(job_id, "unprocessedrecords", info["state"]),
+            successful="" if complete and processed == failed else
+            self._results_or_none(job_id, "successfulResults", info["state"]),
+            failed="" if complete and not failed else self._results_or_none(job_id, "failedResults", info["state"]),
+            unprocessed="" if complete else self._results_or_none(job_id, "unprocessedrecords", info["state"]),
         )
 
     def _upload_complete(self, job_id: str) -> None:
@@ -512,9 +520,11 @@ class ClioSalesforceHook(SalesforceHook):
                 raise
             return None  # a failed or aborted job may have no results of this kind
 
-    def _wait_for_job(self, job_id: str, kind: str = "ingest") -> dict[str, Any]:
+    def _wait_for_job(self, job_id: str, kind: str = "ingest", first_wait: float = 0.0) -> dict[str, Any]:
         deadline = time.monotonic() + self.bulk_timeout
         wait = self.poll_interval
+        if first_wait:
+            self._sleep(first_wait)
         while True:
             info = self.request("GET", f"jobs/{kind}/{job_id}/").json()
             if info["state"] in TERMINAL_STATES:
@@ -535,8 +545,8 @@ class ClioSalesforceHook(SalesforceHook):
         except SalesforceApiError as exc:
             self.log.warning("could not abort Bulk job %s: %s", job_id, exc.error_code)
 
-    def bulk_query(self, soql: str, *, include_deleted: bool = False,
-                   max_records: int = QUERY_MAX_RECORDS) -> Iterator[dict[str, str | None]]:
+    def bulk_query(self, soql: str, *, include_deleted: bool = False, max_records: int = QUERY_MAX_RECORDS,
+                   max_rows: int | None = None) -> Iterator[dict[str, str | None]]:
         """Run one Bulk API 2.0 query job and yield its rows as ``{column: value}``, the columns named as
         the query names them, an empty value as None (the CSV cannot tell null from empty text, and
         Salesforce stores no empty text).  Values are the CSV's text: typing them is the caller's job.
@@ -545,20 +555,25 @@ class ClioSalesforceHook(SalesforceHook):
         characters by default) rather than by a GET's URI: a look-up by thousands of keys is one job
         (create, status until ``JobComplete``, one GET per ``max_records`` rows of results) instead of
         a GET per few hundred keys.  Each set of results is streamed into a spooled temp file and read
-        from there, so memory holds one row at a time."""
+        from there, so memory holds one row at a time.  ``max_rows``: a job that found more records raises
+        ``clio2sf.load.QueryTooLarge`` before any is read."""
         job = self.request("POST", "jobs/query/", json_body={
             "operation": "queryAll" if include_deleted else "query", "query": soql,
             "contentType": "CSV", "columnDelimiter": "COMMA", "lineEnding": "LF",
         }, idempotent=True).json()  # a second job after a lost answer only reads: harmless
         job_id = job["id"]
         try:
-            info = self._wait_for_job(job_id, "query")
+            # a status call made at once finds a query job still running: one wait first saves that call
+            info = self._wait_for_job(job_id, "query", first_wait=self.poll_interval)
         except BaseException:
             self._abort_quietly(job_id, "query")
             raise
         if info["state"] != "JobComplete":
             raise SalesforceBulkJobError(0, "QUERY_JOB_" + str(info["state"]).upper(),
                                          str(info.get("errorMessage") or "")[:300], where=f"query job {job_id}")
+        found = int(info.get("numberRecordsProcessed") or 0)
+        if max_rows is not None and found > max_rows:
+            raise QueryTooLarge(found, max_rows)
         locator: str | None = None
         while True:
             params: dict[str, Any] = {"maxRecords": max_records}
