@@ -1,6 +1,6 @@
 """Peak RSS of the full load's ``load_batch`` tasks as one transformed file grows, against the Salesforce sandbox.
 
-``python -m benchmarks.bench_load_task_memory [--sizes 20000,100000,300000] [--before 20000,100000]``
+``python -m benchmarks.bench_load_task_memory [--sizes 20000,100000,300000] [--before 100000] [--rerun 20000]``
 
 A transformed file of recurring calendar entries holds far more rows than the 2,000 Clio records of
 its raw batch (each occurrence is an Event, each attendee of it an EventRelation: the large preset
@@ -14,6 +14,8 @@ step) and ``load_batch(item)`` for each work item it returns, **each ``load_batc
 process** (peak RSS = ``VmHWM``, :func:`benchmarks.memory_worker.peak_rss_kb`).  The figure per size
 is the largest peak of that object's tasks.  ``--before`` sizes: the same with the group maximum
 lifted (``LOAD_GROUP_MAX_ROWS``/``_BYTES``), one task per file, as the full load ran before it.
+``--rerun`` sizes: the same files again in a second run (the records exist: upserts update and take
+before-images for rollback, natural keys are found and skipped).
 
 Target: under 500 MB and flat (≤ 1.2×) from the first size to the last.  Prints one JSON figure per
 line and writes ``benchmarks/results/load_task_memory.{json,md}``.
@@ -146,7 +148,19 @@ def _idle(migration: str) -> float:
 # ------------------------------------------------------------------------------------------ runner
 
 
-def run(work: Path, sizes: list[int], before: list[int], seed: int = 42) -> tuple[list[Figure], list[dict[str, Any]]]:
+#: What each variant of a size loads: ``new`` (the bounded groups, new records), ``before`` (no group
+#: maximum, new records), ``rerun`` (``new``'s files again in a second run: the records exist, so the
+#: upserts update and take before-images, the natural keys are found).
+LABELS = {"new": "", "before": " (before: no group maximum, one task per file)",
+          "rerun": " (a second run over the same records: updates with before-images)"}
+
+
+def _variants(size: int, before: list[int], rerun: list[int]) -> list[str]:
+    return ["new"] + (["before"] if size in before else []) + (["rerun"] if size in rerun else [])
+
+
+def run(work: Path, sizes: list[int], before: list[int], rerun: list[int] = (), seed: int = 42,  # type: ignore[assignment]
+        ) -> tuple[list[Figure], list[dict[str, Any]]]:
     from benchmarks.bench_load_calls import task_context
     from benchmarks.common import use_salesforce
     from clio2sf import pipeline
@@ -164,41 +178,43 @@ def run(work: Path, sizes: list[int], before: list[int], seed: int = 42) -> tupl
             hook.ensure_external_id_field(sobject)
         _contacts(hook)
         for size in sizes:
-            for unbounded in ((False, True) if size in before else (False,)):
+            for variant in _variants(size, before, rerun):
+                unbounded = variant == "before"
                 migration = f"mem-{size}{'-before' if unbounded else ''}"
-                mroot = work / "stage" / FIRM / migration
-                stage(mroot, size, tag=f"{size}{'b' if unbounded else ''}-")  # new records each time
-                run_id = f"bench-{migration}"
+                if variant != "rerun":
+                    stage(work / "stage" / FIRM / migration, size, tag=f"{size}{'b' if unbounded else ''}-")
+                run_id = f"bench-{migration}-{2 if variant == 'rerun' else 1}"
                 for sobject in SOBJECTS:
                     with task_context(run_id, migration_id=migration), _bounds(pipeline, unbounded):
                         items = full_load.list_batches(sobject)
                     for item in items:
                         r = _task(run_id, migration, item, unbounded)
-                        r.update(sobject=sobject, size=size, before=unbounded, tasks=len(items))
+                        r.update(sobject=sobject, size=size, variant=variant, tasks=len(items))
                         tasks.append(r)
                         print(json.dumps(r), file=sys.stderr)
                         if r["failed"]:
                             raise RuntimeError(f"{sobject} {r['batch']}: {r['failed']} rows failed")
-                    got = sum(t["rows"] for t in tasks if (t["sobject"], t["size"], t["before"]) == (sobject, size, unbounded))
+                    got = sum(t["rows"] for t in tasks if (t["sobject"], t["size"], t["variant"]) == (sobject, size, variant))
                     if got != size:
-                        raise RuntimeError(f"{sobject} at {size:,}: {got:,} rows loaded")
+                        raise RuntimeError(f"{sobject} at {size:,} ({variant}): {got:,} rows loaded")
     floor = _idle("idle")
     figs: list[Figure] = []
     for sobject in SOBJECTS:
         peaks = []
         for size in sizes:
-            for unbounded in ((False, True) if size in before else (False,)):
-                mine = [t for t in tasks if (t["sobject"], t["size"], t["before"]) == (sobject, size, unbounded)]
+            for variant in _variants(size, before, rerun):
+                mine = [t for t in tasks if (t["sobject"], t["size"], t["variant"]) == (sobject, size, variant)]
                 peak = max(mine, key=lambda t: t["peak_rss_mb"])
-                label = (f"peak RSS of a load_batch task, {sobject}" +
-                         (" (before: no group maximum, one task per file)" if unbounded else ""))
-                figs.append(Figure("load_task_memory", label, f"{size:,} rows in one file, {len(mine)} task(s)",
-                                   peak["peak_rss_mb"], "MB", "-" if unbounded else f"< {LIMIT_MB}",
-                                   None if unbounded else peak["peak_rss_mb"] < LIMIT_MB,
+                bounded = variant != "before"
+                figs.append(Figure("load_task_memory", f"peak RSS of a load_batch task, {sobject}{LABELS[variant]}",
+                                   f"{size:,} rows in one file, {len(mine)} task(s)",
+                                   peak["peak_rss_mb"], "MB", f"< {LIMIT_MB}" if bounded else "-",
+                                   peak["peak_rss_mb"] < LIMIT_MB if bounded else None,
                                    detail={"rows_per_task": [t["rows"] for t in mine],
                                            "peaks_mb": [t["peak_rss_mb"] for t in mine],
+                                           "created": sum(t["created"] for t in mine),
                                            "seconds": round(sum(t["seconds"] for t in mine), 1)}))
-                if not unbounded:
+                if variant == "new":
                     peaks.append((size, peak["peak_rss_mb"]))
         if len(peaks) >= 2:
             growth = peaks[-1][1] / peaks[0][1]
@@ -260,7 +276,8 @@ def main(argv: list[str]) -> None:
         return
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", default="20000,100000,300000")
-    ap.add_argument("--before", default="20000,100000", help="sizes also loaded with no group maximum")
+    ap.add_argument("--before", default="100000", help="sizes also loaded with no group maximum")
+    ap.add_argument("--rerun", default="20000", help="sizes loaded again in a second run (records exist)")
     ap.add_argument("--max-rows", type=int, default=None, help="LOAD_GROUP_MAX_ROWS for this run (development)")
     ap.add_argument("--no-write", action="store_true", help="print the figures only")
     args = ap.parse_args(argv)
@@ -271,7 +288,7 @@ def main(argv: list[str]) -> None:
         return [int(s) for s in text.split(",") if s]
 
     with tempfile.TemporaryDirectory(prefix="bench-load-memory-") as tmp:
-        figs, tasks = run(Path(tmp), ints(args.sizes), ints(args.before))
+        figs, tasks = run(Path(tmp), ints(args.sizes), ints(args.before), ints(args.rerun))
     for f in figs:
         print(json.dumps(f.as_dict()))
     if not args.no_write:

@@ -262,16 +262,17 @@ def _batch_of(path: Any) -> str:
 #: Objects with their own loader (bytes, note bodies) keep one file per task.
 LOAD_GROUP_ROWS = 20_000
 
-#: Rows a full-load task loads at most.  A task holds its rows in memory (envelopes, the Bulk CSV,
-#: the results, the ledger lines): ~5.5 KB a row of Event on top of a ~230 MB process
-#: (``benchmarks.bench_load_task_memory``), so one transformed file of recurring calendar entries
-#: (~100,000 EventRelation rows from 2,000 entries) took a task to 780 MB.  25,000 rows keep a task
-#: near 370 MB.  A file larger than this is loaded in equal row slices (:class:`RowSlice`), each above
-#: half of it (12,500 rows), so each still pays for its Bulk job.
-LOAD_GROUP_MAX_ROWS = 25_000
+#: Rows a full-load task loads at most (so groups of small files hold exactly this many).  A task
+#: holds its rows in memory (envelopes, the Bulk CSV, the results, the ledger lines): ~5 KB a row of
+#: Event or EventRelation over a ~210 MB process, ~8 KB when the records exist and their before-images
+#: are kept for rollback (``benchmarks.bench_load_task_memory``), so one transformed file of recurring
+#: calendar entries (~100,000 EventRelation rows from 2,000 entries) took a task to 780 MB.  A file
+#: larger than this is loaded in equal row slices (:class:`RowSlice`), each above half of it (10,000
+#: rows), so each still pays for its Bulk job.
+LOAD_GROUP_MAX_ROWS = 20_000
 
 #: Uncompressed JSONL bytes a full-load task loads at most: rows with long texts (e-mail bodies,
-#: descriptions) cost memory by their size, not their count (25,000 Event rows are ~15 MB).
+#: descriptions) cost memory by their size, not their count (20,000 Event rows are ~12 MB).
 LOAD_GROUP_MAX_BYTES = 24 * 1024 * 1024
 
 #: How a :class:`RowSlice` is written in a work item: ``<path>#rows=<start>-<stop>``.
