@@ -1059,6 +1059,9 @@ class LoadClient(Protocol):
 
     def query_all_iter(self, soql: str) -> Iterator[dict]: ...
 
+    # optional: ``bulk_query(soql, max_rows=None) -> Iterator[dict]`` (a Bulk API 2.0 query job's rows);
+    # with it, look-ups of more than BULK_LOOKUP_MIN keys use query jobs (lookup_records)
+
     def reference_targets(self, sobject: str, columns: Iterable[str]) -> dict[str, str]: ...
 
 

@@ -560,3 +560,25 @@ def test_document_versions_load_in_order_as_one_document(tmp_path: Path):
     first_doc = res.outcomes[1].file_ids[1]
     later = [v for v in client.versions.values() if v["Clio_Id__c"] != "document-7@v1"]
     assert len(later) == 2 and all(v["ContentDocumentId"] == first_doc for v in later)
+
+
+def test_query_job_in_lists_fill_the_room_and_bulk_rows_get_rest_types():
+    from clio2sf.load import soql_in, soql_in_text_chunks, typed_rows
+
+    values = [f"calendar_entry-{i}@20260301T090000Z" for i in range(5_000)]
+    parts = list(soql_in_text_chunks(values, 99_000))
+    assert [v for p in parts for v in p] == values and len(parts) == 3  # ~40 characters a value
+    sizes = [len(soql_in("Clio_Id__c", p)) - len("Clio_Id__c IN ()") for p in parts]
+    assert all(98_900 < n <= 99_000 for n in sizes[:-1]) and sizes[-1] <= 99_000, sizes
+
+    class Described:
+        def describe(self, sobject):
+            return {"fields": [{"name": "IsAllDayEvent", "type": "boolean"}, {"name": "DurationInMinutes", "type": "int"},
+                               {"name": "Amount__c", "type": "currency"}, {"name": "StartDateTime", "type": "datetime"},
+                               {"name": "Subject", "type": "string"}]}
+
+    rows = [{"IsAllDayEvent": "false", "DurationInMinutes": "30", "Amount__c": "12.5",
+             "StartDateTime": "2026-03-01T09:00:00.000Z", "Subject": "true", "Other": None}]
+    assert list(typed_rows(Described(), "Event", rows)) == [
+        {"IsAllDayEvent": False, "DurationInMinutes": 30, "Amount__c": 12.5,
+         "StartDateTime": "2026-03-01T09:00:00.000+0000", "Subject": "true", "Other": None}]

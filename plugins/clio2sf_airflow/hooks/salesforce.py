@@ -1,5 +1,9 @@
-"""Salesforce hook for the loader: describe cache, Bulk API 2.0 ingest, sObject collections,
-Tooling, ContentVersion uploads and SOQL, with typed errors and layered retries.
+"""Salesforce hook for the loader: describe cache, Bulk API 2.0 ingest and query jobs, sObject
+collections, Tooling, ContentVersion uploads and SOQL, with typed errors and layered retries.
+
+Bulk jobs go through the same :meth:`ClioSalesforceHook.request` as every other call (not
+simple-salesforce's ``sf.bulk2``, which has its own session, retries and exceptions and holds each set
+of query results as one string): one place for retries, re-login, typed errors and the call count.
 
 Every request goes through :meth:`ClioSalesforceHook.request`, which adds the Bearer header,
 re-logs in once on ``INVALID_SESSION_ID``, retries transient failures with jittered backoff,

@@ -332,3 +332,41 @@ def test_bulk_job_closed_twice_after_a_lost_answer_goes_on(hook, requests_mock):
         requests_mock.get(jobs + f"750Z/{kind}/", text="LastName\n")
     res = hook.bulk_ingest("Contact", "insert", b"LastName\nA\n")
     assert res.state == "JobComplete"
+
+
+def test_bulk_query_pages_by_locator_and_reads_empty_values_as_none(hook, requests_mock):
+    jobs = BASE + "jobs/query/"
+    requests_mock.post(jobs, json={"id": "750Q", "state": "UploadComplete"})
+    requests_mock.get(jobs + "750Q/", [{"json": {"state": "InProgress"}},
+                                       {"json": {"state": "JobComplete", "numberRecordsProcessed": 3}}])
+    requests_mock.get(jobs + "750Q/results", [
+        {"text": '"Id","Clio_Id__c","Account.Name"\n"003A","c-1",""\n"003B","c-2","Acme, LLP"\n',
+         "headers": {"Sforce-Locator": "MTAwMDA", "Sforce-NumberOfRecords": "2"}},
+        {"text": '"Id","Clio_Id__c","Account.Name"\n"003C","c-3","Line\nbreak"\n',
+         "headers": {"Sforce-Locator": "null", "Sforce-NumberOfRecords": "1"}},
+    ])
+    soql = "SELECT Id, Clio_Id__c, Account.Name FROM Contact WHERE Clio_Id__c IN ('c-1')"
+    rows = list(hook.bulk_query(soql, max_records=2))
+    assert rows == [{"Id": "003A", "Clio_Id__c": "c-1", "Account.Name": None},
+                    {"Id": "003B", "Clio_Id__c": "c-2", "Account.Name": "Acme, LLP"},
+                    {"Id": "003C", "Clio_Id__c": "c-3", "Account.Name": "Line\nbreak"}]
+    create = next(r for r in requests_mock.request_history if r.method == "POST" and "jobs/query" in r.url)
+    assert create.json() == {"operation": "query", "query": soql, "contentType": "CSV",
+                             "columnDelimiter": "COMMA", "lineEnding": "LF"}
+    pages = [r for r in requests_mock.request_history if r.url.split("?")[0].endswith("/results")]
+    assert [p.qs for p in pages] == [{"maxrecords": ["2"]}, {"maxrecords": ["2"], "locator": ["mtawmda"]}]
+
+
+def test_bulk_query_refuses_to_read_more_than_asked_and_aborts_a_failed_wait(hook, requests_mock):
+    from clio2sf.load import QueryTooLarge
+
+    jobs = BASE + "jobs/query/"
+    requests_mock.post(jobs, json={"id": "750R", "state": "UploadComplete"})
+    requests_mock.get(jobs + "750R/", json={"state": "JobComplete", "numberRecordsProcessed": 50})
+    results = requests_mock.get(jobs + "750R/results", text='"Id"\n')
+    with pytest.raises(QueryTooLarge) as ei:
+        list(hook.bulk_query("SELECT Id FROM Contact WHERE Clio_Id__c != null", max_rows=49))
+    assert (ei.value.rows, ei.value.max_rows) == (50, 49) and not results.called  # nothing downloaded
+    requests_mock.get(jobs + "750R/", json={"state": "Failed", "errorMessage": "InvalidBatch : x"})
+    with pytest.raises(SalesforceApiError, match="QUERY_JOB_FAILED"):
+        list(hook.bulk_query("SELECT Id FROM Contact"))
