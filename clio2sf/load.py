@@ -889,11 +889,10 @@ def case_team_role_ids(client: LoadClient, names: Iterable[str], access_level: s
 
 def _document_ids(client: LoadClient, version_ids: Iterable[str]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for part in chunked(sorted(set(version_ids)), SOQL_IN_CHUNK):
-        soql = f"SELECT ContentDocumentId, Clio_Id__c FROM ContentVersion WHERE {soql_in('Clio_Id__c', part)}"
-        for rec in client.query_all_iter(soql):
-            if rec.get("Clio_Id__c") and rec.get("ContentDocumentId"):
-                out[str(rec["Clio_Id__c"]).casefold()] = rec["ContentDocumentId"]
+    for rec in lookup_records(client, "ContentVersion", ["ContentDocumentId", "Clio_Id__c"], "Clio_Id__c",
+                              version_ids):
+        if rec.get("Clio_Id__c") and rec.get("ContentDocumentId"):
+            out[str(rec["Clio_Id__c"]).casefold()] = rec["ContentDocumentId"]
     return out
 
 
