@@ -766,26 +766,46 @@ def lookup_records(
     """The records of ``sobject`` whose ``field`` is one of ``values``, with the fields ``select``.
 
     Up to :data:`BULK_LOOKUP_MIN` values (or with a client lacking ``bulk_query``): REST GETs of
-    :func:`soql_in_chunks` (records as REST returns them).  More: Bulk API 2.0 query jobs whose IN lists
-    fill the SOQL length limit, or, when it costs fewer calls and reads at most :data:`SCAN_MAX_RATIO`
-    records per value, one job reading every ``sobject`` with a ``field`` and keeping those whose value
-    (compared case-insensitively, as Salesforce compares external ids and text) was asked for.  Bulk rows
-    hold the CSV's text (None for empty), keyed by the names in ``select``; :func:`typed_rows` gives
-    them REST's types.  ``field`` must be in ``select`` for the scan to filter on; ``extra`` is ANDed to
-    the filter (``"AND IsDeleted = false"``)."""
+    :func:`soql_in_chunks` (records as REST returns them).  More: Bulk API 2.0 query jobs (see
+    :func:`_bulk_lookup`); a query job Salesforce refuses at once (HTTP 400: an object or a query Bulk
+    API does not support) falls back to the GETs.  Bulk rows hold the CSV's text (None for empty),
+    keyed by the names in ``select``; :func:`typed_rows` gives them REST's types.  ``field`` must be in
+    ``select`` for the one-job read to filter on; ``extra`` is ANDed to the filter."""
     vals = sorted({str(v) for v in values if v is not None})
     bulk = _bulk_query(client)
     cols = ", ".join(select)
-    if bulk is None or len(vals) <= BULK_LOOKUP_MIN:
+
+    def rest() -> Iterator[dict[str, Any]]:
         for part in soql_in_chunks(vals):
             yield from client.query_all_iter(f"SELECT {cols} FROM {sobject} WHERE {soql_in(field, part)}{extra}")
+
+    if bulk is None or len(vals) <= BULK_LOOKUP_MIN:
+        yield from rest()
         return
+    read = False
+    try:
+        for rec in _bulk_lookup(bulk, sobject, select, field, vals, extra):
+            read = True
+            yield rec
+    except Exception as exc:
+        if read or getattr(exc, "status", None) != 400:
+            raise
+        log.warning("look-up of %d %s.%s value(s): the query job was refused (%s); through REST GETs instead",
+                    len(vals), sobject, field, getattr(exc, "error_code", type(exc).__name__))
+        yield from rest()
+
+
+def _bulk_lookup(bulk: Callable[..., Iterator[dict]], sobject: str, select: Sequence[str], field: str,
+                 vals: Sequence[str], extra: str) -> Iterator[dict[str, Any]]:
+    """Query jobs whose IN lists fill the SOQL length limit; when that takes more than one job, first one
+    job over every record with a ``field`` (3 calls whatever the number of values) that keeps those
+    asked for (case-insensitively, as Salesforce compares external ids and text), unless it finds more
+    than :data:`SCAN_MAX_RATIO` records a value: then nothing is read (2 calls spent) and the IN lists
+    run."""
+    cols = ", ".join(select)
     head = f"SELECT {cols} FROM {sobject} WHERE {field} IN (){extra}"
     parts = list(soql_in_text_chunks(vals, SOQL_MAX_CHARS - len(head) - 100))
     if len(parts) > 1 and field in select:
-        # One job over every record with a key (3 calls) instead of len(parts) jobs (3 calls each), unless
-        # it finds more than SCAN_MAX_RATIO records a key: then nothing is read (2 calls spent) and the
-        # IN lists run.
         wanted = {v.casefold() for v in vals}
         read = False
         try:

@@ -582,3 +582,40 @@ def test_query_job_in_lists_fill_the_room_and_bulk_rows_get_rest_types():
     assert list(typed_rows(Described(), "Event", rows)) == [
         {"IsAllDayEvent": False, "DurationInMinutes": 30, "Amount__c": 12.5,
          "StartDateTime": "2026-03-01T09:00:00.000+0000", "Subject": "true", "Other": None}]
+
+
+def test_a_refused_query_job_falls_back_to_rest_and_a_scan_reads_only_what_it_may(monkeypatch):
+    from clio2sf import load
+
+    class Refused(Exception):
+        status, error_code = 400, "INVALIDJOB"
+
+    class Client:
+        def __init__(self, refuse: bool, found: int) -> None:
+            self.refuse, self.found, self.soql, self.jobs = refuse, found, [], []
+
+        def bulk_query(self, soql, max_rows=None):
+            self.jobs.append(soql)
+            if self.refuse:
+                raise Refused("Entity is not supported by the Bulk API")
+            if max_rows is not None and self.found > max_rows:
+                raise load.QueryTooLarge(self.found, max_rows)
+            yield from ({"Clio_Id__c": f"C-{i}", "Id": f"003{i}"} for i in range(0, self.found, 2))
+
+        def query_all_iter(self, soql):
+            self.soql.append(soql)
+            return iter([{"Clio_Id__c": "c-1", "Id": "0031"}])
+
+    monkeypatch.setattr(load, "BULK_LOOKUP_MIN", 3)
+    monkeypatch.setattr(load, "SOQL_MAX_CHARS", 250)
+    values = [f"c-{i}" for i in range(20)]
+    refused = Client(refuse=True, found=0)
+    assert list(load.lookup_records(refused, "Contact", ["Id", "Clio_Id__c"], "Clio_Id__c", values)) == \
+        [{"Clio_Id__c": "c-1", "Id": "0031"}]
+    assert len(refused.jobs) == 1 and len(refused.soql) == 1  # one refused job, then the GETs
+    scan = Client(refuse=False, found=40)  # every record with a key, two per value asked: read
+    got = list(load.lookup_records(scan, "Contact", ["Id", "Clio_Id__c"], "Clio_Id__c", values))
+    assert {r["Clio_Id__c"] for r in got} == {f"C-{i}" for i in range(0, 20, 2)} and len(scan.jobs) == 1
+    big = Client(refuse=False, found=10**6)  # too many: the IN-list jobs instead
+    list(load.lookup_records(big, "Contact", ["Id", "Clio_Id__c"], "Clio_Id__c", values))
+    assert "!= null" in big.jobs[0] and len(big.jobs) > 2 and all(" IN (" in j for j in big.jobs[1:])
