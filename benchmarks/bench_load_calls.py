@@ -109,13 +109,14 @@ def event_rows(events: int, contacts: int, per_event: int = 2) -> dict[str, list
     return out
 
 
-def stage_envelopes(mroot: Path, sobject: str, envs: list[dict[str, Any]], source: str, first: int = 1) -> int:
-    """``envs`` as 2,000-row transformed files numbered from ``first``; returns the next number."""
+def stage_envelopes(mroot: Path, sobject: str, envs: list[dict[str, Any]], source: str, first: int = 1,
+                    file_rows: int = FILE_ROWS) -> int:
+    """``envs`` as transformed files of ``file_rows`` rows numbered from ``first``; returns the next number."""
     out = mroot / "transformed" / sobject
     staging.ensure_dir(out)
     b = first
-    for start in range(0, len(envs), FILE_ROWS):
-        staging.write_jsonl_gz(out / f"{source}-{staging.batch_name(b)}", envs[start:start + FILE_ROWS])
+    for start in range(0, len(envs), file_rows):
+        staging.write_jsonl_gz(out / f"{source}-{staging.batch_name(b)}", envs[start:start + file_rows])
         b += 1
     return b
 
@@ -123,10 +124,13 @@ def stage_envelopes(mroot: Path, sobject: str, envs: list[dict[str, Any]], sourc
 EVENT_OBJECTS = (("Contact", "contacts"), ("Event", "calendar_entries"), ("EventRelation", "calendar_entries"))
 
 
-def run_events(sb: Any, stage_root: Path, events: int, contacts: int) -> dict[str, dict[str, Any]]:
+def run_events(sb: Any, stage_root: Path, events: int, contacts: int,
+               file_rows: int = FILE_ROWS) -> dict[str, dict[str, Any]]:
     """Contacts, events and their relations through the full load's tasks, after a sample-sized first
     run of each object's first file (its rows are in the ledger, so the full run takes before-images of
-    the groups holding them, and finds their relations there): calls per object of the full run."""
+    the groups holding them, and finds their relations there): calls per object of the full run.
+    ``file_rows``: the rows of each later file (a raw batch of recurring entries makes ~50,000 events
+    and ~100,000 relations in one file, loaded in row slices)."""
     data = event_rows(events, contacts)
     mroot = stage_root / FIRM / MIGRATION
     for sobject, source in EVENT_OBJECTS:  # the first file of each, loaded by an earlier run
@@ -134,7 +138,8 @@ def run_events(sb: Any, stage_root: Path, events: int, contacts: int) -> dict[st
     for sobject, _ in EVENT_OBJECTS:
         run_load_tasks(sb, sobject, run_id="bench-calls-sample")
     for sobject, source in EVENT_OBJECTS:
-        stage_envelopes(mroot, sobject, data[sobject][FILE_ROWS:], source, first=2)
+        stage_envelopes(mroot, sobject, data[sobject][FILE_ROWS:], source, first=2,
+                        file_rows=FILE_ROWS if sobject == "Contact" else file_rows)
     return {sobject: run_load_tasks(sb, sobject, run_id="bench-calls-full") for sobject, _ in EVENT_OBJECTS}
 
 
@@ -163,7 +168,7 @@ def run(work: Path, rows: int, sobject: str = "Contact", seed: int = 42, group_r
                    detail={"calls": got["calls"], "by_kind": got["by_kind"], "group_rows": group_rows})]
 
 
-def run_calendar(work: Path, events: int, contacts: int, seed: int = 42) -> list[Figure]:
+def run_calendar(work: Path, events: int, contacts: int, seed: int = 42, file_rows: int = FILE_ROWS) -> list[Figure]:
     """:func:`run_events` against a fresh sandbox, one figure per object and one for all of them."""
     import os
 
@@ -176,7 +181,7 @@ def run_calendar(work: Path, events: int, contacts: int, seed: int = 42) -> list
 
         for obj in ("Contact", "Event"):
             ClioSalesforceHook().ensure_external_id_field(obj)
-        got = run_events(sb, work / "stage", events, contacts)
+        got = run_events(sb, work / "stage", events, contacts, file_rows)
     figs = []
     for sobject, g in got.items():
         if g["failed"]:
@@ -200,9 +205,12 @@ def main() -> None:
     ap.add_argument("--group-rows", type=int, default=None, help="1: one task per file (before grouping)")
     ap.add_argument("--calendar", type=int, default=0, metavar="EVENTS",
                     help="instead: EVENTS events with 2 relations each and EVENTS/5 contacts (run_calendar)")
+    ap.add_argument("--file-rows", type=int, default=FILE_ROWS,
+                    help="with --calendar: rows of each event and relation file after the first")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
-        figs = (run_calendar(Path(tmp), args.calendar, max(args.calendar // 5, 2_001)) if args.calendar
+        figs = (run_calendar(Path(tmp), args.calendar, max(args.calendar // 5, 2_001), file_rows=args.file_rows)
+                if args.calendar
                 else run(Path(tmp), args.rows, args.sobject, group_rows=args.group_rows))
         for f in figs:
             print(json.dumps(f.as_dict()))
