@@ -763,7 +763,8 @@ def _limits(sb: Sandbox, parts: list[str], params, user: str) -> Response:
         "DailyApiRequests": {"Max": s.api_daily_limit, "Remaining": max(0, s.api_daily_limit - org.api_used)},
         "DailyBulkApiBatches": {"Max": s.bulk_daily_batches,
                                 "Remaining": max(0, s.bulk_daily_batches - org.bulk_batches_used)},
-        "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
+        "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": max(0, 10000 - sum(
+            1 for j in list(sb.bulk.jobs.values()) if j.get("jobType") == "V2Query"))},
         "DailyBulkV2QueryFileStorageMB": {"Max": 976562, "Remaining": 976562},
         "DataStorageMB": {"Max": data_max, "Remaining": max(0, data_max - data_used)},
         "FileStorageMB": {"Max": file_max, "Remaining": max(0, file_max - file_used)},

@@ -499,8 +499,10 @@ def test_bulk2_query_job_protocol(sandbox, sf) -> None:
                            **({"AccountId": acct} if i < 2 else {})})
     soql = ("SELECT Id, clio_id__c, Description, Account.Clio_Id__c, CreatedDate, IsDeleted FROM Contact "
             "WHERE Clio_Id__c LIKE 'qj-%'")
+    remaining = sf.restful("limits/")["DailyBulkV2QueryJobs"]["Remaining"]
     job = s.post(base, json={"operation": "query", "query": soql}, headers=hdr).json()
     assert job["state"] == "UploadComplete" and job["object"] == "Contact" and job["jobType"] == "V2Query"
+    assert sf.restful("limits/")["DailyBulkV2QueryJobs"]["Remaining"] == remaining - 1
     for _ in range(200):
         info = s.get(f"{base}/{job['id']}", headers=hdr).json()
         if info["state"] not in ("UploadComplete", "InProgress"):
