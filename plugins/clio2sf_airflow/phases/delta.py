@@ -127,7 +127,7 @@ def load_changes() -> dict[str, Any]:
     root = mroot()
     droot = delta_root(root)
     totals = {"rows": 0, "created": 0, "updated": 0, "skipped": 0, "failed": 0}
-    paths = [q for s in load_common.LOAD_SEQUENCE for q in load_common.transformed_batches(droot, s)]
+    paths = load_common.file_items(droot)  # a file over the load group maximum in row slices
     for deferred in (False, True):
         for path in paths:
             summary = load_common.load_one(path, phase="delta", deferred=deferred, window_root=droot,

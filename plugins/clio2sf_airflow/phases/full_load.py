@@ -178,10 +178,7 @@ def load_batch(path: str | list[str]) -> dict[str, Any]:
 def list_all_batches() -> list[str]:
     """The deferred pass's work items: every transformed file, one a task (a file too large for one
     load task in row slices, as ``list_batches``: ``<path>#rows=a-b``)."""
-    root = mroot()
-    return [item for s in load_common.LOAD_SEQUENCE  # type: ignore[misc]
-            for item in load_common.group_items([ObjectStoragePath(p) for p in load_common.transformed_batches(root, s)],
-                                                s, rows=0)]
+    return load_common.file_items(mroot())
 
 
 def load_deferred(path: str) -> dict[str, Any]:

@@ -157,6 +157,17 @@ def group_items(paths: list[ObjectStoragePath], sobject: str, rows: int | None =
     return [work_item(g) for g in group_batches(paths, sobject, rows)]
 
 
+def file_items(root: ObjectStoragePath, out: str = "") -> list[str]:
+    """Every transformed file under ``root`` (``out``) in load order, one work item each, a file over
+    the load group maximum in row slices (``<path>#rows=a-b``): the deferred pass, the sample and a
+    delta window load these one after the other, so a task's memory is that of one slice."""
+    items: list[str] = []
+    for sobject in LOAD_SEQUENCE:
+        paths = [ObjectStoragePath(p) for p in transformed_batches(root, sobject, out)]
+        items += group_items(paths, sobject, rows=0)  # type: ignore[arg-type]
+    return items
+
+
 def load_one(path: str | list[str], phase: str, deferred: bool = False, window_root: ObjectStoragePath | None = None,
              clear_fields: bool = False) -> dict[str, Any]:
     """Load one transformed batch (or a group of them, or a row slice of one: :func:`load_groups`) into

@@ -70,8 +70,7 @@ def load_sample() -> dict[str, Any]:
     root = mroot()
     hold_lease(SAMPLE)
     totals = {"rows": 0, "created": 0, "updated": 0, "skipped": 0, "failed": 0}
-    paths = [path for sobject in load_common.LOAD_SEQUENCE
-             for path in load_common.transformed_batches(root, sobject, out=SAMPLE)]
+    paths = load_common.file_items(root, out=SAMPLE)  # a file over the load group maximum in row slices
     for deferred in (False, True):
         for path in paths:
             summary = load_common.load_one(path, phase=SAMPLE, deferred=deferred)
