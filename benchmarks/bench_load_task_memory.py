@@ -236,12 +236,12 @@ NOTES = [
 ]
 
 
-def write_results(figs: list[Figure], tasks: list[dict[str, Any]], argv: list[str]) -> None:
+def write_results(figs: list[Figure], tasks: list[dict[str, Any]], argv: list[str], note: str = "") -> None:
     from benchmarks.common import commit
     from clio2sf import pipeline, staging
 
     doc = {"measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit(), "machine": machine(),
-           "command": argv, "bounds": {"min_rows": pipeline.LOAD_GROUP_ROWS, "max_rows": int(os.environ.get("BENCH_MAX_ROWS") or pipeline.LOAD_GROUP_MAX_ROWS),
+           "command": argv, "note": note, "bounds": {"min_rows": pipeline.LOAD_GROUP_ROWS, "max_rows": int(os.environ.get("BENCH_MAX_ROWS") or pipeline.LOAD_GROUP_MAX_ROWS),
                                        "max_bytes": pipeline.LOAD_GROUP_MAX_BYTES},
            "figures": [f.as_dict() for f in figs], "tasks": tasks}
     staging.write_json(RESULTS / "load_task_memory.json", doc)
@@ -255,7 +255,8 @@ def render(doc: dict[str, Any]) -> None:
              f"Measured {doc['measured_at']} on {doc['machine']['cpu_count']} CPUs, Python {doc['machine']['python']}, "
              f"commit `{doc['commit']}`, against the Salesforce sandbox. Produced by "
              f"`python -m benchmarks.bench_load_task_memory {' '.join(doc['command'])}`; groups of "
-             f"{b['min_rows']:,} to {b['max_rows']:,} rows and at most {b['max_bytes'] // 2**20} MB.", "",
+             f"{b['min_rows']:,} to {b['max_rows']:,} rows and at most {b['max_bytes'] // 2**20} MB."
+             + (f" {doc['note']}" if doc.get("note") else ""), "",
              "| figure | subject | value | unit | target | met | rows per task | seconds |",
              "|---|---|---|---|---|---|---|---|"]
     for f in doc["figures"]:
@@ -279,6 +280,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--before", default="100000", help="sizes also loaded with no group maximum")
     ap.add_argument("--rerun", default="20000", help="sizes loaded again in a second run (records exist)")
     ap.add_argument("--max-rows", type=int, default=None, help="LOAD_GROUP_MAX_ROWS for this run (development)")
+    ap.add_argument("--note", default="", help="a sentence on the conditions, kept with the figures")
     ap.add_argument("--no-write", action="store_true", help="print the figures only")
     args = ap.parse_args(argv)
     if args.max_rows:
@@ -292,7 +294,8 @@ def main(argv: list[str]) -> None:
     for f in figs:
         print(json.dumps(f.as_dict()))
     if not args.no_write:
-        write_results(figs, tasks, argv)
+        shown = [a for i, a in enumerate(argv) if a != "--note" and (i == 0 or argv[i - 1] != "--note")]
+        write_results(figs, tasks, shown, args.note)
 
 
 if __name__ == "__main__":
