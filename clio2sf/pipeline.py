@@ -11,6 +11,9 @@ window, so a sample's or a delta's rejects never overwrite the full load's::
     rejects/transform/<clio object>/batch-NNNNN.jsonl
     rejects/load/<sobject>/<clio object>-batch-NNNNN.jsonl
     ledger/<run_id>/<phase>/<sobject>/<clio object>-batch-NNNNN.jsonl
+
+A load group of several files is named ``<clio object>-batch-NNNNN-to-MMMMM``, a row slice of one
+file ``<clio object>-batch-NNNNN-rows-A-B`` (:func:`group_batches`, :func:`group_name`).
 """
 
 from __future__ import annotations

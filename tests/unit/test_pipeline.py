@@ -283,10 +283,10 @@ def test_load_groups_have_a_maximum_and_hold_every_row_once(tmp_path):
     by_bytes = group_batches(paths[:1], "EventRelation", max_bytes=pipeline.measure_rows(paths[0])[1] // 2 + 1)
     assert [group_name(g) for g in by_bytes] == ["calendar_entries-batch-00001-rows-1-750",
                                                  "calendar_entries-batch-00001-rows-751-1500"]
-    # the defaults bound a task: a 100,000-row file is no longer one group
+    # the defaults bound a task: a 48,000-row file is no longer one group
     big = tmp_path / "big" / "EventRelation" / "calendar_entries-batch-00001.jsonl.gz"
-    _event_file(big, 25_000, 4)
-    assert [g[0].stop - g[0].start for g in group_batches([big], "EventRelation")] == [20_000] * 5
+    _event_file(big, 12_000, 4)
+    assert [g[0].stop - g[0].start for g in group_batches([big], "EventRelation")] == [16_000] * 3
     with pytest.raises(ValueError, match="bad row slice"):
         parse_work_item(f"{paths[0]}#rows=5-2", Path)
 
