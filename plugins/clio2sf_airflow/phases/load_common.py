@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import pyarrow as pa
 from airflow.sdk import ObjectStoragePath, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -168,6 +169,16 @@ def file_items(root: ObjectStoragePath, out: str = "") -> list[str]:
     return items
 
 
+def use_system_allocator() -> None:
+    """Let pyarrow allocate through the system allocator in this (task) process.  A load task reads the
+    ledger index (parquet, pyarrow) of every earlier batch of its object to know what exists; pyarrow's
+    default pool (mimalloc) kept what those reads used, and kept more the more index files there were:
+    +53 MB over 1 file of 20,000 lines, +69 over 8, +80 over 30; the system allocator gives it back
+    (+22, +26, +29): ``benchmarks.bench_load_task_memory``."""
+    if pa.default_memory_pool().backend_name != "system":
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
 def load_one(path: str | list[str], phase: str, deferred: bool = False, window_root: ObjectStoragePath | None = None,
              clear_fields: bool = False) -> dict[str, Any]:
     """Load one transformed batch (or a group of them, or a row slice of one: :func:`load_groups`) into
@@ -175,6 +186,7 @@ def load_one(path: str | list[str], phase: str, deferred: bool = False, window_r
 
     ``window_root``: where a delta window staged the batch's files (blobs, its rejects).
     ``clear_fields``: send null for mapped fields the record no longer has (a delta)."""
+    use_system_allocator()
     p = params()
     root = mroot(p)
     spec = firm_spec(p["firm"])
