@@ -233,10 +233,15 @@ NOTES = [
     "The groups come from `clio2sf.pipeline.group_batches`: at least `LOAD_GROUP_ROWS` rows, at most "
     "`LOAD_GROUP_MAX_ROWS` rows and `LOAD_GROUP_MAX_BYTES` uncompressed bytes; a file over the maximum is "
     "loaded in equal row slices (cut between Clio records), one task each.",
-    "A later slice of a file peaks ~25 MB above the first: its look-ups (`ledger_sf_ids`, "
-    "`sf_ids_written_by_others`) read the ledger index files the slices before it wrote (pyarrow). In isolation "
-    "that read of 20,000 ids took +26 MB over 1 index file of 20,000 lines, +40 MB over 8 and +46 MB over 30: "
-    "it levels off rather than growing with the firm.",
+    "A later slice of a file peaks ~12-16 MB above the first: its look-ups (`ledger_sf_ids`, "
+    "`sf_ids_written_by_others`) read the ledger index files the slices before it wrote (pyarrow, through the "
+    "system allocator: `load_common.use_system_allocator`). In isolation that read of 20,000 ids took +22 MB over "
+    "1 index file of 20,000 lines, +26 MB over 8 and +29 MB over 30 (with pyarrow's default mimalloc pool +53, "
+    "+69, +80).",
+    "`before` rows lift the group maximum but keep the other changes made inside the task; the code before "
+    "this benchmark measured 352 MB (Event) and 351 MB (EventRelation) for one 20,000-row task in the same "
+    "harness, and the large run through the DAGs (commit 57b2c09) 608 MB for 56,282 Event rows and 780 MB for "
+    "102,323 EventRelation rows in one task.",
 ]
 
 
