@@ -208,30 +208,12 @@ REPORTS = ("verification", "reconciliation")
 REPORT_CSV_ROWS = 500
 
 
-def _flatten(content: Any) -> list[str]:
-    """The lines a reader sees in the log viewer (``Cluster.task_log_lines``)."""
-    if isinstance(content, str):
-        return content.splitlines()
-    lines: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, str):
-            lines.extend(value.splitlines())
-        elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    walk(content or [])
-    return lines
-
-
 def log_summary(content: Any, tail: int = 40) -> dict[str, list[str]]:
     """What explains a failed task, from its log (the api-server's structured events, or plain text):
     every ERROR/CRITICAL event with its exception's type and message (not its frames), the summary
     lines (:data:`SUMMARY`), and the last ``tail`` lines as the log viewer shows them."""
+    from tests.scheduler.cluster import log_lines
+
     errors: list[str] = []
     summary: list[str] = []
     if isinstance(content, str):
@@ -253,7 +235,7 @@ def log_summary(content: Any, tail: int = 40) -> dict[str, list[str]]:
                 errors.append(" | ".join([f"{event.get('timestamp', '')} {level.upper()} {text}".strip(), *details])[:4000])
             elif SUMMARY.search(text):
                 summary.append(f"{event.get('timestamp', '')} {text}".strip()[:4000])
-    return {"errors": errors, "summary": summary, "log_tail": _flatten(content)[-tail:]}
+    return {"errors": errors, "summary": summary, "log_tail": log_lines(content)[-tail:]}
 
 
 def reports_of(mroot: Path, run_id: str, rows: int = REPORT_CSV_ROWS) -> dict[str, Any]:

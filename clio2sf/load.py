@@ -715,36 +715,33 @@ def soql_in(field_name: str, values: Iterable[Any]) -> str:
     return f"{field_name} IN ({', '.join(soql_literal(v) for v in values)})"
 
 
+def _packed(values: Iterable[Any], size_of: Callable[[Any], int], budget: int,
+            max_values: int | None = None) -> Iterator[list[Any]]:
+    """``values`` in consecutive lists of at most ``budget`` summed ``size_of`` (and ``max_values`` items)."""
+    part: list[Any] = []
+    size = 0
+    for v in values:
+        n = size_of(v)
+        if part and ((max_values is not None and len(part) >= max_values) or size + n > budget):
+            yield part
+            part, size = [], 0
+        part.append(v)
+        size += n
+    if part:
+        yield part
+
+
 def soql_in_chunks(values: Iterable[Any], max_values: int = SOQL_IN_MAX,
                    budget: int = SOQL_IN_BUDGET) -> Iterator[list[Any]]:
     """``values`` in as few IN lists as the limits allow: at most ``max_values`` each and ``budget``
     bytes of URL-encoded literals (a 2,000-row batch's ids take 4-5 queries, not 10)."""
-    part: list[Any] = []
-    size = 0
-    for v in values:
-        n = len(quote_plus(soql_literal(v))) + 4  # ", " is "%2C+"
-        if part and (len(part) >= max_values or size + n > budget):
-            yield part
-            part, size = [], 0
-        part.append(v)
-        size += n
-    if part:
-        yield part
+    # ", " is "%2C+" in the URI
+    return _packed(values, lambda v: len(quote_plus(soql_literal(v))) + 4, budget, max_values)
 
 
 def soql_in_text_chunks(values: Iterable[Any], room: int) -> Iterator[list[Any]]:
     """``values`` in IN lists of at most ``room`` characters of SOQL each (a query job's body: no URI)."""
-    part: list[Any] = []
-    size = 0
-    for v in values:
-        n = len(soql_literal(v)) + 2  # ", "
-        if part and size + n > room:
-            yield part
-            part, size = [], 0
-        part.append(v)
-        size += n
-    if part:
-        yield part
+    return _packed(values, lambda v: len(soql_literal(v)) + 2, room)  # ", "
 
 
 def _bulk_query(client: Any) -> Callable[..., Iterator[dict]] | None:
