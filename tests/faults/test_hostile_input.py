@@ -7,6 +7,7 @@ the phase goes on.  docs/faults.md ("Hostile input") lists each class with its o
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -451,7 +452,7 @@ def test_delta_load_rejects_never_overwrite_the_full_load_rejects_of_the_same_ba
     mroot = staging.migration_root(tmp_path, "acme", "m1")
     written = {}
     for phase, base, bad in (("full_load", mroot, "1"), ("delta", mroot / "delta" / "w1", "2")):
-        rows = [e.__dict__ | {"row": e.row} for e in _accounts(f"dl{phase}", 3, **{bad: {"AnnualRevenue": float("nan")}})]
+        rows = [dataclasses.asdict(e) for e in _accounts(f"dl{phase}", 3, **{bad: {"AnnualRevenue": float("nan")}})]
         tpath = base / "transformed" / "Account" / "contacts-batch-00001.jsonl.gz"
         staging.write_jsonl_gz(tpath, [{"sobject": r["sobject"], "source_system_id": r["source_system_id"],
                                         "external_id_field": "Clio_Id__c", "natural_key": None, "row": r["row"]}

@@ -32,7 +32,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-
 def log_lines(content: Any) -> list[str]:
     """The lines a reader sees in the log viewer: a plain-text log's lines, or every text in the
     api-server's structured events (each event's text and its error's text), split on newlines."""
@@ -52,6 +51,7 @@ def log_lines(content: Any) -> list[str]:
 
     walk(content or [])
     return lines
+
 
 @dataclass
 class Cluster:
@@ -250,6 +250,18 @@ class Cluster:
         return self.request("POST", f"/api/v2/dags/{dag_id}/clearTaskInstances", json=body).json()["task_instances"]
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1) -> str:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        body = self.request("GET", path, params={"map_index": map_index, "full_content": True},
+                            headers={"Accept": "application/json"}).json()
+        content = body.get("content")
+        if isinstance(content, str):
+            return content
+        return "\n".join(json.dumps(item, default=str, ensure_ascii=False) if not isinstance(item, str) else item
+                         for item in content or [])
+
+    def task_log_lines(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1,
+                       try_number: int = 1) -> list[str]:
+        """The lines a reader sees in the log viewer: each event's text and its error's text, split on newlines."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
         body = self.request("GET", path, params={"map_index": map_index, "full_content": True},
                             headers={"Accept": "application/json"}).json()
