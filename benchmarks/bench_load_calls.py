@@ -61,6 +61,32 @@ def task_context(run_id: str, **params: Any):
         yield context
 
 
+def call_step(entry: dict[str, Any]) -> str:
+    """What one logged API call was, by method and path: ``describe``, ``soql``, ``ingest create``,
+    ``ingest upload``, ``ingest close`` (or abort), ``ingest status``, ``ingest successfulResults`` /
+    ``failedResults`` / ``unprocessedrecords``, ``query create``, ``query status``, ``query results``,
+    ``collection``, ``limits``; else the method and path."""
+    m = entry["method"]
+    p = re.sub(r"^/services/data/v[\d.]+/", "", entry["path"]).rstrip("/")
+    job = re.fullmatch(r"jobs/(ingest|query)(?:/([^/]+)(?:/(\w+))?)?", p)
+    if job:
+        kind, jid, sub = job.groups()
+        if jid is None:
+            return f"{kind} create"
+        if sub:
+            return f"{kind} {'upload' if sub == 'batches' else sub}"
+        return f"{kind} {'status' if m == 'GET' else 'close'}"
+    if p.endswith("/describe"):
+        return "describe"
+    if p.startswith(("query", "queryAll")):
+        return "soql"
+    if p.startswith("composite/sobjects"):
+        return "collection"
+    if p.startswith("limits"):
+        return "limits"
+    return f"{m} {p}"
+
+
 def run_load_tasks(sb: Any, sobject: str, run_id: str = "bench-calls-1") -> dict[str, Any]:
     """Run the full load's ``list_batches`` and ``load_batch`` tasks of ``sobject``; calls from the sandbox log."""
     from clio2sf_airflow.phases import full_load
@@ -74,14 +100,17 @@ def run_load_tasks(sb: Any, sobject: str, run_id: str = "bench-calls-1") -> dict
     calls = int(log["total_api_calls"]) - before
     rows = sum(s["rows"] for s in summaries)
     by_kind = Counter(log["by_kind"]) - Counter(start["by_kind"])
+    steps = Counter(call_step(e) for e in log["requests"][len(start["requests"]):] if e.get("api"))
     # status calls of a Bulk job after its first: how many depends on how fast the server worked
     polls = Counter(e["path"].rstrip("/") for e in log["requests"][len(start["requests"]):]
                     if e.get("api") and e["method"] == "GET" and re.search(r"/jobs/(ingest|query)/[^/]+/?$", e["path"]))
     waits = sum(n - 1 for n in polls.values())
     return {"sobject": sobject, "rows": rows, "tasks": len(items), "calls": calls, "by_kind": dict(by_kind),
+            "steps": dict(sorted(steps.items())),
             "calls_per_10k": round(calls * 10_000 / rows, 2) if rows else None, "later_status_calls": waits,
             "calls_per_10k_one_status_a_job": round((calls - waits) * 10_000 / rows, 2) if rows else None,
-            "failed": sum(s["failed"] for s in summaries), "created": sum(s["created"] for s in summaries)}
+            "failed": sum(s["failed"] for s in summaries), "created": sum(s["created"] for s in summaries),
+            "updated": sum(s["updated"] for s in summaries)}
 
 
 def event_rows(events: int, contacts: int, per_event: int = 2) -> dict[str, list[dict[str, Any]]]:
@@ -165,7 +194,8 @@ def run(work: Path, rows: int, sobject: str = "Contact", seed: int = 42, group_r
     return [Figure("salesforce", f"Salesforce calls per 10,000 rows through the full load's tasks ({sobject}, "
                    f"{FILE_ROWS:,}-row transformed batches)", f"{rows:,} rows, {got['tasks']} task(s)",
                    got["calls_per_10k"], "calls", "≤ 10", at_most(got["calls_per_10k"], 10),
-                   detail={"calls": got["calls"], "by_kind": got["by_kind"], "group_rows": group_rows})]
+                   detail={"calls": got["calls"], "by_kind": got["by_kind"], "steps": got["steps"],
+                           "group_rows": group_rows})]
 
 
 def run_calendar(work: Path, events: int, contacts: int, seed: int = 42, file_rows: int = FILE_ROWS) -> list[Figure]:
@@ -189,7 +219,8 @@ def run_calendar(work: Path, events: int, contacts: int, seed: int = 42, file_ro
         figs.append(Figure("salesforce", "Salesforce calls per 10,000 rows through the full load's tasks "
                            "(a calendar: look-ups, natural keys, before-images)", f"{sobject}, {g['rows']:,} rows, "
                            f"{g['tasks']} task(s)", g["calls_per_10k"], "calls", "≤ 10", at_most(g["calls_per_10k"], 10),
-                           detail={"calls": g["calls"], "by_kind": g["by_kind"], "created": g["created"]}))
+                           detail={"calls": g["calls"], "by_kind": g["by_kind"], "steps": g["steps"],
+                                   "created": g["created"]}))
     calls, rows = sum(g["calls"] for g in got.values()), sum(g["rows"] for g in got.values())
     per = round(calls * 10_000 / rows, 2)
     figs.append(Figure("salesforce", "Salesforce calls per 10,000 rows through the full load's tasks "

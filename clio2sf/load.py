@@ -1064,8 +1064,9 @@ class LoadClient(Protocol):
     """What :func:`load_rows` needs from a Salesforce client (``ClioSalesforceHook`` has it)."""
 
     def bulk_ingest(
-        self, sobject: str, operation: str, data: bytes, external_id_field: str | None
+        self, sobject: str, operation: str, data: bytes, external_id_field: str | None, *, rows: int | None = None
     ) -> BulkJobResult: ...
+    # ``rows``: the data rows uploaded; a finished job that processed fewer has its unprocessed records read
 
     def composite_upsert(self, sobject: str, external_id_field: str, records: Sequence[dict]) -> list: ...
 
@@ -1137,7 +1138,8 @@ def _run_upsert(
     if mode == "bulk":
         for chunk in bulk_csv_chunks(envelopes, idx, row_cap=row_cap):
             journal.intend(((envelopes[i].source_system_id, envelopes[i].external_id) for i in chunk.indexes), "upsert")
-            res = client.bulk_ingest(env0.sobject, "upsert", chunk.data, env0.external_id_field)
+            res = client.bulk_ingest(env0.sobject, "upsert", chunk.data, env0.external_id_field,
+                                     rows=len(chunk.indexes))
             chunk.data = b""  # uploaded: not held while its results are read
             got = parse_bulk_results(
                 chunk,
@@ -1265,7 +1267,7 @@ def _run_natural_key(
         for chunk in bulk_csv_chunks(flat, row_cap=row_cap):
             intend([plan.inserts[j] for j in chunk.indexes])
             try:
-                res = client.bulk_ingest(sobject, "insert", chunk.data, None)
+                res = client.bulk_ingest(sobject, "insert", chunk.data, None, rows=len(chunk.indexes))
                 chunk.data = b""  # uploaded: not held while its results are read
             except Exception as exc:
                 if not transient_exception(exc):

@@ -63,6 +63,13 @@ def test_a_file_over_the_group_maximum_loads_in_row_slices_once_each(sf, tmp_pat
             assert [full_load.load_deferred(i)["rows"] for i in full_load.list_all_batches()] == [0, 0, 0]
         again = run_load_tasks(sf, "Contact", run_id="bench-calls-2")
     assert got["tasks"] == 3 and got["rows"] == 6_300 and got["created"] == 6_300 and got["failed"] == 0, got
+    # one describe for the three tasks (the run's describe folder), one Bulk job each with its one
+    # result file that holds rows (no failures, every row processed): the code before described in
+    # every task and read no fewer files
+    assert got["steps"].get("describe") == 1 and got["steps"]["ingest create"] == 3, got["steps"]
+    assert got["steps"]["ingest successfulResults"] == 3, got["steps"]
+    assert not {"ingest failedResults", "ingest unprocessedrecords"} & set(got["steps"]), got["steps"]
+    assert got["calls"] - got["later_status_calls"] == 1 + 3 * 5, got  # describe; create, upload, close, status, results
     assert again["tasks"] == 3 and again["created"] == 0 and again["failed"] == 0, again
     ledger = sorted(p.name for p in (mroot / "ledger" / "bench-calls-1" / "full_load" / "Contact").iterdir())
     assert ledger == [f"contacts-batch-00001-rows-{a}-{b}.jsonl" for a, b in ((1, 2100), (2101, 4200), (4201, 6300))]
@@ -93,3 +100,47 @@ def test_a_calendar_with_look_ups_and_before_images_stays_within_ten_calls_per_t
         assert "query" not in got[sobject]["by_kind"], got[sobject]  # not a GET per 500 keys
     calls = sum(g["calls"] - g["later_status_calls"] for g in got.values())
     assert calls * 10_000 / sum(g["rows"] for g in got.values()) <= 8, got
+
+
+def test_failed_and_unprocessed_rows_are_still_read_and_recorded(sf, tmp_path):
+    """The result files a job's info says are empty are not read; the ones that hold rows are: a job with
+    rows Salesforce refused reads its failed results, a job that failed (seeded through the sandbox) its
+    unprocessed records, and every row ends with an outcome in the ledger (success id, or failure and error)."""
+    from benchmarks.bench_load_calls import stage_envelopes
+    from benchmarks.bench_salesforce import EXT, make_row
+
+    mroot = tmp_path / "stage" / "harlow_vance" / "bench-calls"
+    bad = {7, 1_001, 2_222}  # Salesforce refuses these rows: INVALID_EMAIL_ADDRESS
+    envs = []
+    for i in range(2_500):
+        row = make_row("Contact", i, "calls")
+        if i in bad:
+            row["Email"] = f"not-an-address-{i}"
+        envs.append({"sobject": "Contact", "source_system_id": row[EXT], "external_id_field": EXT,
+                     "natural_key": None, "row": row})
+    stage_envelopes(mroot, "Contact", envs, "contacts", file_rows=2_500)
+
+    def outcomes(run: str) -> dict[str, dict]:
+        lines = [json.loads(x) for f in (mroot / "ledger" / run / "full_load" / "Contact").glob("*.jsonl")
+                 for x in f.read_text().splitlines()]
+        by_id = {x["source_system_id"]: x for x in lines}
+        assert len(by_id) == len(lines) == 2_500, len(lines)  # every row once
+        return by_id
+
+    got = run_load_tasks(sf, "Contact")
+    assert (got["created"], got["failed"]) == (2_497, 3), got
+    assert got["steps"]["ingest failedResults"] == 1 and "ingest unprocessedrecords" not in got["steps"], got["steps"]
+    first = outcomes("bench-calls-1")
+    assert {k for k, x in first.items() if x["status"] != "ok"} == {f"contact-calls-{i}" for i in bad}, first
+    assert all("INVALID_EMAIL_ADDRESS" in json.dumps(first[f"contact-calls-{i}"]) for i in bad)
+    assert all(x["sf_id"] for k, x in first.items() if x["status"] == "ok")
+
+    sf.knobs(fail_bulk_jobs=1)  # the next job fails: none of its rows processed
+    again = run_load_tasks(sf, "Contact", run_id="bench-calls-2")
+    assert sf.faults().get("bulk_job_failed") == 1
+    # the failed job's unprocessed records were read, its rows sent again in a second job
+    assert again["steps"]["ingest unprocessedrecords"] == 1 and again["steps"]["ingest create"] == 2, again["steps"]
+    assert (again["created"], again["updated"], again["failed"]) == (0, 2_497, 3), again
+    second = outcomes("bench-calls-2")
+    assert {k: x["sf_id"] for k, x in second.items() if x["status"] == "ok"} == \
+        {k: x["sf_id"] for k, x in first.items() if x["status"] == "ok"}

@@ -343,7 +343,7 @@ class FakeClient:
             out.append({"id": self.store[ext]["Id"], "success": True, "errors": [], "created": created})
         return out
 
-    def bulk_ingest(self, sobject, operation, data, ext_field):
+    def bulk_ingest(self, sobject, operation, data, ext_field, rows=None):
         self.calls.append(f"bulk:{operation}")
         ok = io.StringIO()
         bad = io.StringIO()

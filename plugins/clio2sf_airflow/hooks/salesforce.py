@@ -436,9 +436,17 @@ class ClioSalesforceHook(SalesforceHook):
     # ------------------------------------------------------------------ Bulk API 2.0
 
     def bulk_ingest(
-        self, sobject: str, operation: str, data: bytes, external_id_field: str | None = None
+        self, sobject: str, operation: str, data: bytes, external_id_field: str | None = None, *,
+        rows: int | None = None,
     ) -> BulkJobResult:
-        """Run one Bulk 2.0 ingest job on LF-terminated CSV and fetch its three result CSVs."""
+        """Run one Bulk 2.0 ingest job on LF-terminated CSV and fetch the result CSVs that hold rows.
+
+        The finished job's counters decide which (Salesforce: ``numberRecordsProcessed`` includes the
+        failed records; only a job that did not complete leaves records unprocessed):
+        ``successfulResults`` unless every processed record failed, ``failedResults`` when
+        ``numberRecordsFailed`` > 0, ``unprocessedrecords`` unless the job is ``JobComplete`` with all
+        ``rows`` (the data rows uploaded, when the caller knows them) processed.  A job that is not
+        ``JobComplete`` has all three fetched.  A file not fetched is returned as ``""``."""
         if operation not in BULK_OPERATIONS:
             raise ValueError(f"operation must be one of {BULK_OPERATIONS}, not {operation!r}")
         if operation == "upsert" and not external_id_field:
@@ -491,6 +499,7 @@ class ClioSalesforceHook(SalesforceHook):
         # records unprocessed, and a job that failed none has no failed results.  Not asking for them
         # saves two calls a job (a row missing from every result would still come back UNPROCESSED).
         complete = info["state"] == "JobComplete"
+        every_row = rows is None or processed >= rows
         return BulkJobResult(
             job_id=job_id,
             state=info["state"],
@@ -500,7 +509,8 @@ class ClioSalesforceHook(SalesforceHook):
             successful="" if complete and processed == failed else
             self._results_or_none(job_id, "successfulResults", info["state"]),
             failed="" if complete and not failed else self._results_or_none(job_id, "failedResults", info["state"]),
-            unprocessed="" if complete else self._results_or_none(job_id, "unprocessedrecords", info["state"]),
+            unprocessed="" if complete and every_row else
+            self._results_or_none(job_id, "unprocessedrecords", info["state"]),
         )
 
     def _upload_complete(self, job_id: str) -> None:

@@ -194,6 +194,40 @@ def test_bulk_ingest_full_cycle(hook, requests_mock):
     assert "003A" in res.successful.read() and "X:y" in res.failed.read()
 
 
+@pytest.mark.parametrize("info, rows, fetched", [
+    # every row processed, none failed: the successful results alone (the other two files are empty)
+    ({"state": "JobComplete", "numberRecordsProcessed": 3, "numberRecordsFailed": 0}, 3, ["successfulResults"]),
+    # failures: their file too (numberRecordsProcessed includes the failed records)
+    ({"state": "JobComplete", "numberRecordsProcessed": 3, "numberRecordsFailed": 1}, 3,
+     ["successfulResults", "failedResults"]),
+    # all failed: no successful results to read
+    ({"state": "JobComplete", "numberRecordsProcessed": 3, "numberRecordsFailed": 3}, 3, ["failedResults"]),
+    # complete but fewer processed than uploaded: the unprocessed records are read, not assumed away
+    ({"state": "JobComplete", "numberRecordsProcessed": 2, "numberRecordsFailed": 0}, 3,
+     ["successfulResults", "unprocessedrecords"]),
+    # the caller did not say how many rows: the counters alone decide
+    ({"state": "JobComplete", "numberRecordsProcessed": 2, "numberRecordsFailed": 0}, None, ["successfulResults"]),
+    # a job that did not complete: every file
+    ({"state": "Failed", "numberRecordsProcessed": 1, "numberRecordsFailed": 0, "errorMessage": "x"}, 3,
+     ["successfulResults", "failedResults", "unprocessedrecords"]),
+])
+def test_bulk_ingest_reads_only_the_result_files_the_job_info_says_hold_rows(hook, requests_mock, info, rows, fetched):
+    jobs = BASE + "jobs/ingest/"
+    requests_mock.post(jobs, json={"id": "750R", "state": "Open"})
+    requests_mock.put(jobs + "750R/batches", status_code=201)
+    requests_mock.patch(jobs + "750R/", json={"id": "750R", "state": "UploadComplete"})
+    requests_mock.get(jobs + "750R/", json=info)
+    for kind in ("successfulResults", "failedResults", "unprocessedrecords"):
+        requests_mock.get(jobs + f"750R/{kind}/", text=f"{kind}\n")
+    res = hook.bulk_ingest("Contact", "insert", b"LastName\nA\nB\nC\n", rows=rows)
+    got = [r.path.rstrip("/").rsplit("/", 1)[1] for r in requests_mock.request_history
+           if r.method == "GET" and r.path.rstrip("/").endswith(("results", "records"))]
+    assert [g.lower() for g in got] == [f.lower() for f in fetched]
+    for kind, value in (("successfulResults", res.successful), ("failedResults", res.failed),
+                        ("unprocessedrecords", res.unprocessed)):
+        assert (value.read() if kind in fetched else value) == (f"{kind}\n" if kind in fetched else "")
+
+
 def test_bulk_ingest_aborts_job_when_upload_fails(hook, requests_mock):
     jobs = BASE + "jobs/ingest/"
     requests_mock.post(jobs, json={"id": "750Y", "state": "Open"})
