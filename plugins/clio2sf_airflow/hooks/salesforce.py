@@ -480,7 +480,7 @@ class ClioSalesforceHook(SalesforceHook):
                 )
             self._upload_complete(job_id)
             # a status call made at once finds the job still running: one wait first saves that call
-            info = self._wait_for_job(job_id, first_wait=self.poll_interval)
+            info = self._wait_for_job(job_id, first_wait=self.poll_interval, rows=rows)
         except BaseException:
             self._abort_quietly(job_id)
             raise
@@ -534,11 +534,21 @@ class ClioSalesforceHook(SalesforceHook):
                 raise
             return None  # a failed or aborted job may have no results of this kind
 
-    def _wait_for_job(self, job_id: str, kind: str = "ingest", first_wait: float = 0.0) -> dict[str, Any]:
+    def _wait_for_job(self, job_id: str, kind: str = "ingest", first_wait: float = 0.0,
+                      rows: int | None = None) -> dict[str, Any]:
+        """Poll a job's status until it ends (every poll is an API call).  The wait grows by half after
+        each poll, up to ``max_poll_interval``; while an ingest job of ``rows`` rows is ``InProgress``
+        with some of them processed (Salesforce counts them as its internal batches finish), the next
+        wait is the time the rest should take at the rate seen (since the last poll that saw progress, else
+        since the job was closed), within the same bounds, so a long job is not polled on a short clock.
+        ``bulk_timeout`` bounds the whole wait."""
         deadline = time.monotonic() + self.bulk_timeout
         wait = self.poll_interval
+        waited = 0.0
+        seen = (0.0, 0)  # (waited, processed) at the last poll that saw records processed
         if first_wait:
             self._sleep(first_wait)
+            waited += first_wait
         while True:
             info = self.request("GET", f"jobs/{kind}/{job_id}/").json()
             if info["state"] in TERMINAL_STATES:
@@ -550,8 +560,16 @@ class ClioSalesforceHook(SalesforceHook):
                     f"still {info['state']} after {self.bulk_timeout}s",
                     where=f"job {job_id}",
                 )
-            self._sleep(wait)
-            wait = min(wait * 1.5, self.max_poll_interval)
+            done = int(info.get("numberRecordsProcessed") or 0)
+            if rows and 0 < done < rows and waited > 0 and info["state"] == "InProgress":
+                since, before = seen if seen[1] < done else (0.0, 0)
+                rest = (waited - since) * (rows - done) / (done - before)
+                nap = min(max(rest, self.poll_interval), self.max_poll_interval)
+                seen = (waited, done)
+            else:
+                nap, wait = wait, min(wait * 1.5, self.max_poll_interval)
+            self._sleep(nap)
+            waited += nap
 
     def _abort_quietly(self, job_id: str, kind: str = "ingest") -> None:
         try:

@@ -228,6 +228,32 @@ def test_bulk_ingest_reads_only_the_result_files_the_job_info_says_hold_rows(hoo
         assert (value.read() if kind in fetched else value) == (f"{kind}\n" if kind in fetched else "")
 
 
+@pytest.mark.parametrize("infos, naps", [
+    # progress counted: the next wait is what the rest takes at the rate seen (18 s: 9,000 rows at 500 a
+    # second; then 6,000 rows at 3,000 in 18 s: 36 s, capped at 30): 3 status calls, not one every 2-5 s
+    ([("InProgress", 1_000), ("InProgress", 4_000), ("JobComplete", 10_000)], [2.0, 18.0, 30.0]),
+    # nothing counted yet (queued): waits grow by half from the first
+    ([("UploadComplete", 0), ("InProgress", 0), ("InProgress", 0), ("JobComplete", 10_000)], [2.0, 2.0, 3.0, 4.5]),
+    # a rate that says the rest is due at once: still the least wait
+    ([("InProgress", 9_990), ("JobComplete", 10_000)], [2.0, 2.0]),
+])
+def test_bulk_ingest_paces_its_status_calls_by_the_job_progress(monkeypatch, requests_mock, hook, infos, naps):
+    slept: list[float] = []
+    paced = ClioSalesforceHook("sf_unit", sleep=slept.append, poll_interval=2.0, max_poll_interval=30.0)
+    jobs = BASE + "jobs/ingest/"
+    requests_mock.post(jobs, json={"id": "750P", "state": "Open"})
+    requests_mock.put(jobs + "750P/batches", status_code=201)
+    requests_mock.patch(jobs + "750P/", json={"id": "750P", "state": "UploadComplete"})
+    requests_mock.get(jobs + "750P/", [{"json": {"state": st, "numberRecordsProcessed": n, "numberRecordsFailed": 0}}
+                                       for st, n in infos])
+    requests_mock.get(jobs + "750P/successfulResults/", text="sf__Id,sf__Created,LastName\n")
+    res = paced.bulk_ingest("Contact", "insert", b"LastName\n" + b"A\n" * 10_000, rows=10_000)
+    assert res.state == "JobComplete"
+    assert slept == naps
+    assert sum(1 for r in requests_mock.request_history if r.method == "GET" and r.path.rstrip("/").endswith("750p")) \
+        == len(infos)
+
+
 def test_bulk_ingest_aborts_job_when_upload_fails(hook, requests_mock):
     jobs = BASE + "jobs/ingest/"
     requests_mock.post(jobs, json={"id": "750Y", "state": "Open"})
