@@ -38,6 +38,10 @@ def _rss_kb(field: str) -> int:
     return 0
 
 
+def _part(part: Any) -> str:
+    return f" (part {part.index + 1}/{part.count})" if part.count > 1 else ""
+
+
 def setup(work: Path, preset: str, clio: Any, sf: Any) -> dict[str, Any]:
     """Extract, transform and load the firm once (``work/ready.json`` marks it done)."""
     from clio2sf import catalog, pipeline, staging
@@ -109,10 +113,11 @@ def measure(work: Path) -> dict[str, Any]:
     for mod, name in ((readback, "index"), (accounting, "account")):
         setattr(mod, name, after(name, getattr(mod, name)))
     build, group = source.Builder.build, compare.Comparison.group
-    source.Builder.build = lambda self, objects: after(f"build {'+'.join(objects)}", build)(self, objects)
-    compare.Comparison.group = lambda self, exp: after(
-        f"compare {'+'.join(sorted({s for s, _ in exp.records} | ({'Event'} if exp.series else set())))}",
-        group)(self, exp)
+    source.Builder.build = lambda self, objects, part=source.WHOLE: after(
+        f"build {'+'.join(objects)}{_part(part)}", build)(self, objects, part)
+    compare.Comparison.group = lambda self, exp, part=source.WHOLE, scope=None: after(
+        f"compare {'+'.join(sorted({s for s, _ in exp.records} | ({'Event'} if exp.series else set())))}{_part(part)}",
+        group)(self, exp, part, scope)
     mroot = staging.migration_root(work / "stage", FIRM, MIGRATION)
     hook = ClioSalesforceHook(sleep=lambda s: None)
     spec = load_spec(None)

@@ -8,6 +8,7 @@ quarantine with its reason); anything else is *unexplained* and fails the verify
 
 from __future__ import annotations
 
+import heapq
 from array import array
 from bisect import bisect_left
 from collections import Counter
@@ -18,7 +19,7 @@ from typing import Any
 
 from clio2sf.verify import normalise as norm
 from clio2sf.verify.readback import EXT, ReadBack, short
-from clio2sf.verify.source import Expectations, FieldExpectation, RecordExpectation, UserReport
+from clio2sf.verify.source import WHOLE, Expectations, FieldExpectation, Part, RecordExpectation, UserReport
 
 MISMATCH, EXPLAINED = "mismatch", "explained"
 NOT_MAPPED_HERE, NO_SOURCE = "its Clio record does not map to this object", "no Clio record is its source"
@@ -102,8 +103,13 @@ class ClioIds:
                 self.text.add(ssid)
             else:
                 new.setdefault(split[0], set()).add(split[1])
-        for kind, nums in new.items():
-            self.numbers[kind] = array("q", sorted(nums.union(self.numbers.get(kind, ()))))
+        for kind, nums in new.items():  # merged with those kept (no set of every id of a kind)
+            merged, last = array("q"), None
+            for num in heapq.merge(self.numbers.get(kind, ()), sorted(nums)):
+                if num != last:
+                    merged.append(num)
+                    last = num
+            self.numbers[kind] = merged
 
     def __contains__(self, ssid: object) -> bool:
         if not isinstance(ssid, str):
@@ -116,6 +122,28 @@ class ClioIds:
             return False
         i = bisect_left(nums, split[1])
         return i < len(nums) and nums[i] == split[1]
+
+
+@dataclass
+class Scope:
+    """What a whole group asks of the org, when it is compared a part at a time (:class:`Part`):
+    the sobjects it expects records in, the team objects of its matters, whether it has attendees
+    or recurring entries (and so which sobjects are read, and where records without an expectation
+    count as extra, in every part alike)."""
+
+    sobjects: set[str] = field(default_factory=set)
+    links: set[str] = field(default_factory=set)  # CaseTeamMember, OpportunityTeamMember, EventRelation
+    series: bool = False
+
+    @classmethod
+    def of(cls, exp: Expectations) -> Scope:
+        return cls({so for so, _ in exp.records}, set(exp.team_sobject.values()) |
+                   ({"EventRelation"} if exp.attendees or exp.series else set()), bool(exp.series))
+
+    def update(self, other: Scope) -> None:
+        self.sobjects |= other.sobjects
+        self.links |= other.links
+        self.series = self.series or other.series
 
 
 @dataclass
@@ -262,7 +290,7 @@ class Comparison:
             self.add(rec, rec.sobject, key, "OwnerId", "owner", want, got, reason, rec.owner.path)
 
     # -- one group, the whole run -------------------------------------------------------------
-    def group(self, exp: Expectations) -> None:
+    def group(self, exp: Expectations, part: Part = WHOLE, scope: Scope | None = None) -> None:
         """Compare one group's expectations, one sobject at a time: each record the org holds is
         compared as it is read (:meth:`ReadBack.rows`), with the checks that read it (team members of
         a matter, attendees and occurrences of an entry, exactly-once), then dropped; what is left
@@ -271,25 +299,34 @@ class Comparison:
         expectation's only in case, until the end of their sobject).
 
         Read by object, the sobjects with the fewest records in the org come first and each sobject's
-        expectations are dropped from ``exp.records`` once compared."""
+        expectations are dropped from ``exp.records`` once compared.
+
+        ``part``: ``exp`` holds one part of the group (``Builder.build(objects, part)``): only the
+        org's records of that part are compared (the others are read and skipped); ``scope``: the
+        whole group's (:class:`Scope`), default ``exp``'s."""
         self.exp = exp
         self._notes += exp.notes
+        scope = scope or Scope.of(exp)
         for ids in exp.clio_ids.values():
             self._clio_ids.update(ids)
         keys: dict[str, list[str]] = {}
         for sobject, key in self.exp.records:
             keys.setdefault(sobject, []).append(key)
-        teams = {"Case" if so == "CaseTeamMember" else "Opportunity" for so in self.exp.team_sobject.values()}
-        events = {"Event"} if self.exp.series or self.exp.attendees else set()
+        teams = {"Case" if so == "CaseTeamMember" else "Opportunity" for so in scope.links if so != "EventRelation"}
+        events = {"Event"} if "EventRelation" in scope.links else set()
         by_object = self.rb.loader is not None
-        order = sorted(set(keys) | teams | events,
+        order = sorted(scope.sobjects | teams | events,
                        key=lambda so: (self.rb.sizes.get(so, 0), so) if by_object else (0, so))
         for sobject in order:
-            self._sobject(sobject, keys.get(sobject, []))
+            self._sobject(sobject, keys.get(sobject, []), part, scope)
             if by_object:
                 for key in keys.get(sobject, ()):
                     del self.exp.records[(sobject, key)]
         self.exp = Expectations()
+
+    def note(self, notes: Iterable[str]) -> None:
+        """Notes of the expectations of a group compared in parts (``exp.notes`` of the whole group)."""
+        self._notes += notes
 
     def result(self) -> Result:
         """The counts and differences of every group compared."""
@@ -302,10 +339,12 @@ class Comparison:
             self.res.notes.append("subset of Clio (a sample): Salesforce records outside it are not checked")
         return self.res
 
-    def _sobject(self, sobject: str, keys: list[str]) -> None:
+    def _sobject(self, sobject: str, keys: list[str], part: Part = WHOLE, scope: Scope | None = None) -> None:
         exp = self.exp
+        scope = scope or Scope.of(exp)
         series = exp.series if sobject == "Event" else {}
-        extras = not self.subset and (bool(keys) or bool(series))
+        extras = not self.subset and (sobject in scope.sobjects or (sobject == "Event" and scope.series))
+        whole = part.count <= 1
         dups = set(self.rb.duplicates.get(sobject, ()))
         matched: set[str] = set()
         starts: dict[str, dict[Any, str]] = {}      # series → occurrence start → the record's Clio id
@@ -333,6 +372,8 @@ class Comparison:
 
         for row in self.rb.rows(sobject):
             key = str(row.get(EXT))
+            if not whole and key not in part:  # another part's record: compared with that part
+                continue
             if key in dups:
                 held[key] = row
             else:
@@ -348,6 +389,8 @@ class Comparison:
             self.occurrences(sid, entry, starts.get(sid, {}))
         if extras:
             for key in self.rb.duplicates.get(sobject, ()):
+                if key not in part:
+                    continue
                 self.add(None, sobject, key, "(record)", "exactly_once", "one record", "duplicates",
                          "more than one Salesforce record carries this Clio id")
 

@@ -246,8 +246,25 @@ def read_users(client: Any, rb: ReadBack) -> None:
         rb.by_id.setdefault(sid, ("User", f"user:{sid}"))
 
 
-def read_links(client: Any, rb: ReadBack, sobjects: Iterable[str]) -> None:
-    """Team members and event relations of the records read back (whole tables: both are small)."""
+#: The record a team member or event relation belongs to.
+LINK_PARENT = {"CaseTeamMember": "Case", "OpportunityTeamMember": "Opportunity", "EventRelation": "Event"}
+
+
+def ids_in(client: Any, rb: ReadBack, sobject: str, keep: Any) -> set[str]:
+    """The Ids (15 characters) of the records of ``sobject`` whose Clio id is in ``keep`` (one part
+    of a group: ``source.Part``); none when it cannot be read back."""
+    if sobject not in rb.sizes:
+        return set()
+    rb.queries += 1
+    return {short(rec["Id"]) or "" for rec in client.query_all_iter(f"SELECT Id, {EXT} FROM {sobject} WHERE {EXT} != null")
+            if str(rec.get(EXT)) in keep}
+
+
+def read_links(client: Any, rb: ReadBack, sobjects: Iterable[str], parents: set[str] | None = None) -> None:
+    """Team members and event relations of the records read back (whole tables, streamed).
+
+    ``parents``: keep only those of these records (Ids, 15 characters: one part of a group's
+    matters or entries, :func:`ids_in`); the rest of the table is read and skipped."""
     for sobject in sobjects:
         try:
             meta = rb.meta.setdefault(sobject, describe(client, sobject))
@@ -269,6 +286,8 @@ def read_links(client: Any, rb: ReadBack, sobjects: Iterable[str]) -> None:
         members: dict[str, str] = {}  # one string per contact or user (a firm's attendees are few people)
         for rec in client.query_all_iter(f"SELECT Id, {parent}, {member} FROM {sobject}"):
             p, m = short(rec.get(parent)) or "", short(rec.get(member)) or ""
+            if parents is not None and p not in parents:
+                continue
             m = members.setdefault(m, m)
             if sobject == "EventRelation":
                 rb.relations[p].append(m)

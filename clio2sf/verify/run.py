@@ -1,7 +1,7 @@
 """One verification run: expectations from the raw extraction, read-back, comparison, report.
 
-A whole firm is built and compared one group of Clio objects at a time (``compare_groups``): peak
-memory follows the largest group, not the firm.
+A whole firm is built and compared one group of Clio objects at a time (``compare_groups``), a group
+larger than ``PART_RECORDS`` in parts (``compare_parts``): peak memory follows the cap, not the firm.
 
 ``verify_migration(client, root, spec, out_dir=...)``: ``root`` is a migration root (or the
 sample's root) holding ``raw/``, ``users/`` and ``rejects/``. Returns the summary dict (figures,
@@ -30,20 +30,44 @@ def user_report(users_dir: Any) -> source.UserReport:
     return source.UserReport.from_files(doc, text)
 
 
+def raw_count(raw_root: Any, obj: str) -> int | None:
+    """The records of one Clio object staged under ``raw_root``, as its manifest says (None: no manifest)."""
+    manifest = staging.read_json(raw_root / obj / staging.MANIFEST)
+    count = manifest.get("records") if isinstance(manifest, Mapping) else None
+    return count if isinstance(count, int) else None
+
+
 def rejects_of(root: Any) -> compare.Rejects:
     lines = [line for _, _, line in iter_rejects(root, "transform")]
     lines += [line for _, _, line in iter_rejects(root, "load")]
     return compare.Rejects.from_lines(lines)
 
 
+#: A group with more records than this (expected from Clio's raw data, or held by the org: a
+#: calendar's occurrences) is built and compared in parts of about this many (``source.Part``).
+PART_RECORDS = 12_000
+
+
+def parts_of(builder: source.Builder, objects: tuple[str, ...], sobjects: tuple[str, ...], rb: readback.ReadBack,
+             cap: int) -> int:
+    """How many parts a group is compared in: its raw records or the org's records of its sobjects,
+    whichever is more, over ``cap``."""
+    size = max(builder.count(objects), sum(rb.sizes.get(s, 0) for s in sobjects))
+    return max(1, -(-size // max(1, cap)))
+
+
 def compare_groups(client: Any, builder: source.Builder, users: source.UserReport, rejects: compare.Rejects, *,
-                   whole: bool, horizon_days: int, now: datetime, subset: bool) -> tuple[compare.Result, readback.ReadBack]:
+                   whole: bool, horizon_days: int, now: datetime, subset: bool,
+                   cap: int | None = None) -> tuple[compare.Result, readback.ReadBack]:
     """Build, read back and compare one group of objects at a time (``builder.groups()``), each
     group's expectations dropped before the next is built, the org's records streamed and compared
     as they are read: memory follows the largest group's expectations, not the firm nor the org.
     Kept across groups: the parents' compact views (``Builder.index_parents``), the Id index of the
     objects lookups point at (``readback.index_targets``: Account, Contact, the matters, ...; not the
     calendar's occurrences), the Clio ids compared so far, the counts and the differences.
+
+    A group larger than ``cap`` (default :data:`PART_RECORDS`; :func:`parts_of`) is compared in parts
+    (:func:`compare_parts`): what it holds at a time is bounded by the cap, not by the firm.
 
     ``whole``: one group, read whole (a delta window's few records, whose link targets are looked up
     from the records read)."""
@@ -56,7 +80,11 @@ def compare_groups(client: Any, builder: source.Builder, users: source.UserRepor
         groups.sort(key=lambda g: (sum(rb.sizes.get(s, 0) for s in g[1]), g[1]))
     readback.read_users(client, rb)
     comparison = compare.Comparison(rb, users, rejects, horizon_days, now, subset)
-    for objects, _ in groups:
+    for objects, sobjects in groups:
+        count = 1 if whole else parts_of(builder, objects, sobjects, rb, PART_RECORDS if cap is None else cap)
+        if count > 1:
+            compare_parts(client, builder, rb, comparison, objects, count)
+            continue
         exp = builder.build(objects)
         wanted = compare.wanted_fields(exp)
         if whole:
@@ -72,6 +100,46 @@ def compare_groups(client: Any, builder: source.Builder, users: source.UserRepor
         del exp, wanted  # before the next group is built
         rb.release_links()
     return comparison.result(), rb
+
+
+def compare_parts(client: Any, builder: source.Builder, rb: readback.ReadBack, comparison: compare.Comparison,
+                  objects: tuple[str, ...], count: int) -> None:
+    """One group in ``count`` parts (``source.Part``: by a hash of the Clio id), as if whole: a first
+    pass builds each part and keeps only what the whole group asks of the org (the fields to read,
+    the lookups, its :class:`compare.Scope`, its notes in raw order); then each part is built again,
+    its team members and event relations read (those of its matters and entries only) and its records
+    compared with the org's of that part (each sobject streamed once a part, the others' skipped).
+    The findings, counts and notes are those of the group built whole."""
+    wanted: dict[str, set[str]] = {}
+    links: dict[str, set[str]] = {}
+    scope = compare.Scope()
+    notes: list[tuple[int, str]] = []
+    for i in range(count):
+        exp = builder.build(objects, source.Part(i, count))
+        for into, got in ((wanted, compare.wanted_fields(exp)), (links, compare.link_fields(exp))):
+            for sobject, fields in got.items():
+                into.setdefault(sobject, set()).update(fields)
+        scope.update(compare.Scope.of(exp))
+        notes += zip(exp.note_at, exp.notes, strict=True)
+        del exp
+    readback.select(client, rb, wanted)
+    for sobject, fields in sorted(links.items()):
+        readback.index_targets(client, rb, sobject, sorted(fields))
+    comparison.note([n for _, n in sorted(notes, key=lambda t: t[0])])
+    for i in range(count):
+        part = source.Part(i, count)
+        exp = builder.build(objects, part)
+        exp.notes.clear()  # noted above, in the order of the group's raw records
+        parents = set()
+        for sobject in sorted(scope.links):
+            parents |= readback.ids_in(client, rb, readback.LINK_PARENT[sobject], part)
+        noted = len(rb.notes)
+        readback.read_links(client, rb, sorted(scope.links), parents)
+        if i:
+            del rb.notes[noted:]  # the first part's notes of the same tables
+        comparison.group(exp, part, scope)
+        del exp
+        rb.release_links()
 
 
 def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any, users_dir: Any = None,
@@ -96,7 +164,8 @@ def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any,
     if context_root is not None:
         full = context_root / "raw"
         context = lambda name: iter_raw(full, name) if name in raw_objects(full) else iter(())  # noqa: E731
-    builder = source.Builder(lambda name: iter_raw(raw_root, name), set(objects), spec, users, now, context)
+    builder = source.Builder(lambda name: iter_raw(raw_root, name), set(objects), spec, users, now, context,
+                             sizes=lambda name: raw_count(raw_root, name))
     result, rb = compare_groups(client, builder, users, rejects_of(root), whole=context_root is not None,
                                 horizon_days=spec.options.get("recurrence_horizon_days", 730), now=now, subset=subset)
     acct = accounting.account(lambda name: iter_raw(raw_root, name), objects, spec, discovered_custom_fields)

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -167,6 +169,26 @@ class RecordExpectation:
     left_behind: str | None = None  # the spec's approved not_migrated reason for this record, if any
 
 
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Partition ``index`` of ``count`` of a group: the records whose Clio id (without ``#...`` and
+    ``@...``, case-folded: a record, its versions and occurrences, and an id differing only in case
+    fall together) hashes to ``index``. A group larger than a cap is built and compared one part
+    at a time (``run.compare_groups``), so its expectations are never all held."""
+
+    index: int = 0
+    count: int = 1
+
+    def __contains__(self, key: object) -> bool:
+        if self.count <= 1:
+            return True
+        base = str(key).split("#", 1)[0].split("@", 1)[0].casefold()
+        return zlib.crc32(base.encode("utf-8", "surrogatepass")) % self.count == self.index
+
+
+WHOLE = Part()
+
+
 @dataclass
 class Expectations:
     records: dict[tuple[str, str], RecordExpectation] = field(default_factory=dict)
@@ -176,6 +198,7 @@ class Expectations:
     attendees: dict[str, set[str]] = field(default_factory=dict)       # event key → {"contact-5", "user:005.."}
     series: dict[str, dict[str, Any]] = field(default_factory=dict)    # series ssid → {"starts": [...], ...}
     notes: list[str] = field(default_factory=list)
+    note_at: list[int] = field(default_factory=list)  # each note's raw record (its position in the group)
 
     def add(self, rec: RecordExpectation) -> RecordExpectation:
         self.records[(rec.sobject, rec.key)] = rec
@@ -196,9 +219,11 @@ class Builder:
 
     def __init__(self, raw: Callable[[str], Iterable[Mapping[str, Any]]], objects: set[str], spec: MappingSpec,
                  users: UserReport, now: datetime,
-                 context: Callable[[str], Iterable[Mapping[str, Any]]] | None = None) -> None:
+                 context: Callable[[str], Iterable[Mapping[str, Any]]] | None = None,
+                 sizes: Callable[[str], int | None] | None = None) -> None:
         self.raw, self.objects, self.spec, self.users, self.now = raw, objects, spec, users, now
-        self.context = context
+        self.context, self.sizes = context, sizes
+        self.part = WHOLE  # the part being built (:meth:`build`)
         self.out = Expectations()
         self.contacts: dict[str, Mapping[str, Any]] = {}
         self.matters: dict[str, Mapping[str, Any]] = {}
@@ -361,24 +386,32 @@ class Builder:
             for env in self.envs(name):
                 index[str(env["data"].get("id"))] = self.parent_view(name, env["data"])
 
-    def build(self, objects: Iterable[str]) -> Expectations:
+    def build(self, objects: Iterable[str], part: Part = WHOLE) -> Expectations:
         """The expectations of the records of ``objects`` (Clio object names), in new
-        :class:`Expectations` (the parents' views are shared)."""
+        :class:`Expectations` (the parents' views are shared). ``part``: only the records of that
+        partition (:class:`Part`), the raw records of the others read and skipped."""
         self.index_parents()
-        self.out = Expectations()
+        self.out, self.part = Expectations(), part
         wanted = set(objects)
+        at = itertools.count()
         for obj in ROUTED:
             if obj not in self.objects or obj not in wanted:
                 continue
             handler = getattr(self, f"_{obj}", None)
             key = None if handler is not None else self.generic_key(obj)
             for env in self.envs(obj):
+                n, notes = next(at), len(self.out.notes)
+                if env["source_system_id"] not in part:
+                    if obj == "contacts" and self.individual in part:  # derived from records of every part
+                        self._individual_account(env["data"])
+                    continue
                 self.out.clio_ids[obj].add(env["source_system_id"])
                 if handler is not None:
                     handler(env, env["data"])
                 elif key:
                     self.out.add(self.apply_spec(key, env["data"], self.base(key.split("@")[0],
                                                                                env["source_system_id"], env, obj)))
+                self.out.note_at += [n] * (len(self.out.notes) - notes)
         made = {so for so, _ in self.out.records} | ({"Event"} if self.out.series else set())
         allowed = set().union(*(self.targets(o) for o in wanted))
         if not made <= allowed:  # groups() would have compared a shared sobject before all its sources were built
@@ -386,6 +419,15 @@ class Builder:
                                f"their targets (Builder.targets)")
         out, self.out = self.out, Expectations()
         return out
+
+    def count(self, objects: Iterable[str]) -> int:
+        """How many raw records ``objects`` have: ``sizes`` (e.g. the staged manifests), else counted
+        by reading them (none kept)."""
+        total = 0
+        for obj in objects:
+            known = self.sizes(obj) if self.sizes is not None and obj in self.objects else None
+            total += known if known is not None else sum(1 for _ in self.envs(obj))
+        return total
 
     def targets(self, obj: str) -> set[str]:
         """The Salesforce objects the records of Clio object ``obj`` can be expected in (the routing
@@ -467,14 +509,20 @@ class Builder:
             return
         rec = self.apply_spec("Contact", d, self.base("Contact", sid, env, "contacts"))
         self.other_details(rec, d)
-        account = self.account_of_person(d)
-        rec.links["AccountId"] = (account, "company.id")
-        if account == self.individual and ("Account", account) not in self.out.records:
-            name = (self.spec.options.get("individual_account") or {}).get("name", "Individual Client")
-            ind = RecordExpectation("Account", account, account, "(derived)")
-            ind.fields["Name"] = FieldExpectation(name, None, "const")
-            self.out.records[("Account", account)] = ind
+        rec.links["AccountId"] = (self._individual_account(d) or self.account_of_person(d), "company.id")
         self.out.add(rec)
+
+    def _individual_account(self, d: Mapping[str, Any]) -> str | None:
+        """A person without a company goes to the firm's individual-client account, expected once
+        (with the first such person); its id when ``d`` is such a person."""
+        if d.get("type") == "Company" or self.account_of_person(d) != self.individual:
+            return None
+        if ("Account", self.individual) not in self.out.records and self.individual in self.part:
+            name = (self.spec.options.get("individual_account") or {}).get("name", "Individual Client")
+            ind = RecordExpectation("Account", self.individual, self.individual, "(derived)")
+            ind.fields["Name"] = FieldExpectation(name, None, "const")
+            self.out.records[("Account", self.individual)] = ind
+        return self.individual
 
     def _matters(self, env: Mapping[str, Any], d: Mapping[str, Any]) -> None:
         sid = env["source_system_id"]

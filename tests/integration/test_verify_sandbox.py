@@ -15,6 +15,7 @@ from clio2sf.extract import extract_object, read_records
 from clio2sf.mapping.spec import load_spec
 from clio2sf.user_resolution import report_csv, resolve_fallback, resolve_users, user_map_document
 from clio2sf.verify import accounting
+from clio2sf.verify import run as verify_run
 from clio2sf.verify.run import verify_migration
 from tests.integration import direct
 
@@ -72,7 +73,7 @@ def test_the_migrated_firm_verifies_clean(run):
     assert summary["accounting"]["values_migrated"] > 1000
 
 
-def test_defects_seeded_into_the_org_are_caught(run):
+def test_defects_seeded_into_the_org_are_caught(run, monkeypatch):
     hook = run["hook"]
     before = _by_field(_verify(run, "before-seeding"))
     assert not before
@@ -89,11 +90,21 @@ def test_defects_seeded_into_the_org_are_caught(run):
     ]
     assert all(r["success"] for r in hook.composite_update(updates))
     assert all(r["success"] for r in hook.composite_delete([occurrence["Id"]]))
-    after = _by_field(_verify(run, "seeded"))
+    seeded = _verify(run, "seeded")
+    after = _by_field(seeded)
     for key in [("Contact", "Email"), ("Case", "Clio_Billable__c"), ("Clio_Billing__c", "Clio_Total__c"),
                 ("Time_Entry__c", "Case__c")]:
         assert after.get(key, 0) == before.get(key, 0) + 1, (key, after)
     assert after.get(("Event", "StartDateTime"), 0) >= before.get(("Event", "StartDateTime"), 0) + 1
+    # every group of more than 40 records (tasks, time entries, the calendar's occurrences...) in parts:
+    # the same report, over HTTP
+    monkeypatch.setattr(verify_run, "PART_RECORDS", 40)
+    parts = _verify(run, "seeded-parts")
+    reports = run["mroot"] / "reports"
+    assert (reports / "seeded-parts" / "verification.csv").read_text() == (reports / "seeded" / "verification.csv").read_text()
+    assert json.loads((reports / "seeded-parts" / "verification.json").read_text()) == \
+        json.loads((reports / "seeded" / "verification.json").read_text())
+    assert parts["queries"] > seeded["queries"]  # it did read the org a part at a time
 
 
 def test_a_new_clio_custom_field_with_data_is_unaccounted_until_listed_or_decided(run):

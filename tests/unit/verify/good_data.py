@@ -141,11 +141,19 @@ def spec(extra: dict[str, Any] | None = None):
 def verify(raw_data: dict, org_data: dict, the_spec=None, rejects: list[dict] | None = None,
            types: dict | None = None) -> compare.Result:
     """What ``verify_migration`` finds for a firm (one group of objects built and compared at a time,
-    read back by object)."""
+    read back by object). Each firm is also verified with every group of more than one record
+    compared in parts (``run.compare_groups(cap=1)``): it must find exactly the same."""
     the_spec = the_spec or spec()
-    builder = source.Builder(lambda name: raw_data.get(name, []), set(raw_data), the_spec, USERS, NOW)
-    client = FakeSF(org_data, types=types or TYPES)
-    result, _ = run.compare_groups(client, builder, USERS, compare.Rejects.from_lines(rejects or []), whole=False,
-                                   horizon_days=the_spec.options.get("recurrence_horizon_days", 730), now=NOW,
-                                   subset=False)
-    return result
+    results = []
+    for cap in (None, 1):
+        builder = source.Builder(lambda name: raw_data.get(name, []), set(raw_data), the_spec, USERS, NOW)
+        client = FakeSF(org_data, types=types or TYPES)
+        result, _ = run.compare_groups(client, builder, USERS, compare.Rejects.from_lines(rejects or []), whole=False,
+                                       horizon_days=the_spec.options.get("recurrence_horizon_days", 730), now=NOW,
+                                       subset=False, cap=cap)
+        results.append(result)
+    whole, parts = results
+    assert sorted(map(repr, parts.findings)) == sorted(map(repr, whole.findings)), "the parts found otherwise"
+    assert (parts.records, parts.fields, parts.matches, parts.notes) == (whole.records, whole.fields, whole.matches,
+                                                                         whole.notes)
+    return whole

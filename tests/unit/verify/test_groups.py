@@ -136,3 +136,66 @@ def test_clio_ids_are_held_as_numbers_per_kind_and_found_exactly():
     assert not any(s in ids for s in ["contact-7", "contact-4", "matter-12", "contact-12x", "odd", "calendar-100",
                                       "contact-0012", "entry-100"])
     assert list(ids.numbers["contact"]) == [3, 5, 12] and ids.text == {"odd-id", "contact-007"}
+
+
+def _big_firm() -> tuple[dict, dict]:
+    """The good firm with 24 more tasks and 12 people without a company (the individual-client
+    Account is derived from them), and an org with a defect of every kind among them."""
+    raw, org = g.raw(), _defects()
+    org["Task"] = [{**g.org()["Task"][0]}]
+    for n in range(300, 324):
+        raw["tasks"].append({**raw["tasks"][0], "source_system_id": f"task-{n}", "clio_id": n,
+                             "data": {**raw["tasks"][0]["data"], "id": n}})
+        org["Task"].append({**org["Task"][0], "Id": f"00T000000000{n}AAA", "Clio_Id__c": f"task-{n}"})
+    for n in range(400, 412):
+        raw["contacts"].append({**raw["contacts"][1], "source_system_id": f"contact-{n}", "clio_id": n,
+                                "data": {**raw["contacts"][1]["data"], "id": n, "company": None}})
+        org["Contact"].append({**org["Contact"][0], "Id": f"003000000000{n}AAA", "Clio_Id__c": f"contact-{n}"})
+    del org["Task"][3]                                      # a lost task (task-302)
+    org["Task"][4]["Subject"] = "Changed"                   # a changed value
+    org["Task"][5]["Clio_Id__c"] = "TASK-305"               # its Clio id in another case
+    org["Task"].append({**org["Task"][6], "Id": "00T000000000900AAA"})  # a task twice
+    org["Task"].append({**org["Task"][0], "Id": "00T000000000901AAA", "Clio_Id__c": "task-999"})  # no source
+    org["Task"].append({**org["Task"][0], "Id": "00T000000000902AAA", "Clio_Id__c": "contact-401"})  # another's id
+    return raw, org
+
+
+def test_a_group_over_the_cap_is_never_built_whole_and_its_parts_find_what_the_whole_finds():
+    """A group with more records than the cap (expected, or in the org: the calendar's occurrences)
+    is built and compared in parts (by a hash of the Clio id): no build holds the whole group, and
+    the findings, reasons, totals, per-object counts and notes are those of the group built whole."""
+    raw, org = _big_firm()
+    builds: list[tuple[tuple[str, ...], int, int]] = []
+
+    class Spy(source.Builder):
+        def build(self, objects, part=source.WHOLE):
+            exp = super().build(objects, part)
+            builds.append((tuple(objects), part.count, len(exp.records) + len(exp.series)))
+            return exp
+
+    def verify(cap):
+        builds.clear()
+        builder = Spy(lambda n: raw.get(n, []), set(raw), g.spec(), g.USERS, g.NOW)
+        return run.compare_groups(_Described(org, types=g.TYPES), builder, g.USERS,
+                                  compare.Rejects.from_lines([{"source_system_id": "task-302", "rule": "r", "message": "m"}]),
+                                  whole=False, horizon_days=730, now=g.NOW, subset=False, cap=cap)[0]
+
+    whole = verify(10**6)
+    assert all(count == 1 for _, count, _ in builds)
+    sizes = {objects: n for objects, _, n in builds}
+    parts = verify(3)
+    assert _rows(parts) == _rows(whole) and parts.totals() == whole.totals() and parts.notes == whole.notes
+    assert (parts.records, parts.fields, parts.matches) == (whole.records, whole.fields, whole.matches)
+    checks = {(f.check, f.status) for f in whole.findings}
+    assert {("exists", "mismatch"), ("exists", "explained"), ("value", "mismatch"), ("exactly_once", "mismatch"),
+            ("occurrences", "mismatch"), ("link", "mismatch"), ("team", "mismatch")} <= checks, checks
+    assert {f.key for f in whole.findings if f.check == "exactly_once"} >= {"task-999", "contact-401", "task-306",
+                                                                            "TASK-305"}
+    # over the cap of 3: 25 tasks, 14 contacts (+ the derived Account), 4 Events in the org (2 entries)
+    for objects in [("tasks",), ("contacts",), ("calendar_entries",)]:
+        mine = [(count, n) for o, count, n in builds if o == objects]
+        assert mine and all(count > 1 for count, _ in mine), (objects, mine)  # never built whole
+        assert sum(n for _, n in mine) == 2 * sizes[objects]  # a pass over the parts and the comparison's: once each
+        if sizes[objects] > 3:
+            assert max(n for _, n in mine) < sizes[objects]
+    assert all(count == 1 for o, count, _ in builds if o in {("matters",), ("bills",)})  # under the cap: whole
