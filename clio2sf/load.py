@@ -46,8 +46,11 @@ SOQL_IN_BUDGET = 12_000
 #: Look-ups by more keys than this go through Bulk API 2.0 query jobs (:func:`lookup_records`) when the
 #: client has ``bulk_query``: a job costs at least 3 calls (create, status, results) whatever its size, a
 #: GET one call per 500 keys, so below ~2,000 keys the GETs cost no more, answer at once, and the many
-#: small batches (samples, delta windows, the tests) keep the plain REST path.
+#: small batches (samples, delta windows, the tests) keep the plain REST path ...
 BULK_LOOKUP_MIN = 2_000
+#: ... unless the GETs would be more calls than a query job's least (create, status, results): long keys
+#: (``calendar_entry-<id>@<start>``, ~36 characters) fill a GET's URI at ~260 keys, so 800 of them take 4.
+QUERY_JOB_CALLS = 3
 #: Salesforce's default limit on a SOQL statement's length: what bounds a query job's IN list (the SOQL
 #: is in the job's JSON body, not in a URI).  A little is kept back for the SELECT around the list.
 SOQL_MAX_CHARS = 100_000
@@ -762,8 +765,9 @@ def lookup_records(
 ) -> Iterator[dict[str, Any]]:
     """The records of ``sobject`` whose ``field`` is one of ``values``, with the fields ``select``.
 
-    Up to :data:`BULK_LOOKUP_MIN` values (or with a client lacking ``bulk_query``): REST GETs of
-    :func:`soql_in_chunks` (records as REST returns them).  More: Bulk API 2.0 query jobs (see
+    Up to :data:`BULK_LOOKUP_MIN` values in at most :data:`QUERY_JOB_CALLS` GETs (or with a client
+    lacking ``bulk_query``): REST GETs of :func:`soql_in_chunks` (records as REST returns them).
+    More: Bulk API 2.0 query jobs (see
     :func:`_bulk_lookup`); a query job Salesforce refuses at once (HTTP 400: an object or a query Bulk
     API does not support) falls back to the GETs.  Bulk rows hold the CSV's text (None for empty),
     keyed by the names in ``select``; :func:`typed_rows` gives them REST's types.  ``field`` must be in
@@ -772,12 +776,13 @@ def lookup_records(
     bulk = _bulk_query(client)
     cols = ", ".join(select)
 
-    def rest() -> Iterator[dict[str, Any]]:
-        for part in soql_in_chunks(vals):
+    def rest(parts: Iterable[list[Any]] | None = None) -> Iterator[dict[str, Any]]:
+        for part in soql_in_chunks(vals) if parts is None else parts:
             yield from client.query_all_iter(f"SELECT {cols} FROM {sobject} WHERE {soql_in(field, part)}{extra}")
 
-    if bulk is None or len(vals) <= BULK_LOOKUP_MIN:
-        yield from rest()
+    gets = list(soql_in_chunks(vals)) if bulk is None or len(vals) <= BULK_LOOKUP_MIN else None
+    if bulk is None or (gets is not None and len(gets) <= QUERY_JOB_CALLS):
+        yield from rest(gets)
         return
     read = False
     try:
@@ -1077,7 +1082,8 @@ class LoadClient(Protocol):
     def query_all_iter(self, soql: str) -> Iterator[dict]: ...
 
     # optional: ``bulk_query(soql, max_rows=None) -> Iterator[dict]`` (a Bulk API 2.0 query job's rows);
-    # with it, look-ups of more than BULK_LOOKUP_MIN keys use query jobs (lookup_records)
+    # with it, look-ups of more than BULK_LOOKUP_MIN keys, or of more than QUERY_JOB_CALLS GETs' worth,
+    # use query jobs (lookup_records)
 
     def reference_targets(self, sobject: str, columns: Iterable[str]) -> dict[str, str]: ...
 
@@ -1180,22 +1186,23 @@ def _existing_natural_keys(
 ) -> dict[tuple[str, ...], str]:
     """Existing records of the natural keys of ``records`` (flat, resolved), found by the key's first id
     field.  ``by_parent_key`` (the lookup column that gives it and the rows' values of that column): when
-    there are more than :data:`BULK_LOOKUP_MIN` and the client has Bulk query jobs, the records are found
+    there are more than :data:`BULK_LOOKUP_MIN` (or the ids would take more than :data:`QUERY_JOB_CALLS`
+    GETs) and the client has Bulk query jobs, the records are found
     by the parent's external id (``WHERE Event.Clio_Id__c IN (...)``): the same records as by the
     parents' ids, without long lists of ids in a query (Salesforce refuses more than 500 "junction ids"
     in one, and these objects are junctions)."""
     # Filter on the first id field of the key: ContentDocumentLink refuses unfiltered queries.
     anchor = next((f for f in fields if f.endswith("Id")), fields[0])
     found: dict[tuple[str, ...], str] = {}
+    values = sorted({str(r[anchor]) for r in records if r.get(anchor)})
     if by_parent_key is not None and _bulk_query(client) is not None and sobject != "ContentDocumentLink":
         col, keys = by_parent_key
         keys = {str(k) for k in keys if k is not None}
-        if len(keys) > BULK_LOOKUP_MIN:
+        if len(keys) > BULK_LOOKUP_MIN or sum(1 for _ in soql_in_chunks(values)) > QUERY_JOB_CALLS:
             path = f"{col.relationship}.{col.target_field}"
             for rec in lookup_records(client, sobject, ["Id", *fields, path], path, keys):
                 found[natural_key_of(rec, fields)] = rec["Id"]
             return found
-    values = sorted({str(r[anchor]) for r in records if r.get(anchor)})
     for part in soql_in_chunks(values):
         soql = f"SELECT Id, {', '.join(fields)} FROM {sobject} WHERE {soql_in(anchor, part)}"
         for rec in client.query_all_iter(soql):
@@ -1322,7 +1329,8 @@ def capture_before_images(
     out: dict[str, dict[str, Any]] = {}
     ids = {str(envelopes[i].row[ext]) for i in idx}
     found = lookup_records(client, env0.sobject, ["Id", ext, *fields], ext, ids)
-    for rec in typed_rows(client, env0.sobject, found) if len(ids) > BULK_LOOKUP_MIN else found:
+    # Bulk rows are CSV text; REST rows pass typed_rows unchanged (their values are typed already)
+    for rec in typed_rows(client, env0.sobject, found) if _bulk_query(client) is not None else found:
         out[str(rec[ext]).casefold()] = {"Id": rec["Id"], **{f: rec.get(f) for f in fields}}
     return out
 

@@ -35,7 +35,7 @@ def full_load(tmp_path, monkeypatch):
     monkeypatch.setattr(phase, "require_sample_approved", require_sample_approved)
     monkeypatch.setattr(phase, "hold_lease", lambda name: None)
     monkeypatch.setattr(phase.load_common, "user_map", lambda r: {})
-    monkeypatch.setattr(phase.load_common, "check_write_access", lambda spec, r: {})
+    monkeypatch.setattr(phase.load_common, "check_write_access", lambda spec, r, **kw: {})
     monkeypatch.setattr(phase, "capacity_check", lambda est, limits: [])
     monkeypatch.setattr(phase.migration, "salesforce_hook", lambda p: SimpleNamespace(limits=lambda: {}))
     verified = []

@@ -161,7 +161,7 @@ def test_users_and_sample_refuse_a_partial_extraction(phase_tasks, monkeypatch):
     extract, sample, root, as_run = (phase_tasks[k] for k in ("extract", "sample", "root", "as_run"))
     monkeypatch.setattr(resolve_users, "firm_spec", lambda firm: SimpleNamespace(options={}))
     monkeypatch.setattr(load_common, "user_map", lambda r: {})
-    monkeypatch.setattr(load_common, "check_write_access", lambda spec, r: {})
+    monkeypatch.setattr(load_common, "check_write_access", lambda spec, r, **kw: {})
 
     def reached(*a, **kw):
         raise _Reached

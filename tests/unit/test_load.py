@@ -619,3 +619,35 @@ def test_a_refused_query_job_falls_back_to_rest_and_a_scan_reads_only_what_it_ma
     big = Client(refuse=False, found=10**6)  # too many: the IN-list jobs instead
     list(load.lookup_records(big, "Contact", ["Id", "Clio_Id__c"], "Clio_Id__c", values))
     assert "!= null" in big.jobs[0] and len(big.jobs) > 2 and all(" IN (" in j for j in big.jobs[1:])
+
+
+@pytest.mark.parametrize("keys, length, path", [
+    (100, 36, "rest"),  # one GET
+    (700, 16, "rest"),  # short keys: two GETs of 500 at most
+    (900, 36, "bulk"),  # long keys fill a GET's URI at ~260: four GETs, more than a query job's 3 calls
+    (2_500, 16, "bulk"),  # over BULK_LOOKUP_MIN
+])
+def test_a_look_up_goes_through_a_query_job_when_the_gets_would_cost_more_calls(keys, length, path):
+    from clio2sf import load
+
+    class Client:
+        def __init__(self) -> None:
+            self.soql, self.jobs = [], []
+
+        def bulk_query(self, soql, max_rows=None):
+            self.jobs.append(soql)
+            return iter([{"Id": "0031", "Clio_Id__c": values[0]}])
+
+        def query_all_iter(self, soql):
+            self.soql.append(soql)
+            return iter([{"Id": "0031", "Clio_Id__c": values[0]}])
+
+    values = [f"k-{i:0{length - 2}d}" for i in range(keys)]
+    c = Client()
+    got = list(load.lookup_records(c, "Event", ["Id", "Clio_Id__c"], "Clio_Id__c", values))
+    assert got and got[0]["Id"] == "0031"
+    gets = len(list(load.soql_in_chunks(values)))
+    if path == "rest":
+        assert c.jobs == [] and len(c.soql) == gets <= load.QUERY_JOB_CALLS
+    else:
+        assert c.soql == [] and len(c.jobs) >= 1 and (keys > load.BULK_LOOKUP_MIN or gets > load.QUERY_JOB_CALLS)

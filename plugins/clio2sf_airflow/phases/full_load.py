@@ -45,7 +45,7 @@ def preflight_load() -> dict[str, Any]:
     refuse_stale_snapshot(root)
     hold_lease("full_load")
     load_common.user_map(root)
-    access = load_common.check_write_access(spec, root)
+    access = load_common.check_write_access(spec, root, describe_run=run_id())
     extraction = require_records_extracted(root, p)
     counts = {name: info["records"] for name, info in extraction["objects"].items()}
     if extraction.get("documents_pending"):  # still downloading: size the load with discover's count

@@ -58,24 +58,28 @@ def user_map(root: ObjectStoragePath) -> UserMap:
     return UserMap.from_json(doc)
 
 
-def describe_cache(root: ObjectStoragePath) -> ObjectStoragePath:
-    """This run's describes, ``loads/<run id>/salesforce_describe/<Object>.json``: the pre-flight writes the
-    fresh ones it reads (:func:`check_write_access`), and a load task reads its object's from here instead of
-    asking Salesforce again (one call a task); an object the pre-flight did not read is described by the
-    first task that needs it.  A later run (or a cleared pre-flight) describes again."""
-    return root / "loads" / run_id() / "salesforce_describe"
+def describe_cache(root: ObjectStoragePath, run: str) -> ObjectStoragePath:
+    """Run ``run``'s describes, ``loads/<run id>/salesforce_describe/<Object>.json``: the full load's
+    pre-flight writes the fresh ones it reads (:func:`check_write_access`), and a load task reads its
+    object's from here instead of asking Salesforce again (one call a task); an object nobody read yet in
+    this run is described by the first task that needs it.  A later run (or a cleared pre-flight)
+    describes again."""
+    return root / "loads" / run / "salesforce_describe"
 
 
-def check_write_access(spec: MappingSpec, root: ObjectStoragePath) -> dict[str, Any]:
+def check_write_access(spec: MappingSpec, root: ObjectStoragePath, describe_run: str | None = None) -> dict[str, Any]:
     """Pre-flight before any write: the integration user can read and edit every field the mapping writes.
 
     Reads the describes as that user (field-level security applies: a field it cannot read is absent,
-    one it cannot edit is neither createable nor updateable) and fails naming every gap.
+    one it cannot edit is neither createable nor updateable) and fails naming every gap.  ``describe_run``:
+    keep those fresh describes for that run's load tasks (:func:`describe_cache`).
     """
     config = staging.read_json(root / "discover" / "clio_config.json") or {}
     plan = build_schema_plan(spec, None, clio_custom_fields=config.get("custom_fields") or (),
                              practice_areas=config.get("practice_areas") or ())
-    missing = missing_access(migration.salesforce_hook(params(), describe_cache=describe_cache(root)), plan.access)
+    hook = migration.salesforce_hook(params(), **({"describe_cache": describe_cache(root, describe_run)}
+                                                  if describe_run else {}))
+    missing = missing_access(hook, plan.access)
     if missing:
         raise AirflowFailException(
             f"pre-flight: the integration user cannot write what the mapping writes ({len(missing)} missing "
@@ -206,7 +210,7 @@ def load_one(path: str | list[str], phase: str, deferred: bool = False, window_r
         hold_lease(phase)
     try:
         summary = load_batch(
-            migration.salesforce_hook(params(), describe_cache=describe_cache(root)), group if len(group) > 1 else tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,
+            migration.salesforce_hook(params(), describe_cache=describe_cache(root, run_id())), group if len(group) > 1 else tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,
             mode=p.get("load_mode", "auto"), load_order=spec.load_order, deferred=deferred,
             window_root=window_root,
             clear_fields=owned_fields(spec, tpath.parent.name, tpath.name.split("-batch-")[0]) if clear_fields else None,
