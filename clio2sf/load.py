@@ -1310,22 +1310,25 @@ def _run_natural_key(
     return out
 
 
+def _written_fields(envelopes: Sequence[Envelope], idx: Iterable[int], ext: str) -> list[str]:
+    """The Salesforce fields the rows ``idx`` write (a lookup column as its id field), without Id and ``ext``."""
+    fields = [Column.parse(key).id_field for key in header_union(envelopes[i].row for i in idx)]
+    return [f for f in dict.fromkeys(fields) if f not in ("Id", ext)]
+
+
 def capture_before_images(
     client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int] | None = None,
     fields_of: Sequence[int] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Current values of the fields a batch is about to write, keyed by external id (for rollback): of
-    the rows ``idx`` (all by default), the fields any row of ``fields_of`` (default ``idx``) writes."""
+    the rows ``idx`` (all by default), the fields any row of ``fields_of`` (default ``idx``) writes.
+    Only rows whose record exists have one, so the keys also say which exist."""
     idx = list(range(len(envelopes))) if idx is None else list(idx)
     if not idx or not envelopes[idx[0]].external_id_field:
         return {}
     env0 = envelopes[idx[0]]
     ext = env0.external_id_field
-    fields = []
-    for key in header_union(envelopes[i].row for i in (idx if fields_of is None else fields_of)):
-        col = Column.parse(key)
-        fields.append(col.id_field)
-    fields = [f for f in dict.fromkeys(fields) if f not in ("Id", ext)]
+    fields = _written_fields(envelopes, idx if fields_of is None else fields_of, ext)
     out: dict[str, dict[str, Any]] = {}
     ids = {str(envelopes[i].row[ext]) for i in idx}
     found = lookup_records(client, env0.sobject, ["Id", ext, *fields], ext, ids)
@@ -1333,6 +1336,17 @@ def capture_before_images(
     for rec in typed_rows(client, env0.sobject, found) if _bulk_query(client) is not None else found:
         out[str(rec[ext]).casefold()] = {"Id": rec["Id"], **{f: rec.get(f) for f in fields}}
     return out
+
+
+def before_images_of(images: Mapping[str, Mapping[str, Any]], envelopes: Sequence[Envelope]) -> dict[str, dict[str, Any]]:
+    """``images`` (:func:`capture_before_images` of more rows) cut to ``envelopes``: their rows' images, of
+    the fields those rows write, as :func:`capture_before_images` of ``envelopes`` alone gives them."""
+    if not envelopes or not envelopes[0].external_id_field:
+        return {}
+    ext = envelopes[0].external_id_field
+    fields = _written_fields(envelopes, range(len(envelopes)), ext)
+    keys = {str(e.external_id).casefold() for e in envelopes}
+    return {k: {"Id": v["Id"], **{f: v.get(f) for f in fields}} for k, v in images.items() if k in keys}
 
 
 def repeated_external_ids(envelopes: Sequence[Envelope], skip: Mapping[int, Any] = ()) -> dict[int, RowOutcome]:
@@ -1416,6 +1430,7 @@ def load_rows(
     row_cap: int = BULK_ROW_CAP,
     retry_wait: float = 2.0,
     capture_before: bool = False,
+    before_images: Mapping[str, Mapping[str, Any]] | None = None,
     note_ids: Mapping[str, str] | None = None,
     journal: WriteJournal | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -1430,6 +1445,8 @@ def load_rows(
     passed through :func:`prepare_rows` (``note_ids``: ContentNote source id → ContentNote Id,
     from the ledger, for ContentDocumentLink rows of notes).  ContentVersion and ContentNote
     rows have their own loaders (:func:`load_content_versions`, :func:`load_content_notes`).
+    ``before_images`` (with ``capture_before``): the rows' before-images the caller already took
+    (:func:`capture_before_images` of these rows, or :func:`before_images_of`), used instead of asking again.
     """
     if not envelopes:
         return LoadResult([])
@@ -1446,7 +1463,9 @@ def load_rows(
     natural = envelopes[0].external_id_field is None
     step = _run_natural_key if natural else _run_upsert
     before: dict[str, dict[str, Any]] = {}
-    if capture_before and not natural:
+    if capture_before and not natural and before_images is not None:
+        before = {k: dict(v) for k, v in before_images.items()}  # taken by the caller: not looked up again
+    elif capture_before and not natural:
         # only rows already in Salesforce have a before-image: when the existence look-up above ran, ask
         # for theirs alone (none at all on a first load) instead of looking up every row again
         there = None if have is None else [i for i, e in enumerate(envelopes) if str(e.external_id).casefold() in have]

@@ -44,6 +44,8 @@ from clio2sf.load import (
     SPECIAL_LOADERS,
     Envelope,
     LoadResult,
+    before_images_of,
+    capture_before_images,
     chunked,
     deferred_columns,
     existing_external_ids,
@@ -805,11 +807,15 @@ def load_batch(
     envs = [Envelope.from_dict(e) for p in paths for e in read_part(p)]
     if deferred:
         phase = f"{phase}_deferred"  # its own ledger/rejects files: never overwrites the first pass
+    images = None
     if load_order is not None and sobject not in SPECIAL_LOADERS:
         first, second = split_deferred(envs, deferred_columns(client, envs, load_order))
         if deferred:
-            have = existing_external_ids(client, second)
-            envs = [e for e in second if str(e.external_id).casefold() in have]
+            # one look-up says which records exist and holds their before-images (for rollback), so the
+            # load below does not look them up again
+            found = capture_before_images(client, second)
+            envs = [e for e in second if str(e.external_id).casefold() in found]
+            images = before_images_of(found, envs)
         else:
             envs = first
     elif deferred:
@@ -843,7 +849,7 @@ def load_batch(
             if nulled:
                 log.info("%s %s: %d cleared field value(s) sent as null", sobject, batch, nulled)
         result = load_rows(client, envs, mode=mode, note_ids=note_ids, sleep=sleep,  # type: ignore[arg-type]
-                           capture_before=capture, journal=journal)
+                           capture_before=capture, before_images=images, journal=journal)
     adopt_created(result, journal, lambda ids: ledger_index.sf_ids_written_by_others(
         mroot, sobject, ids, exclude=(run_id, phase, batch)))
     replaced = delete_stale_links(client, sobject, stale_links(previous, envs, result)) if previous is not None else []
