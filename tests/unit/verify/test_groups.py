@@ -199,3 +199,26 @@ def test_a_group_over_the_cap_is_never_built_whole_and_its_parts_find_what_the_w
         if sizes[objects] > 3:
             assert max(n for _, n in mine) < sizes[objects]
     assert all(count == 1 for o, count, _ in builds if o in {("matters",), ("bills",)})  # under the cap: whole
+
+
+def test_distinct_clio_ids_and_duplicates_are_counted_from_hashes_exactly(monkeypatch):
+    """The index keeps a hash of each Clio id, not the ids: with every hash colliding or not, in one
+    bucket or many, the distinct count and each duplicate (in the org's order, once each time seen
+    again) are those of the ids themselves."""
+    org = _big_firm()[1]
+    org["Task"].append({**org["Task"][6], "Id": "00T000000000903AAA"})  # task-306 a third time
+    org["Task"].append({**org["Task"][2], "Id": "00T000000000904AAA"})  # task-301 twice
+
+    def counted():
+        rb = readback.index(FakeSF(org, types=g.TYPES), ["Task", "Account", "Contact"], ids=False)
+        return rb.sizes, dict(rb.duplicates), rb.queries
+
+    sizes, dups, queries = counted()
+    assert dups == {"Task": ["task-306", "task-306", "task-301"], "Account": ["contact-1"]}
+    assert sizes == {"Task": len({t["Clio_Id__c"] for t in org["Task"]}), "Account": 3, "Contact": 13}
+    for bucket, hashed in [(2, hash), (1, len), (3, lambda key: 7)]:
+        monkeypatch.setattr(readback, "BUCKET", bucket)
+        monkeypatch.setattr(readback, "_hash", hashed)
+        assert counted()[:2] == (sizes, dups), (bucket, hashed)
+    assert queries == 3 + 2  # the sobjects with a hash seen twice read again (their ids decide): Task, Account
+    assert counted()[2] == 3 + 3  # every hash the same: every sobject read again
