@@ -261,9 +261,10 @@ def _batch_of(path: Any) -> str:
 
 
 #: Rows a full-load task loads at least (when the object has that many).  A Bulk API 2.0 job costs
-#: about 7 calls whatever its size (create, upload, close, poll, three result files) and a task a
-#: describe or two: 2,000-row tasks cost ~10 calls per 2,000 rows (sObject collections: 2,000 rows
-#: are below the Bulk threshold), 20,000-row tasks ~5 per 10,000 (``benchmarks.bench_load_calls``).
+#: about 5 calls whatever its size (create, upload, close, status, successful results; the failed and
+#: unprocessed files only when the job says they hold rows) and a look-up at least 3 (a query job):
+#: 2,000-row tasks cost ~10 calls per 2,000 rows (sObject collections: 2,000 rows are below the Bulk
+#: threshold), 20,000-row tasks ~3-7 per 10,000 (``benchmarks.bench_load_calls``).
 #: Objects with their own loader (bytes, note bodies) keep one file per task.
 LOAD_GROUP_ROWS = 20_000
 
