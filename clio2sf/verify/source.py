@@ -225,8 +225,8 @@ class Builder:
         self.context, self.sizes = context, sizes
         self.part = WHOLE  # the part being built (:meth:`build`)
         self.out = Expectations()
-        self.contacts: dict[str, Mapping[str, Any]] = {}
-        self.matters: dict[str, Mapping[str, Any]] = {}
+        self.contacts: dict[str, str | tuple[Any, ...]] = {}  # id → COMPANY, or a person's companies (ids)
+        self.matters: dict[str, Mapping[str, Any]] = {}  # only when matters go to more than one object
         self.clio_users: dict[str, Mapping[str, Any]] = {}
         self._indexed = False
         opts = spec.options
@@ -325,8 +325,10 @@ class Builder:
         return rec
 
     def matter_target(self, matter_id: Any) -> str:
+        if len(self.spec.matter_objects) == 1:
+            return self.spec.matter_objects[0]
         rec = self.matters.get(str(matter_id))
-        if len(self.spec.matter_objects) == 1 or rec is None:
+        if rec is None:
             return self.spec.matter_objects[0] if len(self.spec.matter_objects) == 1 else self.spec.options["matter_object"]
         return self.spec.matter_target(rec)
 
@@ -339,17 +341,18 @@ class Builder:
             rec.links[lookup_field(column)] = (f"matter-{mid}", link["from"])
 
     def account_of_person(self, person: Mapping[str, Any]) -> str:
-        company = (person.get("company") or {}).get("id")
-        if company is not None and self._is_company(company):
-            return f"contact-{company}"
-        for rc in person.get("related_contacts") or ():
-            if rc.get("type") == "Company" and rc.get("id") is not None and self._is_company(rc["id"]):
-                return f"contact-{rc['id']}"
+        return self._account_of(_companies_of(person))
+
+    def _account_of(self, companies: tuple[Any, ...]) -> str:
+        """A person's Account: its company, else its first related company, that is a company in
+        Clio; else the firm's individual-client account."""
+        for cid in companies:
+            if self._is_company(cid):
+                return f"contact-{cid}"
         return self.individual
 
     def _is_company(self, cid: Any) -> bool:
-        rec = self.contacts.get(str(cid))
-        return rec is not None and rec.get("type") == "Company"
+        return self.contacts.get(str(cid)) == COMPANY
 
     def client_refs(self, client_id: Any) -> dict[str, str]:
         if client_id is None:
@@ -357,9 +360,9 @@ class Builder:
         rec = self.contacts.get(str(client_id))
         if rec is None:
             return {"Contact": f"contact-{client_id}"}
-        if rec.get("type") == "Company":
+        if rec == COMPANY:
             return {"Account": f"contact-{client_id}"}
-        return {"Contact": f"contact-{client_id}", "Account": self.account_of_person(rec)}
+        return {"Contact": f"contact-{client_id}", "Account": self._account_of(rec)}
 
     def base(self, sobject: str, key: str, env: Mapping[str, Any], obj: str) -> RecordExpectation:
         d = env.get("data") or {}
@@ -373,12 +376,15 @@ class Builder:
         return self.build(self.objects)
 
     def index_parents(self) -> None:
-        """The compact views of contacts, matters and users (:meth:`parent_view`) the derivations of
-        other objects read: built once, kept while any object is built."""
+        """What the derivations of other objects read of contacts, matters and users (:meth:`parent_view`):
+        built once, kept while any object is built."""
         if self._indexed:
             return
         self._indexed = True
-        for name, index in (("contacts", self.contacts), ("matters", self.matters), ("users", self.clio_users)):
+        names = [("contacts", self.contacts), ("users", self.clio_users)]
+        if len(self.spec.matter_objects) > 1:  # else every matter goes to the one object: nothing to read
+            names.insert(1, ("matters", self.matters))
+        for name, index in names:
             # parents come from the whole extraction (``context``), overlaid by the records verified
             for env in (self.context(name) if self.context is not None else ()):
                 if isinstance(env.get("data"), Mapping):
@@ -457,14 +463,13 @@ class Builder:
             groups.append(mine)
         return [(tuple(o for o in objs if o in g[0]), tuple(sorted(g[1]))) for g in groups]
 
-    def parent_view(self, name: str, d: Mapping[str, Any]) -> Mapping[str, Any]:
+    def parent_view(self, name: str, d: Mapping[str, Any]) -> Any:
         """What the derivations read of a parent record, not the whole record (a firm's contacts and
-        matters would be held in memory): a contact's type, company and related companies, a
-        matter's target inputs (``spec.matter_target``), a user's email and name."""
+        matters would be held in memory): whether a contact is a company (``COMPANY``), else the ids of
+        the companies a person's Account may be (:func:`_companies_of`); a matter's target inputs
+        (``spec.matter_target``), a user's email and name."""
         if name == "contacts":
-            related = d.get("related_contacts")
-            return {"type": d.get("type"), "company": _ids(d.get("company"), "id"),
-                    "related_contacts": [_ids(rc, "type", "id") for rc in related] if isinstance(related, list) else related}
+            return COMPANY if d.get("type") == "Company" else _companies_of(d)
         if name == "matters":
             cf_name = self.spec.options.get("matter_object_field")
             values = d.get("custom_field_values")
@@ -745,6 +750,20 @@ class Builder:
                    None)
         user = self.user_of_calendar(cal.get("id"), {**cal, **(ref or {})})
         return OwnerExpectation(user, "calendar_owner", f"the user of calendar {cal.get('id')}")
+
+
+COMPANY = "Company"
+
+
+def _companies_of(person: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The contact ids a person's Account may be, in order: its company, then its related contacts
+    of type Company (whether each is a company in Clio is decided by the contacts themselves)."""
+    company = person.get("company")
+    out = [company.get("id")] if isinstance(company, Mapping) and company.get("id") is not None else []
+    for rc in person.get("related_contacts") or ():
+        if isinstance(rc, Mapping) and rc.get("type") == "Company" and rc.get("id") is not None:
+            out.append(rc["id"])
+    return tuple(out)
 
 
 def _ids(value: Any, *keys: str) -> Any:
