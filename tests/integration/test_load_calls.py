@@ -102,13 +102,18 @@ def test_a_calendar_with_look_ups_and_before_images_stays_within_ten_calls_per_t
     assert calls * 10_000 / sum(g["rows"] for g in got.values()) <= 8, got
 
 
-def test_failed_and_unprocessed_rows_are_still_read_and_recorded(sf, tmp_path):
+def test_failed_and_unprocessed_rows_are_still_read_and_recorded(sf, tmp_path, monkeypatch):
     """The result files a job's info says are empty are not read; the ones that hold rows are: a job with
     rows Salesforce refused reads its failed results, a job that failed (seeded through the sandbox) its
     unprocessed records, and every row ends with an outcome in the ledger (success id, or failure and error)."""
     from benchmarks.bench_load_calls import stage_envelopes
     from benchmarks.bench_salesforce import EXT, make_row
+    from clio2sf_airflow import migration
+    from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
 
+    # the tasks' hook with short waits between status calls (the calls are the same, the test faster)
+    monkeypatch.setattr(migration, "salesforce_hook", lambda p, **kw: ClioSalesforceHook(
+        migration.salesforce_conn_id(p), poll_interval=0.1, max_poll_interval=0.5, **kw))
     mroot = tmp_path / "stage" / "harlow_vance" / "bench-calls"
     bad = {7, 1_001, 2_222}  # Salesforce refuses these rows: INVALID_EMAIL_ADDRESS
     envs = []
@@ -167,7 +172,7 @@ def test_the_deferred_pass_looks_its_rows_up_once_with_the_same_before_images(sf
                      "natural_key": None, "row": row})
     stage_envelopes(mroot, "Contact", envs, "contacts", file_rows=2_600)
     path = next((mroot / "transformed" / "Contact").iterdir())
-    hook = ClioSalesforceHook()
+    hook = ClioSalesforceHook(poll_interval=0.1, max_poll_interval=0.5)
     kw = {"migration_id": MIGRATION, "load_order": ["Account", "Contact"]}
     first = pipeline.load_batch(hook, path, mroot, run_id="r1", **kw)
     assert (first["created"], first["failed"]) == (2_600, 0), first
