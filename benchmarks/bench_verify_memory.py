@@ -90,8 +90,9 @@ def setup(work: Path, preset: str, clio: Any, sf: Any) -> dict[str, Any]:
     return ready
 
 
-def measure(work: Path) -> dict[str, Any]:
-    """In this (fresh) process: verify the whole firm; RSS before and peak."""
+def measure(work: Path, part_records: int | None = None) -> dict[str, Any]:
+    """In this (fresh) process: verify the whole firm; RSS before and peak. ``part_records``: the
+    verifier's cap on a group compared at once (``run.PART_RECORDS``), default the code's."""
     from clio2sf import staging
     from clio2sf.extract import read_records
     from clio2sf.mapping.spec import load_spec
@@ -110,6 +111,8 @@ def measure(work: Path) -> dict[str, Any]:
         return wrapped
 
     assert verify_run.source is source  # verify_migration calls these through their modules
+    if part_records is not None:
+        verify_run.PART_RECORDS = part_records
     for mod, name in ((readback, "index"), (accounting, "account")):
         setattr(mod, name, after(name, getattr(mod, name)))
     build, group = source.Builder.build, compare.Comparison.group
@@ -129,10 +132,11 @@ def measure(work: Path) -> dict[str, Any]:
     return {"rss_before_mb": round(before / 1024, 1), "peak_rss_mb": round(_rss_kb("VmHWM") / 1024, 1),
             "seconds": round(time.monotonic() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1),
             **{k: result[k] for k in ("records_compared", "fields_compared", "mismatches", "explained", "queries")},
-            "unaccounted_fields": len(result["unaccounted_fields"]), "rss_after_steps_mb": steps}
+            "unaccounted_fields": len(result["unaccounted_fields"]), "rss_after_steps_mb": steps,
+            "part_records": getattr(verify_run, "PART_RECORDS", None)}
 
 
-def run(work: Path, preset: str = "large", code: Path = ROOT) -> list[Figure]:
+def run(work: Path, preset: str = "large", code: Path = ROOT, part_records: int | None = None) -> list[Figure]:
     """Set up once, then measure ``code``'s verifier (a checkout: this one, or e.g. a worktree of an
     earlier commit for a before figure) in a fresh process."""
     from sandbox.clio.testing import run_clio_sandbox
@@ -149,7 +153,8 @@ def run(work: Path, preset: str = "large", code: Path = ROOT) -> list[Figure]:
             ready = setup(work, preset, clio, sf)
         env = {**env, "PYTHONPATH": f"{code}:{code / 'plugins'}"}
         load = os.getloadavg()[0]
-        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_verify_memory", "--measure", str(work)],
+        extra = ["--part-records", str(part_records)] if part_records is not None else []
+        out = subprocess.run([sys.executable, "-m", "benchmarks.bench_verify_memory", "--measure", str(work), *extra],
                              cwd=code, env=env, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise RuntimeError(f"verify process failed:\n{out.stderr[-4000:]}")
@@ -227,10 +232,12 @@ def main() -> None:
     ap.add_argument("--record", default=None, metavar="LABEL",
                     help="keep the figure under LABEL in benchmarks/results/verify_memory.{json,md}")
     ap.add_argument("--render", action="store_true", help="write verify_memory.md again from verify_memory.json")
+    ap.add_argument("--part-records", type=int, default=None,
+                    help="the verifier's cap on a group compared at once (run.PART_RECORDS); default the code's")
     ap.add_argument("--measure", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        print(json.dumps(measure(Path(args.measure))))
+        print(json.dumps(measure(Path(args.measure), args.part_records)))
         return
     if args.render:  # the page again from the recorded figures
         render(json.loads((RESULTS / "verify_memory.json").read_text(encoding="utf-8")))
@@ -238,7 +245,7 @@ def main() -> None:
     import tempfile
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-verify-memory-"))
-    figs = run(work, args.preset, Path(args.code).resolve() if args.code else ROOT)
+    figs = run(work, args.preset, Path(args.code).resolve() if args.code else ROOT, args.part_records)
     for f in figs:
         print(json.dumps(f.as_dict()))
     if args.record:

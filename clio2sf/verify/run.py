@@ -45,7 +45,7 @@ def rejects_of(root: Any) -> compare.Rejects:
 
 #: A group with more records than this (expected from Clio's raw data, or held by the org: a
 #: calendar's occurrences) is built and compared in parts of about this many (``source.Part``).
-PART_RECORDS = 12_000
+PART_RECORDS = 25_000
 
 
 def parts_of(builder: source.Builder, objects: tuple[str, ...], sobjects: tuple[str, ...], rb: readback.ReadBack,
