@@ -10,7 +10,8 @@ ids, in 2,000-record batches as the extract writes them; per matter ~2.6 contact
 chosen objects with their task context, one process, one core.  Records/s counts the Clio records
 of the batches over the CPU time of those task calls (look-ups, reading, transforming, writing;
 the wall time is in the detail: on a shared machine it also holds other processes' turns), after one
-untimed warm-up call.  With ``--raw-root`` the records are a real extraction's (the sandbox firm's
+untimed warm-up call: per object (its batches alone, in the task calls the plan gives them), then
+all the objects measured in the task calls the plan packs them in (several objects a task).  With ``--raw-root`` the records are a real extraction's (the sandbox firm's
 are ~2 KB each, larger than the fixtures), re-batched as mig_02_extract writes them, every record
 object.  Target: ≥ 20,000 records/s per core.
 """
@@ -104,32 +105,47 @@ def run(work: Path, matters: int, objects: list[str] | None, raw_root: Path | No
     from clio2sf_airflow.phases import full_load
 
     figs = []
-    total_records, total_cpu = 0, 0.0
     with task_context("bench-transform"):
         items = full_load.plan_transform()
+        chosen = objects or sorted({o for i in items for o in i["objects"]})
         # Warm-up (not timed): the first call in a process imports and compiles what every later one reuses;
         # a DAG task pays that in its start-up (see the DAG benchmark), not per record.
-        full_load.transform_batch(min(items, key=lambda i: len(i["paths"])))
-        for name in objects or sorted({i["object"] for i in items}):
-            mine = [i for i in items if i["object"] == name]
-            t0, c0 = time.perf_counter(), time.process_time()
-            records = sum(full_load.transform_batch(item)["records"] for item in mine)
-            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        smallest = min((o for o in chosen if counts.get(o)), key=lambda o: counts[o], default=None)
+        if smallest is not None:
+            full_load.transform_batch(next(_only(i, [smallest]) for i in items if smallest in i["objects"]))
+        for name in chosen:  # each object's batches alone, in the tasks the plan gives them
+            mine = [_only(i, [name]) for i in items if name in i["objects"]]
+            records, cpu, seconds = _timed(full_load, mine)
             if not records:
                 continue
-            total_records, total_cpu = total_records + records, total_cpu + cpu
             rate = records / cpu  # per core: CPU time of this one process (the machine may be shared)
             figs.append(Figure("transform", f"DAG transform_batch task records/s per core ({name})",
                                f"{records:,} records in {len(mine)} task call(s), {firm}",
                                round(rate), "records/s", "≥ 20,000", at_least(rate, 20_000),
                                detail={"cpu_seconds": round(cpu, 2), "wall_seconds": round(seconds, 2),
                                        "records_per_wall_second": round(records / seconds)}))
-    if len(figs) > 1:
-        rate = total_records / total_cpu
-        figs.append(Figure("transform", "DAG transform_batch task records/s per core (all objects measured)",
-                           f"{total_records:,} records, {firm}", round(rate), "records/s", "≥ 20,000",
-                           at_least(rate, 20_000), detail={"cpu_seconds": round(total_cpu, 2)}))
+        if len(figs) > 1:  # the objects measured as the plan packs them: several objects a task
+            planned = [_only(i, chosen) for i in items if set(i["objects"]) & set(chosen)]
+            records, cpu, seconds = _timed(full_load, planned)
+            rate = records / cpu
+            figs.append(Figure("transform", "DAG transform_batch task records/s per core (all objects measured)",
+                               f"{records:,} records in {len(planned)} task call(s) as planned, {firm}", round(rate),
+                               "records/s", "≥ 20,000", at_least(rate, 20_000),
+                               detail={"cpu_seconds": round(cpu, 2), "wall_seconds": round(seconds, 2),
+                                       "per_object_cpu_seconds": round(sum(f.detail["cpu_seconds"] for f in figs), 2)}))
     return figs
+
+
+def _only(item: dict, names: list[str]) -> dict:
+    """The part of a planned work item (``load_common.raw_groups``) holding the batches of ``names``."""
+    keep = [(p, o) for p, o in zip(item["paths"], item["objects"], strict=True) if o in names]
+    return {"object": keep[0][1], "path": keep[0][0], "paths": [p for p, _ in keep], "objects": [o for _, o in keep]}
+
+
+def _timed(full_load, items: list[dict]) -> tuple[int, float, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
+    records = sum(full_load.transform_batch(item)["records"] for item in items)
+    return records, time.process_time() - c0, time.perf_counter() - t0
 
 
 def main() -> None:

@@ -150,7 +150,8 @@ def _lookup_data(env: Any) -> Any:
     return env.get("data")
 
 
-def build_lookup(mroot: Any, names: Iterable[str], spec: MappingSpec | None = None) -> dict[str, dict[Any, Any]]:
+def build_lookup(mroot: Any, names: Iterable[str], spec: MappingSpec | None = None,
+                 tables: dict[str, dict[Any, Any]] | None = None) -> dict[str, dict[Any, Any]]:
     """Index staged objects for the transforms: ``{object: {clio id: minimal record}}``.
 
     ``calendar_entries`` is indexed as ``calendar_entry_overrides`` (``{parent id: [start_at, ...]}``),
@@ -162,14 +163,20 @@ def build_lookup(mroot: Any, names: Iterable[str], spec: MappingSpec | None = No
     naming every batch file's sha256, the matter-object option and this code's version of the minimal
     record: every transform task needs the firm's contacts and matters, and reading the compact table
     costs a fraction of parsing every staged record again.  A missing or stale table is rebuilt.
+
+    ``tables``: tables already read by this task (``{object: table}``, filled here), so a task
+    transforming several objects reads each table once; each call still returns only ``names``.
     """
     mof = spec.options.get("matter_object_field") if spec is not None else None
     out: dict[str, dict[Any, Any]] = LookupTables()
     for name in dict.fromkeys(names):
+        label = "calendar_entry_overrides" if name == "calendar_entries" else name
+        if tables is not None and name in tables:
+            out[label] = tables[name]
+            continue
         manifest = staging.read_manifest(mroot, name)
         if manifest is None:
             continue
-        label = "calendar_entry_overrides" if name == "calendar_entries" else name
         key = _lookup_key(name, manifest, mof)
         cache = staging.raw_dir(mroot, name) / LOOKUP_CACHE
         table = _read_lookup(cache, key) if key is not None else None
@@ -178,6 +185,8 @@ def build_lookup(mroot: Any, names: Iterable[str], spec: MappingSpec | None = No
             if key is not None:
                 _write_lookup(cache, key, table)
         out[label] = table
+        if tables is not None:
+            tables[name] = table
     return out
 
 
@@ -476,7 +485,9 @@ def transform_batch(
     records that do not load.
     """
     batch = _batch_of(raw_batch_path)
-    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    # each row is encoded as it comes (a calendar entry's occurrences are many rows): what waits for
+    # the file is its line of bytes, not the row's dicts
+    rows: dict[str, list[bytes]] = defaultdict(list)
     rejects: list[dict[str, Any]] = []
     records = 0
 
@@ -488,12 +499,16 @@ def transform_batch(
 
     results = transform_object(clio_object, counted(staging.read_jsonl_gz(raw_batch_path)), spec, user_map,
                                lookup=lookup, horizon=horizon)
+    encode = staging.encode_line
     for res in results:
-        (rejects.append(res) if is_reject(res) else rows[res["sobject"]].append(res))
+        if is_reject(res):
+            rejects.append(res)
+        else:
+            rows[res["sobject"]].append(encode(res, _scalar_finite_row))
     paths: dict[str, str] = {}
-    for sobject, envs in sorted(rows.items()):
+    for sobject, lines in sorted(rows.items()):
         path = out_root / "transformed" / sobject / f"{clio_object}-{batch}.jsonl.gz"
-        staging.write_jsonl_gz(path, envs, level=TRANSFORMED_GZIP_LEVEL, fast=_scalar_finite_row)
+        staging.write_lines_gz(path, lines, level=TRANSFORMED_GZIP_LEVEL)
         paths[sobject] = str(path)
     rejects_path = write_rejects(out_root, "transform", clio_object, batch, rejects) if rejects else None
     quarantined = [r for r in rejects if r.get("repair") is None]

@@ -240,6 +240,31 @@ _DECODER = msgspec.json.Decoder()
 _FAST_ENCODER = msgspec.json.Encoder()
 
 
+def encode_line(rec: Any, fast: Callable[[Any], bool] | None = None) -> bytes:
+    """One JSON line (no newline) as :func:`encode_jsonl_gz` writes it; ``fast``: see there."""
+    return _FAST_ENCODER.encode(rec) if fast is not None and fast(rec) else _ENCODER.encode(rec).encode()
+
+
+def gzip_lines(lines: Iterable[bytes], level: int = GZIP_LEVEL) -> bytes:
+    """Gzip-compress encoded lines (:func:`encode_line`), each followed by a newline, mtime 0: the
+    bytes :func:`encode_jsonl_gz` gives for the same records."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=level) as gz:
+        chunk: list[bytes] = []
+        size = 0
+        for line in lines:
+            chunk.append(line)
+            size += len(line)
+            if size >= _CHUNK_BYTES:
+                chunk.append(b"")
+                gz.write(b"\n".join(chunk))
+                chunk, size = [], 0
+        if chunk:
+            chunk.append(b"")
+            gz.write(b"\n".join(chunk))
+    return buf.getvalue()
+
+
 def encode_jsonl_gz(records: Iterable[dict[str, Any]], level: int = GZIP_LEVEL,
                     fast: Callable[[dict[str, Any]], bool] | None = None) -> tuple[bytes, int]:
     """Return gzip-compressed JSON lines (mtime 0, so equal records give equal bytes) and the count.
@@ -247,25 +272,16 @@ def encode_jsonl_gz(records: Iterable[dict[str, Any]], level: int = GZIP_LEVEL,
     ``fast``: records it accepts are written by msgspec (~3x faster than json, the same JSON text for
     strings, integers, finite floats, booleans and null); it must refuse a record holding NaN or an
     infinity, which msgspec would write as null (json writes ``NaN``, read back as NaN)."""
-    buf = io.BytesIO()
     count = 0
-    encode, encode_fast = _ENCODER.encode, _FAST_ENCODER.encode
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=level) as gz:
-        lines: list[bytes] = []
-        size = 0
+
+    def encoded() -> Iterator[bytes]:
+        nonlocal count
         for rec in records:
-            line = encode_fast(rec) if fast is not None and fast(rec) else encode(rec).encode()
-            lines.append(line)
-            size += len(line)
             count += 1
-            if size >= _CHUNK_BYTES:
-                lines.append(b"")
-                gz.write(b"\n".join(lines))
-                lines, size = [], 0
-        if lines:
-            lines.append(b"")
-            gz.write(b"\n".join(lines))
-    return buf.getvalue(), count
+            yield encode_line(rec, fast)
+
+    data = gzip_lines(encoded(), level)
+    return data, count
 
 
 def write_jsonl_gz(path: Any, records: Iterable[dict[str, Any]], level: int = GZIP_LEVEL,
@@ -277,6 +293,15 @@ def write_jsonl_gz(path: Any, records: Iterable[dict[str, Any]], level: int = GZ
     ``fast``: see :func:`encode_jsonl_gz`.
     """
     data, count = encode_jsonl_gz(records, level, fast)
+    return _write_gz(path, data, count)
+
+
+def write_lines_gz(path: Any, lines: list[bytes], level: int = GZIP_LEVEL) -> dict[str, Any]:
+    """:func:`write_jsonl_gz` of records already encoded (:func:`encode_line`): the same file."""
+    return _write_gz(path, gzip_lines(lines, level), len(lines))
+
+
+def _write_gz(path: Any, data: bytes, count: int) -> dict[str, Any]:
     write_bytes_atomic(path, data)
     return {
         "file": path.name,

@@ -112,7 +112,7 @@ def occurrences(
             occ = naive.replace(tzinfo=tz)
             if occ > horizon or count >= max_count:
                 return
-            if occ.astimezone(UTC) in excluded_dt or occ.date() in excluded_dates:
+            if (excluded_dt and occ.astimezone(UTC) in excluded_dt) or (excluded_dates and occ.date() in excluded_dates):
                 continue
             count += 1
             yield occ

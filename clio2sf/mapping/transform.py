@@ -810,12 +810,27 @@ def _calendar_entries(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[Transfo
         instances = [(f"{sid}@{occurrence_suffix(s)}", s) for s in starts]
     else:
         instances = [(sid, start)]
-    attendees = d.get("attendees") or ()
+    # What links each occurrence to its attendees is the same for every occurrence: worked out once
+    # (an unlinked attendee is reported once, with the first occurrence), an occurrence only adds its id.
+    links: list[tuple[str, str, Any]] = []  # (suffix of the relation's id, relation column, value)
+    for att in (d.get("attendees") or ()) if instances else ():
+        if att.get("type") == "Contact" and att.get("id") is not None:
+            links.append((f"#contact-{att['id']}", "Contact:Relation.Clio_Id__c", f"contact-{att['id']}"))
+        elif att.get("id") is not None:
+            uid, why = _attendee_user(ctx, att)
+            sf_user = ctx.users.get(uid) if uid is not None else None
+            if sf_user is not None:
+                links.append((f"#user-{uid}", "RelationId", sf_user))
+            else:
+                if uid is not None:
+                    why = f"its user {uid} has no matched Salesforce user"
+                issues.add("attendees", "unmapped_attendee", f"{sid}: attendee {att.get('type') or 'User'} {att['id']}: {why}",
+                           "attendee not linked")
     for inst_sid, inst_start in instances:
         row = dict(base)
         row["Clio_Id__c"] = inst_sid
-        inst_end = inst_start + duration
         if all_day:
+            inst_end = inst_start + duration
             first = inst_start.astimezone(tz).date() if rule else inst_start.date()
             last_moment = inst_end - timedelta(microseconds=1) if inst_end > inst_start else inst_end
             last = last_moment.astimezone(tz).date() if rule else last_moment.date()
@@ -829,23 +844,12 @@ def _calendar_entries(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[Transfo
             # RFC 5545 3.8.5.3: with DTEND every occurrence lasts the same *exact* duration; adding it to the
             # local wall time made an occurrence across a daylight-saving change an hour longer or shorter
             row["EndDateTime"] = (inst_start.astimezone(UTC) + duration).astimezone(inst_start.tzinfo).isoformat()
-        yield _envelope("Event", inst_sid, row)
-        for att in attendees:
-            if att.get("type") == "Contact" and att.get("id") is not None:
-                yield _envelope("EventRelation", f"{inst_sid}#contact-{att['id']}",
-                                {"Event.Clio_Id__c": inst_sid, "Contact:Relation.Clio_Id__c": f"contact-{att['id']}", "IsInvitee": True},
-                                ["EventId", "RelationId"])
-            elif att.get("id") is not None:
-                uid, why = _attendee_user(ctx, att)
-                sf_user = ctx.users.get(uid) if uid is not None else None
-                if sf_user is not None:
-                    yield _envelope("EventRelation", f"{inst_sid}#user-{uid}",
-                                    {"Event.Clio_Id__c": inst_sid, "RelationId": sf_user, "IsInvitee": True}, ["EventId", "RelationId"])
-                elif inst_sid == instances[0][0]:
-                    if uid is not None:
-                        why = f"its user {uid} has no matched Salesforce user"
-                    issues.add("attendees", "unmapped_attendee", f"{sid}: attendee {att.get('type') or 'User'} {att['id']}: {why}",
-                               "attendee not linked")
+        yield {"sobject": "Event", "source_system_id": inst_sid, "external_id_field": "Clio_Id__c",
+               "natural_key": None, "row": row}
+        for suffix, column, value in links:
+            yield {"sobject": "EventRelation", "source_system_id": inst_sid + suffix, "external_id_field": None,
+                   "natural_key": ["EventId", "RelationId"],
+                   "row": {"Event.Clio_Id__c": inst_sid, column: value, "IsInvitee": True}}
 
 
 def _attendee_user(ctx: _Ctx, att: Mapping[str, Any]) -> tuple[Any, str]:

@@ -302,20 +302,27 @@ def test_row_slices_never_split_one_clio_records_rows(tmp_path):
     assert sum(len(e) for e in events) == 10 and not set.intersection(*events)
 
 
-def test_transform_groups_hold_enough_records_and_one_object_each(tmp_path):
-    from clio2sf_airflow.phases.load_common import raw_groups
+def test_transform_groups_hold_enough_records_across_objects(tmp_path):
+    from clio2sf_airflow.phases.load_common import _label, _parts, raw_groups
 
-    for name, sizes in {"activities": [2000, 2000, 2000, 500], "matters": [2000]}.items():
+    for name, sizes in {"activities": [2000, 2000, 2000, 500], "matters": [2000], "bills": [300]}.items():
         entries = [{"file": staging.batch_name(b), "records": n} for b, n in enumerate(sizes, 1)]
         staging.write_json(staging.raw_dir(tmp_path, name) / staging.MANIFEST, {"object": name, "batches": entries})
-    items = raw_groups(tmp_path, ("matters", "activities", "bills"), records=4000)
-    assert [(i["object"], [p.rsplit("/", 1)[-1] for p in i["paths"]]) for i in items] == [
-        ("matters", ["batch-00001.jsonl.gz"]),
-        ("activities", ["batch-00001.jsonl.gz", "batch-00002.jsonl.gz"]),
-        ("activities", ["batch-00003.jsonl.gz", "batch-00004.jsonl.gz"]),
+    items = raw_groups(tmp_path, ("matters", "activities", "users", "bills"), records=4000)
+    assert [list(zip(i["objects"], [p.rsplit("/", 1)[-1][6:11] for p in i["paths"]], strict=True)) for i in items] == [
+        [("matters", "00001"), ("activities", "00001")],
+        [("activities", "00002"), ("activities", "00003")],
+        [("activities", "00004"), ("bills", "00001")],  # the small rest shares a task (no users staged)
     ]
-    assert all(i["path"] == i["paths"][0] for i in items)
+    assert all(i["path"] == i["paths"][0] and i["object"] == i["objects"][0] for i in items)
+    assert raw_groups(tmp_path, ("matters", "activities", "users", "bills"), records=4000) == items  # replanned: same
+    assert [_label(_parts(i)) for i in items] == [
+        "matters/batch-00001-to-activities/batch-00001", "activities/batch-00002-to-00003",
+        "activities/batch-00004-to-bills/batch-00001"]
+    assert _parts(items[2]) == [("activities", [items[2]["paths"][0]]), ("bills", [items[2]["paths"][1]])]
     assert len(raw_groups(tmp_path, ("activities",), records=1)) == 4  # one batch a task, as before
+    one = {"object": "bills", "path": items[2]["paths"][1]}  # a raw_batches item (sample, delta, documents)
+    assert _parts(one) == [("bills", [one["path"]])] and _label(_parts(one)) == "bills/batch-00001.jsonl.gz"
 
 
 def test_soql_in_chunks_respect_the_value_cap_and_the_uri_budget():

@@ -103,50 +103,93 @@ def raw_batches(root: ObjectStoragePath, objects=TRANSFORMED, raw_dir: str = "ra
     return items
 
 
-#: Clio records one full-load transform task handles at least (when the object has that many): the
-#: spec, the user map and the look-ups (every staged matter and contact) are read once per task, so a
-#: task of one 2,000-record batch spent most of its time on them (``benchmarks.bench_dag_transform``).
+#: Clio records one full-load transform task handles at least (when the firm has that many): the
+#: spec, the user map and the look-ups (every staged matter and contact) are read once per task, and a
+#: task runner's own start-up costs about as much CPU as transforming ~10,000 records, so a task of one
+#: 2,000-record batch, or of one small object, spent most of its time on them
+#: (``benchmarks.bench_dag_transform``, ``benchmarks.bench_dags``).
 TRANSFORM_GROUP_RECORDS = 20_000
 
 
 def raw_groups(root: ObjectStoragePath, objects=TRANSFORMED, records: int | None = None) -> list[dict[str, Any]]:
-    """Work items of consecutive raw batches of one object holding at least ``records`` Clio records
-    (:data:`TRANSFORM_GROUP_RECORDS`): ``{"object", "path": first batch, "paths": [...]}``."""
+    """Work items of consecutive raw batches holding at least ``records`` Clio records
+    (:data:`TRANSFORM_GROUP_RECORDS`), in ``objects`` order, across objects: the small objects of a
+    firm (users, rates, credit memos, ...) share a task with their neighbours instead of each paying a
+    task's start-up.  ``{"object": first batch's object, "path": first batch, "paths": [...],
+    "objects": [object of each path]}``.  The items follow from the manifests alone, so planning again
+    (a retried or cleared ``plan_transform``) gives the same items, and each raw batch still has its
+    own transformed files and rejects, whatever item it is in."""
     records = TRANSFORM_GROUP_RECORDS if records is None else records
     items: list[dict[str, Any]] = []
+    have = records
     for name in objects:
-        have = records
         for entry in (staging.read_manifest(root, name) or {}).get("batches", []):
             path = str(root / "raw" / name / entry["file"])
             if have >= records:
-                items.append({"object": name, "path": path, "paths": []})
+                items.append({"object": name, "path": path, "paths": [], "objects": []})
                 have = 0
             items[-1]["paths"].append(path)
+            items[-1]["objects"].append(name)
             have += int(entry.get("records") or 1)
     return items
 
 
+def _parts(item: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """``(object, paths)`` of each run of one object's batches in a work item (:func:`raw_groups`,
+    or one batch: ``{"object", "path"}``)."""
+    paths = list(item.get("paths") or [item["path"]])
+    objects = list(item.get("objects") or [item["object"]] * len(paths))
+    if len(objects) != len(paths):
+        raise ValueError(f"work item of {item['object']}: {len(paths)} paths, {len(objects)} objects")
+    parts: list[tuple[str, list[str]]] = []
+    for name, path in zip(objects, paths, strict=True):
+        if not parts or parts[-1][0] != name:
+            parts.append((name, []))
+        parts[-1][1].append(path)
+    return parts
+
+
+def _label(parts: list[tuple[str, list[str]]]) -> str:
+    """``contacts/batch-00001`` for one batch, ``contacts/batch-00001-to-00006`` for several of one object,
+    ``users/batch-00001-to-relationships/batch-00005`` across objects."""
+    (first_obj, first_paths), (last_obj, last_paths) = parts[0], parts[-1]
+    first = first_paths[0].rsplit("/", 1)[-1]
+    if len(parts) == 1 and len(first_paths) == 1:
+        return f"{first_obj}/{first}"
+    last = last_paths[-1].rsplit("/", 1)[-1].split(".")[0]
+    if len(parts) == 1:
+        return f"{first_obj}/{first.split('.')[0]}-to-{last.rsplit('-', 1)[-1]}"
+    return f"{first_obj}/{first.split('.')[0]}-to-{last_obj}/{last}"
+
+
 def transform_one(item: dict[str, Any], out: str = "") -> dict[str, Any]:
     """Transform one raw batch (``item["path"]``) or a group of them (``item["paths"]``: :func:`raw_groups`)
-    into ``<out>/transformed/...``, one transformed file per raw batch, with the spec, user map and
-    look-ups read once; return counts (no record data)."""
+    into ``<out>/transformed/...``, one transformed file per raw batch, with the spec and user map read
+    once and each look-up table read once (every object's transform gets the tables it needs, as when
+    it had a task of its own); return counts (no record data)."""
     p = params()
     root = mroot(p)
     spec = firm_spec(p["firm"])
-    paths = list(item.get("paths") or [item["path"]])
-    names = [x.rsplit("/", 1)[-1] for x in paths]
-    label = names[0] if len(names) == 1 else f"{names[0].split('.')[0]}-to-{names[-1].split('.')[0].rsplit('-', 1)[-1]}"
-    get_current_context()["batch_label"] = f"{item['object']}/{label}"
+    parts = _parts(item)
+    label = _label(parts)
+    get_current_context()["batch_label"] = label
     out_root = root / out if out else root
-    users, lookup = user_map(root), build_lookup(root, lookup_names(item["object"]), spec)
-    total: dict[str, Any] = {"object": item["object"], "batch": label, "records": 0, "rows": {}, "rejects": 0,
-                             "repairs": 0}
-    for path in paths:
-        summary = transform_batch(ObjectStoragePath(path), item["object"], spec, users, lookup, out_root)
-        for k in ("records", "rejects", "repairs"):
-            total[k] += summary[k]
-        for sobject, n in summary["rows"].items():
-            total["rows"][sobject] = total["rows"].get(sobject, 0) + n
+    users = user_map(root)
+    tables: dict[str, Any] = {}
+    total: dict[str, Any] = {"object": item["object"], "batch": label.split("/", 1)[1], "records": 0, "rows": {},
+                             "rejects": 0, "repairs": 0}
+    if len(parts) > 1:
+        total["objects"] = {}
+    for name, paths in parts:
+        lookup = build_lookup(root, lookup_names(name), spec, tables=tables)
+        for path in paths:
+            summary = transform_batch(ObjectStoragePath(path), name, spec, users, lookup, out_root)
+            for k in ("records", "rejects", "repairs"):
+                total[k] += summary[k]
+            for sobject, n in summary["rows"].items():
+                total["rows"][sobject] = total["rows"].get(sobject, 0) + n
+            if "objects" in total:
+                total["objects"][name] = total["objects"].get(name, 0) + summary["records"]
     return total
 
 
