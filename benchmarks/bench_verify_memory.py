@@ -209,17 +209,21 @@ def render(doc: dict[str, Any]) -> None:
 
 NOTES = (
     "Since the group-by-group build (`clio2sf/verify/run.py`, `compare_groups`) the verifier holds one group's "
-    "expectations at a time (the largest: activities + tasks + communications, for Task, Time_Entry__c and "
-    "Expense__c) and streams the org's records (none held), plus what it keeps across groups: the parents' "
-    "compact views, the Id index of the objects lookups point at, the Clio ids as numbers per kind; and, for "
-    "the calendar, its event relations (people as one string each) and each occurrence's start until the "
-    "set of occurrences is compared.",
-    "Not flat yet from 100k to 1M records: the largest group's expectations, the calendar's occurrence starts "
-    "and event relations, and the parents' views grow with the firm (partitioned passes over a group larger "
-    "than a cap would bound them: not done).",
+    "expectations at a time and streams the org's records (none held); since the parts (`run.compare_parts`) a "
+    "group of more than `run.PART_RECORDS` (25,000) records, expected from Clio or held by the org (the calendar's "
+    "occurrences), is built and compared a part at a time (by the last digits of the Clio number, the org asked "
+    "about that part's records), with only that part's "
+    "occurrence starts and event relations: the largest group no longer sets the peak, the cap does. Kept across "
+    "groups: the parents' compact views (a contact: company, or its candidate company ids), the Id index of the "
+    "objects lookups point at, the Clio ids as numbers per kind (8 bytes each); the index counts each sobject's "
+    "distinct Clio ids from an 8-byte hash of each (not a set of the ids).",
+    "Still growing with the firm, not cut in parts: the Id index of the lookup targets (Account, Contact, the "
+    "matters), the parents' views, the Clio ids (8 bytes each) and, while the index runs, one 8-byte hash per "
+    "record of the largest sobject. Part 0 of a group reads its sobjects whole (it also holds every id not ending "
+    "in digits), the others about their own records: a group in parts is read about twice.",
     "The large firm: `python -m benchmarks.bench_verify_memory --work DIR --record 'after (large)'`, and "
     "`--code <a worktree of 9a253d0> --record 'before (large)'` for the before figure (set-up about 30 min, "
-    "once per DIR).",
+    "once per DIR); `--part-records N` measures another cap.",
 )
 
 

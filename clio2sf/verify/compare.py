@@ -370,9 +370,9 @@ class Comparison:
             if key.casefold() in folded:
                 by_case.setdefault(key.casefold(), row)
 
-        for row in self.rb.rows(sobject):
+        for row in self.rb.rows(sobject, part.endings()):
             key = str(row.get(EXT))
-            if not whole and key not in part:  # another part's record: compared with that part
+            if not whole and key not in part:  # another part's record (the query asks about a part): skipped
                 continue
             if key in dups:
                 held[key] = row

@@ -59,13 +59,15 @@ class ReadBack:
         hit = self.by_id.get(short(sf_id) or "")
         return hit[1] if hit else None
 
-    def rows(self, sobject: str) -> Iterator[dict[str, Any]]:
+    def rows(self, sobject: str, endings: list[str] | None = None) -> Iterator[dict[str, Any]]:
         """The records of ``sobject``, flattened: read by object, streamed from the org page by page
-        (nothing kept); else those read already."""
+        (nothing kept); else those read already. ``endings``: at least those whose Clio id ends so
+        (:func:`ending_filter`; read by object, only about those are read)."""
         if self.loader is None:
             yield from list((self.records.get(sobject) or {}).values())
         elif sobject in self.columns:
-            yield from self.loader(sobject)
+            where = ending_filter(endings)
+            yield from self.loader(sobject, where) if where else self.loader(sobject)
 
     def release_links(self) -> None:
         """Drop the team members and event relations read for one group (:func:`read_links`)."""
@@ -156,7 +158,7 @@ def index(client: Any, sobjects: Iterable[str], rb: ReadBack | None = None, *, i
         _count(client, rb, sobject, ids)
         if ids:
             rb.indexed.add(sobject)
-    rb.loader = lambda sobject: _stream_fields(client, rb, sobject)
+    rb.loader = lambda sobject, where="": _stream_fields(client, rb, sobject, where)
     return rb
 
 
@@ -232,10 +234,21 @@ def select(client: Any, rb: ReadBack, wanted: Mapping[str, Iterable[str]]) -> No
             rb.columns[sobject] = cols
 
 
-def _stream_fields(client: Any, rb: ReadBack, sobject: str) -> Iterator[dict[str, Any]]:
-    """The records of one sobject with the columns :func:`select` chose, one at a time (read by object)."""
+def ending_filter(endings: list[str] | None) -> str:
+    """A SOQL condition (`` AND (...)``) that holds for every record whose Clio id, without ``#...``
+    and ``@...``, ends in one of ``endings`` (digits; ``source.Part.endings``) and for some others
+    (an occurrence whose date ends so): the caller still checks each record's part. Empty: all."""
+    if not endings:
+        return ""
+    likes = [f"{EXT} LIKE '%{e}{rest}'" for e in endings for rest in ("", "@%", "#%")]
+    return f" AND ({' OR '.join(likes)})"
+
+
+def _stream_fields(client: Any, rb: ReadBack, sobject: str, where: str = "") -> Iterator[dict[str, Any]]:
+    """The records of one sobject with the columns :func:`select` chose, one at a time (read by object);
+    ``where``: a condition more (:func:`ending_filter`)."""
     rb.queries += 1
-    for rec in client.query_all_iter(f"SELECT {', '.join(rb.columns[sobject])} FROM {sobject} WHERE {EXT} != null"):
+    for rec in client.query_all_iter(f"SELECT {', '.join(rb.columns[sobject])} FROM {sobject} WHERE {EXT} != null{where}"):
         yield flatten(rec)
 
 
@@ -292,7 +305,8 @@ def ids_in(client: Any, rb: ReadBack, sobject: str, keep: Any) -> set[str]:
     if sobject not in rb.sizes:
         return set()
     rb.queries += 1
-    return {short(rec["Id"]) or "" for rec in client.query_all_iter(f"SELECT Id, {EXT} FROM {sobject} WHERE {EXT} != null")
+    where = ending_filter(keep.endings()) if hasattr(keep, "endings") else ""
+    return {short(rec["Id"]) or "" for rec in client.query_all_iter(f"SELECT Id, {EXT} FROM {sobject} WHERE {EXT} != null{where}")
             if str(rec.get(EXT)) in keep}
 
 

@@ -104,11 +104,12 @@ def compare_groups(client: Any, builder: source.Builder, users: source.UserRepor
 
 def compare_parts(client: Any, builder: source.Builder, rb: readback.ReadBack, comparison: compare.Comparison,
                   objects: tuple[str, ...], count: int) -> None:
-    """One group in ``count`` parts (``source.Part``: by a hash of the Clio id), as if whole: a first
-    pass builds each part and keeps only what the whole group asks of the org (the fields to read,
-    the lookups, its :class:`compare.Scope`, its notes in raw order); then each part is built again,
-    its team members and event relations read (those of its matters and entries only) and its records
-    compared with the org's of that part (each sobject streamed once a part, the others' skipped).
+    """One group in ``count`` parts (``source.Part``: by the last digits of the Clio number), as if
+    whole: a first pass builds each part and keeps only what the whole group asks of the org (the
+    fields to read, the lookups, its :class:`compare.Scope`, its notes in raw order); then each part
+    is built again, its team members and event relations read (those of its matters and entries
+    only) and its records compared with the org's of that part (each sobject streamed once a part,
+    the query asking about that part's endings, any other part's record read skipped).
     The findings, counts and notes are those of the group built whole."""
     wanted: dict[str, set[str]] = {}
     links: dict[str, set[str]] = {}

@@ -33,7 +33,6 @@ import io
 import itertools
 import json
 import re
-import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -172,18 +171,33 @@ class RecordExpectation:
 @dataclass(frozen=True, slots=True)
 class Part:
     """Partition ``index`` of ``count`` of a group: the records whose Clio id (without ``#...`` and
-    ``@...``, case-folded: a record, its versions and occurrences, and an id differing only in case
-    fall together) hashes to ``index``. A group larger than a cap is built and compared one part
-    at a time (``run.compare_groups``), so its expectations are never all held."""
+    ``@...``: a record, its versions and occurrences fall together) ends in a number whose last
+    ``width`` digits are ``index`` modulo ``count``; an id not ending in that many digits is in part 0.
+    Digits have no case, so an id differing only in case falls in the same part, and a part other
+    than 0 can be asked of the org by its endings (:meth:`endings`: ``Clio_Id__c LIKE '%7'``...). A
+    group larger than a cap is built and compared one part at a time (``run.compare_groups``), so its
+    expectations are never all held."""
 
     index: int = 0
     count: int = 1
 
+    @property
+    def width(self) -> int:
+        return len(str(max(self.count - 1, 1)))
+
     def __contains__(self, key: object) -> bool:
         if self.count <= 1:
             return True
-        base = str(key).split("#", 1)[0].split("@", 1)[0].casefold()
-        return zlib.crc32(base.encode("utf-8", "surrogatepass")) % self.count == self.index
+        tail = str(key).split("#", 1)[0].split("@", 1)[0][-self.width:]
+        part = int(tail) % self.count if len(tail) == self.width and tail.isascii() and tail.isdigit() else 0
+        return part == self.index
+
+    def endings(self) -> list[str] | None:
+        """The last digits of the Clio numbers of this part; None for the whole group or part 0 (which
+        also holds every id not ending in digits)."""
+        if self.count <= 1 or self.index == 0:
+            return None
+        return [f"{v:0{self.width}d}" for v in range(10 ** self.width) if v % self.count == self.index]
 
 
 WHOLE = Part()

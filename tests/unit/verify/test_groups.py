@@ -162,7 +162,7 @@ def _big_firm() -> tuple[dict, dict]:
 
 def test_a_group_over_the_cap_is_never_built_whole_and_its_parts_find_what_the_whole_finds():
     """A group with more records than the cap (expected, or in the org: the calendar's occurrences)
-    is built and compared in parts (by a hash of the Clio id): no build holds the whole group, and
+    is built and compared in parts (by the Clio number's last digits): no build holds the whole group, and
     the findings, reasons, totals, per-object counts and notes are those of the group built whole."""
     raw, org = _big_firm()
     builds: list[tuple[tuple[str, ...], int, int]] = []
@@ -222,3 +222,21 @@ def test_distinct_clio_ids_and_duplicates_are_counted_from_hashes_exactly(monkey
         assert counted()[:2] == (sizes, dups), (bucket, hashed)
     assert queries == 3 + 2  # the sobjects with a hash seen twice read again (their ids decide): Task, Account
     assert counted()[2] == 3 + 3  # every hash the same: every sobject read again
+
+
+def test_every_clio_id_is_in_one_part_and_the_query_of_a_part_reads_at_least_its_records():
+    keys = ["task-305", "TASK-305", "task-5", "task-1000", "calendar_entry-15@20240306", "calendar_entry-3@20240315",
+            "document-42@v3", "matter-7#005000000000001", "individual-client-account", "contact-\u0663\u0663", "x-",
+            "contact-12345678901234567890", "a@b#c", "a#b@c"]
+    client = FakeSF({"Task": [{"Id": f"00T{i:012d}AAA", "Clio_Id__c": k} for i, k in enumerate(keys)]})
+    for count in (1, 2, 3, 7, 10, 11, 40, 101):
+        parts = [source.Part(i, count) for i in range(count)]
+        assert all(sum(k in p for p in parts) == 1 for k in keys), count
+        assert [p for p in parts if "TASK-305" in p] == [p for p in parts if "task-305" in p]  # no case in digits
+        for part in parts[1:]:
+            soql = f"SELECT Id, Clio_Id__c FROM Task WHERE Clio_Id__c != null{readback.ending_filter(part.endings())}"
+            read = {r["Clio_Id__c"] for r in client.query_all_iter(soql)}
+            assert {k for k in keys if k in part} <= read, (count, part)
+            if count > 2:
+                assert len(read) < len(keys)  # the org is asked about the part, not read whole each time
+    assert source.Part(0, 3).endings() is None and source.Part(1, 3).endings() == ["1", "4", "7"]
