@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from clio2sf import ledger_index, staging
 from clio2sf.reports import json_default
+
+if TYPE_CHECKING:  # imported where a frame is built: most tasks parse a DAG file that imports this
+    import pandas as pd  # module and never build one (pandas was ~60% of mig_05_full_load's import)
 
 STATUSES = ("ok", "failed", "skipped", "intent")
 COLUMNS = (
@@ -186,6 +187,8 @@ def parse_ledger_lines(text: str, where: str = "ledger") -> list[dict[str, Any]]
 
 
 def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
     df = pd.DataFrame.from_records(records, columns=list(COLUMNS)) if records else pd.DataFrame(
         {c: pd.Series(dtype="object") for c in COLUMNS})
     df["created"] = df["created"].fillna(False).astype(bool)
@@ -207,6 +210,8 @@ def read_ledger(root: Any, run_id: str | None = None, phase: str | None = None) 
             frames.append(_frame(records))
     if not frames:
         return _frame([])
+    import pandas as pd
+
     df = pd.concat(frames, ignore_index=True)
     return df.sort_values(["at", "run_id", "phase", "object", "batch"], kind="stable").reset_index(drop=True)
 

@@ -28,10 +28,6 @@ from clio2sf.pipeline import (
     work_item,
 )
 from clio2sf_airflow import migration
-from clio2sf_airflow.hooks.salesforce import (
-    SalesforceApiLimitExceeded,
-    SalesforceStorageLimitExceeded,
-)
 from clio2sf_airflow.phases.common import RESUME_ADVICE, firm_spec, hold_lease, mroot, params, run_id
 
 log = logging.getLogger(__name__)
@@ -241,6 +237,10 @@ def load_one(path: str | list[str], phase: str, deferred: bool = False, window_r
 
     ``window_root``: where a delta window staged the batch's files (blobs, its rejects).
     ``clear_fields``: send null for mapped fields the record no longer has (a delta)."""
+    # here, not at the top: the hook imports simple_salesforce (with zeep and lxml), which every task
+    # parsing a DAG file that imports this module paid for, the transform's included
+    from clio2sf_airflow.hooks.salesforce import SalesforceApiLimitExceeded, SalesforceStorageLimitExceeded
+
     use_system_allocator()
     p = params()
     root = mroot(p)
