@@ -87,9 +87,10 @@ DOCUMENT_POLL_SECONDS = 10.0
 
 
 def plan_transform() -> list[dict[str, Any]]:
-    """The transform's work items: consecutive raw batches of one record object, ~20,000 records a task
-    (``load_common.raw_groups``), so the look-ups are built once per task, not once per batch; the
-    documents are transformed by ``load_documents`` as their batches arrive."""
+    """The transform's work items: consecutive raw batches of the record objects, ~50,000 records a task
+    across objects (``load_common.raw_groups``), so a task's start-up, spec, user map and look-ups are
+    paid once per 50,000 records, not once per batch or per object; the documents are transformed by
+    ``load_documents`` as their batches arrive."""
     return load_common.raw_groups(mroot(), objects=[o for o in load_common.TRANSFORMED if o != DOCUMENTS])
 
 

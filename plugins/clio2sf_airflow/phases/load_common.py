@@ -99,12 +99,14 @@ def raw_batches(root: ObjectStoragePath, objects=TRANSFORMED, raw_dir: str = "ra
     return items
 
 
-#: Clio records one full-load transform task handles at least (when the firm has that many): the
-#: spec, the user map and the look-ups (every staged matter and contact) are read once per task, and a
-#: task runner's own start-up costs about as much CPU as transforming ~10,000 records, so a task of one
-#: 2,000-record batch, or of one small object, spent most of its time on them
-#: (``benchmarks.bench_dag_transform``, ``benchmarks.bench_dags``).
-TRANSFORM_GROUP_RECORDS = 20_000
+#: Clio records one full-load transform task handles at least (when the firm has that many): a task
+#: runner's start-up (parsing the DAG file), the spec, the user map and the look-ups (every staged matter
+#: and contact) are paid once per task, about as much CPU as transforming 20,000 records, so a task of
+#: one 2,000-record batch, or of one small object, spent most of its time on them
+#: (``benchmarks.bench_dag_transform``, ``benchmarks.bench_dags``).  A task's memory does not grow with
+#: it (one raw batch at a time, its rows encoded as they come; a look-up table is kept while an object
+#: of the item still needs it); a firm of 1M records still gets ~20 tasks.
+TRANSFORM_GROUP_RECORDS = 50_000
 
 
 def raw_groups(root: ObjectStoragePath, objects=TRANSFORMED, records: int | None = None) -> list[dict[str, Any]]:
@@ -176,7 +178,10 @@ def transform_one(item: dict[str, Any], out: str = "") -> dict[str, Any]:
                              "rejects": 0, "repairs": 0}
     if len(parts) > 1:
         total["objects"] = {}
-    for name, paths in parts:
+    for i, (name, paths) in enumerate(parts):
+        needed = {n for later, _ in parts[i:] for n in lookup_names(later)}
+        for n in [n for n in tables if n not in needed]:  # no later object of this item reads it
+            del tables[n]
         lookup = build_lookup(root, lookup_names(name), spec, tables=tables)
         for path in paths:
             summary = transform_batch(ObjectStoragePath(path), name, spec, users, lookup, out_root)
