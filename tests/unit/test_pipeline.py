@@ -325,6 +325,44 @@ def test_transform_groups_hold_enough_records_across_objects(tmp_path):
     assert _parts(one) == [("bills", [one["path"]])] and _label(_parts(one)) == "bills/batch-00001.jsonl.gz"
 
 
+def test_a_transform_item_across_objects_writes_what_one_item_per_object_writes(tmp_path, monkeypatch):
+    """A packed work item (several objects, one task) gives every raw batch the transformed files and
+    rejects it gets in a task of its own: each object's transform sees its own look-ups only."""
+    from clio2sf_airflow.phases import load_common
+
+    fixtures = Path(__file__).parent / "mapping" / "fixtures"
+    names = ("users", "contacts", "matters", "relationships", "bills", "activities", "calendar_entries")
+    spec = load_spec("harlow_vance")
+    context: dict = {}
+    monkeypatch.setattr(load_common, "params", lambda: {"firm": "harlow_vance", "migration_id": "m"})
+    monkeypatch.setattr(load_common, "firm_spec", lambda firm: spec)
+    monkeypatch.setattr(load_common, "get_current_context", lambda: context)
+    outputs = []
+    for packed in (False, True):
+        root = tmp_path / ("packed" if packed else "alone")
+        for name in names:
+            entry = staging.write_jsonl_gz(staging.raw_dir(root, name) / staging.batch_name(1),
+                                           json.loads((fixtures / f"{name}.json").read_text(encoding="utf-8")))
+            staging.write_json(staging.raw_dir(root, name) / staging.MANIFEST, {"object": name, "batches": [entry]})
+        staging.write_json(root / "users" / "user_map.json", {
+            "users": {"1001": "005000000000001AAA"}, "status": {"1001": "matched"},
+            "fallback_owner": "005000000000009AAA", "calendars": {"801": 1001, "802": 1002}})
+        monkeypatch.setattr(load_common, "mroot", lambda p=None, root=root: root)
+        items = load_common.raw_groups(root, names, records=10**9 if packed else 1)
+        assert len(items) == (1 if packed else len(names))
+        results = [load_common.transform_one(item) for item in items]
+        assert sum(r["records"] for r in results) == sum(len(json.loads((fixtures / f"{n}.json").read_text()))
+                                                         for n in names)
+        outputs.append({str(f.relative_to(root)): gzip.decompress(f.read_bytes()) if f.name.endswith(".gz")
+                        else f.read_bytes()
+                        for f in root.rglob("*") if f.is_file() and f.relative_to(root).parts[0] != "raw"})
+    alone, packed_out = outputs
+    assert alone == packed_out
+    assert any(k.startswith("transformed/EventRelation/") for k in alone)
+    assert any(k.startswith("rejects/transform/calendar_entries/") for k in alone)  # an unlinked attendee
+    assert context["batch_label"] == "users/batch-00001-to-calendar_entries/batch-00001"
+
+
 def test_soql_in_chunks_respect_the_value_cap_and_the_uri_budget():
     from urllib.parse import urlencode
 
