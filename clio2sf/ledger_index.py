@@ -20,17 +20,23 @@ import io
 import json
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from clio2sf import staging
 
+if TYPE_CHECKING:  # pyarrow is imported where a table is built: the DAG files import this module (through
+    import pyarrow as pa  # clio2sf.ledger), and most of their tasks never read the index
+
 DIR = "ledger_index"
 COLUMNS = ("source_system_id", "sf_id", "at", "run_id", "phase", "batch", "operation", "created")
-_SCHEMA = pa.schema([(c, pa.bool_() if c == "created" else pa.string()) for c in COLUMNS])
+
+
+@cache
+def _schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([(c, pa.bool_() if c == "created" else pa.string()) for c in COLUMNS])
 
 
 def index_path(root: Any, run_id: str, phase: str, sobject: str, batch: str) -> Any:
@@ -51,6 +57,8 @@ def _utc(v: Any) -> str | None:
 
 def ok_table(lines: Iterable[dict[str, Any]]) -> pa.Table:
     """The index rows of ledger lines: successful writes only, :data:`COLUMNS` only."""
+    import pyarrow as pa
+
     cols: dict[str, list[Any]] = {c: [] for c in COLUMNS}
     for line in lines:
         if line.get("status") != "ok" or not line.get("sf_id"):
@@ -58,10 +66,12 @@ def ok_table(lines: Iterable[dict[str, Any]]) -> pa.Table:
         for c in COLUMNS:
             v = line.get(c)
             cols[c].append(bool(v) if c == "created" else _utc(v) if c == "at" else (None if v is None else str(v)))
-    return pa.table(cols, schema=_SCHEMA)
+    return pa.table(cols, schema=_schema())
 
 
 def write_index(path: Any, lines: Iterable[dict[str, Any]]) -> None:
+    import pyarrow.parquet as pq
+
     buf = io.BytesIO()
     pq.write_table(ok_table(lines), buf, compression="zstd")
     staging.write_bytes_atomic(path, buf.getvalue())
@@ -95,6 +105,8 @@ def _files(root: Any, sobject: str) -> Iterator[tuple[Any, Any]]:
 
 
 def _read(ledger_file: Any, twin: Any) -> pa.Table:
+    import pyarrow.parquet as pq
+
     if twin is not None:
         try:
             with twin.open("rb") as fh:
@@ -112,6 +124,8 @@ def _read(ledger_file: Any, twin: Any) -> pa.Table:
 def scan(root: Any, sobject: str, keep: Callable[[pa.Table], Any]) -> pa.Table:
     """The index rows of ``sobject`` (successful writes, any run, phase or journal) for which
     ``keep(table)`` (a boolean mask) is true, in no particular order."""
+    import pyarrow as pa
+
     parts = []
     for ledger_file, twin in _files(root, sobject):
         t = _read(ledger_file, twin)
@@ -119,13 +133,16 @@ def scan(root: Any, sobject: str, keep: Callable[[pa.Table], Any]) -> pa.Table:
             t = t.filter(keep(t))
             if t.num_rows:
                 parts.append(t)
-    return pa.concat_tables(parts) if parts else _SCHEMA.empty_table()
+    return pa.concat_tables(parts) if parts else _schema().empty_table()
 
 
 def by_source_ids(root: Any, sobject: str, source_ids: Iterable[str]) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     values = pa.array(sorted({str(s) for s in source_ids}), pa.string())
     if not len(values):
-        return _SCHEMA.empty_table()
+        return _schema().empty_table()
     return scan(root, sobject, lambda t: pc.is_in(t["source_system_id"], value_set=values))
 
 
@@ -152,6 +169,9 @@ def sf_ids_written_by_others(root: Any, sobject: str, sf_ids: Iterable[str],
                              exclude: tuple[str, str, str]) -> set[str]:
     """Which of ``sf_ids`` (normalised 15-character ids) a successful ledger line of ``sobject`` names,
     except the lines of ``exclude`` = (run_id, phase, batch) and of that batch's journals."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     from clio2sf.ledger import norm_id
 
     wanted = {norm_id(s) for s in sf_ids}
@@ -179,6 +199,8 @@ def sobjects(root: Any) -> list[str]:
 
 def _base_ids(ids: pa.ChunkedArray) -> Any:
     """``document-55@v2#matter-7`` → ``document-55`` (as :func:`clio2sf.verify.base_id`), column-wise."""
+    import pyarrow.compute as pc
+
     return pc.replace_substring_regex(ids, pattern=r"[@#].*$", replacement="", max_replacements=1)
 
 
@@ -188,6 +210,9 @@ def latest_writes(root: Any, *, source_ids: Iterable[str] = (), primary_of: Iter
     matches ``contact-9001`` and ``contact-9001@v2``), any object, any run or phase (rollback included,
     as :func:`clio2sf.ledger.last_write_by_record` of the whole ledger).  Objects without a match are
     left out.  Memory: one ledger file plus the matches."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     exact = pa.array(sorted({str(s) for s in source_ids}), pa.string())
     bases = pa.array(sorted({str(s) for s in primary_of}), pa.string())
     if not len(exact) and not len(bases):

@@ -28,11 +28,9 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from clio2sf import ledger_index, staging
 from clio2sf.access import AccessError, apply_permission_set
@@ -63,6 +61,9 @@ from clio2sf.mapping.schema_plan import SchemaPlan
 from clio2sf.mapping.spec import MappingSpec
 from clio2sf.mapping.transform import LookupTables, is_reject, transform_object
 from clio2sf.mapping.users import UserMap
+
+if TYPE_CHECKING:  # pyarrow is imported where the ledger index is read (not by a transform task)
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -645,6 +646,8 @@ def ledger_sf_ids(mroot: Any, sobject: str, source_ids: Iterable[str] | None = N
     not the ledger); without, every source id of ``sobject`` (reports and tests)."""
     if source_ids is not None:
         return ledger_index.latest_sf_ids(mroot, sobject, source_ids)
+    import pyarrow as pa
+
     t = ledger_index.latest(ledger_index.scan(mroot, sobject, lambda t: pa.array([True] * t.num_rows)))
     return dict(zip(t["source_system_id"].to_pylist(), t["sf_id"].to_pylist(), strict=True))
 
@@ -699,6 +702,9 @@ def ledger_links(mroot: Any, sobject: str, envs: Sequence[Envelope]) -> Any:
 
     A DataFrame with ``object, source_system_id, sf_id, at, run_id, phase, operation`` (as
     :func:`clio2sf.ledger.last_write_by_record`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     from clio2sf.verify import base_id
 
     bases = pa.array(sorted({base_id(e.source_system_id) for e in envs}), pa.string())

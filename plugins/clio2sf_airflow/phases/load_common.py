@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import pyarrow as pa
 from airflow.sdk import ObjectStoragePath, get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -231,6 +230,8 @@ def use_system_allocator() -> None:
     default pool (mimalloc) kept what those reads used, and kept more the more index files there were:
     +53 MB over 1 file of 20,000 lines, +69 over 8, +80 over 30; the system allocator gives it back
     (+22, +26, +29): ``benchmarks.bench_load_task_memory``."""
+    import pyarrow as pa
+
     if pa.default_memory_pool().backend_name != "system":
         pa.set_memory_pool(pa.system_memory_pool())
 
