@@ -51,9 +51,13 @@ PART_RECORDS = 25_000
 def parts_of(builder: source.Builder, objects: tuple[str, ...], sobjects: tuple[str, ...], rb: readback.ReadBack,
              cap: int) -> int:
     """How many parts a group is compared in: its raw records or the org's records of its sobjects,
-    whichever is more, over ``cap``."""
-    size = max(builder.count(objects), sum(rb.sizes.get(s, 0) for s in sobjects))
-    return max(1, -(-size // max(1, cap)))
+    whichever is more, over ``cap``, so that the largest part (``source.Part.share``) holds at most
+    about ``cap``."""
+    size, cap = max(builder.count(objects), sum(rb.sizes.get(s, 0) for s in sobjects)), max(1, cap)
+    count = max(1, -(-size // cap))
+    while count > 1 and size * source.Part(0, count).share() > cap:  # e.g. 8 parts of 10 endings: 2 get two
+        count += 1
+    return count
 
 
 def compare_groups(client: Any, builder: source.Builder, users: source.UserReport, rejects: compare.Rejects, *,

@@ -185,6 +185,10 @@ class Part:
     def width(self) -> int:
         return len(str(max(self.count - 1, 1)))
 
+    def share(self) -> float:
+        """The largest share of a group's numbers a part of ``count`` holds (endings spread evenly)."""
+        return -(-(10 ** self.width) // self.count) / 10 ** self.width
+
     def __contains__(self, key: object) -> bool:
         if self.count <= 1:
             return True

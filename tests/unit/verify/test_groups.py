@@ -240,3 +240,13 @@ def test_every_clio_id_is_in_one_part_and_the_query_of_a_part_reads_at_least_its
             if count > 2:
                 assert len(read) < len(keys)  # the org is asked about the part, not read whole each time
     assert source.Part(0, 3).endings() is None and source.Part(1, 3).endings() == ["1", "4", "7"]
+
+
+def test_the_number_of_parts_keeps_the_largest_under_the_cap():
+    numbers = range(100, 3300)
+    raw = {"tasks": [{"source_system_id": f"task-{n}", "data": {"id": n}} for n in numbers]}
+    builder = source.Builder(lambda n: raw.get(n, []), set(raw), g.spec(), g.USERS, g.NOW)
+    for cap, parts in [(4_000, 1), (1_600, 2), (1_000, 4), (400, 10), (300, 12)]:
+        count = run.parts_of(builder, ("tasks",), ("Task",), readback.ReadBack(), cap)
+        largest = max(sum(f"task-{n}" in source.Part(i, count) for n in numbers) for i in range(count))
+        assert (count, largest <= cap) == (parts, True), (cap, count, largest)
