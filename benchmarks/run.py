@@ -138,7 +138,7 @@ def markdown(doc: dict) -> str:
              f"took {doc['seconds']:.0f} s. Produced by `python -m benchmarks.run"
              f"{' --size tiny' if doc['size'] == 'tiny' else ''}`."
              + (f" Re-run of {', '.join(doc['rerun']['benchmarks'])}; the other figures are from "
-                f"{doc['rerun']['previous_date']}." if doc.get("rerun") else ""), "",
+                f"{doc['rerun']['previous_date']} or earlier." if doc.get("rerun") else ""), "",
              *([f"Commit measured: `{doc['commit']}`.", ""] if doc.get("commit") else []),
              *side_by_side(doc["figures"]),
              "| benchmark | figure | subject | value | unit | target | met |", "|---|---|---|---|---|---|---|"]
@@ -214,7 +214,12 @@ def run(size: str, out: Path, only: list[str] | None = None, from_raw: Path | No
             doc["figures"] = figures
             doc["benchmarks"] = {**old.get("benchmarks", {}), **by_benchmark}
             doc["errors"] = {**{k: v for k, v in old.get("errors", {}).items() if k not in only}, **errors}
-            doc["rerun"] = {"benchmarks": only, "previous_date": old.get("date")}
+            # The kept figures are as old as the previous run, or older when it was itself a re-run of
+            # nothing but what this run redoes (e.g. ``--from-raw`` after ``--only dags``).
+            earlier = old.get("rerun") or {}
+            kept = (earlier.get("previous_date") if earlier and set(earlier["benchmarks"]) <= set(only)
+                    else old.get("date"))
+            doc["rerun"] = {"benchmarks": only, "previous_date": kept}
     text, md = json.dumps(doc, indent=1, ensure_ascii=False), markdown(doc)
     reading = out / f"{stem}.reading.md"
     if reading.exists():  # what the person who ran it found behind the figures (kept across re-runs)

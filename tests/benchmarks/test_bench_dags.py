@@ -217,6 +217,24 @@ def test_a_reading_written_beside_the_results_is_appended_to_them(tmp_path: Path
     assert md.endswith("## Reading the figures\n\nverify read the whole ledger.\n") and "| dags_large |" in md
 
 
+@pytest.mark.unit
+def test_a_re_run_of_a_re_run_keeps_the_date_of_the_figures_it_did_not_redo(tmp_path: Path) -> None:
+    raw = tmp_path / "dags-large.raw.json"
+    raw.write_text(json.dumps({"commit": "0123abc", **_recorded()}), encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    kept = {"benchmark": "memory", "figure": "peak RSS", "subject": "x", "value": 1.0, "unit": "MB",
+            "target": "", "met": None, "note": "", "detail": {}}
+    (out / "latest.json").write_text(json.dumps({"size": "full", "date": "2026-11-28T13:18:25Z", "figures": [kept]}),
+                                     encoding="utf-8")
+    run("full", out, ["dags"], raw)
+    run("full", out, ["dags"], raw)  # recomputed again: the memory figure is still from 11-28
+    doc = json.loads((out / "latest.json").read_text(encoding="utf-8"))
+    assert doc["rerun"]["previous_date"] == "2026-11-28T13:18:25Z"
+    assert any(f["benchmark"] == "memory" for f in doc["figures"])
+    assert "the other figures are from 2026-11-28T13:18:25Z or earlier." in (out / "latest.md").read_text(encoding="utf-8")
+
+
 def _verify_log() -> list[dict]:
     """A failed verify task's log as the api-server gives it (structured events; shortened)."""
     def ev(level: str, event: str, **kw) -> dict:
