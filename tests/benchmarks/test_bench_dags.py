@@ -205,12 +205,18 @@ def test_transform_rate_without_the_task_runner_start_up_is_reported_beside_it()
     assert "without the task runner's start-up (2 × 0.25 CPU-s" in transform.note
 
 
-@pytest.mark.unit
-def test_a_reading_written_beside_the_results_is_appended_to_them(tmp_path: Path) -> None:
+def _recorded_run(tmp_path: Path) -> tuple[Path, Path]:
+    """A recorded DAG run on disk and an empty results folder, for ``run(..., from_raw)``."""
     raw = tmp_path / "dags-large.raw.json"
     raw.write_text(json.dumps({"commit": "0123abc", **_recorded()}), encoding="utf-8")
     out = tmp_path / "out"
     out.mkdir()
+    return raw, out
+
+
+@pytest.mark.unit
+def test_a_reading_written_beside_the_results_is_appended_to_them(tmp_path: Path) -> None:
+    raw, out = _recorded_run(tmp_path)
     (out / "latest.reading.md").write_text("## Reading the figures\n\nverify read the whole ledger.\n", encoding="utf-8")
     run("full", out, ["dags"], raw)
     md = (out / "latest.md").read_text(encoding="utf-8")
@@ -219,10 +225,7 @@ def test_a_reading_written_beside_the_results_is_appended_to_them(tmp_path: Path
 
 @pytest.mark.unit
 def test_a_re_run_of_a_re_run_keeps_the_date_of_the_figures_it_did_not_redo(tmp_path: Path) -> None:
-    raw = tmp_path / "dags-large.raw.json"
-    raw.write_text(json.dumps({"commit": "0123abc", **_recorded()}), encoding="utf-8")
-    out = tmp_path / "out"
-    out.mkdir()
+    raw, out = _recorded_run(tmp_path)
     kept = {"benchmark": "memory", "figure": "peak RSS", "subject": "x", "value": 1.0, "unit": "MB",
             "target": "", "met": None, "note": "", "detail": {}}
     (out / "latest.json").write_text(json.dumps({"size": "full", "date": "2026-11-28T13:18:25Z", "figures": [kept]}),
