@@ -509,7 +509,7 @@ def transform_batch(
     for res in results:
         if "rule" in res:  # is_reject, inline (a calendar batch yields ~100 rows a record)
             rejects.append(res)
-        elif "lines" in res:  # a calendar occurrence's EventRelation rows, encoded from their template
+        elif "lines" in res:  # a calendar series' Event or EventRelation rows, encoded from their templates
             rows[res["sobject"]].extend(res["lines"])
         elif set(map(type, res["row"].values())) <= plain:  # _scalar_finite_row's common case, inline
             rows[res["sobject"]].append(fast_encode(res))

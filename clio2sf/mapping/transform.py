@@ -3,7 +3,8 @@
 ``transform_object(name, envelopes, spec, users, lookup=..., horizon=...)`` yields one stream of
 dicts: transformed-row envelopes (they have ``"sobject"``) and reject lines (they have ``"rule"``;
 ``is_reject`` tells them apart, ``split`` separates them); with ``lines=True`` (``pipeline.transform_batch``)
-a calendar occurrence's EventRelation rows may instead come as one ``{"sobject", "lines"}`` of encoded lines.  A reject with ``repair`` set describes a
+a recurring calendar entry's Event rows and its occurrences' EventRelation rows may instead come as
+``{"sobject", "lines"}`` results of encoded lines (one per object and entry).  A reject with ``repair`` set describes a
 repair on a record that still loads; a reject with ``repair: None`` means the record was quarantined
 (field-level conversions that drop a single value also carry a repair text saying so).
 
@@ -23,6 +24,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from clio2sf import staging
@@ -150,7 +152,7 @@ class _Ctx:
     def __init__(self, spec: MappingSpec, users: UserMap, lookup: Lookup | None, horizon: datetime | None,
                  lines: bool = False) -> None:
         self.spec = spec
-        #: a calendar occurrence's EventRelation rows may come as their encoded lines (transform_object(lines=True))
+        #: a series' Event rows and its occurrences' EventRelation rows may come as encoded lines (transform_object(lines=True))
         self.encode = staging.fast_encoder() if lines else None
         self.users = users
         self.lookup = _Lookup(lookup)
@@ -819,6 +821,7 @@ def _calendar_entries(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[Transfo
             instances.append((f"{sid}@{utc_suffix(s_utc)}", s, s_utc))
     else:
         instances = [(sid, start, None)]
+    cut = len(sid) + 1  # an occurrence's id is f"{sid}@{suffix}"
     # What links each occurrence to its attendees is the same for every occurrence: worked out once
     # (an unlinked attendee is reported once, with the first occurrence), an occurrence only adds its id.
     links: list[tuple[str, str, Any]] = []  # (suffix of the relation's id, relation column, value)
@@ -842,6 +845,13 @@ def _calendar_entries(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[Transfo
         templates = [_relation_template(ctx.encode, suffix, column, value) for suffix, column, value in links]
         if None in templates:
             templates = None
+    # A series' Event lines likewise: one template of the entry's row, each occurrence puts in its id suffix
+    # and its times (values of str, int, bool or None only: any other keeps the rows, and json's form).
+    event = None
+    if ctx.encode is not None and rule and instances and set(map(type, base.values())) <= _PLAIN:
+        event = _event_template(ctx.encode, sid, base, all_day)
+    events: list[bytes] = []
+    relations: list[bytes] = []
     # Per occurrence only its id and times change: the row is the entry's mapped row with those four
     # columns set (a key the mapping already set keeps its place, as with item assignment).
     for inst_sid, inst_start, inst_utc in instances:
@@ -851,29 +861,46 @@ def _calendar_entries(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[Transfo
             last_moment = inst_end - timedelta(microseconds=1) if inst_end > inst_start else inst_end
             last = last_moment.astimezone(tz).date() if rule else last_moment.date()
             day = first.isoformat()
-            row = {**base, "Clio_Id__c": inst_sid, "IsAllDayEvent": True, "ActivityDate": day,
-                   "StartDateTime": f"{day}T00:00:00+00:00", "EndDateTime": f"{last.isoformat()}T00:00:00+00:00"}
+            starts, ends = f"{day}T00:00:00+00:00", f"{last.isoformat()}T00:00:00+00:00"
+            if event is not None:
+                events.append((event[0] % event[1]((inst_sid[cut:], starts, ends, day))).encode())
+            else:
+                yield {"sobject": "Event", "source_system_id": inst_sid, "external_id_field": "Clio_Id__c", "natural_key": None,
+                       "row": {**base, "Clio_Id__c": inst_sid, "IsAllDayEvent": True, "ActivityDate": day,
+                               "StartDateTime": starts, "EndDateTime": ends}}
         else:
             # RFC 5545 3.8.5.3: with DTEND every occurrence lasts the same *exact* duration; adding it to the
             # local wall time made an occurrence across a daylight-saving change an hour longer or shorter
             end_utc = (inst_utc if inst_utc is not None else inst_start.astimezone(UTC)) + duration
-            row = {**base, "Clio_Id__c": inst_sid, "IsAllDayEvent": False, "StartDateTime": inst_start.isoformat(),
-                   "EndDateTime": end_utc.astimezone(inst_start.tzinfo).isoformat()}
-        yield {"sobject": "Event", "source_system_id": inst_sid, "external_id_field": "Clio_Id__c",
-               "natural_key": None, "row": row}
+            starts, ends = inst_start.isoformat(), end_utc.astimezone(inst_start.tzinfo).isoformat()
+            if event is not None:
+                events.append((event[0] % event[1]((inst_sid[cut:], starts, ends))).encode())
+            else:
+                yield {"sobject": "Event", "source_system_id": inst_sid, "external_id_field": "Clio_Id__c", "natural_key": None,
+                       "row": {**base, "Clio_Id__c": inst_sid, "IsAllDayEvent": False, "StartDateTime": starts,
+                               "EndDateTime": ends}}
         if templates is not None:
             esid = ctx.encode(inst_sid)[1:-1]
-            yield {"sobject": "EventRelation", "lines": [esid.join(t) for t in templates]}
+            relations.extend([esid.join(t) for t in templates])
             continue
         for suffix, column, value in links:
             yield {"sobject": "EventRelation", "source_system_id": inst_sid + suffix, "external_id_field": None,
                    "natural_key": ["EventId", "RelationId"],
                    "row": {"Event.Clio_Id__c": inst_sid, column: value, "IsInvitee": True}}
+    # a file holds one object's rows: an entry's lines of each object, in their order, are one result
+    if events:
+        yield {"sobject": "Event", "lines": events}
+    if relations:
+        yield {"sobject": "EventRelation", "lines": relations}
 
 
 #: what stands for an occurrence's id in a relation's template (a private-use character either side)
 _SID_MARK = "\ue000sid\ue000"
 _SID_MARK_BYTES = _SID_MARK.encode()
+#: the value types of a row msgspec writes as json does (pipeline._PLAIN_TYPES)
+_PLAIN = frozenset({str, int, bool, type(None)})
+#: what stands for an occurrence's values in an Event template: 0 its id suffix, 1 its start, 2 its end, 3 its day
+_SLOT = re.compile("\ue000s([0-3])\ue000")
 
 
 def _relation_template(encode: Callable[[Any], bytes], suffix: str, column: str, value: str) -> list[bytes] | None:
@@ -885,6 +912,28 @@ def _relation_template(encode: Callable[[Any], bytes], suffix: str, column: str,
                    "row": {"Event.Clio_Id__c": _SID_MARK, column: value, "IsInvitee": True}})
     pieces = line.split(_SID_MARK_BYTES)
     return pieces if len(pieces) == 3 else None
+
+
+def _event_template(encode: Callable[[Any], bytes], sid: str, base: Mapping[str, Any],
+                    all_day: bool) -> tuple[str, Callable[[tuple[str, ...]], tuple[str, ...]]] | None:
+    """(format, pick) of the Event line of a series' occurrence: ``(format % pick((suffix, start, end[, day]))).encode()``
+    is what the encoder writes for the occurrence's row (id ``sid@suffix``, its ``StartDateTime``, ``EndDateTime``
+    and, all day, ``ActivityDate``), the four values ASCII text JSON writes as it is (an id suffix, ISO dates and
+    times).  ``None`` when the row's own text holds a slot's mark (its rows are then built one by one)."""
+    occ_sid = f"{sid}@\ue000s0\ue000"
+    if all_day:
+        row = {**base, "Clio_Id__c": occ_sid, "IsAllDayEvent": True, "ActivityDate": "\ue000s3\ue000",
+               "StartDateTime": "\ue000s1\ue000", "EndDateTime": "\ue000s2\ue000"}
+    else:
+        row = {**base, "Clio_Id__c": occ_sid, "IsAllDayEvent": False, "StartDateTime": "\ue000s1\ue000",
+               "EndDateTime": "\ue000s2\ue000"}
+    text = encode({"sobject": "Event", "source_system_id": occ_sid, "external_id_field": "Clio_Id__c",
+                   "natural_key": None, "row": row}).decode()
+    parts = _SLOT.split(text)  # text, slot, text, slot, ..., text
+    order = [int(i) for i in parts[1::2]]
+    if sorted(order) != ([0, 0, 1, 2, 3] if all_day else [0, 0, 1, 2]):
+        return None
+    return "%s".join(p.replace("%", "%%") for p in parts[0::2]), itemgetter(*order)
 
 
 def _attendee_user(ctx: _Ctx, att: Mapping[str, Any]) -> tuple[Any, str]:
@@ -1015,8 +1064,9 @@ def transform_object(
     :param lookup: other staged objects, see the module docstring.
     :param horizon: last instant recurring calendar entries are expanded to (default: now +
         ``options.recurrence_horizon_days``).
-    :param lines: the caller takes encoded lines: the EventRelation rows of a calendar occurrence may then
-        come as one ``{"sobject": "EventRelation", "lines": [...]}``, each line what
+    :param lines: the caller takes encoded lines: a recurring calendar entry's Event rows and its occurrences'
+        EventRelation rows may then come as ``{"sobject": "Event" or "EventRelation", "lines": [...]}`` (after
+        the entry's other results; the lines of one object in the order of its rows), each line what
         ``staging.fast_encoder()`` writes for that row (``pipeline.transform_batch``).  Off, every
         result is a row envelope or a reject line.
     :raises ValueError: for an object this engine does not transform.

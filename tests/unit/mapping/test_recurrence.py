@@ -12,8 +12,10 @@ import pytest
 from clio2sf import staging
 from clio2sf.mapping import recurrence
 from clio2sf.mapping.recurrence import occurrences
+from clio2sf.mapping.spec import MappingSpec
 from clio2sf.mapping.transform import transform_object
 from clio2sf.mapping.users import UserMap
+from clio2sf.pipeline import _scalar_finite_row
 
 from .conftest import by_sid, envelopes, lookup_all, run
 
@@ -174,7 +176,8 @@ def test_an_occurrence_suffix_is_what_strftime_writes(utc):
 def _awkward_series() -> list[dict]:
     """The fixture's calendar entries, and a series whose ids and attendees need escaping in JSON (quotes,
     backslash, control and non-ASCII characters), a second user, and one whose attendee id holds the
-    template's own mark."""
+    template's own mark; series all day (one over two days, in another zone), with a ``%`` in their
+    text, with an Event slot's mark in their text, with a float and a NaN value (json's form), lasting a fraction of a second more."""
     items = envelopes("calendar_entries")
     odd = copy.deepcopy(items[0])
     odd["source_system_id"] = 'calendar_entry-"40\\é\u2028\x01'
@@ -188,36 +191,75 @@ def _awkward_series() -> list[dict]:
     marked = copy.deepcopy(items[0])  # an id holding the template's mark: this series' rows built one by one
     marked["source_system_id"] = "calendar_entry-42"
     marked["data"]["attendees"] = [{"id": "\ue000sid\ue000", "type": "Contact"}, {"id": 9001, "type": "Contact"}]
-    return [*items, odd, odd_int_user, marked]
+    out = [*items, odd, odd_int_user, marked]
+    for n, change in enumerate([
+            {"all_day": True, "summary": "100% %s %% %(x)s", "start_at": "2024-03-04T00:00:00-05:00",
+             "end_at": "2024-03-05T00:00:00-05:00"},
+            {"all_day": True, "start_at": "2024-03-03T21:00:00-08:00", "end_at": "2024-03-05T21:00:00-08:00",
+             "start_at_time_zone": "America/Vancouver", "recurrence_rule": "FREQ=DAILY;INTERVAL=3;COUNT=9"},
+            {"description": "a slot's mark \ue000s1\ue000 in the text"},
+            {"created_at": 1.5},
+            {"created_at": float("nan")},
+            {"end_at": "2024-03-04T11:30:00.250000-05:00"}], 50):
+        entry = copy.deepcopy(items[0])
+        entry["source_system_id"] = f"calendar_entry-{n}"
+        entry.pop("original_create_date", None)
+        entry["data"].update(change)
+        out.append(entry)
+    return out
 
 
-def test_encoded_relation_lines_are_the_lines_of_the_rows(spec):
-    """transform_object(lines=True) (what pipeline.transform_batch asks for): a calendar occurrence's
-    EventRelation rows come as lines; they are, in order, what the encoder writes for the rows."""
+def _reordered(spec):
+    """The spec with Event's mapping setting EndDateTime, StartDateTime and ActivityDate itself, in that
+    order (an occurrence's values then go in at those places of the row)."""
+    data = copy.deepcopy(spec.data)
+    data["objects"]["Event"]["fields"] = {"EndDateTime": {"from": "end_at"}, "StartDateTime": {"from": "start_at"},
+                                          "ActivityDate": {"from": "start_at", "as": "date"},
+                                          **data["objects"]["Event"]["fields"]}
+    return MappingSpec(data, spec.firm, spec.sources)
+
+
+@pytest.mark.parametrize("reorder", [False, True], ids=["spec", "reordered"])
+def test_encoded_event_lines_are_the_lines_of_the_rows(spec, reorder):
+    """transform_object(lines=True) (what pipeline.transform_batch asks for): a series' Event rows and its
+    occurrences' EventRelation rows come as lines; each object's lines are, in order, what
+    pipeline.transform_batch writes for its rows (msgspec, or json for a row that needs it)."""
+    if reorder:
+        spec = _reordered(spec)
     users = UserMap({1001: "005000000000001AAA", 1002: "005000000000002AAA", 1003: "005000000000003AAA"}, "005000000000009AAA",
                     calendars={801: 1001, 802: 1002})
-    encode = staging.fast_encoder()
     items = _awkward_series()
 
-    templated: list[bytes] = []
+    templated: dict[str, list[bytes]] = {"Event": [], "EventRelation": []}
 
-    def stream(lines: bool) -> list[tuple[str, bytes]]:
-        out = []
+    def stream(lines: bool) -> dict[str, list[bytes]]:
+        out: dict[str, list[bytes]] = {}
         for res in transform_object("calendar_entries", copy.deepcopy(items), spec, users, lookup=lookup_all(),
                                     horizon=HORIZON, lines=lines):
             if "lines" in res:
-                out.extend((res["sobject"], line) for line in res["lines"])
-                templated.extend(res["lines"])
+                out.setdefault(res["sobject"], []).extend(res["lines"])
+                templated[res["sobject"]].extend(res["lines"])
             else:
-                out.append((res.get("sobject", "reject"), encode(res)))
+                fast = None if "rule" in res else _scalar_finite_row  # a reject: json
+                out.setdefault(res.get("sobject", "reject"), []).append(staging.encode_line(res, fast))
         return out
 
     encoded, rows = stream(True), stream(False)
-    relations = [line for sobject, line in rows if sobject == "EventRelation"]
+    relations, events = rows["EventRelation"], rows["Event"]
     assert len(relations) > 20 and any(b'\\"40\\\\' in line and b"\\u0001" in line for line in relations)
     assert encoded == rows
-    assert any(b'\\"40\\\\' in line for line in templated)  # the escaped ids went through the templates
-    assert not any(b"calendar_entry-42" in line for line in templated)  # the marked series did not
+    assert any(b'\\"40\\\\' in line for line in templated["EventRelation"])  # the escaped ids went through the templates
+    assert not any(b"calendar_entry-42" in line for line in templated["EventRelation"])  # the marked series did not
     assert any(b"calendar_entry-42" in line and b"\xee\x80\x80sid" in line for line in relations)
+    ev = templated["Event"]
+    assert any(b'\\"40\\\\' in line and b"\\u0001" in line for line in ev)
+    assert any(b"calendar_entry-50@" in line and b"100% %s %% %(x)s" in line and b'"IsAllDayEvent":true' in line for line in ev)
+    assert sum(b'"source_system_id":"calendar_entry-51@' in line for line in ev) == 9
+    assert any(b"calendar_entry-55@" in line and b".250000-" in line for line in ev)
+    for n in (52, 53, 54):  # a slot's mark in the row's text, a float, a NaN: rows, the last written by json
+        assert not any(f"calendar_entry-{n}@".encode() in line for line in ev)
+        assert sum(f'"source_system_id":"calendar_entry-{n}@'.encode() in line for line in events) >= 3
+    assert any(b"calendar_entry-54@" in line and b"NaN" in line for line in events)
+    assert len(ev) > len(events) / 2
     plain = list(transform_object("calendar_entries", copy.deepcopy(items), spec, users, lookup=lookup_all(), horizon=HORIZON))
     assert not any("lines" in r for r in plain)
