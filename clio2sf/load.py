@@ -52,6 +52,9 @@ BULK_LOOKUP_MIN = 2_000
 #: ... unless the GETs would be more calls than a query job's least (create, status, results): long keys
 #: (``calendar_entry-<id>@<start>``, ~36 characters) fill a GET's URI at ~260 keys, so 800 of them take 4.
 QUERY_JOB_CALLS = 3
+#: Records a REST query page holds (Salesforce's default and largest ``batchSize``): what
+#: :func:`_rest_scan` reads a GET.
+REST_QUERY_PAGE = 2_000
 #: Salesforce's default limit on a SOQL statement's length: what bounds a query job's IN list (the SOQL
 #: is in the job's JSON body, not in a URI).  A little is kept back for the SELECT around the list.
 SOQL_MAX_CHARS = 100_000
@@ -761,26 +764,39 @@ class QueryTooLarge(Exception):
         self.rows, self.max_rows = rows, max_rows
 
 
+def _field_value(rec: Mapping[str, Any], field: str) -> Any:
+    """``rec``'s value of ``field``: a flat key (a Bulk CSV column, ``Event.Clio_Id__c``) or, for a
+    relationship path, REST's nested parent record (``{"Event": {"Clio_Id__c": ...}}``)."""
+    if field in rec:
+        return rec[field]
+    node: Any = rec
+    for part in field.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
 def _rest_scan(client: Any, sobject: str, select: Sequence[str], field: str, vals: Sequence[str],
-               extra: str) -> list[dict[str, Any]] | None:
+               extra: str, max_pages: int = QUERY_JOB_CALLS) -> list[dict[str, Any]] | None:
     """The records asked for, read through REST from every record of ``sobject`` that has a ``field``,
-    when those fit in :data:`QUERY_JOB_CALLS` pages (fewer calls than a query job for one page), else None
-    after one GET (the client lacks ``query_upto``, or ``field`` is not selected: None, no call)."""
+    when those fit in ``max_pages`` pages, else None after one GET (the client lacks ``query_upto``, or
+    ``field`` is not selected: None, no call).  ``field`` may be a relationship path."""
     upto = getattr(client, "query_upto", None)
     if upto is None or field not in select:
         return None
-    got = upto(f"SELECT {', '.join(select)} FROM {sobject} WHERE {field} != null{extra}", max_pages=QUERY_JOB_CALLS)
+    got = upto(f"SELECT {', '.join(select)} FROM {sobject} WHERE {field} != null{extra}", max_pages=max_pages)
     if got is None:
-        log.info("look-up of %d %s.%s value(s): more records have one than %d pages hold", len(vals), sobject,
-                 field, QUERY_JOB_CALLS)
+        log.info("look-up of %d %s.%s value(s): more records have one than %d page(s) hold", len(vals), sobject,
+                 field, max_pages)
         return None
     wanted = {v.casefold() for v in vals}
-    return [r for r in got if r.get(field) is not None and str(r[field]).casefold() in wanted]
+    return [r for r in got if (v := _field_value(r, field)) is not None and str(v).casefold() in wanted]
 
 
 def lookup_records(
     client: Any, sobject: str, select: Sequence[str], field: str, values: Iterable[Any], *, extra: str = "",
-    few: bool = False,
+    few: bool | int | None = False,
 ) -> Iterator[dict[str, Any]]:
     """The records of ``sobject`` whose ``field`` is one of ``values``, with the fields ``select``.
 
@@ -793,10 +809,12 @@ def lookup_records(
     ``select`` for the one-job read to filter on; ``extra`` is ANDed to the filter.
 
     ``few``: the caller expects few records of ``sobject`` to have a ``field`` at all (the ledger says
-    this migration wrote few, e.g. only a sample's): when the look-up would take more than one call, one
-    REST GET over every record that has one is tried first (:func:`_rest_scan`, exact whatever it finds:
-    it filters what it reads); when they fill more than :data:`QUERY_JOB_CALLS` pages, that GET was the
-    one call spent and the look-up goes on as without ``few``."""
+    this migration wrote few, e.g. only a sample's): True (at most one REST page of them), or how many
+    (an int, e.g. the ledger's successful writes of the object).  When reading every record that has
+    one through REST (:func:`_rest_scan`, exact whatever it finds: it filters what it reads) should take
+    fewer GETs than the IN lists' GETs, or at most a query job's :data:`QUERY_JOB_CALLS` calls, that is
+    tried first; when they fill more pages than that, its first GET was the one call spent and the
+    look-up goes on as without ``few``.  False or None: no hint."""
     vals = sorted({str(v) for v in values if v is not None})
     bulk = _bulk_query(client)
     cols = ", ".join(select)
@@ -806,12 +824,18 @@ def lookup_records(
             yield from client.query_all_iter(f"SELECT {cols} FROM {sobject} WHERE {soql_in(field, part)}{extra}")
 
     gets = list(soql_in_chunks(vals)) if bulk is None or len(vals) <= BULK_LOOKUP_MIN else None
-    if few and (gets is None or len(gets) > 1):
-        scanned = _rest_scan(client, sobject, select, field, vals, extra)
-        if scanned is not None:
-            yield from scanned
-            return
-    if bulk is None or (gets is not None and len(gets) <= QUERY_JOB_CALLS):
+    by_gets = bulk is None or (gets is not None and len(gets) <= QUERY_JOB_CALLS)
+    if few is not None and few is not False and vals:
+        # the scan pays when it takes fewer GETs than the IN lists, or no more calls than a query job
+        # (whose 3 calls are its least, after a wait for its status)
+        limit = len(gets) - 1 if by_gets and gets is not None else QUERY_JOB_CALLS
+        expected = 1 if few is True else max(1, -(-int(few) // REST_QUERY_PAGE))
+        if 0 < limit and expected <= limit:
+            scanned = _rest_scan(client, sobject, select, field, vals, extra, max_pages=limit)
+            if scanned is not None:
+                yield from scanned
+                return
+    if by_gets:
         yield from rest(gets)
         return
     read = False
@@ -1212,7 +1236,7 @@ def _anchor_column(envelopes: Sequence[Envelope], idx: Sequence[int], anchor: st
 
 def _existing_natural_keys(
     client: LoadClient, sobject: str, fields: Sequence[str], records: Sequence[Mapping[str, Any]],
-    by_parent_key: tuple[Column, Iterable[Any]] | None = None,
+    by_parent_key: tuple[Column, Iterable[Any]] | None = None, few: bool | int | None = False,
 ) -> dict[tuple[str, ...], str]:
     """Existing records of the natural keys of ``records`` (flat, resolved), found by the key's first id
     field.  ``by_parent_key`` (the lookup column that gives it and the rows' values of that column): when
@@ -1220,7 +1244,8 @@ def _existing_natural_keys(
     GETs) and the client has Bulk query jobs, the records are found
     by the parent's external id (``WHERE Event.Clio_Id__c IN (...)``): the same records as by the
     parents' ids, without long lists of ids in a query (Salesforce refuses more than 500 "junction ids"
-    in one, and these objects are junctions)."""
+    in one, and these objects are junctions).  ``few``: as :func:`lookup_records` (how many records of
+    ``sobject`` the ledger says exist), for that look-up."""
     # Filter on the first id field of the key: ContentDocumentLink refuses unfiltered queries.
     anchor = next((f for f in fields if f.endswith("Id")), fields[0])
     found: dict[tuple[str, ...], str] = {}
@@ -1230,7 +1255,7 @@ def _existing_natural_keys(
         keys = {str(k) for k in keys if k is not None}
         if len(keys) > BULK_LOOKUP_MIN or sum(1 for _ in soql_in_chunks(values)) > QUERY_JOB_CALLS:
             path = f"{col.relationship}.{col.target_field}"
-            for rec in lookup_records(client, sobject, ["Id", *fields, path], path, keys):
+            for rec in lookup_records(client, sobject, ["Id", *fields, path], path, keys, few=few):
                 found[natural_key_of(rec, fields)] = rec["Id"]
             return found
     for part in soql_in_chunks(values):
@@ -1287,11 +1312,12 @@ def natural_key_marker(key: Sequence[str]) -> str:
 
 def _run_natural_key(
     client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int], mode: str, row_cap: int,
-    journal: WriteJournal, known: KnownIds | None = None,
+    journal: WriteJournal, known: KnownIds | None = None, few: bool | int | None = False,
 ) -> list[RowOutcome]:
     """Insert the rows whose natural key Salesforce lacks.  Every attempt looks first, so a create whose
     answer was lost (``RESPONSE_LOST``) or whose worker died is found, not made twice.  ``known``: parent
-    ids this run already has (:func:`resolve_external_ids`); which keys exist is always asked of Salesforce."""
+    ids this run already has (:func:`resolve_external_ids`); which keys exist is always asked of Salesforce
+    (``few``: how, see :func:`_existing_natural_keys`)."""
     sobject = envelopes[idx[0]].sobject
     resolved = resolve_external_ids(client, sobject, envelopes, idx, known)
     # First pass without "existing" to learn the candidate records for the existence query.
@@ -1300,7 +1326,8 @@ def _run_natural_key(
     anchor = next((f for f in fields if f.endswith("Id")), fields[0])
     col = _anchor_column(envelopes, [i for i, _ in draft.inserts], anchor) if draft.inserts else None
     existing = _existing_natural_keys(client, sobject, fields, [r for _, r in draft.inserts],
-                                      (col, (envelopes[i].row[col.name] for i, _ in draft.inserts)) if col else None)
+                                      (col, (envelopes[i].row[col.name] for i, _ in draft.inserts)) if col else None,
+                                      few=few)
     del draft  # its flat records: the plan below makes them again (a load task holds every row)
     plan = plan_natural_key_inserts(envelopes, resolved, existing, idx)
     out = list(plan.failures)
@@ -1366,7 +1393,7 @@ def _written_fields(envelopes: Sequence[Envelope], idx: Iterable[int], ext: str)
 
 def capture_before_images(
     client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int] | None = None,
-    fields_of: Sequence[int] | None = None, *, few: bool = False,
+    fields_of: Sequence[int] | None = None, *, few: bool | int | None = False,
 ) -> dict[str, dict[str, Any]]:
     """Current values of the fields a batch is about to write, keyed by external id (for rollback): of
     the rows ``idx`` (all by default), the fields any row of ``fields_of`` (default ``idx``) writes.
@@ -1480,7 +1507,7 @@ def load_rows(
     retry_wait: float = 2.0,
     capture_before: bool = False,
     before_images: Mapping[str, Mapping[str, Any]] | None = None,
-    few_existing: bool = False,
+    few_existing: bool | int | None = False,
     known_ids: KnownIds | None = None,
     note_ids: Mapping[str, str] | None = None,
     journal: WriteJournal | None = None,
@@ -1499,7 +1526,7 @@ def load_rows(
     ``before_images`` (with ``capture_before``): the rows' before-images the caller already took
     (:func:`capture_before_images` of these rows, or :func:`before_images_of`), used instead of asking again.
     ``few_existing``: few records of the object are expected to exist (``few`` of :func:`lookup_records`:
-    what the before-images cost, never which rows get one).  ``known_ids``: parent ids this run already
+    what the before-images, or a natural-key batch's look-up of existing keys, cost, never what they find).  ``known_ids``: parent ids this run already
     has, for natural-key rows' look-ups (:func:`resolve_external_ids`).
     """
     if not envelopes:
@@ -1515,8 +1542,8 @@ def load_rows(
     failed.update(repeated_external_ids(envelopes, failed))
     envelopes, have = _strip_create_only(client, envelopes)
     natural = envelopes[0].external_id_field is None
-    step: Callable[..., list[RowOutcome]] = (functools.partial(_run_natural_key, known=known_ids) if natural
-                                             else _run_upsert)
+    step: Callable[..., list[RowOutcome]] = (functools.partial(_run_natural_key, known=known_ids, few=few_existing)
+                                             if natural else _run_upsert)
     before: dict[str, dict[str, Any]] = {}
     if capture_before and not natural and before_images is not None:
         before = {k: dict(v) for k, v in before_images.items()}  # taken by the caller: not looked up again

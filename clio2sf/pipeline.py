@@ -38,6 +38,8 @@ from clio2sf.ledger import BatchJournal, LedgerWriter, norm_id
 from clio2sf.load import (
     COMPOSITE_CHUNK,
     NOTE_DOCUMENT_COLUMN,
+    QUERY_JOB_CALLS,
+    REST_QUERY_PAGE,
     SOQL_IN_CHUNK,
     SPECIAL_LOADERS,
     Envelope,
@@ -849,10 +851,13 @@ def _share_ids(mroot: Any, run_id: str, phase: str, sobject: str, batch: str, en
                        {"field": envs[0].external_id_field, "ids": ids})
 
 
-#: Successful writes of an object in the ledger up to which its before-images are first read through one
-#: REST GET over every record of it that has an external id (a REST page holds 2,000 records): the sample's
-#: records before the full load's first task of that object.  Only what a look-up costs depends on it.
-FEW_WRITTEN = 2_000
+#: Successful writes of an object in the ledger up to which its before-images (or, for a natural-key
+#: object, its existing keys) are first read through REST GETs over every record of it that has an
+#: external id (:func:`clio2sf.load.lookup_records` ``few``: 2,000 records a page, at most as many GETs
+#: as a query job's least calls): the sample's records before the full load's first task of that object.
+#: Writes, not records: the sample's deferred pass writes some records twice.  Only what a look-up costs
+#: depends on it, never what it finds.
+FEW_WRITTEN = QUERY_JOB_CALLS * REST_QUERY_PAGE
 
 
 def load_batch(
@@ -936,9 +941,13 @@ def load_batch(
         # already exist: a delta, or records an earlier run of this migration wrote.
         known = ledger_sf_ids(mroot, sobject, (e.source_system_id for e in envs)) if "delta" not in phase else {}
         capture = "delta" in phase or any(e.source_system_id in known for e in envs)
-        # few records of the object written so far (a sample's): the before-images are one REST GET over
-        # every record with an external id, not a query job (exact either way: see load.lookup_records)
-        few = capture and ledger_index.count_ok(mroot, sobject, stop_above=FEW_WRITTEN) <= FEW_WRITTEN
+        # few records of the object written so far (a sample's): the before-images, or the natural keys
+        # that exist, are REST GETs over every record with an external id, not a query job (exact either
+        # way: see load.lookup_records); ``few`` is how many writes the ledger holds
+        few: int | bool = False
+        if capture or envs[0].external_id_field is None:
+            written = ledger_index.count_ok(mroot, sobject, stop_above=FEW_WRITTEN)
+            few = written if written <= FEW_WRITTEN else False
         if clear_fields and not deferred:
             envs, nulled = with_cleared_fields(client, envs, clear_fields)
             if nulled:
