@@ -20,14 +20,25 @@ class BadValue(ValueError):
         self.rule = rule
 
 
-def compile_path(path: str) -> Callable[[Mapping[str, Any]], Any]:
-    """Compile ``a.b[primary].c`` / ``items[0].id`` into a fast getter returning None when absent."""
+def _steps(path: str) -> list[tuple[str, str | None]]:
     steps: list[tuple[str, str | None]] = []
     for part in path.split("."):
         m = _STEP_RE.match(part)
         if not m:
             raise ValueError(f"bad path {path!r} (step {part!r})")
         steps.append((m.group(1), m.group(2)))
+    return steps
+
+
+def path_key(path: str) -> str | None:
+    """The key ``k`` when ``compile_path(path)`` is ``d.get(k)`` (a path of one plain step), else None."""
+    steps = _steps(path)
+    return steps[0][0] if len(steps) == 1 and steps[0][1] is None else None
+
+
+def compile_path(path: str) -> Callable[[Mapping[str, Any]], Any]:
+    """Compile ``a.b[primary].c`` / ``items[0].id`` into a fast getter returning None when absent."""
+    steps = _steps(path)
     if len(steps) == 1 and steps[0][1] is None:
         key = steps[0][0]
         return lambda d: d.get(key)

@@ -333,3 +333,30 @@ def test_occurrences_across_a_daylight_saving_change_keep_the_exact_duration(spe
         assert datetime.fromisoformat(row["EndDateTime"]) - starts[k] == timedelta(hours=2), (k, row["EndDateTime"])
     across = next(row for k, row in events.items() if k.endswith("@20241103T053000Z"))
     assert across["EndDateTime"] == "2024-11-03T01:30:00-06:00"  # 07:30Z: two hours after 05:30Z
+
+
+class _Text(str):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["text", "number", "date", "datetime", "bool", "json"])
+@pytest.mark.parametrize("source", ["name", "a.b", ["x", "name"], "items[0].v", "{name} and {a.b}"])
+@pytest.mark.parametrize("limit", [None, {"max": 3}, {"max": 3, "overflow": "Long__c"}, {"max": 0}])
+def test_a_plain_field_sets_what_the_general_field_function_sets(spec, kind, source, limit):
+    """compile_field's plain function (a field neither required, a reference, value-mapped nor an email) writes
+    the row, the overflows and the issues the general one writes, for values of every kind and a few bad ones."""
+    from clio2sf.mapping.fields import Issues, compile_field
+
+    fspec = {("template" if isinstance(source, str) and "{" in source else "from"): source, "as": kind, **(limit or {})}
+    plain, general = compile_field("F__c", fspec, spec), compile_field("F__c", fspec, spec, plain=False)
+    assert plain.__name__ != general.__name__  # the plain one is another function
+    for value in [None, "", "abc", "abcdef", _Text("abcdef"), " 2024-03-01 ", "2024-03-01T10:00:00-05:00",
+                  "2024-03-01T10:00:00", "0099-01-01", "12", "1,234.5", "1,5", "nan", "yes", "maybe", 0, 7, 2.5,
+                  float("nan"), True, False, {"k": [1, "é"]}, [3], "é" * 5]:
+        d = {"name": value, "a": {"b": value}, "x": None, "items": [{"v": value}]}
+        got = []
+        for fn in (plain, general):
+            row, issues, overflows = {"Other": 1}, Issues("contact-1", []), []
+            fn(d, row, issues, overflows)
+            got.append((row, issues.items, overflows))
+        assert repr(got[0]) == repr(got[1]), (value, got)  # repr: a NaN equals itself there
