@@ -19,7 +19,7 @@ export PYTHONPATH := $(ROOT):$(ROOT)/plugins
 export PATH := $(BIN):$(PATH)
 
 # `make browser`: the headless Chromium the scheduler test's report check drives (Debian package).
-.PHONY: browser venv test test-unit test-integration lint demo airflow-init standalone sandboxes bench bench-smoke bench-xl bench-dags-smoke clean test-scheduler
+.PHONY: browser venv test test-unit test-integration lint demo airflow-init standalone sandboxes bench bench-smoke bench-xl bench-xl-records bench-dags-smoke clean test-scheduler
 
 venv: $(STAMP)
 
@@ -76,6 +76,10 @@ bench: venv
 # The phase DAGs on the xl preset (≈1M records; hours); merged into benchmarks/results/latest.md.
 bench-xl: venv
 	$(BIN)/python -m benchmarks.run --only dags_xl
+
+# The same without the firm's documents (extract -> transform -> load of ≈1M records: memory, ledger).
+bench-xl-records: venv
+	$(BIN)/python -m benchmarks.run --only dags_xl_records
 
 # The DAG-path harness on the tiny preset (a few minutes; results in benchmarks/results/smoke.md).
 bench-dags-smoke: venv

@@ -300,17 +300,18 @@ def _xcom(cluster: Any, dag_id: str, run_id: str, ti: dict) -> Any:
         raise
 
 
-def clio_minimum(clio: Any, mroot: Path) -> dict[str, Any]:
+def clio_minimum(clio: Any, mroot: Path, objects: list[str] | None = None) -> dict[str, Any]:
     """The fewest Clio requests that discover and extract this firm (as :mod:`benchmarks.bench_clio`, plus
     what the extraction is asked to do for a document with earlier versions: one request listing its
-    versions and one download per earlier version; counted from what was staged)."""
+    versions and one download per earlier version; counted from what was staged). ``objects``: the
+    extraction's ``params.objects`` (pages of those objects only; discover's requests are all counted)."""
     from clio2sf import catalog
     from clio2sf.discovery.estimates import DISCOVERY_ENDPOINTS, MIGRATED_OBJECTS
     from clio2sf.extract import read_records
 
-    counts = clio.counts(catalog.CLIO_OBJECTS)
+    counts = clio.counts([o for o in catalog.CLIO_OBJECTS if not objects or o.name in objects])
     docs = listings = older = 0
-    for env in read_records(mroot, "documents"):
+    for env in read_records(mroot, "documents") if not objects or "documents" in objects else ():
         docs += bool(env.get("blob"))
         if "versions" in env:
             listings += 1
@@ -389,9 +390,21 @@ def projection(tl: dict[str, float], minimum: dict, served: int, limit: int, win
             "record_path_s": record_path, "tail_s": tail, "scale": scale}
 
 
+def record_objects() -> list[str]:
+    """Every migrated Clio object but documents: the extract → transform → load path of the records."""
+    from clio2sf import catalog
+
+    return [o.name for o in catalog.CLIO_OBJECTS if o.migrated and o.name != "documents"]
+
+
 def run(work: Path, *, preset: str = "large", window: float = 5.0, limit: int = 50, parallelism: int = 4,
-        seed: int = 42, timeout: float = 6 * 3600, raw: Path | None = None) -> list[Figure]:
-    """Run the phases on ``preset``; keep what was recorded in ``raw`` (JSON; :func:`from_raw` recomputes)."""
+        seed: int = 42, timeout: float = 6 * 3600, raw: Path | None = None,
+        objects: list[str] | None = None) -> list[Figure]:
+    """Run the phases on ``preset``; keep what was recorded in ``raw`` (JSON; :func:`from_raw` recomputes).
+
+    ``objects``: the extraction's ``params.objects`` as a user sets it in the trigger form (None: every
+    object). The figures are then labelled ``dags_<preset>_records`` and end to end is not projected
+    (the firm's documents were not part of the run)."""
     from benchmarks.common import ROOT, commit
     from clio2sf import staging
     from sandbox.clio.testing import run_clio_sandbox
@@ -423,8 +436,9 @@ def run(work: Path, *, preset: str = "large", window: float = 5.0, limit: int = 
             started_runs: list[dict] = []
             try:
                 for dag_id in PHASES:
-                    run_id = cluster.trigger(dag_id, {**conf, **({"apply_schema": True} if dag_id == PHASES[0]
-                                                                 else {})})
+                    extra = {"apply_schema": True} if dag_id == PHASES[0] else \
+                        {"objects": objects} if objects and dag_id == "mig_02_extract" else {}
+                    run_id = cluster.trigger(dag_id, {**conf, **extra})
                     started = {"dag_id": dag_id, "run_id": run_id, "overlapped": False}
                     started_runs.append(started)
                     _start(cluster, started, deadline - time.monotonic())
@@ -453,14 +467,14 @@ def run(work: Path, *, preset: str = "large", window: float = 5.0, limit: int = 
                 sampler.stop()
             cluster.stop()
         mroot = staging.migration_root(work / "staging", FIRM, MIGRATION)
-        minimum = clio_minimum(clio, mroot)
+        minimum = clio_minimum(clio, mroot, objects)
         # the log's token field is a token prefix: not kept
         clio_log = [{k: v for k, v in e.items() if k != "token"} for e in clio.request_log()]
         sf_log = sf.request_log()["requests"]
     recorded = {"commit": measured, "preset": preset, "window": window, "limit": limit, "phases": phases, "tasks": sampler.tasks,
                 "results": results, "minimum": minimum, "clio_log": clio_log, "sf_log": sf_log,
                 "sampling": {"interval_s": SAMPLE_S, "samples": sampler.samples, "parallelism": parallelism},
-                "machine_load": sampler.load, "failures": failures}
+                "machine_load": sampler.load, "failures": failures, "objects": objects}
     if raw is not None:
         raw.parent.mkdir(parents=True, exist_ok=True)
         raw.write_text(json.dumps(recorded), encoding="utf-8")
@@ -491,10 +505,11 @@ def _bulk_threshold() -> int:
 
 def figures(*, preset: str, window: float, limit: int, phases: list[dict], tasks: dict[str, dict],
             results: dict[str, Any], minimum: dict, clio_log: list[dict], sf_log: list[dict],
-            sampling: dict, machine_load: dict | None = None, failures: list[dict] | None = None) -> list[Figure]:
+            sampling: dict, machine_load: dict | None = None, failures: list[dict] | None = None,
+            objects: list[str] | None = None) -> list[Figure]:
     """The DAG-path figures from what the run recorded (pure: unit-tested with made-up logs)."""
-    bench = f"dags_{preset}"
-    firm = f"{preset} firm"
+    bench = f"dags_{preset}" + ("_records" if objects else "")
+    firm = f"{preset} firm" + (f", {len(objects)} objects (no documents)" if objects else "")
     figs: list[Figure] = []
     # ---- the load the run ran under (other processes on the machine)
     if machine_load and machine_load.get("wall_s"):
@@ -641,6 +656,8 @@ def figures(*, preset: str, window: float, limit: int, phases: list[dict], tasks
                            f"{p['state']} after {p['seconds']:.0f} s when the run was recorded",
                            detail={"clio_requests": p["clio_requests"], "approval_wait_s": round(p["approval_wait"], 1),
                                    "overlapped": p.get("overlapped")}))
+    if objects:  # the firm's documents were not extracted: there is no end to end to project
+        return figs
     if not ended:
         unfinished = ", ".join(f"{p['dag_id']} ({p['state']})" for p in phases if p["state"] != "success")
         note = (f"not measured: the run was recorded before every phase ended ({unfinished}); at least "

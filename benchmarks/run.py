@@ -4,7 +4,9 @@
 target asserted); the default full run adds ``dags`` (:mod:`benchmarks.bench_dags`: the phase DAGs
 under a real scheduler on the ``large`` preset, about an hour) and is run by hand (``make bench``).
 ``--only dags_xl`` runs the DAGs on the ``xl`` preset (≈1M records; ``make bench-xl``, hours) and
-merges its figures into the previous results; ``--size tiny --only dags`` runs the DAG path on the
+merges its figures into the previous results; ``--only dags_xl_records`` runs them on the ``xl`` preset
+with the extraction's ``objects`` leaving documents out (the extract → transform → load path of ≈1M
+records, for memory and ledger scaling; ``make bench-xl-records``); ``--size tiny --only dags`` runs the DAG path on the
 tiny preset (``make bench-dags-smoke``).  Results: ``benchmarks/results/<date>-<size>.{md,json}``
 plus ``latest.{md,json}`` (full) or ``smoke.{md,json}`` (tiny), with the machine, the date and the
 git commit measured; ``latest.reading.md`` (``smoke.reading.md``), when present, is appended to the
@@ -36,16 +38,19 @@ SIZES: dict[str, dict[str, Any]] = {
     "full": {"clio": {"preset": "demo", "window": 10.0, "real_rate_preset": "tiny"},
              "sf": {"rows": 10_000, "naive_rows": 1000}, "transform": 20_000,
              "memory": [10_000, 100_000, 1_000_000], "sf_sandbox": 50_000,
-             "dags": {"preset": "large", "window": 5.0}, "dags_xl": {"preset": "xl", "window": 5.0}},
+             "dags": {"preset": "large", "window": 5.0}, "dags_xl": {"preset": "xl", "window": 5.0},
+             "dags_xl_records": {"preset": "xl", "window": 5.0}},
 }
-BENCHMARKS = ("clio", "salesforce", "transform", "memory", "sf_sandbox", "end_to_end", "dags", "dags_xl")
+BENCHMARKS = ("clio", "salesforce", "transform", "memory", "sf_sandbox", "end_to_end", "dags", "dags_xl",
+              "dags_xl_records")
 #: what a run without ``--only`` runs at each size (the DAG paths take an hour and more).
 DEFAULT = {"tiny": BENCHMARKS[:6], "full": BENCHMARKS[:7]}
 #: runner benchmark -> the ``Figure.benchmark`` labels it produces.
 FIGURE_LABELS = {"clio": ("clio_request_economy", "rate_limit_utilisation"), "salesforce": ("salesforce_call_economy",),
                  "transform": ("transform_throughput",), "memory": ("memory",),
                  "sf_sandbox": ("sf_sandbox_throughput",), "end_to_end": ("end_to_end",),
-                 "dags": ("dags_large", "dags_tiny"), "dags_xl": ("dags_xl",)}
+                 "dags": ("dags_large", "dags_tiny"), "dags_xl": ("dags_xl",),
+                 "dags_xl_records": ("dags_xl_records",)}
 
 
 def _plan(size: str, work: Path, out: Path, dags_timeout: float | None = None) -> dict[str, Callable[[], list[Figure]]]:
@@ -71,6 +76,9 @@ def _plan(size: str, work: Path, out: Path, dags_timeout: float | None = None) -
         "dags": lambda: bench_dags.run(work / "dags", raw=out / f"dags-{cfg['dags']['preset']}.raw.json",
                                        **cfg["dags"], **limit),
         "dags_xl": lambda: bench_dags.run(work / "dags-xl", raw=out / "dags-xl.raw.json", **cfg["dags_xl"], **limit),
+        "dags_xl_records": lambda: bench_dags.run(work / "dags-xl", raw=out / "dags-xl-records.raw.json",
+                                                  preset="xl", window=cfg["dags_xl_records"]["window"],
+                                                  objects=bench_dags.record_objects(), **limit),
     }
 
 
@@ -108,9 +116,10 @@ def side_by_side(figures: list[dict]) -> list[str]:
             dag[(f["detail"]["headline"], f["benchmark"].removeprefix("dags_"))] = f
     if not dag:
         return []
-    presets = [p for p in ("tiny", "large", "xl") if p != "tiny" or any(k[1] == p for k in dag)]
+    presets = [p for p in ("tiny", "large", "xl", "xl_records") if p in ("large", "xl") or any(k[1] == p for k in dag)]
     lines = ["## Through the DAGs: goals side by side", "",
-             "| figure | goal | " + " | ".join(f"through the DAGs ({p})" for p in presets) + " | isolated function |",
+             "| figure | goal | " + " | ".join(f"through the DAGs ({p.replace('_records', ', records only')})"
+                                                for p in presets) + " | isolated function |",
              "|---|---|" + "---|" * (len(presets) + 1)]
     for key, label, goal, isolated in HEADLINES:
         cells = []
@@ -180,7 +189,7 @@ def run(size: str, out: Path, only: list[str] | None = None, from_raw: Path | No
         if from_raw is not None:
             from benchmarks import bench_dags
 
-            for name in ("dags", "dags_xl"):
+            for name in ("dags", "dags_xl", "dags_xl_records"):
                 plan[name] = lambda: bench_dags.from_raw(from_raw)
         for name in only or DEFAULT[size]:
             b0 = time.perf_counter()
