@@ -147,6 +147,23 @@ def test_a_recorded_run_is_recomputed_into_the_results_naming_its_commit(tmp_pat
 
 
 @pytest.mark.unit
+def test_a_run_without_documents_gets_its_own_column_and_no_end_to_end_projection(tmp_path: Path) -> None:
+    """``dags_xl_records`` (the extraction's objects leave documents out): its figures are labelled apart
+    from a whole firm's, and end to end is not projected (the firm's documents were not part of it)."""
+    raw = tmp_path / "dags-xl-records.raw.json"
+    raw.write_text(json.dumps({"commit": "0123abc", **_recorded(extra_clio=10), "preset": "xl",
+                               "objects": ["contacts", "matters"]}), encoding="utf-8")
+    doc = run("full", tmp_path / "out", ["dags_xl_records"], raw)
+    assert doc["errors"] == {} and {f["benchmark"] for f in doc["figures"]} == {"dags_xl_records"}
+    assert not [f for f in doc["figures"] if f["figure"].startswith("end to end")]
+    md = (tmp_path / "out" / "latest.md").read_text(encoding="utf-8")
+    assert "| figure | goal | through the DAGs (large) | through the DAGs (xl) | through the DAGs (xl, records only) |" in md
+    assert "| Clio requests served ÷ minimum | ≤ 1.05 | not run | not run | 1.099 (**not met**) | - |" in md
+    clio = _one(dag_figures(**{**_recorded(), "objects": ["contacts"]}), "Clio requests served ÷ minimum")
+    assert clio.benchmark == "dags_large_records" and "no documents" in clio.subject
+
+
+@pytest.mark.unit
 def test_task_instances_are_read_page_by_page_past_the_api_cap() -> None:
     from benchmarks.bench_dags import task_instances
 
