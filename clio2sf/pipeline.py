@@ -458,14 +458,20 @@ TRANSFORMED_GZIP_LEVEL = 1
 _INF = float("inf")
 #: The value types of a row msgspec writes as json does (a float is checked for NaN and infinities).
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+_FLOAT_ROW_TYPES = _PLAIN_TYPES | {float}
+_INFINITIES = frozenset({_INF, -_INF})
 
 
 def _scalar_finite_row(env: Mapping[str, Any]) -> bool:
     """A transformed envelope msgspec may write (:func:`clio2sf.staging.encode_jsonl_gz`): its row holds
     scalars and no NaN or infinity (a value passed through from a raw NaN stays NaN, written by json)."""
     values = env["row"].values()
-    if set(map(type, values)) <= _PLAIN_TYPES:  # the common row, checked in C
+    types = set(map(type, values))
+    if types <= _PLAIN_TYPES:  # the common row, checked in C
         return True
+    if types <= _FLOAT_ROW_TYPES:  # with floats (a rate, an amount): each checked in C too
+        floats = list(filter(float.__instancecheck__, values))
+        return _INFINITIES.isdisjoint(floats) and all(map(float.__eq__, floats, floats))  # NaN != NaN
     for v in values:
         t = type(v)
         if t is float:

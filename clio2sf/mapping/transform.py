@@ -1097,7 +1097,8 @@ def transform_object(
             yield from _issues_out(clio_object_name, issues)
             yield _reject(clio_object_name, sid, None, "out_of_range", f"{sid}: a value is out of range ({exc})", None)
             continue
-        yield from _issues_out(clio_object_name, issues)
+        if issues.items:
+            yield from _issues_out(clio_object_name, issues)
         yield from rows
 
 

@@ -306,3 +306,22 @@ def s3_root(monkeypatch):
                     key="testing", secret="testing")
     finally:
         server.stop()
+
+
+def test_a_row_msgspec_may_write_is_one_of_scalars_and_finite_floats():
+    """pipeline._scalar_finite_row checks the floats of a row in C: the answer is the value-by-value one."""
+    import itertools
+    import math
+
+    from clio2sf import pipeline
+
+    class Sub(float):
+        pass
+
+    def by_value(row):
+        return all(type(v) in (str, int, bool, type(None)) or (type(v) is float and math.isfinite(v)) for v in row.values())
+
+    values = [1.5, -0.0, 1e308, math.nan, -math.nan, math.inf, -math.inf, 3, True, None, "nan", Sub(2.0), [1.0], {"x": 1}]
+    rows = [dict(enumerate(c)) for n in range(4) for c in itertools.combinations(values, n)]
+    assert sum(map(by_value, rows)) > 50 and sum(not by_value(r) for r in rows) > 50
+    assert [pipeline._scalar_finite_row({"row": r}) for r in rows] == [by_value(r) for r in rows]
