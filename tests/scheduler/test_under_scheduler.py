@@ -91,7 +91,9 @@ def world(tmp_path_factory):
             "CLIO2SF_RATE_DIR": str(work / "rate"),
             "AIRFLOW_VAR_CLIO2SF_STAGING_ROOT": f"file://{work / 'staging_default'}",
         })
-        cluster = Cluster.start(work / "airflow", env)
+        # nothing here changes a DAG file (the declared migrations are written above, before the start):
+        # the DAGs are parsed once at start, not again every 5 s beside the runs (CPU the tasks need)
+        cluster = Cluster.start(work / "airflow", env, reparse_interval=3600)
         stack.callback(cluster.stop)
         yield {"cluster": cluster, "work": work, "clio_a": clio_a, "clio_b": clio_b, "sf_a": sf_a, "sf_b": sf_b}
 
