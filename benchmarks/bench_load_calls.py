@@ -87,15 +87,19 @@ def call_step(entry: dict[str, Any]) -> str:
     return f"{m} {p}"
 
 
-def run_load_tasks(sb: Any, sobject: str, run_id: str = "bench-calls-1") -> dict[str, Any]:
-    """Run the full load's ``list_batches`` and ``load_batch`` tasks of ``sobject``; calls from the sandbox log."""
+def run_load_tasks(sb: Any, sobject: str, run_id: str = "bench-calls-1", workers: int = 1) -> dict[str, Any]:
+    """Run the full load's ``list_batches`` and ``load_batch`` tasks of ``sobject``; calls from the sandbox log.
+    ``workers``: load tasks run at once (threads, as a pool of that many slots runs them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from clio2sf_airflow.phases import full_load
 
     start = sb.request_log()
     before = int(start["total_api_calls"])
     with task_context(run_id):
         items = full_load.list_batches(sobject)
-        summaries = [full_load.load_batch(item) for item in items]
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            summaries = list(pool.map(full_load.load_batch, items))
     log = sb.request_log()
     calls = int(log["total_api_calls"]) - before
     rows = sum(s["rows"] for s in summaries)
@@ -105,12 +109,35 @@ def run_load_tasks(sb: Any, sobject: str, run_id: str = "bench-calls-1") -> dict
     polls = Counter(e["path"].rstrip("/") for e in log["requests"][len(start["requests"]):]
                     if e.get("api") and e["method"] == "GET" and re.search(r"/jobs/(ingest|query)/[^/]+/?$", e["path"]))
     waits = sum(n - 1 for n in polls.values())
+    jobs = job_waits(log["requests"][len(start["requests"]):])
     return {"sobject": sobject, "rows": rows, "tasks": len(items), "calls": calls, "by_kind": dict(by_kind),
             "steps": dict(sorted(steps.items())),
             "calls_per_10k": round(calls * 10_000 / rows, 2) if rows else None, "later_status_calls": waits,
             "calls_per_10k_one_status_a_job": round((calls - waits) * 10_000 / rows, 2) if rows else None,
             "failed": sum(s["failed"] for s in summaries), "created": sum(s["created"] for s in summaries),
-            "updated": sum(s["updated"] for s in summaries)}
+            "updated": sum(s["updated"] for s in summaries), "ingest_jobs": jobs}
+
+
+def job_waits(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per Bulk ingest job of ``requests`` (the sandbox's log): its status calls and the extra wait, the
+    seconds from the job's end (its final ``systemModstamp``, asked after the fact) to the status call
+    that found it ended."""
+    from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+    from sandbox.salesforce.values import parse_dt
+
+    status: dict[str, list[float]] = {}
+    for e in requests:
+        m = re.search(r"/jobs/ingest/([^/]+)/?$", e["path"])
+        if e.get("api") and m and e["method"] == "GET":
+            status.setdefault(m.group(1), []).append(e["ts"])
+    out = []
+    hook = ClioSalesforceHook() if status else None
+    for jid, seen in status.items():
+        info = hook.request("GET", f"jobs/ingest/{jid}/").json()
+        ended = parse_dt(info["systemModstamp"]).timestamp()
+        out.append({"job": jid, "rows": info.get("numberRecordsProcessed"), "status_calls": len(seen),
+                    "extra_wait_s": round(max(seen) - ended, 2)})
+    return out
 
 
 def event_rows(events: int, contacts: int, per_event: int = 2) -> dict[str, list[dict[str, Any]]]:
@@ -154,14 +181,15 @@ EVENT_OBJECTS = (("Contact", "contacts"), ("Event", "calendar_entries"), ("Event
 
 
 def run_events(sb: Any, stage_root: Path, events: int, contacts: int,
-               file_rows: int = FILE_ROWS, sample_runs: int = 1) -> dict[str, dict[str, Any]]:
+               file_rows: int = FILE_ROWS, sample_runs: int = 1, workers: int = 1) -> dict[str, dict[str, Any]]:
     """Contacts, events and their relations through the full load's tasks, after a sample-sized first
     run of each object's first file (its rows are in the ledger, so the full run takes before-images of
     the groups holding them, and finds their relations there): calls per object of the full run.
     ``file_rows``: the rows of each later file (a raw batch of recurring entries makes ~50,000 events
     and ~100,000 relations in one file, loaded in row slices).  ``sample_runs``: how many times that first
     run is made (2: the ledger holds two writes of each of its records, as a sample's deferred pass
-    writes some records twice, while Salesforce holds each once)."""
+    writes some records twice, while Salesforce holds each once).  ``workers``: the full run's tasks of an
+    object run that many at once (the DAG's pools run 3: their Bulk jobs queue in Salesforce)."""
     data = event_rows(events, contacts)
     mroot = stage_root / FIRM / MIGRATION
     for sobject, source in EVENT_OBJECTS:  # the first file of each, loaded by an earlier run
@@ -172,7 +200,8 @@ def run_events(sb: Any, stage_root: Path, events: int, contacts: int,
     for sobject, source in EVENT_OBJECTS:
         stage_envelopes(mroot, sobject, data[sobject][FILE_ROWS:], source, first=2,
                         file_rows=FILE_ROWS if sobject == "Contact" else file_rows)
-    return {sobject: run_load_tasks(sb, sobject, run_id="bench-calls-full") for sobject, _ in EVENT_OBJECTS}
+    return {sobject: run_load_tasks(sb, sobject, run_id="bench-calls-full", workers=workers)
+            for sobject, _ in EVENT_OBJECTS}
 
 
 def run(work: Path, rows: int, sobject: str = "Contact", seed: int = 42, group_rows: int | None = None) -> list[Figure]:
@@ -202,7 +231,7 @@ def run(work: Path, rows: int, sobject: str = "Contact", seed: int = 42, group_r
 
 
 def run_calendar(work: Path, events: int, contacts: int, seed: int = 42, file_rows: int = FILE_ROWS,
-                 sample_runs: int = 1) -> list[Figure]:
+                 sample_runs: int = 1, workers: int = 1) -> list[Figure]:
     """:func:`run_events` against a fresh sandbox, one figure per object and one for all of them."""
     import os
 
@@ -215,7 +244,7 @@ def run_calendar(work: Path, events: int, contacts: int, seed: int = 42, file_ro
 
         for obj in ("Contact", "Event"):
             ClioSalesforceHook().ensure_external_id_field(obj)
-        got = run_events(sb, work / "stage", events, contacts, file_rows, sample_runs)
+        got = run_events(sb, work / "stage", events, contacts, file_rows, sample_runs, workers)
     figs = []
     for sobject, g in got.items():
         if g["failed"]:
@@ -224,7 +253,7 @@ def run_calendar(work: Path, events: int, contacts: int, seed: int = 42, file_ro
                            "(a calendar: look-ups, natural keys, before-images)", f"{sobject}, {g['rows']:,} rows, "
                            f"{g['tasks']} task(s)", g["calls_per_10k"], "calls", "≤ 10", at_most(g["calls_per_10k"], 10),
                            detail={"calls": g["calls"], "by_kind": g["by_kind"], "steps": g["steps"],
-                                   "created": g["created"]}))
+                                   "created": g["created"], "ingest_jobs": g["ingest_jobs"]}))
     calls, rows = sum(g["calls"] for g in got.values()), sum(g["rows"] for g in got.values())
     per = round(calls * 10_000 / rows, 2)
     figs.append(Figure("salesforce", "Salesforce calls per 10,000 rows through the full load's tasks "
@@ -244,10 +273,12 @@ def main() -> None:
                     help="with --calendar: rows of each event and relation file after the first")
     ap.add_argument("--sample-runs", type=int, default=1,
                     help="with --calendar: times the sample-sized first run is made (2: two writes a record)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="with --calendar: the full run's tasks of an object at once (threads)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
         figs = (run_calendar(Path(tmp), args.calendar, max(args.calendar // 5, 2_001), file_rows=args.file_rows,
-                             sample_runs=args.sample_runs)
+                             sample_runs=args.sample_runs, workers=args.workers)
                 if args.calendar
                 else run(Path(tmp), args.rows, args.sobject, group_rows=args.group_rows))
         for f in figs:

@@ -157,15 +157,24 @@ class _MultipartBody:
         return out
 
 
+#: Records a finished ingest job must have processed for its pace to size later jobs' first waits.
+PACE_MIN_ROWS = 1_000
+
+
 class ClioSalesforceHook(SalesforceHook):
     """The Salesforce side of the migration, on top of the provider's ``SalesforceHook``.
 
     :param salesforce_conn_id: Airflow connection of type ``salesforce``.
     :param describe_cache: optional folder (pathlib-like, e.g. ``discover/salesforce_describe``)
         holding ``<Object>.json`` describes; read before calling Salesforce and written after.
+    :param bulk_pace: optional JSON file (pathlib-like, e.g. ``loads/<run id>/salesforce_bulk_pace.json``)
+        of ``{object: seconds of processing a row}`` as finished Bulk ingest jobs reported it
+        (``totalProcessingTime``): it sizes a job's first wait (:meth:`first_wait`); read once, written
+        after each job (a hint shared by a run's tasks: a lost update costs status calls, nothing else).
     :param max_attempts: tries per HTTP request for transient failures.
     :param retry_wait_max: cap of the jittered exponential wait between tries, in seconds.
-    :param poll_interval: first wait between Bulk job status polls; grows by half each poll.
+    :param poll_interval: least wait between Bulk job status polls (and the first one when no pace is
+        known); grows by half each poll.
     :param max_poll_interval: cap of that wait.
     :param bulk_timeout: seconds before an unfinished Bulk job is aborted.
     :param duplicate_rule_allow_save: send ``Sforce-Duplicate-Rule-Header: allowSave=true`` on writes.
@@ -178,6 +187,7 @@ class ClioSalesforceHook(SalesforceHook):
         salesforce_conn_id: str = SalesforceHook.default_conn_name,
         *,
         describe_cache: Any = None,
+        bulk_pace: Any = None,
         max_attempts: int = 5,
         retry_wait_max: float = 30.0,
         poll_interval: float = 2.0,
@@ -191,6 +201,8 @@ class ClioSalesforceHook(SalesforceHook):
     ) -> None:
         super().__init__(salesforce_conn_id=salesforce_conn_id, session_id=session_id, session=session)
         self.describe_cache = describe_cache
+        self.bulk_pace = bulk_pace
+        self._pace: dict[str, float] | None = None  # object -> seconds of processing a row
         self.max_attempts = max_attempts
         self.retry_wait_max = retry_wait_max
         self.poll_interval = poll_interval
@@ -494,8 +506,11 @@ class ClioSalesforceHook(SalesforceHook):
                     put.status_code, "UPLOAD_NOT_ACCEPTED", "expected 201", where=url
                 )
             self._upload_complete(job_id)
-            # a status call made at once finds the job still running: one wait first saves that call
-            info = self._wait_for_job(job_id, first_wait=self.poll_interval, rows=rows)
+            # a status call made at once finds the job still running: one wait first saves that call, and
+            # one as long as its rows take to process at the pace jobs reported saves the calls before
+            first = self.first_wait(sobject, rows)
+            info = self._wait_for_job(job_id, first_wait=first, rows=rows,
+                                      queued_wait=first if first > self.poll_interval else 0.0)
         except BaseException:
             self._abort_quietly(job_id)
             raise
@@ -510,6 +525,7 @@ class ClioSalesforceHook(SalesforceHook):
         )
         processed = int(info.get("numberRecordsProcessed") or 0)
         failed = int(info.get("numberRecordsFailed") or 0)
+        self._note_pace(sobject, info)
         # A finished job's counters say which result files are empty: only failed or aborted jobs leave
         # records unprocessed, and a job that failed none has no failed results.  Not asking for them
         # saves two calls a job (a row missing from every result would still come back UNPROCESSED).
@@ -527,6 +543,48 @@ class ClioSalesforceHook(SalesforceHook):
             unprocessed="" if complete and every_row else
             self._results_or_none(job_id, "unprocessedrecords", info["state"]),
         )
+
+    def _paces(self) -> dict[str, float]:
+        if self._pace is None:
+            self._pace = {}
+            if self.bulk_pace is not None:
+                from clio2sf.staging import read_json
+
+                try:
+                    doc = read_json(self.bulk_pace) or {}
+                except Exception:  # noqa: BLE001 - a hint: unreadable is unknown
+                    doc = {}
+                self._pace = {k: float(v) for k, v in doc.items() if isinstance(v, int | float) and v > 0}
+        return self._pace
+
+    def first_wait(self, sobject: str, rows: int | None) -> float:
+        """The wait before a new ingest job's first status call: the time its ``rows`` take to process at
+        the pace the last finished job of ``sobject`` reported (else the fastest pace of any object seen),
+        within ``poll_interval``..``max_poll_interval``: a job cannot be done sooner than its own processing
+        (``totalProcessingTime`` leaves out the time a job waits in Salesforce's queue), so the status
+        calls before that only find it running.  No pace known (or ``rows``): ``poll_interval``."""
+        paces = self._paces()
+        pace = paces.get(sobject) or min(paces.values(), default=None)
+        if not rows or not pace:
+            return self.poll_interval
+        return min(max(rows * pace, self.poll_interval), self.max_poll_interval)
+
+    def _note_pace(self, sobject: str, info: Mapping[str, Any]) -> None:
+        """Keep the processing seconds a row of a finished job (``totalProcessingTime`` ÷ records
+        processed) for :meth:`first_wait`, in this hook and in ``bulk_pace``."""
+        ms, done = info.get("totalProcessingTime"), int(info.get("numberRecordsProcessed") or 0)
+        # a small job's time is mostly its fixed cost: its pace per row would overstate a large job's
+        if info.get("state") != "JobComplete" or not isinstance(ms, int | float) or ms <= 0 or done < PACE_MIN_ROWS:
+            return
+        paces = self._paces()
+        paces[sobject] = ms / 1000 / done
+        if self.bulk_pace is not None:
+            from clio2sf.staging import read_json, write_json
+
+            try:  # the other tasks' paces written meanwhile are kept; a lost update is only a hint lost
+                write_json(self.bulk_pace, {**(read_json(self.bulk_pace) or {}), sobject: paces[sobject]})
+            except Exception as exc:  # noqa: BLE001 - a hint: the job's rows are written whatever
+                self.log.warning("could not keep the Bulk pace of %s: %s", sobject, type(exc).__name__)
 
     def _upload_complete(self, job_id: str) -> None:
         """Close the job; if the answer was lost and a resent PATCH is refused, the job's own state decides."""
@@ -550,15 +608,18 @@ class ClioSalesforceHook(SalesforceHook):
             return None  # a failed or aborted job may have no results of this kind
 
     def _wait_for_job(self, job_id: str, kind: str = "ingest", first_wait: float = 0.0,
-                      rows: int | None = None) -> dict[str, Any]:
+                      rows: int | None = None, queued_wait: float = 0.0) -> dict[str, Any]:
         """Poll a job's status until it ends (every poll is an API call).  The wait grows by half after
         each poll, up to ``max_poll_interval``; while an ingest job of ``rows`` rows is ``InProgress``
         with some of them processed (Salesforce counts them as its internal batches finish), the next
         wait is the time the rest should take at the rate seen (since the last poll that saw progress, else
         since the job was closed), within the same bounds, so a long job is not polled on a short clock.
+        While the job is still ``UploadComplete`` (queued: Salesforce has not started it), the next wait
+        is at least ``queued_wait`` (its processing time at the pace known, :meth:`first_wait`).
         ``bulk_timeout`` bounds the whole wait."""
         deadline = time.monotonic() + self.bulk_timeout
-        wait = self.poll_interval
+        # after a first wait longer than the least, the waits go on from half of it (growing by half)
+        wait = max(self.poll_interval, min(first_wait / 2, self.max_poll_interval))
         waited = 0.0
         seen = (0.0, 0)  # (waited, processed) at the last poll that saw records processed
         if first_wait:
@@ -583,6 +644,8 @@ class ClioSalesforceHook(SalesforceHook):
                 seen = (waited, done)
             else:
                 nap, wait = wait, min(wait * 1.5, self.max_poll_interval)
+                if info["state"] == "UploadComplete" and queued_wait > nap:  # not started: all of it to come
+                    nap = min(queued_wait, self.max_poll_interval)
             self._sleep(nap)
             waited += nap
 

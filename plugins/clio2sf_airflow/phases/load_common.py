@@ -63,6 +63,13 @@ def describe_cache(root: ObjectStoragePath, run: str) -> ObjectStoragePath:
     return root / "loads" / run / "salesforce_describe"
 
 
+def bulk_pace(root: ObjectStoragePath, run: str) -> ObjectStoragePath:
+    """Run ``run``'s Bulk ingest pace, ``loads/<run id>/salesforce_bulk_pace.json``: the processing
+    seconds a row each object's last finished job reported, which sizes the next job's first wait before
+    its status call (``ClioSalesforceHook.first_wait``; a hint only: a later run starts without it)."""
+    return root / "loads" / run / "salesforce_bulk_pace.json"
+
+
 def check_write_access(spec: MappingSpec, root: ObjectStoragePath, describe_run: str | None = None) -> dict[str, Any]:
     """Pre-flight before any write: the integration user can read and edit every field the mapping writes.
 
@@ -272,7 +279,9 @@ def load_one(path: str | list[str], phase: str, deferred: bool = False, window_r
         hold_lease(phase)
     try:
         summary = load_batch(
-            migration.salesforce_hook(params(), describe_cache=describe_cache(root, run_id())), group if len(group) > 1 else tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,
+            migration.salesforce_hook(params(), describe_cache=describe_cache(root, run_id()),
+                                      bulk_pace=bulk_pace(root, run_id())),
+            group if len(group) > 1 else tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,
             mode=p.get("load_mode", "auto"), load_order=spec.load_order, deferred=deferred,
             window_root=window_root, share_ids=True,
             clear_fields=owned_fields(spec, tpath.parent.name, tpath.name.split("-batch-")[0]) if clear_fields else None,

@@ -254,6 +254,52 @@ def test_bulk_ingest_paces_its_status_calls_by_the_job_progress(monkeypatch, req
         == len(infos)
 
 
+def test_a_job_first_waits_as_long_as_its_rows_take_at_the_pace_jobs_reported(hook, requests_mock, tmp_path: Path):
+    """The run's pace file says a Contact row takes 0.5 ms of processing (``totalProcessingTime`` of an
+    earlier job): a 10,000-row job is first asked after 5 s, and one that is done by then costs one status
+    call (the code before asked after 2 s, 4 s and 7 s: three).  Its own pace is written back; an object
+    with no pace yet starts from the fastest known; none known: ``poll_interval``."""
+    pace = tmp_path / "loads" / "run-1" / "salesforce_bulk_pace.json"
+    pace.parent.mkdir(parents=True)
+    pace.write_text(json.dumps({"Contact": 0.0005, "Case": 0.002}))
+    slept: list[float] = []
+    paced = ClioSalesforceHook("sf_unit", sleep=slept.append, poll_interval=2.0, max_poll_interval=30.0,
+                               bulk_pace=pace)
+    jobs = BASE + "jobs/ingest/"
+    requests_mock.post(jobs, json={"id": "750Q", "state": "Open"})
+    requests_mock.put(jobs + "750Q/batches", status_code=201)
+    requests_mock.patch(jobs + "750Q/", json={"id": "750Q", "state": "UploadComplete"})
+    requests_mock.get(jobs + "750Q/", [
+        {"json": {"state": "JobComplete", "numberRecordsProcessed": 10_000, "numberRecordsFailed": 0,
+                  "totalProcessingTime": 4_000}},
+        {"json": {"state": "InProgress", "numberRecordsProcessed": 0, "numberRecordsFailed": 0}},
+        {"json": {"state": "JobComplete", "numberRecordsProcessed": 20_000, "numberRecordsFailed": 0,
+                  "totalProcessingTime": 12_000}}])
+    requests_mock.get(jobs + "750Q/successfulResults/", text="sf__Id,sf__Created,LastName\n")
+    res = paced.bulk_ingest("Contact", "insert", b"LastName\n" + b"A\n" * 10_000, rows=10_000)
+    assert res.state == "JobComplete" and slept == [5.0]
+    statuses = [r for r in requests_mock.request_history if r.method == "GET" and r.path.rstrip("/").endswith("750q")]
+    assert len(statuses) == 1
+    assert json.loads(pace.read_text()) == {"Contact": 0.0004, "Case": 0.002}  # 4 s for 10,000 rows
+    # an object without a pace of its own: the fastest known (Contact's 0.4 ms a row: 2,000 rows, 0.8 s, at
+    # least poll_interval); then the waits go on growing by half
+    slept.clear()
+    res = paced.bulk_ingest("Event", "insert", b"Subject\n" + b"A\n" * 20_000, rows=20_000)
+    assert slept == [8.0, 4.0] and res.state == "JobComplete"
+    assert json.loads(pace.read_text())["Event"] == 0.0006
+    # a job still queued (UploadComplete: not started) is next asked after its processing time, not 4 s
+    slept.clear()
+    requests_mock.get(jobs + "750Q/", [
+        {"json": {"state": "UploadComplete", "numberRecordsProcessed": 0, "numberRecordsFailed": 0}},
+        {"json": {"state": "JobComplete", "numberRecordsProcessed": 20_000, "numberRecordsFailed": 0,
+                  "totalProcessingTime": 12_000}}])
+    res = paced.bulk_ingest("Event", "insert", b"Subject\n" + b"A\n" * 20_000, rows=20_000)
+    assert slept == pytest.approx([12.0, 12.0]) and res.state == "JobComplete"
+    assert ClioSalesforceHook("sf_unit", poll_interval=2.0).first_wait("Event", 20_000) == 2.0  # no pace file
+    fresh = ClioSalesforceHook("sf_unit", poll_interval=2.0, max_poll_interval=30.0, bulk_pace=pace)
+    assert fresh.first_wait("Event", 100_000) == 30.0 and fresh.first_wait("Case", 100) == 2.0
+
+
 def test_bulk_ingest_aborts_job_when_upload_fails(hook, requests_mock):
     jobs = BASE + "jobs/ingest/"
     requests_mock.post(jobs, json={"id": "750Y", "state": "Open"})
