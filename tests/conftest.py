@@ -35,9 +35,10 @@ LONG_FILES = {
     "tests/integration/test_phases.py": 1743,  # seven phase DAGs through `airflow dags test`
     "tests/scheduler/test_under_scheduler.py": 1697,  # scheduler + dag-processor + api-server
     "tests/integration/test_webhooks.py": 1327,
-    "tests/faults/test_faulty_migration.py": 420,  # more than: still running at 420 s
-    "tests/faults/test_bad_configuration.py": 319,
+    "tests/faults/test_faulty_migration.py": 741,
+    "tests/faults/test_bad_configuration.py": 338,
     "tests/integration/test_load_calls.py": 203,
+    "tests/faults/test_kill_points.py": 111,
 }
 
 
