@@ -815,6 +815,22 @@ def run_ids_path(mroot: Any, run_id: str) -> Any:
     return mroot / "loads" / run_id / "salesforce_ids"
 
 
+def deferred_mark(mroot: Any, run_id: str, part: Any) -> Any:
+    """``loads/<run id>/deferred/<Object>/<file>[.rows-a-b].json``: ``{"rows": n}``, the rows of one
+    transformed file (or :class:`RowSlice`) that the first pass of ``run_id`` left to the deferred pass
+    (lookups to objects loaded later: :func:`clio2sf.load.split_deferred`); written by
+    :func:`load_batch` with ``count_deferred``."""
+    span = f".rows-{part.start}-{part.stop}" if isinstance(part, RowSlice) else ""
+    return mroot / "loads" / run_id / "deferred" / part.parent.name / f"{part.name}{span}.json"
+
+
+def deferred_rows(mroot: Any, run_id: str, part: Any) -> int | None:
+    """What :func:`deferred_mark` says of ``part`` for ``run_id``; None when its first pass wrote no mark
+    (then the deferred pass must look at it)."""
+    mark = staging.read_json(deferred_mark(mroot, run_id, part), default=None)
+    return int(mark["rows"]) if isinstance(mark, dict) and "rows" in mark else None
+
+
 def run_known_ids(mroot: Any, run_id: str) -> Callable[[str, str, Iterable[str]], dict[str, str]]:
     """``known(object, field, values)`` (``clio2sf.load.KnownIds``) over :func:`run_ids_path`: of
     ``values``, those an upsert of this run answered for, keyed casefolded.  A value two files name with
@@ -881,6 +897,7 @@ def load_batch(
     window_root: Any = None,
     clear_fields: Iterable[str] | None = None,
     share_ids: bool = False,
+    count_deferred: bool = False,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Load one transformed batch file, or a group of them (a list, see :func:`group_batches`: loaded as
@@ -900,6 +917,8 @@ def load_batch(
     ``share_ids``: an upsert batch writes the ids Salesforce answered to :func:`run_ids_path`, and a
     natural-key batch reads its parents' ids from there, looking up in Salesforce only the ones missing
     (every task of a run passes it, or none: see "Salesforce ids within a run" in docs/architecture.md).
+    ``count_deferred``: the first pass writes, per file (or row slice), how many rows it left to the
+    deferred pass (:func:`deferred_mark`), so the deferred pass starts no task for a file with none.
     """
     wroot = mroot if window_root is None else window_root
     paths = list(transformed_path) if isinstance(transformed_path, list | tuple) else [transformed_path]
@@ -907,12 +926,17 @@ def load_batch(
     if any(p.parent.name != sobject for p in paths):
         raise ValueError(f"{group_name(paths)}: a load group mixes Salesforce objects")
     batch = group_name(paths)
-    envs = [Envelope.from_dict(e) for p in paths for e in read_part(p)]
+    parts = [[Envelope.from_dict(e) for e in read_part(p)] for p in paths]
+    envs = [e for part in parts for e in part]
     if deferred:
         phase = f"{phase}_deferred"  # its own ledger/rejects files: never overwrites the first pass
     images = None
+    left = [0] * len(paths)  # rows of each part the deferred pass has to set
     if load_order is not None and sobject not in SPECIAL_LOADERS:
-        first, second = split_deferred(envs, deferred_columns(client, envs, load_order))
+        cols = deferred_columns(client, envs, load_order)
+        splits = [split_deferred(part, cols) for part in parts]  # row by row: as one split of them all
+        first, second = [e for f, _ in splits for e in f], [e for _, s in splits for e in s]
+        left = [len(s) for _, s in splits]
         if deferred:
             # one look-up says which records exist and holds their before-images (for rollback), so the
             # load below does not look them up again
@@ -923,6 +947,10 @@ def load_batch(
             envs = first
     elif deferred:
         envs = []
+    del parts
+    if count_deferred and not deferred:
+        for path, n in zip(paths, left, strict=True):
+            staging.write_json(deferred_mark(mroot, run_id, path), {"rows": n})
     result: LoadResult
     journal = BatchJournal(mroot, migration_id, run_id, phase, sobject, batch)
     links = bool(envs) and "delta" in phase and not deferred and envs[0].external_id_field is None \

@@ -19,7 +19,7 @@ hash** and room in the org (capacity pre-flight against `/limits`). Then:
    `mig_02_extract` still downloads documents (it needs the record objects only) and this task
    waits for the last document batch (at most `documents_wait_hours` from its first start) without
    holding a worker or pool slot: between looks it is `up_for_reschedule`;
-4. `load_deferred`: lookups to objects loaded later;
+4. `load_deferred`: lookups to objects loaded later (only files whose first pass left such rows);
 5. `reconcile`: records per object, bill totals, time-entry hours and amounts, expenses and
    trust balances against the source; `reports/<run id>/reconciliation.html`;
 6. `verify`: field by field, what the org holds against what Clio's raw extraction and the

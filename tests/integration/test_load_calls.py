@@ -59,8 +59,11 @@ def test_a_file_over_the_group_maximum_loads_in_row_slices_once_each(sf, tmp_pat
     with patch.object(pipeline, "LOAD_GROUP_MAX_ROWS", 2_500):
         got = run_load_tasks(sf, "Contact")
         with task_context("bench-calls-1"):
+            # the first pass left no row to the deferred pass in any slice: it lists none of them
+            assert full_load.list_all_batches() == []
+            assert [full_load.load_deferred(i)["rows"] for i in full_load.list_batches("Contact")] == [0, 0, 0]
+        with task_context("bench-calls-0"):  # a run whose first pass wrote no marks: every slice is listed
             assert full_load.list_all_batches() == full_load.list_batches("Contact")
-            assert [full_load.load_deferred(i)["rows"] for i in full_load.list_all_batches()] == [0, 0, 0]
         again = run_load_tasks(sf, "Contact", run_id="bench-calls-2")
     assert got["tasks"] == 3 and got["rows"] == 6_300 and got["created"] == 6_300 and got["failed"] == 0, got
     # one describe for the three tasks (the run's describe folder), one Bulk job each with its one
@@ -132,6 +135,40 @@ def test_look_ups_read_few_records_through_rest_when_the_ledger_holds_each_twice
     for sobject in ("Contact", "EventRelation"):
         assert got[sobject]["by_kind"].get("query") == 1, got[sobject]
         assert "bulk2_query" not in got[sobject]["by_kind"], got[sobject]
+
+
+def test_the_deferred_pass_starts_a_task_only_for_files_whose_first_pass_left_it_rows(sf, tmp_path):
+    """Three Contact files, only the second holding managers (``ReportsTo``, a lookup to an object of
+    the same step): after the first pass the deferred pass lists the second file alone, and its task
+    sets every manager; a run whose first pass wrote nothing lists every file."""
+    from benchmarks.bench_load_calls import FIRM, MIGRATION, stage_envelopes, task_context
+    from benchmarks.bench_salesforce import EXT, make_row
+    from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+    from clio2sf_airflow.phases import full_load
+
+    mroot = tmp_path / "stage" / FIRM / MIGRATION
+    envs = []
+    for i in range(1_500):
+        row = make_row("Contact", i, "calls")
+        if 500 <= i < 1_000 and i % 5:  # the second file: 400 of its rows have a manager
+            row["ReportsTo.Clio_Id__c"] = f"contact-calls-{i - 500}"
+        envs.append({"sobject": "Contact", "source_system_id": row[EXT], "external_id_field": EXT,
+                     "natural_key": None, "row": row})
+    stage_envelopes(mroot, "Contact", envs, "contacts", file_rows=500)
+    files = sorted(p.name for p in (mroot / "transformed" / "Contact").iterdir())
+    got = run_load_tasks(sf, "Contact")
+    assert got["tasks"] == 1 and (got["created"], got["failed"]) == (1_500, 0), got  # one group of 3 files
+    with task_context("bench-calls-1"):
+        listed = full_load.list_all_batches()
+        assert [i.rsplit("/", 1)[-1] for i in listed] == [files[1]]
+        done = full_load.load_deferred(listed[0])
+    assert (done["rows"], done["updated"], done["failed"]) == (400, 400, 0), done
+    with task_context("bench-calls-2"):
+        assert sorted(i.rsplit("/", 1)[-1] for i in full_load.list_all_batches()) == files
+    contacts = ClioSalesforceHook().query_all(f"SELECT Id, {EXT}, ReportsToId FROM Contact")
+    ext = {r["Id"]: r[EXT] for r in contacts}
+    assert {r[EXT]: ext[r["ReportsToId"]] for r in contacts if r["ReportsToId"]} == \
+        {e["row"][EXT]: e["row"]["ReportsTo.Clio_Id__c"] for e in envs if "ReportsTo.Clio_Id__c" in e["row"]}
 
 
 def test_failed_and_unprocessed_rows_are_still_read_and_recorded(sf, tmp_path, monkeypatch):

@@ -211,13 +211,18 @@ def _load_document_batch(root: ObjectStoragePath, item: dict[str, str]) -> dict[
 
 
 def load_batch(path: str | list[str]) -> dict[str, Any]:
-    return load_common.load_one(path, phase="full_load")
+    return load_common.load_one(path, phase="full_load", count_deferred=True)
 
 
 def list_all_batches() -> list[str]:
     """The deferred pass's work items: every transformed file, one a task (a file too large for one
-    load task in row slices, as ``list_batches``: ``<path>#rows=a-b``)."""
-    return load_common.file_items(mroot())
+    load task in row slices, as ``list_batches``: ``<path>#rows=a-b``), but those the first pass of this
+    run left no row to (its ``pipeline.deferred_mark`` says 0; a file without a mark is listed)."""
+    from clio2sf.pipeline import deferred_rows, parse_work_item
+
+    root = mroot()
+    items = load_common.file_items(root)
+    return [i for i in items if deferred_rows(root, run_id(), parse_work_item(i, ObjectStoragePath)[0]) != 0]
 
 
 def load_deferred(path: str) -> dict[str, Any]:

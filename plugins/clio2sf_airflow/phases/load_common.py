@@ -255,12 +255,13 @@ def use_system_allocator() -> None:
 
 
 def load_one(path: str | list[str], phase: str, deferred: bool = False, window_root: ObjectStoragePath | None = None,
-             clear_fields: bool = False) -> dict[str, Any]:
+             clear_fields: bool = False, count_deferred: bool = False) -> dict[str, Any]:
     """Load one transformed batch (or a group of them, or a row slice of one: :func:`load_groups`) into
     Salesforce, writing its ledger and rejects.
 
     ``window_root``: where a delta window staged the batch's files (blobs, its rejects).
-    ``clear_fields``: send null for mapped fields the record no longer has (a delta).  Every load task
+    ``clear_fields``: send null for mapped fields the record no longer has (a delta).
+    ``count_deferred``: note per file the rows left to the deferred pass (``pipeline.deferred_mark``).  Every load task
     shares the ids its upserts got with the run's later natural-key tasks (``share_ids``:
     ``clio2sf.pipeline.run_ids_path``)."""
     # here, not at the top: the hook imports simple_salesforce (with zeep and lxml), which every task
@@ -283,7 +284,7 @@ def load_one(path: str | list[str], phase: str, deferred: bool = False, window_r
                                       bulk_pace=bulk_pace(root, run_id())),
             group if len(group) > 1 else tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,
             mode=p.get("load_mode", "auto"), load_order=spec.load_order, deferred=deferred,
-            window_root=window_root, share_ids=True,
+            window_root=window_root, share_ids=True, count_deferred=count_deferred,
             clear_fields=owned_fields(spec, tpath.parent.name, tpath.name.split("-batch-")[0]) if clear_fields else None,
         )
     except (SalesforceApiLimitExceeded, SalesforceStorageLimitExceeded) as exc:
