@@ -37,8 +37,10 @@ def serve(a: argparse.Namespace) -> None:
     port = sock.getsockname()[1]
     org = Org(data_dir, _settings(a))
     sb = Sandbox(org, a.host, port)
-    (data_dir / "server.json").write_text(json.dumps({"instance_url": sb.instance_url, "port": port,
-                                                      "pid": os.getpid()}))
+    # written whole, then renamed: a reader polling for it never sees half of it
+    tmp = data_dir / "server.json.tmp"
+    tmp.write_text(json.dumps({"instance_url": sb.instance_url, "port": port, "pid": os.getpid()}))
+    os.replace(tmp, data_dir / "server.json")
     config = uvicorn.Config(build_app(sb), ssl_certfile=cert, ssl_keyfile=key, log_level="warning",
                             access_log=False, timeout_keep_alive=30,
                             timeout_graceful_shutdown=1)

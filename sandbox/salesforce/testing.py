@@ -169,7 +169,11 @@ def run_sf_sandbox(data_dir: str | Path, *, seed: int = 42, **knobs: Any) -> Ite
                 raise RuntimeError(f"sandbox exited early; see {data_dir / 'server.log'}")
             p = data_dir / "server.json"
             if p.exists():
-                info = json.loads(p.read_text())
+                try:
+                    info = json.loads(p.read_text())
+                except json.JSONDecodeError:  # renamed into place whole; a partial read is retried all the same
+                    time.sleep(0.1)
+                    continue
                 try:
                     s = requests.Session()
                     s.trust_env = False
