@@ -179,17 +179,22 @@ def compile_field(target: str, fspec: Mapping[str, Any], spec: MappingSpec, plac
             if value is None:
                 return
         if max_len is not None and isinstance(value, str) and len(value) > max_len:
-            if overflow:
-                overflows.append((overflow, value))
-                issues.add(target, "too_long", f"{issues.sid}: {target} has {len(value)} characters (max {max_len})",
-                           f"truncated to {max_len}, full value kept in {overflow}")
-            else:
-                issues.add(target, "too_long", f"{issues.sid}: {target} has {len(value)} characters (max {max_len})",
-                           f"truncated to {max_len}")
-            value = value[:max_len]
+            value = _truncated(target, value, max_len, overflow, issues, overflows)
         row[target] = value
 
     return fn
+
+
+def _truncated(target: str, value: str, max_len: int, overflow: str | None, issues: Issues, overflows: list) -> str:
+    """``value`` cut to ``max_len``, reported (and kept whole in ``overflow`` when the spec names one)."""
+    if overflow:
+        overflows.append((overflow, value))
+        issues.add(target, "too_long", f"{issues.sid}: {target} has {len(value)} characters (max {max_len})",
+                   f"truncated to {max_len}, full value kept in {overflow}")
+    else:
+        issues.add(target, "too_long", f"{issues.sid}: {target} has {len(value)} characters (max {max_len})",
+                   f"truncated to {max_len}")
+    return value[:max_len]
 
 
 def _plain_field(target: str, get: Getter, key: str | None, convert: Callable[[Any], Any], max_len: int | None,
@@ -198,14 +203,7 @@ def _plain_field(target: str, get: Getter, key: str | None, convert: Callable[[A
     conversion (not ``email``): what the general one does for it (``key``: a path of one key, read in place)."""
 
     def too_long(value: str, issues: Issues, overflows: list) -> str:
-        if overflow:
-            overflows.append((overflow, value))
-            issues.add(target, "too_long", f"{issues.sid}: {target} has {len(value)} characters (max {max_len})",
-                       f"truncated to {max_len}, full value kept in {overflow}")
-        else:
-            issues.add(target, "too_long", f"{issues.sid}: {target} has {len(value)} characters (max {max_len})",
-                       f"truncated to {max_len}")
-        return value[:max_len]
+        return _truncated(target, value, max_len, overflow, issues, overflows)  # type: ignore[arg-type]
 
     if convert is to_text:  # a text needs no try: to_text raises no BadValue
         limit = max_len if max_len is not None else sys.maxsize
