@@ -101,6 +101,7 @@ CLIO_OBJECTS: tuple[ClioObject, ...] = (
         "practice_area{id,name,code,category},matter_stage{id,name},"
         "responsible_attorney{id,name,email},originating_attorney{id,name,email},"
         "custom_rate{type,on_invoice,rates},account_balances{id,balance,type},"
+        "evergreen_retainer{id,minimum_threshold},"
         f"{_CF},created_at,updated_at",
     ),
     ClioObject(

@@ -11,7 +11,8 @@ object, and the Salesforce org's describes and limits. Writes, under
   and reason, volume and duration estimates, capacity pre-flight);
 - `schema_plan.md` / `.csv` / `.json`: the custom objects, fields and record types to create;
 - `reference/*.json`: workflows, document templates, billing automation and trust accounting
-  rules, exported for the Salesforce admin to rebuild (they do not migrate).
+  rules, exported for the Salesforce admin to rebuild (they do not migrate); their parts built
+  from matters and activity rates (counted here, not paged) are written after extraction.
 
 `apply_schema` (opt-in param) creates the schema plan through the Tooling API, acting as the
 firm's admin. The run ends with **approve_mapping**: a person approves the mapping hash

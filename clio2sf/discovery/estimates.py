@@ -35,13 +35,20 @@ OFFPEAK_WINDOWS: dict[str, str] = {
     "AU": "21:00-06:00 AET on weekdays, and all weekend",
 }
 
-#: Discovery reads: the config endpoints plus one count request per catalog object.
+#: Discovery reads: the configuration endpoints discover reads in full (the mapping document, the schema
+#: plan and the reference files need them; the phase's ``CONFIG_OBJECTS`` are these without the settings),
+#: plus a count of each migrated object not among them. Not the objects the extraction reads in full
+#: (matters, activity rates): the reference files' parts built from them are written after extraction.
 DISCOVERY_ENDPOINTS: tuple[str, ...] = (
-    "custom_fields", "practice_areas", "matter_stages", "users", "activity_descriptions",
-    "activity_rates", "expense_categories", "bank_accounts", *CLIO_SETTINGS_ENDPOINTS,
-    "task_template_lists", "task_templates", "document_templates", "custom_actions", "webhooks",
+    "users", "custom_fields", "practice_areas", "matter_stages", "activity_descriptions",
+    "expense_categories", "bank_accounts", *CLIO_SETTINGS_ENDPOINTS, "task_types", "task_template_lists",
+    "task_templates", "document_templates", "custom_actions", "webhooks", "groups", "custom_field_sets",
+    "document_categories", "bill_themes", "reminders",
 )
 MIGRATED_OBJECTS: tuple[str, ...] = tuple(o.name for o in CLIO_OBJECTS if o.migrated)
+#: The migrated objects discover counts with requests of their own (a configuration object's full read
+#: is its count).
+COUNTED_OBJECTS: tuple[str, ...] = tuple(n for n in MIGRATED_OBJECTS if n not in DISCOVERY_ENDPOINTS)
 
 
 def _n(counts: Mapping[str, int], key: str) -> int:
@@ -177,7 +184,7 @@ def estimates(
     per_object = {name: max(1, math.ceil(_n(counts, name) / page_size)) for name in MIGRATED_OBJECTS}
     list_requests = sum(per_object.values())
     docs = _n(counts, "documents") if documents is None else documents
-    fixed = len(DISCOVERY_ENDPOINTS) + len(MIGRATED_OBJECTS) if discovery_calls is None else discovery_calls
+    fixed = len(DISCOVERY_ENDPOINTS) + len(COUNTED_OBJECTS) if discovery_calls is None else discovery_calls
     total = list_requests + docs + fixed
 
     def pace(limit: int) -> dict[str, Any]:

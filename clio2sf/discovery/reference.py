@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -202,7 +202,7 @@ def _billing(config: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str,
         matters = _records(config, "matters")
         methods = dict(Counter(m.get("billing_method") or "unknown" for m in matters)) if matters else None
     summary = {"matter_billing_methods": methods if methods is not None
-               else "not counted at discovery (see the mapping document after extraction)"}
+               else f"not counted at discovery ({AFTER_EXTRACTION} matters)"}
     return items, summary
 
 
@@ -218,7 +218,7 @@ def _trust(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _evergreen(config: Mapping[str, Any]) -> list[dict[str, Any]] | str:
     """Matters with an evergreen retainer (Clio's trust minimum), or why they are not listed."""
     if "matters" not in config:
-        return "not read at discovery"
+        return f"not read at discovery ({AFTER_EXTRACTION} matters)"
     return [{"matter_id": m.get("id"), "display_number": m.get("display_number"),
              "minimum_threshold": (m.get("evergreen_retainer") or {}).get("minimum_threshold")}
             for m in _records(config, "matters") if m.get("evergreen_retainer")]
@@ -228,6 +228,28 @@ def _reminders(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"id": r.get("id"), "duration_minutes": r.get("duration"), "state": r.get("state"),
              "next_delivery_at": r.get("next_delivery_at"), "method": (r.get("notification_method") or {}).get("type"),
              "subject": r.get("subject")} for r in _records(config, "reminders")]
+
+
+#: Discover counts the objects the extraction reads in full (matters, activity rates) without reading
+#: them: the parts of the reference files built from their records are written after extraction.
+AFTER_EXTRACTION = "written into this file when the extraction is complete, from the extracted"
+#: The reference files that take records of extracted objects (:func:`record_references`).
+FROM_EXTRACTED = ("billing_automation.json", "trust_accounting_rules.json", "rate_hierarchy.json")
+
+
+def record_references(matters: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """What the reference files take from the extracted matters (raw envelopes or bare records), as
+    :func:`reference_exports` config keys: ``matter_billing_methods`` (matters per billing method) and
+    ``matters`` (only those with an evergreen retainer or a custom rate: the rest add nothing)."""
+    methods: Counter[str] = Counter()
+    kept: list[dict[str, Any]] = []
+    for rec in matters:
+        m = rec["data"] if isinstance(rec.get("data"), Mapping) else rec
+        methods[m.get("billing_method") or "unknown"] += 1
+        if m.get("evergreen_retainer") or (m.get("custom_rate") or {}).get("rates"):
+            kept.append({k: m.get(k) for k in ("id", "display_number", "billing_method", "evergreen_retainer",
+                                               "custom_rate")})
+    return {"matter_billing_methods": dict(methods), "matters": kept}
 
 
 def _fallback_rate_hierarchy(config: Mapping[str, Any]) -> list[dict[str, Any]]:

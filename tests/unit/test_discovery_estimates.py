@@ -8,7 +8,7 @@ import math
 import pytest
 
 from clio2sf.discovery import capacity_check, estimates, salesforce_targets
-from clio2sf.discovery.estimates import DISCOVERY_ENDPOINTS, MIGRATED_OBJECTS, human_duration
+from clio2sf.discovery.estimates import COUNTED_OBJECTS, DISCOVERY_ENDPOINTS, MIGRATED_OBJECTS, human_duration
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +29,9 @@ def test_clio_requests_are_pages_per_object_plus_downloads_plus_discovery():
     expected_pages = sum(max(1, math.ceil(COUNTS.get(o, 0) / 200)) for o in MIGRATED_OBJECTS)
     assert clio["list_requests"] == expected_pages
     assert clio["document_downloads"] == 40
-    assert clio["discovery_requests"] == len(DISCOVERY_ENDPOINTS) + len(MIGRATED_OBJECTS)
+    # one read per configuration endpoint (a migrated one's read is its count), one count per other object
+    assert clio["discovery_requests"] == len(DISCOVERY_ENDPOINTS) + len(COUNTED_OBJECTS)
+    assert set(COUNTED_OBJECTS) == set(MIGRATED_OBJECTS) - set(DISCOVERY_ENDPOINTS) and "matters" in COUNTED_OBJECTS
     assert clio["total_requests"] == expected_pages + 40 + clio["discovery_requests"]
     # 50 requests per 60 s window
     assert clio["peak"]["seconds"] == pytest.approx(clio["total_requests"] / 50 * 60, abs=0.1)

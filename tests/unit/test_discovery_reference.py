@@ -154,7 +154,7 @@ def test_clio_resources_replace_invented_ones():
     assert {"kind": "bill_theme", "id": 1, "name": "Default", "default": True} in refs["billing_automation.json"]["items"]
     trust = refs["trust_accounting_rules.json"]
     assert trust["evergreen_retainers"] == [{"matter_id": 5001, "display_number": "00001-A", "minimum_threshold": 1000.0}]
-    assert reference_exports({})["trust_accounting_rules.json"]["evergreen_retainers"] == "not read at discovery"
+    assert reference_exports({})["trust_accounting_rules.json"]["evergreen_retainers"].startswith("not read at discovery (written")
     assert refs["groups.json"]["items"][0]["name"] == "Litigation Team"
     assert refs["custom_field_sets.json"]["items"][0]["custom_fields"] == [{"id": 201}]
     assert refs["document_categories.json"]["items"] == [{"id": 3, "name": "Pleadings"}]

@@ -14,26 +14,30 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from clio2sf import catalog, staging
 from clio2sf.access import missing_access
+from clio2sf.counting import PAGE as COUNT_PAGE
 from clio2sf.counting import count_records
 from clio2sf.discovery import capacity_check, estimates, write_discovery_outputs
+from clio2sf.discovery.estimates import DISCOVERY_ENDPOINTS
+from clio2sf.discovery.reference import AFTER_EXTRACTION, FROM_EXTRACTED, record_references, reference_exports
+from clio2sf.extract import read_records
 from clio2sf.mapping.proposer import SourceField, propose, sample_values, spec_targets
 from clio2sf.mapping.rates import rate_hierarchy_document
 from clio2sf.mapping.schema_plan import build_schema_plan
 from clio2sf.mapping.validation import validate_spec_against_describes
+from clio2sf.reports import write_json
 from clio2sf_airflow import migration
 from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
 from clio2sf_airflow.phases.common import firm_spec, hold_lease, mroot, params, release_lease
 
 log = logging.getLogger(__name__)
 
-CONFIG_OBJECTS = (
-    "users", "custom_fields", "practice_areas", "matter_stages", "activity_descriptions", "activity_rates",
-    "expense_categories", "bank_accounts", "task_types", "task_template_lists", "task_templates",
-    "document_templates", "custom_actions", "webhooks", "groups", "custom_field_sets", "document_categories",
-    "bill_themes", "reminders",
-)
-#: The matters' count pass also reads what the reference exports need (no extra request).
-MATTER_REFERENCE_FIELDS = "id,display_number,billing_method,evergreen_retainer"
+#: What discover reads in full (``DISCOVERY_ENDPOINTS`` without the settings): the configuration
+#: the mapping document, the schema plan and the reference files need. A migrated one is counted by
+#: this read. Not the objects the extraction reads in full (matters, activity rates): discover only counts
+#: them, and the reference files' parts built from their records (billing methods, evergreen retainers,
+#: matter and client rates) are written when the extraction is complete (``extract.summarize_extraction``),
+#: from the staged copy, instead of paging them twice.
+CONFIG_OBJECTS = tuple(name for name in DISCOVERY_ENDPOINTS if name not in catalog.CLIO_SETTINGS_ENDPOINTS)
 DISCOVER = "discover"
 #: What discover samples for the proposer: one page of records' custom field values per parent type.
 SAMPLE_FIELDS = "id,custom_field_values{id,field_name,field_type,value,picklist_option}"
@@ -79,8 +83,9 @@ def read_clio_schema() -> dict[str, Any]:
 
     Counting costs one request for an object of one page, a few for one of up to 10,000 records and
     three beyond (:func:`clio2sf.counting.count_records`; ``discover/clio_count_basis.json`` says per
-    object whether its count is exact or an estimate); matters are read in full for the reference
-    exports.
+    object whether its count is exact or an estimate); none for a configuration object read in full,
+    and the sampled page of contacts and of matters is their count's first page. No object the
+    extraction reads in full is read here (see ``CONFIG_OBJECTS``).
     """
     hold_lease(DISCOVER)
     p = params()
@@ -92,30 +97,30 @@ def read_clio_schema() -> dict[str, Any]:
         config[name] = [r for page in hook.paginate(obj.endpoint, obj.fields, obj.list_params) for r in page["data"]]
     billing, _ = hook.get_page("settings/billing", None)
     config["settings/billing"] = billing.get("data", billing)
+    # A page of contacts and of matters: sampled custom field values for the proposer's value profile
+    # (staged with the config, never logged). Read at the counting's page size, it is also their count's
+    # first page (its first SAMPLE_PAGE records are the sample: the same ones as a page of SAMPLE_PAGE).
+    samples: dict[str, dict[str, list]] = {}
+    first_pages: dict[str, dict[str, Any]] = {}
+    for parent, endpoint in (("Contact", "contacts"), ("Matter", "matters")):
+        page, _ = hook.get_page(endpoint, {**catalog.get(endpoint).list_params, "fields": SAMPLE_FIELDS,
+                                           "limit": COUNT_PAGE})
+        first_pages[endpoint] = page if isinstance(page, dict) else {}
+        samples[parent] = sample_values((first_pages[endpoint].get("data") or [])[:SAMPLE_PAGE])
     counts: dict[str, int] = {}
     basis: dict[str, dict[str, Any]] = {}
     if p.get("count_records", True):
         for obj in catalog.CLIO_OBJECTS:
             if not obj.migrated:
                 continue
-            if obj.name == "matters":
-                # The reference exports need every matter's billing fields: this pass reads them all.
-                records = [r for page in hook.paginate(obj.endpoint, MATTER_REFERENCE_FIELDS,
-                                                       {**obj.list_params, "limit": 200}) for r in page["data"]]
-                config["matters"] = records
-                counts[obj.name], basis[obj.name] = len(records), {"basis": "exact"}
+            if obj.name in config:  # read in full above: its count needs no request
+                counts[obj.name], basis[obj.name] = len(config[obj.name]), {"basis": "exact", "requests": 0}
                 continue
             before = hook.requests_made
-            found = count_records(obj, hook.get_page)
+            found = count_records(obj, hook.get_page, first_page=first_pages.get(obj.name))
             counts[obj.name] = found["records"]
-            basis[obj.name] = {"basis": found["basis"], "requests": hook.requests_made - before}
-    # A page of contacts and of matters: sampled custom field values for the proposer's value profile
-    # (staged with the config, never logged).
-    samples: dict[str, dict[str, list]] = {}
-    for parent, endpoint in (("Contact", "contacts"), ("Matter", "matters")):
-        page = next(iter(hook.paginate(endpoint, SAMPLE_FIELDS, {**catalog.get(endpoint).list_params,
-                                                                 "limit": SAMPLE_PAGE})), {"data": []})
-        samples[parent] = sample_values(page.get("data") or ())
+            requests = hook.requests_made - before + (obj.name in first_pages)  # the sampled page is its first
+            basis[obj.name] = {"basis": found["basis"], "requests": requests}
     config["custom_field_samples"] = samples
     staging.write_json(root / DISCOVER / "clio_config.json", config)
     staging.write_json(root / DISCOVER / "clio_counts.json", counts)
@@ -123,6 +128,34 @@ def read_clio_schema() -> dict[str, Any]:
     log.info("Clio schema read: %d custom fields, %d practice areas, %d users; %d requests",
              len(config["custom_fields"]), len(config["practice_areas"]), len(config["users"]), hook.requests_made)
     return {"objects_counted": len(counts), "records": sum(counts.values()), "requests": hook.requests_made}
+
+
+def rate_document(config: dict[str, Any], matters: Any = (), activity_rates: Any = None) -> dict[str, Any]:
+    """The rate hierarchy reference: at discover without the client and matter rates (``activity_rates``
+    None: discover does not read the objects the extraction reads in full), after extraction with them."""
+    rates = rate_hierarchy_document(config["users"], [], matters, config["activity_descriptions"], activity_rates or ())
+    if activity_rates is None:
+        rates["pending"] = f"client and matter rates: {AFTER_EXTRACTION} activity rates and matters"
+    return rates
+
+
+def complete_reference_files(root: Any) -> dict[str, int] | None:
+    """Write the reference files' parts built from extracted records (matters per billing method, evergreen
+    retainers, matter and client rates) from the staged matters and activity rates, once both are staged
+    complete; no Clio request. None (nothing written) before discover or while either is incomplete."""
+    config = staging.read_json(root / DISCOVER / "clio_config.json")
+    if config is None:
+        return None
+    for name in ("matters", "activity_rates"):
+        manifest = staging.read_manifest(root, name)
+        if not (manifest or {}).get("complete"):
+            return None
+    extracted = record_references(read_records(root, "matters"))
+    rates = rate_document(config, extracted["matters"], list(read_records(root, "activity_rates")))
+    refs = reference_exports({**config, **extracted}, rate_document=rates)
+    for name in FROM_EXTRACTED:
+        write_json(root / DISCOVER / "reference" / name, refs[name])
+    return {name: len(refs[name].get("items") or []) for name in FROM_EXTRACTED}
 
 
 def read_salesforce() -> dict[str, Any]:
@@ -183,9 +216,7 @@ def build_mapping_document() -> dict[str, Any]:
     est = estimates(counts, matter_object=spec.options.get("matter_object", "Case"),
                     offpeak_limit=spec.options.get("offpeak_limit"), region=spec.options.get("clio_region"))
     findings = capacity_check(est, limits) if limits else []
-    rates = rate_hierarchy_document(
-        config["users"], [], [], config["activity_descriptions"], config["activity_rates"]
-    )
+    rates = rate_document(config)
     clio_schema = {
         "counts": counts,
         "custom_fields": config["custom_fields"],

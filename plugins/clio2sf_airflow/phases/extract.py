@@ -95,7 +95,9 @@ def _extract(item: dict[str, Any]) -> dict[str, Any]:
 def summarize_extraction(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     """Write ``raw/_extraction.json`` once the record objects are staged and return its figures.
 
-    ``records_complete``: every record object is complete (what the full load waits for);
+    ``records_complete``: every record object is complete (what the full load waits for); then the
+    reference files' parts built from extracted records (billing methods, evergreen retainers, matter and
+    client rates) are written from the staged copy (``discover.complete_reference_files``, no Clio request);
     ``documents_pending``: this run still extracts documents (``extract_documents`` rewrites the file
     when they are done); ``complete``: everything this run extracts is complete.
     """
@@ -104,6 +106,11 @@ def summarize_extraction(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     pending = DOCUMENTS in _wanted(p)
     doc = _document(summaries, documents_pending=pending)
     staging.write_json(mroot() / "raw" / EXTRACTION, doc)
+    if doc["records_complete"]:  # discover counted matters and activity rates without reading them
+        from clio2sf_airflow.phases.discover import complete_reference_files  # not in every extract task
+
+        refs = complete_reference_files(mroot())
+        log.info("reference files completed from the extracted records: %s", refs)
     release_lease()  # the record objects are staged: users, the sample, the full load may start
     log.info("extracted %d records with %d Clio requests%s", doc["records"], doc["requests"],
              "; documents next" if pending else "")
