@@ -7,8 +7,9 @@ compressed Clio window (50 requests per ``window`` seconds). The approvals are a
 REST API as soon as they wait; their wait is not counted. Every figure comes from what was measured:
 
 * Clio requests: the Clio sandbox's request log (API and OAuth calls it served), against the
-  minimum of :mod:`benchmarks.bench_clio` (one token, the fixed discovery reads, one request per
-  200 records of each object, one download per document with a version);
+  minimum of :func:`clio_minimum` (one token, discover's configuration reads page by page and one
+  count per other migrated object, one request per 200 records of each extracted object, one download
+  per document with a version);
 * Salesforce calls: the Salesforce sandbox's request log (API calls it received), attributed to an
   object by the time span of its ``load_<Object>`` group (the groups run one after another), per
   10,000 rows the group's ``load_batch`` tasks report loading;
@@ -301,15 +302,32 @@ def _xcom(cluster: Any, dag_id: str, run_id: str, ti: dict) -> Any:
 
 
 def clio_minimum(clio: Any, mroot: Path, objects: list[str] | None = None) -> dict[str, Any]:
-    """The fewest Clio requests that discover and extract this firm (as :mod:`benchmarks.bench_clio`, plus
-    what the extraction is asked to do for a document with earlier versions: one request listing its
-    versions and one download per earlier version; counted from what was staged). ``objects``: the
-    extraction's ``params.objects`` (pages of those objects only; discover's requests are all counted)."""
+    """The fewest Clio requests that discover and extract this firm, counted from the sandbox's records:
+
+    * one token request;
+    * discover (``fixed``): every configuration endpoint it reads in full (``DISCOVERY_ENDPOINTS``: the
+      mapping document, the schema plan and the reference files need them), one page per 200 records and
+      at least one — the reminders, exported whole as ``reference/reminders.json`` for the admin (Clio has
+      no other source for them), are ≈190 pages at xl; a migrated one's read is also its count — plus one
+      count request per other migrated object (``COUNTED_OBJECTS``: Clio's lists carry no total, counting
+      takes up to a few more, which stay in "served");
+    * the extraction (``pages``): one page per 200 records of each migrated object of ``objects`` (the
+      extraction's ``params.objects``; discover's requests are all counted, whatever it extracts);
+    * documents (as :mod:`benchmarks.bench_clio`, plus what the extraction is asked to do for a document
+      with earlier versions: one request listing its versions and one download per earlier version;
+      counted from what was staged).
+
+    Earlier the reference objects' pages were counted as extraction pages, so a run whose
+    ``objects`` left them out (the xl records run) left the reminders' 192 pages out of the minimum while
+    discover read them; and a reference object named in ``DISCOVERY_ENDPOINTS`` was counted twice."""
     from clio2sf import catalog
-    from clio2sf.discovery.estimates import DISCOVERY_ENDPOINTS, MIGRATED_OBJECTS
+    from clio2sf.discovery.estimates import COUNTED_OBJECTS, DISCOVERY_ENDPOINTS
     from clio2sf.extract import read_records
 
-    counts = clio.counts([o for o in catalog.CLIO_OBJECTS if not objects or o.name in objects])
+    config = clio.counts([catalog.get(n) for n in DISCOVERY_ENDPOINTS if n in catalog.BY_NAME])
+    discovery = sum(max(1, math.ceil(n / PAGE)) for n in config.values()) + len(
+        [n for n in DISCOVERY_ENDPOINTS if n not in catalog.BY_NAME])
+    counts = clio.counts([o for o in catalog.CLIO_OBJECTS if o.migrated and (not objects or o.name in objects)])
     docs = listings = older = 0
     for env in read_records(mroot, "documents") if not objects or "documents" in objects else ():
         docs += bool(env.get("blob"))
@@ -317,10 +335,10 @@ def clio_minimum(clio: Any, mroot: Path, objects: list[str] | None = None) -> di
             listings += 1
             older += len(env["versions"])
     pages = sum(max(1, math.ceil(n / PAGE)) for n in counts.values())
-    fixed = len(DISCOVERY_ENDPOINTS) + len(MIGRATED_OBJECTS)
+    fixed = discovery + len(COUNTED_OBJECTS)
     return {"total": 1 + fixed + pages + docs + listings + older, "fixed": fixed, "pages": pages,
             "downloads": docs + older, "version_listings": listings, "records": sum(counts.values()),
-            "per_object": counts}
+            "per_object": counts, "discovery_reads": config}
 
 
 def _span(intervals: list[tuple[float, float]], minus: list[tuple[float, float]]) -> float:

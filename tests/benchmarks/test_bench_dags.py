@@ -307,3 +307,35 @@ def test_a_failed_verify_keeps_its_report_out_of_the_temporary_staging(tmp_path:
     assert "Event.EndDateTime: 1" in broken.note and "unexplained by field (verification.json): Event.EndDateTime 1" \
         in broken.note
     assert broken.detail["reports"]["verification.json"] == verdict
+
+
+class _Counts:
+    """A Clio sandbox's ``counts(objects)``: records per catalog object, from a table."""
+
+    def __init__(self, table: dict[str, int]):
+        self.table = table
+
+    def counts(self, objects):
+        return {o.name: self.table.get(o.name, 0) for o in objects}
+
+
+def test_minimum_counts_what_discover_reads_whatever_the_extraction_leaves_out(tmp_path):
+    """Discover reads every configuration endpoint in full (the reminders page by page, for the reference
+    file) even when ``params.objects`` leaves them out of the extraction: the minimum counts their pages
+    (the old one dropped them with ``objects``, and counted a listed reference object twice)."""
+    from benchmarks.bench_dags import clio_minimum
+    from clio2sf import catalog
+    from clio2sf.discovery.estimates import COUNTED_OBJECTS, DISCOVERY_ENDPOINTS
+
+    table = {o.name: 1 for o in catalog.CLIO_OBJECTS} | {"reminders": 450, "contacts": 1_000, "matters": 401,
+                                                           "users": 250}
+    got = clio_minimum(_Counts(table), tmp_path, objects=["contacts", "matters", "users"])
+    # discover: reminders 3 pages, users 2 pages (also its count), every other endpoint one request,
+    # one count per other migrated object; extraction: contacts 5, matters 3, users 2 pages
+    assert got["fixed"] == (len(DISCOVERY_ENDPOINTS) - 2 + 3 + 2) + len(COUNTED_OBJECTS)
+    assert "users" not in COUNTED_OBJECTS and "matters" in COUNTED_OBJECTS and "reminders" not in COUNTED_OBJECTS
+    assert got["pages"] == 5 + 3 + 2 and got["records"] == 1_651
+    assert got["total"] == 1 + got["fixed"] + got["pages"]
+    everything = clio_minimum(_Counts(table), tmp_path, objects=[o.name for o in catalog.CLIO_OBJECTS
+                                                                 if o.migrated and o.name != "documents"])
+    assert everything["fixed"] == got["fixed"]  # discover's reads do not depend on what is extracted
