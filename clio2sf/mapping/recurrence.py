@@ -122,6 +122,79 @@ def occurrences(
         raise BadRecurrence(f"cannot expand RRULE: {exc}") from None
 
 
+def occurrence_times(
+    start: datetime,
+    rule: str,
+    *,
+    tz: tzinfo,
+    horizon: datetime,
+    max_count: int,
+    duration: timedelta,
+    all_day: bool = False,
+    exclude_local_dates: Iterable[date] = (),
+) -> list[tuple[str, ...]] | None:
+    """:func:`occurrences` of a series as texts: for each occurrence ``occ`` it yields, ``(id suffix, start, end)``:
+    ``utc_suffix(occ.astimezone(UTC))``, ``occ.isoformat()`` and the ``isoformat()`` of its end (``duration``
+    after its start, in ``tz``); ``all_day``: ``(id suffix, start, end, day)``, ``day`` the ISO date of ``occ``,
+    ``start`` that day at ``T00:00:00+00:00`` and ``end`` the day of its last moment (``occ + duration`` less a
+    microsecond when the duration is not zero, in wall time) likewise.  The same values, without an aware
+    date-time per occurrence: a start's offset is the zone's for its naive local time, its UTC time and the
+    horizon check are naive arithmetic, and an end whose local time the zone maps to one instant at the start's
+    offset is the naive local end with that offset.
+
+    ``None`` when it is not worked out here (the caller uses :func:`occurrences`): a rule of a shape
+    :func:`simple_rule` leaves to dateutil, an EXDATE with a time, a horizon in ``tz`` itself or without an
+    offset, anything that raises (``occurrences`` then raises as it does).
+    """
+    if horizon.tzinfo is None or horizon.tzinfo is tz or horizon.utcoffset() is None:
+        return None
+    try:
+        local_start = start.astimezone(tz)
+        body, exdates = parse_rule(rule, tz)
+        if any(isinstance(d, datetime) for d in exdates):
+            return None
+        body = re.sub(r"UNTIL=(\d{8})(?:T(\d{6}))?(Z?)", lambda m: _until_local(m, tz), body)
+        dtstart = local_start.replace(tzinfo=None)
+        rule_obj = simple_rule(body, dtstart)
+        if rule_obj is None:
+            return None
+        excluded_dates = set(exdates) | set(exclude_local_dates)
+        limit = horizon.replace(tzinfo=None) - horizon.utcoffset()  # the horizon in naive UTC
+        utcoffset = tz.utcoffset
+        tails: dict[timedelta, str] = {}  # offset -> what isoformat() writes after the naive part
+        out: list[tuple[str, str, str]] = []
+        for naive in _with_dtstart(rule_obj, dtstart):
+            off = utcoffset(naive)  # occ.utcoffset() of occ = naive.replace(tzinfo=tz): the zone reads naive's fields and fold
+            if off is None:
+                return None
+            utc = naive - off
+            if utc > limit or len(out) >= max_count:  # occ > horizon: aware instances of two zones compare in UTC
+                break
+            if excluded_dates and naive.date() in excluded_dates:
+                continue
+            iso = utc.isoformat()
+            suffix = iso.replace("-", "").replace(":", "") + "Z" if len(iso) == 19 and utc.year >= 1000 else utc_suffix(utc)
+            end = naive + duration
+            if all_day:  # an aware occurrence and its end in their own zone: astimezone(tz) changes neither
+                day = naive.date().isoformat()
+                last = (end - _MICROSECOND if duration else end).date().isoformat()
+                out.append((suffix, f"{day}T00:00:00+00:00", f"{last}T00:00:00+00:00", day))
+                continue
+            tail = tails.get(off)
+            if tail is None:
+                tail = tails[off] = naive.replace(tzinfo=tz).isoformat()[len(naive.isoformat()):]
+            if utcoffset(end) == off and utcoffset(end.replace(fold=1)) == off:
+                # one instant has this local time, at the start's offset: end's own (utc + duration)
+                ends = end.isoformat() + tail
+            else:  # across a change of offset, or a local time that is skipped or repeated
+                ends = (utc + duration).replace(tzinfo=UTC).astimezone(tz).isoformat()
+            out.append((suffix, naive.isoformat() + tail, ends))
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return out
+
+
+_MICROSECOND = timedelta(microseconds=1)
 _WEEKDAYS = {"MO": 0, "TU": 1, "WE": 2, "TH": 3, "FR": 4, "SA": 5, "SU": 6}
 _SIMPLE_PART = re.compile(r"(FREQ|INTERVAL|COUNT|UNTIL|BYDAY|BYMONTHDAY)=([0-9A-Z,]+)")
 _DIGITS = re.compile(r"[0-9]{1,4}")

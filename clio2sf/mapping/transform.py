@@ -41,6 +41,7 @@ from clio2sf.mapping.recurrence import (
     BadRecurrence,
     UnknownTimeZone,
     clamp_end,
+    occurrence_times,
     occurrences,
     utc_suffix,
     zone,
@@ -802,24 +803,33 @@ def _calendar_entries(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[Transfo
                 excluded.add(parse_datetime(child_start).astimezone(tz).date())
             except BadValue:
                 continue
-        try:
-            max_count = opts.get("recurrence_max_occurrences", 1000)
-            starts = list(occurrences(local_start, rule, tz=tz, horizon=ctx.horizon, max_count=max_count + 1, exclude_local_dates=excluded))
-        except BadRecurrence as exc:
-            raise RecordRejected("recurrence_rule", "bad_recurrence", f"{sid}: recurrence_rule: {exc}") from None
-        if len(starts) > max_count:  # e.g. FREQ=MINUTELY: say so, never cut silently
+        max_count = opts.get("recurrence_max_occurrences", 1000)
+        # Lines wanted: the occurrences' (id suffix, start, end[, day]) texts, without an aware
+        # date-time each (None: a shape worked out by occurrences() below)
+        times = occurrence_times(local_start, rule, tz=tz, horizon=ctx.horizon, max_count=max_count + 1, duration=duration,
+                                 all_day=all_day, exclude_local_dates=excluded) if ctx.encode is not None else None
+        starts = None if times is not None else _occurrence_starts(local_start, rule, tz, ctx.horizon, max_count, excluded, sid)
+        found = len(times if times is not None else starts)
+
+        def last_start() -> str:  # an all-day series' times hold its days: its starts worked out again
+            kept = starts if starts is not None else _occurrence_starts(local_start, rule, tz, ctx.horizon, max_count, excluded, sid)
+            return kept[max_count - 1].isoformat()
+
+        if found > max_count:  # e.g. FREQ=MINUTELY: say so, never cut silently
             issues.add("recurrence_rule", "recurrence_truncated",
                        f"{sid}: recurrence_rule has more than {max_count} occurrences before {ctx.horizon.date().isoformat()}",
-                       f"only the first {max_count} loaded (until {starts[max_count - 1].isoformat()}); "
+                       f"only the first {max_count} loaded (until "
+                       f"{times[max_count - 1][1] if times is not None and not all_day else last_start()}); "
                        "options.recurrence_max_occurrences sets the cap")
-            starts = starts[:max_count]
+            if times is not None:
+                times = times[:max_count]
+            else:
+                starts = starts[:max_count]
         base["Clio_Series_Id__c"] = sid
         # (id, start, start in UTC): the UTC start names the occurrence (occurrence_suffix) and times its end
-        instances = []
-        for s in starts:
-            s_utc = s.astimezone(UTC)
-            instances.append((f"{sid}@{utc_suffix(s_utc)}", s, s_utc))
+        instances = times if times is not None else _instances(sid, starts)
     else:
+        times = None
         instances = [(sid, start, None)]
     cut = len(sid) + 1  # an occurrence's id is f"{sid}@{suffix}"
     # What links each occurrence to its attendees is the same for every occurrence: worked out once
@@ -852,6 +862,26 @@ def _calendar_entries(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[Transfo
         event = _event_template(ctx.encode, sid, base, all_day)
     events: list[bytes] = []
     relations: list[bytes] = []
+    if times is not None:
+        if not times:
+            return
+        if event is not None and (templates is not None or not links):
+            # every line from its template: an occurrence's suffix, start and end put in (its id encodes to
+            # the entry's encoded "<sid>@" and the suffix, ASCII digits JSON writes as they are)
+            fmt, pick = event
+            prefix = ctx.encode(sid + "@")[1:-1]
+            for values in times:
+                events.append((fmt % pick(values)).encode())
+                if templates is not None:
+                    esid = prefix + values[0].encode()
+                    relations.extend([esid.join(t) for t in templates])
+            if events:
+                yield {"sobject": "Event", "lines": events}
+            if relations:
+                yield {"sobject": "EventRelation", "lines": relations}
+            return
+        # rows one by one (a value json writes, a mark in the text): the occurrences as occurrences() gives them
+        instances = _instances(sid, _occurrence_starts(local_start, rule, tz, ctx.horizon, max_count, excluded, sid)[:max_count])
     # Per occurrence only its id and times change: the row is the entry's mapped row with those four
     # columns set (a key the mapping already set keeps its place, as with item assignment).
     for inst_sid, inst_start, inst_utc in instances:
@@ -892,6 +922,24 @@ def _calendar_entries(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[Transfo
         yield {"sobject": "Event", "lines": events}
     if relations:
         yield {"sobject": "EventRelation", "lines": relations}
+
+
+def _occurrence_starts(local_start: datetime, rule: str, tz: Any, horizon: datetime, max_count: int, excluded: set,
+                       sid: str) -> list[datetime]:
+    """A series' occurrence starts (one more than ``max_count`` at most: more says the cap cut it)."""
+    try:
+        return list(occurrences(local_start, rule, tz=tz, horizon=horizon, max_count=max_count + 1, exclude_local_dates=excluded))
+    except BadRecurrence as exc:
+        raise RecordRejected("recurrence_rule", "bad_recurrence", f"{sid}: recurrence_rule: {exc}") from None
+
+
+def _instances(sid: str, starts: list[datetime]) -> list[tuple[str, datetime, datetime]]:
+    """(id, start, start in UTC) of each occurrence."""
+    instances = []
+    for s in starts:
+        s_utc = s.astimezone(UTC)
+        instances.append((f"{sid}@{utc_suffix(s_utc)}", s, s_utc))
+    return instances
 
 
 #: what stands for an occurrence's id in a relation's template (a private-use character either side)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import random
-from datetime import UTC, date, datetime, timedelta
+import re
+from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -263,3 +264,75 @@ def test_encoded_event_lines_are_the_lines_of_the_rows(spec, reorder):
     assert len(ev) > len(events) / 2
     plain = list(transform_object("calendar_entries", copy.deepcopy(items), spec, users, lookup=lookup_all(), horizon=HORIZON))
     assert not any("lines" in r for r in plain)
+
+
+def _texts(start: datetime, tz, rule: str, horizon: datetime, max_count: int, duration: timedelta, all_day: bool,
+           excluded: set) -> list[tuple[str, ...]] | str:
+    """What the calendar transform writes for each occurrence occurrences() gives (transform._calendar_entries'
+    rows one by one): its id suffix, start and end (all day: the days, and the day)."""
+    try:
+        occs = list(occurrences(start, rule, tz=tz, horizon=horizon, max_count=max_count, exclude_local_dates=excluded))
+    except recurrence.BadRecurrence as exc:
+        return f"BadRecurrence: {exc}"
+    out: list[tuple[str, ...]] = []
+    for occ in occs:
+        suffix = recurrence.utc_suffix(occ.astimezone(UTC))
+        if all_day:
+            end = occ + duration
+            first = occ.astimezone(tz).date().isoformat()
+            last = (end - timedelta(microseconds=1) if end > occ else end).astimezone(tz).date().isoformat()
+            out.append((suffix, f"{first}T00:00:00+00:00", f"{last}T00:00:00+00:00", first))
+        else:
+            out.append((suffix, occ.isoformat(), (occ.astimezone(UTC) + duration).astimezone(occ.tzinfo).isoformat()))
+    return out
+
+
+_DURATIONS = [timedelta(0), timedelta(hours=1), timedelta(minutes=90, milliseconds=250), timedelta(hours=23),
+              timedelta(days=1), timedelta(hours=25, seconds=1), timedelta(days=14)]
+_HORIZONS = [datetime(2027, 6, 1, tzinfo=UTC), datetime(2025, 3, 9, 3, 30, tzinfo=ZoneInfo("Europe/Paris")),
+             datetime(2024, 11, 3, 1, 30, fold=1, tzinfo=ZoneInfo("Australia/Sydney")),
+             datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=5, minutes=30)))]
+
+
+def test_occurrence_texts_are_what_the_occurrences_give():
+    """occurrence_times (the calendar's lines without an aware date-time per occurrence) gives, for each
+    occurrence occurrences() gives, the id suffix, start and end the rows one by one have: generated series
+    (starts at 1-3 a.m. on daylight-saving days, sub-seconds, month ends), durations that end in a skipped or
+    repeated hour or across a change, all day or not, in IANA zones and fixed offsets, horizons in UTC,
+    in other zones and at fixed offsets, a cap, excluded dates; None only where occurrences() is left to."""
+    rnd = random.Random(30)
+    computed = 0
+    for start, zone_name, rule in _generated_cases(3000, seed=30):
+        tz = ZoneInfo(zone_name) if rnd.random() < 0.85 else timezone(timedelta(hours=rnd.choice([-5, 0, 5.5, 13]),
+                                                                                  seconds=rnd.choice([0, 0, 17])))
+        start = start.replace(tzinfo=tz, fold=rnd.choice([0, 0, 1]))
+        args = dict(horizon=rnd.choice(_HORIZONS), max_count=rnd.choice([1, 5, 120]),
+                    duration=rnd.choice(_DURATIONS), all_day=rnd.random() < 0.3,
+                    excluded=rnd.choice([set(), {date(2024, 3, 11), date(2024, 11, 4), start.date()}]))
+        if rnd.random() < 0.05:
+            rule += "\nEXDATE;VALUE=DATE:" + (start + timedelta(days=7)).strftime("%Y%m%d")
+        expected = _texts(start, tz, rule, **args)
+        excluded = args.pop("excluded")
+        got = recurrence.occurrence_times(start, rule, tz=tz, exclude_local_dates=excluded, **args)
+        if got is None:  # only a shape dateutil expands, one occurrences() refuses, or a horizon in the zone itself
+            assert isinstance(expected, str) or args["horizon"].tzinfo is tz or recurrence.simple_rule(
+                re.sub(r"UNTIL=(\d{8})(?:T(\d{6}))?(Z?)", lambda m: recurrence._until_local(m, tz),
+                       recurrence.parse_rule(rule, tz)[0]), start.astimezone(tz).replace(tzinfo=None)) is None, rule
+            continue
+        computed += 1
+        assert got == expected, (start, zone_name, rule, args)
+    assert computed > 2500
+
+
+@pytest.mark.parametrize("start, duration", [
+    (datetime(2024, 3, 10, 1, 30), timedelta(hours=1)),  # ends at 2:30, a wall time the change skips: 3:30 EDT
+    (datetime(2024, 11, 3, 0, 30), timedelta(hours=1, minutes=30)),  # ends at 1:00 EDT, a wall time that comes twice
+    (datetime(2024, 11, 3, 0, 30), timedelta(hours=2)),  # ends at 1:30 EST, the second time
+    (datetime(2024, 3, 9, 23, 0), timedelta(hours=4)),  # across the change
+])
+def test_an_occurrence_ending_at_a_change_ends_where_its_instant_does(start, duration):
+    rule = "FREQ=DAILY;COUNT=2"
+    expected = _texts(start.replace(tzinfo=NY), NY, rule, HORIZON, 10, duration, False, set())
+    assert recurrence.occurrence_times(start.replace(tzinfo=NY), rule, tz=NY, horizon=HORIZON, max_count=10,
+                                       duration=duration) == expected
+    assert expected[0][2] == (start.replace(tzinfo=NY).astimezone(UTC) + duration).astimezone(NY).isoformat()
