@@ -1,8 +1,10 @@
 """Choose a representative, relationship-closed slice of staged records for the sample run.
 
 The choice is deterministic for a seed and independent of the order records were staged in
-(bottom-k by a keyed hash, stratified by record type). It streams: per object only id sets,
-the k best candidates and the parent references of chosen records are held.
+(bottom-k by a keyed hash, stratified by record type). It streams each object at most once, parsing
+only the fields it reads (:func:`index_decoder`), and keeps per record a few compact columns (Clio id,
+rank, stratum, matter id, parent references: :class:`_Table`), never a record: the quota rounds, the
+closure and the smaller retries are decided from those.
 
 Closure: every parent of a chosen record is chosen too (a time entry brings its matter, the
 matter its client, the client its company, a bill its matters and client, …), repeated until
@@ -12,10 +14,13 @@ nothing new is needed. Parents that are not staged are reported in ``Sample.miss
 from __future__ import annotations
 
 import hashlib
-import heapq
+import itertools
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 Envelope = dict[str, Any]
 Index = Callable[[str], Iterable[Envelope]] | Mapping[str, Iterable[Envelope]]
@@ -188,8 +193,8 @@ def _stream(index: Index, obj: str) -> Iterable[Envelope]:
     if obj in index:
         value = index[obj]
         if isinstance(value, Iterator):
-            raise TypeError(f"index[{obj!r}] is a one-shot iterator; the sampler streams objects "
-                            "more than once: pass a callable or a list")
+            raise TypeError(f"index[{obj!r}] is a one-shot iterator; the sample's check and filter read "
+                            "the objects again: pass a callable or a list")
         return value
     return ()
 
@@ -200,56 +205,198 @@ def _objects(index: Index) -> list[str]:
     return [o for o in ORDER if o in index]
 
 
-def _quota_pass(index: Index, obj: str, quota: int, seed: int, required: set[int],
-                matter_ids: set[int]) -> tuple[set[int], list[tuple[str, int]], set[int]]:
-    """One stream of ``obj``: the required ids plus ``quota`` others, stratified.
+def _data_fields(obj: str) -> tuple[str, ...]:
+    """The fields of ``data`` the choice reads of one object's records (id, stratum, matter, parents)."""
+    names = {"id", "matter", "custom_field_values", *(ref.path[0] for ref in PARENTS.get(obj, ()))}
+    if obj in STRATA:
+        names.add(STRATA[obj])
+    return tuple(sorted(names))
 
-    Records of already chosen matters rank first, so children cluster on sampled matters.
+
+_DECODERS: dict[str, msgspec.json.Decoder] = {}
+
+
+def index_decoder(obj: str) -> msgspec.json.Decoder:
+    """A decoder of staged envelopes (``clio2sf.staging.read_jsonl_gz``) that keeps only what
+    :func:`choose_sample` reads of ``obj``'s records: msgspec skips the rest of each record."""
+    if obj not in _DECODERS:
+        data = msgspec.defstruct(f"SampleData_{obj}", [(f, Any, None) for f in _data_fields(obj)])
+        env = msgspec.defstruct(f"SampleEnvelope_{obj}", [("clio_id", Any, None), ("source_system_id", Any, None),
+                                                          ("data", data | None, None)])
+        _DECODERS[obj] = msgspec.json.Decoder(env)
+    return _DECODERS[obj]
+
+
+def _plain(envelope: Any) -> Envelope:
+    """An envelope as a dict: one :func:`index_decoder` parsed keeps its few fields (``None`` as absent)."""
+    if isinstance(envelope, msgspec.Struct):
+        data = envelope.data  # type: ignore[attr-defined]
+        return {"clio_id": envelope.clio_id, "source_system_id": envelope.source_system_id,  # type: ignore[attr-defined]
+                "data": None if data is None else msgspec.structs.asdict(data)}
+    return envelope
+
+
+#: Parent objects a reference may name (codes of :attr:`_Table.ref_obj`).
+_PARENT_NAMES: tuple[str, ...] = tuple(sorted({r.parent for refs in PARENTS.values() for r in refs}
+                                              | {"contacts", "matters"}))
+_PARENT_CODE = {name: i for i, name in enumerate(_PARENT_NAMES)}
+_NO_MATTER = -(2 ** 63)
+
+
+def _ids() -> array[int] | list[int]:
+    return array("q")
+
+
+def _push(column: Any, value: int) -> Any:
+    """Append an id to a compact column; an id too large for 8 bytes turns the column into a list."""
+    try:
+        column.append(value)
+    except OverflowError:
+        column = list(column)
+        column.append(value)
+    return column
+
+
+class _Table:
+    """What the choice needs of one object's records, read in one stream, in stream order and in
+    compact columns (a few dozen bytes a record, no record kept): the Clio id, the seed's rank, the
+    stratum, the matter id and the parent references. The quota and closure rounds of
+    :func:`choose_sample` (and each smaller retry) are decided from these, not by reading again."""
+
+    def __init__(self, obj: str, envelopes: Iterable[Any], seed: int) -> None:
+        self.obj = obj
+        strat_key = STRATA.get(obj)
+        cids: Any = _ids()
+        matters = array("q")
+        self.ranks = array("Q")
+        self.strata = array("L")
+        self.values: list[Any] = []  # stratum code → value
+        codes: dict[Any, int] = {}
+        ref_obj = array("B")
+        ref_id: Any = _ids()
+        self.ref_end = array("L")
+        self.errors: dict[int, ValueError] = {}  # position → a record whose references are not ids
+        for pos, raw in enumerate(envelopes):
+            env = _plain(raw)
+            cid = clio_id_of(env, obj)
+            data = env.get("data") or {}
+            cids = _push(cids, cid)
+            self.ranks.append(_rank(seed, obj, cid))
+            matter = (data.get("matter") or {}).get("id") if isinstance(data.get("matter"), dict) else None
+            matters.append(_matter_key(matter))
+            if strat_key:
+                stratum = data.get(strat_key)
+                if stratum not in codes:
+                    codes[stratum] = len(self.values)
+                    self.values.append(stratum)
+                self.strata.append(codes[stratum])
+            try:
+                refs = parent_refs(obj, data)
+            except ValueError as exc:
+                self.errors[pos] = exc
+                refs = []
+            for parent, pid in refs:
+                ref_obj.append(_PARENT_CODE[parent])
+                ref_id = _push(ref_id, pid)
+            self.ref_end.append(len(ref_obj))
+        self.cids, self.matters, self.ref_obj, self.ref_id = cids, matters, ref_obj, ref_id
+        self._by_rank: dict[int, array[int]] = {}  # stratum code → positions, best rank first
+
+    def __len__(self) -> int:
+        return len(self.cids)
+
+    def refs(self, pos: int) -> list[tuple[str, int]]:
+        if pos in self.errors:
+            raise self.errors[pos]
+        start = self.ref_end[pos - 1] if pos else 0
+        return [(_PARENT_NAMES[self.ref_obj[i]], self.ref_id[i]) for i in range(start, self.ref_end[pos])]
+
+    def by_rank(self, code: int) -> array[int]:
+        """Positions of one stratum's records (code 0 when not stratified), best (lowest) rank first;
+        equal ranks (a record staged twice) in stream order."""
+        if code not in self._by_rank:
+            ranks, strata = self.ranks, self.strata
+            if strata:
+                positions = [i for i, s in enumerate(strata) if s == code]
+            else:
+                positions = list(range(len(ranks)))
+            positions.sort(key=ranks.__getitem__)
+            self._by_rank[code] = array("L", positions)
+        return self._by_rank[code]
+
+
+def _matter_key(matter: Any) -> int:
+    """A matter reference as the id compared with chosen matter ids (``_NO_MATTER``: none can match)."""
+    if isinstance(matter, float) and matter.is_integer():
+        matter = int(matter)
+    if isinstance(matter, int) and -(2 ** 63) < matter < 2 ** 63:
+        return int(matter)
+    return _NO_MATTER
+
+
+def _quota_pass(table: _Table, quota: int, required: set[int],
+                matter_ids: set[int]) -> tuple[set[int], list[tuple[str, int]], set[int]]:
+    """One object's round: the required ids plus ``quota`` others, stratified.
+
+    Records of already chosen matters rank first, so children cluster on sampled matters; then by
+    the seed's rank, the best ``quota`` of each stratum taken round-robin over the strata.
     Returns (chosen ids, their parent refs, required ids not found).
     """
-    strat_key = STRATA.get(obj)
-    heaps: dict[Any, list[tuple[int, int, int, list[tuple[str, int]]]]] = {}
+    cids = table.cids
     chosen: set[int] = set()
     refs: list[tuple[str, int]] = []
     seen_required: set[int] = set()
-    for env in _stream(index, obj):
-        cid = clio_id_of(env, obj)
-        data = env.get("data") or {}
-        if cid in required:
-            seen_required.add(cid)
-            if cid not in chosen:
+    if table.errors:  # a record whose references are not ids fails the round that reads it, as streamed
+        for pos in sorted(table.errors):
+            if quota > 0 or cids[pos] in required:
+                raise table.errors[pos]
+    if required:
+        for pos, cid in enumerate(cids):
+            if cid in required and cid not in chosen:
+                seen_required.add(cid)
                 chosen.add(cid)
-                refs.extend(parent_refs(obj, data))
-            continue
-        if quota <= 0:
-            continue
-        matter = (data.get("matter") or {}).get("id") if isinstance(data.get("matter"), dict) else None
-        linked = 0 if (matter is not None and matter in matter_ids) else 1
-        key = (-linked, -_rank(seed, obj, cid))  # max-heap of the worst kept candidate
-        stratum = data.get(strat_key) if strat_key else None
-        heap = heaps.setdefault(stratum, [])
-        item = (key[0], key[1], cid, parent_refs(obj, data))
-        if len(heap) < quota:
-            heapq.heappush(heap, item)
-        elif item[:2] > heap[0][:2]:
-            heapq.heapreplace(heap, item)
-    # round-robin over strata (best first) until the quota is filled
-    ordered = [sorted(h, key=lambda t: (-t[0], -t[1])) for _, h in sorted(heaps.items(), key=lambda kv: str(kv[0]))]
-    taken = 0
+                refs.extend(table.refs(pos))
+    if quota <= 0 or not len(table):
+        return chosen, refs, required - seen_required
+    # the best ``quota`` candidates of each stratum: linked to a chosen matter first, then by rank
+    codes = range(len(table.values)) if table.obj in STRATA else range(1)
+    linked: dict[int, list[int]] = {}
+    if matter_ids:
+        matters, strata = table.matters, table.strata
+        for pos, matter in enumerate(matters):
+            if matter in matter_ids and cids[pos] not in required:
+                linked.setdefault(strata[pos] if strata else 0, []).append(pos)
+    ordered: list[tuple[str, list[int]]] = []
+    for code in codes:
+        best = sorted(linked.get(code, ()), key=lambda p: (table.ranks[p], p))[:quota]
+        if len(best) < quota:
+            taken = set(best)
+            for pos in table.by_rank(code):
+                if pos in taken or cids[pos] in required:
+                    continue
+                best.append(pos)
+                if len(best) >= quota:
+                    break
+        if best:
+            ordered.append((str(table.values[code]) if table.values else "None", best))
+    ordered.sort(key=lambda kv: kv[0])
+    lists = [best for _, best in ordered]
+    taken_count = 0
     depth = 0
-    while taken < quota and any(depth < len(h) for h in ordered):
-        for h in ordered:
-            if depth < len(h) and taken < quota:
-                _, _, cid, prefs = h[depth]
+    while taken_count < quota and any(depth < len(h) for h in lists):
+        for h in lists:
+            if depth < len(h) and taken_count < quota:
+                pos = h[depth]
+                cid = cids[pos]
                 if cid not in chosen:
                     chosen.add(cid)
-                    refs.extend(prefs)
-                    taken += 1
+                    refs.extend(table.refs(pos))
+                    taken_count += 1
         depth += 1
     return chosen, refs, required - seen_required
 
 
-def _choose(index: Index, seed: int, quotas: Mapping[str, int]) -> Sample:
+def _choose(table: Callable[[str], _Table], objects: list[str], seed: int, quotas: Mapping[str, int]) -> Sample:
     ids: dict[str, set[int]] = {}
     required: dict[str, set[int]] = {}
     missing: dict[str, set[int]] = {}
@@ -259,15 +406,13 @@ def _choose(index: Index, seed: int, quotas: Mapping[str, int]) -> Sample:
             if pid not in ids.get(parent, ()):
                 required.setdefault(parent, set()).add(pid)
 
-    objects = _objects(index)
     for obj in objects:
         need = required.pop(obj, set())
-        chosen, refs, not_found = _quota_pass(index, obj, quotas.get(obj, 0), seed, need,
-                                              ids.get("matters", set()))
+        chosen, refs, not_found = _quota_pass(table(obj), quotas.get(obj, 0), need, ids.get("matters", set()))
         ids.setdefault(obj, set()).update(chosen)
         missing.setdefault(obj, set()).update(not_found)
         add_refs(refs)
-    # closure: re-stream objects that gained required parents until nothing new is needed
+    # closure: objects that gained required parents are looked up again until nothing new is needed
     while True:
         pending = {o: r - ids.get(o, set()) - missing.get(o, set()) for o, r in required.items()}
         pending = {o: r for o, r in pending.items() if r}
@@ -275,7 +420,7 @@ def _choose(index: Index, seed: int, quotas: Mapping[str, int]) -> Sample:
         if not pending:
             break
         for obj in sorted(pending):
-            chosen, refs, not_found = _quota_pass(index, obj, 0, seed, pending[obj], set())
+            chosen, refs, not_found = _quota_pass(table(obj), 0, pending[obj], set())
             ids.setdefault(obj, set()).update(chosen)
             missing.setdefault(obj, set()).update(not_found)
             add_refs(refs)
@@ -286,15 +431,26 @@ def _choose(index: Index, seed: int, quotas: Mapping[str, int]) -> Sample:
 def choose_sample(index: Index, *, seed: int = 0, quotas: Mapping[str, int] | None = None,
                   max_total: int = 500) -> Sample:
     """Choose the sample. ``index`` maps an object name to its staged envelopes (re-iterable),
-    or is a callable returning a fresh stream per call.
+    or is a callable returning a fresh stream per call (envelopes as dicts, or as parsed by
+    :func:`index_decoder`).
 
-    If the closed sample exceeds ``max_total`` the quotas shrink and the choice is redone.
+    Each object is streamed at most once (:class:`_Table`: its ids, ranks, strata, matter ids and
+    parent references in compact columns); the quota rounds, the closure and the retries are decided
+    from those. If the closed sample exceeds ``max_total`` the quotas shrink and the choice is redone.
     """
     base = dict(DEFAULT_QUOTAS if quotas is None else quotas)
+    tables: dict[str, _Table] = {}
+
+    def table(obj: str) -> _Table:
+        if obj not in tables:
+            tables[obj] = _Table(obj, _stream(index, obj), seed)
+        return tables[obj]
+
+    objects = _objects(index)
     scale = 1.0
     for _ in range(6):
         scaled = {k: max(1, int(v * scale)) if v else 0 for k, v in base.items()}
-        sample = _choose(index, seed, scaled)
+        sample = _choose(table, objects, seed, scaled)
         if sample.total <= max_total:
             return sample
         scale *= max_total / sample.total * 0.9
@@ -314,12 +470,58 @@ def filter_envelopes(sample: Sample, obj: str, envelopes: Iterable[Envelope]) ->
             yield env
 
 
+def _gaps(sample: Sample, obj: str, env: Envelope) -> list[str]:
+    return [f"{env.get('source_system_id')}: parent {parent} {pid} not in sample"
+            for parent, pid in parent_refs(obj, env.get("data") or {})
+            if pid not in sample.ids.get(parent, ()) and pid not in sample.missing.get(parent, ())]
+
+
 def closure_violations(sample: Sample, index: Index) -> list[str]:
     """Chosen records whose parent is neither chosen nor reported missing (empty when closed)."""
     problems = []
     for obj in sorted(sample.ids):
         for env in filter_envelopes(sample, obj, _stream(index, obj)):
-            for parent, pid in parent_refs(obj, env.get("data") or {}):
-                if pid not in sample.ids.get(parent, ()) and pid not in sample.missing.get(parent, ()):
-                    problems.append(f"{env.get('source_system_id')}: parent {parent} {pid} not in sample")
+            problems.extend(_gaps(sample, obj, env))
     return problems
+
+
+def staged_index(mroot: Any, objects: Iterable[str]) -> Callable[[str], Iterable[Any]]:
+    """The index :func:`choose_sample` reads the staged ``objects`` under ``mroot/raw`` through: one
+    fresh stream per call, only the fields the choice reads parsed (:func:`index_decoder`)."""
+    from clio2sf.extract import read_records
+
+    objects = list(objects)
+    return lambda name: read_records(mroot, name, index_decoder(name)) if name in objects else iter(())
+
+
+def stage_sample(mroot: Any, objects: Iterable[str], sample: Sample, *, out: str = "sample") -> None:
+    """Stage the chosen ``sample`` of the staged ``objects`` under ``mroot/raw``: one raw batch per object
+    under ``<out>/raw/`` and ``<out>/selection.json`` (what ``select_sample`` writes).
+
+    Each object's staged records are read once here (after the one read of :func:`choose_sample`
+    through :func:`staged_index`) and the records chosen are streamed into the object's batch (only
+    its compressed bytes held), the closure checked on them as they pass: a sample that is not closed
+    under relationships raises before ``selection.json`` is written.
+    """
+    from clio2sf import staging
+    from clio2sf.extract import read_records
+
+    gaps: list[str] = []
+
+    def checked(name: str) -> Iterator[Envelope]:
+        for env in filter_envelopes(sample, name, read_records(mroot, name)):
+            if name in sample.ids:
+                gaps.extend(_gaps(sample, name, env))
+            yield env
+
+    for name in objects:
+        folder = mroot / out / "raw" / name
+        envs = checked(name)
+        first = next(envs, None)
+        batches = []
+        if first is not None:
+            batches.append(staging.write_jsonl_gz(folder / "sample-00001.jsonl.gz", itertools.chain([first], envs)))
+        staging.write_json(folder / staging.MANIFEST, {"object": name, "batches": batches, "complete": True})
+    if gaps:
+        raise RuntimeError(f"sample is not closed under relationships: {gaps[:5]}")
+    staging.write_json(mroot / out / "selection.json", sample.to_json())

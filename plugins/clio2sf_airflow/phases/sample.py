@@ -6,8 +6,7 @@ import logging
 from typing import Any
 
 from clio2sf import staging
-from clio2sf.extract import read_records
-from clio2sf.sample import choose_sample, closure_violations, filter_envelopes
+from clio2sf.sample import choose_sample, stage_sample, staged_index
 from clio2sf.verify import sample_diff
 from clio2sf_airflow import migration
 from clio2sf_airflow.phases import load_common
@@ -39,21 +38,10 @@ def select_sample() -> dict[str, Any]:
     hold_lease_on_extracted_records(SAMPLE, root, p)
     objects = [o for o in load_common.TRANSFORMED if staging.read_manifest(root, o) is not None]
 
-    def index(name: str):
-        return read_records(root, name) if name in objects else iter(())
-
-    sample = choose_sample(index, seed=int(p.get("sample_seed", 7)), max_total=int(p.get("sample_size", 500)))
-    gaps = closure_violations(sample, index)
-    if gaps:
-        raise RuntimeError(f"sample is not closed under relationships: {gaps[:5]}")
-    staging.write_json(root / SAMPLE / "selection.json", sample.to_json())
-    for name in objects:
-        envs = list(filter_envelopes(sample, name, read_records(root, name)))
-        folder = root / SAMPLE / "raw" / name
-        batches = []
-        if envs:
-            batches.append(staging.write_jsonl_gz(folder / "sample-00001.jsonl.gz", envs))
-        staging.write_json(folder / staging.MANIFEST, {"object": name, "batches": batches, "complete": True})
+    # each object's records are read twice: once for the choice (a few fields), once for the records chosen
+    sample = choose_sample(staged_index(root, objects), seed=int(p.get("sample_seed", 7)),
+                           max_total=int(p.get("sample_size", 500)))
+    stage_sample(root, objects, sample, out=SAMPLE)
     log.info("sample chosen: %s", sample.counts())
     return {"records": sample.total, "objects": sample.counts()}
 

@@ -88,3 +88,75 @@ def test_custom_field_references_and_related_companies_are_parents():
     assert sorted(parent_refs("matters", data)) == [("contacts", 1), ("contacts", 42), ("matters", 9)]
     person = {"id": 2, "company": None, "related_contacts": [{"id": 5, "type": "Company"}, {"id": 6, "type": "Person"}]}
     assert parent_refs("contacts", person) == [("contacts", 5)]
+
+
+def test_each_object_is_streamed_once_through_retries_and_closure(firm):
+    """The quota rounds, the closure and the smaller retries decide from one stream per object: the
+    sampler used to stream every object again in each round (xl: 1,177 CPU-s for select_sample)."""
+    calls: dict[str, int] = {}
+
+    def index(name):
+        calls[name] = calls.get(name, 0) + 1
+        return iter(firm.get(name, []))
+
+    s = choose_sample(index, seed=5, max_total=150)  # too big at first: the quotas shrink and the choice is redone
+    assert s.total <= 150 and closure_violations(s, firm) == []
+    assert calls and max(calls.values()) == 1, calls
+    assert s.ids == choose_sample(firm, seed=5, max_total=150).ids
+
+
+def test_the_fields_decoder_chooses_the_same_sample(firm, tmp_path):
+    """Records parsed by ``index_decoder`` (only the fields the choice reads) give the sample whole records give."""
+    from clio2sf import staging
+    from clio2sf.sample import index_decoder
+
+    paths = {}
+    for name, envs in firm.items():
+        paths[name] = tmp_path / f"{name}.jsonl.gz"
+        staging.write_jsonl_gz(paths[name], envs)
+    s = choose_sample(lambda name: staging.read_jsonl_gz(paths[name], index_decoder(name)) if name in paths else (),
+                      seed=9, max_total=300)
+    assert s.ids == choose_sample(firm, seed=9, max_total=300).ids and s.total
+
+
+def test_stage_sample_reads_each_object_at_most_twice(firm, tmp_path, monkeypatch):
+    """select_sample's work: one read per object for the choice, one to keep the records chosen; the
+    closure is checked on the records kept, before anything is written."""
+    from clio2sf import extract, staging
+    from clio2sf.sample import Sample, stage_sample, staged_index
+
+    for name, envs in firm.items():
+        folder = tmp_path / "raw" / name
+        entry = staging.write_jsonl_gz(folder / "batch-00001.jsonl.gz", envs)
+        staging.write_json(folder / staging.MANIFEST, {"object": name, "batches": [entry], "complete": True})
+    reads: dict[str, int] = {}
+    real = extract.read_records
+
+    def counting(mroot, name, decoder=None):
+        reads[name] = reads.get(name, 0) + 1
+        return real(mroot, name, decoder)
+
+    monkeypatch.setattr(extract, "read_records", counting)
+    s = choose_sample(staged_index(tmp_path, sorted(firm)), seed=7, max_total=200)
+    stage_sample(tmp_path, sorted(firm), s)
+    assert s.total <= 200 and max(reads.values()) <= 2, reads
+    assert Sample.from_json(staging.read_json(tmp_path / "sample" / "selection.json")).ids == s.ids
+    staged = {name: list(real(tmp_path / "sample", name)) for name in firm}
+    assert {n: {e["clio_id"] for e in envs} for n, envs in staged.items() if envs and n not in s.passthrough} == s.ids
+    assert staged["users"] == firm["users"]
+
+
+def test_stage_sample_refuses_a_sample_that_is_not_closed(firm, tmp_path):
+    """The closure is checked on the records as they are staged; an open sample writes no selection."""
+    from clio2sf import staging
+    from clio2sf.sample import stage_sample
+
+    for name, envs in firm.items():
+        folder = tmp_path / "raw" / name
+        entry = staging.write_jsonl_gz(folder / "batch-00001.jsonl.gz", envs)
+        staging.write_json(folder / staging.MANIFEST, {"object": name, "batches": [entry], "complete": True})
+    activity = next(e for e in firm["activities"])
+    open_sample = Sample(ids={"activities": {activity["clio_id"]}}, seed=0)  # its matter is not in it
+    with pytest.raises(RuntimeError, match=f"not closed.*{activity['source_system_id']}: parent matters"):
+        stage_sample(tmp_path, sorted(firm), open_sample)
+    assert staging.read_json(tmp_path / "sample" / "selection.json") is None
