@@ -13,7 +13,9 @@ nothing new is needed. Parents that are not staged are reported in ``Sample.miss
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import heapq
 import itertools
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -301,6 +303,7 @@ class _Table:
             self.ref_end.append(len(ref_obj))
         self.cids, self.matters, self.ref_obj, self.ref_id = cids, matters, ref_obj, ref_id
         self._by_rank: dict[int, array[int]] = {}  # stratum code → positions, best rank first
+        self._by_id: tuple[array[int], Any] | None = None  # (positions, their ids) in id order
 
     def __len__(self) -> int:
         return len(self.cids)
@@ -311,18 +314,40 @@ class _Table:
         start = self.ref_end[pos - 1] if pos else 0
         return [(_PARENT_NAMES[self.ref_obj[i]], self.ref_id[i]) for i in range(start, self.ref_end[pos])]
 
-    def by_rank(self, code: int) -> array[int]:
+    def position(self, cid: int) -> int | None:
+        """The position of the first record with Clio id ``cid`` (None: not staged); the index by id
+        (sorted ids, 12 bytes a record) is built on first use."""
+        if self._by_id is None:
+            cids = self.cids
+            order = sorted(range(len(cids)), key=cids.__getitem__)
+            keys: Any = _ids()
+            for i in order:
+                keys = _push(keys, cids[i])
+            self._by_id = (array("L", order), keys)
+        order, keys = self._by_id
+        at = bisect.bisect_left(keys, cid)
+        return order[at] if at < len(keys) and keys[at] == cid else None
+
+    def by_rank(self, code: int) -> Iterator[int]:
         """Positions of one stratum's records (code 0 when not stratified), best (lowest) rank first;
-        equal ranks (a record staged twice) in stream order."""
+        equal ranks (a record staged twice) in stream order. The best :data:`RANKED` are kept once
+        found (no sort of the whole object); a round reading past them sorts the stratum."""
+        ranks, strata = self.ranks, self.strata
+
+        def positions() -> Iterable[int]:
+            return (i for i, s in enumerate(strata) if s == code) if strata else range(len(ranks))
+
         if code not in self._by_rank:
-            ranks, strata = self.ranks, self.strata
-            if strata:
-                positions = [i for i, s in enumerate(strata) if s == code]
-            else:
-                positions = list(range(len(ranks)))
-            positions.sort(key=ranks.__getitem__)
-            self._by_rank[code] = array("L", positions)
-        return self._by_rank[code]
+            self._by_rank[code] = array("L", heapq.nsmallest(RANKED, positions(), key=lambda i: (ranks[i], i)))
+        top = self._by_rank[code]
+        yield from top
+        if len(top) == RANKED:
+            yield from sorted(positions(), key=lambda i: (ranks[i], i))[RANKED:]
+
+
+#: Positions of each stratum kept in rank order (:meth:`_Table.by_rank`): more than a round reads
+#: (a quota plus the records it skips) in all but odd firms.
+RANKED = 2048
 
 
 def _matter_key(matter: Any) -> int:
@@ -436,7 +461,9 @@ def choose_sample(index: Index, *, seed: int = 0, quotas: Mapping[str, int] | No
 
     Each object is streamed at most once (:class:`_Table`: its ids, ranks, strata, matter ids and
     parent references in compact columns); the quota rounds, the closure and the retries are decided
-    from those. If the closed sample exceeds ``max_total`` the quotas shrink and the choice is redone.
+    from those. If the closed sample exceeds ``max_total`` the quotas shrink and the choice is redone;
+    when six tries do not bring it within ``max_total`` (a closure that chains most of the firm), each
+    candidate is taken with its closure only when that fits (:func:`_choose_within`).
     """
     base = dict(DEFAULT_QUOTAS if quotas is None else quotas)
     tables: dict[str, _Table] = {}
@@ -454,7 +481,106 @@ def choose_sample(index: Index, *, seed: int = 0, quotas: Mapping[str, int] | No
         if sample.total <= max_total:
             return sample
         scale *= max_total / sample.total * 0.9
-    return sample
+    return _choose_within(table, objects, seed, base, max_total)
+
+
+#: Candidates tried per object and quota record when the budget refuses some (:func:`_choose_within`).
+TRIES_PER_PICK = 20
+#: One candidate's closure may add at most ``max_total // PICK_SHARE`` records (at least ``PICK_MIN``), so
+#: that one pick into a chain cannot take the room of the other objects (:func:`_choose_within`).
+PICK_SHARE = 16
+PICK_MIN = 8
+
+
+def _candidates(table: _Table, required: set[int], matter_ids: set[int]) -> Iterator[int]:
+    """Positions of ``table`` in the order a quota round prefers them, without the quota's cut: per
+    stratum (in order of its value's text) records of chosen matters first, then by rank, taken
+    round-robin over the strata."""
+    cids = table.cids
+    codes = range(len(table.values)) if table.obj in STRATA else range(1)
+    linked: dict[int, list[int]] = {}
+    if matter_ids:
+        for pos, matter in enumerate(table.matters):
+            if matter in matter_ids and cids[pos] not in required:
+                linked.setdefault(table.strata[pos] if table.strata else 0, []).append(pos)
+
+    def stratum(code: int) -> Iterator[int]:
+        first = sorted(linked.get(code, ()), key=lambda p: (table.ranks[p], p))
+        yield from first
+        taken = set(first)
+        for pos in table.by_rank(code):
+            if pos not in taken and cids[pos] not in required:
+                yield pos
+
+    named = sorted(((str(table.values[c]) if table.values else "None", c) for c in codes), key=lambda t: t[0])
+    streams = [stratum(code) for _, code in named]
+    while streams:
+        alive = []
+        for it in streams:
+            pos = next(it, None)
+            if pos is not None:
+                yield pos
+                alive.append(it)
+        streams = alive
+
+
+def _choose_within(table: Callable[[str], _Table], objects: list[str], seed: int, quotas: Mapping[str, int],
+                   max_total: int) -> Sample:
+    """The choice when shrinking quotas cannot bring the closed sample within ``max_total`` (contact and
+    matter custom fields that reference each other chain most of a firm's contacts and matters into one
+    closure): the quota rounds in the same order and preference, each candidate taken with its whole
+    closure only when that adds at most ``max_total // PICK_SHARE`` records and still fits, so the
+    sample stays closed and within ``max_total`` and spans the objects; records of such a chain are left
+    out (the budget refuses them)."""
+    ids: dict[str, set[int]] = {}
+    missing: dict[str, set[int]] = {}
+    total = 0
+    per_pick = max(PICK_MIN, max_total // PICK_SHARE)  # one candidate's closure may take this many records
+
+    def closure(obj: str, cid: int, budget: int) -> tuple[dict[str, set[int]], dict[str, set[int]]] | None:
+        new: dict[str, set[int]] = {}
+        gone: dict[str, set[int]] = {}
+        count = 0
+        stack = [(obj, cid)]
+        while stack:
+            o, c = stack.pop()
+            if c in ids.get(o, ()) or c in new.get(o, ()) or c in missing.get(o, ()) or c in gone.get(o, ()):
+                continue
+            t = table(o)
+            pos = t.position(c)
+            if pos is None:
+                gone.setdefault(o, set()).add(c)
+                continue
+            count += 1
+            if count > budget:
+                return None
+            new.setdefault(o, set()).add(c)
+            stack.extend(t.refs(pos))
+        return new, gone
+
+    for obj in objects:
+        quota = quotas.get(obj, 0)
+        t = table(obj)
+        taken = tries = 0
+        for pos in _candidates(t, set(), ids.get("matters", set())) if quota > 0 else ():
+            if taken >= quota or tries >= quota * TRIES_PER_PICK:
+                break
+            cid = t.cids[pos]
+            if cid in ids.get(obj, ()):
+                continue
+            tries += 1
+            got = closure(obj, cid, min(max_total - total, per_pick))
+            if got is None:
+                continue
+            new, gone = got
+            for o, v in new.items():
+                ids.setdefault(o, set()).update(v)
+                total += len(v)
+            for o, v in gone.items():
+                missing.setdefault(o, set()).update(v)
+            taken += 1
+    return Sample(ids={k: v for k, v in ids.items() if v}, seed=seed,
+                  missing={k: v for k, v in missing.items() if v})
 
 
 def filter_envelopes(sample: Sample, obj: str, envelopes: Iterable[Envelope]) -> Iterator[Envelope]:

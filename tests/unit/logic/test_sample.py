@@ -160,3 +160,35 @@ def test_stage_sample_refuses_a_sample_that_is_not_closed(firm, tmp_path):
     with pytest.raises(RuntimeError, match=f"not closed.*{activity['source_system_id']}: parent matters"):
         stage_sample(tmp_path, sorted(firm), open_sample)
     assert staging.read_json(tmp_path / "sample" / "selection.json") is None
+
+
+def test_a_closure_chaining_the_firm_is_kept_within_max_total(firm):
+    """Contact custom fields that reference each other chain most contacts into one closure (the sandbox
+    firm: one pick closed over 4,088 contacts and matters, whatever the quotas). The sample stays
+    closed and within max_total, the chain left out, the objects outside it still represented."""
+    from clio2sf.extract import envelope
+
+    chained = dict(firm)
+    people = [e for e in firm["contacts"] if e["data"]["type"] == "Person"]
+    contacts = [e for e in firm["contacts"] if e["data"]["type"] != "Person"]
+    for i, env in enumerate(people):
+        data = dict(env["data"])
+        nxt = people[(i + 1) % len(people)]["clio_id"]  # each person references the next: one chain of all
+        data["custom_field_values"] = [{"field_type": "contact", "value": str(nxt)}]
+        contacts.append(envelope("contacts", data, env["extracted_at"]))
+    chained["contacts"] = contacts
+    s = choose_sample(chained, seed=7, max_total=250)
+    assert s.total <= 250, s.counts()
+    assert closure_violations(s, chained) == [] and not s.missing
+    assert not s.ids["contacts"] & {e["clio_id"] for e in people}  # the chain is left out
+    for obj in ("matters", "activities", "documents", "tasks"):  # bills and relationships name people here
+        assert s.ids.get(obj), f"{obj} missing from the sample: {s.counts()}"
+
+
+def test_ranks_past_the_kept_best_read_in_order(firm, monkeypatch):
+    """A round that reads past the best ranks kept per stratum sorts the stratum: the same sample."""
+    from clio2sf import sample as mod
+
+    want = choose_sample(firm, seed=11, max_total=250)
+    monkeypatch.setattr(mod, "RANKED", 2)
+    assert choose_sample(firm, seed=11, max_total=250).ids == want.ids
