@@ -675,8 +675,55 @@ def _query_more(sb: Sandbox, token: str) -> Response:
 
 # -- composite ------------------------------------------------------------------------------------
 
+#: What ``POST /composite`` takes (Salesforce): at most 25 subrequests, of which at most 5 sObject
+#: Collections or queries.  The sandbox runs sObject Collections subrequests (POST and PATCH
+#: ``/services/data/vXX.X/composite/sobjects``) with ``allOrNone`` false, in order; another kind of
+#: subrequest is refused (400) rather than imitated.
+COMPOSITE_MAX_SUBREQUESTS = 25
+COMPOSITE_MAX_COLLECTIONS = 5
+
+
+def _composite_request(sb: Sandbox, body: bytes, user: str) -> Response:
+    payload = _json_object(body, "CompositeRequest")
+    subs = payload.get("compositeRequest")
+    if not isinstance(subs, list) or not subs or any(not isinstance(r, dict) for r in subs):
+        raise HttpError(400, "JSON_PARSER_ERROR", "compositeRequest: a non-empty list of subrequests is required")
+    if len(subs) > COMPOSITE_MAX_SUBREQUESTS:
+        raise HttpError(400, "INVALID_BATCH_REQUEST",
+                        f"Composite request can contain at most {COMPOSITE_MAX_SUBREQUESTS} subrequests")
+    if payload.get("allOrNone", False) is not False:
+        raise HttpError(400, "INVALID_BATCH_REQUEST", "the sandbox runs composite requests with allOrNone false only")
+    collections = [r for r in subs if "/composite/sobjects" in str(r.get("url", ""))]
+    if len(collections) > COMPOSITE_MAX_COLLECTIONS:
+        raise HttpError(400, "INVALID_BATCH_REQUEST", f"Composite request can contain at most "
+                        f"{COMPOSITE_MAX_COLLECTIONS} sObject Collections or query subrequests")
+    refs = [r.get("referenceId") for r in subs]
+    if any(not isinstance(x, str) or not x for x in refs) or len(set(refs)) != len(refs):
+        raise HttpError(400, "INVALID_BATCH_REQUEST", "every subrequest needs its own referenceId")
+    answers = []
+    for r in subs:
+        method, url = str(r.get("method", "")).upper(), str(r.get("url", ""))
+        rest = url.split("/services/data/", 1)[1].strip("/").split("/") if "/services/data/" in url else []
+        try:
+            if len(rest) != 3 or not rest[0].startswith("v") or rest[1:] != ["composite", "sobjects"] \
+                    or method not in ("POST", "PATCH"):
+                raise HttpError(400, "INVALID_BATCH_REQUEST",
+                                f"the sandbox does not run this composite subrequest: {method} {url}")
+            resp = _composite(sb, method, ["sobjects"], json.dumps(r.get("body")).encode(), user, {})
+            status, got = resp.status_code, json.loads(resp.body)
+        except HttpError as e:
+            status, got = e.status, json.loads(e.response().body)
+        except FieldError as e:
+            err = _from_field_error(e)
+            status, got = err.status, json.loads(err.response().body)
+        answers.append({"body": got, "httpHeaders": {}, "httpStatusCode": status, "referenceId": r["referenceId"]})
+    return JSONResponse({"compositeResponse": answers})
+
+
 def _composite(sb: Sandbox, m: str, parts: list[str], body: bytes, user: str, params) -> Response:
     org = sb.org
+    if not parts and m == "POST":
+        return _composite_request(sb, body, user)
     if not parts or parts[0] != "sobjects":
         raise HttpError(404, "NOT_FOUND", "The requested resource does not exist")
     if m == "DELETE":

@@ -2,8 +2,8 @@
 
 JSON: ``{"mroot", "batch", "run_id", "mode", "kill": {"method", "n", "when"}}``.  ``method`` is a
 ``ClioSalesforceHook`` write method (``bulk_ingest``, ``composite_upsert``, ``composite_create``,
-``composite_update``, ``content_version_create``); the worker dies at its ``n``-th call, ``before``
-it is sent (its intent line is on disk, nothing reached Salesforce) or ``after`` Salesforce answered
+``composite_update``, ``composite_collections``, ``content_version_create``); the worker dies at its
+``n``-th call, ``before`` it is sent (its intent line is on disk, nothing reached Salesforce) or ``after`` Salesforce answered
 (the records exist; the answer never reaches the ledger).  Deterministic: no timing, no randomness.
 Connection and CA come from ``AIRFLOW_CONN_SALESFORCE_DEFAULT`` and ``REQUESTS_CA_BUNDLE``.
 """

@@ -88,8 +88,10 @@ PATHS = {
                          "PATCH /composite/sobjects/Account#2"),
     "natural-key insert": ("CaseContactRole", "composite",
                            [("composite_create", 1, "after"), ("composite_create", 1, "after")], "POST /composite/sobjects#1"),
-    "ContentNote": ("ContentNote", "composite", [("composite_create", 2, "after"), ("composite_update", 1, "before")],
-                    "POST /composite/sobjects#2"),
+    # a batch's 450 notes: one /composite call creates them all (five collections a call), one sets titles
+    "ContentNote": ("ContentNote", "composite", [("composite_collections", 1, "after"),
+                                                 ("composite_collections", 1, "before")],
+                    "POST /composite#1"),
     "ContentVersion": ("ContentVersion", "auto", [("content_version_create", 2, "after"),
                                                   ("content_version_create", 2, "before")],
                        "POST /sobjects/ContentVersion#2"),

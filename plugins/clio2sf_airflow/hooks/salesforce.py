@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import requests
 import tenacity
@@ -30,7 +30,15 @@ from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
 from simple_salesforce import Salesforce
 
 from clio2sf.access import AccessPlan, apply_permission_set
-from clio2sf.load import COMPOSITE_CHUNK, TRANSIENT_CODES, BulkJobResult, QueryTooLarge, chunked
+from clio2sf.load import (
+    COMPOSITE_BODY_BUDGET,
+    COMPOSITE_CHUNK,
+    COMPOSITE_COLLECTIONS,
+    TRANSIENT_CODES,
+    BulkJobResult,
+    QueryTooLarge,
+    chunked,
+)
 
 if TYPE_CHECKING:
     from simple_salesforce.api import Salesforce as SalesforceClient
@@ -734,6 +742,65 @@ class ClioSalesforceHook(SalesforceHook):
                 out += [exc.as_result() for _ in part]
                 continue
             out += resp.json()
+        return out
+
+    def composite_collections(self, method: str, records: Sequence[dict]) -> list[dict]:
+        """``method`` (``POST``: create, ``PATCH``: update, each record with ``id``) on ``records`` through
+        sObject Collections subrequests of 200 records, up to :data:`~clio2sf.load.COMPOSITE_COLLECTIONS` of
+        them in one ``POST /composite`` call (Salesforce counts the whole request as one API call) while its
+        JSON stays within :data:`~clio2sf.load.COMPOSITE_BODY_BUDGET` bytes; a collection alone over that is
+        sent as its own ``/composite/sobjects`` call.  Results in input order, as :meth:`composite_create`
+        gives them: a subrequest Salesforce refused whole gives its error to each of its records, and a
+        call whose answer was lost a ``RESPONSE_LOST`` failure to each record it carried."""
+        parts = [list(p) for p in chunked(list(records), COMPOSITE_CHUNK)]
+        sizes = [len(json.dumps(p)) + 100 for p in parts]
+        url = urlparse(self.get_conn().base_url).path.rstrip("/") + "/composite/sobjects"
+        out: list[dict] = []
+        i = 0
+        while i < len(parts):
+            j, size = i + 1, sizes[i]
+            while j < len(parts) and j - i < COMPOSITE_COLLECTIONS and size + sizes[j] <= COMPOSITE_BODY_BUDGET:
+                size += sizes[j]
+                j += 1
+            if j - i == 1:
+                out += self._collection(method, "composite/sobjects", parts[i])
+                i = j
+                continue
+            body = {"allOrNone": False, "compositeRequest": [
+                {"method": method, "url": url, "referenceId": f"part{k}",
+                 "body": {"allOrNone": False, "records": parts[k]},
+                 **({"httpHeaders": dict(self.write_headers)} if self.write_headers else {})}
+                for k in range(i, j)]}
+            try:
+                resp = self.request("POST", "composite", json_body=body, headers=self.write_headers,
+                                    idempotent=method.upper() != "POST")
+            except SalesforceResponseLost as exc:
+                self.log.warning("%s composite (%d collections): the answer was lost (%s); %d record(s) may "
+                                 "have been written", method, j - i, exc.message or exc.status,
+                                 sum(len(parts[k]) for k in range(i, j)))
+                out += [exc.as_result() for k in range(i, j) for _ in parts[k]]
+                i = j
+                continue
+            answers = {a.get("referenceId"): a for a in resp.json().get("compositeResponse") or []}
+            for k in range(i, j):
+                ans = answers.get(f"part{k}") or {}
+                status = int(ans.get("httpStatusCode") or 0)
+                if 200 <= status < 300 and isinstance(ans.get("body"), list) and len(ans["body"]) == len(parts[k]):
+                    out += ans["body"]
+                    continue
+                if not ans:  # no answer for it: its records may have been written
+                    out += [{"success": False, "errors": [{"statusCode": "RESPONSE_LOST", "fields": [],
+                                                           "message": "no answer to the composite subrequest"}]}
+                            for _ in parts[k]]
+                    continue
+                errors = ans.get("body") if isinstance(ans.get("body"), list) else []
+                first = errors[0] if errors and isinstance(errors[0], Mapping) else {}
+                failure = {"success": False, "errors": [{
+                    "statusCode": first.get("errorCode") or first.get("statusCode") or "UNKNOWN_ERROR",
+                    "message": first.get("message") or f"composite subrequest answered HTTP {status}",
+                    "fields": list(first.get("fields") or [])}]}
+                out += [failure for _ in parts[k]]
+            i = j
         return out
 
     def composite_create(self, records: Sequence[dict]) -> list[dict]:

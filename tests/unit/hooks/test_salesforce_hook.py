@@ -411,6 +411,44 @@ def test_a_create_whose_answer_was_lost_is_not_resent(hook, requests_mock):
     assert sum(1 for r in requests_mock.request_history if "ContentVersion" in r.url) == 1
 
 
+def test_composite_collections_carry_five_collections_a_call_and_lose_no_answer_silently(hook, requests_mock):
+    """1,100 records: one POST /composite of five 200-record collections, then the last 100 as a plain
+    collection; results in input order.  A lost answer to a /composite of creates is not resent (each of
+    its records RESPONSE_LOST); a /composite of updates is resent (an update by id is harmless twice)."""
+    def answer(req, ctx):
+        subs = req.json()["compositeRequest"]
+        assert req.json()["allOrNone"] is False and len(subs) == 5
+        return {"compositeResponse": [
+            {"referenceId": s["referenceId"], "httpStatusCode": 200, "httpHeaders": {},
+             "body": [{"id": r["Title"], "success": True, "errors": []} for r in s["body"]["records"]]}
+            for s in subs]}
+
+    requests_mock.post(BASE + "composite", json=answer)
+    requests_mock.post(BASE + "composite/sobjects",
+                       json=lambda req, ctx: [{"id": r["Title"], "success": True, "errors": []}
+                                              for r in req.json()["records"]])
+    records = [{"attributes": {"type": "ContentNote"}, "Title": f"t{k}"} for k in range(1_100)]
+    out = hook.composite_collections("POST", records)
+    assert [r["id"] for r in out] == [f"t{k}" for k in range(1_100)]
+    sent = [(r.method, r.url.removeprefix(BASE)) for r in requests_mock.request_history if "composite" in r.url]
+    assert sent == [("POST", "composite"), ("POST", "composite/sobjects")]
+    sub = requests_mock.request_history[-2].json()["compositeRequest"][0]
+    assert sub["method"] == "POST" and sub["url"] == "/services/data/v59.0/composite/sobjects"
+
+    requests_mock.post(BASE + "composite", status_code=504, text="<html>Gateway Time-out</html>")
+    lost = hook.composite_collections("POST", records[:400])
+    assert [r["errors"][0]["statusCode"] for r in lost] == ["RESPONSE_LOST"] * 400
+    assert sum(1 for r in requests_mock.request_history if r.url == BASE + "composite") == 2  # not resent
+    requests_mock.post(BASE + "composite", [{"status_code": 504, "text": "<html>Gateway Time-out</html>"},
+                                            {"json": {"compositeResponse": [
+                                                {"referenceId": f"part{k}", "httpStatusCode": 400, "httpHeaders": {},
+                                                 "body": [{"errorCode": "UNABLE_TO_LOCK_ROW", "message": "locked"}]}
+                                                for k in range(2)]}}])
+    updated = hook.composite_collections("PATCH", [{"attributes": {"type": "ContentNote"}, "id": "069x"}] * 400)
+    assert [r["errors"][0]["statusCode"] for r in updated] == ["UNABLE_TO_LOCK_ROW"] * 400  # a whole refused part
+    assert sum(1 for r in requests_mock.request_history if r.url == BASE + "composite") == 4  # resent once
+
+
 def test_a_create_refused_with_503_is_resent_and_idempotent_calls_retry_a_504(hook, requests_mock):
     requests_mock.post(BASE + "composite/sobjects", [
         {"status_code": 503, "text": "unavailable"},  # not processed: safe to send again
