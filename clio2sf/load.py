@@ -1251,7 +1251,11 @@ def _existing_natural_keys(
     by the parent's external id (``WHERE Event.Clio_Id__c IN (...)``): the same records as by the
     parents' ids, without long lists of ids in a query (Salesforce refuses more than 500 "junction ids"
     in one, and these objects are junctions).  ``few``: as :func:`lookup_records` (how many records of
-    ``sobject`` the ledger says exist), for that look-up."""
+    ``sobject`` the ledger says exist), for that look-up, and, without ``by_parent_key`` (or below its
+    threshold), for the look-up by the ids: when the IN lists take more GETs than the pages (at most
+    :data:`QUERY_JOB_CALLS`) every record with the key's first id field fills, those pages are read instead
+    (``client.query_upto``; exact either way, as only the ids asked for are kept, compared as ids; not for
+    ContentDocumentLink, which refuses such a query)."""
     # Filter on the first id field of the key: ContentDocumentLink refuses unfiltered queries.
     anchor = next((f for f in fields if f.endswith("Id")), fields[0])
     found: dict[tuple[str, ...], str] = {}
@@ -1264,7 +1268,27 @@ def _existing_natural_keys(
             for rec in lookup_records(client, sobject, ["Id", *fields, path], path, keys, few=few):
                 found[natural_key_of(rec, fields)] = rec["Id"]
             return found
-    for part in soql_in_chunks(values):
+    parts = list(soql_in_chunks(values))
+    if few is not None and few is not False and len(parts) > 1 and anchor.endswith("Id") \
+            and sobject != "ContentDocumentLink":
+        # few records of the object written so far: one REST read of every record with the anchor (fewer
+        # pages than the IN lists' GETs, at most a query job's calls), kept when they are the ones asked
+        # for; more records than that: its first GET was the one call spent, the GETs run as before
+        expected = 1 if few is True else max(1, -(-int(few) // REST_QUERY_PAGE))
+        upto = getattr(client, "query_upto", None)
+        pages = min(len(parts) - 1, QUERY_JOB_CALLS)
+        if expected <= pages and upto is not None:
+            scanned = upto(f"SELECT Id, {', '.join(fields)} FROM {sobject} WHERE {anchor} != null",
+                           max_pages=pages)
+            if scanned is not None:
+                wanted = {_norm_id(v) for v in values}  # ids: 15 characters compare case-sensitively
+                for rec in scanned:
+                    if _norm_id(rec.get(anchor)) in wanted:
+                        found[natural_key_of(rec, fields)] = rec["Id"]
+                return found
+            log.info("existing %s keys of %d %s value(s): more records have one than %d page(s) hold", sobject,
+                     len(values), anchor, pages)
+    for part in parts:
         soql = f"SELECT Id, {', '.join(fields)} FROM {sobject} WHERE {soql_in(anchor, part)}"
         for rec in client.query_all_iter(soql):
             found[natural_key_of(rec, fields)] = rec["Id"]

@@ -160,3 +160,39 @@ def test_before_images_of_few_records_take_one_rest_get_and_answer_as_the_rest_p
     assert capture_before_images(hook, events, few=True) == rest
     after = sandbox.request_log()["by_kind"]
     assert after["query"] - before["query"] == 1 and after["bulk2_query"] - before["bulk2_query"] >= 3
+
+
+def test_existing_keys_of_few_records_by_ids_take_one_rest_get_and_answer_as_the_in_lists(sandbox, hook, org,
+                                                                                       monkeypatch):
+    """A natural-key object whose rows give no parent-key column (CaseTeamMember: ``Case:Parent``) looks its
+    existing keys up by the anchor's ids.  ``few`` (the ledger wrote few of the object): one REST GET over
+    every record with one, filtered to the ids asked for (some in their 15-character form), instead of a
+    GET per IN list; the same answer.  The code before ignored the hint there: 3 GETs."""
+    rels = org["relations"]
+    resolved = resolve_external_ids(hook, "EventRelation", rels, range(len(rels)))
+    flat = [load.resolve_row(e, resolved)[0] for e in rels]
+    flat = [{**r, "EventId": r["EventId"][:15]} if i % 7 == 0 else r for i, r in enumerate(flat)]
+    fields = ("EventId", "RelationId")
+    monkeypatch.setattr(load.soql_in_chunks, "__defaults__", (10, load.SOQL_IN_BUDGET))  # 30 events: 3 GETs
+
+    def run(few):
+        before = sandbox.request_log()["by_kind"]
+        got = _existing_natural_keys(hook, "EventRelation", fields, flat, None, few=few)
+        after = sandbox.request_log()["by_kind"]
+        return got, {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+
+    lists = len(list(load.soql_in_chunks(sorted({r["EventId"] for r in flat}))))
+    by_lists, calls = run(False)
+    assert lists > 1 and calls == {"query": lists} and len(by_lists) >= len(rels) // 2, (calls, len(by_lists))
+    scanned, calls = run(N)
+    assert scanned == by_lists
+    assert calls == {"query": 1}, calls
+
+    # more records with one than the pages allowed: that GET, then the IN lists as before
+    def too_many(self, soql, *, max_pages):  # its GET, then the answer of a first page of a larger total
+        next(type(hook).query_all_iter(self, soql))
+        return None
+
+    monkeypatch.setattr(type(hook), "query_upto", too_many)
+    again, calls = run(N)
+    assert again == by_lists and calls == {"query": 1 + lists}, calls
