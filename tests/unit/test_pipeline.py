@@ -393,6 +393,48 @@ def test_a_transform_task_on_a_local_root_writes_the_same_files_without_the_obje
     assert outputs[0] == outputs[1] and any(k.startswith("transformed/EventRelation/") for k in outputs[0])
 
 
+def test_a_transform_task_runs_with_the_cyclic_collector_paused_and_leaves_it_as_it_was(tmp_path, monkeypatch):
+    """The transform task's decoding and mapping run without Python's cyclic garbage collector (reference
+    counting frees what they drop): off during every batch, on again after (and still off when it was off),
+    also when a batch fails."""
+    import gc
+
+    from clio2sf_airflow.phases import load_common
+
+    names = ("users", "contacts", "matters")
+    spec = load_spec("harlow_vance")
+    monkeypatch.setattr(load_common, "params", lambda: {"firm": "harlow_vance", "migration_id": "m"})
+    monkeypatch.setattr(load_common, "firm_spec", lambda firm: spec)
+    monkeypatch.setattr(load_common, "get_current_context", lambda: {})
+    _stage_fixtures(tmp_path, names, FIXTURES)
+    monkeypatch.setattr(load_common, "mroot", lambda p=None: tmp_path)
+    seen: list[bool] = []
+    real = load_common.transform_batch
+
+    def watched(*args, **kwargs):
+        seen.append(gc.isenabled())
+        if args[1] == "fail":
+            raise RuntimeError("batch failed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(load_common, "transform_batch", watched)
+    [item] = load_common.raw_groups(tmp_path, names, records=10**9)
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        assert load_common.transform_one(item)["records"] > 0
+        assert seen == [False] * len(names) and gc.isenabled()
+        gc.disable()
+        load_common.transform_one(item)
+        assert not gc.isenabled()
+        gc.enable()
+        with pytest.raises(RuntimeError, match="batch failed"):
+            load_common.transform_one({**item, "objects": ["fail", *item["objects"][1:]]})
+        assert gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
 def test_soql_in_chunks_respect_the_value_cap_and_the_uri_budget():
     from urllib.parse import urlencode
 
