@@ -208,7 +208,11 @@ def run(work: Path, sizes: list[int]) -> tuple[list[Figure], list[dict[str, Any]
         r.update(size=size, records=sum(n.values()), staged_s=round(staged_s, 1))
         print(json.dumps(r), file=sys.stderr)
         runs.append(r)
-    floor = _run_worker(work, idle=True)["peak_rss_mb"]
+    return figures(runs, _run_worker(work, idle=True)["peak_rss_mb"]), runs
+
+
+def figures(runs: list[dict[str, Any]], floor: float) -> list[Figure]:
+    """The figures of the measured sizes (``runs``, smallest first) and the imports-only floor."""
     figs = []
     for r in runs:
         figs.append(Figure("sample_memory", "peak RSS of select_sample's work", f"{r['records']:,} staged records",
@@ -222,7 +226,7 @@ def run(work: Path, sizes: list[int]) -> tuple[list[Figure], list[dict[str, Any]
                            f"{runs[0]['records']:,} → {runs[-1]['records']:,} records", round(growth, 3), "ratio",
                            f"≤ {FLAT}", at_most(growth, FLAT)))
     figs.append(Figure("sample_memory", "peak RSS of the same process choosing nothing (imports only)", "-", floor, "MB"))
-    return figs, runs
+    return figs
 
 
 def write_results(figs: list[Figure], runs: list[dict[str, Any]], argv: list[str], note: str = "") -> None:

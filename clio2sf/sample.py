@@ -3,7 +3,7 @@
 The choice is deterministic for a seed and independent of the order records were staged in
 (bottom-k by a keyed hash, stratified by record type). It streams each object at most once, parsing
 only the fields it reads (:func:`index_decoder`), and keeps per record a few compact columns (Clio id,
-rank, stratum, matter id, parent references: :class:`_Table`), never a record: the quota rounds, the
+stratum, matter id, parent references: :class:`_Table`), never a record: the quota rounds, the
 closure and the smaller retries are decided from those.
 
 Closure: every parent of a chosen record is chosen too (a time entry brings its matter, the
@@ -261,31 +261,36 @@ def _push(column: Any, value: int) -> Any:
 
 class _Table:
     """What the choice needs of one object's records, read in one stream, in stream order and in
-    compact columns (a few dozen bytes a record, no record kept): the Clio id, the seed's rank, the
-    stratum, the matter id and the parent references. The quota and closure rounds of
+    compact columns (a few dozen bytes a record, no record kept): the Clio id, the stratum, the matter
+    id (objects whose records name one) and the parent references; the seed's rank is computed when
+    a round asks (:meth:`rank`). The quota and closure rounds of
     :func:`choose_sample` (and each smaller retry) are decided from these, not by reading again."""
 
     def __init__(self, obj: str, envelopes: Iterable[Any], seed: int) -> None:
         self.obj = obj
         strat_key = STRATA.get(obj)
         cids: Any = _ids()
-        matters = array("q")
-        self.ranks = array("Q")
-        self.strata = array("L")
+        self.seed = seed
+        matters: array[int] | None = None  # only once a record names a matter
+        self.strata = array("I")
         self.values: list[Any] = []  # stratum code → value
         codes: dict[Any, int] = {}
         ref_obj = array("B")
         ref_id: Any = _ids()
-        self.ref_end = array("L")
+        self.ref_end = array("I")
         self.errors: dict[int, ValueError] = {}  # position → a record whose references are not ids
         for pos, raw in enumerate(envelopes):
             env = _plain(raw)
             cid = clio_id_of(env, obj)
             data = env.get("data") or {}
             cids = _push(cids, cid)
-            self.ranks.append(_rank(seed, obj, cid))
             matter = (data.get("matter") or {}).get("id") if isinstance(data.get("matter"), dict) else None
-            matters.append(_matter_key(matter))
+            key = _matter_key(matter)
+            if matters is not None:
+                matters.append(key)
+            elif key != _NO_MATTER:
+                matters = array("q", [_NO_MATTER] * pos)
+                matters.append(key)
             if strat_key:
                 stratum = data.get(strat_key)
                 if stratum not in codes:
@@ -303,7 +308,7 @@ class _Table:
             self.ref_end.append(len(ref_obj))
         self.cids, self.matters, self.ref_obj, self.ref_id = cids, matters, ref_obj, ref_id
         self._by_rank: dict[int, array[int]] = {}  # stratum code → positions, best rank first
-        self._by_id: tuple[array[int], Any] | None = None  # (positions, their ids) in id order
+        self._by_id: tuple[array[int] | None, Any] | None = None  # (positions, their ids) in id order
 
     def __len__(self) -> int:
         return len(self.cids)
@@ -316,33 +321,43 @@ class _Table:
 
     def position(self, cid: int) -> int | None:
         """The position of the first record with Clio id ``cid`` (None: not staged); the index by id
-        (sorted ids, 12 bytes a record) is built on first use."""
+        (the ids themselves when staged in id order, else sorted ids and positions: 12 bytes a record)
+        is built on first use."""
         if self._by_id is None:
             cids = self.cids
-            order = sorted(range(len(cids)), key=cids.__getitem__)
-            keys: Any = _ids()
-            for i in order:
-                keys = _push(keys, cids[i])
-            self._by_id = (array("L", order), keys)
+            if all(a <= b for a, b in zip(cids, itertools.islice(cids, 1, None), strict=False)):
+                self._by_id = (None, cids)  # staged in id order (as Clio pages): the ids are the index
+            else:
+                order = sorted(range(len(cids)), key=cids.__getitem__)
+                keys: Any = _ids()
+                for i in order:
+                    keys = _push(keys, cids[i])
+                self._by_id = (array("I", order), keys)
         order, keys = self._by_id
         at = bisect.bisect_left(keys, cid)
-        return order[at] if at < len(keys) and keys[at] == cid else None
+        if at < len(keys) and keys[at] == cid:
+            return at if order is None else order[at]
+        return None
 
     def by_rank(self, code: int) -> Iterator[int]:
         """Positions of one stratum's records (code 0 when not stratified), best (lowest) rank first;
         equal ranks (a record staged twice) in stream order. The best :data:`RANKED` are kept once
         found (no sort of the whole object); a round reading past them sorts the stratum."""
-        ranks, strata = self.ranks, self.strata
+        strata, rank = self.strata, self.rank
 
         def positions() -> Iterable[int]:
-            return (i for i, s in enumerate(strata) if s == code) if strata else range(len(ranks))
+            return (i for i, s in enumerate(strata) if s == code) if strata else range(len(self.cids))
 
         if code not in self._by_rank:
-            self._by_rank[code] = array("L", heapq.nsmallest(RANKED, positions(), key=lambda i: (ranks[i], i)))
+            self._by_rank[code] = array("I", heapq.nsmallest(RANKED, positions(), key=lambda i: (rank(i), i)))
         top = self._by_rank[code]
         yield from top
         if len(top) == RANKED:
-            yield from sorted(positions(), key=lambda i: (ranks[i], i))[RANKED:]
+            yield from sorted(positions(), key=lambda i: (rank(i), i))[RANKED:]
+
+    def rank(self, pos: int) -> int:
+        """The seed's rank of the record at ``pos`` (lower is better; computed, not kept)."""
+        return _rank(self.seed, self.obj, self.cids[pos])
 
 
 #: Positions of each stratum kept in rank order (:meth:`_Table.by_rank`): more than a round reads
@@ -386,14 +401,14 @@ def _quota_pass(table: _Table, quota: int, required: set[int],
     # the best ``quota`` candidates of each stratum: linked to a chosen matter first, then by rank
     codes = range(len(table.values)) if table.obj in STRATA else range(1)
     linked: dict[int, list[int]] = {}
-    if matter_ids:
+    if matter_ids and table.matters is not None:
         matters, strata = table.matters, table.strata
         for pos, matter in enumerate(matters):
             if matter in matter_ids and cids[pos] not in required:
                 linked.setdefault(strata[pos] if strata else 0, []).append(pos)
     ordered: list[tuple[str, list[int]]] = []
     for code in codes:
-        best = sorted(linked.get(code, ()), key=lambda p: (table.ranks[p], p))[:quota]
+        best = sorted(linked.get(code, ()), key=lambda p: (table.rank(p), p))[:quota]
         if len(best) < quota:
             taken = set(best)
             for pos in table.by_rank(code):
@@ -459,7 +474,7 @@ def choose_sample(index: Index, *, seed: int = 0, quotas: Mapping[str, int] | No
     or is a callable returning a fresh stream per call (envelopes as dicts, or as parsed by
     :func:`index_decoder`).
 
-    Each object is streamed at most once (:class:`_Table`: its ids, ranks, strata, matter ids and
+    Each object is streamed at most once (:class:`_Table`: its ids, strata, matter ids and
     parent references in compact columns); the quota rounds, the closure and the retries are decided
     from those. If the closed sample exceeds ``max_total`` the quotas shrink and the choice is redone;
     when six tries do not bring it within ``max_total`` (a closure that chains most of the firm), each
@@ -499,13 +514,13 @@ def _candidates(table: _Table, required: set[int], matter_ids: set[int]) -> Iter
     cids = table.cids
     codes = range(len(table.values)) if table.obj in STRATA else range(1)
     linked: dict[int, list[int]] = {}
-    if matter_ids:
+    if matter_ids and table.matters is not None:
         for pos, matter in enumerate(table.matters):
             if matter in matter_ids and cids[pos] not in required:
                 linked.setdefault(table.strata[pos] if table.strata else 0, []).append(pos)
 
     def stratum(code: int) -> Iterator[int]:
-        first = sorted(linked.get(code, ()), key=lambda p: (table.ranks[p], p))
+        first = sorted(linked.get(code, ()), key=lambda p: (table.rank(p), p))
         yield from first
         taken = set(first)
         for pos in table.by_rank(code):

@@ -181,6 +181,8 @@ def test_a_closure_chaining_the_firm_is_kept_within_max_total(firm):
     assert s.total <= 250, s.counts()
     assert closure_violations(s, chained) == [] and not s.missing
     assert not s.ids["contacts"] & {e["clio_id"] for e in people}  # the chain is left out
+    shuffled = {k: random.Random(3).sample(v, len(v)) for k, v in chained.items()}  # ids out of order
+    assert choose_sample(shuffled, seed=7, max_total=250).ids == s.ids
     for obj in ("matters", "activities", "documents", "tasks"):  # bills and relationships name people here
         assert s.ids.get(obj), f"{obj} missing from the sample: {s.counts()}"
 
