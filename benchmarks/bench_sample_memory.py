@@ -229,6 +229,19 @@ def figures(runs: list[dict[str, Any]], floor: float) -> list[Figure]:
     return figs
 
 
+NOTES = [
+    "What grows with the firm is the choice's compact columns (`clio2sf.sample._Table`: per staged record its "
+    "Clio id, stratum, matter id and parent references, about 35 bytes): 18 MB over the imports-only process at "
+    "100k, 50 MB at 1M. The ratio is taken over the whole process, whose floor here (122 MB) is lower than a task's "
+    "under Airflow's task runner (the sample's smallest tasks of the xl run: 146-148 MB).",
+    "The sample is 500 records at both sizes: the sandbox firm's contact and matter custom fields chain about "
+    "4,000 of its contacts and matters into one closure; before, any sample touching it held the whole chain "
+    "(4,111 records here; 4,673 in a large-preset run through the DAGs on 2026-12-04 before this change), now that chain is left out "
+    "(`clio2sf.sample._choose_within`).",
+    "`reads`: calls of `clio2sf.extract.read_records` (one stream of one object's staged batches).",
+]
+
+
 def write_results(figs: list[Figure], runs: list[dict[str, Any]], argv: list[str], note: str = "") -> None:
     from benchmarks.common import commit
     from clio2sf import staging
@@ -243,7 +256,8 @@ def render(doc: dict[str, Any]) -> None:
     """``sample_memory.md`` from the recorded ``sample_memory.json``."""
     lines = ["# Sample phase: select_sample's memory and CPU as the firm grows", "",
              f"Measured {doc['measured_at']} on {doc['machine']['cpu_count']} CPUs, Python {doc['machine']['python']}, "
-             f"commit `{doc['commit']}`, on a synthetic firm staged under a file:// root (no Clio, no Salesforce). "
+             f"commit `{doc['commit']}`, on the sandbox's large firm (1 copy, then 10) staged under a file:// root (no Clio, "
+             "no Salesforce). "
              f"Produced by `python -m benchmarks.bench_sample_memory {' '.join(doc['command'])}`."
              + (f" {doc['note']}" if doc.get("note") else ""), "",
              "| figure | subject | value | unit | target | met | reads per object (max) |",
@@ -252,12 +266,16 @@ def render(doc: dict[str, Any]) -> None:
         met = "-" if f["met"] is None else "met" if f["met"] else "**not met**"
         lines.append(f"| {f['figure']} | {f['subject']} | {f['value']} | {f['unit']} | {f['target'] or '-'} | {met} "
                      f"| {f['detail'].get('max_reads_per_object', '')} |")
+    lines += ["", *(f"- {n}" for n in NOTES)]
     (RESULTS / "sample_memory.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--worker"]:
         worker(argv[1], argv[2] == "1")
+        return
+    if argv[:1] == ["--render"]:
+        render(json.loads((RESULTS / "sample_memory.json").read_text(encoding="utf-8")))
         return
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", default="100000,1000000")
