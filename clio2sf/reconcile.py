@@ -8,7 +8,7 @@ come from the DAG (SOQL aggregates or streamed query results, see :class:`Target
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -61,35 +61,65 @@ def source_totals(envelopes_by_object: Mapping[str, Iterable[Envelope]] | Callab
     ``expenses.amount`` (other activities); ``trust.account.<id>`` and ``trust.matter.<id>``
     (bank transactions of Trust accounts; all accounts if ``bank_accounts`` is not staged).
     ``include(object, envelope)`` drops records that are not meant to load.
-    A record staged twice (delta overlap) counts once; its last staged version wins.
+    A record staged twice (delta overlap) counts once; its last staged version wins. Figures are summed
+    as the envelopes stream (none kept per record) unless a record is staged twice: that object is then
+    read again, keeping each record's last figures (a callable index is called twice).
     """
     if objects is None:
         if callable(envelopes_by_object):
             raise ValueError("source_totals: pass objects=[...] with a callable index")
         objects = list(envelopes_by_object)
     objects = list(objects)
+    if not callable(envelopes_by_object):  # read twice when a record is staged twice: no one-shot iterators
+        envelopes_by_object = {k: list(v) if isinstance(v, Iterator) else v for k, v in envelopes_by_object.items()}
     trust_accounts: set[int] | None = None
     if "bank_accounts" in objects:
         trust_accounts = {int(e["data"]["id"]) for e in _iter(envelopes_by_object, "bank_accounts")
                           if (e.get("data") or {}).get("type") == "Trust"}
     totals = SourceTotals()
     for obj in objects:
-        ids = totals.ids.setdefault(obj, set())
-        per_record: dict[str, dict[str, Decimal]] = {}
-        for env in _iter(envelopes_by_object, obj):
+        ids: set[str] = set()
+        amounts = dict(totals.amounts)
+        for env in _iter(envelopes_by_object, obj):  # summed as read: no record's figures kept
             if include is not None and not include(obj, env):
                 continue
             ssid = env.get("source_system_id")
             if not ssid:
                 raise ValueError(f"{obj}: envelope without source_system_id (clio_id {env.get('clio_id')!r})")
+            if ssid in ids:  # staged twice: the last version counts, summed again keeping each record's figures
+                ids, amounts = _totals_of_last_versions(envelopes_by_object, obj, include, trust_accounts,
+                                                        totals.amounts)
+                break
             ids.add(ssid)
-            figures = _figures(obj, env, trust_accounts)
-            if figures:
-                per_record[ssid] = figures
-        for figures in per_record.values():
-            for key, value in figures.items():
-                totals.amounts[key] = totals.amounts.get(key, ZERO) + value
+            for key, value in _figures(obj, env, trust_accounts).items():
+                amounts[key] = amounts.get(key, ZERO) + value
+        totals.ids[obj] = ids
+        totals.amounts = amounts
     return totals
+
+
+def _totals_of_last_versions(envelopes_by_object: Any, obj: str, include: Callable[[str, Envelope], bool] | None,
+                             trust_accounts: set[int] | None,
+                             amounts: dict[str, Decimal]) -> tuple[set[str], dict[str, Decimal]]:
+    """``obj``'s ids and ``amounts`` plus its figures when a record is staged more than once: each record's
+    last version's figures, summed in the order the records were first staged."""
+    ids: set[str] = set()
+    per_record: dict[str, dict[str, Decimal]] = {}
+    for env in _iter(envelopes_by_object, obj):
+        if include is not None and not include(obj, env):
+            continue
+        ssid = env.get("source_system_id")
+        if not ssid:
+            raise ValueError(f"{obj}: envelope without source_system_id (clio_id {env.get('clio_id')!r})")
+        ids.add(ssid)
+        figures = _figures(obj, env, trust_accounts)
+        if figures:
+            per_record[ssid] = figures
+    out = dict(amounts)
+    for figures in per_record.values():
+        for key, value in figures.items():
+            out[key] = out.get(key, ZERO) + value
+    return ids, out
 
 
 def _figures(obj: str, env: Envelope, trust_accounts: set[int] | None) -> dict[str, Decimal]:

@@ -286,24 +286,50 @@ def _kind(ssid: str) -> str:
 
 
 class _Staged:
-    """What the staging area says about one migration: rows per Clio object, rejects, natural keys."""
+    """What the staging area says about one migration, read one Clio object at a time (never every row's id
+    at once): the Clio objects with primary rows and their sobjects, the columns sent per sobject, natural
+    keys, rejects; which objects are reconciled per record (their rows' ids follow the staged Clio records)
+    and their Clio kind; the activities that became Tasks. :meth:`primary_ids` reads an object's ids again."""
 
     def __init__(self, mroot: Any) -> None:
-        self.primary: dict[str, set[str]] = defaultdict(set)  # clio object → primary row ssids
+        raw_root = mroot / "raw"
         self.sobjects: dict[str, set[str]] = defaultdict(set)  # clio object → sobjects of its primary rows
-        self.row_sobject: dict[str, str] = {}  # primary ssid → sobject
         self.columns: dict[str, set[str]] = defaultdict(set)  # sobject → columns sent
         self.natural_keys: dict[str, tuple[str, ...]] = {}
-        for sobject, clio_object, path in transformed_files(mroot):
-            for env in staging.read_jsonl_gz(path):
-                ssid = env["source_system_id"]
-                self.columns[sobject].update(env["row"])
-                if env.get("natural_key"):
-                    self.natural_keys[sobject] = tuple(env["natural_key"])
-                if is_primary(ssid):
-                    self.primary[clio_object].add(ssid)
-                    self.sobjects[clio_object].add(sobject)
-                    self.row_sobject[ssid] = sobject
+        #: clio object → (position in staging order, sobject, file) of its transformed files
+        self.files: dict[str, list[tuple[int, str, Any]]] = defaultdict(list)
+        self.kinds: dict[str, str] = {}  # reconciled clio object → Clio kind
+        self.derived: list[str] = []  # clio objects whose rows' ids do not follow the Clio records
+        #: activities whose primary row is a Task (the last sobject, in staging order, that has it).
+        self.task_activities: set[str] = set()
+        keys: dict[str, tuple[int, tuple[str, ...]]] = {}  # sobject → (file position, natural key): the last
+        for pos, (sobject, clio_object, path) in enumerate(transformed_files(mroot)):
+            self.files[clio_object].append((pos, sobject, path))
+        for obj in sorted(self.files):
+            bases: set[str] = set()  # this object's primary rows' Clio records
+            for pos, sobject, path in self.files[obj]:
+                for env in staging.read_jsonl_gz(path):
+                    ssid = env["source_system_id"]
+                    self.columns[sobject].update(env["row"])
+                    if env.get("natural_key") and pos >= keys.get(sobject, (-1, ()))[0]:
+                        keys[sobject] = (pos, tuple(env["natural_key"]))
+                    if is_primary(ssid):
+                        self.sobjects[obj].add(sobject)
+                        bases.add(base_id(ssid))
+                        if sobject == "Task":
+                            if _kind(ssid) == "activity":
+                                self.task_activities.add(ssid)
+                        elif sobject > "Task":
+                            self.task_activities.discard(ssid)
+            if not bases:
+                continue
+            first = next((ssid for e in iter_raw(raw_root, obj) if (ssid := e.get("source_system_id")) in bases), None)
+            if first is None:
+                self.derived.append(obj)
+            else:
+                self.kinds[obj] = _kind(first)
+        self.natural_keys = {s: k for s, (_, k) in keys.items()}
+        self.reconciled = sorted(self.kinds)
         self.rejects: list[dict[str, Any]] = []
         for folder, _, line in iter_rejects(mroot, "transform"):
             self.rejects.append({**line, "object": line.get("object") or folder})
@@ -311,6 +337,22 @@ class _Staged:
             ssid = line.get("source_system_id") or ""
             if is_primary(ssid) and line.get("repair") is None:
                 self.rejects.append({**line, "object": f.name.split("-", 1)[0], "source_system_id": base_id(ssid)})
+
+    def primary_ids(self, obj: str) -> set[str]:
+        """The source ids of ``obj``'s primary rows (every sobject), read from its transformed files."""
+        return {ssid for _, _, path in self.files.get(obj, ()) for env in staging.read_jsonl_gz(path)
+                if is_primary(ssid := env["source_system_id"])}
+
+
+def _source_ids(raw_root: Any, obj: str) -> set[str]:
+    """The Clio records of ``obj`` staged (:func:`reconcile.source_totals`'s ids, without its figures)."""
+    ids: set[str] = set()
+    for env in iter_raw(raw_root, obj):
+        ssid = env.get("source_system_id")
+        if not ssid:
+            raise ValueError(f"{obj}: envelope without source_system_id (clio_id {env.get('clio_id')!r})")
+        ids.add(ssid)
+    return ids
 
 
 def _dec(value: Any, where: str) -> Decimal:
@@ -328,9 +370,10 @@ def _column_ok(column: str, meta: Mapping[str, Any]) -> bool:
     return (rel[:-3] + "__c" if rel.endswith("__r") else rel + "Id") in meta
 
 
-def _stream_sobject(client: Any, sobject: str, fields: Sequence[str], meta: Mapping[str, Any]) -> Iterator[dict]:
+def _stream_sobject(client: Any, sobject: str, fields: Sequence[str], meta: Mapping[str, Any],
+                    extra_where: str = "") -> Iterator[dict]:
     cols = [f for f in dict.fromkeys(fields) if _column_ok(f, meta)]
-    soql = f"SELECT {', '.join(cols)} FROM {sobject} WHERE {EXT} != null"
+    soql = f"SELECT {', '.join(cols)} FROM {sobject} WHERE {EXT} != null{extra_where}"
     for rec in client.query_all_iter(soql):
         yield diff.flatten_sf_record(rec)
 
@@ -371,24 +414,15 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
     names the firm knows (matter numbers, client names) read from the staged Clio records.
     """
     staged = _Staged(mroot)
-    notes: list[str] = []
+    notes = [f"{obj}: rows are derived (ids do not follow the Clio records): not reconciled per record"
+             for obj in staged.derived]
     raw_root = mroot / "raw"
     rejected: dict[str, set[str]] = defaultdict(set)
     for line in staged.rejects:
         if line.get("repair") is None:
             rejected[line["object"]].add(line["source_system_id"])
+    kinds, reconciled = staged.kinds, staged.reconciled
 
-    kinds: dict[str, str] = {}  # clio object → Clio kind
-    reconciled: list[str] = []
-    for obj in sorted(staged.primary):
-        ids = {e["source_system_id"] for e in iter_raw(raw_root, obj) if e.get("source_system_id")}
-        if not ids & {base_id(s) for s in staged.primary[obj]}:
-            notes.append(f"{obj}: rows are derived (ids do not follow the Clio records): not reconciled per record")
-            continue
-        kinds[obj] = _kind(next(iter(ids)))
-        reconciled.append(obj)
-
-    target = reconcile.TargetTotals()
     sums: dict[str, Decimal] = defaultdict(Decimal)
     measured: set[str] = set()
     metas: dict[str, dict[str, Any]] = {}
@@ -407,6 +441,7 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
         for sobject, _, _ in targets:
             if sobject in staged.columns and sobject not in custom_sobjects:
                 custom_sobjects.append(sobject)
+    readable: dict[str, tuple[list[str], list[str]]] = {}  # sobject → (amount fields, trust columns) read
     for sobject in custom_sobjects:
         m = meta(sobject)
         if EXT not in m:
@@ -418,29 +453,60 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
         if sobject == TRUST[0]:
             trust_cols = [c for c in (TRUST[1], TRUST[2]) if c in m and c in staged.columns[sobject]]
             trust_cols += [c for c in MATTER_COLUMNS if c in staged.columns[sobject]]
-        for rec in _stream_sobject(client, sobject, [EXT, *amount_fields, *trust_cols], m):
+        readable[sobject] = (amount_fields, trust_cols)
+    summed: set[str] = set()  # sobjects whose amounts are in ``sums``
+
+    def org_ids(sobject: str, kind: str | None) -> Iterator[str]:
+        """The Clio_Id__c of ``sobject``'s rows of ``kind`` (one per row). Its first read reads every row
+        and sums the amounts; a later one (another object's rows) asks only for ``kind``'s ids."""
+        amount_fields, trust_cols = readable[sobject]
+        if sobject in summed:
+            # '_' in a kind matches any character: a superset, the kind is checked here
+            like = f" AND {EXT} LIKE '{kind}-%'" if kind and kind.replace("_", "").isalnum() else ""
+            yield from (v for rec in _stream_sobject(client, sobject, [EXT], meta(sobject), like)
+                        if _kind(v := str(rec.get(EXT))) == kind)
+            return
+        summed.add(sobject)
+        for rec in _stream_sobject(client, sobject, [EXT, *amount_fields, *trust_cols], meta(sobject)):
             value = str(rec.get(EXT))
-            kind = _kind(value)
-            for obj in reconciled:
-                if kinds[obj] == kind and sobject in staged.sobjects[obj]:
-                    target.ids.setdefault(obj, []).append(value)
+            row_kind = _kind(value)
+            if row_kind == kind:
+                yield value
             for figure, targets in AMOUNT_TARGETS.items():
                 for s, f, k in targets:
-                    if s == sobject and f in amount_fields and k == kind:
+                    if s == sobject and f in amount_fields and k == row_kind:
                         sums[figure] += _dec(rec.get(f), f"{rec.get('Id')}: {f}")
                         measured.add(figure)
-            if trust_cols and kind == "bank_transaction":
+            if trust_cols and row_kind == "bank_transaction":
                 _trust_figures(rec, sums, measured, trust_accounts)
+
+    # one Clio object at a time: its records, its rows in the org, compared; only the figures are kept
+    objects: list[reconcile.ObjectReconciliation] = []
+    nk_notes: list[str] = []
     for obj in reconciled:
+        rows: list[str] = []
+        for sobject in sorted(staged.sobjects[obj]):
+            if sobject in readable:
+                rows.extend(org_ids(sobject, kinds[obj]))
         nk_sobjects = [s for s in staged.sobjects[obj] if s in NATURAL_KEY_OBJECTS]
+        primary = staged.primary_ids(obj) if nk_sobjects else set()
         for sobject in nk_sobjects:
-            ids = _ledger_ids(mroot, sobject, staged.primary[obj])
+            ids = _ledger_ids(mroot, sobject, primary)
             key = staged.natural_keys.get(sobject, ())
             queryable = sobject not in UNQUERYABLE_KEYS and bool(key)
             if not queryable:
-                notes.append(f"{sobject}: natural key not queryable: rows checked by the ledger's ids only")
-            target.ids.setdefault(obj, []).extend(_natural_key_rows(client, sobject, key, ids, queryable))
-        target.ids.setdefault(obj, [])
+                nk_notes.append(f"{sobject}: natural key not queryable: rows checked by the ledger's ids only")
+            rows.extend(_natural_key_rows(client, sobject, key, ids, queryable))
+        del primary
+        one = reconcile.reconcile(reconcile.SourceTotals(ids={obj: _source_ids(raw_root, obj)}),
+                                  reconcile.TargetTotals(ids={obj: rows}), staged.rejects)
+        objects.extend(one.objects)
+        del rows, one
+    for sobject in readable:
+        if sobject not in summed:  # amounts only (no reconciled object's rows)
+            for _ in org_ids(sobject, None):
+                pass
+    notes.extend(nk_notes)
 
     def include(obj: str, env: Mapping[str, Any]) -> bool:
         return env.get("source_system_id") not in rejected.get(obj, ())
@@ -448,32 +514,39 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
     def envelopes(obj: str) -> Iterable[dict[str, Any]]:
         return iter_raw(raw_root, obj)
 
-    source = reconcile.source_totals(envelopes, reconciled, include=None)
     money_objects = [o for o in ("bank_accounts", "bills", "activities", "bank_transactions",
                                  *reconcile.MONEY_FIGURES)
                      if o in raw_objects(raw_root) and (o in reconciled or o == "bank_accounts")]
-    money = reconcile.source_totals(envelopes, money_objects, include=include)
+    # one object at a time (each figure comes from one object: the same sums as all at once)
+    money_amounts: dict[str, Decimal] = {}
+    bank = [o for o in money_objects if o == "bank_accounts"]
+    for obj in money_objects:
+        if obj != "bank_accounts":
+            for k, v in reconcile.source_totals(envelopes, [*bank, obj], include=include).amounts.items():
+                money_amounts[k] = money_amounts.get(k, Decimal(0)) + v
     if any(rejected.values()):
         notes.append("amounts: rejected records are excluded from the Clio side")
-    task_activities = {s for s, so in staged.row_sobject.items() if so == "Task" and _kind(s) == "activity"}
+    task_activities = staged.task_activities
     if task_activities and "Clio_Total__c" not in staged.columns.get("Task", ()):
         tasks = reconcile.source_totals(envelopes, ["activities"],
                                         include=lambda o, e: include(o, e) and e.get("source_system_id") in task_activities)
-        money.amounts["time.amount"] = money.amounts.get("time.amount", Decimal(0)) - tasks.amounts.get(
+        money_amounts["time.amount"] = money_amounts.get("time.amount", Decimal(0)) - tasks.amounts.get(
             "time.amount", Decimal(0))
         notes.append(f"time.amount: {len(task_activities)} non-billable time entr(y/ies) became Tasks without an "
                      "amount field: excluded from the Clio side")
-    source.amounts = {k: v for k, v in money.amounts.items()
+    source_amounts = {k: v for k, v in money_amounts.items()
                       if k in measured or k.startswith("trust.") and "trust" in measured}
-    unmeasured = sorted(set(money.amounts) - set(source.amounts))
+    unmeasured = sorted(set(money_amounts) - set(source_amounts))
     if unmeasured:
         notes.append(f"amounts not written by the spec, not compared: {', '.join(unmeasured[:20])}")
-    target.amounts = {k: v for k, v in sums.items()}
-    for k in source.amounts:
-        if k.startswith("trust.") and k not in target.amounts:
-            target.amounts[k] = Decimal(0)
+    target_amounts = dict(sums)
+    for k in source_amounts:
+        if k.startswith("trust.") and k not in target_amounts:
+            target_amounts[k] = Decimal(0)
 
-    rec = reconcile.reconcile(source, target, staged.rejects)
+    amounts = reconcile.reconcile(reconcile.SourceTotals(amounts=source_amounts),
+                                  reconcile.TargetTotals(amounts=target_amounts)).amounts
+    rec = reconcile.Reconciliation(objects, amounts)
     book = _books(client, raw_root, staged, trust_accounts, meta)
     rdir = mroot / "reports" / run_label
     names = _labels(raw_root, _wanted_labels(rec, book))

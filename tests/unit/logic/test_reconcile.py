@@ -101,3 +101,18 @@ def test_overlap_restaged_record_counts_once():
     firm = small_firm()
     firm["bills"].append(firm["bills"][0])
     assert source_totals(firm, ["bills"]).amounts["bills.total"] == Decimal("475.5")
+
+
+def test_restaged_record_counts_its_last_version_summed_in_first_staged_order():
+    firm = small_firm()
+    first = firm["bills"][0]
+    firm["bills"].append({**first, "data": {**first["data"], "total": "100.25"}})
+    src = source_totals(firm, ["bills"])
+    assert src.amounts["bills.total"] == Decimal("100.25") and src.counts == {"bills": 1}
+    calls: list[str] = []
+
+    def index(name):
+        calls.append(name)
+        return iter(firm[name])
+
+    assert source_totals(index, ["bills"]).amounts == src.amounts and calls == ["bills", "bills"]

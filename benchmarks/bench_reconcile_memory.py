@@ -1,0 +1,253 @@
+"""Peak RSS of the full load's reconcile step (``reconcile_migration``, what ``mig_05_full_load.reconcile`` runs).
+
+``python -m benchmarks.bench_reconcile_memory [--records 100000 1000000] [--work DIR] [--code DIR]``
+
+A synthetic staged firm of ``--records`` Clio records (no sandbox: the Clio side is written straight
+to ``raw/`` and ``transformed/`` the way the extraction and the transform leave them, about 2.5
+Salesforce rows per record as in the sandbox's seeded firms: matters, contacts, activities (time
+entries, expenses and non-billable ones as Tasks), tasks, bills, bank transactions of a trust account,
+calendar entries with occurrences) and an org whose rows are generated as they are read (a fake client
+holding nothing: the figure is the reconciliation's).  Every record is loaded once, so the
+reconciliation must come out exact (a reconcile that skipped its work would also be small).  A fresh
+process runs ``reconcile_migration`` and prints its RSS before the call (the imports) and its peak
+(``VmHWM``); the figure is the peak over the imports, target: flat from 100k to 1M records, the peak
+< 500 MB.  ``--code DIR`` measures another checkout's reconcile on the same firm (a before figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ROOT, Figure, at_most
+
+FIRM, MIGRATION = "synth", "m1"
+#: Clio object → (share of the records, Clio kind); the rows each makes are in :func:`_rows`.
+SHARES = {"matters": (0.04, "matter"), "contacts": (0.06, "contact"), "activities": (0.45, "activity"),
+          "tasks": (0.10, "task"), "bills": (0.05, "bill"), "bank_transactions": (0.10, "bank_transaction"),
+          "calendar_entries": (0.20, "calendar_entry")}
+OCCURRENCES = 6  # Event rows per calendar entry (a recurring series)
+
+
+def _rss_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _counts(records: int) -> dict[str, int]:
+    return {obj: max(1, int(records * share)) for obj, (share, _) in SHARES.items()}
+
+
+def _data(obj: str, i: int) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": i, "created_at": "2024-01-02T03:04:05Z", "description": f"record {i} " * 4}
+    if obj == "activities":
+        kind = i % 10
+        d["type"] = "ExpenseEntry" if kind == 0 else "TimeEntry"
+        d["quantity_in_hours"] = "1.5"
+        d["total"] = "150.25" if kind != 9 else "0"
+    elif obj == "bills":
+        d["total"] = "1200.10"
+        d["currency"] = {"code": "USD"}
+    elif obj == "bank_transactions":
+        d["amount"] = "10.01"
+        d["bank_account"] = {"id": 1}
+        d["matter"] = {"id": 1 + i % 50}
+    elif obj == "matters":
+        d["display_number"] = f"{i:05d}-Synth"
+    elif obj == "contacts":
+        d["name"] = f"Contact {i}"
+    return d
+
+
+def _rows(obj: str, i: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(sobject, row) of one Clio record: what the transform stages and what the org holds."""
+    kind = SHARES[obj][1]
+    ext = f"{kind}-{i}"
+    if obj == "matters":
+        yield "Case", {"Clio_Id__c": ext, "Subject": f"{i:05d}-Synth"}
+        yield "Opportunity", {"Clio_Id__c": f"{ext}#opportunity", "Name": f"{i:05d}"}
+    elif obj == "contacts":
+        yield "Contact", {"Clio_Id__c": ext, "LastName": f"Contact {i}"}
+        yield "Account", {"Clio_Id__c": f"{ext}#account", "Name": f"Contact {i}"}
+    elif obj == "activities":
+        if i % 10 == 0:
+            yield "Expense__c", {"Clio_Id__c": ext, "Clio_Amount__c": 150.25}
+        elif i % 10 == 9:
+            yield "Task", {"Clio_Id__c": ext, "Subject": "non-billable", "Clio_Hours__c": 1.5}
+        else:
+            yield "Time_Entry__c", {"Clio_Id__c": ext, "Clio_Hours__c": 1.5, "Clio_Total__c": 150.25}
+        yield "Case_Time__c", {"Clio_Id__c": f"{ext}#matter-{1 + i % 50}"}
+    elif obj == "tasks":
+        yield "Task", {"Clio_Id__c": ext, "Subject": f"task {i}"}
+    elif obj == "bills":
+        yield "Clio_Billing__c", {"Clio_Id__c": ext, "Clio_Total__c": 1200.10}
+    elif obj == "bank_transactions":
+        yield "Ledger__c", {"Clio_Id__c": ext, "Clio_Amount__c": 10.01, "Clio_Bank_Account_Id__c": "1",
+                            "Case__r.Clio_Id__c": f"matter-{1 + i % 50}"}
+    elif obj == "calendar_entries":
+        for n in range(OCCURRENCES):
+            yield "Event", {"Clio_Id__c": f"{ext}@2024{1 + n:02d}01T150000Z", "Subject": f"entry {i}"}
+
+
+def setup(work: Path, records: int) -> dict[str, Any]:
+    """Write the synthetic staging once (``work/ready.json`` marks it done)."""
+    from clio2sf import staging
+
+    t0 = time.monotonic()
+    mroot = staging.migration_root(work / "stage", FIRM, MIGRATION)
+    counts = {"bank_accounts": 1, **_counts(records)}
+    info = staging.write_jsonl_gz(staging.batch_path(mroot, "bank_accounts", 1), [
+        {"object": "bank_accounts", "source_system_id": "bank_account-1", "clio_id": 1,
+         "data": {"id": 1, "type": "Trust", "name": "Trust"}}])
+    staging.write_json(staging.raw_dir(mroot, "bank_accounts") / staging.MANIFEST,
+                       {"object": "bank_accounts", "batches": [info]})
+    batch = 20_000
+    rows = 0
+    for obj, n in _counts(records).items():
+        kind = SHARES[obj][1]
+        infos = []
+        for b, start in enumerate(range(1, n + 1, batch), 1):
+            ids = range(start, min(n, start + batch - 1) + 1)
+            infos.append(staging.write_jsonl_gz(staging.batch_path(mroot, obj, b), (
+                {"object": obj, "source_system_id": f"{kind}-{i}", "clio_id": i, "data": _data(obj, i)} for i in ids),
+                level=1))
+            per_sobject: dict[str, list[dict[str, Any]]] = {}
+            for i in ids:
+                for sobject, row in _rows(obj, i):
+                    per_sobject.setdefault(sobject, []).append(
+                        {"sobject": sobject, "source_system_id": row["Clio_Id__c"], "external_id_field": "Clio_Id__c",
+                         "natural_key": None, "row": row})
+            for sobject, envs in per_sobject.items():
+                rows += len(envs)
+                staging.write_jsonl_gz(mroot / "transformed" / sobject / f"{obj}-batch-{b:05d}.jsonl.gz", envs,
+                                       level=1)
+        staging.write_json(staging.raw_dir(mroot, obj) / staging.MANIFEST, {"object": obj, "batches": infos})
+    ready = {"records": sum(counts.values()), "rows": rows, "objects": counts,
+             "setup_seconds": round(time.monotonic() - t0, 1)}
+    staging.write_json(work / "ready.json", ready)
+    return ready
+
+
+class Org:
+    """A fake ``ClioSalesforceHook``: ``describe`` and ``query_all_iter`` over rows generated as read.
+
+    ``reads``: per sobject, how many times it was read whole (``SELECT ... FROM X WHERE Clio_Id__c != null``)."""
+
+    def __init__(self, records: int) -> None:
+        self.counts = _counts(records)
+        self.fields: dict[str, set[str]] = {}
+        for obj in self.counts:
+            for sobject, row in (r for i in range(1, 11) for r in _rows(obj, i)):
+                self.fields.setdefault(sobject, {"Id"}).update(k for k in row if "." not in k)
+        self.fields["Ledger__c"].add("Case__c")
+        self.feeds: dict[str, list[str]] = {}  # sobject → the Clio objects whose records make its rows
+        for obj in self.counts:
+            for sobject in dict.fromkeys(s for i in range(1, 11) for s, _ in _rows(obj, i)):
+                self.feeds.setdefault(sobject, []).append(obj)
+        self.reads: dict[str, int] = {}
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        types = {"Clio_Amount__c": "currency", "Clio_Total__c": "currency", "Clio_Hours__c": "double"}
+        return {"fields": [{"name": n, "type": types.get(n, "string"), "createable": n != "Id", "length": 255,
+                            "externalId": n == "Clio_Id__c"} for n in sorted(self.fields.get(sobject, {"Id"}))]}
+
+    def query_all_iter(self, soql: str) -> Iterator[dict[str, Any]]:
+        head, _, rest = soql.partition(" FROM ")
+        fields = [f.strip() for f in head[len("SELECT "):].split(",")]
+        sobject = rest.split()[0]
+        self.reads[sobject] = self.reads.get(sobject, 0) + 1
+        n = 0
+        for obj in self.feeds.get(sobject, ()):
+            for i in range(1, self.counts[obj] + 1):
+                for s, row in _rows(obj, i):
+                    if s != sobject:
+                        continue
+                    n += 1
+                    rec: dict[str, Any] = {"attributes": {"type": sobject}}
+                    for f in fields:
+                        if f == "Id":
+                            rec["Id"] = f"a0{n:013d}"
+                        elif "." in f:
+                            rel, col = f.split(".", 1)
+                            rec[rel] = {"attributes": {}, col: row.get(f)}
+                        else:
+                            rec[f] = row.get(f)
+                    yield rec
+
+
+def measure(work: Path) -> dict[str, Any]:
+    """In this (fresh) process: reconcile the synthetic firm; RSS before and peak."""
+    from clio2sf import staging
+    from clio2sf.mapping.spec import load_spec
+    from clio2sf.verify import reconcile_migration
+
+    ready = json.loads((work / "ready.json").read_text())
+    mroot = staging.migration_root(work / "stage", FIRM, MIGRATION)
+    org = Org(ready["objects"]["matters"] / SHARES["matters"][0])
+    spec = load_spec(None)
+    label = f"bench-{os.getpid()}"
+    before = _rss_kb("VmRSS")
+    t0, c0 = time.monotonic(), time.process_time()
+    result = reconcile_migration(org, mroot, spec, run_label=label)
+    return {"rss_before_mb": round(before / 1024, 1), "peak_rss_mb": round(_rss_kb("VmHWM") / 1024, 1),
+            "seconds": round(time.monotonic() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1),
+            "exact": bool(result["lost"] == 0 and result["duplicated"] == 0 and result["amounts_ok"]
+                          and all(o["unexpected"] == 0 and o["missing"] == 0 for o in result["objects"].values())),
+            "objects": result["objects"], "reads": org.reads,
+            "report_dir": str(mroot / "reports" / label)}
+
+
+def run(work: Path, records: list[int], code: Path = ROOT) -> list[Figure]:
+    """Set up each size once under ``work/<records>``, then measure ``code``'s reconcile in a fresh process."""
+    figs = []
+    for n in records:
+        wdir = work / str(n)
+        wdir.mkdir(parents=True, exist_ok=True)
+        ready = json.loads((wdir / "ready.json").read_text()) if (wdir / "ready.json").exists() else None
+        if ready is None:
+            ready = setup(wdir, n)
+        env = {**os.environ, "PYTHONPATH": f"{code}:{code / 'plugins'}:{ROOT}"}
+        out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--measure", str(wdir)],
+                             cwd=code, env=env, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise RuntimeError(f"reconcile process failed:\n{out.stderr[-4000:]}")
+        got = json.loads(out.stdout.strip().splitlines()[-1])
+        measured = subprocess.run(["git", "rev-parse", "HEAD"], cwd=code, capture_output=True, text=True).stdout.strip()
+        figs.append(Figure("memory", "peak RSS, reconcile (full load)",
+                           f"synthetic firm, {ready['records']:,} records, {ready['rows']:,} rows",
+                           got["peak_rss_mb"], "MB", "< 500",
+                           at_most(got["peak_rss_mb"], 499.9) if got["exact"] else False,
+                           note="" if got["exact"] else "the reconciliation was not exact",
+                           detail={**got, "setup_seconds": ready.get("setup_seconds"), "commit": measured,
+                                   "over_imports_mb": round(got["peak_rss_mb"] - got["rss_before_mb"], 1)}))
+    return figs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--records", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--work", default=None, help="set-up kept here for re-runs (default: a new temp dir)")
+    ap.add_argument("--code", default=None, help="measure this checkout's reconcile (a before figure)")
+    ap.add_argument("--measure", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.measure:
+        print(json.dumps(measure(Path(args.measure))))
+        return
+    import tempfile
+
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-reconcile-memory-"))
+    for f in run(work, args.records, Path(args.code).resolve() if args.code else ROOT):
+        print(json.dumps(f.as_dict()))
+
+
+if __name__ == "__main__":
+    main()
