@@ -174,6 +174,22 @@ class TargetTotals:
     counts: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, dict[str, int]] = field(default_factory=dict)
     amounts: dict[str, Decimal] = field(default_factory=dict)
+    #: object → its rows already summed up (:class:`FoundRows`), in place of ``ids``
+    found: dict[str, FoundRows] = field(default_factory=dict)
+
+
+@dataclass
+class FoundRows:
+    """One object's Salesforce rows summed up: the Clio records they carry (``base_source_id`` of each
+    Clio_Id__c), how many rows, the Clio_Id__c values on more than one row (sorted, with their counts)."""
+
+    found: set[str]
+    rows: int
+    duplicates: dict[str, int]
+
+    @classmethod
+    def of(cls, external_ids: list[str]) -> FoundRows:
+        return cls({base_source_id(x) for x in external_ids}, len(external_ids), count_duplicates(external_ids))
 
 
 def count_duplicates(external_ids: Iterable[str]) -> dict[str, int]:
@@ -267,19 +283,18 @@ def reconcile(source: SourceTotals, target: TargetTotals, rejects: Iterable[Mapp
         if obj and ssid:
             rejected[obj].setdefault(ssid, str(line.get("rule") or "rejected"))
     objects = []
-    for obj in sorted(set(source.ids) | set(target.ids) | set(target.counts)):
+    for obj in sorted(set(source.ids) | set(target.ids) | set(target.counts) | set(target.found)):
         expected_ids = source.ids.get(obj, set())
         rej = {s: r for s, r in rejected.get(obj, {}).items() if s in expected_ids}
         unexpected = 0
-        if obj in target.ids:
-            rows = target.ids[obj]
-            dups = count_duplicates(rows)
-            found = {base_source_id(x) for x in rows}
+        if obj in target.ids or obj in target.found:
+            got = target.found.get(obj) or FoundRows.of(target.ids[obj])
+            dups, found = got.duplicates, got.found
             rej = {s: r for s, r in rej.items() if s not in found}  # loaded after all: not a reject
             loaded = len(found & expected_ids)
             missing_ids = sorted(expected_ids - found - set(rej))
             unexpected = len(found - expected_ids)
-            found_rows = len(rows)
+            found_rows = got.rows
         else:
             dups = dict(target.duplicates.get(obj, {}))
             found_rows = target.counts.get(obj, 0)

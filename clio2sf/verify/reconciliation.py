@@ -7,8 +7,10 @@ logs record values (client data is privileged).
 
 from __future__ import annotations
 
+import heapq
+from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -344,6 +346,38 @@ class _Staged:
                 if is_primary(ssid := env["source_system_id"])}
 
 
+def _found_rows(rows: Callable[[], Iterable[str]], again: Callable[[], Iterable[str]]) -> reconcile.FoundRows:
+    """One object's org rows summed up as they stream (:meth:`reconcile.FoundRows.of` without the list):
+    the Clio records found, the row count and, through an 8-byte hash per row, the Clio_Id__c values on
+    more than one row, read ``again`` only when two rows' hashes agree (to name them exactly)."""
+    found: set[str] = set()
+    hashes = array("q")
+    for value in rows():
+        found.add(reconcile.base_source_id(value))
+        hashes.append(hash(value))
+    count = len(hashes)
+    twice = _repeated(hashes)
+    del hashes
+    duplicates = reconcile.count_duplicates(v for v in again() if hash(v) in twice) if twice else {}
+    return reconcile.FoundRows(found, count, duplicates)
+
+
+#: Hashes sorted at once by :func:`_repeated` (a list of Python ints that long is the transient).
+_RUN = 65_536
+
+
+def _repeated(hashes: array) -> set[int]:
+    """The values more than once in ``hashes``: sorted in runs (8 bytes a value), the runs merged."""
+    runs = [array("q", sorted(hashes[i:i + _RUN])) for i in range(0, len(hashes), _RUN)]
+    out: set[int] = set()
+    previous: int | None = None
+    for value in heapq.merge(*runs):
+        if value == previous:
+            out.add(value)
+        previous = value
+    return out
+
+
 def _source_ids(raw_root: Any, obj: str) -> set[str]:
     """The Clio records of ``obj`` staged (:func:`reconcile.source_totals`'s ids, without its figures)."""
     ids: set[str] = set()
@@ -484,24 +518,28 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
     objects: list[reconcile.ObjectReconciliation] = []
     nk_notes: list[str] = []
     for obj in reconciled:
-        rows: list[str] = []
-        for sobject in sorted(staged.sobjects[obj]):
-            if sobject in readable:
-                rows.extend(org_ids(sobject, kinds[obj]))
         nk_sobjects = [s for s in staged.sobjects[obj] if s in NATURAL_KEY_OBJECTS]
-        primary = staged.primary_ids(obj) if nk_sobjects else set()
-        for sobject in nk_sobjects:
-            ids = _ledger_ids(mroot, sobject, primary)
-            key = staged.natural_keys.get(sobject, ())
-            queryable = sobject not in UNQUERYABLE_KEYS and bool(key)
-            if not queryable:
-                nk_notes.append(f"{sobject}: natural key not queryable: rows checked by the ledger's ids only")
-            rows.extend(_natural_key_rows(client, sobject, key, ids, queryable))
-        del primary
+
+        def org_rows(obj: str = obj, nk_sobjects: list[str] = nk_sobjects, first: bool = True) -> Iterator[str]:
+            """``obj``'s rows in the org, one Clio_Id__c each: its sobjects' rows of its kind, then its
+            natural-key rows (``first``: the notes are written on the first read only)."""
+            for sobject in sorted(staged.sobjects[obj]):
+                if sobject in readable:
+                    yield from org_ids(sobject, kinds[obj])
+            primary = staged.primary_ids(obj) if nk_sobjects else set()
+            for sobject in nk_sobjects:
+                ids = _ledger_ids(mroot, sobject, primary)
+                key = staged.natural_keys.get(sobject, ())
+                queryable = sobject not in UNQUERYABLE_KEYS and bool(key)
+                if not queryable and first:
+                    nk_notes.append(f"{sobject}: natural key not queryable: rows checked by the ledger's ids only")
+                yield from _natural_key_rows(client, sobject, key, ids, queryable)
+
+        found = _found_rows(org_rows, lambda: org_rows(first=False))
         one = reconcile.reconcile(reconcile.SourceTotals(ids={obj: _source_ids(raw_root, obj)}),
-                                  reconcile.TargetTotals(ids={obj: rows}), staged.rejects)
+                                  reconcile.TargetTotals(found={obj: found}), staged.rejects)
         objects.extend(one.objects)
-        del rows, one
+        del found, one
     for sobject in readable:
         if sobject not in summed:  # amounts only (no reconciled object's rows)
             for _ in org_ids(sobject, None):

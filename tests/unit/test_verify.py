@@ -135,3 +135,35 @@ def test_reconcile_holds_one_object_at_a_time_not_the_firm(tmp_path: Path):
     assert set(out_six["objects"]) == set(_FIRM) and out_six["lost"] == 0 and out_six["duplicated"] == 0
     assert all(o["loaded"] == n and o["unexpected"] == 0 for o in out_six["objects"].values())
     assert six < 1.8 * one, (one, six)
+
+
+def test_found_rows_streamed_equal_the_list_and_name_duplicates_exactly():
+    from clio2sf import reconcile
+    from clio2sf.verify.reconciliation import _found_rows
+
+    rows = ["matter-1", "matter-2", "matter-1", "calendar_entry-3@20240101T150000Z",
+            "calendar_entry-3@20240108T150000Z", "calendar_entry-3@20240101T150000Z", "matter-1"]
+    reads: list[str] = []
+
+    def read(label: str):
+        reads.append(label)
+        return iter(rows)
+
+    got = _found_rows(lambda: read("first"), lambda: read("again"))
+    assert got == reconcile.FoundRows.of(rows) and reads == ["first", "again"]
+    assert got.duplicates == {"calendar_entry-3@20240101T150000Z": 2, "matter-1": 3} and got.rows == 7
+    reads.clear()
+    assert _found_rows(lambda: read("first"), lambda: read("again")) == reconcile.FoundRows.of(rows)
+    unique = rows[:2] + rows[3:5]
+    assert _found_rows(lambda: iter(unique), lambda: read("again")).duplicates == {} and reads == ["first", "again"]
+
+
+def test_repeated_hashes_found_across_sorted_runs(monkeypatch):
+    from array import array
+
+    from clio2sf.verify import reconciliation
+
+    monkeypatch.setattr(reconciliation, "_RUN", 3)
+    values = array("q", [9, -4, 7, 1, 9, 5, 3, -4, 8, 2, 11, 7])
+    assert reconciliation._repeated(values) == {9, -4, 7}
+    assert reconciliation._repeated(array("q")) == set() and reconciliation._repeated(array("q", [5])) == set()
