@@ -316,7 +316,7 @@ def test_occurrence_texts_are_what_the_occurrences_give():
         got = recurrence.occurrence_times(start, rule, tz=tz, exclude_local_dates=excluded, **args)
         if got is None:  # only a shape dateutil expands, one occurrences() refuses, or a horizon in the zone itself
             assert isinstance(expected, str) or args["horizon"].tzinfo is tz or recurrence.simple_rule(
-                re.sub(r"UNTIL=(\d{8})(?:T(\d{6}))?(Z?)", lambda m: recurrence._until_local(m, tz),
+                re.sub(r"UNTIL=(\d{8})(?:T(\d{6}))?(Z?)", lambda m, tz=tz: recurrence._until_local(m, tz),
                        recurrence.parse_rule(rule, tz)[0]), start.astimezone(tz).replace(tzinfo=None)) is None, rule
             continue
         computed += 1
