@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from array import array
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -541,9 +541,8 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
         objects.extend(one.objects)
         del found, one
     for sobject in readable:
-        if sobject not in summed:  # amounts only (no reconciled object's rows)
-            for _ in org_ids(sobject, None):
-                pass
+        if sobject not in summed:  # amounts only (no reconciled object's rows): read for the sums, ids unused
+            deque(org_ids(sobject, None), maxlen=0)
     notes.extend(nk_notes)
 
     def include(obj: str, env: Mapping[str, Any]) -> bool:
