@@ -19,3 +19,14 @@ def airflow_db() -> dict[str, str]:
     env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     subprocess.run(["airflow", "db", "migrate"], env=env, check=True, capture_output=True, cwd=ROOT)
     return env
+
+
+@pytest.fixture
+def sf_sandbox(tmp_path, monkeypatch):
+    """A Salesforce sandbox (seed 42) that ``salesforce_default`` and ``requests`` reach, for this test."""
+    from sandbox.salesforce.testing import run_sf_sandbox
+
+    with run_sf_sandbox(tmp_path / "sf", seed=42) as sb:
+        monkeypatch.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", sb.connection_json())
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(sb.ca_bundle))
+        yield sb

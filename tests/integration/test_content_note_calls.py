@@ -11,15 +11,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def sf(tmp_path, monkeypatch):
-    from sandbox.salesforce.testing import run_sf_sandbox
+def sf(sf_sandbox):
+    from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
 
-    with run_sf_sandbox(tmp_path / "sf", seed=42) as sb:
-        monkeypatch.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", sb.connection_json())
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(sb.ca_bundle))
-        from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
-
-        yield sb, ClioSalesforceHook(sleep=lambda s: None)
+    return sf_sandbox, ClioSalesforceHook(sleep=lambda s: None)
 
 
 def _notes(n: int) -> list[Envelope]:

@@ -19,17 +19,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def sf(tmp_path, monkeypatch):
-    from sandbox.salesforce.testing import run_sf_sandbox
+def sf(sf_sandbox, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_CLIO2SF_STAGING_ROOT", f"file://{tmp_path / 'stage'}")
+    from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
 
-    with run_sf_sandbox(tmp_path / "sf", seed=42) as sb:
-        monkeypatch.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", sb.connection_json())
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(sb.ca_bundle))
-        monkeypatch.setenv("AIRFLOW_VAR_CLIO2SF_STAGING_ROOT", f"file://{tmp_path / 'stage'}")
-        from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
-
-        ClioSalesforceHook().ensure_external_id_field("Contact")
-        yield sb
+    ClioSalesforceHook().ensure_external_id_field("Contact")
+    return sf_sandbox
 
 
 def test_volume_goes_through_bulk_within_ten_calls_per_ten_thousand_rows(sf, tmp_path):
