@@ -7,7 +7,12 @@ under a real scheduler on the ``large`` preset, about an hour) and is run by han
 merges its figures into the previous results; ``--only dags_xl_records`` runs them on the ``xl`` preset
 with the extraction's ``objects`` leaving documents out (the extract → transform → load path of ≈1M
 records, for memory and ledger scaling; ``make bench-xl-records``); ``--size tiny --only dags`` runs the DAG path on the
-tiny preset (``make bench-dags-smoke``).  Results: ``benchmarks/results/<date>-<size>.{md,json}``
+tiny preset (``make bench-dags-smoke``).  The full run also measures the peak RSS of three phase steps in
+fresh processes: ``sample_memory`` (:mod:`benchmarks.bench_sample_memory`, ``select_sample``'s work at 100k
+and 1M staged records), ``reconcile_memory`` (:mod:`benchmarks.bench_reconcile_memory`, the full load's
+reconcile on a synthetic firm of 100k and 1M records) and ``verify_memory``
+(:mod:`benchmarks.bench_verify_memory`, the full load's verify on the sandbox's ``large`` firm, about 30 min
+of set-up); ``--size tiny --only reconcile_memory`` (1k and 5k records) is the quick check of that wiring.  Results: ``benchmarks/results/<date>-<size>.{md,json}``
 plus ``latest.{md,json}`` (full) or ``smoke.{md,json}`` (tiny), with the machine, the date and the
 git commit measured; ``latest.reading.md`` (``smoke.reading.md``), when present, is appended to the
 Markdown: what whoever ran it found behind the figures (why a goal is missed: which task, which call).  Exit status 1 if a benchmark crashed or produced no figure.
@@ -34,23 +39,53 @@ RESULTS = ROOT / "benchmarks" / "results"
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"clio": {"preset": "tiny", "window": 1.0}, "sf": {"rows": 300, "naive_rows": 50},
              "transform": 1000, "memory": [1000, 5000], "sf_sandbox": 2000,
-             "dags": {"preset": "tiny", "window": 1.0}},
+             "dags": {"preset": "tiny", "window": 1.0}, "sample_memory": [1], "reconcile_memory": [1000, 5000],
+             "verify_memory": "tiny"},
     "full": {"clio": {"preset": "demo", "window": 10.0, "real_rate_preset": "tiny"},
              "sf": {"rows": 10_000, "naive_rows": 1000}, "transform": 20_000,
              "memory": [10_000, 100_000, 1_000_000], "sf_sandbox": 50_000,
              "dags": {"preset": "large", "window": 5.0}, "dags_xl": {"preset": "xl", "window": 5.0},
-             "dags_xl_records": {"preset": "xl", "window": 5.0}},
+             "dags_xl_records": {"preset": "xl", "window": 5.0}, "sample_memory": [100_000, 1_000_000],
+             "reconcile_memory": [100_000, 1_000_000], "verify_memory": "large"},
 }
 BENCHMARKS = ("clio", "salesforce", "transform", "memory", "sf_sandbox", "end_to_end", "dags", "dags_xl",
-              "dags_xl_records")
-#: what a run without ``--only`` runs at each size (the DAG paths take an hour and more).
-DEFAULT = {"tiny": BENCHMARKS[:6], "full": BENCHMARKS[:7]}
+              "dags_xl_records", "sample_memory", "reconcile_memory", "verify_memory")
+#: what a run without ``--only`` runs at each size (the DAG paths take an hour and more; the tiny sample
+#: firm is still one copy of the large firm, so the step memory benchmarks are left to the full run).
+DEFAULT = {"tiny": BENCHMARKS[:6],
+           "full": (*BENCHMARKS[:6], "sample_memory", "reconcile_memory", "dags", "verify_memory")}
 #: runner benchmark -> the ``Figure.benchmark`` labels it produces.
 FIGURE_LABELS = {"clio": ("clio_request_economy", "rate_limit_utilisation"), "salesforce": ("salesforce_call_economy",),
                  "transform": ("transform_throughput",), "memory": ("memory",),
                  "sf_sandbox": ("sf_sandbox_throughput",), "end_to_end": ("end_to_end",),
                  "dags": ("dags_large", "dags_tiny"), "dags_xl": ("dags_xl",),
-                 "dags_xl_records": ("dags_xl_records",)}
+                 "dags_xl_records": ("dags_xl_records",), "sample_memory": ("sample_memory",),
+                 "reconcile_memory": ("reconcile_memory",), "verify_memory": ("verify_memory",)}
+
+
+def _labelled(label: str, got: Any) -> list[Figure]:
+    """A step memory benchmark's figures under its own ``Figure.benchmark`` label (``label``): the
+    benchmark's own label may be the isolated ``memory`` one, which a re-run of it must not replace.
+    ``got``: its figures, or (figures, runs) as :func:`benchmarks.bench_sample_memory.run` returns."""
+    figs = got[0] if isinstance(got, tuple) else got
+    for f in figs:
+        f.benchmark = label
+    return list(figs)
+
+
+def _verify_memory(work: Path, preset: str) -> list[Figure]:
+    """:func:`benchmarks.bench_verify_memory.run`, leaving this process's environment as it was (the
+    benchmark points ``os.environ`` at its own sandboxes, gone once it returns)."""
+    import os
+
+    from benchmarks import bench_verify_memory
+
+    saved = dict(os.environ)
+    try:
+        return _labelled("verify_memory", bench_verify_memory.run(work, preset))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _plan(size: str, work: Path, out: Path, dags_timeout: float | None = None) -> dict[str, Callable[[], list[Figure]]]:
@@ -59,7 +94,9 @@ def _plan(size: str, work: Path, out: Path, dags_timeout: float | None = None) -
         bench_dags,
         bench_e2e,
         bench_memory,
+        bench_reconcile_memory,
         bench_salesforce,
+        bench_sample_memory,
         bench_sf_bulk,
         bench_transform,
     )
@@ -79,6 +116,11 @@ def _plan(size: str, work: Path, out: Path, dags_timeout: float | None = None) -
         "dags_xl_records": lambda: bench_dags.run(work / "dags-xl", raw=out / "dags-xl-records.raw.json",
                                                   preset="xl", window=cfg["dags_xl_records"]["window"],
                                                   objects=bench_dags.record_objects(), **limit),
+        "sample_memory": lambda: _labelled("sample_memory", bench_sample_memory.run(work / "sample-memory",
+                                                                                    cfg["sample_memory"])),
+        "reconcile_memory": lambda: _labelled("reconcile_memory", bench_reconcile_memory.run(
+            work / "reconcile-memory", cfg["reconcile_memory"])),
+        "verify_memory": lambda: _verify_memory(work / "verify-memory", cfg["verify_memory"]),
     }
 
 

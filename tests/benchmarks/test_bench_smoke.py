@@ -46,3 +46,52 @@ def test_markdown_marks_unmet_targets_and_notes() -> None:
     md = markdown(doc)
     assert "| b | f | s | 12.5 | x | ≤ 10 | **not met** |" in md
     assert "bounded by polls" in md and "**memory crashed**: boom" in md
+
+
+@pytest.mark.unit
+def test_the_step_memory_benchmarks_run_from_the_runner_under_their_own_labels(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--only sample_memory reconcile_memory verify_memory``: each bench's run is called with its size,
+    its figures land in the results under its own label (an isolated ``memory`` figure of an earlier run
+    is kept), the full run runs them, and the verify bench's environment does not outlive it."""
+    import os
+
+    from benchmarks import bench_reconcile_memory, bench_sample_memory, bench_verify_memory
+    from benchmarks.common import Figure
+    from benchmarks.run import BENCHMARKS, FIGURE_LABELS, run
+
+    calls = {}
+
+    def fig(label: str, value: float) -> Figure:
+        return Figure("memory", f"peak RSS, {label}", "s", value, "MB", "< 500", True)
+
+    def sample(work, sizes):
+        calls["sample"] = sizes
+        return [fig("sample", 1.0)], [{"runs": 1}]
+
+    def reconcile(work, records):
+        calls["reconcile"] = records
+        return [fig("reconcile", 2.0)]
+
+    def verify(work, preset):
+        calls["verify"] = preset
+        os.environ["CLIO2SF_BENCH_LEFT_OVER"] = "1"
+        return [fig("verify", 3.0)]
+
+    monkeypatch.setattr(bench_sample_memory, "run", sample)
+    monkeypatch.setattr(bench_reconcile_memory, "run", reconcile)
+    monkeypatch.setattr(bench_verify_memory, "run", verify)
+    monkeypatch.delenv("CLIO2SF_BENCH_LEFT_OVER", raising=False)
+    kept = {"benchmark": "memory", "figure": "peak RSS, load one object", "subject": "x", "value": 9.0, "unit": "MB",
+            "target": "", "met": None, "note": "", "detail": {}}
+    (tmp_path / "latest.json").write_text(json.dumps({"size": "full", "date": "2026-12-01T00:00:00Z",
+                                                      "figures": [kept]}), encoding="utf-8")
+    names = ["sample_memory", "reconcile_memory", "verify_memory"]
+    doc = run("full", tmp_path, names)
+    assert doc["errors"] == {} and "CLIO2SF_BENCH_LEFT_OVER" not in os.environ
+    assert calls == {"sample": [100_000, 1_000_000], "reconcile": [100_000, 1_000_000], "verify": "large"}
+    assert {(f["benchmark"], f["value"]) for f in doc["figures"]} == {
+        ("memory", 9.0), ("sample_memory", 1.0), ("reconcile_memory", 2.0), ("verify_memory", 3.0)}
+    assert "| reconcile_memory | peak RSS, reconcile | s | 2.000 | MB | < 500 | met |" in (
+        tmp_path / "latest.md").read_text(encoding="utf-8")
+    assert set(names) <= set(DEFAULT["full"]) and set(names) <= set(BENCHMARKS) and set(names) <= set(FIGURE_LABELS)
