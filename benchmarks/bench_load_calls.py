@@ -31,13 +31,15 @@ FIRM, MIGRATION = "harlow_vance", "bench-calls"
 FILE_ROWS = 2_000
 
 
-def stage(stage_root: Path, sobject: str, rows: int, source: str = "contacts", file_rows: int = FILE_ROWS) -> Path:
-    """Transformed ``sobject`` batches of ``file_rows`` (2,000) rows under the migration root; returns it."""
+def stage(stage_root: Path, sobject: str, rows: int, source: str = "contacts", file_rows: int = FILE_ROWS,
+          first: int = 0) -> Path:
+    """Transformed ``sobject`` batches of ``file_rows`` (2,000) rows under the migration root, files
+    ``<source>-batch-NNNNN``, rows ``first`` to ``first + rows - 1``; returns the root."""
     mroot = stage_root / FIRM / MIGRATION
     out = mroot / "transformed" / sobject
     staging.ensure_dir(out)
-    for b, start in enumerate(range(0, rows, file_rows), 1):
-        batch = [make_row(sobject, i, "calls") for i in range(start, min(start + file_rows, rows))]
+    for b, start in enumerate(range(first, first + rows, file_rows), 1):
+        batch = [make_row(sobject, i, "calls") for i in range(start, min(start + file_rows, first + rows))]
         staging.write_jsonl_gz(out / f"{source}-{staging.batch_name(b)}", (
             {"sobject": sobject, "source_system_id": r[EXT], "external_id_field": EXT, "natural_key": None, "row": r}
             for r in batch))

@@ -12,8 +12,9 @@ window, so a sample's or a delta's rejects never overwrite the full load's::
     rejects/load/<sobject>/<clio object>-batch-NNNNN.jsonl
     ledger/<run_id>/<phase>/<sobject>/<clio object>-batch-NNNNN.jsonl
 
-A load group of several files is named ``<clio object>-batch-NNNNN-to-MMMMM``, a row slice of one
-file ``<clio object>-batch-NNNNN-rows-A-B`` (:func:`group_batches`, :func:`group_name`).
+A load group of several files is named ``<clio object>-batch-NNNNN-to-MMMMM`` (across Clio objects
+``<clio object>-batch-NNNNN-to-<clio object>-batch-MMMMM``), a row slice of one file
+``<clio object>-batch-NNNNN-rows-A-B`` (:func:`group_batches`, :func:`group_name`).
 """
 
 from __future__ import annotations
@@ -335,12 +336,17 @@ def measure_rows(path: Any) -> tuple[int, int]:
 def group_batches(paths: Sequence[Any], sobject: str, rows: int | None = None,
                   count: Callable[[Any], tuple[int, int]] = measure_rows, *, max_rows: int | None = None,
                   max_bytes: int | None = None) -> list[list[Any]]:
-    """Consecutive transformed files of one Clio object, grouped until a group holds ``rows`` rows, so a
-    load task reaches the Bulk threshold (see :data:`LOAD_GROUP_ROWS`), and never more than ``max_rows``
-    rows or ``max_bytes`` bytes (:data:`LOAD_GROUP_MAX_ROWS`, :data:`LOAD_GROUP_MAX_BYTES`), so a load
-    task's memory does not grow with the firm.  A file over either bound is split into equal
-    :class:`RowSlice` groups of one slice each.  Files of different Clio objects (``tasks-``,
-    ``activities-``) are never grouped together; ContentVersion and ContentNote files never.
+    """Consecutive transformed files of one Salesforce object, grouped until a group holds ``rows`` rows,
+    so a load task reaches the Bulk threshold (see :data:`LOAD_GROUP_ROWS`), and never more than
+    ``max_rows`` rows or ``max_bytes`` bytes (:data:`LOAD_GROUP_MAX_ROWS`, :data:`LOAD_GROUP_MAX_BYTES`),
+    so a load task's memory does not grow with the firm.  A file over either bound is split into equal
+    :class:`RowSlice` groups of one slice each.  Files of different Clio objects (``activities-``,
+    ``communications-``, ``tasks-`` of Task) share a group like files of one: an object fed by several
+    Clio objects (Rate_Structure__c by four, 2,919 rows in the large firm) loads in one Bulk job, not
+    one job or a few sObject collections per Clio object (their rows are upserts by the same external
+    id field, or inserts by natural key, written as one CSV with the union of their columns: a column
+    a row lacks is an empty cell, the field untouched, as in a file of one Clio object); ContentVersion
+    and ContentNote files never.
 
     The groups follow from the files alone (their order, rows and bytes): listing them again, as a
     retried or cleared ``list_batches`` does, gives the same groups and names (:func:`group_name`).
@@ -361,9 +367,7 @@ def group_batches(paths: Sequence[Any], sobject: str, rows: int | None = None,
             groups += [[RowSlice(p, a, b)] for a, b in zip(cuts, cuts[1:], strict=False)]
             open_group = False
             continue
-        source = _batch_of(p).split("-batch-")[0]
-        if (not open_group or have >= rows or have + n > max_rows or have_bytes + size > max_bytes
-                or _batch_of(groups[-1][0]).split("-batch-")[0] != source):
+        if not open_group or have >= rows or have + n > max_rows or have_bytes + size > max_bytes:
             groups.append([])
             have = have_bytes = 0
             open_group = True
@@ -419,14 +423,21 @@ def record_cuts(path: Any, pieces: int) -> list[int]:
 
 
 def group_name(paths: Sequence[Any]) -> str:
-    """The ledger/rejects name of a group of transformed files: ``contacts-batch-00001-to-00005``, or of a
-    slice of one: ``calendar_entries-batch-00001-rows-1-34108`` (lines 1 to 34,108, 1-based)."""
+    """The ledger/rejects name of a group of transformed files: ``contacts-batch-00001-to-00005``, across
+    Clio objects ``activities-batch-00001-to-tasks-batch-00002`` (never the name of a group of one Clio
+    object's files), or of a slice of one: ``calendar_entries-batch-00001-rows-1-34108`` (lines 1 to
+    34,108, 1-based)."""
     first = _batch_of(paths[0])
     if isinstance(paths[0], RowSlice):
         if len(paths) != 1:
             raise ValueError(f"{first}: a row slice is a load group of its own")
         return f"{first}-rows-{paths[0].start + 1}-{paths[0].stop}"
-    return first if len(paths) == 1 else f"{first}-to-{_batch_of(paths[-1]).rsplit('-', 1)[-1]}"
+    if len(paths) == 1:
+        return first
+    last = _batch_of(paths[-1])
+    if last.split("-batch-")[0] != first.split("-batch-")[0]:
+        return f"{first}-to-{last}"
+    return f"{first}-to-{last.rsplit('-', 1)[-1]}"
 
 
 def work_item(group: Sequence[Any]) -> str | list[str]:

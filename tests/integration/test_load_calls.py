@@ -44,6 +44,30 @@ def test_volume_goes_through_bulk_within_ten_calls_per_ten_thousand_rows(sf, tmp
     assert again["calls_per_10k"] > 10, again
 
 
+def test_an_object_several_clio_objects_feed_loads_in_one_bulk_job(sf, tmp_path):
+    """The shape of the large firm's Rate_Structure__c (2,919 rows from matters, users, activity rates and
+    activity descriptions: 4 tasks, 13 calls, 44.5 per 10,000 rows) and Task (15,762 rows from activities,
+    communications and tasks: 3 tasks): 3,200 rows in files of three Clio objects, each under the Bulk
+    threshold alone.  One task, one Bulk job (create, upload, close, status, successful results) and the
+    describe; the code before made one task per Clio object, each loading its rows through 200-row
+    sObject collections (17 collections and 3 describes).  A second run creates nothing."""
+    mroot = stage(tmp_path / "stage", "Contact", 1_200, source="activities")
+    stage(tmp_path / "stage", "Contact", 900, source="communications", first=1_200)
+    stage(tmp_path / "stage", "Contact", 1_100, source="tasks", first=2_100)
+    got = run_load_tasks(sf, "Contact")
+    assert got["rows"] == 3_200 and got["created"] == 3_200 and got["failed"] == 0, got
+    assert got["tasks"] == 1, got
+    assert got["steps"].get("collection") is None and got["steps"]["ingest create"] == 1, got["steps"]
+    assert got["calls"] - got["later_status_calls"] == 1 + 5, got  # describe; one Bulk job
+    ledger = sorted(p.name for p in (mroot / "ledger" / "bench-calls-1" / "full_load" / "Contact").iterdir())
+    assert ledger == ["activities-batch-00001-to-tasks-batch-00001.jsonl"]
+    lines = [json.loads(x) for x in (mroot / "ledger" / "bench-calls-1" / "full_load" / "Contact"
+                                     / ledger[0]).read_text().splitlines()]
+    assert len({x["source_system_id"] for x in lines}) == len({x["sf_id"] for x in lines}) == 3_200
+    again = run_load_tasks(sf, "Contact", run_id="bench-calls-2")
+    assert again["tasks"] == 1 and again["created"] == 0 and again["updated"] == 3_200 and again["failed"] == 0, again
+
+
 def test_a_file_over_the_group_maximum_loads_in_row_slices_once_each(sf, tmp_path):
     """One 6,300-row file with a 2,500-row maximum: three slice tasks (the deferred pass lists the same
     slices); every row loaded once; a second run updates, creates nothing."""

@@ -223,7 +223,7 @@ def test_apply_schema_plan_skips_existing_and_falls_back_from_activity():
     assert "Activity.Clio_Id__c" in ok.made and not any(m.startswith("Task.") for m in ok.made)
 
 
-def test_load_groups_reach_the_bulk_threshold_per_clio_object_and_keep_blob_objects_single(tmp_path):
+def test_load_groups_reach_the_bulk_threshold_across_clio_objects_and_keep_blob_objects_single(tmp_path):
     from clio2sf.pipeline import count_rows, group_batches, group_name
 
     folder = tmp_path / "transformed" / "Task"
@@ -234,12 +234,14 @@ def test_load_groups_reach_the_bulk_threshold_per_clio_object_and_keep_blob_obje
     paths = sorted(folder.iterdir())
     assert [count_rows(p) for p in paths] == list(sizes.values())
     groups = group_batches(paths, "Task", rows=3000)
-    # a group closes once it holds 3,000 rows; another Clio object starts a new group
+    # a group closes once it holds 3,000 rows; the files of another Clio object of the same Salesforce
+    # object join the open group (one Bulk job for an object several Clio objects feed), under a name no
+    # group of one Clio object's files has
     assert [[p.name.split(".")[0] for p in g] for g in groups] == [
-        ["activities-batch-00001", "activities-batch-00002"], ["activities-batch-00003"], ["tasks-batch-00001"]]
+        ["activities-batch-00001", "activities-batch-00002"], ["activities-batch-00003", "tasks-batch-00001"]]
     assert [group_name(g) for g in groups] == [
-        "activities-batch-00001-to-00002", "activities-batch-00003", "tasks-batch-00001"]
-    assert len(group_batches(paths, "Task")) == 2  # the default (20,000 rows) groups each Clio object whole
+        "activities-batch-00001-to-00002", "activities-batch-00003-to-tasks-batch-00001"]
+    assert len(group_batches(paths, "Task")) == 1  # the default (20,000 rows): all 7,500 Task rows in one task
     assert group_batches(paths, "ContentVersion", rows=3000) == [[p] for p in paths]
 
 
