@@ -23,7 +23,7 @@ import math
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any, Literal, Protocol
@@ -1343,21 +1343,33 @@ def natural_key_marker(key: Sequence[str]) -> str:
 def _run_natural_key(
     client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int], mode: str, row_cap: int,
     journal: WriteJournal, known: KnownIds | None = None, few: bool | int | None = False,
+    new_anchors: Collection[str] = (),
 ) -> list[RowOutcome]:
     """Insert the rows whose natural key Salesforce lacks.  Every attempt looks first, so a create whose
     answer was lost (``RESPONSE_LOST``) or whose worker died is found, not made twice.  ``known``: parent
-    ids this run already has (:func:`resolve_external_ids`); which keys exist is always asked of Salesforce
-    (``few``: how, see :func:`_existing_natural_keys`)."""
+    ids this run already has (:func:`resolve_external_ids`); which keys exist is asked of Salesforce
+    (``few``: how, see :func:`_existing_natural_keys`), except for the rows whose key's first id field
+    names one of ``new_anchors`` and that no attempt of this batch meant to write (``journal.intended``,
+    this attempt's resends included): records the run created and on which no attempt of the run wrote a
+    row of this object (the caller's word, ``pipeline.new_note_documents``), so none can exist."""
     sobject = envelopes[idx[0]].sobject
     resolved = resolve_external_ids(client, sobject, envelopes, idx, known)
     # First pass without "existing" to learn the candidate records for the existence query.
     draft = plan_natural_key_inserts(envelopes, resolved, {}, idx)
     fields = key_fields(envelopes[idx[0]])
     anchor = next((f for f in fields if f.endswith("Id")), fields[0])
-    col = _anchor_column(envelopes, [i for i, _ in draft.inserts], anchor) if draft.inserts else None
-    existing = _existing_natural_keys(client, sobject, fields, [r for _, r in draft.inserts],
-                                      (col, (envelopes[i].row[col.name] for i, _ in draft.inserts)) if col else None,
-                                      few=few)
+    asked = draft.inserts
+    if new_anchors:
+        new = {_norm_id(v) for v in new_anchors}
+        asked = [(i, r) for i, r in draft.inserts
+                 if _norm_id(r.get(anchor)) not in new or envelopes[i].source_system_id in journal.intended]
+        if len(asked) < len(draft.inserts):
+            log.info("%s: %d of %d key(s) name a record this run created: not looked up", sobject,
+                     len(draft.inserts) - len(asked), len(draft.inserts))
+    col = _anchor_column(envelopes, [i for i, _ in asked], anchor) if asked else None
+    existing = _existing_natural_keys(client, sobject, fields, [r for _, r in asked],
+                                      (col, (envelopes[i].row[col.name] for i, _ in asked)) if col else None,
+                                      few=few) if asked else {}
     del draft  # its flat records: the plan below makes them again (a load task holds every row)
     plan = plan_natural_key_inserts(envelopes, resolved, existing, idx)
     out = list(plan.failures)
@@ -1540,6 +1552,7 @@ def load_rows(
     few_existing: bool | int | None = False,
     known_ids: KnownIds | None = None,
     note_ids: Mapping[str, str] | None = None,
+    new_anchors: Collection[str] = (),
     journal: WriteJournal | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> LoadResult:
@@ -1557,7 +1570,10 @@ def load_rows(
     (:func:`capture_before_images` of these rows, or :func:`before_images_of`), used instead of asking again.
     ``few_existing``: few records of the object are expected to exist (``few`` of :func:`lookup_records`:
     what the before-images, or a natural-key batch's look-up of existing keys, cost, never what they find).  ``known_ids``: parent ids this run already
-    has, for natural-key rows' look-ups (:func:`resolve_external_ids`).
+    has, for natural-key rows' look-ups (:func:`resolve_external_ids`).  ``new_anchors``: ids of records this
+    run created on which no attempt of the run wrote a row of this natural-key object (ContentNote ids for
+    their ContentDocumentLink rows: ``pipeline.new_note_documents``): keys naming them are not looked up
+    unless this batch's journal says an attempt meant to write them (:func:`_run_natural_key`).
     """
     if not envelopes:
         return LoadResult([])
@@ -1572,7 +1588,8 @@ def load_rows(
     failed.update(repeated_external_ids(envelopes, failed))
     envelopes, have = _strip_create_only(client, envelopes)
     natural = envelopes[0].external_id_field is None
-    step: Callable[..., list[RowOutcome]] = (functools.partial(_run_natural_key, known=known_ids, few=few_existing)
+    step: Callable[..., list[RowOutcome]] = (functools.partial(_run_natural_key, known=known_ids, few=few_existing,
+                                                               new_anchors=new_anchors)
                                              if natural else _run_upsert)
     before: dict[str, dict[str, Any]] = {}
     if capture_before and not natural and before_images is not None:

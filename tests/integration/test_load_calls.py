@@ -340,3 +340,56 @@ def test_relations_take_their_parents_ids_from_the_run_and_a_deleted_parent_fail
     assert (again["created"], again["failed"]) == (0, 2), again
     n = hook.query_count("SELECT COUNT() FROM EventRelation WHERE Event.Clio_Id__c != null")
     assert n == len(data["EventRelation"]) - 2  # nothing twice
+
+
+def _stage_notes(mroot, notes: int, contacts: int) -> None:
+    """A ``contact_notes`` raw batch as the transform writes it: ``notes`` ContentNotes and one
+    ContentDocumentLink each, to one of the staged contacts."""
+    from clio2sf import staging as st
+
+    st.write_jsonl_gz(mroot / "transformed" / "ContentNote" / "contact_notes-batch-00001.jsonl.gz", (
+        {"sobject": "ContentNote", "source_system_id": f"note-{k}", "external_id_field": None, "natural_key": ["Title"],
+         "row": {"Title": f"Note {k}", "Content": f"<p>body {k}</p>"}} for k in range(notes)))
+    st.write_jsonl_gz(mroot / "transformed" / "ContentDocumentLink" / "contact_notes-batch-00001.jsonl.gz", (
+        {"sobject": "ContentDocumentLink", "source_system_id": f"note-{k}#contact-{k % contacts}",
+         "external_id_field": None, "natural_key": ["ContentDocumentId", "LinkedEntityId"],
+         "row": {"ContentNote.source_system_id": f"note-{k}", "Contact:LinkedEntity.Clio_Id__c": f"contact-calls-{k % contacts}",
+                 "ShareType": "V", "Visibility": "AllUsers"}} for k in range(notes)))
+
+
+def test_links_of_notes_the_run_created_are_inserted_without_looking_them_up(sf, tmp_path):
+    """The large run's ContentDocumentLink (6,409 links of notes: 16 existence GETs, at most 500 note ids
+    a GET, beside two Bulk jobs): the notes were created by this run's ContentNote step a moment before, and
+    no attempt of the run wrote a link on them, so no link of theirs can exist: 2,500 links go in one Bulk
+    job without the 5 GETs the code before made.  The same task again in the same run (a cleared task:
+    the run's ledger now names the links) and a later run (the notes are no longer new) look them up
+    again: every link found, none inserted twice."""
+    from benchmarks.bench_load_calls import task_context
+    from clio2sf_airflow.phases import full_load
+
+    mroot = stage(tmp_path / "stage", "Contact", 500)
+    run_load_tasks(sf, "Contact")
+    _stage_notes(mroot, 2_500, 500)
+
+    def links(run_id: str) -> dict:
+        with task_context(run_id):
+            for item in full_load.list_batches("ContentNote"):
+                full_load.load_batch(item)
+        return run_load_tasks(sf, "ContentDocumentLink", run_id=run_id)
+
+    got = links("bench-calls-1")
+    assert got["rows"] == 2_500 and got["created"] == 2_500 and got["failed"] == 0, got
+    assert "soql" not in got["steps"] and got["steps"]["ingest create"] == 1, got["steps"]
+    assert got["calls"] - got["later_status_calls"] == 5, got  # create, upload, close, status, results
+    again = run_load_tasks(sf, "ContentDocumentLink", run_id="bench-calls-1")  # the task cleared and run again
+    assert again["created"] == 0 and again["failed"] == 0 and again["steps"].get("soql", 0) >= 1, again
+    later = links("bench-calls-2")
+    assert later["created"] == 0 and later["failed"] == 0 and later["steps"].get("soql", 0) >= 1, later
+    from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+
+    hook = ClioSalesforceHook()
+    contacts = [r["Id"] for r in hook.query_all("SELECT Id FROM Contact")]
+    linked = hook.query_all("SELECT Id, ContentDocumentId FROM ContentDocumentLink WHERE LinkedEntityId IN ("
+                            + ", ".join(f"'{i}'" for i in contacts) + ")")
+    assert len(contacts) == 500 and len(linked) == 2_500  # five notes a contact, each linked once
+    assert len({r["ContentDocumentId"] for r in linked}) == 2_500
