@@ -278,8 +278,15 @@ def _batch_of(path: Any) -> str:
 #: unprocessed files only when the job says they hold rows) and a look-up at least 3 (a query job):
 #: 2,000-row tasks cost ~10 calls per 2,000 rows (sObject collections: 2,000 rows are below the Bulk
 #: threshold), 20,000-row tasks ~3-7 per 10,000 (``benchmarks.bench_load_calls``).
-#: Objects with their own loader (bytes, note bodies) keep one file per task.
+#: ContentVersion (the documents' bytes) keeps one file per task (:data:`ONE_FILE_A_TASK`).
 LOAD_GROUP_ROWS = 20_000
+
+#: Objects whose transformed files load one per task: ContentVersion uploads each row's bytes, which
+#: the rows' count and JSONL size do not bound.  ContentNote files are grouped like any object's (their
+#: bodies are in the JSONL, so :data:`LOAD_GROUP_MAX_BYTES` bounds them): one task's notes share the
+#: ``/composite`` calls of 1,000 notes and one look-up of the ledger's ids, where one task a file paid a
+#: part-filled call of creates and one of titles per file (the large firm: 6,409 notes in 5 tasks, 20 calls).
+ONE_FILE_A_TASK = frozenset({"ContentVersion"})
 
 #: Rows a full-load task loads at most (so groups of small files hold exactly this many).  A task
 #: holds its rows in memory (envelopes, the Bulk CSV, the results, the ledger lines): ~5 KB a row of
@@ -345,13 +352,13 @@ def group_batches(paths: Sequence[Any], sobject: str, rows: int | None = None,
     Clio objects (Rate_Structure__c by four, 2,919 rows in the large firm) loads in one Bulk job, not
     one job or a few sObject collections per Clio object (their rows are upserts by the same external
     id field, or inserts by natural key, written as one CSV with the union of their columns: a column
-    a row lacks is an empty cell, the field untouched, as in a file of one Clio object); ContentVersion
-    and ContentNote files never.
+    a row lacks is an empty cell, the field untouched, as in a file of one Clio object).  ContentVersion
+    files are never grouped (:data:`ONE_FILE_A_TASK`).
 
     The groups follow from the files alone (their order, rows and bytes): listing them again, as a
     retried or cleared ``list_batches`` does, gives the same groups and names (:func:`group_name`).
     ``count``: (rows, uncompressed bytes) of a file."""
-    if sobject in SPECIAL_LOADERS:
+    if sobject in ONE_FILE_A_TASK:
         return [[p] for p in paths]
     rows = LOAD_GROUP_ROWS if rows is None else rows
     max_rows = LOAD_GROUP_MAX_ROWS if max_rows is None else max_rows
