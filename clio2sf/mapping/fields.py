@@ -236,6 +236,73 @@ def _plain_field(target: str, get: Getter, key: str | None, convert: Callable[[A
     return converted
 
 
+def compile_fields(entries: list[tuple[str, Mapping[str, Any], str | None]], spec: MappingSpec) -> FieldFn:
+    """One function ``fn(data, row, issues, overflows)`` doing what the :func:`compile_field` functions of
+    ``entries`` (``(target, field spec, placeholder)``, owner fields excepted) do called in turn: the same
+    row (keys in the same order), issues and overflows.
+
+    Fewer Python calls a record: a field read by a path of one or two keys has its value read in the
+    function itself, an empty value skipped (a required one is left to its own function: placeholder or
+    reject), and a value whose result is the value itself set in place: a text of ``str`` within its
+    ``max``, a number that is an ``int`` or a finite ``float``, a ``bool`` for ``as: bool``, a value-mapped
+    ``str`` the map holds, a reference.  Anything else (a conversion, a value too long, another type, a
+    template, a list of paths, an email) is the field's own :func:`compile_field` function's, which reads
+    the value again."""
+    ns: dict[str, Any] = {"BIG": sys.maxsize}
+    body: list[str] = []
+    for i, (target, fspec, placeholder) in enumerate(entries):
+        ns[f"f{i}"] = compile_field(target, fspec, spec, placeholder)
+        call = f"f{i}(d, row, issues, overflows)"
+        t = repr(target)
+        if "const" in fspec:
+            ns[f"c{i}"] = fspec["const"]
+            body.append(f"row[{t}] = c{i}")
+            continue
+        steps = None
+        if "template" not in fspec and isinstance(fspec["from"], str):
+            parts = fspec["from"].split(".")
+            if len(parts) <= 2 and all(path_key(p) == p for p in parts):
+                steps = parts
+        if steps is None:
+            body.append(call)
+            continue
+        if len(steps) == 1:
+            body.append(f"v = d.get({steps[0]!r})")
+        else:  # compile_path's two-key getter: a dict's value, None, or the getter itself (another Mapping...)
+            ns[f"g{i}"] = compile_path(fspec["from"])
+            body.append(f"x = d.get({steps[0]!r})")
+            body.append(f"v = x.get({steps[1]!r}) if type(x) is dict else None if x is None else g{i}(d)")
+        kind = fspec.get("as", "text")
+        limit = fspec.get("max")
+        ns[f"L{i}"] = limit if limit is not None else sys.maxsize
+        fast = None  # (condition, value set) when the value is the result
+        if fspec.get("ref") is not None:
+            ns[f"r{i}"] = fspec["ref"]
+            fast = ("True", f'f"{{r{i}}}-{{v}}"')
+        elif fspec.get("map"):
+            if kind == "text":
+                ns[f"m{i}"] = spec.value_map(fspec["map"]).values
+                fast = (f"type(v) is str and type(m := m{i}.get(v)) is str and len(m) <= L{i}", "m")
+        elif kind == "text":
+            fast = (f"type(v) is str and len(v) <= L{i}", "v")
+        elif kind == "number":
+            fast = ("type(v) is int or type(v) is float and v - v == 0.0", "v")  # finite: inf - inf, NaN - NaN are NaN
+        elif kind == "bool":
+            fast = ("type(v) is bool", "v")
+        body.append("if v is None or v == '':")
+        body.append(f"    {call}" if fspec.get("required") else "    pass")
+        if fast is not None:
+            body.append(f"elif {fast[0]}:")
+            body.append(f"    row[{t}] = {fast[1]}")
+        body.append("else:")
+        body.append(f"    {call}")
+    src = "def map_fields(d, row, issues, overflows):\n" + "".join(f"    {line}\n" for line in body or ["pass"])
+    exec(compile(src, "<clio2sf.mapping.fields.compile_fields>", "exec"), ns)  # noqa: S102 - code of the spec's own fields
+    out = ns["map_fields"]
+    out.source = src  # for a reader (and tests)
+    return out
+
+
 def apply_overflows(row: dict[str, Any], overflows: list[tuple[str, str]]) -> None:
     """Keep untruncated values in their long-text fields (prepended when the field has a value)."""
     for field, full in overflows:

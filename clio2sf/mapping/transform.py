@@ -35,7 +35,7 @@ from clio2sf.mapping.fields import (
     RecordRejected,
     apply_overflows,
     apply_value_map,
-    compile_field,
+    compile_fields,
 )
 from clio2sf.mapping.recurrence import (
     BadRecurrence,
@@ -160,15 +160,16 @@ class _Ctx:
         opts = spec.options
         self.horizon = horizon or datetime.now(UTC) + timedelta(days=opts.get("recurrence_horizon_days", 730))
         self.individual = opts.get("individual_account") or {"clio_id": "individual-client-account", "name": "Individual Client"}
-        self._compiled: dict[str, tuple[list[FieldFn], list[tuple[str, Callable[[Mapping[str, Any]], Any]]]]] = {}
+        self._compiled: dict[str, tuple[FieldFn, list[tuple[str, Callable[[Mapping[str, Any]], Any]]]]] = {}
         self._cf_cache: dict[tuple[str, str], str | None] = {}
         self._paths: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
 
-    def compiled(self, key: str) -> tuple[list[FieldFn], list[tuple[str, Callable[[Mapping[str, Any]], Any]]]]:
-        """(field functions, owner getters) for ``objects.<key>`` of the spec."""
+    def compiled(self, key: str) -> tuple[FieldFn, list[tuple[str, Callable[[Mapping[str, Any]], Any]]]]:
+        """(the function setting every field but the owners, owner getters) for ``objects.<key>`` of the spec
+        (:func:`~clio2sf.mapping.fields.compile_fields`: each field's ``compile_field`` function in turn)."""
         if key not in self._compiled:
             ospec = self.spec.objects.get(key) or {"fields": {}}
-            fns: list[FieldFn] = []
+            entries: list[tuple[str, Mapping[str, Any], str | None]] = []
             owners: list[tuple[str, Callable[[Mapping[str, Any]], Any]]] = []
             placeholder = self.spec.options.get("last_name_placeholder") if key == "Contact" else None
             for target, fspec in (ospec.get("fields") or {}).items():
@@ -178,8 +179,8 @@ class _Ctx:
                         get = self._calendar_user_getter(get)
                     owners.append((target, get))
                 else:
-                    fns.append(compile_field(target, fspec, self.spec, placeholder if target == "LastName" else None))
-            self._compiled[key] = (fns, owners)
+                    entries.append((target, fspec, placeholder if target == "LastName" else None))
+            self._compiled[key] = (compile_fields(entries, self.spec), owners)
         return self._compiled[key]
 
     def _calendar_user_getter(self, get_calendar: Callable[[Mapping[str, Any]], Any]) -> Callable[[Mapping[str, Any]], Any]:
@@ -297,10 +298,9 @@ def _base_row(sid: str, env: Mapping[str, Any], d: Mapping[str, Any]) -> dict[st
 
 
 def _map_fields(ctx: _Ctx, key: str, d: Mapping[str, Any], row: dict[str, Any], issues: Issues) -> None:
-    fns, owners = ctx.compiled(key)
+    fields, owners = ctx.compiled(key)
     overflows: list[tuple[str, str]] = []
-    for fn in fns:
-        fn(d, row, issues, overflows)
+    fields(d, row, issues, overflows)
     if overflows:
         apply_overflows(row, overflows)
     for target, get in owners:
@@ -869,12 +869,10 @@ def _calendar_entries(ctx: _Ctx, env, d, sid, issues, state) -> Iterator[Transfo
             # every line from its template: an occurrence's suffix, start and end put in (its id encodes to
             # the entry's encoded "<sid>@" and the suffix, ASCII digits JSON writes as they are)
             fmt, pick = event
-            prefix = ctx.encode(sid + "@")[1:-1]
-            for values in times:
-                events.append((fmt % pick(values)).encode())
-                if templates is not None:
-                    esid = prefix + values[0].encode()
-                    relations.extend([esid.join(t) for t in templates])
+            events = [(fmt % pick(values)).encode() for values in times]
+            if templates is not None:  # each occurrence's relations in their order, occurrence after occurrence
+                prefix = ctx.encode(sid + "@")[1:-1]
+                relations = [esid.join(t) for esid in [prefix + values[0].encode() for values in times] for t in templates]
             if events:
                 yield {"sobject": "Event", "lines": events}
             if relations:

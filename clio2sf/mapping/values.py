@@ -134,6 +134,11 @@ def to_number(value: Any) -> float | int:
     could be a decimal or a thousands separator (``"1,5"``, ``"1.234,56"``) are refused rather than
     guessed.
     """
+    kind = type(value)
+    if kind is int:  # the common cases first: an int (not a bool), a finite float (inf - inf and NaN - NaN are NaN)
+        return value
+    if kind is float and value - value == 0.0:
+        return value
     if isinstance(value, bool):
         raise BadValue("bad_number", f"{value!r} is not a number")
     if isinstance(value, int):

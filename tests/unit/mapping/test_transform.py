@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import copy
+import json
+from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -360,3 +363,159 @@ def test_a_plain_field_sets_what_the_general_field_function_sets(spec, kind, sou
             fn(d, row, issues, overflows)
             got.append((row, issues.items, overflows))
         assert repr(got[0]) == repr(got[1]), (value, got)  # repr: a NaN equals itself there
+
+
+GOLDEN = Path(__file__).parent / "fixtures" / "transform_golden.json"
+
+
+def transform_digests(work: Path) -> dict[str, list]:
+    """Every mapping fixture object staged as one raw batch and run through ``pipeline.transform_batch`` (the
+    transform task's function) with the harlow_vance spec and with the default one, a fixed recurrence horizon
+    and the fixtures' look-ups: ``{output file: [lines, sha256 of its decompressed bytes]}`` (no record bodies)."""
+    import gzip
+    import hashlib
+    from datetime import UTC, datetime
+
+    from clio2sf import pipeline, staging
+    from clio2sf.mapping.transform import PRODUCES
+
+    from .conftest import FIXTURES, lookup_all
+
+    users = UserMap({1001: ANN, 1002: BO}, FALLBACK, calendars={801: 1001, 802: 1002})
+    out: dict[str, list] = {}
+    for spec_name in ("harlow_vance", None):
+        spec, root = load_spec(spec_name), work / (spec_name or "default")
+        for path in sorted(FIXTURES.glob("*.json")):
+            name = path.stem
+            if name not in PRODUCES or not isinstance(envs := envelopes(name), list):
+                continue
+            raw = work / "raw" / name / staging.batch_name(1)
+            staging.write_jsonl_gz(raw, envs)
+            pipeline.transform_batch(raw, name, spec, users, lookup_all(), root, horizon=datetime(2026, 6, 1, tzinfo=UTC))
+        for f in sorted(p for p in root.rglob("*") if p.is_file()):
+            data = gzip.decompress(f.read_bytes()) if f.name.endswith(".gz") else f.read_bytes()
+            out[f"{root.name}/{f.relative_to(root)}"] = [data.count(b"\n"), hashlib.sha256(data).hexdigest()]
+    return out
+
+
+def test_the_transform_writes_what_it_wrote_on_the_fixtures(tmp_path):
+    """Byte for byte what the transform wrote before lane 31b's changes (main aa9f79d) for every fixture object under
+    two specs: the transformed files (decompressed) and the rejects.  A change of the output on purpose
+    regenerates the golden (``transform_digests``) and says why in its commit."""
+    got = transform_digests(tmp_path)
+    assert len(got) > 30
+    assert got == json.loads(GOLDEN.read_text(encoding="utf-8"))
+
+
+def _field_entries() -> list[tuple[str, dict, str | None]]:
+    """Field entries of every shape compile_fields writes in place or leaves to the field's own function."""
+    return [
+        ("Text__c", {"from": "name"}, None), ("Short__c", {"from": "name", "max": 3}, None),
+        ("Over__c", {"from": "name", "max": 3, "overflow": "Long__c"}, None), ("Zero__c", {"from": "name", "max": 0}, None),
+        ("Two__c", {"from": "a.b", "max": 4}, None), ("TwoNum__c", {"from": "a.b", "as": "number"}, None),
+        ("Num__c", {"from": "name", "as": "number"}, None), ("Bool__c", {"from": "a.b", "as": "bool"}, None),
+        ("Date__c", {"from": "name", "as": "date"}, None), ("When__c", {"from": "a.b", "as": "datetime"}, None),
+        ("Json__c", {"from": "name", "as": "json"}, None), ("Mail__c", {"from": "name", "as": "email", "invalid_to": "Bad__c"}, None),
+        ("Ref__r.Clio_Id__c", {"from": "a.b", "ref": "bill"}, None), ("Mapped__c", {"from": "name", "map": "matter_status_case"}, None),
+        ("MappedShort__c", {"from": "a.b", "map": "matter_status_case", "max": 2}, None),
+        ("MappedNum__c", {"from": "name", "map": "matter_status_case", "as": "number"}, None),
+        ("Req__c", {"from": "name", "required": True, "placeholder": "(none)"}, None),
+        ("ReqNum__c", {"from": "a.b", "as": "number", "required": True, "placeholder": "0"}, None),
+        ("Const__c", {"const": "fixed"}, None), ("Tpl__c", {"template": "{name} / {a.b}", "max": 9}, None),
+        ("List__c", {"from": ["x", "name"], "max": 5}, None), ("Item__c", {"from": "items[0].v"}, None),
+        ("LastName", {"from": "name", "required": True}, "(placeholder)"),
+        ("Long__c", {"from": "x"}, None),
+    ]
+
+
+def _values() -> list:
+    return [None, "", "abc", "abcdef", _Text("abcdef"), " 2024-03-01 ", "2024-03-01T10:00:00-05:00", "2024-03-01T10:00:00",
+            "0099-01-01", "12", "1,234.5", "1,5", "nan", "yes", "maybe", "Open", "Closed", "Pending", "a@b.example",
+            0, 7, -3, 2.5, 1e300, float("nan"), float("inf"), True, False, {"k": [1, "é"]}, [3], "é" * 5]
+
+
+def test_compiled_fields_set_what_each_field_function_sets(spec):
+    """compile_fields (one function for an object's fields) writes the row (keys in the same order), the issues and
+    the overflows, or raises, as the fields' own compile_field functions called in turn, for values of every kind."""
+    from clio2sf.mapping.fields import compile_field, compile_fields
+
+    entries = _field_entries()
+    whole = compile_fields(entries, spec)
+    each = [compile_field(t, f, spec, p) for t, f, p in entries]
+    assert "row['Text__c'] = v" in whole.source and "row['Const__c'] = c" in whole.source  # fields set in place
+    values = _values()
+    for i, value in enumerate(values):
+        other = values[(i * 7 + 3) % len(values)]
+        for d in ({"name": value, "a": {"b": other}, "x": None, "items": [{"v": value}]},
+                  {"name": other, "a": {"b": value}, "x": value},
+                  {"name": value, "a": None}, {"a": [value]}, {"name": value, "a": _Map({"b": value})}):
+            got = [_fields_outcome([whole], d), _fields_outcome(each, d)]
+            assert repr(got[0]) == repr(got[1]), (d, got)  # repr: a NaN equals itself there
+
+
+def _fields_outcome(fns: list, d: dict) -> tuple:
+    """(row items in order, issues, overflows, the rejection raised) of field functions called in turn on ``d``."""
+    from clio2sf.mapping.fields import Issues, RecordRejected
+
+    row, issues, overflows = {"Other": 1}, Issues("contact-1", []), []
+    raised = None
+    try:
+        for fn in fns:
+            fn(d, row, issues, overflows)
+    except RecordRejected as exc:
+        raised = (exc.field, exc.rule, str(exc))
+    return list(row.items()), issues.items, overflows, raised
+
+
+class _Map(Mapping):
+    """A mapping that is not a dict (the two-key path's getter reads it)."""
+
+    def __init__(self, data: dict) -> None:
+        self._data = data
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def test_compiled_fields_of_the_specs_set_what_each_field_function_sets(spec):
+    """Every object of the default and the harlow_vance specs: compile_fields gives the fields' own functions' rows
+    and issues on the mapping fixtures' records."""
+    from clio2sf.mapping.fields import compile_field, compile_fields
+
+    from .conftest import FIXTURES
+
+    records = [e["data"] for p in sorted(FIXTURES.glob("*.json")) for e in envelopes(p.stem)
+               if isinstance(e, dict) and isinstance(e.get("data"), dict)]
+    assert len(records) > 30
+    for one in (spec, load_spec(None)):
+        for key, ospec in one.objects.items():
+            entries = [(t, f, None) for t, f in (ospec.get("fields") or {}).items() if "owner" not in f]
+            whole, each = compile_fields(entries, one), [compile_field(t, f, one) for t, f, _ in entries]
+            for d in records:
+                got = [_fields_outcome([whole], d), _fields_outcome(each, d)]
+                assert repr(got[0]) == repr(got[1]), (key, d.get("id"), got)
+
+
+def test_to_number_keeps_ints_and_finite_floats_and_refuses_the_rest():
+    """to_number's fast paths (an int, a finite float) give the value itself; a bool, NaN and infinities are refused."""
+    import enum
+
+    from clio2sf.mapping.values import BadValue, to_number
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    for value in (0, 7, -3, 10**30, 2.5, -0.0, 1e308, 5e-324):
+        got = to_number(value)
+        assert got == value and type(got) is type(value)
+    assert to_number(Level.HIGH) is Level.HIGH  # an int subclass: the value itself, as before
+    for value in (True, False, float("nan"), float("inf"), float("-inf"), None, [1]):
+        with pytest.raises(BadValue):
+            to_number(value)
+    assert to_number(" 12 ") == 12 and to_number("1,234.5") == 1234.5 and to_number("2.0") == 2.0
