@@ -14,6 +14,15 @@ pass: :func:`clio2sf.sample.choose_sample` over :func:`clio2sf.sample.staged_ind
 ``VmHWM`` (:func:`benchmarks.memory_worker.peak_rss_kb`), CPU the process's user + system seconds; the
 reads of each object's staged records are counted (``clio2sf.extract.read_records`` calls).
 
+Then ``diff_sample``'s work (:func:`clio2sf.verify.sample_diff`: the field-level diff and the
+source-to-target verifier on the sample), each in a fresh process: the sample is transformed first
+(:func:`prepare_diff`, with a user map matching every staged Clio user), and the org is a stand-in
+(:class:`SampleOrg`) holding the sample's transformed rows as loaded, answering SOQL; once holding the
+sample only (the DAG: the sample is loaded before the full load), once also the rest of the firm
+(records made as a query reads the whole sobject: a firm sampled again after its full load). The
+staged files the diff reads are counted by folder (``files_read``: only ``sample`` expected). The
+diff's CPU includes the stand-in org's (SOQL evaluation, the firm's records made).
+
 Target (issue #20): every task under 500 MB and flat (≤ 1.2×) from 100k to 1M records. Prints one JSON
 line per size and writes ``benchmarks/results/sample_memory.{json,md}``.
 """
@@ -28,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -185,19 +195,180 @@ def worker(root_url: str, idle: bool) -> None:
                       "max_reads_per_object": max(reads.values()), "reads": sum(reads.values())}))
 
 
-def _run_worker(root: Path, idle: bool = False) -> dict[str, Any]:
+def _run_worker(root: Path, idle: bool = False, diff_scale: int = 0) -> dict[str, Any]:
+    """A fresh process: ``select_sample``'s work, or (``diff_scale``) ``diff_sample``'s against an org of
+    the sample times ``diff_scale``; or (``idle``) the imports only."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "plugins")]))
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_sample_memory", "--worker", f"file://{root}",
-                           "1" if idle else "0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=7200)
+    args = ["--diff-worker", f"file://{root}", str(diff_scale)] if diff_scale else \
+        ["--worker", f"file://{root}", "1" if idle else "0"]
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_sample_memory", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=7200)
     if proc.returncode != 0:
-        raise RuntimeError(f"select_sample worker: {proc.stderr[-3000:]}")
+        raise RuntimeError(f"{'diff_sample' if diff_scale else 'select_sample'} worker: {proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------ diff_sample
+
+
+def prepare_diff(root: Path) -> dict[str, int]:
+    """What ``transform_sample`` and ``mig_03_resolve_users`` leave for ``diff_sample``: a user map (each
+    staged Clio user matched to a Salesforce user id) and the sample's raw batches transformed into
+    ``sample/transformed`` with the firm's spec and look-ups (as ``load_common.transform_one`` does)."""
+    from clio2sf import extract, staging
+    from clio2sf.mapping.spec import load_spec
+    from clio2sf.mapping.users import UserMap
+    from clio2sf.pipeline import build_lookup, lookup_names, transform_batch
+
+    users = [e["data"] for e in extract.read_records(root, "users")]
+    doc = {"users": {str(u["id"]): f"005{i:012d}AAA" for i, u in enumerate(users, 1)},
+           "status": {str(u["id"]): "matched" for u in users}, "fallback_owner": "005999999999999AAA"}
+    staging.write_json(root / "users" / "user_map.json", doc)
+    spec, umap = load_spec(FIRM), UserMap.from_json(doc)
+    rows: dict[str, int] = {}
+    raw = root / "sample" / "raw"
+    for folder in sorted(p for p in raw.iterdir() if p.is_dir()):
+        manifest = staging.read_json(folder / staging.MANIFEST) or {}
+        lookup = build_lookup(root, lookup_names(folder.name), spec)
+        for b in manifest.get("batches", []):
+            out = transform_batch(folder / b["file"], folder.name, spec, umap, lookup, root / "sample")
+            for sobject, n in out["rows"].items():
+                rows[sobject] = rows.get(sobject, 0) + n
+    return rows
+
+
+#: Clio id offset of the org's further records (:class:`SampleOrg`), beyond the staged copies'.
+ORG_OFFSET = 10 ** 12
+
+
+def _other_record(clio_id: str, copy: int) -> str:
+    """``matter-7@v2#contact-5`` of another record of the firm: its first number moved by ``copy`` ×
+    :data:`ORG_OFFSET` (``matter-1000000000007@v2#contact-5``)."""
+    head, sep, rest = clio_id.partition("-")
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    if not sep or not digits:
+        return f"{clio_id}-{copy}"
+    return f"{head}-{int(rest[:digits]) + copy * ORG_OFFSET}{rest[digits:]}"
+
+
+class SampleOrg:
+    """The org after ``load_sample``, standing in for the Salesforce hook (``describe``, ``query_all_iter``;
+    SOQL evaluated by the Salesforce sandbox's parser): every transformed row of the sample (natural-key
+    rows included) as a record with an Id, its lookups (``Account.Clio_Id__c``, ``Case__r.Clio_Id__c``,
+    ``What:Case.Clio_Id__c``) both as the parent's Id and as the path read back; the user map's users.
+
+    ``scale`` > 1: the org also holds the rest of the firm (as after a full load, when a firm is sampled
+    again): per sample record of an sobject ``scale - 1`` more, made when a query reads the whole
+    sobject (no ``IN`` list in its WHERE: those ask only about the sample's ids), holding nothing.
+    Field types are the describe's ``string`` (each value compared as text)."""
+
+    def __init__(self, root: Path, scale: int = 1):
+        from clio2sf import staging
+        from clio2sf.verify.reconciliation import transformed_files
+
+        self.records: dict[str, list[dict[str, Any]]] = {}
+        self.reference_to: dict[tuple[str, str], set[str]] = {}
+        self.scale = max(1, scale)
+        by_ext: dict[str, tuple[str, str]] = {}
+        n = 0
+        for sobject, _, path in transformed_files(root / "sample"):
+            for env in staging.read_jsonl_gz(path):
+                n += 1
+                rec = {"Id": f"{sobject[:3].upper()}{n:012d}AAA", **env["row"]}
+                self.records.setdefault(sobject, []).append(rec)
+                if rec.get("Clio_Id__c"):
+                    by_ext.setdefault(str(rec["Clio_Id__c"]), (sobject, rec["Id"]))
+        for sobject, recs in self.records.items():
+            for rec in recs:
+                for col in [c for c in rec if "." in c]:
+                    rel = col.split(".", 1)[0].split(":")[-1]
+                    id_field = rel[:-3] + "__c" if rel.endswith("__r") else rel + "Id"
+                    hit = by_ext.get(str(rec[col]))
+                    if hit:
+                        rec[id_field] = hit[1]
+                        self.reference_to.setdefault((sobject, id_field), set()).add(hit[0])
+        users = staging.read_json(root / "users" / "user_map.json") or {}
+        self.records["User"] = [{"Id": u} for u in sorted({*users.get("users", {}).values(),
+                                                         users.get("fallback_owner")} - {None})]
+        self.queries = 0
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        names = {k for r in self.records.get(sobject, ()) for k in r if "." not in k} | {"Id", "Clio_Id__c"}
+        return {"fields": [{"name": n, "type": "reference" if (sobject, n) in self.reference_to else "string",
+                            "referenceTo": sorted(self.reference_to.get((sobject, n), ())), "createable": n != "Id",
+                            "length": 255, "externalId": n == "Clio_Id__c"} for n in sorted(names)]}
+
+    def query_all_iter(self, soql: str) -> Iterator[dict[str, Any]]:
+        from sandbox.salesforce.soql import evaluate, parse
+
+        self.queries += 1
+        q = parse(soql)
+        recs = self.records.get(q.sobject, ())
+        for rec in recs:
+            if q.where is None or evaluate(q.where, lambda p, r=rec: (r.get(p), "string")):
+                yield {"attributes": {"type": q.sobject}, **{f: rec.get(f) for f in q.fields}}
+        if self.scale == 1 or q.sobject == "User" or " IN (" in soql.upper().split(" WHERE ", 1)[-1]:
+            return
+        for copy in range(1, self.scale):
+            for i, rec in enumerate(recs):
+                other = {f: rec.get(f) for f in q.fields}
+                other["Id"] = f"{rec['Id'][:3]}{copy:06d}{i:06d}BBB"
+                for f in q.fields:  # the copy's own Clio ids and parents (another record of the firm)
+                    v = other.get(f)
+                    if (f == "Clio_Id__c" or "." in f) and isinstance(v, str):
+                        other[f] = _other_record(v, copy)
+                    elif f.endswith("Id") and f not in ("Id", "OwnerId", "MemberId", "RelationId") and v:
+                        other[f] = f"{str(v)[:3]}{copy:06d}{0:06d}BBB"
+                getter = lambda p, r=other: (r.get(p), "string")  # noqa: E731
+                if q.where is None or evaluate(q.where, getter):
+                    yield {"attributes": {"type": q.sobject}, **other}
+
+
+def diff_worker(root_url: str, scale: int) -> None:
+    """``diff_sample``'s work (:func:`clio2sf.verify.sample_diff`) in this (fresh) process against a
+    :class:`SampleOrg`; one JSON line."""
+    from airflow.sdk import ObjectStoragePath
+
+    from benchmarks.memory_worker import peak_rss_kb
+    from clio2sf import staging
+    from clio2sf.mapping.spec import load_spec
+    from clio2sf.verify import sample_diff
+
+    root = ObjectStoragePath(root_url)
+    spec = load_spec(FIRM)
+    org = SampleOrg(staging.as_local(root), scale)
+    org_mb = round(peak_rss_kb() / 1024, 1)
+    reads: dict[str, int] = {}
+    real = staging.read_jsonl_gz
+
+    def counting(path: Any, *args: Any, **kw: Any) -> Any:
+        where = str(path).split(f"/{MIGRATION}/", 1)[-1].split("/", 1)[0]
+        reads[where] = reads.get(where, 0) + 1
+        return real(path, *args, **kw)
+
+    staging.read_jsonl_gz = counting  # type: ignore[assignment]
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    out = sample_diff(org, root, spec, sample_dir="sample", run_id="bench")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"seconds": round(time.perf_counter() - t0, 1),
+                      "cpu_s": round(usage.ru_utime - usage0.ru_utime + usage.ru_stime - usage0.ru_stime, 1),
+                      "peak_rss_mb": round(peak_rss_kb() / 1024, 1), "rss_with_org_mb": org_mb,
+                      "org_records": sum(len(v) for v in org.records.values()) * org.scale,
+                      "queries": org.queries, "files_read": reads,
+                      **{k: out[k] for k in ("records", "fields_compared", "matches", "mismatches", "explained",
+                                             "missing")},
+                      "source_to_target_fields": (out.get("source_to_target") or {}).get("fields_compared")}))
 
 
 # ------------------------------------------------------------------------------------------ runner
 
 
-def run(work: Path, sizes: list[int]) -> tuple[list[Figure], list[dict[str, Any]]]:
+def run(work: Path, sizes: list[int], diff: bool = True) -> tuple[list[Figure], list[dict[str, Any]]]:
+    """Per size: stage, ``select_sample`` (a fresh process), then (``diff``) the sample transformed
+    (:func:`prepare_diff`, here) and ``diff_sample`` (a fresh process each) against an org holding the
+    sample (as in the DAG, where the sample is loaded before the full load) and against an org holding
+    the firm (the sample's rows × staged records ÷ sample records: a firm sampled again after its full load)."""
     runs = []
     for size in sizes:
         root = work / f"n{size}" / FIRM / MIGRATION
@@ -206,6 +377,10 @@ def run(work: Path, sizes: list[int]) -> tuple[list[Figure], list[dict[str, Any]
         staged_s = time.perf_counter() - t0
         r = _run_worker(root)
         r.update(size=size, records=sum(n.values()), staged_s=round(staged_s, 1))
+        if diff:
+            r["sample_rows"] = prepare_diff(root)
+            r["diff"] = _run_worker(root, diff_scale=1)
+            r["diff_org_firm"] = _run_worker(root, diff_scale=max(2, round(r["records"] / r["sample"])))
         print(json.dumps(r), file=sys.stderr)
         runs.append(r)
     return figures(runs, _run_worker(work, idle=True)["peak_rss_mb"]), runs
@@ -225,6 +400,23 @@ def figures(runs: list[dict[str, Any]], floor: float) -> list[Figure]:
         figs.append(Figure("sample_memory", "peak RSS growth of select_sample's work",
                            f"{runs[0]['records']:,} → {runs[-1]['records']:,} records", round(growth, 3), "ratio",
                            f"≤ {FLAT}", at_most(growth, FLAT)))
+    for key, org in (("diff", "an org holding the sample"), ("diff_org_firm", "an org holding the firm")):
+        measured = [r for r in runs if key in r]
+        for r in measured:
+            d = r[key]
+            figs.append(Figure("sample_memory", f"peak RSS of diff_sample's work, {org}",
+                               f"{r['records']:,} staged records", d["peak_rss_mb"], "MB", f"< {LIMIT_MB}",
+                               d["peak_rss_mb"] < LIMIT_MB,
+                               detail={k: d[k] for k in ("cpu_s", "seconds", "records", "fields_compared",
+                                                         "mismatches", "queries", "org_records", "files_read",
+                                                         "rss_with_org_mb")}))
+            figs.append(Figure("sample_memory", f"CPU of diff_sample's work, {org}", f"{r['records']:,} staged records",
+                               d["cpu_s"], "CPU-s"))
+        if len(measured) >= 2:
+            growth = measured[-1][key]["peak_rss_mb"] / measured[0][key]["peak_rss_mb"]
+            figs.append(Figure("sample_memory", f"peak RSS growth of diff_sample's work, {org}",
+                               f"{measured[0]['records']:,} → {measured[-1]['records']:,} records", round(growth, 3),
+                               "ratio", f"≤ {FLAT}", at_most(growth, FLAT)))
     figs.append(Figure("sample_memory", "peak RSS of the same process choosing nothing (imports only)", "-", floor, "MB"))
     return figs
 
@@ -274,6 +466,9 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["--worker"]:
         worker(argv[1], argv[2] == "1")
         return
+    if argv[:1] == ["--diff-worker"]:
+        diff_worker(argv[1], int(argv[2]))
+        return
     if argv[:1] == ["--render"]:
         render(json.loads((RESULTS / "sample_memory.json").read_text(encoding="utf-8")))
         return
@@ -281,9 +476,10 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--sizes", default="100000,1000000")
     ap.add_argument("--note", default="", help="a sentence on the conditions, kept with the figures")
     ap.add_argument("--no-write", action="store_true", help="print the figures only")
+    ap.add_argument("--no-diff", action="store_true", help="select_sample only (no diff_sample)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-sample-memory-") as tmp:
-        figs, runs = run(Path(tmp), [int(s) for s in args.sizes.split(",") if s])
+        figs, runs = run(Path(tmp), [int(s) for s in args.sizes.split(",") if s], diff=not args.no_diff)
     for f in figs:
         print(json.dumps(f.as_dict()))
     if not args.no_write:

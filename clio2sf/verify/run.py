@@ -60,6 +60,23 @@ def parts_of(builder: source.Builder, objects: tuple[str, ...], sobjects: tuple[
     return count
 
 
+class SubsetKeys:
+    """The Clio ids of one group's expectations as ``ids_in`` asks: a record of the org is in when its
+    Clio id, case-folded and without ``#...`` and ``@...`` (a record, its versions and occurrences fall
+    together), is that of an expected record or series: every record whose team members or event
+    relations the comparison reads (matched exactly or by case), and no other than the subset's."""
+
+    def __init__(self, exp: source.Expectations):
+        self.bases = {self.base(k) for _, k in exp.records} | {self.base(k) for k in exp.series}
+
+    @staticmethod
+    def base(key: object) -> str:
+        return str(key).split("#", 1)[0].split("@", 1)[0].casefold()
+
+    def __contains__(self, key: object) -> bool:
+        return self.base(key) in self.bases
+
+
 def compare_groups(client: Any, builder: source.Builder, users: source.UserReport, rejects: compare.Rejects, *,
                    whole: bool, horizon_days: int, now: datetime, subset: bool,
                    cap: int | None = None) -> tuple[compare.Result, readback.ReadBack]:
@@ -73,6 +90,12 @@ def compare_groups(client: Any, builder: source.Builder, users: source.UserRepor
     A group larger than ``cap`` (default :data:`PART_RECORDS`; :func:`parts_of`) is compared in parts
     (:func:`compare_parts`): what it holds at a time is bounded by the cap, not by the firm.
 
+    ``subset`` (the sample): the org may hold the rest of the firm (sampled again after a full load),
+    whose records are read and skipped, never held: a group's parts follow its own records (not the
+    org's), and the team members and event relations kept are those of its own matters and entries
+    (:class:`SubsetKeys`, :func:`readback.ids_in`), not the org's whole tables. What still follows the
+    org: the Id index of the objects lookups point at, and a hash of each Clio id while counting.
+
     ``whole``: one group, read whole (a delta window's few records, whose link targets are looked up
     from the records read)."""
     rb = readback.ReadBack()
@@ -85,7 +108,9 @@ def compare_groups(client: Any, builder: source.Builder, users: source.UserRepor
     readback.read_users(client, rb)
     comparison = compare.Comparison(rb, users, rejects, horizon_days, now, subset)
     for objects, sobjects in groups:
-        count = 1 if whole else parts_of(builder, objects, sobjects, rb, PART_RECORDS if cap is None else cap)
+        # a subset (the sample) holds none of the org's records outside it: its parts follow its own records
+        count = 1 if whole else parts_of(builder, objects, () if subset else sobjects, rb,
+                                         PART_RECORDS if cap is None else cap)
         if count > 1:
             compare_parts(client, builder, rb, comparison, objects, count)
             continue
@@ -98,8 +123,12 @@ def compare_groups(client: Any, builder: source.Builder, users: source.UserRepor
             readback.select(client, rb, wanted)
             for sobject, fields in sorted(compare.link_fields(exp).items()):
                 readback.index_targets(client, rb, sobject, sorted(fields))
-        readback.read_links(client, rb, sorted(set(exp.team_sobject.values()) |
-                                               ({"EventRelation"} if exp.attendees or exp.series else set())))
+        links = sorted(set(exp.team_sobject.values()) | ({"EventRelation"} if exp.attendees or exp.series else set()))
+        parents = None
+        if subset and not whole:  # only the links of the subset's records, not the org's whole tables
+            keep = SubsetKeys(exp)
+            parents = set().union(*(readback.ids_in(client, rb, readback.LINK_PARENT[s], keep) for s in links))
+        readback.read_links(client, rb, links, parents)
         comparison.group(exp)
         del exp, wanted  # before the next group is built
         rb.release_links()

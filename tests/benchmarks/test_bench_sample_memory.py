@@ -44,3 +44,32 @@ def test_the_page_renders_from_the_record(tmp_path: Path, monkeypatch: pytest.Mo
     assert "| peak RSS of select_sample's work | 1,000,000 staged records | 190.0 | MB | < 500 | met | 2 |" in page
     assert "| peak RSS growth of select_sample's work | 100,000 → 1,000,000 records | 1.118 | ratio | ≤ 1.2 | met |" in page
     assert "A note." in page
+
+
+def test_the_stand_in_org_holds_the_sample_as_loaded_and_makes_the_firms_other_records(tmp_path: Path) -> None:
+    from clio2sf import staging
+
+    def env(sobject: str, row: dict) -> dict:
+        return {"sobject": sobject, "source_system_id": row["Clio_Id__c"], "external_id_field": "Clio_Id__c",
+                "natural_key": None, "row": row}
+
+    sample = tmp_path / "sample" / "transformed"
+    staging.ensure_dir(sample / "Account")
+    staging.ensure_dir(sample / "Contact")
+    staging.write_jsonl_gz(sample / "Account" / "contacts-batch-00001.jsonl.gz",
+                           [env("Account", {"Clio_Id__c": "contact-1", "Name": "Acme"})])
+    staging.write_jsonl_gz(sample / "Contact" / "contacts-batch-00001.jsonl.gz",
+                           [env("Contact", {"Clio_Id__c": "contact-2", "LastName": "Doe",
+                                            "Account.Clio_Id__c": "contact-1"})])
+    staging.write_json(tmp_path / "users" / "user_map.json", {"users": {"1001": "005000000000001AAA"}})
+    org = bench.SampleOrg(tmp_path, scale=3)
+    account = next(org.query_all_iter("SELECT Id FROM Account WHERE Clio_Id__c IN ('contact-1')"))["Id"]
+    asked = list(org.query_all_iter("SELECT Id, AccountId, Account.Clio_Id__c FROM Contact "
+                                    "WHERE Clio_Id__c IN ('contact-2', 'contact-1000000000002')"))
+    assert [(r["AccountId"], r["Account.Clio_Id__c"]) for r in asked] == [(account, "contact-1")]  # the sample's only
+    every = list(org.query_all_iter("SELECT Id, Clio_Id__c, AccountId FROM Contact WHERE Clio_Id__c != null"))
+    assert [r["Clio_Id__c"] for r in every] == ["contact-2", "contact-1000000000002", "contact-2000000000002"]
+    assert len({r["Id"][:15] for r in every}) == 3 and account not in {r["AccountId"] for r in every[1:]}
+    assert [r["Id"] for r in org.query_all_iter("SELECT Id FROM User")] == ["005000000000001AAA"]
+    fields = {f["name"]: f for f in org.describe("Contact")["fields"]}
+    assert fields["AccountId"]["referenceTo"] == ["Account"] and "Account.Clio_Id__c" not in fields

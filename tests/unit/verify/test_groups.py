@@ -250,3 +250,53 @@ def test_the_number_of_parts_keeps_the_largest_under_the_cap():
         count = run.parts_of(builder, ("tasks",), ("Task",), readback.ReadBack(), cap)
         largest = max(sum(f"task-{n}" in source.Part(i, count) for n in numbers) for i in range(count))
         assert (count, largest <= cap) == (parts, True), (cap, count, largest)
+
+
+def _outside_the_sample(org: dict, copies: int) -> dict:
+    """``org`` with ``copies`` more of its matter (with a team member) and of its calendar entry (with two
+    relations): records of the firm outside a sample, as after the full load."""
+    org = {k: [dict(r) for r in v] for k, v in org.items()}
+    case, event = org["Case"][0], org["Event"][0]
+    for i in range(1, copies + 1):
+        case_id, event_id = f"500Z{i:011d}AAA", f"00UZ{i:011d}AAA"  # 15 characters of their own
+        org["Case"].append({**case, "Id": case_id, "Clio_Id__c": f"matter-{1000 + i}"})
+        org["CaseTeamMember"].append({"Id": f"0B6Z{i:011d}AAA", "ParentId": case_id, "MemberId": g.ANN})
+        org["Event"].append({**event, "Id": event_id, "Clio_Id__c": f"calendar_entry-{1000 + i}"})
+        org["EventRelation"] += [{"Id": f"0REY{i:011d}AAA", "EventId": event_id, "RelationId": g.ANN},
+                                 {"Id": f"0REZ{i:011d}AAA", "EventId": event_id, "RelationId": g.CON}]
+    return org
+
+
+def test_a_subset_holds_the_links_and_parts_of_its_own_records_not_the_orgs(monkeypatch):
+    """The sample (``subset``): the team members and event relations held are those of the sample's
+    matters and entries (before: every row of the org's tables, as after a full load: memory followed
+    the org), and its parts follow its own records, not the org's (before: an org over the cap split
+    the sample's groups into parts, each reading the link tables again). The findings are those of
+    an org holding only the sample."""
+    held: list[set[str]] = []
+    read_links = readback.read_links
+
+    def spy(client, rb, sobjects, parents=None):
+        read_links(client, rb, sobjects, parents)
+        held.append(set(rb.team) | set(rb.relations))
+
+    built: list[int] = []
+    build = source.Builder.build
+    monkeypatch.setattr(readback, "read_links", spy)
+    monkeypatch.setattr(source.Builder, "build", lambda self, objects, part=source.WHOLE: (
+        built.append(part.count), build(self, objects, part))[1])
+
+    def findings(org: dict, cap: int | None = None) -> compare.Result:
+        held.clear()
+        built.clear()
+        builder = source.Builder(lambda n: g.raw().get(n, []), set(g.raw()), g.spec(), g.USERS, g.NOW)
+        return run.compare_groups(FakeSF(org, types=g.TYPES), builder, g.USERS, compare.Rejects(), whole=False,
+                                  horizon_days=730, now=g.NOW, subset=True, cap=cap)[0]
+
+    alone = findings(g.org())
+    sample_parents = {readback.short(r["Id"]) for so in ("Case", "Event") for r in g.org()[so]}
+    firm = _outside_the_sample(g.org(), 40)
+    among = findings(firm, cap=20)
+    assert _rows(among) == _rows(alone) and among.totals() == alone.totals()
+    assert held and all(parents <= sample_parents for parents in held), held
+    assert built and set(built) == {1}  # the sample's groups are under the cap: built whole, once each
