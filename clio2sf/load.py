@@ -1072,22 +1072,26 @@ def split_deferred(
     return first, second
 
 
-def existing_external_ids(client: LoadClient, envelopes: Sequence[Envelope]) -> set[str]:
-    """External ids (casefolded) of the batch already in Salesforce."""
+def existing_external_ids(client: LoadClient, envelopes: Sequence[Envelope], few: bool | int | None = False) -> set[str]:
+    """External ids (casefolded) of the batch already in Salesforce.  ``few``: as :func:`lookup_records`
+    (how many records of the object the ledger says were written: what the look-up costs, never what it
+    finds)."""
     if not envelopes or not envelopes[0].external_id_field:
         return set()
     ext, sobject = envelopes[0].external_id_field, envelopes[0].sobject
     found: set[str] = set()
-    for rec in lookup_records(client, sobject, [ext], ext, (e.external_id for e in envelopes)):
+    for rec in lookup_records(client, sobject, [ext], ext, (e.external_id for e in envelopes), few=few):
         if rec.get(ext) is not None:
             found.add(str(rec[ext]).casefold())
     return found
 
 
-def _strip_create_only(client: LoadClient, envelopes: list[Envelope]) -> tuple[list[Envelope], set[str] | None]:
+def _strip_create_only(client: LoadClient, envelopes: list[Envelope],
+                       few: bool | int | None = False) -> tuple[list[Envelope], set[str] | None]:
     """Drop create-only fields (``Task.TaskSubtype``) from rows that already exist: an upsert that
     updates would fail on them.  Needs ``client.describe``; without it rows pass unchanged.  Returns the
-    rows and, when it had to look, the external ids (casefolded) already in Salesforce, else None."""
+    rows and, when it had to look, the external ids (casefolded) already in Salesforce, else None.
+    ``few``: :func:`existing_external_ids`."""
     describe = getattr(client, "describe", None)
     if describe is None or not envelopes or not envelopes[0].external_id_field:
         return envelopes, None
@@ -1098,7 +1102,7 @@ def _strip_create_only(client: LoadClient, envelopes: list[Envelope]) -> tuple[l
     }
     if not create_only:
         return envelopes, None
-    have = existing_external_ids(client, envelopes)
+    have = existing_external_ids(client, envelopes, few)
     return [
         Envelope(e.sobject, e.source_system_id, {k: v for k, v in e.row.items() if k not in create_only},
                  e.external_id_field, e.natural_key, e.blob)
@@ -1586,7 +1590,7 @@ def load_rows(
     envelopes, failed = prepare_rows(client, envelopes, note_ids=note_ids)
     failed.update(non_finite_numbers(envelopes, failed))
     failed.update(repeated_external_ids(envelopes, failed))
-    envelopes, have = _strip_create_only(client, envelopes)
+    envelopes, have = _strip_create_only(client, envelopes, few_existing)
     natural = envelopes[0].external_id_field is None
     step: Callable[..., list[RowOutcome]] = (functools.partial(_run_natural_key, known=known_ids, few=few_existing,
                                                                new_anchors=new_anchors)

@@ -415,3 +415,35 @@ def test_note_files_share_one_task_and_their_composite_calls(sf, tmp_path):
     again = run_load_tasks(sf, "ContentNote", run_id="bench-calls-2")
     assert again["created"] == 0 and again["failed"] == 0 and again["rows"] == 3_600, again
     assert len(sf.sf().query_all("SELECT Id FROM ContentNote")["records"]) == 3_600
+
+
+def test_which_tasks_exist_is_one_rest_read_when_the_ledger_holds_few(sf, tmp_path):
+    """The large run's Task: its rows carry ``TaskSubtype`` (create-only), so a batch asks which of them
+    exist before it upserts (an update must not send it); with the sample's few hundred tasks in the
+    ledger that was a 3-call query job for every task's rows, then one REST GET for the before-images of
+    those that exist.  Now the existence look-up takes the ledger's hint as the before-images do: one
+    REST read of the tasks that have an external id (exact: only the asked ones are kept).  3,000 tasks,
+    500 of them written by a first run: 2 GETs and one Bulk job; the code before: a query job, a GET and
+    the job.  Every task is there once, the first run's updated without their subtype."""
+    from clio2sf import staging as st
+    from clio2sf_airflow.hooks.salesforce import ClioSalesforceHook
+
+    ClioSalesforceHook().ensure_external_id_field("Task")
+    mroot = tmp_path / "stage" / "harlow_vance" / "bench-calls"
+
+    def tasks(path, lo: int, hi: int) -> None:
+        st.write_jsonl_gz(path, ({"sobject": "Task", "source_system_id": f"task-{k}", "external_id_field": "Clio_Id__c",
+                                  "natural_key": None,
+                                  "row": {"Clio_Id__c": f"task-{k}", "Subject": f"Task {k}", "Status": "Not Started",
+                                          "Priority": "Normal", "TaskSubtype": "Task"}} for k in range(lo, hi)))
+
+    tasks(mroot / "transformed" / "Task" / "tasks-batch-00001.jsonl.gz", 0, 500)
+    first = run_load_tasks(sf, "Task", run_id="bench-calls-0")
+    assert first["created"] == 500 and first["failed"] == 0, first
+    tasks(mroot / "transformed" / "Task" / "tasks-batch-00002.jsonl.gz", 500, 3_000)
+    got = run_load_tasks(sf, "Task")
+    assert got["tasks"] == 1 and got["rows"] == 3_000 and got["failed"] == 0, got
+    assert (got["created"], got["updated"]) == (2_500, 500), got
+    assert got["steps"].get("soql") == 2 and not any(s.startswith("query ") for s in got["steps"]), got["steps"]
+    assert got["steps"]["ingest create"] == 1, got["steps"]
+    assert len(ClioSalesforceHook().query_all("SELECT Id FROM Task WHERE Clio_Id__c != null")) == 3_000
