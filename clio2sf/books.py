@@ -71,10 +71,17 @@ class Books:
     clients: dict[str, Decimal] = field(default_factory=dict)  # contact source id -> outstanding
 
 
-def _running(entries: list[tuple[str, str, Decimal]]) -> tuple[Decimal, Decimal]:
-    """(sum, lowest running balance) of (date, tiebreak, amount) entries in date order."""
+def _entry(date: str, tiebreak: str, amount: Decimal) -> str:
+    """One ledger entry kept until its matter's running balance is taken, as one string (about 90 bytes,
+    against some 300 for a tuple of two strings and a Decimal): the fields joined by NUL, which sorts below
+    any character of a date or an id, so the strings sort as the (date, tiebreak) pairs."""
+    return f"{date}\0{tiebreak}\0{amount}"
+
+
+def _running(entries: Iterable[str]) -> tuple[Decimal, Decimal]:
+    """(sum, lowest running balance) of one matter's entries (:func:`_entry`) in (date, tiebreak, amount) order."""
     total, lowest = ZERO, ZERO
-    for _, _, amount in sorted(entries):
+    for _, amount in sorted((head, Decimal(amount)) for head, amount in (e.rsplit("\0", 1) for e in entries)):
         total += amount
         lowest = min(lowest, total)
     return total, lowest
@@ -112,14 +119,15 @@ def clio_books(records: Callable[[str], Iterable[Envelope]], objects: Iterable[s
         trust_accounts = {str((e.get("data") or {}).get("id")) for e in records("bank_accounts")
                           if (e.get("data") or {}).get("type") == "Trust"}
     if "bank_transactions" in have and trust_accounts is not None:
-        entries: dict[str, list[tuple[str, str, Decimal]]] = defaultdict(list)
+        entries: dict[str, list[str]] = defaultdict(list)
         for env in records("bank_transactions"):
             d = env.get("data") or {}
             matter = (d.get("matter") or {}).get("id")
             if str(d.get("bank_account_id")) in trust_accounts and matter is not None:
-                entries[f"matter-{matter}"].append((str(d.get("date")), f"{int(d['id']):012d}",
-                                                   _dec(d.get("amount"), f"{env.get('source_system_id')}: amount")))
-        for sid, rows in entries.items():
+                entries[f"matter-{matter}"].append(_entry(str(d.get("date")), f"{int(d['id']):012d}",
+                                                          _dec(d.get("amount"), f"{env.get('source_system_id')}: amount")))
+        for sid in list(entries):  # each matter's entries dropped once summed
+            rows = entries.pop(sid)
             total, lowest = _running(rows)
             books.trust[sid] = TrustBook(ledger=total, lowest=lowest, transactions=len(rows))
     if "matters" in have and trust_accounts is not None:
@@ -171,15 +179,16 @@ def salesforce_books(stream: Callable[[str, list[str]], Iterable[Mapping[str, An
                 if r.get("Clio_Source_Account_Type__c") == "Trust":
                     bill.paid_from_trust += amount
     if "Ledger__c" in sobjects and trust_accounts is not None:
-        entries: dict[str, list[tuple[str, str, Decimal]]] = defaultdict(list)
+        entries: dict[str, list[str]] = defaultdict(list)
         for r in stream("Ledger__c", ["Clio_Id__c", "Clio_Date__c", "Clio_Amount__c", "Clio_Bank_Account_Id__c",
                                       "Case__r.Clio_Id__c", "Opportunity__r.Clio_Id__c"]):
             matter = r.get("Case__r.Clio_Id__c") or r.get("Opportunity__r.Clio_Id__c")
             if str(r.get("Clio_Bank_Account_Id__c")) in trust_accounts and matter:
                 tiebreak = str(r["Clio_Id__c"]).split("-", 1)[-1]
-                entries[str(matter)].append((str(r.get("Clio_Date__c")), f"{int(tiebreak):012d}" if tiebreak.isdigit()
-                                             else tiebreak, _dec(r.get("Clio_Amount__c"), f"{r['Clio_Id__c']}: amount")))
-        for sid, rows in entries.items():
+                entries[str(matter)].append(_entry(str(r.get("Clio_Date__c")), f"{int(tiebreak):012d}" if tiebreak.isdigit()
+                                                   else tiebreak, _dec(r.get("Clio_Amount__c"), f"{r['Clio_Id__c']}: amount")))
+        for sid in list(entries):  # each matter's entries dropped once summed
+            rows = entries.pop(sid)
             total, lowest = _running(rows)
             books.trust[sid] = TrustBook(ledger=total, lowest=lowest, transactions=len(rows))
     if "Clio_Client_Balance__c" in sobjects:

@@ -7,10 +7,14 @@ come from the DAG (SOQL aggregates or streamed query results, see :class:`Target
 
 from __future__ import annotations
 
+import heapq
+from array import array
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
+from itertools import chain, islice
 from typing import Any
 
 from clio2sf import reports
@@ -34,11 +38,183 @@ def base_source_id(external_id: str) -> str:
     return external_id.split("@", 1)[0]
 
 
+#: Values sorted at once by :func:`sorted_unique` and :func:`repeated` (a list of Python ints that long is
+#: the transient).
+RUN = 65_536
+
+
+def _merged_runs(values: array) -> Iterator[int]:
+    """``values`` in order: sorted in place in runs of :data:`RUN` (no copy of the array), the runs merged."""
+    starts = range(0, len(values), RUN)
+    for i in starts:
+        values[i:i + RUN] = array("q", sorted(values[i:i + RUN]))
+    return heapq.merge(*(islice(values, i, i + RUN) for i in starts))
+
+
+def sorted_unique(values: array) -> array:
+    """``values`` (int64) sorted without repeats, never as a list of Python ints (``values`` is left sorted
+    in runs)."""
+    out, last = array("q"), None
+    for v in _merged_runs(values):
+        if v != last:
+            out.append(v)
+            last = v
+    return out
+
+
+def repeated(values: array) -> set[int]:
+    """The values (int64) more than once in ``values`` (left sorted in runs)."""
+    out: set[int] = set()
+    previous: int | None = None
+    for v in _merged_runs(values):
+        if v == previous:
+            out.add(v)
+        previous = v
+    return out
+
+
+def _minus(a: array, b: array) -> Iterator[int]:
+    """The values of sorted ``a`` not in sorted ``b`` (both without repeats), in order."""
+    j, nb = 0, len(b)
+    for x in a:
+        while j < nb and b[j] < x:
+            j += 1
+        if j < nb and b[j] == x:
+            continue
+        yield x
+
+
+class IdSet:
+    """Clio source ids held compactly, a set of strings to its readers (``in``, ``len``, iteration, ``==``):
+    ``<kind>-<number>`` (``matter-7``) as the number in a sorted array per kind, 8 bytes an id (a string
+    and its set slot: about 100); any other id (an occurrence, a version, a name) as text.
+
+    Built by :meth:`add` in any order with repeats (a record's consecutive repeats, its occurrences, are
+    appended once); the numbers are sorted in runs when first read. :meth:`common` and :meth:`first_missing`
+    compare two sets kind by kind without making a third.
+    """
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, ssids: Iterable[str] = ()) -> None:
+        self._numbers: dict[str, array] = {}
+        self._new: dict[str, array] = {}
+        self.text: set[str] = set()
+        self._last: tuple[str, int] | None = None
+        for ssid in ssids:
+            self.add(ssid)
+
+    @staticmethod
+    def split(ssid: str) -> tuple[str, int] | None:
+        """``matter-7`` → ("matter", 7); None when the id does not read back the same from its number."""
+        kind, _, num = ssid.rpartition("-")
+        if kind and num.isascii() and num.isdigit() and len(num) < 19 and (num == "0" or num[0] != "0"):
+            return kind, int(num)
+        return None
+
+    def add(self, ssid: str) -> None:
+        kind, _, num = ssid.rpartition("-")  # :meth:`split`, inline (called once a row)
+        if kind and num.isdigit() and len(num) < 19 and num.isascii() and (num[0] != "0" or num == "0"):
+            n = int(num)
+            last = self._last
+            if last is None or last[1] != n or last[0] != kind:
+                self._last = (kind, n)
+                self._new.setdefault(kind, array("q")).append(n)
+        else:
+            self.text.add(ssid)
+
+    @property
+    def numbers(self) -> dict[str, array]:
+        """Kind → its numbers, sorted, no repeats."""
+        if self._new:
+            new, self._new, self._last = self._new, {}, None
+            while new:
+                kind, nums = new.popitem()
+                fresh = sorted_unique(nums)
+                del nums
+                kept = self._numbers.get(kind)
+                self._numbers[kind] = fresh if not kept else sorted_unique(kept + fresh)
+        return self._numbers
+
+    def __len__(self) -> int:
+        return sum(len(a) for a in self.numbers.values()) + len(self.text)
+
+    def __contains__(self, ssid: object) -> bool:
+        if not isinstance(ssid, str):
+            return False
+        split = self.split(ssid)
+        if split is None:
+            return ssid in self.text
+        nums = self.numbers.get(split[0])
+        if not nums:
+            return False
+        i = bisect_left(nums, split[1])
+        return i < len(nums) and nums[i] == split[1]
+
+    def __iter__(self) -> Iterator[str]:
+        for kind, nums in self.numbers.items():
+            yield from (f"{kind}-{n}" for n in nums)
+        yield from self.text
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, IdSet):
+            return self.numbers == other.numbers and self.text == other.text
+        if isinstance(other, set | frozenset):
+            return len(self) == len(other) and all(s in self for s in other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"IdSet({len(self)} ids)"
+
+    def _combined(self, other: IdSet, numbers: Callable[[array, array], Iterable[int]], text: set[str]) -> IdSet:
+        out = IdSet()
+        out.text = text
+        theirs = other.numbers
+        for kind in dict.fromkeys([*self.numbers, *theirs]):
+            nums = array("q", numbers(self._numbers.get(kind, array("q")), theirs.get(kind, array("q"))))
+            if nums:
+                out._numbers[kind] = nums
+        return out
+
+    def __or__(self, other: IdSet) -> IdSet:
+        return self._combined(other, lambda a, b: sorted_unique(a + b) if a and b else a or b,
+                              self.text | other.text)
+
+    def __sub__(self, other: IdSet) -> IdSet:
+        return self._combined(other, _minus, self.text - other.text)
+
+    def common(self, other: IdSet) -> int:
+        """How many ids are in both."""
+        n = len(self.text & other.text)
+        theirs = other.numbers
+        for kind, nums in self.numbers.items():
+            other_nums = theirs.get(kind)
+            if other_nums is None:
+                continue
+            if nums == other_nums:
+                n += len(nums)
+            else:
+                n += len(nums) - sum(1 for _ in _minus(nums, other_nums))
+        return n
+
+    def first_missing(self, other: IdSet, limit: int, skip: Iterable[str] = ()) -> list[str]:
+        """The first ``limit`` ids (in string order) of this set that are neither in ``other`` nor ``skip``."""
+        skip = set(skip)
+        theirs = other.numbers
+
+        def named(kind: str, nums: array) -> Iterator[str]:
+            return (f"{kind}-{n}" for n in _minus(nums, theirs.get(kind, array("q"))))
+
+        gone = chain((s for s in self.text if s not in other.text),
+                     *(named(kind, nums) for kind, nums in self.numbers.items() if nums != theirs.get(kind)))
+        return heapq.nsmallest(limit, (s for s in gone if s not in skip))
+
+
 @dataclass
 class SourceTotals:
-    """Per object: distinct Clio ids staged (and their source_system_ids); money keyed by figure."""
+    """Per object: distinct Clio ids staged (their source_system_ids, :class:`IdSet`); money keyed by figure."""
 
-    ids: dict[str, set[str]] = field(default_factory=dict)
+    ids: dict[str, IdSet | set[str]] = field(default_factory=dict)
     amounts: dict[str, Decimal] = field(default_factory=dict)
 
     @property
@@ -78,7 +254,7 @@ def source_totals(envelopes_by_object: Mapping[str, Iterable[Envelope]] | Callab
                           if (e.get("data") or {}).get("type") == "Trust"}
     totals = SourceTotals()
     for obj in objects:
-        ids: set[str] = set()
+        ids, records = IdSet(), 0  # a record staged twice is found after the read: fewer ids than records
         amounts = dict(totals.amounts)
         for env in _iter(envelopes_by_object, obj):  # summed as read: no record's figures kept
             if include is not None and not include(obj, env):
@@ -86,13 +262,13 @@ def source_totals(envelopes_by_object: Mapping[str, Iterable[Envelope]] | Callab
             ssid = env.get("source_system_id")
             if not ssid:
                 raise ValueError(f"{obj}: envelope without source_system_id (clio_id {env.get('clio_id')!r})")
-            if ssid in ids:  # staged twice: the last version counts, summed again keeping each record's figures
-                ids, amounts = _totals_of_last_versions(envelopes_by_object, obj, include, trust_accounts,
-                                                        totals.amounts)
-                break
             ids.add(ssid)
+            records += 1
             for key, value in _figures(obj, env, trust_accounts).items():
                 amounts[key] = amounts.get(key, ZERO) + value
+        if len(ids) < records:  # staged twice: the last version counts, summed again keeping each record's figures
+            ids, amounts = _totals_of_last_versions(envelopes_by_object, obj, include, trust_accounts,
+                                                    totals.amounts)
         totals.ids[obj] = ids
         totals.amounts = amounts
     return totals
@@ -100,10 +276,10 @@ def source_totals(envelopes_by_object: Mapping[str, Iterable[Envelope]] | Callab
 
 def _totals_of_last_versions(envelopes_by_object: Any, obj: str, include: Callable[[str, Envelope], bool] | None,
                              trust_accounts: set[int] | None,
-                             amounts: dict[str, Decimal]) -> tuple[set[str], dict[str, Decimal]]:
+                             amounts: dict[str, Decimal]) -> tuple[IdSet, dict[str, Decimal]]:
     """``obj``'s ids and ``amounts`` plus its figures when a record is staged more than once: each record's
     last version's figures, summed in the order the records were first staged."""
-    ids: set[str] = set()
+    ids = IdSet()
     per_record: dict[str, dict[str, Decimal]] = {}
     for env in _iter(envelopes_by_object, obj):
         if include is not None and not include(obj, env):
@@ -183,7 +359,7 @@ class FoundRows:
     """One object's Salesforce rows summed up: the Clio records they carry (``base_source_id`` of each
     Clio_Id__c), how many rows, the Clio_Id__c values on more than one row (sorted, with their counts)."""
 
-    found: set[str]
+    found: IdSet | set[str]
     rows: int
     duplicates: dict[str, int]
 
@@ -291,9 +467,16 @@ def reconcile(source: SourceTotals, target: TargetTotals, rejects: Iterable[Mapp
             got = target.found.get(obj) or FoundRows.of(target.ids[obj])
             dups, found = got.duplicates, got.found
             rej = {s: r for s, r in rej.items() if s not in found}  # loaded after all: not a reject
-            loaded = len(found & expected_ids)
-            missing_ids = sorted(expected_ids - found - set(rej))
-            unexpected = len(found - expected_ids)
+            if isinstance(found, IdSet) or isinstance(expected_ids, IdSet):  # compared without a third set
+                have = found if isinstance(found, IdSet) else IdSet(found)
+                want = expected_ids if isinstance(expected_ids, IdSet) else IdSet(expected_ids)
+                loaded = want.common(have)
+                missing_ids = want.first_missing(have, list_limit, skip=rej)
+                unexpected = len(have) - loaded
+            else:
+                loaded = len(found & expected_ids)
+                missing_ids = sorted(expected_ids - found - set(rej))
+                unexpected = len(found - expected_ids)
             found_rows = got.rows
         else:
             dups = dict(target.duplicates.get(obj, {}))

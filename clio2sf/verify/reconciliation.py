@@ -7,7 +7,6 @@ logs record values (client data is privileged).
 
 from __future__ import annotations
 
-import heapq
 from array import array
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -303,12 +302,15 @@ class _Staged:
         self.kinds: dict[str, str] = {}  # reconciled clio object → Clio kind
         self.derived: list[str] = []  # clio objects whose rows' ids do not follow the Clio records
         #: activities whose primary row is a Task (the last sobject, in staging order, that has it).
-        self.task_activities: set[str] = set()
+        self.task_activities = reconcile.IdSet()
         keys: dict[str, tuple[int, tuple[str, ...]]] = {}  # sobject → (file position, natural key): the last
         for pos, (sobject, clio_object, path) in enumerate(transformed_files(mroot)):
             self.files[clio_object].append((pos, sobject, path))
         for obj in sorted(self.files):
-            bases: set[str] = set()  # this object's primary rows' Clio records
+            bases = reconcile.IdSet()  # this object's primary rows' Clio records (8 bytes each)
+            # an object's files are in sobject order: its Tasks before the sobjects after "Task" that take
+            # an activity back (the set is the Tasks added, less those taken back, object by object)
+            tasks, gone = reconcile.IdSet(), reconcile.IdSet()
             for pos, sobject, path in self.files[obj]:
                 for env in staging.read_jsonl_gz(path):
                     ssid = env["source_system_id"]
@@ -320,10 +322,13 @@ class _Staged:
                         bases.add(base_id(ssid))
                         if sobject == "Task":
                             if _kind(ssid) == "activity":
-                                self.task_activities.add(ssid)
-                        elif sobject > "Task":
-                            self.task_activities.discard(ssid)
-            if not bases:
+                                tasks.add(ssid)
+                        elif sobject > "Task" and (ssid in tasks or ssid in self.task_activities):
+                            gone.add(ssid)
+            if len(tasks) or len(gone):
+                self.task_activities = (self.task_activities | tasks) - gone
+            del tasks, gone
+            if not len(bases):
                 continue
             first = next((ssid for e in iter_raw(raw_root, obj) if (ssid := e.get("source_system_id")) in bases), None)
             if first is None:
@@ -350,37 +355,21 @@ def _found_rows(rows: Callable[[], Iterable[str]], again: Callable[[], Iterable[
     """One object's org rows summed up as they stream (:meth:`reconcile.FoundRows.of` without the list):
     the Clio records found, the row count and, through an 8-byte hash per row, the Clio_Id__c values on
     more than one row, read ``again`` only when two rows' hashes agree (to name them exactly)."""
-    found: set[str] = set()
+    found = reconcile.IdSet()
     hashes = array("q")
     for value in rows():
         found.add(reconcile.base_source_id(value))
         hashes.append(hash(value))
     count = len(hashes)
-    twice = _repeated(hashes)
+    twice = reconcile.repeated(hashes)
     del hashes
     duplicates = reconcile.count_duplicates(v for v in again() if hash(v) in twice) if twice else {}
     return reconcile.FoundRows(found, count, duplicates)
 
 
-#: Hashes sorted at once by :func:`_repeated` (a list of Python ints that long is the transient).
-_RUN = 65_536
-
-
-def _repeated(hashes: array) -> set[int]:
-    """The values more than once in ``hashes``: sorted in runs (8 bytes a value), the runs merged."""
-    runs = [array("q", sorted(hashes[i:i + _RUN])) for i in range(0, len(hashes), _RUN)]
-    out: set[int] = set()
-    previous: int | None = None
-    for value in heapq.merge(*runs):
-        if value == previous:
-            out.add(value)
-        previous = value
-    return out
-
-
-def _source_ids(raw_root: Any, obj: str) -> set[str]:
+def _source_ids(raw_root: Any, obj: str) -> reconcile.IdSet:
     """The Clio records of ``obj`` staged (:func:`reconcile.source_totals`'s ids, without its figures)."""
-    ids: set[str] = set()
+    ids = reconcile.IdSet()
     for env in iter_raw(raw_root, obj):
         ssid = env.get("source_system_id")
         if not ssid:

@@ -104,15 +104,25 @@ _FIRM = {"matters": ("matter", "Case"), "contacts": ("contact", "Contact"), "tas
          "bills": ("bill", "Clio_Billing__c"), "notes": ("note", "Note__c"), "communications": ("communication", "Email__c")}
 
 
-def _reconcile_peak(root: Path, objects: list[str], n: int) -> tuple[int, dict]:
-    """tracemalloc's peak (bytes) of reconciling a firm of ``objects``, ``n`` records each, all loaded."""
+def _reconcile_peak(root: Path, objects: list[str], n: int, batch: int | None = None) -> tuple[int, dict]:
+    """tracemalloc's peak (bytes) of reconciling a firm of ``objects``, ``n`` records each, all loaded;
+    ``batch``: records a staged file (default: one file an object)."""
     import tracemalloc
 
     org: dict[str, list[dict]] = {}
+    step = batch or n
     for obj in objects:
         kind, sobject = _FIRM[obj]
-        _raw(root, obj, [_env(obj, f"{kind}-{i}", {"id": i, "total": "1.00"}) for i in range(1, n + 1)])
-        _rows(root, sobject, obj, [{"Clio_Id__c": f"{kind}-{i}", "Name": f"record number {i}"} for i in range(1, n + 1)])
+        infos = []
+        for b, start in enumerate(range(1, n + 1, step), 1):
+            ids = range(start, min(n, start + step - 1) + 1)
+            infos.append(staging.write_jsonl_gz(staging.batch_path(root, obj, b), [
+                _env(obj, f"{kind}-{i}", {"id": i, "total": "1.00"}) for i in ids]))
+            staging.write_jsonl_gz(root / "transformed" / sobject / f"{obj}-batch-{b:05d}.jsonl.gz", [
+                {"sobject": sobject, "source_system_id": f"{kind}-{i}", "external_id_field": "Clio_Id__c",
+                 "natural_key": None, "row": {"Clio_Id__c": f"{kind}-{i}", "Name": f"record number {i}"}}
+                for i in ids])
+        staging.write_json(staging.raw_dir(root, obj) / staging.MANIFEST, {"object": obj, "batches": infos})
         org[sobject] = [{"Id": f"a{i:014d}", "Clio_Id__c": f"{kind}-{i}", "Name": f"record number {i}"}
                         for i in range(1, n + 1)]
     client = FakeSF(org)
@@ -161,9 +171,53 @@ def test_found_rows_streamed_equal_the_list_and_name_duplicates_exactly():
 def test_repeated_hashes_found_across_sorted_runs(monkeypatch):
     from array import array
 
-    from clio2sf.verify import reconciliation
+    from clio2sf import reconcile
 
-    monkeypatch.setattr(reconciliation, "_RUN", 3)
+    monkeypatch.setattr(reconcile, "RUN", 3)
     values = array("q", [9, -4, 7, 1, 9, 5, 3, -4, 8, 2, 11, 7])
-    assert reconciliation._repeated(values) == {9, -4, 7}
-    assert reconciliation._repeated(array("q")) == set() and reconciliation._repeated(array("q", [5])) == set()
+    assert reconcile.repeated(values) == {9, -4, 7}
+    assert reconcile.repeated(array("q")) == set() and reconcile.repeated(array("q", [5])) == set()
+    assert list(reconcile.sorted_unique(values)) == [-4, 1, 2, 3, 5, 7, 8, 9, 11]
+
+
+def test_reconcile_reports_what_clio_holds_not_what_the_transform_sent(tmp_path: Path):
+    """A seeded defect in the largest object: activity-50 is in Clio's raw records but the transform dropped
+    it silently (no reject), activity-49 was sent but is not in the org, activity-3 is on two rows and the
+    org holds an activity Clio does not: each is reported, against the raw records."""
+    n = 50
+    _raw(tmp_path, "activities", [_env("activities", f"activity-{i}", {"id": i, "type": "TimeEntry"})
+                                  for i in range(1, n + 1)])
+    _rows(tmp_path, "Time_Entry__c", "activities", [{"Clio_Id__c": f"activity-{i}"} for i in range(1, n)])
+    org = [{"Id": f"a{i:05d}", "Clio_Id__c": f"activity-{i}"} for i in [*range(1, n - 1), 3, 999]]
+    out = verify.reconcile_migration(FakeSF({"Time_Entry__c": org}), tmp_path, load_spec(None), run_label="final")
+    assert out["objects"]["activities"] == {"expected": 50, "loaded": 48, "rejected": 0, "missing": 2,
+                                            "duplicates": 1, "unexpected": 1}
+    assert out["lost"] == 2 and out["duplicated"] == 1 and not out["exact"]
+    doc = json.loads((tmp_path / "reports" / "final" / "reconciliation.json").read_text())
+    [acts] = [o for o in doc["objects"] if o["object"] == "activities"]
+    assert acts["missing_ids"] == ["activity-49", "activity-50"] and acts["duplicate_ids"] == {"activity-3": 2}
+
+
+def test_reconcile_holds_ids_compactly_not_as_strings(tmp_path: Path):
+    """One object of 40,000 records (staged 2,000 a file, as the extraction does) reconciles within ~40 bytes
+    a record over one of 4,000: the staged ids and the found ones as numbers, 8 bytes each, sorted in runs
+    (sets of strings, and their intersection: about 220 bytes a record)."""
+    small, out_small = _reconcile_peak(tmp_path / "small", ["matters"], 4_000, batch=2_000)
+    large, out_large = _reconcile_peak(tmp_path / "large", ["matters"], 40_000, batch=2_000)
+    assert out_large["objects"]["matters"]["loaded"] == 40_000 and out_large["exact"] and out_small["exact"]
+    assert (large - small) / 36_000 < 40, (small, large)
+
+
+def test_staged_task_activities_are_the_last_sobject_in_staging_order(tmp_path: Path):
+    """An activity is a Task when the last of its object's sobjects, in staging order, with its primary row
+    is Task: a row in a sobject after Task takes it back, one before does not."""
+    from clio2sf.verify.reconciliation import _Staged
+
+    _raw(tmp_path, "activities", [_env("activities", f"activity-{i}", {"id": i}) for i in range(1, 6)])
+    _rows(tmp_path, "Expense__c", "activities", [{"Clio_Id__c": "activity-3"}])
+    _rows(tmp_path, "Task", "activities", [{"Clio_Id__c": f"activity-{i}"} for i in (1, 2, 3, 5)])
+    _rows(tmp_path, "Time_Entry__c", "activities", [{"Clio_Id__c": f"activity-{i}"} for i in (2, 4)])
+    staged = _Staged(tmp_path)
+    assert staged.task_activities == {"activity-1", "activity-3", "activity-5"}
+    assert len(staged.task_activities) == 3 and "activity-2" not in staged.task_activities
+    assert staged.kinds == {"activities": "activity"}

@@ -116,3 +116,48 @@ def test_restaged_record_counts_its_last_version_summed_in_first_staged_order():
         return iter(firm[name])
 
     assert source_totals(index, ["bills"]).amounts == src.amounts and calls == ["bills", "bills"]
+
+
+def test_id_set_answers_as_a_set_of_strings(monkeypatch):
+    """``IdSet`` (numbers per kind, other ids as text) gives a set of strings' answers: membership, size,
+    common ids, the first missing in string order, union and difference, over ids that are not numbers
+    (occurrences, leading zeros, other digits) and across sort runs."""
+    import random
+
+    from clio2sf import reconcile as mod
+    from clio2sf.reconcile import IdSet
+
+    monkeypatch.setattr(mod, "RUN", 7)
+    rnd = random.Random(5)
+    pool = ([f"activity-{i}" for i in range(200)] + [f"matter-{i}" for i in range(0, 60, 3)]
+            + ["activity-007", "activity-0", "activity-٣", "calendar_entry-4@20240101T150000Z", "odd", "-5",
+               "activity-12345678901234567890", "a-b-9"])
+    for _ in range(30):
+        a = [rnd.choice(pool) for _ in range(rnd.randint(0, 150))]
+        b = [rnd.choice(pool) for _ in range(rnd.randint(0, 150))]
+        sa, sb, ia, ib = set(a), set(b), IdSet(a), IdSet(sorted(b))
+        assert len(ia) == len(sa) and ia == sa and set(ia) == sa and all((x in ia) == (x in sa) for x in pool)
+        assert ia.common(ib) == len(sa & sb)
+        skip = set(rnd.sample(pool, 5))
+        assert ia.first_missing(ib, 10, skip) == sorted(sa - sb - skip)[:10]
+        assert (ia | ib) == sa | sb and (ia - ib) == sa - sb
+    more = IdSet(["matter-3"])
+    assert "matter-3" in more
+    more.add("matter-1")  # added after a read: merged with the sorted numbers
+    assert more == {"matter-1", "matter-3"} and 5 not in more
+
+
+def test_reconcile_compares_id_sets_as_sets():
+    from clio2sf.reconcile import FoundRows, IdSet, SourceTotals
+
+    expected = {f"matter-{i}" for i in range(1, 11)} | {"matter-x"}
+    rows = [f"matter-{i}" for i in (1, 2, 3, 3, 4, 5, 6, 7, 8, 11)]
+    rejects = [{"object": "matters", "source_system_id": "matter-9", "rule": "bad"},
+               {"object": "matters", "source_system_id": "matter-2", "rule": "bad"}]  # loaded after all
+    plain = reconcile(SourceTotals(ids={"matters": expected}), TargetTotals(ids={"matters": rows}), rejects)
+    found = FoundRows(IdSet(r for r in rows), len(rows), count_duplicates(rows))
+    compact = reconcile(SourceTotals(ids={"matters": IdSet(expected)}), TargetTotals(found={"matters": found}),
+                        rejects)
+    assert compact == plain
+    [m] = compact.objects
+    assert (m.loaded, m.rejected, m.missing, m.unexpected, m.missing_ids) == (8, 1, 2, 1, ["matter-10", "matter-x"])
