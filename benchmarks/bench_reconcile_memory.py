@@ -290,7 +290,7 @@ def render(doc: dict[str, Any]) -> None:
             met = "-" if f["met"] is None else "met" if f["met"] else "**not met**"
             lines.append(f"| {label} ({entry['measured_at']}) | `{str(d.get('commit', ''))[:10]}` | {f['subject']} | "
                          f"{f['value']} | {f['unit']} | {f['target']} | {met} | {d.get('over_imports_mb', '')} | "
-                         f"{d.get('seconds', '')} | {d.get('cpu_seconds', '')} | {entry.get('loadavg_1m', '')} |")
+                         f"{d.get('seconds', '')} | {d.get('cpu_seconds', '')} | {entry.get('loadavg_1m') or '-'} |")
     lines += ["", *(f"- {n}" for n in NOTES), ""]
     (RESULTS / "reconcile_memory.md").write_text("\n".join(lines), encoding="utf-8")
 
