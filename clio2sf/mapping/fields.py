@@ -15,6 +15,7 @@ from clio2sf.mapping.values import (
     compile_path,
     is_email,
     path_key,
+    primary_item,
     to_bool,
     to_date,
     to_datetime,
@@ -248,8 +249,9 @@ def compile_fields(entries: list[tuple[str, Mapping[str, Any], str | None]], spe
     ``str`` the map holds, a reference.  Anything else (a conversion, a value too long, another type, a
     template, a list of paths, an email) is the field's own :func:`compile_field` function's, which reads
     the value again."""
-    ns: dict[str, Any] = {"BIG": sys.maxsize}
+    ns: dict[str, Any] = {"primary_item": primary_item}
     body: list[str] = []
+    items: dict[str, str] = {}  # list key of a "[primary]" path -> the variable holding its primary item
     for i, (target, fspec, placeholder) in enumerate(entries):
         ns[f"f{i}"] = compile_field(target, fspec, spec, placeholder)
         call = f"f{i}(d, row, issues, overflows)"
@@ -258,15 +260,25 @@ def compile_fields(entries: list[tuple[str, Mapping[str, Any], str | None]], spe
             ns[f"c{i}"] = fspec["const"]
             body.append(f"row[{t}] = c{i}")
             continue
-        steps = None
+        steps = primary = None
         if "template" not in fspec and isinstance(fspec["from"], str):
             parts = fspec["from"].split(".")
             if len(parts) <= 2 and all(path_key(p) == p for p in parts):
                 steps = parts
-        if steps is None:
+            elif len(parts) == 2 and parts[0].endswith("[primary]") and path_key(parts[0][:-9]) == parts[0][:-9] \
+                    and path_key(parts[1]) == parts[1]:
+                primary = parts[0][:-9]
+        if primary is not None:  # "items[primary].key": the list's primary item worked out once a record
+            if primary not in items:
+                items[primary] = f"p{len(items)}"
+                body.append(f"{items[primary]} = primary_item(d.get({primary!r}))")
+            x = items[primary]
+            body.append(f"v = {x}.get({parts[1]!r}) if type({x}) is dict else None if {x} is None else g{i}(d)")
+            ns[f"g{i}"] = compile_path(fspec["from"])
+        elif steps is None:
             body.append(call)
             continue
-        if len(steps) == 1:
+        elif len(steps) == 1:
             body.append(f"v = d.get({steps[0]!r})")
         else:  # compile_path's two-key getter: a dict's value, None, or the getter itself (another Mapping...)
             ns[f"g{i}"] = compile_path(fspec["from"])

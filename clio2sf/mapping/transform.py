@@ -1124,8 +1124,9 @@ def transform_object(
     state: dict[str, Any] = {}
     for env in envelopes:
         d = env.get("data")
-        sid = env.get("source_system_id") or (source_id(clio_object_name, d.get("id")) if isinstance(d, Mapping) else None)
-        if not isinstance(d, Mapping) or sid is None:
+        is_map = type(d) is dict or isinstance(d, Mapping)  # a parsed record is a dict: no ABC check
+        sid = env.get("source_system_id") or (source_id(clio_object_name, d.get("id")) if is_map else None)
+        if not is_map or sid is None:
             yield _reject(clio_object_name, sid or "unknown", "data", "bad_envelope", f"{sid or 'unknown'}: envelope has no record data", None)
             continue
         issues = Issues(sid, [])

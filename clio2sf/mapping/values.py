@@ -62,13 +62,24 @@ def compile_path(path: str) -> Callable[[Mapping[str, Any]], Any]:
                 if not isinstance(cur, list) or not cur:
                     return None
                 if index == "primary":
-                    cur = next((x for x in cur if isinstance(x, Mapping) and x.get("primary")), cur[0])
+                    cur = primary_item(cur)
                 else:
                     i = int(index)
                     cur = cur[i] if i < len(cur) else None
         return cur
 
     return getter
+
+
+def primary_item(items: Any) -> Any:
+    """The ``[primary]`` step of a path: the first item of a non-empty list that is a mapping with a true
+    ``primary``, else its first item; None when ``items`` is not a non-empty list."""
+    if not isinstance(items, list) or not items:
+        return None
+    for x in items:
+        if (type(x) is dict or isinstance(x, Mapping)) and x.get("primary"):
+            return x
+    return items[0]
 
 
 #: Salesforce stores dates from 1700-01-01 to 4000-12-31; anything else fails the row (or overflows).

@@ -425,6 +425,8 @@ def _field_entries() -> list[tuple[str, dict, str | None]]:
         ("List__c", {"from": ["x", "name"], "max": 5}, None), ("Item__c", {"from": "items[0].v"}, None),
         ("LastName", {"from": "name", "required": True}, "(placeholder)"),
         ("Long__c", {"from": "x"}, None),
+        ("Street__c", {"from": "addrs[primary].street", "max": 5}, None), ("Zip__c", {"from": "addrs[primary].zip", "as": "number"}, None),
+        ("First__c", {"from": "addrs[0].street"}, None), ("Deep__c", {"from": "addrs[primary].street.x"}, None),
     ]
 
 
@@ -443,12 +445,16 @@ def test_compiled_fields_set_what_each_field_function_sets(spec):
     whole = compile_fields(entries, spec)
     each = [compile_field(t, f, spec, p) for t, f, p in entries]
     assert "row['Text__c'] = v" in whole.source and "row['Const__c'] = c" in whole.source  # fields set in place
+    assert whole.source.count("primary_item(") == 1  # a list's primary item worked out once
     values = _values()
     for i, value in enumerate(values):
         other = values[(i * 7 + 3) % len(values)]
-        for d in ({"name": value, "a": {"b": other}, "x": None, "items": [{"v": value}]},
-                  {"name": other, "a": {"b": value}, "x": value},
-                  {"name": value, "a": None}, {"a": [value]}, {"name": value, "a": _Map({"b": value})}):
+        addrs = [[{"street": value, "zip": other}, {"street": other, "zip": value, "primary": True}],
+                 [{"street": value, "primary": False}, None], [None, {"street": value, "primary": 1}], [], value,
+                 [_Map({"street": value, "primary": True, "zip": value})], [value, {"street": other}]][i % 7]
+        for d in ({"name": value, "a": {"b": other}, "x": None, "items": [{"v": value}], "addrs": addrs},
+                  {"name": other, "a": {"b": value}, "x": value, "addrs": [{"street": value, "zip": value}]},
+                  {"name": value, "a": None}, {"a": [value]}, {"name": value, "a": _Map({"b": value}), "addrs": addrs[:1] if isinstance(addrs, list) else addrs}):
             got = [_fields_outcome([whole], d), _fields_outcome(each, d)]
             assert repr(got[0]) == repr(got[1]), (d, got)  # repr: a NaN equals itself there
 
@@ -519,3 +525,27 @@ def test_to_number_keeps_ints_and_finite_floats_and_refuses_the_rest():
         with pytest.raises(BadValue):
             to_number(value)
     assert to_number(" 12 ") == 12 and to_number("1,234.5") == 1234.5 and to_number("2.0") == 2.0
+
+
+def test_a_primary_step_reads_the_first_primary_mapping_else_the_first_item():
+    """``a[primary].b``: the first item of the list that is a mapping with a true ``primary``, else the first item;
+    None when the list is empty or not a list (compile_path and compile_fields read it so)."""
+    from clio2sf.mapping.fields import compile_fields
+    from clio2sf.mapping.values import compile_path
+
+    def reference(items):  # what the getter's generator expression gave before lane 31b
+        if not isinstance(items, list) or not items:
+            return None
+        first = next((x for x in items if isinstance(x, Mapping) and x.get("primary")), items[0])
+        return first.get("b") if isinstance(first, Mapping) else None
+
+    cases = [[{"b": 1}, {"b": 2, "primary": True}], [{"b": 1, "primary": 0}, {"b": 2, "primary": ""}],
+             [None, {"b": 3, "primary": 1}], [{"b": 4}, None], [None, {"b": 5}], [7, {"b": 6}], [], None, "ab",
+             [_Map({"b": 8, "primary": True})], [{"b": 9, "primary": True}, {"b": 10, "primary": True}], [[1]]]
+    get = compile_path("a[primary].b")
+    fields = compile_fields([("B__c", {"from": "a[primary].b", "as": "json"}, None)], load_spec(None))
+    for items in cases:
+        assert get({"a": items}) == reference(items), items
+        row: dict = {}
+        fields({"a": items}, row, None, [])
+        assert row == ({} if reference(items) is None else {"B__c": json.dumps(reference(items))}), items
