@@ -8,13 +8,14 @@ come from the DAG (SOQL aggregates or streamed query results, see :class:`Target
 from __future__ import annotations
 
 import heapq
+import operator
 from array import array
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
-from itertools import chain, islice
+from itertools import chain, islice, repeat
 from typing import Any
 
 from clio2sf import reports
@@ -39,27 +40,55 @@ def base_source_id(external_id: str) -> str:
 
 
 #: Values sorted at once by :func:`sorted_unique` and :func:`repeated` (a list of Python ints that long is
-#: the transient).
-RUN = 65_536
+#: the transient: about 40 bytes a value).
+RUN = 16_384
 
 
 def _merged_runs(values: array) -> Iterator[int]:
-    """``values`` in order: sorted in place in runs of :data:`RUN` (no copy of the array), the runs merged."""
+    """``values`` in order: sorted in place in runs of :data:`RUN` (no copy of the array), the runs merged
+    (read through views of the array: it must not grow until the merge is read to its end)."""
     starts = range(0, len(values), RUN)
     for i in starts:
         values[i:i + RUN] = array("q", sorted(values[i:i + RUN]))
-    return heapq.merge(*(islice(values, i, i + RUN) for i in starts))
+    view = memoryview(values)
+    return heapq.merge(*(view[i:i + RUN] for i in starts))
+
+
+def increasing(values: array) -> bool:
+    """Each value above the one before (sorted, no repeats)."""
+    return all(map(operator.lt, values, islice(values, 1, None)))
 
 
 def sorted_unique(values: array) -> array:
-    """``values`` (int64) sorted without repeats, never as a list of Python ints (``values`` is left sorted
+    """``values`` (int64) sorted without repeats, never as a list of Python ints: ``values`` itself when it
+    already is (ids staged, and rows read back, in id order), else a new array (``values`` is left sorted
     in runs)."""
+    if increasing(values):
+        return values
     out, last = array("q"), None
     for v in _merged_runs(values):
         if v != last:
             out.append(v)
             last = v
     return out
+
+
+def counted(values: array) -> Iterator[tuple[int, int]]:
+    """Each value (int64) of ``values`` once, in order, with how many times it is there (``values`` is left
+    sorted in runs)."""
+    if increasing(values):
+        yield from zip(values, repeat(1))
+        return
+    current, n = None, 0
+    for v in _merged_runs(values):
+        if v == current:
+            n += 1
+            continue
+        if n:
+            yield current, n  # type: ignore[misc]
+        current, n = v, 1
+    if n:
+        yield current, n  # type: ignore[misc]
 
 
 def repeated(values: array) -> set[int]:
@@ -122,6 +151,12 @@ class IdSet:
                 self._new.setdefault(kind, array("q")).append(n)
         else:
             self.text.add(ssid)
+
+    def add_numbers(self, kind: str, nums: array) -> None:
+        """Add ``kind``'s ids of numbers ``nums`` (an array this set may keep: best sorted, no repeats)."""
+        pending = self._new.get(kind)
+        self._new[kind] = nums if pending is None else pending + nums
+        self._last = None
 
     @property
     def numbers(self) -> dict[str, array]:

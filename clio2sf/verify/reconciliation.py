@@ -351,20 +351,50 @@ class _Staged:
                 if is_primary(ssid := env["source_system_id"])}
 
 
+def _plain(value: str) -> tuple[str, int] | None:
+    """``matter-7`` → ("matter", 7): a Clio_Id__c that is its record's id as a number (no occurrence)."""
+    return None if "@" in value else reconcile.IdSet.split(value)
+
+
 def _found_rows(rows: Callable[[], Iterable[str]], again: Callable[[], Iterable[str]]) -> reconcile.FoundRows:
     """One object's org rows summed up as they stream (:meth:`reconcile.FoundRows.of` without the list):
-    the Clio records found, the row count and, through an 8-byte hash per row, the Clio_Id__c values on
-    more than one row, read ``again`` only when two rows' hashes agree (to name them exactly)."""
+    the Clio records found, the row count and the Clio_Id__c values on more than one row. A row whose
+    Clio_Id__c is its record's id as a number (``matter-7``) keeps that number (8 bytes a row), whose
+    repeats are its duplicates; any other (an occurrence, ``calendar_entry-4@…``) its record's id and an
+    8-byte hash, the rows read ``again`` only when two such rows' hashes agree (to name them exactly)."""
     found = reconcile.IdSet()
+    plain: dict[str, array] = {}
     hashes = array("q")
+    count = 0
     for value in rows():
-        found.add(reconcile.base_source_id(value))
-        hashes.append(hash(value))
-    count = len(hashes)
+        count += 1
+        split = _plain(value)
+        if split is None:
+            found.add(reconcile.base_source_id(value))
+            hashes.append(hash(value))
+        else:
+            nums = plain.get(split[0])
+            if nums is None:
+                nums = plain[split[0]] = array("q")
+            nums.append(split[1])
+    duplicates: dict[str, int] = {}
+    while plain:
+        kind, nums = plain.popitem()
+        if reconcile.increasing(nums):  # read back in id order: every row a record, once (no copy)
+            found.add_numbers(kind, nums)
+            continue
+        once = array("q")
+        for num, n in reconcile.counted(nums):
+            once.append(num)
+            if n > 1:
+                duplicates[f"{kind}-{num}"] = n
+        del nums
+        found.add_numbers(kind, once)
     twice = reconcile.repeated(hashes)
     del hashes
-    duplicates = reconcile.count_duplicates(v for v in again() if hash(v) in twice) if twice else {}
-    return reconcile.FoundRows(found, count, duplicates)
+    if twice:
+        duplicates.update(reconcile.count_duplicates(v for v in again() if _plain(v) is None and hash(v) in twice))
+    return reconcile.FoundRows(found, count, dict(sorted(duplicates.items())))
 
 
 def _source_ids(raw_root: Any, obj: str) -> reconcile.IdSet:

@@ -168,6 +168,23 @@ def test_found_rows_streamed_equal_the_list_and_name_duplicates_exactly():
     assert _found_rows(lambda: iter(unique), lambda: read("again")).duplicates == {} and reads == ["first", "again"]
 
 
+def test_found_rows_of_plain_ids_name_duplicates_without_reading_again(monkeypatch):
+    from clio2sf import reconcile
+    from clio2sf.verify.reconciliation import _found_rows
+
+    monkeypatch.setattr(reconcile, "RUN", 2)
+    rows = ["matter-5", "matter-1", "contact-2", "matter-5", "matter-12", "matter-1", "matter-5", "odd"]
+
+    def again():
+        raise AssertionError("no occurrence: no second read")
+
+    got = _found_rows(lambda: iter(rows), again)
+    assert got == reconcile.FoundRows.of(rows) and got.duplicates == {"matter-1": 2, "matter-5": 3}
+    ordered = _found_rows(lambda: iter(["matter-1", "matter-2", "matter-9"]), again)
+    assert ordered.found == {"matter-1", "matter-2", "matter-9"} and ordered.rows == 3 and ordered.duplicates == {}
+    assert list(reconcile.counted(reconcile.array("q", [4, 1, 4, 9, 1, 4]))) == [(1, 2), (4, 3), (9, 1)]
+
+
 def test_repeated_hashes_found_across_sorted_runs(monkeypatch):
     from array import array
 
