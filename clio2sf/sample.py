@@ -261,8 +261,9 @@ def _push(column: Any, value: int) -> Any:
 
 class _Table:
     """What the choice needs of one object's records, read in one stream, in stream order and in
-    compact columns (a few dozen bytes a record, no record kept): the Clio id, the stratum, the matter
-    id (objects whose records name one) and the parent references; the seed's rank is computed when
+    compact columns (a few dozen bytes a record, no record kept): the Clio id, the stratum (a byte until
+    a 256th value) and the parent references; a record's matter id is its first matter reference
+    (:attr:`matters`; the few records whose matter is another kept apart); the seed's rank is computed when
     a round asks (:meth:`rank`). The quota and closure rounds of
     :func:`choose_sample` (and each smaller retry) are decided from these, not by reading again."""
 
@@ -271,8 +272,11 @@ class _Table:
         strat_key = STRATA.get(obj)
         cids: Any = _ids()
         self.seed = seed
-        matters: array[int] | None = None  # only once a record names a matter
-        self.strata = array("I")
+        has_matter = False  # a record names a matter (else :attr:`matters` is None)
+        self.matter_other: dict[int, int] = {}  # position → its matter when not its first matter reference
+        # the matter is not kept twice: it is the first matter reference (objects whose records name one)
+        matter_code = _PARENT_CODE["matters"] if _r("matter.id", "matters") in PARENTS.get(obj, ()) else -1
+        self.strata: array[int] = array("B")  # stratum codes: one byte each until a 256th value
         self.values: list[Any] = []  # stratum code → value
         codes: dict[Any, int] = {}
         ref_obj = array("B")
@@ -286,32 +290,56 @@ class _Table:
             cids = _push(cids, cid)
             matter = (data.get("matter") or {}).get("id") if isinstance(data.get("matter"), dict) else None
             key = _matter_key(matter)
-            if matters is not None:
-                matters.append(key)
-            elif key != _NO_MATTER:
-                matters = array("q", [_NO_MATTER] * pos)
-                matters.append(key)
+            has_matter = has_matter or key != _NO_MATTER
             if strat_key:
                 stratum = data.get(strat_key)
                 if stratum not in codes:
                     codes[stratum] = len(self.values)
                     self.values.append(stratum)
-                self.strata.append(codes[stratum])
+                try:
+                    self.strata.append(codes[stratum])
+                except OverflowError:
+                    self.strata = array("I", self.strata)
+                    self.strata.append(codes[stratum])
             try:
                 refs = parent_refs(obj, data)
             except ValueError as exc:
                 self.errors[pos] = exc
                 refs = []
+            first: int | None = None
             for parent, pid in refs:
-                ref_obj.append(_PARENT_CODE[parent])
+                code = _PARENT_CODE[parent]
+                if code == matter_code and first is None:
+                    first = pid
+                ref_obj.append(code)
                 ref_id = _push(ref_id, pid)
+            if (_NO_MATTER if first is None else first) != key:
+                self.matter_other[pos] = key
             self.ref_end.append(len(ref_obj))
-        self.cids, self.matters, self.ref_obj, self.ref_id = cids, matters, ref_obj, ref_id
+        self.cids, self.ref_obj, self.ref_id = cids, ref_obj, ref_id
+        self.has_matter, self.matter_code = has_matter, matter_code
         self._by_rank: dict[int, array[int]] = {}  # stratum code → positions, best rank first
         self._by_id: tuple[array[int] | None, Any] | None = None  # (positions, their ids) in id order
 
     def __len__(self) -> int:
         return len(self.cids)
+
+    @property
+    def matters(self) -> Iterable[int] | None:
+        """The matter id of each record in position order (``_NO_MATTER``: none), read from its first
+        matter reference (:attr:`matter_other`: those whose matter is another); None when no record
+        names a matter."""
+        return self._matters() if self.has_matter else None
+
+    def _matters(self) -> Iterator[int]:
+        other, ref_obj, ref_id, code = self.matter_other, self.ref_obj, self.ref_id, self.matter_code
+        start = 0
+        for pos, end in enumerate(self.ref_end):
+            if pos in other:
+                yield other[pos]
+            else:
+                yield next((ref_id[i] for i in range(start, end) if ref_obj[i] == code), _NO_MATTER)
+            start = end
 
     def refs(self, pos: int) -> list[tuple[str, int]]:
         if pos in self.errors:

@@ -194,3 +194,34 @@ def test_ranks_past_the_kept_best_read_in_order(firm, monkeypatch):
     want = choose_sample(firm, seed=11, max_total=250)
     monkeypatch.setattr(mod, "RANKED", 2)
     assert choose_sample(firm, seed=11, max_total=250).ids == want.ids
+
+
+def _columns_bytes(table) -> int:
+    columns = [table.cids, table.strata, table.ref_obj, table.ref_id, table.ref_end,
+               getattr(table, "__dict__", {}).get("matters")]  # before: a column of its own
+    return sum(c.buffer_info()[1] * c.itemsize for c in columns if c is not None)
+
+
+def test_the_choice_keeps_a_records_matter_once_and_its_stratum_in_a_byte():
+    """The compact columns of the choice (``_Table``): a record's matter id is read from its first matter
+    reference, not kept in a column of its own (8 bytes a record more before), and its stratum code is a
+    byte (4 before), which held the 1M-record firm's ``select_sample`` over its 1.2× growth goal. The
+    matters read back are those of the records, whatever their shape."""
+    from clio2sf.sample import _NO_MATTER, _Table
+
+    datas = [{"id": i, "type": "TimeEntry" if i % 3 else "ExpenseEntry", "matter": {"id": 100 + i % 7},
+              "bill": {"id": 500 + i}} for i in range(1, 2001)]
+    datas += [{"id": 3001, "type": "TimeEntry"},  # no matter
+              {"id": 3002, "type": "TimeEntry", "matter": {"id": "7"}},  # not an id the matter column takes
+              {"id": 3003, "type": "TimeEntry", "matter": {"id": 2 ** 63}},  # too large for 8 bytes
+              {"id": 3004, "type": "TimeEntry", "matter": None, "custom_field_values": [
+                  {"field_type": "matter", "value": "9"}]}]  # a matter reference that is not its matter
+    table = _Table("activities", [{"clio_id": d["id"], "data": d} for d in datas], seed=7)
+    expected = [100 + i % 7 for i in range(1, 2001)] + [_NO_MATTER] * 4
+    assert list(table.matters) == expected
+    plain = _Table("activities", [{"clio_id": d["id"], "data": d} for d in datas[:2000]], seed=7)
+    assert _columns_bytes(plain) / 2000 < 36  # cids 8, stratum 1, refs 2 x 9, ref end 4; before 42
+    bills = _Table("bills", [{"clio_id": 1, "data": {"id": 1, "matters": [{"id": 5}]}}], seed=7)
+    assert bills.matters is None and not bills.matter_other  # its matters are references, not its matter
+    many = _Table("contacts", [{"clio_id": i, "data": {"id": i, "type": f"t{i}"}} for i in range(1, 301)], seed=7)
+    assert [many.values[c] for c in many.strata] == [f"t{i}" for i in range(1, 301)]  # past 256 values
