@@ -163,6 +163,8 @@ class _Ctx:
         self._compiled: dict[str, tuple[FieldFn, list[tuple[str, Callable[[Mapping[str, Any]], Any]]]]] = {}
         self._cf_cache: dict[tuple[str, str], str | None] = {}
         self._paths: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
+        self._links: dict[str, Mapping[str, Any]] = {}
+        self._ref_columns: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def compiled(self, key: str) -> tuple[FieldFn, list[tuple[str, Callable[[Mapping[str, Any]], Any]]]]:
         """(the function setting every field but the owners, owner getters) for ``objects.<key>`` of the spec
@@ -186,6 +188,24 @@ class _Ctx:
     def _calendar_user_getter(self, get_calendar: Callable[[Mapping[str, Any]], Any]) -> Callable[[Mapping[str, Any]], Any]:
         """A getter of the Clio user whose calendar ``get_calendar`` names (None: a firm/shared calendar)."""
         return lambda d: self.users.calendar_user(get_calendar(d))
+
+    def links(self, key: str) -> Mapping[str, Any]:
+        """``objects.<key>.links`` of the spec ({} without)."""
+        links = self._links.get(key)
+        if links is None:
+            links = self._links[key] = (self.spec.objects.get(key) or {}).get("links") or {}
+        return links
+
+    def ref_columns(self, row: Mapping[str, Any]) -> tuple[str, ...]:
+        """The columns of ``row`` named ``...__r.Clio_Id__c`` (a reference by external id), in the row's order:
+        the rows of one object share a few sequences of columns, each scanned once (up to 4,096 kept)."""
+        keys = tuple(row)
+        cols = self._ref_columns.get(keys)
+        if cols is None:
+            cols = tuple(c for c in keys if c.endswith("__r.Clio_Id__c"))
+            if len(self._ref_columns) < 4096:
+                self._ref_columns[keys] = cols
+        return cols
 
     def path(self, path: str) -> Callable[[Mapping[str, Any]], Any]:
         getter = self._paths.get(path)
@@ -604,7 +624,7 @@ def _generic(key: str, client_link: bool = True):
     def run(ctx: _Ctx, env: Mapping[str, Any], d: Mapping[str, Any], sid: str, issues: Issues, state: dict) -> Iterator[TransformResult]:
         row = _base_row(sid, env, d)
         _map_fields(ctx, key, d, row, issues)
-        links = (ctx.spec.objects.get(key) or {}).get("links") or {}
+        links = ctx.links(key)
         ctx.matter_columns(row, d, links.get("matter"), issues)
         client = links.get("client")
         if client:
@@ -612,8 +632,9 @@ def _generic(key: str, client_link: bool = True):
             for kind, value in refs.items():
                 if kind in client["columns"]:
                     row[client["columns"][kind]] = value
-        for col, value in (list(row.items()) if ctx.lookup.get("bills") is not None else ()):  # no bills: nothing to check
-            if col.endswith("__r.Clio_Id__c") and isinstance(value, str) and value.startswith("bill-"):
+        for col in (ctx.ref_columns(row) if ctx.lookup.get("bills") is not None else ()):  # no bills: nothing to check
+            value = row[col]
+            if isinstance(value, str) and value.startswith("bill-"):
                 known, rec = ctx.lookup.record("bills", int(value[5:]) if value[5:].isdigit() else value[5:])
                 if known and rec is None:
                     raise RecordRejected(col, "orphan_reference", f"{sid}: {col} points at {value}, which was not extracted")
@@ -646,8 +667,7 @@ def _activities(ctx: _Ctx, env: Mapping[str, Any], d: Mapping[str, Any], sid: st
 def _task_variant(ctx: _Ctx, env, d, sid, issues, key: str) -> Iterator[TransformResult]:
     row = _base_row(sid, env, d)
     _map_fields(ctx, key, d, row, issues)
-    links = (ctx.spec.objects.get(key) or {}).get("links") or {}
-    ctx.matter_columns(row, d, links.get("matter"), issues)
+    ctx.matter_columns(row, d, ctx.links(key).get("matter"), issues)
     yield _envelope("Task", sid, row)
 
 

@@ -549,3 +549,34 @@ def test_a_primary_step_reads_the_first_primary_mapping_else_the_first_item():
         row: dict = {}
         fields({"a": items}, row, None, [])
         assert row == ({} if reference(items) is None else {"B__c": json.dumps(reference(items))}), items
+
+
+def test_the_first_orphan_bill_column_in_row_order_rejects_whatever_columns_a_row_has(users):
+    """The generic handler checks every ``...__r.Clio_Id__c`` column holding ``bill-<id>`` against the bills look-up,
+    in the row's column order, on rows of different column sets (an empty value leaves its column out)."""
+    data = copy.deepcopy(load_spec(None).data)
+    fields = data["objects"]["Ledger__c"]["fields"]
+    data["objects"]["Ledger__c"]["fields"] = {"Early_Bill__r.Clio_Id__c": {"from": "source", "ref": "bill"}, **fields,
+                                              "Late_Bill__r.Clio_Id__c": {"from": "bank_account_id", "ref": "bill"},
+                                              "Note_Bill__r.Clio_Id__c": {"from": "description"}}
+    spec = spec_from_dict(data)
+    base = copy.deepcopy(envelopes("bank_transactions")[0])
+    base["data"] |= {"source": None, "bank_account_id": None, "description": "a deposit"}
+    cases = [({"source": "998", "bill": {"id": 999}}, "Early_Bill__r.Clio_Id__c", "bill-998"),
+             ({"bill": {"id": 999}, "bank_account_id": 997}, "Clio_Billing__r.Clio_Id__c", "bill-999"),
+             ({"bill": None, "bank_account_id": 997}, "Late_Bill__r.Clio_Id__c", "bill-997"),
+             ({"bill": {"id": 555}, "bank_account_id": 555, "description": "bill-12"}, "Note_Bill__r.Clio_Id__c", "bill-12"),
+             ({"bill": {"id": 555}, "description": "bill-555"}, None, None),
+             ({"source": "998", "bill": {"id": 999}}, "Early_Bill__r.Clio_Id__c", "bill-998")]
+    items = []
+    for i, (change, _, _) in enumerate(cases):
+        item = copy.deepcopy(base)
+        item["source_system_id"] = f"bank_transaction-{i}"
+        item["data"] |= change
+        items.append(item)
+    rows, rejects = run("bank_transactions", spec, users, items=items)
+    got = {r["source_system_id"]: (r["field"], r["message"].split(" points at ")[1].split(",")[0]) for r in rejects
+           if r["rule"] == "orphan_reference"}
+    want = {f"bank_transaction-{i}": (col, ref) for i, (_, col, ref) in enumerate(cases) if col is not None}
+    assert got == want
+    assert [r["source_system_id"] for r in rows] == ["bank_transaction-4"]
