@@ -358,26 +358,48 @@ def _plain(value: str) -> tuple[str, int] | None:
 
 def _found_rows(rows: Callable[[], Iterable[str]], again: Callable[[], Iterable[str]]) -> reconcile.FoundRows:
     """One object's org rows summed up as they stream (:meth:`reconcile.FoundRows.of` without the list):
-    the Clio records found, the row count and the Clio_Id__c values on more than one row. A row whose
-    Clio_Id__c is its record's id as a number (``matter-7``) keeps that number (8 bytes a row), whose
-    repeats are its duplicates; any other (an occurrence, ``calendar_entry-4@…``) its record's id and an
-    8-byte hash, the rows read ``again`` only when two such rows' hashes agree (to name them exactly)."""
+    the Clio records found, the row count and the Clio_Id__c values on more than one row.
+
+    A row whose Clio_Id__c is its record's id as a number (``matter-7``) keeps that number (8 bytes a row):
+    its repeats are the duplicates. The occurrences of a record with a number (``calendar_entry-4@…``) are
+    compared within each run of that record's rows (read back together, as loaded); the record's number is
+    kept once a run: a record with rows in more than one run is counted again, by a second read of the rows.
+    Any other row keeps an 8-byte hash, the rows read again only when two hashes agree (to name them exactly).
+    """
     found = reconcile.IdSet()
-    plain: dict[str, array] = {}
+    plain: dict[str, array] = {}  # kind → the number of each plain row
+    runs: dict[str, array] = {}  # kind → the number of the record of each run of occurrences
     hashes = array("q")
+    duplicates: dict[str, int] = {}
+    run_base: str | None = None
+    run_values: dict[str, int] = {}
     count = 0
     for value in rows():
         count += 1
         split = _plain(value)
-        if split is None:
-            found.add(reconcile.base_source_id(value))
-            hashes.append(hash(value))
-        else:
+        if split is not None:
             nums = plain.get(split[0])
             if nums is None:
                 nums = plain[split[0]] = array("q")
             nums.append(split[1])
-    duplicates: dict[str, int] = {}
+            continue
+        base = reconcile.base_source_id(value)
+        found.add(base)
+        split = reconcile.IdSet.split(base)
+        if split is None:
+            hashes.append(hash(value))
+            continue
+        if base != run_base:
+            run_base, run_values = base, {}
+            nums = runs.get(split[0])
+            if nums is None:
+                nums = runs[split[0]] = array("q")
+            nums.append(split[1])
+        seen = run_values.get(value, 0) + 1
+        run_values[value] = seen
+        if seen > 1:
+            duplicates[value] = duplicates.get(value, 1) + 1
+    del run_values
     while plain:
         kind, nums = plain.popitem()
         if reconcile.increasing(nums):  # read back in id order: every row a record, once (no copy)
@@ -390,10 +412,24 @@ def _found_rows(rows: Callable[[], Iterable[str]], again: Callable[[], Iterable[
                 duplicates[f"{kind}-{num}"] = n
         del nums
         found.add_numbers(kind, once)
+    split_runs: set[str] = set()  # records whose occurrences came in more than one run
+    while runs:
+        kind, nums = runs.popitem()
+        split_runs.update(f"{kind}-{num}" for num in reconcile.repeated(nums))
+        del nums
     twice = reconcile.repeated(hashes)
     del hashes
-    if twice:
-        duplicates.update(reconcile.count_duplicates(v for v in again() if _plain(v) is None and hash(v) in twice))
+    if twice or split_runs:
+        for value in [v for v in duplicates if reconcile.base_source_id(v) in split_runs]:
+            del duplicates[value]  # counted whole below
+
+        def recount(v: str) -> bool:
+            if _plain(v) is not None:
+                return False
+            base = reconcile.base_source_id(v)
+            return base in split_runs or (reconcile.IdSet.split(base) is None and hash(v) in twice)
+
+        duplicates.update(reconcile.count_duplicates(v for v in again() if recount(v)))
     return reconcile.FoundRows(found, count, dict(sorted(duplicates.items())))
 
 
