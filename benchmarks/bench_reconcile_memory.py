@@ -263,18 +263,25 @@ def record(label: str, figs: list[Figure], argv: list[str]) -> None:
 
 
 NOTES = (
-    "Since the compact ids (`clio2sf.reconcile.IdSet`): an object's staged Clio ids and the Clio records its "
-    "org rows carry are numbers per kind in sorted arrays (8 bytes an id, sorted in place in runs), compared "
-    "kind by kind without a third set; a record staged twice is found from the count of distinct ids; the "
-    "trust ledger's entries are one string each until their matter's running balance is taken "
-    "(`clio2sf.books._entry`).",
-    "Still growing with the firm: one 8-byte hash per org row of the object being compared (duplicates are "
-    "found from them; the calendar's 1.2M Event rows at 1M: 9.6 MB), the ids of the largest object as numbers "
-    "(activities at 1M: 3.6 MB, staged and found), the trust ledger's entries (about 90 bytes each, not "
-    "exercised here: the synthetic bank transactions name no trust account id on the Clio side) and the "
-    "live bills of both sides' books (none here: the synthetic bills have no state).",
+    "Since the compact ids (`clio2sf.reconcile.IdSet`, first cut e54956b): an object's staged Clio ids and the "
+    "Clio records its org rows carry are numbers per kind in sorted arrays (8 bytes an id; kept as read when "
+    "already in order, else sorted in place in runs), compared kind by kind without a third set; a record "
+    "staged twice is found from the count of distinct ids; the trust ledger's entries are one string each "
+    "until their matter's running balance is taken (`clio2sf.books._entry`). Since a8c8ef0 an org row whose "
+    "Clio_Id__c is a record's number keeps only that number (its repeats are the duplicates) and occurrences "
+    "are compared within each run of their record's rows (one number a run): no 8-byte hash per row of the "
+    "calendar's 1.2M Event rows.",
+    "The growth is at the goal's edge: the same code measured 1.217 (52.7 MB at 1M, load average ~11, as "
+    "37bc7de before its rebase onto main) and 1.189 (51.5 MB, ~8, a8c8ef0) a few minutes apart; about 1 MB "
+    "of the peak varies from run to run.",
+    "Still growing with the firm: the ids of the largest object as numbers (activities at 1M: 3.6 MB staged, "
+    "3.6 MB found, and while the staging is read its primary rows' ids), the trust ledger's entries (about 90 "
+    "bytes each: the org's 100,000 Ledger__c rows at 1M; the Clio side is not exercised here, the synthetic "
+    "bank transactions name no trust account id) and the live bills of both sides' books (none here: the "
+    "synthetic bills have no state).",
     "The synthetic firm is set up once per `--work` DIR (1M: about 45 s); the figures of a run are taken in a "
-    "fresh process without Airflow's imports (about 36 MB before the call).",
+    "fresh process without Airflow's imports (about 36 MB before the call); the machine was shared with a "
+    "DAG benchmark and other work (1-min load in the table).",
 )
 
 
