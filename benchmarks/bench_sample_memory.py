@@ -422,15 +422,29 @@ def figures(runs: list[dict[str, Any]], floor: float) -> list[Figure]:
 
 
 NOTES = [
-    "What grows with the firm is the choice's compact columns (`clio2sf.sample._Table`: per staged record its "
-    "Clio id, stratum, matter id and parent references, about 35 bytes): 18 MB over the imports-only process at "
-    "100k, 50 MB at 1M. The ratio is taken over the whole process, whose floor here (122 MB) is lower than a task's "
-    "under Airflow's task runner (the sample's smallest tasks of the xl run: 146-148 MB).",
+    "select_sample: what grows with the firm is the choice's compact columns (`clio2sf.sample._Table`: per "
+    "staged record its Clio id, stratum code (a byte) and parent references, the matter read from them; about "
+    "27 bytes, 34 before c6b9448, which kept each record's matter in a column of its own and the stratum in 4 "
+    "bytes). The ratio is taken over the whole process, whose floor here (120 MB) is lower than a task's under "
+    "Airflow's task runner (the sample's smallest tasks of the xl run: 146-148 MB).",
     "The sample is 500 records at both sizes: the sandbox firm's contact and matter custom fields chain about "
     "4,000 of its contacts and matters into one closure; before, any sample touching it held the whole chain "
-    "(4,111 records here; 4,673 in a large-preset run through the DAGs on 2026-12-04 before this change), now that chain is left out "
-    "(`clio2sf.sample._choose_within`).",
+    "(4,111 records here; 4,673 in a large-preset run through the DAGs on 2026-12-04 before this change), now that "
+    "chain is left out (`clio2sf.sample._choose_within`).",
     "`reads`: calls of `clio2sf.extract.read_records` (one stream of one object's staged batches).",
+    "diff_sample reads only the sample's staged files (the runs' `files_read`: `sample` only: its raw, "
+    "transformed and rejects), nothing of the firm's `raw/`, the ledger or the look-ups; with the org holding "
+    "only the sample (as in the DAG, where the sample is loaded before the full load) its peak follows the "
+    "sample, not the firm (1,774 rows diffed at 100k, 578 at 1M: two different 500-record samples). The xl run's "
+    "1,223.7 MB (fbf117a) was the old sample, thousands of records (51 Bulk ingest calls in its load_sample).",
+    "diff_sample with the org holding the firm (a firm sampled again after its full load; the stand-in org makes "
+    "the firm's other records as a query reads a whole sobject: 517k rows at 100k, 1.74M at 1M): still under "
+    "500 MB but not flat. What grows is, by the counts, the verifier's Id index of the objects lookups point at "
+    "(`readback.index_targets`: every Account, Contact and Case of the org with a Clio id, about 870k at 1M). "
+    "Before ec56e48 it also held every team member and event relation of the org and split the sample's groups "
+    "into parts by the org's sizes, each part reading the link tables again (100k: 180.5 MB, 100.8 CPU-s, 93 "
+    "queries; ec56e48: 177.5 MB, 10.8 CPU-s, 65 queries, the same report files).",
+    "diff_sample's CPU includes the stand-in org's (SOQL evaluated in Python, the firm's records made as read).",
 ]
 
 
@@ -446,7 +460,7 @@ def write_results(figs: list[Figure], runs: list[dict[str, Any]], argv: list[str
 
 def render(doc: dict[str, Any]) -> None:
     """``sample_memory.md`` from the recorded ``sample_memory.json``."""
-    lines = ["# Sample phase: select_sample's memory and CPU as the firm grows", "",
+    lines = ["# Sample phase: select_sample's and diff_sample's memory and CPU as the firm grows", "",
              f"Measured {doc['measured_at']} on {doc['machine']['cpu_count']} CPUs, Python {doc['machine']['python']}, "
              f"commit `{doc['commit']}`, on the sandbox's large firm (1 copy, then 10) staged under a file:// root (no Clio, "
              "no Salesforce). "
