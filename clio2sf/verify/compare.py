@@ -8,15 +8,13 @@ quarantine with its reason); anything else is *unexplained* and fails the verify
 
 from __future__ import annotations
 
-import heapq
-from array import array
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from clio2sf.reconcile import IdSet
 from clio2sf.verify import normalise as norm
 from clio2sf.verify.readback import EXT, ReadBack, short
 from clio2sf.verify.source import WHOLE, Expectations, FieldExpectation, Part, RecordExpectation, UserReport
@@ -80,48 +78,14 @@ class Rejects:
         return None
 
 
-class ClioIds:
+class ClioIds(IdSet):
     """Clio ids (``<kind>-<number>``, e.g. ``contact-12``) held compactly: per kind a sorted array of
-    numbers (8 bytes an id; a firm's ids kept across groups), any other id as text."""
-
-    def __init__(self) -> None:
-        self.numbers: dict[str, array[int]] = {}
-        self.text: set[str] = set()
-
-    @staticmethod
-    def _split(ssid: str) -> tuple[str, int] | None:
-        kind, _, num = ssid.rpartition("-")
-        if kind and num.isdigit() and len(num) < 19 and (num == "0" or not num.startswith("0")):
-            return kind, int(num)
-        return None
+    numbers (8 bytes an id; a firm's ids kept across groups), any other id as text (the reconciliation's
+    :class:`~clio2sf.reconcile.IdSet`, filled a group at a time)."""
 
     def update(self, ssids: Iterable[str]) -> None:
-        new: dict[str, set[int]] = {}
         for ssid in ssids:
-            split = self._split(ssid)
-            if split is None:
-                self.text.add(ssid)
-            else:
-                new.setdefault(split[0], set()).add(split[1])
-        for kind, nums in new.items():  # merged with those kept (no set of every id of a kind)
-            merged, last = array("q"), None
-            for num in heapq.merge(self.numbers.get(kind, ()), sorted(nums)):
-                if num != last:
-                    merged.append(num)
-                    last = num
-            self.numbers[kind] = merged
-
-    def __contains__(self, ssid: object) -> bool:
-        if not isinstance(ssid, str):
-            return False
-        split = self._split(ssid)
-        if split is None:
-            return ssid in self.text
-        nums = self.numbers.get(split[0])
-        if not nums:
-            return False
-        i = bisect_left(nums, split[1])
-        return i < len(nums) and nums[i] == split[1]
+            self.add(ssid)
 
 
 @dataclass
