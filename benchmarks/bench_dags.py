@@ -75,7 +75,7 @@ class TaskSampler(threading.Thread):
         self.tasks: dict[str, dict[str, float]] = {}
         self.samples = 0
         self.loadavg: list[tuple[float, float]] = []
-        self._tree_cpu: dict[tuple[int, float], float] = {}
+        self._tree_cpu: dict[int, tuple[float, float]] = {}  # pid -> (CPU-s of its earlier processes, of this one)
         self._busy0 = self._t0 = 0.0
         self.load: dict[str, Any] = {}
         self._stop_event = threading.Event()
@@ -128,10 +128,23 @@ class TaskSampler(threading.Thread):
         for p in procs:
             try:
                 cpu = p.cpu_times()
-                key = (p.pid, p.create_time())
             except psutil.Error:
                 continue
-            self._tree_cpu[key] = max(self._tree_cpu.get(key, 0.0), cpu.user + cpu.system)
+            self._note_cpu(p.pid, cpu.user + cpu.system)
+
+    def _note_cpu(self, pid: int, used: float) -> None:
+        """Keep ``pid``'s CPU seconds. Keyed by the pid alone, not (pid, create time): psutil derives a
+        create time from the boot time, which moves when the clock is stepped, and a process seen under two
+        create times was counted twice (the xl run of 2026-12-04 credited itself 23,907 of the machine's
+        13,831 busy CPU-s). A pid whose CPU time goes down is a new process: the old one's is banked."""
+        banked, last = self._tree_cpu.get(pid, (0.0, 0.0))
+        if used < last:
+            banked += last
+        self._tree_cpu[pid] = (banked, used if used < last else max(used, last))
+
+    def tree_cpu_s(self) -> float:
+        """CPU seconds of this process tree so far (as sampled)."""
+        return sum(banked + last for banked, last in self._tree_cpu.values())
 
     def stop(self) -> None:
         if self._stop_event.is_set():
@@ -140,7 +153,7 @@ class TaskSampler(threading.Thread):
         self.join(timeout=10)
         if self._t0:
             wall, busy = time.time() - self._t0, self._busy() - self._busy0
-            own = sum(self._tree_cpu.values())
+            own = self.tree_cpu_s()
             self.load = {"wall_s": round(wall, 1), "cpus": os.cpu_count(), "machine_busy_cpu_s": round(busy, 1),
                          "run_cpu_s": round(own, 1), "other_cpu_s": round(max(0.0, busy - own), 1),
                          "loadavg_1m": self.loadavg}

@@ -339,3 +339,31 @@ def test_minimum_counts_what_discover_reads_whatever_the_extraction_leaves_out(t
     everything = clio_minimum(_Counts(table), tmp_path, objects=[o.name for o in catalog.CLIO_OBJECTS
                                                                  if o.migrated and o.name != "documents"])
     assert everything["fixed"] == got["fixed"]  # discover's reads do not depend on what is extracted
+
+
+def test_the_load_sampler_counts_a_process_once_when_its_create_time_moves():
+    """A process whose create time psutil reports differently between samples (the boot time moved with
+    the clock) is one process: its CPU seconds count once; a pid whose CPU time drops is a new process."""
+    import os
+    from types import SimpleNamespace
+
+    from benchmarks.bench_dags import TaskSampler
+
+    class Proc:
+        def __init__(self, pid: int, cpu: float, created: float) -> None:
+            self.pid, self._cpu, self._created = pid, cpu, created
+
+        def cpu_times(self):
+            return SimpleNamespace(user=self._cpu, system=0.0)
+
+        def create_time(self) -> float:
+            return self._created
+
+    sampler = TaskSampler(os.getpid())
+    for cpu, created in ((10.0, 1000.0), (20.0, 1000.0), (30.0, 1001.0), (40.0, 1001.0)):
+        tree = Proc(1, 1.0, 500.0)
+        tree.children = lambda recursive=True, cpu=cpu, created=created: [Proc(2, cpu, created)]
+        sampler._sample_tree(tree)
+    tree.children = lambda recursive=True: [Proc(2, 5.0, 2000.0)]  # pid 2 reused by a new process
+    sampler._sample_tree(tree)
+    assert sampler.tree_cpu_s() == 1.0 + 40.0 + 5.0  # keyed by create time it was 1 + 20 + 40 + 5
