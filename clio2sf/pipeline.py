@@ -273,6 +273,12 @@ def _batch_of(path: Any) -> str:
     return name
 
 
+def clio_object_of(path: Any) -> str:
+    """The Clio object a transformed file (or a :class:`RowSlice` of one) was made from:
+    ``tasks`` of ``transformed/Task/tasks-batch-00001.jsonl.gz``."""
+    return _batch_of(path).split("-batch-")[0]
+
+
 #: Rows a full-load task loads at least (when the object has that many).  A Bulk API 2.0 job costs
 #: about 5 calls whatever its size (create, upload, close, status, successful results; the failed and
 #: unprocessed files only when the job says they hold rows) and a look-up at least 3 (a query job):
@@ -707,21 +713,42 @@ def owned_fields(spec: MappingSpec, sobject: str, clio_object: str) -> list[str]
     return out
 
 
-def with_cleared_fields(client: Any, envs: list[Envelope], fields: Iterable[str]) -> tuple[list[Envelope], int]:
+def with_cleared_fields(client: Any, envs: list[Envelope], fields: Iterable[str] | Mapping[str, Iterable[str]],
+                        owners: Sequence[str] | None = None) -> tuple[list[Envelope], int]:
     """Rows of records already in Salesforce get ``None`` (Bulk ``#N/A``, REST null) for each owned field
     they lack: the value was cleared in Clio.  Only fields the org lets be nulled (updateable,
-    nillable); new records keep the org's defaults.  Returns (rows, fields nulled)."""
+    nillable); new records keep the org's defaults.  Returns (rows, fields nulled).
+
+    ``fields``: the owned fields of every row, or, for rows made from several Clio objects (a load group
+    spanning them), a mapping Clio object -> its owned fields with ``owners`` naming each row's Clio object
+    (a row is cleared only with its own object's fields: a Task from ``tasks`` never loses a field only
+    ``activities`` write, nor keeps a ``tasks`` field cleared in Clio)."""
     if not envs or not envs[0].external_id_field:
         return envs, 0
     meta = {f["name"]: f for f in client.describe(envs[0].sobject).get("fields") or ()}
     ext = envs[0].external_id_field
-    clear = [f for f in dict.fromkeys(fields) if f != ext and meta.get(f, {}).get("updateable")
-             and meta[f].get("nillable") and not meta[f].get("calculated")]
-    if not clear:
-        return envs, 0
+
+    def nullable(names: Iterable[str]) -> list[str]:
+        return [f for f in dict.fromkeys(names) if f != ext and meta.get(f, {}).get("updateable")
+                and meta[f].get("nillable") and not meta[f].get("calculated")]
+
+    if isinstance(fields, Mapping):
+        if owners is None or len(owners) != len(envs):
+            raise ValueError("cleared fields per Clio object need each row's Clio object (owners)")
+        by_owner = {k: nullable(v) for k, v in fields.items()}
+        if missing := sorted(set(owners) - set(by_owner)):
+            raise ValueError(f"no cleared fields given for rows of {', '.join(missing)}")
+        clears: Sequence[list[str]] = [by_owner[o] for o in owners]
+        if not any(by_owner.values()):
+            return envs, 0
+    else:
+        clear = nullable(fields)
+        if not clear:
+            return envs, 0
+        clears = [clear] * len(envs)
     have = existing_external_ids(client, envs)
     out, n = [], 0
-    for e in envs:
+    for e, clear in zip(envs, clears, strict=True):
         missing = [f for f in clear if f not in e.row] if str(e.external_id).casefold() in have else []
         if missing:
             n += len(missing)
@@ -952,7 +979,7 @@ def load_batch(
     deferred: bool = False,
     note_ids: Mapping[str, str] | None = None,
     window_root: Any = None,
-    clear_fields: Iterable[str] | None = None,
+    clear_fields: Iterable[str] | Mapping[str, Iterable[str]] | None = None,
     share_ids: bool = False,
     count_deferred: bool = False,
     sleep: Callable[[float], None] = time.sleep,
@@ -970,7 +997,10 @@ def load_batch(
 
     ``window_root`` (a delta window's folder) is where the batch's blob paths are relative to; the
     ledger stays under ``mroot``.  ``clear_fields``: mapped plain
-    fields a row lacks are sent as null (the value was cleared in Clio), where the org lets them be.
+    fields a row lacks are sent as null (the value was cleared in Clio), where the org lets them be:
+    a mapping Clio object -> its owned fields (:func:`owned_fields`), each file's rows cleared with its
+    own Clio object's (a group may span Clio objects: :func:`group_batches`), or one list of fields
+    for a batch of one Clio object (a group spanning several is refused: ``ValueError``).
     ``share_ids``: an upsert batch writes the ids Salesforce answered to :func:`run_ids_path`, and a
     natural-key batch reads its parents' ids from there, looking up in Salesforce only the ones missing
     (every task of a run passes it, or none: see "Salesforce ids within a run" in docs/architecture.md).
@@ -983,17 +1013,23 @@ def load_batch(
     if any(p.parent.name != sobject for p in paths):
         raise ValueError(f"{group_name(paths)}: a load group mixes Salesforce objects")
     batch = group_name(paths)
+    sources = [clio_object_of(p) for p in paths]
+    if clear_fields is not None and not isinstance(clear_fields, Mapping) and len(set(sources)) > 1:
+        raise ValueError(f"{batch}: one list of cleared fields for a group of several Clio objects "
+                         f"({', '.join(dict.fromkeys(sources))}); give them per Clio object")
     parts = [[Envelope.from_dict(e) for e in read_part(p)] for p in paths]
     envs = [e for part in parts for e in part]
     if deferred:
         phase = f"{phase}_deferred"  # its own ledger/rejects files: never overwrites the first pass
     images = None
     left = [0] * len(paths)  # rows of each part the deferred pass has to set
+    sizes = [len(part) for part in parts]  # rows of each part in ``envs`` (sent by the first pass)
     if load_order is not None and sobject not in SPECIAL_LOADERS:
         cols = deferred_columns(client, envs, load_order)
         splits = [split_deferred(part, cols) for part in parts]  # row by row: as one split of them all
         first, second = [e for f, _ in splits for e in f], [e for _, s in splits for e in s]
         left = [len(s) for _, s in splits]
+        sizes = [len(f) for f, _ in splits]  # the first pass's rows of each part
         if deferred:
             # one look-up says which records exist and holds their before-images (for rollback), so the
             # load below does not look them up again
@@ -1043,7 +1079,9 @@ def load_batch(
             written = ledger_index.count_ok(mroot, sobject, stop_above=FEW_WRITTEN)
             few = written if written <= FEW_WRITTEN else False
         if clear_fields and not deferred:
-            envs, nulled = with_cleared_fields(client, envs, clear_fields)
+            owners = [o for o, n in zip(sources, sizes, strict=True) for _ in range(n)] \
+                if isinstance(clear_fields, Mapping) else None
+            envs, nulled = with_cleared_fields(client, envs, clear_fields, owners)
             if nulled:
                 log.info("%s %s: %d cleared field value(s) sent as null", sobject, batch, nulled)
         result = load_rows(client, envs, mode=mode, note_ids=note_ids, sleep=sleep,  # type: ignore[arg-type]

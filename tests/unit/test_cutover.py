@@ -65,3 +65,55 @@ def test_links_a_window_did_not_write_again_are_stale_unless_the_record_failed(t
         RowOutcome(2, "relationship-2@Other", False, errors=[SfError("X", "no")]),
     ])
     assert pipeline.stale_links(lw, envs, res) == [("relationship-1", "03j000000000001")]
+
+
+def test_a_delta_group_of_several_clio_objects_clears_each_file_with_its_own_fields(tmp_path: Path, monkeypatch):
+    """A load group spans the Clio objects of one Salesforce object (since a994d0a: Task from ``activities``
+    and ``tasks`` in one group).  ``load_one(clear_fields=True)`` clears each file's rows with the fields its
+    own Clio object's mapping writes: a Task from ``tasks`` whose completion was cleared in Clio gets
+    ``Clio_Completed_At__c`` null and keeps ``Type`` (only ``activities`` map it); a Task from ``activities``
+    gets ``Clio_Hours__c`` null.  The code before took the first file's (``activities``) fields for the
+    whole group: the task kept its stale completion and lost its ``Type``."""
+    from clio2sf_airflow.phases import load_common
+
+    spec = load_spec(None)
+    assert "Clio_Completed_At__c" in pipeline.owned_fields(spec, "Task", "tasks")
+    assert "Clio_Completed_At__c" not in pipeline.owned_fields(spec, "Task", "activities")
+    assert {"Type", "Clio_Hours__c"} <= set(pipeline.owned_fields(spec, "Task", "activities"))
+    assert {"Type", "Clio_Hours__c"}.isdisjoint(pipeline.owned_fields(spec, "Task", "tasks"))
+    org = FakeSF({"Task": [
+        {"Id": "00T1", "Clio_Id__c": "activity-1", "Subject": "Time", "Clio_Hours__c": 1.5},
+        {"Id": "00T2", "Clio_Id__c": "task-1", "Subject": "File", "Clio_Completed_At__c": "2026-12-01T10:00:00Z",
+         "Type": "Other"}]})
+    fields = {"Subject", "Type", "Clio_Hours__c", "Clio_Completed_At__c", "Clio_Id__c"}
+    org.describe = lambda s: {"fields": [{"name": f, "updateable": True, "nillable": True, "createable": True}
+                                         for f in sorted(fields)]}
+    folder = tmp_path / "delta" / "w1" / "transformed" / "Task"
+    for source, sid, subject in (("activities", "activity-1", "Time"), ("tasks", "task-1", "File")):
+        staging.write_jsonl_gz(folder / f"{source}-{staging.batch_name(1)}", [
+            {"sobject": "Task", "source_system_id": sid, "external_id_field": "Clio_Id__c", "natural_key": None,
+             "row": {"Clio_Id__c": sid, "Subject": subject}}])
+    group = load_common.group_items(sorted(folder.iterdir()), "Task")
+    assert len(group) == 1 and len(group[0]) == 2  # one load group of both Clio objects
+    context: dict = {"params": {"firm": None, "migration_id": "m1"}, "run_id": "delta-1"}
+    monkeypatch.setattr(load_common, "get_current_context", lambda: context)
+    monkeypatch.setattr(load_common, "params", lambda: dict(context["params"]))
+    monkeypatch.setattr(load_common, "mroot", lambda p=None: tmp_path)
+    monkeypatch.setattr(load_common, "run_id", lambda: "delta-1")
+    monkeypatch.setattr(load_common, "firm_spec", lambda firm: spec)
+    monkeypatch.setattr(load_common, "hold_lease", lambda phase: {})
+    monkeypatch.setattr(load_common.migration, "salesforce_hook", lambda *a, **k: org)
+    got = load_common.load_one(group[0], phase="delta", window_root=tmp_path / "delta" / "w1", clear_fields=True)
+    assert got["rows"] == 2 and got["failed"] == 0, got
+    activity, task = (next(r for r in org.records["Task"] if r["Clio_Id__c"] == s) for s in ("activity-1", "task-1"))
+    assert task["Clio_Completed_At__c"] is None and task["Type"] == "Other", task
+    assert activity["Clio_Hours__c"] is None and "Clio_Completed_At__c" not in activity, activity
+
+
+def test_one_list_of_cleared_fields_for_a_group_of_several_clio_objects_is_refused(tmp_path: Path):
+    """``load_batch`` given one list of fields for a group spanning Clio objects stops before reading a row."""
+    folder = tmp_path / "transformed" / "Task"
+    paths = [folder / f"{s}-{staging.batch_name(1)}.jsonl.gz" for s in ("activities", "tasks")]
+    with pytest.raises(ValueError, match="several Clio objects"):
+        pipeline.load_batch(FakeSF(), paths, tmp_path, migration_id="m1", run_id="r1", phase="delta",
+                            clear_fields=["Clio_Hours__c"])

@@ -21,6 +21,7 @@ from clio2sf.mapping.users import UserMap
 from clio2sf.pipeline import (
     RowSlice,
     build_lookup,
+    clio_object_of,
     group_batches,
     group_name,
     load_batch,
@@ -283,13 +284,23 @@ def use_system_allocator() -> None:
         pa.set_memory_pool(pa.system_memory_pool())
 
 
+def cleared_fields(spec: MappingSpec, group: list[Any]) -> dict[str, list[str]]:
+    """The fields a delta may clear on the rows of a load group, per Clio object of its files
+    (``owned_fields``): a group spans the Clio objects of one Salesforce object (Task from
+    ``activities``, ``communications``, ``tasks``), and each file's rows are cleared with their own
+    object's fields, never the first file's."""
+    sobject = group[0].parent.name
+    return {src: owned_fields(spec, sobject, src) for src in dict.fromkeys(clio_object_of(p) for p in group)}
+
+
 def load_one(path: str | list[str], phase: str, deferred: bool = False, window_root: ObjectStoragePath | None = None,
              clear_fields: bool = False, count_deferred: bool = False) -> dict[str, Any]:
     """Load one transformed batch (or a group of them, or a row slice of one: :func:`load_groups`) into
     Salesforce, writing its ledger and rejects.
 
     ``window_root``: where a delta window staged the batch's files (blobs, its rejects).
-    ``clear_fields``: send null for mapped fields the record no longer has (a delta).
+    ``clear_fields``: send null for mapped fields the record no longer has (a delta), each file's rows
+    with its own Clio object's fields (:func:`cleared_fields`).
     ``count_deferred``: note per file the rows left to the deferred pass (``pipeline.deferred_mark``).  Every load task
     shares the ids its upserts got with the run's later natural-key tasks (``share_ids``:
     ``clio2sf.pipeline.run_ids_path``)."""
@@ -314,7 +325,7 @@ def load_one(path: str | list[str], phase: str, deferred: bool = False, window_r
             group if len(group) > 1 else tpath, root, migration_id=p["migration_id"], run_id=run_id(), phase=phase,
             mode=p.get("load_mode", "auto"), load_order=spec.load_order, deferred=deferred,
             window_root=window_root, share_ids=True, count_deferred=count_deferred,
-            clear_fields=owned_fields(spec, tpath.parent.name, tpath.name.split("-batch-")[0]) if clear_fields else None,
+            clear_fields=cleared_fields(spec, group) if clear_fields else None,
         )
     except (SalesforceApiLimitExceeded, SalesforceStorageLimitExceeded) as exc:
         # Task retries minutes apart cannot help: stop now; a later re-run resumes by external id.
