@@ -93,6 +93,15 @@ def _in_sf_range(value: Any, day: date, rule: str) -> None:
 
 def to_date(value: Any) -> str:
     """``YYYY-MM-DD`` from a date, a datetime or their ISO strings; BadValue otherwise (also out of range)."""
+    if type(value) is str and len(value) == 10 and value[4] == "-" and value[7] == "-" and value.isascii():
+        # the common text, already ``YYYY-MM-DD``: a date that parses is its own isoformat (no strip, no
+        # isoformat: the parse takes ASCII digits only, so the text is what ``day.isoformat()`` writes)
+        try:
+            year = date.fromisoformat(value).year
+        except ValueError:
+            year = 0  # the general path below says why
+        if SF_MIN_YEAR <= year <= SF_MAX_YEAR:
+            return value
     day: date | None = None
     if isinstance(value, datetime):
         day = value.date()
@@ -112,6 +121,18 @@ def to_date(value: Any) -> str:
 
 def to_datetime(value: Any) -> str:
     """ISO 8601 date-time with offset (naive values are rejected: their zone is unknown)."""
+    if (type(value) is str and len(value) == 25 and value[10] == "T" and value[19] in "+-" and value[22] == ":"
+            and value[4] == "-" and value[7] == "-" and value[13] == ":" and value[16] == ":"
+            and value[23] < "6" and value[19:] != "-00:00" and value.isascii()):
+        # the common text, ``YYYY-MM-DDTHH:MM:SS+HH:MM``, is its own isoformat once it parses (ASCII digits
+        # only; an offset's minutes past 59 carry into its hours and ``-00:00`` is written ``+00:00``: both
+        # left to the general path)
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None  # the general path below says why
+        if parsed is not None and parsed.tzinfo is not None and SF_MIN_YEAR <= parsed.year <= SF_MAX_YEAR:
+            return value
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.strip())

@@ -527,6 +527,70 @@ def test_to_number_keeps_ints_and_finite_floats_and_refuses_the_rest():
     assert to_number(" 12 ") == 12 and to_number("1,234.5") == 1234.5 and to_number("2.0") == 2.0
 
 
+def test_to_date_and_to_datetime_give_what_the_general_parse_gives():
+    """The fast paths of ``YYYY-MM-DD`` and ``YYYY-MM-DDTHH:MM:SS+HH:MM`` texts (the text itself) give what
+    parsing and ``isoformat`` gave before them, and refuse what they refused, with the same rule and message."""
+    import itertools
+    from datetime import date, datetime
+
+    from clio2sf.mapping.values import BadValue, _in_sf_range, to_date, to_datetime
+
+    def old_date(value):  # to_date before the fast path
+        day = None
+        if isinstance(value, datetime):
+            day = value.date()
+        elif isinstance(value, date):
+            day = value
+        elif isinstance(value, str):
+            text = value.strip()
+            try:
+                day = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text).date()
+            except ValueError:
+                pass
+        if day is None:
+            raise BadValue("bad_date", f"{value!r} is not a date")
+        _in_sf_range(value, day, "bad_date")
+        return day.isoformat()
+
+    def old_datetime(value):  # to_datetime before the fast path
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise BadValue("bad_datetime", f"{value!r} is not an ISO 8601 date-time") from None
+        elif isinstance(value, datetime):
+            parsed = value
+        else:
+            raise BadValue("bad_datetime", f"{value!r} is not an ISO 8601 date-time")
+        if parsed.tzinfo is None:
+            raise BadValue("bad_datetime", f"{value!r} has no UTC offset")
+        _in_sf_range(value, parsed.date(), "bad_datetime")
+        return parsed.isoformat()
+
+    def outcome(fn, value):
+        try:
+            return "ok", fn(value)
+        except BadValue as exc:
+            return exc.rule, str(exc)
+
+    years = ["2024", "1700", "1699", "4000", "4001", "0999", "9999", "0000", "２０２４", "+024", " 202", "20x4"]
+    months = ["01", "02", "12", "13", "00", "1-", "٠١"]
+    days = ["01", "28", "29", "30", "31", "32", "00", "1 ", "W1"]
+    dates = [f"{y}-{m}-{d}" for y, m, d in itertools.product(years, months, days)]
+    dates += ["2024-W03-1", "2024-W031", "20240115", " 2024-01-15", "2024-01-15 ", "2024/01/15", "2024-01-15T10:00:00+05:00",
+              "2024-01-15T10:00:00", "2024-1-15", "", "2023-02-29", "2024-02-29"]
+    times = ["10:30:00", "00:00:00", "23:59:59", "24:00:00", "10:60:00", "10:30:60", "10:30:0Z", "1O:30:00"]
+    offsets = ["+00:00", "-00:00", "+05:30", "-05:00", "+23:59", "+24:00", "-12:60", "Z", "+0500", "+05:00:30", "+05:3x"]
+    stamps = [f"{d}{sep}{t}{o}" for d in ["2024-01-15", "1700-01-01", "1699-12-31", "4000-12-31", "4001-01-01", "2023-02-29"]
+              for sep in ("T", " ", "t") for t in times for o in offsets]
+    stamps += ["2024-01-15T10:30:00.5+05:00", "2024-01-15T10:30:00.123456-05:00", "2024-01-15T10:30+05:00",
+               " 2024-01-15T10:30:00+05:0", "2024-01-15T10:30:00+05:00 ", "2024-01-15T10:30:00+05:00\n"]
+    for value in dates + stamps + [date(2024, 1, 15), datetime(2024, 1, 15, 10, 30), None, 20240115]:
+        assert outcome(to_date, value) == outcome(old_date, value), value
+        assert outcome(to_datetime, value) == outcome(old_datetime, value), value
+    assert to_date("2024-01-15") == "2024-01-15" and to_datetime("2024-01-15T10:30:00-05:00") == "2024-01-15T10:30:00-05:00"
+
+
 def test_a_primary_step_reads_the_first_primary_mapping_else_the_first_item():
     """``a[primary].b``: the first item of the list that is a mapping with a true ``primary``, else the first item;
     None when the list is empty or not a list (compile_path and compile_fields read it so)."""
