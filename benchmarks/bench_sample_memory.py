@@ -105,9 +105,10 @@ def _firm(seed: int) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def stage(mroot: Path, size: int, seed: int = 20) -> dict[str, int]:
+def stage(mroot: Path, size: int, seed: int = 20, objects: Any = None) -> dict[str, int]:
     """Raw batches and manifests under ``mroot/raw`` of copies of the sandbox firm (:func:`_firm`, ids
-    moved by :data:`COPY_OFFSET` a copy) up to about ``size`` records; returns the records per object."""
+    moved by :data:`COPY_OFFSET` a copy) up to about ``size`` records; returns the records per object.
+    ``objects``: stage only these (the copies are still those of the whole firm's size)."""
     from clio2sf import staging
     from clio2sf.extract import envelope
 
@@ -116,6 +117,8 @@ def stage(mroot: Path, size: int, seed: int = 20) -> dict[str, int]:
     copies = max(1, round(size / per_copy))
     n = {}
     for name, recs in sorted(firm.items()):
+        if objects is not None and name not in objects:
+            continue
         folder = staging.raw_dir(mroot, name)
         staging.ensure_dir(folder)
         entries: list[dict[str, Any]] = []

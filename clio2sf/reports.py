@@ -11,7 +11,7 @@ import html
 import io
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -161,9 +161,60 @@ def write_text(path: Any, text: str) -> Any:
     return path
 
 
+class Streamed:
+    """A JSON list :func:`write_json` writes item by item, never held whole: ``items`` is called when
+    the file is written (again for each file that holds it), e.g. a generator over staged records."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: Callable[[], Iterable[Any]]) -> None:
+        self.items = items
+
+    def map(self, fn: Callable[[Any], Any]) -> Streamed:
+        """The same list, each item passed through ``fn`` when written."""
+        return Streamed(lambda: map(fn, self.items()))
+
+
 def write_json(path: Any, obj: Any) -> Any:
-    """Write ``obj`` as indented JSON."""
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
+    """Write ``obj`` as indented JSON. A :class:`Streamed` list in it is written item by item (the
+    file is streamed, byte for byte what the whole list in its place would give): memory follows one
+    item, not the list."""
+    streamed: list[Streamed] = []
+
+    def default(value: Any) -> Any:
+        if isinstance(value, Streamed):
+            streamed.append(value)
+            return f"{_MARK}{len(streamed) - 1}{_MARK}"
+        return json_default(value)
+
+    text = json.dumps(obj, indent=2, sort_keys=True, default=default) + "\n"
+    if not streamed:
+        return write_text(path, text)
+    staging.write_blob(path, _streamed_chunks(text, streamed))
+    return path
+
+
+#: Marks a :class:`Streamed` list's place in the JSON text (``\u0000`` as ``json.dumps`` escapes it).
+_MARK = "\x00"
+_MARKED = re.compile(r'"\\u0000(\d+)\\u0000"')
+
+
+def _streamed_chunks(text: str, streamed: list[Streamed]) -> Iterable[bytes]:
+    """``text`` with each marked place replaced by its list, indented as ``json.dumps(indent=2)`` would."""
+    at = 0
+    for hit in _MARKED.finditer(text):
+        yield text[at:hit.start()].encode("utf-8")
+        line = text.rfind("\n", 0, hit.start()) + 1
+        indent = " " * (len(text[line:]) - len(text[line:].lstrip(" ")))
+        inner = indent + "  "
+        first = True
+        for item in streamed[int(hit.group(1))].items():
+            body = json.dumps(item, indent=2, sort_keys=True, default=json_default).replace("\n", "\n" + inner)
+            yield (("[\n" if first else ",\n") + inner + body).encode("utf-8")
+            first = False
+        yield b"[]" if first else ("\n" + indent + "]").encode("utf-8")
+        at = hit.end()
+    yield text[at:].encode("utf-8")
 
 
 #: Leading characters a spreadsheet reads as a formula (OWASP "CSV Injection"), with their full-width forms.

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from clio2sf.reports import Streamed
 
 SOURCE = "Clio Manage API v4"
 _SECRET_KEY = re.compile(r"secret|token|password|passwd|api_key|apikey|private_key|signature|credential", re.I)
@@ -129,7 +131,10 @@ def _redact_url(url: str) -> str:
 
 
 def scrub(value: Any) -> Any:
-    """A copy without secret-looking keys, with masked account numbers and redacted URL queries."""
+    """A copy without secret-looking keys, with masked account numbers and redacted URL queries
+    (a :class:`~clio2sf.reports.Streamed` list: each item when it is written)."""
+    if isinstance(value, Streamed):
+        return value.map(scrub)
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key, item in value.items():
@@ -219,9 +224,16 @@ def _evergreen(config: Mapping[str, Any]) -> list[dict[str, Any]] | str:
     """Matters with an evergreen retainer (Clio's trust minimum), or why they are not listed."""
     if "matters" not in config:
         return f"not read at discovery ({AFTER_EXTRACTION} matters)"
-    return [{"matter_id": m.get("id"), "display_number": m.get("display_number"),
-             "minimum_threshold": (m.get("evergreen_retainer") or {}).get("minimum_threshold")}
-            for m in _records(config, "matters") if m.get("evergreen_retainer")]
+
+    def retainers(matters: Iterable[Mapping[str, Any]]) -> Iterable[dict[str, Any]]:
+        return ({"matter_id": m.get("id"), "display_number": m.get("display_number"),
+                 "minimum_threshold": (m.get("evergreen_retainer") or {}).get("minimum_threshold")}
+                for m in matters if m.get("evergreen_retainer"))
+
+    matters = config["matters"]
+    if isinstance(matters, Streamed):  # the extracted matters: written as read, never held
+        return Streamed(lambda: retainers(matters.items()))
+    return list(retainers(_records(config, "matters")))
 
 
 def _reminders(config: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -237,19 +249,29 @@ AFTER_EXTRACTION = "written into this file when the extraction is complete, from
 FROM_EXTRACTED = ("billing_automation.json", "trust_accounting_rules.json", "rate_hierarchy.json")
 
 
-def record_references(matters: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """What the reference files take from the extracted matters (raw envelopes or bare records), as
-    :func:`reference_exports` config keys: ``matter_billing_methods`` (matters per billing method) and
-    ``matters`` (only those with an evergreen retainer or a custom rate: the rest add nothing)."""
+def record_references(matters: Callable[[], Iterable[Mapping[str, Any]]]) -> dict[str, Any]:
+    """What the reference files take from the extracted matters (``matters()``: raw envelopes or bare
+    records, read again each time it is called), as :func:`reference_exports` config keys:
+    ``matter_billing_methods`` (matters per billing method, counted now) and ``matters`` (only those
+    with an evergreen retainer or a custom rate: the rest add nothing), a
+    :class:`~clio2sf.reports.Streamed` list read from ``matters()`` when a file is written: none held,
+    however many matters the firm has."""
     methods: Counter[str] = Counter()
-    kept: list[dict[str, Any]] = []
-    for rec in matters:
-        m = rec["data"] if isinstance(rec.get("data"), Mapping) else rec
-        methods[m.get("billing_method") or "unknown"] += 1
-        if m.get("evergreen_retainer") or (m.get("custom_rate") or {}).get("rates"):
-            kept.append({k: m.get(k) for k in ("id", "display_number", "billing_method", "evergreen_retainer",
-                                               "custom_rate")})
-    return {"matter_billing_methods": dict(methods), "matters": kept}
+    for rec in matters():
+        methods[_matter(rec).get("billing_method") or "unknown"] += 1
+
+    def kept() -> Iterable[dict[str, Any]]:
+        for rec in matters():
+            m = _matter(rec)
+            if m.get("evergreen_retainer") or (m.get("custom_rate") or {}).get("rates"):
+                yield {k: m.get(k) for k in ("id", "display_number", "billing_method", "evergreen_retainer",
+                                             "custom_rate")}
+
+    return {"matter_billing_methods": dict(methods), "matters": Streamed(kept)}
+
+
+def _matter(rec: Mapping[str, Any]) -> Mapping[str, Any]:
+    return rec["data"] if isinstance(rec.get("data"), Mapping) else rec
 
 
 def _fallback_rate_hierarchy(config: Mapping[str, Any]) -> list[dict[str, Any]]:

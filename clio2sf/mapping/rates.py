@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from clio2sf.reports import Streamed
+
 #: Clio's precedence, highest first (help centre): entry, flat, matter, client, activity, user.
 PRECEDENCE = ["entry_custom_rate", "flat_rate", "matter", "client", "activity_description", "user_default"]
 
@@ -23,7 +25,8 @@ def rate_hierarchy_document(
 ) -> dict[str, Any]:
     """Build the JSON-able rate hierarchy from staged records (envelopes or plain records).
 
-    Only contacts that have client rates and matters that have a custom rate are listed.
+    Only contacts that have client rates and matters that have a custom rate are listed; ``matters``
+    a :class:`~clio2sf.reports.Streamed` list (the extracted matters): so is ``matter``, read when written.
     """
     names = {}
     for c in map(_data, contacts):
@@ -45,16 +48,23 @@ def rate_hierarchy_document(
                                  for a in map(_data, activity_descriptions)],
         "client": [{"contact_id": cid, "source_system_id": f"contact-{cid}", "name": names.get(cid), "rates": rates}
                    for cid, rates in sorted(client_rates.items(), key=lambda kv: (kv[0] is None, kv[0]))],
-        "matter": [],
     }
-    for m in map(_data, matters):
-        custom = m.get("custom_rate") or {}
-        if not custom.get("rates"):
-            continue
-        doc["matter"].append({
-            "matter_id": m.get("id"), "source_system_id": f"matter-{m.get('id')}", "display_number": m.get("display_number"),
-            "billing_method": m.get("billing_method"), "type": custom.get("type"), "on_invoice": custom.get("on_invoice"),
-            "rates": [{"rate": r.get("rate"), "user": (r.get("user") or {}).get("name"), "group": (r.get("group") or {}).get("name"),
-                       "activity_description": (r.get("activity_description") or {}).get("name"), "note": r.get("note")}
-                      for r in custom["rates"]]})
+    if isinstance(matters, Streamed):  # the extracted matters: written as read, never held
+        doc["matter"] = Streamed(lambda: (x for x in map(matter_rate, matters.items()) if x is not None))
+    else:
+        doc["matter"] = [x for x in map(matter_rate, matters) if x is not None]
     return doc
+
+
+def matter_rate(rec: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A matter's level of the hierarchy (its custom rate), or None when it has none."""
+    m = _data(rec)
+    custom = m.get("custom_rate") or {}
+    if not custom.get("rates"):
+        return None
+    return {
+        "matter_id": m.get("id"), "source_system_id": f"matter-{m.get('id')}", "display_number": m.get("display_number"),
+        "billing_method": m.get("billing_method"), "type": custom.get("type"), "on_invoice": custom.get("on_invoice"),
+        "rates": [{"rate": r.get("rate"), "user": (r.get("user") or {}).get("name"), "group": (r.get("group") or {}).get("name"),
+                   "activity_description": (r.get("activity_description") or {}).get("name"), "note": r.get("note")}
+                  for r in custom["rates"]]}

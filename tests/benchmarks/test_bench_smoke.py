@@ -51,12 +51,17 @@ def test_markdown_marks_unmet_targets_and_notes() -> None:
 @pytest.mark.unit
 def test_the_step_memory_benchmarks_run_from_the_runner_under_their_own_labels(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--only sample_memory reconcile_memory verify_memory``: each bench's run is called with its size,
+    """``--only sample_memory reconcile_memory verify_memory summary_memory``: each bench's run is called with its size,
     its figures land in the results under its own label (an isolated ``memory`` figure of an earlier run
     is kept), the full run runs them, and the verify bench's environment does not outlive it."""
     import os
 
-    from benchmarks import bench_reconcile_memory, bench_sample_memory, bench_verify_memory
+    from benchmarks import (
+        bench_reconcile_memory,
+        bench_sample_memory,
+        bench_summary_memory,
+        bench_verify_memory,
+    )
     from benchmarks.common import Figure
     from benchmarks.run import BENCHMARKS, FIGURE_LABELS, run
 
@@ -78,7 +83,12 @@ def test_the_step_memory_benchmarks_run_from_the_runner_under_their_own_labels(
         os.environ["CLIO2SF_BENCH_LEFT_OVER"] = "1"
         return [fig("verify", 3.0)]
 
+    def summary(work, sizes):
+        calls["summary"] = sizes
+        return [fig("summary", 4.0)], [{"runs": 1}]
+
     monkeypatch.setattr(bench_sample_memory, "run", sample)
+    monkeypatch.setattr(bench_summary_memory, "run", summary)
     monkeypatch.setattr(bench_reconcile_memory, "run", reconcile)
     monkeypatch.setattr(bench_verify_memory, "run", verify)
     monkeypatch.delenv("CLIO2SF_BENCH_LEFT_OVER", raising=False)
@@ -86,12 +96,14 @@ def test_the_step_memory_benchmarks_run_from_the_runner_under_their_own_labels(
             "target": "", "met": None, "note": "", "detail": {}}
     (tmp_path / "latest.json").write_text(json.dumps({"size": "full", "date": "2026-12-01T00:00:00Z",
                                                       "figures": [kept]}), encoding="utf-8")
-    names = ["sample_memory", "reconcile_memory", "verify_memory"]
+    names = ["sample_memory", "reconcile_memory", "verify_memory", "summary_memory"]
     doc = run("full", tmp_path, names)
     assert doc["errors"] == {} and "CLIO2SF_BENCH_LEFT_OVER" not in os.environ
-    assert calls == {"sample": [100_000, 1_000_000], "reconcile": [100_000, 1_000_000], "verify": "large"}
+    assert calls == {"sample": [100_000, 1_000_000], "reconcile": [100_000, 1_000_000], "verify": "large",
+                     "summary": [100_000, 1_000_000]}
     assert {(f["benchmark"], f["value"]) for f in doc["figures"]} == {
-        ("memory", 9.0), ("sample_memory", 1.0), ("reconcile_memory", 2.0), ("verify_memory", 3.0)}
+        ("memory", 9.0), ("sample_memory", 1.0), ("reconcile_memory", 2.0), ("verify_memory", 3.0),
+        ("summary_memory", 4.0)}
     assert "| reconcile_memory | peak RSS, reconcile | s | 2.000 | MB | < 500 | met |" in (
         tmp_path / "latest.md").read_text(encoding="utf-8")
     assert set(names) <= set(DEFAULT["full"]) and set(names) <= set(BENCHMARKS) and set(names) <= set(FIGURE_LABELS)

@@ -142,7 +142,11 @@ def rate_document(config: dict[str, Any], matters: Any = (), activity_rates: Any
 def complete_reference_files(root: Any) -> dict[str, int] | None:
     """Write the reference files' parts built from extracted records (matters per billing method, evergreen
     retainers, matter and client rates) from the staged matters and activity rates, once both are staged
-    complete; no Clio request. None (nothing written) before discover or while either is incomplete."""
+    complete; no Clio request. None (nothing written) before discover or while either is incomplete.
+
+    The matters are streamed, never held: counted in one read, then read again as each file that lists
+    some of them (evergreen retainers, matter rates) is written item by item (``reports.Streamed``),
+    so memory does not grow with the firm's matters."""
     config = staging.read_json(root / DISCOVER / "clio_config.json")
     if config is None:
         return None
@@ -150,8 +154,8 @@ def complete_reference_files(root: Any) -> dict[str, int] | None:
         manifest = staging.read_manifest(root, name)
         if not (manifest or {}).get("complete"):
             return None
-    extracted = record_references(read_records(root, "matters"))
-    rates = rate_document(config, extracted["matters"], list(read_records(root, "activity_rates")))
+    extracted = record_references(lambda: read_records(root, "matters"))
+    rates = rate_document(config, extracted["matters"], read_records(root, "activity_rates"))
     refs = reference_exports({**config, **extracted}, rate_document=rates)
     for name in FROM_EXTRACTED:
         write_json(root / DISCOVER / "reference" / name, refs[name])
