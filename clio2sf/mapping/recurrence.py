@@ -164,6 +164,10 @@ def occurrence_times(
         tails: dict[timedelta, str] = {}  # offset -> what isoformat() writes after the naive part
         fold1: dict[time, time] = {}  # a time of day -> itself at fold 1 (a series' ends share theirs)
         combine = datetime.combine
+        # A naive date-time's isoformat() is its day's and its time's joined by "T"; the texts of each day (shared
+        # by every series: _DAY_TEXTS) and of each time of day (a series has a few) are worked out once.
+        days = _DAY_TEXTS
+        clocks: dict[time, tuple[str, str]] = {}  # a time of day -> ("T" + its isoformat(), "T" + HHMMSS)
         out: list[tuple[str, str, str]] = []
         for naive in _with_dtstart(rule_obj, dtstart):
             off = utcoffset(naive)  # occ.utcoffset() of occ = naive.replace(tzinfo=tz): the zone reads naive's fields and fold
@@ -172,14 +176,18 @@ def occurrence_times(
             utc = naive - off
             if utc > limit or len(out) >= max_count:  # occ > horizon: aware instances of two zones compare in UTC
                 break
-            if excluded_dates and naive.date() in excluded_dates:
+            nday = naive.date()
+            if excluded_dates and nday in excluded_dates:
                 continue
-            iso = utc.isoformat()
-            suffix = iso.replace("-", "").replace(":", "") + "Z" if len(iso) == 19 and utc.year >= 1000 else utc_suffix(utc)
+            # the id suffix, utc_suffix(utc): its day YYYYMMDD (None before year 1000: strftime's), "T", HHMMSS, "Z"
+            compact = (days.get(uday := utc.date()) or _day_texts(uday))[1]
+            suffix = (compact + (clocks.get(uclock := utc.time()) or _clock_texts(clocks, uclock))[1] + "Z" if compact
+                      else utc_suffix(utc))
             end = naive + duration
             if all_day:  # an aware occurrence and its end in their own zone: astimezone(tz) changes neither
-                day = naive.date().isoformat()
-                last = (end - _MICROSECOND if duration else end).date().isoformat()
+                day = (days.get(nday) or _day_texts(nday))[0]
+                lday = (end - _MICROSECOND if duration else end).date()
+                last = (days.get(lday) or _day_texts(lday))[0]
                 out.append((suffix, f"{day}T00:00:00+00:00", f"{last}T00:00:00+00:00", day))
                 continue
             tail = tails.get(off)
@@ -190,21 +198,41 @@ def occurrence_times(
                 clock1 = fold1.get(clock)
                 if clock1 is None:
                     clock1 = fold1[clock] = clock.replace(fold=1)
-                same = utcoffset(combine(end.date(), clock1)) == off
+                eday = end.date()
+                same = utcoffset(combine(eday, clock1)) == off
             else:
                 same = False
             if same:
                 # one instant has this local time, at the start's offset: end's own (utc + duration)
-                ends = end.isoformat() + tail
+                ends = ((days.get(eday) or _day_texts(eday))[0] + (clocks.get(clock) or _clock_texts(clocks, clock))[0]
+                        + tail)
             else:  # across a change of offset, or a local time that is skipped or repeated
                 ends = (utc + duration).replace(tzinfo=UTC).astimezone(tz).isoformat()
-            out.append((suffix, naive.isoformat() + tail, ends))
+            starts = ((days.get(nday) or _day_texts(nday))[0] + (clocks.get(nclock := naive.time()) or _clock_texts(clocks, nclock))[0]
+                      + tail)
+            out.append((suffix, starts, ends))
     except (ValueError, TypeError, OverflowError):
         return None
     return out
 
 
 _MICROSECOND = timedelta(microseconds=1)
+#: day -> (its isoformat(), YYYYMMDD or None before year 1000), for occurrence_times (kept up to _DAY_TEXTS_MAX days)
+_DAY_TEXTS: dict[date, tuple[str, str | None]] = {}
+_DAY_TEXTS_MAX = 100_000
+
+
+def _day_texts(day: date) -> tuple[str, str | None]:
+    iso = day.isoformat()
+    texts = (iso, iso.replace("-", "") if day.year >= 1000 else None)
+    if len(_DAY_TEXTS) < _DAY_TEXTS_MAX:
+        _DAY_TEXTS[day] = texts
+    return texts
+
+
+def _clock_texts(clocks: dict[time, tuple[str, str]], clock: time) -> tuple[str, str]:
+    texts = clocks[clock] = ("T" + clock.isoformat(), f"T{clock.hour:02}{clock.minute:02}{clock.second:02}")
+    return texts
 _WEEKDAYS = {"MO": 0, "TU": 1, "WE": 2, "TH": 3, "FR": 4, "SA": 5, "SU": 6}
 _SIMPLE_PART = re.compile(r"(FREQ|INTERVAL|COUNT|UNTIL|BYDAY|BYMONTHDAY)=([0-9A-Z,]+)")
 _DIGITS = re.compile(r"[0-9]{1,4}")

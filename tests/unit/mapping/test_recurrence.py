@@ -336,3 +336,18 @@ def test_an_occurrence_ending_at_a_change_ends_where_its_instant_does(start, dur
     assert recurrence.occurrence_times(start.replace(tzinfo=NY), rule, tz=NY, horizon=HORIZON, max_count=10,
                                        duration=duration) == expected
     assert expected[0][2] == (start.replace(tzinfo=NY).astimezone(UTC) + duration).astimezone(NY).isoformat()
+
+
+@pytest.mark.parametrize("start", [datetime(998, 12, 28, 9, 15), datetime(999, 12, 30, 23, 30, 0, 250000),
+                                   datetime(1000, 1, 1, 0, 0), datetime(2024, 2, 28, 22, 0, 0, 1)])
+def test_occurrence_texts_of_early_years_and_sub_seconds_are_what_the_occurrences_give(start):
+    """A day before year 1000 (its id suffix is strftime's) and a start with sub-seconds give the texts the rows
+    one by one have, the day texts kept between series (recurrence._DAY_TEXTS) included: each series twice."""
+    tz = timezone(timedelta(hours=-5))
+    horizon = datetime(2100, 1, 1, tzinfo=UTC)
+    for all_day in (False, True, False):
+        expected = _texts(start.replace(tzinfo=tz), tz, "FREQ=DAILY;COUNT=4", horizon, 10, timedelta(hours=3), all_day, set())
+        got = recurrence.occurrence_times(start.replace(tzinfo=tz), "FREQ=DAILY;COUNT=4", tz=tz, horizon=horizon,
+                                          max_count=10, duration=timedelta(hours=3), all_day=all_day)
+        assert got == expected
+        assert len(got) == 4
