@@ -5,10 +5,13 @@
 A synthetic staged firm of ``--records`` Clio records (no sandbox: the Clio side is written straight
 to ``raw/`` and ``transformed/`` the way the extraction and the transform leave them, about 2.5
 Salesforce rows per record as in the sandbox's seeded firms: matters, contacts, activities (time
-entries, expenses and non-billable ones as Tasks), tasks, bills, bank transactions of a trust account,
-calendar entries with occurrences) and an org whose rows are generated as they are read (a fake client
-holding nothing: the figure is the reconciliation's).  Every record is loaded once, so the
-reconciliation must come out exact (a reconcile that skipped its work would also be small).  A fresh
+entries, expenses and non-billable ones as Tasks), tasks, bills in every Clio state (a third live:
+awaiting payment, or paid by an allocation, half of them from trust), bank transactions (deposits and
+withdrawals on every matter, four matters in five through the trust account, whose balance each matter
+reports), calendar entries with occurrences) and an org whose rows are generated as they are read (a
+fake client holding nothing: the figure is the reconciliation's).  Every record is loaded once, so the
+reconciliation must come out exact, the books included (every live bill ties out and agrees, every
+matter's trust ledger balances: a reconcile that skipped its work would also be small).  A fresh
 process runs ``reconcile_migration`` and prints its RSS before the call (the imports) and its peak
 (``VmHWM``); the figure is the peak, target < 500 MB, and its growth from the smallest to the largest
 size, target ≤ 1.2 (flat).  ``--code DIR`` measures another checkout's reconcile on the same firm (a
@@ -35,9 +38,15 @@ FLAT = 1.2
 RESULTS = ROOT / "benchmarks" / "results"
 #: Clio object → (share of the records, Clio kind); the rows each makes are in :func:`_rows`.
 SHARES = {"matters": (0.04, "matter"), "contacts": (0.06, "contact"), "activities": (0.45, "activity"),
-          "tasks": (0.10, "task"), "bills": (0.05, "bill"), "bank_transactions": (0.10, "bank_transaction"),
-          "calendar_entries": (0.20, "calendar_entry")}
+          "tasks": (0.10, "task"), "bills": (0.05, "bill"), "allocations": (0.05 / 6, "allocation"),
+          "bank_transactions": (0.10, "bank_transaction"), "calendar_entries": (0.20, "calendar_entry")}
 OCCURRENCES = 6  # Event rows per calendar entry (a recurring series)
+#: Clio bill states, bill ``i`` in ``BILL_STATES[i % 6]`` (live: awaiting_payment, paid); Salesforce's picklist values
+BILL_STATES = ("draft", "awaiting_approval", "awaiting_payment", "paid", "void", "deleted")
+SF_BILL_STATES = ("Draft", "Awaiting Approval", "Awaiting Payment", "Paid", "Void", "Deleted")
+BILL_TOTAL = "1200.10"
+TRUST_ACCOUNT, OPERATING_ACCOUNT = 1, 2
+DEPOSIT, WITHDRAWAL = "20.02", "-10.01"  # a matter's transactions alternate: its running balance never below zero
 
 
 def _rss_kb(field: str) -> int:
@@ -48,10 +57,42 @@ def _rss_kb(field: str) -> int:
 
 
 def _counts(records: int) -> dict[str, int]:
-    return {obj: max(1, int(records * share)) for obj, (share, _) in SHARES.items()}
+    counts = {obj: max(1, int(records * share)) for obj, (share, _) in SHARES.items()}
+    counts["allocations"] = max(1, (counts["bills"] + 3) // 6)  # allocation j pays bill 6j - 3 (a paid one)
+    return counts
 
 
-def _data(obj: str, i: int) -> dict[str, Any]:
+def _bank(i: int, counts: dict[str, int]) -> tuple[int, int, str, str]:
+    """(matter, account, amount, date) of bank transaction ``i``: on matter
+    ``1 + (i - 1) % matters``, its ``k``-th there (a deposit when ``k`` is even, else a withdrawal, a day
+    apart), through the operating account for every fifth matter, else the trust account."""
+    import datetime as dt
+
+    matters = counts["matters"]
+    matter, k = 1 + (i - 1) % matters, (i - 1) // matters
+    account = OPERATING_ACCOUNT if matter % 5 == 0 else TRUST_ACCOUNT
+    date = (dt.date(2020, 1, 1) + dt.timedelta(days=k)).isoformat()
+    return matter, account, DEPOSIT if k % 2 == 0 else WITHDRAWAL, date
+
+
+def _trust_balance(matter: int, counts: dict[str, int]) -> str | None:
+    """The trust balance matter ``matter`` reports (its transactions' sum), None without any."""
+    from decimal import Decimal
+
+    matters, n = counts["matters"], counts["bank_transactions"]
+    if matter % 5 == 0 or matter > n:
+        return None
+    k = (n - matter) // matters + 1  # its transactions
+    return str((k + 1) // 2 * Decimal(DEPOSIT) + k // 2 * Decimal(WITHDRAWAL))
+
+
+def _bill(i: int) -> tuple[str, str]:
+    """(Clio state, balance) of bill ``i``: a paid bill owes nothing (its allocation paid it), any other its total."""
+    state = BILL_STATES[i % 6]
+    return state, "0" if state == "paid" else BILL_TOTAL
+
+
+def _data(obj: str, i: int, counts: dict[str, int]) -> dict[str, Any]:
     d: dict[str, Any] = {"id": i, "created_at": "2024-01-02T03:04:05Z", "description": f"record {i} " * 4}
     if obj == "activities":
         kind = i % 10
@@ -59,20 +100,30 @@ def _data(obj: str, i: int) -> dict[str, Any]:
         d["quantity_in_hours"] = "1.5"
         d["total"] = "150.25" if kind != 9 else "0"
     elif obj == "bills":
-        d["total"] = "1200.10"
+        d["state"], d["balance"] = _bill(i)
+        d["number"] = str(i)
+        d["total"] = BILL_TOTAL
         d["currency"] = {"code": "USD"}
+        d["client"] = {"id": 1 + i % counts["contacts"]}
+    elif obj == "allocations":
+        d["amount"] = BILL_TOTAL
+        d["bill"] = {"id": 6 * i - 3}
+        d["parent"] = {"id": i, "type": "Payment"}
+        d["source_bank_account"] = {"id": TRUST_ACCOUNT, "type": "Trust"} if i % 2 else None
     elif obj == "bank_transactions":
-        d["amount"] = "10.01"
-        d["bank_account"] = {"id": 1}
-        d["matter"] = {"id": 1 + i % 50}
+        matter, account, d["amount"], d["date"] = _bank(i, counts)
+        d["bank_account_id"] = account
+        d["matter"] = {"id": matter}
     elif obj == "matters":
         d["display_number"] = f"{i:05d}-Synth"
+        if (balance := _trust_balance(i, counts)) is not None:
+            d["account_balances"] = [{"id": TRUST_ACCOUNT, "balance": balance, "type": "Trust"}]
     elif obj == "contacts":
         d["name"] = f"Contact {i}"
     return d
 
 
-def _rows(obj: str, i: int) -> Iterator[tuple[str, dict[str, Any]]]:
+def _rows(obj: str, i: int, counts: dict[str, int]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(sobject, row) of one Clio record: what the transform stages and what the org holds."""
     kind = SHARES[obj][1]
     ext = f"{kind}-{i}"
@@ -93,10 +144,19 @@ def _rows(obj: str, i: int) -> Iterator[tuple[str, dict[str, Any]]]:
     elif obj == "tasks":
         yield "Task", {"Clio_Id__c": ext, "Subject": f"task {i}"}
     elif obj == "bills":
-        yield "Clio_Billing__c", {"Clio_Id__c": ext, "Clio_Total__c": 1200.10}
+        state, balance = _bill(i)
+        yield "Clio_Billing__c", {"Clio_Id__c": ext, "Clio_Invoice_Number__c": str(i), "Clio_Total__c": float(BILL_TOTAL),
+                                  "Clio_Status__c": SF_BILL_STATES[BILL_STATES.index(state)],
+                                  "Clio_Balance__c": float(balance),
+                                  "Contact__r.Clio_Id__c": f"contact-{1 + i % counts['contacts']}"}
+    elif obj == "allocations":
+        yield "Clio_Payment__c", {"Clio_Id__c": ext, "Clio_Amount__c": float(BILL_TOTAL), "Clio_Kind__c": "Payment",
+                                  "Clio_Source_Account_Type__c": "Trust" if i % 2 else None,
+                                  "Clio_Billing__r.Clio_Id__c": f"bill-{6 * i - 3}"}
     elif obj == "bank_transactions":
-        yield "Ledger__c", {"Clio_Id__c": ext, "Clio_Amount__c": 10.01, "Clio_Bank_Account_Id__c": "1",
-                            "Case__r.Clio_Id__c": f"matter-{1 + i % 50}"}
+        matter, account, amount, date = _bank(i, counts)
+        yield "Ledger__c", {"Clio_Id__c": ext, "Clio_Amount__c": float(amount), "Clio_Date__c": date,
+                            "Clio_Bank_Account_Id__c": str(account), "Case__r.Clio_Id__c": f"matter-{matter}"}
     elif obj == "calendar_entries":
         for n in range(OCCURRENCES):
             yield "Event", {"Clio_Id__c": f"{ext}@2024{1 + n:02d}01T150000Z", "Subject": f"entry {i}"}
@@ -108,25 +168,28 @@ def setup(work: Path, records: int) -> dict[str, Any]:
 
     t0 = time.monotonic()
     mroot = staging.migration_root(work / "stage", FIRM, MIGRATION)
-    counts = {"bank_accounts": 1, **_counts(records)}
+    per_object = _counts(records)
+    counts = {"bank_accounts": 2, **per_object}
     info = staging.write_jsonl_gz(staging.batch_path(mroot, "bank_accounts", 1), [
-        {"object": "bank_accounts", "source_system_id": "bank_account-1", "clio_id": 1,
-         "data": {"id": 1, "type": "Trust", "name": "Trust"}}])
+        {"object": "bank_accounts", "source_system_id": f"bank_account-{a}", "clio_id": a,
+         "data": {"id": a, "type": kind, "name": kind}}
+        for a, kind in ((TRUST_ACCOUNT, "Trust"), (OPERATING_ACCOUNT, "Operating"))])
     staging.write_json(staging.raw_dir(mroot, "bank_accounts") / staging.MANIFEST,
                        {"object": "bank_accounts", "batches": [info]})
     batch = 20_000
     rows = 0
-    for obj, n in _counts(records).items():
+    for obj, n in per_object.items():
         kind = SHARES[obj][1]
         infos = []
         for b, start in enumerate(range(1, n + 1, batch), 1):
             ids = range(start, min(n, start + batch - 1) + 1)
             infos.append(staging.write_jsonl_gz(staging.batch_path(mroot, obj, b), (
-                {"object": obj, "source_system_id": f"{kind}-{i}", "clio_id": i, "data": _data(obj, i)} for i in ids),
+                {"object": obj, "source_system_id": f"{kind}-{i}", "clio_id": i, "data": _data(obj, i, per_object)}
+                for i in ids),
                 level=1))
             per_sobject: dict[str, list[dict[str, Any]]] = {}
             for i in ids:
-                for sobject, row in _rows(obj, i):
+                for sobject, row in _rows(obj, i, per_object):
                     per_sobject.setdefault(sobject, []).append(
                         {"sobject": sobject, "source_system_id": row["Clio_Id__c"], "external_id_field": "Clio_Id__c",
                          "natural_key": None, "row": row})
@@ -150,17 +213,20 @@ class Org:
         self.counts = _counts(records)
         self.fields: dict[str, set[str]] = {}
         for obj in self.counts:
-            for sobject, row in (r for i in range(1, 11) for r in _rows(obj, i)):
+            for sobject, row in (r for i in range(1, 11) for r in _rows(obj, i, self.counts)):
                 self.fields.setdefault(sobject, {"Id"}).update(k for k in row if "." not in k)
         self.fields["Ledger__c"].add("Case__c")
+        self.fields["Clio_Billing__c"].add("Contact__c")
+        self.fields["Clio_Payment__c"].add("Clio_Billing__c")
         self.feeds: dict[str, list[str]] = {}  # sobject → the Clio objects whose records make its rows
         for obj in self.counts:
-            for sobject in dict.fromkeys(s for i in range(1, 11) for s, _ in _rows(obj, i)):
+            for sobject in dict.fromkeys(s for i in range(1, 11) for s, _ in _rows(obj, i, self.counts)):
                 self.feeds.setdefault(sobject, []).append(obj)
         self.reads: dict[str, int] = {}
 
     def describe(self, sobject: str) -> dict[str, Any]:
-        types = {"Clio_Amount__c": "currency", "Clio_Total__c": "currency", "Clio_Hours__c": "double"}
+        types = {"Clio_Amount__c": "currency", "Clio_Total__c": "currency", "Clio_Balance__c": "currency",
+                 "Clio_Hours__c": "double", "Clio_Date__c": "date"}
         return {"fields": [{"name": n, "type": types.get(n, "string"), "createable": n != "Id", "length": 255,
                             "externalId": n == "Clio_Id__c"} for n in sorted(self.fields.get(sobject, {"Id"}))]}
 
@@ -172,7 +238,7 @@ class Org:
         n = 0
         for obj in self.feeds.get(sobject, ()):
             for i in range(1, self.counts[obj] + 1):
-                for s, row in _rows(obj, i):
+                for s, row in _rows(obj, i, self.counts):
                     if s != sobject:
                         continue
                     n += 1
@@ -205,8 +271,9 @@ def measure(work: Path) -> dict[str, Any]:
     return {"rss_before_mb": round(before / 1024, 1), "peak_rss_mb": round(_rss_kb("VmHWM") / 1024, 1),
             "seconds": round(time.monotonic() - t0, 1), "cpu_seconds": round(time.process_time() - c0, 1),
             "exact": bool(result["lost"] == 0 and result["duplicated"] == 0 and result["amounts_ok"]
+                          and result["books_ok"]
                           and all(o["unexpected"] == 0 and o["missing"] == 0 for o in result["objects"].values())),
-            "objects": result["objects"], "reads": org.reads,
+            "books": result["books"], "objects": result["objects"], "reads": org.reads,
             "report_dir": str(mroot / "reports" / label)}
 
 

@@ -10,7 +10,7 @@ at what the transform sent.  Each side must tie out on its own, and the two must
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -31,7 +31,7 @@ def _dec(value: Any, where: str) -> Decimal:
         raise ValueError(f"{where}: {value!r} is not a number") from None
 
 
-@dataclass
+@dataclass(slots=True)
 class BillBook:
     """One bill: its total and where the money came from (voided allocations count for nothing)."""
 
@@ -49,7 +49,7 @@ class BillBook:
         return abs(self.paid + self.credited + self.outstanding - self.total) <= TOLERANCE
 
 
-@dataclass
+@dataclass(slots=True)
 class TrustBook:
     """One matter's trust ledger: its transactions' sum, the lowest running balance, and (Clio only)
     the balance Clio reports for the matter."""
@@ -204,6 +204,7 @@ def salesforce_books(stream: Callable[[str, list[str]], Iterable[Mapping[str, An
 
 
 class _Row:
+    __slots__ = ()
     status: str
 
     @property
@@ -211,7 +212,7 @@ class _Row:
         return self.status == "ok"
 
 
-@dataclass
+@dataclass(slots=True)
 class BillRow(_Row):
     bill: str
     number: str | None
@@ -220,7 +221,7 @@ class BillRow(_Row):
     status: str  # ok | differs | missing | rejected | does not tie out
 
 
-@dataclass
+@dataclass(slots=True)
 class TrustRow(_Row):
     matter: str
     clio_reported: Decimal | None
@@ -231,7 +232,7 @@ class TrustRow(_Row):
     status: str
 
 
-@dataclass
+@dataclass(slots=True)
 class ClientRow(_Row):
     contact: str
     clio: Decimal
@@ -258,11 +259,15 @@ class BooksReconciliation:
         return (f"books: {part(self.bills, 'bills tie out and agree')}, {part(self.trust, 'matter trust ledgers balance')}"
                 f", {part(self.clients, 'client balances agree')}")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, lazy: bool = False) -> dict[str, Any]:
+        """The books as JSON; ``lazy``: each table as a :class:`reports.Streamed`, its rows made as
+        :func:`reports.write_json` writes them (one per live bill, per matter with trust, per client)."""
+        def table(rows: list[Any]) -> Any:
+            made = lambda: (dict(asdict(r), ok=r.ok) for r in rows)  # noqa: E731
+            return reports.Streamed(made) if lazy else list(made())
+
         return {"exact": self.exact, "headline": self.headline(),
-                "bills": [dict(asdict(r), ok=r.ok) for r in self.bills],
-                "trust": [dict(asdict(r), ok=r.ok) for r in self.trust],
-                "clients": [dict(asdict(r), ok=r.ok) for r in self.clients]}
+                "bills": table(self.bills), "trust": table(self.trust), "clients": table(self.clients)}
 
 
 def _figures(b: BillBook) -> dict[str, Any]:
@@ -395,21 +400,24 @@ BOOKS_CSV_HEADERS = ["section", "source_id", "name", "status", "figure", "clio",
 
 def books_rows(rec: BooksReconciliation, labels: Mapping[str, str] | None = None) -> list[list[Any]]:
     """Every books figure for ``books.csv``: one line per bill, matter or client and figure."""
+    return list(iter_books_rows(rec, labels))
+
+
+def iter_books_rows(rec: BooksReconciliation, labels: Mapping[str, str] | None = None) -> Iterator[list[Any]]:
+    """:func:`books_rows` one at a time (``reports.write_csv`` streams them)."""
     names = labels or {}
-    rows: list[list[Any]] = []
     for b in rec.bills:
         c, s = b.clio or {}, b.salesforce or {}
         for k in ("total", "paid", "paid_from_trust", "credited", "outstanding"):
-            rows.append(["bill", b.bill, b.number, b.status, k, c.get(k), s.get(k)])
+            yield ["bill", b.bill, b.number, b.status, k, c.get(k), s.get(k)]
     for t in rec.trust:
-        rows.append(["trust", t.matter, names.get(t.matter), t.status, "reported", t.clio_reported, ""])
-        rows.append(["trust", t.matter, names.get(t.matter), t.status, "ledger", t.clio_ledger, t.salesforce_ledger])
-        rows.append(["trust", t.matter, names.get(t.matter), t.status, "lowest", t.clio_lowest, t.salesforce_lowest])
+        yield ["trust", t.matter, names.get(t.matter), t.status, "reported", t.clio_reported, ""]
+        yield ["trust", t.matter, names.get(t.matter), t.status, "ledger", t.clio_ledger, t.salesforce_ledger]
+        yield ["trust", t.matter, names.get(t.matter), t.status, "lowest", t.clio_lowest, t.salesforce_lowest]
     for cl in rec.clients:
-        rows.append(["client", cl.contact, names.get(cl.contact), cl.status, "outstanding", cl.clio, cl.salesforce])
-        rows.append(["client", cl.contact, names.get(cl.contact), cl.status, "outstanding_bills", cl.clio_bills,
-                     cl.salesforce_bills])
-    return rows
+        yield ["client", cl.contact, names.get(cl.contact), cl.status, "outstanding", cl.clio, cl.salesforce]
+        yield ["client", cl.contact, names.get(cl.contact), cl.status, "outstanding_bills", cl.clio_bills,
+               cl.salesforce_bills]
 
 
 def books_from_json(doc: Mapping[str, Any]) -> BooksReconciliation:

@@ -438,7 +438,7 @@ class ObjectReconciliation:
         return self.missing == 0 and self.duplicates == 0 and self.unexpected == 0
 
 
-@dataclass
+@dataclass(slots=True)
 class AmountReconciliation:
     figure: str
     source: Decimal
@@ -474,11 +474,16 @@ class Reconciliation:
             text += f", {len(bad_amounts)} amount figure(s) differ"
         return text
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, lazy: bool = False) -> dict[str, Any]:
+        """The reconciliation as JSON; ``lazy``: the amount rows as a :class:`reports.Streamed`, made as
+        :func:`reports.write_json` writes them (a firm's trust figures are one row per matter)."""
+        def amounts() -> Iterator[dict[str, Any]]:
+            return (asdict(a) for a in self.amounts)
+
         return {"exact": self.exact, "headline": self.headline(), "lost": self.lost,
                 "duplicated": self.duplicated,
                 "objects": [dict(asdict(o), ok=o.ok) for o in self.objects],
-                "amounts": [asdict(a) for a in self.amounts]}
+                "amounts": reports.Streamed(amounts) if lazy else list(amounts())}
 
 
 def reconcile(source: SourceTotals, target: TargetTotals, rejects: Iterable[Mapping[str, Any]] = (),
@@ -543,9 +548,9 @@ def write_reconciliation_json(path: Any, rec: Reconciliation) -> Any:
 
 def write_reconciliation_csv(path: Any, rec: Reconciliation) -> Any:
     """One line per object, then one per amount figure (``figure`` rows)."""
-    rows: list[list[Any]] = [[getattr(o, h) if h != "ok" else o.ok for h in OBJECT_HEADERS] for o in rec.objects]
-    rows += [[f"figure:{a.figure}", a.source, a.target, a.difference, "", "", "", "", a.ok, "", "", ""]
-             for a in rec.amounts]
+    rows = chain(([getattr(o, h) if h != "ok" else o.ok for h in OBJECT_HEADERS] for o in rec.objects),
+                 ([f"figure:{a.figure}", a.source, a.target, a.difference, "", "", "", "", a.ok, "", "", ""]
+                  for a in rec.amounts))
     return reports.write_csv(path, OBJECT_HEADERS, rows)
 
 

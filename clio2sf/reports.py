@@ -11,7 +11,7 @@ import html
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -247,23 +247,32 @@ def md_text(value: Any) -> str:
     return " ".join(text.split())
 
 
+def _csv_chunks(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow([csv_cell(h) for h in headers])
+    for row in rows:
+        writer.writerow([csv_cell(c) for c in row])
+        if buf.tell() >= 1 << 16:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
 def csv_text(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """CSV text (RFC 4180: CRLF line ends) with a header line; cells rendered by :func:`csv_cell`.
 
     CRLF matters: Python's writer quotes a cell holding a character of the line terminator, so with
     ``\\n`` alone a bare ``\\r`` in client data would go out unquoted and split the row.
     """
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow([csv_cell(h) for h in headers])
-    for row in rows:
-        writer.writerow([csv_cell(c) for c in row])
-    return buf.getvalue()
+    return "".join(_csv_chunks(headers, rows))
 
 
 def write_csv(path: Any, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> Any:
-    """Write a CSV file with a header line."""
-    return write_text(path, csv_text(headers, rows))
+    """Write a CSV file with a header line (:func:`csv_text`), streamed: ``rows`` may be a generator."""
+    staging.write_blob(path, (c.encode("utf-8") for c in _csv_chunks(headers, rows)))
+    return path
 
 
 def write_html(path: Any, title: str, body_html: str, subtitle: str | None = None) -> Any:

@@ -644,10 +644,11 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
     names = _labels(raw_root, _wanted_labels(rec, book))
     currency = _currency(raw_root)
     context = reports.report_context(mroot, spec.data.get("firm"), run_label)
-    reports.write_json(rdir / "reconciliation.json", rec.to_json() | {"books": book.to_json(), "context": context,
-                                                                     "currency": currency, "names": names})
+    # written row by row (a firm's books and trust figures are a row per live bill and per matter)
+    reports.write_json(rdir / "reconciliation.json", rec.to_json(lazy=True) | {
+        "books": book.to_json(lazy=True), "context": context, "currency": currency, "names": names})
     reconcile.write_reconciliation_csv(rdir / "reconciliation.csv", rec)
-    reports.write_csv(rdir / "books.csv", books.BOOKS_CSV_HEADERS, books.books_rows(book, names))
+    reports.write_csv(rdir / "books.csv", books.BOOKS_CSV_HEADERS, books.iter_books_rows(book, names))
     report = reconcile.write_reconciliation_html(
         rdir / "reconciliation.html", rec, extra_html=books.books_html(book, labels=names, currency=currency),
         context=context, currency=currency, labels=names)
