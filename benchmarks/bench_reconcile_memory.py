@@ -338,14 +338,23 @@ NOTES = (
     "Clio_Id__c is a record's number keeps only that number (its repeats are the duplicates) and occurrences "
     "are compared within each run of their record's rows (one number a run): no 8-byte hash per row of the "
     "calendar's 1.2M Event rows.",
-    "The growth is at the goal's edge: the same code measured 1.217 (52.7 MB at 1M, load average ~11, as "
-    "37bc7de before its rebase onto main) and 1.189 (51.5 MB, ~8, a8c8ef0) a few minutes apart; about 1 MB "
-    "of the peak varies from run to run.",
-    "Still growing with the firm: the ids of the largest object as numbers (activities at 1M: 3.6 MB staged, "
-    "3.6 MB found, and while the staging is read its primary rows' ids), the trust ledger's entries (about 90 "
-    "bytes each: the org's 100,000 Ledger__c rows at 1M; the Clio side is not exercised here, the synthetic "
-    "bank transactions name no trust account id) and the live bills of both sides' books (none here: the "
-    "synthetic bills have no state).",
+    "The runs before 'before, live bills and trust' are on a firm without live books (255,000 rows at 100k): "
+    "its bills had no state (none live) and its bank transactions named no bank_account_id (no Clio-side "
+    "trust entry), so the books were never compared, and did not agree (`exact` did not look at them). Those "
+    "runs measured 1.189 and 1.217 for the same code: at the goal's edge. Since lane 32d the firm's books are "
+    "live (1M: 16,667 live bills, 8,333 allocations, 32,000 matters with trust entries, 100,000 Ledger__c "
+    "rows) and `exact` includes them: the reconcile of dc5448e grew 4.80 (61.6 -> 295.6 MB), json.dumps of "
+    "the whole reconciliation.json taking 135 -> 293 MB at 1M; its reports are now written row by row "
+    "(`reports.Streamed`, the same bytes) and its book rows are slotted: 44.8 -> 118.7 MB, growth 2.65, "
+    "**not met** (the < 500 MB goal is).",
+    "Still growing with the firm (1M, over the imports 82.0 MB against 7.9 at 100k): the books of both sides as "
+    "Python objects, a bill and a matter at a time (~45 MB: `clio_books` +24, `salesforce_books` +19, the "
+    "compared rows +13), the trust figures of the amounts, one per matter on both sides and a row each "
+    "(~12 MB), the names of every matter with trust for the page (~5 MB) and the ids of the largest object "
+    "as numbers (activities: 3.6 MB staged, 3.6 MB found). Flat needs the books and the per-matter trust "
+    "figures compared in parts (by the last digits of the bill or matter number, each part's org rows read "
+    "with a LIKE filter, as the verifier's `compare_parts`) or spilled to disk, their report rows streamed "
+    "in order: not done.",
     "The synthetic firm is set up once per `--work` DIR (1M: about 45 s); the figures of a run are taken in a "
     "fresh process without Airflow's imports (about 36 MB before the call); the machine was shared with a "
     "DAG benchmark and other work (1-min load in the table).",
