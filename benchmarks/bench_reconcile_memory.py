@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, at_most
+from benchmarks.common import ROOT, Figure, at_most, keep_run, met_text, run_rows
 
 FIRM, MIGRATION = "synth", "m1"
 FLAT = 1.2
@@ -316,17 +316,7 @@ def run(work: Path, records: list[int], code: Path = ROOT) -> list[Figure]:
 def record(label: str, figs: list[Figure], argv: list[str]) -> None:
     """Keep the figures under ``label`` (e.g. before / after) in ``benchmarks/results/reconcile_memory.json``
     and render ``reconcile_memory.md`` (``latest.md`` belongs to ``benchmarks.run``)."""
-    from datetime import UTC, datetime
-
-    from benchmarks.common import machine
-
-    path = RESULTS / "reconcile_memory.json"
-    doc = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"runs": {}}
-    doc["runs"][label] = {"measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(),
-                          "loadavg_1m": round(os.getloadavg()[0], 2), "command": argv,
-                          "figures": [f.as_dict() for f in figs]}
-    path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    render(doc)
+    render(keep_run(RESULTS / "reconcile_memory.json", label, figs, argv, loadavg_1m=round(os.getloadavg()[0], 2)))
 
 
 NOTES = (
@@ -364,16 +354,16 @@ NOTES = (
 def render(doc: dict[str, Any]) -> None:
     lines = ["# Peak RSS of the full load's reconcile step", "",
              "`python -m benchmarks.bench_reconcile_memory` (see its docstring): `reconcile_migration` over a synthetic "
-             "staged firm and a fake org generating its rows as read, in a fresh process; peak RSS = VmHWM.", "",
-             "| run | commit | subject | value | unit | target | met | over the imports (MB) | seconds | CPU s | "
-             "1-min load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for label, entry in doc["runs"].items():
-        for f in entry["figures"]:
-            d = f["detail"]
-            met = "-" if f["met"] is None else "met" if f["met"] else "**not met**"
-            lines.append(f"| {label} ({entry['measured_at']}) | `{str(d.get('commit', ''))[:10]}` | {f['subject']} | "
-                         f"{f['value']} | {f['unit']} | {f['target']} | {met} | {d.get('over_imports_mb', '')} | "
-                         f"{d.get('seconds', '')} | {d.get('cpu_seconds', '')} | {entry.get('loadavg_1m') or '-'} |")
+             "staged firm and a fake org generating its rows as read, in a fresh process; peak RSS = VmHWM.", ""]
+
+    def cells(label: str, entry: dict[str, Any], f: dict[str, Any]) -> list[Any]:
+        d = f["detail"]
+        return [f"{label} ({entry['measured_at']})", f"`{str(d.get('commit', ''))[:10]}`", f["subject"], f["value"],
+                f["unit"], f["target"], met_text(f["met"]), d.get("over_imports_mb", ""), d.get("seconds", ""),
+                d.get("cpu_seconds", ""), entry.get("loadavg_1m") or "-"]
+
+    lines += run_rows(doc, ["run", "commit", "subject", "value", "unit", "target", "met", "over the imports (MB)",
+                            "seconds", "CPU s", "1-min load"], cells)
     lines += ["", *(f"- {n}" for n in NOTES), ""]
     (RESULTS / "reconcile_memory.md").write_text("\n".join(lines), encoding="utf-8")
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, at_most
+from benchmarks.common import ROOT, Figure, at_most, keep_run, met_text, run_rows
 
 FIRM, MIGRATION = "large", "m1"
 
@@ -174,35 +174,26 @@ RESULTS = ROOT / "benchmarks" / "results"
 def record(label: str, figs: list[Figure], argv: list[str]) -> None:
     """Keep the figure under ``label`` (e.g. before / after) in ``benchmarks/results/verify_memory.json``
     and render ``verify_memory.md`` (a separate file: ``latest.md`` belongs to ``benchmarks.run``)."""
-    from datetime import UTC, datetime
-
-    from benchmarks.common import machine
-
-    path = RESULTS / "verify_memory.json"
-    doc = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"runs": {}}
-    doc["runs"][label] = {"measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(),
-                          "command": argv, "figures": [f.as_dict() for f in figs]}
-    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    render(doc)
+    render(keep_run(RESULTS / "verify_memory.json", label, figs, argv))
 
 
 def render(doc: dict[str, Any]) -> None:
     lines = ["# Peak RSS of the full load's verify step", "",
              "`python -m benchmarks.bench_verify_memory` (see its docstring): `verify_migration` over the whole "
              "staged extraction of the sandbox firm against the org read back over HTTP, in a fresh process; "
-             "peak RSS = VmHWM; the process with its imports is the RSS before the call.", "",
-             "| run | commit | subject | peak RSS (MB) | before the call (MB) | target | met | seconds | records "
-             "compared | unexplained | 1-min load at start |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "peak RSS = VmHWM; the process with its imports is the RSS before the call.", ""]
     steps = []
-    for label, entry in doc["runs"].items():
-        for f in entry["figures"]:
-            d = f["detail"]
-            met = "-" if f["met"] is None else "met" if f["met"] else "**not met**"
-            lines.append(f"| {label} ({entry['measured_at']}) | `{d.get('commit', '')[:10]}` | {f['subject']} | "
-                         f"{f['value']} | {d.get('rss_before_mb')} | {f['target']} | {met} | {d.get('seconds')} | "
-                         f"{d.get('records_compared', 0):,} | {d.get('mismatches')} | {d.get('loadavg_1m_at_start', '')} |")
-            steps.append(f"- {label}: RSS / peak after each step (MB): " + "; ".join(
-                f"{name} {rss} / {peak}" for name, rss, peak in d.get("rss_after_steps_mb") or []))
+
+    def cells(label: str, entry: dict[str, Any], f: dict[str, Any]) -> list[Any]:
+        d = f["detail"]
+        steps.append(f"- {label}: RSS / peak after each step (MB): " + "; ".join(
+            f"{name} {rss} / {peak}" for name, rss, peak in d.get("rss_after_steps_mb") or []))
+        return [f"{label} ({entry['measured_at']})", f"`{d.get('commit', '')[:10]}`", f["subject"], f["value"],
+                d.get("rss_before_mb"), f["target"], met_text(f["met"]), d.get("seconds"),
+                f"{d.get('records_compared', 0):,}", d.get("mismatches"), d.get("loadavg_1m_at_start", "")]
+
+    lines += run_rows(doc, ["run", "commit", "subject", "peak RSS (MB)", "before the call (MB)", "target", "met",
+                            "seconds", "records compared", "unexplained", "1-min load at start"], cells)
     lines += ["", *steps, *(f"- {n}" for n in NOTES), ""]
     (RESULTS / "verify_memory.md").write_text("\n".join(lines), encoding="utf-8")
 

@@ -52,6 +52,33 @@ def machine() -> dict[str, Any]:
             "machine": platform.machine()}
 
 
+def keep_run(results: Path, label: str, figs: list[Figure], argv: list[str], **extra: Any) -> dict[str, Any]:
+    """Keep a run's figures under ``label`` (e.g. before / after) in the ``results`` JSON (``{"runs": {label:
+    {measured_at, machine, **extra, command, figures}}}``, kept across runs); returns the whole document."""
+    from datetime import UTC, datetime
+
+    doc = json.loads(results.read_text(encoding="utf-8")) if results.exists() else {"runs": {}}
+    doc["runs"][label] = {"measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(),
+                          **extra, "command": argv, "figures": [f.as_dict() for f in figs]}
+    results.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return doc
+
+
+def met_text(met: bool | None) -> str:
+    """A figure's goal cell: ``-`` (no goal), ``met`` or ``**not met**``."""
+    return "-" if met is None else "met" if met else "**not met**"
+
+
+def run_rows(doc: dict[str, Any], header: list[str],
+             cells: Callable[[str, dict[str, Any], dict[str, Any]], list[Any]]) -> list[str]:
+    """A Markdown table of the runs :func:`keep_run` kept: ``header``, then a line per figure of each run,
+    ``cells(label, run, figure)``."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, entry in doc["runs"].items():
+        lines += ["| " + " | ".join(str(c) for c in cells(label, entry, f)) + " |" for f in entry["figures"]]
+    return lines
+
+
 def commit() -> str:
     """The git commit measured (``+dirty`` when tracked files differ from it), or ``unknown``."""
     import subprocess
