@@ -334,20 +334,31 @@ def _map_fields(ctx: _Ctx, key: str, d: Mapping[str, Any], row: dict[str, Any], 
             row[target] = owner
 
 
+_NO_TARGET = object()  # a custom field not yet in _Ctx._cf_cache
+
+
 def _custom_field_values(ctx: _Ctx, parent_type: str, d: Mapping[str, Any], row: dict[str, Any], issues: Issues, matter_object: str | None = None) -> None:
     """Clio custom field values -> ``__c`` columns (type-converted; contact/matter values become lookups)."""
+    targets = ctx._cf_cache
     for cfv in d.get("custom_field_values") or ():
         if cfv.get("soft_deleted"):
             continue
         name = cfv.get("field_name")
-        target = ctx.custom_field_target(parent_type, name) if name else None
+        if not name:
+            continue
+        target = targets.get((parent_type, name), _NO_TARGET)
+        if target is _NO_TARGET:
+            target = ctx.custom_field_target(parent_type, name)
         if target is None:
             continue
         value = cfv.get("value")
         if value is None or value == "":
             continue
         ftype = cfv.get("field_type")
-        field = f"custom field {name!r}"
+        if ftype == "text_line" or ftype == "url":  # the common plain text first
+            if type(value) is str and len(value) <= 255:
+                row[target] = value
+                continue
         try:
             if ftype in ("numeric", "currency"):
                 row[target] = to_number(value)
@@ -359,6 +370,7 @@ def _custom_field_values(ctx: _Ctx, parent_type: str, d: Mapping[str, Any], row:
                 row[target] = (cfv.get("picklist_option") or {}).get("option") or str(value)
             elif ftype == "email":
                 if not is_email(str(value)):
+                    field = f"custom field {name!r}"
                     issues.add(field, "invalid_email", f"{issues.sid}: {field} {value!r} is not a valid address", "value dropped, field left empty")
                 else:
                     row[target] = str(value)
@@ -373,12 +385,14 @@ def _custom_field_values(ctx: _Ctx, parent_type: str, d: Mapping[str, Any], row:
             elif ftype == "text_line" or ftype == "url":
                 text = str(value)
                 if len(text) > 255:
+                    field = f"custom field {name!r}"
                     issues.add(field, "too_long", f"{issues.sid}: {field} has {len(text)} characters (max 255)", "truncated to 255")
                     text = text[:255]
                 row[target] = text
             else:  # text_area and anything newer: long text
                 row[target] = str(value)[:131072]
         except BadValue as exc:
+            field = f"custom field {name!r}"
             issues.add(field, exc.rule, f"{issues.sid}: {field}: {exc}", "value dropped, field left empty")
 
 

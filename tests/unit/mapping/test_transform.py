@@ -591,6 +591,98 @@ def test_to_date_and_to_datetime_give_what_the_general_parse_gives():
     assert to_date("2024-01-15") == "2024-01-15" and to_datetime("2024-01-15T10:30:00-05:00") == "2024-01-15T10:30:00-05:00"
 
 
+def test_custom_field_values_set_what_the_type_by_type_conversion_sets(spec, users):
+    """_custom_field_values' shortcuts (a plain text of a text_line or url field set as it is, the field's label
+    written only for an issue, the target cache read in place) give the row and issues the conversion of every
+    value by its type gave: every field type with texts short and long, str subclasses, numbers, bad values,
+    soft-deleted and unnamed fields, a field the spec skips."""
+    import itertools
+
+    from clio2sf.mapping.fields import Issues
+    from clio2sf.mapping.transform import (
+        BadValue,
+        _Ctx,
+        _custom_field_values,
+        is_email,
+        to_bool,
+        to_date,
+        to_number,
+    )
+
+    def reference(ctx, parent_type, d, row, issues):  # _custom_field_values before the shortcuts
+        for cfv in d.get("custom_field_values") or ():
+            if cfv.get("soft_deleted"):
+                continue
+            name = cfv.get("field_name")
+            target = ctx.custom_field_target(parent_type, name) if name else None
+            if target is None:
+                continue
+            value = cfv.get("value")
+            if value is None or value == "":
+                continue
+            ftype = cfv.get("field_type")
+            field = f"custom field {name!r}"
+            try:
+                if ftype in ("numeric", "currency"):
+                    row[target] = to_number(value)
+                elif ftype == "date":
+                    row[target] = to_date(value)
+                elif ftype == "checkbox":
+                    row[target] = to_bool(value)
+                elif ftype == "picklist":
+                    row[target] = (cfv.get("picklist_option") or {}).get("option") or str(value)
+                elif ftype == "email":
+                    if not is_email(str(value)):
+                        issues.add(field, "invalid_email", f"{issues.sid}: {field} {value!r} is not a valid address", "value dropped, field left empty")
+                    else:
+                        row[target] = str(value)
+                elif ftype == "contact":
+                    ref = (cfv.get("contact") or {}).get("id", value)
+                    row[target[:-3] + "__r.Clio_Id__c"] = f"contact-{ref}"
+                elif ftype == "matter":
+                    ref = (cfv.get("matter") or {}).get("id", value)
+                    row[target[:-3] + "__r.Clio_Id__c"] = f"matter-{ref}"
+                elif ftype == "time":
+                    row[target] = str(value)[:8]
+                elif ftype == "text_line" or ftype == "url":
+                    text = str(value)
+                    if len(text) > 255:
+                        issues.add(field, "too_long", f"{issues.sid}: {field} has {len(text)} characters (max 255)", "truncated to 255")
+                        text = text[:255]
+                    row[target] = text
+                else:
+                    row[target] = str(value)[:131072]
+            except BadValue as exc:
+                issues.add(field, exc.rule, f"{issues.sid}: {field}: {exc}", "value dropped, field left empty")
+
+    class Text(str):
+        pass
+
+    types = ["text_line", "url", "text_area", "numeric", "currency", "date", "checkbox", "picklist", "email", "contact",
+             "matter", "time", None, "newer"]
+    values = [None, "", "x", "a" * 255, "a" * 256, Text("sub"), Text("b" * 300), 12, 2.5, True, "12.5", "1,5", "2024-01-15",
+              "2024-13-01", "yes", "maybe", "a@b.co", "not an email", "10:30:00 am", "7", ["x"]]
+    names = ["Court", "", None, "Skipped Field"]
+    spec_dict = spec.options.get("custom_fields") or {}
+    assert not (spec_dict.get("decisions") or {}).get("Matter:Court", {}).get("skip")
+    compared = 0
+    for parent in ("Matter", "Contact"):
+        ctx_new, ctx_old = _Ctx(spec, users, None, None), _Ctx(spec, users, None, None)
+        ctx_new._cf_cache[(parent, "Skipped Field")] = ctx_old._cf_cache[(parent, "Skipped Field")] = None
+        for ftype, value, name, deleted in itertools.product(types, values, names, (False, True)):
+            cfvs = [{"field_name": name, "field_type": ftype, "value": value, "soft_deleted": deleted,
+                     "picklist_option": {"option": "Opt"} if value == "x" else None, "contact": {"id": 9}, "matter": None},
+                    {"field_name": "Second", "field_type": "text_line", "value": value}]
+            got_row, want_row = {"Name": "n"}, {"Name": "n"}
+            got, want = Issues("matter-1", []), Issues("matter-1", [])
+            _custom_field_values(ctx_new, parent, {"custom_field_values": cfvs}, got_row, got)
+            reference(ctx_old, parent, {"custom_field_values": cfvs}, want_row, want)
+            assert (got_row, got.items) == (want_row, want.items), (ftype, value, name, deleted)
+            assert [type(v) for v in got_row.values()] == [type(v) for v in want_row.values()]
+            compared += 1
+    assert compared > 4000
+
+
 def test_a_primary_step_reads_the_first_primary_mapping_else_the_first_item():
     """``a[primary].b``: the first item of the list that is a mapping with a true ``primary``, else the first item;
     None when the list is empty or not a list (compile_path and compile_fields read it so)."""
