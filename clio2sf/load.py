@@ -802,7 +802,7 @@ def _rest_scan(client: Any, sobject: str, select: Sequence[str], field: str, val
 
 def lookup_records(
     client: Any, sobject: str, select: Sequence[str], field: str, values: Iterable[Any], *, extra: str = "",
-    few: bool | int | None = False,
+    few: bool | int | None = False, written: int = 0,
 ) -> Iterator[dict[str, Any]]:
     """The records of ``sobject`` whose ``field`` is one of ``values``, with the fields ``select``.
 
@@ -820,7 +820,8 @@ def lookup_records(
     one through REST (:func:`_rest_scan`, exact whatever it finds: it filters what it reads) should take
     fewer GETs than the IN lists' GETs, or at most a query job's :data:`QUERY_JOB_CALLS` calls, that is
     tried first; when they fill more pages than that, its first GET was the one call spent and the
-    look-up goes on as without ``few``.  False or None: no hint."""
+    look-up goes on as without ``few``.  False or None: no hint.  ``written``: how many successful writes
+    of ``sobject`` the ledger holds (at least; 0: unknown), for :func:`_bulk_lookup`."""
     vals = sorted({str(v) for v in values if v is not None})
     bulk = _bulk_query(client)
     cols = ", ".join(select)
@@ -846,7 +847,7 @@ def lookup_records(
         return
     read = False
     try:
-        for rec in _bulk_lookup(bulk, sobject, select, field, vals, extra):
+        for rec in _bulk_lookup(bulk, sobject, select, field, vals, extra, written=written):
             read = True
             yield rec
     except Exception as exc:
@@ -858,16 +859,22 @@ def lookup_records(
 
 
 def _bulk_lookup(bulk: Callable[..., Iterator[dict]], sobject: str, select: Sequence[str], field: str,
-                 vals: Sequence[str], extra: str) -> Iterator[dict[str, Any]]:
+                 vals: Sequence[str], extra: str, *, written: int = 0) -> Iterator[dict[str, Any]]:
     """Query jobs whose IN lists fill the SOQL length limit; when that takes more than one job, first one
     job over every record with a ``field`` (3 calls whatever the number of values) that keeps those
     asked for (case-insensitively, as Salesforce compares external ids and text), unless it finds more
     than :data:`SCAN_MAX_RATIO` records a value: then nothing is read (2 calls spent) and the IN lists
-    run."""
+    run.  When ``written`` (the ledger's successful writes of ``sobject``) is already past that, the scan
+    is not tried: the org holds at least that many records with a ``field`` unless some were deleted
+    since, and a scan that would be refused still costs the org a read of every record (a cost
+    decision only: the IN lists find exactly the same records)."""
     cols = ", ".join(select)
     head = f"SELECT {cols} FROM {sobject} WHERE {field} IN (){extra}"
     parts = list(soql_in_text_chunks(vals, SOQL_MAX_CHARS - len(head) - 100))
-    if len(parts) > 1 and field in select:
+    if len(parts) > 1 and field in select and written > SCAN_MAX_RATIO * len(vals):
+        log.info("look-up of %d %s.%s value(s): the ledger holds %d writes of the object, too many to read "
+                 "them all", len(vals), sobject, field, written)
+    elif len(parts) > 1 and field in select:
         wanted = {v.casefold() for v in vals}
         read = False
         try:
@@ -1072,26 +1079,28 @@ def split_deferred(
     return first, second
 
 
-def existing_external_ids(client: LoadClient, envelopes: Sequence[Envelope], few: bool | int | None = False) -> set[str]:
-    """External ids (casefolded) of the batch already in Salesforce.  ``few``: as :func:`lookup_records`
-    (how many records of the object the ledger says were written: what the look-up costs, never what it
-    finds)."""
+def existing_external_ids(client: LoadClient, envelopes: Sequence[Envelope], few: bool | int | None = False,
+                          written: int = 0) -> set[str]:
+    """External ids (casefolded) of the batch already in Salesforce.  ``few``, ``written``: as
+    :func:`lookup_records` (how many records of the object the ledger says were written: what the look-up
+    costs, never what it finds)."""
     if not envelopes or not envelopes[0].external_id_field:
         return set()
     ext, sobject = envelopes[0].external_id_field, envelopes[0].sobject
     found: set[str] = set()
-    for rec in lookup_records(client, sobject, [ext], ext, (e.external_id for e in envelopes), few=few):
+    for rec in lookup_records(client, sobject, [ext], ext, (e.external_id for e in envelopes), few=few,
+                              written=written):
         if rec.get(ext) is not None:
             found.add(str(rec[ext]).casefold())
     return found
 
 
-def _strip_create_only(client: LoadClient, envelopes: list[Envelope],
-                       few: bool | int | None = False) -> tuple[list[Envelope], set[str] | None]:
+def _strip_create_only(client: LoadClient, envelopes: list[Envelope], few: bool | int | None = False,
+                       written: int = 0) -> tuple[list[Envelope], set[str] | None]:
     """Drop create-only fields (``Task.TaskSubtype``) from rows that already exist: an upsert that
     updates would fail on them.  Needs ``client.describe``; without it rows pass unchanged.  Returns the
     rows and, when it had to look, the external ids (casefolded) already in Salesforce, else None.
-    ``few``: :func:`existing_external_ids`."""
+    ``few``, ``written``: :func:`existing_external_ids`."""
     describe = getattr(client, "describe", None)
     if describe is None or not envelopes or not envelopes[0].external_id_field:
         return envelopes, None
@@ -1102,7 +1111,7 @@ def _strip_create_only(client: LoadClient, envelopes: list[Envelope],
     }
     if not create_only:
         return envelopes, None
-    have = existing_external_ids(client, envelopes, few)
+    have = existing_external_ids(client, envelopes, few, written)
     return [
         Envelope(e.sobject, e.source_system_id, {k: v for k, v in e.row.items() if k not in create_only},
                  e.external_id_field, e.natural_key, e.blob)
@@ -1247,6 +1256,7 @@ def _anchor_column(envelopes: Sequence[Envelope], idx: Sequence[int], anchor: st
 def _existing_natural_keys(
     client: LoadClient, sobject: str, fields: Sequence[str], records: Sequence[Mapping[str, Any]],
     by_parent_key: tuple[Column, Iterable[Any]] | None = None, few: bool | int | None = False,
+    written: int = 0,
 ) -> dict[tuple[str, ...], str]:
     """Existing records of the natural keys of ``records`` (flat, resolved), found by the key's first id
     field.  ``by_parent_key`` (the lookup column that gives it and the rows' values of that column): when
@@ -1259,7 +1269,7 @@ def _existing_natural_keys(
     threshold), for the look-up by the ids: when the IN lists take more GETs than the pages (at most
     :data:`QUERY_JOB_CALLS`) every record with the key's first id field fills, those pages are read instead
     (``client.query_upto``; exact either way, as only the ids asked for are kept, compared as ids; not for
-    ContentDocumentLink, which refuses such a query)."""
+    ContentDocumentLink, which refuses such a query).  ``written``: :func:`lookup_records`."""
     # Filter on the first id field of the key: ContentDocumentLink refuses unfiltered queries.
     anchor = next((f for f in fields if f.endswith("Id")), fields[0])
     found: dict[tuple[str, ...], str] = {}
@@ -1269,7 +1279,7 @@ def _existing_natural_keys(
         keys = {str(k) for k in keys if k is not None}
         if len(keys) > BULK_LOOKUP_MIN or sum(1 for _ in soql_in_chunks(values)) > QUERY_JOB_CALLS:
             path = f"{col.relationship}.{col.target_field}"
-            for rec in lookup_records(client, sobject, ["Id", *fields, path], path, keys, few=few):
+            for rec in lookup_records(client, sobject, ["Id", *fields, path], path, keys, few=few, written=written):
                 found[natural_key_of(rec, fields)] = rec["Id"]
             return found
     parts = list(soql_in_chunks(values))
@@ -1347,7 +1357,7 @@ def natural_key_marker(key: Sequence[str]) -> str:
 def _run_natural_key(
     client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int], mode: str, row_cap: int,
     journal: WriteJournal, known: KnownIds | None = None, few: bool | int | None = False,
-    new_anchors: Collection[str] = (),
+    new_anchors: Collection[str] = (), written: int = 0,
 ) -> list[RowOutcome]:
     """Insert the rows whose natural key Salesforce lacks.  Every attempt looks first, so a create whose
     answer was lost (``RESPONSE_LOST``) or whose worker died is found, not made twice.  ``known``: parent
@@ -1373,7 +1383,7 @@ def _run_natural_key(
     col = _anchor_column(envelopes, [i for i, _ in asked], anchor) if asked else None
     existing = _existing_natural_keys(client, sobject, fields, [r for _, r in asked],
                                       (col, (envelopes[i].row[col.name] for i, _ in asked)) if col else None,
-                                      few=few) if asked else {}
+                                      few=few, written=written) if asked else {}
     del draft  # its flat records: the plan below makes them again (a load task holds every row)
     plan = plan_natural_key_inserts(envelopes, resolved, existing, idx)
     out = list(plan.failures)
@@ -1439,12 +1449,12 @@ def _written_fields(envelopes: Sequence[Envelope], idx: Iterable[int], ext: str)
 
 def capture_before_images(
     client: LoadClient, envelopes: Sequence[Envelope], idx: Sequence[int] | None = None,
-    fields_of: Sequence[int] | None = None, *, few: bool | int | None = False,
+    fields_of: Sequence[int] | None = None, *, few: bool | int | None = False, written: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Current values of the fields a batch is about to write, keyed by external id (for rollback): of
     the rows ``idx`` (all by default), the fields any row of ``fields_of`` (default ``idx``) writes.
     Only rows whose record exists have one, so the keys also say which exist.  ``few``: few records of
-    the object are expected to have an external id (:func:`lookup_records`)."""
+    the object are expected to have an external id (:func:`lookup_records`, as ``written``)."""
     idx = list(range(len(envelopes))) if idx is None else list(idx)
     if not idx or not envelopes[idx[0]].external_id_field:
         return {}
@@ -1453,7 +1463,7 @@ def capture_before_images(
     fields = _written_fields(envelopes, idx if fields_of is None else fields_of, ext)
     out: dict[str, dict[str, Any]] = {}
     ids = {str(envelopes[i].row[ext]) for i in idx}
-    found = lookup_records(client, env0.sobject, ["Id", ext, *fields], ext, ids, few=few)
+    found = lookup_records(client, env0.sobject, ["Id", ext, *fields], ext, ids, few=few, written=written)
     # Bulk rows are CSV text; REST rows pass typed_rows unchanged (their values are typed already)
     for rec in typed_rows(client, env0.sobject, found) if _bulk_query(client) is not None else found:
         out[str(rec[ext]).casefold()] = {"Id": rec["Id"], **{f: rec.get(f) for f in fields}}
@@ -1554,6 +1564,7 @@ def load_rows(
     capture_before: bool = False,
     before_images: Mapping[str, Mapping[str, Any]] | None = None,
     few_existing: bool | int | None = False,
+    written: int = 0,
     known_ids: KnownIds | None = None,
     note_ids: Mapping[str, str] | None = None,
     new_anchors: Collection[str] = (),
@@ -1573,7 +1584,9 @@ def load_rows(
     ``before_images`` (with ``capture_before``): the rows' before-images the caller already took
     (:func:`capture_before_images` of these rows, or :func:`before_images_of`), used instead of asking again.
     ``few_existing``: few records of the object are expected to exist (``few`` of :func:`lookup_records`:
-    what the before-images, or a natural-key batch's look-up of existing keys, cost, never what they find).  ``known_ids``: parent ids this run already
+    what the before-images, or a natural-key batch's look-up of existing keys, cost, never what they find).
+    ``written``: the ledger's successful writes of the object, at least (0: unknown), for the look-ups of
+    existing keys or before-images (:func:`_bulk_lookup`; again only their cost).  ``known_ids``: parent ids this run already
     has, for natural-key rows' look-ups (:func:`resolve_external_ids`).  ``new_anchors``: ids of records this
     run created on which no attempt of the run wrote a row of this natural-key object (ContentNote ids for
     their ContentDocumentLink rows: ``pipeline.new_note_documents``): keys naming them are not looked up
@@ -1590,10 +1603,10 @@ def load_rows(
     envelopes, failed = prepare_rows(client, envelopes, note_ids=note_ids)
     failed.update(non_finite_numbers(envelopes, failed))
     failed.update(repeated_external_ids(envelopes, failed))
-    envelopes, have = _strip_create_only(client, envelopes, few_existing)
+    envelopes, have = _strip_create_only(client, envelopes, few_existing, written)
     natural = envelopes[0].external_id_field is None
     step: Callable[..., list[RowOutcome]] = (functools.partial(_run_natural_key, known=known_ids, few=few_existing,
-                                                               new_anchors=new_anchors)
+                                                               new_anchors=new_anchors, written=written)
                                              if natural else _run_upsert)
     before: dict[str, dict[str, Any]] = {}
     if capture_before and not natural and before_images is not None:
@@ -1603,7 +1616,8 @@ def load_rows(
         # for theirs alone (none at all on a first load) instead of looking up every row again
         there = None if have is None else [i for i, e in enumerate(envelopes) if str(e.external_id).casefold() in have]
         if there is None or there:
-            before = capture_before_images(client, envelopes, there, range(len(envelopes)), few=few_existing)
+            before = capture_before_images(client, envelopes, there, range(len(envelopes)), few=few_existing,
+                                           written=written)
 
     jr = journal if journal is not None else NoJournal()
 

@@ -41,6 +41,7 @@ from clio2sf.load import (
     NOTE_DOCUMENT_COLUMN,
     QUERY_JOB_CALLS,
     REST_QUERY_PAGE,
+    SCAN_MAX_RATIO,
     SOQL_IN_CHUNK,
     SPECIAL_LOADERS,
     Envelope,
@@ -1075,8 +1076,11 @@ def load_batch(
         # that exist, are REST GETs over every record with an external id, not a query job (exact either
         # way: see load.lookup_records); ``few`` is how many writes the ledger holds
         few: int | bool = False
+        written = 0
         if capture or envs[0].external_id_field is None:
-            written = ledger_index.count_ok(mroot, sobject, stop_above=FEW_WRITTEN)
+            # counted on past FEW_WRITTEN: whether a look-up's scan of every record of the object could
+            # pay (load._bulk_lookup: not past SCAN_MAX_RATIO records a row)
+            written = ledger_index.count_ok(mroot, sobject, stop_above=max(FEW_WRITTEN, SCAN_MAX_RATIO * len(envs)))
             few = written if written <= FEW_WRITTEN else False
         if clear_fields and not deferred:
             owners = [o for o, n in zip(sources, sizes, strict=True) for _ in range(n)] \
@@ -1085,7 +1089,8 @@ def load_batch(
             if nulled:
                 log.info("%s %s: %d cleared field value(s) sent as null", sobject, batch, nulled)
         result = load_rows(client, envs, mode=mode, note_ids=note_ids, sleep=sleep,  # type: ignore[arg-type]
-                           capture_before=capture, before_images=images, few_existing=few, journal=journal,
+                           capture_before=capture, before_images=images, few_existing=few, written=written,
+                           journal=journal,
                            new_anchors=new_notes,
                            known_ids=run_known_ids(mroot, run_id) if share_ids else None)
         if share_ids and not deferred and envs[0].external_id_field:

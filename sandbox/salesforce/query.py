@@ -184,6 +184,9 @@ class Runner:
             if part.kind not in ("cmp", "in") or (part.kind == "cmp" and part.op != "="):
                 continue
             if "." in part.path:
+                through = self._pushdown_parent(part)
+                if through is not None:
+                    return through
                 continue
             f = self.obj.field(part.path)
             if f is None:
@@ -201,6 +204,37 @@ class Runner:
                         else self._keys_incl_deleted(f["name"], keyed)
                 return [i for v in found.values() for i in v]
         return None
+
+    def _pushdown_parent(self, part: Cond) -> list[str] | None:
+        """Candidates of ``Parent.Field = v`` / ``IN (...)`` (one hop, a single-target indexed lookup, an
+        Id or key field on the parent) through the key index, as a real org's optimizer uses the parent's
+        index: parents with the values (deleted ones too: a superset, filtered exactly afterwards),
+        then the records whose lookup names one of them.  Anything else: None (a scan)."""
+        parts = part.path.split(".")
+        if parts[0].lower() == self.obj.name.lower():
+            parts = parts[1:]
+        if len(parts) != 2:
+            return None
+        rf = self.obj.rel_field(parts[0])
+        if rf is None or len(rf["referenceTo"]) != 1 or not self.org._is_key(rf):
+            return None
+        parent = self.org.schema.get(rf["referenceTo"][0])
+        pf = parent.field(parts[1]) if parent is not None else None
+        values = part.value if part.kind == "in" else [part.value]
+        if pf is None or any(not isinstance(v, str) for v in values):
+            return None
+        if pf["type"] == "id":
+            parent_ids = [ids.normalize(v) for v in values if ids.well_formed(v)]
+        elif pf["type"] != "reference" and self.org._is_key(pf):
+            with self.org.lock:
+                found = self.org.store.keys_any(parent.name, pf["name"], [self.org.key_value(pf, v) for v in values])
+            parent_ids = [i for v in found.values() for i in v]
+        else:
+            return None
+        with self.org.lock:
+            found = self.org.store.lookup_keys(self.obj.name, rf["name"], parent_ids) if not self.include_deleted \
+                else self._keys_incl_deleted(rf["name"], parent_ids)
+        return [i for v in found.values() for i in v]
 
     def _keys_incl_deleted(self, field: str, values: list[str]) -> dict[str, list[str]]:
         return self.org.store.keys_any(self.obj.name, field, values)

@@ -125,6 +125,38 @@ def test_each_look_up_answers_as_the_rest_path(sandbox, hook, org, monkeypatch, 
     assert calls.get("bulk2_query", 0) >= 3, calls
 
 
+def test_a_ledger_past_the_scan_limit_goes_straight_to_the_in_lists_with_the_same_answer(sandbox, hook, org,
+                                                                                       monkeypatch):
+    """At xl every EventRelation task first ran a query job over every relation with an event key, which
+    the org answered only after reading them all (2M at the end) and which was then refused as too
+    large, when the ledger already said so.  With ``written`` (the ledger's writes of the object) past
+    ``SCAN_MAX_RATIO`` a key, no such job: the IN lists answer as the scan does."""
+    rels = org["relations"]
+    resolved = resolve_external_ids(hook, "EventRelation", rels, range(len(rels)))
+    flat = [load.resolve_row(e, resolved)[0] for e in rels]
+    fields = ("EventId", "RelationId")
+    col = load.Column.parse("Event.Clio_Id__c")
+    keys = [e.row["Event.Clio_Id__c"] for e in rels]
+    monkeypatch.setattr(load, "BULK_LOOKUP_MIN", 5)
+    monkeypatch.setattr(load, "SOQL_MAX_CHARS", 700)
+    monkeypatch.setattr(load, "SCAN_MAX_RATIO", 1000)  # a scan may read all of them
+    jobs: list[str] = []
+    real = type(hook).bulk_query
+
+    def spy(self, soql, **kw):
+        jobs.append(soql)
+        return real(self, soql, **kw)
+
+    monkeypatch.setattr(type(hook), "bulk_query", spy)
+    scanned = _existing_natural_keys(hook, "EventRelation", fields, flat, (col, keys), written=0)
+    assert len(jobs) == 1 and "!= null" in jobs[0], jobs
+    jobs.clear()
+    past = 1000 * len(set(keys)) + 1
+    listed = _existing_natural_keys(hook, "EventRelation", fields, flat, (col, keys), written=past)
+    assert len(jobs) > 1 and all(" IN (" in j for j in jobs), jobs
+    assert listed == scanned and len(listed) >= len(rels) // 2
+
+
 def test_a_volume_load_through_query_jobs_inserts_only_what_is_missing(sandbox, hook, org, monkeypatch):
     monkeypatch.setattr(load, "BULK_LOOKUP_MIN", 5)
     monkeypatch.setattr(load, "SOQL_MAX_CHARS", 700)

@@ -621,6 +621,40 @@ def test_a_refused_query_job_falls_back_to_rest_and_a_scan_reads_only_what_it_ma
     assert "!= null" in big.jobs[0] and len(big.jobs) > 2 and all(" IN (" in j for j in big.jobs[1:])
 
 
+def test_a_ledger_past_the_scan_limit_skips_the_scan_job_and_finds_the_same_records(monkeypatch):
+    """The scan of every record with a key is refused past SCAN_MAX_RATIO a value, after the org read them
+    all: with the ledger already saying more writes than that, the IN-list jobs run at once."""
+    from clio2sf import load
+
+    class Client:
+        def __init__(self, found: int) -> None:
+            self.found, self.jobs = found, []
+
+        def bulk_query(self, soql, max_rows=None):
+            self.jobs.append(soql)
+            if max_rows is not None and self.found > max_rows:
+                raise load.QueryTooLarge(self.found, max_rows)
+            yield from ({"Clio_Id__c": f"c-{i}", "Id": f"003{i}"} for i in range(0, 20, 2) if " IN (" not in soql
+                        or f"'c-{i}'" in soql)
+
+        def query_all_iter(self, soql):
+            raise AssertionError("no REST GETs here")
+
+    monkeypatch.setattr(load, "BULK_LOOKUP_MIN", 3)
+    monkeypatch.setattr(load, "SOQL_MAX_CHARS", 250)
+    values = [f"c-{i}" for i in range(20)]
+    limit = load.SCAN_MAX_RATIO * len(values)
+    answers = {}
+    for written in (0, limit, limit + 1):
+        c = Client(found=10**6)
+        answers[written] = sorted(r["Id"] for r in load.lookup_records(
+            c, "Contact", ["Id", "Clio_Id__c"], "Clio_Id__c", values, written=written))
+        scanned = [j for j in c.jobs if "!= null" in j]
+        assert len(scanned) == (0 if written > limit else 1), (written, c.jobs)
+        assert all(" IN (" in j for j in c.jobs if j not in scanned) and len(c.jobs) - len(scanned) > 1
+    assert answers[0] == answers[limit] == answers[limit + 1] == sorted(f"003{i}" for i in range(0, 20, 2))
+
+
 @pytest.mark.parametrize("keys, length, path", [
     (100, 36, "rest"),  # one GET
     (700, 16, "rest"),  # short keys: two GETs of 500 at most
