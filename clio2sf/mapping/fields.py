@@ -13,6 +13,7 @@ from clio2sf.mapping.spec import MappingSpec, SpecError, ValueMap
 from clio2sf.mapping.values import (
     BadValue,
     compile_path,
+    is_date_text,
     is_email,
     path_key,
     primary_item,
@@ -245,7 +246,8 @@ def compile_fields(entries: list[tuple[str, Mapping[str, Any], str | None]], spe
     Fewer Python calls a record: a field read by a path of one or two keys has its value read in the
     function itself, an empty value skipped (a required one is left to its own function: placeholder or
     reject), and a value whose result is the value itself set in place: a text of ``str`` within its
-    ``max``, a number that is an ``int`` or a finite ``float``, a ``bool`` for ``as: bool``, a value-mapped
+    ``max``, a number that is an ``int`` or a finite ``float``, a ``bool`` for ``as: bool``, a ``YYYY-MM-DD`` text
+    of a date in Salesforce's range for ``as: date`` (:func:`~clio2sf.mapping.values.is_date_text`), a value-mapped
     ``str`` the map holds, a reference.  Anything else (a conversion, a value too long, another type, a
     template, a list of paths, an email) is the field's own :func:`compile_field` function's, which reads
     the value again."""
@@ -301,6 +303,9 @@ def compile_fields(entries: list[tuple[str, Mapping[str, Any], str | None]], spe
             fast = ("type(v) is int or type(v) is float and v - v == 0.0", "v")  # finite: inf - inf, NaN - NaN are NaN
         elif kind == "bool":
             fast = ("type(v) is bool", "v")
+        elif kind == "date":  # a YYYY-MM-DD text is its own to_date
+            ns["is_date_text"] = is_date_text
+            fast = (f"type(v) is str and len(v) <= L{i} and is_date_text(v)", "v")
         body.append("if v is None or v == '':")
         body.append(f"    {call}" if fspec.get("required") else "    pass")
         if fast is not None:

@@ -91,17 +91,24 @@ def _in_sf_range(value: Any, day: date, rule: str) -> None:
         raise BadValue(rule, f"{value!r} is outside Salesforce's date range ({SF_MIN_YEAR}-01-01 to {SF_MAX_YEAR}-12-31)")
 
 
-def to_date(value: Any) -> str:
-    """``YYYY-MM-DD`` from a date, a datetime or their ISO strings; BadValue otherwise (also out of range)."""
-    if type(value) is str and len(value) == 10 and value[4] == "-" and value[7] == "-" and value.isascii():
-        # the common text, already ``YYYY-MM-DD``: a date that parses is its own isoformat (no strip, no
-        # isoformat: the parse takes ASCII digits only, so the text is what ``day.isoformat()`` writes)
+def is_date_text(value: str) -> bool:
+    """``to_date(value) == value``, worked out without it for a ``str``: a ``YYYY-MM-DD`` text (ASCII) of a
+    date in Salesforce's range.  False says nothing (``to_date`` decides)."""
+    if len(value) == 10 and value[4] == "-" and value[7] == "-" and value.isascii():
+        # a date that parses is its own isoformat (no strip, no isoformat: the parse takes ASCII digits only,
+        # so the text is what ``day.isoformat()`` writes)
         try:
             year = date.fromisoformat(value).year
         except ValueError:
-            year = 0  # the general path below says why
-        if SF_MIN_YEAR <= year <= SF_MAX_YEAR:
-            return value
+            return False
+        return SF_MIN_YEAR <= year <= SF_MAX_YEAR
+    return False
+
+
+def to_date(value: Any) -> str:
+    """``YYYY-MM-DD`` from a date, a datetime or their ISO strings; BadValue otherwise (also out of range)."""
+    if type(value) is str and is_date_text(value):  # the common text, already YYYY-MM-DD
+        return value
     day: date | None = None
     if isinstance(value, datetime):
         day = value.date()

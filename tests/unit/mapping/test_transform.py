@@ -415,6 +415,8 @@ def _field_entries() -> list[tuple[str, dict, str | None]]:
         ("Two__c", {"from": "a.b", "max": 4}, None), ("TwoNum__c", {"from": "a.b", "as": "number"}, None),
         ("Num__c", {"from": "name", "as": "number"}, None), ("Bool__c", {"from": "a.b", "as": "bool"}, None),
         ("Date__c", {"from": "name", "as": "date"}, None), ("When__c", {"from": "a.b", "as": "datetime"}, None),
+        ("ReqDate__c", {"from": "a.b", "as": "date", "required": True, "placeholder": "2000-01-01"}, None),
+        ("ShortDate__c", {"from": "name", "as": "date", "max": 9}, None),
         ("Json__c", {"from": "name", "as": "json"}, None), ("Mail__c", {"from": "name", "as": "email", "invalid_to": "Bad__c"}, None),
         ("Ref__r.Clio_Id__c", {"from": "a.b", "ref": "bill"}, None), ("Mapped__c", {"from": "name", "map": "matter_status_case"}, None),
         ("MappedShort__c", {"from": "a.b", "map": "matter_status_case", "max": 2}, None),
@@ -433,7 +435,8 @@ def _field_entries() -> list[tuple[str, dict, str | None]]:
 def _values() -> list:
     return [None, "", "abc", "abcdef", _Text("abcdef"), " 2024-03-01 ", "2024-03-01T10:00:00-05:00", "2024-03-01T10:00:00",
             "0099-01-01", "12", "1,234.5", "1,5", "nan", "yes", "maybe", "Open", "Closed", "Pending", "a@b.example",
-            0, 7, -3, 2.5, 1e300, float("nan"), float("inf"), True, False, {"k": [1, "é"]}, [3], "é" * 5]
+            0, 7, -3, 2.5, 1e300, float("nan"), float("inf"), True, False, {"k": [1, "é"]}, [3], "é" * 5,
+            "2024-03-01", "1699-12-31", "4000-12-31", "2024-02-30", _Text("2024-03-01"), "2024-03-01 ", "2024-W09-5"]
 
 
 def test_compiled_fields_set_what_each_field_function_sets(spec):
