@@ -441,12 +441,16 @@ NOTES = [
     "sample, not the firm (1,774 rows diffed at 100k, 578 at 1M: two different 500-record samples). The xl run's "
     "1,223.7 MB (fbf117a) was the old sample, thousands of records (51 Bulk ingest calls in its load_sample).",
     "diff_sample with the org holding the firm (a firm sampled again after its full load; the stand-in org makes "
-    "the firm's other records as a query reads a whole sobject: 517k rows at 100k, 1.74M at 1M): still under "
-    "500 MB but not flat. What grows is, by the counts, the verifier's Id index of the objects lookups point at "
-    "(`readback.index_targets`: every Account, Contact and Case of the org with a Clio id, about 870k at 1M). "
-    "Before ec56e48 it also held every team member and event relation of the org and split the sample's groups "
-    "into parts by the org's sizes, each part reading the link tables again (100k: 180.5 MB, 100.8 CPU-s, 93 "
-    "queries; ec56e48: 177.5 MB, 10.8 CPU-s, 65 queries, the same report files).",
+    "the firm's other records as a query reads a whole sobject: 517k rows at 100k, 1.74M at 1M): flat since lane "
+    "32c. Before, what grew was the verifier's Id index of the objects lookups point at (`readback.index_targets`: "
+    "every Account, Contact and Case of the org with a Clio id, about 870k at 1M; on 06f5616: 176.9 and 358.7 MB, "
+    "growth 2.028, 65 and 42 queries); now a sample's index holds the records its lookups and attendees are "
+    "expected to point at (`readback.scope`, `compare.link_parents`: read by `Clio_Id__c IN (...)`, 81 and 46 "
+    "queries), any other Id met read by Id, the same findings (the runs' mismatches and fields compared). What "
+    "still follows the org is a hash (8 bytes) of each Clio id while counting its sobjects. Before ec56e48 it also "
+    "held every team member and event relation of the org and split the sample's groups into parts by the org's "
+    "sizes, each part reading the link tables again (100k: 180.5 MB, 100.8 CPU-s, 93 queries; ec56e48: 177.5 MB, "
+    "10.8 CPU-s, 65 queries, the same report files).",
     "diff_sample's CPU includes the stand-in org's (SOQL evaluated in Python, the firm's records made as read).",
 ]
 

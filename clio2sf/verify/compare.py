@@ -192,7 +192,7 @@ class Comparison:
         for fld, (parent, path) in rec.links.items():
             if fld not in meta:
                 continue
-            got = self.rb.key_of(sf.get(fld)) if sf.get(fld) else None
+            got = self.rb.link_key(sobject, fld, sf.get(fld)) if sf.get(fld) else None
             ok = (got or "").casefold() == (parent or "").casefold()
             self.count(sobject, ok)
             if not ok:
@@ -439,7 +439,7 @@ class Comparison:
         rels = self.rb.relations.get(short(event["Id"]) or "", [])
         got = set()
         for r in rels:
-            k = self.rb.key_of(r)
+            k = self.rb.link_key("EventRelation", "RelationId", r)
             got.add(k if k else f"id:{r}")
         owner = f"user:{short(event.get('OwnerId'))}"
         if owner not in people:  # Salesforce may list the owner among the relations
@@ -500,4 +500,15 @@ def link_fields(exp: Expectations) -> dict[str, set[str]]:
     for rec in [*exp.records.values(), *(s["template"] for s in exp.series.values())]:
         if rec.links:
             out.setdefault(rec.sobject, set()).update(rec.links)
+    return out
+
+
+def link_parents(exp: Expectations) -> set[str]:
+    """The Clio ids the expectations' lookups and attendees are expected to point at: what a subset's
+    Id index holds of the objects lookups point at (``readback.index_targets`` scoped)."""
+    out: set[str] = set()
+    for rec in [*exp.records.values(), *(s["template"] for s in exp.series.values())]:
+        out.update(parent for parent, _ in rec.links.values() if parent)
+    for people in [*exp.attendees.values(), *(s["attendees"] for s in exp.series.values())]:
+        out.update(people)
     return out

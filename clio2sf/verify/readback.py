@@ -54,10 +54,37 @@ class ReadBack:
     sizes: dict[str, int] = field(default_factory=dict)  # sobject → records with a Clio_Id__c (read by object)
     unreadable: dict[str, str] = field(default_factory=dict)  # sobject → why it cannot be read back
     indexed: set[str] = field(default_factory=set)  # sobjects whose Ids are in by_id (read by object)
+    #: A subset (the sample, :func:`scope`): the lookup targets are indexed only for the Clio ids its
+    #: records are expected to point at (:func:`index_targets`' ``keys``), not the org's whole tables;
+    #: an Id the comparison meets that is not indexed is read by Id then (:meth:`link_key`).
+    scoped: bool = False
+    resolver: Any = None  # (Id, sobjects it may be of): index it (:func:`scope`)
+    unresolved: set[str] = field(default_factory=set)  # short Ids read by Id and not found
+    asked: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # target → Clio ids indexed
 
     def key_of(self, sf_id: Any) -> str | None:
         hit = self.by_id.get(short(sf_id) or "")
         return hit[1] if hit else None
+
+    def link_key(self, sobject: str, fld: str, sf_id: Any) -> str | None:
+        """The Clio id of the record the lookup ``fld`` of ``sobject`` holds (``sf_id``): as
+        :meth:`key_of`; scoped, an Id not indexed is read from the objects the field may point at
+        (those an unscoped read indexes whole), so the answer is the same as with every Id indexed."""
+        key = self.key_of(sf_id)
+        sid = short(sf_id) or ""
+        if key is not None or not self.scoped or self.resolver is None or not sid or sid in self.unresolved:
+            return key
+        self.resolver(str(sf_id), self.link_targets(sobject, fld))
+        key = self.key_of(sf_id)
+        if key is None:
+            self.unresolved.add(sid)
+        return key
+
+    def link_targets(self, sobject: str, fld: str) -> list[str]:
+        """The sobjects the lookup ``fld`` of ``sobject`` may point at among those counted (all of them
+        for a field whose describe does not say): what :func:`index_targets` indexes for it."""
+        meta = (self.meta.get(sobject) or {}).get(fld) or {}
+        return [t for t in (meta.get("referenceTo") or list(self.sizes)) if t in self.sizes]
 
     def rows(self, sobject: str, endings: list[str] | None = None) -> Iterator[dict[str, Any]]:
         """The records of ``sobject``, flattened: read by object, streamed from the org page by page
@@ -206,11 +233,29 @@ def _count(client: Any, rb: ReadBack, sobject: str, ids: bool) -> None:
     rb.sizes[sobject] = distinct
 
 
-def index_targets(client: Any, rb: ReadBack, sobject: str, fields: Iterable[str]) -> None:
+def index_targets(client: Any, rb: ReadBack, sobject: str, fields: Iterable[str],
+                  keys: Iterable[str] | None = None) -> None:
     """Index (Id → Clio_Id__c) the records the lookup ``fields`` of ``sobject`` may point at: the
     objects of each field's ``referenceTo`` among those :func:`index` counted (all of them for a
-    field whose describe does not say). Read by object only (read whole, every record is indexed)."""
+    field whose describe does not say). Read by object only (read whole, every record is indexed).
+
+    Scoped (:func:`scope`: the sample): only the records whose Clio id is one of ``keys`` (the parents
+    the subset's records are expected to point at, :func:`clio2sf.verify.compare.link_parents`), read
+    by ``Clio_Id__c IN (...)``; none without ``keys`` (any other Id is read when met:
+    :meth:`ReadBack.link_key`). Memory follows the subset, not the org."""
     if rb.loader is None:
+        return
+    if rb.scoped:
+        wanted = sorted({str(k) for k in keys or ()})
+        for target in sorted({t for fld in fields if fld in (rb.meta.get(sobject) or {})
+                              for t in rb.link_targets(sobject, fld)}):
+            todo = [k for k in wanted if k not in rb.asked[target]]
+            rb.asked[target].update(todo)
+            for start in range(0, len(todo), IN_CHUNK):
+                part = ", ".join(_literal(k) for k in todo[start:start + IN_CHUNK])
+                rb.queries += 1
+                for rec in client.query_all_iter(f"SELECT Id, {EXT} FROM {target} WHERE {EXT} IN ({part})"):
+                    rb.by_id[short(rec["Id"]) or ""] = (target, str(rec.get(EXT)))
         return
     meta = rb.meta.get(sobject) or {}
     for fld in fields:
@@ -223,6 +268,42 @@ def index_targets(client: Any, rb: ReadBack, sobject: str, fields: Iterable[str]
                 rb.queries += 1
                 for rec in client.query_all_iter(f"SELECT Id, {EXT} FROM {target} WHERE {EXT} != null"):
                     rb.by_id[short(rec["Id"]) or ""] = (target, str(rec.get(EXT)))
+
+
+#: Values per ``IN (...)`` of a scoped read (:func:`index_targets`, :func:`scope`).
+IN_CHUNK = 200
+
+
+def _literal(value: str) -> str:
+    """A SOQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _index_ids(client: Any, rb: ReadBack, ids: Iterable[str], targets: Iterable[str]) -> None:
+    """Scoped: index the records of ``ids`` (as the org gives them) among ``targets``, by ``Id IN (...)``;
+    those found in none are :attr:`ReadBack.unresolved`."""
+    todo = sorted({i for i in ids if short(i) not in rb.by_id})
+    for target in targets:
+        for start in range(0, len(todo), IN_CHUNK):
+            part = ", ".join(_literal(i) for i in todo[start:start + IN_CHUNK])
+            rb.queries += 1
+            for rec in client.query_all_iter(f"SELECT Id, {EXT} FROM {target} WHERE Id IN ({part})"):
+                if rec.get(EXT) is not None:
+                    rb.by_id[short(rec["Id"]) or ""] = (target, str(rec[EXT]))
+        todo = [i for i in todo if short(i) not in rb.by_id]
+    rb.unresolved.update(short(i) or "" for i in todo)
+
+
+def scope(client: Any, rb: ReadBack) -> None:
+    """Scope ``rb``'s Id index to a subset (the sample; read by object, after :func:`index`): lookup
+    targets are indexed for the Clio ids the subset's records are expected to point at only
+    (:func:`index_targets` with ``keys``), and an Id met that is not indexed is read by Id from the
+    objects its field may point at (:meth:`ReadBack.link_key`, one query per object; the attendees
+    of the subset's entries when their relations are read, :func:`read_links`): the comparison's
+    answers are those of an index of the org's whole target tables."""
+    rb.scoped = True
+
+    rb.resolver = lambda sf_id, targets: _index_ids(client, rb, [sf_id], targets)
 
 
 def select(client: Any, rb: ReadBack, wanted: Mapping[str, Iterable[str]]) -> None:
@@ -310,11 +391,13 @@ def ids_in(client: Any, rb: ReadBack, sobject: str, keep: Any) -> set[str]:
             if str(rec.get(EXT)) in keep}
 
 
-def read_links(client: Any, rb: ReadBack, sobjects: Iterable[str], parents: set[str] | None = None) -> None:
+def read_links(client: Any, rb: ReadBack, sobjects: Iterable[str], parents: set[str] | None = None,
+               keys: Iterable[str] | None = None) -> None:
     """Team members and event relations of the records read back (whole tables, streamed).
 
     ``parents``: keep only those of these records (Ids, 15 characters: one part of a group's
-    matters or entries, :func:`ids_in`); the rest of the table is read and skipped."""
+    matters or entries, :func:`ids_in`); the rest of the table is read and skipped. ``keys``: the
+    Clio ids the attendees are expected to be (scoped: :func:`index_targets`)."""
     for sobject in sobjects:
         try:
             meta = rb.meta.setdefault(sobject, describe(client, sobject))
@@ -331,9 +414,10 @@ def read_links(client: Any, rb: ReadBack, sobjects: Iterable[str], parents: set[
             rb.notes.append(f"{sobject}: {parent}/{member} not visible: not read back")
             continue
         if sobject == "EventRelation":  # attendees are compared by the Clio id of the relation
-            index_targets(client, rb, sobject, [member])
+            index_targets(client, rb, sobject, [member], keys)
         rb.queries += 1
         members: dict[str, str] = {}  # one string per contact or user (a firm's attendees are few people)
+        unknown: set[str] = set()  # scoped: attendees not indexed (their Ids as the org gives them)
         for rec in client.query_all_iter(f"SELECT Id, {parent}, {member} FROM {sobject}"):
             p, m = short(rec.get(parent)) or "", short(rec.get(member)) or ""
             if parents is not None and p not in parents:
@@ -341,5 +425,9 @@ def read_links(client: Any, rb: ReadBack, sobjects: Iterable[str], parents: set[
             m = members.setdefault(m, m)
             if sobject == "EventRelation":
                 rb.relations[p].append(m)
+                if rb.scoped and m and m not in rb.by_id:
+                    unknown.add(str(rec.get(member)))
             else:
                 rb.team[p].append((m, sobject))
+        if unknown:
+            _index_ids(client, rb, unknown, rb.link_targets(sobject, member))

@@ -92,9 +92,11 @@ def compare_groups(client: Any, builder: source.Builder, users: source.UserRepor
 
     ``subset`` (the sample): the org may hold the rest of the firm (sampled again after a full load),
     whose records are read and skipped, never held: a group's parts follow its own records (not the
-    org's), and the team members and event relations kept are those of its own matters and entries
-    (:class:`SubsetKeys`, :func:`readback.ids_in`), not the org's whole tables. What still follows the
-    org: the Id index of the objects lookups point at, and a hash of each Clio id while counting.
+    org's), the team members and event relations kept are those of its own matters and entries
+    (:class:`SubsetKeys`, :func:`readback.ids_in`), not the org's whole tables, and the Id index of the
+    objects lookups point at holds the records its lookups and attendees are expected to point at
+    (:func:`readback.scope`, :func:`compare.link_parents`), any other Id met read by Id. What still
+    follows the org: a hash of each Clio id while counting.
 
     ``whole``: one group, read whole (a delta window's few records, whose link targets are looked up
     from the records read)."""
@@ -104,6 +106,8 @@ def compare_groups(client: Any, builder: source.Builder, users: source.UserRepor
         groups = [(tuple(o for g in groups for o in g[0]), tuple(s for g in groups for s in g[1]))]
     else:
         readback.index(client, sorted({s for _, sobjects in groups for s in sobjects}), rb, ids=False)
+        if subset:
+            readback.scope(client, rb)
         groups.sort(key=lambda g: (sum(rb.sizes.get(s, 0) for s in g[1]), g[1]))
     readback.read_users(client, rb)
     comparison = compare.Comparison(rb, users, rejects, horizon_days, now, subset)
@@ -116,21 +120,22 @@ def compare_groups(client: Any, builder: source.Builder, users: source.UserRepor
             continue
         exp = builder.build(objects)
         wanted = compare.wanted_fields(exp)
+        keys = compare.link_parents(exp) if rb.scoped else None  # the subset's parents, not the org's
         if whole:
             readback.read(client, wanted, rb)
             readback.read_link_targets(client, rb, wanted)  # parents outside the records verified
         else:
             readback.select(client, rb, wanted)
             for sobject, fields in sorted(compare.link_fields(exp).items()):
-                readback.index_targets(client, rb, sobject, sorted(fields))
+                readback.index_targets(client, rb, sobject, sorted(fields), keys)
         links = sorted(set(exp.team_sobject.values()) | ({"EventRelation"} if exp.attendees or exp.series else set()))
         parents = None
         if subset and not whole:  # only the links of the subset's records, not the org's whole tables
             keep = SubsetKeys(exp)
             parents = set().union(*(readback.ids_in(client, rb, readback.LINK_PARENT[s], keep) for s in links))
-        readback.read_links(client, rb, links, parents)
+        readback.read_links(client, rb, links, parents, keys)
         comparison.group(exp)
-        del exp, wanted  # before the next group is built
+        del exp, wanted, keys  # before the next group is built
         rb.release_links()
     return comparison.result(), rb
 
@@ -148,8 +153,11 @@ def compare_parts(client: Any, builder: source.Builder, rb: readback.ReadBack, c
     links: dict[str, set[str]] = {}
     scope = compare.Scope()
     notes: list[tuple[int, str]] = []
+    keys: set[str] | None = set() if rb.scoped else None  # a subset's parents (readback.scope)
     for i in range(count):
         exp = builder.build(objects, source.Part(i, count))
+        if keys is not None:
+            keys |= compare.link_parents(exp)
         for into, got in ((wanted, compare.wanted_fields(exp)), (links, compare.link_fields(exp))):
             for sobject, fields in got.items():
                 into.setdefault(sobject, set()).update(fields)
@@ -158,7 +166,7 @@ def compare_parts(client: Any, builder: source.Builder, rb: readback.ReadBack, c
         del exp
     readback.select(client, rb, wanted)
     for sobject, fields in sorted(links.items()):
-        readback.index_targets(client, rb, sobject, sorted(fields))
+        readback.index_targets(client, rb, sobject, sorted(fields), keys)
     comparison.note([n for _, n in sorted(notes, key=lambda t: t[0])])
     for i in range(count):
         part = source.Part(i, count)
@@ -168,7 +176,7 @@ def compare_parts(client: Any, builder: source.Builder, rb: readback.ReadBack, c
         for sobject in sorted(scope.links):
             parents |= readback.ids_in(client, rb, readback.LINK_PARENT[sobject], part)
         noted = len(rb.notes)
-        readback.read_links(client, rb, sorted(scope.links), parents)
+        readback.read_links(client, rb, sorted(scope.links), parents, keys)
         if i:
             del rb.notes[noted:]  # the first part's notes of the same tables
         comparison.group(exp, part, scope)

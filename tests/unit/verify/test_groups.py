@@ -276,8 +276,8 @@ def test_a_subset_holds_the_links_and_parts_of_its_own_records_not_the_orgs(monk
     held: list[set[str]] = []
     read_links = readback.read_links
 
-    def spy(client, rb, sobjects, parents=None):
-        read_links(client, rb, sobjects, parents)
+    def spy(client, rb, sobjects, parents=None, keys=None):
+        read_links(client, rb, sobjects, parents, keys)
         held.append(set(rb.team) | set(rb.relations))
 
     built: list[int] = []
@@ -300,3 +300,39 @@ def test_a_subset_holds_the_links_and_parts_of_its_own_records_not_the_orgs(monk
     assert _rows(among) == _rows(alone) and among.totals() == alone.totals()
     assert held and all(parents <= sample_parents for parents in held), held
     assert built and set(built) == {1}  # the sample's groups are under the cap: built whole, once each
+
+
+def test_a_subsets_id_index_holds_its_own_parents_not_the_orgs_and_finds_what_the_whole_index_finds(monkeypatch):
+    """The sample (``subset``) in an org holding the firm: the Id index of the objects lookups point at
+    holds the records the sample's lookups and attendees are expected to point at (before: every
+    Account, Contact and Case of the org, as after a full load: memory followed the org). A lookup and an
+    attendee pointing at a record outside the sample are read by Id and reported by its Clio id: the
+    findings are those of indexing the org's whole tables, with or without ``referenceTo``."""
+    firm = _outside_the_sample(g.org(), 40)
+    for i in range(1, 41):
+        firm["Account"].append({**firm["Account"][0], "Id": f"001Z{i:011d}AAA", "Clio_Id__c": f"contact-{2000 + i}"})
+        firm["Contact"].append({**firm["Contact"][0], "Id": f"003Z{i:011d}AAA", "Clio_Id__c": f"contact-{3000 + i}"})
+    firm["Clio_Billing__c"][0]["Case__c"] = "500Z00000000001AAA"  # a case outside the sample (matter-1001)
+    firm["EventRelation"].append({"Id": "0RE000000000009AAA", "EventId": g.EV, "RelationId": "003Z00000000002AAA"})
+    firm["Case"][0]["AccountId"] = "001000000000404AAA"  # an Id of no record
+
+    def findings(org_class, whole_index: bool):
+        if whole_index:
+            monkeypatch.setattr(readback, "scope", lambda client, rb: None, raising=False)  # as before: the org's tables indexed
+        else:
+            monkeypatch.undo()
+        builder = source.Builder(lambda n: g.raw().get(n, []), set(g.raw()), g.spec(), g.USERS, g.NOW)
+        return run.compare_groups(org_class(firm, types=g.TYPES), builder, g.USERS, compare.Rejects(), whole=False,
+                                  horizon_days=730, now=g.NOW, subset=True)
+
+    for org_class in (FakeSF, _Described):
+        whole, whole_rb = findings(org_class, whole_index=True)
+        scoped, rb = findings(org_class, whole_index=False)
+        assert _rows(scoped) == _rows(whole) and scoped.totals() == whole.totals(), org_class
+        assert any(f.check == "link" and f.field == "Case__c" and f.actual == "matter-1001" for f in scoped.findings)
+        assert any(f.check == "attendees" and f.actual == "contact-3002" for f in scoped.findings)
+        assert any(f.check == "link" and f.field == "AccountId" and f.actual == "001000000000404AAA"
+                   for f in scoped.findings)
+        held = {key for so, key in rb.by_id.values() if so != "User"}
+        assert held <= {"contact-1", "contact-2", "matter-10", "matter-1001", "contact-3002"}, held
+        assert len({key for so, key in whole_rb.by_id.values() if so != "User"}) >= 120  # the org's tables
