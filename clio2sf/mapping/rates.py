@@ -26,18 +26,28 @@ def rate_hierarchy_document(
     """Build the JSON-able rate hierarchy from staged records (envelopes or plain records).
 
     Only contacts that have client rates and matters that have a custom rate are listed; ``matters``
-    a :class:`~clio2sf.reports.Streamed` list (the extracted matters): so is ``matter``, read when written.
+    a :class:`~clio2sf.reports.Streamed` list (the extracted matters): so are ``matter`` (read when
+    written) and ``client`` (the activity rates held as a tuple each, their dicts made when written).
     """
     names = {}
     for c in map(_data, contacts):
         names[c.get("id")] = c.get("name")
-    client_rates: dict[Any, list[dict[str, Any]]] = {}
+    streamed = isinstance(matters, Streamed)
+    client_rates: dict[Any, list[tuple[Any, ...]]] = {}  # contact → its rates, a tuple each (CLIENT_RATE)
+    texts: dict[str, str] = {}  # one string per user or group name
     for r in map(_data, activity_rates):
         who = r.get("user") or r.get("group") or {}
-        client_rates.setdefault(r.get("contact_id"), []).append({
-            "rate_id": r.get("id"), "rate": r.get("rate"), "flat_rate": bool(r.get("flat_rate")),
-            "applies_to": ("user" if r.get("user") else "group" if r.get("group") else "all"), "applies_to_id": who.get("id"),
-            "applies_to_name": who.get("name"), "co_counsel_contact_id": r.get("co_counsel_contact_id")})
+        name = who.get("name")
+        client_rates.setdefault(r.get("contact_id"), []).append((
+            r.get("id"), r.get("rate"), bool(r.get("flat_rate")),
+            "user" if r.get("user") else "group" if r.get("group") else "all", who.get("id"),
+            texts.setdefault(name, name) if isinstance(name, str) else name, r.get("co_counsel_contact_id")))
+
+    def clients() -> Iterable[dict[str, Any]]:
+        for cid, rates in sorted(client_rates.items(), key=lambda kv: (kv[0] is None, kv[0])):
+            yield {"contact_id": cid, "source_system_id": f"contact-{cid}", "name": names.get(cid),
+                   "rates": [dict(zip(CLIENT_RATE, rate, strict=True)) for rate in rates]}
+
     doc: dict[str, Any] = {
         "precedence": PRECEDENCE,
         "notes": "Highest level wins; when a user's groups conflict the highest rate applies.",
@@ -46,14 +56,18 @@ def rate_hierarchy_document(
         "activity_description": [{"activity_description_id": a.get("id"), "name": a.get("name"),
                                   "category_type": a.get("category_type"), **{k: (a.get("rate") or {}).get(k) for k in ("amount", "non_billable_amount", "type", "hierarchy")}}
                                  for a in map(_data, activity_descriptions)],
-        "client": [{"contact_id": cid, "source_system_id": f"contact-{cid}", "name": names.get(cid), "rates": rates}
-                   for cid, rates in sorted(client_rates.items(), key=lambda kv: (kv[0] is None, kv[0]))],
     }
-    if isinstance(matters, Streamed):  # the extracted matters: written as read, never held
+    if streamed:  # the extracted matters: written as read, never held; the client level made as written
+        doc["client"] = Streamed(clients)
         doc["matter"] = Streamed(lambda: (x for x in map(matter_rate, matters.items()) if x is not None))
     else:
+        doc["client"] = list(clients())
         doc["matter"] = [x for x in map(matter_rate, matters) if x is not None]
     return doc
+
+
+#: The keys of one client rate (``rate_hierarchy_document``'s ``client`` level), in the order it holds them.
+CLIENT_RATE = ("rate_id", "rate", "flat_rate", "applies_to", "applies_to_id", "applies_to_name", "co_counsel_contact_id")
 
 
 def matter_rate(rec: Mapping[str, Any]) -> dict[str, Any] | None:

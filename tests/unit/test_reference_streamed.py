@@ -93,3 +93,34 @@ def test_the_extracted_matters_are_written_one_at_a_time_not_held(tmp_path, monk
     assert len(rate_doc["matter"]) == 200 and counts["rate_hierarchy.json"] == 1
     trust = staging.read_json(root / "discover" / "reference" / "trust_accounting_rules.json")
     assert [e["matter_id"] for e in trust["evergreen_retainers"]] == list(range(5, MATTERS + 1, 5))
+
+
+def test_the_client_rates_are_held_as_a_tuple_each_and_written_as_the_whole_list(tmp_path):
+    """The extracted activity rates (one per contact here, as the sandbox firm's): the rate document holds a
+    tuple per rate (bytes held measured with tracemalloc, deterministic), the dicts are made as the file is
+    written (before: a dict per rate and one per contact); the file is the whole list's."""
+    import tracemalloc
+
+    n = 5_000
+
+    def rates():
+        for i in range(n):
+            yield {"data": {"id": 50_000 + i, "rate": 200.0 + i, "flat_rate": False, "contact_id": 9_000 + i,
+                            "co_counsel_contact_id": None, "user": {"id": 1, "name": "Ann Lee"}, "group": None}}
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        doc = rate_hierarchy_document(CONFIG["users"], [], Streamed(list), [], rates())
+        held = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert held < 400, held  # about 300; before: a dict per rate and per contact, about 720
+    write_json(tmp_path / "streamed.json", {"items": [doc]})
+    whole = rate_hierarchy_document(CONFIG["users"], [], [], [], rates())
+    write_json(tmp_path / "whole.json", {"items": [whole]})
+    assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "whole.json").read_bytes()
+    assert json.loads((tmp_path / "whole.json").read_text())["items"][0]["client"][1] == {
+        "contact_id": 9_001, "source_system_id": "contact-9001", "name": None, "rates": [
+            {"rate_id": 50_001, "rate": 201.0, "flat_rate": False, "applies_to": "user", "applies_to_id": 1,
+             "applies_to_name": "Ann Lee", "co_counsel_contact_id": None}]}
