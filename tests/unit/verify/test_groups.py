@@ -316,14 +316,14 @@ def test_a_subsets_id_index_holds_its_own_parents_not_the_orgs_and_finds_what_th
     firm["EventRelation"].append({"Id": "0RE000000000009AAA", "EventId": g.EV, "RelationId": "003Z00000000002AAA"})
     firm["Case"][0]["AccountId"] = "001000000000404AAA"  # an Id of no record
 
-    def findings(org_class, whole_index: bool):
+    def findings(org_class, whole_index: bool, cap: int | None = None):
         if whole_index:
             monkeypatch.setattr(readback, "scope", lambda client, rb: None, raising=False)  # as before: the org's tables indexed
         else:
             monkeypatch.undo()
         builder = source.Builder(lambda n: g.raw().get(n, []), set(g.raw()), g.spec(), g.USERS, g.NOW)
         return run.compare_groups(org_class(firm, types=g.TYPES), builder, g.USERS, compare.Rejects(), whole=False,
-                                  horizon_days=730, now=g.NOW, subset=True)
+                                  horizon_days=730, now=g.NOW, subset=True, cap=cap)
 
     for org_class in (FakeSF, _Described):
         whole, whole_rb = findings(org_class, whole_index=True)
@@ -336,3 +336,6 @@ def test_a_subsets_id_index_holds_its_own_parents_not_the_orgs_and_finds_what_th
         held = {key for so, key in rb.by_id.values() if so != "User"}
         assert held <= {"contact-1", "contact-2", "matter-10", "matter-1001", "contact-3002"}, held
         assert len({key for so, key in whole_rb.by_id.values() if so != "User"}) >= 120  # the org's tables
+        in_parts, parts_rb = findings(org_class, whole_index=False, cap=1)  # every group in parts (compare_parts)
+        assert _rows(in_parts) == _rows(whole) and in_parts.totals() == whole.totals(), org_class
+        assert {key for so, key in parts_rb.by_id.values() if so != "User"} <= held
