@@ -10,7 +10,7 @@ at what the transform sent.  Each side must tie out on its own, and the two must
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -87,8 +87,12 @@ def _running(entries: Iterable[str]) -> tuple[Decimal, Decimal]:
     return total, lowest
 
 
-def clio_books(records: Callable[[str], Iterable[Envelope]], objects: Iterable[str]) -> Books:
-    """The books from staged Clio records; ``records(name)`` streams an object's envelopes."""
+def clio_books(records: Callable[[str], Iterable[Envelope]], objects: Iterable[str],
+               part: Container[str] | None = None, by_client: bool = False) -> Books:
+    """The books from staged Clio records; ``records(name)`` streams an object's envelopes.
+
+    ``part``: only the bills, matters and clients whose source id is in it (the bills by their own id, or
+    with ``by_client`` by their client's: the client balances of a part need all its clients' bills)."""
     have = set(objects)
     books = Books()
     if "bills" in have:
@@ -97,6 +101,8 @@ def clio_books(records: Callable[[str], Iterable[Envelope]], objects: Iterable[s
             if d.get("state") in LIVE_STATES:
                 where = env.get("source_system_id")
                 client = (d.get("client") or {}).get("id")
+                if part is not None and (f"contact-{client}" if by_client else f"bill-{d['id']}") not in part:
+                    continue
                 books.bills[f"bill-{d['id']}"] = BillBook(
                     number=d.get("number"), state=d.get("state"), total=_dec(d.get("total"), f"{where}: total"),
                     outstanding=_dec(d.get("balance"), f"{where}: balance"),
@@ -123,7 +129,8 @@ def clio_books(records: Callable[[str], Iterable[Envelope]], objects: Iterable[s
         for env in records("bank_transactions"):
             d = env.get("data") or {}
             matter = (d.get("matter") or {}).get("id")
-            if str(d.get("bank_account_id")) in trust_accounts and matter is not None:
+            if str(d.get("bank_account_id")) in trust_accounts and matter is not None and (
+                    part is None or f"matter-{matter}" in part):
                 entries[f"matter-{matter}"].append(_entry(str(d.get("date")), f"{int(d['id']):012d}",
                                                           _dec(d.get("amount"), f"{env.get('source_system_id')}: amount")))
         for sid in list(entries):  # each matter's entries dropped once summed
@@ -133,6 +140,8 @@ def clio_books(records: Callable[[str], Iterable[Envelope]], objects: Iterable[s
     if "matters" in have and trust_accounts is not None:
         for env in records("matters"):
             d = env.get("data") or {}
+            if part is not None and f"matter-{d.get('id')}" not in part:
+                continue
             balances = [b for b in d.get("account_balances") or () if str(b.get("id")) in trust_accounts]
             if balances or f"matter-{d.get('id')}" in books.trust:
                 book = books.trust.setdefault(f"matter-{d['id']}", TrustBook())
@@ -142,24 +151,29 @@ def clio_books(records: Callable[[str], Iterable[Envelope]], objects: Iterable[s
         for env in records("outstanding_client_balances"):
             d = env.get("data") or {}
             contact = (d.get("contact") or {}).get("id", d.get("id"))
+            if part is not None and f"contact-{contact}" not in part:
+                continue
             books.clients[f"contact-{contact}"] = _dec(d.get("total_outstanding_balance"),
                                                        f"{env.get('source_system_id')}: total_outstanding_balance")
     return books
 
 
 def salesforce_books(stream: Callable[[str, list[str]], Iterable[Mapping[str, Any]]], trust_accounts: set[str] | None,
-                     sobjects: set[str]) -> Books:
+                     sobjects: set[str], part: Container[str] | None = None, by_client: bool = False) -> Books:
     """The books read back from Salesforce; ``stream(sobject, columns)`` yields the flattened rows that
     have a ``Clio_Id__c`` (columns the org lacks come back empty).
 
     ``trust_accounts`` are the Clio ids of trust bank accounts (reference data: Ledger__c keeps the
-    Clio account id of each entry); ``sobjects`` are those that exist in the org.
+    Clio account id of each entry); ``sobjects`` are those that exist in the org; ``part`` and
+    ``by_client`` as :func:`clio_books` (every row is read, those of other parts skipped).
     """
     books = Books()
     if "Clio_Billing__c" in sobjects:
         for r in stream("Clio_Billing__c", ["Clio_Id__c", "Clio_Invoice_Number__c", "Clio_Status__c", "Clio_Total__c",
                                             "Clio_Balance__c", "Contact__r.Clio_Id__c", "Account__r.Clio_Id__c"]):
-            if str(r.get("Clio_Status__c")) in ("Awaiting Payment", "Paid"):
+            if str(r.get("Clio_Status__c")) in ("Awaiting Payment", "Paid") and (part is None or str(
+                    (r.get("Contact__r.Clio_Id__c") or r.get("Account__r.Clio_Id__c")) if by_client
+                    else r["Clio_Id__c"]) in part):
                 books.bills[str(r["Clio_Id__c"])] = BillBook(
                     number=r.get("Clio_Invoice_Number__c"), state=r.get("Clio_Status__c"),
                     total=_dec(r.get("Clio_Total__c"), f"{r['Clio_Id__c']}: Clio_Total__c"),
@@ -183,7 +197,7 @@ def salesforce_books(stream: Callable[[str, list[str]], Iterable[Mapping[str, An
         for r in stream("Ledger__c", ["Clio_Id__c", "Clio_Date__c", "Clio_Amount__c", "Clio_Bank_Account_Id__c",
                                       "Case__r.Clio_Id__c", "Opportunity__r.Clio_Id__c"]):
             matter = r.get("Case__r.Clio_Id__c") or r.get("Opportunity__r.Clio_Id__c")
-            if str(r.get("Clio_Bank_Account_Id__c")) in trust_accounts and matter:
+            if str(r.get("Clio_Bank_Account_Id__c")) in trust_accounts and matter and (part is None or str(matter) in part):
                 tiebreak = str(r["Clio_Id__c"]).split("-", 1)[-1]
                 entries[str(matter)].append(_entry(str(r.get("Clio_Date__c")), f"{int(tiebreak):012d}" if tiebreak.isdigit()
                                                    else tiebreak, _dec(r.get("Clio_Amount__c"), f"{r['Clio_Id__c']}: amount")))
@@ -195,7 +209,7 @@ def salesforce_books(stream: Callable[[str, list[str]], Iterable[Mapping[str, An
         for r in stream("Clio_Client_Balance__c", ["Clio_Id__c", "Clio_Total_Outstanding__c", "Contact__r.Clio_Id__c",
                                                    "Account__r.Clio_Id__c"]):
             contact = r.get("Contact__r.Clio_Id__c") or r.get("Account__r.Clio_Id__c")
-            if contact:
+            if contact and (part is None or str(contact) in part):
                 books.clients[str(contact)] = _dec(r.get("Clio_Total_Outstanding__c"), f"{r['Clio_Id__c']}: total")
     return books
 
@@ -242,20 +256,27 @@ class ClientRow(_Row):
     status: str
 
 
+def _bad(rows: Iterable[_Row]) -> int:
+    return rows.bad if isinstance(rows, reports.Spilled) else sum(1 for r in rows if not r.ok)
+
+
 @dataclass
 class BooksReconciliation:
-    bills: list[BillRow]
-    trust: list[TrustRow]
-    clients: list[ClientRow]
+    """The books compared: rows per live bill, per matter with trust and per client, as lists or (books
+    compared in parts, :func:`compare_books_in_parts`) as :class:`reports.Spilled` tables read from disk."""
+
+    bills: list[BillRow] | reports.Spilled
+    trust: list[TrustRow] | reports.Spilled
+    clients: list[ClientRow] | reports.Spilled
+    folder: Any = None  # the spilled tables' temporary folder (:class:`reports.SpillFolder`)
 
     @property
     def exact(self) -> bool:
-        return all(r.ok for r in self.bills + self.trust + self.clients)  # type: ignore[operator]
+        return not (_bad(self.bills) or _bad(self.trust) or _bad(self.clients))
 
     def headline(self) -> str:
-        def part(rows: list, what: str) -> str:
-            bad = [r for r in rows if not r.ok]
-            return f"{len(rows) - len(bad)}/{len(rows)} {what}"
+        def part(rows: Any, what: str) -> str:
+            return f"{len(rows) - _bad(rows)}/{len(rows)} {what}"
         return (f"books: {part(self.bills, 'bills tie out and agree')}, {part(self.trust, 'matter trust ledgers balance')}"
                 f", {part(self.clients, 'client balances agree')}")
 
@@ -279,8 +300,10 @@ def _same(a: Decimal | None, b: Decimal | None) -> bool:
     return a is not None and b is not None and abs(a - b) <= TOLERANCE
 
 
-def compare_books(clio: Books, sf: Books, rejected: Iterable[str] = ()) -> BooksReconciliation:
-    """Row per bill, matter and client; ``rejected`` are source ids quarantined on the way (explained)."""
+def compare_books(clio: Books, sf: Books, rejected: Iterable[str] = (),
+                  org_clients: bool | None = None) -> BooksReconciliation:
+    """Row per bill, matter and client; ``rejected`` are source ids quarantined on the way (explained);
+    ``org_clients``: the org has client balances (default: ``sf`` has some)."""
     rejected = set(rejected)
     bills = []
     for sid in sorted(clio.bills, key=lambda s: (len(s), s)):
@@ -310,12 +333,14 @@ def compare_books(clio: Books, sf: Books, rejected: Iterable[str] = ()) -> Books
             status = "ok" if _same(c.ledger, s.ledger) else "differs"
         trust.append(TrustRow(sid, c.reported, c.ledger, c.lowest, s.ledger if s else None, s.lowest if s else None,
                               status))
+    if org_clients is None:
+        org_clients = bool(sf.clients)
     owed_clio = _owed(clio)
     owed_sf = _owed(sf)
     clients = []
     for sid in sorted(set(clio.clients) | set(sf.clients), key=lambda s: (len(s), s)):
         c, s = clio.clients.get(sid), sf.clients.get(sid)
-        cb, sb = owed_clio.get(sid, ZERO), owed_sf.get(sid) if sf.clients else None
+        cb, sb = owed_clio.get(sid, ZERO), owed_sf.get(sid) if org_clients else None
         if c is None:
             status = "not in Clio"
         elif not _same(c, cb):
@@ -326,6 +351,47 @@ def compare_books(clio: Books, sf: Books, rejected: Iterable[str] = ()) -> Books
             status = "ok" if _same(c, s) else "differs"
         clients.append(ClientRow(sid, c if c is not None else ZERO, cb, s, sb, status))
     return BooksReconciliation(bills, trust, clients)
+
+
+def _bill_key(r: BillRow) -> tuple[int, str]:
+    return len(r.bill), r.bill
+
+
+def compare_books_in_parts(clio: Callable[[Container[str], bool], Books], sf: Callable[[Container[str], bool], Books],
+                           parts: Iterable[Container[str]], rejected: Iterable[str] = (),
+                           clients: bool = True) -> BooksReconciliation:
+    """:func:`compare_books` one part at a time (``parts``: a partition of the source ids, e.g. by the
+    last digits of the number), the rows of each spilled to disk and read back merged, in the order of
+    the books compared whole: what is held at a time is one part's books. ``clio(part, by_client)`` and
+    ``sf(part, by_client)`` make a side's books of a part (:func:`clio_books`, :func:`salesforce_books`):
+    the bills and trust ledgers by their own ids, then (``clients``: a side has client balances) the
+    clients' balances with their clients' bills (``by_client``)."""
+    folder = reports.SpillFolder()
+    rejected = set(rejected)
+    bills, trust, clients_rows = (reports.Spilled(folder, "bills"), reports.Spilled(folder, "trust"),
+                                  reports.Spilled(folder, "clients"))
+    parts = list(parts)
+    bills.section(_bill_key)
+    trust.section(lambda r: (len(r.matter), r.matter))
+    clients_rows.section(lambda r: (len(r.contact), r.contact))
+    not_in_clio = []
+    org_clients = False  # as compare_books: a client's Salesforce bills are shown when the org has client balances
+    for part in parts:
+        theirs = sf(part, False)
+        org_clients = org_clients or bool(theirs.clients)
+        one = compare_books(clio(part, False), theirs, rejected)
+        del theirs
+        bills.add(r for r in one.bills if r.status != "not in Clio")
+        not_in_clio.append([r for r in one.bills if r.status == "not in Clio"])
+        trust.add(one.trust)
+        del one
+    bills.section(lambda r: r.bill)
+    for rows in not_in_clio:
+        bills.add(rows)
+    del not_in_clio
+    for part in parts if clients else ():
+        clients_rows.add(compare_books(clio(part, True), sf(part, True), rejected, org_clients=org_clients).clients)
+    return BooksReconciliation(bills, trust, clients_rows, folder)
 
 
 def _owed(books: Books) -> dict[str, Decimal]:
@@ -351,15 +417,26 @@ def books_html(rec: BooksReconciliation, *, labels: Mapping[str, str] | None = N
     def m(value: Any) -> str:
         return reports.money(value, currency) if value is not None else "–"
 
-    def section(rows: list, what: str) -> tuple[list, str]:
-        if exceptions_only:
-            rows = [r for r in rows if not r.ok]
-        ordered = sorted(rows, key=lambda r: r.ok)  # stable: exceptions first, then the rest in order
-        if len(ordered) <= limit:
+    def section(rows: Iterable[Any], what: str) -> tuple[list, str]:
+        """The first ``limit`` rows, exceptions first then the rest, each in order (read once, only those kept)."""
+        bad: list[Any] = []
+        good: list[Any] = []
+        count = exceptions = 0
+        for r in rows:
+            if not r.ok:
+                exceptions += 1
+                if len(bad) < limit:
+                    bad.append(r)
+            elif not exceptions_only:
+                count += 1
+                if len(good) < limit:
+                    good.append(r)
+        count += exceptions
+        ordered = (bad + good)[:limit]
+        if count <= limit:
             return ordered, ""
-        bad = sum(1 for r in rows if not r.ok)
-        return ordered[:limit], (f"<p class='muted'>first {limit} of {len(rows)} {what} listed ({bad} exception(s), "
-                                 f"listed first); all of them: {full}</p>")
+        return ordered, (f"<p class='muted'>first {limit} of {count} {what} listed ({exceptions} exception(s), "
+                         f"listed first); all of them: {full}</p>")
 
     out = [reports.banner(rec.headline(), "ok" if rec.exact else "bad"),
            "<h2>Bills: payments, credits and balances</h2>",

@@ -175,6 +175,66 @@ class Streamed:
         return Streamed(lambda: map(fn, self.items()))
 
 
+class SpillFolder:
+    """A temporary folder for :class:`Spilled` tables, removed when no table (nor this) refers to it."""
+
+    def __init__(self) -> None:
+        import shutil
+        import tempfile
+        import weakref
+
+        self.path = tempfile.mkdtemp(prefix="clio2sf-spill-")
+        weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
+
+
+class Spilled:
+    """A table's rows kept on disk, not in memory: written a sorted run at a time (:meth:`add`, one per
+    part of the books), read back (each time it is iterated) as the runs merged in ``key`` order, one
+    section after another (:meth:`section`: the bills of Clio, then those only in Salesforce). Its
+    length and exceptions are counted as written."""
+
+    def __init__(self, folder: SpillFolder, name: str) -> None:
+        self.folder, self.name = folder, name
+        self.sections: list[tuple[Callable[[Any], Any], list[Any]]] = []
+        self.rows = self.bad = 0
+
+    def section(self, key: Callable[[Any], Any]) -> None:
+        self.sections.append((key, []))
+
+    def add(self, rows: Iterable[Any]) -> None:
+        """One run of the current section, in its ``key`` order."""
+        import pickle
+        from pathlib import Path
+
+        path = Path(self.folder.path) / f"{self.name}-{len(self.sections)}-{len(self.sections[-1][1])}.pickle"
+        with path.open("wb") as f:
+            for r in rows:  # a pickle a row (one Pickler's memo would keep every row)
+                pickle.dump(r, f, protocol=pickle.HIGHEST_PROTOCOL)
+                self.rows += 1
+                self.bad += not r.ok
+        self.sections[-1][1].append(path)
+
+    @staticmethod
+    def _read(path: Any) -> Iterator[Any]:
+        import pickle
+
+        with path.open("rb") as f:
+            while True:
+                try:
+                    yield pickle.load(f)
+                except EOFError:
+                    return
+
+    def __iter__(self) -> Iterator[Any]:
+        import heapq
+
+        for key, paths in self.sections:
+            yield from heapq.merge(*(self._read(p) for p in paths), key=key)
+
+    def __len__(self) -> int:
+        return self.rows
+
+
 def write_json(path: Any, obj: Any) -> Any:
     """Write ``obj`` as indented JSON. A :class:`Streamed` list in it is written item by item (the
     file is streamed, byte for byte what the whole list in its place would give): memory follows one

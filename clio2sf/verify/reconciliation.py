@@ -716,19 +716,56 @@ def _currency(raw_root: Any) -> str | None:
     return None
 
 
+#: Staged records of the books' largest object (bills, bank transactions, matters...) compared at once: a
+#: larger firm's books are compared in parts (:func:`books.compare_books_in_parts`, by the last digits of
+#: the bill, matter or client number, ``source.Part``), what is held at a time bounded by it, not the firm.
+BOOK_PART_RECORDS = 10_000
+#: The staged objects the books read (each part reads them again).
+BOOK_OBJECTS = ("bills", "allocations", "bank_transactions", "matters", "outstanding_client_balances")
+
+
+def _staged_records(raw_root: Any, obj: str) -> int:
+    """How many records of ``obj`` are staged (its manifest's count; without one, counted)."""
+    manifest = staging.read_json(raw_root / obj / staging.MANIFEST)
+    if manifest is not None:
+        return sum(int(b.get("records") or 0) for b in manifest.get("batches", []))
+    return sum(1 for _ in iter_raw(raw_root, obj))
+
+
 def _books(client: Any, raw_root: Any, staged: _Staged, trust_accounts: set[str] | None,
-           meta: Any) -> books.BooksReconciliation:
-    """Bills, trust per matter and client balances from Clio's raw records and from the org."""
-    clio_side = books.clio_books(lambda name: iter_raw(raw_root, name), raw_objects(raw_root))
+           meta: Any, part_records: int | None = None) -> books.BooksReconciliation:
+    """Bills, trust per matter and client balances from Clio's raw records and from the org; in parts
+    when an object of the books has more than ``part_records`` (:data:`BOOK_PART_RECORDS`) staged records
+    (each part reads the staged records and the org's book rows again, keeping its own)."""
+    from clio2sf.verify.source import Part
+
+    objects = raw_objects(raw_root)
     present = {s for s in ("Clio_Billing__c", "Clio_Payment__c", "Ledger__c", "Clio_Client_Balance__c")
                if s in staged.columns and EXT in meta(s)}
 
     def stream(sobject: str, columns: list[str]) -> Iterator[dict[str, Any]]:
         return _stream_sobject(client, sobject, columns, meta(sobject))
 
-    sf_side = books.salesforce_books(stream, trust_accounts, present)
     rejected = {line.get("source_system_id") for line in staged.rejects if line.get("repair") is None}
-    return books.compare_books(clio_side, sf_side, rejected)
+    cap = BOOK_PART_RECORDS if part_records is None else part_records
+    largest = max((_staged_records(raw_root, o) for o in BOOK_OBJECTS if o in objects), default=0)
+    count = -(-largest // cap) if largest > cap else 1
+    if count == 1:
+        return books.compare_books(books.clio_books(lambda name: iter_raw(raw_root, name), objects),
+                                   books.salesforce_books(stream, trust_accounts, present), rejected)
+
+    def clio_side(part: Any, by_client: bool) -> books.Books:
+        wanted = ["bills", "outstanding_client_balances"] if by_client else objects
+        return books.clio_books(lambda name: iter_raw(raw_root, name), [o for o in objects if o in wanted],
+                                part, by_client)
+
+    def sf_side(part: Any, by_client: bool) -> books.Books:
+        wanted = {"Clio_Billing__c", "Clio_Client_Balance__c"} if by_client else present
+        return books.salesforce_books(stream, trust_accounts, present & wanted, part, by_client)
+
+    clients = "outstanding_client_balances" in objects or "Clio_Client_Balance__c" in present
+    return books.compare_books_in_parts(clio_side, sf_side, [Part(i, count) for i in range(count)], rejected,
+                                        clients)
 
 
 def _trust_figures(rec: Mapping[str, Any], sums: dict[str, Decimal], measured: set[str],

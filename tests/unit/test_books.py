@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from clio2sf import books
+from clio2sf import books, reports
 
 pytestmark = pytest.mark.unit
 
@@ -203,3 +203,111 @@ def test_the_trust_ledger_is_held_one_string_an_entry() -> None:
         tracemalloc.stop()
     assert len(got.trust) == 10 and sum(t.transactions for t in got.trust.values()) == 20_000
     assert peak / 20_000 < 150, peak
+
+
+def run_in_parts(clio: dict, sf: dict, rejected=(), count: int = 3) -> books.BooksReconciliation:
+    from clio2sf.verify.source import Part
+
+    def clio_side(part, by_client):
+        return books.clio_books(lambda name: iter(clio.get(name, [])), clio, part, by_client)
+
+    def sf_side(part, by_client):
+        return books.salesforce_books(lambda sobject, cols: iter(sf.get(sobject, [])), {"602"}, set(sf), part,
+                                      by_client)
+
+    return books.compare_books_in_parts(clio_side, sf_side, [Part(i, count) for i in range(count)], rejected,
+                                        "outstanding_client_balances" in clio or "Clio_Client_Balance__c" in sf)
+
+
+def _bigger() -> tuple[dict, dict]:
+    """The fixture's firm copied to 23 bills, matters and clients (ids 1..230 step 10 plus the originals),
+    with differences on both sides spread over the parts, and a bill only in Salesforce."""
+    clio, sf = copy.deepcopy(CLIO), copy.deepcopy(SF)
+    for k in range(1, 24):
+        b, m, c = 100 + k, 200 + 3 * k, 300 + k % 7
+        clio["bills"].append(env("bills", "bill", {"id": b, "number": str(b), "state": "awaiting_payment",
+                                                   "total": 10.0 * k, "balance": 10.0 * k - (k % 4), "client": {"id": c}}))
+        clio["allocations"].append(env("allocations", "allocation", {"id": 1000 + k, "amount": float(k % 4),
+                                                                      "bill": {"id": b}, "parent": {"type": "Payment"}}))
+        clio["bank_transactions"].append(env("bank_transactions", "bank_transaction", {
+            "id": 2000 + k, "bank_account_id": 602, "date": "2024-03-01", "amount": 5.0 * k, "matter": {"id": m}}))
+        clio["matters"].append(env("matters", "matter", {"id": m, "account_balances": [{"id": 602, "balance": 5.0 * k}]}))
+        sf["Clio_Billing__c"].append({"Clio_Id__c": f"bill-{b}", "Clio_Invoice_Number__c": str(b),
+                                      "Clio_Status__c": "Awaiting Payment", "Clio_Total__c": 10.0 * k,
+                                      "Clio_Balance__c": 10.0 * k - (k % 4) + (k % 5 == 0),
+                                      "Contact__r.Clio_Id__c": f"contact-{c}"})
+        sf["Clio_Payment__c"].append({"Clio_Id__c": f"allocation-{1000 + k}", "Clio_Amount__c": float(k % 4),
+                                      "Clio_Kind__c": "Payment", "Clio_Billing__r.Clio_Id__c": f"bill-{b}"})
+        if k % 6:
+            sf["Ledger__c"].append({"Clio_Id__c": f"bank_transaction-{2000 + k}", "Clio_Date__c": "2024-03-01",
+                                    "Clio_Amount__c": 5.0 * k + (k % 7 == 0), "Clio_Bank_Account_Id__c": "602",
+                                    "Case__r.Clio_Id__c": f"matter-{m}"})
+    for c in range(300, 307):
+        owed = sum(10.0 * k - (k % 4) for k in range(1, 24) if 300 + k % 7 == c)
+        clio["outstanding_client_balances"].append(env("outstanding_client_balances", "outstanding_client_balance",
+                                                       {"id": c, "contact": {"id": c}, "total_outstanding_balance": owed}))
+        if c % 3:
+            sf["Clio_Client_Balance__c"].append({"Clio_Id__c": f"outstanding_client_balance-{c}",
+                                                 "Clio_Total_Outstanding__c": owed, "Contact__r.Clio_Id__c": f"contact-{c}"})
+    sf["Clio_Billing__c"].append({"Clio_Id__c": "bill-99", "Clio_Status__c": "Paid", "Clio_Total__c": 1.0,
+                                  "Clio_Balance__c": 0.0, "Contact__r.Clio_Id__c": "contact-301"})
+    sf["Clio_Billing__c"].append({"Clio_Id__c": "bill-x", "Clio_Status__c": "Paid", "Clio_Total__c": 1.0,
+                                  "Clio_Balance__c": 0.0})
+    return clio, sf
+
+
+@pytest.mark.parametrize("count", [2, 3, 10, 13])
+@pytest.mark.parametrize("case", ["fixture", "bigger", "sf change", "clio change", "rejected"])
+def test_books_in_parts_are_the_books_whole(case, count) -> None:
+    """Compared in parts (rows spilled to disk and merged), the books are those compared whole: the same
+    rows in the same order, the same exceptions, headline, JSON, CSV rows and page."""
+    clio, sf, rejected = CLIO, SF, ()
+    if case == "bigger":
+        clio, sf = _bigger()
+    elif case == "sf change":
+        sf = _sf(lambda sf: (sf["Clio_Payment__c"][1].update(Clio_Amount__c=310.0), sf["Ledger__c"].pop(0),
+                             sf["Clio_Client_Balance__c"][0].update(Clio_Total_Outstanding__c=0.0)))
+    elif case == "clio change":
+        clio = _clio(lambda c: (c["bills"][0]["data"].update(balance=5.0),
+                                c["matters"][0]["data"]["account_balances"][0].update(balance=450.0)))
+    elif case == "rejected":
+        sf, rejected = _sf(lambda sf: sf["Clio_Billing__c"].pop(1)), {"bill-2"}
+    whole, parts = run(clio, sf, rejected), run_in_parts(clio, sf, rejected, count)
+    assert isinstance(parts.bills, reports.Spilled)
+    assert parts.to_json() == whole.to_json()
+    assert list(books.iter_books_rows(parts)) == list(books.iter_books_rows(whole))
+    assert books.books_html(parts, limit=3) == books.books_html(whole, limit=3)
+    assert books.books_html(parts, exceptions_only=True) == books.books_html(whole, exceptions_only=True)
+    assert (parts.exact, parts.headline()) == (whole.exact, whole.headline())
+    if case != "fixture":
+        assert not whole.exact
+    if case == "bigger":
+        assert len(whole.bills) == 27 and len(whole.trust) == 24 and len(whole.clients) == 8
+
+
+def test_books_in_parts_hold_one_part_at_a_time() -> None:
+    """Each part's books hold only that part's bills and matters (the rows go to disk)."""
+    from clio2sf.verify.source import Part
+
+    clio, sf = _bigger()
+    held = []
+
+    def clio_side(part, by_client):
+        got = books.clio_books(lambda name: iter(clio.get(name, [])), clio, part, by_client)
+        held.append(len(got.bills) + len(got.trust))
+        return got
+
+    rec = books.compare_books_in_parts(
+        clio_side, lambda part, by_client: books.salesforce_books(lambda s, c: iter(sf.get(s, [])), {"602"}, set(sf),
+                                                                   part, by_client),
+        [Part(i, 10) for i in range(10)])
+    assert sum(held[:10]) == 25 + 24 and max(held[:10]) < 12, held
+    assert len(rec.bills) == 27
+    import gc
+    import os
+
+    folder = rec.folder.path
+    assert os.listdir(folder)
+    del rec
+    gc.collect()
+    assert not os.path.exists(folder)  # the spilled rows go with the reconciliation
