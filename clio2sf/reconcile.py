@@ -265,13 +265,15 @@ def _iter(index: Mapping[str, Any] | Callable[[str], Iterable[Envelope]], name: 
 
 def source_totals(envelopes_by_object: Mapping[str, Iterable[Envelope]] | Callable[[str], Iterable[Envelope]],
                   objects: Iterable[str] | None = None,
-                  include: Callable[[str, Envelope], bool] | None = None) -> SourceTotals:
+                  include: Callable[[str, Envelope], bool] | None = None,
+                  figures: Callable[[str], bool] | None = None) -> SourceTotals:
     """Stream staged envelopes into expected counts and amount totals.
 
     Figures: ``bills.total``; ``time.hours`` and ``time.amount`` (TimeEntry activities);
     ``expenses.amount`` (other activities); ``trust.account.<id>`` and ``trust.matter.<id>``
     (bank transactions of Trust accounts; all accounts if ``bank_accounts`` is not staged).
-    ``include(object, envelope)`` drops records that are not meant to load.
+    ``include(object, envelope)`` drops records that are not meant to load; ``figures(key)``: only
+    the figures it keeps are summed (e.g. one part of the per-matter trust figures).
     A record staged twice (delta overlap) counts once; its last staged version wins. Figures are summed
     as the envelopes stream (none kept per record) unless a record is staged twice: that object is then
     read again, keeping each record's last figures (a callable index is called twice).
@@ -300,18 +302,19 @@ def source_totals(envelopes_by_object: Mapping[str, Iterable[Envelope]] | Callab
             ids.add(ssid)
             records += 1
             for key, value in _figures(obj, env, trust_accounts).items():
-                amounts[key] = amounts.get(key, ZERO) + value
+                if figures is None or figures(key):
+                    amounts[key] = amounts.get(key, ZERO) + value
         if len(ids) < records:  # staged twice: the last version counts, summed again keeping each record's figures
             ids, amounts = _totals_of_last_versions(envelopes_by_object, obj, include, trust_accounts,
-                                                    totals.amounts)
+                                                    totals.amounts, figures)
         totals.ids[obj] = ids
         totals.amounts = amounts
     return totals
 
 
 def _totals_of_last_versions(envelopes_by_object: Any, obj: str, include: Callable[[str, Envelope], bool] | None,
-                             trust_accounts: set[int] | None,
-                             amounts: dict[str, Decimal]) -> tuple[IdSet, dict[str, Decimal]]:
+                             trust_accounts: set[int] | None, amounts: dict[str, Decimal],
+                             keep: Callable[[str], bool] | None = None) -> tuple[IdSet, dict[str, Decimal]]:
     """``obj``'s ids and ``amounts`` plus its figures when a record is staged more than once: each record's
     last version's figures, summed in the order the records were first staged."""
     ids = IdSet()
@@ -323,7 +326,7 @@ def _totals_of_last_versions(envelopes_by_object: Any, obj: str, include: Callab
         if not ssid:
             raise ValueError(f"{obj}: envelope without source_system_id (clio_id {env.get('clio_id')!r})")
         ids.add(ssid)
-        figures = _figures(obj, env, trust_accounts)
+        figures = {k: v for k, v in _figures(obj, env, trust_accounts).items() if keep is None or keep(k)}
         if figures:
             per_record[ssid] = figures
     out = dict(amounts)
@@ -450,7 +453,8 @@ class AmountReconciliation:
 @dataclass
 class Reconciliation:
     objects: list[ObjectReconciliation]
-    amounts: list[AmountReconciliation]
+    #: a list, or (a larger firm's per-matter trust figures compared in parts) a :class:`reports.Spilled` table
+    amounts: list[AmountReconciliation] | reports.Spilled
 
     @property
     def lost(self) -> int:
@@ -632,25 +636,30 @@ def write_reconciliation_html(path: Any, rec: Reconciliation, extra_html: str = 
     return reports.write_text(path, reconciliation_html(rec, extra_html=extra_html, **kwargs))
 
 
-def amounts_html(amounts: list[AmountReconciliation], *, currency: str | None = None,
+def amounts_html(amounts: Iterable[AmountReconciliation], *, currency: str | None = None,
                  labels: Mapping[str, str] | None = None, limit: int = TABLE_ROWS, exceptions_only: bool = False,
                  full: str = "reconciliation.csv") -> str:
     """The amounts table: differing figures first, money with ``currency``, trust figures by name; the
     per-matter trust figures that agree are one line (the books list each matter). ``full`` (escaped
     HTML) says where every figure is when the table is cut at ``limit`` rows."""
-    agreeing = [] if exceptions_only else [a for a in amounts if a.ok and a.figure.startswith("trust.matter.")]
-    listed = sorted((a for a in amounts if not (a.ok and (exceptions_only or a.figure.startswith("trust.matter.")))),
-                    key=lambda a: (a.ok, a.figure.startswith("trust."), a.figure))
+    agreeing, totals = 0, [ZERO, ZERO, ZERO]  # the agreeing per-matter figures: counted and summed as read
+    listed = []
+    for a in amounts:
+        if a.ok and a.figure.startswith("trust.matter."):
+            if not exceptions_only:
+                agreeing += 1
+                totals = [totals[0] + a.source, totals[1] + (a.target or ZERO), totals[2] + (a.difference or ZERO)]
+        elif not (a.ok and exceptions_only):
+            listed.append(a)
+    listed.sort(key=lambda a: (a.ok, a.figure.startswith("trust."), a.figure))
     listed, note = capped(listed, limit, "amount figures", full)
     rows = [[figure_label(a.figure, labels), reports.money(a.source, _unit(a.figure, currency)),
              "(not measured)" if a.target is None else reports.money(a.target, _unit(a.figure, currency)),
              reports.money(a.difference, _unit(a.figure, currency)), "OK" if a.ok else "DIFFERS"] for a in listed]
     classes = ["" if a.ok else "bad" for a in listed]
     if agreeing:
-        rows.append([f"Trust per matter: {len(agreeing)} matter(s) agree (each listed under Trust per matter)",
-                     reports.money(sum((a.source for a in agreeing), ZERO), currency),
-                     reports.money(sum((a.target or ZERO for a in agreeing), ZERO), currency),
-                     reports.money(sum((a.difference or ZERO for a in agreeing), ZERO), currency), "OK"])
+        rows.append([f"Trust per matter: {agreeing} matter(s) agree (each listed under Trust per matter)",
+                     *(reports.money(t, currency) for t in totals), "OK"])
         classes.append("")
     return reports.table(["Figure", "Clio", "Salesforce", "Difference", "Result"], rows, numeric=[1, 2, 3],
                          row_classes=classes) + note

@@ -521,6 +521,8 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
             metas[sobject] = _field_meta(client, sobject)
         return metas[sobject]
 
+    # a larger firm's per-matter trust figures are compared in parts, as its books (:func:`_matter_amounts`)
+    matter_parts = _book_parts(raw_root)
     trust_accounts: set[str] | None = None
     if "bank_accounts" in raw_objects(raw_root):
         trust_accounts = {str((e.get("data") or {}).get("id")) for e in iter_raw(raw_root, "bank_accounts")
@@ -567,7 +569,7 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
                         sums[figure] += _dec(rec.get(f), f"{rec.get('Id')}: {f}")
                         measured.add(figure)
             if trust_cols and row_kind == "bank_transaction":
-                _trust_figures(rec, sums, measured, trust_accounts)
+                _trust_figures(rec, sums, measured, trust_accounts, per_matter=matter_parts == 1)
 
     # one Clio object at a time: its records, its rows in the org, compared; only the figures are kept
     objects: list[reconcile.ObjectReconciliation] = []
@@ -614,7 +616,8 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
     bank = [o for o in money_objects if o == "bank_accounts"]
     for obj in money_objects:
         if obj != "bank_accounts":
-            for k, v in reconcile.source_totals(envelopes, [*bank, obj], include=include).amounts.items():
+            keep = None if matter_parts == 1 else (lambda k: not k.startswith(MATTER_FIGURE))
+            for k, v in reconcile.source_totals(envelopes, [*bank, obj], include=include, figures=keep).amounts.items():
                 money_amounts[k] = money_amounts.get(k, Decimal(0)) + v
     if any(rejected.values()):
         notes.append("amounts: rejected records are excluded from the Clio side")
@@ -626,18 +629,14 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
             "time.amount", Decimal(0))
         notes.append(f"time.amount: {len(task_activities)} non-billable time entr(y/ies) became Tasks without an "
                      "amount field: excluded from the Clio side")
-    source_amounts = {k: v for k, v in money_amounts.items()
-                      if k in measured or k.startswith("trust.") and "trust" in measured}
-    unmeasured = sorted(set(money_amounts) - set(source_amounts))
+    source_amounts, unmeasured, amounts = _compared_amounts(money_amounts, sums, measured)
+    if matter_parts > 1:
+        amounts, more = _matter_amounts(client, raw_root, readable, meta, measured, trust_accounts, envelopes,
+                                        include if "bank_transactions" in money_objects else None, amounts,
+                                        matter_parts)
+        unmeasured = sorted([*unmeasured, *more])
     if unmeasured:
         notes.append(f"amounts not written by the spec, not compared: {', '.join(unmeasured[:20])}")
-    target_amounts = dict(sums)
-    for k in source_amounts:
-        if k.startswith("trust.") and k not in target_amounts:
-            target_amounts[k] = Decimal(0)
-
-    amounts = reconcile.reconcile(reconcile.SourceTotals(amounts=source_amounts),
-                                  reconcile.TargetTotals(amounts=target_amounts)).amounts
     rec = reconcile.Reconciliation(objects, amounts)
     book = _books(client, raw_root, staged, trust_accounts, meta)
     rdir = mroot / "reports" / run_label
@@ -732,6 +731,15 @@ def _staged_records(raw_root: Any, obj: str) -> int:
     return sum(1 for _ in iter_raw(raw_root, obj))
 
 
+def _book_parts(raw_root: Any, part_records: int | None = None) -> int:
+    """In how many parts the books and per-matter trust figures are compared: one for each
+    ``part_records`` (:data:`BOOK_PART_RECORDS`) staged records of the books' largest object."""
+    cap = BOOK_PART_RECORDS if part_records is None else part_records
+    objects = raw_objects(raw_root)
+    largest = max((_staged_records(raw_root, o) for o in BOOK_OBJECTS if o in objects), default=0)
+    return -(-largest // cap) if largest > cap else 1
+
+
 def _books(client: Any, raw_root: Any, staged: _Staged, trust_accounts: set[str] | None,
            meta: Any, part_records: int | None = None) -> books.BooksReconciliation:
     """Bills, trust per matter and client balances from Clio's raw records and from the org; in parts
@@ -747,9 +755,7 @@ def _books(client: Any, raw_root: Any, staged: _Staged, trust_accounts: set[str]
         return _stream_sobject(client, sobject, columns, meta(sobject))
 
     rejected = {line.get("source_system_id") for line in staged.rejects if line.get("repair") is None}
-    cap = BOOK_PART_RECORDS if part_records is None else part_records
-    largest = max((_staged_records(raw_root, o) for o in BOOK_OBJECTS if o in objects), default=0)
-    count = -(-largest // cap) if largest > cap else 1
+    count = _book_parts(raw_root, part_records)
     if count == 1:
         return books.compare_books(books.clio_books(lambda name: iter_raw(raw_root, name), objects),
                                    books.salesforce_books(stream, trust_accounts, present), rejected)
@@ -768,18 +774,84 @@ def _books(client: Any, raw_root: Any, staged: _Staged, trust_accounts: set[str]
                                         clients)
 
 
+#: The per-matter trust figures (``trust.matter.7``).
+MATTER_FIGURE = "trust.matter."
+
+
+def _compared_amounts(money_amounts: Mapping[str, Decimal], sums: Mapping[str, Decimal],
+                      measured: set[str]) -> tuple[dict[str, Decimal], list[str], list[reconcile.AmountReconciliation]]:
+    """(the Clio figures compared, those not (sorted), the rows) of the Clio side's ``money_amounts`` and
+    the org's ``sums``: a figure is compared when the org's rows measured it (a trust figure: when any
+    trust figure was); a trust figure the org has no rows for is 0 there."""
+    source_amounts = {k: v for k, v in money_amounts.items()
+                      if k in measured or k.startswith("trust.") and "trust" in measured}
+    unmeasured = sorted(set(money_amounts) - set(source_amounts))
+    target_amounts = dict(sums)
+    for k in source_amounts:
+        if k.startswith("trust.") and k not in target_amounts:
+            target_amounts[k] = Decimal(0)
+    amounts = reconcile.reconcile(reconcile.SourceTotals(amounts=source_amounts),
+                                  reconcile.TargetTotals(amounts=target_amounts)).amounts
+    return source_amounts, unmeasured, amounts
+
+
+def _matter_amounts(client: Any, raw_root: Any, readable: Mapping[str, tuple[list[str], list[str]]],
+                    meta: Any, measured: set[str], trust_accounts: set[str] | None, envelopes: Any,
+                    include: Callable[[str, Mapping[str, Any]], bool] | None,
+                    amounts: list[reconcile.AmountReconciliation], count: int) -> tuple[reports.Spilled, list[str]]:
+    """The per-matter trust figures compared in ``count`` parts (by the last digits of the matter number,
+    ``source.Part``: the staged bank transactions and the org's Ledger__c rows read again for each, the
+    figures of other parts skipped), each part's rows spilled to disk: the amounts (``amounts``, the other
+    figures, and these) read back merged in figure order, as if compared whole; with the first 20 (sorted)
+    per-matter figures not compared (no trust figure measured in the org). ``include``: the staged records
+    that count (None: the bank transactions are not among the money objects, no Clio side)."""
+    from clio2sf.verify.source import Part
+
+    out = reports.Spilled(reports.SpillFolder(), "amounts")
+    out.section(lambda a: a.figure)
+    out.add(amounts)
+    unmeasured: list[str] = []
+    bank = ["bank_accounts"] if "bank_accounts" in raw_objects(raw_root) else []
+    sobject = TRUST[0]
+    amount_fields, trust_cols = readable.get(sobject, ([], []))
+    for i in range(count):
+        part = Part(i, count)
+
+        def mine(key: str, part: Part = part) -> bool:
+            return key.startswith(MATTER_FIGURE) and f"matter-{key[len(MATTER_FIGURE):]}" in part
+
+        clio = {} if include is None else reconcile.source_totals(envelopes, [*bank, "bank_transactions"],
+                                                                  include=include, figures=mine).amounts
+        sums: dict[str, Decimal] = defaultdict(Decimal)
+        if trust_cols:
+            for rec in _stream_sobject(client, sobject, [EXT, *amount_fields, *trust_cols], meta(sobject)):
+                if _kind(str(rec.get(EXT))) == "bank_transaction":
+                    _trust_figures(rec, sums, set(), trust_accounts, matters=mine)
+        _, more, rows = _compared_amounts(clio, sums, measured)
+        unmeasured = sorted([*unmeasured, *more])[:20]
+        out.add(rows)
+        del clio, sums, rows
+    return out, unmeasured
+
+
 def _trust_figures(rec: Mapping[str, Any], sums: dict[str, Decimal], measured: set[str],
-                   trust_accounts: set[str] | None) -> None:
-    """Ledger rows of trust accounts, summed per account and per matter (like the Clio side)."""
+                   trust_accounts: set[str] | None, per_matter: bool = True,
+                   matters: Callable[[str], bool] | None = None) -> None:
+    """Ledger rows of trust accounts, summed per account and per matter (like the Clio side); not per
+    matter unless ``per_matter``; ``matters``: only the per-matter figures it keeps, not per account."""
     account = rec.get(TRUST[2])
     if trust_accounts is not None and str(account) not in trust_accounts:
         return
     amount = _dec(rec.get(TRUST[1]), f"{rec.get('Id')}: {TRUST[1]}")
-    if account is not None:
+    if account is not None and matters is None:
         sums[f"trust.account.{account}"] += amount
         measured.add("trust")
+    if not per_matter:
+        return
     for col in MATTER_COLUMNS:
         matter = rec.get(col)
         if matter:
-            sums[f"trust.matter.{str(matter).split('-', 1)[-1]}"] += amount
+            figure = f"{MATTER_FIGURE}{str(matter).split('-', 1)[-1]}"
+            if matters is None or matters(figure):
+                sums[figure] += amount
 
