@@ -237,6 +237,11 @@ def write_blob(path: Any, chunks: Iterable[bytes]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- JSON / JSONL
 
 
+try:  # zlib-ng's gzip module: the same files (RFC 1952), compressed ~2.5x and decompressed ~2x faster than zlib's
+    from zlib_ng import gzip_ng as _gzip
+except ImportError:  # without the package: the standard library's
+    _gzip = gzip  # type: ignore[misc]
+
 #: zlib level of staged JSONL files: the default (6) compresses about twice as fast as 9 for ~3% more bytes.
 GZIP_LEVEL = 6
 #: Encoded lines gathered before one compress call (one call per line cost more than the compression).
@@ -264,7 +269,7 @@ def gzip_lines(lines: Iterable[bytes], level: int = GZIP_LEVEL) -> bytes:
     """Gzip-compress encoded lines (:func:`encode_line`), each followed by a newline, mtime 0: the
     bytes :func:`encode_jsonl_gz` gives for the same records."""
     buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=level) as gz:
+    with _gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=level) as gz:
         chunk: list[bytes] = []
         size = 0
         for line in lines:
@@ -344,7 +349,7 @@ def read_jsonl_gz(path: Any, decoder: msgspec.json.Decoder | None = None,
     decode = (decoder or _DECODER).decode
     start, stop = rows if rows is not None else (0, None)
     lineno = 0
-    with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as gz:
+    with _gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as gz:
         tail = b""
         while True:
             block = gz.read(_CHUNK_BYTES)

@@ -72,6 +72,23 @@ def test_equal_records_give_equal_bytes(root, monkeypatch):
     assert a["sha256"] == b["sha256"]
 
 
+def test_staged_jsonl_is_gzip_whichever_library_compresses_it(root, monkeypatch):
+    """Staged JSONL is compressed and read with zlib-ng's gzip when it is installed (requirements.txt), else the
+    standard library's: either writes a file the other (and any gzip reader) reads back to the same bytes."""
+    zlib_ng = pytest.importorskip("zlib_ng.gzip_ng")
+    assert staging._gzip is zlib_ng
+    recs = [{"i": i, "text": "x" * (i % 50), "é": None} for i in range(5_000)]
+    files = {}
+    for name, module in (("ng", zlib_ng), ("std", gzip)):
+        monkeypatch.setattr(staging, "_gzip", module)
+        files[name] = staging.write_jsonl_gz(root / f"{name}.jsonl.gz", recs, level=1)
+        for other in (zlib_ng, gzip):
+            monkeypatch.setattr(staging, "_gzip", other)
+            assert list(staging.read_jsonl_gz(root / f"{name}.jsonl.gz")) == recs
+    ng, std = (gzip.decompress((root / f"{n}.jsonl.gz").read_bytes()) for n in ("ng", "std"))
+    assert ng == std and ng.count(b"\n") == len(recs)
+
+
 def test_bad_jsonl_line_names_file_and_line(root):
     path = root / "bad.jsonl.gz"
     staging.write_bytes_atomic(path, gzip.compress(b'{"ok":1}\n{oops\n'))
