@@ -337,14 +337,24 @@ NOTES = (
     "the whole reconciliation.json taking 135 -> 293 MB at 1M; its reports are now written row by row "
     "(`reports.Streamed`, the same bytes) and its book rows are slotted: 44.8 -> 118.7 MB, growth 2.65, "
     "**not met** (the < 500 MB goal is).",
-    "Still growing with the firm (1M, over the imports 82.0 MB against 7.9 at 100k): the books of both sides as "
-    "Python objects, a bill and a matter at a time (~45 MB: `clio_books` +24, `salesforce_books` +19, the "
-    "compared rows +13), the trust figures of the amounts, one per matter on both sides and a row each "
-    "(~12 MB), the names of every matter with trust for the page (~5 MB) and the ids of the largest object "
-    "as numbers (activities: 3.6 MB staged, 3.6 MB found). Flat needs the books and the per-matter trust "
-    "figures compared in parts (by the last digits of the bill or matter number, each part's org rows read "
-    "with a LIKE filter, as the verifier's `compare_parts`) or spilled to disk, their report rows streamed "
-    "in order: not done.",
+    "Growing with the firm at 118.7 MB (1ab0257; 1M, over the imports 82.0 MB against 7.9 at 100k): the books of "
+    "both sides as Python objects, a bill and a matter at a time (~45 MB: `clio_books` +24, `salesforce_books` "
+    "+19, the compared rows +13), the trust figures of the amounts, one per matter on both sides and a row "
+    "each (~12 MB), the names of every matter with trust for the page (~5 MB) and the ids of the largest "
+    "object as numbers (activities: 3.6 MB staged, 3.6 MB found).",
+    "Since lane 32e (df8ff7d, 644d769) a firm whose books' largest object has more than 10,000 staged records "
+    "(`verify.reconciliation.BOOK_PART_RECORDS`; 1M: 100,000 bank transactions, 10 parts) has its books and its "
+    "per-matter trust figures compared in parts by the last digits of the bill, matter or client number "
+    "(`source.Part`, as the verifier's `compare_parts`): each part's books (both sides) and trust figures are "
+    "made and compared and their rows spilled to disk (`reports.Spilled`, a pickle a row in a temporary "
+    "folder), read back merged in the order of the whole comparison by the report writers. The reports are "
+    "the same bytes as 59f718f's on the 100k and 1M firms (but the run id and the time written). 1M: 118.7 "
+    "-> 54.6 MB (over the imports 16.5 MB against 8.0 at 100k), growth 1.221: **not met** by a hair. Still "
+    "growing: the names of every matter with trust for the page and reconciliation.json (~5 MB, and its "
+    "JSON text ~1.3 MB) and the ids of the largest object as numbers (~7 MB). Cost: each part reads the "
+    "staged bills, allocations, bank transactions and matters and the org's Clio_Billing__c, Clio_Payment__c "
+    "and Ledger__c rows again (no SOQL filter per part yet: other parts' rows are read and skipped; 1M reads: "
+    "Ledger__c 21 times, Clio_Billing__c and Clio_Payment__c 11): CPU at 1M 45 -> 87 s.",
     "The synthetic firm is set up once per `--work` DIR (1M: about 45 s); the figures of a run are taken in a "
     "fresh process without Airflow's imports (about 36 MB before the call); the machine was shared with a "
     "DAG benchmark and other work (1-min load in the table).",
