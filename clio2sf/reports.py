@@ -235,10 +235,17 @@ class Spilled:
         return self.rows
 
 
+class StreamedDict(Streamed):
+    """A JSON object :func:`write_json` writes entry by entry: ``items`` gives its (key, value) pairs in
+    key order (as ``sort_keys`` writes them)."""
+
+    __slots__ = ()
+
+
 def write_json(path: Any, obj: Any) -> Any:
-    """Write ``obj`` as indented JSON. A :class:`Streamed` list in it is written item by item (the
-    file is streamed, byte for byte what the whole list in its place would give): memory follows one
-    item, not the list."""
+    """Write ``obj`` as indented JSON. A :class:`Streamed` list (or :class:`StreamedDict` object) in it is
+    written item by item (the file is streamed, byte for byte what the whole list in its place would
+    give): memory follows one item, not the list."""
     streamed: list[Streamed] = []
 
     def default(value: Any) -> Any:
@@ -268,11 +275,16 @@ def _streamed_chunks(text: str, streamed: list[Streamed]) -> Iterable[bytes]:
         indent = " " * (len(text[line:]) - len(text[line:].lstrip(" ")))
         inner = indent + "  "
         first = True
-        for item in streamed[int(hit.group(1))].items():
-            body = json.dumps(item, indent=2, sort_keys=True, default=json_default).replace("\n", "\n" + inner)
-            yield (("[\n" if first else ",\n") + inner + body).encode("utf-8")
+        values = streamed[int(hit.group(1))]
+        pairs = isinstance(values, StreamedDict)
+        opening, closing = "{}" if pairs else "[]"
+        for item in values.items():
+            key = json.dumps(item[0]) + ": " if pairs else ""
+            body = json.dumps(item[1] if pairs else item, indent=2, sort_keys=True,
+                              default=json_default).replace("\n", "\n" + inner)
+            yield ((f"{opening}\n" if first else ",\n") + inner + key + body).encode("utf-8")
             first = False
-        yield b"[]" if first else ("\n" + indent + "]").encode("utf-8")
+        yield (opening + closing).encode("utf-8") if first else ("\n" + indent + closing).encode("utf-8")
         at = hit.end()
     yield text[at:].encode("utf-8")
 

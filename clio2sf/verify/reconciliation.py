@@ -640,12 +640,12 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
     rec = reconcile.Reconciliation(objects, amounts)
     book = _books(client, raw_root, staged, trust_accounts, meta)
     rdir = mroot / "reports" / run_label
-    names = _labels(raw_root, _wanted_labels(rec, book))
+    names = _labels(raw_root, _wanted_labels(rec, book), on_disk=matter_parts > 1)
     currency = _currency(raw_root)
     context = reports.report_context(mroot, spec.data.get("firm"), run_label)
     # written row by row (a firm's books and trust figures are a row per live bill and per matter)
     reports.write_json(rdir / "reconciliation.json", rec.to_json(lazy=True) | {
-        "books": book.to_json(lazy=True), "context": context, "currency": currency, "names": names})
+        "books": book.to_json(lazy=True), "context": context, "currency": currency, "names": names.streamed() if isinstance(names, Names) else names})
     reconcile.write_reconciliation_csv(rdir / "reconciliation.csv", rec)
     reports.write_csv(rdir / "books.csv", books.BOOKS_CSV_HEADERS, books.iter_books_rows(book, names))
     report = reconcile.write_reconciliation_html(
@@ -671,34 +671,120 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
 _KIND_OBJECTS = {"matter": "matters", "contact": "contacts", "bank_account": "bank_accounts", "bill": "bills"}
 
 
-def _wanted_labels(rec: reconcile.Reconciliation, book: books.BooksReconciliation) -> dict[str, set[str]]:
-    """Clio object → the source ids the reconciliation page names (missing, duplicated, trust, clients)."""
-    wanted: dict[str, set[str]] = defaultdict(set)
+def _wanted_labels(rec: reconcile.Reconciliation, book: books.BooksReconciliation) -> Iterator[tuple[str, str]]:
+    """(Clio object, source id) of each id the reconciliation page names (missing, duplicated, trust,
+    clients), repeats included."""
     for o in rec.objects:
         for ssid in [*o.missing_ids, *o.duplicate_ids]:
-            wanted[o.object].add(base_id(ssid))
+            yield o.object, base_id(ssid)
     for a in rec.amounts:
         parts = a.figure.split(".")
         if len(parts) == 3 and parts[0] == "trust":
             kind = "bank_account" if parts[1] == "account" else parts[1]
-            wanted[_KIND_OBJECTS.get(kind, kind)].add(f"{kind}-{parts[2]}")
+            yield _KIND_OBJECTS.get(kind, kind), f"{kind}-{parts[2]}"
     for t in book.trust:
-        wanted["matters"].add(t.matter)
+        yield "matters", t.matter
     for c in book.clients:
-        wanted["contacts"].add(c.contact)
-    return wanted
+        yield "contacts", c.contact
 
 
-def _labels(raw_root: Any, wanted: Mapping[str, set[str]]) -> dict[str, str]:
-    """Readable names of the wanted source ids, streamed from the staged Clio records (only those kept)."""
+class Names(Mapping[str, str]):
+    """Readable names of source ids (``matter-7`` → ``00007-Lopez``), kept in a SQLite file in a temporary
+    folder, not in memory (a firm's page names every matter with trust: tens of thousands at 1M records);
+    ``get`` looks one up, iteration is in id order, :meth:`streamed` is the JSON object written as read."""
+
+    def __init__(self) -> None:
+        import sqlite3
+        import weakref
+        from pathlib import Path
+
+        self._folder = reports.SpillFolder()
+        self._db = sqlite3.connect(Path(self._folder.path) / "names.sqlite")
+        weakref.finalize(self, self._db.close)
+        self._db.execute("PRAGMA journal_mode = OFF")
+        self._db.execute("PRAGMA synchronous = OFF")
+        self._db.execute("CREATE TABLE wanted (obj TEXT, sid TEXT, PRIMARY KEY (obj, sid)) WITHOUT ROWID")
+        self._db.execute("CREATE TABLE names (sid TEXT PRIMARY KEY, name TEXT) WITHOUT ROWID")
+        self._objects: list[str] = []  # wanted objects in the order first asked
+        self._count = 0
+        self._last: tuple[str, str | None] | None = None
+
+    def want(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Ask for the names of these (Clio object, source id)."""
+        seen = set(self._objects)
+
+        def rows() -> Iterator[tuple[str, str]]:
+            for obj, sid in pairs:
+                if obj not in seen:
+                    seen.add(obj)
+                    self._objects.append(obj)
+                yield obj, sid
+
+        self._db.executemany("INSERT OR IGNORE INTO wanted VALUES (?, ?)", rows())
+
+    def fill(self, raw_root: Any) -> Names:
+        """The names of the ids asked, streamed from the staged Clio records (an id asked under several
+        objects: the name of the last one read)."""
+        present = set(raw_objects(raw_root))
+        wanted = "SELECT 1 FROM wanted WHERE obj = ? AND sid = ?"
+        for obj in self._objects:
+            if obj not in present:
+                continue
+            for env in iter_raw(raw_root, obj):
+                ssid = env.get("source_system_id")
+                if (isinstance(ssid, str) and self._db.execute(wanted, (obj, ssid)).fetchone()
+                        and (name := labels.record_name(env.get("data")))):
+                    self._db.execute("INSERT OR REPLACE INTO names VALUES (?, ?)", (ssid, name))
+        self._count = self._db.execute("SELECT COUNT(*) FROM names").fetchone()[0]
+        self._last = None
+        return self
+
+    def get(self, key: object, default: Any = None) -> Any:
+        if not isinstance(key, str):
+            return default
+        if self._last is None or self._last[0] != key:  # a trust row asks for its matter three times
+            row = self._db.execute("SELECT name FROM names WHERE sid = ?", (key,)).fetchone()
+            self._last = (key, row[0] if row else None)
+        return default if self._last[1] is None else self._last[1]
+
+    def __getitem__(self, key: str) -> str:
+        name = self.get(key)
+        if name is None:
+            raise KeyError(key)
+        return name
+
+    def __iter__(self) -> Iterator[str]:
+        return (sid for sid, _ in self.items())
+
+    def items(self) -> Iterator[tuple[str, str]]:  # type: ignore[override]
+        """(id, name) in id order (code point order: SQLite compares UTF-8 bytes)."""
+        return iter(self._db.execute("SELECT sid, name FROM names ORDER BY sid"))
+
+    def __len__(self) -> int:
+        return self._count
+
+    def streamed(self) -> reports.StreamedDict:
+        return reports.StreamedDict(self.items)
+
+
+def _labels(raw_root: Any, wanted: Iterable[tuple[str, str]], on_disk: bool = False) -> dict[str, str] | Names:
+    """Readable names of the wanted source ids, streamed from the staged Clio records (only those kept);
+    ``on_disk`` (a firm whose books are compared in parts): kept in a :class:`Names` file."""
+    if on_disk:
+        names = Names()
+        names.want(wanted)
+        return names.fill(raw_root)
+    ids: dict[str, set[str]] = defaultdict(set)
+    for obj, sid in wanted:
+        ids[obj].add(sid)
     present = set(raw_objects(raw_root))
     out: dict[str, str] = {}
-    for obj, ids in wanted.items():
-        if not ids or obj not in present:
+    for obj, asked in ids.items():
+        if obj not in present:
             continue
         for env in iter_raw(raw_root, obj):
             ssid = env.get("source_system_id")
-            if ssid in ids and (name := labels.record_name(env.get("data"))):
+            if ssid in asked and (name := labels.record_name(env.get("data"))):
                 out[ssid] = name
     return out
 

@@ -26,6 +26,19 @@ def test_a_streamed_list_is_written_byte_for_byte_as_the_whole_list(tmp_path):
     assert json.loads((tmp_path / "streamed.json").read_text())["top"] == items
 
 
+def test_a_streamed_object_is_written_byte_for_byte_as_the_whole_object(tmp_path):
+    """``StreamedDict``: (key, value) pairs in key order written as the object ``sort_keys`` would write."""
+    from clio2sf.reports import StreamedDict
+
+    names = {"matter-10": "00010-Lopez", "matter-9": "Zoë \"Q\" <b>", "contact-1": {"n": [1, 2]}, "é": None}
+    doc = {"names": names, "inner": [{"empty": {}, "k": names}], "z": 1}
+    streamed = {"names": StreamedDict(lambda: iter(sorted(names.items()))),
+                "inner": [{"empty": StreamedDict(list), "k": StreamedDict(lambda: sorted(names.items()))}], "z": 1}
+    write_json(tmp_path / "whole.json", doc)
+    write_json(tmp_path / "streamed.json", streamed)
+    assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "whole.json").read_bytes()
+
+
 class Rate(dict):
     """A matter's custom rate that counts how many are alive (held by something) at once."""
 

@@ -299,6 +299,7 @@ def test_per_matter_trust_figures_in_parts_are_those_compared_whole(tmp_path: Pa
     assert bad == {"trust.account.1", "trust.matter.5", "trust.matter.7", "trust.matter.13"}, bad
     assert [a["figure"] for a in doc["amounts"]] == sorted(a["figure"] for a in doc["amounts"])
     assert len([a for a in doc["amounts"] if a["figure"].startswith("trust.matter.")]) == 13
+    assert len(doc["names"]) == 13 and doc["names"]["matter-5"] == "00005-T"  # matters and the missing entry
 
     def text(label: str, name: str) -> str:
         body = (tmp_path / "reports" / label / name).read_text()
