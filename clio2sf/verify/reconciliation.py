@@ -826,6 +826,26 @@ def _book_parts(raw_root: Any, part_records: int | None = None) -> int:
     return -(-largest // cap) if largest > cap else 1
 
 
+#: The columns holding the source id a book row's part follows (its own, its bill's, its matter's,
+#: its client's), by sobject: (by its own part, by its client's).
+_CLIENT = ("Contact__r.Clio_Id__c", "Account__r.Clio_Id__c")
+PART_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "Clio_Billing__c": ((EXT,), _CLIENT), "Clio_Payment__c": (("Clio_Billing__r.Clio_Id__c",),) * 2,
+    "Ledger__c": (MATTER_COLUMNS,) * 2, "Clio_Client_Balance__c": (_CLIENT,) * 2}
+
+
+def _ending_filter(part: Any, keys: Sequence[str], meta: Mapping[str, Any]) -> str:
+    """A SOQL condition (`` AND (...)``) that holds for every row whose ``keys`` name a source id of
+    ``part`` (``source.Part.endings``, as ``readback.ending_filter``) and for some others: the books still
+    check each row's part. Empty (read all): part 0 (ids not ending in digits too), or no key column."""
+    endings = part.endings()
+    cols = [k for k in keys if _column_ok(k, meta)]
+    if not endings or not cols:
+        return ""
+    likes = [f"{c} LIKE '%{e}{rest}'" for c in cols for e in endings for rest in ("", "@%", "#%")]
+    return f" AND ({' OR '.join(likes)})"
+
+
 def _books(client: Any, raw_root: Any, staged: _Staged, trust_accounts: set[str] | None,
            meta: Any, part_records: int | None = None) -> books.BooksReconciliation:
     """Bills, trust per matter and client balances from Clio's raw records and from the org; in parts
@@ -853,7 +873,12 @@ def _books(client: Any, raw_root: Any, staged: _Staged, trust_accounts: set[str]
 
     def sf_side(part: Any, by_client: bool) -> books.Books:
         wanted = {"Clio_Billing__c", "Clio_Client_Balance__c"} if by_client else present
-        return books.salesforce_books(stream, trust_accounts, present & wanted, part, by_client)
+
+        def stream_part(sobject: str, columns: list[str]) -> Iterator[dict[str, Any]]:
+            keys = PART_KEYS[sobject][by_client]
+            return _stream_sobject(client, sobject, columns, meta(sobject), _ending_filter(part, keys, meta(sobject)))
+
+        return books.salesforce_books(stream_part, trust_accounts, present & wanted, part, by_client)
 
     clients = "outstanding_client_balances" in objects or "Clio_Client_Balance__c" in present
     return books.compare_books_in_parts(clio_side, sf_side, [Part(i, count) for i in range(count)], rejected,
@@ -910,7 +935,8 @@ def _matter_amounts(client: Any, raw_root: Any, readable: Mapping[str, tuple[lis
                                                                   include=include, figures=mine).amounts
         sums: dict[str, Decimal] = defaultdict(Decimal)
         if trust_cols:
-            for rec in _stream_sobject(client, sobject, [EXT, *amount_fields, *trust_cols], meta(sobject)):
+            for rec in _stream_sobject(client, sobject, [EXT, *amount_fields, *trust_cols], meta(sobject),
+                                       _ending_filter(part, MATTER_COLUMNS, meta(sobject))):
                 if _kind(str(rec.get(EXT))) == "bank_transaction":
                     _trust_figures(rec, sums, set(), trust_accounts, matters=mine)
         _, more, rows = _compared_amounts(clio, sums, measured)
