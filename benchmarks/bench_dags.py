@@ -501,7 +501,13 @@ def run(work: Path, *, preset: str = "large", window: float = 5.0, limit: int = 
         minimum = clio_minimum(clio, mroot, objects)
         # the log's token field is a token prefix: not kept
         clio_log = [{k: v for k, v in e.items() if k != "token"} for e in clio.request_log()]
-        sf_log = sf.request_log()["requests"]
+        sf_log = sf_requests(sf)
+        if sf_log is None:
+            sf_log = []
+            stopped = stopped or RuntimeError("the Salesforce sandbox stopped answering (and left no request log)")
+        elif getattr(sf_log, "from_file", False):
+            stopped = stopped or RuntimeError("the Salesforce sandbox stopped answering: its request log read "
+                                              "from its data directory")
     recorded = {"commit": measured, "preset": preset, "window": window, "limit": limit, "phases": phases, "tasks": sampler.tasks,
                 "results": results, "minimum": minimum, "clio_log": clio_log, "sf_log": sf_log,
                 "sampling": {"interval_s": SAMPLE_S, "samples": sampler.samples, "parallelism": parallelism},
@@ -517,6 +523,34 @@ def run(work: Path, *, preset: str = "large", window: float = 5.0, limit: int = 
                            f"{'; ' + str(stopped)[:300] if stopped else ''}; failed tasks: {failed}; "
                            f"recorded in {raw}")
     return figures(**{k: v for k, v in recorded.items() if k != "commit"})
+
+
+class _FileLog(list):
+    """Request-log entries read from the sandbox's ``requests.jsonl`` (it no longer answered)."""
+
+    from_file = True
+
+
+def sf_requests(sf: Any) -> list[dict] | None:
+    """The Salesforce sandbox's request log: from the sandbox, or, when it no longer answers (at xl it
+    was killed out of memory at the end of a run), from the ``requests.jsonl`` it wrote as it went (the
+    same entries), so a run's measurements are still recorded.  None: neither."""
+    import requests
+
+    try:
+        return sf.request_log()["requests"]
+    except requests.RequestException:
+        path = Path(sf.data_dir) / "requests.jsonl"
+        if not path.exists():
+            return None
+        out = _FileLog()
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:  # the last line, cut when the process died
+                    continue
+        return out
 
 
 def from_raw(path: Path) -> list[Figure]:

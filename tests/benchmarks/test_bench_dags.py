@@ -367,3 +367,33 @@ def test_the_load_sampler_counts_a_process_once_when_its_create_time_moves():
     tree.children = lambda recursive=True: [Proc(2, 5.0, 2000.0)]  # pid 2 reused by a new process
     sampler._sample_tree(tree)
     assert sampler.tree_cpu_s() == 1.0 + 40.0 + 5.0  # keyed by create time it was 1 + 20 + 40 + 5
+
+
+def test_a_sandbox_that_died_still_gives_its_request_log_from_its_file(tmp_path):
+    """At xl the Salesforce sandbox was killed out of memory at the end of the run and the recorder lost
+    every figure with it (it asked the dead process for its log before writing anything).  The log is
+    read from the ``requests.jsonl`` the sandbox wrote as it went (a torn last line skipped); a sandbox
+    that answers is asked; neither: None."""
+    import json
+
+    import requests
+
+    from benchmarks.bench_dags import sf_requests
+
+    class Dead:
+        data_dir = tmp_path
+
+        def request_log(self):
+            raise requests.ConnectionError("refused")
+
+    class Alive(Dead):
+        def request_log(self):
+            return {"requests": [{"path": "/alive"}]}
+
+    assert sf_requests(Dead()) is None
+    entries = [{"ts": 1.0, "method": "GET", "path": "/a", "kind": "query", "status": 200, "api": True},
+               {"ts": 2.0, "method": "POST", "path": "/b", "kind": "bulk2_ingest", "status": 200, "api": True}]
+    (tmp_path / "requests.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries) + '{"ts": 3.0, "meth')
+    got = sf_requests(Dead())
+    assert got == entries and getattr(got, "from_file", False)
+    assert sf_requests(Alive()) == [{"path": "/alive"}]
