@@ -30,11 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, at_most, machine
+from benchmarks.common import ROOT, Figure, at_most
 
 LIMIT_MB = 500
 FLAT = 1.2
@@ -246,15 +246,14 @@ NOTES = [
 
 
 def write_results(figs: list[Figure], tasks: list[dict[str, Any]], argv: list[str], note: str = "") -> None:
-    from benchmarks.common import commit
-    from clio2sf import pipeline, staging
+    from benchmarks.common import write_results_doc
+    from clio2sf import pipeline
 
-    doc = {"measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit(), "machine": machine(),
-           "command": argv, "note": note, "bounds": {"min_rows": pipeline.LOAD_GROUP_ROWS, "max_rows": int(os.environ.get("BENCH_MAX_ROWS") or pipeline.LOAD_GROUP_MAX_ROWS),
-                                       "max_bytes": pipeline.LOAD_GROUP_MAX_BYTES},
-           "figures": [f.as_dict() for f in figs], "tasks": tasks}
-    staging.write_json(RESULTS / "load_task_memory.json", doc)
-    render(doc)
+    bounds = {"min_rows": pipeline.LOAD_GROUP_ROWS,
+              "max_rows": int(os.environ.get("BENCH_MAX_ROWS") or pipeline.LOAD_GROUP_MAX_ROWS),
+              "max_bytes": pipeline.LOAD_GROUP_MAX_BYTES}
+    write_results_doc(RESULTS / "load_task_memory.json", figs, argv, render, note=note, head={"bounds": bounds},
+                      tail={"tasks": tasks})
 
 
 def render(doc: dict[str, Any]) -> None:

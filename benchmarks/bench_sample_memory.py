@@ -38,11 +38,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, at_most, machine
+from benchmarks.common import ROOT, Figure, at_most, met_text
 
 LIMIT_MB = 500
 FLAT = 1.2
@@ -456,13 +455,9 @@ NOTES = [
 
 
 def write_results(figs: list[Figure], runs: list[dict[str, Any]], argv: list[str], note: str = "") -> None:
-    from benchmarks.common import commit
-    from clio2sf import staging
+    from benchmarks.common import write_results_doc
 
-    doc = {"measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit(), "machine": machine(),
-           "command": argv, "note": note, "figures": [f.as_dict() for f in figs], "runs": runs}
-    staging.write_json(RESULTS / "sample_memory.json", doc)
-    render(doc)
+    write_results_doc(RESULTS / "sample_memory.json", figs, argv, render, note=note, tail={"runs": runs})
 
 
 def render(doc: dict[str, Any]) -> None:
@@ -476,7 +471,7 @@ def render(doc: dict[str, Any]) -> None:
              "| figure | subject | value | unit | target | met | reads per object (max) |",
              "|---|---|---|---|---|---|---|"]
     for f in doc["figures"]:
-        met = "-" if f["met"] is None else "met" if f["met"] else "**not met**"
+        met = met_text(f["met"])
         lines.append(f"| {f['figure']} | {f['subject']} | {f['value']} | {f['unit']} | {f['target'] or '-'} | {met} "
                      f"| {f['detail'].get('max_reads_per_object', '')} |")
     lines += ["", *(f"- {n}" for n in NOTES)]

@@ -28,11 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, at_most, machine
+from benchmarks.common import ROOT, Figure, at_most, met_text
 
 LIMIT_MB = 500
 FLAT = 1.2
@@ -148,13 +147,9 @@ NOTES = [
 
 
 def write_results(figs: list[Figure], runs: list[dict[str, Any]], argv: list[str], note: str = "") -> None:
-    from benchmarks.common import commit
-    from clio2sf import staging
+    from benchmarks.common import write_results_doc
 
-    doc = {"measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit(), "machine": machine(),
-           "command": argv, "note": note, "figures": [f.as_dict() for f in figs], "runs": runs}
-    staging.write_json(RESULTS / "summary_memory.json", doc)
-    render(doc)
+    write_results_doc(RESULTS / "summary_memory.json", figs, argv, render, note=note, tail={"runs": runs})
 
 
 def render(doc: dict[str, Any]) -> None:
@@ -167,7 +162,7 @@ def render(doc: dict[str, Any]) -> None:
              + (f" {doc['note']}" if doc.get("note") else ""), "",
              "| figure | subject | value | unit | target | met |", "|---|---|---|---|---|---|"]
     for f in doc["figures"]:
-        met = "-" if f["met"] is None else "met" if f["met"] else "**not met**"
+        met = met_text(f["met"])
         lines.append(f"| {f['figure']} | {f['subject']} | {f['value']} | {f['unit']} | {f['target'] or '-'} | {met} |")
     lines += ["", *(f"- {n}" for n in NOTES)]
     (RESULTS / "summary_memory.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -64,6 +64,20 @@ def keep_run(results: Path, label: str, figs: list[Figure], argv: list[str], **e
     return doc
 
 
+def write_results_doc(path: Path, figs: list[Figure], argv: list[str], render: Callable[[dict[str, Any]], None], *,
+                      note: str = "", head: dict[str, Any] | None = None, tail: dict[str, Any] | None = None) -> None:
+    """Write a bench's results JSON (``measured_at``, ``commit``, ``machine``, ``command``, ``note``, ``head``,
+    ``figures``, ``tail``) to ``path`` and its Markdown page through ``render``."""
+    from datetime import UTC, datetime
+
+    from clio2sf import staging
+
+    doc = {"measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit(), "machine": machine(),
+           "command": argv, "note": note, **(head or {}), "figures": [f.as_dict() for f in figs], **(tail or {})}
+    staging.write_json(path, doc)
+    render(doc)
+
+
 def met_text(met: bool | None) -> str:
     """A figure's goal cell: ``-`` (no goal), ``met`` or ``**not met**``."""
     return "-" if met is None else "met" if met else "**not met**"
