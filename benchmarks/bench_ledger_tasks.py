@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, at_most, machine
+from benchmarks.common import ROOT, Figure, figures_page, growth_figure, ints, machine
 
 LIMIT_MB = 500
 FLAT = 1.2
@@ -224,10 +224,8 @@ def run(work: Path, sizes: list[int], before: list[int], full_run: list[int],
                                f"< {LIMIT_MB}" if flat else "-", r["peak_rss_mb"] < LIMIT_MB if flat else None,
                                detail={"seconds": r["seconds"], "result": r["result"]}))
         if flat and len(runs) >= 2:
-            growth = runs[-1]["peak_rss_mb"] / runs[0]["peak_rss_mb"]
-            figs.append(Figure("ledger_tasks", f"peak RSS growth, {task}",
-                               f"{runs[0]['size']:,} → {runs[-1]['size']:,} ledger lines", round(growth, 3), "ratio",
-                               f"≤ {FLAT}", at_most(growth, FLAT)))
+            figs.append(growth_figure("ledger_tasks", f"peak RSS growth, {task}", (runs[0]["size"], runs[-1]["size"]),
+                                      (runs[0]["peak_rss_mb"], runs[-1]["peak_rss_mb"]), "ledger lines", FLAT))
     return figs
 
 
@@ -261,19 +259,10 @@ def write_results(figs: list[Figure], argv: list[str]) -> None:
 
 def render(doc: dict[str, Any]) -> None:
     """``ledger_tasks.md`` from the recorded ``ledger_tasks.json``."""
-    lines = ["# Ledger readers: memory as the ledger grows", "",
-             f"Measured {doc['measured_at']} on {doc['machine']['cpu_count']} CPUs, Python "
-             f"{doc['machine']['python']}, commit `{doc['commit']}`. Produced by "
-             f"`python -m benchmarks.bench_ledger_tasks {' '.join(doc['command'])}` (generated ledgers, no sandbox; "
-             "each task in a fresh process, peak RSS = VmHWM)." + (f" ({doc['commit_note']}.)" if doc.get("commit_note")
-                                                                    else ""), "",
-             "| figure | subject | value | unit | target | met | seconds |", "|---|---|---|---|---|---|---|"]
-    for f in doc["figures"]:
-        met = "-" if f["met"] is None else "met" if f["met"] else "**not met**"
-        lines.append(f"| {f['figure']} | {f['subject']} | {f['value']} | {f['unit']} | {f['target'] or '-'} | {met} "
-                     f"| {f['detail'].get('seconds', '')} |")
-    lines += ["", *(f"- {n}" for n in NOTES)]
-    (RESULTS / "ledger_tasks.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    figures_page(RESULTS / "ledger_tasks.md", "Ledger readers: memory as the ledger grows", doc,
+                 "benchmarks.bench_ledger_tasks", ".", NOTES, [("seconds", lambda f: f["detail"].get("seconds", ""))],
+                 after=" (generated ledgers, no sandbox; each task in a fresh process, peak RSS = VmHWM)",
+                 note=f"({doc['commit_note']}.)" if doc.get("commit_note") else "")
 
 
 def main(argv: list[str]) -> None:
@@ -291,9 +280,6 @@ def main(argv: list[str]) -> None:
                     help="sizes at which to also plan it with the plan held whole (as before the spool)")
     ap.add_argument("--no-write", action="store_true", help="print the figures only")
     args = ap.parse_args(argv)
-
-    def ints(text: str) -> list[int]:
-        return [int(s) for s in text.split(",") if s]
 
     with tempfile.TemporaryDirectory(prefix="bench-ledger-tasks-") as tmp:
         figs = run(Path(tmp), ints(args.sizes), ints(args.before), ints(args.full_run), ints(args.full_run_before))

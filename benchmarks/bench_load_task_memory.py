@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, at_most
+from benchmarks.common import ROOT, Figure, figures_page, growth_figure, ints, shown_args
 
 LIMIT_MB = 500
 FLAT = 1.2
@@ -217,10 +217,8 @@ def run(work: Path, sizes: list[int], before: list[int], rerun: list[int] = (), 
                 if variant == "new":
                     peaks.append((size, peak["peak_rss_mb"]))
         if len(peaks) >= 2:
-            growth = peaks[-1][1] / peaks[0][1]
-            figs.append(Figure("load_task_memory", f"peak RSS growth, {sobject} load_batch",
-                               f"{peaks[0][0]:,} → {peaks[-1][0]:,} rows", round(growth, 3), "ratio", f"≤ {FLAT}",
-                               at_most(growth, FLAT)))
+            figs.append(growth_figure("load_task_memory", f"peak RSS growth, {sobject} load_batch",
+                                      (peaks[0][0], peaks[-1][0]), (peaks[0][1], peaks[-1][1]), "rows", FLAT))
     figs.append(Figure("load_task_memory", "peak RSS of the same process loading nothing (imports only)", "-",
                        floor, "MB"))
     return figs, tasks
@@ -259,21 +257,12 @@ def write_results(figs: list[Figure], tasks: list[dict[str, Any]], argv: list[st
 def render(doc: dict[str, Any]) -> None:
     """``load_task_memory.md`` from the recorded ``load_task_memory.json``."""
     b = doc["bounds"]
-    lines = ["# Load tasks: memory as a transformed file grows", "",
-             f"Measured {doc['measured_at']} on {doc['machine']['cpu_count']} CPUs, Python {doc['machine']['python']}, "
-             f"commit `{doc['commit']}`, against the Salesforce sandbox. Produced by "
-             f"`python -m benchmarks.bench_load_task_memory {' '.join(doc['command'])}`; load groups of at most "
-             f"{b['max_rows']:,} rows and {b['max_bytes'] // 2**20} MB (small files joined up to {b['min_rows']:,} rows)."
-             + (f" {doc['note']}" if doc.get("note") else ""), "",
-             "| figure | subject | value | unit | target | met | rows per task | seconds |",
-             "|---|---|---|---|---|---|---|---|"]
-    for f in doc["figures"]:
-        met = "-" if f["met"] is None else "met" if f["met"] else "**not met**"
-        per = ", ".join(f"{n:,}" for n in f["detail"].get("rows_per_task", []))
-        lines.append(f"| {f['figure']} | {f['subject']} | {f['value']} | {f['unit']} | {f['target'] or '-'} | {met} "
-                     f"| {per} | {f['detail'].get('seconds', '')} |")
-    lines += ["", *(f"- {n}" for n in NOTES)]
-    (RESULTS / "load_task_memory.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    figures_page(RESULTS / "load_task_memory.md", "Load tasks: memory as a transformed file grows", doc,
+                 "benchmarks.bench_load_task_memory", ", against the Salesforce sandbox.", NOTES,
+                 [("rows per task", lambda f: ", ".join(f"{n:,}" for n in f["detail"].get("rows_per_task", []))),
+                  ("seconds", lambda f: f["detail"].get("seconds", ""))],
+                 after=f"; load groups of at most {b['max_rows']:,} rows and {b['max_bytes'] // 2**20} MB (small files "
+                       f"joined up to {b['min_rows']:,} rows)")
 
 
 def main(argv: list[str]) -> None:
@@ -294,16 +283,12 @@ def main(argv: list[str]) -> None:
     if args.max_rows:
         os.environ["BENCH_MAX_ROWS"] = str(args.max_rows)
 
-    def ints(text: str) -> list[int]:
-        return [int(s) for s in text.split(",") if s]
-
     with tempfile.TemporaryDirectory(prefix="bench-load-memory-") as tmp:
         figs, tasks = run(Path(tmp), ints(args.sizes), ints(args.before), ints(args.rerun))
     for f in figs:
         print(json.dumps(f.as_dict()))
     if not args.no_write:
-        shown = [a for i, a in enumerate(argv) if a != "--note" and (i == 0 or argv[i - 1] != "--note")]
-        write_results(figs, tasks, shown, args.note)
+        write_results(figs, tasks, shown_args(argv), args.note)
 
 
 if __name__ == "__main__":

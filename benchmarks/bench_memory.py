@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.bench_salesforce import EXT, make_row
-from benchmarks.common import ROOT, Figure, at_most, use_salesforce
+from benchmarks.common import ROOT, Figure, growth_figure, use_salesforce
 from clio2sf import staging
 
 TASKS = ("extract", "transform", "load")
@@ -68,7 +68,6 @@ def run(work: Path, sizes: list[int], seed: int = 42) -> list[Figure]:
                                r["peak_rss_mb"], "MB", f"< {LIMIT_MB}", r["peak_rss_mb"] < LIMIT_MB,
                                detail={"seconds": r["seconds"]}))
         if len(runs) >= 2:
-            growth = runs[-1]["peak_rss_mb"] / runs[-2]["peak_rss_mb"]
-            figs.append(Figure("memory", f"peak RSS growth, {task}", f"{runs[-2]['size']:,} → {runs[-1]['size']:,}",
-                               round(growth, 3), "ratio", f"≤ {FLAT}", at_most(growth, FLAT)))
+            figs.append(growth_figure("memory", f"peak RSS growth, {task}", (runs[-2]["size"], runs[-1]["size"]),
+                                      (runs[-2]["peak_rss_mb"], runs[-1]["peak_rss_mb"]), "", FLAT))
     return figs

@@ -41,7 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, at_most, met_text
+from benchmarks.common import ROOT, Figure, figures_page, growth_figure, ints, shown_args
 
 LIMIT_MB = 500
 FLAT = 1.2
@@ -398,10 +398,9 @@ def figures(runs: list[dict[str, Any]], floor: float) -> list[Figure]:
         figs.append(Figure("sample_memory", "CPU of select_sample's work", f"{r['records']:,} staged records",
                            r["cpu_s"], "CPU-s"))
     if len(runs) >= 2:
-        growth = runs[-1]["peak_rss_mb"] / runs[0]["peak_rss_mb"]
-        figs.append(Figure("sample_memory", "peak RSS growth of select_sample's work",
-                           f"{runs[0]['records']:,} → {runs[-1]['records']:,} records", round(growth, 3), "ratio",
-                           f"≤ {FLAT}", at_most(growth, FLAT)))
+        figs.append(growth_figure("sample_memory", "peak RSS growth of select_sample's work",
+                                  (runs[0]["records"], runs[-1]["records"]),
+                                  (runs[0]["peak_rss_mb"], runs[-1]["peak_rss_mb"]), "records", FLAT))
     for key, org in (("diff", "an org holding the sample"), ("diff_org_firm", "an org holding the firm")):
         measured = [r for r in runs if key in r]
         for r in measured:
@@ -415,10 +414,10 @@ def figures(runs: list[dict[str, Any]], floor: float) -> list[Figure]:
             figs.append(Figure("sample_memory", f"CPU of diff_sample's work, {org}", f"{r['records']:,} staged records",
                                d["cpu_s"], "CPU-s"))
         if len(measured) >= 2:
-            growth = measured[-1][key]["peak_rss_mb"] / measured[0][key]["peak_rss_mb"]
-            figs.append(Figure("sample_memory", f"peak RSS growth of diff_sample's work, {org}",
-                               f"{measured[0]['records']:,} → {measured[-1]['records']:,} records", round(growth, 3),
-                               "ratio", f"≤ {FLAT}", at_most(growth, FLAT)))
+            figs.append(growth_figure("sample_memory", f"peak RSS growth of diff_sample's work, {org}",
+                                      (measured[0]["records"], measured[-1]["records"]),
+                                      (measured[0][key]["peak_rss_mb"], measured[-1][key]["peak_rss_mb"]), "records",
+                                      FLAT))
     figs.append(Figure("sample_memory", "peak RSS of the same process choosing nothing (imports only)", "-", floor, "MB"))
     return figs
 
@@ -462,20 +461,10 @@ def write_results(figs: list[Figure], runs: list[dict[str, Any]], argv: list[str
 
 def render(doc: dict[str, Any]) -> None:
     """``sample_memory.md`` from the recorded ``sample_memory.json``."""
-    lines = ["# Sample phase: select_sample's and diff_sample's memory and CPU as the firm grows", "",
-             f"Measured {doc['measured_at']} on {doc['machine']['cpu_count']} CPUs, Python {doc['machine']['python']}, "
-             f"commit `{doc['commit']}`, on the sandbox's large firm (1 copy, then 10) staged under a file:// root (no Clio, "
-             "no Salesforce). "
-             f"Produced by `python -m benchmarks.bench_sample_memory {' '.join(doc['command'])}`."
-             + (f" {doc['note']}" if doc.get("note") else ""), "",
-             "| figure | subject | value | unit | target | met | reads per object (max) |",
-             "|---|---|---|---|---|---|---|"]
-    for f in doc["figures"]:
-        met = met_text(f["met"])
-        lines.append(f"| {f['figure']} | {f['subject']} | {f['value']} | {f['unit']} | {f['target'] or '-'} | {met} "
-                     f"| {f['detail'].get('max_reads_per_object', '')} |")
-    lines += ["", *(f"- {n}" for n in NOTES)]
-    (RESULTS / "sample_memory.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    figures_page(RESULTS / "sample_memory.md", "Sample phase: select_sample's and diff_sample's memory and CPU as the "
+                 "firm grows", doc, "benchmarks.bench_sample_memory",
+                 ", on the sandbox's large firm (1 copy, then 10) staged under a file:// root (no Clio, no Salesforce).",
+                 NOTES, [("reads per object (max)", lambda f: f["detail"].get("max_reads_per_object", ""))])
 
 
 def main(argv: list[str]) -> None:
@@ -495,12 +484,11 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--no-diff", action="store_true", help="select_sample only (no diff_sample)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-sample-memory-") as tmp:
-        figs, runs = run(Path(tmp), [int(s) for s in args.sizes.split(",") if s], diff=not args.no_diff)
+        figs, runs = run(Path(tmp), ints(args.sizes), diff=not args.no_diff)
     for f in figs:
         print(json.dumps(f.as_dict()))
     if not args.no_write:
-        shown = [a for i, a in enumerate(argv) if a != "--note" and (i == 0 or argv[i - 1] != "--note")]
-        write_results(figs, runs, shown, args.note)
+        write_results(figs, runs, shown_args(argv), args.note)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, at_most, met_text
+from benchmarks.common import ROOT, Figure, figures_page, growth_figure, ints, shown_args
 
 LIMIT_MB = 500
 FLAT = 1.2
@@ -125,10 +125,9 @@ def figures(runs: list[dict[str, Any]], floor: float) -> list[Figure]:
                            detail={k: r[k] for k in ("cpu_s", "seconds", "staged", "reference_items", "reference_bytes")}))
         figs.append(Figure("summary_memory", "CPU of summarize_extraction's work", subject, r["cpu_s"], "CPU-s"))
     if len(runs) >= 2:
-        growth = runs[-1]["peak_rss_mb"] / runs[0]["peak_rss_mb"]
-        figs.append(Figure("summary_memory", "peak RSS growth of summarize_extraction's work",
-                           f"{runs[0]['records']:,} → {runs[-1]['records']:,} records", round(growth, 3), "ratio",
-                           f"≤ {FLAT}", at_most(growth, FLAT)))
+        figs.append(growth_figure("summary_memory", "peak RSS growth of summarize_extraction's work",
+                                  (runs[0]["records"], runs[-1]["records"]),
+                                  (runs[0]["peak_rss_mb"], runs[-1]["peak_rss_mb"]), "records", FLAT))
     figs.append(Figure("summary_memory", "peak RSS of the same process doing nothing (imports only)", "-", floor, "MB"))
     return figs
 
@@ -154,18 +153,10 @@ def write_results(figs: list[Figure], runs: list[dict[str, Any]], argv: list[str
 
 def render(doc: dict[str, Any]) -> None:
     """``summary_memory.md`` from the recorded ``summary_memory.json``."""
-    lines = ["# Extract phase: summarize_extraction's memory and CPU as the firm grows", "",
-             f"Measured {doc['measured_at']} on {doc['machine']['cpu_count']} CPUs, Python {doc['machine']['python']}, "
-             f"commit `{doc['commit']}`, on the matters and activity rates of the sandbox's large firm (1 copy, then "
-             "10) staged under a file:// root (no Clio). "
-             f"Produced by `python -m benchmarks.bench_summary_memory {' '.join(doc['command'])}`."
-             + (f" {doc['note']}" if doc.get("note") else ""), "",
-             "| figure | subject | value | unit | target | met |", "|---|---|---|---|---|---|"]
-    for f in doc["figures"]:
-        met = met_text(f["met"])
-        lines.append(f"| {f['figure']} | {f['subject']} | {f['value']} | {f['unit']} | {f['target'] or '-'} | {met} |")
-    lines += ["", *(f"- {n}" for n in NOTES)]
-    (RESULTS / "summary_memory.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    figures_page(RESULTS / "summary_memory.md", "Extract phase: summarize_extraction's memory and CPU as the firm grows",
+                 doc, "benchmarks.bench_summary_memory",
+                 ", on the matters and activity rates of the sandbox's large firm (1 copy, then 10) staged under a "
+                 "file:// root (no Clio).", NOTES)
 
 
 def main(argv: list[str]) -> None:
@@ -181,12 +172,11 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--no-write", action="store_true", help="print the figures only")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-summary-memory-") as tmp:
-        figs, runs = run(Path(tmp), [int(s) for s in args.sizes.split(",") if s])
+        figs, runs = run(Path(tmp), ints(args.sizes))
     for f in figs:
         print(json.dumps(f.as_dict()))
     if not args.no_write:
-        shown = [a for i, a in enumerate(argv) if a != "--note" and (i == 0 or argv[i - 1] != "--note")]
-        write_results(figs, runs, shown, args.note)
+        write_results(figs, runs, shown_args(argv), args.note)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,46 @@ def met_text(met: bool | None) -> str:
     return "-" if met is None else "met" if met else "**not met**"
 
 
+def growth_figure(bench: str, subject: str, sizes: tuple[int, int], peaks: tuple[float, float], what: str,
+                  flat: float) -> Figure:
+    """The peak RSS growth from the smallest measured size to the largest (``peaks`` in MB), goal ``≤ flat``."""
+    growth = peaks[1] / peaks[0]
+    return Figure(bench, subject, f"{sizes[0]:,} → {sizes[1]:,} {what}".rstrip(), round(growth, 3), "ratio",
+                  f"≤ {flat}", at_most(growth, flat))
+
+
+def figures_page(path: Path, title: str, doc: dict[str, Any], module: str, setting: str, notes: list[str],
+                 extra: list[tuple[str, Callable[[dict[str, Any]], Any]]] = (), after: str = "",
+                 note: str | None = None) -> None:
+    """Write a bench's Markdown page to ``path``: ``title``, the line saying when, where and how it was measured
+    (``setting`` right after the commit, ``after`` right after the command, then ``note``: by default
+    ``doc['note']``), the figures with the ``extra`` columns (header, cell of a figure), then ``notes``."""
+    m = doc["machine"]
+    note = doc.get("note") if note is None else note
+    header = ["figure", "subject", "value", "unit", "target", "met", *(h for h, _ in extra)]
+    lines = [f"# {title}", "",
+             f"Measured {doc['measured_at']} on {m['cpu_count']} CPUs, Python {m['python']}, commit `{doc['commit']}`"
+             f"{setting} Produced by `python -m {module} {' '.join(doc['command'])}`{after}."
+             + (f" {note}" if note else ""), "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for f in doc["figures"]:
+        cells = [f["figure"], f["subject"], f["value"], f["unit"], f["target"] or "-", met_text(f["met"]),
+                 *(cell(f) for _, cell in extra)]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += ["", *(f"- {n}" for n in notes)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def shown_args(argv: list[str]) -> list[str]:
+    """The command line as a results page shows it: without ``--note`` and its sentence (kept apart)."""
+    return [a for i, a in enumerate(argv) if a != "--note" and (i == 0 or argv[i - 1] != "--note")]
+
+
+def ints(text: str) -> list[int]:
+    """``"100000,1000000"`` as ``[100000, 1000000]``."""
+    return [int(s) for s in text.split(",") if s]
+
+
 def run_rows(doc: dict[str, Any], header: list[str],
              cells: Callable[[str, dict[str, Any], dict[str, Any]], list[Any]]) -> list[str]:
     """A Markdown table of the runs :func:`keep_run` kept: ``header``, then a line per figure of each run,
