@@ -146,6 +146,9 @@ class Store:
         self.db.executescript(SCHEMA)
         self.db.execute("DROP INDEX IF EXISTS keys_id")  # data dirs made before the clustered key index
         self.rdb = self._connect(path)
+        self.path = path
+        self._readers: list[sqlite3.Connection] = []  # idle connections for snapshot scans
+        self._readers_lock = threading.Lock()
         self.lock = threading.RLock()
         self._q: queue.Queue[tuple[Callable[[sqlite3.Connection], None], threading.Event, _Pending | None]] = \
             queue.Queue()
@@ -319,16 +322,66 @@ class Store:
         return out
 
     def scan(self, sobject: str, *, include_deleted: bool, ids: list[str] | None = None) -> Iterator[dict]:
+        """The records of ``sobject`` (only ``ids``, when given), in insertion order for a whole table.
+
+        A whole-table scan reads a snapshot: the call itself waits for every submitted write, then pins
+        the table as it is at that moment (a read transaction on a connection of its own, see
+        :meth:`_snapshot`); the rows are read and decoded as the iterator is consumed.  Call it holding
+        ``lock`` and consume it after releasing the lock: the result is exactly what a read of the whole
+        table under the lock would give (same rows, same order), while other requests and writes go on.
+        Reading ``ids`` goes through :meth:`fetch` (pending writes merged) as the iterator is consumed.
+        """
         if ids is not None:
-            for _, data, deleted in self.fetch(sobject, ids).values():
-                if include_deleted or not deleted:
-                    yield data
-            return
+            return self._scan_ids(sobject, include_deleted, ids)
         self.flush()
         sql = "SELECT data FROM records WHERE sobject=?" + ("" if include_deleted else " AND is_deleted=0")
         sql += " ORDER BY rowid"
-        for (data,) in self.rdb.execute(sql, (sobject,)).fetchall():
-            yield decode(data)
+        rows = self._snapshot(sql, (sobject,))
+        next(rows)  # the snapshot is pinned now, not when the caller starts reading
+        return rows
+
+    def _scan_ids(self, sobject: str, include_deleted: bool, ids: list[str]) -> Iterator[dict]:
+        for _, data, deleted in self.fetch(sobject, ids).values():
+            if include_deleted or not deleted:
+                yield data
+
+    def _snapshot(self, sql: str, params: tuple) -> Iterator[dict | None]:
+        """Rows of ``sql`` (one JSON ``data`` column), decoded, from a snapshot pinned at the first ``next``.
+
+        Why a snapshot rather than chunks: with WAL, a read transaction sees the database as of its
+        first read for as long as it lasts, while the writer thread keeps committing. Pinning it costs
+        one small read (done by the first ``next``, which yields None, under the caller's lock); the
+        whole-table read then runs outside the lock. Reading in chunks with the lock released between
+        them would let a write land between two chunks (a record moved, changed or deleted half-way),
+        so a result would no longer be one consistent state of the table. The connection is a pooled
+        one of its own: a transaction on ``rdb`` would freeze every other reader's view too.
+        """
+        db = self._take_reader()
+        try:
+            db.execute("BEGIN")
+            try:
+                db.execute("SELECT 1 FROM records LIMIT 1").fetchall()  # the first read starts the snapshot
+                yield None
+                cur = db.execute(sql, params)
+                try:
+                    for (data,) in cur:
+                        yield decode(data)
+                finally:
+                    cur.close()  # a reader that stopped early: the statement ends before the transaction
+            finally:
+                db.execute("COMMIT")
+        finally:
+            self._give_back(db)
+
+    def _take_reader(self) -> sqlite3.Connection:
+        with self._readers_lock:
+            if self._readers:
+                return self._readers.pop()
+        return self._connect(self.path)
+
+    def _give_back(self, db: sqlite3.Connection) -> None:
+        with self._readers_lock:
+            self._readers.append(db)
 
     def count(self, sobject: str) -> int:
         self.flush()
