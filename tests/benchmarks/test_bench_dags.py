@@ -397,3 +397,31 @@ def test_a_sandbox_that_died_still_gives_its_request_log_from_its_file(tmp_path)
     got = sf_requests(Dead())
     assert got == entries and getattr(got, "from_file", False)
     assert sf_requests(Alive()) == [{"path": "/alive"}]
+
+
+def test_the_bundle_is_compiled_before_the_tasks_run_even_with_bytecode_writing_off(tmp_path, monkeypatch):
+    """A task process reads the bundle's modules compiled, as in the image, not compiled again by each task
+    (PYTHONDONTWRITEBYTECODE is set in this project's sessions and inherited by the benchmark's Airflow)."""
+    import importlib.util
+    import sys
+
+    from benchmarks.bench_dags import BUNDLE, compile_bundle
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    sources = [tmp_path / "dags" / "mig_x.py", tmp_path / "plugins" / "pkg" / "ops.py", tmp_path / "clio2sf" / "m.py"]
+    for src in sources:
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_text("VALUE = 1\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "t.py").write_text("VALUE = 2\n")  # not part of the bundle
+    assert compile_bundle(tmp_path) == 3
+    for src in sources:
+        assert Path(importlib.util.cache_from_source(str(src))).is_file(), src
+    assert not Path(importlib.util.cache_from_source(str(tmp_path / "tests" / "t.py"))).exists()
+    # the image compiles the same trees where the Dockerfile copies them
+    docker = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    copied = {line.split()[-2].rstrip("/"): line.split()[-1].rstrip("/") for line in docker.splitlines()
+              if line.startswith("COPY") and line.split()[-2].rstrip("/") in BUNDLE}
+    assert set(copied) == set(BUNDLE)
+    compiled = [line for line in docker.splitlines() if line.startswith("RUN python -m compileall")]
+    assert len(compiled) == 1 and all(dest in compiled[0].split() for dest in copied.values())
