@@ -291,6 +291,10 @@ def test_shared_state_store_from_a_connection(conn, monkeypatch, tmp_path):
     pg = SimpleNamespace(conn_id="clio2sf_state", conn_type="postgres", login="airflow", password="p@ss:/x",
                          host="db", port=5432, schema="airflow")
     assert state_store_url(pg) == "postgresql+psycopg2://airflow:p%40ss%3A%2Fx@db:5432/airflow"
+    # its driver is installed with the bundle (requirements.txt): the engine loads it without connecting
+    import sqlalchemy as sa
+
+    sa.create_engine(state_store_url(pg)).dispose()
     with pytest.raises(ClioError, match="http"):
         state_store_url(SimpleNamespace(conn_id="x", conn_type="http", host="h"))
     # without a state connection: one host's file store; with one: every grant's row in its database
