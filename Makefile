@@ -19,7 +19,7 @@ export PYTHONPATH := $(ROOT):$(ROOT)/plugins
 export PATH := $(BIN):$(PATH)
 
 # `make browser`: the headless Chromium the scheduler test's report check drives (Debian package).
-.PHONY: browser venv test test-unit test-integration lint demo airflow-init standalone sandboxes bench bench-smoke bench-xl bench-xl-records bench-dags-smoke clean test-scheduler
+.PHONY: browser postgres venv test test-unit test-integration lint demo airflow-init standalone sandboxes bench bench-smoke bench-xl bench-xl-records bench-dags-smoke clean test-scheduler
 
 venv: $(STAMP)
 
@@ -39,13 +39,13 @@ airflow-init: venv
 lint: venv
 	$(BIN)/ruff check .
 
-test: venv browser lint
+test: venv browser postgres lint
 	$(BIN)/python -m pytest -p no:cacheprovider -n 2 --dist loadfile
 
 test-unit: venv
 	$(BIN)/python -m pytest -m "not integration"
 
-test-integration: venv
+test-integration: venv postgres
 	$(BIN)/python -m pytest -m integration
 
 demo: airflow-init
@@ -62,6 +62,11 @@ standalone: airflow-init
 
 browser:
 	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
+
+# `make postgres`: the PostgreSQL server binaries (Debian package) with which the tests of the shared Clio
+# budget start a throwaway server of their own on loopback (tests/pgserver.py); no server is left running.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
 test-scheduler: venv browser
 	$(BIN)/python -m pytest -p no:cacheprovider -m scheduler tests/scheduler

@@ -11,7 +11,8 @@ without an exception.
 * :class:`SqlStore` — every process on **every host** that can reach one SQL database: a table
   ``clio2sf_shared_state (key, doc, updated_at)``, one row per key, locked with
   ``SELECT ... FOR UPDATE`` (PostgreSQL, MySQL) or ``BEGIN IMMEDIATE`` (SQLite, which serialises
-  writers through its file lock: one host, or a test standing for the deployment's database).
+  writers through its file lock: the processes of one host).  The tests run it on a real PostgreSQL
+  server over TCP (``tests/integration/test_shared_state_postgres.py``).
 
 No Airflow import: the plugin decides which store a hook uses (see ``ClioHook``).
 """

@@ -30,3 +30,18 @@ def sf_sandbox(tmp_path, monkeypatch):
         monkeypatch.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", sb.connection_json())
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(sb.ca_bundle))
         yield sb
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server on loopback (tests/pgserver.py): the deployment's shared-state database.
+
+    Never skips: without the server binaries every test that needs it fails, naming what is missing.
+    """
+    from tests.pgserver import PostgresUnavailable, run_postgres
+
+    try:
+        with run_postgres() as server:
+            yield server
+    except PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL needed and unavailable: {exc}", pytrace=False)

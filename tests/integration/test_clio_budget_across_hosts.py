@@ -1,11 +1,12 @@
 """One Clio grant, two workers that share nothing but the network: one budget, one access token.
 
 Each worker is its own process with its own temp dir, ``AIRFLOW_HOME``, ``CLIO2SF_RATE_DIR``,
-``TMPDIR`` and staging root, as on two hosts.  What they share is what two hosts share: the Clio
-sandbox, and the database of the ``clio2sf_state`` connection (here a SQLite file standing for the
-deployment's PostgreSQL).  The verdict comes from the sandbox's own request log, never from the
+``TMPDIR`` and staging root, as on two hosts.  What they share is what two hosts share, both over
+TCP on loopback: the Clio sandbox, and the deployment's PostgreSQL (a throwaway server, the
+``postgres`` fixture) named by each worker's ``clio2sf_state`` connection, as production does it.
+No path on disk is shared.  The verdict comes from the sandbox's own request log, never from the
 workers: every API request on one token, one token refresh, no 429, and no server window with
-more requests than the limit.
+more requests than the limit; the database shows the one row the grant's budget and token lived in.
 
 The control run gives each worker its own store (no ``clio2sf_state``), as the hook did before:
 the log then shows two tokens, i.e. two budgets spending one grant.
@@ -21,7 +22,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from clio2sf.sharedstate import TABLE
 from sandbox.clio.testing import run_clio_sandbox
 
 pytestmark = pytest.mark.integration
@@ -47,11 +50,12 @@ for spec in sys.argv[2:]:
     out.append({k: s[k] for k in ("object", "records", "requests", "complete")})
 print("RESULT " + json.dumps({"objects": out, "requests_made": hook.requests_made,
                               "token_requests": hook.token_requests, "storage_downloads": hook.storage_downloads,
-                              "store": type(hook.shared_store).__name__}), flush=True)
+                              "store": type(hook.shared_store).__name__,
+                              "cross_host": hook.shared_store.cross_host, "grant": hook.grant_key}), flush=True)
 """
 
 
-def _run_workers(clio, tmp: Path, specs: list[list[str]], shared_db: Path | None) -> list[dict]:
+def _run_workers(clio, tmp: Path, specs: list[list[str]], state_conn: dict | None) -> list[dict]:
     procs = []
     for i, spec in enumerate(specs):
         host = tmp / f"host{i}"
@@ -68,8 +72,8 @@ def _run_workers(clio, tmp: Path, specs: list[list[str]], shared_db: Path | None
                 "conn_type": "http", "host": clio.base_url, "login": clio.client_id,
                 "password": clio.client_secret, "extra": {"refresh_token": clio.refresh_token}}),
         })
-        if shared_db is not None:
-            env["AIRFLOW_CONN_CLIO2SF_STATE"] = json.dumps({"conn_type": "sqlite", "host": str(shared_db)})
+        if state_conn is not None:
+            env["AIRFLOW_CONN_CLIO2SF_STATE"] = json.dumps(state_conn)
         procs.append(subprocess.Popen([sys.executable, "-c", WORKER, str(host / "staging"), *spec], cwd=host,
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     results = []
@@ -88,10 +92,10 @@ def clio(tmp_path_factory):
         yield sb
 
 
-def test_two_hosts_one_grant_stay_within_the_limit(clio, tmp_path):
+def test_two_hosts_one_grant_stay_within_the_limit(clio, postgres, tmp_path):
     start = len(clio.request_log())
     results = _run_workers(clio, tmp_path, [["contacts:2", "tasks:3"], ["documents:3", "matters:2"]],
-                           shared_db=tmp_path / "deployment-db.sqlite")
+                           state_conn=postgres.connection())
     log = clio.request_log(start)
     api = [e for e in log if e["path"].startswith("/api/v4/")]
     refreshes = [e for e in log if e["path"] == "/oauth/token"]
@@ -101,7 +105,17 @@ def test_two_hosts_one_grant_stay_within_the_limit(clio, tmp_path):
           f"per window max {max(per_window.values())}, mean {len(api) / len(per_window):.1f}; "
           f"statuses {dict(statuses)}; token refreshes {len(refreshes)}; "
           f"storage downloads {sum(r['storage_downloads'] for r in results)}")
-    assert {r["store"] for r in results} == {"SqlStore"}
+    assert {(r["store"], r["cross_host"]) for r in results} == {("SqlStore", True)}
+    # the grant's budget and token lived in one row of the deployment's database
+    grants = {r["grant"] for r in results}
+    engine = sa.create_engine(postgres.url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT key, doc FROM {TABLE} WHERE key = ANY(:k)"),
+                                {"k": sorted(grants)}).all()
+    finally:
+        engine.dispose()
+    assert len(grants) == 1 and len(rows) == 1 and json.loads(rows[0].doc), rows
     assert all(o["complete"] for r in results for o in r["objects"])
     assert len(per_window) >= 4, "the run must span several windows to show anything"
     # one grant: one access token for both hosts, refreshed once
@@ -120,7 +134,7 @@ def test_control_without_a_shared_store_two_budgets_spend_one_grant(clio, tmp_pa
     """The defect the test above would catch: each host with its own store refreshes its own token."""
     clio.reset_limits()
     start = len(clio.request_log())
-    results = _run_workers(clio, tmp_path, [["matter_stages:4"], ["matter_stages:4"]], shared_db=None)
+    results = _run_workers(clio, tmp_path, [["matter_stages:4"], ["matter_stages:4"]], state_conn=None)
     log = clio.request_log(start)
     api = [e for e in log if e["path"].startswith("/api/v4/")]
     assert {r["store"] for r in results} == {"FileStore"}
