@@ -511,6 +511,42 @@ def test_compiled_fields_of_the_specs_set_what_each_field_function_sets(spec):
                 assert repr(got[0]) == repr(got[1]), (key, d.get("id"), got)
 
 
+def test_compile_fields_compiles_a_source_once_and_each_function_keeps_its_own_values(monkeypatch):
+    """The same fields compiled again (a task's next raw batch of the object) reuse the code compiled the first
+    time; a spec whose value maps and constants differ gives the same source, and each function reads its own."""
+    import builtins
+
+    from clio2sf.mapping import fields as fields_module
+
+    calls = []
+
+    def counting_compile(*args, **kwargs):
+        calls.append(args[0])
+        return builtins.compile(*args, **kwargs)
+
+    monkeypatch.setattr(fields_module, "_CODE_CACHE", {})
+    monkeypatch.setattr(fields_module, "compile", counting_compile, raising=False)
+    data = copy.deepcopy(load_spec(None).data)
+    other = copy.deepcopy(data)
+    other["value_maps"]["matter_status_case"]["values"] = {"Open": "Escalated", "Pending": "On Hold", "Closed": "Done"}
+    one, two = spec_from_dict(data), spec_from_dict(other)
+    entries = [("Status", {"from": "status", "map": "matter_status_case"}, None), ("Kind__c", {"const": "A"}, None),
+               ("Subject", {"from": "display_number", "max": 5}, None)]
+    other_entries = [(t, {**f, "const": "B"} if "const" in f else f, p) for t, f, p in entries]
+    first, again = fields_module.compile_fields(entries, one), fields_module.compile_fields(entries, one)
+    second = fields_module.compile_fields(other_entries, two)
+    assert len(calls) == 1 and first.source == again.source == second.source
+    from clio2sf.mapping.fields import Issues
+
+    rows = []
+    for fn in (first, again, second):
+        row = {}
+        fn({"status": "Open", "display_number": "00012-Smith"}, row, Issues("matter-1", []), [])
+        rows.append(row)
+    assert rows[0] == rows[1] == {"Status": "Working", "Kind__c": "A", "Subject": "00012"}
+    assert rows[2] == {"Status": "Escalated", "Kind__c": "B", "Subject": "00012"}
+
+
 def test_to_number_keeps_ints_and_finite_floats_and_refuses_the_rest():
     """to_number's fast paths (an int, a finite float) give the value itself; a bool, NaN and infinities are refused."""
     import enum
