@@ -546,6 +546,30 @@ def test_transform_batch_writes_each_row_as_json_would_whatever_its_values(tmp_p
     assert back[0] == envs[0] and math.isnan(back[1]["row"]["Rate"]) and back[2]["row"]["Rate"] == -math.inf
 
 
+def test_transform_batch_writes_rows_with_floats_as_the_row_check_says_without_calling_it(tmp_path, monkeypatch):
+    """A row of scalars and floats is checked inline (no call a row): every row of up to 3 of 14 values (finite and
+    not finite floats, a float subclass, a list...) gets the line encode_line gives with _scalar_finite_row."""
+    import itertools
+    import math
+
+    class Sub(float):
+        pass
+
+    values = [1.5, -0.0, 1e308, 1e16, math.nan, -math.nan, math.inf, -math.inf, 3, True, None, "nan", Sub(2.0), [1.0]]
+    rows = [dict(zip("abc", c, strict=False)) for n in range(4) for c in itertools.combinations(values, n)]
+    envs = [{"sobject": "Time_Entry__c", "source_system_id": f"activity-{i}", "external_id_field": "Clio_Id__c",
+             "natural_key": None, "row": row} for i, row in enumerate(rows)]
+    want = [staging.encode_line(e, pipeline._scalar_finite_row) for e in envs] + [b""]
+    raw = staging.raw_dir(tmp_path, "activities") / staging.batch_name(1)
+    staging.write_jsonl_gz(raw, [{"source_system_id": "activity-1", "data": {"id": 1}}])
+    monkeypatch.setattr(pipeline, "transform_object", lambda name, envelopes, *a, **k: (list(envelopes), iter(envs))[1])
+    checked = []
+    monkeypatch.setattr(pipeline, "_scalar_finite_row", lambda env: checked.append(env) or True)
+    out = pipeline.transform_batch(raw, "activities", None, None, None, tmp_path, horizon=None)
+    assert gzip.decompress(Path(out["paths"]["Time_Entry__c"]).read_bytes()).split(b"\n") == want
+    assert checked == []
+
+
 def _stage_fixtures(root, names, fixtures) -> None:
     """Raw batch 1 of each fixture object, and a user map, under staging ``root``."""
     for name in names:
