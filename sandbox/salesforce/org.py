@@ -461,47 +461,100 @@ class Org:
                     continue
                 results.append({"id": rid, "success": True, "errors": []})
                 targets.append((s, data))
+            everything = self._cascade(targets)
+            blocked = self._restricted(everything)
+            if blocked:  # a target whose cascade reaches a record a restricting child still names
+                for i, r in enumerate(results):
+                    if r["success"] and r["id"] in blocked:
+                        results[i] = _fail(FieldError("DELETE_FAILED", blocked[r["id"]]))
+                targets = [(s, d) for s, d in targets if d["Id"] not in blocked]
+                everything = self._cascade(targets)
             if all_or_none and any(not r["success"] for r in results):
                 return [r if not r["success"] else _rolled_back(r["id"]) for r in results]
-            self._apply_delete(targets, hard)
+            self._apply_delete(everything, hard)
             return results
 
-    def _apply_delete(self, targets: list[tuple[str, dict]], hard: bool) -> None:
-        if any(s in SECURITY_OBJECTS for s, _d in targets):
-            self.security_changed()
-        now = now_str()
-        everything: dict[tuple[str, str], tuple[str, dict]] = {(s, d["Id"]): (s, d) for s, d in targets}
+    def _cascade(self, targets: list[tuple[str, dict]]) -> dict[tuple[str, str], tuple[str, dict, str]]:
+        """(sobject, id) -> (sobject, data, the target's id it is deleted with): the targets and every live
+        record their deletion takes along (:meth:`_cascade_children`, level by level, one index look-up per
+        child field and level)."""
+        everything: dict[tuple[str, str], tuple[str, dict, str]] = {(s, d["Id"]): (s, d, d["Id"]) for s, d in targets}
         # A ContentNote is a ContentDocument (same Id): deleting one deletes the other and its links.
-        for s, d in list(everything.values()):
+        for s, d, root in list(everything.values()):
             twin = {"ContentNote": "ContentDocument", "ContentDocument": "ContentNote"}.get(s)
             if twin:
                 got = self.store.fetch(twin, [d["Id"]]).get(d["Id"])
                 if got and (twin, d["Id"]) not in everything:
-                    everything[(twin, d["Id"])] = (twin, got[1])
+                    everything[(twin, d["Id"])] = (twin, got[1], root)
         frontier = list(everything.values())
         while frontier:
+            by_obj: dict[str, dict[str, str]] = {}  # sobject -> id -> root, of this level
+            for s, d, root in frontier:
+                by_obj.setdefault(s, {})[d["Id"]] = root
             nxt = []
-            for s, d in frontier:
+            for s, roots in by_obj.items():
                 for child_obj, fname in self._cascade_children(s):
-                    for cid in self.store.lookup_keys(child_obj, fname, [d["Id"]]).get(d["Id"], []):
+                    found = self.store.lookup_keys(child_obj, fname, list(roots))
+                    new = {cid: roots[pid] for pid, cids in found.items() for cid in cids
+                           if (child_obj, cid) not in everything}
+                    for cid, (_s, data, _deleted) in self.store.fetch(child_obj, list(new)).items():
                         if (child_obj, cid) not in everything:
-                            got = self.store.fetch(child_obj, [cid]).get(cid)
-                            if got:
-                                everything[(child_obj, cid)] = (child_obj, got[1])
-                                nxt.append((child_obj, got[1]))
+                            everything[(child_obj, cid)] = (child_obj, data, new[cid])
+                            nxt.append((child_obj, data, new[cid]))
             frontier = nxt
+        return everything
+
+    def _restricted(self, everything: dict[tuple[str, str], tuple[str, dict, str]]) -> dict[str, str]:
+        """Target id -> DELETE_FAILED message, for targets whose deletion would remove a record that a live
+        record outside the deletion still names through a ``restrictedDelete`` relationship (an Account or a
+        Contact with Cases: "Your attempt to delete Mr. Josh Davis could not be completed because it is
+        associated with the following cases.: 00001005", as a real org answers)."""
+        by_obj: dict[str, list[str]] = {}
+        for s, d, _root in everything.values():
+            by_obj.setdefault(s, []).append(d["Id"])
+        out: dict[str, str] = {}
+        for s, parent_ids in by_obj.items():
+            for child_obj, fname in self._restricting_children(s):
+                found = self.store.lookup_keys(child_obj, fname, parent_ids)
+                for pid, cids in found.items():
+                    names = [c for c in cids if (child_obj, c) not in everything]
+                    root = everything[(s, pid)][2]
+                    if not names or root in out:
+                        continue
+                    child = self.schema.get(child_obj)
+                    got = self.store.fetch(child_obj, names)
+                    shown = ", ".join(str(got[c][1].get(_name_field(child)) or c) for c in names if c in got)
+                    target = next(v for v in everything.values() if v[1]["Id"] == root)
+                    tname = target[1].get(_name_field(self.schema.get(target[0]))) or root
+                    out[root] = (f"Your attempt to delete {tname} could not be completed because it is associated "
+                                 f"with the following {str(child.top.get('labelPlural') or child_obj).lower()}.: "
+                                 f"{shown}\n")
+        return out
+
+    def _apply_delete(self, everything: dict[tuple[str, str], tuple[str, dict, str]], hard: bool) -> None:
+        if any(s in SECURITY_OBJECTS for s, _d, _r in everything.values()):
+            self.security_changed()
+        now = now_str()
         if hard:
-            keys = [k for s, d in everything.values() for k in self._keys_for(self.schema.get(s), d)]
-            self.store.hard_delete([(s, i) for (_, i), (s, _) in everything.items()], keys)
+            keys = [k for s, d, _r in everything.values() for k in self._keys_for(self.schema.get(s), d)]
+            self.store.hard_delete([(s, i) for (_, i), (s, _d, _r) in everything.items()], keys)
             self.rows -= len(everything)
             return
         updates = []
-        for (_, i), (s, d) in everything.items():
+        for (_, i), (s, d, _r) in everything.items():
             d = dict(d, IsDeleted=True, SystemModstamp=now)
             updates.append((s, i, d))
         self.store.write([], updates, [], [])
 
     def _cascade_children(self, sobject: str) -> list[tuple[str, str]]:
+        """(child object, lookup field) pairs whose records a delete of a ``sobject`` record takes along.
+
+        A field's own ``cascadeDelete`` (master-detail: custom, and the hand-built junctions) and, as a real
+        org does for lookups it owns the deletion of, the parent's recorded ``childRelationships`` entries
+        with ``cascadeDelete`` (an Account takes its Contacts, Opportunities, activities and file links; a
+        Contact its Events and Tasks, EventRelations, CaseContactRoles, ...), where the sandbox has that
+        child object and field.
+        """
         out = []
         if sobject == "ContentDocument":
             out += [("ContentVersion", "ContentDocumentId"), ("ContentDocumentLink", "ContentDocumentId")]
@@ -509,6 +562,22 @@ class Org:
             for f in o.fields.values():
                 if f["cascadeDelete"] and sobject in f["referenceTo"] and f["type"] == "reference":
                     out.append((o.name, f["name"]))
+        return out + [pair for pair in self._recorded_children(sobject, "cascadeDelete") if pair not in out]
+
+    def _restricting_children(self, sobject: str) -> list[tuple[str, str]]:
+        """(child object, lookup field) pairs whose live records forbid deleting the ``sobject`` record they
+        name: the parent's recorded ``childRelationships`` with ``restrictedDelete`` (Case.AccountId,
+        Case.ContactId), where the sandbox has that child object and field."""
+        return self._recorded_children(sobject, "restrictedDelete")
+
+    def _recorded_children(self, sobject: str, flag: str) -> list[tuple[str, str]]:
+        obj = self.schema.get(sobject)
+        out = []
+        for rel in (obj.top.get("childRelationships") or []) if obj is not None else ():
+            child = self.schema.get(rel["childSObject"]) if rel.get(flag) else None
+            f = child.field(rel["field"]) if child is not None else None
+            if f is not None and f["type"] == "reference" and sobject in f["referenceTo"] and self._is_key(f):
+                out.append((child.name, f["name"]))
         return out
 
     def _lock_fault(self) -> bool:
@@ -535,6 +604,11 @@ class Org:
 
     def data_storage_used(self) -> int:
         return self.rows * RECORD_BYTES
+
+
+def _name_field(obj: SObject) -> str:
+    """The field a record is named by (``nameField``: Account.Name, Case.CaseNumber), else Id."""
+    return next((f["name"] for f in obj.fields.values() if f.get("nameField")), "Id")
 
 
 def _rolled_back(rid: str | None) -> dict:

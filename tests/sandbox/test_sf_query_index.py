@@ -22,7 +22,7 @@ def org(tmp_path) -> Org:
     contacts = org.write("Contact", "insert",
                          [{"LastName": f"C{i}", "AccountId": acc[i % 6]} for i in range(30)], user_id=user)
     assert all(r["success"] for r in accounts + contacts)
-    org.delete([acc[5]], user_id=user)  # a deleted parent (the sandbox keeps its contacts' lookups)
+    org.delete([acc[5]], user_id=user)  # a deleted parent (its contacts go to the recycle bin with it)
     org.store.flush()
     return org
 
