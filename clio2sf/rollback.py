@@ -6,11 +6,15 @@ resumable: ids already gone are skipped (reported as already done), and the roll
 ledger lines (phase ``rollback``, written under the *rolled-back* run's id via
 :meth:`RollbackOp.ledger_kwargs`) make a second plan for the same run empty.
 
-Deletions run in reverse dependency order (files first, Account last); re-creations follow in
-load order (a record a delta deleted comes back from its before-image, with a new Salesforce id
-that the ledger line ``recreate`` records next to the old one in ``before["Id"]``); restores
-come last, in load order, writing the before-image back (fields that were null get null). A
-later rollback that deletes a re-created record deletes it by its new id.
+Re-creations run first, in load order (a record a delta deleted comes back from its before-image,
+with a new Salesforce id that the ledger line ``recreate`` records next to the old one in
+``before["Id"]``); restores follow, in load order, writing the before-image back (fields that were
+null get null; lookups to re-created records get their new ids); deletions come last, in reverse
+dependency order (files first, Account last). Deleting last matters: Salesforce deletes an
+Account's Contacts (and a Contact's activities...) with it, so a Contact the run moved under an
+Account it created must get its old AccountId back *before* that Account goes, or the delete
+would take it to the Recycle Bin too. A later rollback that deletes a re-created record deletes
+it by its new id.
 """
 
 from __future__ import annotations
@@ -245,7 +249,7 @@ def _plan(work: pd.DataFrame, done: set[tuple[str, str, str]], recreated: dict[s
     ops.sort(key=lambda o: (-rank(o.sobject), o.sobject, o.sf_id))
     recreates.sort(key=lambda o: (rank(o.sobject), o.sobject, o.sf_id))
     restores.sort(key=lambda o: (rank(o.sobject), o.sobject, o.sf_id))
-    return RollbackPlan(ops + recreates + restores, skipped, recreated)
+    return RollbackPlan(recreates + restores + ops, skipped, recreated)
 
 
 def recreated_ids(ledger: pd.DataFrame) -> dict[str, str]:
@@ -319,8 +323,8 @@ def rollback_page(n: int, counts: Mapping[str, Mapping[str, int]], done: Mapping
                    '(the counts per object are above).</p>')
     body = head + "<h2>Operations by object</h2>" + summary
     body += "<h2>Already done / kept</h2>" + done_tbl + "<h2>Operations</h2>" + details
-    return reports.page(title, body, subtitle="Deletes in reverse dependency order, then re-creations and "
-                        "before-image restores in load order")
+    return reports.page(title, body, subtitle="Re-creations and before-image restores in load order, then "
+                        "deletes in reverse dependency order")
 
 
 def write_rollback_html(path: Any, plan: RollbackPlan, dry_run: bool = True) -> Any:
@@ -463,8 +467,9 @@ def iter_rollback(root: Any, *, run_id: str | None = None, migration_id: str | N
                   exists: ExistsFn | None = None, load_order: Sequence[str] = DEFAULT_LOAD_ORDER,
                   recreated: dict[str, str] | None = None, chunk: int | None = None) -> Iterable[Step]:
     """The plan of :func:`plan_rollback_from_ledger`, a step at a time: ``(operations, already_done)`` of at most
-    ``chunk`` (default :data:`STREAM_CHUNK`) operations of one action and one sobject, in the plan's order (deletes per object in reverse load
-    order, then re-creations, then restores, per object in load order, each object's by Salesforce id).
+    ``chunk`` (default :data:`STREAM_CHUNK`) operations of one action and one sobject, in the plan's order
+    (re-creations, then restores, per object in load order; then deletes per object in reverse load order;
+    each object's by Salesforce id).
 
     The operations are the plan's, in its order. ``already_done`` holds the same entries as the plan's, in the
     order of the steps (the plan lists them by cause). The ledger is indexed in a temporary SQLite file of
@@ -540,21 +545,6 @@ def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], ch
         if ops or skipped:
             yield checked(ops, skipped, keep_present, why)
 
-    if db.execute("SELECT 1 FROM foreign_skip LIMIT 1").fetchone():
-        yield [], [("delete", "ContentDocument", doc, "file also used by another run: kept")
-                   for (doc,) in db.execute("SELECT sf_id FROM foreign_skip ORDER BY ord")]
-
-    def delete(row: Any) -> RollbackOp | tuple[str, str, str, str]:
-        obj, sf_id, ssid, rid, done = row
-        return ("delete", obj, sf_id, "deleted by an earlier rollback") if done else RollbackOp(
-            "delete", obj, sf_id, ssid, rid)
-
-    for obj in sorted(objects("SELECT DISTINCT obj FROM dels"), key=lambda s: (-rank(s), s)):
-        rows = db.execute("SELECT obj, sf_id, ssid, run_id, EXISTS(SELECT 1 FROM done d WHERE d.op = 'delete' "
-                          "AND d.obj = dels.obj AND d.sf_id = dels.sf_id) FROM dels WHERE obj = ? ORDER BY sf_id",
-                          (obj,))
-        yield from paged(rows, delete, True, "no longer in Salesforce: already done")
-
     def recreate(row: Any) -> RollbackOp | tuple[str, str, str, str] | None:
         obj, sf_id, sf15, ssid, rid, before, created_here = row
         if created_here:
@@ -590,3 +580,19 @@ def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], ch
             "EXISTS(SELECT 1 FROM done r WHERE r.op = 'restore' AND r.obj = w.obj AND r.sf_id = w.sf_id) "
             "FROM work w WHERE obj = ? AND created = 0 AND before IS NOT NULL GROUP BY sf_id ORDER BY sf_id", (obj,))
         yield from paged(rows, restore, True, "no longer in Salesforce: already done")
+
+    # deletes last: a restore first takes a record out from under a parent the run created (see the module doc)
+    if db.execute("SELECT 1 FROM foreign_skip LIMIT 1").fetchone():
+        yield [], [("delete", "ContentDocument", doc, "file also used by another run: kept")
+                   for (doc,) in db.execute("SELECT sf_id FROM foreign_skip ORDER BY ord")]
+
+    def delete(row: Any) -> RollbackOp | tuple[str, str, str, str]:
+        obj, sf_id, ssid, rid, done = row
+        return ("delete", obj, sf_id, "deleted by an earlier rollback") if done else RollbackOp(
+            "delete", obj, sf_id, ssid, rid)
+
+    for obj in sorted(objects("SELECT DISTINCT obj FROM dels"), key=lambda s: (-rank(s), s)):
+        rows = db.execute("SELECT obj, sf_id, ssid, run_id, EXISTS(SELECT 1 FROM done d WHERE d.op = 'delete' "
+                          "AND d.obj = dels.obj AND d.sf_id = dels.sf_id) FROM dels WHERE obj = ? ORDER BY sf_id",
+                          (obj,))
+        yield from paged(rows, delete, True, "no longer in Salesforce: already done")

@@ -4,10 +4,12 @@
 One click in the UI (Trigger with config): give the migration id, and optionally the run id
 of one phase run (`target_run_id`; empty = every run of the migration). With `dry_run` on
 (the default) it only writes the plan (`reports/rollback-*/rollback.html`): what it would
-delete, re-create and restore, per object. With `dry_run` off it deletes what the run(s) created
-in reverse dependency order, re-creates from its before-image what a delta run deleted, restores
-the before-images of what they updated, and removes their uploaded files (ContentDocument). It is idempotent and resumable: a second rollback of the
-same run finds nothing to do.
+delete, re-create and restore, per object. With `dry_run` off it re-creates from its before-image
+what a delta run deleted, restores the before-images of what they updated, then deletes what the
+run(s) created in reverse dependency order and removes their uploaded files (ContentDocument);
+deleting last keeps a record the run moved under a new Account from going with that Account
+(Salesforce deletes an Account's Contacts with it). It is idempotent and resumable: a second
+rollback of the same run finds nothing to do.
 """
 
 from __future__ import annotations

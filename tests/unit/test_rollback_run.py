@@ -41,7 +41,8 @@ def test_dry_run_writes_the_plan_and_changes_nothing(staged):
                               "Account": {"delete": 1}}
     assert out["counts"] == {} and org.deleted == []
     plan = json.loads((root / "reports" / "rollback-run1" / "rollback.json").read_text())
-    assert [o["sobject"] for o in plan["operations"]] == ["ContentDocument", "Contact", "Account", "Contact"]
+    assert [(o["action"], o["sobject"]) for o in plan["operations"]] == [
+        ("restore", "Contact"), ("delete", "ContentDocument"), ("delete", "Contact"), ("delete", "Account")]
 
 
 def test_rollback_deletes_in_reverse_order_restores_and_is_idempotent(staged):

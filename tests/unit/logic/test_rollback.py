@@ -110,22 +110,25 @@ def test_plan_order_restore_and_idempotence(tmp_path):
     _load(tmp_path, org)
     plan = _plan(tmp_path, run_id="full", exists=org.exists)
     order = [(o.action, o.sobject) for o in plan.operations]
-    assert order == [("delete", "ContentDocumentLink"), ("delete", "ContentDocument"), ("delete", "Task"),
-                     ("delete", "Time_Entry__c"), ("delete", "CaseContactRole"), ("delete", "Case"),
-                     ("delete", "Contact"), ("delete", "Account"), ("restore", "Contact")]
+    # restores first (a record the run moved under a parent it created gets out before that parent goes)
+    assert order == [("restore", "Contact"), ("delete", "ContentDocumentLink"), ("delete", "ContentDocument"),
+                     ("delete", "Task"), ("delete", "Time_Entry__c"), ("delete", "CaseContactRole"),
+                     ("delete", "Case"), ("delete", "Contact"), ("delete", "Account")]
     assert [o.sf_id for o in plan.operations if o.sobject == "ContentDocument"] == ["069A"]
     assert ("delete", "ContentDocument", "069B", "file also used by another run: kept") in plan.already_done
-    restore = plan.operations[-1]
+    restore = plan.operations[0]
     assert restore_payload(restore) == {"Id": "003OLD", "LastName": "Roe", "Email": None}
     assert plan.counts()["Contact"] == {"delete": 1, "restore": 1}
 
-    # interrupted after 3 operations, and the ledger of the first attempt was never closed
+    # interrupted after the restore and 3 deletes, and the ledger of the first attempt was never closed
     org2_records = dict(org.records)
-    for op in plan.operations[:3]:
+    org2_records["003OLD"] = restore_payload(restore)
+    for op in plan.operations[1:4]:
         org2_records.pop(op.sf_id)
     org.records = org2_records
     resumed = _plan(tmp_path, run_id="full", exists=org.exists)
-    assert [o.sf_id for o in resumed.operations] == [o.sf_id for o in plan.operations[3:]]
+    # the restore is written again (it is idempotent); the deletes done are found gone
+    assert [o.sf_id for o in resumed.operations] == [o.sf_id for o in plan.operations[:1] + plan.operations[4:]]
     assert sum(1 for d in resumed.already_done if "already done" in d[3]) == 3
 
     org.apply(tmp_path, resumed)
@@ -134,9 +137,9 @@ def test_plan_order_restore_and_idempotence(tmp_path):
     again = _plan(tmp_path, run_id="full", exists=org.exists)
     assert again.empty
     # without asking the org, the rollback ledger lines cover what was recorded: only the three
-    # operations done before the crash (never ledgered) are planned again
+    # deletes done before the crash (never ledgered) are planned again
     blind = _plan(tmp_path, run_id="full")
-    assert [o.sf_id for o in blind.operations] == [o.sf_id for o in plan.operations[:3]]
+    assert [o.sf_id for o in blind.operations] == [o.sf_id for o in plan.operations[1:4]]
 
 
 def test_migration_wide_rollback_and_reports(tmp_path):
@@ -144,11 +147,14 @@ def test_migration_wide_rollback_and_reports(tmp_path):
     _load(tmp_path, org)
     plan = _plan(tmp_path)
     assert {o.sf_id for o in plan.operations if o.sobject == "ContentDocument"} == {"069A", "069B"}
-    assert plan.operations[0].sobject == "ContentDocumentLink"
+    assert [(o.action, o.sobject) for o in plan.operations[:2]] == [("restore", "Contact"),
+                                                                     ("delete", "ContentDocumentLink")]
+    assert (plan.operations[-1].action, plan.operations[-1].sobject) == ("delete", "Account")
     doc = json.loads(write_rollback_json(tmp_path / "rb" / "plan.json", plan).read_text())
     assert doc["counts"]["Account"] == {"delete": 1}
     rows = list(csv.DictReader(write_rollback_csv(tmp_path / "rb" / "plan.csv", plan).open()))
-    assert rows[-1]["action"] == "restore" and rows[-1]["fields_restored"] == "Email;LastName"
+    assert rows[0]["action"] == "restore" and rows[0]["fields_restored"] == "Email;LastName"
+    assert (rows[-1]["action"], rows[-1]["sobject"]) == ("delete", "Account")
     html = write_rollback_html(tmp_path / "rb" / "plan.html", plan).read_text()
     assert "Dry run: 10 operation(s) to roll back" in html
 
