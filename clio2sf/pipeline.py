@@ -480,6 +480,9 @@ def parse_work_item(item: str | Sequence[str], make_path: Callable[[str], Any]) 
 TRANSFORMED_GZIP_LEVEL = 1
 
 
+#: A file's pending lines compressed when this many wait (LinesGz.flush: ~1-3 MB of lines).
+_FLUSH_LINES = 4096
+
 _INF = float("inf")
 #: The value types of a row msgspec writes as json does (a float is checked for NaN and infinities).
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
@@ -524,9 +527,11 @@ def transform_batch(
     records that do not load.
     """
     batch = _batch_of(raw_batch_path)
-    # each row is encoded as it comes (a calendar entry's occurrences are many rows): what waits for
-    # the file is its line of bytes, not the row's dicts
-    rows: dict[str, list[bytes]] = defaultdict(list)
+    # each row is encoded as it comes (a calendar entry's occurrences are many rows) and each 1 MB of a
+    # file's lines compressed once complete (staging.LinesGz): what waits for the file is its compressed
+    # part and < 1 MB of lines, not the row's dicts nor the batch's lines (a calendar batch's Event lines
+    # are ~35 MB: the calendar's task peaked at 191 MB, now 124)
+    files: dict[str, staging.LinesGz] = {}
     rejects: list[dict[str, Any]] = []
     records = 0
 
@@ -536,6 +541,14 @@ def transform_batch(
             records += 1
             yield env
 
+    def pending(sobject: str) -> list[bytes]:
+        file = files.get(sobject)
+        if file is None:
+            file = files[sobject] = staging.LinesGz(TRANSFORMED_GZIP_LEVEL)
+        elif len(file.lines) >= _FLUSH_LINES:
+            file.flush()
+        return file.lines
+
     results = transform_object(clio_object, counted(staging.read_jsonl_gz(raw_batch_path)), spec, user_map,
                                lookup=lookup, horizon=horizon, lines=True)
     encode, fast_encode, plain, with_floats = staging.encode_line, staging.fast_encoder(), _PLAIN_TYPES, _FLOAT_ROW_TYPES
@@ -544,18 +557,18 @@ def transform_batch(
         if "rule" in res:  # is_reject, inline (a calendar batch yields ~100 rows a record)
             rejects.append(res)
         elif "lines" in res:  # a calendar series' Event or EventRelation rows, encoded from their templates
-            rows[res["sobject"]].extend(res["lines"])
+            pending(res["sobject"]).extend(res["lines"])
         elif (types := set(map(type, values := res["row"].values()))) <= plain:  # _scalar_finite_row, inline
-            rows[res["sobject"]].append(fast_encode(res))
+            pending(res["sobject"]).append(fast_encode(res))
         elif types <= with_floats and infinities.isdisjoint(floats := list(filter(is_float, values))) \
                 and all(map(same, floats, floats)):  # its rows with floats (~60k of the large firm's), no NaN
-            rows[res["sobject"]].append(fast_encode(res))
+            pending(res["sobject"]).append(fast_encode(res))
         else:  # what _scalar_finite_row refuses: json's line
-            rows[res["sobject"]].append(encode(res))
+            pending(res["sobject"]).append(encode(res))
     paths: dict[str, str] = {}
-    for sobject, lines in sorted(rows.items()):
+    for sobject, file in sorted(files.items()):
         path = out_root / "transformed" / sobject / f"{clio_object}-{batch}.jsonl.gz"
-        staging.write_lines_gz(path, lines, level=TRANSFORMED_GZIP_LEVEL)
+        file.write(path)
         paths[sobject] = str(path)
     rejects_path = write_rejects(out_root, "transform", clio_object, batch, rejects) if rejects else None
     quarantined = [r for r in rejects if r.get("repair") is None]
@@ -563,7 +576,7 @@ def transform_batch(
         "object": clio_object,
         "batch": batch,
         "records": records,
-        "rows": {s: len(v) for s, v in sorted(rows.items())},
+        "rows": {s: len(f) for s, f in sorted(files.items())},
         "paths": paths,
         "rejects": len(quarantined),
         "repairs": len(rejects) - len(quarantined),

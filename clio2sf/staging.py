@@ -29,7 +29,9 @@ import re
 import shutil
 import time
 import uuid
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +285,47 @@ def gzip_lines(lines: Iterable[bytes], level: int = GZIP_LEVEL) -> bytes:
             chunk.append(b"")
             gz.write(b"\n".join(chunk))
     return buf.getvalue()
+
+
+class LinesGz:
+    """:func:`gzip_lines` of lines that come a few at a time (append them to :attr:`lines`; :meth:`flush` now
+    and then): the same bytes, each 1 MB of lines compressed once it is complete (:func:`gzip_lines` cuts its
+    input at the same lines), so what waits for the file is its compressed part and less than 1 MB of lines
+    (the calendar's Event lines of one raw batch are ~35 MB)."""
+
+    def __init__(self, level: int = GZIP_LEVEL) -> None:
+        self._buf = io.BytesIO()
+        self._gz = _gzip.GzipFile(fileobj=self._buf, mode="wb", mtime=0, compresslevel=level)
+        #: lines not compressed yet
+        self.lines: list[bytes] = []
+        self._done = 0
+
+    def __len__(self) -> int:
+        return self._done + len(self.lines)
+
+    def flush(self) -> None:
+        """Compress the complete chunks of :attr:`lines` (what :func:`gzip_lines` would write of them); keep the rest."""
+        lines = self.lines
+        ends = list(accumulate(map(len, lines)))
+        n, a, base = len(lines), 0, 0
+        while (j := bisect_left(ends, base + _CHUNK_BYTES, a)) < n:
+            piece = lines[a:j + 1]
+            piece.append(b"")
+            self._gz.write(b"\n".join(piece))
+            base, a = ends[j], j + 1
+        del lines[:a]
+        self._done += a
+
+    def write(self, path: Any) -> dict[str, Any]:
+        """Write the file as :func:`write_lines_gz` writes the same lines; return its manifest entry."""
+        self.flush()
+        count = len(self)
+        if self.lines:
+            self.lines.append(b"")
+            self._gz.write(b"\n".join(self.lines))
+            self._done, self.lines = count, []
+        self._gz.close()
+        return _write_gz(path, self._buf.getvalue(), count)
 
 
 def encode_jsonl_gz(records: Iterable[dict[str, Any]], level: int = GZIP_LEVEL,

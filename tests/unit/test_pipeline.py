@@ -570,6 +570,27 @@ def test_transform_batch_writes_rows_with_floats_as_the_row_check_says_without_c
     assert checked == []
 
 
+def test_transform_batch_compresses_a_files_lines_while_transforming_and_writes_the_same_file(tmp_path, monkeypatch):
+    """A batch's lines wait for their file 1 MB at a time, not all of them (a calendar batch's Event lines are ~35
+    MB): the files are those write_lines_gz gives for all the lines at the end, with the same counts."""
+    lines = [b'{"sobject":"Event","n":%d,"pad":"%s"}' % (i, b"p" * (i % 700)) for i in range(9000)]
+    envs = [{"sobject": "Event", "lines": lines[i:i + 3000]} for i in range(0, 9000, 3000)]
+    envs += [{"sobject": "Task", "source_system_id": f"task-{i}", "external_id_field": "Clio_Id__c", "natural_key": None,
+              "row": {"Subject": "s" * (i % 300), "N": i}} for i in range(6000)]
+    raw = staging.raw_dir(tmp_path, "calendar_entries") / staging.batch_name(1)
+    staging.write_jsonl_gz(raw, [{"source_system_id": "calendar_entry-1", "data": {"id": 1}}])
+    monkeypatch.setattr(pipeline, "transform_object", lambda name, envelopes, *a, **k: (list(envelopes), iter(envs))[1])
+    waiting = []
+    flush = staging.LinesGz.flush
+    monkeypatch.setattr(staging.LinesGz, "flush", lambda self: (waiting.append(len(self.lines)), flush(self))[1])
+    out = pipeline.transform_batch(raw, "calendar_entries", None, None, None, tmp_path, horizon=None)
+    assert out["rows"] == {"Event": 9000, "Task": 6000}
+    want = {"Event": lines, "Task": [staging.fast_encoder()(e) for e in envs[3:]]}
+    for sobject, path in out["paths"].items():
+        assert Path(path).read_bytes() == staging.gzip_lines(want[sobject], pipeline.TRANSFORMED_GZIP_LEVEL)
+    assert len(waiting) == 4 and max(waiting) <= pipeline._FLUSH_LINES + 3000  # one flush while, one at the end, each
+
+
 def _stage_fixtures(root, names, fixtures) -> None:
     """Raw batch 1 of each fixture object, and a user map, under staging ``root``."""
     for name in names:

@@ -342,3 +342,32 @@ def test_a_row_msgspec_may_write_is_one_of_scalars_and_finite_floats():
     rows = [dict(enumerate(c)) for n in range(4) for c in itertools.combinations(values, n)]
     assert sum(map(by_value, rows)) > 50 and sum(not by_value(r) for r in rows) > 50
     assert [pipeline._scalar_finite_row({"row": r}) for r in rows] == [by_value(r) for r in rows]
+
+
+def test_lines_compressed_as_they_come_give_the_file_of_all_the_lines(root):
+    """LinesGz (a file's lines compressed 1 MB at a time while they come) writes the bytes gzip_lines and
+    write_lines_gz give for the same lines, whenever it is flushed: empty lines, lines over a chunk, totals
+    just under, at and over a chunk boundary, no line at all."""
+    import random
+
+    rnd = random.Random(20)
+    chunk = staging._CHUNK_BYTES
+    cases = [[], [b""], [b"x" * (chunk - 1)], [b"x" * chunk], [b"x" * chunk, b""], [b"y" * (chunk + 5), b"z"],
+             [b"a" * (chunk // 2)] * 2 + [b"b"], [b""] * 5000]
+    for _ in range(12):
+        size = rnd.choice([10, 300, 5_000, 200_000])
+        cases.append([bytes([97 + rnd.randrange(26)]) * rnd.randrange(size) for _ in range(rnd.randrange(1, 60))])
+    for i, lines in enumerate(cases):
+        for level in (1, 6):
+            want = staging.gzip_lines(lines, level)
+            file = staging.LinesGz(level)
+            for n, line in enumerate(lines, 1):
+                file.lines.append(line)
+                if rnd.random() < 0.3:
+                    file.flush()
+                    assert sum(map(len, file.lines)) < chunk  # what is left waits for more lines
+                assert len(file) == n
+            got = file.write(root / f"case-{i}-{level}.jsonl.gz")
+            assert (root / f"case-{i}-{level}.jsonl.gz").read_bytes() == want, (i, level)
+            assert got == staging.write_lines_gz(root / f"ref-{i}-{level}.jsonl.gz", lines, level) | {"file": got["file"]}
+            assert got["records"] == len(lines) == len(file)
