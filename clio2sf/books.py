@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -284,7 +284,7 @@ class BooksReconciliation:
         """The books as JSON; ``lazy``: each table as a :class:`reports.Streamed`, its rows made as
         :func:`reports.write_json` writes them (one per live bill, per matter with trust, per client)."""
         def table(rows: list[Any]) -> Any:
-            made = lambda: (dict(asdict(r), ok=r.ok) for r in rows)  # noqa: E731
+            made = lambda: (dict(reports.row_dict(r), ok=r.ok) for r in rows)  # noqa: E731
             return reports.Streamed(made) if lazy else list(made())
 
         return {"exact": self.exact, "headline": self.headline(),

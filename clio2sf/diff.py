@@ -80,6 +80,9 @@ def source_value(data: Mapping[str, Any] | None, path: str | None) -> Any:
     return node
 
 
+_LEAVES = (str, int, float)
+
+
 def flatten_sf_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """Turn a SOQL result (nested relationship dicts, ``attributes``) into dotted columns."""
     out: dict[str, Any] = {}
@@ -89,7 +92,8 @@ def flatten_sf_record(record: Mapping[str, Any]) -> dict[str, Any]:
             if key == "attributes":
                 continue
             name = f"{prefix}{key}"
-            if isinstance(value, Mapping):
+            # a value (text, number, None) is never a Mapping: no ABC check for it (a row of millions read)
+            if value is not None and not isinstance(value, _LEAVES) and isinstance(value, Mapping):
                 walk(f"{name}.", value)
             else:
                 out[name] = value

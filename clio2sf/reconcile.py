@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 import operator
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -59,6 +59,220 @@ def increasing(values: array) -> bool:
     return all(map(operator.lt, values, islice(values, 1, None)))
 
 
+#: Numbers read from an id file at a time (what a run being merged holds in memory: 32 KB).
+BLOCK = 4_096
+
+
+class _File:
+    """A file of a :class:`NumberRuns` or :class:`NumberFile` in a :class:`reports.SpillFolder`, removed when
+    nothing refers to it (the folder itself goes with the reconciliation)."""
+
+    def __init__(self, folder: reports.SpillFolder) -> None:
+        import os
+        import tempfile
+        import weakref
+
+        fd, self.path = tempfile.mkstemp(suffix=".ids", dir=folder.path)
+        os.close(fd)
+        self.folder = folder  # the folder outlives its files
+        weakref.finalize(self, _unlink, self.path)
+
+    def read(self, start: int, count: int) -> Iterator[array]:
+        """``count`` numbers from number ``start``, a block (:data:`BLOCK`) at a time."""
+        with open(self.path, "rb") as f:
+            f.seek(start * 8)
+            while count > 0:
+                block = array("q")
+                block.frombytes(f.read(min(count, BLOCK) * 8))
+                if not block:
+                    return
+                count -= len(block)
+                yield block
+
+
+def _unlink(path: str) -> None:
+    import os
+
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class NumberFile:
+    """int64 numbers, sorted without repeats, in a file: a sorted array to its readers (``len``, iteration a
+    block at a time, ``in`` through one block, ``==``), never held whole in memory (an object's ids at 1M
+    records: 450,000 numbers, 3.6 MB)."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, file: _File, count: int) -> None:
+        self.file, self.count = file, count
+        self._index: array | None = None  # the first number of each block, read on the first ``in``
+        self._block: tuple[int, array] | None = None  # the last block ``in`` read
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[int]:
+        for block in self.file.read(0, self.count):
+            yield from block
+
+    def __contains__(self, n: object) -> bool:
+        if not isinstance(n, int) or not self.count:
+            return False
+        if self._index is None:
+            self._index = array("q", (next(self.file.read(i, 1))[0] for i in range(0, self.count, BLOCK)))
+        b = bisect_right(self._index, n) - 1
+        if b < 0:
+            return False
+        if self._block is None or self._block[0] != b:
+            self._block = (b, next(self.file.read(b * BLOCK, BLOCK)))
+        block = self._block[1]
+        i = bisect_left(block, n)
+        return i < len(block) and block[i] == n
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, NumberFile | array):
+            return len(self) == len(other) and all(map(operator.eq, self, other))
+        return NotImplemented
+
+
+class NumberRuns:
+    """int64 numbers appended in any order, kept in a file as sorted runs (each at most :data:`RUN` numbers
+    sorted at once; a run that follows on from the one before extends it): in memory only the run being
+    filled. Read back merged (:meth:`merged`, :meth:`counted`), or as a :class:`NumberFile` (:meth:`unique`,
+    the file itself when the numbers came in increasing order). Fewer than :data:`RUN` numbers stay in
+    memory, no file made."""
+
+    def __init__(self, folder: reports.SpillFolder) -> None:
+        self.folder = folder
+        self.file: _File | None = None
+        self._out: Any = None
+        self._buf = array("q")
+        self._runs: list[list[int]] = []  # [start, count] of each sorted run in the file
+        self._written = 0
+        self._last: int | None = None
+        self._strict = True  # every number written above the one before
+
+    def __len__(self) -> int:
+        return self._written + len(self._buf)
+
+    @property
+    def strict(self) -> bool:
+        """Every number appended above the one before (in increasing order, no repeats)."""
+        buf = self._buf
+        return self._strict and increasing(buf) and not (buf and self._last is not None and buf[0] <= self._last)
+
+    def append(self, n: int) -> None:
+        self._buf.append(n)
+        if len(self._buf) >= RUN:
+            self._flush()
+
+    def _flush(self) -> None:
+        buf, self._buf = self._buf, array("q")
+        if not buf:
+            return
+        if not increasing(buf):
+            self._strict = False
+            buf = array("q", sorted(buf))
+        if self._runs and buf[0] >= self._last:  # type: ignore[operator]
+            self._strict = self._strict and buf[0] > self._last  # type: ignore[operator]
+            self._runs[-1][1] += len(buf)
+        else:
+            self._strict = self._strict and not self._runs
+            self._runs.append([self._written, len(buf)])
+        if self.file is None:
+            self.file = _File(self.folder)
+            self._out = open(self.file.path, "wb")  # noqa: SIM115 (closed by _close)
+        buf.tofile(self._out)
+        self._written += len(buf)
+        self._last = buf[-1]
+
+    def _close(self) -> None:
+        if self.file is not None:
+            self._flush()
+            if self._out is not None:
+                self._out.close()
+                self._out = None
+
+    def merged(self) -> Iterator[int]:
+        """Every number appended, in order (repeats included)."""
+        if self.file is None:
+            return iter(sorted(self._buf))
+        self._close()
+        file = self.file
+        runs = [(b for block in file.read(start, count) for b in block) for start, count in self._runs]
+        return runs[0] if len(runs) == 1 else heapq.merge(*runs)
+
+    def counted(self) -> Iterator[tuple[int, int]]:
+        """Each number once, in order, with how many times it was appended."""
+        current, n = None, 0
+        for v in self.merged():
+            if v == current:
+                n += 1
+                continue
+            if n:
+                yield current, n  # type: ignore[misc]
+            current, n = v, 1
+        if n:
+            yield current, n  # type: ignore[misc]
+
+    def unique(self) -> array | NumberFile:
+        """The numbers sorted without repeats: an array when no file was made, else a :class:`NumberFile`
+        (this one's file when they came in increasing order, else a new one written as merged)."""
+        if self.file is None:
+            return sorted_unique(self._buf)
+        self._close()
+        if self._strict:
+            return NumberFile(self.file, self._written)
+        out = _Writer(self.folder)
+        last = None
+        for v in self.merged():
+            if v != last:
+                out.append(v)
+                last = v
+        return out.done()
+
+
+class _Writer:
+    """Numbers appended in order written to a new :class:`NumberFile` a block at a time."""
+
+    def __init__(self, folder: reports.SpillFolder) -> None:
+        self.file = _File(folder)
+        self._out = open(self.file.path, "wb")  # noqa: SIM115 (closed by done)
+        self._buf = array("q")
+        self.count = 0
+
+    def append(self, n: int) -> None:
+        self._buf.append(n)
+        if len(self._buf) >= BLOCK:
+            self._buf.tofile(self._out)
+            self.count += len(self._buf)
+            self._buf = array("q")
+
+    def done(self) -> NumberFile:
+        self._buf.tofile(self._out)
+        self.count += len(self._buf)
+        self._out.close()
+        return NumberFile(self.file, self.count)
+
+
+Numbers = array | NumberFile
+
+
+def _union(parts: Iterable[Numbers | NumberRuns], folder: reports.SpillFolder | None) -> Numbers:
+    """The numbers of ``parts`` (arrays, files, runs) sorted without repeats: an array unless one of them is
+    on disk (then a :class:`NumberFile`)."""
+    parts = list(parts)
+    if all(isinstance(p, array) for p in parts):
+        out = array("q")
+        for p in parts:
+            out += p  # type: ignore[arg-type]
+        return sorted_unique(out)
+    return _appendable(*parts[:1], folder, *parts[1:]).unique()
+
+
 def sorted_unique(values: array) -> array:
     """``values`` (int64) sorted without repeats, never as a list of Python ints: ``values`` itself when it
     already is (ids staged, and rows read back, in id order), else a new array (``values`` is left sorted
@@ -73,9 +287,12 @@ def sorted_unique(values: array) -> array:
     return out
 
 
-def counted(values: array) -> Iterator[tuple[int, int]]:
-    """Each value (int64) of ``values`` once, in order, with how many times it is there (``values`` is left
+def counted(values: array | NumberRuns) -> Iterator[tuple[int, int]]:
+    """Each value (int64) of ``values`` once, in order, with how many times it is there (an array is left
     sorted in runs)."""
+    if isinstance(values, NumberRuns):
+        yield from values.counted()
+        return
     if increasing(values):
         yield from zip(values, repeat(1))
         return
@@ -91,24 +308,25 @@ def counted(values: array) -> Iterator[tuple[int, int]]:
         yield current, n  # type: ignore[misc]
 
 
-def repeated(values: array) -> set[int]:
-    """The values (int64) more than once in ``values`` (left sorted in runs)."""
+def repeated(values: array | NumberRuns) -> set[int]:
+    """The values (int64) more than once in ``values`` (an array is left sorted in runs)."""
     out: set[int] = set()
     previous: int | None = None
-    for v in _merged_runs(values):
+    for v in (values.merged() if isinstance(values, NumberRuns) else _merged_runs(values)):
         if v == previous:
             out.add(v)
         previous = v
     return out
 
 
-def _minus(a: array, b: array) -> Iterator[int]:
-    """The values of sorted ``a`` not in sorted ``b`` (both without repeats), in order."""
-    j, nb = 0, len(b)
+def _minus(a: Iterable[int], b: Iterable[int]) -> Iterator[int]:
+    """The values of sorted ``a`` not in sorted ``b`` (both without repeats), in order (each read once)."""
+    others = iter(b)
+    y = next(others, None)
     for x in a:
-        while j < nb and b[j] < x:
-            j += 1
-        if j < nb and b[j] == x:
+        while y is not None and y < x:
+            y = next(others, None)
+        if y is not None and y == x:
             continue
         yield x
 
@@ -116,18 +334,22 @@ def _minus(a: array, b: array) -> Iterator[int]:
 class IdSet:
     """Clio source ids held compactly, a set of strings to its readers (``in``, ``len``, iteration, ``==``):
     ``<kind>-<number>`` (``matter-7``) as the number in a sorted array per kind, 8 bytes an id (a string
-    and its set slot: about 100); any other id (an occurrence, a version, a name) as text.
+    and its set slot: about 100); any other id (an occurrence, a version, a name) as text. With a ``folder``
+    (:class:`reports.SpillFolder`) a kind of more than :data:`RUN` ids is kept on disk instead
+    (:class:`NumberRuns` as added, a :class:`NumberFile` once read): what it holds in memory is bounded by
+    :data:`RUN`, not by the firm.
 
     Built by :meth:`add` in any order with repeats (a record's consecutive repeats, its occurrences, are
     appended once); the numbers are sorted in runs when first read. :meth:`common` and :meth:`first_missing`
-    compare two sets kind by kind without making a third.
+    compare two sets kind by kind, reading each once in order, without making a third.
     """
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __init__(self, ssids: Iterable[str] = ()) -> None:
-        self._numbers: dict[str, array] = {}
-        self._new: dict[str, array] = {}
+    def __init__(self, ssids: Iterable[str] = (), folder: reports.SpillFolder | None = None) -> None:
+        self.folder = folder
+        self._numbers: dict[str, Numbers] = {}
+        self._new: dict[str, Any] = {}  # kind → numbers added since the last read (array, runs or a file)
         self.text: set[str] = set()
         self._last: tuple[str, int] | None = None
         for ssid in ssids:
@@ -141,6 +363,15 @@ class IdSet:
             return kind, int(num)
         return None
 
+    def _pending(self, kind: str) -> Any:
+        """Where ``kind``'s next numbers are appended."""
+        new = self._new.get(kind)
+        if new is None:
+            new = self._new[kind] = array("q") if self.folder is None else NumberRuns(self.folder)
+        elif isinstance(new, NumberFile):  # added to after :meth:`add_numbers`: its numbers first
+            new = self._new[kind] = _appendable(new, self.folder or new.file.folder)
+        return new
+
     def add(self, ssid: str) -> None:
         kind, _, num = ssid.rpartition("-")  # :meth:`split`, inline (called once a row)
         if kind and num.isdigit() and len(num) < 19 and num.isascii() and (num[0] != "0" or num == "0"):
@@ -148,27 +379,41 @@ class IdSet:
             last = self._last
             if last is None or last[1] != n or last[0] != kind:
                 self._last = (kind, n)
-                self._new.setdefault(kind, array("q")).append(n)
+                new = self._new.get(kind)
+                if new is None or new.__class__ is NumberFile:
+                    new = self._pending(kind)
+                new.append(n)
         else:
             self.text.add(ssid)
 
-    def add_numbers(self, kind: str, nums: array) -> None:
-        """Add ``kind``'s ids of numbers ``nums`` (an array this set may keep: best sorted, no repeats)."""
+    def add_numbers(self, kind: str, nums: Numbers) -> None:
+        """Add ``kind``'s ids of numbers ``nums`` (an array or a :class:`NumberFile` this set may keep: best
+        sorted, no repeats)."""
         pending = self._new.get(kind)
-        self._new[kind] = nums if pending is None else pending + nums
+        if pending is None:
+            self._new[kind] = nums
+        elif isinstance(pending, array) and isinstance(nums, array):
+            self._new[kind] = pending + nums
+        else:
+            self._new[kind] = _appendable(pending, self.folder, nums)
         self._last = None
 
     @property
-    def numbers(self) -> dict[str, array]:
-        """Kind → its numbers, sorted, no repeats."""
+    def numbers(self) -> dict[str, Numbers]:
+        """Kind → its numbers, sorted, no repeats (an array, or on disk a :class:`NumberFile`)."""
         if self._new:
             new, self._new, self._last = self._new, {}, None
             while new:
                 kind, nums = new.popitem()
-                fresh = sorted_unique(nums)
+                if isinstance(nums, NumberRuns):
+                    fresh = nums.unique()
+                elif isinstance(nums, array):
+                    fresh = sorted_unique(nums)
+                else:
+                    fresh = nums
                 del nums
                 kept = self._numbers.get(kind)
-                self._numbers[kind] = fresh if not kept else sorted_unique(kept + fresh)
+                self._numbers[kind] = fresh if not kept else _union([kept, fresh], self.folder)
         return self._numbers
 
     def __len__(self) -> int:
@@ -183,6 +428,8 @@ class IdSet:
         nums = self.numbers.get(split[0])
         if not nums:
             return False
+        if isinstance(nums, NumberFile):
+            return split[1] in nums
         i = bisect_left(nums, split[1])
         return i < len(nums) and nums[i] == split[1]
 
@@ -201,18 +448,19 @@ class IdSet:
     def __repr__(self) -> str:
         return f"IdSet({len(self)} ids)"
 
-    def _combined(self, other: IdSet, numbers: Callable[[array, array], Iterable[int]], text: set[str]) -> IdSet:
+    def _combined(self, other: IdSet, numbers: Callable[[Numbers, Numbers], Iterable[int]], text: set[str]) -> IdSet:
         out = IdSet()
         out.text = text
         theirs = other.numbers
         for kind in dict.fromkeys([*self.numbers, *theirs]):
-            nums = array("q", numbers(self._numbers.get(kind, array("q")), theirs.get(kind, array("q"))))
+            nums = numbers(self._numbers.get(kind, array("q")), theirs.get(kind, array("q")))
+            nums = nums if isinstance(nums, NumberFile | array) else array("q", nums)
             if nums:
                 out._numbers[kind] = nums
         return out
 
     def __or__(self, other: IdSet) -> IdSet:
-        return self._combined(other, lambda a, b: sorted_unique(a + b) if a and b else a or b,
+        return self._combined(other, lambda a, b: _union([a, b], self.folder) if a and b else a or b,
                               self.text | other.text)
 
     def __sub__(self, other: IdSet) -> IdSet:
@@ -226,7 +474,7 @@ class IdSet:
             other_nums = theirs.get(kind)
             if other_nums is None:
                 continue
-            if nums == other_nums:
+            if isinstance(nums, array) and isinstance(other_nums, array) and nums == other_nums:
                 n += len(nums)
             else:
                 n += len(nums) - sum(1 for _ in _minus(nums, other_nums))
@@ -237,12 +485,25 @@ class IdSet:
         skip = set(skip)
         theirs = other.numbers
 
-        def named(kind: str, nums: array) -> Iterator[str]:
+        def named(kind: str, nums: Numbers) -> Iterator[str]:
             return (f"{kind}-{n}" for n in _minus(nums, theirs.get(kind, array("q"))))
 
+        def same(nums: Numbers, other_nums: Numbers | None) -> bool:  # equal arrays: nothing missing, unread
+            return isinstance(nums, array) and isinstance(other_nums, array) and nums == other_nums
+
         gone = chain((s for s in self.text if s not in other.text),
-                     *(named(kind, nums) for kind, nums in self.numbers.items() if nums != theirs.get(kind)))
+                     *(named(kind, nums) for kind, nums in self.numbers.items() if not same(nums, theirs.get(kind))))
         return heapq.nsmallest(limit, (s for s in gone if s not in skip))
+
+
+def _appendable(first: Any, folder: reports.SpillFolder | None, *more: Any) -> NumberRuns:
+    """A :class:`NumberRuns` holding the numbers of ``first`` and ``more`` (arrays, files, runs)."""
+    runs = NumberRuns(folder or next(p.folder if isinstance(p, NumberRuns) else p.file.folder
+                                     for p in (first, *more) if not isinstance(p, array)))
+    for p in (first, *more):
+        for v in (p.merged() if isinstance(p, NumberRuns) else p):
+            runs.append(v)
+    return runs
 
 
 @dataclass
@@ -266,14 +527,16 @@ def _iter(index: Mapping[str, Any] | Callable[[str], Iterable[Envelope]], name: 
 def source_totals(envelopes_by_object: Mapping[str, Iterable[Envelope]] | Callable[[str], Iterable[Envelope]],
                   objects: Iterable[str] | None = None,
                   include: Callable[[str, Envelope], bool] | None = None,
-                  figures: Callable[[str], bool] | None = None) -> SourceTotals:
+                  figures: Callable[[str], bool] | None = None,
+                  folder: reports.SpillFolder | None = None) -> SourceTotals:
     """Stream staged envelopes into expected counts and amount totals.
 
     Figures: ``bills.total``; ``time.hours`` and ``time.amount`` (TimeEntry activities);
     ``expenses.amount`` (other activities); ``trust.account.<id>`` and ``trust.matter.<id>``
     (bank transactions of Trust accounts; all accounts if ``bank_accounts`` is not staged).
     ``include(object, envelope)`` drops records that are not meant to load; ``figures(key)``: only
-    the figures it keeps are summed (e.g. one part of the per-matter trust figures).
+    the figures it keeps are summed (e.g. one part of the per-matter trust figures); ``folder``: each
+    object's ids are kept there past :data:`RUN` of a kind (:class:`IdSet`), not in memory.
     A record staged twice (delta overlap) counts once; its last staged version wins. Figures are summed
     as the envelopes stream (none kept per record) unless a record is staged twice: that object is then
     read again, keeping each record's last figures (a callable index is called twice).
@@ -291,7 +554,7 @@ def source_totals(envelopes_by_object: Mapping[str, Iterable[Envelope]] | Callab
                           if (e.get("data") or {}).get("type") == "Trust"}
     totals = SourceTotals()
     for obj in objects:
-        ids, records = IdSet(), 0  # a record staged twice is found after the read: fewer ids than records
+        ids, records = IdSet(folder=folder), 0  # a record staged twice is found after the read: fewer ids than records
         amounts = dict(totals.amounts)
         for env in _iter(envelopes_by_object, obj):  # summed as read: no record's figures kept
             if include is not None and not include(obj, env):
@@ -306,7 +569,7 @@ def source_totals(envelopes_by_object: Mapping[str, Iterable[Envelope]] | Callab
                     amounts[key] = amounts.get(key, ZERO) + value
         if len(ids) < records:  # staged twice: the last version counts, summed again keeping each record's figures
             ids, amounts = _totals_of_last_versions(envelopes_by_object, obj, include, trust_accounts,
-                                                    totals.amounts, figures)
+                                                    totals.amounts, figures, folder)
         totals.ids[obj] = ids
         totals.amounts = amounts
     return totals
@@ -314,10 +577,11 @@ def source_totals(envelopes_by_object: Mapping[str, Iterable[Envelope]] | Callab
 
 def _totals_of_last_versions(envelopes_by_object: Any, obj: str, include: Callable[[str, Envelope], bool] | None,
                              trust_accounts: set[int] | None, amounts: dict[str, Decimal],
-                             keep: Callable[[str], bool] | None = None) -> tuple[IdSet, dict[str, Decimal]]:
+                             keep: Callable[[str], bool] | None = None,
+                             folder: reports.SpillFolder | None = None) -> tuple[IdSet, dict[str, Decimal]]:
     """``obj``'s ids and ``amounts`` plus its figures when a record is staged more than once: each record's
     last version's figures, summed in the order the records were first staged."""
-    ids = IdSet()
+    ids = IdSet(folder=folder)
     per_record: dict[str, dict[str, Decimal]] = {}
     for env in _iter(envelopes_by_object, obj):
         if include is not None and not include(obj, env):
@@ -482,7 +746,7 @@ class Reconciliation:
         """The reconciliation as JSON; ``lazy``: the amount rows as a :class:`reports.Streamed`, made as
         :func:`reports.write_json` writes them (a firm's trust figures are one row per matter)."""
         def amounts() -> Iterator[dict[str, Any]]:
-            return (asdict(a) for a in self.amounts)
+            return (reports.row_dict(a) for a in self.amounts)
 
         return {"exact": self.exact, "headline": self.headline(), "lost": self.lost,
                 "duplicated": self.duplicated,

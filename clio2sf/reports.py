@@ -175,6 +175,21 @@ class Streamed:
         return Streamed(lambda: map(fn, self.items()))
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    """A dataclass row's fields as a dict, in field order, its values as they are: the JSON of
+    ``dataclasses.asdict`` for a row of plain values and dicts of them (asdict deep-copies each value, the
+    most of a report's time written row by row: a row per live bill and per matter)."""
+    import dataclasses
+
+    names = _FIELDS.get(type(row))
+    if names is None:
+        names = _FIELDS[type(row)] = tuple(f.name for f in dataclasses.fields(row))
+    return {n: getattr(row, n) for n in names}
+
+
 class SpillFolder:
     """A temporary folder for :class:`Spilled` tables, removed when no table (nor this) refers to it."""
 

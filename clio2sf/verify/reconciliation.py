@@ -290,9 +290,10 @@ class _Staged:
     """What the staging area says about one migration, read one Clio object at a time (never every row's id
     at once): the Clio objects with primary rows and their sobjects, the columns sent per sobject, natural
     keys, rejects; which objects are reconciled per record (their rows' ids follow the staged Clio records)
-    and their Clio kind; the activities that became Tasks. :meth:`primary_ids` reads an object's ids again."""
+    and their Clio kind; the activities that became Tasks. :meth:`primary_ids` reads an object's ids again.
+    ``folder``: an object's ids of more than ``reconcile.RUN`` are kept there (:class:`reconcile.IdSet`)."""
 
-    def __init__(self, mroot: Any) -> None:
+    def __init__(self, mroot: Any, folder: reports.SpillFolder | None = None) -> None:
         raw_root = mroot / "raw"
         self.sobjects: dict[str, set[str]] = defaultdict(set)  # clio object → sobjects of its primary rows
         self.columns: dict[str, set[str]] = defaultdict(set)  # sobject → columns sent
@@ -307,7 +308,7 @@ class _Staged:
         for pos, (sobject, clio_object, path) in enumerate(transformed_files(mroot)):
             self.files[clio_object].append((pos, sobject, path))
         for obj in sorted(self.files):
-            bases = reconcile.IdSet()  # this object's primary rows' Clio records (8 bytes each)
+            bases = reconcile.IdSet(folder=folder)  # this object's primary rows' Clio records (8 bytes each)
             # an object's files are in sobject order: its Tasks before the sobjects after "Task" that take
             # an activity back (the set is the Tasks added, less those taken back, object by object)
             tasks, gone = reconcile.IdSet(), reconcile.IdSet()
@@ -356,7 +357,8 @@ def _plain(value: str) -> tuple[str, int] | None:
     return None if "@" in value else reconcile.IdSet.split(value)
 
 
-def _found_rows(rows: Callable[[], Iterable[str]], again: Callable[[], Iterable[str]]) -> reconcile.FoundRows:
+def _found_rows(rows: Callable[[], Iterable[str]], again: Callable[[], Iterable[str]],
+                folder: reports.SpillFolder | None = None) -> reconcile.FoundRows:
     """One object's org rows summed up as they stream (:meth:`reconcile.FoundRows.of` without the list):
     the Clio records found, the row count and the Clio_Id__c values on more than one row.
 
@@ -365,10 +367,16 @@ def _found_rows(rows: Callable[[], Iterable[str]], again: Callable[[], Iterable[
     compared within each run of that record's rows (read back together, as loaded); the record's number is
     kept once a run: a record with rows in more than one run is counted again, by a second read of the rows.
     Any other row keeps an 8-byte hash, the rows read again only when two hashes agree (to name them exactly).
+    ``folder``: the numbers (of the rows, of the runs, of the records found) are kept there once a kind has
+    more than ``reconcile.RUN`` (:class:`reconcile.NumberRuns`), not in memory.
     """
-    found = reconcile.IdSet()
-    plain: dict[str, array] = {}  # kind → the number of each plain row
-    runs: dict[str, array] = {}  # kind → the number of the record of each run of occurrences
+    found = reconcile.IdSet(folder=folder)
+
+    def numbers() -> Any:
+        return array("q") if folder is None else reconcile.NumberRuns(folder)
+
+    plain: dict[str, Any] = {}  # kind → the number of each plain row
+    runs: dict[str, Any] = {}  # kind → the number of the record of each run of occurrences
     hashes = array("q")
     duplicates: dict[str, int] = {}
     run_base: str | None = None
@@ -380,20 +388,20 @@ def _found_rows(rows: Callable[[], Iterable[str]], again: Callable[[], Iterable[
         if split is not None:
             nums = plain.get(split[0])
             if nums is None:
-                nums = plain[split[0]] = array("q")
+                nums = plain[split[0]] = numbers()
             nums.append(split[1])
             continue
         base = reconcile.base_source_id(value)
-        found.add(base)
-        split = reconcile.IdSet.split(base)
-        if split is None:
-            hashes.append(hash(value))
-            continue
-        if base != run_base:
+        if base != run_base:  # a new run (its record added once: the run's other rows add nothing)
+            found.add(base)
+            split = reconcile.IdSet.split(base)
+            if split is None:
+                hashes.append(hash(value))
+                continue
             run_base, run_values = base, {}
             nums = runs.get(split[0])
             if nums is None:
-                nums = runs[split[0]] = array("q")
+                nums = runs[split[0]] = numbers()
             nums.append(split[1])
         seen = run_values.get(value, 0) + 1
         run_values[value] = seen
@@ -402,16 +410,16 @@ def _found_rows(rows: Callable[[], Iterable[str]], again: Callable[[], Iterable[
     del run_values
     while plain:
         kind, nums = plain.popitem()
-        if reconcile.increasing(nums):  # read back in id order: every row a record, once (no copy)
-            found.add_numbers(kind, nums)
-            continue
-        once = array("q")
+        if nums.strict if isinstance(nums, reconcile.NumberRuns) else reconcile.increasing(nums):
+            found.add_numbers(kind, nums.unique() if isinstance(nums, reconcile.NumberRuns) else nums)
+            continue  # read back in id order: every row a record, once (no copy)
+        once = numbers()
         for num, n in reconcile.counted(nums):
             once.append(num)
             if n > 1:
                 duplicates[f"{kind}-{num}"] = n
         del nums
-        found.add_numbers(kind, once)
+        found.add_numbers(kind, once.unique() if isinstance(once, reconcile.NumberRuns) else once)
     split_runs: set[str] = set()  # records whose occurrences came in more than one run
     while runs:
         kind, nums = runs.popitem()
@@ -433,9 +441,10 @@ def _found_rows(rows: Callable[[], Iterable[str]], again: Callable[[], Iterable[
     return reconcile.FoundRows(found, count, dict(sorted(duplicates.items())))
 
 
-def _source_ids(raw_root: Any, obj: str) -> reconcile.IdSet:
-    """The Clio records of ``obj`` staged (:func:`reconcile.source_totals`'s ids, without its figures)."""
-    ids = reconcile.IdSet()
+def _source_ids(raw_root: Any, obj: str, folder: reports.SpillFolder | None = None) -> reconcile.IdSet:
+    """The Clio records of ``obj`` staged (:func:`reconcile.source_totals`'s ids, without its figures);
+    ``folder``: kept there, not in memory, when there are more than ``reconcile.RUN``."""
+    ids = reconcile.IdSet(folder=folder)
     for env in iter_raw(raw_root, obj):
         ssid = env.get("source_system_id")
         if not ssid:
@@ -502,7 +511,10 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
     names the firm, the migration and the run, its money carries the bills' currency and its rows the
     names the firm knows (matter numbers, client names) read from the staged Clio records.
     """
-    staged = _Staged(mroot)
+    # an object's ids (staged, found in the org) go to files here past ``reconcile.RUN`` of a kind: what is
+    # held while it is compared is bounded by that, not by the object (removed with the reconciliation)
+    spill = reports.SpillFolder()
+    staged = _Staged(mroot, spill)
     notes = [f"{obj}: rows are derived (ids do not follow the Clio records): not reconciled per record"
              for obj in staged.derived]
     raw_root = mroot / "raw"
@@ -558,16 +570,25 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
                         if _kind(v := str(rec.get(EXT))) == kind)
             return
         summed.add(sobject)
+        # Clio kind → (figure, amount field) of this sobject's rows of that kind, in AMOUNT_TARGETS order
+        # (looked up once a row, not searched: every row of the firm is read here)
+        figures: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for figure, targets in AMOUNT_TARGETS.items():
+            for s, f, k in targets:
+                if s == sobject and f in amount_fields:
+                    figures[k].append((figure, f))
         for rec in _stream_sobject(client, sobject, [EXT, *amount_fields, *trust_cols], meta(sobject)):
             value = str(rec.get(EXT))
             row_kind = _kind(value)
             if row_kind == kind:
                 yield value
-            for figure, targets in AMOUNT_TARGETS.items():
-                for s, f, k in targets:
-                    if s == sobject and f in amount_fields and k == row_kind:
-                        sums[figure] += _dec(rec.get(f), f"{rec.get('Id')}: {f}")
-                        measured.add(figure)
+            for figure, f in figures.get(row_kind, ()):
+                amount = rec.get(f)
+                try:
+                    sums[figure] += Decimal(0) if amount is None else Decimal(str(amount))
+                except ArithmeticError:
+                    raise ValueError(f"{rec.get('Id')}: {f}: {amount!r} is not a number") from None
+                measured.add(figure)
             if trust_cols and row_kind == "bank_transaction":
                 _trust_figures(rec, sums, measured, trust_accounts, per_matter=matter_parts == 1)
 
@@ -592,8 +613,8 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
                     nk_notes.append(f"{sobject}: natural key not queryable: rows checked by the ledger's ids only")
                 yield from _natural_key_rows(client, sobject, key, ids, queryable)
 
-        found = _found_rows(org_rows, lambda: org_rows(first=False))
-        one = reconcile.reconcile(reconcile.SourceTotals(ids={obj: _source_ids(raw_root, obj)}),
+        found = _found_rows(org_rows, lambda: org_rows(first=False), spill)
+        one = reconcile.reconcile(reconcile.SourceTotals(ids={obj: _source_ids(raw_root, obj, spill)}),
                                   reconcile.TargetTotals(found={obj: found}), staged.rejects)
         objects.extend(one.objects)
         del found, one
@@ -617,13 +638,14 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
     for obj in money_objects:
         if obj != "bank_accounts":
             keep = None if matter_parts == 1 else (lambda k: not k.startswith(MATTER_FIGURE))
-            for k, v in reconcile.source_totals(envelopes, [*bank, obj], include=include, figures=keep).amounts.items():
+            for k, v in reconcile.source_totals(envelopes, [*bank, obj], include=include, figures=keep,
+                                                    folder=spill).amounts.items():
                 money_amounts[k] = money_amounts.get(k, Decimal(0)) + v
     if any(rejected.values()):
         notes.append("amounts: rejected records are excluded from the Clio side")
     task_activities = staged.task_activities
     if task_activities and "Clio_Total__c" not in staged.columns.get("Task", ()):
-        tasks = reconcile.source_totals(envelopes, ["activities"],
+        tasks = reconcile.source_totals(envelopes, ["activities"], folder=spill,
                                         include=lambda o, e: include(o, e) and e.get("source_system_id") in task_activities)
         money_amounts["time.amount"] = money_amounts.get("time.amount", Decimal(0)) - tasks.amounts.get(
             "time.amount", Decimal(0))
@@ -703,6 +725,8 @@ class Names(Mapping[str, str]):
         weakref.finalize(self, self._db.close)
         self._db.execute("PRAGMA journal_mode = OFF")
         self._db.execute("PRAGMA synchronous = OFF")
+        # pages cached: 256 KB, not SQLite's default 2 MB (1M records' names: ~2 MB less held, the same time)
+        self._db.execute("PRAGMA cache_size = -256")
         self._db.execute("CREATE TABLE wanted (obj TEXT, sid TEXT, PRIMARY KEY (obj, sid)) WITHOUT ROWID")
         self._db.execute("CREATE TABLE names (sid TEXT PRIMARY KEY, name TEXT) WITHOUT ROWID")
         self._objects: list[str] = []  # wanted objects in the order first asked
@@ -932,7 +956,7 @@ def _matter_amounts(client: Any, raw_root: Any, readable: Mapping[str, tuple[lis
             return key.startswith(MATTER_FIGURE) and f"matter-{key[len(MATTER_FIGURE):]}" in part
 
         clio = {} if include is None else reconcile.source_totals(envelopes, [*bank, "bank_transactions"],
-                                                                  include=include, figures=mine).amounts
+                                                                  include=include, figures=mine, folder=out.folder).amounts
         sums: dict[str, Decimal] = defaultdict(Decimal)
         if trust_cols:
             for rec in _stream_sobject(client, sobject, [EXT, *amount_fields, *trust_cols], meta(sobject),

@@ -29,6 +29,7 @@ Routing and derivation rules (the contract the verifier holds the migration to):
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
 import json
@@ -168,6 +169,12 @@ class RecordExpectation:
     left_behind: str | None = None  # the spec's approved not_migrated reason for this record, if any
 
 
+@functools.lru_cache(maxsize=64)
+def _width(count: int) -> int:
+    """How many last digits of a Clio number pick its part of ``count`` (:attr:`Part.width`)."""
+    return len(str(max(count - 1, 1)))
+
+
 @dataclass(frozen=True, slots=True)
 class Part:
     """Partition ``index`` of ``count`` of a group: the records whose Clio id (without ``#...`` and
@@ -183,17 +190,24 @@ class Part:
 
     @property
     def width(self) -> int:
-        return len(str(max(self.count - 1, 1)))
+        return _width(self.count)
 
     def share(self) -> float:
         """The largest share of a group's numbers a part of ``count`` holds (endings spread evenly)."""
         return -(-(10 ** self.width) // self.count) / 10 ** self.width
 
     def __contains__(self, key: object) -> bool:
-        if self.count <= 1:
+        count = self.count
+        if count <= 1:
             return True
-        tail = str(key).split("#", 1)[0].split("@", 1)[0][-self.width:]
-        part = int(tail) % self.count if len(tail) == self.width and tail.isascii() and tail.isdigit() else 0
+        sid = key if key.__class__ is str else str(key)
+        if "#" in sid:
+            sid = sid.split("#", 1)[0]
+        if "@" in sid:
+            sid = sid.split("@", 1)[0]
+        width = _width(count)
+        tail = sid[-width:]
+        part = int(tail) % count if len(tail) == width and tail.isascii() and tail.isdigit() else 0
         return part == self.index
 
     def endings(self) -> list[str] | None:

@@ -173,19 +173,27 @@ def test_found_rows_streamed_equal_the_list_and_name_duplicates_exactly():
     assert got.duplicates == {"calendar_entry-3@A": 2, "calendar_entry-4@A": 3, "x@1": 2}
 
 
-def test_found_rows_of_plain_ids_name_duplicates_without_reading_again(monkeypatch):
-    from clio2sf import reconcile
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_found_rows_of_plain_ids_name_duplicates_without_reading_again(monkeypatch, on_disk):
+    """``on_disk``: the numbers kept in files past ``RUN`` a kind (rows, runs, records found): the same."""
+    from clio2sf import reconcile, reports
     from clio2sf.verify.reconciliation import _found_rows
 
     monkeypatch.setattr(reconcile, "RUN", 2)
+    folder = reports.SpillFolder() if on_disk else None
     rows = ["matter-5", "matter-1", "contact-2", "matter-5", "matter-12", "matter-1", "matter-5", "odd"]
 
     def again():
         raise AssertionError("no occurrence: no second read")
 
-    got = _found_rows(lambda: iter(rows), again)
+    got = _found_rows(lambda: iter(rows), again, folder)
     assert got == reconcile.FoundRows.of(rows) and got.duplicates == {"matter-1": 2, "matter-5": 3}
-    ordered = _found_rows(lambda: iter(["matter-1", "matter-2", "matter-9"]), again)
+    assert isinstance(got.found.numbers["matter"], reconcile.NumberFile) == on_disk
+    many = [f"matter-{i}" for i in range(1, 30)] + ["matter-7"] + [f"matter-{i}" for i in range(40, 30, -1)]
+    many += [f"calendar_entry-{i}@A" for i in (1, 1, 2, 3, 4, 5, 6, 1)]  # calendar_entry-1 in two runs
+    got = _found_rows(lambda: iter(many), lambda: iter(many), folder)
+    assert got == reconcile.FoundRows.of(many) and got.duplicates == {"calendar_entry-1@A": 3, "matter-7": 2}
+    ordered = _found_rows(lambda: iter(["matter-1", "matter-2", "matter-9"]), again, folder)
     assert ordered.found == {"matter-1", "matter-2", "matter-9"} and ordered.rows == 3 and ordered.duplicates == {}
     assert list(reconcile.counted(reconcile.array("q", [4, 1, 4, 9, 1, 4]))) == [(1, 2), (4, 3), (9, 1)]
 
@@ -202,10 +210,29 @@ def test_repeated_hashes_found_across_sorted_runs(monkeypatch):
     assert list(reconcile.sorted_unique(values)) == [-4, 1, 2, 3, 5, 7, 8, 9, 11]
 
 
-def test_reconcile_reports_what_clio_holds_not_what_the_transform_sent(tmp_path: Path):
+@pytest.mark.parametrize("run", [None, 4])
+def test_reconcile_reports_what_clio_holds_not_what_the_transform_sent(tmp_path: Path, monkeypatch, run):
     """A seeded defect in the largest object: activity-50 is in Clio's raw records but the transform dropped
     it silently (no reject), activity-49 was sent but is not in the org, activity-3 is on two rows and the
-    org holds an activity Clio does not: each is reported, against the raw records."""
+    org holds an activity Clio does not: each is reported, against the raw records. ``run``: ids kept in
+    files past that many a kind (staged, found): the same report, and no file left behind."""
+    import tempfile
+
+    from clio2sf import reconcile
+
+    if run is not None:
+        monkeypatch.setattr(reconcile, "RUN", run)
+        monkeypatch.setattr(reconcile, "BLOCK", 3)
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+        (tmp_path / "tmp").mkdir()
+    made: list[str] = []
+    init = reconcile._File.__init__
+
+    def counting(self, folder):
+        init(self, folder)
+        made.append(self.path)
+
+    monkeypatch.setattr(reconcile._File, "__init__", counting)
     n = 50
     _raw(tmp_path, "activities", [_env("activities", f"activity-{i}", {"id": i, "type": "TimeEntry"})
                                   for i in range(1, n + 1)])
@@ -218,6 +245,12 @@ def test_reconcile_reports_what_clio_holds_not_what_the_transform_sent(tmp_path:
     doc = json.loads((tmp_path / "reports" / "final" / "reconciliation.json").read_text())
     [acts] = [o for o in doc["objects"] if o["object"] == "activities"]
     assert acts["missing_ids"] == ["activity-49", "activity-50"] and acts["duplicate_ids"] == {"activity-3": 2}
+    assert (len(made) >= 2) == (run is not None)  # the staged and the found ids were on disk
+    if run is not None:
+        import gc
+
+        gc.collect()
+        assert not list((tmp_path / "tmp").iterdir())  # the spill folder and its id files are removed
 
 
 def test_reconcile_holds_ids_compactly_not_as_strings(tmp_path: Path):

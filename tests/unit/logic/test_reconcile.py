@@ -118,33 +118,81 @@ def test_restaged_record_counts_its_last_version_summed_in_first_staged_order():
     assert source_totals(index, ["bills"]).amounts == src.amounts and calls == ["bills", "bills"]
 
 
-def test_id_set_answers_as_a_set_of_strings(monkeypatch):
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_id_set_answers_as_a_set_of_strings(monkeypatch, on_disk):
     """``IdSet`` (numbers per kind, other ids as text) gives a set of strings' answers: membership, size,
     common ids, the first missing in string order, union and difference, over ids that are not numbers
-    (occurrences, leading zeros, other digits) and across sort runs."""
+    (occurrences, leading zeros, other digits) and across sort runs; ``on_disk``: a kind of more than
+    ``RUN`` ids kept in files (runs as added, a sorted file once read), the same answers."""
     import random
 
     from clio2sf import reconcile as mod
+    from clio2sf import reports
     from clio2sf.reconcile import IdSet
 
     monkeypatch.setattr(mod, "RUN", 7)
+    monkeypatch.setattr(mod, "BLOCK", 5)
+    folder = reports.SpillFolder() if on_disk else None
     rnd = random.Random(5)
     pool = ([f"activity-{i}" for i in range(200)] + [f"matter-{i}" for i in range(0, 60, 3)]
             + ["activity-007", "activity-0", "activity-٣", "calendar_entry-4@20240101T150000Z", "odd", "-5",
                "activity-12345678901234567890", "a-b-9"])
+    files = 0
     for _ in range(30):
         a = [rnd.choice(pool) for _ in range(rnd.randint(0, 150))]
         b = [rnd.choice(pool) for _ in range(rnd.randint(0, 150))]
-        sa, sb, ia, ib = set(a), set(b), IdSet(a), IdSet(sorted(b))
+        sa, sb, ia, ib = set(a), set(b), IdSet(a, folder), IdSet(sorted(b), folder)
         assert len(ia) == len(sa) and ia == sa and set(ia) == sa and all((x in ia) == (x in sa) for x in pool)
-        assert ia.common(ib) == len(sa & sb)
+        assert ia.common(ib) == len(sa & sb) and ib.common(ia) == len(sa & sb)
         skip = set(rnd.sample(pool, 5))
         assert ia.first_missing(ib, 10, skip) == sorted(sa - sb - skip)[:10]
         assert (ia | ib) == sa | sb and (ia - ib) == sa - sb
-    more = IdSet(["matter-3"])
+        assert (ia == IdSet(a)) and (IdSet(a) == ia)
+        files += sum(isinstance(n, mod.NumberFile) for n in ia.numbers.values())
+    assert (files > 20) == on_disk  # the large kinds were on disk, never in memory whole
+    more = IdSet(["matter-3"], folder)
     assert "matter-3" in more
     more.add("matter-1")  # added after a read: merged with the sorted numbers
     assert more == {"matter-1", "matter-3"} and 5 not in more
+    big = IdSet([f"matter-{i}" for i in range(40, 0, -1)], folder)
+    big.add_numbers("matter", mod.array("q", [3, 50]))
+    big.add("matter-60")
+    assert big == {f"matter-{i}" for i in [*range(1, 41), 50, 60]}
+    big.add("matter-0")  # added after a read of a kind on disk
+    assert len(big) == 43 and "matter-0" in big and "matter-45" not in big
+
+
+def test_number_runs_merge_count_and_write_a_sorted_file(monkeypatch):
+    """Numbers appended in any order come back merged, counted and as a sorted file; in increasing order
+    their own file is the sorted one (no second file); fewer than ``RUN`` of them never touch the disk."""
+    import os
+    import random
+
+    from clio2sf import reconcile as mod
+    from clio2sf import reports
+
+    monkeypatch.setattr(mod, "RUN", 8)
+    monkeypatch.setattr(mod, "BLOCK", 3)
+    folder = reports.SpillFolder()
+    rnd = random.Random(3)
+    for n in (0, 5, 8, 9, 50, 200):
+        values = [rnd.randint(-20, 40) for _ in range(n)]
+        runs = mod.NumberRuns(folder)
+        for v in values:
+            runs.append(v)
+        assert list(runs.merged()) == sorted(values) and len(runs) == n
+        assert list(runs.counted()) == sorted(__import__("collections").Counter(values).items())
+        unique = runs.unique()
+        assert list(unique) == sorted(set(values)) and len(unique) == len(set(values))
+        assert isinstance(unique, mod.NumberFile) == (n >= 8)
+        assert all((v in unique) == (v in set(values)) for v in range(-25, 45))
+    ordered = mod.NumberRuns(folder)
+    for v in range(0, 300, 3):
+        ordered.append(v)
+    assert ordered.strict and ordered.unique().file is ordered.file
+    path = ordered.file.path
+    del ordered
+    assert not os.path.exists(path)  # a file goes with the last reader of it
 
 
 def test_reconcile_compares_id_sets_as_sets():
