@@ -11,6 +11,7 @@ in ``<delta_root>/conflicts.{jsonl,html}``. Only paths and counts are returned.
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -36,6 +37,8 @@ BATCH_SIZE = 1000
 STATE_FIELDS = ("SystemModstamp", "LastModifiedById")
 #: Field types that cannot be written back as they were read (compound, binary).
 NO_BEFORE_TYPES = frozenset({"address", "location", "base64"})
+
+log = logging.getLogger(__name__)
 
 
 def candidate_sobjects(spec: MappingSpec, clio_object: str) -> list[str]:
@@ -249,17 +252,75 @@ def _before_fields(meta: Mapping[str, Mapping[str, Any]]) -> list[str]:
             and str(f.get("type")) not in NO_BEFORE_TYPES and n != "Id"]
 
 
+class Dependent(NamedTuple):
+    """A lookup on a loaded object whose live records a delete of the parent would take along (Salesforce's
+    ``cascadeDelete``: an Account's Contacts, Opportunities, Events/Tasks, file links) or be refused for
+    (``restrictedDelete``: an Account's or a Contact's Cases)."""
+
+    sobject: str
+    field: str
+    detachable: bool  # nillable and updateable: cleared before the parent goes
+    restricted: bool
+
+
+def dependents(client: Any, sobject: str, load_order: Sequence[str] = delta.DEFAULT_LOAD_ORDER) -> list[Dependent]:
+    """The lookups of the objects in ``load_order`` whose records a delete of a ``sobject`` record cascades to
+    or is restricted by: the parent's ``childRelationships`` (``cascadeDelete`` / ``restrictedDelete``) and the
+    child fields' own flags (master-detail), where the child object and field are described."""
+    flags: dict[tuple[str, str], tuple[bool, bool]] = {}
+    for rel in client.describe(sobject).get("childRelationships") or ():
+        if rel.get("cascadeDelete") or rel.get("restrictedDelete"):
+            key = (str(rel.get("childSObject")), str(rel.get("field")))
+            flags[key] = (bool(rel.get("cascadeDelete")), bool(rel.get("restrictedDelete")))
+    out: list[Dependent] = []
+    for child in dict.fromkeys(load_order):
+        try:
+            fields = client.describe(child)["fields"]
+        except Exception:  # an object this org does not have  # noqa: BLE001
+            continue
+        for f in fields:
+            if f.get("type") != "reference" or sobject not in (f.get("referenceTo") or ()):
+                continue
+            cascade, restricted = flags.get((child, f["name"]), (False, False))
+            cascade = cascade or bool(f.get("cascadeDelete"))
+            restricted = restricted or bool(f.get("restrictedDelete"))
+            if cascade or restricted:
+                out.append(Dependent(child, f["name"], bool(f.get("nillable") and f.get("updateable")), restricted))
+    return out
+
+
+def _child_ssid(rec: Mapping[str, Any], parent_ssid: str, dep: Dependent) -> str:
+    """The ledger's name of a child record: its ``Clio_Id__c``, else a link row of the parent it went with."""
+    ext = rec.get(EXT)
+    return str(ext) if ext else f"{parent_ssid}#{dep.sobject}-{rec['Id']}"
+
+
 def apply_deletes(client: Any, mroot: Any, plan: Mapping[str, Any], run_id: str, migration_id: str, *,
-                  phase: str = "delta", delta_root: Any = None) -> dict[str, Any]:
+                  phase: str = "delta", delta_root: Any = None,
+                  load_order: Sequence[str] = delta.DEFAULT_LOAD_ORDER) -> dict[str, Any]:
     """Delete the planned records (reverse dependency order), ledgering each with its before-image.
 
     ``plan`` is :func:`plan_window`'s result; its deletes file is read from ``delta_root`` when
     given, else from ``plan["deletes_path"]`` rebuilt with ``mroot``'s path class.
     ContentVersion rows are deleted through their ContentDocument (``file_ids`` in the ledger).
+
+    Salesforce deletes a record's cascade children with it (an Account's Contacts...) and refuses to delete
+    one a Case names. A child still live when its parent's turn comes (children deleted in this window went
+    before it: reverse load order) belongs to a record Clio still has, so before the parent goes each live
+    child of :func:`dependents` is detached: the lookup cleared (ledger operation ``detach``, the before-image
+    ``{"Id", field: parent}``, so a rollback re-creates the parent and then points the child at it again).
+    A child that cannot be detached (a required lookup: a junction's, a file link's) goes with its parent: it
+    is ledgered as a delete with its before-image (``<parent>#<object>-<id>`` unless it has a ``Clio_Id__c``)
+    and counted in ``cascaded``, never silent. A parent with a child whose detach failed is not deleted (failed
+    ``DETACH_FAILED``); a parent whose delete fails gets its detached children back (``reattach``).
+    Returns ``{"counts", "failed", "detached", "cascaded"}`` (``detached``/``cascaded``: ``Object.Field`` ->
+    records).
     """
     path = delta_root / DELETES_FILE if delta_root is not None else type(mroot)(plan["deletes_path"])
     todo = staging.read_jsonl(path)
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    detached: dict[str, int] = defaultdict(int)
+    cascaded: dict[str, int] = defaultdict(int)
     groups: list[tuple[str, list[dict[str, Any]]]] = []
     for d in todo:
         if groups and groups[-1][0] == d["sobject"]:
@@ -270,6 +331,7 @@ def apply_deletes(client: Any, mroot: Any, plan: Mapping[str, Any], run_id: str,
     for sobject, items in groups:
         meta = {f["name"]: f for f in client.describe(sobject)["fields"]}
         fields = _before_fields(meta)
+        deps = dependents(client, sobject, load_order) if sobject != "ContentVersion" else []
         for part in chunked(items, COMPOSITE_CHUNK):
             step += 1
             before = {str(r["Id"])[:15]: {f: r.get(f) for f in fields}
@@ -280,7 +342,15 @@ def apply_deletes(client: Any, mroot: Any, plan: Mapping[str, Any], run_id: str,
                 files = {str(r["Id"])[:15]: r["ContentDocumentId"] for r in query_in(
                     client, "ContentVersion", ["Id", "ContentDocumentId"], "Id", targets)}
                 targets = [files.get(t[:15], t) for t in targets]
-            results = client.composite_delete(targets)
+            parents = {d["sf_id"]: d["source_system_id"] for d in part}
+            moved, stuck = _detach(client, mroot, deps, parents, run_id, migration_id, phase, step, detached)
+            going = _cascade_images(client, deps, parents)
+            # a parent with a live child that could not be detached is not deleted (the child would go with it)
+            sent = [t for d, t in zip(part, targets, strict=True) if d["sf_id"][:15] not in stuck]
+            answers = iter(client.composite_delete(sent) if sent else [])
+            results = [next(answers) if d["sf_id"][:15] not in stuck else {"success": False, "errors": [
+                {"statusCode": "DETACH_FAILED", "message": "a live record naming it could not be detached "
+                 "(see its detach line): not deleted"}]} for d in part]
             with LedgerWriter(mroot, migration_id, run_id, phase, sobject, f"deletes-{step:05d}") as w:
                 for d, res in zip(part, results, strict=True):
                     ok = bool(res.get("success"))
@@ -293,5 +363,113 @@ def apply_deletes(client: Any, mroot: Any, plan: Mapping[str, Any], run_id: str,
                              status="ok" if ok or gone else "failed",
                              error=None if ok else f"{code}: {str(errs[0].get('message') or '')[:300]}")
                     counts[sobject]["deleted" if ok else "already_gone" if gone else "failed"] += 1
+            deleted = {d["sf_id"][:15] for d, res in zip(part, results, strict=True) if res.get("success")}
+            _reattach(client, mroot, [m for m in moved if m[2][:15] not in deleted], run_id, migration_id, phase,
+                      step, detached)
+            _ledger_cascade(mroot, [g for g in going if g[2][:15] in deleted], run_id, migration_id, phase, step,
+                            cascaded)
+    if any(cascaded.values()):
+        log.warning("delta deletes: records Salesforce deleted with their parent (ledgered, see 'cascaded'): %s",
+                    dict(cascaded))
     return {"counts": {s: dict(c) for s, c in counts.items()},
-            "failed": sum(c.get("failed", 0) for c in counts.values())}
+            "failed": sum(c.get("failed", 0) for c in counts.values()),
+            "detached": {k: v for k, v in detached.items() if v}, "cascaded": {k: v for k, v in cascaded.items() if v}}
+
+
+#: A detached child: (dependent, record's ledger name, parent id, child id).
+_Moved = tuple[Dependent, str, str, str]
+
+
+def _live_children(client: Any, dep: Dependent, parent_ids: Iterable[str], extra: Sequence[str] = ()
+                   ) -> Iterable[dict[str, Any]]:
+    meta = _fields_present(client, dep.sobject)
+    fields = ["Id", dep.field, *([EXT] if EXT in meta else []), *extra]
+    return query_in(client, dep.sobject, fields, dep.field, parent_ids)
+
+
+def _detach(client: Any, mroot: Any, deps: Sequence[Dependent], parents: Mapping[str, str], run_id: str,
+            migration_id: str, phase: str, step: int, detached: dict[str, int]) -> tuple[list[_Moved], set[str]]:
+    """Clear the lookup of every live child of the parents about to be deleted that can be cleared (ledger:
+    ``detach`` with the before-image). ``parents``: parent id -> its ledger name. Returns the children moved
+    and the parents (15-character ids) with a child whose detach failed."""
+    ssid_of = {k[:15]: v for k, v in parents.items()}
+    moved: list[_Moved] = []
+    stuck: set[str] = set()
+    for dep in deps:
+        if not dep.detachable:
+            continue
+        found = [r for r in _live_children(client, dep, parents) if r.get(dep.field)]
+        for part in chunked(found, COMPOSITE_CHUNK):
+            results = client.composite_update([{"attributes": {"type": dep.sobject}, "id": r["Id"], dep.field: None}
+                                               for r in part])
+            with LedgerWriter(mroot, migration_id, run_id, phase, dep.sobject, f"detach-{step:05d}") as w:
+                for r, res in zip(part, results, strict=True):
+                    parent = str(r[dep.field])
+                    ssid = _child_ssid(r, ssid_of.get(parent[:15], parent), dep)
+                    ok = bool(res.get("success"))
+                    errs = res.get("errors") or [{}]
+                    w.record(source_system_id=ssid, sf_id=r["Id"], operation="detach", created=False,
+                             before={"Id": r["Id"], dep.field: parent} if ok else None,
+                             status="ok" if ok else "failed",
+                             error=None if ok else f"{errs[0].get('statusCode')}: {str(errs[0].get('message'))[:300]}")
+                    if ok:
+                        detached[f"{dep.sobject}.{dep.field}"] += 1
+                        moved.append((dep, ssid, parent, str(r["Id"])))
+                    else:
+                        stuck.add(parent[:15])
+    return moved, stuck
+
+
+def _reattach(client: Any, mroot: Any, moved: Sequence[_Moved], run_id: str, migration_id: str, phase: str,
+              step: int, detached: dict[str, int]) -> None:
+    """Point the children detached from parents whose delete failed at them again (ledger: ``reattach``)."""
+    by_dep: dict[Dependent, list[_Moved]] = defaultdict(list)
+    for m in moved:
+        by_dep[m[0]].append(m)
+    for dep, rows in by_dep.items():
+        for part in chunked(rows, COMPOSITE_CHUNK):
+            results = client.composite_update([{"attributes": {"type": dep.sobject}, "id": cid, dep.field: parent}
+                                               for _d, _s, parent, cid in part])
+            with LedgerWriter(mroot, migration_id, run_id, phase, dep.sobject, f"reattach-{step:05d}") as w:
+                for (_d, ssid, _parent, cid), res in zip(part, results, strict=True):
+                    ok = bool(res.get("success"))
+                    errs = res.get("errors") or [{}]
+                    w.record(source_system_id=ssid, sf_id=cid, operation="reattach", created=False,
+                             before={"Id": cid, dep.field: None} if ok else None, status="ok" if ok else "failed",
+                             error=None if ok else f"{errs[0].get('statusCode')}: {str(errs[0].get('message'))[:300]}")
+                    if ok:
+                        detached[f"{dep.sobject}.{dep.field}"] -= 1
+
+
+def _cascade_images(client: Any, deps: Sequence[Dependent], parents: Mapping[str, str]
+                    ) -> list[tuple[Dependent, str, str, str, dict[str, Any] | None]]:
+    """(dependent, ledger name, parent id, child id, before-image) of the live children the delete will take
+    along (lookups that cannot be cleared)."""
+    ssid_of = {k[:15]: v for k, v in parents.items()}
+    out = []
+    for dep in deps:
+        if dep.detachable or dep.restricted:
+            continue  # a restricting child that cannot be cleared makes the delete fail: nothing goes
+        meta = _fields_present(client, dep.sobject)
+        fields = _before_fields(meta)
+        direct = ["IsDirect"] if "IsDirect" in meta else []
+        for r in _live_children(client, dep, parents, [f for f in fields if f != dep.field] + direct):
+            parent = str(r[dep.field])
+            # a direct AccountContactRelation is Salesforce's own (it follows the Contact's AccountId): ledgered
+            # without a before-image, so a rollback does not make a second relation of it
+            image = None if r.get("IsDirect") else {f: r.get(f) for f in fields}
+            out.append((dep, _child_ssid(r, ssid_of.get(parent[:15], parent), dep), parent, str(r["Id"]), image))
+    return out
+
+
+def _ledger_cascade(mroot: Any, going: Sequence[tuple[Dependent, str, str, str, dict[str, Any] | None]], run_id: str,
+                    migration_id: str, phase: str, step: int, cascaded: dict[str, int]) -> None:
+    """Ledger the children Salesforce deleted with their parent, as deletes with their before-image."""
+    by_obj: dict[str, list[tuple[Dependent, str, str, str, dict[str, Any] | None]]] = defaultdict(list)
+    for g in going:
+        by_obj[g[0].sobject].append(g)
+    for child, rows in by_obj.items():
+        with LedgerWriter(mroot, migration_id, run_id, phase, child, f"cascade-{step:05d}") as w:
+            for dep, ssid, _parent, cid, image in rows:
+                w.record(source_system_id=ssid, sf_id=cid, operation="delete", created=False, before=image)
+                cascaded[f"{dep.sobject}.{dep.field}"] += 1

@@ -6,10 +6,13 @@ resumable: ids already gone are skipped (reported as already done), and the roll
 ledger lines (phase ``rollback``, written under the *rolled-back* run's id via
 :meth:`RollbackOp.ledger_kwargs`) make a second plan for the same run empty.
 
-Re-creations run first, in load order (a record a delta deleted comes back from its before-image,
-with a new Salesforce id that the ledger line ``recreate`` records next to the old one in
-``before["Id"]``); restores follow, in load order, writing the before-image back (fields that were
-null get null; lookups to re-created records get their new ids); deletions come last, in reverse
+Re-creations and restores run first, object by object in load order, each object's re-creations
+before its restores (a record a delta deleted comes back from its before-image, with a new
+Salesforce id that the ledger line ``recreate`` records next to the old one in ``before["Id"]``; a
+restore writes the before-image back: fields that were null get null, lookups to re-created records
+get their new ids). So a Contact a delta detached from an Account it deleted is back under the
+re-created Account before the AccountContactRelations that went with that Account are re-created
+(Salesforce refuses a relation to a private contact). Deletions come last, in reverse
 dependency order (files first, Account last). Deleting last matters: Salesforce deletes an
 Account's Contacts (and a Contact's activities...) with it, so a Contact the run moved under an
 Account it created must get its old AccountId back *before* that Account goes, or the delete
@@ -247,9 +250,10 @@ def _plan(work: pd.DataFrame, done: set[tuple[str, str, str]], recreated: dict[s
         still_there, recreates = _present(recreates, exists)
         skipped += [(o.action, o.sobject, o.sf_id, "still in Salesforce: nothing to re-create") for o in still_there]
     ops.sort(key=lambda o: (-rank(o.sobject), o.sobject, o.sf_id))
-    recreates.sort(key=lambda o: (rank(o.sobject), o.sobject, o.sf_id))
-    restores.sort(key=lambda o: (rank(o.sobject), o.sobject, o.sf_id))
-    return RollbackPlan(recreates + restores + ops, skipped, recreated)
+    # per object in load order: its re-creations, then its restores (a Contact gets its Account back before the
+    # AccountContactRelations that a delete took along are re-created)
+    back = sorted(recreates + restores, key=lambda o: (rank(o.sobject), o.sobject, o.action != "recreate", o.sf_id))
+    return RollbackPlan(back + ops, skipped, recreated)
 
 
 def recreated_ids(ledger: pd.DataFrame) -> dict[str, str]:
@@ -468,8 +472,8 @@ def iter_rollback(root: Any, *, run_id: str | None = None, migration_id: str | N
                   recreated: dict[str, str] | None = None, chunk: int | None = None) -> Iterable[Step]:
     """The plan of :func:`plan_rollback_from_ledger`, a step at a time: ``(operations, already_done)`` of at most
     ``chunk`` (default :data:`STREAM_CHUNK`) operations of one action and one sobject, in the plan's order
-    (re-creations, then restores, per object in load order; then deletes per object in reverse load order;
-    each object's by Salesforce id).
+    (per object in load order its re-creations, then its restores; then deletes per object in reverse load
+    order; each object's by Salesforce id).
 
     The operations are the plan's, in its order. ``already_done`` holds the same entries as the plan's, in the
     order of the steps (the plan lists them by cause). The ledger is indexed in a temporary SQLite file of
@@ -555,8 +559,7 @@ def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], ch
             return "recreate", obj, sf_id, "re-created by an earlier rollback"
         return RollbackOp("recreate", obj, sf_id, ssid, rid, json.loads(before))
 
-    for obj in sorted(objects("SELECT DISTINCT obj FROM work WHERE operation = 'delete' AND before IS NOT NULL"),
-                      key=lambda s: (rank(s), s)):
+    def recreates_of(obj: str) -> Iterable[Step]:
         rows = db.execute("SELECT obj, sf_id, sf15, ssid, run_id, before, EXISTS(SELECT 1 FROM work c WHERE "
                           "c.obj = w.obj AND c.sf15 = w.sf15 AND c.created = 1) FROM work w WHERE obj = ? "
                           "AND operation = 'delete' AND before IS NOT NULL ORDER BY sf_id, k", (obj,))
@@ -570,9 +573,9 @@ def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], ch
             return "restore", obj, sf_id, "restored by an earlier rollback"
         return RollbackOp("restore", obj, sf_id, ssid, rid, json.loads(before))
 
-    # the earliest update with a before-image per record (updated_with_before), in load order
-    for obj in sorted(objects("SELECT DISTINCT obj FROM work WHERE created = 0 AND before IS NOT NULL"),
-                      key=lambda s: (rank(s), s)):
+    # per object in load order: its re-creations, then the earliest update with a before-image per record
+    # (updated_with_before)
+    def restores_of(obj: str) -> Iterable[Step]:
         rows = db.execute(
             "SELECT obj, sf_id, ssid, run_id, before, MIN(k), "
             "EXISTS(SELECT 1 FROM work d WHERE d.obj = w.obj AND d.sf_id = w.sf_id AND d.operation = 'delete') "
@@ -580,6 +583,14 @@ def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], ch
             "EXISTS(SELECT 1 FROM done r WHERE r.op = 'restore' AND r.obj = w.obj AND r.sf_id = w.sf_id) "
             "FROM work w WHERE obj = ? AND created = 0 AND before IS NOT NULL GROUP BY sf_id ORDER BY sf_id", (obj,))
         yield from paged(rows, restore, True, "no longer in Salesforce: already done")
+
+    back_objs = set(objects("SELECT DISTINCT obj FROM work WHERE operation = 'delete' AND before IS NOT NULL"))
+    restore_objs = set(objects("SELECT DISTINCT obj FROM work WHERE created = 0 AND before IS NOT NULL"))
+    for obj in sorted(back_objs | restore_objs, key=lambda s: (rank(s), s)):
+        if obj in back_objs:
+            yield from recreates_of(obj)
+        if obj in restore_objs:
+            yield from restores_of(obj)
 
     # deletes last: a restore first takes a record out from under a parent the run created (see the module doc)
     if db.execute("SELECT 1 FROM foreign_skip LIMIT 1").fetchone():

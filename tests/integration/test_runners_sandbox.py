@@ -115,3 +115,67 @@ def test_rollback_restores_a_contact_before_deleting_the_account_it_was_moved_to
         {"attributes": {"type": "Contact", "url": f"/services/data/v59.0/sobjects/Contact/{kept_id}"},
          "Id": kept_id, "AccountId": None}]
     assert not hook.query_all(f"SELECT Id FROM Account WHERE Id = '{acc[0]['id']}'")
+
+
+def _deletes_file(droot: Path, rows: list[dict]) -> None:
+    droot.mkdir(parents=True, exist_ok=True)
+    (droot / "deletes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_a_parent_whose_delete_fails_gets_its_detached_contacts_back(hook, tmp_path: Path):
+    """The delta detaches an Account's live Contacts before deleting it; when the delete then fails (here a Case,
+    outside the load order given, restricts it), the Contacts are put back under it (ledger: detach, reattach)."""
+    from clio2sf.delta_run import apply_deletes
+
+    acc = hook.composite_create([{"attributes": {"type": "Account"}, "Name": "Kept Co", "Clio_Id__c": "contact-910"}])
+    acc_id = acc[0]["id"]
+    con = hook.composite_create([{"attributes": {"type": "Contact"}, "LastName": "Stays", "AccountId": acc_id,
+                                  "Clio_Id__c": "contact-911"}])
+    hook.composite_create([{"attributes": {"type": "Case"}, "AccountId": acc_id, "Subject": "Open matter"}])
+    droot = tmp_path / "delta" / "w9"
+    _deletes_file(droot, [{"sobject": "Account", "source_system_id": "contact-910", "sf_id": acc_id}])
+    out = apply_deletes(hook, tmp_path, {}, "w9", "m1", delta_root=droot, load_order=("Account", "Contact"))
+    assert out["counts"] == {"Account": {"failed": 1}} and out["detached"] == {} and out["cascaded"] == {}, out
+    assert hook.query_all(f"SELECT AccountId FROM Contact WHERE Id = '{con[0]['id']}'")[0]["AccountId"] == acc_id
+    lines = read_ledger(tmp_path, run_id="w9")
+    assert sorted(zip(lines["object"], lines["operation"], lines["status"], strict=True)) == [
+        ("Account", "delete", "failed"), ("Contact", "detach", "ok"), ("Contact", "reattach", "ok")]
+    assert "DELETE_FAILED" in lines[lines["object"] == "Account"]["error"].iloc[0]
+
+
+class _RefusingUpdates:
+    """The hook, except that updates of the given ids fail (as a validation rule would refuse them)."""
+
+    def __init__(self, hook, refused: set[str]):
+        self.hook, self.refused = hook, refused
+
+    def __getattr__(self, name):
+        return getattr(self.hook, name)
+
+    def composite_update(self, records):
+        ok = [r for r in records if r["id"] not in self.refused]
+        answers = iter(self.hook.composite_update(ok) if ok else [])
+        return [next(answers) if r["id"] not in self.refused else {"success": False, "errors": [
+            {"statusCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "refused"}]} for r in records]
+
+
+def test_a_parent_with_a_contact_that_cannot_be_detached_is_not_deleted(hook, tmp_path: Path):
+    """If one live Contact cannot be detached, deleting its Account would take it along: the Account is kept
+    (failed DETACH_FAILED) and the Contact that was detached is put back."""
+    from clio2sf.delta_run import apply_deletes
+
+    acc = hook.composite_create([{"attributes": {"type": "Account"}, "Name": "Held Co", "Clio_Id__c": "contact-920"}])
+    acc_id = acc[0]["id"]
+    cons = hook.composite_create([{"attributes": {"type": "Contact"}, "LastName": f"Held {i}", "AccountId": acc_id,
+                                   "Clio_Id__c": f"contact-92{i}"} for i in (1, 2)])
+    droot = tmp_path / "delta" / "w8"
+    _deletes_file(droot, [{"sobject": "Account", "source_system_id": "contact-920", "sf_id": acc_id}])
+    client = _RefusingUpdates(hook, {cons[0]["id"]})
+    out = apply_deletes(client, tmp_path, {}, "w8", "m1", delta_root=droot, load_order=("Account", "Contact"))
+    assert out["counts"] == {"Account": {"failed": 1}} and out["detached"] == {}, out
+    assert hook.query_all(f"SELECT Id FROM Account WHERE Id = '{acc_id}'")
+    got = {r["Id"]: r["AccountId"] for r in hook.query_all(
+        f"SELECT Id, AccountId FROM Contact WHERE Id IN ('{cons[0]['id']}', '{cons[1]['id']}')")}
+    assert got == {cons[0]["id"]: acc_id, cons[1]["id"]: acc_id}
+    lines = read_ledger(tmp_path, run_id="w8")
+    assert "DETACH_FAILED" in lines[lines["object"] == "Account"]["error"].iloc[0]

@@ -71,7 +71,7 @@ def test_apply_deletes_ledgers_a_before_image(window):
     plan = plan_window(org, mroot, load_spec(None), delta_root=droot, current_ids={"contacts": [1, 2, 4]},
                        integration_user_ids=[INTEG])
     out = apply_deletes(org, mroot, plan, "delta-1", "m1", delta_root=droot)
-    assert out == {"counts": {"Contact": {"deleted": 1}}, "failed": 0}
+    assert out == {"counts": {"Contact": {"deleted": 1}}, "failed": 0, "detached": {}, "cascaded": {}}
     assert org.deleted == ["0033"]
     line = read_ledger(mroot, "delta-1").iloc[0]
     assert line["operation"] == "delete" and line["before"]["LastName"] == "L3"

@@ -138,13 +138,20 @@ def load_changes() -> dict[str, Any]:
 
 
 def delete_removed() -> dict[str, Any]:
-    """Delete from Salesforce what was deleted in Clio (before-images kept for rollback)."""
+    """Delete from Salesforce what was deleted in Clio (before-images kept for rollback); live records whose
+    lookup names a deleted parent are detached first, so Salesforce's delete cascade cannot take them
+    (:func:`clio2sf.delta_run.apply_deletes`)."""
     p = params()
     root = mroot(p)
     droot = delta_root(root)
     plan = staging.read_json(droot / "plan.json")
     hold_lease("delta")
-    return apply_deletes(migration.salesforce_hook(params()), root, plan, run_id(), p["migration_id"], delta_root=droot)
+    out = apply_deletes(migration.salesforce_hook(params()), root, plan, run_id(), p["migration_id"], delta_root=droot,
+                        load_order=firm_spec(p["firm"]).load_order)
+    if out["detached"]:
+        log.info("delta window %s: live records detached from a parent deleted in Clio (ledgered, restored by a "
+                 "rollback): %s", window_key(), out["detached"])
+    return out
 
 
 def commit_watermarks() -> dict[str, str]:

@@ -202,3 +202,27 @@ def test_a_later_run_rolled_back_after_the_first_reads_only_what_names_its_recor
     assert "500Z" in {o.sf_id for o in plan_rollback_from_ledger(tmp_path, run_id="delta1").operations}
     with pytest.raises(ValueError, match="run 'delta1'"):
         plan_rollback_from_ledger(tmp_path, run_id="delta1", migration_id="m-none")
+
+
+def test_each_object_is_recreated_then_restored_in_load_order(tmp_path):
+    """A delta that deleted an Account took along an AccountContactRelation (ledgered as a delete with its
+    before-image) and detached the Contact (a before-image): the Contact must get its Account back before the
+    relation is re-created (Salesforce refuses a relation to a private contact), so the plan goes object by object
+    in load order, re-creations then restores: Account, Contact, AccountContactRelation, Case. The old plan ran
+    every re-creation before any restore."""
+    with LedgerWriter(tmp_path, "m1", "d1", "delta", "Contact", "detach-00001") as w:
+        w.record(source_system_id="contact-2", sf_id="003A", operation="detach", created=False,
+                 before={"Id": "003A", "AccountId": "001A"})
+    with LedgerWriter(tmp_path, "m1", "d1", "delta", "Case", "detach-00001") as w:
+        w.record(source_system_id="matter-3", sf_id="500A", operation="detach", created=False,
+                 before={"Id": "500A", "AccountId": "001A"})
+    with LedgerWriter(tmp_path, "m1", "d1", "delta", "AccountContactRelation", "cascade-00001") as w:
+        w.record(source_system_id="contact-1#AccountContactRelation-07kA", sf_id="07kA", operation="delete",
+                 created=False, before={"AccountId": "001A", "ContactId": "003A", "IsActive": True})
+    with LedgerWriter(tmp_path, "m1", "d1", "delta", "Account", "deletes-00001") as w:
+        w.record(source_system_id="contact-1", sf_id="001A", operation="delete", created=False,
+                 before={"Name": "Gone Co"})
+    present = {"003A", "500A"}
+    plan = _plan(tmp_path, run_id="d1", exists=lambda s, ids: [i for i in ids if i in present])
+    assert [(o.action, o.sobject) for o in plan.operations] == [
+        ("recreate", "Account"), ("restore", "Contact"), ("recreate", "AccountContactRelation"), ("restore", "Case")]
