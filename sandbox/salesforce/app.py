@@ -126,7 +126,7 @@ class Sandbox:
         self.instance_url = f"https://{host}:{port}"
         self.sessions: dict[str, tuple[str, float]] = {}
         self.refresh_tokens: dict[str, str] = {}
-        self.cursors: dict[str, tuple[Runner | None, list[dict], float]] = {}
+        self.cursors: dict[str, tuple[Runner, list[dict], int, float]] = {}
         self.log_lock = threading.Lock()
         self.log: list[dict] = []
         self.log_file = (org.dir / "requests.jsonl").open("a", encoding="utf-8")
@@ -653,15 +653,36 @@ def _query(sb: Sandbox, soql: str, include_deleted: bool, request: Request, user
     return _page(sb, runner, rows, 0, _page_size(request))
 
 
-def _page(sb: Sandbox, runner: Runner, rows: list[dict], start: int, size: int) -> Response:
+#: A REST query cursor not read for this long is released (Salesforce: "QueryLocator objects expire
+#: automatically after 15 minutes of inactivity"; since API 56.0 results stay for 2 days: the shorter
+#: is the stricter).  A cursor whose last page was served is released at once.
+CURSOR_IDLE_SECONDS = 15 * 60
+
+
+def _page(sb: Sandbox, runner: Runner, rows: list[dict], start: int, size: int, loc: str | None = None) -> Response:
+    """One page of a REST query's rows.  The cursor (``loc``) holds the rows until its last page is
+    served or it goes idle, as a real org's server-side cursor; it never outlives them, so a paged-through
+    query's rows are freed (before, every page opened a cursor of its own that held the whole result)."""
     part = rows[start:start + size]
     out: dict[str, Any] = {"totalSize": len(rows), "done": start + size >= len(rows),
                            "records": [runner.render(r) for r in part]}
-    if not out["done"]:
-        loc = sb.org.new_id("01g")
-        sb.cursors[loc] = (runner, rows, size)
+    if out["done"]:
+        if loc is not None:
+            sb.cursors.pop(loc, None)
+    else:
+        if loc is None:
+            _release_idle_cursors(sb)
+            loc = sb.org.new_id("01g")
+        sb.cursors[loc] = (runner, rows, size, time.monotonic())
         out["nextRecordsUrl"] = f"/services/data/{API}/query/{loc}-{start + size}"
     return JSONResponse(out)
+
+
+def _release_idle_cursors(sb: Sandbox) -> None:
+    now = time.monotonic()
+    for loc, hit in list(sb.cursors.items()):
+        if now - hit[3] > CURSOR_IDLE_SECONDS:
+            sb.cursors.pop(loc, None)
 
 
 def _query_more(sb: Sandbox, token: str) -> Response:
@@ -669,8 +690,8 @@ def _query_more(sb: Sandbox, token: str) -> Response:
     hit = sb.cursors.get(loc)
     if hit is None or not start.isdigit():
         raise HttpError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
-    runner, rows, size = hit
-    return _page(sb, runner, rows, int(start), int(size))
+    runner, rows, size, _ = hit
+    return _page(sb, runner, rows, int(start), int(size), loc)
 
 
 # -- composite ------------------------------------------------------------------------------------

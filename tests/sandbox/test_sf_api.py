@@ -164,6 +164,55 @@ def test_soql_relationships_where_order_and_paging(sf) -> None:
     assert _errors(ei.value)[0]["errorCode"] == "MALFORMED_QUERY"
 
 
+def test_a_rest_query_cursor_is_released_with_its_last_page(sf) -> None:
+    """A cursor holds its rows until the last page is served (then its locator is invalid), not for
+    the server's life: before, each page opened a cursor of its own holding the whole result, and an
+    xl verify's REST queries grew the sandbox past 16 GB."""
+    acc = sf.Account.create({"Name": "Cursor Parent", "Clio_Id__c": "contact-501"})["id"]
+    rows = [{"attributes": {"type": "Contact"}, "LastName": f"C{i:04d}", "AccountId": acc} for i in range(2100)]
+    for i in range(0, len(rows), 200):
+        assert all(r["success"] for r in sf.restful("composite/sobjects", method="POST",
+                                                    json={"records": rows[i:i + 200]}))
+    q = f"SELECT Id, LastName FROM Contact WHERE AccountId = '{acc}' ORDER BY LastName"
+    first = sf.query(q)
+    url = first["nextRecordsUrl"]
+    assert first["done"] is False and len(first["records"]) == 2000
+    again = sf.query(q)  # a second cursor on the same query; the first stays open
+    assert again["nextRecordsUrl"].rsplit("-", 1)[0] != url.rsplit("-", 1)[0]
+    last = sf.query_more(url, identifier_is_url=True)
+    assert last["done"] is True and [r["LastName"] for r in last["records"]] == [f"C{i:04d}" for i in range(2000, 2100)]
+    with pytest.raises(SalesforceMalformedRequest) as ei:
+        sf.query_more(url, identifier_is_url=True)
+    assert _errors(ei.value)[0]["errorCode"] == "INVALID_QUERY_LOCATOR"
+    rest = sf.query_more(again["nextRecordsUrl"], identifier_is_url=True)
+    assert rest["done"] is True and len(rest["records"]) == 100
+
+
+def test_an_idle_rest_query_cursor_is_released_when_another_opens(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from sandbox.salesforce import app
+
+    clock = [1000.0]
+    monkeypatch.setattr(app.time, "monotonic", lambda: clock[0])
+    ids = iter(range(100))
+    sb = SimpleNamespace(cursors={}, org=SimpleNamespace(new_id=lambda prefix: f"{prefix}{next(ids):03d}"))
+    runner = SimpleNamespace(render=lambda r: r)
+    rows = [{"n": i} for i in range(5)]
+    app._page(sb, runner, rows, 0, 2)
+    assert list(sb.cursors) == ["01g000"]
+    clock[0] += app.CURSOR_IDLE_SECONDS - 1
+    app._query_more(sb, "01g000-2")  # read: no longer idle
+    clock[0] += app.CURSOR_IDLE_SECONDS - 1
+    app._page(sb, runner, rows, 0, 2)
+    assert sorted(sb.cursors) == ["01g000", "01g001"]
+    clock[0] += app.CURSOR_IDLE_SECONDS + 1
+    app._page(sb, runner, rows, 0, 2)
+    assert sorted(sb.cursors) == ["01g002"]
+    with pytest.raises(app.HttpError):
+        app._query_more(sb, "01g001-2")
+
+
 def test_bulk2_upsert_50k_with_relationships_and_failures(sf, tmp_path) -> None:
     accounts = [{"Clio_Id__c": f"contact-a{i}", "Name": f"Firm {i}"} for i in range(100)]
     res = sf.bulk2.Account.upsert(records=accounts, external_id_field="Clio_Id__c", wait=0.2)
