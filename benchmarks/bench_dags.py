@@ -220,6 +220,9 @@ SUMMARY = re.compile(r"^(verification of the |reconciliation: )")
 #: The reports a failed task of a phase may have written under ``reports/<run id>/`` in the staging area.
 REPORTS = ("verification", "reconciliation")
 REPORT_CSV_ROWS = 500
+#: A report JSON's entry larger than this (serialized) is kept as its size only: at xl the
+#: reconciliation's per-bill books and per-matter amounts (11.7 MB) made the results 17.9 MB.
+REPORT_JSON_ENTRY_MAX = 64 * 1024
 
 
 def log_summary(content: Any, tail: int = 40) -> dict[str, list[str]]:
@@ -252,16 +255,29 @@ def log_summary(content: Any, tail: int = 40) -> dict[str, list[str]]:
     return {"errors": errors, "summary": summary, "log_tail": log_lines(content)[-tail:]}
 
 
+def bounded_report(doc: Any, limit: int = REPORT_JSON_ENTRY_MAX) -> Any:
+    """A report JSON as the record keeps it: each top-level entry whole up to ``limit`` bytes
+    serialized, a larger one as ``"(not kept: N bytes)"`` (the verdicts and counts are small)."""
+    if not isinstance(doc, dict):
+        return doc
+    out = {}
+    for key, value in doc.items():
+        size = len(json.dumps(value, default=str))
+        out[key] = value if size <= limit else f"(not kept: {size:,} bytes)"
+    return out
+
+
 def reports_of(mroot: Path, run_id: str, rows: int = REPORT_CSV_ROWS) -> dict[str, Any]:
     """The reports a phase run wrote under ``reports/<run_id>/`` (the staging area is a temporary
-    folder): each JSON summary whole, and the first ``rows`` rows of each CSV (unexplained first)."""
+    folder): each JSON summary (:func:`bounded_report`), and the first ``rows`` rows of each CSV
+    (unexplained first)."""
     out: dict[str, Any] = {}
     folder = Path(mroot) / "reports" / run_id
     for stem in REPORTS:
         summary, table = folder / f"{stem}.json", folder / f"{stem}.csv"
         if summary.exists():
             try:
-                out[f"{stem}.json"] = json.loads(summary.read_text(encoding="utf-8"))
+                out[f"{stem}.json"] = bounded_report(json.loads(summary.read_text(encoding="utf-8")))
             except ValueError as exc:
                 out[f"{stem}.json"] = f"(not read: {exc})"
         if table.exists():
@@ -623,8 +639,11 @@ def figures(*, preset: str, window: float, limit: int, phases: list[dict], tasks
         if isinstance(verdict, dict) and verdict.get("unexplained_by_field"):
             note += "; unexplained by field (verification.json): " + ", ".join(
                 f"{u['sobject']}.{u['field']} {u['count']}" for u in verdict["unexplained_by_field"][:12])
+        detail = {k: v for k, v in f.items() if k not in ("dag_id", "task_id", "map_index")}
+        if isinstance(detail.get("reports"), dict):  # a raw file recorded before the bound
+            detail["reports"] = {name: bounded_report(doc) for name, doc in detail["reports"].items()}
         figs.append(Figure(bench, "failed task", f"{f['dag_id']}.{f['task_id']}[{f['map_index']}]", None, "",
-                           note=note, detail={k: v for k, v in f.items() if k not in ("dag_id", "task_id", "map_index")}))
+                           note=note, detail=detail))
     # ---- Clio: requests served ÷ minimum, per phase
     counted = [e for e in clio_log if e["path"].startswith(("/api/", "/oauth/"))]
     for p in phases:

@@ -309,6 +309,29 @@ def test_a_failed_verify_keeps_its_report_out_of_the_temporary_staging(tmp_path:
     assert broken.detail["reports"]["verification.json"] == verdict
 
 
+@pytest.mark.unit
+def test_a_failed_task_keeps_a_large_reports_verdict_not_its_books(tmp_path: Path) -> None:
+    """At xl the reconciliation's JSON held every bill's books (11.7 MB): the record keeps its verdict
+    and counts, and the size of what it leaves."""
+    from benchmarks.bench_dags import REPORT_JSON_ENTRY_MAX, log_summary, reports_of
+
+    folder = tmp_path / "reports" / "manual__r6"
+    folder.mkdir(parents=True)
+    books = {"bills": [{"bill": f"bill-{i}", "status": "ok", "clio": {"total": "4.03"}} for i in range(20_000)]}
+    report = {"headline": "0 lost, 0 duplicated", "lost": 0, "duplicated": 0, "exact": True, "books": books}
+    (folder / "reconciliation.json").write_text(json.dumps(report))
+    kept = reports_of(tmp_path, "manual__r6")["reconciliation.json"]
+    assert {k: kept[k] for k in ("headline", "lost", "duplicated", "exact")} == {
+        "headline": "0 lost, 0 duplicated", "lost": 0, "duplicated": 0, "exact": True}
+    size = len(json.dumps(books))
+    assert size > REPORT_JSON_ENTRY_MAX and kept["books"] == f"(not kept: {size:,} bytes)"
+    failed = [{"dag_id": "mig_05_full_load", "task_id": "verify", "map_index": -1, **log_summary(_verify_log()),
+               "reports": {"reconciliation.json": report}}]  # as a raw file recorded before the bound holds it
+    broken = _one(dag_figures(**_recorded(), failures=failed), "failed task")
+    assert broken.detail["reports"]["reconciliation.json"]["books"] == f"(not kept: {size:,} bytes)"
+    assert len(json.dumps(broken.detail)) < 4 * REPORT_JSON_ENTRY_MAX
+
+
 class _Counts:
     """A Clio sandbox's ``counts(objects)``: records per catalog object, from a table."""
 
