@@ -121,6 +121,15 @@ def _read(ledger_file: Any, twin: Any) -> pa.Table:
     return ok_table(json.loads(raw) for raw in text.splitlines() if raw.strip())
 
 
+def tables(root: Any, sobject: str) -> Iterator[pa.Table]:
+    """The index rows of ``sobject`` (successful writes, any run, phase or journal), a ledger file at a
+    time, in :func:`scan`'s order."""
+    for ledger_file, twin in _files(root, sobject):
+        t = _read(ledger_file, twin)
+        if t.num_rows:
+            yield t
+
+
 def scan(root: Any, sobject: str, keep: Callable[[pa.Table], Any]) -> pa.Table:
     """The index rows of ``sobject`` (successful writes, any run, phase or journal) for which
     ``keep(table)`` (a boolean mask) is true, in no particular order."""
