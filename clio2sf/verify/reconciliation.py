@@ -509,9 +509,11 @@ def _natural_key_rows_on_disk(client: Any, mroot: Any, sobject: str, key: tuple[
     """:func:`_natural_key_rows` of the ledger's latest writes of ``primary`` (:func:`_ledger_ids`), with
     the asked ids, the ledger's writes and the org's rows kept in a SQLite file in ``folder``, not in
     memory (a firm's relationships or notes: ~1.5 KB a row held by the ledger look-up and the org's rows
-    grouped by key, ~145 MB at the xl benchmark's 88,000 CaseContactRole rows). The same ssids, in the
-    same order: the natural-key groups in the order the org returns their first row (unqueryable: our
-    rows in the ledger's time order, asked 200 Ids a query)."""
+    grouped by key, ~145 MB at the xl benchmark's 88,000 CaseContactRole rows). The ledger's writes are
+    read from its files line by line (``ledger_index.ok_rows``), not through the Parquet index: no
+    pyarrow in the process (~125 MB). The same ssids, in the same order: the natural-key groups in the
+    order the org returns their first row (unqueryable: our rows in the ledger's time order, asked 200
+    Ids a query)."""
     import json
     import os
     import sqlite3
@@ -530,11 +532,8 @@ def _natural_key_rows_on_disk(client: Any, mroot: Any, sobject: str, key: tuple[
         db.execute("CREATE TABLE writes (seq INTEGER PRIMARY KEY, sid TEXT, sf TEXT, at TEXT, run TEXT, phase TEXT,"
                    " batch TEXT)")
         cols = ("source_system_id", "sf_id", "at", "run_id", "phase", "batch")
-        for t in ledger_index.tables(mroot, sobject):
-            rows = zip(*(t[c].to_pylist() for c in cols), strict=True)
-            del t
-            db.executemany("INSERT INTO writes (sid, sf, at, run, phase, batch) SELECT ?, ?, ?, ?, ?, ? "
-                           "WHERE EXISTS (SELECT 1 FROM wanted WHERE sid = ?1)", rows)
+        db.executemany("INSERT INTO writes (sid, sf, at, run, phase, batch) SELECT ?, ?, ?, ?, ?, ? "
+                       "WHERE EXISTS (SELECT 1 FROM wanted WHERE sid = ?1)", ledger_index.ok_rows(mroot, sobject, cols))
         db.execute("CREATE INDEX writes_sid ON writes (sid, at, run, phase, batch)")
         # Salesforce id (15) → our ssid: the latest writes that are not a rollback's, in time order (an id
         # written for two ssids keeps its first place and the later ssid, as a dict would)

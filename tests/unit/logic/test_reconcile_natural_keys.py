@@ -117,3 +117,29 @@ def test_natural_key_rows_hold_no_row_of_the_firm(tmp_path: Path):
         tracemalloc.stop()
     assert list(tail) == [f"relationship-{n}"]
     assert peak < 3 * 2**20, f"{peak / 2**20:.1f} MB held for {n} rows"
+
+
+@pytest.mark.unit
+def test_natural_key_rows_read_the_ledger_without_pyarrow(tmp_path: Path):
+    """The ledger's writes are read from its files (``ledger_index.ok_rows``), not its Parquet twins:
+    importing pyarrow and reading a first Parquet file cost the reconcile task ~125 MB."""
+    import subprocess
+    import sys
+
+    asked = _ledger(tmp_path)
+    expect = _natural_key_rows(_org(), "CaseContactRole", KEY, _ledger_ids(tmp_path, "CaseContactRole", set(asked)),
+                               True)
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+import test_reconcile_natural_keys as t
+from clio2sf import reports
+got = list(t._natural_key_rows_on_disk(t._org(), Path({str(tmp_path)!r}), "CaseContactRole", t.KEY,
+                                         iter({asked!r}), True, reports.SpillFolder()))
+print(json.dumps([got, "pyarrow" in sys.modules]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    got, arrow = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    assert got == expect
+    assert not arrow
