@@ -22,6 +22,9 @@ def test_the_synthetic_firm_has_live_bills_and_trust_entries_and_reconciles_exac
     assert live == 50 and trust == 96 and ready["objects"]["allocations"] == 25
     got = bench.measure(tmp_path)
     assert got["exact"], got
+    # the natural-key rows (CaseContactRole, no Clio_Id__c) are found through the full load's ledger
+    assert got["objects"]["relationships"]["loaded"] == counts["relationships"] == 270
+    assert got["reads"]["CaseContactRole"] == 1
     assert got["books"] == (f"books: {live}/{live} bills tie out and agree, {trust}/{trust} matter trust ledgers "
                             "balance, 0/0 client balances agree")
 
