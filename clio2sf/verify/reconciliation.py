@@ -366,7 +366,8 @@ def _found_rows(rows: Callable[[], Iterable[str]], again: Callable[[], Iterable[
     A row whose Clio_Id__c is its record's id as a number (``matter-7``) keeps that number (8 bytes a row):
     its repeats are the duplicates. The occurrences of a record with a number (``calendar_entry-4@…``) are
     compared within each run of that record's rows (read back together, as loaded); the record's number is
-    kept once a run: a record with rows in more than one run is counted again, by a second read of the rows.
+    kept once a run: a record with rows in more than one run is counted again, by a second read of the rows
+    (their hashes; a third read names the values whose hash repeats, if any).
     Any other row keeps an 8-byte hash, the rows read again only when two hashes agree (to name them exactly).
     ``folder``: the numbers (of the rows, of the runs, of the records found) are kept there once a kind has
     more than ``reconcile.RUN`` (:class:`reconcile.NumberRuns`), not in memory.
@@ -438,7 +439,17 @@ def _found_rows(rows: Callable[[], Iterable[str]], again: Callable[[], Iterable[
             base = reconcile.base_source_id(v)
             return base in split_runs or (reconcile.IdSet.split(base) is None and hash(v) in twice)
 
-        duplicates.update(reconcile.count_duplicates(v for v in again() if recount(v)))
+        # the rows to count again are first read for their 8-byte hashes (on disk past ``RUN``): only the
+        # values whose hash repeats are counted by name, on a third read when there are any (a real org's
+        # Id order interleaves a series' occurrences with other loads' rows: every row of those series)
+        again_hashes = numbers()
+        for v in again():
+            if recount(v):
+                again_hashes.append(hash(v))
+        repeats = reconcile.repeated(again_hashes)
+        del again_hashes
+        if repeats:
+            duplicates.update(reconcile.count_duplicates(v for v in again() if recount(v) and hash(v) in repeats))
     return reconcile.FoundRows(found, count, dict(sorted(duplicates.items())))
 
 
