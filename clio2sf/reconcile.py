@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
-from itertools import chain, islice, repeat
+from itertools import chain, groupby, islice, repeat
 from typing import Any
 
 from clio2sf import reports
@@ -207,16 +207,7 @@ class NumberRuns:
 
     def counted(self) -> Iterator[tuple[int, int]]:
         """Each number once, in order, with how many times it was appended."""
-        current, n = None, 0
-        for v in self.merged():
-            if v == current:
-                n += 1
-                continue
-            if n:
-                yield current, n  # type: ignore[misc]
-            current, n = v, 1
-        if n:
-            yield current, n  # type: ignore[misc]
+        return _counted_sorted(self.merged())
 
     def unique(self) -> array | NumberFile:
         """The numbers sorted without repeats: an array when no file was made, else a :class:`NumberFile`
@@ -296,16 +287,13 @@ def counted(values: array | NumberRuns) -> Iterator[tuple[int, int]]:
     if increasing(values):
         yield from zip(values, repeat(1))
         return
-    current, n = None, 0
-    for v in _merged_runs(values):
-        if v == current:
-            n += 1
-            continue
-        if n:
-            yield current, n  # type: ignore[misc]
-        current, n = v, 1
-    if n:
-        yield current, n  # type: ignore[misc]
+    yield from _counted_sorted(_merged_runs(values))
+
+
+def _counted_sorted(values: Iterable[int]) -> Iterator[tuple[int, int]]:
+    """Each value of a sorted stream once, with how many times it came."""
+    for v, same in groupby(values):
+        yield v, sum(1 for _ in same)
 
 
 def repeated(values: array | NumberRuns) -> set[int]:

@@ -584,16 +584,7 @@ def _natural_key_rows_on_disk(client: Any, mroot: Any, sobject: str, key: tuple[
                 yield ssid
     finally:
         db.close()
-        _unlink_quietly(path)
-
-
-def _unlink_quietly(path: str) -> None:
-    import os
-
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        reconcile._unlink(path)
 
 
 def _ledger_ids(mroot: Any, sobject: str, source_ids: Iterable[str]) -> dict[str, str]:
