@@ -1224,11 +1224,8 @@ class _Batch:
         elif name in ("Contact", "User") and "LastName" in self.obj.fields:
             first, last = rec.get("FirstName"), rec.get("LastName")
             rec["Name"] = f"{first} {last}" if first and last else (first or last or "")
-            if name == "Contact" and before is None and rec.get("AccountId"):
-                # Contacts to Multiple Accounts: the primary Account is a direct relation, created with the contact.
-                self._side_insert("AccountContactRelation", {
-                    "Id": self.org.new_id("07k"), "AccountId": rec["AccountId"], "ContactId": rec["Id"],
-                    "IsDirect": True, "IsActive": True})
+            if name == "Contact":
+                self.primary_account_rules(rec, before)
         elif name == "AccountContactRelation":
             self.account_contact_rules(rec, before)
         elif name in TEAM_USER_FIELD:
@@ -1314,6 +1311,51 @@ class _Batch:
                 raise FieldError("FIELD_INTEGRITY_EXCEPTION",
                                  "You can't assign or unassign this permission set because it's associated with "
                                  "a profile.", ["PermissionSetId"])
+
+    def primary_account_rules(self, rec: dict, before: dict | None) -> None:
+        """Contacts to Multiple Accounts: a contact's primary Account (``AccountId``) is its direct relation.
+
+        Help, "Considerations for Relating a Contact to Multiple Accounts": the relationship with the primary
+        account is direct, every other one indirect; "to remove a direct relationship between a contact and an
+        account, change the contact's primary account or delete the contact". "Validation Rules for Account
+        Contact Relationships": a direct relation is created with a contact that has an account, and "when a
+        contact gets a new primary account, the current direct Account Contact Relationship record is
+        modified". So: on insert with an account, a direct relation; on a new account, the relation to it
+        becomes the direct one (an indirect one to that account is promoted, else one is created: never a
+        second relation to one account) and the old direct one stays as an indirect relation (Account Settings'
+        default, "save the previous primary account as an indirect relationship"). The docs do not say what
+        clearing ``AccountId`` does; the sandbox removes the direct relation then (the contact is private, and a
+        private contact cannot be related to an account), rather than keeping a relation a real org may not.
+        """
+        new = rec.get("AccountId")
+        if before is None:
+            if new:
+                self._side_insert("AccountContactRelation", {
+                    "Id": self.org.new_id("07k"), "AccountId": new, "ContactId": rec["Id"],
+                    "IsDirect": True, "IsActive": True})
+            return
+        old = before.get("AccountId")
+        if (old or None) == (new or None):
+            return
+        store = self.org.store
+        rel_ids = store.lookup_keys("AccountContactRelation", "ContactId", [rec["Id"]]).get(rec["Id"], [])
+        rels = [d for _s, d, deleted in store.fetch("AccountContactRelation", rel_ids).values() if not deleted]
+        stamp = {"SystemModstamp": self.now, "LastModifiedDate": self.now, "LastModifiedById": self.user_id}
+        queue = self.pending.setdefault(self._cur, [])
+        acr = self.org.schema.get("AccountContactRelation")
+        promoted = False
+        for r in rels:
+            if r.get("IsDirect"):
+                # a new primary: the old one stays, indirect; none (a private contact): the relation goes
+                queue.append(("update", acr, dict(r, IsDirect=False, **stamp) if new else
+                              dict(r, IsDeleted=True, SystemModstamp=self.now)))
+            elif new and r.get("AccountId") == new:
+                queue.append(("update", acr, dict(r, IsDirect=True, **stamp)))
+                promoted = True
+        if new and not promoted:
+            self._side_insert("AccountContactRelation", {
+                "Id": self.org.new_id("07k"), "AccountId": new, "ContactId": rec["Id"],
+                "IsDirect": True, "IsActive": True})
 
     def account_contact_rules(self, rec: dict, before: dict | None) -> None:
         """A private contact (no AccountId) cannot be related to other accounts; direct relations stay direct."""

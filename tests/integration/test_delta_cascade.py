@@ -119,13 +119,16 @@ def test_the_people_of_a_deleted_company_stay_live_detached_and_reported(deleted
     out = c["w1"]["deletes"]
     assert out["failed"] == 0 and out["counts"]["Account"] == {"deleted": 2}, out
     assert out["detached"] == {"Contact.AccountId": len(people), "Case.AccountId": len(cases)}, out
-    # the companies' AccountContactRelations cannot be detached (AccountId is required): they went with them,
-    # counted and ledgered (a direct one without a before-image: it follows the Contact's AccountId)
-    assert c["acrs"] and out["cascaded"] == {"AccountContactRelation.AccountId": len(c["acrs"])}, out
+    # the companies' indirect AccountContactRelations cannot be detached (AccountId is required): they went with
+    # them, counted and ledgered with their before-images; a direct one went when its Contact's AccountId was
+    # cleared (a private contact has no account relation) and comes back with the AccountId
+    indirect = {i for i, direct in c["acrs"].items() if not direct}
+    assert indirect and out["cascaded"] == {"AccountContactRelation.AccountId": len(indirect)}, out
+    assert not _live(hook, "AccountContactRelation", "IsDirect", c["acrs"])
     ledger = read_ledger(c["mroot"], run_id="w1")
     gone = ledger[(ledger["object"] == "AccountContactRelation") & (ledger["operation"] == "delete")]
     assert {i: isinstance(b, dict) for i, b in zip(gone["sf_id"], gone["before"], strict=True)} == {
-        i: not direct for i, direct in c["acrs"].items()}
+        i: True for i in indirect}
     detach = ledger[(ledger["operation"] == "detach") & (ledger["status"] == "ok")]
     parent = {i: c["accounts"][cid] for cid in (c["free"], c["client"]) for i in _ids(c, cid)}
     parent.update({i: c["accounts"][c["client"]] for i in cases})
@@ -147,6 +150,12 @@ def test_rolling_back_the_window_puts_the_people_back_under_their_company(delete
         assert {r["AccountId"] for r in _live(hook, "Contact", "AccountId", _ids(c, cid)).values()} == {acc["Id"]}
         if c["cases"][cid]:
             assert {r["AccountId"] for r in _live(hook, "Case", "AccountId", c["cases"][cid]).values()} == {acc["Id"]}
-    # the indirect AccountContactRelations the deletes took along are back, after their Contacts' Accounts
+    # the indirect AccountContactRelations the deletes took along are back, after their Contacts' Accounts, and
+    # each person's direct relation is back with its AccountId (Salesforce's own: not re-created by us, no second one)
     indirect = sum(not d for d in c["acrs"].values())
     assert indirect and out["counts"].get("AccountContactRelation") == {"recreated": indirect}, out
+    for cid in (c["free"], c["client"]):
+        [acc] = hook.query_all(f"SELECT Id FROM Account WHERE Clio_Id__c = 'contact-{cid}'")
+        direct = hook.query_all(f"SELECT ContactId FROM AccountContactRelation WHERE AccountId = '{acc['Id']}' "
+                                "AND IsDirect = true")
+        assert sorted(r["ContactId"] for r in direct) == sorted(_ids(c, cid))
