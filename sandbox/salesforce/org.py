@@ -472,6 +472,7 @@ class Org:
             if all_or_none and any(not r["success"] for r in results):
                 return [r if not r["success"] else _rolled_back(r["id"]) for r in results]
             self._apply_delete(everything, hard)
+            self._clear_lookups(everything)
             return results
 
     def _cascade(self, targets: list[tuple[str, dict]]) -> dict[tuple[str, str], tuple[str, dict, str]]:
@@ -545,6 +546,48 @@ class Org:
             d = dict(d, IsDeleted=True, SystemModstamp=now)
             updates.append((s, i, d))
         self.store.write([], updates, [], [])
+
+    def _clear_lookups(self, everything: dict[tuple[str, str], tuple[str, dict, str]]) -> None:
+        """Clear the lookups of live records that named a deleted record (:meth:`_cleared_children`).
+
+        Help, "Object Relationships Overview" (lookup relationships): when the record a lookup names is deleted,
+        the lookup field is cleared by default ("Clear the value of this field"); the other choices are to
+        refuse the delete or (custom objects) delete the record too, which the describes show as
+        ``restrictedDelete`` / ``cascadeDelete``. A real org puts the value back on undelete; the sandbox has no
+        undelete, so the value is gone. Only ``SystemModstamp`` moves (the record was not edited by a user).
+        """
+        by_obj: dict[str, list[str]] = {}
+        for s, d, _root in everything.values():
+            by_obj.setdefault(s, []).append(d["Id"])
+        changed: dict[tuple[str, str], dict] = {}
+        drops: list[tuple[str, str, str, str]] = []
+        now = now_str()
+        for s, parent_ids in by_obj.items():
+            for child_obj, fname in self._cleared_children(s):
+                found = self.store.lookup_keys(child_obj, fname, parent_ids)
+                cids = [c for pid, cs in found.items() for c in cs if (child_obj, c) not in everything]
+                for cid, (_s, data, deleted) in self.store.fetch(child_obj, cids).items():
+                    if deleted or data.get(fname) is None:
+                        continue
+                    rec = changed.setdefault((child_obj, cid), dict(data))
+                    drops.append((child_obj, fname, str(rec[fname]), cid))
+                    rec[fname] = None
+                    rec["SystemModstamp"] = now
+        if changed:
+            self.store.write([], [(s, i, d) for (s, i), d in changed.items()], [], drops)
+
+    def _cleared_children(self, sobject: str) -> list[tuple[str, str]]:
+        """(child object, lookup field) pairs a delete of a ``sobject`` record clears: the nillable lookups to it
+        that neither take the child along (:meth:`_cascade_children`) nor refuse the delete
+        (:meth:`_restricting_children`), where the sandbox indexes the field (not owner or audit fields)."""
+        keep = set(self._cascade_children(sobject)) | set(self._restricting_children(sobject))
+        out = []
+        for o in self.schema.objects.values():
+            for f in o.fields.values():
+                if (f["type"] == "reference" and sobject in f["referenceTo"] and f["nillable"]
+                        and (o.name, f["name"]) not in keep and self._is_key(f)):
+                    out.append((o.name, f["name"]))
+        return out
 
     def _cascade_children(self, sobject: str) -> list[tuple[str, str]]:
         """(child object, lookup field) pairs whose records a delete of a ``sobject`` record takes along.

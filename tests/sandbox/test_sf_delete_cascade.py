@@ -96,3 +96,35 @@ def test_an_account_or_contact_with_cases_cannot_be_deleted(org) -> None:
     res = org.delete([case, acme], user_id=user)
     assert all(r["success"] for r in res), res
     assert not {acme, ann} & (_ids(org, "SELECT Id FROM Account") | _ids(org, "SELECT Id FROM Contact"))
+
+
+def test_a_deleted_record_leaves_no_lookup_naming_it(org) -> None:
+    """Help, "Object Relationships Overview": deleting the record a lookup names clears the lookup by default
+    ("Clear the value of this field": the migration's custom lookups are created with deleteConstraint
+    SetNull); Account.ParentId is a lookup that neither cascades nor restricts in the recorded Account
+    describe. Old code: the bill and the child account kept the deleted records' ids."""
+    org.create_custom_object("Bill__c", {"label": "Bill", "pluralLabel": "Bills",
+                                         "nameField": {"type": "Text", "label": "Name"}})
+    org.create_custom_field("Bill__c.Contact__c", {"label": "Contact", "type": "Lookup", "referenceTo": "Contact",
+                                                   "relationshipName": "Contact", "deleteConstraint": "SetNull"})
+    org.create_custom_field("Bill__c.Account__c", {"label": "Account", "type": "Lookup", "referenceTo": "Account",
+                                                   "relationshipName": "Account", "deleteConstraint": "SetNull"})
+    parent, child, keep = _ins(org, "Account", [{"Name": "Parent"}, {"Name": "Child"}, {"Name": "Keep"}])
+    org.write("Account", "update", [{"Id": child, "ParentId": parent}], user_id=None)
+    ann, = _ins(org, "Contact", [{"LastName": "Ann", "AccountId": keep}])
+    bill, other = _ins(org, "Bill__c", [{"Name": "B1", "Contact__c": ann, "Account__c": keep},
+                                        {"Name": "B2", "Account__c": parent}])
+    [before] = Runner(org, f"SELECT SystemModstamp FROM Bill__c WHERE Id = '{bill}'", include_deleted=False).rows()
+
+    assert all(r["success"] for r in org.delete([ann, parent], user_id=org.integration_user_id))
+
+    rows = {r["Id"]: r for r in Runner(org, "SELECT Id, Contact__c, Account__c, SystemModstamp FROM Bill__c",
+                                             include_deleted=False).rows()}
+    assert set(rows) == {bill, other}  # the bills stay: a lookup does not take them along
+    assert (rows[bill]["Contact__c"], rows[bill]["Account__c"]) == (None, keep)
+    assert rows[other]["Account__c"] is None and rows[bill]["SystemModstamp"] >= before["SystemModstamp"]
+    [acc] = Runner(org, f"SELECT Id, ParentId FROM Account WHERE Id = '{child}'", include_deleted=False).rows()
+    assert acc["ParentId"] is None
+    # and the key index agrees: nothing is found through the deleted ids
+    assert not _ids(org, f"SELECT Id FROM Bill__c WHERE Contact__c = '{ann}'")
+    assert not _ids(org, f"SELECT Id FROM Account WHERE ParentId = '{parent}'")
