@@ -334,7 +334,7 @@ class Comparison:
             if key.casefold() in folded:
                 by_case.setdefault(key.casefold(), row)
 
-        for row in self.rb.rows(sobject, part.endings()):
+        for row in self.rb.rows(sobject, part):
             key = str(row.get(EXT))
             if not whole and key not in part:  # another part's record (the query asks about a part): skipped
                 continue

@@ -12,6 +12,10 @@ OpportunityTeamMember, EventRelation) of one group. The client is the Salesforce
 
 from __future__ import annotations
 
+import os
+import pickle
+import shutil
+import tempfile
 from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
@@ -61,6 +65,10 @@ class ReadBack:
     resolver: Any = None  # (Id, sobjects it may be of): index it (:func:`scope`)
     unresolved: set[str] = field(default_factory=set)  # short Ids read by Id and not found
     asked: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # target → Clio ids indexed
+    #: A group compared in parts (``run.compare_parts``): each sobject's records, and each link table's rows,
+    #: read from the org once and written to one temporary file per part (:class:`Spool`), not asked again
+    #: of the org for every part.
+    spools: dict[str, Spool] = field(default_factory=dict)
 
     def key_of(self, sf_id: Any) -> str | None:
         hit = self.by_id.get(short(sf_id) or "")
@@ -86,20 +94,91 @@ class ReadBack:
         meta = (self.meta.get(sobject) or {}).get(fld) or {}
         return [t for t in (meta.get("referenceTo") or list(self.sizes)) if t in self.sizes]
 
-    def rows(self, sobject: str, endings: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    def rows(self, sobject: str, part: Any = None) -> Iterator[dict[str, Any]]:
         """The records of ``sobject``, flattened: read by object, streamed from the org page by page
-        (nothing kept); else those read already. ``endings``: at least those whose Clio id ends so
-        (:func:`ending_filter`; read by object, only about those are read)."""
+        (nothing kept); else those read already. ``part`` (``source.Part`` of more than one): at least
+        the records of that part, read by object: the first part asked reads the sobject whole from the
+        org once and writes each record to its part's file (:class:`Spool`), every part reads its file."""
         if self.loader is None:
             yield from list((self.records.get(sobject) or {}).values())
         elif sobject in self.columns:
-            where = ending_filter(endings)
-            yield from self.loader(sobject, where) if where else self.loader(sobject)
+            if part is None or part.count <= 1:
+                yield from self.loader(sobject)
+                return
+            spool = self.spools.get(sobject)
+            if spool is None or spool.count != part.count:
+                if spool is not None:
+                    spool.close()
+                spool = self.spools[sobject] = Spool(part.count)
+                spool.fill((part.of(str(row.get(EXT))), row) for row in self.loader(sobject))
+            yield from spool.read(part.index)
 
     def release_links(self) -> None:
         """Drop the team members and event relations read for one group (:func:`read_links`)."""
         self.team.clear()
         self.relations.clear()
+
+    def release_spools(self) -> None:
+        """Remove the files of a group compared in parts (:meth:`rows`, :func:`spool_links`)."""
+        for spool in self.spools.values():
+            spool.close()
+        self.spools.clear()
+
+
+class Spool:
+    """Rows of one table in ``count`` temporary files, one per part: written once, read a part at a
+    time. Rows are buffered and written in batches (pickled lists), all buffers flushed whenever they
+    hold :data:`Spool.BUFFER` rows together: memory holds a batch, not the table, and no more than
+    one file is open at a time, whatever the number of parts."""
+
+    BUFFER = 20_000
+
+    def __init__(self, count: int):
+        self.count = count
+        self.dir: str | None = tempfile.mkdtemp(prefix="clio2sf-verify-")
+        self.rows = 0
+
+    def _path(self, index: int) -> str:
+        assert self.dir is not None
+        return os.path.join(self.dir, f"{index}.pickle")
+
+    def fill(self, rows: Iterable[tuple[int, Any]]) -> None:
+        """Write ``(part index, row)`` pairs, each to its part's file."""
+        buffers: dict[int, list[Any]] = defaultdict(list)
+        held = 0
+        for index, row in rows:
+            buffers[index].append(row)
+            held += 1
+            self.rows += 1
+            if held >= self.BUFFER:
+                self._flush(buffers)
+                held = 0
+        self._flush(buffers)
+
+    def _flush(self, buffers: dict[int, list[Any]]) -> None:
+        for index, batch in buffers.items():
+            if batch:
+                with open(self._path(index), "ab") as fh:
+                    pickle.dump(batch, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        buffers.clear()
+
+    def read(self, index: int) -> Iterator[Any]:
+        """The rows of part ``index``, in the order written."""
+        path = self._path(index)
+        if not os.path.exists(path):
+            return
+        with open(path, "rb") as fh:
+            while True:
+                try:
+                    batch = pickle.load(fh)
+                except EOFError:
+                    return
+                yield from batch
+
+    def close(self) -> None:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
 
 
 def describe(client: Any, sobject: str) -> dict[str, dict[str, Any]]:
@@ -185,7 +264,7 @@ def index(client: Any, sobjects: Iterable[str], rb: ReadBack | None = None, *, i
         _count(client, rb, sobject, ids)
         if ids:
             rb.indexed.add(sobject)
-    rb.loader = lambda sobject, where="": _stream_fields(client, rb, sobject, where)
+    rb.loader = lambda sobject: _stream_fields(client, rb, sobject)
     return rb
 
 
@@ -315,21 +394,10 @@ def select(client: Any, rb: ReadBack, wanted: Mapping[str, Iterable[str]]) -> No
             rb.columns[sobject] = cols
 
 
-def ending_filter(endings: list[str] | None) -> str:
-    """A SOQL condition (`` AND (...)``) that holds for every record whose Clio id, without ``#...``
-    and ``@...``, ends in one of ``endings`` (digits; ``source.Part.endings``) and for some others
-    (an occurrence whose date ends so): the caller still checks each record's part. Empty: all."""
-    if not endings:
-        return ""
-    likes = [f"{EXT} LIKE '%{e}{rest}'" for e in endings for rest in ("", "@%", "#%")]
-    return f" AND ({' OR '.join(likes)})"
-
-
-def _stream_fields(client: Any, rb: ReadBack, sobject: str, where: str = "") -> Iterator[dict[str, Any]]:
-    """The records of one sobject with the columns :func:`select` chose, one at a time (read by object);
-    ``where``: a condition more (:func:`ending_filter`)."""
+def _stream_fields(client: Any, rb: ReadBack, sobject: str) -> Iterator[dict[str, Any]]:
+    """The records of one sobject with the columns :func:`select` chose, one at a time (read by object)."""
     rb.queries += 1
-    for rec in client.query_all_iter(f"SELECT {', '.join(rb.columns[sobject])} FROM {sobject} WHERE {EXT} != null{where}"):
+    for rec in client.query_all_iter(f"SELECT {', '.join(rb.columns[sobject])} FROM {sobject} WHERE {EXT} != null"):
         yield flatten(rec)
 
 
@@ -380,54 +448,86 @@ def read_users(client: Any, rb: ReadBack) -> None:
 LINK_PARENT = {"CaseTeamMember": "Case", "OpportunityTeamMember": "Opportunity", "EventRelation": "Event"}
 
 
+#: The lookup of each natural-key child to the record it belongs to (its field, its relationship) and to
+#: the member (Salesforce's standard objects: fixed names).
+LINK_FIELDS = {"CaseTeamMember": ("ParentId", "Parent", "MemberId"),
+               "OpportunityTeamMember": ("OpportunityId", "Opportunity", "UserId"),
+               "EventRelation": ("EventId", "Event", "RelationId")}
+
+
 def ids_in(client: Any, rb: ReadBack, sobject: str, keep: Any) -> set[str]:
-    """The Ids (15 characters) of the records of ``sobject`` whose Clio id is in ``keep`` (one part
-    of a group: ``source.Part``); none when it cannot be read back."""
+    """The Ids (15 characters) of the records of ``sobject`` whose Clio id is in ``keep`` (a subset's
+    records: ``run.SubsetKeys``); none when it cannot be read back."""
     if sobject not in rb.sizes:
         return set()
     rb.queries += 1
-    where = ending_filter(keep.endings()) if hasattr(keep, "endings") else ""
-    return {short(rec["Id"]) or "" for rec in client.query_all_iter(f"SELECT Id, {EXT} FROM {sobject} WHERE {EXT} != null{where}")
+    return {short(rec["Id"]) or "" for rec in client.query_all_iter(f"SELECT Id, {EXT} FROM {sobject} WHERE {EXT} != null")
             if str(rec.get(EXT)) in keep}
 
 
 def read_links(client: Any, rb: ReadBack, sobjects: Iterable[str], parents: set[str] | None = None,
-               keys: Iterable[str] | None = None) -> None:
+               keys: Iterable[str] | None = None, part: Any = None) -> None:
     """Team members and event relations of the records read back (whole tables, streamed).
 
-    ``parents``: keep only those of these records (Ids, 15 characters: one part of a group's
-    matters or entries, :func:`ids_in`); the rest of the table is read and skipped. ``keys``: the
-    Clio ids the attendees are expected to be (scoped: :func:`index_targets`)."""
+    ``parents``: keep only those of these records (Ids, 15 characters: a subset's matters or entries,
+    :func:`ids_in`); the rest of the table is read and skipped. ``keys``: the Clio ids the attendees are
+    expected to be (scoped: :func:`index_targets`). ``part`` (``source.Part`` of more than one: a group
+    compared in parts): those of the records of that part, by the Clio id of the record each belongs to
+    (``EventRelation.Event.Clio_Id__c``...): the first part asked reads each table once from the org and
+    writes each row to its part's file (:class:`Spool`); every part reads its own file."""
     for sobject in sobjects:
-        try:
-            meta = rb.meta.setdefault(sobject, describe(client, sobject))
-        except LookupError as exc:
-            rb.notes.append(str(exc))
-            continue
-        if sobject == "CaseTeamMember":
-            parent, member = "ParentId", "MemberId"
-        elif sobject == "OpportunityTeamMember":
-            parent, member = "OpportunityId", "UserId"
+        parent, rel, member = LINK_FIELDS[sobject]
+        spooled = part is not None and part.count > 1
+        name = f"links:{sobject}"
+        if spooled and name in rb.spools and rb.spools[name].count == part.count:
+            rows: Iterable[tuple[str, Any]] = rb.spools[name].read(part.index)
         else:
-            parent, member = "EventId", "RelationId"
-        if parent not in meta or member not in meta:
-            rb.notes.append(f"{sobject}: {parent}/{member} not visible: not read back")
-            continue
-        if sobject == "EventRelation":  # attendees are compared by the Clio id of the relation
-            index_targets(client, rb, sobject, [member], keys)
-        rb.queries += 1
+            try:
+                meta = rb.meta.setdefault(sobject, describe(client, sobject))
+            except LookupError as exc:
+                rb.notes.append(str(exc))
+                meta = None
+            if meta is not None and (parent not in meta or member not in meta):
+                rb.notes.append(f"{sobject}: {parent}/{member} not visible: not read back")
+                meta = None
+            if meta is None:
+                if spooled:  # noted once for the group, not for each part
+                    rb.spools[name] = Spool(part.count)
+                continue
+            if sobject == "EventRelation":  # attendees are compared by the Clio id of the relation
+                index_targets(client, rb, sobject, [member], keys)
+            rb.queries += 1
+            if spooled:
+                spool = rb.spools[name] = Spool(part.count)
+                spool.fill(_parted_links(client, sobject, part))
+                rows = spool.read(part.index)
+            else:
+                rows = ((short(rec.get(parent)) or "", rec.get(member))
+                        for rec in client.query_all_iter(f"SELECT Id, {parent}, {member} FROM {sobject}"))
         members: dict[str, str] = {}  # one string per contact or user (a firm's attendees are few people)
         unknown: set[str] = set()  # scoped: attendees not indexed (their Ids as the org gives them)
-        for rec in client.query_all_iter(f"SELECT Id, {parent}, {member} FROM {sobject}"):
-            p, m = short(rec.get(parent)) or "", short(rec.get(member)) or ""
+        for p, raw in rows:
             if parents is not None and p not in parents:
                 continue
+            m = short(raw) or ""
             m = members.setdefault(m, m)
             if sobject == "EventRelation":
                 rb.relations[p].append(m)
                 if rb.scoped and m and m not in rb.by_id:
-                    unknown.add(str(rec.get(member)))
+                    unknown.add(str(raw))
             else:
                 rb.team[p].append((m, sobject))
         if unknown:
             _index_ids(client, rb, unknown, rb.link_targets(sobject, member))
+
+
+def _parted_links(client: Any, sobject: str, part: Any) -> Iterator[tuple[int, tuple[str, Any]]]:
+    """Every row of a natural-key child table with the part of the Clio id of the record it belongs to
+    (read through the relationship: ``Event.Clio_Id__c``); a row whose record has none is in no part
+    (no record without a Clio id is compared)."""
+    parent, rel, member = LINK_FIELDS[sobject]
+    for rec in client.query_all_iter(f"SELECT Id, {parent}, {member}, {rel}.{EXT} FROM {sobject}"):
+        ref = rec.get(rel)
+        key = ref.get(EXT) if isinstance(ref, Mapping) else rec.get(f"{rel}.{EXT}")
+        if key is not None:
+            yield part.of(str(key)), (short(rec.get(parent)) or "", rec.get(member))

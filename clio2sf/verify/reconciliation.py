@@ -951,7 +951,7 @@ PART_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 def _ending_filter(part: Any, keys: Sequence[str], meta: Mapping[str, Any]) -> str:
     """A SOQL condition (`` AND (...)``) that holds for every row whose ``keys`` name a source id of
-    ``part`` (``source.Part.endings``, as ``readback.ending_filter``) and for some others: the books still
+    ``part`` (``source.Part.endings``) and for some others: the books still
     check each row's part. Empty (read all): part 0 (ids not ending in digits too), or no key column."""
     endings = part.endings()
     cols = [k for k in keys if _column_ok(k, meta)]

@@ -146,9 +146,12 @@ def compare_parts(client: Any, builder: source.Builder, rb: readback.ReadBack, c
     whole: a first pass builds each part and keeps only what the whole group asks of the org (the
     fields to read, the lookups, its :class:`compare.Scope`, its notes in raw order); then each part
     is built again, its team members and event relations read (those of its matters and entries
-    only) and its records compared with the org's of that part (each sobject streamed once a part,
-    the query asking about that part's endings, any other part's record read skipped).
-    The findings, counts and notes are those of the group built whole."""
+    only) and its records compared with the org's of that part. The org is read once for the whole
+    group: each sobject (and each team member / event relation table, with the Clio id of the record
+    a row belongs to) is read whole when the first part asks for it and each row written to its
+    part's temporary file (``readback.Spool``), which that part reads: asking the org again for
+    every part (a ``LIKE`` on the Clio id's endings, the relation tables whole) made the reads grow
+    with the square of the group. The findings, counts and notes are those of the group built whole."""
     wanted: dict[str, set[str]] = {}
     links: dict[str, set[str]] = {}
     scope = compare.Scope()
@@ -168,20 +171,17 @@ def compare_parts(client: Any, builder: source.Builder, rb: readback.ReadBack, c
     for sobject, fields in sorted(links.items()):
         readback.index_targets(client, rb, sobject, sorted(fields), keys)
     comparison.note([n for _, n in sorted(notes, key=lambda t: t[0])])
-    for i in range(count):
-        part = source.Part(i, count)
-        exp = builder.build(objects, part)
-        exp.notes.clear()  # noted above, in the order of the group's raw records
-        parents = set()
-        for sobject in sorted(scope.links):
-            parents |= readback.ids_in(client, rb, readback.LINK_PARENT[sobject], part)
-        noted = len(rb.notes)
-        readback.read_links(client, rb, sorted(scope.links), parents, keys)
-        if i:
-            del rb.notes[noted:]  # the first part's notes of the same tables
-        comparison.group(exp, part, scope)
-        del exp
-        rb.release_links()
+    try:
+        for i in range(count):
+            part = source.Part(i, count)
+            exp = builder.build(objects, part)
+            exp.notes.clear()  # noted above, in the order of the group's raw records
+            readback.read_links(client, rb, sorted(scope.links), keys=keys, part=part)
+            comparison.group(exp, part, scope)
+            del exp
+            rb.release_links()
+    finally:
+        rb.release_spools()
 
 
 def verify_migration(client: Any, root: Any, spec: MappingSpec, *, out_dir: Any, users_dir: Any = None,

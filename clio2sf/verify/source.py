@@ -197,9 +197,13 @@ class Part:
         return -(-(10 ** self.width) // self.count) / 10 ** self.width
 
     def __contains__(self, key: object) -> bool:
+        return self.count <= 1 or self.of(key) == self.index
+
+    def of(self, key: object) -> int:
+        """The index of the part of ``count`` that ``key`` (a Clio id) is in."""
         count = self.count
         if count <= 1:
-            return True
+            return 0
         sid = key if key.__class__ is str else str(key)
         if "#" in sid:
             sid = sid.split("#", 1)[0]
@@ -207,8 +211,7 @@ class Part:
             sid = sid.split("@", 1)[0]
         width = _width(count)
         tail = sid[-width:]
-        part = int(tail) % count if len(tail) == width and tail.isascii() and tail.isdigit() else 0
-        return part == self.index
+        return int(tail) % count if len(tail) == width and tail.isascii() and tail.isdigit() else 0
 
     def endings(self) -> list[str] | None:
         """The last digits of the Clio numbers of this part; None for the whole group or part 0 (which

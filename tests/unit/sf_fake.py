@@ -6,7 +6,9 @@ from sandbox.salesforce.soql import evaluate, parse
 
 
 class FakeSF:
-    """``records``: sobject → list of flat rows (``Account.Clio_Id__c`` style keys for parents)."""
+    """``records``: sobject → list of flat rows (``Account.Clio_Id__c`` style keys for parents). A parent's
+    field a row does not hold (``Event.Clio_Id__c`` of an EventRelation) is read through the row's
+    lookup (``EventId``) from the record with that Id, as an org's relationship query does."""
 
     def __init__(self, records: dict[str, list[dict]] | None = None, types: dict[str, dict[str, str]] | None = None):
         self.records = {k: [dict(r) for r in v] for k, v in (records or {}).items()}
@@ -26,7 +28,20 @@ class FakeSF:
         q = parse(soql)
         for rec in self.records.get(q.sobject, ()):
             if q.where is None or evaluate(q.where, lambda p, r=rec: (r.get(p), "string")):
-                yield {"attributes": {"type": q.sobject}, **{f: rec.get(f) for f in q.fields}}
+                yield {"attributes": {"type": q.sobject}, **{f: self._value(rec, f) for f in q.fields}}
+
+    def _value(self, rec: dict, path: str):
+        if path in rec or "." not in path:
+            return rec.get(path)
+        rel, name = path.split(".", 1)
+        target = rec.get(f"{rel}Id")
+        if not target:
+            return None
+        for rows in self.records.values():
+            for r in rows:
+                if str(r.get("Id") or "")[:15] == str(target)[:15]:
+                    return r.get(name)
+        return None
 
     def _find(self, sf_id: str):
         for sobject, rows in self.records.items():
