@@ -579,7 +579,7 @@ def _totals_of_last_versions(envelopes_by_object: Any, obj: str, include: Callab
             raise ValueError(f"{obj}: envelope without source_system_id (clio_id {env.get('clio_id')!r})")
         ids.add(ssid)
         figures = {k: v for k, v in _figures(obj, env, trust_accounts).items() if keep is None or keep(k)}
-        if figures:
+        if figures or ssid in per_record:  # a last version without figures (kept) takes the earlier's away
             per_record[ssid] = figures
     out = dict(amounts)
     for figures in per_record.values():

@@ -118,6 +118,27 @@ def test_restaged_record_counts_its_last_version_summed_in_first_staged_order():
     assert source_totals(index, ["bills"]).amounts == src.amounts and calls == ["bills", "bills"]
 
 
+def test_restaged_record_whose_last_version_has_no_figure_counts_none():
+    """A trust transaction staged again on the operating account (or, a part's figures kept, on a matter of
+    another part) has no trust figure in its last version: its first version's no longer counts (fails on
+    e41918b: the first version's figures were kept when the last had none)."""
+    accounts = [{"source_system_id": f"bank_account-{a}", "data": {"id": a, "type": t}}
+                for a, t in ((1, "Trust"), (2, "Operating"))]
+
+    def txn(account: int, matter: int, amount: str) -> dict:
+        return {"source_system_id": "bank_transaction-5", "data": {
+            "id": 5, "bank_account_id": account, "amount": amount, "matter": {"id": matter}}}
+
+    other = {"source_system_id": "bank_transaction-6", "data": {"id": 6, "bank_account_id": 1, "amount": "1.00",
+                                                                  "matter": {"id": 7}}}
+    firm = {"bank_accounts": accounts, "bank_transactions": [txn(1, 7, "10.00"), other, txn(2, 7, "10.00")]}
+    got = source_totals(firm, ["bank_accounts", "bank_transactions"]).amounts
+    assert got == {"trust.account.1": Decimal("1.00"), "trust.matter.7": Decimal("1.00")}
+    firm["bank_transactions"][2] = txn(1, 8, "10.00")  # moved to matter 8; the figures of matter 7 only
+    got = source_totals(firm, ["bank_accounts", "bank_transactions"], figures=lambda k: k == "trust.matter.7").amounts
+    assert got == {"trust.matter.7": Decimal("1.00")}
+
+
 @pytest.mark.parametrize("on_disk", [False, True])
 def test_id_set_answers_as_a_set_of_strings(monkeypatch, on_disk):
     """``IdSet`` (numbers per kind, other ids as text) gives a set of strings' answers: membership, size,
