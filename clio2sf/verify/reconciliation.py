@@ -743,15 +743,18 @@ def reconcile_migration(client: Any, mroot: Any, spec: MappingSpec, *, run_label
         notes.append(f"time.amount: {len(task_activities)} non-billable time entr(y/ies) became Tasks without an "
                      "amount field: excluded from the Clio side")
     source_amounts, unmeasured, amounts = _compared_amounts(money_amounts, sums, measured)
+    # a larger firm's staged book records are read once and sent to their parts (the per-matter figures, the books)
+    parted = _BookParts(raw_root, matter_parts, spill) if matter_parts > 1 else None
     if matter_parts > 1:
         amounts, more = _matter_amounts(client, raw_root, readable, meta, measured, trust_accounts, envelopes,
                                         include if "bank_transactions" in money_objects else None, amounts,
-                                        matter_parts)
+                                        matter_parts, parted)
         unmeasured = sorted([*unmeasured, *more])
     if unmeasured:
         notes.append(f"amounts not written by the spec, not compared: {', '.join(unmeasured[:20])}")
     rec = reconcile.Reconciliation(objects, amounts)
-    book = _books(client, raw_root, staged, trust_accounts, meta)
+    book = _books(client, raw_root, staged, trust_accounts, meta, parted=parted)
+    del parted
     rdir = mroot / "reports" / run_label
     names = _labels(raw_root, _wanted_labels(rec, book), on_disk=matter_parts > 1)
     currency = _currency(raw_root)
@@ -920,7 +923,7 @@ def _currency(raw_root: Any) -> str | None:
 #: larger firm's books are compared in parts (:func:`books.compare_books_in_parts`, by the last digits of
 #: the bill, matter or client number, ``source.Part``), what is held at a time bounded by it, not the firm.
 BOOK_PART_RECORDS = 10_000
-#: The staged objects the books read (each part reads them again).
+#: The staged objects the books read (a larger firm's sent to their parts in one read, :class:`_BookParts`).
 BOOK_OBJECTS = ("bills", "allocations", "bank_transactions", "matters", "outstanding_client_balances")
 
 
@@ -939,6 +942,95 @@ def _book_parts(raw_root: Any, part_records: int | None = None) -> int:
     objects = raw_objects(raw_root)
     largest = max((_staged_records(raw_root, o) for o in BOOK_OBJECTS if o in objects), default=0)
     return -(-largest // cap) if largest > cap else 1
+
+
+def _client_balance_key(d: Mapping[str, Any]) -> str:
+    return f"contact-{(d.get('contact') or {}).get('id', d.get('id'))}"
+
+
+#: Clio object of the books → (the source id its record's part follows, that of its client's part; None: not read
+#: by client), as :func:`books.clio_books` tells a record's part.
+_BOOK_PART_KEYS: dict[str, tuple[Callable[[Mapping[str, Any]], str], Callable[[Mapping[str, Any]], str] | None]] = {
+    "bills": (lambda d: f"bill-{d.get('id')}", lambda d: f"contact-{(d.get('client') or {}).get('id')}"),
+    "allocations": (lambda d: f"bill-{(d.get('bill') or {}).get('id')}", None),
+    "bank_transactions": (lambda d: f"matter-{(d.get('matter') or {}).get('id')}", None),
+    "matters": (lambda d: f"matter-{d.get('id')}", None),
+    "outstanding_client_balances": (_client_balance_key, _client_balance_key),
+}
+
+
+class _BookParts:
+    """The staged records of the books' objects (:data:`BOOK_OBJECTS`) read once and sent to their parts of
+    ``count`` (``source.Part``: by the record's own bill or matter, or its client's): pickled :attr:`BATCH`
+    records at a time, in staging order, in a file per object, part and key in ``folder``. A part's books
+    and per-matter trust figures read their part's records only; before, each part read every staged
+    record of those objects again (a 1M firm's 10 parts: the bank transactions 20 times). :attr:`twice`: objects with a record staged more than
+    once (or without a source id), whose versions may fall in different parts: the money totals read those
+    whole (``reconcile.source_totals`` keeps a record's last version), the books need not (each record is
+    taken or skipped on its own)."""
+
+    #: records of a part written (and read) in one pickle: what waits is at most this many a part and key
+    BATCH = 64
+
+    def __init__(self, raw_root: Any, count: int, folder: reports.SpillFolder) -> None:
+        import pickle
+        from pathlib import Path
+
+        from clio2sf.verify.source import Part
+
+        self.raw_root, self.count, self.folder = raw_root, count, folder  # the folder lives as long as this
+        self.dir = Path(folder.path)
+        self.objects = [o for o in BOOK_OBJECTS if o in raw_objects(raw_root)]
+        self.twice: set[str] = set()
+        dump, protocol, batch, part_of = pickle.dump, pickle.HIGHEST_PROTOCOL, self.BATCH, Part(0, count).of
+        for obj in self.objects:
+            routes = [(k, key) for k, key in enumerate(_BOOK_PART_KEYS[obj]) if key is not None]
+            files = {(k, i): self._path(obj, k, i).open("wb") for k, _ in routes for i in range(count)}
+            waiting: dict[tuple[int, int], list[Any]] = {at: [] for at in files}
+            ids, records = reconcile.IdSet(folder=folder), 0
+            try:
+                for env in iter_raw(raw_root, obj):
+                    d = env.get("data") or {}
+                    for k, key in routes:
+                        at = (k, part_of(key(d)))
+                        (held := waiting[at]).append(env)
+                        if len(held) >= batch:
+                            dump(held, files[at], protocol)
+                            held.clear()
+                    ssid = env.get("source_system_id")
+                    if not ssid:
+                        self.twice.add(obj)
+                    elif obj == "bank_transactions":  # the only one the money totals read in parts
+                        ids.add(ssid)
+                        records += 1
+                for at, held in waiting.items():
+                    if held:
+                        dump(held, files[at], protocol)
+            finally:
+                for f in files.values():
+                    f.close()
+            if len(ids) < records:
+                self.twice.add(obj)
+            del ids
+
+    def _path(self, obj: str, by_client: int, index: int) -> Any:
+        return self.dir / f"book-{obj}-{by_client}-{index}.pickle"
+
+    def records(self, obj: str, index: int, by_client: bool = False) -> Iterator[dict[str, Any]]:
+        """The staged envelopes of ``obj`` in part ``index`` (by its client's with ``by_client``), in staging
+        order; every staged record for an object not sent to parts that way."""
+        import pickle
+
+        if obj not in self.objects or _BOOK_PART_KEYS[obj][by_client] is None:
+            yield from iter_raw(self.raw_root, obj)
+            return
+        with self._path(obj, int(by_client), index).open("rb") as f:
+            while True:  # a pickle a batch (each its own memo: one Unpickler would mix their memos)
+                try:
+                    held = pickle.load(f)
+                except EOFError:
+                    return
+                yield from held
 
 
 #: The columns holding the source id a book row's part follows (its own, its bill's, its matter's,
@@ -962,10 +1054,11 @@ def _ending_filter(part: Any, keys: Sequence[str], meta: Mapping[str, Any]) -> s
 
 
 def _books(client: Any, raw_root: Any, staged: _Staged, trust_accounts: set[str] | None,
-           meta: Any, part_records: int | None = None) -> books.BooksReconciliation:
+           meta: Any, part_records: int | None = None, parted: _BookParts | None = None) -> books.BooksReconciliation:
     """Bills, trust per matter and client balances from Clio's raw records and from the org; in parts
     when an object of the books has more than ``part_records`` (:data:`BOOK_PART_RECORDS`) staged records
-    (each part reads the staged records and the org's book rows again, keeping its own)."""
+    (each part reads its own staged records, ``parted`` or sent to parts here in one read, and the org's
+    book rows again, keeping its own)."""
     from clio2sf.verify.source import Part
 
     objects = raw_objects(raw_root)
@@ -981,10 +1074,14 @@ def _books(client: Any, raw_root: Any, staged: _Staged, trust_accounts: set[str]
         return books.compare_books(books.clio_books(lambda name: iter_raw(raw_root, name), objects),
                                    books.salesforce_books(stream, trust_accounts, present), rejected)
 
+    if parted is None or parted.count != count:
+        parted = _BookParts(raw_root, count, reports.SpillFolder())
+    at = parted
+
     def clio_side(part: Any, by_client: bool) -> books.Books:
         wanted = ["bills", "outstanding_client_balances"] if by_client else objects
-        return books.clio_books(lambda name: iter_raw(raw_root, name), [o for o in objects if o in wanted],
-                                part, by_client)
+        return books.clio_books(lambda name: at.records(name, part.index, by_client),
+                                [o for o in objects if o in wanted], part, by_client)
 
     def sf_side(part: Any, by_client: bool) -> books.Books:
         wanted = {"Clio_Billing__c", "Clio_Client_Balance__c"} if by_client else present
@@ -1024,10 +1121,12 @@ def _compared_amounts(money_amounts: Mapping[str, Decimal], sums: Mapping[str, D
 def _matter_amounts(client: Any, raw_root: Any, readable: Mapping[str, tuple[list[str], list[str]]],
                     meta: Any, measured: set[str], trust_accounts: set[str] | None, envelopes: Any,
                     include: Callable[[str, Mapping[str, Any]], bool] | None,
-                    amounts: list[reconcile.AmountReconciliation], count: int) -> tuple[reports.Spilled, list[str]]:
+                    amounts: list[reconcile.AmountReconciliation], count: int,
+                    parted: _BookParts | None = None) -> tuple[reports.Spilled, list[str]]:
     """The per-matter trust figures compared in ``count`` parts (by the last digits of the matter number,
-    ``source.Part``: the staged bank transactions and the org's Ledger__c rows read again for each, the
-    figures of other parts skipped), each part's rows spilled to disk: the amounts (``amounts``, the other
+    ``source.Part``: the part's staged bank transactions, from ``parted`` unless a record is staged twice
+    (then all, read again), and the org's Ledger__c rows read for each, the figures of other parts
+    skipped), each part's rows spilled to disk: the amounts (``amounts``, the other
     figures, and these) read back merged in figure order, as if compared whole; with the first 20 (sorted)
     per-matter figures not compared (no trust figure measured in the org). ``include``: the staged records
     that count (None: the bank transactions are not among the money objects, no Clio side)."""
@@ -1046,7 +1145,11 @@ def _matter_amounts(client: Any, raw_root: Any, readable: Mapping[str, tuple[lis
         def mine(key: str, part: Part = part) -> bool:
             return key.startswith(MATTER_FIGURE) and f"matter-{key[len(MATTER_FIGURE):]}" in part
 
-        clio = {} if include is None else reconcile.source_totals(envelopes, [*bank, "bank_transactions"],
+        def mine_only(obj: str, index: int = i) -> Iterable[dict[str, Any]]:
+            return parted.records(obj, index) if obj == "bank_transactions" else envelopes(obj)
+
+        read = envelopes if parted is None or "bank_transactions" in parted.twice else mine_only
+        clio = {} if include is None else reconcile.source_totals(read, [*bank, "bank_transactions"],
                                                                   include=include, figures=mine, folder=out.folder).amounts
         sums: dict[str, Decimal] = defaultdict(Decimal)
         if trust_cols:

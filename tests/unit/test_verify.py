@@ -319,15 +319,17 @@ def test_staged_task_activities_are_the_last_sobject_in_staging_order(tmp_path: 
     assert staged.kinds == {"activities": "activity"}
 
 
-def _trust_case(root: Path, label: str) -> dict:
+def _trust_case(root: Path, label: str, moved: bool = False) -> dict:
     """Twelve matters with trust transactions, the org's Ledger__c rows seeded with differences: a changed
-    amount (matter 5), a missing row (matter 7), a row of a matter Clio does not have (matter 13)."""
+    amount (matter 5), a missing row (matter 7), a row of a matter Clio does not have (matter 13).
+    ``moved``: bank transaction 30 (matter 7) is staged again later on matter 2 (a delta moved it)."""
     _raw(root, "bank_accounts", [_env("bank_accounts", f"bank_account-{a}", {"id": a, "type": t})
                                  for a, t in ((1, "Trust"), (2, "Operating"))])
     txns = [(i, 1 + i % 12, 2 if i % 7 == 0 else 1, f"{10 + i}.{i % 100:02d}") for i in range(1, 31)]
+    again = [(30, 2, 1, "40.30")] if moved else []
     _raw(root, "bank_transactions", [_env("bank_transactions", f"bank_transaction-{i}", {
         "id": i, "bank_account_id": a, "date": f"2024-01-{i:02d}", "amount": amt, "matter": {"id": m}})
-        for i, m, a, amt in txns])
+        for i, m, a, amt in txns + again])
     from decimal import Decimal
     balance = {m: sum((Decimal(amt) for _, mm, a, amt in txns if mm == m and a == 1), Decimal(0)) for m in range(1, 13)}
     _raw(root, "matters", [_env("matters", f"matter-{m}", {"id": m, "display_number": f"{m:05d}-T",
@@ -346,6 +348,62 @@ def _trust_case(root: Path, label: str) -> dict:
                  types={"Ledger__c": {"Clio_Amount__c": "currency", "Case__c": "reference", "Clio_Date__c": "date"}})
     out = verify.reconcile_migration(org, root, load_spec(None), run_label=label)
     return {**out, "queries": org.queries}
+
+
+def _bank_transaction_reads(monkeypatch) -> list[str]:
+    """The staged bank transaction files read from now on (one entry a read of a file)."""
+    read, real = [], staging.read_jsonl_gz
+
+    def spy(path, *a, **k):
+        if Path(str(path)).parent.name == "bank_transactions":
+            read.append(str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(staging, "read_jsonl_gz", spy)
+    return read
+
+
+def test_books_in_parts_read_the_staged_records_once(tmp_path: Path, monkeypatch):
+    """A larger firm's books and per-matter trust figures are compared in parts (here 8), and the staged
+    records of the books are read once for all the parts (sent to their parts as read), not again for each
+    part's books and each part's figures: at most one read more than the books compared whole (fails on
+    e41918b: 20 reads of the staged bank transactions against 5, two a part)."""
+    from clio2sf.verify import reconciliation
+
+    reads = _bank_transaction_reads(monkeypatch)
+    _trust_case(tmp_path, "whole")
+    whole = len(reads)
+    monkeypatch.setattr(reconciliation, "BOOK_PART_RECORDS", 4)
+    reads.clear()
+    _trust_case(tmp_path, "parts")
+    assert reconciliation._book_parts(tmp_path / "raw") == 8
+    assert len(reads) <= whole + 1, (whole, len(reads))
+
+
+def test_a_record_staged_twice_in_two_parts_counts_its_last_version(tmp_path: Path, monkeypatch):
+    """A bank transaction staged again on another matter (another part): the per-matter trust figures in
+    parts count its last version only, as compared whole (its parts' staged records are read whole for
+    the figures), and the books in parts take each version as the books compared whole do."""
+    import re
+
+    from clio2sf.verify import reconciliation
+
+    whole = _trust_case(tmp_path, "whole", moved=True)
+    monkeypatch.setattr(reconciliation, "BOOK_PART_RECORDS", 4)
+    parts = _trust_case(tmp_path, "parts", moved=True)
+    parts.pop("queries"), whole.pop("queries")
+    assert whole == {**parts, "report": whole["report"]}
+    doc = json.loads((tmp_path / "reports" / "parts" / "reconciliation.json").read_text())
+    figures = {a["figure"]: a for a in doc["amounts"]}
+    assert not figures["trust.matter.2"]["ok"] and figures["trust.matter.7"]["ok"] is False  # 40.30 moved
+
+    def text(label: str, name: str) -> str:
+        body = (tmp_path / "reports" / label / name).read_text()
+        body = body.replace(f'"run": "{label}"', '"run": ""').replace(f"<th>Run id</th><td>{label}<", "")
+        return re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", "TIME", body)
+
+    for name in ("books.csv", "reconciliation.csv", "reconciliation.json", "reconciliation.html"):
+        assert text("parts", name) == text("whole", name), name
 
 
 def test_per_matter_trust_figures_in_parts_are_those_compared_whole(tmp_path: Path, monkeypatch):
