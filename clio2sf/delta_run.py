@@ -252,10 +252,16 @@ def _before_fields(meta: Mapping[str, Mapping[str, Any]]) -> list[str]:
             and str(f.get("type")) not in NO_BEFORE_TYPES and n != "Id"]
 
 
+#: Lookups every record has that no delete of ours clears (the owner and audit users).
+SYSTEM_LOOKUPS = frozenset({"OwnerId", "CreatedById", "LastModifiedById", "MasterRecordId"})
+
+
 class Dependent(NamedTuple):
     """A lookup on a loaded object whose live records a delete of the parent would take along (Salesforce's
-    ``cascadeDelete``: an Account's Contacts, Opportunities, Events/Tasks, file links) or be refused for
-    (``restrictedDelete``: an Account's or a Contact's Cases)."""
+    ``cascadeDelete``: an Account's Contacts, Opportunities, Events/Tasks, file links), be refused for
+    (``restrictedDelete``: an Account's or a Contact's Cases) or have cleared (any other lookup: "Clear the
+    value of this field", the default, and the migration's custom lookups' ``deleteConstraint: SetNull``: a
+    bill's client)."""
 
     sobject: str
     field: str
@@ -266,7 +272,9 @@ class Dependent(NamedTuple):
 def dependents(client: Any, sobject: str, load_order: Sequence[str] = delta.DEFAULT_LOAD_ORDER) -> list[Dependent]:
     """The lookups of the objects in ``load_order`` whose records a delete of a ``sobject`` record cascades to
     or is restricted by: the parent's ``childRelationships`` (``cascadeDelete`` / ``restrictedDelete``) and the
-    child fields' own flags (master-detail), where the child object and field are described."""
+    child fields' own flags (master-detail), where the child object and field are described; and the other
+    nillable, updateable lookups to ``sobject`` (not owner or audit fields), which Salesforce clears when the
+    parent goes (no undelete of ours puts them back: they are detached, and ledgered, first)."""
     flags: dict[tuple[str, str], tuple[bool, bool]] = {}
     for rel in client.describe(sobject).get("childRelationships") or ():
         if rel.get("cascadeDelete") or rel.get("restrictedDelete"):
@@ -284,8 +292,9 @@ def dependents(client: Any, sobject: str, load_order: Sequence[str] = delta.DEFA
             cascade, restricted = flags.get((child, f["name"]), (False, False))
             cascade = cascade or bool(f.get("cascadeDelete"))
             restricted = restricted or bool(f.get("restrictedDelete"))
-            if cascade or restricted:
-                out.append(Dependent(child, f["name"], bool(f.get("nillable") and f.get("updateable")), restricted))
+            detachable = bool(f.get("nillable") and f.get("updateable"))
+            if cascade or restricted or (detachable and f["name"] not in SYSTEM_LOOKUPS):
+                out.append(Dependent(child, f["name"], detachable, restricted))
     return out
 
 
@@ -304,8 +313,8 @@ def apply_deletes(client: Any, mroot: Any, plan: Mapping[str, Any], run_id: str,
     given, else from ``plan["deletes_path"]`` rebuilt with ``mroot``'s path class.
     ContentVersion rows are deleted through their ContentDocument (``file_ids`` in the ledger).
 
-    Salesforce deletes a record's cascade children with it (an Account's Contacts...) and refuses to delete
-    one a Case names. A child still live when its parent's turn comes (children deleted in this window went
+    Salesforce deletes a record's cascade children with it (an Account's Contacts...), refuses to delete
+    one a Case names and clears every other lookup to it (a bill's client). A child still live when its parent's turn comes (children deleted in this window went
     before it: reverse load order) belongs to a record Clio still has, so before the parent goes each live
     child of :func:`dependents` is detached: the lookup cleared (ledger operation ``detach``, the before-image
     ``{"Id", field: parent}``, so a rollback re-creates the parent and then points the child at it again).

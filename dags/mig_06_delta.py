@@ -23,7 +23,8 @@ pause it at go-live. Each run:
    fields sent as null, changed link rows replaced, edited notes and renamed files updated);
 4. `delete_removed`: deletes what Clio deleted (before-images in the ledger), after the upserts;
    live records still pointing to a deleted parent are detached first (lookup cleared, before-image
-   in the ledger), so Salesforce's delete cascade cannot take them (`detached`); records that
+   in the ledger), so Salesforce's delete cascade cannot take them nor its clearing of other lookups
+   (a bill's client) lose them (`detached`); records that
    cannot be detached and go with their parent are counted in `cascaded` and ledgered;
 5. `commit_watermarks`: the watermark advances only after a committed load, and not past a
    record whose load failed (the next window reads it again); `commit_events` then drops the

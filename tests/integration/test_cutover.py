@@ -63,11 +63,11 @@ def _load(hook, mroot, spec, root, run_id, phase, window_root=None) -> list[dict
     return out
 
 
-def _window(clio_hook, hook, mroot, spec, users, name: str) -> dict:
-    """One delta window, as mig_06_delta's tasks run it."""
+def _window(clio_hook, hook, mroot, spec, users, name: str, objects=WINDOW_OBJECTS) -> dict:
+    """One delta window, as mig_06_delta's tasks run it (``objects``: the Clio objects it reads)."""
     droot = mroot / "delta" / name
     current = {}
-    for obj_name in WINDOW_OBJECTS:
+    for obj_name in objects:
         obj = catalog.get(obj_name)
         since = delta.read_since(mroot, obj_name) or delta.extraction_high_water(staging.raw_dir(mroot, obj_name))
         staging.write_json(droot / "since" / f"{obj_name}.json", {"updated_since": since})
@@ -85,10 +85,10 @@ def _window(clio_hook, hook, mroot, spec, users, name: str) -> dict:
                 lookup.setdefault(n, {}).update(table)
             pipeline.transform_batch(droot / "raw_ok" / obj_name / entry["file"], obj_name, spec, users, lookup, droot)
     loads = _load(hook, mroot, spec, droot, name, "delta", window_root=droot)
-    deletes = apply_deletes(hook, mroot, plan, name, "m1", delta_root=droot)
+    deletes = apply_deletes(hook, mroot, plan, name, "m1", delta_root=droot, load_order=spec.load_order)
     failed = {base_id(str(s)) for s in read_ledger(mroot, run_id=name).query("status == 'failed'")["source_system_id"]}
     marks = {}
-    for obj_name in WINDOW_OBJECTS:
+    for obj_name in objects:
         envs = list(read_records(droot, obj_name))
         since = staging.read_json(droot / "since" / f"{obj_name}.json")["updated_since"]
         current_mark = (delta.read_watermarks(mroot).get(obj_name) or {}).get("updated_since") or since

@@ -118,7 +118,11 @@ def test_the_people_of_a_deleted_company_stay_live_detached_and_reported(deleted
     assert set(cases) == set(c["cases"][c["client"]]) and all(r["AccountId"] is None for r in cases.values())
     out = c["w1"]["deletes"]
     assert out["failed"] == 0 and out["counts"]["Account"] == {"deleted": 2}, out
-    assert out["detached"] == {"Contact.AccountId": len(people), "Case.AccountId": len(cases)}, out
+    # and the client company's bills and ledger entries (custom lookups Salesforce would clear, unledgered: old
+    # code) keep naming it through the ledger
+    money = {k: v for k, v in out["detached"].items() if k not in ("Contact.AccountId", "Case.AccountId")}
+    assert out["detached"] == {"Contact.AccountId": len(people), "Case.AccountId": len(cases), **money}, out
+    assert money and all(k.endswith(".Account__c") for k in money), out
     # the companies' indirect AccountContactRelations cannot be detached (AccountId is required): they went with
     # them, counted and ledgered with their before-images; a direct one went when its Contact's AccountId was
     # cleared (a private contact has no account relation) and comes back with the AccountId
@@ -130,6 +134,11 @@ def test_the_people_of_a_deleted_company_stay_live_detached_and_reported(deleted
     assert {i: isinstance(b, dict) for i, b in zip(gone["sf_id"], gone["before"], strict=True)} == {
         i: True for i in indirect}
     detach = ledger[(ledger["operation"] == "detach") & (ledger["status"] == "ok")]
+    on_money = detach["object"] != "Contact"
+    on_money &= detach["object"] != "Case"
+    assert {b["Account__c"] for b in detach[on_money]["before"]} <= set(c["accounts"].values())
+    assert len(detach[on_money]) == sum(money.values())
+    detach = detach[~on_money]
     parent = {i: c["accounts"][cid] for cid in (c["free"], c["client"]) for i in _ids(c, cid)}
     parent.update({i: c["accounts"][c["client"]] for i in cases})
     assert {i: b for i, b in zip(detach["sf_id"], detach["before"], strict=True)} == {
@@ -150,6 +159,15 @@ def test_rolling_back_the_window_puts_the_people_back_under_their_company(delete
         assert {r["AccountId"] for r in _live(hook, "Contact", "AccountId", _ids(c, cid)).values()} == {acc["Id"]}
         if c["cases"][cid]:
             assert {r["AccountId"] for r in _live(hook, "Case", "AccountId", c["cases"][cid]).values()} == {acc["Id"]}
+    # the bills and ledger entries detached from the companies name the re-created Accounts
+    ledger = read_ledger(c["mroot"], run_id="w1")
+    money = ledger[(ledger["operation"] == "detach") & (ledger["phase"] == "delta")
+                   & ~ledger["object"].isin(["Contact", "Case"])]
+    assert len(money)
+    recreated = {r["Id"] for r in hook.query_all("SELECT Id FROM Account WHERE Clio_Id__c IN "
+                                                 f"('contact-{c['free']}', 'contact-{c['client']}')")}
+    for o, i in zip(money["object"], money["sf_id"], strict=True):
+        assert _live(hook, o, "Account__c", [i])[i]["Account__c"] in recreated, o
     # the indirect AccountContactRelations the deletes took along are back, after their Contacts' Accounts, and
     # each person's direct relation is back with its AccountId (Salesforce's own: not re-created by us, no second one)
     indirect = sum(not d for d in c["acrs"].values())

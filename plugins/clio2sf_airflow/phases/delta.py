@@ -139,8 +139,8 @@ def load_changes() -> dict[str, Any]:
 
 def delete_removed() -> dict[str, Any]:
     """Delete from Salesforce what was deleted in Clio (before-images kept for rollback); live records whose
-    lookup names a deleted parent are detached first, so Salesforce's delete cascade cannot take them
-    (:func:`clio2sf.delta_run.apply_deletes`)."""
+    lookup names a deleted parent are detached first, so Salesforce's delete cascade cannot take them and
+    no lookup it clears (a bill's client) is lost to a rollback (:func:`clio2sf.delta_run.apply_deletes`)."""
     p = params()
     root = mroot(p)
     droot = delta_root(root)
