@@ -131,7 +131,7 @@ class Spool:
     hold :data:`Spool.BUFFER` rows together: memory holds a batch, not the table, and no more than
     one file is open at a time, whatever the number of parts."""
 
-    BUFFER = 20_000
+    BUFFER = 5_000
 
     def __init__(self, count: int):
         self.count = count
