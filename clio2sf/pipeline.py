@@ -818,14 +818,21 @@ def stale_links(previous: Any, envs: Sequence[Envelope], result: LoadResult) -> 
 
 
 def delete_stale_links(client: Any, sobject: str, stale: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Delete replaced link records; ledger keyword arguments for each (before-image kept for rollback)."""
+    """Delete replaced link records; ledger keyword arguments for each (before-image kept for rollback).
+
+    An AccountContactRelation that has become its Contact's direct one (the person's company changed to one
+    it was related to: Salesforce promoted our relation when the Contact's AccountId changed) is Salesforce's
+    own now, following the AccountId: it is left alone, not deleted."""
     meta = {f["name"]: f for f in client.describe(sobject).get("fields") or ()}
     fields = [n for n, f in meta.items() if f.get("createable") and not f.get("calculated") and n != "Id"
               and str(f.get("type")) not in ("address", "location", "base64")]
+    direct = ["IsDirect"] if "IsDirect" in meta else []
     before: dict[str, dict[str, Any]] = {}
     for part in chunked(sorted({sf for _, sf in stale}), SOQL_IN_CHUNK):
-        for rec in client.query_all_iter(f"SELECT Id, {', '.join(fields)} FROM {sobject} WHERE {soql_in('Id', part)}"):
-            before[norm_id(rec["Id"])] = {f: rec.get(f) for f in fields}
+        soql = f"SELECT Id, {', '.join(fields + direct)} FROM {sobject} WHERE {soql_in('Id', part)}"
+        for rec in client.query_all_iter(soql):
+            if not rec.get("IsDirect"):
+                before[norm_id(rec["Id"])] = {f: rec.get(f) for f in fields}
     lines = []
     present = [(sid, sf) for sid, sf in stale if norm_id(sf) in before]
     for part in chunked(present, COMPOSITE_CHUNK):

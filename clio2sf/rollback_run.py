@@ -25,7 +25,7 @@ from typing import Any
 from clio2sf import reports, rollback, staging
 from clio2sf.delta import DEFAULT_LOAD_ORDER
 from clio2sf.ledger import LedgerWriter, utc_now_iso
-from clio2sf.load import COMPOSITE_CHUNK
+from clio2sf.load import COMPOSITE_CHUNK, soql_in
 from clio2sf.reports import json_default
 from clio2sf.verify import existing_ids
 
@@ -54,6 +54,17 @@ def _recreate(client: Any, sobject: str, ops: Sequence[rollback.RollbackOp], rem
     return results
 
 
+def _direct_relations(client: Any, ops: Sequence[rollback.RollbackOp]) -> set[str]:
+    """The AccountContactRelations among ``ops`` (15-character ids) that are their Contact's direct relation now.
+
+    One we created becomes direct when its Contact's primary account changes to its account (a person's
+    company changed to one it was related to). Salesforce does not delete a direct relation by itself ("change
+    the contact's primary account or delete the contact"): the rollback leaves it, and deleting the Contact (when
+    ours) takes it along; the plan keeps it, so a later rollback looks again."""
+    soql = f"SELECT Id FROM AccountContactRelation WHERE IsDirect = true AND {soql_in('Id', [o.sf_id for o in ops])}"
+    return {str(r["Id"])[:15] for r in client.query_all_iter(soql)}
+
+
 def _execute(client: Any, mroot: Any, migration_id: str, ops: Sequence[rollback.RollbackOp], batch: str,
              counts: dict[str, dict[str, int]], remap: dict[str, str]) -> None:
     """Run one chunk of same-action, same-sobject operations and write its ledger lines.
@@ -62,6 +73,13 @@ def _execute(client: Any, mroot: Any, migration_id: str, ops: Sequence[rollback.
     re-created or restored later point to their parent's new id.
     """
     action, sobject = ops[0].action, ops[0].sobject
+    if action == "delete" and sobject == "AccountContactRelation":
+        kept = _direct_relations(client, ops)
+        if kept:  # Salesforce's own now: it goes with its Contact, or follows the Contact's AccountId
+            counts[sobject]["kept_direct"] += len(kept)
+            ops = [o for o in ops if o.sf_id[:15] not in kept]
+            if not ops:
+                return
     if action == "delete":
         results = client.composite_delete([o.sf_id for o in ops])
     elif action == "recreate":

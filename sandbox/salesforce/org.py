@@ -45,6 +45,9 @@ OBJECT_PERMISSION_DEPENDS = {
                                     "PermissionsViewAllRecords"),
 }
 _API_NAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9]|_(?!_))*(?<!_)$")
+#: Deleting a contact's direct AccountContactRelation by itself (⚠ wording unconfirmed against a real org).
+DIRECT_RELATION_DELETE = ("You can't delete a direct account-contact relationship. To remove it, change the contact's "
+                          "primary account or delete the contact.")
 #: Team objects and their user field: the member must be an active user.
 TEAM_USER_FIELD = {"CaseTeamMember": "MemberId", "OpportunityTeamMember": "UserId"}
 FILE_TYPES = {"pdf": "PDF", "doc": "WORD", "docx": "WORD_X", "xls": "EXCEL", "xlsx": "EXCEL_X",
@@ -454,6 +457,11 @@ class Org:
                 if not obj.top.get("deletable", True) or (acc is not None and not acc.can(obj, "delete")):
                     results.append(_fail(FieldError("INSUFFICIENT_ACCESS_OR_READONLY",
                                                     f"insufficient access rights on object id: {rid}")))
+                    continue
+                if s == "AccountContactRelation" and data.get("IsDirect"):
+                    # Help: "to remove a direct relationship between a contact and an account, change the
+                    # contact's primary account or delete the contact" (it goes with either, not by itself)
+                    results.append(_fail(FieldError("DELETE_FAILED", DIRECT_RELATION_DELETE)))
                     continue
                 if self._lock_fault():
                     results.append(_fail(FieldError("UNABLE_TO_LOCK_ROW",

@@ -79,3 +79,19 @@ def test_setting_an_account_on_a_private_contact_makes_its_direct_relation_and_c
     _upd(org, "Contact", [{"Id": bob, "AccountId": a}])  # back: a new direct relation, one only
     [(again, is_direct)] = _rels(org, bob).values()
     assert is_direct and again != direct
+
+
+def test_a_direct_relation_cannot_be_deleted_by_itself_but_goes_with_its_contact(org) -> None:
+    """Help: "to remove a direct relationship between a contact and an account, change the contact's primary
+    account or delete the contact". Old code: the direct relation was deleted, the contact left with an
+    AccountId and no relation to it."""
+    a, b = _ins(org, "Account", [{"Name": "A"}, {"Name": "B"}])
+    ann, = _ins(org, "Contact", [{"LastName": "Ann", "AccountId": a}])
+    indirect, = _ins(org, "AccountContactRelation", [{"AccountId": b, "ContactId": ann}])
+    direct = _rels(org, ann)[a][0]
+    res = org.delete([direct, indirect], user_id=org.integration_user_id)
+    assert res[0]["success"] is False and res[0]["errors"][0]["statusCode"] == "DELETE_FAILED"
+    assert res[1] == {"id": indirect, "success": True, "errors": []}
+    assert _rels(org, ann) == {a: (direct, True)}
+    assert org.delete([ann], user_id=org.integration_user_id)[0]["success"]
+    assert _rels(org, ann) == {} and _rels(org, ann, deleted=True)[a] == (direct, True)

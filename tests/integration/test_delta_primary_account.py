@@ -1,0 +1,122 @@
+"""A person whose primary company changes in Clio keeps one relation per company in Salesforce, the right one direct.
+
+Both sandboxes over HTTP, the window's task steps (``_window`` of test_cutover) and its verification as the
+phase runs it: full extraction and load of the tiny firm with a person whose company is X and who is related to
+company Y (Contact.AccountId = X, Salesforce's direct AccountContactRelation to X, ours, indirect, to Y); then in
+Clio the person's company becomes Y and X a related company, and a window runs, then a second one that finds
+nothing new.
+
+With Contacts to Multiple Accounts, the Contact's new AccountId makes the relation to Y the direct one and
+keeps the one to X as indirect (the sandbox does as Help documents, see test_sf_account_contact_relation). The
+window's AccountContactRelation row for X finds that relation (natural key) and creates none; the relation to
+Y, no longer a row of ours, is Salesforce's own now, and must not be deleted as a replaced link.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from clio2sf import pipeline, staging
+from clio2sf.extract import read_records
+from clio2sf.ledger import read_ledger
+from clio2sf.mapping.spec import BASE_LOAD_ORDER, load_spec
+from clio2sf.rollback_run import run_rollback
+from clio2sf.user_resolution import report_csv, resolve_fallback, resolve_users, user_map_document
+from clio2sf.verify.run import verify_migration
+from tests.integration import direct
+from tests.integration.test_cutover import _extract, _load, _window
+
+roster = pytest.importorskip("sandbox.common.roster")
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+
+def _relations(hook, contact_id: str) -> list[tuple[str, bool]]:
+    return sorted((r["AccountId"], r["IsDirect"]) for r in hook.query_all(
+        f"SELECT AccountId, IsDirect FROM AccountContactRelation WHERE ContactId = '{contact_id}'"))
+
+
+@pytest.fixture(scope="module")
+def moved(tmp_path_factory):
+    base = tmp_path_factory.mktemp("primary")
+    with direct.sandbox_hooks(base) as (clio, _sf, clio_hook, hook):
+        mroot = staging.migration_root(base / "stage", "tiny", "m1")
+        contacts = [r for page in clio_hook.paginate("contacts.json", "id,type,company,related_contacts", {})
+                    for r in page["data"]]
+        x, y = sorted(r["id"] for r in contacts if r["type"] == "Company")[:2]
+        person = min(r["id"] for r in contacts if r["type"] == "Person" and not r.get("company")
+                     and not r.get("related_contacts"))
+        clio.mutate("contacts", "update", person, {"company": {"id": x}, "related_contacts": [{"id": y, "type": "Company"}]})
+        _extract(clio_hook, mroot, lambda page_no: None)
+        spec = load_spec(None)
+        sf_users = hook.query_all("SELECT Id, Username, Email, IsActive FROM User")  # as mig_03 writes them
+        fallback = resolve_fallback(sf_users, roster.INTEGRATION_USER["username"])
+        resolutions = resolve_users([e["data"] for e in read_records(mroot, "users")], sf_users, fallback)
+        staging.write_json(mroot / "users" / "user_map.json", user_map_document(resolutions, fallback))
+        (mroot / "users" / "user_report.csv").write_text(report_csv(resolutions))
+        users = direct.user_map(hook, mroot, roster.INTEGRATION_USER["username"])
+        pipeline.apply_schema_plan(hook, direct.schema_plan(spec, mroot), activity_fallback=False)
+        direct.transform_all(spec, users, mroot)
+        _load(hook, mroot, spec, mroot, "full-1", "full_load")
+        acc = {cid: hook.query_all(f"SELECT Id FROM Account WHERE Clio_Id__c = 'contact-{cid}'")[0]["Id"] for cid in (x, y)}
+        [contact] = hook.query_all(f"SELECT Id, AccountId FROM Contact WHERE Clio_Id__c = 'contact-{person}'")
+        before = _relations(hook, contact["Id"])
+        ids_before = {r["AccountId"]: r["Id"] for r in hook.query_all(
+            f"SELECT Id, AccountId FROM AccountContactRelation WHERE ContactId = '{contact['Id']}'")}
+        clio.mutate("contacts", "update", person, {"company": {"id": y}, "related_contacts": [
+            {"id": y, "_destroy": True}, {"id": x, "type": "Company"}]})
+        w1 = _window(clio_hook, hook, mroot, spec, users, "w1")
+        after = _relations(hook, contact["Id"])
+        ids_after = {r["AccountId"]: r["Id"] for r in hook.query_all(
+            f"SELECT Id, AccountId FROM AccountContactRelation WHERE ContactId = '{contact['Id']}'")}
+        [moved_contact] = hook.query_all(f"SELECT AccountId FROM Contact WHERE Id = '{contact['Id']}'")
+        droot = mroot / "delta" / "w1"
+        verified = verify_migration(hook, droot, spec, out_dir=mroot / "reports" / "w1", users_dir=mroot / "users",
+                                    subset=True, raw_dir="raw_ok", context_root=mroot)
+        w2 = _window(clio_hook, hook, mroot, spec, users, "w2")
+        again = _relations(hook, contact["Id"])
+        yield {"hook": hook, "mroot": mroot, "acc": acc, "x": x, "y": y, "contact": contact, "before": before,
+               "after": after, "again": again, "ids_before": ids_before, "ids_after": ids_after,
+               "moved_contact": moved_contact, "w1": w1, "w2": w2, "verified": verified}
+
+
+def test_the_full_load_relates_the_person_directly_to_x_and_indirectly_to_y(moved):
+    m = moved
+    assert m["contact"]["AccountId"] == m["acc"][m["x"]]
+    assert m["before"] == sorted([(m["acc"][m["x"]], True), (m["acc"][m["y"]], False)])
+
+
+def test_after_the_move_y_is_direct_x_indirect_and_no_relation_was_made_twice_or_lost(moved):
+    """Old code: the window deleted the relation to Y (a link row of ours it did not write again) although it had
+    become the person's direct relation: the person was left with no relation to its primary account."""
+    m = moved
+    assert m["moved_contact"]["AccountId"] == m["acc"][m["y"]]
+    assert m["after"] == sorted([(m["acc"][m["y"]], True), (m["acc"][m["x"]], False)]), m["w1"]
+    # the same two records, each now the other kind: nothing deleted, nothing created
+    assert m["ids_after"] == m["ids_before"]
+    ledger = read_ledger(m["mroot"], run_id="w1")
+    acr = ledger[ledger["object"] == "AccountContactRelation"]
+    assert not len(acr[acr["operation"] == "delete"]), acr.to_dict("records")
+    assert not len(ledger[ledger["status"] == "failed"]), ledger[ledger["status"] == "failed"].to_dict("records")
+    assert not m["w1"]["failed"]
+
+
+def test_the_window_verifies_and_a_second_window_changes_nothing(moved):
+    m = moved
+    v = m["verified"]
+    assert not v["failure"] and not v["mismatches"] and v["records_compared"], v
+    assert m["again"] == m["after"]
+    assert not m["w2"]["failed"]
+
+
+def test_rolling_back_the_migration_leaves_no_relation_and_fails_nothing(moved):
+    """The relation to Y that the full load created is the person's direct one now: Salesforce does not delete it
+    by itself (the sandbox refuses, as Help says to change the primary account or delete the contact); the
+    rollback leaves it and deleting the Contact takes it. Old code: DELETE_FAILED, the rollback failed 1."""
+    m = moved
+    hook = m["hook"]
+    out = run_rollback(hook, m["mroot"], run_id=None, migration_id="m1", dry_run=False, load_order=BASE_LOAD_ORDER)
+    assert out["failed"] == 0, out
+    assert out["counts"]["AccountContactRelation"].get("kept_direct") == 1, out
+    assert not hook.query_all(f"SELECT Id FROM Contact WHERE Id = '{m['contact']['Id']}'")
+    assert _relations(hook, m["contact"]["Id"]) == []
