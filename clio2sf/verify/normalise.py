@@ -10,7 +10,7 @@ Written apart from the transform's converters on purpose (a check must not share
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -29,6 +29,37 @@ def is_empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or value == [] or value == {}
 
 
+#: The common shape of a date-time (Salesforce's ``2024-03-04T14:00:00.000+0000``, Clio's
+#: ``2024-03-04T09:00:00-05:00``): read without dateutil (:func:`_plain_instant`).
+_PLAIN = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?"
+                    r"(Z|[+-][0-9]{2}:?[0-9]{2})?")
+_OFFSETS: dict[int, timezone] = {}
+
+
+def _plain_instant(text: str) -> datetime | None:
+    """``text`` of :data:`_PLAIN`'s shape as ``dateutil.parser.isoparse`` reads it (naive: UTC), without
+    it (:func:`instant` about twice as fast); None for anything else, or anything it might read differently
+    (an hour of 24, an offset past 23:59, a day the month lacks): dateutil decides those."""
+    m = _PLAIN.fullmatch(text)
+    if m is None:
+        return None
+    y, mo, d, h, mi, s, frac, off = m.groups()
+    minutes = 0
+    if off is not None and off != "Z":
+        oh, om = int(off[1:3]), int(off[-2:])
+        if oh > 23 or om > 59:
+            return None
+        minutes = (oh * 60 + om) * (-1 if off[0] == "-" else 1)
+    tz = _OFFSETS.get(minutes)
+    if tz is None:
+        tz = _OFFSETS[minutes] = UTC if minutes == 0 else timezone(timedelta(minutes=minutes))
+    try:
+        return datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), int(frac.ljust(6, "0")) if frac else 0,
+                        tzinfo=tz)
+    except ValueError:
+        return None
+
+
 def instant(value: Any) -> datetime:
     """A UTC instant (ms precision) from an ISO string or a datetime; naive values are read as UTC."""
     if isinstance(value, datetime):
@@ -36,10 +67,13 @@ def instant(value: Any) -> datetime:
     elif isinstance(value, date):
         dt = datetime(value.year, value.month, value.day)
     else:
-        try:
-            dt = dtparser.isoparse(str(value).strip())
-        except (ValueError, OverflowError):
-            raise Unparseable(f"{value!r} is not a date-time") from None
+        text = str(value).strip()
+        dt = _plain_instant(text)  # type: ignore[assignment]
+        if dt is None:
+            try:
+                dt = dtparser.isoparse(text)
+            except (ValueError, OverflowError):
+                raise Unparseable(f"{value!r} is not a date-time") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     dt = dt.astimezone(UTC)
