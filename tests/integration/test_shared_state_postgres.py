@@ -16,8 +16,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from clio2sf.ratebudget import RateBudget
 from clio2sf.sharedstate import TABLE, SqlStore
+from tests.store_workers import three_processes_count_on_one_row, three_processes_share_nine_slots
 
 pytestmark = pytest.mark.integration
 
@@ -105,78 +105,18 @@ def test_a_second_process_waits_for_the_row_lock_and_loses_no_update(postgres):
         assert doc["n"] == 2
 
 
-def _count(url: str, n: int) -> None:
-    store = SqlStore(url)
-    for _ in range(n):
-        with store.transaction("tally") as doc:
-            doc["n"] = doc.get("n", 0) + 1
-
-
 def test_processes_counting_on_one_row_lose_nothing_and_a_failed_block_writes_nothing(postgres):
-    url = postgres.url
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_count, args=(url, 40)) for _ in range(3)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(300)
-    assert [p.exitcode for p in procs] == [0, 0, 0]
-    store = SqlStore(url)
+    store = three_processes_count_on_one_row(postgres.url, "tally")
     assert store.cross_host
-    with store.transaction("tally") as doc:
-        assert doc["n"] == 120
-    with pytest.raises(RuntimeError), store.transaction("tally") as doc:
-        doc["n"] = -1
-        raise RuntimeError("boom")
-    with store.transaction("tally") as doc:
-        assert doc["n"] == 120
     # one row per key, in the deployment's table
     with store.engine.connect() as conn:
         keys = conn.execute(sa.text(f"SELECT key FROM {TABLE} ORDER BY key")).scalars().all()
     assert "tally" in keys and len(keys) == len(set(keys))
 
 
-class _Exhausted(Exception):
-    pass
-
-
-def _spend(url: str, n: int, reset: float, out) -> None:
-    def sleep(s: float) -> None:  # a wait past the reset means the window's budget is spent; never sleeps
-        if time.time() + s >= reset:
-            raise _Exhausted
-    try:
-        budget = RateBudget("grant-pg", store=SqlStore(url), sleep=sleep)
-        granted = 0
-        for _ in range(n):
-            try:
-                budget.acquire()
-            except _Exhausted:
-                break
-            granted += 1
-        out.put(granted)
-    except BaseException as exc:
-        out.put(f"{type(exc).__name__}: {exc}")
-        raise
-
-
 def test_processes_on_postgres_grant_exactly_the_remaining_budget(postgres):
     """Three processes ask for 5 slots each with 9 left in the window: exactly 9 are granted overall."""
-    url = postgres.url
-    reset = int(time.time()) + 600
-    RateBudget("grant-pg", store=SqlStore(url)).observe(
-        {"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "9", "X-RateLimit-Reset": str(reset)})
-    ctx = multiprocessing.get_context("spawn")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=_spend, args=(url, 5, reset, q)) for _ in range(3)]
-    for p in procs:
-        p.start()
-    granted = [q.get(timeout=300) for _ in procs]
-    for p in procs:
-        p.join(120)
-    assert all(isinstance(g, int) for g in granted), granted
-    assert sum(granted) == 9, granted
-    state = RateBudget("grant-pg", store=SqlStore(url)).snapshot()
-    assert state["remaining"] == 0 and len(state["inflight"]) == 9
+    three_processes_share_nine_slots(postgres.url, "grant-pg")
 
 
 def test_missing_server_binaries_are_named_not_skipped(monkeypatch, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.utils
-import multiprocessing
 import time
 
 import pytest
@@ -19,7 +18,8 @@ from clio2sf.ratebudget import (
     parse_rate_headers,
     retry_after_seconds,
 )
-from clio2sf.sharedstate import FileStore, MemoryStore, SqlStore
+from clio2sf.sharedstate import FileStore, MemoryStore
+from tests.store_workers import three_processes_count_on_one_row, three_processes_share_nine_slots
 
 pytestmark = pytest.mark.unit
 
@@ -154,77 +154,13 @@ def test_key_must_be_plain_file_name(tmp_path):
             pass
 
 
-class _Exhausted(Exception):
-    pass
-
-
-def _worker(url: str, n: int, reset: float, out) -> None:
-    def sleep(s: float) -> None:
-        # Pacing waits end before the reset; a wait past it means the budget is spent.  Never sleeps:
-        # the test is about how many slots are granted, not when.
-        if time.time() + s >= reset:
-            raise _Exhausted
-    try:
-        b = RateBudget("shared", store=SqlStore(url), sleep=sleep)
-        granted = 0
-        for _ in range(n):
-            try:
-                b.acquire()
-            except _Exhausted:
-                break
-            granted += 1
-        out.put(granted)
-    except BaseException as exc:  # the parent reports it instead of waiting for a count that never comes
-        out.put(f"{type(exc).__name__}: {exc}")
-        raise
-
-
 def test_processes_on_a_sql_store_grant_exactly_the_remaining_budget(tmp_path):
     """Three processes ask for 5 slots each with 9 left in the window: exactly 9 are granted overall."""
-    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    # Whole seconds, as Clio announces it: the workers' "window is over" test must see the same reset
-    # the budget stores (a fractional one made a worker spin forever on a no-op sleep).
-    reset = int(time.time()) + 600
-    RateBudget("shared", store=SqlStore(url)).observe(_headers(10, 9, reset))
-    ctx = multiprocessing.get_context("spawn")
-    q = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, 5, reset, q)) for _ in range(3)]
-    for p in procs:
-        p.start()
-    # Spawned children import the module first: on a loaded machine that alone can take a minute.
-    granted = [q.get(timeout=300) for _ in procs]
-    for p in procs:
-        p.join(120)
-    assert all(isinstance(g, int) for g in granted), granted
-    assert sum(granted) == 9, granted
-    state = RateBudget("shared", store=SqlStore(url)).snapshot()
-    assert state["remaining"] == 0 and len(state["inflight"]) == 9
-
-
-def _count(url: str, n: int) -> None:
-    store = SqlStore(url)
-    for _ in range(n):
-        with store.transaction("counter") as doc:
-            doc["n"] = doc.get("n", 0) + 1
+    three_processes_share_nine_slots(f"sqlite:///{tmp_path / 'state.sqlite'}", "shared")
 
 
 def test_sql_store_read_modify_write_is_atomic_across_processes(tmp_path):
-    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_count, args=(url, 40)) for _ in range(3)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(300)
-    assert [p.exitcode for p in procs] == [0, 0, 0]
-    with SqlStore(url).transaction("counter") as doc:
-        assert doc["n"] == 120
-    # a failed block writes nothing
-    with pytest.raises(RuntimeError), SqlStore(url).transaction("counter") as doc:
-        doc["n"] = -1
-        raise RuntimeError("boom")
-    with SqlStore(url).transaction("counter") as doc:
-        assert doc["n"] == 120
+    three_processes_count_on_one_row(f"sqlite:///{tmp_path / 'state.sqlite'}", "counter")
 
 
 def test_token_cache_one_refresh_shared_and_encrypted():
