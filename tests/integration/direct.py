@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from clio2sf import catalog, pipeline
+from clio2sf import catalog, pipeline, staging
 from clio2sf.extract import extract_object, read_records
 from clio2sf.mapping.schema_plan import build_schema_plan
 from clio2sf.mapping.transform import PRODUCES
 from clio2sf.mapping.users import UserMap
-from clio2sf.user_resolution import resolve_users, user_map_document
+from clio2sf.user_resolution import report_csv, resolve_fallback, resolve_users, user_map_document
 from scripts.runner import airflow_env
 
 #: What the load needs staged: every object a transform reads, plus schema inputs.
@@ -75,3 +75,31 @@ def schema_plan(spec: Any, mroot: Any) -> Any:
 def transform_all(spec: Any, users: UserMap, mroot: Any) -> list[dict]:
     """Transform every staged batch; one result per batch."""
     return list(pipeline.transform_staged(spec, users, mroot))
+
+
+def _integration_username() -> str:
+    from sandbox.common import roster
+
+    return roster.INTEGRATION_USER["username"]
+
+
+def write_user_map(hook: Any, mroot: Any) -> None:
+    """``users/user_map.json`` and ``user_report.csv`` as mig_03 writes them: the staged Clio users resolved
+    against the org's, the integration user as fallback owner."""
+    sf_users = hook.query_all("SELECT Id, Username, Email, IsActive FROM User")
+    fallback = resolve_fallback(sf_users, _integration_username())
+    resolutions = resolve_users([e["data"] for e in read_records(mroot, "users")], sf_users, fallback)
+    staging.write_json(mroot / "users" / "user_map.json", user_map_document(resolutions, fallback))
+    (mroot / "users" / "user_report.csv").write_text(report_csv(resolutions))
+
+
+def transform_for_load(hook: Any, mroot: Any) -> tuple[Any, UserMap]:
+    """What the full load needs after the extraction: the default spec's schema applied to the org and every
+    staged batch transformed (users resolved, :func:`user_map`); ``(spec, users)``."""
+    from clio2sf.mapping.spec import load_spec
+
+    spec = load_spec(None)
+    users = user_map(hook, mroot, _integration_username())
+    pipeline.apply_schema_plan(hook, schema_plan(spec, mroot), activity_fallback=False)
+    transform_all(spec, users, mroot)
+    return spec, users

@@ -121,10 +121,7 @@ def cutover(tmp_path_factory):
                 seen["late"] = pid
 
         _extract(clio_hook, mroot, during)
-        spec = load_spec(None)
-        users = direct.user_map(hook, mroot, roster.INTEGRATION_USER["username"])
-        pipeline.apply_schema_plan(hook, direct.schema_plan(spec, mroot), activity_fallback=False)
-        direct.transform_all(spec, users, mroot)
+        spec, users = direct.transform_for_load(hook, mroot)
         full = _load(hook, mroot, spec, mroot, "full-1", "full_load")
         staged_early = next(e["data"] for e in read_records(mroot, "contacts") if e["data"]["id"] == seen["early"])
         old_baseline = delta.next_watermark(None, (e["data"].get("updated_at") for e in read_records(mroot, "contacts")))

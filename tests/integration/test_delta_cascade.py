@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from clio2sf import pipeline, staging
+from clio2sf import staging
 from clio2sf.extract import read_records
 from clio2sf.ledger import read_ledger
-from clio2sf.mapping.spec import load_spec
 from clio2sf.rollback_run import run_rollback
 from tests.integration import direct
 from tests.integration.test_cutover import _extract, _load, _window
@@ -39,10 +38,7 @@ def deleted_company(tmp_path_factory):
         for p in [r for r in listed if r["type"] == "Person" and not r.get("company") and r["id"] not in clients][:2]:
             clio.mutate("contacts", "update", p["id"], {"company": {"id": free}})
         _extract(clio_hook, mroot, lambda page_no: None)
-        spec = load_spec(None)
-        users = direct.user_map(hook, mroot, roster.INTEGRATION_USER["username"])
-        pipeline.apply_schema_plan(hook, direct.schema_plan(spec, mroot), activity_fallback=False)
-        direct.transform_all(spec, users, mroot)
+        spec, users = direct.transform_for_load(hook, mroot)
         full = _load(hook, mroot, spec, mroot, "full-1", "full_load")
         contacts = [e["data"] for e in read_records(mroot, "contacts")]
         people_of: dict[int, list[dict]] = {}

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import pytest
 
-from clio2sf import pipeline, staging
+from clio2sf import staging
 from clio2sf.ledger import read_ledger
-from clio2sf.mapping.spec import BASE_LOAD_ORDER, load_spec
+from clio2sf.mapping.spec import BASE_LOAD_ORDER
 from clio2sf.rollback_run import run_rollback
 from tests.integration import direct
 from tests.integration.test_cutover import WINDOW_OBJECTS, _extract, _load, _window
@@ -75,10 +75,7 @@ def deleted_person(tmp_path_factory):
                                                     "status": "pending", "matter": {"id": matter},
                                                     "assignee": {"id": person, "type": "Contact"}})["id"]
         _extract(clio_hook, mroot, lambda page_no: None)
-        spec = load_spec(None)
-        users = direct.user_map(hook, mroot, roster.INTEGRATION_USER["username"])
-        pipeline.apply_schema_plan(hook, direct.schema_plan(spec, mroot), activity_fallback=False)
-        direct.transform_all(spec, users, mroot)
+        spec, users = direct.transform_for_load(hook, mroot)
         full = _load(hook, mroot, spec, mroot, "full-1", "full_load")
         [sf_person] = _q(hook, f"SELECT Id, AccountId FROM Contact WHERE Clio_Id__c = 'contact-{person}'")
         pid = sf_person["Id"]

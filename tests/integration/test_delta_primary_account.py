@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import pytest
 
-from clio2sf import pipeline, staging
-from clio2sf.extract import read_records
+from clio2sf import staging
 from clio2sf.ledger import read_ledger
-from clio2sf.mapping.spec import BASE_LOAD_ORDER, load_spec
+from clio2sf.mapping.spec import BASE_LOAD_ORDER
 from clio2sf.rollback_run import run_rollback
-from clio2sf.user_resolution import report_csv, resolve_fallback, resolve_users, user_map_document
 from clio2sf.verify.run import verify_migration
 from tests.integration import direct
 from tests.integration.test_cutover import _extract, _load, _window
@@ -48,15 +46,8 @@ def moved(tmp_path_factory):
                      and not r.get("related_contacts"))
         clio.mutate("contacts", "update", person, {"company": {"id": x}, "related_contacts": [{"id": y, "type": "Company"}]})
         _extract(clio_hook, mroot, lambda page_no: None)
-        spec = load_spec(None)
-        sf_users = hook.query_all("SELECT Id, Username, Email, IsActive FROM User")  # as mig_03 writes them
-        fallback = resolve_fallback(sf_users, roster.INTEGRATION_USER["username"])
-        resolutions = resolve_users([e["data"] for e in read_records(mroot, "users")], sf_users, fallback)
-        staging.write_json(mroot / "users" / "user_map.json", user_map_document(resolutions, fallback))
-        (mroot / "users" / "user_report.csv").write_text(report_csv(resolutions))
-        users = direct.user_map(hook, mroot, roster.INTEGRATION_USER["username"])
-        pipeline.apply_schema_plan(hook, direct.schema_plan(spec, mroot), activity_fallback=False)
-        direct.transform_all(spec, users, mroot)
+        direct.write_user_map(hook, mroot)  # as mig_03 writes them
+        spec, users = direct.transform_for_load(hook, mroot)
         _load(hook, mroot, spec, mroot, "full-1", "full_load")
         acc = {cid: hook.query_all(f"SELECT Id FROM Account WHERE Clio_Id__c = 'contact-{cid}'")[0]["Id"] for cid in (x, y)}
         [contact] = hook.query_all(f"SELECT Id, AccountId FROM Contact WHERE Clio_Id__c = 'contact-{person}'")

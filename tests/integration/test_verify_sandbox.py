@@ -13,8 +13,6 @@ import pytest
 
 from clio2sf import catalog, pipeline, staging
 from clio2sf.extract import extract_object, read_records
-from clio2sf.mapping.spec import load_spec
-from clio2sf.user_resolution import report_csv, resolve_fallback, resolve_users, user_map_document
 from clio2sf.verify import accounting
 from clio2sf.verify import run as verify_run
 from clio2sf.verify.run import verify_migration
@@ -30,15 +28,8 @@ def run(tmp_path_factory):
     with direct.sandbox_hooks(base) as (clio, _sf, clio_hook, hook):
         mroot = staging.migration_root(base / "stage", "tiny", "m1")
         direct.extract_for_load(clio_hook, mroot)
-        spec = load_spec(None)
-        sf_users = hook.query_all("SELECT Id, Username, Email, IsActive FROM User")
-        fallback = resolve_fallback(sf_users, roster.INTEGRATION_USER["username"])
-        resolutions = resolve_users([e["data"] for e in read_records(mroot, "users")], sf_users, fallback)
-        staging.write_json(mroot / "users" / "user_map.json", user_map_document(resolutions, fallback))
-        (mroot / "users" / "user_report.csv").write_text(report_csv(resolutions))
-        users = direct.user_map(hook, mroot, roster.INTEGRATION_USER["username"])
-        pipeline.apply_schema_plan(hook, direct.schema_plan(spec, mroot), activity_fallback=False)
-        direct.transform_all(spec, users, mroot)
+        direct.write_user_map(hook, mroot)
+        spec, _ = direct.transform_for_load(hook, mroot)
         for deferred in (False, True):
             for sobject in spec.load_order:
                 folder = mroot / "transformed" / sobject
