@@ -32,7 +32,7 @@ class Finding:
     key: str
     source: str
     field: str
-    check: str          # value | owner | link | exists | exactly_once | occurrences | team | attendees
+    check: str          # value | owner | link | exists | exactly_once | occurrences | team | attendees | account_relations
     expected: Any
     actual: Any
     status: str         # mismatch | explained
@@ -96,13 +96,14 @@ class Scope:
     count as extra, in every part alike)."""
 
     sobjects: set[str] = field(default_factory=set)
-    links: set[str] = field(default_factory=set)  # CaseTeamMember, OpportunityTeamMember, EventRelation
+    links: set[str] = field(default_factory=set)  # CaseTeamMember, OpportunityTeamMember, EventRelation, ACR
     series: bool = False
 
     @classmethod
     def of(cls, exp: Expectations) -> Scope:
         return cls({so for so, _ in exp.records}, set(exp.team_sobject.values()) |
-                   ({"EventRelation"} if exp.attendees or exp.series else set()), bool(exp.series))
+                   ({"EventRelation"} if exp.attendees or exp.series else set()) |
+                   ({"AccountContactRelation"} if exp.accounts else set()), bool(exp.series))
 
     def update(self, other: Scope) -> None:
         self.sobjects |= other.sobjects
@@ -276,7 +277,8 @@ class Comparison:
         keys: dict[str, list[str]] = {}
         for sobject, key in self.exp.records:
             keys.setdefault(sobject, []).append(key)
-        teams = {"Case" if so == "CaseTeamMember" else "Opportunity" for so in scope.links if so != "EventRelation"}
+        teams = {"Case" if so == "CaseTeamMember" else "Opportunity" for so in scope.links
+                 if so in ("CaseTeamMember", "OpportunityTeamMember")}
         events = {"Event"} if "EventRelation" in scope.links else set()
         by_object = self.rb.loader is not None
         order = sorted(scope.sobjects | teams | events,
@@ -366,6 +368,8 @@ class Comparison:
             self.team(rec.key, self.exp.team[rec.key], row)
         if rec.sobject == "Event" and rec.key in self.exp.attendees:
             self.attendance(rec.key, self.exp.attendees[rec.key], row)
+        if rec.sobject == "Contact" and rec.key in self.exp.accounts:
+            self.account_relations(rec, self.exp.accounts[rec.key], row)
 
     def occurrence(self, sid: str, series: Mapping[str, Any], key: str, row: dict[str, Any],
                    starts: dict[Any, str]) -> None:
@@ -455,6 +459,26 @@ class Comparison:
         for p in sorted(got - people):
             self.add(rec, "EventRelation", f"{key}#{p}", "RelationId", "attendees", None, p,
                      "an EventRelation that is none of the Clio entry's attendees", "attendees")
+
+    def account_relations(self, rec: RecordExpectation, accounts: set[str], contact: Mapping[str, Any]) -> None:
+        """A person's AccountContactRelations (by their Account's Clio id) against the Accounts Clio relates it
+        to (its company, the companies among its related contacts; else the individual-client account):
+        one missing, or one Clio does not have (a company the person left, kept by Salesforce as indirect
+        when the Contact's AccountId moved), is a difference."""
+        got = set()
+        for a in self.rb.accounts.get(short(contact["Id"]) or "", []):
+            k = self.rb.link_key("AccountContactRelation", "AccountId", a)
+            got.add(k if k else f"id:{a}")
+        self.res.fields["AccountContactRelation"] += len(accounts | got)
+        self.res.matches["AccountContactRelation"] += len(accounts & got)
+        for a in sorted(accounts - got):
+            why = self.rejects.rejected(a)
+            self.add(rec, "AccountContactRelation", f"{rec.key}#account-{a}", "AccountId", "account_relations", a,
+                     None, "an Account the Clio person is related to has no AccountContactRelation", "related_contacts",
+                     explain=f"the Account was rejected: {why}" if why else None)
+        for a in sorted(got - accounts):
+            self.add(rec, "AccountContactRelation", f"{rec.key}#account-{a}", "AccountId", "account_relations", None,
+                     a, "an AccountContactRelation to an Account the Clio person is not related to", "related_contacts")
 
     def extra(self, sobject: str, key: str) -> None:
         """A record of the org no expectation of its group claims (exactly once: every record the org

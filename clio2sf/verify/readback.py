@@ -6,7 +6,7 @@ queried) and builds an index Salesforce Id → (sobject, Clio_Id__c) so that loo
 the external id of the record they point at; read by object, ``index`` builds that index for
 every sobject first and ``select`` says which fields to read of a group's sobjects when the
 comparison reaches them. ``read_links`` reads the natural-key children (CaseTeamMember,
-OpportunityTeamMember, EventRelation) of one group. The client is the Salesforce hook
+OpportunityTeamMember, EventRelation, AccountContactRelation) of one group. The client is the Salesforce hook
 (``query_all_iter``, ``describe``).
 """
 
@@ -49,6 +49,7 @@ class ReadBack:
     by_id: dict[str, tuple[str, str]] = field(default_factory=dict)  # short Id → (sobject, Clio_Id__c)
     team: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: defaultdict(list))  # parent Id → members
     relations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # event Id → relation ids
+    accounts: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # contact Id → account Ids
     notes: list[str] = field(default_factory=list)
     queries: int = 0
     #: ``read(..., by_object=True)``: the records of one sobject are streamed when the comparison reaches
@@ -117,6 +118,7 @@ class ReadBack:
         """Drop the team members and event relations read for one group (:func:`read_links`)."""
         self.team.clear()
         self.relations.clear()
+        self.accounts.clear()
 
     def release_spools(self) -> None:
         """Remove the files of a group compared in parts (:meth:`rows`, :func:`spool_links`)."""
@@ -445,14 +447,16 @@ def read_users(client: Any, rb: ReadBack) -> None:
 
 
 #: The record a team member or event relation belongs to.
-LINK_PARENT = {"CaseTeamMember": "Case", "OpportunityTeamMember": "Opportunity", "EventRelation": "Event"}
+LINK_PARENT = {"CaseTeamMember": "Case", "OpportunityTeamMember": "Opportunity", "EventRelation": "Event",
+               "AccountContactRelation": "Contact"}
 
 
 #: The lookup of each natural-key child to the record it belongs to (its field, its relationship) and to
 #: the member (Salesforce's standard objects: fixed names).
 LINK_FIELDS = {"CaseTeamMember": ("ParentId", "Parent", "MemberId"),
                "OpportunityTeamMember": ("OpportunityId", "Opportunity", "UserId"),
-               "EventRelation": ("EventId", "Event", "RelationId")}
+               "EventRelation": ("EventId", "Event", "RelationId"),
+               "AccountContactRelation": ("ContactId", "Contact", "AccountId")}
 
 
 def ids_in(client: Any, rb: ReadBack, sobject: str, keep: Any) -> set[str]:
@@ -467,7 +471,8 @@ def ids_in(client: Any, rb: ReadBack, sobject: str, keep: Any) -> set[str]:
 
 def read_links(client: Any, rb: ReadBack, sobjects: Iterable[str], parents: set[str] | None = None,
                keys: Iterable[str] | None = None, part: Any = None) -> None:
-    """Team members and event relations of the records read back (whole tables, streamed).
+    """Team members, event relations and account-contact relations of the records read back (whole tables,
+    streamed).
 
     ``parents``: keep only those of these records (Ids, 15 characters: a subset's matters or entries,
     :func:`ids_in`); the rest of the table is read and skipped. ``keys``: the Clio ids the attendees are
@@ -515,10 +520,14 @@ def read_links(client: Any, rb: ReadBack, sobjects: Iterable[str], parents: set[
                 rb.relations[p].append(m)
                 if rb.scoped and m and m not in rb.by_id:
                     unknown.add(str(raw))
+            elif sobject == "AccountContactRelation":
+                rb.accounts[p].append(m)
+                if m and m not in rb.by_id:  # an Account outside the records read (a window's): read by Id
+                    unknown.add(str(raw))
             else:
                 rb.team[p].append((m, sobject))
         if unknown:
-            _index_ids(client, rb, unknown, rb.link_targets(sobject, member))
+            _index_ids(client, rb, unknown, rb.link_targets(sobject, member) or ["Account"])
 
 
 def _parted_links(client: Any, sobject: str, part: Any) -> Iterator[tuple[int, tuple[str, Any]]]:

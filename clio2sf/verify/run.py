@@ -128,7 +128,7 @@ def compare_groups(client: Any, builder: source.Builder, users: source.UserRepor
             readback.select(client, rb, wanted)
             for sobject, fields in sorted(compare.link_fields(exp).items()):
                 readback.index_targets(client, rb, sobject, sorted(fields), keys)
-        links = sorted(set(exp.team_sobject.values()) | ({"EventRelation"} if exp.attendees or exp.series else set()))
+        links = sorted(compare.Scope.of(exp).links)
         parents = None
         if subset and not whole:  # only the links of the subset's records, not the org's whole tables
             keep = SubsetKeys(exp)

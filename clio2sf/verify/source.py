@@ -5,14 +5,15 @@ transform's converters: the spec's declarations (``from``, ``as``, ``map``, ``ma
 ``const``, ``owner``, ``ref``, ``links``) are interpreted again here, with the documented
 derivations the spec cannot express written out (company vs person contacts, billable vs
 non-billable time, matter target, calendar owner, recurrence per RFC 5545 with python-dateutil,
-team members, attendees). ``build(raw, spec, users)`` returns an :class:`Expectations`;
+team members, attendees, account relations). ``build(raw, spec, users)`` returns an :class:`Expectations`;
 ``Builder(...).build(objects)`` those of some objects (``Builder.groups()``: the objects that can be
 built and compared apart, one group at a time).
 
 Routing and derivation rules (the contract the verifier holds the migration to):
 
 - contacts: ``type == "Company"`` → Account, else Contact; a person's Account is its ``company``,
-  else its first related company, else the firm's individual-client account;
+  else its first related company, else the firm's individual-client account; its
+  AccountContactRelations: one to that Account and one to each other company it is related to, no other;
 - matters → ``spec.matter_target``; team members: the ``responsible_attorney``,
   ``originating_attorney`` and ``responsible_staff`` users that resolved to a Salesforce user
   (the fallback owner never stands in for one);
@@ -231,6 +232,7 @@ class Expectations:
     team: dict[str, dict[str, str]] = field(default_factory=dict)      # matter key → {sf user: role path}
     team_sobject: dict[str, str] = field(default_factory=dict)         # matter key → CaseTeamMember/Opp...
     attendees: dict[str, set[str]] = field(default_factory=dict)       # event key → {"contact-5", "user:005.."}
+    accounts: dict[str, set[str]] = field(default_factory=dict)        # person key → its Accounts' Clio ids
     series: dict[str, dict[str, Any]] = field(default_factory=dict)    # series ssid → {"starts": [...], ...}
     notes: list[str] = field(default_factory=list)
     note_at: list[int] = field(default_factory=list)  # each note's raw record (its position in the group)
@@ -551,6 +553,11 @@ class Builder:
         self.other_details(rec, d)
         rec.links["AccountId"] = (self._individual_account(d) or self.account_of_person(d), "company.id")
         self.out.add(rec)
+        if "AccountContactRelation" in self.spec.objects:
+            # one AccountContactRelation per Account the person is related to: the direct one to its AccountId,
+            # an indirect one to each other company (and no other: a relation Clio does not have is extra)
+            self.out.accounts[sid] = {self.account_of_person(d)} | {
+                f"contact-{cid}" for cid in _companies_of(d) if self._is_company(cid)}
 
     def _individual_account(self, d: Mapping[str, Any]) -> str | None:
         """A person without a company goes to the firm's individual-client account, expected once

@@ -41,7 +41,7 @@ def moved(tmp_path_factory):
         mroot = staging.migration_root(base / "stage", "tiny", "m1")
         contacts = [r for page in clio_hook.paginate("contacts.json", "id,type,company,related_contacts", {})
                     for r in page["data"]]
-        x, y = sorted(r["id"] for r in contacts if r["type"] == "Company")[:2]
+        x, y, z = sorted(r["id"] for r in contacts if r["type"] == "Company")[:3]
         person = min(r["id"] for r in contacts if r["type"] == "Person" and not r.get("company")
                      and not r.get("related_contacts"))
         clio.mutate("contacts", "update", person, {"company": {"id": x}, "related_contacts": [{"id": y, "type": "Company"}]})
@@ -66,9 +66,18 @@ def moved(tmp_path_factory):
                                     subset=True, raw_dir="raw_ok", context_root=mroot)
         w2 = _window(clio_hook, hook, mroot, spec, users, "w2")
         again = _relations(hook, contact["Id"])
+        # seeded defect: a relation Clio does not have (to a third company Z), made by hand; verified, then removed
+        [z_acc] = hook.query_all(f"SELECT Id FROM Account WHERE Clio_Id__c = 'contact-{z}'")
+        [seeded] = hook.composite_create([{"attributes": {"type": "AccountContactRelation"},
+                                           "AccountId": z_acc["Id"], "ContactId": contact["Id"]}])
+        assert seeded["success"], seeded
+        seeded_report = verify_migration(hook, droot, spec, out_dir=mroot / "reports" / "w1-seeded",
+                                         users_dir=mroot / "users", subset=True, raw_dir="raw_ok", context_root=mroot)
+        assert hook.composite_delete([seeded["id"]])[0]["success"]
         yield {"hook": hook, "mroot": mroot, "acc": acc, "x": x, "y": y, "contact": contact, "before": before,
                "after": after, "again": again, "ids_before": ids_before, "ids_after": ids_after,
-               "moved_contact": moved_contact, "w1": w1, "w2": w2, "verified": verified}
+               "moved_contact": moved_contact, "w1": w1, "w2": w2, "verified": verified,
+               "seeded": seeded_report, "z": z}
 
 
 def test_the_full_load_relates_the_person_directly_to_x_and_indirectly_to_y(moved):
@@ -98,6 +107,19 @@ def test_the_window_verifies_and_a_second_window_changes_nothing(moved):
     assert not v["failure"] and not v["mismatches"] and v["records_compared"], v
     assert m["again"] == m["after"]
     assert not m["w2"]["failed"]
+
+
+def test_the_verification_reports_a_relation_clio_does_not_have(moved):
+    """Seeded defect: an AccountContactRelation of the person to a company Clio does not relate it to. Old
+    verifier: AccountContactRelations were not compared at all (0 mismatches)."""
+    m = moved
+    v = m["seeded"]
+    assert v["mismatches"] == 1, v
+    by_object = staging.read_json(m["mroot"] / "reports" / "w1" / "verification.json")["by_object"]
+    assert by_object["AccountContactRelation"] == {"records": 0, "fields": 2, "matches": 2}, by_object
+    [f] = [f for f in v["findings"] if f["sobject"] == "AccountContactRelation"]
+    assert f["actual"] == f"contact-{m['z']}" and f["expected"] in (None, ""), f
+    assert f["check"] == "account_relations", f
 
 
 def test_rolling_back_the_migration_leaves_no_relation_and_fails_nothing(moved):

@@ -35,7 +35,7 @@ def test_one_group_at_a_time_finds_what_building_the_whole_firm_first_finds():
     client = FakeSF(org, types=g.TYPES)
     rb = readback.read(client, compare.wanted_fields(exp))
     readback.read_users(client, rb)
-    readback.read_links(client, rb, ["CaseTeamMember", "EventRelation"])
+    readback.read_links(client, rb, ["AccountContactRelation", "CaseTeamMember", "EventRelation"])
     whole = compare.compare(exp, rb, g.USERS, compare.Rejects(), now=g.NOW)
 
     by_group = g.verify(g.raw(), org)

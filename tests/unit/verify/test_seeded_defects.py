@@ -31,6 +31,36 @@ def test_good_data_verifies_clean():
     assert report.failure_message(result) is None
     # every kind of check ran: values, owners, links, occurrences, team, attendees
     assert result.fields["Event"] and result.fields["CaseTeamMember"] and result.fields["EventRelation"]
+    assert result.matches["AccountContactRelation"] == 1
+
+
+def test_a_relation_to_an_account_clio_does_not_relate_the_person_to_is_caught():
+    """A person who left a company: Salesforce keeps the old primary Account as an indirect relation when the
+    Contact's AccountId moves. Old verifier: AccountContactRelations were not compared (0 mismatches)."""
+    raw = g.raw()
+    raw["contacts"].append(g._env("contacts", "contact", {"id": 3, "type": "Company", "name": "Old Co"}))
+    org = g.org()
+    org["Account"].append({"Id": "001000000000009AAA", "Clio_Id__c": "contact-3", "Name": "Old Co",
+                           "Clio_Created_Date__c": g.CREATED_SF})
+    org["AccountContactRelation"].append({"Id": "07k000000000002AAA", "AccountId": "001000000000009AAA",
+                                          "ContactId": g.CON, "IsDirect": False})
+    result = g.verify(raw, org)
+    _fails_on(result, "AccountContactRelation", "AccountId")
+    [f] = [f for f in result.findings if f.sobject == "AccountContactRelation"]
+    assert (f.check, f.expected, f.actual) == ("account_relations", None, "contact-3"), vars(f)
+
+
+def test_a_missing_relation_to_a_related_company_is_caught():
+    raw = g.raw()
+    raw["contacts"].append(g._env("contacts", "contact", {"id": 3, "type": "Company", "name": "Other Co"}))
+    raw["contacts"][1]["data"]["related_contacts"] = [{"id": 3, "type": "Company"}]
+    org = g.org()
+    org["Account"].append({"Id": "001000000000009AAA", "Clio_Id__c": "contact-3", "Name": "Other Co",
+                           "Clio_Created_Date__c": g.CREATED_SF})
+    _fails_on(g.verify(raw, org), "AccountContactRelation", "AccountId")
+    org["AccountContactRelation"].append({"Id": "07k000000000002AAA", "AccountId": "001000000000009AAA",
+                                          "ContactId": g.CON, "IsDirect": False})
+    assert not [f for f in g.verify(raw, org).findings if f.sobject == "AccountContactRelation"]
 
 
 def test_event_owner_from_the_calendar_id_is_caught():
@@ -112,12 +142,13 @@ def test_a_lost_record_with_a_reject_is_explained():
     org["Contact"][0]["AccountId"] = None
     org["Case"][0]["AccountId"] = None
     org["Clio_Billing__c"][0]["Account__c"] = None
+    org["AccountContactRelation"] = []
     rejects = [{"source_system_id": "contact-1", "rule": "bad_value", "message": "contact-1: rejected", "repair": None},
                {"source_system_id": "contact-2", "field": "company", "rule": "orphan_reference",
                 "message": "contact-2: company not loaded", "repair": "linked to nothing"}]
     result = g.verify(g.raw(), org, rejects=rejects)
     assert result.totals()["mismatches"] == 0, [vars(f) for f in result.unexplained()]
-    assert result.totals()["explained"] == 4  # the record, and the three lookups that pointed at it
+    assert result.totals()["explained"] == 5  # the record, the three lookups that pointed at it, the person's relation
 
 
 # ---- data the pipeline dropped silently: with a spec that migrates it, the org without it fails.
