@@ -11,7 +11,8 @@ tiny preset (``make bench-dags-smoke``).  The full run also measures the peak RS
 fresh processes: ``summary_memory`` (:mod:`benchmarks.bench_summary_memory`, ``summarize_extraction``'s
 work at 100k and 1M records), ``sample_memory`` (:mod:`benchmarks.bench_sample_memory`, ``select_sample``'s work at 100k
 and 1M staged records), ``reconcile_memory`` (:mod:`benchmarks.bench_reconcile_memory`, the full load's
-reconcile on a synthetic firm of 100k and 1M records) and ``verify_memory``
+reconcile on a synthetic firm of 100k and 1M records), ``rollback_memory`` (:mod:`benchmarks.bench_rollback_memory`,
+``mig_07_rollback``'s rollback executed on generated ledgers of 100k and 1M lines against a fake org) and ``verify_memory``
 (:mod:`benchmarks.bench_verify_memory`, the full load's verify on the sandbox's ``large`` firm, about 30 min
 of set-up); ``--size tiny --only reconcile_memory`` (1k and 5k records) is the quick check of that wiring.  Results: ``benchmarks/results/<date>-<size>.{md,json}``
 plus ``latest.{md,json}`` (full) or ``smoke.{md,json}`` (tiny), with the machine, the date and the
@@ -41,21 +42,22 @@ SIZES: dict[str, dict[str, Any]] = {
     "tiny": {"clio": {"preset": "tiny", "window": 1.0}, "sf": {"rows": 300, "naive_rows": 50},
              "transform": 1000, "memory": [1000, 5000], "sf_sandbox": 2000,
              "dags": {"preset": "tiny", "window": 1.0}, "sample_memory": [1], "reconcile_memory": [1000, 5000],
-             "verify_memory": "tiny", "summary_memory": [1]},
+             "verify_memory": "tiny", "summary_memory": [1], "rollback_memory": [1000, 5000]},
     "full": {"clio": {"preset": "demo", "window": 10.0, "real_rate_preset": "tiny"},
              "sf": {"rows": 10_000, "naive_rows": 1000}, "transform": 20_000,
              "memory": [10_000, 100_000, 1_000_000], "sf_sandbox": 50_000,
              "dags": {"preset": "large", "window": 5.0}, "dags_xl": {"preset": "xl", "window": 5.0},
              "dags_xl_records": {"preset": "xl", "window": 5.0}, "sample_memory": [100_000, 1_000_000],
              "reconcile_memory": [100_000, 1_000_000], "verify_memory": "large",
-             "summary_memory": [100_000, 1_000_000]},
+             "summary_memory": [100_000, 1_000_000], "rollback_memory": [100_000, 1_000_000]},
 }
 BENCHMARKS = ("clio", "salesforce", "transform", "memory", "sf_sandbox", "end_to_end", "dags", "dags_xl",
-              "dags_xl_records", "sample_memory", "reconcile_memory", "verify_memory", "summary_memory")
+              "dags_xl_records", "sample_memory", "reconcile_memory", "verify_memory", "summary_memory", "rollback_memory")
 #: what a run without ``--only`` runs at each size (the DAG paths take an hour and more; the tiny sample
 #: firm is still one copy of the large firm, so the step memory benchmarks are left to the full run).
 DEFAULT = {"tiny": BENCHMARKS[:6],
-           "full": (*BENCHMARKS[:6], "sample_memory", "reconcile_memory", "summary_memory", "dags", "verify_memory")}
+           "full": (*BENCHMARKS[:6], "sample_memory", "reconcile_memory", "summary_memory", "rollback_memory", "dags",
+                    "verify_memory")}
 #: runner benchmark -> the ``Figure.benchmark`` labels it produces.
 FIGURE_LABELS = {"clio": ("clio_request_economy", "rate_limit_utilisation"), "salesforce": ("salesforce_call_economy",),
                  "transform": ("transform_throughput",), "memory": ("memory",),
@@ -63,7 +65,7 @@ FIGURE_LABELS = {"clio": ("clio_request_economy", "rate_limit_utilisation"), "sa
                  "dags": ("dags_large", "dags_tiny"), "dags_xl": ("dags_xl",),
                  "dags_xl_records": ("dags_xl_records",), "sample_memory": ("sample_memory",),
                  "reconcile_memory": ("reconcile_memory",), "verify_memory": ("verify_memory",),
-                 "summary_memory": ("summary_memory",)}
+                 "summary_memory": ("summary_memory",), "rollback_memory": ("rollback_memory",)}
 
 
 def _labelled(label: str, got: Any) -> list[Figure]:
@@ -98,6 +100,7 @@ def _plan(size: str, work: Path, out: Path, dags_timeout: float | None = None) -
         bench_e2e,
         bench_memory,
         bench_reconcile_memory,
+        bench_rollback_memory,
         bench_salesforce,
         bench_sample_memory,
         bench_sf_bulk,
@@ -127,6 +130,8 @@ def _plan(size: str, work: Path, out: Path, dags_timeout: float | None = None) -
         "verify_memory": lambda: _verify_memory(work / "verify-memory", cfg["verify_memory"]),
         "summary_memory": lambda: _labelled("summary_memory", bench_summary_memory.run(work / "summary-memory",
                                                                                       cfg["summary_memory"])),
+        "rollback_memory": lambda: _labelled("rollback_memory", bench_rollback_memory.run(
+            work / "rollback-memory", cfg["rollback_memory"])),
     }
 
 

@@ -51,13 +51,14 @@ def test_markdown_marks_unmet_targets_and_notes() -> None:
 @pytest.mark.unit
 def test_the_step_memory_benchmarks_run_from_the_runner_under_their_own_labels(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``--only sample_memory reconcile_memory verify_memory summary_memory``: each bench's run is called with its size,
-    its figures land in the results under its own label (an isolated ``memory`` figure of an earlier run
-    is kept), the full run runs them, and the verify bench's environment does not outlive it."""
+    """``--only sample_memory reconcile_memory verify_memory summary_memory rollback_memory``: each bench's run is
+    called with its size, its figures land in the results under its own label (an isolated ``memory`` figure of an
+    earlier run is kept), the full run runs them, and the verify bench's environment does not outlive it."""
     import os
 
     from benchmarks import (
         bench_reconcile_memory,
+        bench_rollback_memory,
         bench_sample_memory,
         bench_summary_memory,
         bench_verify_memory,
@@ -87,7 +88,12 @@ def test_the_step_memory_benchmarks_run_from_the_runner_under_their_own_labels(
         calls["summary"] = sizes
         return [fig("summary", 4.0)], [{"runs": 1}]
 
+    def rollback(work, records):
+        calls["rollback"] = records
+        return [fig("rollback", 5.0)]
+
     monkeypatch.setattr(bench_sample_memory, "run", sample)
+    monkeypatch.setattr(bench_rollback_memory, "run", rollback)
     monkeypatch.setattr(bench_summary_memory, "run", summary)
     monkeypatch.setattr(bench_reconcile_memory, "run", reconcile)
     monkeypatch.setattr(bench_verify_memory, "run", verify)
@@ -96,14 +102,14 @@ def test_the_step_memory_benchmarks_run_from_the_runner_under_their_own_labels(
             "target": "", "met": None, "note": "", "detail": {}}
     (tmp_path / "latest.json").write_text(json.dumps({"size": "full", "date": "2026-12-01T00:00:00Z",
                                                       "figures": [kept]}), encoding="utf-8")
-    names = ["sample_memory", "reconcile_memory", "verify_memory", "summary_memory"]
+    names = ["sample_memory", "reconcile_memory", "verify_memory", "summary_memory", "rollback_memory"]
     doc = run("full", tmp_path, names)
     assert doc["errors"] == {} and "CLIO2SF_BENCH_LEFT_OVER" not in os.environ
     assert calls == {"sample": [100_000, 1_000_000], "reconcile": [100_000, 1_000_000], "verify": "large",
-                     "summary": [100_000, 1_000_000]}
+                     "summary": [100_000, 1_000_000], "rollback": [100_000, 1_000_000]}
     assert {(f["benchmark"], f["value"]) for f in doc["figures"]} == {
         ("memory", 9.0), ("sample_memory", 1.0), ("reconcile_memory", 2.0), ("verify_memory", 3.0),
-        ("summary_memory", 4.0)}
+        ("summary_memory", 4.0), ("rollback_memory", 5.0)}
     assert "| reconcile_memory | peak RSS, reconcile | s | 2.000 | MB | < 500 | met |" in (
         tmp_path / "latest.md").read_text(encoding="utf-8")
     assert set(names) <= set(DEFAULT["full"]) and set(names) <= set(BENCHMARKS) and set(names) <= set(FIGURE_LABELS)
