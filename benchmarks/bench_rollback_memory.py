@@ -249,6 +249,23 @@ NOTES = [
     "composite calls and the ledger lines it writes.",
     "`projected` (in the JSON, and the last column here): peak RSS and CPU seconds on the line through the two "
     "sizes, at 1M and 4.5M ledger lines of the run rolled back (an xl run writes ~4.5M).",
+    "Before (e41918b) the map of re-created records' new ids was a dict (~260 bytes an entry), built from the "
+    "ledger by the plan, copied into the spooled plan and again for the execution, and grown there as records came "
+    "back; since lane 34d it is an SQLite table (`clio2sf.rollback.IdMap`): the plan's queries join it, the "
+    "execution looks ids up in it. With a tenth of the run re-created (`--purged 10`, the default) the map is "
+    "10k-40k entries and the two codes measure alike (growth 1.02-1.06; full at 400k 161.7 / 164.8 MB, again "
+    "161.8 / 165.6 MB: the new code's table sort and caches, bounded by SQLite's cache sizes, 16 MB + 2 MB). "
+    "With half the run re-created (`--purged 2`, the map's worst case: a delta that deleted half the firm, rolled "
+    "back) the dict showed: re-creating 153.2 -> 178.0 MB (growth 1.162), then deleting the run 168.3 -> 202.1 "
+    "MB (1.201, **not met**), on the line 517 and 664 MB at 4.5M (over 500); with the table 149.7 -> 156.9 "
+    "(1.048) and 155.8 -> 165.4 (1.062), 255 and 297 MB on the line (the line overstates: SQLite's caches stop "
+    "at their size). CPU at 400k: 19.6 -> 19.0 s re-creating, 31.8 -> 33.8 s deleting (the join).",
+    "The table's first cut counted itself at every re-creation (`recreate_payload`'s `remap or {}` called "
+    "`len()`, a COUNT(*)): 106 CPU s instead of 19 re-creating 180,000 records at 400k (--purged 2); "
+    "`IdMap.__bool__` and `is None` fixed it before the figures above.",
+    "The runs were measured beside the xl DAG benchmark (1-min load 5-12 in the table): wall seconds are not "
+    "comparable, CPU seconds are (each rollback's own process). The `after` rows name their parent commit "
+    "(e41918b): the code measured is lane 34d's IdMap change on it, not yet committed then.",
 ]
 
 

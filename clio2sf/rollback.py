@@ -22,9 +22,10 @@ it by its new id.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -339,7 +340,7 @@ def recreate_payload(op: RollbackOp, remap: Mapping[str, str] | None = None) -> 
     """The create body that brings back ``op``'s record; ids of re-created records point to their new ids."""
     if op.action != "recreate" or op.values is None:
         raise ValueError(f"{op.sobject} {op.sf_id}: not a recreate operation")
-    remap = remap or {}
+    remap = {} if remap is None else remap  # not ``remap or {}``: an IdMap's len() counts its table
     return {k: (remap.get(v[:15], v) if isinstance(v, str) and len(v) in (15, 18) else v)
             for k, v in op.values.items() if k != "Id" and v is not None}
 
@@ -356,9 +357,115 @@ def restore_payload(op: RollbackOp, present_fields: Mapping[str, Any] | None = N
 
 # ------------------------------------------------------------------ streamed planning (a whole run)
 
+
+class IdMap(MutableMapping[str, str]):
+    """Old id (15 characters) -> id of its re-created record, kept in an SQLite table, not in memory: a rollback
+    that re-creates (or deletes by their new ids) every record of a large run would otherwise hold one entry a
+    record (~260 bytes; 1.2 GB for 4.5M). ``db`` (with ``table``) is a connection the map shares, e.g. the plan's
+    index (:class:`_Scope`); without it the map makes its own file in a temporary directory of this process on
+    its first entry (an empty map makes none) and removes it on :meth:`close` (or when collected).
+
+    A mapping as ``dict`` is: ``get``, ``in``, ``[]``, ``len``, iteration in key order, ``==`` with a dict;
+    :meth:`update` from another :class:`IdMap` copies it row by row."""
+
+    def __init__(self, db: Any = None, table: str = "idmap") -> None:
+        import weakref
+
+        self._db, self._table, self._dir = db, table, None
+        self._cleanup = weakref.finalize(self, lambda: None)
+        if db is not None:
+            db.execute(f"CREATE TABLE IF NOT EXISTS {table}(old15 TEXT PRIMARY KEY, new_id TEXT) WITHOUT ROWID")
+            self._empty = db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is None
+        else:
+            self._empty = True
+
+    def _open(self) -> Any:
+        if self._db is None:
+            import os
+            import shutil
+            import sqlite3
+            import tempfile
+            import weakref
+
+            self._dir = tempfile.mkdtemp(prefix="clio2sf-rollback-ids-")
+            db = sqlite3.connect(os.path.join(self._dir, "ids.sqlite"))
+            db.executescript(f"PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-2000; "
+                             f"CREATE TABLE {self._table}(old15 TEXT PRIMARY KEY, new_id TEXT) WITHOUT ROWID;")
+            self._db = db
+
+            def drop(db: Any = db, folder: str = self._dir) -> None:
+                db.close()
+                shutil.rmtree(folder, ignore_errors=True)
+
+            self._cleanup = weakref.finalize(self, drop)
+        return self._db
+
+    def close(self) -> None:
+        """Remove the map's own file (a map on a shared connection leaves it as it is)."""
+        self._cleanup()
+
+    def __getitem__(self, key: str) -> str:
+        row = None if self._empty else self._db.execute(
+            f"SELECT new_id FROM {self._table} WHERE old15 = ?", (key,)).fetchone()
+        if row is None:
+            raise KeyError(key)
+        return row[0]
+
+    def get(self, key: str, default: Any = None) -> Any:  # the hot path: one look-up, no exception
+        if self._empty:
+            return default
+        row = self._db.execute(f"SELECT new_id FROM {self._table} WHERE old15 = ?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key) is not None  # type: ignore[arg-type]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._open().execute(f"INSERT OR REPLACE INTO {self._table} VALUES (?, ?)", (key, value))
+        self._empty = False
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._db.execute(f"DELETE FROM {self._table} WHERE old15 = ?", (key,))
+        self._empty = self._db.execute(f"SELECT 1 FROM {self._table} LIMIT 1").fetchone() is None
+
+    def __bool__(self) -> bool:  # without a count of the table
+        return not self._empty
+
+    def __len__(self) -> int:
+        return 0 if self._empty else self._db.execute(f"SELECT COUNT(*) FROM {self._table}").fetchone()[0]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self.items())
+
+    def items(self) -> Iterator[tuple[str, str]]:  # type: ignore[override]
+        """The entries in key order, read from the table a row at a time."""
+        if self._empty:
+            return iter(())
+        return iter(self._db.execute(f"SELECT old15, new_id FROM {self._table} ORDER BY old15"))
+
+    def update(self, other: Any = (), /, **kw: str) -> None:  # type: ignore[override]
+        pairs = other.items() if isinstance(other, Mapping) else other
+        db, batch = None, []
+        for pair in itertools.chain(pairs, kw.items()):
+            batch.append(tuple(pair))
+            if len(batch) >= STREAM_CHUNK:
+                db = db or self._open()
+                db.executemany(f"INSERT OR REPLACE INTO {self._table} VALUES (?, ?)", batch)
+                self._empty, batch = False, []
+        if batch:
+            self._open().executemany(f"INSERT OR REPLACE INTO {self._table} VALUES (?, ?)", batch)
+            self._empty = False
+
+    def __repr__(self) -> str:
+        return f"IdMap({len(self)} entries)"
+
+
 #: Operations per step of :func:`iter_rollback`: one existence check, one spool file at most.
 STREAM_CHUNK = 2_000
 _ORDER = "COALESCE(at, '~'), run_id, phase, obj, batch, seq"  # lines_frame's order (a missing time last)
+_ORDER_LAST_FIRST = "COALESCE(at, '~') DESC, run_id DESC, phase DESC, obj DESC, batch DESC, seq DESC"
 
 
 class _Scope:
@@ -448,9 +555,15 @@ class _Scope:
             CREATE INDEX done_key ON done(op, obj, sf_id);
             CREATE INDEX other_files_doc ON other_files(doc);
         """)
-        # old id (15) -> new id, the last recreate line in ledger order winning (as recreated_ids)
-        self.recreated = {old: new for old, new in self.db.execute(
-            f"SELECT old15, new_id FROM recreates ORDER BY {_ORDER}")}
+        # old id (15) -> new id, the last recreate line in ledger order winning (as recreated_ids): a table of this
+        # file, looked up by the plan's queries (a join), not a dict of every re-created record
+        self.db.executescript(f"""
+            CREATE TABLE remap(old15 TEXT PRIMARY KEY, new_id TEXT) WITHOUT ROWID;
+            INSERT INTO remap SELECT old15, new_id FROM (
+                SELECT old15, new_id, ROW_NUMBER() OVER (PARTITION BY old15 ORDER BY {_ORDER_LAST_FIRST}) AS nth
+                FROM recreates) WHERE nth = 1;
+        """)
+        self.recreated = IdMap(self.db, "remap")
 
     def _raw(self, rows: list[tuple[Any, ...]]) -> None:
         self.db.executemany("INSERT INTO raw(obj, sf_id, sf15, ssid, run_id, created, operation, before, files, at, "
@@ -469,7 +582,7 @@ Step = tuple[list[RollbackOp], list[tuple[str, str, str, str]]]
 
 def iter_rollback(root: Any, *, run_id: str | None = None, migration_id: str | None = None,
                   exists: ExistsFn | None = None, load_order: Sequence[str] = DEFAULT_LOAD_ORDER,
-                  recreated: dict[str, str] | None = None, chunk: int | None = None) -> Iterable[Step]:
+                  recreated: MutableMapping[str, str] | None = None, chunk: int | None = None) -> Iterable[Step]:
     """The plan of :func:`plan_rollback_from_ledger`, a step at a time: ``(operations, already_done)`` of at most
     ``chunk`` (default :data:`STREAM_CHUNK`) operations of one action and one sobject, in the plan's order
     (per object in load order its re-creations, then its restores; then deletes per object in reverse load
@@ -478,8 +591,9 @@ def iter_rollback(root: Any, *, run_id: str | None = None, migration_id: str | N
     The operations are the plan's, in its order. ``already_done`` holds the same entries as the plan's, in the
     order of the steps (the plan lists them by cause). The ledger is indexed in a temporary SQLite file of
     this process (:class:`_Scope`), so neither the run's lines nor its plan are ever held whole: memory does
-    not grow with the run rolled back. ``recreated`` (when given) is filled with the old-id -> new-id map of
-    re-created records before the first step. Raises ``ValueError`` as :func:`plan_rollback_from_ledger`.
+    not grow with the run rolled back, nor with the records re-created (their old-id -> new-id map is a table of
+    that file, joined in the plan's queries). ``recreated`` (when given: a dict, or an :class:`IdMap` to keep it
+    out of memory too) is filled with that map before the first step. Raises ``ValueError`` as :func:`plan_rollback_from_ledger`.
     """
     scope = _Scope(root, run_id, migration_id)
     try:
@@ -491,7 +605,7 @@ def iter_rollback(root: Any, *, run_id: str | None = None, migration_id: str | N
 
 
 def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], chunk: int) -> Iterable[Step]:
-    db, rank, remap = scope.db, _rank(load_order), scope.recreated
+    db, rank = scope.db, _rank(load_order)
     db.executescript("CREATE TABLE cand(ord INTEGER PRIMARY KEY, obj, sf_id, ssid, run_id);"
                      "CREATE TABLE foreign_skip(ord INTEGER PRIMARY KEY, sf_id);")
     cands: list[tuple[Any, ...]] = []
@@ -504,11 +618,13 @@ def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], ch
         foreign.clear()
 
     is_foreign = db.cursor()
-    for obj, sf_id, ssid, rid, files in db.execute("SELECT obj, sf_id, ssid, run_id, files FROM work "
-                                                  "WHERE created = 1 ORDER BY k"):
+    # a record re-created by a rollback is deleted by its new id (the map: scope.recreated's table)
+    for obj, sf_id, ssid, rid, files in db.execute("SELECT w.obj, COALESCE(m.new_id, w.sf_id), w.ssid, w.run_id, "
+                                                  "w.files FROM work w LEFT JOIN remap m ON m.old15 = w.sf15 "
+                                                  "WHERE w.created = 1 ORDER BY w.k"):
         docs = json.loads(files) if files else []
         if obj not in FILE_SOBJECTS:
-            cands.append((obj, remap.get(str(sf_id)[:15], sf_id), ssid, rid))
+            cands.append((obj, sf_id, ssid, rid))
         for doc in docs:
             if is_foreign.execute("SELECT 1 FROM other_files WHERE doc = ? LIMIT 1", (doc,)).fetchone():
                 if obj in FILE_SOBJECTS:
@@ -550,19 +666,20 @@ def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], ch
             yield checked(ops, skipped, keep_present, why)
 
     def recreate(row: Any) -> RollbackOp | tuple[str, str, str, str] | None:
-        obj, sf_id, sf15, ssid, rid, before, created_here = row
+        obj, sf_id, ssid, rid, before, created_here, recreated_before = row
         if created_here:
             return None  # created in the same scope: it stays deleted
         if obj in FILE_SOBJECTS:
             return "recreate", obj, sf_id, "file content is not kept by the ledger: not re-created"
-        if sf15 in remap:
+        if recreated_before:
             return "recreate", obj, sf_id, "re-created by an earlier rollback"
         return RollbackOp("recreate", obj, sf_id, ssid, rid, json.loads(before))
 
     def recreates_of(obj: str) -> Iterable[Step]:
-        rows = db.execute("SELECT obj, sf_id, sf15, ssid, run_id, before, EXISTS(SELECT 1 FROM work c WHERE "
-                          "c.obj = w.obj AND c.sf15 = w.sf15 AND c.created = 1) FROM work w WHERE obj = ? "
-                          "AND operation = 'delete' AND before IS NOT NULL ORDER BY sf_id, k", (obj,))
+        rows = db.execute("SELECT obj, sf_id, ssid, run_id, before, EXISTS(SELECT 1 FROM work c WHERE "
+                          "c.obj = w.obj AND c.sf15 = w.sf15 AND c.created = 1), EXISTS(SELECT 1 FROM remap m "
+                          "WHERE m.old15 = w.sf15) FROM work w WHERE obj = ? AND operation = 'delete' "
+                          "AND before IS NOT NULL ORDER BY sf_id, k", (obj,))
         yield from paged(rows, recreate, False, "still in Salesforce: nothing to re-create")
 
     def restore(row: Any) -> RollbackOp | tuple[str, str, str, str] | None:

@@ -9,7 +9,9 @@ and a finished one plans nothing the second time.
 
 The plan is never held whole (a full-load run has one operation per record): :func:`spool_plan` writes it,
 a step at a time (:func:`clio2sf.rollback.iter_rollback`), to a spool under the migration's staging root,
-and :func:`write_reports` and the execution read it back one spool file at a time.
+and :func:`write_reports` and the execution read it back one spool file at a time. Nor is the map of re-created
+records' new ids (:class:`clio2sf.rollback.IdMap`, an SQLite file in a temporary directory): a rollback that
+re-creates every record of a run, or deletes them by their new ids, holds no entry per record.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import groupby, islice
 from typing import Any
@@ -42,7 +44,8 @@ def _errors(result: dict[str, Any]) -> tuple[str, str]:
     return code, f"{code}: {str(first.get('message') or '')[:300]}"
 
 
-def _recreate(client: Any, sobject: str, ops: Sequence[rollback.RollbackOp], remap: dict[str, str]) -> list[dict]:
+def _recreate(client: Any, sobject: str, ops: Sequence[rollback.RollbackOp],
+              remap: MutableMapping[str, str]) -> list[dict]:
     bodies = [rollback.recreate_payload(o, remap) for o in ops]
     meta = client.describe(sobject)["fields"]
     ext = next((f["name"] for f in meta if f.get("externalId") and all(b.get(f["name"]) for b in bodies)), None)
@@ -66,7 +69,7 @@ def _direct_relations(client: Any, ops: Sequence[rollback.RollbackOp]) -> set[st
 
 
 def _execute(client: Any, mroot: Any, migration_id: str, ops: Sequence[rollback.RollbackOp], batch: str,
-             counts: dict[str, dict[str, int]], remap: dict[str, str]) -> None:
+             counts: dict[str, dict[str, int]], remap: MutableMapping[str, str]) -> None:
     """Run one chunk of same-action, same-sobject operations and write its ledger lines.
 
     ``remap`` (old id -> new id of re-created records) grows as records come back, so children
@@ -120,14 +123,17 @@ def _execute(client: Any, mroot: Any, migration_id: str, ops: Sequence[rollback.
 @dataclass
 class SpooledPlan:
     """A plan written a step at a time to ``spool`` (gzip JSONL files under the migration's staging root), with
-    what its reports need in memory: the counts per object and action and per reason skipped."""
+    what its reports need in memory: the counts per object and action and per reason skipped. ``recreated``, the
+    old-id -> new-id map of re-created records (which grows as the rollback re-creates more), is an
+    :class:`clio2sf.rollback.IdMap`: an SQLite file in a temporary directory of this process, removed by
+    :meth:`close`."""
 
     spool: Any
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # sobject -> {action: n}, in plan order
     done: Counter = field(default_factory=Counter)  # (action, sobject, why) -> n
     operations: int = 0
     already_done: int = 0
-    recreated: dict[str, str] = field(default_factory=dict)
+    recreated: rollback.IdMap = field(default_factory=rollback.IdMap)
     op_files: list[str] = field(default_factory=list)
     done_files: list[str] = field(default_factory=list)
 
@@ -141,6 +147,10 @@ class SpooledPlan:
         for name in self.done_files:
             for rec in staging.read_jsonl_gz(self.spool / name):
                 yield rec["action"], rec["sobject"], rec["sf_id"], rec["why"]
+
+    def close(self) -> None:
+        """Remove the id map's file (the spool is removed by the caller)."""
+        self.recreated.close()
 
 
 def spool_plan(mroot: Any, spool: Any, *, run_id: str | None, migration_id: str | None, exists: Any = None,
@@ -237,13 +247,14 @@ def run_rollback(client: Any, mroot: Any, *, run_id: str | None = None, migratio
 
     stamp = utc_now_iso().replace(":", "").replace("-", "").replace(".", "")
     spool = mroot / "rollback" / f"spool-{run_id or migration_id}-{stamp}-{uuid.uuid4().hex[:8]}"
+    plan = None
     try:
         plan = spool_plan(mroot, spool, run_id=run_id, migration_id=migration_id, exists=exists,
                           load_order=load_order)
         report = write_reports(mroot / "reports" / f"rollback-{run_id or migration_id}", plan, dry_run)
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         if not dry_run:
-            remap = dict(plan.recreated)
+            remap = plan.recreated  # on disk; grows as records come back
             step = 0
             # consecutive operations of one action and sobject, in plan order
             for _key, group in groupby(plan.ops(), key=lambda o: (o.action, o.sobject)):
@@ -253,6 +264,8 @@ def run_rollback(client: Any, mroot: Any, *, run_id: str | None = None, migratio
                     _execute(client, mroot, migration_id, part, f"rollback-{stamp}-{step:05d}", counts, remap)
     finally:
         _remove(spool)
+        if plan is not None:
+            plan.close()
     failed = sum(c.get("failed", 0) for c in counts.values())
     return {
         "dry_run": dry_run,

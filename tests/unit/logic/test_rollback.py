@@ -226,3 +226,39 @@ def test_each_object_is_recreated_then_restored_in_load_order(tmp_path):
     plan = _plan(tmp_path, run_id="d1", exists=lambda s, ids: [i for i in ids if i in present])
     assert [(o.action, o.sobject) for o in plan.operations] == [
         ("recreate", "Account"), ("restore", "Contact"), ("recreate", "AccountContactRelation"), ("restore", "Case")]
+
+
+def test_a_record_re_created_twice_is_deleted_by_its_latest_copy_and_the_map_is_on_disk(tmp_path):
+    """Two rollbacks re-created the same record (lines in files whose names do not sort as their times): the
+    latest line in ledger order gives its id, in every planner (the streamed one's map is an SQLite table, joined
+    in its queries). The id map a spooled plan keeps is an IdMap: a mapping equal to the whole-ledger one, whose
+    own file exists only while it has entries and is gone on close."""
+    import os
+
+    from clio2sf.rollback import IdMap
+
+    with LedgerWriter(tmp_path, "m1", "full", "full_load", "Contact", "batch-00001") as w:
+        w.record(source_system_id="contact-1", sf_id="003000000000001AAA", operation="upsert", created=True)
+        w.record(source_system_id="contact-2", sf_id="003000000000002AAA", operation="upsert", created=True)
+    with LedgerWriter(tmp_path, "m1", "d1", "rollback", "Contact", "rb-a", clock=lambda: "2026-12-02T00:00:00Z") as w:
+        w.record(source_system_id="contact-1", sf_id="003NEW00000002AAA", operation="recreate", created=True,
+                 before={"Id": "003000000000001AAA"})
+    with LedgerWriter(tmp_path, "m1", "d1", "rollback", "Contact", "rb-b", clock=lambda: "2026-12-01T00:00:00Z") as w:
+        w.record(source_system_id="contact-1", sf_id="003NEW00000001AAA", operation="recreate", created=True,
+                 before={"Id": "003000000000001AAA"})
+    plan = _plan(tmp_path, run_id="full")
+    assert plan.recreated == {"003000000000001": "003NEW00000002AAA"}
+    assert [o.sf_id for o in plan.operations] == ["003000000000002AAA", "003NEW00000002AAA"]
+
+    spooled = spool_plan(tmp_path, tmp_path / "spool-ids", run_id="full", migration_id="m1")
+    assert isinstance(spooled.recreated, IdMap) and spooled.recreated == plan.recreated
+    assert spooled.recreated.get("003000000000009", "x") == "x" and "003000000000001" in spooled.recreated
+    folder = spooled.recreated._dir
+    assert folder is not None and os.path.exists(folder)
+    spooled.recreated["003000000000002"] = "003NEW00000003AAA"  # grows as a rollback re-creates
+    assert len(spooled.recreated) == 2 and list(spooled.recreated) == ["003000000000001", "003000000000002"]
+    spooled.close()
+    assert not os.path.exists(folder)
+    empty = IdMap()
+    assert len(empty) == 0 and empty.get("a") is None and empty._dir is None  # no file until an entry
+    empty.close()
