@@ -846,6 +846,71 @@ def delete_stale_links(client: Any, sobject: str, stale: Sequence[tuple[str, str
     return lines
 
 
+#: The link object Salesforce keeps in step with a Contact's ``AccountId`` (Contacts to Multiple Accounts).
+RELATION = "AccountContactRelation"
+
+
+def relations_of(client: Any, envs: Sequence[Envelope]) -> set[str]:
+    """Ids (15 characters) of the AccountContactRelations of the Contacts of ``envs`` (by their external id) as
+    they are before a delta batch writes them: what :func:`moved_relations` tells Salesforce's new ones by."""
+    keys = sorted({str(e.external_id) for e in envs if e.external_id_field and e.external_id is not None})
+    ext = envs[0].external_id_field if envs else None
+    out: set[str] = set()
+    for part in chunked(keys, SOQL_IN_CHUNK):
+        for rec in client.query_all_iter(f"SELECT Id FROM {RELATION} WHERE {soql_in(f'Contact.{ext}', part)}"):
+            out.add(norm_id(rec["Id"]))
+    return out
+
+
+def moved_relations(client: Any, paths: Sequence[Any], result: LoadResult,
+                    before: set[str]) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """What Salesforce did to the AccountContactRelations of the people this delta batch of Contacts moved to
+    another Account: (source id, Salesforce id) of the relations it demoted that Clio no longer has (to delete),
+    and ledger lines for the direct ones it created (for a rollback to delete).
+
+    A new ``AccountId`` makes the relation to the new Account the direct one (promoted, or created when there
+    was none: ``before``, :func:`relations_of`) and keeps the one to the previous Account as indirect (Account
+    Settings' default, "save the previous primary account as an indirect relationship"). Salesforce made those,
+    so no ledger line of ours names them. Clio's relations of the batch's people are the AccountContactRelation
+    rows the same transformed batch wrote (``transformed/AccountContactRelation/<the Contact file's name>``,
+    source id ``contact-5#account-contact-9``): a demoted relation among them is Clio's (the window's row finds it
+    by its natural key); any other is not, and is named by the source id such a row would have. A person's
+    previous Account is its Contact's before-image (``AccountId``); a Contact that kept its Account moved none."""
+    previous: dict[str, tuple[str, str]] = {}  # Contact Id → (its source id, the AccountId before this batch)
+    for o in result.outcomes:
+        image = result.before.get(o.source_system_id) or {}
+        if o.success and o.sf_id and image.get("AccountId"):
+            previous[norm_id(o.sf_id)] = (o.source_system_id, norm_id(image["AccountId"]))
+    if not previous:
+        return [], []
+    demoted: list[tuple[str, str]] = []
+    created: list[dict[str, Any]] = []
+    for part in chunked(sorted(previous), SOQL_IN_CHUNK):
+        soql = (f"SELECT Id, ContactId, AccountId, Account.Clio_Id__c, IsDirect FROM {RELATION} "
+                f"WHERE {soql_in('ContactId', part)}")
+        for rec in client.query_all_iter(soql):
+            sid, was = previous.get(norm_id(rec.get("ContactId")), ("", ""))
+            if not sid:
+                continue
+            ref = rec.get("Account")
+            key = ref.get("Clio_Id__c") if isinstance(ref, Mapping) else rec.get("Account.Clio_Id__c")
+            ssid = f"{sid}#account-{key or norm_id(rec['AccountId'])}"
+            if not rec.get("IsDirect") and norm_id(rec.get("AccountId")) == was:
+                demoted.append((ssid, str(rec["Id"])))
+            elif rec.get("IsDirect") and norm_id(rec.get("AccountId")) != was and norm_id(rec["Id"]) not in before:
+                created.append({"source_system_id": ssid, "sf_id": str(rec["Id"]), "operation": "insert",
+                                "created": True, "before": None, "status": "ok", "error": None})
+    if not demoted:
+        return [], created
+    people = {sid for sid, _ in previous.values()}
+    clio: set[str] = set()
+    for path in dict.fromkeys(p.parent.parent / RELATION / p.name for p in paths):
+        if path.exists():
+            clio.update(str(e["source_system_id"]) for e in read_part(path)
+                        if str(e["source_system_id"]).split("#", 1)[0] in people)
+    return [(sid, sf) for sid, sf in demoted if sid not in clio], created
+
+
 def adopt_created(result: LoadResult, journal: BatchJournal, others: Callable[[set[str]], set[str]]) -> int:
     """Mark as created what an attempt of this batch created without hearing of it.
 
@@ -1076,6 +1141,9 @@ def load_batch(
     previous = None
     if links:  # the links these records had before this window (to replace the ones that changed)
         previous = ledger_links(mroot, sobject, envs)
+    relations_before = None
+    if envs and sobject == "Contact" and "delta" in phase and not deferred and RELATION in (load_order or ()):
+        relations_before = relations_of(client, envs)
     if not envs:
         result = LoadResult([])
     elif sobject == "ContentVersion":
@@ -1122,6 +1190,12 @@ def load_batch(
     adopt_created(result, journal, lambda ids: ledger_index.sf_ids_written_by_others(
         mroot, sobject, ids, exclude=(run_id, phase, batch)))
     replaced = delete_stale_links(client, sobject, stale_links(previous, envs, result)) if previous is not None else []
+    demoted: list[dict[str, Any]] = []
+    if relations_before is not None:
+        # relations Salesforce kept as indirect when a person's Account changed, that Clio no longer has; and
+        # the direct ones it made for the new Account (ledgered as created: a rollback deletes them)
+        stale_relations, made = moved_relations(client, paths, result, relations_before)
+        demoted = delete_stale_links(client, RELATION, stale_relations) + made
     rows = len(envs)
     del envs  # sent: from here on only their outcomes are written (the rows were most of a task's memory)
     with LedgerWriter(mroot, migration_id, run_id, phase, sobject, batch) as ledger:
@@ -1129,6 +1203,10 @@ def load_batch(
             ledger.record(**line)
         for o in result.outcomes:
             ledger.record(**ledger_kwargs(o, result.before.get(o.source_system_id)))
+    if demoted:  # under the relation's object, a batch name of their own (the ACR step writes ``batch``)
+        with LedgerWriter(mroot, migration_id, run_id, phase, RELATION, f"{batch}-demoted") as rel_ledger:
+            for line in demoted:
+                rel_ledger.record(**line)
     journal.clear()  # the batch's ledger file now says all its journal did
     rphase = "load_deferred" if deferred else "load"
     failures = [reject_line(o, rphase, sobject) for o in result.outcomes if not o.success]
@@ -1146,6 +1224,7 @@ def load_batch(
         "failed": result.failed,
         "rejects_by_rule": dict(Counter(r["rule"] for r in failures)),
         "replaced": sum(1 for line in replaced if line["status"] == "ok"),
+        "demoted_deleted": sum(1 for line in demoted if line["status"] == "ok" and line["operation"] == "delete"),
         "rejects_path": str(rejects_path) if rejects_path is not None else None,
         "ledger_path": str(ledger.path),
     }

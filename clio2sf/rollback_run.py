@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import groupby, islice
 from typing import Any
@@ -44,9 +44,46 @@ def _errors(result: dict[str, Any]) -> tuple[str, str]:
     return code, f"{code}: {str(first.get('message') or '')[:300]}"
 
 
+def _existing_relations(client: Any, bodies: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+    """(AccountId, ContactId) → Id (15 characters) of the AccountContactRelations that exist for ``bodies``' pairs.
+
+    Restoring a Contact's ``AccountId`` (before the relations are re-created) makes Salesforce relate it to
+    that Account again, directly: the relation a window deleted (the one Salesforce had demoted) is there
+    once more, and creating it a second time would fail (``DUPLICATE_VALUE``)."""
+    contacts = sorted({str(b.get("ContactId")) for b in bodies if b.get("ContactId")})
+    out: dict[tuple[str, str], str] = {}
+    for start in range(0, len(contacts), COMPOSITE_CHUNK):
+        soql = (f"SELECT Id, AccountId, ContactId FROM AccountContactRelation "
+                f"WHERE {soql_in('ContactId', contacts[start:start + COMPOSITE_CHUNK])}")
+        for r in client.query_all_iter(soql):
+            out[(str(r["AccountId"])[:15], str(r["ContactId"])[:15])] = str(r["Id"])
+    return out
+
+
 def _recreate(client: Any, sobject: str, ops: Sequence[rollback.RollbackOp],
               remap: MutableMapping[str, str]) -> list[dict]:
     bodies = [rollback.recreate_payload(o, remap) for o in ops]
+    found: dict[int, str] = {}  # position → the relation Salesforce made again for a restored AccountId
+    if sobject == "AccountContactRelation":
+        have = _existing_relations(client, bodies)
+        for i, b in enumerate(bodies):
+            rid = have.get((str(b.get("AccountId"))[:15], str(b.get("ContactId"))[:15]))
+            if rid:
+                found[i] = rid
+    if found:  # its other fields as the before-image had them (the pair is the relation's key, not updated)
+        updates = [{"attributes": {"type": sobject}, "id": found[i],
+                    **{k: v for k, v in bodies[i].items() if k not in ("AccountId", "ContactId")}} for i in sorted(found)]
+        done = dict(zip(sorted(found), client.composite_update(updates), strict=True))
+        done = {i: {**res, "id": found[i], "found": True} for i, res in done.items()}
+        rest = [i for i in range(len(ops)) if i not in found]
+        made = _recreate(client, sobject, [ops[i] for i in rest], remap) if rest else []
+        results = [done[i] if i in done else None for i in range(len(ops))]
+        for i, res in zip(rest, made, strict=True):
+            results[i] = res
+        for o, res in zip(ops, results, strict=True):
+            if res.get("success"):
+                remap[o.sf_id[:15]] = str(res["id"])
+        return results  # type: ignore[return-value]
     meta = client.describe(sobject)["fields"]
     ext = next((f["name"] for f in meta if f.get("externalId") and all(b.get(f["name"]) for b in bodies)), None)
     records = [{"attributes": {"type": sobject}, **b} for b in bodies]
@@ -108,12 +145,15 @@ def _execute(client: Any, mroot: Any, migration_id: str, ops: Sequence[rollback.
                 status = "ok" if action == "delete" and code in GONE_CODES else "failed"
             line = op.ledger_kwargs(status=status, error=error)
             if action == "recreate":  # the new record, and (in before) the id it stands for
-                line.update(sf_id=str(res["id"]) if status == "ok" else op.sf_id, created=status == "ok",
-                            before={"Id": op.sf_id})
+                # one Salesforce made again (a restored AccountId's relation) is not ours: not created
+                line.update(sf_id=str(res["id"]) if status == "ok" else op.sf_id,
+                            created=status == "ok" and not res.get("found"), before={"Id": op.sf_id})
             writers[op.run_id].record(**line)
             key = {"ok": {"delete": "deleted", "recreate": "recreated"}.get(action, "restored"), "failed": "failed"}[status]
             if status == "ok" and error:
                 key = "already_gone"
+            elif status == "ok" and res.get("found"):
+                key = "found_again"
             counts[sobject][key] += 1
     finally:
         for w in writers.values():
