@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, at_most, keep_run, met_text, run_rows
+from benchmarks.common import ROOT, Figure, at_most, keep_run, met_text, print_figures, runs_page
 
 FIRM, MIGRATION = "synth", "m1"
 FLAT = 1.2
@@ -442,20 +442,17 @@ NOTES = (
 
 
 def render(doc: dict[str, Any]) -> None:
-    lines = ["# Peak RSS of the full load's reconcile step", "",
-             "`python -m benchmarks.bench_reconcile_memory` (see its docstring): `reconcile_migration` over a synthetic "
-             "staged firm and a fake org generating its rows as read, in a fresh process; peak RSS = VmHWM.", ""]
-
     def cells(label: str, entry: dict[str, Any], f: dict[str, Any]) -> list[Any]:
         d = f["detail"]
         return [f"{label} ({entry['measured_at']})", f"`{str(d.get('commit', ''))[:10]}`", f["subject"], f["value"],
                 f["unit"], f["target"], met_text(f["met"]), d.get("over_imports_mb", ""), d.get("seconds", ""),
                 d.get("cpu_seconds", ""), entry.get("loadavg_1m") or "-"]
 
-    lines += run_rows(doc, ["run", "commit", "subject", "value", "unit", "target", "met", "over the imports (MB)",
-                            "seconds", "CPU s", "1-min load"], cells)
-    lines += ["", *(f"- {n}" for n in NOTES), ""]
-    (RESULTS / "reconcile_memory.md").write_text("\n".join(lines), encoding="utf-8")
+    runs_page(RESULTS / "reconcile_memory.md", "Peak RSS of the full load's reconcile step",
+              "`python -m benchmarks.bench_reconcile_memory` (see its docstring): `reconcile_migration` over a synthetic "
+              "staged firm and a fake org generating its rows as read, in a fresh process; peak RSS = VmHWM.", doc,
+              ["run", "commit", "subject", "value", "unit", "target", "met", "over the imports (MB)", "seconds",
+               "CPU s", "1-min load"], cells, NOTES)
 
 
 def main() -> None:
@@ -478,10 +475,7 @@ def main() -> None:
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-reconcile-memory-"))
     figs = run(work, args.records, Path(args.code).resolve() if args.code else ROOT)
-    for f in figs:
-        print(json.dumps(f.as_dict()))
-    if args.record:
-        record(args.record, figs, sys.argv[1:])
+    print_figures(figs, args.record, record)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, at_most, growth_figure, keep_run, met_text, run_rows
+from benchmarks.common import (
+    ROOT,
+    Figure,
+    at_most,
+    growth_figure,
+    keep_run,
+    met_text,
+    print_figures,
+    runs_page,
+)
 
 MIGRATION = "m1"
 LIMIT_MB = 500
@@ -270,10 +279,6 @@ NOTES = [
 
 
 def render(doc: dict[str, Any]) -> None:
-    lines = ["# Peak RSS of the rollback task", "",
-             "`python -m benchmarks.bench_rollback_memory` (see its docstring): `run_rollback` executed on generated "
-             "ledgers against a fake org that holds nothing, in a fresh process; peak RSS = VmHWM.", ""]
-
     def cells(label: str, entry: dict[str, Any], f: dict[str, Any]) -> list[Any]:
         d = f["detail"]
         proj = "; ".join(f"{at}: {p['peak_rss_mb']} MB, {p['cpu_seconds']} CPU s"
@@ -282,10 +287,11 @@ def render(doc: dict[str, Any]) -> None:
                 f["value"], f["unit"], f["target"], met_text(f["met"]), d.get("over_imports_mb", ""),
                 d.get("seconds", ""), d.get("cpu_seconds", ""), entry.get("loadavg_1m") or "-", proj]
 
-    lines += run_rows(doc, ["run", "commit", "figure", "subject", "value", "unit", "target", "met",
-                            "over the imports (MB)", "seconds", "CPU s", "1-min load", "projected"], cells)
-    lines += ["", *(f"- {n}" for n in NOTES), ""]
-    (RESULTS / "rollback_memory.md").write_text("\n".join(lines), encoding="utf-8")
+    runs_page(RESULTS / "rollback_memory.md", "Peak RSS of the rollback task",
+              "`python -m benchmarks.bench_rollback_memory` (see its docstring): `run_rollback` executed on generated "
+              "ledgers against a fake org that holds nothing, in a fresh process; peak RSS = VmHWM.", doc,
+              ["run", "commit", "figure", "subject", "value", "unit", "target", "met", "over the imports (MB)",
+               "seconds", "CPU s", "1-min load", "projected"], cells, NOTES)
 
 
 def main() -> None:
@@ -318,10 +324,7 @@ def main() -> None:
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    for f in figs:
-        print(json.dumps(f.as_dict()))
-    if args.record:
-        record(args.record, figs, sys.argv[1:])
+    print_figures(figs, args.record, record)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, at_most, keep_run, met_text, run_rows
+from benchmarks.common import ROOT, Figure, at_most, keep_run, met_text, print_figures, runs_page
 
 FIRM, MIGRATION = "large", "m1"
 
@@ -183,11 +183,7 @@ def record(label: str, figs: list[Figure], argv: list[str]) -> None:
 
 
 def render(doc: dict[str, Any]) -> None:
-    lines = ["# Peak RSS of the full load's verify step", "",
-             "`python -m benchmarks.bench_verify_memory` (see its docstring): `verify_migration` over the whole "
-             "staged extraction of the sandbox firm against the org read back over HTTP, in a fresh process; "
-             "peak RSS = VmHWM; the process with its imports is the RSS before the call.", ""]
-    steps = []
+    steps: list[str] = []
 
     def cells(label: str, entry: dict[str, Any], f: dict[str, Any]) -> list[Any]:
         d = f["detail"]
@@ -198,11 +194,13 @@ def render(doc: dict[str, Any]) -> None:
                 d.get("queries", ""), d.get("part_records", ""), f"{d.get('records_compared', 0):,}",
                 d.get("mismatches"), d.get("loadavg_1m_at_start", "")]
 
-    lines += run_rows(doc, ["run", "commit", "subject", "peak RSS (MB)", "before the call (MB)", "target", "met",
-                            "seconds", "CPU seconds (verify process)", "queries", "part cap", "records compared",
-                            "unexplained", "1-min load at start"], cells)
-    lines += ["", *steps, *(f"- {n}" for n in NOTES), ""]
-    (RESULTS / "verify_memory.md").write_text("\n".join(lines), encoding="utf-8")
+    runs_page(RESULTS / "verify_memory.md", "Peak RSS of the full load's verify step",
+              "`python -m benchmarks.bench_verify_memory` (see its docstring): `verify_migration` over the whole "
+              "staged extraction of the sandbox firm against the org read back over HTTP, in a fresh process; "
+              "peak RSS = VmHWM; the process with its imports is the RSS before the call.", doc,
+              ["run", "commit", "subject", "peak RSS (MB)", "before the call (MB)", "target", "met", "seconds",
+               "CPU seconds (verify process)", "queries", "part cap", "records compared", "unexplained",
+               "1-min load at start"], cells, NOTES, steps)
 
 
 NOTES = (
@@ -264,10 +262,7 @@ def main() -> None:
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-verify-memory-"))
     figs = run(work, args.preset, Path(args.code).resolve() if args.code else ROOT, args.part_records, args.matters)
-    for f in figs:
-        print(json.dumps(f.as_dict()))
-    if args.record:
-        record(args.record, figs, sys.argv[1:])
+    print_figures(figs, args.record, record)
 
 
 if __name__ == "__main__":

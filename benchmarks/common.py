@@ -133,6 +133,25 @@ def run_rows(doc: dict[str, Any], header: list[str],
     return lines
 
 
+def runs_page(path: Path, title: str, intro: str, doc: dict[str, Any], header: list[str],
+              cells: Callable[[str, dict[str, Any], dict[str, Any]], list[Any]], notes: list[str],
+              steps: list[str] = ()) -> None:
+    """Write a bench's page of the runs :func:`keep_run` kept: ``title``, ``intro``, the :func:`run_rows`
+    table, then ``steps`` (lines ``cells`` may append while the table is built) and ``notes`` as bullets."""
+    table = run_rows(doc, header, cells)  # first: ``cells`` may fill ``steps``
+    lines = [f"# {title}", "", intro, "", *table, "", *steps, *(f"- {n}" for n in notes), ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def print_figures(figs: list[Figure], label: str | None,
+                  record: Callable[[str, list[Figure], list[str]], None]) -> None:
+    """Print each figure as a JSON line; with ``label`` (``--record``), keep them under it."""
+    for f in figs:
+        print(json.dumps(f.as_dict()))
+    if label:
+        record(label, figs, sys.argv[1:])
+
+
 def commit() -> str:
     """The git commit measured (``+dirty`` when tracked files differ from it), or ``unknown``."""
     import subprocess
