@@ -14,7 +14,7 @@ from clio2sf.sharedstate import SqlStore
 
 
 class Exhausted(Exception):
-    pass
+    """A wait past the budget's reset: every slot of the window is spent."""
 
 
 def spend(url: str, key: str, n: int, reset: float, out) -> None:

@@ -103,3 +103,27 @@ def transform_for_load(hook: Any, mroot: Any) -> tuple[Any, UserMap]:
     pipeline.apply_schema_plan(hook, schema_plan(spec, mroot), activity_fallback=False)
     transform_all(spec, users, mroot)
     return spec, users
+
+
+def account_relations(hook: Any, contact_id: str) -> list[tuple[str, bool]]:
+    """The Contact's AccountContactRelations as sorted ``(AccountId, IsDirect)`` pairs."""
+    return sorted((r["AccountId"], r["IsDirect"]) for r in hook.query_all(
+        f"SELECT AccountId, IsDirect FROM AccountContactRelation WHERE ContactId = '{contact_id}'"))
+
+
+def companies_and_a_lone_person(clio_hook: Any, n: int) -> tuple[list[int], int]:
+    """The Clio ids of the first ``n`` companies and of the first person with no company and no related one."""
+    contacts = [r for page in clio_hook.paginate("contacts.json", "id,type,company,related_contacts", {})
+                for r in page["data"]]
+    companies = sorted(r["id"] for r in contacts if r["type"] == "Company")[:n]
+    person = min(r["id"] for r in contacts if r["type"] == "Person" and not r.get("company")
+                 and not r.get("related_contacts"))
+    return companies, person
+
+
+def verify_window(hook: Any, mroot: Any, spec: Any, window: str, report: str | None = None) -> dict:
+    """Verify a delta window's records as the delta phase does (its ``raw_ok``, the migration as context)."""
+    from clio2sf.verify.run import verify_migration
+
+    return verify_migration(hook, mroot / "delta" / window, spec, out_dir=mroot / "reports" / (report or window),
+                            users_dir=mroot / "users", subset=True, raw_dir="raw_ok", context_root=mroot)

@@ -19,7 +19,6 @@ import pytest
 from clio2sf import staging
 from clio2sf.ledger import read_ledger
 from clio2sf.rollback_run import run_rollback
-from clio2sf.verify.run import verify_migration
 from tests.integration import direct
 from tests.integration.test_cutover import _extract, _load, _window
 
@@ -28,26 +27,12 @@ roster = pytest.importorskip("sandbox.common.roster")
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
-def _relations(hook, contact_id: str) -> list[tuple[str, bool]]:
-    return sorted((r["AccountId"], r["IsDirect"]) for r in hook.query_all(
-        f"SELECT AccountId, IsDirect FROM AccountContactRelation WHERE ContactId = '{contact_id}'"))
-
-
-def _verify(hook, mroot, spec, window: str) -> dict:
-    return verify_migration(hook, mroot / "delta" / window, spec, out_dir=mroot / "reports" / window,
-                            users_dir=mroot / "users", subset=True, raw_dir="raw_ok", context_root=mroot)
-
-
 @pytest.fixture(scope="module")
 def left(tmp_path_factory):
     base = tmp_path_factory.mktemp("left")
     with direct.sandbox_hooks(base) as (clio, _sf, clio_hook, hook):
         mroot = staging.migration_root(base / "stage", "tiny", "m1")
-        contacts = [r for page in clio_hook.paginate("contacts.json", "id,type,company,related_contacts", {})
-                    for r in page["data"]]
-        x, y = sorted(r["id"] for r in contacts if r["type"] == "Company")[:2]
-        person = min(r["id"] for r in contacts if r["type"] == "Person" and not r.get("company")
-                     and not r.get("related_contacts"))
+        (x, y), person = direct.companies_and_a_lone_person(clio_hook, 2)
         clio.mutate("contacts", "update", person, {"company": {"id": x}})
         _extract(clio_hook, mroot, lambda page_no: None)
         direct.write_user_map(hook, mroot)  # as mig_03 writes them
@@ -55,13 +40,13 @@ def left(tmp_path_factory):
         _load(hook, mroot, spec, mroot, "full-1", "full_load")
         acc = {cid: hook.query_all(f"SELECT Id FROM Account WHERE Clio_Id__c = 'contact-{cid}'")[0]["Id"] for cid in (x, y)}
         [contact] = hook.query_all(f"SELECT Id, AccountId FROM Contact WHERE Clio_Id__c = 'contact-{person}'")
-        before = _relations(hook, contact["Id"])
+        before = direct.account_relations(hook, contact["Id"])
         clio.mutate("contacts", "update", person, {"company": {"id": y}})
         w1 = _window(clio_hook, hook, mroot, spec, users, "w1")
-        after = _relations(hook, contact["Id"])
-        verified = _verify(hook, mroot, spec, "w1")
+        after = direct.account_relations(hook, contact["Id"])
+        verified = direct.verify_window(hook, mroot, spec, "w1")
         w2 = _window(clio_hook, hook, mroot, spec, users, "w2")
-        again = _relations(hook, contact["Id"])
+        again = direct.account_relations(hook, contact["Id"])
         yield {"hook": hook, "mroot": mroot, "spec": spec, "acc": acc, "x": x, "y": y, "person": person,
                "contact": contact, "before": before, "after": after, "again": again, "w1": w1, "w2": w2,
                "verified": verified}
@@ -112,9 +97,9 @@ def test_rolling_back_the_window_puts_the_person_back_under_x_with_one_direct_re
     assert contact["AccountId"] == m["acc"][m["x"]], out
     # no relation to X twice (the re-created one and the one Salesforce makes for the restored AccountId: found
     # again, not created), and the one Salesforce made to Y in the window (indirect once X is primary) deleted
-    assert _relations(hook, m["contact"]["Id"]) == [(m["acc"][m["x"]], True)], out
+    assert direct.account_relations(hook, m["contact"]["Id"]) == [(m["acc"][m["x"]], True)], out
     assert out["counts"]["AccountContactRelation"] == {"found_again": 1, "deleted": 1}, out
     again = run_rollback(hook, m["mroot"], run_id="w1", migration_id="m1", dry_run=False,
                          load_order=m["spec"].load_order)
     assert again["failed"] == 0 and not any(again["counts"].values()), again
-    assert _relations(hook, m["contact"]["Id"]) == [(m["acc"][m["x"]], True)]
+    assert direct.account_relations(hook, m["contact"]["Id"]) == [(m["acc"][m["x"]], True)]

@@ -20,7 +20,6 @@ from clio2sf import staging
 from clio2sf.ledger import read_ledger
 from clio2sf.mapping.spec import BASE_LOAD_ORDER
 from clio2sf.rollback_run import run_rollback
-from clio2sf.verify.run import verify_migration
 from tests.integration import direct
 from tests.integration.test_cutover import _extract, _load, _window
 
@@ -29,21 +28,12 @@ roster = pytest.importorskip("sandbox.common.roster")
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
-def _relations(hook, contact_id: str) -> list[tuple[str, bool]]:
-    return sorted((r["AccountId"], r["IsDirect"]) for r in hook.query_all(
-        f"SELECT AccountId, IsDirect FROM AccountContactRelation WHERE ContactId = '{contact_id}'"))
-
-
 @pytest.fixture(scope="module")
 def moved(tmp_path_factory):
     base = tmp_path_factory.mktemp("primary")
     with direct.sandbox_hooks(base) as (clio, _sf, clio_hook, hook):
         mroot = staging.migration_root(base / "stage", "tiny", "m1")
-        contacts = [r for page in clio_hook.paginate("contacts.json", "id,type,company,related_contacts", {})
-                    for r in page["data"]]
-        x, y, z = sorted(r["id"] for r in contacts if r["type"] == "Company")[:3]
-        person = min(r["id"] for r in contacts if r["type"] == "Person" and not r.get("company")
-                     and not r.get("related_contacts"))
+        (x, y, z), person = direct.companies_and_a_lone_person(clio_hook, 3)
         clio.mutate("contacts", "update", person, {"company": {"id": x}, "related_contacts": [{"id": y, "type": "Company"}]})
         _extract(clio_hook, mroot, lambda page_no: None)
         direct.write_user_map(hook, mroot)  # as mig_03 writes them
@@ -51,28 +41,25 @@ def moved(tmp_path_factory):
         _load(hook, mroot, spec, mroot, "full-1", "full_load")
         acc = {cid: hook.query_all(f"SELECT Id FROM Account WHERE Clio_Id__c = 'contact-{cid}'")[0]["Id"] for cid in (x, y)}
         [contact] = hook.query_all(f"SELECT Id, AccountId FROM Contact WHERE Clio_Id__c = 'contact-{person}'")
-        before = _relations(hook, contact["Id"])
+        before = direct.account_relations(hook, contact["Id"])
         ids_before = {r["AccountId"]: r["Id"] for r in hook.query_all(
             f"SELECT Id, AccountId FROM AccountContactRelation WHERE ContactId = '{contact['Id']}'")}
         clio.mutate("contacts", "update", person, {"company": {"id": y}, "related_contacts": [
             {"id": y, "_destroy": True}, {"id": x, "type": "Company"}]})
         w1 = _window(clio_hook, hook, mroot, spec, users, "w1")
-        after = _relations(hook, contact["Id"])
+        after = direct.account_relations(hook, contact["Id"])
         ids_after = {r["AccountId"]: r["Id"] for r in hook.query_all(
             f"SELECT Id, AccountId FROM AccountContactRelation WHERE ContactId = '{contact['Id']}'")}
         [moved_contact] = hook.query_all(f"SELECT AccountId FROM Contact WHERE Id = '{contact['Id']}'")
-        droot = mroot / "delta" / "w1"
-        verified = verify_migration(hook, droot, spec, out_dir=mroot / "reports" / "w1", users_dir=mroot / "users",
-                                    subset=True, raw_dir="raw_ok", context_root=mroot)
+        verified = direct.verify_window(hook, mroot, spec, "w1")
         w2 = _window(clio_hook, hook, mroot, spec, users, "w2")
-        again = _relations(hook, contact["Id"])
+        again = direct.account_relations(hook, contact["Id"])
         # seeded defect: a relation Clio does not have (to a third company Z), made by hand; verified, then removed
         [z_acc] = hook.query_all(f"SELECT Id FROM Account WHERE Clio_Id__c = 'contact-{z}'")
         [seeded] = hook.composite_create([{"attributes": {"type": "AccountContactRelation"},
                                            "AccountId": z_acc["Id"], "ContactId": contact["Id"]}])
         assert seeded["success"], seeded
-        seeded_report = verify_migration(hook, droot, spec, out_dir=mroot / "reports" / "w1-seeded",
-                                         users_dir=mroot / "users", subset=True, raw_dir="raw_ok", context_root=mroot)
+        seeded_report = direct.verify_window(hook, mroot, spec, "w1", report="w1-seeded")
         assert hook.composite_delete([seeded["id"]])[0]["success"]
         yield {"hook": hook, "mroot": mroot, "acc": acc, "x": x, "y": y, "contact": contact, "before": before,
                "after": after, "again": again, "ids_before": ids_before, "ids_after": ids_after,
@@ -132,4 +119,4 @@ def test_rolling_back_the_migration_leaves_no_relation_and_fails_nothing(moved):
     assert out["failed"] == 0, out
     assert out["counts"]["AccountContactRelation"].get("kept_direct") == 1, out
     assert not hook.query_all(f"SELECT Id FROM Contact WHERE Id = '{m['contact']['Id']}'")
-    assert _relations(hook, m["contact"]["Id"]) == []
+    assert direct.account_relations(hook, m["contact"]["Id"]) == []
