@@ -8,7 +8,8 @@ A migration is declared once, and the DAGs resolve everything else from it::
     clio_conn_id: clio_harlow_vance     # optional; default clio_<firm> if it exists, else clio_default
     salesforce_conn_id: salesforce_harlow_vance   # optional; same rule with salesforce_<firm>
     staging_root: s3://aws_default@bucket/clio2sf # optional; default the clio2sf_staging_root Variable
-    clio_pool: clio_api_harlow_vance    # optional; default clio_api
+    clio_pool: clio_api_harlow_vance    # optional; default clio_api_<firm> if that pool exists, else clio_api
+    salesforce_pool: salesforce_api_harlow_vance  # optional; same rule with salesforce_api_<firm>
     cutover:                            # optional: a scheduled delta DAG for this migration
       schedule: "0 * * * *"             # cron; one delta window per interval
       timezone: UTC
@@ -18,6 +19,11 @@ A migration is declared once, and the DAGs resolve everything else from it::
 
 ``mig_06_delta__<firm>__<migration>`` is generated for each declaration with an active cutover;
 its runs carry this migration's firm and id, so a scheduled window never falls back to defaults.
+
+**Pools per firm.** Every task of a migration run that the DAGs put in a shared pool (``clio_api``,
+``salesforce_api``) runs in its firm's pool instead (:func:`pool_candidates`; the cluster policy
+``clio2sf_airflow.pools`` applies it when the scheduler creates the task instance), so one firm's
+tasks cannot take every slot another firm waits for.
 
 Pure logic (no Airflow import): the DAG files and the plugin call :func:`load_declarations` /
 :func:`find`.
@@ -40,12 +46,15 @@ DIR_ENV = "CLIO2SF_MIGRATIONS_DIR"
 DEFAULT_CLIO_CONN = "clio_default"
 DEFAULT_SALESFORCE_CONN = "salesforce_default"
 DEFAULT_CLIO_POOL = "clio_api"
+DEFAULT_SALESFORCE_POOL = "salesforce_api"
+#: The pools the DAG files name; a migration's tasks are moved from them to its firm's pools.
+SHARED_POOLS = (DEFAULT_CLIO_POOL, DEFAULT_SALESFORCE_POOL)
 
 _SEGMENT = re.compile(r"^[a-z0-9_]+$")
 _MIGRATION = re.compile(r"^[A-Za-z0-9_.-]+$")
 _CONN = re.compile(r"^[A-Za-z0-9_.-]+$")
-_KEYS = {"firm", "migration_id", "clio_conn_id", "salesforce_conn_id", "staging_root", "clio_pool", "cutover",
-         "description"}
+_KEYS = {"firm", "migration_id", "clio_conn_id", "salesforce_conn_id", "staging_root", "clio_pool",
+         "salesforce_pool", "cutover", "description"}
 _CUTOVER_KEYS = {"schedule", "timezone", "start", "end", "active"}
 
 
@@ -69,7 +78,8 @@ class Migration:
     clio_conn_id: str | None = None
     salesforce_conn_id: str | None = None
     staging_root: str | None = None
-    clio_pool: str = DEFAULT_CLIO_POOL
+    clio_pool: str | None = None
+    salesforce_pool: str | None = None
     cutover: Cutover | None = None
     source: str = field(default="", compare=False)
 
@@ -88,12 +98,37 @@ class Migration:
     def salesforce_conn_candidates(self) -> list[str]:
         return conn_candidates("salesforce", self.firm, self.salesforce_conn_id)
 
+    def pool_candidates(self, shared: str) -> list[str]:
+        """Pools for a task the DAG puts in ``shared`` (``clio_api`` or ``salesforce_api``), best first."""
+        declared = {DEFAULT_CLIO_POOL: self.clio_pool, DEFAULT_SALESFORCE_POOL: self.salesforce_pool}[shared]
+        return pool_candidates(shared, self.firm, declared)
+
 
 def conn_candidates(system: str, firm: str, declared: str | None = None) -> list[str]:
     """``[declared]`` when declared (no fallback: a typo must fail), else ``[<system>_<firm>, <system>_default]``."""
     if declared:
         return [declared]
     return [f"{system}_{firm}", f"{system}_default"]
+
+
+def pool_candidates(shared: str, firm: str, declared: str | None = None) -> list[str]:
+    """``[declared]`` when declared (used even if missing: a typo must show), else ``[<shared>_<firm>, <shared>]``.
+
+    The first that exists is the task's pool (:func:`choose_pool`): a firm gets its own pools by
+    creating ``clio_api_<firm>`` and ``salesforce_api_<firm>`` (``scripts/import_settings`` does it for
+    every firm config), and a firm without them shares the ``shared`` pool.
+    """
+    if declared:
+        return [declared]
+    return [f"{shared}_{firm}", shared]
+
+
+def choose_pool(candidates: list[str], existing: set[str] | frozenset[str]) -> str:
+    """The first candidate pool that exists; the last one when none does (the scheduler then names it)."""
+    for name in candidates:
+        if name in existing:
+            return name
+    return candidates[-1]
 
 
 def declarations_dir() -> Path:
@@ -125,7 +160,7 @@ def parse(doc: Any, source: str = "<declaration>") -> Migration:
         raise DeclarationError(f"{source}: firm {firm!r} must match {_SEGMENT.pattern} (a firm config name)")
     if not isinstance(mid, str | int) or not _MIGRATION.match(str(mid)):
         raise DeclarationError(f"{source}: migration_id {mid!r} must match {_MIGRATION.pattern}")
-    for key in ("clio_conn_id", "salesforce_conn_id", "clio_pool"):
+    for key in ("clio_conn_id", "salesforce_conn_id", "clio_pool", "salesforce_pool"):
         value = doc.get(key)
         if value is not None and (not isinstance(value, str) or not _CONN.match(value)):
             raise DeclarationError(f"{source}: {key} {value!r} must match {_CONN.pattern}")
@@ -156,7 +191,8 @@ def parse(doc: Any, source: str = "<declaration>") -> Migration:
                           end=end, active=active)
     return Migration(firm=firm, migration_id=str(mid), clio_conn_id=doc.get("clio_conn_id"),
                      salesforce_conn_id=doc.get("salesforce_conn_id"), staging_root=root,
-                     clio_pool=doc.get("clio_pool") or DEFAULT_CLIO_POOL, cutover=cutover, source=source)
+                     clio_pool=doc.get("clio_pool"), salesforce_pool=doc.get("salesforce_pool"), cutover=cutover,
+                     source=source)
 
 
 def load_declarations(directory: Path | str | None = None) -> list[Migration]:

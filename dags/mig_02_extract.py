@@ -26,7 +26,8 @@ its time zone (default `America/Los_Angeles`) on the scheduler and DAG processor
 uses the params' defaults, and objects already complete are not fetched again. Without the
 variable the DAG runs when triggered.
 
-Clio allows 50 requests per minute per token at peak: the `clio_api` pool bounds how many
+Clio allows 50 requests per minute per token at peak: the firm's Clio pool (`clio_api_<firm>`,
+else the shared `clio_api`: docs/architecture.md, "Pools per firm") bounds how many of its
 tasks talk to Clio at once and the hook's rate budget bounds the rate: one budget and one access
 token per Clio grant, shared by every worker on every host through the `clio2sf_state`
 connection's database (one host without it). Requires a confirmed mapping (phase 1).

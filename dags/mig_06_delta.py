@@ -47,17 +47,17 @@ from clio2sf_airflow.phases import delta as phase
 from clio2sf_airflow.phases import retention
 
 
-def delta_window(clio_pool: str = "clio_api") -> None:
+def delta_window(clio_pool: str = "clio_api", salesforce_pool: str = "salesforce_api") -> None:
     """The tasks of one delta window (wiring shared by the on-demand and the scheduled DAGs)."""
     changes = task(phase.extract_changes, task_id="extract_changes", pool=clio_pool)()
-    planned = task(phase.plan, task_id="plan_window", pool="salesforce_api")()
+    planned = task(phase.plan, task_id="plan_window", pool=salesforce_pool)()
     transformed = task(phase.transform_changes, task_id="transform_changes")()
-    loaded = task(phase.load_changes, task_id="load_changes", pool="salesforce_api")()
-    deleted = task(phase.delete_removed, task_id="delete_removed", pool="salesforce_api")()
+    loaded = task(phase.load_changes, task_id="load_changes", pool=salesforce_pool)()
+    deleted = task(phase.delete_removed, task_id="delete_removed", pool=salesforce_pool)()
     committed = task(phase.commit_watermarks, task_id="commit_watermarks")()
     events = task(changes_phase.commit_events, task_id="commit_events")()
     purge = task(retention.purge_staging, task_id="purge_staging")()
-    verified = task(phase.verify, task_id="verify", pool="salesforce_api")()
+    verified = task(phase.verify, task_id="verify", pool=salesforce_pool)()
     changes >> planned >> transformed >> loaded >> deleted >> committed >> events >> purge
     committed >> verified
 
@@ -111,7 +111,8 @@ def scheduled_delta(mig: Migration):
         },
     )
     def migration_delta():
-        delta_window(mig.clio_pool)
+        # a declared pool is fixed here; otherwise the pools-per-firm policy routes the shared ones
+        delta_window(mig.clio_pool or "clio_api", mig.salesforce_pool or "salesforce_api")
 
     return migration_delta()
 

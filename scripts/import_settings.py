@@ -2,9 +2,13 @@
 
 ``airflow standalone`` does not read the Astro file, so this converts it into the JSON that
 ``airflow connections|pools|variables import`` take, expanding ``${VARS}`` from the
-environment first (secrets live in env vars, never in the file).  Every Clio pool a migration
-declares (``clio_pool`` in ``include/migrations/*.yaml``) that the file does not list is created
-too, with the ``clio_api`` pool's slots, so a declared pool never leaves its tasks waiting.
+environment first (secrets live in env vars, never in the file).
+
+Pools per firm: for every firm config (``include/mappings/firms/<firm>.yaml``, or the
+``CLIO2SF_MAPPINGS_DIR`` deployment's) and every declared migration's firm, ``clio_api_<firm>`` and
+``salesforce_api_<firm>`` are created with the shared pools' slots, and every pool a declaration
+names (``clio_pool``, ``salesforce_pool``), so a declared pool never leaves its tasks waiting.
+The pools-per-firm policy (``clio2sf_airflow.pools``) puts each firm's tasks in them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from clio2sf.migrations import Migration, load_declarations
+from clio2sf.mapping.spec import DEFAULT_MAPPINGS_DIR, MAPPINGS_DIR_ENV
+from clio2sf.migrations import SHARED_POOLS, Migration, load_declarations
 
 ROOT = Path(__file__).resolve().parent.parent
 _VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")
@@ -69,14 +74,26 @@ def convert(settings: dict) -> tuple[dict, dict, dict]:
     return conns, pools, variables
 
 
-def add_declared_pools(pools: dict, declarations: list[Migration]) -> dict:
-    """Add each declaration's ``clio_pool`` missing from ``pools`` (the ``clio_api`` pool's slots)."""
-    slots = (pools.get("clio_api") or {}).get("slots", 2)
+def firm_configs(mappings_dir: Path | None = None) -> list[str]:
+    """The firms with a config: ``firms/<firm>.yaml`` of the mappings directory."""
+    folder = Path(mappings_dir or os.environ.get(MAPPINGS_DIR_ENV) or DEFAULT_MAPPINGS_DIR) / "firms"
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def add_firm_pools(pools: dict, declarations: list[Migration], firms: list[str]) -> dict:
+    """Add each firm's own pools and each declared pool missing from ``pools`` (the shared pools' slots)."""
     out = dict(pools)
-    for mig in declarations:
-        if mig.clio_pool not in out:
-            out[mig.clio_pool] = {"slots": slots, "include_deferred": False,
-                                  "description": f"Clio API tasks of firm {mig.firm} (declared in {mig.source})"}
+    default_slots = {"clio_api": 2, "salesforce_api": 4}
+    wanted: dict[str, tuple[str, str]] = {}
+    for mig in [Migration(firm=f, migration_id="-") for f in firms] + list(declarations):
+        for shared in SHARED_POOLS:
+            where = f"declared in {mig.source}" if mig.source else f"firm config firms/{mig.firm}.yaml"
+            for name in mig.pool_candidates(shared)[:1]:
+                wanted.setdefault(name, (shared, f"{shared} tasks of firm {mig.firm} ({where})"))
+    for name, (shared, description) in wanted.items():
+        if name not in out:
+            slots = (pools.get(shared) or {}).get("slots", default_slots[shared])
+            out[name] = {"slots": slots, "include_deferred": False, "description": description}
     return out
 
 
@@ -87,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = expand(yaml.safe_load(Path(args.file).read_text()), dict(os.environ))
     conns, pools, variables = convert(settings)
-    pools = add_declared_pools(pools, load_declarations())
+    pools = add_firm_pools(pools, load_declarations(), firm_configs())
     if args.dry_run:
         print(json.dumps({"connections": sorted(conns), "pools": pools, "variables": sorted(variables)}, indent=2))
         return 0

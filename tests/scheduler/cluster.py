@@ -193,6 +193,11 @@ class Cluster:
                             json={"logical_date": None, "conf": conf}).json()
         return body["dag_run_id"]
 
+    def set_pool_slots(self, pool: str, slots: int) -> None:
+        """Set a pool's slots as Admin -> Pools does."""
+        self.request("PATCH", f"/api/v2/pools/{pool}", params={"update_mask": "slots"},
+                     json={"pool": pool, "slots": slots, "include_deferred": False})
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
 

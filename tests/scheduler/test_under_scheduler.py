@@ -14,6 +14,10 @@ manager (``ops_lead``, ``ops_engineer``, ``firm_reviewer``):
   migration (its params are the declaration's, not the form's defaults);
 * both firms extract at once, each from its own Clio into its own staging root (the second firm's
   mapping approved again with ``scripts.approve`` as a named approver);
+* pools per firm: every API task of a firm's runs (mapped extract and load batches, a scheduled
+  window, a cleared batch) runs in that firm's pools (``clio_api_<firm>``, ``salesforce_api_<firm>``,
+  or the pool its declaration names); with the first firm's Clio pool at 0 slots its extraction
+  waits while the second firm's runs to the end;
 * the first firm's sample is rejected through the HITL API as ``ops_lead``: the full load refuses,
   naming the rejection;
 * after a new sample approval, one load batch of the full load fails for good (the Salesforce sandbox
@@ -45,6 +49,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.scheduler, pytest.mark.timeou
 
 FIRM_A, MIG_A = "harlow_vance", "sa"
 FIRM_B, MIG_B = "second_firm", "sb"
+#: Each firm's pools: the first firm's are named after it, the second firm declares its Clio pool.
+POOLS = {FIRM_A: {"clio_api": f"clio_api_{FIRM_A}", "salesforce_api": f"salesforce_api_{FIRM_A}"},
+         FIRM_B: {"clio_api": "clio_api_second_eu", "salesforce_api": f"salesforce_api_{FIRM_B}"}}
 
 
 def _conn_env(system: str, firm: str, clio=None, sf=None) -> dict[str, str]:
@@ -77,6 +84,8 @@ def world(tmp_path_factory):
         for firm, mig in ((FIRM_A, MIG_A), (FIRM_B, MIG_B)):
             doc = {"firm": firm, "migration_id": mig, "staging_root": f"file://{work / ('staging_' + firm)}",
                    "cutover": {"schedule": "*/2 * * * *", "timezone": "UTC", "start": "2026-01-01T00:00:00Z"}}
+            if firm == FIRM_B:
+                doc["clio_pool"] = POOLS[FIRM_B]["clio_api"]
             (declared / f"{firm}-{mig}.yaml").write_text(yaml.safe_dump(doc))
             (work / f"staging_{firm}").mkdir()
         ca = work / "ca-bundle.pem"
@@ -95,11 +104,28 @@ def world(tmp_path_factory):
         # the DAGs are parsed once at start, not again every 5 s beside the runs (CPU the tasks need)
         cluster = Cluster.start(work / "airflow", env, reparse_interval=3600)
         stack.callback(cluster.stop)
+        for firm_pools in POOLS.values():  # each firm's own pools, made as an admin does (Admin -> Pools)
+            for shared, name in firm_pools.items():
+                cluster.request("POST", "/api/v2/pools", json={"name": name, "slots": 4 if shared == "salesforce_api"
+                                                               else 2, "include_deferred": False})
         yield {"cluster": cluster, "work": work, "clio_a": clio_a, "clio_b": clio_b, "sf_a": sf_a, "sf_b": sf_b}
 
 
 def _root(world, firm, mig) -> Path:
     return world["work"] / f"staging_{firm}" / firm / mig
+
+
+def _pools(c: Cluster, dag_id: str, run_id: str, task_id: str) -> dict[int, str]:
+    """The pool of each instance (map index) of ``task_id`` in a run, as the API reports it."""
+    tis = c.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})["task_instances"]
+    return {t["map_index"]: t["pool"] for t in tis if t["task_id"] == task_id}
+
+
+def _in_firm_pool(c: Cluster, dag_id: str, run_id: str, firm: str, task_ids: dict[str, str]) -> None:
+    """Every instance of each task (``task_id -> shared pool the DAG names``) ran in ``firm``'s pool."""
+    for task_id, shared in task_ids.items():
+        found = _pools(c, dag_id, run_id, task_id)
+        assert found and set(found.values()) == {POOLS[firm][shared]}, (dag_id, task_id, found)
 
 
 def _write_atomically(path: Path, value: dict) -> None:
@@ -123,6 +149,8 @@ def test_two_firms_discover_at_once_on_their_own_connections_and_approval_names(
     detail = c.get(f"/api/v2/dags/mig_01_discover/dagRuns/{run_a}/taskInstances/approve_mapping/-1/hitlDetails")
     assert f"/clio2sf/{FIRM_A}/{MIG_A}/files/discover/mapping_spec.html" in detail["body"]  # link to the report
 
+    for run, firm in ((run_a, FIRM_A), (run_b, FIRM_B)):  # one phase DAG, each firm's run in its own pools
+        _in_firm_pool(c, "mig_01_discover", run, firm, {"read_clio_schema": "clio_api", "read_salesforce": "salesforce_api"})
     c.answer("mig_01_discover", run_a, "approve_mapping", "Approve", user="ops_engineer")
     assert c.wait_run("mig_01_discover", run_a) == "success"
     approvals = yaml.safe_load((_root(world, FIRM_A, MIG_A) / "approvals" / "mapping.yaml").read_text())
@@ -167,6 +195,8 @@ def test_a_declared_cutover_runs_scheduled_windows_for_its_migration(world):
     assert c.wait_run(dag_id, run["dag_run_id"]) == "success", c.task_states(dag_id, run["dag_run_id"])
     c.unpause(dag_id, paused=True)
     assert run["conf"] in ({}, None) and run["logical_date"]  # a scheduled run: no conf, the DAG's params
+    _in_firm_pool(c, dag_id, run["dag_run_id"], FIRM_A, {"extract_changes": "clio_api", "plan_window": "salesforce_api",
+                                                         "load_changes": "salesforce_api"})
     log = c.task_log(dag_id, run["dag_run_id"], "extract_changes")
     assert f"firm {FIRM_A} migration {MIG_A}" in log and f"clio_{FIRM_A}" in log
     # the window's files are under this migration's declared root
@@ -201,9 +231,21 @@ def test_two_firms_extract_at_once_each_from_its_own_clio_into_its_own_staging(w
     run_a, run_b = (c.request("POST", "/api/v2/dags/mig_02_extract/dagRuns", json={
         "logical_date": None, "conf": {"firm": firm, "migration_id": mig}}).json()["dag_run_id"]
         for firm, mig in ((FIRM_A, MIG_A), (FIRM_B, MIG_B)))
+    # the first firm's Clio pool is closed (0 slots): its Clio tasks wait; the second firm's do not
+    a_clio = POOLS[FIRM_A]["clio_api"]
+    c.set_pool_slots(a_clio, 0)
     c.unpause("mig_02_extract")
-    assert c.wait_run("mig_02_extract", run_a) == "success", c.task_states("mig_02_extract", run_a)
     assert c.wait_run("mig_02_extract", run_b) == "success", c.task_states("mig_02_extract", run_b)
+    assert c.run_state("mig_02_extract", run_a) == "running"
+    tis = c.get(f"/api/v2/dags/mig_02_extract/dagRuns/{run_a}/taskInstances", params={"limit": 1000})["task_instances"]
+    waited = [t for t in tis if t["pool"] == a_clio]
+    assert all(t["start_date"] is None for t in waited), [(t["task_id"], t["state"]) for t in waited]
+    assert not any(t["task_id"] in ("extract_object", "extract_documents") and t["pool"] != a_clio for t in tis)
+    c.set_pool_slots(a_clio, 2)  # opened again
+    assert c.wait_run("mig_02_extract", run_a) == "success", c.task_states("mig_02_extract", run_a)
+    for run, firm in ((run_a, FIRM_A), (run_b, FIRM_B)):  # mapped instances included
+        _in_firm_pool(c, "mig_02_extract", run, firm, {"extract_object": "clio_api", "extract_documents": "clio_api"})
+        assert len(_pools(c, "mig_02_extract", run, "extract_object")) > 1
     runs = {r["dag_run_id"]: r for r in c.get("/api/v2/dags/mig_02_extract/dagRuns")["dag_runs"]}
     # one did not wait for the other: each started before the other ended (the runs' own records)
     assert runs[run_b]["start_date"] < runs[run_a]["end_date"] and runs[run_a]["start_date"] < runs[run_b]["end_date"]
@@ -294,6 +336,9 @@ def test_a_failed_load_batch_cleared_with_downstream_resumes_to_success_without_
     _write_atomically(progress_file, committed)  # the extraction commits its last batch and completes
     assert c.wait_run(dag_id, load, timeout=1500) == "success", c.task_states(dag_id, load)
     assert set(c.task_states(dag_id, load).values()) <= {"success", "skipped"}
+    # the firm's Salesforce pool held every API task, the mapped batches and the cleared one included
+    _in_firm_pool(c, dag_id, load, FIRM_A, {"load_Contact.load_batch": "salesforce_api", "load_deferred": "salesforce_api",
+                                            "load_documents": "salesforce_api", "verify": "salesforce_api"})
     assert c.try_number(dag_id, load, *failed[0]) == 2
     assert c.try_number(dag_id, load, "load_documents") == 1  # a reschedule is no retry
     assert json.loads((marks / "_wait.json").read_text())["started_at"] == started  # the deadline kept its start

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from clio2sf.migrations import parse
-from scripts.import_settings import add_declared_pools, convert, expand
+from scripts.import_settings import add_firm_pools, convert, expand, firm_configs
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.unit
@@ -52,10 +52,24 @@ def test_settings_file_holds_no_secret_literals():
                 assert value.startswith("${"), line
 
 
-def test_pools_declared_by_migrations_are_created():
+def test_each_firm_gets_its_own_pools_and_declared_pools_are_created():
     _conns, pools, _vars = convert(expand(yaml.safe_load((ROOT / "airflow_settings.yaml").read_text()), ENV))
-    decls = [parse({"firm": "acme", "migration_id": "m1", "clio_pool": "clio_api_acme"}, "acme-m1.yaml"),
+    decls = [parse({"firm": "acme", "migration_id": "m1", "clio_pool": "clio_api_acme_hourly"}, "acme-m1.yaml"),
              parse({"firm": "harlow_vance", "migration_id": "m1"}, "hv-m1.yaml")]
-    out = add_declared_pools(pools, decls)
-    assert set(out) - set(pools) == {"clio_api_acme"}  # the undeclared one uses clio_api, already there
-    assert out["clio_api_acme"]["slots"] == pools["clio_api"]["slots"] and "acme" in out["clio_api_acme"]["description"]
+    out = add_firm_pools(pools, decls, ["harlow_vance", "brook"])
+    assert set(out) - set(pools) == {
+        "clio_api_acme_hourly", "salesforce_api_acme",  # acme declares its Clio pool, not its Salesforce one
+        "clio_api_harlow_vance", "salesforce_api_harlow_vance", "clio_api_brook", "salesforce_api_brook"}
+    assert out["clio_api_acme_hourly"]["slots"] == pools["clio_api"]["slots"] and "acme-m1.yaml" in out[
+        "clio_api_acme_hourly"]["description"]
+    assert out["salesforce_api_brook"]["slots"] == pools["salesforce_api"]["slots"]
+    assert "firms/brook.yaml" in out["clio_api_brook"]["description"]
+    assert out["clio_api"] == pools["clio_api"]  # the shared pools stay for firms without their own
+
+
+def test_firm_configs_are_the_mappings_firms(tmp_path, monkeypatch):
+    assert "harlow_vance" in firm_configs()
+    (tmp_path / "firms").mkdir()
+    (tmp_path / "firms" / "zeta.yaml").write_text("firm: Zeta\n")
+    monkeypatch.setenv("CLIO2SF_MAPPINGS_DIR", str(tmp_path))
+    assert firm_configs() == ["zeta"]

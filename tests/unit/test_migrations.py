@@ -39,15 +39,30 @@ def test_two_firms_resolve_to_their_own_connections_and_staging(tmp_path):
     assert a.salesforce_conn_candidates() == ["salesforce_acme", "salesforce_default"]
     assert a.staging_root == "file:///srv/acme" and b.staging_root is None
     assert b.clio_conn_candidates() == ["clio_beta_eu"]  # declared: no silent fallback
-    assert b.clio_pool == "clio_api_beta" and a.clio_pool == "clio_api"
+    assert b.clio_pool == "clio_api_beta" and a.clio_pool is None
+    # pools per firm: the declared one alone (a typo must show), else the firm's own, else the shared one
+    assert b.pool_candidates("clio_api") == ["clio_api_beta"]
+    assert b.pool_candidates("salesforce_api") == ["salesforce_api_beta", "salesforce_api"]
+    assert a.pool_candidates("clio_api") == ["clio_api_acme", "clio_api"]
     assert [m.key for m in scheduled(tmp_path)] == ["acme__m1"]
     assert find("acme", "m2", tmp_path) is None
+
+
+def test_a_task_goes_to_the_first_pool_that_exists():
+    from clio2sf.migrations import choose_pool, pool_candidates
+
+    firm_own = pool_candidates("salesforce_api", "acme")
+    assert choose_pool(firm_own, {"salesforce_api", "salesforce_api_acme"}) == "salesforce_api_acme"
+    assert choose_pool(firm_own, {"salesforce_api", "salesforce_api_beta"}) == "salesforce_api"
+    declared = pool_candidates("clio_api", "acme", "clio_api_acme_eu")
+    assert choose_pool(declared, {"clio_api", "clio_api_acme"}) == "clio_api_acme_eu"  # missing: named, not hidden
 
 
 @pytest.mark.parametrize(("doc", "needle"), [
     ({"firm": "Acme", "migration_id": "m1"}, "firm"),
     ({"firm": "acme", "migration_id": "a/b"}, "migration_id"),
     ({"firm": "acme", "migration_id": "m1", "colour": 1}, "colour"),
+    ({"firm": "acme", "migration_id": "m1", "salesforce_pool": "sf pool"}, "salesforce_pool"),
     ({"firm": "acme", "migration_id": "m1", "staging_root": "/tmp/x"}, "staging_root"),
     ({"firm": "acme", "migration_id": "m1", "cutover": {"schedule": "hourly", "start": "2026-01-01"}}, "cutover.schedule"),
     ({"firm": "acme", "migration_id": "m1", "cutover": {"schedule": "0 * * * *"}}, "cutover.start"),
