@@ -17,7 +17,9 @@ dependency order (files first, Account last). Deleting last matters: Salesforce 
 Account's Contacts (and a Contact's activities...) with it, so a Contact the run moved under an
 Account it created must get its old AccountId back *before* that Account goes, or the delete
 would take it to the Recycle Bin too. A later rollback that deletes a re-created record deletes
-it by its new id.
+it by its new id. A deleted record that goes with a parent this rollback deletes (:data:`WITH_PARENT`: an
+AccountContactRelation whose Contact or Account the migration created, when the whole migration is rolled
+back) is not re-created: it would only go with that parent.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ from clio2sf.ledger import updated_with_before
 
 #: sobjects whose rows are removed by deleting the file's ContentDocument (ContentVersion has no delete).
 FILE_SOBJECTS = frozenset({"ContentVersion"})
+#: Records Salesforce deletes with a parent (field -> the parent's sobject) that it also makes by itself: the
+#: direct AccountContactRelation of a Contact we created, which a delta may delete (ledgered, a before-image) once
+#: it is indirect. Such a record is not re-created when this rollback deletes its parent: it would go with it.
+WITH_PARENT: dict[str, dict[str, str]] = {"AccountContactRelation": {"AccountId": "Account", "ContactId": "Contact"}}
+#: Why such a record is not re-created (``already_done``).
+GOES_WITH_PARENT = "its Contact or Account is deleted by this rollback: not re-created, it would go with it"
 ROLLBACK_PHASE = "rollback"
 
 ExistsFn = Callable[[str, list[str]], Iterable[str]]
@@ -84,6 +92,17 @@ class RollbackPlan:
 def _rank(order: Sequence[str]) -> Callable[[str], int]:
     pos = {s: i for i, s in enumerate(order)}
     return lambda s: pos.get(s, len(order))  # unknown sobjects count as leaves: deleted first
+
+
+def _goes_with_parent(sobject: str, before: Any, deleted: Callable[[str, str], bool]) -> bool:
+    """Whether a record deleted in the scope (``before``, its before-image) would go with a parent this rollback
+    deletes (:data:`WITH_PARENT`; ``deleted(sobject, id)``: created in the scope, by its 15-character id, or the
+    id a delete of the plan names): re-creating it would make a record only for the parent's delete to take it
+    along (or fail, the parent already gone)."""
+    if not isinstance(before, Mapping):
+        return False
+    return any(before.get(f) and deleted(parent, str(before[f]))
+               for f, parent in WITH_PARENT.get(sobject, {}).items())
 
 
 def plan_rollback(ledger: pd.DataFrame, *, run_id: str | None = None, exists: ExistsFn | None = None,
@@ -227,6 +246,10 @@ def _plan(work: pd.DataFrame, done: set[tuple[str, str, str]], recreated: dict[s
             continue
         if str(r.sf_id)[:15] in recreated:
             skipped.append(("recreate", r.object, r.sf_id, "re-created by an earlier rollback"))
+            continue
+        if _goes_with_parent(r.object, r.before,
+                             lambda obj, i: (obj, i[:15]) in created_here or (obj, i) in deleted_keys):
+            skipped.append(("recreate", r.object, r.sf_id, GOES_WITH_PARENT))
             continue
         recreates.append(RollbackOp("recreate", r.object, r.sf_id, r.source_system_id, r.run_id, dict(r.before)))
 
@@ -665,6 +688,15 @@ def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], ch
         if ops or skipped:
             yield checked(ops, skipped, keep_present, why)
 
+    parent_deleted = db.cursor()
+
+    def deleted_here(obj: str, sf_id: str) -> bool:
+        """Whether this plan deletes ``obj`` ``sf_id``: created in the scope, or (a re-created copy) a delete's id."""
+        return parent_deleted.execute(
+            "SELECT 1 FROM work WHERE obj = ? AND sf15 = ? AND created = 1 UNION ALL "
+            "SELECT 1 FROM dels WHERE obj = ? AND sf_id = ? LIMIT 1", (obj, sf_id[:15], obj, sf_id)
+        ).fetchone() is not None
+
     def recreate(row: Any) -> RollbackOp | tuple[str, str, str, str] | None:
         obj, sf_id, ssid, rid, before, created_here, recreated_before = row
         if created_here:
@@ -673,7 +705,10 @@ def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], ch
             return "recreate", obj, sf_id, "file content is not kept by the ledger: not re-created"
         if recreated_before:
             return "recreate", obj, sf_id, "re-created by an earlier rollback"
-        return RollbackOp("recreate", obj, sf_id, ssid, rid, json.loads(before))
+        values = json.loads(before)
+        if _goes_with_parent(obj, values, deleted_here):
+            return "recreate", obj, sf_id, GOES_WITH_PARENT
+        return RollbackOp("recreate", obj, sf_id, ssid, rid, values)
 
     def recreates_of(obj: str) -> Iterable[Step]:
         rows = db.execute("SELECT obj, sf_id, ssid, run_id, before, EXISTS(SELECT 1 FROM work c WHERE "

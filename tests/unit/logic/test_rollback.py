@@ -262,3 +262,42 @@ def test_a_record_re_created_twice_is_deleted_by_its_latest_copy_and_the_map_is_
     empty = IdMap()
     assert len(empty) == 0 and empty.get("a") is None and empty._dir is None  # no file until an entry
     empty.close()
+
+
+def test_a_relation_whose_contact_or_account_the_rollback_deletes_is_not_re_created(tmp_path):
+    """A window moved a Contact of the full load to another Account and deleted the relation to the old one that
+    Salesforce had kept (indirect), with its before-image; and relations of the org's own Contact to an Account of
+    ours and to one of its own. Rolling back the whole migration deletes our Contact and Accounts: a relation to
+    either is not re-created (it would go with them); only the one between the org's own records is. Rolling back
+    the window alone re-creates them all. Old code: the whole plan re-created the three relations."""
+    from clio2sf.rollback import GOES_WITH_PARENT
+
+    def write(run, phase, sobject, rows):
+        with LedgerWriter(tmp_path, "m1", run, phase, sobject, "batch-00001") as w:
+            for sf_id, operation, created, before in rows:
+                w.record(source_system_id=f"x-{sf_id}", sf_id=sf_id, operation=operation, created=created,
+                         before=before)
+
+    write("full", "full_load", "Account", [("001A", "upsert", True, None), ("001B", "upsert", True, None)])
+    write("full", "full_load", "Contact", [("003A", "upsert", True, None)])
+    write("w1", "delta", "Contact", [("003A", "upsert", False, {"Id": "003A", "AccountId": "001A"})])
+    write("w1", "delta", "AccountContactRelation", [
+        ("07kA", "delete", False, {"Id": "07kA", "AccountId": "001A", "ContactId": "003A", "IsActive": True}),
+        ("07kC", "delete", False, {"Id": "07kC", "AccountId": "001B", "ContactId": "003OWN", "IsActive": True}),
+        ("07kD", "delete", False, {"Id": "07kD", "AccountId": "001OWN", "ContactId": "003OWN", "IsActive": True}),
+        ("07kB", "upsert", True, None)])
+    present = {"001A", "001B", "003A", "07kB", "001OWN", "003OWN"}
+
+    def exists(sobject, ids):
+        return [i for i in ids if i in present]
+
+    whole = _plan(tmp_path, run_id=None, exists=exists)
+    assert [(o.action, o.sobject, o.sf_id) for o in whole.operations if o.action != "delete"] == [
+        ("recreate", "AccountContactRelation", "07kD")]
+    assert sorted(d for d in whole.already_done if d[3] == GOES_WITH_PARENT) == [
+        ("recreate", "AccountContactRelation", "07kA", GOES_WITH_PARENT),
+        ("recreate", "AccountContactRelation", "07kC", GOES_WITH_PARENT)]
+    assert {o.sf_id for o in whole.operations if o.action == "delete"} == {"001A", "001B", "003A", "07kB"}
+    window = _plan(tmp_path, run_id="w1", exists=exists)
+    assert [(o.action, o.sf_id) for o in window.operations if o.sobject == "AccountContactRelation"] == [
+        ("recreate", "07kA"), ("recreate", "07kC"), ("recreate", "07kD"), ("delete", "07kB")]
