@@ -11,8 +11,11 @@ While a batch loads, a :class:`BatchJournal` writes ``<batch>.journal-NNNNN.json
 one per Salesforce write call: ``intent`` lines *before* the call (what is about to be written, and
 the marker a look-up can find it by) and the call's ``ok`` lines right *after* it.  A worker killed
 mid-batch therefore leaves on record every record it created (rollback reads them like any ledger
-line), and the batch's next attempt knows which records an earlier attempt may have created.  The
-journal files are removed once the batch's ledger file is written.
+line), and the batch's next attempt knows which records an earlier attempt may have created.  What an
+attempt saw *before* its first write call (:meth:`BatchJournal.remember`: a delta batch's before-images,
+the relations a Contact batch's people had) is journalled too, as ``intent`` lines of their own
+operation, so the next attempt starts from what was there before the batch, not from what the dead
+attempt left.  The journal files are removed once the batch's ledger file is written.
 """
 
 from __future__ import annotations
@@ -274,13 +277,20 @@ def last_write_by_record(df: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- write journal
 
 
+#: What a batch's attempt saw before its first write call (:meth:`BatchJournal.remember`): ``before_image``
+#: (by Salesforce id, the record's fields as the batch found them, for rollback) and ``relation_before`` (by a
+#: Contact's external id, the AccountContactRelations it had: the ones Salesforce made when it moved it are not).
+SEEN = ("before_image", "relation_before")
+
+
 class BatchJournal:
     """Durable intent and result lines of one batch's write calls (see the module docstring).
 
     :meth:`intend` before a write call, :meth:`done` after it; each writes a new small file at once
     (object stores cannot append).  :attr:`intended` holds the source ids of this attempt *and* of
     earlier attempts of the same run/phase/batch (read at construction); :attr:`created` the
-    Salesforce ids earlier attempts and this one reported as created.
+    Salesforce ids earlier attempts and this one reported as created; :attr:`seen` what the earliest
+    attempt saw before writing (:meth:`remember`).
     """
 
     def __init__(self, root: Any, migration_id: str, run_id: str, phase: str, sobject: str, batch: str,
@@ -293,6 +303,7 @@ class BatchJournal:
         self.intended: dict[str, str | None] = {}  # source id -> marker
         self.created: dict[str, str] = {}  # normalised sf id -> source id
         self.prior_intended: set[str] = set()
+        self.seen: dict[str, dict[str, Any]] = {k: {} for k in SEEN}  # kind -> normalised sf id -> value
         self._seq = 0
         for f in self.files():
             self._seq = max(self._seq, int(f.name[len(self.prefix):-len(".jsonl")] or 0))
@@ -306,7 +317,9 @@ class BatchJournal:
 
     def _note(self, line: Mapping[str, Any]) -> None:
         sid = str(line["source_system_id"])
-        if line["status"] == "intent":
+        if line["status"] == "intent" and line.get("operation") in SEEN:  # not a write, nor meant to be one
+            self.seen[line["operation"]].setdefault(norm_id(line.get("sf_id")), line.get("before"))
+        elif line["status"] == "intent":
             self.intended[sid] = (line.get("before") or {}).get("marker")
         elif line["status"] == "ok" and line.get("created") and line.get("sf_id"):
             self.created[norm_id(line["sf_id"])] = sid
@@ -329,6 +342,22 @@ class BatchJournal:
                 self.intended[sid] = marker
 
         self._write(fill)
+
+    def remember(self, kind: str, values: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Any]:
+        """Journal what this attempt saw before its first write call (``kind`` in :data:`SEEN`; an id -> a dict or
+        None) unless an earlier attempt of the batch did; returns every attempt's, the earliest value of each id
+        (what was there before the batch, when an earlier attempt died after writing)."""
+        known = self.seen[kind]
+        new = {norm_id(k): (dict(v) if v is not None else None) for k, v in values.items() if norm_id(k) not in known}
+
+        def fill(w: LedgerWriter) -> None:
+            for k, v in new.items():
+                w.record(source_system_id=k, sf_id=k, operation=kind, created=False, before=v, status="intent")
+
+        if new:
+            self._write(fill)
+            known.update(new)
+        return known
 
     def done(self, outcomes: Iterable[Any]) -> None:
         """Record the successful writes a call reported (``RowOutcome``-like: source_system_id, sf_id, ...)."""

@@ -1569,6 +1569,7 @@ def load_rows(
     note_ids: Mapping[str, str] | None = None,
     new_anchors: Collection[str] = (),
     journal: WriteJournal | None = None,
+    settle_before: Callable[[dict[str, dict[str, Any]]], dict[str, dict[str, Any]]] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> LoadResult:
     """Load one batch; rows that fail with a transient error are resent up to ``max_row_retries`` times.
@@ -1583,6 +1584,9 @@ def load_rows(
     rows have their own loaders (:func:`load_content_versions`, :func:`load_content_notes`).
     ``before_images`` (with ``capture_before``): the rows' before-images the caller already took
     (:func:`capture_before_images` of these rows, or :func:`before_images_of`), used instead of asking again.
+    ``settle_before`` (with ``capture_before``): called with the before-images (by external id) before the
+    first write call, returns the ones to keep (a delta batch's: earlier attempts' values first, journalled:
+    ``clio2sf.pipeline.earliest_images``).
     ``few_existing``: few records of the object are expected to exist (``few`` of :func:`lookup_records`:
     what the before-images, or a natural-key batch's look-up of existing keys, cost, never what they find).
     ``written``: the ledger's successful writes of the object, at least (0: unknown), for the look-ups of
@@ -1618,6 +1622,8 @@ def load_rows(
         if there is None or there:
             before = capture_before_images(client, envelopes, there, range(len(envelopes)), few=few_existing,
                                            written=written)
+    if capture_before and not natural and settle_before is not None:
+        before = settle_before(before)
 
     jr = journal if journal is not None else NoJournal()
 

@@ -19,6 +19,7 @@ A load group of several files is named ``<clio object>-batch-NNNNN-to-MMMMM`` (a
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -35,7 +36,7 @@ import msgspec
 
 from clio2sf import ledger_index, staging
 from clio2sf.access import AccessError, apply_permission_set
-from clio2sf.ledger import BatchJournal, LedgerWriter, norm_id
+from clio2sf.ledger import BatchJournal, LedgerWriter, norm_id, parse_ledger_lines
 from clio2sf.load import (
     COMPOSITE_CHUNK,
     NOTE_DOCUMENT_COLUMN,
@@ -776,6 +777,37 @@ def with_cleared_fields(client: Any, envs: list[Envelope], fields: Iterable[str]
     return out, n
 
 
+def earlier_before_images(path: Any) -> dict[str, dict[str, Any]]:
+    """The before-images in a batch's ledger file (``path``) from an earlier attempt that completed (a retried
+    task runs every batch again, and this one overwrites the file), by Salesforce id (15 characters)."""
+    if not path.exists():
+        return {}
+    with path.open("rb") as fh:
+        lines = parse_ledger_lines(fh.read().decode("utf-8"), where=str(path))
+    return {norm_id(line["sf_id"]): line["before"] for line in lines
+            if line.get("status") == "ok" and line.get("sf_id") and not line.get("created")
+            and line.get("operation") != "delete" and isinstance(line.get("before"), dict)}
+
+
+def earliest_images(images: Mapping[str, Mapping[str, Any]], *, journal: BatchJournal,
+                    earlier: Callable[[], Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """A delta batch's before-images (``images``, as ``load_rows`` took them: by external id) with each field as it
+    was before the batch's first attempt: from the batch's ledger file an earlier attempt completed (``earlier()``:
+    :func:`earlier_before_images`) or from the journal of one that died after writing
+    (:meth:`clio2sf.ledger.BatchJournal.remember`); this attempt's are journalled before it writes
+    (``load_rows``'s ``settle_before``)."""
+
+    def older(image: Mapping[str, Any], old: Mapping[str, Any] | None) -> dict[str, Any]:
+        return {**image, **{f: old[f] for f in image if f in old}} if old else dict(image)
+
+    if not images:
+        return {}
+    ledgered = earlier()
+    merged = {k: older(v, ledgered.get(norm_id(v.get("Id")))) for k, v in images.items() if v.get("Id")}
+    seen = journal.remember("before_image", {v["Id"]: v for v in merged.values()})
+    return {k: older(v, seen.get(norm_id(v["Id"]))) for k, v in merged.items()}
+
+
 def ledger_links(mroot: Any, sobject: str, envs: Sequence[Envelope]) -> Any:
     """The latest successful ledger write of every ``sobject`` row whose Clio record (:func:`base_id`) is
     one of ``envs``' (a link's earlier rows), read through the ledger index.
@@ -850,15 +882,20 @@ def delete_stale_links(client: Any, sobject: str, stale: Sequence[tuple[str, str
 RELATION = "AccountContactRelation"
 
 
-def relations_of(client: Any, envs: Sequence[Envelope]) -> set[str]:
-    """Ids (15 characters) of the AccountContactRelations of the Contacts of ``envs`` (by their external id) as
-    they are before a delta batch writes them: what :func:`moved_relations` tells Salesforce's new ones by."""
+def relations_of(client: Any, envs: Sequence[Envelope]) -> dict[str, dict[str, list[str]]]:
+    """The AccountContactRelations of the Contacts of ``envs`` as they are before a delta batch writes them:
+    external id (casefolded) -> ``{"ids": [Id (15 characters)...]}``, every Contact of ``envs`` (none: ``[]``);
+    what :func:`moved_relations` tells Salesforce's new ones by (journalled per Contact, so a retry keeps the
+    first attempt's: :meth:`clio2sf.ledger.BatchJournal.remember`)."""
     keys = sorted({str(e.external_id) for e in envs if e.external_id_field and e.external_id is not None})
     ext = envs[0].external_id_field if envs else None
-    out: set[str] = set()
+    out: dict[str, dict[str, list[str]]] = {k.casefold(): {"ids": []} for k in keys}
     for part in chunked(keys, SOQL_IN_CHUNK):
-        for rec in client.query_all_iter(f"SELECT Id FROM {RELATION} WHERE {soql_in(f'Contact.{ext}', part)}"):
-            out.add(norm_id(rec["Id"]))
+        soql = f"SELECT Id, Contact.{ext} FROM {RELATION} WHERE {soql_in(f'Contact.{ext}', part)}"
+        for rec in client.query_all_iter(soql):
+            ref = rec.get("Contact")
+            key = str(ref.get(ext) if isinstance(ref, Mapping) else rec.get(f"Contact.{ext}")).casefold()
+            out.setdefault(key, {"ids": []})["ids"].append(norm_id(rec["Id"]))
     return out
 
 
@@ -1143,7 +1180,10 @@ def load_batch(
         previous = ledger_links(mroot, sobject, envs)
     relations_before = None
     if envs and sobject == "Contact" and "delta" in phase and not deferred and RELATION in (load_order or ()):
-        relations_before = relations_of(client, envs)
+        # with an earlier attempt's (journalled): one that died after its upsert saw them before Salesforce moved
+        # the people (the relations it made then are not among them)
+        seen = journal.remember("relation_before", relations_of(client, envs))
+        relations_before = {i for v in seen.values() for i in (v or {}).get("ids", ())}
     if not envs:
         result = LoadResult([])
     elif sobject == "ContentVersion":
@@ -1174,6 +1214,12 @@ def load_batch(
             # pay (load._bulk_lookup: not past SCAN_MAX_RATIO records a row)
             written = ledger_index.count_ok(mroot, sobject, stop_above=max(FEW_WRITTEN, SCAN_MAX_RATIO * len(envs)))
             few = written if written <= FEW_WRITTEN else False
+        settle = None
+        if capture and "delta" in phase:
+            # journalled before the first write: a retry after a death past the upsert (or of a batch that
+            # completed) keeps what was there before the window, not what the earlier attempt wrote
+            earlier = LedgerWriter(mroot, migration_id, run_id, phase, sobject, batch).path
+            settle = functools.partial(earliest_images, journal=journal, earlier=lambda: earlier_before_images(earlier))
         if clear_fields and not deferred:
             owners = [o for o, n in zip(sources, sizes, strict=True) for _ in range(n)] \
                 if isinstance(clear_fields, Mapping) else None
@@ -1182,7 +1228,7 @@ def load_batch(
                 log.info("%s %s: %d cleared field value(s) sent as null", sobject, batch, nulled)
         result = load_rows(client, envs, mode=mode, note_ids=note_ids, sleep=sleep,  # type: ignore[arg-type]
                            capture_before=capture, before_images=images, few_existing=few, written=written,
-                           journal=journal,
+                           journal=journal, settle_before=settle,
                            new_anchors=new_notes,
                            known_ids=run_known_ids(mroot, run_id) if share_ids else None)
         if share_ids and not deferred and envs[0].external_id_field:

@@ -63,8 +63,13 @@ def _load(hook, mroot, spec, root, run_id, phase, window_root=None) -> list[dict
     return out
 
 
+class TaskDied(Exception):
+    """A task's worker died part-way (raised by a test at a seam of the step): Airflow runs the task again."""
+
+
 def _window(clio_hook, hook, mroot, spec, users, name: str, objects=WINDOW_OBJECTS) -> dict:
-    """One delta window, as mig_06_delta's tasks run it (``objects``: the Clio objects it reads)."""
+    """One delta window, as mig_06_delta's tasks run it (``objects``: the Clio objects it reads); a load that
+    dies (:class:`TaskDied`) is run again from its start, as Airflow retries ``load_changes`` (``load_retries``)."""
     droot = mroot / "delta" / name
     current = {}
     for obj_name in objects:
@@ -84,7 +89,15 @@ def _window(clio_hook, hook, mroot, spec, users, name: str, objects=WINDOW_OBJEC
             for n, table in pipeline.build_lookup(droot, names, spec).items():
                 lookup.setdefault(n, {}).update(table)
             pipeline.transform_batch(droot / "raw_ok" / obj_name / entry["file"], obj_name, spec, users, lookup, droot)
-    loads = _load(hook, mroot, spec, droot, name, "delta", window_root=droot)
+    retries = 0
+    while True:
+        try:
+            loads = _load(hook, mroot, spec, droot, name, "delta", window_root=droot)
+            break
+        except TaskDied:
+            retries += 1
+            if retries > 3:  # the DAG's task retries (DEFAULT_ARGS)
+                raise
     deletes = apply_deletes(hook, mroot, plan, name, "m1", delta_root=droot, load_order=spec.load_order)
     failed = {base_id(str(s)) for s in read_ledger(mroot, run_id=name).query("status == 'failed'")["source_system_id"]}
     marks = {}
@@ -97,7 +110,8 @@ def _window(clio_hook, hook, mroot, spec, users, name: str, objects=WINDOW_OBJEC
         if mark and mark != (delta.read_watermarks(mroot).get(obj_name) or {}).get("updated_since"):
             delta.commit_watermark(mroot, obj_name, mark, name)
         marks[obj_name] = mark
-    return {"plan": plan, "loads": loads, "deletes": deletes, "failed": failed, "marks": marks}
+    return {"plan": plan, "loads": loads, "deletes": deletes, "failed": failed, "marks": marks,
+            "load_retries": retries}
 
 
 @pytest.fixture(scope="module")

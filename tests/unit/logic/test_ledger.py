@@ -289,3 +289,42 @@ def test_count_ok_counts_successful_writes_from_twins_or_ledger_files(tmp_path: 
     assert ledger_index.count_ok(tmp_path, "Case") == 3
     assert ledger_index.count_ok(tmp_path, "Contact") == 0
     assert ledger_index.count_ok(tmp_path, "Case", stop_above=0) >= 1
+
+
+@pytest.mark.unit
+def test_a_batch_journal_keeps_what_the_first_attempt_saw_before_writing(tmp_path: Path):
+    """A delta batch's retry after its worker died past the upsert (or after it completed: its ledger file) ledgers
+    the before-images from before the first attempt, and a Contact batch's relations as the first attempt saw them.
+    Old code: the retry's before-images were what the dead attempt had written (a rollback restored nothing)."""
+    from clio2sf import pipeline
+    from clio2sf.ledger import BatchJournal
+
+    root = tmp_path / "firm" / "m1"
+    args = (root, "m1", "w1", "delta", "Contact", "contacts-batch-00001")
+    first = BatchJournal(*args)
+    no_ledger = LedgerWriter(*args).path
+    seen = pipeline.earliest_images({"contact-1": {"Id": "003A00000000001AAA", "AccountId": "001X"}},
+                                    journal=first, earlier=lambda: pipeline.earlier_before_images(no_ledger))
+    assert seen == {"contact-1": {"Id": "003A00000000001AAA", "AccountId": "001X"}}
+    assert first.remember("relation_before", {"contact-1": {"ids": ["07kX"]}, "contact-2": {"ids": []}}) == {
+        "contact-1": {"ids": ["07kX"]}, "contact-2": {"ids": []}}
+    # the worker dies after the upsert: the retry sees the Contact under Y, Salesforce's new relation, a new row
+    retry = BatchJournal(*args)
+    images = {"contact-1": {"Id": "003A00000000001AAA", "AccountId": "001Y"},
+              "contact-3": {"Id": "003A00000000003AAA", "AccountId": None}}
+    assert pipeline.earliest_images(images, journal=retry, earlier=lambda: pipeline.earlier_before_images(no_ledger)) == {
+        "contact-1": {"Id": "003A00000000001AAA", "AccountId": "001X"},
+        "contact-3": {"Id": "003A00000000003AAA", "AccountId": None}}
+    assert retry.remember("relation_before", {"contact-1": {"ids": ["07kX", "07kY"]}, "contact-2": {"ids": ["07kZ"]}}) == {
+        "contact-1": {"ids": ["07kX"]}, "contact-2": {"ids": []}}
+    assert not any(retry.intended.values()) and not retry.intended  # what it saw is not a write it meant
+    # nothing of it is a write: no look-up, no rollback reads it
+    assert not len(read_ledger(root).query("status == 'ok'"))
+    retry.clear()
+    # a batch that completed, run again by a retried task: its ledger file's before-images come first
+    with LedgerWriter(*args) as w:
+        w.record(source_system_id="contact-1", sf_id="003A00000000001AAA", operation="upsert", created=False,
+                 before={"Id": "003A00000000001AAA", "AccountId": "001X"})
+    again = BatchJournal(*args)
+    assert pipeline.earliest_images(images, journal=again, earlier=lambda: pipeline.earlier_before_images(no_ledger))[
+        "contact-1"]["AccountId"] == "001X"
