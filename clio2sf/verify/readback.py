@@ -135,8 +135,11 @@ class Spool:
 
     BUFFER = 5_000
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, buffer: int | None = None):
+        """``buffer``: rows held before they are written (default :data:`BUFFER`; 1 for rows that are
+        large themselves, e.g. a piece of a part's expectations, ``run.compare_parts``)."""
         self.count = count
+        self.buffer = buffer
         self.dir: str | None = tempfile.mkdtemp(prefix="clio2sf-verify-")
         self.rows = 0
 
@@ -152,7 +155,7 @@ class Spool:
             buffers[index].append(row)
             held += 1
             self.rows += 1
-            if held >= self.BUFFER:
+            if held >= (self.buffer or self.BUFFER):
                 self._flush(buffers)
                 held = 0
         self._flush(buffers)

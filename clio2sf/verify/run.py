@@ -48,6 +48,11 @@ def rejects_of(root: Any) -> compare.Rejects:
 PART_RECORDS = 25_000
 
 
+#: What the pass building a group's parts holds before it writes the pieces to their parts' files
+#: (records and occurrence starts; at most :data:`PART_RECORDS`, what comparing a part holds).
+PIECE_RECORDS = 5_000
+
+
 def parts_of(builder: source.Builder, objects: tuple[str, ...], sobjects: tuple[str, ...], rb: readback.ReadBack,
              cap: int) -> int:
     """How many parts a group is compared in: its raw records or the org's records of its sobjects,
@@ -143,44 +148,58 @@ def compare_groups(client: Any, builder: source.Builder, users: source.UserRepor
 def compare_parts(client: Any, builder: source.Builder, rb: readback.ReadBack, comparison: compare.Comparison,
                   objects: tuple[str, ...], count: int) -> None:
     """One group in ``count`` parts (``source.Part``: by the last digits of the Clio number), as if
-    whole: a first pass builds each part and keeps only what the whole group asks of the org (the
-    fields to read, the lookups, its :class:`compare.Scope`, its notes in raw order); then each part
-    is built again, its team members and event relations read (those of its matters and entries
-    only) and its records compared with the org's of that part. The org is read once for the whole
-    group: each sobject (and each team member / event relation table, with the Clio id of the record
-    a row belongs to) is read whole when the first part asks for it and each row written to its
-    part's temporary file (``readback.Spool``), which that part reads: asking the org again for
-    every part (a ``LIKE`` on the Clio id's endings, the relation tables whole) made the reads grow
+    whole. One pass over the group's raw records builds every part (``Builder.build_parts``: each raw
+    batch read once, each record's expectations built once), keeps what the whole group asks of the org
+    (the fields to read, the lookups, its :class:`compare.Scope`, its notes in raw order) and writes the
+    expectations to their part's temporary file (``readback.Spool``: disk, not memory), a piece of at
+    most :data:`PIECE_RECORDS` (and the cap) at a time; then each part's expectations are read back
+    from its file, its team members and event relations read (those of its matters and entries only)
+    and its records compared with the org's of that part. (Before lane 35a each part was built twice,
+    once for what the group asks and once to compare, and each build read the group's raw records
+    whole: 2 × ``count`` passes over them.)
+
+    The org is read once for the whole group: each sobject (and each team member / event relation
+    table, with the Clio id of the record a row belongs to) is read whole when the first part asks for
+    it and each row written to its part's temporary file, which that part reads: asking the org again
+    for every part (a ``LIKE`` on the Clio id's endings, the relation tables whole) made the reads grow
     with the square of the group. The findings, counts and notes are those of the group built whole."""
     wanted: dict[str, set[str]] = {}
     links: dict[str, set[str]] = {}
     scope = compare.Scope()
     notes: list[tuple[int, str]] = []
     keys: set[str] | None = set() if rb.scoped else None  # a subset's parents (readback.scope)
-    for i in range(count):
-        exp = builder.build(objects, source.Part(i, count))
-        if keys is not None:
-            keys |= compare.link_parents(exp)
-        for into, got in ((wanted, compare.wanted_fields(exp)), (links, compare.link_fields(exp))):
-            for sobject, fields in got.items():
-                into.setdefault(sobject, set()).update(fields)
-        scope.update(compare.Scope.of(exp))
-        notes += zip(exp.note_at, exp.notes, strict=True)
-        del exp
-    readback.select(client, rb, wanted)
-    for sobject, fields in sorted(links.items()):
-        readback.index_targets(client, rb, sobject, sorted(fields), keys)
-    comparison.note([n for _, n in sorted(notes, key=lambda t: t[0])])
+
+    def pieces() -> Any:
+        for index, exp in builder.build_parts(objects, count, min(PIECE_RECORDS, PART_RECORDS)):
+            if keys is not None:
+                keys.update(compare.link_parents(exp))
+            for into, got in ((wanted, compare.wanted_fields(exp)), (links, compare.link_fields(exp))):
+                for sobject, fields in got.items():
+                    into.setdefault(sobject, set()).update(fields)
+            scope.update(compare.Scope.of(exp))
+            notes.extend(zip(exp.note_at, exp.notes, strict=True))
+            exp.notes.clear()  # noted below, in the order of the group's raw records
+            exp.note_at.clear()
+            yield index, exp
+
+    built = readback.Spool(count, buffer=1)  # each piece written as it comes: the pass holds one at a time
     try:
+        built.fill(pieces())
+        readback.select(client, rb, wanted)
+        for sobject, fields in sorted(links.items()):
+            readback.index_targets(client, rb, sobject, sorted(fields), keys)
+        comparison.note([n for _, n in sorted(notes, key=lambda t: t[0])])
         for i in range(count):
             part = source.Part(i, count)
-            exp = builder.build(objects, part)
-            exp.notes.clear()  # noted above, in the order of the group's raw records
+            exp = source.Expectations()
+            for piece in built.read(i):
+                exp.extend(piece)
             readback.read_links(client, rb, sorted(scope.links), keys=keys, part=part)
             comparison.group(exp, part, scope)
             del exp
             rb.release_links()
     finally:
+        built.close()
         rb.release_spools()
 
 

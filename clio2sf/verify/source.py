@@ -7,7 +7,8 @@ derivations the spec cannot express written out (company vs person contacts, bil
 non-billable time, matter target, calendar owner, recurrence per RFC 5545 with python-dateutil,
 team members, attendees, account relations). ``build(raw, spec, users)`` returns an :class:`Expectations`;
 ``Builder(...).build(objects)`` those of some objects (``Builder.groups()``: the objects that can be
-built and compared apart, one group at a time).
+built and compared apart, one group at a time); ``Builder(...).build_parts(objects, count)`` every part
+of a group too large to hold (:class:`Part`) in one pass over its raw records, a piece at a time.
 
 Routing and derivation rules (the contract the verifier holds the migration to):
 
@@ -35,7 +36,7 @@ import io
 import itertools
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -241,6 +242,59 @@ class Expectations:
         self.records[(rec.sobject, rec.key)] = rec
         return rec
 
+    def extend(self, later: Expectations) -> None:
+        """Add the expectations built after these (a later piece of one part, :meth:`Builder.build_parts`):
+        the result is what one build of both pieces' records gives (a key built again keeps its place and
+        takes the later value, as a build over a Clio id seen twice does)."""
+        self.records.update(later.records)
+        for obj, ids in later.clio_ids.items():
+            self.clio_ids[obj] |= ids
+        for mine, theirs in ((self.team, later.team), (self.team_sobject, later.team_sobject),
+                             (self.attendees, later.attendees), (self.accounts, later.accounts),
+                             (self.series, later.series)):
+            mine.update(theirs)
+        self.notes += later.notes
+        self.note_at += later.note_at
+
+    def size(self) -> int:
+        """What these expectations hold, in records: each record and each occurrence start of a series."""
+        return len(self.records) + sum(len(s["starts"]) for s in self.series.values())
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled compactly (a part's pieces are written to disk and read back, ``run.compare_parts``):
+        each record as a tuple of plain values, not as objects with their attribute names (written and read
+        again in less than half the time: activities, tasks and communications of a 400-matter firm, 0.28
+        → 0.11 s, against 0.14 s to build them)."""
+        series = {sid: {**entry, "template": _flat(entry["template"])} for sid, entry in self.series.items()}
+        return _unflat_expectations, ([(k, _flat(rec)) for k, rec in self.records.items()], dict(self.clio_ids),
+                                      self.team, self.team_sobject, self.attendees, self.accounts, series, self.notes,
+                                      self.note_at)
+
+
+def _flat(rec: RecordExpectation) -> tuple[Any, ...]:
+    owner = rec.owner
+    return (rec.sobject, rec.key, rec.source, rec.clio_object,
+            [(name, fx.value, fx.path, fx.kind, fx.contains) for name, fx in rec.fields.items()], rec.links,
+            None if owner is None else (owner.clio_user, owner.path, owner.why), rec.reject_rule, rec.left_behind)
+
+
+def _unflat(flat: tuple[Any, ...]) -> RecordExpectation:
+    sobject, key, source, clio_object, fields, links, owner, reject_rule, left_behind = flat
+    return RecordExpectation(sobject, key, source, clio_object,
+                             {name: _nothing(path, kind) if value is None and not contains
+                              else FieldExpectation(value, path, kind, contains)
+                              for name, value, path, kind, contains in fields}, links,
+                             None if owner is None else OwnerExpectation(*owner), reject_rule, left_behind)
+
+
+def _unflat_expectations(records: list[tuple[Any, tuple[Any, ...]]], clio_ids: dict[str, set[str]], *rest: Any
+                         ) -> Expectations:
+    team, team_sobject, attendees, accounts, series, notes, note_at = rest
+    out = Expectations({k: _unflat(flat) for k, flat in records}, defaultdict(set, clio_ids), team, team_sobject,
+                       attendees, accounts, {sid: {**entry, "template": _unflat(entry["template"])}
+                                             for sid, entry in series.items()}, notes, note_at)
+    return out
+
 
 def lookup_field(column: str) -> str:
     """The lookup field of a neutral relationship column: ``Case__r.Clio_Id__c`` → ``Case__c``,
@@ -266,6 +320,8 @@ class Builder:
         self.matters: dict[str, Mapping[str, Any]] = {}  # only when matters go to more than one object
         self.clio_users: dict[str, Mapping[str, Any]] = {}
         self._indexed = False
+        self._individual_made = False
+        self.passes: Counter[tuple[str, ...]] = Counter()  # objects → passes over their raw records (:meth:`_pass`)
         opts = spec.options
         self.individual = (opts.get("individual_account") or {}).get("clio_id", "individual-client-account")
 
@@ -433,9 +489,33 @@ class Builder:
         """The expectations of the records of ``objects`` (Clio object names), in new
         :class:`Expectations` (the parents' views are shared). ``part``: only the records of that
         partition (:class:`Part`), the raw records of the others read and skipped."""
+        [(_, exp)] = list(self._pass(objects, part.count, part.index, None))  # to its end: the targets checked
+        return exp
+
+    def build_parts(self, objects: Iterable[str], count: int, flush: int = 5_000) -> Iterator[tuple[int, Expectations]]:
+        """Every part of ``count`` (:class:`Part`) of the records of ``objects``, in **one** pass over their raw
+        records (each raw batch read once, each record built once): ``(part index, piece)`` pairs, handed out
+        whenever the pieces together hold ``flush`` records or occurrence starts (:meth:`Expectations.size`), so
+        the pass holds about that much of the group, not the group. A part's pieces come in raw order, and joined
+        (:meth:`Expectations.extend`) they are what ``build(objects, Part(index, count))`` gives."""
+        return self._pass(objects, count, None, flush)
+
+    def _pass(self, objects: Iterable[str], count: int, only: int | None,
+              flush: int | None) -> Iterator[tuple[int, Expectations]]:
+        """One pass over the raw records of ``objects``, each built into the expectations of its part of
+        ``count``; ``only``: that part's alone (the others' read and skipped), handed out at the end, also
+        when empty; else every part, handed out whenever they hold ``flush`` records (None: at the end)."""
         self.index_parents()
-        self.out, self.part = Expectations(), part
         wanted = set(objects)
+        self.passes[tuple(sorted(wanted))] += 1
+        allowed = set().union(*(self.targets(o) for o in wanted))
+        each = [Part(i, count) for i in range(max(1, count))]
+        part_of = each[0].of
+        home = part_of(self.individual)  # the part the derived individual-client Account is in
+        parts: dict[int, Expectations] = {only: Expectations()} if only is not None else {}
+        made: set[str] = set()
+        held = 0
+        self._individual_made = False
         at = itertools.count()
         for obj in ROUTED:
             if obj not in self.objects or obj not in wanted:
@@ -443,25 +523,45 @@ class Builder:
             handler = getattr(self, f"_{obj}", None)
             key = None if handler is not None else self.generic_key(obj)
             for env in self.envs(obj):
-                n, notes = next(at), len(self.out.notes)
-                if env["source_system_id"] not in part:
-                    if obj == "contacts" and self.individual in part:  # derived from records of every part
-                        self._individual_account(env["data"])
+                n = next(at)
+                sid = env["source_system_id"]
+                index = part_of(sid)
+                if obj == "contacts" and index != home and only in (None, home):
+                    # derived from the people of every part, held by the part its id is in
+                    self.out, self.part = parts.setdefault(home, Expectations()), each[home]
+                    self._individual_account(env["data"])
+                if only is not None and index != only:
                     continue
-                self.out.clio_ids[obj].add(env["source_system_id"])
+                out = self.out = parts.setdefault(index, Expectations())
+                self.part = each[index]
+                size, series, notes = len(out.records), len(out.series), len(out.notes)
+                out.clio_ids[obj].add(sid)
                 if handler is not None:
                     handler(env, env["data"])
                 elif key:
-                    self.out.add(self.apply_spec(key, env["data"], self.base(key.split("@")[0],
-                                                                               env["source_system_id"], env, obj)))
-                self.out.note_at += [n] * (len(self.out.notes) - notes)
-        made = {so for so, _ in self.out.records} | ({"Event"} if self.out.series else set())
-        allowed = set().union(*(self.targets(o) for o in wanted))
+                    out.add(self.apply_spec(key, env["data"], self.base(key.split("@")[0], sid, env, obj)))
+                out.note_at += [n] * (len(out.notes) - notes)
+                if flush is None:
+                    continue
+                held += len(out.records) - size
+                if len(out.series) > series:
+                    held += len(next(reversed(out.series.values()))["starts"])
+                if held >= flush:
+                    yield from self._hand_out(parts, made)
+                    parts, held = {}, 0
+        yield from self._hand_out(parts, made)
+        self.out, self.part = Expectations(), WHOLE
         if not made <= allowed:  # groups() would have compared a shared sobject before all its sources were built
             raise RuntimeError(f"verifier: {sorted(wanted)} gave records of {sorted(made - allowed)}, not among "
                                f"their targets (Builder.targets)")
-        out, self.out = self.out, Expectations()
-        return out
+
+    @staticmethod
+    def _hand_out(parts: dict[int, Expectations], made: set[str]) -> Iterator[tuple[int, Expectations]]:
+        for index, exp in parts.items():
+            made.update(so for so, _ in exp.records)
+            if exp.series:
+                made.add("Event")
+            yield index, exp
 
     def count(self, objects: Iterable[str]) -> int:
         """How many raw records ``objects`` have: ``sizes`` (e.g. the staged manifests), else counted
@@ -564,7 +664,9 @@ class Builder:
         (with the first such person); its id when ``d`` is such a person."""
         if d.get("type") == "Company" or self.account_of_person(d) != self.individual:
             return None
-        if ("Account", self.individual) not in self.out.records and self.individual in self.part:
+        if not self._individual_made and ("Account", self.individual) not in self.out.records \
+                and self.individual in self.part:
+            self._individual_made = True  # once a build (:meth:`_pass`), whichever piece holds it
             name = (self.spec.options.get("individual_account") or {}).get("name", "Individual Client")
             ind = RecordExpectation("Account", self.individual, self.individual, "(derived)")
             ind.fields["Name"] = FieldExpectation(name, None, "const")

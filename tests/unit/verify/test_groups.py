@@ -173,6 +173,13 @@ def test_a_group_over_the_cap_is_never_built_whole_and_its_parts_find_what_the_w
             builds.append((tuple(objects), part.count, len(exp.records) + len(exp.series)))
             return exp
 
+        def build_parts(self, objects, count, flush=5_000):  # every part in one pass: a part's size over its pieces
+            held: dict[int, int] = {}
+            for index, exp in super().build_parts(objects, count, flush):
+                held[index] = held.get(index, 0) + len(exp.records) + len(exp.series)
+                yield index, exp
+            builds.extend((tuple(objects), count, n) for n in held.values())
+
     def verify(cap):
         builds.clear()
         builder = Spy(lambda n: raw.get(n, []), set(raw), g.spec(), g.USERS, g.NOW)
@@ -195,10 +202,74 @@ def test_a_group_over_the_cap_is_never_built_whole_and_its_parts_find_what_the_w
     for objects in [("tasks",), ("contacts",), ("calendar_entries",)]:
         mine = [(count, n) for o, count, n in builds if o == objects]
         assert mine and all(count > 1 for count, _ in mine), (objects, mine)  # never built whole
-        assert sum(n for _, n in mine) == 2 * sizes[objects]  # a pass over the parts and the comparison's: once each
+        assert sum(n for _, n in mine) == sizes[objects]  # each record built once (before lane 35a: twice)
         if sizes[objects] > 3:
             assert max(n for _, n in mine) < sizes[objects]
     assert all(count == 1 for o, count, _ in builds if o in {("matters",), ("bills",)})  # under the cap: whole
+
+
+def test_a_group_in_parts_is_built_once_from_one_read_of_its_raw_records():
+    """A group in parts (a cap of 3: tasks, contacts and the calendar in parts) reads each of its Clio
+    objects' raw batches once and builds each record's expectations once (before lane 35a: a pass over
+    the parts for what the group asks of the org, then each part built again to compare it, every
+    build reading the group's raw records whole: 2 x parts reads and 2 builds of every record). The
+    parents' views and the edited occurrences are read once for the firm, before any group."""
+    raw, org = _big_firm()
+    reads: dict[str, int] = {}
+    built: dict[tuple[str, str], int] = {}
+
+    def read_raw(name):
+        reads[name] = reads.get(name, 0) + 1
+        return raw.get(name, [])
+
+    class Counted(source.Builder):
+        def base(self, sobject, key, env, obj):
+            built[(sobject, key)] = built.get((sobject, key), 0) + 1
+            return super().base(sobject, key, env, obj)
+
+    builder = Counted(read_raw, set(raw), g.spec(), g.USERS, g.NOW, sizes=lambda n: len(raw.get(n, [])))
+    builder.index_parents()
+    assert builder.edited is not None  # read once for the firm (kept across groups)
+    reads.clear()
+    parted: list[int] = []
+    compare_parts = run.compare_parts
+    run.compare_parts = lambda *a: (parted.append(a[-1]), compare_parts(*a))[1]
+    try:
+        result, _ = run.compare_groups(_Described(org, types=g.TYPES), builder, g.USERS, compare.Rejects(),
+                                       whole=False, horizon_days=730, now=g.NOW, subset=False, cap=3)
+    finally:
+        run.compare_parts = compare_parts
+    assert len(parted) >= 3 and max(parted) > 3  # tasks, contacts and the calendar were compared in parts
+    assert reads == {name: 1 for name in source.ROUTED if name in raw}, reads
+    assert built and set(built.values()) == {1}, {k: n for k, n in built.items() if n != 1}
+    assert set(builder.passes.values()) == {1} and len(builder.passes) == len(builder.groups())
+    whole = g.verify(raw, org)  # the same findings as every group built whole
+    assert _rows(result) == _rows(whole) and result.totals() == whole.totals() and result.notes == whole.notes
+
+
+def test_the_parts_built_in_one_pass_are_the_parts_built_one_at_a_time_and_held_a_piece_at_a_time():
+    """``Builder.build_parts``: every part of a group in one pass, handed out in pieces of about ``flush``
+    records or occurrence starts (what the pass holds); a part's pieces joined are that part built alone
+    (records in the same order, the derived individual-client Account in its part, notes and their raw
+    positions, Clio ids, series, team members, attendees, account relations)."""
+    raw, _ = _big_firm()
+    builder = source.Builder(lambda n: raw.get(n, []), set(raw), g.spec(), g.USERS, g.NOW)
+    for objects in [("tasks",), ("contacts",), ("calendar_entries",), ("matters",)]:
+        for count in (1, 3, 7):
+            pieces: dict[int, source.Expectations] = {}
+            for index, piece in builder.build_parts(objects, count, flush=4):
+                # handed out once the pieces hold 4: at most 3 and the last record's (a series: its starts)
+                last = max((len(s["starts"]) for s in piece.series.values()), default=1)
+                assert piece.size() <= 3 + last, (objects, count, piece.size())
+                pieces.setdefault(index, source.Expectations()).extend(piece)
+            for index in range(count):
+                alone = builder.build(objects, source.Part(index, count))
+                joined = pieces.get(index, source.Expectations())
+                assert list(joined.records) == list(alone.records), (objects, count, index)
+                assert joined == alone, (objects, count, index)
+            if objects == ("contacts",):  # people without a company: the derived Account, in its own part
+                assert [i for i, p in pieces.items() if ("Account", builder.individual) in p.records] == \
+                    [source.Part(0, count).of(builder.individual)]
 
 
 def test_a_group_in_parts_reads_each_table_of_the_org_once_and_finds_what_the_whole_finds():
