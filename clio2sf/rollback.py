@@ -328,13 +328,28 @@ def rollback_html(plan: RollbackPlan, title: str = "Rollback plan", dry_run: boo
     return rollback_page(len(plan.operations), plan.counts(), done, plan.operations, title=title, dry_run=dry_run)
 
 
+#: Columns of an executed rollback's outcome (:func:`rollback_page`), as :func:`clio2sf.rollback_run.run_rollback`
+#: counts them per object.
+OUTCOME_KEYS = ("deleted", "recreated", "restored", "found_again", "already_gone", "kept_direct", "failed")
+
+
 def rollback_page(n: int, counts: Mapping[str, Mapping[str, int]], done: Mapping[tuple[str, str, str], int],
-                  operations: Sequence[RollbackOp] | None, title: str = "Rollback plan", dry_run: bool = True) -> str:
+                  operations: Sequence[RollbackOp] | None, title: str = "Rollback plan", dry_run: bool = True,
+                  outcome: Mapping[str, Mapping[str, int]] | None = None, error: str | None = None) -> str:
     """The HTML report of a plan of ``n`` operations: ``counts`` (sobject -> {action: n}, in plan order), ``done``
     ((action, sobject, why) -> n) and the ``operations`` listed one by one, or, when None (a plan of more than
-    :data:`HTML_INLINE_MAX`), a pointer to ``rollback.csv`` beside the page, which lists them all."""
+    :data:`HTML_INLINE_MAX`), a pointer to ``rollback.csv`` beside the page, which lists them all. ``outcome``
+    (sobject -> {:data:`OUTCOME_KEYS`: n}), once the rollback was executed, is what it did (``error``: the
+    exception it stopped on)."""
     head = reports.banner(("Dry run: " if dry_run else "") + (f"{n} operation(s) to roll back" if n
                           else "Nothing to roll back"), "warn" if n else "ok")
+    if outcome is not None:
+        failed = sum(c.get("failed", 0) for c in outcome.values())
+        head = reports.banner("Executed" + (f": stopped on {error}" if error else "") + (
+            f", {failed} failed" if failed else ""), "bad" if error or failed else "ok") + head
+        head += "<h2>Outcome by object</h2>" + reports.table(
+            ["Object", *OUTCOME_KEYS], [[s, *(c.get(k, 0) for k in OUTCOME_KEYS)] for s, c in outcome.items()],
+            numeric=list(range(1, len(OUTCOME_KEYS) + 1)))
     summary = reports.table(["Step", "Object", "Action", "Count"],
                             [[i, s, a, c] for i, (s, acts) in enumerate(counts.items(), 1) for a, c in acts.items()],
                             numeric=[0, 3])

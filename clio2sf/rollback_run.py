@@ -35,6 +35,8 @@ from clio2sf.verify import existing_ids
 GONE_CODES = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
 #: Before-image keys that are not writable fields.
 NOT_WRITABLE = frozenset({"Id", "attributes"})
+#: What one rollback run did (beside its plan, ``rollback.{json,csv,html}``, in its own report folder).
+RESULT_FILE = "rollback_result.json"
 
 
 def _errors(result: dict[str, Any]) -> tuple[str, str]:
@@ -273,35 +275,63 @@ def _remove(spool: Any) -> None:
 
 
 def run_rollback(client: Any, mroot: Any, *, run_id: str | None = None, migration_id: str, dry_run: bool,
-                 load_order: Sequence[str] = DEFAULT_LOAD_ORDER) -> dict[str, Any]:
+                 load_order: Sequence[str] = DEFAULT_LOAD_ORDER, report_id: str | None = None) -> dict[str, Any]:
     """Plan (and unless ``dry_run`` execute) the rollback of one run, or of every run when ``run_id`` is None.
 
-    Writes ``reports/rollback-<run or migration>/rollback.{json,csv,html}`` (the plan) and returns
-    ``{"planned", "counts", "already_done", "failed", "report"}``. The plan is spooled to
-    ``rollback/spool-<run or migration>-<time>-<nonce>/`` under the migration root (removed at the end), then
-    reported and executed from there a file at a time: memory does not grow with the run rolled back
-    (``python -m benchmarks.bench_ledger_tasks``).
+    Each call writes its own report, never another rollback's: ``reports/<report_id>/rollback.{json,csv,html}``
+    (the plan, written before the first change) and ``rollback_result.json`` (:data:`RESULT_FILE`: the scope,
+    dry run or not, what was done per object, written when the run ends, also when it fails mid-way; the HTML
+    is written again with those counts). ``report_id`` is the rollback's own run id (``mig_07_rollback``'s
+    Airflow run id); by default ``rollback-<run or migration>-<time>``. A dry run or a second rollback of the
+    same scope therefore never replaces the report of the rollback that deleted the records.
+
+    Returns ``{"dry_run", "planned", "counts", "already_done", "failed", "report"}`` (``report``: the HTML's
+    path). The plan is spooled to ``rollback/spool-<run or migration>-<time>-<nonce>/`` under the migration root
+    (removed at the end), then reported and executed from there a file at a time: memory does not grow with the
+    run rolled back (``python -m benchmarks.bench_ledger_tasks``).
     """
     def exists(sobject: str, ids: list[str]) -> set[str]:
         return existing_ids(client, sobject, ids)
 
-    stamp = utc_now_iso().replace(":", "").replace("-", "").replace(".", "")
+    started = utc_now_iso()
+    stamp = started.replace(":", "").replace("-", "").replace(".", "")
+    rdir = mroot / "reports" / (report_id or f"rollback-{run_id or migration_id}-{stamp}")
     spool = mroot / "rollback" / f"spool-{run_id or migration_id}-{stamp}-{uuid.uuid4().hex[:8]}"
     plan = None
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    error: str | None = None
     try:
         plan = spool_plan(mroot, spool, run_id=run_id, migration_id=migration_id, exists=exists,
                           load_order=load_order)
-        report = write_reports(mroot / "reports" / f"rollback-{run_id or migration_id}", plan, dry_run)
-        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        report = write_reports(rdir, plan, dry_run)
         if not dry_run:
             remap = plan.recreated  # on disk; grows as records come back
             step = 0
-            # consecutive operations of one action and sobject, in plan order
-            for _key, group in groupby(plan.ops(), key=lambda o: (o.action, o.sobject)):
-                same = iter(group)
-                while part := list(islice(same, COMPOSITE_CHUNK)):
-                    step += 1
-                    _execute(client, mroot, migration_id, part, f"rollback-{stamp}-{step:05d}", counts, remap)
+            try:
+                # consecutive operations of one action and sobject, in plan order
+                for _key, group in groupby(plan.ops(), key=lambda o: (o.action, o.sobject)):
+                    same = iter(group)
+                    while part := list(islice(same, COMPOSITE_CHUNK)):
+                        step += 1
+                        _execute(client, mroot, migration_id, part, f"rollback-{stamp}-{step:05d}", counts, remap)
+            except BaseException as exc:
+                error = type(exc).__name__
+                raise
+            finally:  # what this run did, beside its plan: also when it stops mid-way
+                done = {s: dict(c) for s, c in counts.items()}
+                reports.write_json(rdir / RESULT_FILE, {
+                    "migration_id": migration_id, "target_run_id": run_id, "dry_run": dry_run, "started": started,
+                    "finished": utc_now_iso(), "completed": error is None, "error": error, "planned": plan.counts,
+                    "counts": done, "already_done": plan.already_done,
+                    "failed": sum(c.get("failed", 0) for c in done.values())})
+                inline = list(plan.ops()) if plan.operations <= rollback.HTML_INLINE_MAX else None
+                report = reports.write_text(rdir / "rollback.html", rollback.rollback_page(
+                    plan.operations, plan.counts, plan.done, inline, dry_run=False, outcome=done, error=error))
+        else:
+            reports.write_json(rdir / RESULT_FILE, {
+                "migration_id": migration_id, "target_run_id": run_id, "dry_run": True, "started": started,
+                "finished": utc_now_iso(), "completed": True, "error": None, "planned": plan.counts, "counts": {},
+                "already_done": plan.already_done, "failed": 0})
     finally:
         _remove(spool)
         if plan is not None:

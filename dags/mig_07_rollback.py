@@ -3,8 +3,11 @@
 
 One click in the UI (Trigger with config): give the migration id, and optionally the run id
 of one phase run (`target_run_id`; empty = every run of the migration). With `dry_run` on
-(the default) it only writes the plan (`reports/rollback-*/rollback.html`): what it would
-delete, re-create and restore, per object. With `dry_run` off it re-creates from its before-image
+(the default) it only writes the plan: what it would delete, re-create and restore, per object.
+Every run writes its own report, `reports/<this run's id>/rollback.{html,csv,json}` and
+`rollback_result.json` (what it did; a retry writes under `<run id>/try-<n>/`): a dry run or a
+second rollback never replaces the report of the rollback that deleted the records (Browse →
+Migration reports lists them all). With `dry_run` off it re-creates from its before-image
 what a delta run deleted, restores the before-images of what they updated, then deletes what the
 run(s) created in reverse dependency order and removes their uploaded files (ContentDocument);
 deleting last keeps a record the run moved under a new Account from going with that Account

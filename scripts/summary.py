@@ -103,7 +103,7 @@ def print_summary(root: Path, clio, sf, timings: dict[str, float]) -> None:
                 "sample/diff.html"):
         if (root / rel).exists():
             print(f"  {root / rel}")
-    for pattern in ("reports/*/reconciliation.html", "reports/*/verification.html", "delta/*/conflicts.html", "reports/rollback-*/rollback.html"):
+    for pattern in ("reports/*/reconciliation.html", "reports/*/verification.html", "delta/*/conflicts.html", "reports/*/rollback.html"):
         found = _latest(root, pattern)
         if found is not None:
             print(f"  {found}")

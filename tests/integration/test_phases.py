@@ -241,7 +241,7 @@ def test_rollback_of_the_migration_returns_the_org_to_its_pre_run_state(mig: Mig
     counts_now = mig.sf.counts()
     mig.run("mig_07_rollback", dry_run=False, tag="again")
     assert mig.sf.counts() == counts_now
-    plan = json.loads(sorted((mig.root / "reports").glob("rollback-*/rollback.json"),
+    plan = json.loads(sorted((mig.root / "reports").glob("*/rollback.json"),
                              key=lambda p: p.stat().st_mtime)[-1].read_text())
     assert not plan.get("operations") and sum(plan.get("counts", {}).values() or [0]) == 0 or plan.get("planned") == {}
 

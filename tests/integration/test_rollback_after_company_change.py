@@ -63,13 +63,13 @@ def _org_state(hook, sobjects) -> dict:
     return {"ids": _ids(hook, sobjects), "own": {s: _records(hook, s) for s in OWN}}
 
 
-def _phase_rollback(mp, hook, *, target_run_id: str | None, dag_run_id: str) -> dict:
-    """mig_07_rollback's task (dry run off) in a faked Airflow context: the migration's staging root (the
-    Variable), its writer lease and Salesforce connection are the real ones."""
+def _phase_rollback(mp, hook, *, target_run_id: str | None, dag_run_id: str, dry_run: bool = False) -> dict:
+    """mig_07_rollback's task (dry run off unless asked) in a faked Airflow context: the migration's staging root
+    (the Variable), its writer lease and Salesforce connection are the real ones."""
     from clio2sf_airflow.phases import common
     from clio2sf_airflow.phases import rollback as phase
 
-    context = {"params": {"firm": "tiny", "migration_id": "m1", "target_run_id": target_run_id, "dry_run": False},
+    context = {"params": {"firm": "tiny", "migration_id": "m1", "target_run_id": target_run_id, "dry_run": dry_run},
                "run_id": dag_run_id, "dag": SimpleNamespace(dag_id="mig_07_rollback")}
     mp.setattr(common, "get_current_context", lambda: context)
     return phase.rollback()
@@ -132,15 +132,24 @@ def rolled_back(request, tmp_path_factory):
         created = _created(mroot)
         present = _ids(hook, sobjects)  # what the whole rollback starts from
         whole = _phase_rollback(mp, hook, target_run_id=None, dag_run_id="rb-all")
-        whole["plan"] = staging.read_json(mroot / "reports" / "rollback-m1" / "rollback.json")  # the next run rewrites it
+        whole["plan"] = staging.read_json(mroot / "reports" / "rb-all" / "rollback.json")
         after = _org_state(hook, sobjects)
         relations = hook.query_all("SELECT Id, AccountId, ContactId FROM AccountContactRelation")
+        dry = _phase_rollback(mp, hook, target_run_id=None, dag_run_id="rb-all-dry", dry_run=True)
         again = _phase_rollback(mp, hook, target_run_id=None, dag_run_id="rb-all-2")
         after_again = _org_state(hook, sobjects)
+        reports = {rid: {name: staging.read_json(mroot / "reports" / rid / name)
+                         for name in ("rollback.json", "rollback_result.json")}
+                   for rid in ("rb-all", "rb-all-dry", "rb-all-2")}
+        reports["rb-all"]["html"] = (mroot / "reports" / "rb-all" / "rollback.html").read_text()
+        from clio2sf_airflow.reports_app import report_files
+
+        listed = report_files(mroot)
         yield SimpleNamespace(
             order=order, hook=hook, mroot=mroot, acc=acc, con=con, p=p, q=q, before=before, loaded=loaded,
             w1=w1, after_window=after_window, window_deleted=window_deleted, window_only=window_only,
-            created=created, present=present, whole=whole, after=after, relations=relations, again=again, after_again=after_again,
+            created=created, present=present, whole=whole, after=after, relations=relations, dry=dry, again=again,
+            after_again=after_again, reports=reports, listed=listed,
             own_ids={"Account": {str(r["id"])[:15] for r in own}, "Contact": {str(own_contact["id"])[:15]},
                      "AccountContactRelation": {str(own_rel["id"])[:15]}})
 
@@ -252,3 +261,25 @@ def test_a_second_rollback_is_a_no_op(rolled_back):
     assert again["failed"] == 0 and not again["planned"] and not any(again["counts"].values()), again
     assert again["already_done"] > 0, again
     assert m.after_again == m.after
+
+
+def test_each_rollback_keeps_its_own_report(rolled_back):
+    """The report of the rollback that deleted the records (``reports/<its run id>/``) is still there, with its
+    plan and what it did, after a dry run and a second (no-op) rollback of the same scope, which wrote their own
+    beside it; all three are listed in Browse -> Migration reports.
+
+    Old code: every rollback of the migration wrote ``reports/rollback-m1/``: the second rollback's empty plan
+    replaced the executed one's."""
+    m = rolled_back
+    executed, dry, again = (m.reports[r] for r in ("rb-all", "rb-all-dry", "rb-all-2"))
+    assert executed["rollback.json"] == m.whole["plan"] and executed["rollback.json"]["counts"] == m.whole["planned"]
+    assert sum(n for acts in m.whole["planned"].values() for n in acts.values()) > 0, m.whole
+    result = executed["rollback_result.json"]
+    assert (result["dry_run"], result["completed"], result["target_run_id"]) == (False, True, None), result
+    assert result["counts"] == m.whole["counts"] and result["planned"] == m.whole["planned"], result
+    assert result["failed"] == 0 and result["already_done"] == m.whole["already_done"], result
+    assert "Executed" in executed["html"] and "Outcome by object" in executed["html"]
+    assert dry["rollback_result.json"]["dry_run"] is True and dry["rollback.json"]["counts"] == m.dry["planned"] == {}
+    assert again["rollback_result.json"]["counts"] == {} and again["rollback.json"]["counts"] == {}
+    assert m.whole["report"] != m.dry["report"] != m.again["report"]
+    assert {f"reports/{r}/rollback.html" for r in ("rb-all", "rb-all-dry", "rb-all-2")} <= set(m.listed), m.listed

@@ -89,7 +89,7 @@ def test_rollback_reports_contacts_cascade_deleted_with_their_account_as_already
 
     out = run_rollback(hook, tmp_path, run_id="run2", migration_id="m1", dry_run=False)
     assert out["failed"] == 0 and out["counts"] == {} and out["already_done"] == 3, out
-    report = json.loads((tmp_path / "reports" / "rollback-run2" / "rollback.json").read_text())
+    report = json.loads((Path(out["report"]).parent / "rollback.json").read_text())
     assert sorted((d["sobject"], d["why"]) for d in report["already_done"]) == [
         ("Account", "no longer in Salesforce: already done")] + [
         ("Contact", "no longer in Salesforce: already done")] * 2

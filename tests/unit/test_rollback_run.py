@@ -40,7 +40,7 @@ def test_dry_run_writes_the_plan_and_changes_nothing(staged):
     assert out["planned"] == {"ContentDocument": {"delete": 1}, "Contact": {"delete": 1, "restore": 1},
                               "Account": {"delete": 1}}
     assert out["counts"] == {} and org.deleted == []
-    plan = json.loads((root / "reports" / "rollback-run1" / "rollback.json").read_text())
+    plan = json.loads((Path(out["report"]).parent / "rollback.json").read_text())
     assert [(o["action"], o["sobject"]) for o in plan["operations"]] == [
         ("restore", "Contact"), ("delete", "ContentDocument"), ("delete", "Contact"), ("delete", "Account")]
 
@@ -65,7 +65,7 @@ def test_rollback_of_every_run_and_unknown_run(staged):
     org.records["Account"].clear()  # deleted by someone already: skipped, not failed
     out = run_rollback(org, root, migration_id="m1", dry_run=False)
     assert "Account" not in out["counts"] and out["failed"] == 0
-    assert (root / "reports" / "rollback-m1" / "rollback.html").exists()
+    assert Path(out["report"]).exists() and Path(out["report"]).parent.name.startswith("rollback-m1-")
 
 
 def test_rollback_of_a_delta_recreates_what_it_deleted_and_a_later_rollback_deletes_the_copy(staged):
@@ -135,7 +135,7 @@ def test_rolling_back_a_whole_run_never_holds_its_plan(tmp_path, monkeypatch):
     assert out["counts"] == {"Contact": {"deleted": n}} and out["failed"] == 0 and org.records["Contact"] == []
     assert org.live and max(org.live) <= 3 * 100 + 200, max(org.live)  # steps of 100, composite calls of 200
     assert not (tmp_path / "rollback").exists() or list((tmp_path / "rollback").iterdir()) == []
-    rdir = tmp_path / "reports" / "rollback-big"
+    rdir = Path(out["report"]).parent
     doc = json.loads((rdir / "rollback.json").read_text())
     assert [o["sf_id"] for o in doc["operations"]] == [f"003{i:012d}" for i in range(n)]
     assert doc["counts"] == {"Contact": {"delete": n}} and doc["already_done"] == []
