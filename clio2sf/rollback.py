@@ -16,7 +16,10 @@ re-created Account before the AccountContactRelations that went with that Accoun
 dependency order (files first, Account last). Deleting last matters: Salesforce deletes an
 Account's Contacts (and a Contact's activities...) with it, so a Contact the run moved under an
 Account it created must get its old AccountId back *before* that Account goes, or the delete
-would take it to the Recycle Bin too. A later rollback that deletes a re-created record deletes
+would take it to the Recycle Bin too. Files go first: a ContentDocument delete takes the file's
+ContentDocumentLinks with it, and a ContentNote is its ContentDocument (one Id), so a link (when
+``link_documents`` names its document) or a note whose ContentDocument this rollback deletes gets no delete
+of its own: it is listed as :data:`GOES_WITH_DOCUMENT` (cascaded), not sent to come back already gone. A later rollback that deletes a re-created record deletes
 it by its new id. A deleted record that goes with a parent this rollback deletes (:data:`WITH_PARENT`: an
 AccountContactRelation whose Contact or Account the migration created, when the whole migration is rolled
 back) is not re-created: it would only go with that parent.
@@ -46,8 +49,14 @@ WITH_PARENT: dict[str, dict[str, str]] = {"AccountContactRelation": {"AccountId"
 #: Why such a record is not re-created (``already_done``).
 GOES_WITH_PARENT = "its Contact or Account is deleted by this rollback: not re-created, it would go with it"
 ROLLBACK_PHASE = "rollback"
+#: Why a link or a note gets no delete of its own: its ContentDocument's delete takes it along.
+GOES_WITH_DOCUMENT = "goes with its ContentDocument, deleted by this rollback: cascaded"
+#: The file children a ContentDocument delete takes along (a ContentNote is its ContentDocument: the same Id).
+DOCUMENT_CHILDREN = ("ContentDocumentLink", "ContentNote")
 
 ExistsFn = Callable[[str, list[str]], Iterable[str]]
+#: ContentDocumentLink ids -> {id (15 characters): its ContentDocumentId}, for the links still in the org.
+LinkDocsFn = Callable[[list[str]], Mapping[str, str]]
 
 
 @dataclass
@@ -94,6 +103,13 @@ def _rank(order: Sequence[str]) -> Callable[[str], int]:
     return lambda s: pos.get(s, len(order))  # unknown sobjects count as leaves: deleted first
 
 
+def _delete_rank(order: Sequence[str]) -> Callable[[str], int]:
+    """:func:`_rank` for the deletes: ContentDocument before everything (whatever the load order): its delete
+    takes its links and its note along, which then need no delete of their own."""
+    rank = _rank(order)
+    return lambda s: len(order) + 1 if s == "ContentDocument" else rank(s)
+
+
 def _goes_with_parent(sobject: str, before: Any, deleted: Callable[[str, str], bool]) -> bool:
     """Whether a record deleted in the scope (``before``, its before-image) would go with a parent this rollback
     deletes (:data:`WITH_PARENT`; ``deleted(sobject, id)``: created in the scope, by its 15-character id, or the
@@ -106,12 +122,15 @@ def _goes_with_parent(sobject: str, before: Any, deleted: Callable[[str, str], b
 
 
 def plan_rollback(ledger: pd.DataFrame, *, run_id: str | None = None, exists: ExistsFn | None = None,
-                  load_order: Sequence[str] = DEFAULT_LOAD_ORDER) -> RollbackPlan:
+                  load_order: Sequence[str] = DEFAULT_LOAD_ORDER,
+                  link_documents: LinkDocsFn | None = None) -> RollbackPlan:
     """Plan the rollback of one run (or of every run of the migration when ``run_id`` is None).
 
     ``ledger`` is :func:`clio2sf.ledger.read_ledger` of the whole migration (other runs are
     needed to keep files a later/earlier run still uses). ``exists(sobject, ids)`` returns the
-    ids still present in the org; without it every id is assumed present.
+    ids still present in the org; without it every id is assumed present. ``link_documents`` (the org's
+    links and their documents) lets a link whose ContentDocument the plan deletes go with it
+    (:data:`GOES_WITH_DOCUMENT`); without it links are deleted one by one (checked with ``exists``).
     :func:`plan_rollback_from_ledger` plans the same without holding the whole ledger.
     """
     df = ledger
@@ -125,7 +144,7 @@ def plan_rollback(ledger: pd.DataFrame, *, run_id: str | None = None, exists: Ex
         done |= {("delete", r.object, r.sf_id) for r in all_rb.itertuples(index=False) if r.operation == "delete"}
     other_runs = ok[(ok["phase"] != ROLLBACK_PHASE) & ~ok.index.isin(work.index)]
     foreign_files = {f for fs in other_runs["file_ids"] for f in (fs or [])}
-    return _plan(work, done, recreated_ids(ok), foreign_files, exists, load_order)
+    return _plan(work, done, recreated_ids(ok), foreign_files, exists, load_order, link_documents)
 
 
 def _ok(line: Mapping[str, Any]) -> bool:
@@ -150,7 +169,8 @@ def _run_lines(root: Any, run_id: str | None, migration_id: str | None) -> Itera
 
 def plan_rollback_from_ledger(root: Any, *, run_id: str | None = None, migration_id: str | None = None,
                               exists: ExistsFn | None = None,
-                              load_order: Sequence[str] = DEFAULT_LOAD_ORDER) -> RollbackPlan:
+                              load_order: Sequence[str] = DEFAULT_LOAD_ORDER,
+                              link_documents: LinkDocsFn | None = None) -> RollbackPlan:
     """:func:`plan_rollback` of ``read_ledger(root)`` (only the lines of ``migration_id`` when given),
     reading the ledger file by file and keeping only what the plan needs: the rolled-back run's lines,
     the rollback lines that name its records, and the files of other runs that are also its files.
@@ -199,11 +219,11 @@ def plan_rollback_from_ledger(root: Any, *, run_id: str | None = None, migration
             for line in other_lines(skip_phase=ROLLBACK_PHASE):
                 if _ok(line):
                     foreign_files.update(f for f in (line.get("file_ids") or ()) if f in files)
-    return _plan(lines_frame(work), done, recreated, foreign_files, exists, load_order)
+    return _plan(lines_frame(work), done, recreated, foreign_files, exists, load_order, link_documents)
 
 
 def _plan(work: pd.DataFrame, done: set[tuple[str, str, str]], recreated: dict[str, str], foreign_files: set[str],
-          exists: ExistsFn | None, load_order: Sequence[str]) -> RollbackPlan:
+          exists: ExistsFn | None, load_order: Sequence[str], link_documents: LinkDocsFn | None = None) -> RollbackPlan:
     """The plan from the rolled-back scope's own successful writes (``work``), the rollback lines already
     done, the re-created ids and the file ids other runs also hold."""
     rank = _rank(load_order)
@@ -267,13 +287,35 @@ def _plan(work: pd.DataFrame, done: set[tuple[str, str, str]], recreated: dict[s
             continue
         restores.append(RollbackOp("restore", r.object, r.sf_id, r.source_system_id, r.run_id, dict(r.before)))
 
+    link_docs: dict[str, str] = {}
+    if link_documents is not None:  # the org's links, with their documents: also their existence check
+        links = [o for o in ops if o.sobject == "ContentDocumentLink"]
+        ops = [o for o in ops if o.sobject != "ContentDocumentLink"]
+        link_docs = {str(k)[:15]: str(v)[:15] for k, v in link_documents([o.sf_id for o in links]).items()} \
+            if links else {}
+        skipped += [(o.action, o.sobject, o.sf_id, "no longer in Salesforce: already done") for o in links
+                    if o.sf_id[:15] not in link_docs]
+        ops += [o for o in links if o.sf_id[:15] in link_docs]
     if exists is not None:
-        ops, gone = _present(ops, exists)
+        checked, unchecked = ([o for o in ops if o.sobject != "ContentDocumentLink"],
+                              [o for o in ops if o.sobject == "ContentDocumentLink"]) if link_documents else (ops, [])
+        ops, gone = _present(checked, exists)
+        ops += unchecked
         restores, gone_r = _present(restores, exists)
         skipped += [(o.action, o.sobject, o.sf_id, "no longer in Salesforce: already done") for o in gone + gone_r]
         still_there, recreates = _present(recreates, exists)
         skipped += [(o.action, o.sobject, o.sf_id, "still in Salesforce: nothing to re-create") for o in still_there]
-    ops.sort(key=lambda o: (-rank(o.sobject), o.sobject, o.sf_id))
+    docs = {o.sf_id[:15] for o in ops if o.sobject == "ContentDocument"}
+    if docs:  # what a ContentDocument delete of this plan takes along: no delete of its own
+        def cascades(o: RollbackOp) -> bool:
+            if o.sobject == "ContentNote":
+                return o.sf_id[:15] in docs
+            return o.sobject == "ContentDocumentLink" and link_docs.get(o.sf_id[:15]) in docs
+
+        skipped += [(o.action, o.sobject, o.sf_id, GOES_WITH_DOCUMENT) for o in ops if cascades(o)]
+        ops = [o for o in ops if not cascades(o)]
+    drank = _delete_rank(load_order)
+    ops.sort(key=lambda o: (-drank(o.sobject), o.sobject, o.sf_id))
     # per object in load order: its re-creations, then its restores (a Contact gets its Account back before the
     # AccountContactRelations that a delete took along are re-created)
     back = sorted(recreates + restores, key=lambda o: (rank(o.sobject), o.sobject, o.action != "recreate", o.sf_id))
@@ -330,7 +372,8 @@ def rollback_html(plan: RollbackPlan, title: str = "Rollback plan", dry_run: boo
 
 #: Columns of an executed rollback's outcome (:func:`rollback_page`), as :func:`clio2sf.rollback_run.run_rollback`
 #: counts them per object.
-OUTCOME_KEYS = ("deleted", "recreated", "restored", "found_again", "already_gone", "kept_direct", "failed")
+OUTCOME_KEYS = ("deleted", "cascaded", "recreated", "restored", "found_again", "already_gone", "kept_direct",
+                "failed")
 
 
 def rollback_page(n: int, counts: Mapping[str, Mapping[str, int]], done: Mapping[tuple[str, str, str], int],
@@ -620,11 +663,12 @@ Step = tuple[list[RollbackOp], list[tuple[str, str, str, str]]]
 
 def iter_rollback(root: Any, *, run_id: str | None = None, migration_id: str | None = None,
                   exists: ExistsFn | None = None, load_order: Sequence[str] = DEFAULT_LOAD_ORDER,
-                  recreated: MutableMapping[str, str] | None = None, chunk: int | None = None) -> Iterable[Step]:
+                  recreated: MutableMapping[str, str] | None = None, chunk: int | None = None,
+                  link_documents: LinkDocsFn | None = None) -> Iterable[Step]:
     """The plan of :func:`plan_rollback_from_ledger`, a step at a time: ``(operations, already_done)`` of at most
     ``chunk`` (default :data:`STREAM_CHUNK`) operations of one action and one sobject, in the plan's order
     (per object in load order its re-creations, then its restores; then deletes per object in reverse load
-    order; each object's by Salesforce id).
+    order, ContentDocument first; each object's by Salesforce id).
 
     The operations are the plan's, in its order. ``already_done`` holds the same entries as the plan's, in the
     order of the steps (the plan lists them by cause). The ledger is indexed in a temporary SQLite file of
@@ -637,12 +681,13 @@ def iter_rollback(root: Any, *, run_id: str | None = None, migration_id: str | N
     try:
         if recreated is not None:
             recreated.update(scope.recreated)
-        yield from _steps(scope, exists, load_order, chunk or STREAM_CHUNK)
+        yield from _steps(scope, exists, load_order, chunk or STREAM_CHUNK, link_documents)
     finally:
         scope.close()
 
 
-def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], chunk: int) -> Iterable[Step]:
+def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], chunk: int,
+           link_documents: LinkDocsFn | None = None) -> Iterable[Step]:
     db, rank = scope.db, _rank(load_order)
     db.executescript("CREATE TABLE cand(ord INTEGER PRIMARY KEY, obj, sf_id, ssid, run_id);"
                      "CREATE TABLE foreign_skip(ord INTEGER PRIMARY KEY, sf_id);")
@@ -679,10 +724,21 @@ def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], ch
     def objects(sql: str) -> list[str]:
         return [r[0] for r in db.execute(sql)]
 
+    link_docs: dict[str, str] = {}  # of the step being checked: link (15) -> its ContentDocumentId (15)
+
+    def ask(sobject: str, ids: list[str]) -> Iterable[str]:
+        if sobject == "ContentDocumentLink" and link_documents is not None:  # existence, and each link's document
+            link_docs.clear()
+            link_docs.update({str(k)[:15]: str(v)[:15] for k, v in link_documents(ids).items()})
+            return list(link_docs)
+        return exists(sobject, ids) if exists is not None else ids
+
     def checked(ops: list[RollbackOp], skipped: list[tuple[str, str, str, str]], keep_present: bool,
                 why: str) -> Step:
-        if exists is not None and ops:
-            present = {str(i)[:15] for i in exists(ops[0].sobject, [o.sf_id for o in ops])}
+        asked = exists is not None or (link_documents is not None and bool(ops)
+                                       and ops[0].sobject == "ContentDocumentLink" and ops[0].action == "delete")
+        if asked and ops:
+            present = {str(i)[:15] for i in ask(ops[0].sobject, [o.sf_id for o in ops])}
             skipped += [(o.action, o.sobject, o.sf_id, why) for o in ops if (o.sf_id[:15] in present) != keep_present]
             ops = [o for o in ops if (o.sf_id[:15] in present) == keep_present]
         return ops, skipped
@@ -769,8 +825,24 @@ def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], ch
         return ("delete", obj, sf_id, "deleted by an earlier rollback") if done else RollbackOp(
             "delete", obj, sf_id, ssid, rid)
 
-    for obj in sorted(objects("SELECT DISTINCT obj FROM dels"), key=lambda s: (-rank(s), s)):
+    # ContentDocument first (_delete_rank): the documents it deletes (doc_dels) take their links and notes along
+    db.execute("CREATE TABLE doc_dels(sf15 TEXT PRIMARY KEY) WITHOUT ROWID")
+    goes = db.cursor()
+
+    def cascaded(o: RollbackOp) -> bool:
+        doc = o.sf_id[:15] if o.sobject == "ContentNote" else link_docs.get(o.sf_id[:15])
+        return doc is not None and goes.execute("SELECT 1 FROM doc_dels WHERE sf15 = ?", (doc,)).fetchone() is not None
+
+    drank = _delete_rank(load_order)
+    for obj in sorted(objects("SELECT DISTINCT obj FROM dels"), key=lambda s: (-drank(s), s)):
         rows = db.execute("SELECT obj, sf_id, ssid, run_id, EXISTS(SELECT 1 FROM done d WHERE d.op = 'delete' "
                           "AND d.obj = dels.obj AND d.sf_id = dels.sf_id) FROM dels WHERE obj = ? ORDER BY sf_id",
                           (obj,))
-        yield from paged(rows, delete, True, "no longer in Salesforce: already done")
+        for ops, skipped in paged(rows, delete, True, "no longer in Salesforce: already done"):
+            if obj == "ContentDocument":
+                db.executemany("INSERT OR IGNORE INTO doc_dels VALUES (?)", [(o.sf_id[:15],) for o in ops])
+            elif obj in DOCUMENT_CHILDREN:
+                skipped = skipped + [(o.action, o.sobject, o.sf_id, GOES_WITH_DOCUMENT) for o in ops if cascaded(o)]
+                ops = [o for o in ops if not cascaded(o)]
+            if ops or skipped:
+                yield ops, skipped

@@ -1,6 +1,7 @@
 """Execute a rollback plan (:mod:`clio2sf.rollback`) against the org, writing rollback ledger lines.
 
-Deletes go through ``client.composite_delete`` (files through their ContentDocument ids),
+Deletes go through ``client.composite_delete`` (files through their ContentDocument ids, first: the links
+and notes a ContentDocument delete takes along get no call of their own, counted ``cascaded``),
 re-creations through ``client.composite_upsert`` on the object's external id when the
 before-image has one (so a retried chunk cannot make a second copy), else
 ``client.composite_create``; restores through ``client.composite_update``. Every executed chunk is written to the ledger at once (phase
@@ -29,7 +30,7 @@ from clio2sf.delta import DEFAULT_LOAD_ORDER
 from clio2sf.ledger import LedgerWriter, utc_now_iso
 from clio2sf.load import COMPOSITE_CHUNK, soql_in
 from clio2sf.reports import json_default
-from clio2sf.verify import existing_ids
+from clio2sf.verify import existing_ids, query_in
 
 #: Errors meaning the record is already gone: the delete's goal is met.
 GONE_CODES = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
@@ -196,12 +197,13 @@ class SpooledPlan:
 
 
 def spool_plan(mroot: Any, spool: Any, *, run_id: str | None, migration_id: str | None, exists: Any = None,
-               load_order: Sequence[str] = DEFAULT_LOAD_ORDER) -> SpooledPlan:
+               load_order: Sequence[str] = DEFAULT_LOAD_ORDER, link_documents: Any = None) -> SpooledPlan:
     """Plan the rollback (:func:`clio2sf.rollback.iter_rollback`) into ``spool``, a step per file: the plan of a
     whole run is never held in memory (files of at most :data:`clio2sf.rollback.STREAM_CHUNK` operations)."""
     plan = SpooledPlan(spool)
     for ops, skipped in rollback.iter_rollback(mroot, run_id=run_id, migration_id=migration_id, exists=exists,
-                                               load_order=load_order, recreated=plan.recreated):
+                                               load_order=load_order, recreated=plan.recreated,
+                                               link_documents=link_documents):
         if ops:
             name = f"ops-{len(plan.op_files) + 1:06d}.jsonl.gz"
             staging.write_jsonl_gz(spool / name, (asdict(o) for o in ops))
@@ -293,6 +295,11 @@ def run_rollback(client: Any, mroot: Any, *, run_id: str | None = None, migratio
     def exists(sobject: str, ids: list[str]) -> set[str]:
         return existing_ids(client, sobject, ids)
 
+    def link_documents(ids: list[str]) -> dict[str, str]:
+        """The links still in the org and their documents: one query per 200, as ``exists`` would ask."""
+        return {str(r["Id"])[:15]: str(r["ContentDocumentId"])
+                for r in query_in(client, "ContentDocumentLink", ["Id", "ContentDocumentId"], "Id", ids)}
+
     started = utc_now_iso()
     stamp = started.replace(":", "").replace("-", "").replace(".", "")
     rdir = mroot / "reports" / (report_id or f"rollback-{run_id or migration_id}-{stamp}")
@@ -302,7 +309,7 @@ def run_rollback(client: Any, mroot: Any, *, run_id: str | None = None, migratio
     error: str | None = None
     try:
         plan = spool_plan(mroot, spool, run_id=run_id, migration_id=migration_id, exists=exists,
-                          load_order=load_order)
+                          load_order=load_order, link_documents=link_documents)
         report = write_reports(rdir, plan, dry_run)
         if not dry_run:
             remap = plan.recreated  # on disk; grows as records come back
@@ -314,6 +321,10 @@ def run_rollback(client: Any, mroot: Any, *, run_id: str | None = None, migratio
                     while part := list(islice(same, COMPOSITE_CHUNK)):
                         step += 1
                         _execute(client, mroot, migration_id, part, f"rollback-{stamp}-{step:05d}", counts, remap)
+                # the links and notes the ContentDocument deletes took along (no call of their own)
+                for (action, sobject, why), n in plan.done.items():
+                    if action == "delete" and why == rollback.GOES_WITH_DOCUMENT:
+                        counts[sobject]["cascaded"] += n
             except BaseException as exc:
                 error = type(exc).__name__
                 raise

@@ -9,8 +9,9 @@ Every run writes its own report, `reports/<this run's id>/rollback.{html,csv,jso
 second rollback never replaces the report of the rollback that deleted the records (Browse →
 Migration reports lists them all). With `dry_run` off it re-creates from its before-image
 what a delta run deleted, restores the before-images of what they updated, then deletes what the
-run(s) created in reverse dependency order and removes their uploaded files (ContentDocument);
-deleting last keeps a record the run moved under a new Account from going with that Account
+run(s) created in reverse dependency order, their uploaded files (ContentDocument) first: a file's
+links and a note (a ContentNote is its ContentDocument) go with it, without a delete call of their own
+(counted `cascaded`). Deleting last keeps a record the run moved under a new Account from going with that Account
 (Salesforce deletes an Account's Contacts with it). It is idempotent and resumable: a second
 rollback of the same run finds nothing to do.
 """

@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 #: The org's own records, made before the load.
 OWN = ("Account", "Contact", "AccountContactRelation")
-#: What a rollback finds already gone, having deleted the files (ContentDocument) first.
+#: What a ContentDocument delete takes along (a note is its ContentDocument): no delete call of their own.
 WITH_THEIR_DOCUMENT = ("ContentDocumentLink", "ContentNote")
 
 
@@ -90,7 +90,7 @@ def _created(mroot) -> dict[str, set[str]]:
 def rolled_back(request, tmp_path_factory):
     order = request.param
     base = tmp_path_factory.mktemp("rollback-company")
-    with direct.sandbox_hooks(base) as (clio, _sf, clio_hook, hook), pytest.MonkeyPatch.context() as mp:
+    with direct.sandbox_hooks(base) as (clio, sf, clio_hook, hook), pytest.MonkeyPatch.context() as mp:
         mroot = staging.migration_root(base / "stage", "tiny", "m1")
         (a, b, c), _ = direct.companies_and_a_lone_person(clio_hook, 3)
         p, q = _lone_people(clio_hook, 2)
@@ -131,7 +131,12 @@ def rolled_back(request, tmp_path_factory):
             window_only["relations"] = {cid: direct.account_relations(hook, con[cid]) for cid in (p, q)}
         created = _created(mroot)
         present = _ids(hook, sobjects)  # what the whole rollback starts from
+        mark = len(sf.request_log()["requests"])
         whole = _phase_rollback(mp, hook, target_run_id=None, dag_run_id="rb-all")
+        calls = [e for e in sf.request_log()["requests"][mark:] if e.get("api")]
+        whole["calls"] = {"total": len(calls), "delete": sum(1 for e in calls if e["method"] == "DELETE"),
+                          "query": sum(1 for e in calls if e["kind"] == "query")}
+        print(f"\nwhole rollback ({order}): Salesforce calls {whole['calls']}")
         whole["plan"] = staging.read_json(mroot / "reports" / "rb-all" / "rollback.json")
         after = _org_state(hook, sobjects)
         relations = hook.query_all("SELECT Id, AccountId, ContactId FROM AccountContactRelation")
@@ -211,8 +216,8 @@ def test_the_orgs_own_records_are_untouched(rolled_back):
 def test_the_rollback_counts_agree_with_its_plan_and_what_it_removed(rolled_back):
     """Executed == planned (``rollback.json``'s counts), per object and action; deleted == what the ledger
     says the migration created and was in the org when the rollback began (a file's links and a note's record
-    go with its ContentDocument, deleted first: already gone; P's relation to B, its direct one, goes with P:
-    kept). P's relation to A, which the window deleted, is not re-created when P is deleted too (it would go
+    go with its ContentDocument, deleted first: cascaded, never already gone; P's relation to B, its direct one,
+    goes with P: kept). P's relation to A, which the window deleted, is not re-created when P is deleted too (it would go
     with P); the rollback of the window alone finds it again when P's AccountId is restored.
 
     Old code: the whole rollback re-created P's relation to A (``recreated`` 1, a record of the rollback's that
@@ -221,21 +226,22 @@ def test_the_rollback_counts_agree_with_its_plan_and_what_it_removed(rolled_back
     out = m.whole
     report = out["plan"]
     assert report["counts"] == out["planned"], (report["counts"], out["planned"])
-    assert set(out["counts"]) <= set(out["planned"]), out
+    # acted on only as planned (links and notes: only taken along by their ContentDocument)
+    assert {s for s, c in out["counts"].items() if set(c) != {"cascaded"}} <= set(out["planned"]), out
     for sobject, planned in out["planned"].items():
         done = out["counts"].get(sobject, {})
         removed = done.get("deleted", 0) + done.get("kept_direct", 0) + done.get("already_gone", 0)
-        assert planned.get("delete", 0) == removed, (sobject, out)
+        assert planned.get("delete", 0) == removed and not done.get("cascaded"), (sobject, out)
         assert planned.get("recreate", 0) == done.get("recreated", 0) + done.get("found_again", 0), (sobject, out)
         assert planned.get("restore", 0) == done.get("restored", 0), (sobject, out)
         assert not done.get("failed"), (sobject, out)
-        assert not done.get("already_gone") or sobject in WITH_THEIR_DOCUMENT, (sobject, out)
+        assert not done.get("already_gone"), (sobject, out)
     for sobject, ids in m.created.items():
         if sobject == "ContentVersion":  # removed through its ContentDocument
             continue
         done = out["counts"].get(sobject, {})
         there = len(ids & m.present[sobject]) if sobject in m.present else len(ids)  # links: not listed, all there
-        assert done.get("deleted", 0) + done.get("kept_direct", 0) + done.get("already_gone", 0) == there, (
+        assert done.get("deleted", 0) + done.get("kept_direct", 0) + done.get("cascaded", 0) == there, (
             sobject, out)
     for sobject in ("Account", "Contact"):  # removed: exactly what the migration created
         assert m.present[sobject] - m.after["ids"][sobject] == m.created[sobject] & m.present[sobject], sobject
@@ -283,3 +289,22 @@ def test_each_rollback_keeps_its_own_report(rolled_back):
     assert again["rollback_result.json"]["counts"] == {} and again["rollback.json"]["counts"] == {}
     assert m.whole["report"] != m.dry["report"] != m.again["report"]
     assert {f"reports/{r}/rollback.html" for r in ("rb-all", "rb-all-dry", "rb-all-2")} <= set(m.listed), m.listed
+
+
+def test_files_go_first_and_take_their_links_and_notes(rolled_back):
+    """The ContentDocuments are deleted first and take their links and notes along: those get no delete call
+    (``cascaded``, listed in the plan's already done), none comes back already gone, and the rollback sends one
+    composite DELETE per object and 200 records, no more.
+
+    Old code: ContentDocument (not in the load order) was deleted first, then the links and the notes were sent
+    too, each coming back already gone (39 links and 21 notes of the tiny firm: 2 DELETE calls more)."""
+    m = rolled_back
+    out = m.whole
+    for sobject in WITH_THEIR_DOCUMENT:
+        there = len(m.created[sobject] & m.present[sobject]) if sobject in m.present else len(m.created[sobject])
+        assert there and out["counts"][sobject] == {"cascaded": there}, (sobject, out)
+        assert sobject not in out["planned"], out
+    assert out["planned"]["ContentDocument"]["delete"] == out["counts"]["ContentDocument"]["deleted"], out
+    assert not any(c.get("already_gone") for c in out["counts"].values()), out
+    per_chunk = sum(-(-acts["delete"] // 200) for acts in out["planned"].values() if acts.get("delete"))
+    assert out["calls"]["delete"] == per_chunk, out["calls"]

@@ -110,8 +110,9 @@ def test_plan_order_restore_and_idempotence(tmp_path):
     _load(tmp_path, org)
     plan = _plan(tmp_path, run_id="full", exists=org.exists)
     order = [(o.action, o.sobject) for o in plan.operations]
-    # restores first (a record the run moved under a parent it created gets out before that parent goes)
-    assert order == [("restore", "Contact"), ("delete", "ContentDocumentLink"), ("delete", "ContentDocument"),
+    # restores first (a record the run moved under a parent it created gets out before that parent goes); then the
+    # files (ContentDocument: its delete takes its links along, whatever the load order)
+    assert order == [("restore", "Contact"), ("delete", "ContentDocument"), ("delete", "ContentDocumentLink"),
                      ("delete", "Task"), ("delete", "Time_Entry__c"), ("delete", "CaseContactRole"),
                      ("delete", "Case"), ("delete", "Contact"), ("delete", "Account")]
     assert [o.sf_id for o in plan.operations if o.sobject == "ContentDocument"] == ["069A"]
@@ -148,7 +149,7 @@ def test_migration_wide_rollback_and_reports(tmp_path):
     plan = _plan(tmp_path)
     assert {o.sf_id for o in plan.operations if o.sobject == "ContentDocument"} == {"069A", "069B"}
     assert [(o.action, o.sobject) for o in plan.operations[:2]] == [("restore", "Contact"),
-                                                                     ("delete", "ContentDocumentLink")]
+                                                                     ("delete", "ContentDocument")]
     assert (plan.operations[-1].action, plan.operations[-1].sobject) == ("delete", "Account")
     doc = json.loads(write_rollback_json(tmp_path / "rb" / "plan.json", plan).read_text())
     assert doc["counts"]["Account"] == {"delete": 1}
@@ -301,3 +302,52 @@ def test_a_relation_whose_contact_or_account_the_rollback_deletes_is_not_re_crea
     window = _plan(tmp_path, run_id="w1", exists=exists)
     assert [(o.action, o.sf_id) for o in window.operations if o.sobject == "AccountContactRelation"] == [
         ("recreate", "07kA"), ("recreate", "07kC"), ("recreate", "07kD"), ("delete", "07kB")]
+
+
+def test_links_and_notes_go_with_the_content_document_the_rollback_deletes(tmp_path):
+    """A ContentDocument delete takes the file's links with it, and a ContentNote is its ContentDocument (one Id):
+    the plan deletes the documents first and gives their links (``link_documents`` names each link's document)
+    and notes no delete of their own (GOES_WITH_DOCUMENT). A link to a document the rollback keeps (another run's
+    file too) is still deleted; without ``link_documents`` links are deleted one by one (after their document).
+
+    Old code: ContentDocument deletes came first only by accident of the load order (it is not in
+    BASE_LOAD_ORDER), and the links and the note were planned too: each came back already gone."""
+    from clio2sf.mapping.spec import BASE_LOAD_ORDER
+    from clio2sf.rollback import GOES_WITH_DOCUMENT
+
+    org = FakeOrg()
+    _load(tmp_path, org)
+    with LedgerWriter(tmp_path, "m1", "full", "full_load", "ContentNote", "batch-00002") as w:
+        w.record(source_system_id="matter_note-3", sf_id="069N", operation="insert", created=True, file_ids=["069N"])
+    with LedgerWriter(tmp_path, "m1", "full", "full_load", "ContentDocumentLink", "batch-00002") as w:
+        w.record(source_system_id="matter_note-3#matter-7", sf_id="06AN", operation="upsert", created=True)
+        w.record(source_system_id="document-56#matter-7", sf_id="06AB", operation="upsert", created=True)
+    for sf_id in ("069N", "06AN", "06AB"):
+        org.records[sf_id] = {"Id": sf_id}
+    docs = {"06AA": "069A", "06AN": "069N", "06AB": "069B"}  # 069B: also a file of run delta1, kept
+
+    def link_documents(ids):
+        return {i: docs[i] for i in ids if i in org.records}
+
+    for order in (BASE_LOAD_ORDER, None):
+        kw = {"load_order": order} if order else {}
+        plan = _plan(tmp_path, run_id="full", exists=org.exists, link_documents=link_documents, **kw)
+        deletes = [(o.sobject, o.sf_id) for o in plan.operations if o.action == "delete"]
+        assert deletes[:3] == [("ContentDocument", "069A"), ("ContentDocument", "069N"),
+                               ("ContentDocumentLink", "06AB")], deletes
+        assert not {s for s, _ in deletes[3:]} & {"ContentDocument", "ContentDocumentLink", "ContentNote"}
+        cascaded = sorted((s, i) for a, s, i, why in plan.already_done if why == GOES_WITH_DOCUMENT)
+        assert cascaded == [("ContentDocumentLink", "06AA"), ("ContentDocumentLink", "06AN"),
+                            ("ContentNote", "069N")], plan.already_done
+    blind = _plan(tmp_path, run_id="full", exists=org.exists, load_order=BASE_LOAD_ORDER)  # no link look-up
+    deletes = [(o.sobject, o.sf_id) for o in blind.operations if o.action == "delete"]
+    assert deletes[:5] == [("ContentDocument", "069A"), ("ContentDocument", "069N"), ("ContentDocumentLink", "06AA"),
+                           ("ContentDocumentLink", "06AB"), ("ContentDocumentLink", "06AN")], deletes
+    assert [(s, i) for a, s, i, why in blind.already_done if why == GOES_WITH_DOCUMENT] == [("ContentNote", "069N")]
+    # the documents already deleted (by an earlier rollback, or by hand): their links and note are gone, not cascaded
+    for sf_id in ("069A", "069N", "06AA", "06AN"):
+        del org.records[sf_id]
+    after = _plan(tmp_path, run_id="full", exists=org.exists, link_documents=link_documents)
+    assert not [d for d in after.already_done if d[3] == GOES_WITH_DOCUMENT], after.already_done
+    assert [(o.sobject, o.sf_id) for o in after.operations if o.sobject.startswith("Content")] == [
+        ("ContentDocumentLink", "06AB")]
