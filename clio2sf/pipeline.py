@@ -901,51 +901,63 @@ def relations_of(client: Any, envs: Sequence[Envelope]) -> dict[str, dict[str, l
 
 def moved_relations(client: Any, paths: Sequence[Any], result: LoadResult,
                     before: set[str]) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
-    """What Salesforce did to the AccountContactRelations of the people this delta batch of Contacts moved to
-    another Account: (source id, Salesforce id) of the relations it demoted that Clio no longer has (to delete),
-    and ledger lines for the direct ones it created (for a rollback to delete).
+    """The AccountContactRelations of the people this delta batch of Contacts wrote, against Clio's: (source id,
+    Salesforce id) of the indirect ones to an Account from Clio that Clio does not relate the person to (to
+    delete), and ledger lines for the direct ones Salesforce created when a person moved (for a rollback to delete).
+
+    Clio's relations of the batch's people are the AccountContactRelation rows the same transformed batch wrote
+    (``transformed/AccountContactRelation/<the Contact file's name>``, source id ``contact-5#account-contact-9``);
+    Salesforce's are read for every person the batch wrote. One that Clio does not have goes, named by the source
+    id such a row would have, whatever made it: the one Salesforce kept as indirect when the person's company
+    changed (Account Settings' default, "save the previous primary account as an indirect relationship"), or ours
+    to a related company Clio dropped (no relation row of the person is written again when it has none left, so
+    no relation step replaces it). Decided from what both sides have now, not from what the write changed, so a
+    retry after a death past the upsert decides the same. A relation to an Account that is not from Clio (no Clio
+    id) is the org's own and left; a direct one follows the Contact's ``AccountId`` and is never deleted here.
 
     A new ``AccountId`` makes the relation to the new Account the direct one (promoted, or created when there
-    was none: ``before``, :func:`relations_of`) and keeps the one to the previous Account as indirect (Account
-    Settings' default, "save the previous primary account as an indirect relationship"). Salesforce made those,
-    so no ledger line of ours names them. Clio's relations of the batch's people are the AccountContactRelation
-    rows the same transformed batch wrote (``transformed/AccountContactRelation/<the Contact file's name>``,
-    source id ``contact-5#account-contact-9``): a demoted relation among them is Clio's (the window's row finds it
-    by its natural key); any other is not, and is named by the source id such a row would have. A person's
-    previous Account is its Contact's before-image (``AccountId``); a Contact that kept its Account moved none."""
-    previous: dict[str, tuple[str, str]] = {}  # Contact Id → (its source id, the AccountId before this batch)
+    was none: ``before``, :func:`relations_of`, as the batch's first attempt saw them); a created one is
+    Salesforce's, so no ledger line of ours names it. A person's previous Account is its Contact's before-image
+    (``AccountId``)."""
+    people: dict[str, str] = {}  # Contact Id → its source id
+    previous: dict[str, str] = {}  # Contact Id → the AccountId before this batch
     for o in result.outcomes:
-        image = result.before.get(o.source_system_id) or {}
-        if o.success and o.sf_id and image.get("AccountId"):
-            previous[norm_id(o.sf_id)] = (o.source_system_id, norm_id(image["AccountId"]))
-    if not previous:
+        if o.success and o.sf_id:
+            people[norm_id(o.sf_id)] = o.source_system_id
+            image = result.before.get(o.source_system_id) or {}
+            if image.get("AccountId"):
+                previous[norm_id(o.sf_id)] = norm_id(image["AccountId"])
+    if not people:
         return [], []
-    demoted: list[tuple[str, str]] = []
+    unclaimed: list[tuple[str, str]] = []  # indirect relations to an Account from Clio, to check against Clio's
     created: list[dict[str, Any]] = []
-    for part in chunked(sorted(previous), SOQL_IN_CHUNK):
+    for part in chunked(sorted(people), SOQL_IN_CHUNK):
         soql = (f"SELECT Id, ContactId, AccountId, Account.Clio_Id__c, IsDirect FROM {RELATION} "
                 f"WHERE {soql_in('ContactId', part)}")
         for rec in client.query_all_iter(soql):
-            sid, was = previous.get(norm_id(rec.get("ContactId")), ("", ""))
+            contact = norm_id(rec.get("ContactId"))
+            sid = people.get(contact)
             if not sid:
                 continue
             ref = rec.get("Account")
             key = ref.get("Clio_Id__c") if isinstance(ref, Mapping) else rec.get("Account.Clio_Id__c")
             ssid = f"{sid}#account-{key or norm_id(rec['AccountId'])}"
-            if not rec.get("IsDirect") and norm_id(rec.get("AccountId")) == was:
-                demoted.append((ssid, str(rec["Id"])))
-            elif rec.get("IsDirect") and norm_id(rec.get("AccountId")) != was and norm_id(rec["Id"]) not in before:
+            was = previous.get(contact)
+            if not rec.get("IsDirect"):
+                if key:
+                    unclaimed.append((ssid, str(rec["Id"])))
+            elif was and norm_id(rec.get("AccountId")) != was and norm_id(rec["Id"]) not in before:
                 created.append({"source_system_id": ssid, "sf_id": str(rec["Id"]), "operation": "insert",
                                 "created": True, "before": None, "status": "ok", "error": None})
-    if not demoted:
+    if not unclaimed:
         return [], created
-    people = {sid for sid, _ in previous.values()}
+    sids = set(people.values())
     clio: set[str] = set()
     for path in dict.fromkeys(p.parent.parent / RELATION / p.name for p in paths):
         if path.exists():
             clio.update(str(e["source_system_id"]) for e in read_part(path)
-                        if str(e["source_system_id"]).split("#", 1)[0] in people)
-    return [(sid, sf) for sid, sf in demoted if sid not in clio], created
+                        if str(e["source_system_id"]).split("#", 1)[0] in sids)
+    return [(sid, sf) for sid, sf in unclaimed if sid not in clio], created
 
 
 def adopt_created(result: LoadResult, journal: BatchJournal, others: Callable[[set[str]], set[str]]) -> int:
@@ -1238,8 +1250,9 @@ def load_batch(
     replaced = delete_stale_links(client, sobject, stale_links(previous, envs, result)) if previous is not None else []
     demoted: list[dict[str, Any]] = []
     if relations_before is not None:
-        # relations Salesforce kept as indirect when a person's Account changed, that Clio no longer has; and
-        # the direct ones it made for the new Account (ledgered as created: a rollback deletes them)
+        # the people's indirect relations Clio no longer has (the one Salesforce kept when a person's Account
+        # changed, ours to a company Clio dropped); and the direct ones Salesforce made for a new Account
+        # (ledgered as created: a rollback deletes them)
         stale_relations, made = moved_relations(client, paths, result, relations_before)
         demoted = delete_stale_links(client, RELATION, stale_relations) + made
     rows = len(envs)

@@ -20,11 +20,12 @@ pause it at go-live. Each run:
    queued in `delta/<run>/conflicts.html` instead of being overwritten; deletions found by
    id-set comparison;
 3. `transform_changes` / `load_changes`: the accepted changes through the normal path (cleared
-   fields sent as null, changed link rows replaced, edited notes and renamed files updated; a person
-   whose company changed loses the relation Salesforce kept to the old one when Clio has none,
-   ledgered with its before-image); each batch journals what it found before writing, so a retried
-   task (every batch runs again) ledgers the before-images from before the window and still finds the
-   person's old relation after a death past the upsert;
+   fields sent as null, changed link rows replaced, edited notes and renamed files updated; a person's
+   indirect AccountContactRelations to Clio's Accounts that Clio no longer has are deleted, ledgered
+   with their before-image: the one Salesforce kept to the old company when the person's company
+   changed, ours to a related company Clio dropped); each batch journals what it found before writing,
+   so a retried task (every batch runs again) ledgers the before-images from before the window and
+   still finds the person's old relation after a death past the upsert;
 4. `delete_removed`: deletes what Clio deleted (before-images in the ledger), after the upserts;
    live records still pointing to a deleted parent are detached first (lookup cleared, before-image
    in the ledger), so Salesforce's delete cascade cannot take them nor its clearing of other lookups
