@@ -10,7 +10,8 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(ROOT)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(ROOT)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(ROOT)/.airflow/airflow.db
-# `airflow dags test` (demo, tests) needs no login; `make standalone` turns this off (below).
+# `airflow dags test` (tests) needs no login; `make standalone` turns this off (below). The demo starts its
+# own Airflow in .demo/airflow with named users (scripts/cluster.py).
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS := True
 # Named users for `make standalone`: approvals record who responded. Passwords are generated on the
 # first start into $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated (printed by standalone).
@@ -48,7 +49,7 @@ test-unit: venv
 test-integration: venv postgres
 	$(BIN)/python -m pytest -m integration
 
-demo: airflow-init
+demo: venv
 	$(BIN)/python -m scripts.demo
 
 sandboxes: venv

@@ -1,7 +1,7 @@
 """Benchmarks through the phase DAGs: the tasks a scheduler runs, measured from outside.
 
 A real Airflow (scheduler + dag-processor + api-server, LocalExecutor: one process per task,
-``tests/scheduler/cluster.py``) runs discover → extract → resolve users → sample → full load for the
+``scripts/cluster.py``) runs discover → extract → resolve users → sample → full load for the
 seeded firm of a Clio sandbox preset (``large``: 4,000 matters, ≈98,773 records, 6,000 documents) at a
 compressed Clio window (50 requests per ``window`` seconds). The approvals are answered through the
 REST API as soon as they wait; their wait is not counted. Every figure comes from what was measured:
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Figure, at_least, at_most
+from scripts.cluster import log_lines, task_instances
 
 FIRM, MIGRATION = "harlow_vance", "bench"
 PHASES = ("mig_01_discover", "mig_02_extract", "mig_03_resolve_users", "mig_04_sample", "mig_05_full_load")
@@ -181,18 +182,6 @@ def _start(cluster: Any, phase: dict[str, Any], timeout: float) -> None:
         phase["overlapped"] = True
 
 
-def task_instances(cluster: Any, dag_id: str, run_id: str, page: int = 100) -> list[dict]:
-    """Every task instance of a run, page by page (the API caps a page at ``[api] maximum_page_limit``,
-    100 by default, without saying so)."""
-    out: list[dict] = []
-    while True:
-        got = cluster.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
-                          params={"limit": page, "offset": len(out), "order_by": "id"})
-        out += got["task_instances"]
-        if not got["task_instances"] or len(out) >= got["total_entries"]:
-            return out
-
-
 def _finish(cluster: Any, phase: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Wait for a started phase to end (at most ``timeout`` s); its run times, the approval wait and its
     task instances. A run still going when the time is up is recorded as it stands (``end``: now)."""
@@ -229,8 +218,6 @@ def log_summary(content: Any, tail: int = 40) -> dict[str, list[str]]:
     """What explains a failed task, from its log (the api-server's structured events, or plain text):
     every ERROR/CRITICAL event with its exception's type and message (not its frames), the summary
     lines (:data:`SUMMARY`), and the last ``tail`` lines as the log viewer shows them."""
-    from tests.scheduler.cluster import log_lines
-
     errors: list[str] = []
     summary: list[str] = []
     if isinstance(content, str):
@@ -477,8 +464,8 @@ def run(work: Path, *, preset: str = "large", window: float = 5.0, limit: int = 
     from clio2sf import staging
     from sandbox.clio.testing import run_clio_sandbox
     from sandbox.salesforce.testing import run_sf_sandbox
+    from scripts.cluster import Cluster
     from scripts.runner import airflow_env
-    from tests.scheduler.cluster import Cluster
 
     measured = commit()
     work.mkdir(parents=True, exist_ok=True)

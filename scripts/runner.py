@@ -1,4 +1,6 @@
-"""Run phase DAGs with ``airflow dags test`` against the sandboxes (shared by the demo and the tests)."""
+"""Run phase DAGs with ``airflow dags test`` against the sandboxes (the integration tests), and the
+environment that points Airflow at the sandboxes (:func:`airflow_env`: also the demo, the scheduler test
+and the DAG benchmark, whose phases run under a real scheduler, ``scripts/cluster.py``)."""
 
 from __future__ import annotations
 

@@ -42,8 +42,8 @@ import yaml
 
 from clio2sf import catalog
 from clio2sf.mapping.spec import DEFAULT_MAPPINGS_DIR
+from scripts.cluster import Cluster
 from scripts.runner import ROOT
-from tests.scheduler.cluster import Cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.scheduler, pytest.mark.timeout(1500)]
 

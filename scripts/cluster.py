@@ -1,5 +1,6 @@
-"""A real Airflow under test: scheduler + dag-processor + api-server (LocalExecutor, SQLite), started
-and stopped by the test, with named users of the simple auth manager and known passwords.
+"""A real Airflow: scheduler + dag-processor + api-server (LocalExecutor, SQLite), started and stopped
+by its caller (the demo, the scheduler test, the DAG benchmark), with named users of the simple auth
+manager (``ops_lead``, ``ops_engineer``, ``firm_reviewer``) and generated passwords.
 
 Everything goes through the public REST API (``/api/v2``) as a signed-in user, the way an ops
 engineer or a script would: trigger with params, read run and task states, answer HITL approvals,
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -51,6 +53,33 @@ def log_lines(content: Any) -> list[str]:
 
     walk(content or [])
     return lines
+
+
+def task_instances(api: Any, dag_id: str, run_id: str, page: int = 100) -> list[dict]:
+    """Every task instance of a run, page by page (the API caps a page at ``[api] maximum_page_limit``,
+    100 by default, without saying so). ``api``: anything with :meth:`Cluster.get`."""
+    out: list[dict] = []
+    while True:
+        got = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                      params={"limit": page, "offset": len(out), "order_by": "id"})
+        out += got["task_instances"]
+        if not got["task_instances"] or len(out) >= got["total_entries"]:
+            return out
+
+
+def error_lines(content: Any) -> list[str]:
+    """A log's error lines: each ERROR/CRITICAL event of the api-server's structured events with its
+    exceptions' type and message (not their frames), or a plain-text log's ERROR/CRITICAL lines."""
+    out: list[str] = []
+    if isinstance(content, str):
+        return [line.strip() for line in content.splitlines() if re.search(r"\b(ERROR|CRITICAL)\b", line)]
+    for event in content or []:
+        if not isinstance(event, dict) or str(event.get("level") or "").lower() not in ("error", "critical"):
+            continue
+        out.extend(str(event.get("event") or "").splitlines() or [""])
+        out.extend(f"{d.get('exc_type')}: {d.get('exc_value')}" for d in event.get("error_detail") or ()
+                   if isinstance(d, dict))
+    return out
 
 
 @dataclass
@@ -205,6 +234,10 @@ class Cluster:
         tis = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000})
         return {(t["task_id"], t["map_index"]): t["state"] for t in tis["task_instances"]}
 
+    def task_instances(self, dag_id: str, run_id: str, page: int = 100) -> list[dict]:
+        """Every task instance of a run (see :func:`task_instances`)."""
+        return task_instances(self, dag_id, run_id, page)
+
     def wait_run(self, dag_id: str, run_id: str, *, timeout: float = 900, until: set[str] = TERMINAL) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -280,3 +313,11 @@ class Cluster:
         body = self.request("GET", path, params={"map_index": map_index, "full_content": True},
                             headers={"Accept": "application/json"}).json()
         return log_lines(body.get("content"))
+
+    def task_error_lines(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1,
+                         try_number: int = 1, tail: int = 20) -> list[str]:
+        """What explains a failed try: its log's error lines (:func:`error_lines`), else its last ``tail`` lines."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        body = self.request("GET", path, params={"map_index": map_index, "full_content": True},
+                            headers={"Accept": "application/json"}).json()
+        return error_lines(body.get("content")) or log_lines(body.get("content"))[-tail:]
