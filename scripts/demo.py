@@ -20,9 +20,9 @@ failed tasks' error lines and the demo exits non-zero. The cluster and the sandb
 every case. The closing summary (:func:`scripts.summary.print_summary`) and ``.demo/timings.json``
 (each phase's run time; extract's overlaps the next three) follow a successful run.
 
-It takes about 6.5 minutes: 386 s for the whole run on a 2-CPU machine under ``nice -n 19`` with a
-load average of 7.0–9.2 from other work (2026-12-04), of which about 50 s to seed the sandboxes and
-start Airflow.
+It takes 4.5 to 6.5 minutes: the whole run took 271 s and 386 s on a 2-CPU machine under
+``nice -n 19`` while other work kept the load average at 3.8–5.1 and 7.0–9.2 (2026-12-04), of which
+30–50 s to seed the sandboxes and start Airflow.
 """
 
 from __future__ import annotations
