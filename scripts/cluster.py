@@ -222,6 +222,15 @@ class Cluster:
                             json={"logical_date": None, "conf": conf}).json()
         return body["dag_run_id"]
 
+    def firm_pools(self, firm: str, pools: dict[str, str] | None = None) -> dict[str, int]:
+        """Create a firm's own pools as Admin -> Pools does (``shared pool -> name``; default
+        ``clio_api_<firm>`` / ``salesforce_api_<firm>``), with the shared pools' slots (2 and 4)."""
+        names = pools or {shared: f"{shared}_{firm}" for shared in ("clio_api", "salesforce_api")}
+        made = {name: 4 if shared == "salesforce_api" else 2 for shared, name in names.items()}
+        for name, slots in made.items():
+            self.request("POST", "/api/v2/pools", json={"name": name, "slots": slots, "include_deferred": False})
+        return made
+
     def set_pool_slots(self, pool: str, slots: int) -> None:
         """Set a pool's slots as Admin -> Pools does."""
         self.request("PATCH", f"/api/v2/pools/{pool}", params={"update_mask": "slots"},

@@ -118,6 +118,9 @@ class Driver:
                                                max(1, ti.get("try_number") or 1)):
                     self.out(f"    {line}")
             raise PhaseFailed(f"{dag_id} {state}")
+        pools = sorted({ti.get("pool") for ti in c.task_instances(dag_id, run_id)} - {None, "default_pool"})
+        if pools:  # the pools-per-firm policy's work, as the UI shows it on each task instance
+            self.out(f"  {dag_id}: API tasks ran in pool {', '.join(pools)}")
         self.timings[phase] = seconds
         return seconds
 
@@ -188,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         stack.callback(cluster.stop)
         print(f"Airflow: {cluster.base} (users {OPERATOR}, {APPROVER}; passwords in "
               f"{(cluster.home / 'passwords.json').relative_to(ROOT)})")
+        # the firm's own pools: the pools-per-firm policy puts its API tasks there (docs/architecture.md)
+        made = cluster.firm_pools(FIRM)
+        print("pools of the firm: " + ", ".join(f"{name} ({slots} slots)" for name, slots in made.items()))
         driver = Driver(cluster, {"firm": FIRM, "migration_id": MIGRATION}, out=lambda s: print(s, flush=True))
         try:
             run_phases(driver, clio)

@@ -104,10 +104,8 @@ def world(tmp_path_factory):
         # the DAGs are parsed once at start, not again every 5 s beside the runs (CPU the tasks need)
         cluster = Cluster.start(work / "airflow", env, reparse_interval=3600)
         stack.callback(cluster.stop)
-        for firm_pools in POOLS.values():  # each firm's own pools, made as an admin does (Admin -> Pools)
-            for shared, name in firm_pools.items():
-                cluster.request("POST", "/api/v2/pools", json={"name": name, "slots": 4 if shared == "salesforce_api"
-                                                               else 2, "include_deferred": False})
+        for firm, firm_pools in POOLS.items():  # each firm's own pools, made as an admin does (Admin -> Pools)
+            cluster.firm_pools(firm, firm_pools)
         yield {"cluster": cluster, "work": work, "clio_a": clio_a, "clio_b": clio_b, "sf_a": sf_a, "sf_b": sf_b}
 
 

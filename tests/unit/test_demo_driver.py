@@ -55,6 +55,9 @@ class FakeCluster:
         return {"start_date": T0, "end_date": T1}
 
     def task_instances(self, dag_id, run_id):
+        if dag_id != self.fail:
+            return [{"task_id": "load_batch", "map_index": 0, "state": "success", "pool": "salesforce_api_harlow_vance"},
+                    {"task_id": "transform_batch", "map_index": 0, "state": "success", "pool": "default_pool"}]
         return [{"task_id": "diff_sample", "map_index": -1, "state": "failed", "try_number": 2},
                 {"task_id": "approve_sample", "map_index": -1, "state": "upstream_failed", "try_number": 0}]
 
@@ -93,6 +96,8 @@ def test_every_phase_is_triggered_by_the_operator_and_approved_by_the_approver_a
     assert list(driver.timings) == ["discover", "extract", "resolve_users", "sample", "full_load", "delta", "rollback"]
     assert set(driver.timings.values()) == {42.0}
     assert sum(line.endswith("/)") and " ok (42 s, logs " in line for line in out) == 7
+    # the pools the API tasks ran in, as the UI shows them (the firm's, by the pools-per-firm policy)
+    assert sum(line.endswith(": API tasks ran in pool salesforce_api_harlow_vance") for line in out) == 7
     assert any(f"logs {tmp_path / 'airflow' / 'logs' / 'dag_id=mig_05_full_load'}" in line for line in out)
 
 
