@@ -15,11 +15,13 @@ line), and the batch's next attempt knows which records an earlier attempt may h
 attempt saw *before* its first write call (:meth:`BatchJournal.remember`: a delta batch's before-images,
 the relations a Contact batch's people had) is journalled too, as ``intent`` lines of their own
 operation, so the next attempt starts from what was there before the batch, not from what the dead
-attempt left.  The journal files are removed once the batch's ledger file is written.
+attempt left.  The journal files are removed once the batch's ledger file is written.  A batch that died and
+was not run again has only its journal: a rollback reads it with its before-images (:func:`file_lines`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -199,16 +201,80 @@ def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return df
 
 
-def read_ledger(root: Any, run_id: str | None = None, phase: str | None = None) -> pd.DataFrame:
+def _read(f: Any) -> list[dict[str, Any]]:
+    with f.open("rb") as fh:
+        return parse_ledger_lines(fh.read().decode("utf-8"), where=str(f))
+
+
+#: A journal file's name: ``<batch>`` + this + ``NNNNN.jsonl`` (:class:`BatchJournal`).
+JOURNAL = ".journal-"
+#: The key of a Contact's before-image (as :func:`file_lines` completes a dead batch's journal) that holds the
+#: Ids (15 characters) of the AccountContactRelations it had before the batch: not a field.
+RELATIONS_BEFORE = "_relations_before"
+
+
+def file_lines(root: Any, run_id: str | None = None, phase: str | None = None, *,
+               journal_images: bool = False) -> Iterator[list[dict[str, Any]]]:
+    """The lines of each file of :func:`ledger_files`, a file at a time.
+
+    ``journal_images``: a batch's journal whose ledger file was never written (its task died and its retries ran
+    out) is read a batch at a time, and its successful updates carry the before-image the batch journalled before
+    its first write (:meth:`BatchJournal.remember`), as the batch's ledger line would have: a Contact's also the
+    Ids of the AccountContactRelations it had (:data:`RELATIONS_BEFORE`). A batch with a ledger file keeps its
+    journal's lines as they are: its ledger lines have the images (the ledger wins)."""
+    for _folder, group in itertools.groupby(ledger_files(root, run_id, phase), key=lambda f: f.parent):
+        files = list(group)
+        if not journal_images:
+            yield from (_read(f) for f in files)
+            continue
+        names = {f.name for f in files}
+        dead: dict[str, list[Any]] = {}  # batch -> its journal files, when it has no ledger file
+        for f in files:
+            batch = f.name.split(JOURNAL, 1)[0] if JOURNAL in f.name else None
+            if batch is not None and f"{batch}.jsonl" not in names:
+                dead.setdefault(batch, []).append(f)
+            else:
+                yield _read(f)
+        for batch_files in dead.values():
+            lines = [line for f in batch_files for line in _read(f)]
+            yield _with_images(lines)
+
+
+def _with_images(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A dead batch's journal lines (:func:`file_lines`) with its before-images on its successful updates."""
+    images: dict[str, Any] = {}
+    relations: dict[str, list[str]] = {}
+    for line in lines:
+        if line.get("status") == "intent" and line.get("operation") == "before_image" \
+                and isinstance(line.get("before"), dict):
+            images.setdefault(norm_id(line.get("sf_id")), line["before"])
+        elif line.get("status") == "intent" and line.get("operation") == "relation_before" \
+                and isinstance(line.get("before"), dict) and line["before"].get("contact"):
+            relations.setdefault(norm_id(line["before"]["contact"]), list(line["before"].get("ids") or ()))
+    if not images:
+        return lines
+    out = []
+    for line in lines:
+        key = norm_id(line.get("sf_id"))
+        if line.get("status") == "ok" and key in images and not line.get("created") \
+                and line.get("operation") != "delete" and line.get("before") is None:
+            before = dict(images[key])
+            if line.get("object") == "Contact" and key in relations:
+                before[RELATIONS_BEFORE] = relations[key]
+            line = {**line, "before": before}
+        out.append(line)
+    return out
+
+
+def read_ledger(root: Any, run_id: str | None = None, phase: str | None = None, *,
+                journal_images: bool = False) -> pd.DataFrame:
     """All ledger lines (optionally of one run/phase) as a DataFrame with :data:`COLUMNS`.
 
-    Files are read one by one and concatenated; ``at`` becomes a UTC timestamp.
+    Files are read one by one and concatenated; ``at`` becomes a UTC timestamp. ``journal_images``: as
+    :func:`file_lines` (what a rollback plans from).
     """
     frames = []
-    for f in ledger_files(root, run_id, phase):
-        with f.open("rb") as fh:
-            text = fh.read().decode("utf-8")
-        records = parse_ledger_lines(text, where=str(f))
+    for records in file_lines(root, run_id, phase, journal_images=journal_images):
         if records:
             frames.append(_frame(records))
     if not frames:
@@ -219,13 +285,12 @@ def read_ledger(root: Any, run_id: str | None = None, phase: str | None = None) 
     return df.sort_values(["at", "run_id", "phase", "object", "batch"], kind="stable").reset_index(drop=True)
 
 
-def iter_lines(root: Any, run_id: str | None = None, phase: str | None = None) -> Iterator[dict[str, Any]]:
-    """The ledger lines of :func:`ledger_files` one file at a time (memory: one file), in file order;
-    a bad line raises as in :func:`read_ledger`."""
-    for f in ledger_files(root, run_id, phase):
-        with f.open("rb") as fh:
-            text = fh.read().decode("utf-8")
-        yield from parse_ledger_lines(text, where=str(f))
+def iter_lines(root: Any, run_id: str | None = None, phase: str | None = None, *,
+               journal_images: bool = False) -> Iterator[dict[str, Any]]:
+    """The ledger lines of :func:`ledger_files` one file at a time (memory: one file, or a dead batch's journal:
+    ``journal_images``, :func:`file_lines`), in file order; a bad line raises as in :func:`read_ledger`."""
+    for lines in file_lines(root, run_id, phase, journal_images=journal_images):
+        yield from lines
 
 
 def lines_frame(lines: list[dict[str, Any]]) -> pd.DataFrame:
@@ -281,6 +346,8 @@ def last_write_by_record(df: pd.DataFrame) -> pd.DataFrame:
 #: (by Salesforce id, the record's fields as the batch found them, for rollback) and ``relation_before`` (by a
 #: Contact's external id, the AccountContactRelations it had: the ones Salesforce made when it moved it are not).
 SEEN = ("before_image", "relation_before")
+#: The keyword arguments of :meth:`LedgerWriter.record` a journalled delete keeps (:meth:`BatchJournal.deleted`).
+LINE_KWARGS = ("source_system_id", "sf_id", "operation", "created", "before", "status", "error")
 
 
 class BatchJournal:
@@ -290,7 +357,8 @@ class BatchJournal:
     (object stores cannot append).  :attr:`intended` holds the source ids of this attempt *and* of
     earlier attempts of the same run/phase/batch (read at construction); :attr:`created` the
     Salesforce ids earlier attempts and this one reported as created; :attr:`seen` what the earliest
-    attempt saw before writing (:meth:`remember`).
+    attempt saw before writing (:meth:`remember`); :attr:`earlier_deletes` the deletes earlier attempts
+    journalled (:meth:`deleted`).
     """
 
     def __init__(self, root: Any, migration_id: str, run_id: str, phase: str, sobject: str, batch: str,
@@ -304,6 +372,7 @@ class BatchJournal:
         self.created: dict[str, str] = {}  # normalised sf id -> source id
         self.prior_intended: set[str] = set()
         self.seen: dict[str, dict[str, Any]] = {k: {} for k in SEEN}  # kind -> normalised sf id -> value
+        self.earlier_deletes: dict[str, dict[str, Any]] = {}  # normalised sf id -> an earlier attempt's line
         self._seq = 0
         for f in self.files():
             self._seq = max(self._seq, int(f.name[len(self.prefix):-len(".jsonl")] or 0))
@@ -323,6 +392,8 @@ class BatchJournal:
             self.intended[sid] = (line.get("before") or {}).get("marker")
         elif line["status"] == "ok" and line.get("created") and line.get("sf_id"):
             self.created[norm_id(line["sf_id"])] = sid
+        elif line["status"] == "ok" and line.get("operation") == "delete" and isinstance(line.get("before"), dict):
+            self.earlier_deletes[norm_id(line["sf_id"])] = {k: line.get(k) for k in LINE_KWARGS}
 
     def _write(self, fill: Callable[[LedgerWriter], None]) -> None:
         self._seq += 1
@@ -358,6 +429,19 @@ class BatchJournal:
             self._write(fill)
             known.update(new)
         return known
+
+    def deleted(self, lines: Iterable[Mapping[str, Any]]) -> None:
+        """Journal the ledger lines (:meth:`LedgerWriter.record` keyword arguments) of the records a delete call
+        removed, before-images and all: a rollback re-creates them when the batch dies before its ledger file; its
+        next attempt finds them gone and puts these lines in its ledger file (:attr:`earlier_deletes`)."""
+        ok = [dict(line) for line in lines if line.get("status") == "ok" and line.get("operation") == "delete"]
+
+        def fill(w: LedgerWriter) -> None:
+            for line in ok:
+                w.record(**{k: line.get(k) for k in LINE_KWARGS})
+
+        if ok:
+            self._write(fill)
 
     def done(self, outcomes: Iterable[Any]) -> None:
         """Record the successful writes a call reported (``RowOutcome``-like: source_system_id, sf_id, ...)."""

@@ -36,7 +36,7 @@ import msgspec
 
 from clio2sf import ledger_index, staging
 from clio2sf.access import AccessError, apply_permission_set
-from clio2sf.ledger import BatchJournal, LedgerWriter, norm_id, parse_ledger_lines
+from clio2sf.ledger import LINE_KWARGS, BatchJournal, LedgerWriter, norm_id, parse_ledger_lines
 from clio2sf.load import (
     COMPOSITE_CHUNK,
     NOTE_DOCUMENT_COLUMN,
@@ -789,6 +789,17 @@ def earlier_before_images(path: Any) -> dict[str, dict[str, Any]]:
             and line.get("operation") != "delete" and isinstance(line.get("before"), dict)}
 
 
+def earlier_lines(path: Any) -> dict[str, dict[str, Any]]:
+    """The successful lines of a batch's ledger file (``path``) an earlier attempt wrote, as
+    :meth:`clio2sf.ledger.LedgerWriter.record` keyword arguments, by Salesforce id (15 characters)."""
+    if not path.exists():
+        return {}
+    with path.open("rb") as fh:
+        lines = parse_ledger_lines(fh.read().decode("utf-8"), where=str(path))
+    return {norm_id(line["sf_id"]): {k: line.get(k) for k in LINE_KWARGS} for line in lines
+            if line.get("status") == "ok" and line.get("sf_id")}
+
+
 def earliest_images(images: Mapping[str, Mapping[str, Any]], *, journal: BatchJournal,
                     earlier: Callable[[], Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
     """A delta batch's before-images (``images``, as ``load_rows`` took them: by external id) with each field as it
@@ -849,8 +860,10 @@ def stale_links(previous: Any, envs: Sequence[Envelope], result: LoadResult) -> 
     return out
 
 
-def delete_stale_links(client: Any, sobject: str, stale: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Delete replaced link records; ledger keyword arguments for each (before-image kept for rollback).
+def delete_stale_links(client: Any, sobject: str, stale: Sequence[tuple[str, str]],
+                       journal: BatchJournal | None = None) -> list[dict[str, Any]]:
+    """Delete replaced link records; ledger keyword arguments for each (before-image kept for rollback), journalled
+    after each delete call when ``journal`` is given (:meth:`clio2sf.ledger.BatchJournal.deleted`).
 
     An AccountContactRelation that has become its Contact's direct one (the person's company changed to one
     it was related to: Salesforce promoted our relation when the Contact's AccountId changed) is Salesforce's
@@ -869,12 +882,15 @@ def delete_stale_links(client: Any, sobject: str, stale: Sequence[tuple[str, str
     present = [(sid, sf) for sid, sf in stale if norm_id(sf) in before]
     for part in chunked(present, COMPOSITE_CHUNK):
         results = client.composite_delete([sf for _, sf in part])
+        n = len(lines)
         for (sid, sf), res in zip(part, results, strict=True):
             ok = bool(res.get("success"))
             errs = res.get("errors") or [{}]
             lines.append({"source_system_id": sid, "sf_id": sf, "operation": "delete", "created": False,
                           "before": before[norm_id(sf)] if ok else None, "status": "ok" if ok else "failed",
                           "error": None if ok else f"{errs[0].get('statusCode')}: {str(errs[0].get('message') or '')[:300]}"})
+        if journal is not None:
+            journal.deleted(lines[n:])
     return lines
 
 
@@ -882,20 +898,23 @@ def delete_stale_links(client: Any, sobject: str, stale: Sequence[tuple[str, str
 RELATION = "AccountContactRelation"
 
 
-def relations_of(client: Any, envs: Sequence[Envelope]) -> dict[str, dict[str, list[str]]]:
+def relations_of(client: Any, envs: Sequence[Envelope]) -> dict[str, dict[str, Any]]:
     """The AccountContactRelations of the Contacts of ``envs`` as they are before a delta batch writes them:
-    external id (casefolded) -> ``{"ids": [Id (15 characters)...]}``, every Contact of ``envs`` (none: ``[]``);
-    what :func:`moved_relations` tells Salesforce's new ones by (journalled per Contact, so a retry keeps the
-    first attempt's: :meth:`clio2sf.ledger.BatchJournal.remember`)."""
+    external id (casefolded) -> ``{"ids": [Id (15 characters)...], "contact": its Id (15)}``, every Contact of
+    ``envs`` (none: ``{"ids": []}``); what :func:`moved_relations` tells Salesforce's new ones by (journalled per
+    Contact, so a retry keeps the first attempt's: :meth:`clio2sf.ledger.BatchJournal.remember`), and a rollback of
+    a batch that died (``clio2sf.ledger.file_lines``, by the Contact's Id)."""
     keys = sorted({str(e.external_id) for e in envs if e.external_id_field and e.external_id is not None})
     ext = envs[0].external_id_field if envs else None
-    out: dict[str, dict[str, list[str]]] = {k.casefold(): {"ids": []} for k in keys}
+    out: dict[str, dict[str, Any]] = {k.casefold(): {"ids": []} for k in keys}
     for part in chunked(keys, SOQL_IN_CHUNK):
-        soql = f"SELECT Id, Contact.{ext} FROM {RELATION} WHERE {soql_in(f'Contact.{ext}', part)}"
+        soql = f"SELECT Id, ContactId, Contact.{ext} FROM {RELATION} WHERE {soql_in(f'Contact.{ext}', part)}"
         for rec in client.query_all_iter(soql):
             ref = rec.get("Contact")
             key = str(ref.get(ext) if isinstance(ref, Mapping) else rec.get(f"Contact.{ext}")).casefold()
-            out.setdefault(key, {"ids": []})["ids"].append(norm_id(rec["Id"]))
+            entry = out.setdefault(key, {"ids": []})
+            entry["ids"].append(norm_id(rec["Id"]))
+            entry["contact"] = norm_id(rec["ContactId"])
     return out
 
 
@@ -1249,23 +1268,35 @@ def load_batch(
         mroot, sobject, ids, exclude=(run_id, phase, batch)))
     replaced = delete_stale_links(client, sobject, stale_links(previous, envs, result)) if previous is not None else []
     demoted: list[dict[str, Any]] = []
+    rel_journal = None
     if relations_before is not None:
         # the people's indirect relations Clio no longer has (the one Salesforce kept when a person's Account
         # changed, ours to a company Clio dropped); and the direct ones Salesforce made for a new Account
-        # (ledgered as created: a rollback deletes them)
+        # (ledgered as created: a rollback deletes them). The deletes are journalled as they go (a batch that dies
+        # before its ledger file: rollback re-creates them); what earlier attempts did is kept (its journal, its
+        # ledger file: a retry finds those relations gone, or Salesforce's new one among the "before")
+        rel_journal = BatchJournal(mroot, migration_id, run_id, phase, RELATION, f"{batch}-demoted")
+        earlier = {**earlier_lines(LedgerWriter(mroot, migration_id, run_id, phase, RELATION, f"{batch}-demoted").path),
+                   **rel_journal.earlier_deletes}
         stale_relations, made = moved_relations(client, paths, result, relations_before)
-        demoted = delete_stale_links(client, RELATION, stale_relations) + made
+        now = delete_stale_links(client, RELATION, stale_relations, journal=rel_journal) + made
+        again = {norm_id(line["sf_id"]) for line in now}
+        demoted = [line for k, line in earlier.items() if k not in again] + now
     rows = len(envs)
     del envs  # sent: from here on only their outcomes are written (the rows were most of a task's memory)
+    # the relations' first: a death between the two leaves the Contacts' journal, whose rollback still finds the
+    # relation Salesforce made (clio2sf.rollback.restore_op), and their ledger file, not a journal without it
+    if demoted:  # under the relation's object, a batch name of their own (the ACR step writes ``batch``)
+        with LedgerWriter(mroot, migration_id, run_id, phase, RELATION, f"{batch}-demoted") as rel_ledger:
+            for line in demoted:
+                rel_ledger.record(**line)
+    if rel_journal is not None:
+        rel_journal.clear()
     with LedgerWriter(mroot, migration_id, run_id, phase, sobject, batch) as ledger:
         for line in replaced:  # first: a row written again under the same source id stays its last write
             ledger.record(**line)
         for o in result.outcomes:
             ledger.record(**ledger_kwargs(o, result.before.get(o.source_system_id)))
-    if demoted:  # under the relation's object, a batch name of their own (the ACR step writes ``batch``)
-        with LedgerWriter(mroot, migration_id, run_id, phase, RELATION, f"{batch}-demoted") as rel_ledger:
-            for line in demoted:
-                rel_ledger.record(**line)
     journal.clear()  # the batch's ledger file now says all its journal did
     rphase = "load_deferred" if deferred else "load"
     failures = [reject_line(o, rphase, sobject) for o in result.outcomes if not o.success]

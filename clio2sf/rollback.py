@@ -23,6 +23,13 @@ of its own: it is listed as :data:`GOES_WITH_DOCUMENT` (cascaded), not sent to c
 it by its new id. A deleted record that goes with a parent this rollback deletes (:data:`WITH_PARENT`: an
 AccountContactRelation whose Contact or Account the migration created, when the whole migration is rolled
 back) is not re-created: it would only go with that parent.
+
+A batch whose task died and was not run again (its retries ran out) has no ledger file, only its journal: the
+records it created are deleted as any (the journal's ``ok`` lines), and the ones it updated are restored to the
+before-images it journalled before its first write (read with ``journal_images``:
+:func:`clio2sf.ledger.file_lines`); a Contact's restore also deletes the direct AccountContactRelation Salesforce
+made when the batch moved the person (:func:`restore_op`). A batch with a ledger file is planned from it (the
+ledger wins; a record's earliest image is restored once).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import pandas as pd
 
 from clio2sf import reports
 from clio2sf.delta import DEFAULT_LOAD_ORDER
-from clio2sf.ledger import updated_with_before
+from clio2sf.ledger import RELATIONS_BEFORE, updated_with_before
 
 #: sobjects whose rows are removed by deleting the file's ContentDocument (ContentVersion has no delete).
 FILE_SOBJECTS = frozenset({"ContentVersion"})
@@ -67,6 +74,9 @@ class RollbackOp:
     source_system_id: str
     run_id: str
     values: dict[str, Any] | None = None  # the before-image for a restore or a recreate
+    #: a Contact restored from the journal of a batch that died: the Ids (15 characters) of the
+    #: AccountContactRelations it had before the batch (:func:`restore_op`)
+    relations: list[str] | None = None
 
     def ledger_kwargs(self, status: str = "ok", error: str | None = None) -> dict[str, Any]:
         """Keyword arguments for ``LedgerWriter(root, mig, self.run_id, "rollback", self.sobject, batch).record``."""
@@ -98,6 +108,18 @@ class RollbackPlan:
                                  for d in self.already_done]}
 
 
+def restore_op(sobject: str, sf_id: str, ssid: str, run_id: str, before: Mapping[str, Any]) -> RollbackOp:
+    """The restore of a record to its before-image. A Contact's image from the journal of a batch that died (read
+    with ``journal_images``: :func:`clio2sf.ledger.file_lines`) names the AccountContactRelations it had before
+    the batch (:data:`clio2sf.ledger.RELATIONS_BEFORE`): the op's ``relations``, so the direct one Salesforce made
+    when the batch moved the person (which the batch would have ledgered as created, had it completed) is deleted
+    after the restore (:mod:`clio2sf.rollback_run`)."""
+    values = dict(before)
+    relations = values.pop(RELATIONS_BEFORE, None)
+    return RollbackOp("restore", sobject, sf_id, ssid, run_id, values,
+                      relations=[str(i) for i in relations] if isinstance(relations, list) else None)
+
+
 def _rank(order: Sequence[str]) -> Callable[[str], int]:
     pos = {s: i for i, s in enumerate(order)}
     return lambda s: pos.get(s, len(order))  # unknown sobjects count as leaves: deleted first
@@ -127,7 +149,8 @@ def plan_rollback(ledger: pd.DataFrame, *, run_id: str | None = None, exists: Ex
     """Plan the rollback of one run (or of every run of the migration when ``run_id`` is None).
 
     ``ledger`` is :func:`clio2sf.ledger.read_ledger` of the whole migration (other runs are
-    needed to keep files a later/earlier run still uses). ``exists(sobject, ids)`` returns the
+    needed to keep files a later/earlier run still uses), read with ``journal_images=True`` (as
+    :func:`plan_rollback_from_ledger` reads it) for the updates of a batch whose task died to be restored. ``exists(sobject, ids)`` returns the
     ids still present in the org; without it every id is assumed present. ``link_documents`` (the org's
     links and their documents) lets a link whose ContentDocument the plan deletes go with it
     (:data:`GOES_WITH_DOCUMENT`); without it links are deleted one by one (checked with ``exists``).
@@ -157,7 +180,7 @@ def _run_lines(root: Any, run_id: str | None, migration_id: str | None) -> Itera
     from clio2sf.ledger import iter_lines
 
     seen = False
-    for line in iter_lines(root, run_id):
+    for line in iter_lines(root, run_id, journal_images=True):  # a dead batch's updates: its journalled images
         if migration_id is not None and str(line.get("migration_id")) != str(migration_id):
             continue
         seen = True
@@ -257,8 +280,9 @@ def _plan(work: pd.DataFrame, done: set[tuple[str, str, str]], recreated: dict[s
 
     recreates = []
     created_here = {(r.object, str(r.sf_id)[:15]) for r in created.itertuples(index=False)}
-    for r in work[(work["operation"] == "delete") & work["before"].map(lambda b: isinstance(b, dict))].itertuples(
-            index=False):
+    # one per record: a batch's journal says what its ledger file says until the journal is removed
+    gone = work[(work["operation"] == "delete") & work["before"].map(lambda b: isinstance(b, dict))]
+    for r in gone.drop_duplicates(["object", "sf_id"], keep="first").itertuples(index=False):
         if (r.object, str(r.sf_id)[:15]) in created_here:
             continue  # created in the same scope: it stays deleted
         if r.object in FILE_SOBJECTS:
@@ -285,7 +309,7 @@ def _plan(work: pd.DataFrame, done: set[tuple[str, str, str]], recreated: dict[s
         if key in done:
             skipped.append(("restore", r.object, r.sf_id, "restored by an earlier rollback"))
             continue
-        restores.append(RollbackOp("restore", r.object, r.sf_id, r.source_system_id, r.run_id, dict(r.before)))
+        restores.append(restore_op(r.object, r.sf_id, r.source_system_id, r.run_id, r.before))
 
     link_docs: dict[str, str] = {}
     if link_documents is not None:  # the org's links, with their documents: also their existence check
@@ -769,7 +793,7 @@ def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], ch
         ).fetchone() is not None
 
     def recreate(row: Any) -> RollbackOp | tuple[str, str, str, str] | None:
-        obj, sf_id, ssid, rid, before, created_here, recreated_before = row
+        obj, sf_id, ssid, rid, before, created_here, recreated_before, _k = row
         if created_here:
             return None  # created in the same scope: it stays deleted
         if obj in FILE_SOBJECTS:
@@ -784,8 +808,8 @@ def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], ch
     def recreates_of(obj: str) -> Iterable[Step]:
         rows = db.execute("SELECT obj, sf_id, ssid, run_id, before, EXISTS(SELECT 1 FROM work c WHERE "
                           "c.obj = w.obj AND c.sf15 = w.sf15 AND c.created = 1), EXISTS(SELECT 1 FROM remap m "
-                          "WHERE m.old15 = w.sf15) FROM work w WHERE obj = ? AND operation = 'delete' "
-                          "AND before IS NOT NULL ORDER BY sf_id, k", (obj,))
+                          "WHERE m.old15 = w.sf15), MIN(k) FROM work w WHERE obj = ? AND operation = 'delete' "
+                          "AND before IS NOT NULL GROUP BY sf_id ORDER BY sf_id", (obj,))
         yield from paged(rows, recreate, False, "still in Salesforce: nothing to re-create")
 
     def restore(row: Any) -> RollbackOp | tuple[str, str, str, str] | None:
@@ -794,7 +818,7 @@ def _steps(scope: _Scope, exists: ExistsFn | None, load_order: Sequence[str], ch
             return None  # deleted here (its before-image is a recreate's), or created here (the delete wins)
         if done:
             return "restore", obj, sf_id, "restored by an earlier rollback"
-        return RollbackOp("restore", obj, sf_id, ssid, rid, json.loads(before))
+        return restore_op(obj, sf_id, ssid, rid, json.loads(before))
 
     # per object in load order: its re-creations, then the earliest update with a before-image per record
     # (updated_with_before)

@@ -4,7 +4,9 @@ Deletes go through ``client.composite_delete`` (files through their ContentDocum
 and notes a ContentDocument delete takes along get no call of their own, counted ``cascaded``),
 re-creations through ``client.composite_upsert`` on the object's external id when the
 before-image has one (so a retried chunk cannot make a second copy), else
-``client.composite_create``; restores through ``client.composite_update``. Every executed chunk is written to the ledger at once (phase
+``client.composite_create``; restores through ``client.composite_update`` (a Contact restored from the journal of
+a batch that died: then the direct AccountContactRelation Salesforce made when the batch moved it is deleted,
+:func:`_made_by_move`). Every executed chunk is written to the ledger at once (phase
 ``rollback`` under the rolled-back run's id), so an interrupted rollback resumes where it stopped
 and a finished one plans nothing the second time.
 
@@ -36,6 +38,8 @@ from clio2sf.verify import existing_ids, query_in
 GONE_CODES = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY"})
 #: Before-image keys that are not writable fields.
 NOT_WRITABLE = frozenset({"Id", "attributes"})
+#: The link object Salesforce keeps in step with a Contact's ``AccountId``.
+RELATION = "AccountContactRelation"
 #: What one rollback run did (beside its plan, ``rollback.{json,csv,html}``, in its own report folder).
 RESULT_FILE = "rollback_result.json"
 
@@ -108,6 +112,49 @@ def _direct_relations(client: Any, ops: Sequence[rollback.RollbackOp]) -> set[st
     return {str(r["Id"])[:15] for r in client.query_all_iter(soql)}
 
 
+def _made_by_move(client: Any, ops: Sequence[rollback.RollbackOp], bodies: Sequence[Mapping[str, Any]]
+                  ) -> dict[str, list[str]]:
+    """Contacts restored from the journal of a batch that died (``op.relations``: the AccountContactRelations they
+    had before it): Contact Id (15 characters) -> the Ids of their direct relations to an Account other than the
+    one restored (``bodies``' ``AccountId``) that are not among those: the relation Salesforce made when the batch
+    moved the person, which the batch would have ledgered as created (``clio2sf.pipeline.moved_relations``) and
+    which the restore leaves behind as indirect. Asked before the restore, while it is direct."""
+    todo = {o.sf_id[:15]: (o, str(b["AccountId"])[:15]) for o, b in zip(ops, bodies, strict=True)
+            if o.relations is not None and b.get("AccountId")}
+    out: dict[str, list[str]] = {}
+    ids = sorted(o.sf_id for o, _ in todo.values())
+    for start in range(0, len(ids), COMPOSITE_CHUNK):
+        soql = (f"SELECT Id, ContactId, AccountId FROM AccountContactRelation WHERE IsDirect = true "
+                f"AND {soql_in('ContactId', ids[start:start + COMPOSITE_CHUNK])}")
+        for r in client.query_all_iter(soql):
+            op, account = todo.get(str(r["ContactId"])[:15], (None, None))
+            if op is not None and str(r["AccountId"])[:15] != account \
+                    and str(r["Id"])[:15] not in {str(i)[:15] for i in op.relations or ()}:
+                out.setdefault(op.sf_id[:15], []).append(str(r["Id"]))
+    return out
+
+
+def _delete_made(client: Any, mroot: Any, migration_id: str, ops: Sequence[rollback.RollbackOp],
+                 made: Mapping[str, list[str]], batch: str, counts: dict[str, dict[str, int]]) -> None:
+    """Delete the relations :func:`_made_by_move` found for the Contacts ``ops`` restored; rollback ledger lines of
+    their own (under the relation's object, a ``delete`` each), so a later rollback finds them done."""
+    todo = [(o, rid) for o in ops for rid in made.get(o.sf_id[:15], ())]
+    if not todo:
+        return
+    with LedgerWriter(mroot, migration_id, todo[0][0].run_id, rollback.ROLLBACK_PHASE, RELATION,
+                      f"{batch}-moved") as w:
+        for start in range(0, len(todo), COMPOSITE_CHUNK):
+            part = todo[start:start + COMPOSITE_CHUNK]
+            for (o, rid), res in zip(part, client.composite_delete([rid for _, rid in part]), strict=True):
+                status, error = "ok", None
+                if not res.get("success"):
+                    code, error = _errors(res)
+                    status = "ok" if code in GONE_CODES else "failed"
+                w.record(source_system_id=f"{o.source_system_id}#moved", sf_id=rid, operation="delete",
+                         created=False, status=status, error=error)
+                counts[RELATION]["failed" if status == "failed" else "already_gone" if error else "deleted"] += 1
+
+
 def _execute(client: Any, mroot: Any, migration_id: str, ops: Sequence[rollback.RollbackOp], batch: str,
              counts: dict[str, dict[str, int]], remap: MutableMapping[str, str]) -> None:
     """Run one chunk of same-action, same-sobject operations and write its ledger lines.
@@ -133,7 +180,11 @@ def _execute(client: Any, mroot: Any, migration_id: str, ops: Sequence[rollback.
             body = {k: (remap.get(v[:15], v) if isinstance(v, str) and len(v) in (15, 18) else v)
                     for k, v in rollback.restore_payload(o).items() if k not in NOT_WRITABLE}
             records.append({"attributes": {"type": sobject}, "id": o.sf_id, **body})
+        made = _made_by_move(client, ops, records) if sobject == "Contact" else {}
         results = client.composite_update(records)
+        if made:
+            _delete_made(client, mroot, migration_id, [o for o, res in zip(ops, results, strict=False)
+                                                       if res.get("success")], made, batch, counts)
     if len(results) != len(ops):
         raise RuntimeError(f"rollback {action} {sobject}: {len(results)} result(s) for {len(ops)} record(s)")
     writers: dict[str, LedgerWriter] = {}

@@ -51,7 +51,7 @@ class FakeOrg:
 def _plan(root, **kw) -> RollbackPlan:
     """The plan from the whole ledger in memory, the one read file by file and the one planned a step at a time
     (spooled, and reported from the spool): they must be the same."""
-    whole = plan_rollback(read_ledger(root), **kw)
+    whole = plan_rollback(read_ledger(root, journal_images=True), **kw)
     streamed = plan_rollback_from_ledger(root, **kw)
     assert streamed.to_json() == whole.to_json()
     assert streamed.recreated == whole.recreated
@@ -351,3 +351,52 @@ def test_links_and_notes_go_with_the_content_document_the_rollback_deletes(tmp_p
     assert not [d for d in after.already_done if d[3] == GOES_WITH_DOCUMENT], after.already_done
     assert [(o.sobject, o.sf_id) for o in after.operations if o.sobject.startswith("Content")] == [
         ("ContentDocumentLink", "06AB")]
+
+
+def test_a_batch_that_died_is_rolled_back_from_its_journal(tmp_path):
+    """A Contact batch of a window died after its upsert and after deleting a relation, and was not run again: no
+    ledger file, only its journal. Its update is restored to the before-image it journalled (with the relations
+    the Contact had, for the rollback to delete the one Salesforce made), what it created is deleted, the relation
+    it deleted is re-created. A batch that completed but whose journal was not removed yet is planned from its
+    ledger file: one restore, one re-creation. Old code: no restore of the dead batch's Contact, the relation's
+    delete was not journalled, and a delete in both a ledger file and its journal was re-created twice."""
+    from types import SimpleNamespace
+
+    from clio2sf.ledger import BatchJournal
+
+    def ok(ssid, sf_id, created=False):
+        return SimpleNamespace(source_system_id=ssid, sf_id=sf_id, operation="upsert", created=created, file_ids=(),
+                               success=True)
+
+    def gone(sf_id, contact):
+        return {"source_system_id": f"x-{sf_id}", "sf_id": sf_id, "operation": "delete", "created": False,
+                "before": {"AccountId": "001X", "ContactId": contact, "IsActive": True}, "status": "ok", "error": None}
+
+    w1 = (tmp_path, "m1", "w1", "delta")
+    dead = BatchJournal(*w1, "Contact", "contacts-batch-00001")
+    dead.remember("before_image", {"003A": {"Id": "003A", "AccountId": "001X", "Title": "Associate"}})
+    dead.remember("relation_before", {"contact-1": {"ids": ["07kX"], "contact": "003A"}, "contact-2": {"ids": []}})
+    dead.intend([("contact-1", None), ("contact-2", None)], "upsert")
+    dead.done([ok("contact-1", "003A"), ok("contact-2", "003N", created=True)])
+    rel = BatchJournal(*w1, "AccountContactRelation", "contacts-batch-00001-demoted")
+    rel.deleted([gone("07kX", "003A")])
+    assert BatchJournal(*w1, "AccountContactRelation", "contacts-batch-00001-demoted").earlier_deletes == {
+        "07kX": gone("07kX", "003A")}  # what a retry puts in its ledger file
+    # completed: its ledger files are written, its journals not removed yet
+    done = BatchJournal(*w1, "Contact", "contacts-batch-00002")
+    done.remember("before_image", {"003B": {"Id": "003B", "Title": "Old"}})
+    done.done([ok("contact-3", "003B")])
+    with LedgerWriter(*w1, "Contact", "contacts-batch-00002") as w:
+        w.record(source_system_id="contact-3", sf_id="003B", operation="upsert", created=False,
+                 before={"Id": "003B", "Title": "Old"})
+    BatchJournal(*w1, "AccountContactRelation", "contacts-batch-00002-demoted").deleted([gone("07kZ", "003B")])
+    with LedgerWriter(*w1, "AccountContactRelation", "contacts-batch-00002-demoted") as w:
+        w.record(**gone("07kZ", "003B"))
+
+    plan = _plan(tmp_path, run_id="w1")
+    assert [(o.action, o.sobject, o.sf_id, o.values, o.relations) for o in plan.operations] == [
+        ("restore", "Contact", "003A", {"Id": "003A", "AccountId": "001X", "Title": "Associate"}, ["07kX"]),
+        ("restore", "Contact", "003B", {"Id": "003B", "Title": "Old"}, None),
+        ("recreate", "AccountContactRelation", "07kX", gone("07kX", "003A")["before"], None),
+        ("recreate", "AccountContactRelation", "07kZ", gone("07kZ", "003B")["before"], None),
+        ("delete", "Contact", "003N", None, None)]
