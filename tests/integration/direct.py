@@ -121,6 +121,28 @@ def companies_and_a_lone_person(clio_hook: Any, n: int) -> tuple[list[int], int]
     return companies, person
 
 
+def relation_ids(hook: Any, contact_id: str) -> dict[str, str]:
+    """The Contact's AccountContactRelations as ``AccountId -> relation Id``."""
+    return {r["AccountId"]: r["Id"] for r in hook.query_all(
+        f"SELECT Id, AccountId FROM AccountContactRelation WHERE ContactId = '{contact_id}'")}
+
+
+def full_load_person(clio_hook: Any, hook: Any, mroot: Any, person: int, companies: list[int],
+                     fields: str = "Id, AccountId") -> tuple[Any, UserMap, dict[int, str], dict, list]:
+    """The firm extracted, its users mapped, transformed and fully loaded, as the phases do before a window;
+    then ``(spec, users, Account Id of each company, the person's Contact (``fields``), its relations)``."""
+    from tests.integration.test_cutover import _extract, _load
+
+    _extract(clio_hook, mroot, lambda page_no: None)
+    write_user_map(hook, mroot)  # as mig_03 writes them
+    spec, users = transform_for_load(hook, mroot)
+    _load(hook, mroot, spec, mroot, "full-1", "full_load")
+    acc = {cid: hook.query_all(f"SELECT Id FROM Account WHERE Clio_Id__c = 'contact-{cid}'")[0]["Id"]
+           for cid in companies}
+    [contact] = hook.query_all(f"SELECT {fields} FROM Contact WHERE Clio_Id__c = 'contact-{person}'")
+    return spec, users, acc, contact, account_relations(hook, contact["Id"])
+
+
 def verify_window(hook: Any, mroot: Any, spec: Any, window: str, report: str | None = None) -> dict:
     """Verify a delta window's records as the delta phase does (its ``raw_ok``, the migration as context)."""
     from clio2sf.verify.run import verify_migration

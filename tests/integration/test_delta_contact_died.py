@@ -20,7 +20,7 @@ from clio2sf import pipeline, staging
 from clio2sf.ledger import read_ledger
 from clio2sf.rollback_run import run_rollback
 from tests.integration import direct
-from tests.integration.test_cutover import _extract, _load, _window
+from tests.integration.test_cutover import _window
 
 roster = pytest.importorskip("sandbox.common.roster")
 
@@ -39,13 +39,7 @@ def died(request, tmp_path_factory):
         mroot = staging.migration_root(base / "stage", "tiny", "m1")
         (x, y), person = direct.companies_and_a_lone_person(clio_hook, 2)
         clio.mutate("contacts", "update", person, {"company": {"id": x}, "title": "Associate"})
-        _extract(clio_hook, mroot, lambda page_no: None)
-        direct.write_user_map(hook, mroot)  # as mig_03 writes them
-        spec, users = direct.transform_for_load(hook, mroot)
-        _load(hook, mroot, spec, mroot, "full-1", "full_load")
-        acc = {cid: hook.query_all(f"SELECT Id FROM Account WHERE Clio_Id__c = 'contact-{cid}'")[0]["Id"] for cid in (x, y)}
-        [contact] = hook.query_all(f"SELECT Id, AccountId, Title FROM Contact WHERE Clio_Id__c = 'contact-{person}'")
-        before = direct.account_relations(hook, contact["Id"])
+        spec, users, acc, contact, before = direct.full_load_person(clio_hook, hook, mroot, person, [x, y], fields="Id, AccountId, Title")
         clio.mutate("contacts", "update", person, {"company": {"id": y}, "title": "Partner"})
 
         if request.param == "before_relations":

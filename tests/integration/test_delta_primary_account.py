@@ -21,7 +21,7 @@ from clio2sf.ledger import read_ledger
 from clio2sf.mapping.spec import BASE_LOAD_ORDER
 from clio2sf.rollback_run import run_rollback
 from tests.integration import direct
-from tests.integration.test_cutover import _extract, _load, _window
+from tests.integration.test_cutover import _window
 
 roster = pytest.importorskip("sandbox.common.roster")
 
@@ -35,21 +35,13 @@ def moved(tmp_path_factory):
         mroot = staging.migration_root(base / "stage", "tiny", "m1")
         (x, y, z), person = direct.companies_and_a_lone_person(clio_hook, 3)
         clio.mutate("contacts", "update", person, {"company": {"id": x}, "related_contacts": [{"id": y, "type": "Company"}]})
-        _extract(clio_hook, mroot, lambda page_no: None)
-        direct.write_user_map(hook, mroot)  # as mig_03 writes them
-        spec, users = direct.transform_for_load(hook, mroot)
-        _load(hook, mroot, spec, mroot, "full-1", "full_load")
-        acc = {cid: hook.query_all(f"SELECT Id FROM Account WHERE Clio_Id__c = 'contact-{cid}'")[0]["Id"] for cid in (x, y)}
-        [contact] = hook.query_all(f"SELECT Id, AccountId FROM Contact WHERE Clio_Id__c = 'contact-{person}'")
-        before = direct.account_relations(hook, contact["Id"])
-        ids_before = {r["AccountId"]: r["Id"] for r in hook.query_all(
-            f"SELECT Id, AccountId FROM AccountContactRelation WHERE ContactId = '{contact['Id']}'")}
+        spec, users, acc, contact, before = direct.full_load_person(clio_hook, hook, mroot, person, [x, y])
+        ids_before = direct.relation_ids(hook, contact["Id"])
         clio.mutate("contacts", "update", person, {"company": {"id": y}, "related_contacts": [
             {"id": y, "_destroy": True}, {"id": x, "type": "Company"}]})
         w1 = _window(clio_hook, hook, mroot, spec, users, "w1")
         after = direct.account_relations(hook, contact["Id"])
-        ids_after = {r["AccountId"]: r["Id"] for r in hook.query_all(
-            f"SELECT Id, AccountId FROM AccountContactRelation WHERE ContactId = '{contact['Id']}'")}
+        ids_after = direct.relation_ids(hook, contact["Id"])
         [moved_contact] = hook.query_all(f"SELECT AccountId FROM Contact WHERE Id = '{contact['Id']}'")
         verified = direct.verify_window(hook, mroot, spec, "w1")
         w2 = _window(clio_hook, hook, mroot, spec, users, "w2")
