@@ -405,7 +405,10 @@ class Comparison:
         def stamp(value: Any) -> Any:
             return norm.day(value) if all_day else norm.instant(value)
 
-        want = {stamp(s.date() if all_day else s): s for s in series["starts"] if s <= cutoff}
+        # past the limit, the horizon decides; an all-day entry is compared by day on both sides (its local
+        # midnight may fall after the cutoff's instant on the cutoff's own day)
+        limit = norm.day(cutoff) if all_day else norm.instant(cutoff)
+        want = {st: s for s in series["starts"] if (st := stamp(s.date() if all_day else s)) <= limit}
         self.res.fields["Event"] += len(want)
         first = min(want) if want else None
         for st in want:
@@ -417,7 +420,6 @@ class Comparison:
             self.add(template, "Event", f"{sid}@{norm.display(st)}", "StartDateTime", "occurrences",
                      norm.display(st), None, f"{which} of the recurring entry is missing", "recurrence_rule",
                      explain=f"rejected: {rej}" if rej else None)
-        limit = norm.day(cutoff) if all_day else norm.instant(cutoff)  # past it, the horizon decides
         for st, k in got.items():
             if st is None or (st not in want and st <= limit):
                 self.add(template, "Event", k, "StartDateTime", "occurrences", None, norm.display(st),
