@@ -143,6 +143,13 @@ def full_load_person(clio_hook: Any, hook: Any, mroot: Any, person: int, compani
     return spec, users, acc, contact, account_relations(hook, contact["Id"])
 
 
+def rollback_window(hook: Any, mroot: Any, spec: Any, window: str = "w1") -> dict:
+    """Roll back one delta window of migration ``m1`` for real (not a dry run), in the spec's load order."""
+    from clio2sf.rollback_run import run_rollback
+
+    return run_rollback(hook, mroot, run_id=window, migration_id="m1", dry_run=False, load_order=spec.load_order)
+
+
 def verify_window(hook: Any, mroot: Any, spec: Any, window: str, report: str | None = None) -> dict:
     """Verify a delta window's records as the delta phase does (its ``raw_ok``, the migration as context)."""
     from clio2sf.verify.run import verify_migration

@@ -18,7 +18,6 @@ import pytest
 
 from clio2sf import pipeline, staging
 from clio2sf.ledger import read_ledger
-from clio2sf.rollback_run import run_rollback
 from tests.integration import direct
 from tests.integration.test_cutover import _window
 
@@ -63,10 +62,10 @@ def died(request, tmp_path_factory):
         [moved] = hook.query_all(f"SELECT AccountId, Title FROM Contact WHERE Id = '{contact['Id']}'")
         left = direct.account_relations(hook, contact["Id"])
         ledger = read_ledger(mroot, run_id="w1")
-        first = run_rollback(hook, mroot, run_id="w1", migration_id="m1", dry_run=False, load_order=spec.load_order)
+        first = direct.rollback_window(hook, mroot, spec)
         [back] = hook.query_all(f"SELECT AccountId, Title FROM Contact WHERE Id = '{contact['Id']}'")
         relations = direct.account_relations(hook, contact["Id"])
-        second = run_rollback(hook, mroot, run_id="w1", migration_id="m1", dry_run=False, load_order=spec.load_order)
+        second = direct.rollback_window(hook, mroot, spec)
         yield {"death": request.param, "acc": acc, "x": x, "y": y, "contact": contact, "before": before, "moved": moved, "left": left,
                "ledger": ledger, "first": first, "back": back, "relations": relations, "second": second,
                "again": direct.account_relations(hook, contact["Id"])}

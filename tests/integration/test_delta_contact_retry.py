@@ -19,7 +19,6 @@ import pytest
 
 from clio2sf import pipeline, staging
 from clio2sf.ledger import read_ledger
-from clio2sf.rollback_run import run_rollback
 from tests.integration import direct
 from tests.integration.test_cutover import TaskDied, _window
 
@@ -100,8 +99,7 @@ def test_rolling_back_the_window_puts_the_person_back_under_x_with_one_direct_re
     """Old code: the Contact's before-image (AccountId Y) restored nothing; the person stayed under Y."""
     m = retried
     hook = m["hook"]
-    out = run_rollback(hook, m["mroot"], run_id="w1", migration_id="m1", dry_run=False,
-                       load_order=m["spec"].load_order)
+    out = direct.rollback_window(hook, m["mroot"], m["spec"])
     assert out["failed"] == 0, out
     [contact] = hook.query_all(f"SELECT AccountId FROM Contact WHERE Id = '{m['contact']['Id']}'")
     assert contact["AccountId"] == m["acc"][m["x"]], out

@@ -19,7 +19,6 @@ import pytest
 
 from clio2sf import staging
 from clio2sf.ledger import read_ledger
-from clio2sf.rollback_run import run_rollback
 from tests.integration import direct
 from tests.integration.test_cutover import _window
 
@@ -91,13 +90,11 @@ def test_the_window_verifies_and_a_second_window_changes_nothing(dropped):
 def test_rolling_back_the_window_relates_the_person_to_y_again(dropped):
     m = dropped
     hook = m["hook"]
-    out = run_rollback(hook, m["mroot"], run_id="w1", migration_id="m1", dry_run=False,
-                       load_order=m["spec"].load_order)
+    out = direct.rollback_window(hook, m["mroot"], m["spec"])
     assert out["failed"] == 0, out
     assert out["counts"]["AccountContactRelation"] == {"recreated": 1}, out
     [contact] = hook.query_all(f"SELECT AccountId FROM Contact WHERE Id = '{m['contact']['Id']}'")
     assert contact["AccountId"] == m["acc"][m["x"]]
     assert direct.account_relations(hook, m["contact"]["Id"]) == m["before"], out
-    again = run_rollback(hook, m["mroot"], run_id="w1", migration_id="m1", dry_run=False,
-                         load_order=m["spec"].load_order)
+    again = direct.rollback_window(hook, m["mroot"], m["spec"])
     assert again["failed"] == 0 and not any(again["counts"].values()), again

@@ -18,7 +18,6 @@ import pytest
 
 from clio2sf import staging
 from clio2sf.ledger import read_ledger
-from clio2sf.rollback_run import run_rollback
 from tests.integration import direct
 from tests.integration.test_cutover import _window
 
@@ -84,8 +83,7 @@ def test_the_window_verifies_and_a_second_window_changes_nothing(left):
 def test_rolling_back_the_window_puts_the_person_back_under_x_with_one_direct_relation(left):
     m = left
     hook = m["hook"]
-    out = run_rollback(hook, m["mroot"], run_id="w1", migration_id="m1", dry_run=False,
-                       load_order=m["spec"].load_order)
+    out = direct.rollback_window(hook, m["mroot"], m["spec"])
     assert out["failed"] == 0, out
     [contact] = hook.query_all(f"SELECT AccountId FROM Contact WHERE Id = '{m['contact']['Id']}'")
     assert contact["AccountId"] == m["acc"][m["x"]], out
@@ -93,7 +91,6 @@ def test_rolling_back_the_window_puts_the_person_back_under_x_with_one_direct_re
     # again, not created), and the one Salesforce made to Y in the window (indirect once X is primary) deleted
     assert direct.account_relations(hook, m["contact"]["Id"]) == [(m["acc"][m["x"]], True)], out
     assert out["counts"]["AccountContactRelation"] == {"found_again": 1, "deleted": 1}, out
-    again = run_rollback(hook, m["mroot"], run_id="w1", migration_id="m1", dry_run=False,
-                         load_order=m["spec"].load_order)
+    again = direct.rollback_window(hook, m["mroot"], m["spec"])
     assert again["failed"] == 0 and not any(again["counts"].values()), again
     assert direct.account_relations(hook, m["contact"]["Id"]) == [(m["acc"][m["x"]], True)]
